@@ -1,0 +1,271 @@
+//! NMEA 0183 (nmea.md): the line framer, the sentence parser and encoder, and the stream
+//! decoder that turns a device's lines into records.
+//!
+//! Layers, each usable alone:
+//! * [`LineFramer`] cuts lines (CR, LF or CR LF; a bare last line at end of stream) with a
+//!   length cap and resynchronises on `$` after an over-long run of garbage.
+//! * [`split_line`] finds what one line holds: identification forms trackers send
+//!   (`$IMEI=…`, `IMEI …`, a bare id, an id before the `$`), sentences (several may be
+//!   spliced into one line), and bytes that are neither.
+//! * [`parse`] checks and parses one sentence into a typed [`Sentence`]; [`encode`] writes one.
+//! * [`NmeaDecoder`] keeps the per-stream state (device id, last date) and emits records.
+//!
+//! This module does no I/O and keeps no clock.
+
+mod encode;
+pub mod fields;
+mod sentence;
+mod stream;
+
+pub use encode::{encode, to_line, EncodeError};
+pub use fields::{Coordinate, NmeaDate, NmeaTime};
+pub use sentence::{
+    parse, Gga, Gll, Gns, Gsa, Gst, Gsv, Hdt, Message, ParsedSentence, Rmc, SatelliteInView,
+    Sentence, Talker, Txt, Vtg, Zda,
+};
+pub use stream::NmeaDecoder;
+
+use crate::framing::{Framer, Framing, Reject, RejectKind};
+
+/// The default longest line. The standard says 82 characters, but real receivers exceed it
+/// (long GSV, PUBX, 7-decimal coordinates) and trackers prepend ids, so the cap is generous.
+pub const DEFAULT_MAX_LINE: usize = 512;
+
+/// Cuts a byte stream into lines. A line ends at LF or CR (so CR LF gives an empty second
+/// line, which holds nothing); the terminator is not part of the frame.
+#[derive(Debug, Clone)]
+pub struct LineFramer {
+    pub max_line_len: usize,
+}
+
+impl Default for LineFramer {
+    fn default() -> Self {
+        LineFramer {
+            max_line_len: DEFAULT_MAX_LINE,
+        }
+    }
+}
+
+impl Framer for LineFramer {
+    fn next_frame(&mut self, buf: &[u8]) -> Framing {
+        let window = &buf[..buf.len().min(self.max_line_len.saturating_add(1))];
+        if let Some(i) = window.iter().position(|&b| b == b'\n' || b == b'\r') {
+            return Framing::Frame {
+                len: i,
+                consumed: i + 1,
+            };
+        }
+        if buf.len() > self.max_line_len {
+            // Skip to the next sentence start so one runaway line (binary traffic, a device
+            // that never sends a terminator) costs only itself.
+            let consumed = buf
+                .iter()
+                .skip(1)
+                .position(|&b| b == b'$')
+                .map_or(buf.len(), |p| p + 1);
+            return Framing::Rejected {
+                consumed,
+                reason: Reject::new(
+                    RejectKind::TooLong,
+                    format!("no line terminator within {} bytes", self.max_line_len),
+                ),
+            };
+        }
+        Framing::Incomplete { needed: 1 }
+    }
+
+    /// At the end of a stream (or datagram) an unterminated last line is still a line.
+    fn next_frame_at_end(&mut self, buf: &[u8]) -> Framing {
+        match self.next_frame(buf) {
+            Framing::Incomplete { .. } if !buf.is_empty() => Framing::Frame {
+                len: buf.len(),
+                consumed: buf.len(),
+            },
+            other => other,
+        }
+    }
+}
+
+/// How a device identified itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdForm {
+    /// `$IMEI=<id>`, `IMEI <id>` and similar whole lines.
+    ImeiLine,
+    /// A line that is nothing but an id.
+    BareId,
+    /// An id written before the `$` of a sentence on the same line.
+    Prefix,
+}
+
+/// One thing found on a line. Offsets are from the start of the line.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LinePiece<'a> {
+    /// `$…` up to the end of its checksum, or to the end of the line when it has none.
+    Sentence { offset: usize, text: &'a [u8] },
+    Identification {
+        offset: usize,
+        id: &'a str,
+        form: IdForm,
+    },
+    /// Bytes that are not NMEA.
+    Rejected {
+        offset: usize,
+        len: usize,
+        reason: Reject,
+    },
+}
+
+fn is_blank(b: &u8) -> bool {
+    matches!(b, b' ' | b'\t')
+}
+
+/// A plausible device id: 3–32 letters and digits, at least one digit.
+fn valid_id(s: &[u8]) -> Option<&str> {
+    let ok = (3..=32).contains(&s.len())
+        && s.iter().all(u8::is_ascii_alphanumeric)
+        && s.iter().any(u8::is_ascii_digit);
+    ok.then(|| std::str::from_utf8(s).ok()).flatten()
+}
+
+fn trim(mut s: &[u8], strip: impl Fn(&u8) -> bool) -> &[u8] {
+    while let [first, rest @ ..] = s {
+        if !strip(first) {
+            break;
+        }
+        s = rest;
+    }
+    while let [rest @ .., last] = s {
+        if !strip(last) {
+            break;
+        }
+        s = rest;
+    }
+    s
+}
+
+/// Whole-line identification forms.
+fn identification_line(line: &[u8]) -> Option<(&str, IdForm)> {
+    for head in [
+        &b"$IMEI="[..],
+        b"$IMEI,",
+        b"IMEI ",
+        b"IMEI:",
+        b"IMEI,",
+        b"IMEI=",
+    ] {
+        if let Some(rest) = line.strip_prefix(head) {
+            return valid_id(trim(rest, is_blank)).map(|id| (id, IdForm::ImeiLine));
+        }
+    }
+    valid_id(line).map(|id| (id, IdForm::BareId))
+}
+
+/// An id written before a sentence: `359…,$GPRMC`, `4711/022789000688081/$GPRMC`,
+/// `123456789$GPGGA`. Separators around the id are dropped and, where the prefix is a path
+/// of several parts, the last part is the id.
+fn prefix_id(prefix: &[u8]) -> Option<&str> {
+    let p = trim(prefix, |b| {
+        matches!(b, b',' | b'/' | b' ' | b'\t' | b':' | b';')
+    });
+    let last = p.rsplit(|&b| b == b'/' || b == b',').next()?;
+    // A leading marker (`%356939010012099`) is dropped; anything else around the id means
+    // the prefix is some other envelope, not an id.
+    let start = last.iter().position(u8::is_ascii_alphanumeric)?;
+    valid_id(&last[start..])
+}
+
+/// Calls `each` with what the line holds, in order. `line` excludes its terminator.
+pub fn split_line<'a>(line: &'a [u8], mut each: impl FnMut(LinePiece<'a>)) {
+    let lead = line.iter().take_while(|b| is_blank(b)).count();
+    let body = trim(line, is_blank);
+    if body.is_empty() {
+        return;
+    }
+    if let Some((id, form)) = identification_line(body) {
+        each(LinePiece::Identification {
+            offset: lead,
+            id,
+            form,
+        });
+        return;
+    }
+    let Some(first) = body.iter().position(|&b| b == b'$' || b == b'!') else {
+        each(LinePiece::Rejected {
+            offset: lead,
+            len: body.len(),
+            reason: Reject::new(
+                RejectKind::Garbage,
+                "line holds no sentence ('$') and no device id",
+            ),
+        });
+        return;
+    };
+    if first > 0 {
+        let prefix = &body[..first];
+        match prefix_id(prefix) {
+            Some(id) => each(LinePiece::Identification {
+                offset: lead,
+                id,
+                form: IdForm::Prefix,
+            }),
+            None => each(LinePiece::Rejected {
+                offset: lead,
+                len: first,
+                reason: Reject::new(
+                    RejectKind::Garbage,
+                    format!("{first} bytes before '$' that are not a device id"),
+                ),
+            }),
+        }
+    }
+    let mut start = first;
+    loop {
+        // `$` is reserved (nmea.md §1): one inside a sentence starts a new one, and whatever
+        // came before it was cut short.
+        let next = body[start + 1..]
+            .iter()
+            .position(|&b| b == b'$')
+            .map(|p| start + 1 + p);
+        let seg = &body[start..next.unwrap_or(body.len())];
+        let at = lead + start;
+        match seg.iter().position(|&b| b == b'*') {
+            Some(star)
+                if seg.len() >= star + 3
+                    && seg[star + 1..star + 3].iter().all(u8::is_ascii_hexdigit) =>
+            {
+                each(LinePiece::Sentence {
+                    offset: at,
+                    text: &seg[..star + 3],
+                });
+                let tail = trim(&seg[star + 3..], is_blank);
+                if !tail.is_empty() {
+                    each(LinePiece::Rejected {
+                        offset: at + star + 3,
+                        len: seg.len() - star - 3,
+                        reason: Reject::new(
+                            RejectKind::Garbage,
+                            format!("{} bytes after the checksum", tail.len()),
+                        ),
+                    });
+                }
+            }
+            None if next.is_some() => each(LinePiece::Rejected {
+                offset: at,
+                len: seg.len(),
+                reason: Reject::new(RejectKind::Truncated, "sentence cut short by a new '$'"),
+            }),
+            // No checksum at the end of the line, or a malformed one: the parser judges.
+            _ => each(LinePiece::Sentence {
+                offset: at,
+                text: seg,
+            }),
+        }
+        match next {
+            Some(n) => start = n,
+            None => break,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,694 @@
+//! Typed NMEA 0183 sentences and the parser from one sentence's text to them.
+//!
+//! ```text
+//!  $ G N R M C , 0 0 1 0 3 1 . 0 0 , A , … , A * 7 B
+//!  ^ └talker┘└fmt┘ └──────────── fields ──────────┘ └cs┘
+//!  start        address                             XOR of everything between $ and *
+//! ```
+//!
+//! Standard sentences are parsed by position, tolerating missing trailing fields when the
+//! checksum vouches for the text. A sentence with no checksum is accepted (many trackers
+//! omit it) but must then carry every field of its standard layout, so that a line cut
+//! short in transit is rejected instead of read as a sentence with absent values.
+
+use std::fmt;
+
+use super::fields::{self, Coordinate, NmeaDate, NmeaTime};
+use crate::framing::{Reject, RejectKind};
+use crate::wire::checksum::xor8;
+
+/// The two-character talker id (`GP`, `GN`, …). Unknown talkers are kept, not rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Talker(pub [u8; 2]);
+
+impl Talker {
+    pub const GP: Talker = Talker(*b"GP");
+    pub const GL: Talker = Talker(*b"GL");
+    pub const GA: Talker = Talker(*b"GA");
+    pub const GB: Talker = Talker(*b"GB");
+    pub const BD: Talker = Talker(*b"BD");
+    pub const GQ: Talker = Talker(*b"GQ");
+    pub const GI: Talker = Talker(*b"GI");
+    pub const GN: Talker = Talker(*b"GN");
+
+    pub fn as_str(&self) -> &str {
+        // Only ever built from two ASCII alphanumerics (see `parse`).
+        std::str::from_utf8(&self.0).unwrap_or("??")
+    }
+
+    /// The satellite system the talker stands for, where it is a GNSS talker.
+    pub fn system(self) -> Option<&'static str> {
+        Some(match &self.0 {
+            b"GP" => "gps",
+            b"GL" => "glonass",
+            b"GA" => "galileo",
+            b"GB" | b"BD" => "beidou",
+            b"GQ" | b"QZ" => "qzss",
+            b"GI" => "navic",
+            b"GN" => "multi",
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Talker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One parsed sentence.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Sentence<'a> {
+    /// Talker + three-letter formatter (`GNRMC`).
+    Standard {
+        talker: Talker,
+        message: Message<'a>,
+    },
+    /// `$P…`: a manufacturer's sentence, kept as sent.
+    Proprietary {
+        address: &'a str,
+        fields: Option<&'a str>,
+    },
+    /// An address that is neither (`$IOTDATA,…`), kept as sent.
+    Unrecognised {
+        address: &'a str,
+        fields: Option<&'a str>,
+    },
+}
+
+/// The standard sentences this codec understands, and the rest kept raw.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message<'a> {
+    Rmc(Rmc),
+    Gga(Gga),
+    Gll(Gll),
+    Vtg(Vtg),
+    Gsa(Gsa),
+    Gsv(Gsv),
+    Zda(Zda),
+    Gns(Gns<'a>),
+    Gst(Gst),
+    Hdt(Hdt),
+    Txt(Txt<'a>),
+    /// A standard-shaped sentence with a formatter not listed above.
+    Other {
+        formatter: &'a str,
+        fields: Option<&'a str>,
+    },
+}
+
+impl Message<'_> {
+    /// The three-letter formatter, as in the record's `message_type`.
+    pub fn formatter(&self) -> &str {
+        match self {
+            Message::Rmc(_) => "RMC",
+            Message::Gga(_) => "GGA",
+            Message::Gll(_) => "GLL",
+            Message::Vtg(_) => "VTG",
+            Message::Gsa(_) => "GSA",
+            Message::Gsv(_) => "GSV",
+            Message::Zda(_) => "ZDA",
+            Message::Gns(_) => "GNS",
+            Message::Gst(_) => "GST",
+            Message::Hdt(_) => "HDT",
+            Message::Txt(_) => "TXT",
+            Message::Other { formatter, .. } => formatter,
+        }
+    }
+}
+
+/// RMC, recommended minimum data (§4).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rmc {
+    pub time: Option<NmeaTime>,
+    /// `A` valid, `V` void.
+    pub status: Option<u8>,
+    pub latitude: Option<Coordinate>,
+    pub longitude: Option<Coordinate>,
+    pub speed_knots: Option<f64>,
+    pub course_deg: Option<f64>,
+    pub date: Option<NmeaDate>,
+    pub magnetic_variation_deg: Option<f64>,
+    /// `E` or `W`.
+    pub magnetic_variation_dir: Option<u8>,
+    /// FAA mode indicator (NMEA 2.3+).
+    pub mode: Option<u8>,
+    /// Navigational status (NMEA 4.10+).
+    pub nav_status: Option<u8>,
+}
+
+/// GGA, fix data.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Gga {
+    pub time: Option<NmeaTime>,
+    pub latitude: Option<Coordinate>,
+    pub longitude: Option<Coordinate>,
+    /// 0 no fix, 1 GPS, 2 DGPS, 3 PPS, 4 RTK fixed, 5 RTK float, 6 estimated, 7 manual, 8 simulation.
+    pub quality: Option<u8>,
+    pub satellites: Option<u16>,
+    pub hdop: Option<f64>,
+    pub altitude_m: Option<f64>,
+    pub geoid_separation_m: Option<f64>,
+    pub dgps_age_s: Option<f64>,
+    pub dgps_station: Option<u16>,
+}
+
+/// GLL, latitude and longitude.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Gll {
+    pub latitude: Option<Coordinate>,
+    pub longitude: Option<Coordinate>,
+    pub time: Option<NmeaTime>,
+    pub status: Option<u8>,
+    pub mode: Option<u8>,
+}
+
+/// VTG, course and speed over ground.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Vtg {
+    pub course_true_deg: Option<f64>,
+    pub course_magnetic_deg: Option<f64>,
+    pub speed_knots: Option<f64>,
+    pub speed_kmh: Option<f64>,
+    pub mode: Option<u8>,
+    /// The pre-3.01 form `$--VTG,true,mag,kn,kmh` without unit letters.
+    pub legacy: bool,
+}
+
+/// GSA, DOP and active satellites.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Gsa {
+    /// `M` manual, `A` automatic.
+    pub selection_mode: Option<u8>,
+    /// 1 no fix, 2 2D, 3 3D.
+    pub fix_type: Option<u8>,
+    /// Ids of the satellites used, in slot order (at most 12).
+    pub satellite_ids: Vec<u16>,
+    pub pdop: Option<f64>,
+    pub hdop: Option<f64>,
+    pub vdop: Option<f64>,
+    /// NMEA 4.10+ GNSS system id (1 GPS … 6 NavIC).
+    pub system_id: Option<u8>,
+}
+
+/// One satellite block of a GSV sentence.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SatelliteInView {
+    pub id: Option<u16>,
+    pub elevation_deg: Option<i16>,
+    pub azimuth_deg: Option<u16>,
+    pub snr_db: Option<u8>,
+}
+
+/// GSV, satellites in view (one sentence of a group).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Gsv {
+    pub sentences: Option<u8>,
+    pub sentence: Option<u8>,
+    pub in_view: Option<u16>,
+    pub satellites: Vec<SatelliteInView>,
+    /// NMEA 4.10+ signal id (one hex digit).
+    pub signal_id: Option<u8>,
+}
+
+/// ZDA, time and date.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Zda {
+    pub time: Option<NmeaTime>,
+    pub day: Option<u8>,
+    pub month: Option<u8>,
+    pub year: Option<u16>,
+    pub zone_hours: Option<i8>,
+    pub zone_minutes: Option<i8>,
+}
+
+/// GNS, multi-GNSS fix data.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Gns<'a> {
+    pub time: Option<NmeaTime>,
+    pub latitude: Option<Coordinate>,
+    pub longitude: Option<Coordinate>,
+    /// One mode letter per constellation (GPS, GLONASS, Galileo, BeiDou, …).
+    pub mode: Option<&'a str>,
+    pub satellites: Option<u16>,
+    pub hdop: Option<f64>,
+    pub altitude_m: Option<f64>,
+    pub geoid_separation_m: Option<f64>,
+    pub dgps_age_s: Option<f64>,
+    pub dgps_station: Option<u16>,
+    pub nav_status: Option<u8>,
+}
+
+/// GST, pseudorange noise statistics.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Gst {
+    pub time: Option<NmeaTime>,
+    pub rms_range_residual: Option<f64>,
+    pub sigma_semi_major_m: Option<f64>,
+    pub sigma_semi_minor_m: Option<f64>,
+    pub semi_major_orientation_deg: Option<f64>,
+    pub sigma_latitude_m: Option<f64>,
+    pub sigma_longitude_m: Option<f64>,
+    pub sigma_altitude_m: Option<f64>,
+}
+
+/// HDT, true heading.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Hdt {
+    pub heading_deg: Option<f64>,
+}
+
+/// TXT, a text transmission. The count and id fields are kept as sent: devices put labels
+/// there as often as numbers. `text` is everything after the third field, commas included.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Txt<'a> {
+    pub sentences: &'a str,
+    pub sentence: &'a str,
+    pub text_id: &'a str,
+    pub text: &'a str,
+}
+
+/// A sentence as it came off the wire: the parsed content, and whether a checksum vouched
+/// for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedSentence<'a> {
+    pub sentence: Sentence<'a>,
+    pub checksum_present: bool,
+}
+
+/// More fields than any sentence here has (GSV with 9 blocks has 40).
+const MAX_FIELDS: usize = 64;
+
+/// The comma-separated fields after the address, with missing trailing fields read as empty.
+struct Fields<'a> {
+    items: [&'a str; MAX_FIELDS],
+    len: usize,
+    formatter: &'static str,
+}
+
+impl<'a> Fields<'a> {
+    fn split(text: Option<&'a str>, formatter: &'static str) -> Result<Self, Reject> {
+        let mut items = [""; MAX_FIELDS];
+        let mut len = 0;
+        if let Some(text) = text {
+            for f in text.split(',') {
+                *items.get_mut(len).ok_or_else(|| {
+                    malformed(format!("{formatter} has more than {MAX_FIELDS} fields"))
+                })? = f;
+                len += 1;
+            }
+        }
+        Ok(Fields {
+            items,
+            len,
+            formatter,
+        })
+    }
+
+    /// Field `n`, counting from 1 after the address as the standard does.
+    fn get(&self, n: usize) -> &'a str {
+        self.items.get(n - 1).copied().unwrap_or("")
+    }
+
+    fn require(&self, count: usize) -> Result<(), Reject> {
+        if self.len < count {
+            return Err(malformed(format!(
+                "{} without a checksum must carry all {count} fields, has {}",
+                self.formatter, self.len
+            )));
+        }
+        Ok(())
+    }
+
+    fn bad(&self, n: usize, what: &str) -> Reject {
+        malformed(format!(
+            "{} field {n} ({what}): {:?} is not valid",
+            self.formatter,
+            self.get(n)
+        ))
+    }
+
+    fn opt<T>(
+        &self,
+        n: usize,
+        what: &str,
+        parse: impl Fn(&'a str) -> Option<T>,
+    ) -> Result<Option<T>, Reject> {
+        let f = self.get(n);
+        if f.is_empty() {
+            return Ok(None);
+        }
+        parse(f).map(Some).ok_or_else(|| self.bad(n, what))
+    }
+
+    fn time(&self, n: usize) -> Result<Option<NmeaTime>, Reject> {
+        self.opt(n, "UTC time", fields::time)
+    }
+
+    fn decimal(&self, n: usize, what: &str) -> Result<Option<f64>, Reject> {
+        self.opt(n, what, fields::decimal)
+    }
+
+    fn unsigned<T: std::str::FromStr>(&self, n: usize, what: &str) -> Result<Option<T>, Reject> {
+        self.opt(n, what, fields::unsigned::<T>)
+    }
+
+    /// A one-letter indicator drawn from `allowed`.
+    fn letter(&self, n: usize, what: &str, allowed: &[u8]) -> Result<Option<u8>, Reject> {
+        self.opt(n, what, |f| match f.as_bytes() {
+            [c] if allowed.contains(c) => Some(*c),
+            _ => None,
+        })
+    }
+
+    /// A literal unit or flag letter that carries no information (`M` after altitudes).
+    fn literal(&self, n: usize, what: &str, expected: &str) -> Result<(), Reject> {
+        let f = self.get(n);
+        if f.is_empty() || f == expected {
+            Ok(())
+        } else {
+            Err(self.bad(n, what))
+        }
+    }
+
+    fn coordinate(
+        &self,
+        value: usize,
+        hemi: usize,
+        max: u16,
+    ) -> Result<Option<Coordinate>, Reject> {
+        let (v, h) = (self.get(value), self.get(hemi));
+        if v.is_empty() && h.is_empty() {
+            return Ok(None);
+        }
+        let what = if max == 90 { "latitude" } else { "longitude" };
+        fields::coordinate(v, h, max).map(Some).ok_or_else(|| {
+            malformed(format!(
+                "{} fields {value}-{hemi} ({what}): {v:?},{h:?} is not valid",
+                self.formatter
+            ))
+        })
+    }
+}
+
+fn malformed(detail: String) -> Reject {
+    Reject::new(RejectKind::Malformed, detail)
+}
+
+/// FAA mode letters (nmea.md §3.2), including the Quectel `C`/`U` quirks.
+const MODES: &[u8] = b"ADEFRPMSNCU";
+const STATUS: &[u8] = b"AV";
+const NAV_STATUS: &[u8] = b"SCUV";
+
+/// Parses one sentence, `$` (or `!`) up to the end of its checksum, without the line
+/// terminator. Verifies the checksum when there is one.
+pub fn parse(text: &[u8]) -> Result<ParsedSentence<'_>, Reject> {
+    let Some((&start, rest)) = text.split_first() else {
+        return Err(Reject::new(RejectKind::Truncated, "empty sentence"));
+    };
+    if start != b'$' && start != b'!' {
+        return Err(Reject::new(
+            RejectKind::Garbage,
+            "a sentence starts with '$' or '!'",
+        ));
+    }
+    let (body, checksum_present) = match rest.iter().position(|&b| b == b'*') {
+        Some(star) => {
+            let (body, cs) = (&rest[..star], &rest[star + 1..]);
+            let received = match cs {
+                [h, l] => hex_digit(*h).zip(hex_digit(*l)).map(|(h, l)| h << 4 | l),
+                _ => None,
+            };
+            let Some(received) = received else {
+                return Err(malformed(format!(
+                    "checksum must be two hex digits after '*', found {:?}",
+                    String::from_utf8_lossy(cs)
+                )));
+            };
+            let computed = xor8(body);
+            if computed != received {
+                return Err(Reject::checksum(computed.into(), received.into(), 2));
+            }
+            (body, true)
+        }
+        None => (rest, false),
+    };
+    if let Some(i) = body.iter().position(|&b| !(0x20..=0x7e).contains(&b)) {
+        return Err(malformed(format!(
+            "byte 0x{:02X} at {} is not printable ASCII",
+            body[i],
+            i + 1
+        )));
+    }
+    // Printable ASCII is valid UTF-8.
+    let body = std::str::from_utf8(body).map_err(|_| malformed("not ASCII".into()))?;
+    let (address, fields_text) = match body.split_once(',') {
+        Some((a, f)) => (a, Some(f)),
+        None => (body, None),
+    };
+    if address.is_empty() || !address.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(malformed(format!(
+            "address field {address:?} is not alphanumeric"
+        )));
+    }
+    let sentence = if address.starts_with('P') {
+        Sentence::Proprietary {
+            address,
+            fields: fields_text,
+        }
+    } else if address.len() == 5 {
+        let talker = Talker([address.as_bytes()[0], address.as_bytes()[1]]);
+        let message = parse_message(&address[2..], fields_text, checksum_present)?;
+        Sentence::Standard { talker, message }
+    } else {
+        Sentence::Unrecognised {
+            address,
+            fields: fields_text,
+        }
+    };
+    Ok(ParsedSentence {
+        sentence,
+        checksum_present,
+    })
+}
+
+fn hex_digit(b: u8) -> Option<u8> {
+    char::from(b).to_digit(16).map(|d| d as u8)
+}
+
+fn parse_message<'a>(
+    formatter: &'a str,
+    text: Option<&'a str>,
+    verified: bool,
+) -> Result<Message<'a>, Reject> {
+    // The complete standard layout each sentence must have when no checksum vouches for it.
+    let (name, complete): (&'static str, usize) = match formatter {
+        "RMC" => ("RMC", 11),
+        "GGA" => ("GGA", 14),
+        "GLL" => ("GLL", 6),
+        "VTG" => ("VTG", 8),
+        "GSA" => ("GSA", 17),
+        "GSV" => ("GSV", 7),
+        "ZDA" => ("ZDA", 6),
+        "GNS" => ("GNS", 12),
+        "GST" => ("GST", 8),
+        "HDT" => ("HDT", 2),
+        "TXT" => ("TXT", 4),
+        _ => {
+            return Ok(Message::Other {
+                formatter,
+                fields: text,
+            })
+        }
+    };
+    let f = Fields::split(text, name)?;
+    // The pre-3.01 VTG is four bare numbers; every later form has the literal `T` in field 2.
+    let legacy_vtg = name == "VTG" && f.len == 4 && f.get(2) != "T";
+    if !verified {
+        f.require(if legacy_vtg { 4 } else { complete })?;
+    }
+    Ok(match name {
+        "RMC" => Message::Rmc(Rmc {
+            time: f.time(1)?,
+            status: f.letter(2, "status", STATUS)?,
+            latitude: f.coordinate(3, 4, 90)?,
+            longitude: f.coordinate(5, 6, 180)?,
+            speed_knots: f.decimal(7, "speed over ground, knots")?,
+            course_deg: f.decimal(8, "course over ground")?,
+            date: f.opt(9, "date", fields::date)?,
+            magnetic_variation_deg: f.decimal(10, "magnetic variation")?,
+            magnetic_variation_dir: f.letter(11, "magnetic variation direction", b"EW")?,
+            mode: f.letter(12, "mode indicator", MODES)?,
+            nav_status: f.letter(13, "navigational status", NAV_STATUS)?,
+        }),
+        "GGA" => {
+            f.literal(10, "altitude unit", "M")?;
+            f.literal(12, "geoid separation unit", "M")?;
+            Message::Gga(Gga {
+                time: f.time(1)?,
+                latitude: f.coordinate(2, 3, 90)?,
+                longitude: f.coordinate(4, 5, 180)?,
+                quality: f.unsigned(6, "fix quality")?,
+                satellites: f.unsigned(7, "satellites used")?,
+                hdop: f.decimal(8, "HDOP")?,
+                altitude_m: f.decimal(9, "altitude")?,
+                geoid_separation_m: f.decimal(11, "geoid separation")?,
+                dgps_age_s: f.decimal(13, "DGPS age")?,
+                dgps_station: f.unsigned(14, "DGPS station")?,
+            })
+        }
+        "GLL" => Message::Gll(Gll {
+            latitude: f.coordinate(1, 2, 90)?,
+            longitude: f.coordinate(3, 4, 180)?,
+            time: f.time(5)?,
+            status: f.letter(6, "status", STATUS)?,
+            mode: f.letter(7, "mode indicator", MODES)?,
+        }),
+        "VTG" if !legacy_vtg => {
+            f.literal(4, "magnetic course unit", "M")?;
+            f.literal(6, "knots unit", "N")?;
+            f.literal(8, "km/h unit", "K")?;
+            Message::Vtg(Vtg {
+                course_true_deg: f.decimal(1, "course, true")?,
+                course_magnetic_deg: f.decimal(3, "course, magnetic")?,
+                speed_knots: f.decimal(5, "speed, knots")?,
+                speed_kmh: f.decimal(7, "speed, km/h")?,
+                mode: f.letter(9, "mode indicator", MODES)?,
+                legacy: false,
+            })
+        }
+        "VTG" => Message::Vtg(Vtg {
+            course_true_deg: f.decimal(1, "course, true")?,
+            course_magnetic_deg: f.decimal(2, "course, magnetic")?,
+            speed_knots: f.decimal(3, "speed, knots")?,
+            speed_kmh: f.decimal(4, "speed, km/h")?,
+            mode: None,
+            legacy: true,
+        }),
+        "GSA" => {
+            // 12 id slots between the fix type and the DOPs; fewer when the sentence is
+            // cut short with a checksum.
+            let id_end = if f.len >= 17 { 14 } else { f.len.max(2) };
+            let mut satellite_ids = Vec::new();
+            for n in 3..=id_end {
+                if let Some(id) = f.unsigned(n, "satellite id")? {
+                    satellite_ids.push(id);
+                }
+            }
+            Message::Gsa(Gsa {
+                selection_mode: f.letter(1, "selection mode", b"MA")?,
+                fix_type: f.unsigned(2, "fix type")?,
+                satellite_ids,
+                pdop: f.decimal(15, "PDOP")?,
+                hdop: f.decimal(16, "HDOP")?,
+                vdop: f.decimal(17, "VDOP")?,
+                system_id: f.opt(18, "system id", |s| {
+                    u8::from_str_radix(s, 16).ok().filter(|_| s.len() == 1)
+                })?,
+            })
+        }
+        "GSV" => {
+            // 3 header fields, then blocks of 4, then an optional signal id: 3 + 4k (+ 1).
+            let after_header = f.len.saturating_sub(3);
+            let has_signal = after_header % 4 == 1;
+            let block_fields = after_header - usize::from(has_signal);
+            let mut satellites = Vec::with_capacity(block_fields.div_ceil(4));
+            for b in 0..block_fields.div_ceil(4) {
+                let n = 4 + b * 4;
+                satellites.push(SatelliteInView {
+                    id: f.unsigned(n, "satellite id")?,
+                    elevation_deg: f.opt(n + 1, "elevation", |s| {
+                        fields::signed::<i16>(s).filter(|e| (-90..=90).contains(e))
+                    })?,
+                    azimuth_deg: f.opt(n + 2, "azimuth", |s| {
+                        fields::unsigned::<u16>(s).filter(|a| *a <= 360)
+                    })?,
+                    snr_db: f.unsigned(n + 3, "SNR")?,
+                });
+            }
+            let signal_id = if has_signal {
+                f.opt(f.len, "signal id", |s| {
+                    u8::from_str_radix(s, 16).ok().filter(|_| s.len() == 1)
+                })?
+            } else {
+                None
+            };
+            Message::Gsv(Gsv {
+                sentences: f.unsigned(1, "number of sentences")?,
+                sentence: f.unsigned(2, "sentence number")?,
+                in_view: f.unsigned(3, "satellites in view")?,
+                satellites,
+                signal_id,
+            })
+        }
+        "ZDA" => {
+            let z = Zda {
+                time: f.time(1)?,
+                day: f.unsigned(2, "day")?,
+                month: f.unsigned(3, "month")?,
+                year: f.unsigned(4, "year")?,
+                zone_hours: f.opt(5, "local zone hours", |s| {
+                    fields::signed::<i8>(s).filter(|h| (-13..=13).contains(h))
+                })?,
+                zone_minutes: f.opt(6, "local zone minutes", |s| {
+                    fields::signed::<i8>(s).filter(|m| (-59..=59).contains(m))
+                })?,
+            };
+            if let (Some(d), Some(m), Some(y)) = (z.day, z.month, z.year) {
+                if crate::time::Date::new(i32::from(y), m, d).is_none() {
+                    return Err(malformed(format!(
+                        "ZDA date {y:04}-{m:02}-{d:02} does not exist"
+                    )));
+                }
+            }
+            Message::Zda(z)
+        }
+        "GNS" => Message::Gns(Gns {
+            time: f.time(1)?,
+            latitude: f.coordinate(2, 3, 90)?,
+            longitude: f.coordinate(4, 5, 180)?,
+            mode: f.opt(6, "mode", |s| {
+                s.bytes().all(|c| MODES.contains(&c)).then_some(s)
+            })?,
+            satellites: f.unsigned(7, "satellites used")?,
+            hdop: f.decimal(8, "HDOP")?,
+            altitude_m: f.decimal(9, "altitude")?,
+            geoid_separation_m: f.decimal(10, "geoid separation")?,
+            dgps_age_s: f.decimal(11, "DGPS age")?,
+            dgps_station: f.unsigned(12, "DGPS station")?,
+            nav_status: f.letter(13, "navigational status", NAV_STATUS)?,
+        }),
+        "GST" => Message::Gst(Gst {
+            time: f.time(1)?,
+            rms_range_residual: f.decimal(2, "RMS of range residuals")?,
+            sigma_semi_major_m: f.decimal(3, "semi-major sigma")?,
+            sigma_semi_minor_m: f.decimal(4, "semi-minor sigma")?,
+            semi_major_orientation_deg: f.decimal(5, "semi-major orientation")?,
+            sigma_latitude_m: f.decimal(6, "latitude sigma")?,
+            sigma_longitude_m: f.decimal(7, "longitude sigma")?,
+            sigma_altitude_m: f.decimal(8, "altitude sigma")?,
+        }),
+        "HDT" => {
+            f.literal(2, "true indicator", "T")?;
+            Message::Hdt(Hdt {
+                heading_deg: f.decimal(1, "heading")?,
+            })
+        }
+        "TXT" => {
+            // Rejoin fields 4..n: text may contain commas (nmea.md §4, TXT).
+            let text = text.unwrap_or("");
+            let mut parts = text.splitn(4, ',');
+            Message::Txt(Txt {
+                sentences: parts.next().unwrap_or(""),
+                sentence: parts.next().unwrap_or(""),
+                text_id: parts.next().unwrap_or(""),
+                text: parts.next().unwrap_or(""),
+            })
+        }
+        _ => Message::Other {
+            formatter,
+            fields: text,
+        },
+    })
+}

@@ -1,0 +1,456 @@
+//! Turns one device's NMEA stream into records, keeping what the stream says across lines:
+//! the device id (from an identification line) and the last date (from RMC or ZDA), which
+//! GGA, GLL and GNS need because they carry only a time of day.
+
+use serde_json::{json, Value};
+
+use super::fields::{Coordinate, NmeaTime};
+use super::sentence::{self, Message, ParsedSentence, Sentence};
+use super::{split_line, IdForm, LineFramer, LinePiece};
+use crate::framing::{Framer, Framing, Reject, RejectKind};
+use crate::record::{knots_to_kmh, Kind, Protocol, Record};
+use crate::stream::{RecordDecoder, StreamEvent};
+use crate::time::{Date, Timestamp};
+
+const HALF_DAY_MS: i64 = 12 * 3_600_000;
+
+/// The last calendar date the stream gave, and the time of day it came with.
+#[derive(Debug, Clone, Copy)]
+struct DateAnchor {
+    date: Date,
+    ms_of_day: Option<i64>,
+}
+
+/// Decodes a device's NMEA stream into records. One per connection (TCP) or per peer (UDP).
+#[derive(Debug, Clone, Default)]
+pub struct NmeaDecoder {
+    framer: LineFramer,
+    device_id: Option<String>,
+    anchor: Option<DateAnchor>,
+    /// Stream offset of the first byte of the buffer passed to the next `decode` call.
+    offset: u64,
+}
+
+impl NmeaDecoder {
+    pub fn new(max_line_len: usize) -> Self {
+        NmeaDecoder {
+            framer: LineFramer { max_line_len },
+            ..Default::default()
+        }
+    }
+
+    /// The id the device gave, if it gave one.
+    pub fn device_id(&self) -> Option<&str> {
+        self.device_id.as_deref()
+    }
+
+    /// Sets the device id from outside (for example a gateway that knows it from elsewhere).
+    pub fn set_device_id(&mut self, id: Option<String>) {
+        self.device_id = id;
+    }
+
+    /// Decodes one line (without its terminator) that starts at stream offset `offset`.
+    pub fn decode_line(&mut self, line: &[u8], offset: u64, out: &mut Vec<StreamEvent>) {
+        split_line(line, |piece| match piece {
+            LinePiece::Identification { id, form, .. } => {
+                self.identify(id);
+                // An id written in front of every sentence is addressing, not a login.
+                if form != IdForm::Prefix {
+                    let message_type = if form == IdForm::ImeiLine {
+                        "IMEI"
+                    } else {
+                        "ID"
+                    };
+                    out.push(StreamEvent::Record(self.record(Kind::Login, message_type)));
+                }
+            }
+            LinePiece::Rejected {
+                offset: at,
+                len,
+                reason,
+            } => {
+                out.push(StreamEvent::Rejected {
+                    offset: offset + at as u64,
+                    len,
+                    reason,
+                });
+            }
+            LinePiece::Sentence { offset: at, text } => match sentence::parse(text) {
+                Ok(parsed) => {
+                    let record = self.sentence_record(&parsed, text);
+                    out.push(StreamEvent::Record(record));
+                }
+                Err(reason) => {
+                    out.push(StreamEvent::Rejected {
+                        offset: offset + at as u64,
+                        len: text.len(),
+                        reason,
+                    });
+                }
+            },
+        });
+    }
+
+    fn identify(&mut self, id: &str) {
+        if self.device_id.as_deref() != Some(id) {
+            self.device_id = Some(id.to_owned());
+        }
+    }
+
+    fn record(
+        &self,
+        kind: Kind,
+        message_type: impl Into<std::borrow::Cow<'static, str>>,
+    ) -> Record {
+        let mut r = Record::new(Protocol::Nmea, kind, message_type);
+        r.device_id.clone_from(&self.device_id);
+        r
+    }
+
+    fn remember_date(&mut self, date: Date, time: Option<NmeaTime>) {
+        self.anchor = Some(DateAnchor {
+            date,
+            ms_of_day: time.map(NmeaTime::ms_of_day),
+        });
+    }
+
+    /// The instant of `time` on the stream's last known date. When the time of day has
+    /// wrapped past midnight relative to the date's own time, the day is moved accordingly.
+    fn on_last_date(&self, time: NmeaTime) -> Option<Timestamp> {
+        let a = self.anchor?;
+        let t1 = time.ms_of_day();
+        let shift = match a.ms_of_day {
+            Some(t0) if t0 - t1 > HALF_DAY_MS => 1,
+            Some(t0) if t1 - t0 > HALF_DAY_MS => -1,
+            _ => 0,
+        };
+        let date = a.date.add_days(shift)?;
+        Timestamp::from_date_time(date, time.hour, time.minute, time.second, time.millis())
+    }
+
+    /// The record for one parsed sentence. Updates the stream state (date, device id).
+    pub fn sentence_record(&mut self, parsed: &ParsedSentence<'_>, text: &[u8]) -> Record {
+        let mut r = match &parsed.sentence {
+            Sentence::Standard { talker, message } => {
+                let mut r = self.standard_record(message);
+                r.attributes.set("talker", talker.as_str().to_owned());
+                r
+            }
+            Sentence::Proprietary { address, fields } => {
+                // `$PGID,<id>`: the identification line of many T55-family trackers.
+                let id = fields
+                    .map(str::trim)
+                    .and_then(|f| super::valid_id(f.as_bytes()));
+                match (*address, id) {
+                    ("PGID", Some(id)) => {
+                        self.identify(id);
+                        self.record(Kind::Login, "PGID")
+                    }
+                    _ => {
+                        let mut r = self.record(Kind::Info, (*address).to_owned());
+                        r.attributes
+                            .set("sentence", String::from_utf8_lossy(text).into_owned());
+                        r
+                    }
+                }
+            }
+            Sentence::Unrecognised { address, .. } => {
+                let mut r = self.record(Kind::Unknown, (*address).to_owned());
+                r.attributes
+                    .set("sentence", String::from_utf8_lossy(text).into_owned());
+                r
+            }
+        };
+        if let Sentence::Standard {
+            message: Message::Other { .. },
+            ..
+        } = &parsed.sentence
+        {
+            if r.kind == Kind::Unknown {
+                r.attributes
+                    .set("sentence", String::from_utf8_lossy(text).into_owned());
+            }
+        }
+        if !parsed.checksum_present {
+            r.attributes.set("checksum_missing", true);
+        }
+        r
+    }
+
+    fn standard_record(&mut self, message: &Message<'_>) -> Record {
+        match message {
+            Message::Rmc(m) => {
+                let date = m.date.and_then(|d| d.date());
+                if let Some(date) = date {
+                    self.remember_date(date, m.time);
+                }
+                let mut r = self.record(Kind::Position, "RMC");
+                r.valid = m.status.map(|s| s == b'A' && m.mode != Some(b'N'));
+                r.fix_time = match (date, m.time) {
+                    (Some(d), Some(t)) => {
+                        Timestamp::from_date_time(d, t.hour, t.minute, t.second, t.millis())
+                    }
+                    (None, Some(t)) => self.on_last_date(t),
+                    _ => None,
+                };
+                self.time_of_day_if_undated(&mut r, m.time);
+                set_position(&mut r, m.latitude, m.longitude);
+                r.speed_kmh = m.speed_knots.map(knots_to_kmh);
+                r.course_deg = m.course_deg;
+                let variation = m.magnetic_variation_deg.map(|v| {
+                    if m.magnetic_variation_dir == Some(b'W') {
+                        -v
+                    } else {
+                        v
+                    }
+                });
+                r.attributes.set_opt("magnetic_variation_deg", variation);
+                r.attributes.set_opt("mode", m.mode.map(letter));
+                r.attributes.set_opt("nav_status", m.nav_status.map(letter));
+                r
+            }
+            Message::Gga(m) => {
+                let mut r = self.record(Kind::Position, "GGA");
+                r.valid = m.quality.map(|q| q != 0);
+                r.fix_time = m.time.and_then(|t| self.on_last_date(t));
+                self.time_of_day_if_undated(&mut r, m.time);
+                set_position(&mut r, m.latitude, m.longitude);
+                r.altitude_m = m.altitude_m;
+                r.satellites = m.satellites.map(u32::from);
+                r.hdop = m.hdop;
+                r.attributes.set_opt("fix_quality", m.quality);
+                r.attributes
+                    .set_opt("geoid_separation_m", m.geoid_separation_m);
+                r.attributes.set_opt("dgps_age_s", m.dgps_age_s);
+                r.attributes.set_opt("dgps_station", m.dgps_station);
+                r
+            }
+            Message::Gll(m) => {
+                let mut r = self.record(Kind::Position, "GLL");
+                r.valid = m.status.map(|s| s == b'A' && m.mode != Some(b'N'));
+                r.fix_time = m.time.and_then(|t| self.on_last_date(t));
+                self.time_of_day_if_undated(&mut r, m.time);
+                set_position(&mut r, m.latitude, m.longitude);
+                r.attributes.set_opt("mode", m.mode.map(letter));
+                r
+            }
+            Message::Gns(m) => {
+                let mut r = self.record(Kind::Position, "GNS");
+                // One mode letter per constellation; `N` means that one is not used.
+                r.valid = m.mode.map(|modes| modes.bytes().any(|c| c != b'N'));
+                r.fix_time = m.time.and_then(|t| self.on_last_date(t));
+                self.time_of_day_if_undated(&mut r, m.time);
+                set_position(&mut r, m.latitude, m.longitude);
+                r.altitude_m = m.altitude_m;
+                r.satellites = m.satellites.map(u32::from);
+                r.hdop = m.hdop;
+                r.attributes.set_opt("mode", m.mode.map(str::to_owned));
+                r.attributes
+                    .set_opt("geoid_separation_m", m.geoid_separation_m);
+                r.attributes.set_opt("dgps_age_s", m.dgps_age_s);
+                r.attributes.set_opt("dgps_station", m.dgps_station);
+                r.attributes.set_opt("nav_status", m.nav_status.map(letter));
+                r
+            }
+            Message::Vtg(m) => {
+                let mut r = self.record(Kind::Info, "VTG");
+                r.course_deg = m.course_true_deg;
+                r.speed_kmh = m.speed_kmh.or(m.speed_knots.map(knots_to_kmh));
+                r.attributes
+                    .set_opt("course_magnetic_deg", m.course_magnetic_deg);
+                r.attributes.set_opt("mode", m.mode.map(letter));
+                r
+            }
+            Message::Gsa(m) => {
+                let mut r = self.record(Kind::Info, "GSA");
+                r.hdop = m.hdop;
+                r.attributes
+                    .set_opt("selection_mode", m.selection_mode.map(letter));
+                r.attributes.set_opt("fix_type", m.fix_type);
+                if !m.satellite_ids.is_empty() {
+                    r.attributes.set("satellite_ids", m.satellite_ids.clone());
+                }
+                r.attributes.set_opt("pdop", m.pdop);
+                r.attributes.set_opt("vdop", m.vdop);
+                r.attributes.set_opt("system_id", m.system_id);
+                r
+            }
+            Message::Gsv(m) => {
+                let mut r = self.record(Kind::Info, "GSV");
+                r.attributes.set_opt("gsv_sentences", m.sentences);
+                r.attributes.set_opt("gsv_sentence", m.sentence);
+                r.attributes.set_opt("satellites_in_view", m.in_view);
+                let sats: Vec<Value> = m
+                    .satellites
+                    .iter()
+                    .map(|s| {
+                        let mut o = serde_json::Map::new();
+                        let mut put = |k: &str, v: Option<Value>| {
+                            if let Some(v) = v {
+                                o.insert(k.to_owned(), v);
+                            }
+                        };
+                        put("id", s.id.map(Value::from));
+                        put("elevation_deg", s.elevation_deg.map(Value::from));
+                        put("azimuth_deg", s.azimuth_deg.map(Value::from));
+                        put("snr_db", s.snr_db.map(Value::from));
+                        Value::Object(o)
+                    })
+                    .collect();
+                if !sats.is_empty() {
+                    r.attributes.set("satellites", sats);
+                }
+                r.attributes.set_opt("signal_id", m.signal_id);
+                r
+            }
+            Message::Zda(m) => {
+                let mut r = self.record(Kind::Info, "ZDA");
+                let date = match (m.year, m.month, m.day) {
+                    (Some(y), Some(mo), Some(d)) => Date::new(i32::from(y), mo, d),
+                    _ => None,
+                };
+                if let Some(date) = date {
+                    self.remember_date(date, m.time);
+                    if let Some(t) = m.time {
+                        let utc =
+                            Timestamp::from_date_time(date, t.hour, t.minute, t.second, t.millis());
+                        r.attributes.set_opt("utc", utc.map(|u| u.to_string()));
+                    } else {
+                        r.attributes.set(
+                            "utc_date",
+                            format!("{:04}-{:02}-{:02}", date.year(), date.month(), date.day()),
+                        );
+                    }
+                } else {
+                    self.time_of_day_if_undated(&mut r, m.time);
+                }
+                r.attributes.set_opt("local_zone_hours", m.zone_hours);
+                r.attributes.set_opt("local_zone_minutes", m.zone_minutes);
+                r
+            }
+            Message::Gst(m) => {
+                let mut r = self.record(Kind::Info, "GST");
+                r.attributes.set_opt("utc_time", m.time.map(time_of_day));
+                r.attributes
+                    .set_opt("rms_range_residual", m.rms_range_residual);
+                r.attributes
+                    .set_opt("sigma_semi_major_m", m.sigma_semi_major_m);
+                r.attributes
+                    .set_opt("sigma_semi_minor_m", m.sigma_semi_minor_m);
+                r.attributes
+                    .set_opt("semi_major_orientation_deg", m.semi_major_orientation_deg);
+                r.attributes.set_opt("sigma_latitude_m", m.sigma_latitude_m);
+                r.attributes
+                    .set_opt("sigma_longitude_m", m.sigma_longitude_m);
+                r.attributes.set_opt("sigma_altitude_m", m.sigma_altitude_m);
+                r
+            }
+            Message::Hdt(m) => {
+                let mut r = self.record(Kind::Info, "HDT");
+                r.attributes.set_opt("heading_deg", m.heading_deg);
+                r
+            }
+            Message::Txt(m) => {
+                let mut r = self.record(Kind::Info, "TXT");
+                r.attributes.set("text", m.text.to_owned());
+                for (key, v) in [
+                    ("text_sentences", m.sentences),
+                    ("text_sentence", m.sentence),
+                    ("text_id", m.text_id),
+                ] {
+                    if !v.is_empty() {
+                        // Numbers where the device sent numbers, the label as sent otherwise.
+                        let value = v.parse::<u32>().map_or_else(|_| json!(v), |n| json!(n));
+                        r.attributes.set(key, value);
+                    }
+                }
+                r
+            }
+            // `$GPFID,<id>`: identification in a talker sentence, seen on T55-family devices.
+            Message::Other {
+                formatter: "FID",
+                fields: Some(f),
+            } if super::valid_id(f.trim().as_bytes()).is_some() => {
+                self.identify(f.trim());
+                self.record(Kind::Login, "FID")
+            }
+            Message::Other { formatter, .. } => self.record(Kind::Unknown, (*formatter).to_owned()),
+        }
+    }
+
+    /// A position with a time but no date yet keeps its time of day as an attribute, so
+    /// nothing the device said is lost.
+    fn time_of_day_if_undated(&self, r: &mut Record, time: Option<NmeaTime>) {
+        if r.fix_time.is_none() {
+            r.attributes.set_opt("utc_time", time.map(time_of_day));
+        }
+    }
+}
+
+fn letter(c: u8) -> String {
+    char::from(c).to_string()
+}
+
+fn time_of_day(t: NmeaTime) -> String {
+    let mut s = format!("{:02}:{:02}:{:02}", t.hour, t.minute, t.second);
+    if let Some(ms) = t.millis() {
+        s.push_str(&format!(".{ms:03}"));
+    }
+    s
+}
+
+/// Sets the coordinates, except the all-zero placeholder receivers send without a fix
+/// (nmea.md §6): that is "no position", not a point in the Gulf of Guinea.
+fn set_position(r: &mut Record, lat: Option<Coordinate>, lon: Option<Coordinate>) {
+    let (lat, lon) = (lat.map(Coordinate::degrees), lon.map(Coordinate::degrees));
+    if lat == Some(0.0) && lon == Some(0.0) && r.valid != Some(true) {
+        return;
+    }
+    r.latitude = lat;
+    r.longitude = lon;
+}
+
+impl RecordDecoder for NmeaDecoder {
+    fn protocol(&self) -> Protocol {
+        Protocol::Nmea
+    }
+
+    fn decode(&mut self, buf: &[u8], at_end: bool, out: &mut Vec<StreamEvent>) -> usize {
+        let mut pos = 0;
+        while pos < buf.len() {
+            let rest = &buf[pos..];
+            let framing = if at_end {
+                self.framer.next_frame_at_end(rest)
+            } else {
+                self.framer.next_frame(rest)
+            };
+            let at = self.offset + pos as u64;
+            match framing {
+                Framing::Frame { len, consumed } => {
+                    self.decode_line(&rest[..len], at, out);
+                    pos += consumed;
+                }
+                Framing::Incomplete { .. } => break,
+                Framing::Rejected { consumed, reason } => {
+                    out.push(StreamEvent::Rejected {
+                        offset: at,
+                        len: consumed,
+                        reason,
+                    });
+                    pos += consumed;
+                }
+                Framing::Fatal(reason) => {
+                    // Line framing always resynchronises; treat the impossible as garbage.
+                    out.push(StreamEvent::Rejected {
+                        offset: at,
+                        len: rest.len(),
+                        reason: Reject::new(RejectKind::Garbage, reason.detail),
+                    });
+                    pos = buf.len();
+                }
+            }
+        }
+        self.offset += pos as u64;
+        pos
+    }
+}

@@ -1,0 +1,251 @@
+//! The normalized record every decoded uplink becomes (contract §1, `"schema": 1`).
+//!
+//! One JSON object per record; fields a message does not carry are omitted, never `null`.
+//! Protocol modules fill records; sinks and the command line serialize them. Changing what a
+//! field means is a schema change and needs a new `schema` number.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use crate::time::Timestamp;
+
+/// The schema version this crate writes.
+pub const SCHEMA_VERSION: u8 = 1;
+
+/// The four protocols trackgate speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    Gt06,
+    Jt808,
+    Teltonika,
+    Nmea,
+}
+
+impl Protocol {
+    pub const ALL: [Protocol; 4] = [
+        Protocol::Gt06,
+        Protocol::Jt808,
+        Protocol::Teltonika,
+        Protocol::Nmea,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Gt06 => "gt06",
+            Protocol::Jt808 => "jt808",
+            Protocol::Teltonika => "teltonika",
+            Protocol::Nmea => "nmea",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Protocol {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Protocol::ALL
+            .into_iter()
+            .find(|p| p.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                format!("unknown protocol {s:?} (expected gt06, jt808, teltonika or nmea)")
+            })
+    }
+}
+
+/// What a record is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Login,
+    Heartbeat,
+    Position,
+    Status,
+    Register,
+    Auth,
+    CommandResponse,
+    TimeRequest,
+    Info,
+    Unknown,
+}
+
+/// The `attributes` object: everything a record carries beyond its fixed fields, with
+/// snake_case keys. Ordered by key so the same record always prints the same way.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Attributes(BTreeMap<Cow<'static, str>, Value>);
+
+impl Attributes {
+    pub fn new() -> Self {
+        Attributes::default()
+    }
+
+    /// Sets `key`, replacing any earlier value.
+    pub fn set(&mut self, key: impl Into<Cow<'static, str>>, value: impl Into<Value>) {
+        self.0.insert(key.into(), value.into());
+    }
+
+    /// Sets `key` only when there is a value: absent stays absent.
+    pub fn set_opt<V: Into<Value>>(&mut self, key: &'static str, value: Option<V>) {
+        if let Some(v) = value {
+            self.set(key, v);
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.0.get(key)
+    }
+
+    pub fn remove(&mut self, key: &str) -> Option<Value> {
+        self.0.remove(key)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.0.iter().map(|(k, v)| (k.as_ref(), v))
+    }
+}
+
+/// One normalized record (contract §1). Build one with [`Record::new`] and fill the fields
+/// the message carries; everything else stays `None` and is left out of the JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// Always [`SCHEMA_VERSION`] for records this crate makes.
+    pub schema: u8,
+    pub protocol: Protocol,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    pub kind: Kind,
+    /// The protocol's own id for the message: GT06 `0x12`, JT808 `0x0200`, Teltonika
+    /// `0x8e`, NMEA the sentence formatter (`RMC`).
+    pub message_type: Cow<'static, str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u32>,
+    /// Server time of reception; set by the gateway, never by `decode`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fix_time: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latitude: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub longitude: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub altitude_m: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed_kmh: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub course_deg: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub satellites: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hdop: Option<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alarms: Vec<Cow<'static, str>>,
+    #[serde(default, skip_serializing_if = "Attributes::is_empty")]
+    pub attributes: Attributes,
+}
+
+impl Record {
+    pub fn new(protocol: Protocol, kind: Kind, message_type: impl Into<Cow<'static, str>>) -> Self {
+        Record {
+            schema: SCHEMA_VERSION,
+            protocol,
+            device_id: None,
+            kind,
+            message_type: message_type.into(),
+            seq: None,
+            received_at: None,
+            fix_time: None,
+            valid: None,
+            latitude: None,
+            longitude: None,
+            altitude_m: None,
+            speed_kmh: None,
+            course_deg: None,
+            satellites: None,
+            hdop: None,
+            alarms: Vec::new(),
+            attributes: Attributes::new(),
+        }
+    }
+
+    /// The record as one line of JSON (no trailing newline).
+    pub fn to_json(&self) -> String {
+        // Serializing this struct cannot fail: every key is a string and no value is a map
+        // with non-string keys. Non-finite floats never get here (parsers reject them), and
+        // serde_json would write them as null rather than fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Converts knots to km/h (1 kn = 1.852 km/h exactly).
+pub fn knots_to_kmh(knots: f64) -> f64 {
+    knots * 1.852
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::Date;
+
+    #[test]
+    fn omitted_fields_are_absent_not_null() {
+        let r = Record::new(Protocol::Nmea, Kind::Info, "TXT");
+        assert_eq!(
+            r.to_json(),
+            r#"{"schema":1,"protocol":"nmea","kind":"info","message_type":"TXT"}"#
+        );
+    }
+
+    #[test]
+    fn full_record_in_contract_order_and_back() {
+        let mut r = Record::new(Protocol::Gt06, Kind::Position, "0x12");
+        r.device_id = Some("123456789012345".into());
+        r.seq = Some(7);
+        r.fix_time = Timestamp::from_date_time(Date::new(2024, 5, 6).unwrap(), 1, 2, 3, None);
+        r.valid = Some(true);
+        r.latitude = Some(-33.5);
+        r.longitude = Some(151.25);
+        r.speed_kmh = Some(knots_to_kmh(10.0));
+        r.satellites = Some(9);
+        r.alarms.push("sos".into());
+        r.attributes.set("ignition", true);
+        r.attributes.set_opt::<u32>("absent", None);
+        let json = r.to_json();
+        assert_eq!(
+            json,
+            r#"{"schema":1,"protocol":"gt06","device_id":"123456789012345","kind":"position","message_type":"0x12","seq":7,"fix_time":"2024-05-06T01:02:03Z","valid":true,"latitude":-33.5,"longitude":151.25,"speed_kmh":18.52,"satellites":9,"alarms":["sos"],"attributes":{"ignition":true}}"#
+        );
+        let back: Record = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn protocol_names_parse() {
+        assert_eq!("JT808".parse::<Protocol>(), Ok(Protocol::Jt808));
+        assert!("traccar"
+            .parse::<Protocol>()
+            .unwrap_err()
+            .contains("unknown protocol"));
+    }
+}

@@ -1,0 +1,337 @@
+//! UTC instants as the record carries them: RFC 3339 with a `Z`, milliseconds only when the
+//! protocol carried sub-second precision. Civil-date arithmetic is the days-from-civil
+//! algorithm (proleptic Gregorian), which is all the protocols here need; no time zone data.
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const MS_PER_DAY: i64 = 86_400_000;
+
+/// An instant in UTC, to the millisecond, and whether the source carried milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Timestamp {
+    unix_ms: i64,
+    has_millis: bool,
+}
+
+/// A calendar date (proleptic Gregorian), validated on construction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Date {
+    year: i32,
+    month: u8,
+    day: u8,
+}
+
+impl Date {
+    /// `None` unless the day exists in that month of that year (years 0–9999).
+    pub fn new(year: i32, month: u8, day: u8) -> Option<Self> {
+        ((0..=9999).contains(&year)
+            && (1..=12).contains(&month)
+            && day >= 1
+            && day <= days_in_month(year, month))
+        .then_some(Date { year, month, day })
+    }
+
+    pub fn year(self) -> i32 {
+        self.year
+    }
+    pub fn month(self) -> u8 {
+        self.month
+    }
+    pub fn day(self) -> u8 {
+        self.day
+    }
+
+    /// Days since 1970-01-01.
+    pub fn days_since_epoch(self) -> i64 {
+        days_from_civil(self.year, self.month, self.day)
+    }
+
+    pub fn from_days_since_epoch(days: i64) -> Option<Self> {
+        let (y, m, d) = civil_from_days(days);
+        Date::new(y, m, d)
+    }
+
+    /// The date `delta` days later (or earlier).
+    pub fn add_days(self, delta: i64) -> Option<Self> {
+        Date::from_days_since_epoch(self.days_since_epoch().checked_add(delta)?)
+    }
+}
+
+fn is_leap(y: i32) -> bool {
+    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+}
+
+fn days_in_month(y: i32, m: u8) -> u8 {
+    match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if is_leap(y) => 29,
+        2 => 28,
+        _ => 0,
+    }
+}
+
+// Howard Hinnant's days_from_civil / civil_from_days, in i64 so no input can overflow.
+fn days_from_civil(y: i32, m: u8, d: u8) -> i64 {
+    let (m, d) = (i64::from(m), i64::from(d));
+    let y = i64::from(y) - i64::from(m <= 2);
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i32, u8, u8) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u8;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (i32::try_from(y).unwrap_or(i32::MAX), m, d)
+}
+
+impl Timestamp {
+    /// From a date and a time of day. `second` may be 60 (a leap second), which lands on the
+    /// next second as Unix time has no leap seconds. `None` for an impossible time.
+    pub fn from_date_time(
+        date: Date,
+        hour: u8,
+        minute: u8,
+        second: u8,
+        millis: Option<u16>,
+    ) -> Option<Self> {
+        if hour > 23 || minute > 59 || second > 60 || millis.is_some_and(|ms| ms > 999) {
+            return None;
+        }
+        let ms_of_day = ((i64::from(hour) * 60 + i64::from(minute)) * 60 + i64::from(second))
+            * 1000
+            + i64::from(millis.unwrap_or(0));
+        Some(Timestamp {
+            unix_ms: date.days_since_epoch() * MS_PER_DAY + ms_of_day,
+            has_millis: millis.is_some(),
+        })
+    }
+
+    pub fn from_unix_ms(unix_ms: i64, has_millis: bool) -> Self {
+        Timestamp {
+            unix_ms,
+            has_millis,
+        }
+    }
+
+    /// Now, from the system clock, to the millisecond.
+    pub fn from_system_time(t: SystemTime) -> Self {
+        let ms = match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+            Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
+        };
+        Timestamp {
+            unix_ms: ms,
+            has_millis: true,
+        }
+    }
+
+    pub fn unix_ms(self) -> i64 {
+        self.unix_ms
+    }
+
+    pub fn has_millis(self) -> bool {
+        self.has_millis
+    }
+
+    /// This instant shifted by `offset_minutes` (used to turn device-local times into UTC).
+    pub fn shifted_minutes(self, offset_minutes: i32) -> Self {
+        Timestamp {
+            unix_ms: self.unix_ms + i64::from(offset_minutes) * 60_000,
+            ..self
+        }
+    }
+
+    pub fn to_system_time(self) -> SystemTime {
+        if self.unix_ms >= 0 {
+            UNIX_EPOCH + Duration::from_millis(self.unix_ms as u64)
+        } else {
+            UNIX_EPOCH - Duration::from_millis(self.unix_ms.unsigned_abs())
+        }
+    }
+
+    /// Parses RFC 3339 (`2017-01-10T00:10:31Z`, `…31.250Z`, `…31+08:00`). Sub-millisecond
+    /// digits are truncated.
+    pub fn parse_rfc3339(s: &str) -> Option<Self> {
+        let b = s.as_bytes();
+        let num = |r: std::ops::Range<usize>| -> Option<u32> {
+            let part = b.get(r)?;
+            if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            std::str::from_utf8(part).ok()?.parse().ok()
+        };
+        if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+            return None;
+        }
+        if b[13] != b':' || b[16] != b':' {
+            return None;
+        }
+        let date = Date::new(
+            i32::try_from(num(0..4)?).ok()?,
+            u8::try_from(num(5..7)?).ok()?,
+            u8::try_from(num(8..10)?).ok()?,
+        )?;
+        let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+        let mut i = 19;
+        let mut millis = None;
+        if b.get(i) == Some(&b'.') {
+            let start = i + 1;
+            i = start;
+            while b.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            if i == start {
+                return None;
+            }
+            let frac = &s[start..i.min(start + 3)];
+            let scale = 10u16.pow(3 - frac.len() as u32);
+            millis = Some(frac.parse::<u16>().ok()? * scale);
+        }
+        let offset_minutes: i32 = match b.get(i..)? {
+            [b'Z' | b'z'] => 0,
+            [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+                let digits = [*h1, *h2, *m1, *m2];
+                if !digits.iter().all(u8::is_ascii_digit) {
+                    return None;
+                }
+                let v = i32::from(h1 - b'0') * 600
+                    + i32::from(h2 - b'0') * 60
+                    + i32::from(m1 - b'0') * 10
+                    + i32::from(m2 - b'0');
+                if *sign == b'-' {
+                    -v
+                } else {
+                    v
+                }
+            }
+            _ => return None,
+        };
+        let t = Timestamp::from_date_time(
+            date,
+            u8::try_from(h).ok()?,
+            u8::try_from(mi).ok()?,
+            u8::try_from(sec).ok()?,
+            millis,
+        )?;
+        Some(t.shifted_minutes(-offset_minutes))
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let days = self.unix_ms.div_euclid(MS_PER_DAY);
+        let ms_of_day = self.unix_ms.rem_euclid(MS_PER_DAY);
+        let (y, m, d) = civil_from_days(days);
+        let secs = ms_of_day / 1000;
+        write!(
+            f,
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        )?;
+        if self.has_millis {
+            write!(f, ".{:03}", ms_of_day % 1000)?;
+        }
+        f.write_str("Z")
+    }
+}
+
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Timestamp::parse_rfc3339(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("not an RFC 3339 time: {s:?}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn formats_with_and_without_millis() {
+        let d = Date::new(2017, 1, 10).unwrap();
+        let t = Timestamp::from_date_time(d, 0, 10, 31, None).unwrap();
+        assert_eq!(t.to_string(), "2017-01-10T00:10:31Z");
+        assert_eq!(t.unix_ms(), 1_484_007_031_000);
+        let t = Timestamp::from_date_time(d, 23, 59, 59, Some(7)).unwrap();
+        assert_eq!(t.to_string(), "2017-01-10T23:59:59.007Z");
+    }
+
+    #[test]
+    fn rejects_impossible_dates_and_times() {
+        assert!(Date::new(2023, 2, 29).is_none());
+        assert!(Date::new(2024, 2, 29).is_some());
+        assert!(Date::new(1900, 2, 29).is_none());
+        assert!(Date::new(2000, 2, 29).is_some());
+        assert!(Date::new(2024, 13, 1).is_none());
+        assert!(Date::new(2024, 4, 31).is_none());
+        let d = Date::new(2024, 1, 1).unwrap();
+        assert!(Timestamp::from_date_time(d, 24, 0, 0, None).is_none());
+        assert!(Timestamp::from_date_time(d, 0, 60, 0, None).is_none());
+        assert!(Timestamp::from_date_time(d, 0, 0, 61, None).is_none());
+    }
+
+    #[test]
+    fn leap_second_lands_on_the_next_second() {
+        let d = Date::new(2016, 12, 31).unwrap();
+        let t = Timestamp::from_date_time(d, 23, 59, 60, None).unwrap();
+        assert_eq!(t.to_string(), "2017-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn parses_offsets_and_fractions() {
+        let t = Timestamp::parse_rfc3339("2019-03-03T10:03:30+08:00").unwrap();
+        assert_eq!(t.to_string(), "2019-03-03T02:03:30Z");
+        let t = Timestamp::parse_rfc3339("2019-03-03T10:03:30.1234Z").unwrap();
+        assert_eq!(t.to_string(), "2019-03-03T10:03:30.123Z");
+        assert!(Timestamp::parse_rfc3339("2019-03-03 10:03:30").is_none());
+        assert!(Timestamp::parse_rfc3339("2019-02-30T10:03:30Z").is_none());
+        assert!(Timestamp::parse_rfc3339("2019-03-03T10:03:30.Z").is_none());
+    }
+
+    #[test]
+    fn before_the_epoch() {
+        let t =
+            Timestamp::from_date_time(Date::new(1969, 12, 31).unwrap(), 23, 0, 0, None).unwrap();
+        assert_eq!(t.unix_ms(), -3_600_000);
+        assert_eq!(t.to_string(), "1969-12-31T23:00:00Z");
+    }
+
+    proptest! {
+        #[test]
+        fn civil_round_trip(days in -719_468i64..2_932_896) {
+            let (y, m, d) = civil_from_days(days);
+            prop_assert_eq!(days_from_civil(y, m, d), days);
+            prop_assert!(Date::new(y, m, d).is_some());
+        }
+
+        #[test]
+        fn display_parse_round_trip(ms in 0i64..253_402_300_799_000, has_millis: bool) {
+            let ms = if has_millis { ms } else { ms - ms.rem_euclid(1000) };
+            let t = Timestamp::from_unix_ms(ms, has_millis);
+            prop_assert_eq!(Timestamp::parse_rfc3339(&t.to_string()), Some(t));
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Small wire-format helpers shared by the protocol modules: checksums, BCD and a bounds-checked
+//! byte reader. Nothing here knows about any one protocol.
+
+pub mod bcd;
+pub mod checksum;
+pub mod cursor;
