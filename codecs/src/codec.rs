@@ -16,11 +16,7 @@ pub enum FrameItem {
     /// A whole frame, without any terminator the framer strips.
     Frame { offset: u64, bytes: Bytes },
     /// `len` bytes that were not a valid frame and were skipped.
-    Rejected {
-        offset: u64,
-        len: usize,
-        reason: Reject,
-    },
+    Rejected { offset: u64, len: usize, reason: Reject },
 }
 
 /// Adapts a [`Framer`] to `tokio_util::codec::Decoder`.
@@ -45,10 +41,7 @@ impl<F: Framer> FrameDecoder<F> {
             Framing::Frame { len, consumed } => {
                 let frame = buf.split_to(consumed).freeze();
                 self.offset += consumed as u64;
-                Ok(Some(FrameItem::Frame {
-                    offset,
-                    bytes: frame.slice(..len),
-                }))
+                Ok(Some(FrameItem::Frame { offset, bytes: frame.slice(..len) }))
             }
             Framing::Incomplete { needed } => {
                 buf.reserve(needed);
@@ -57,11 +50,7 @@ impl<F: Framer> FrameDecoder<F> {
             Framing::Rejected { consumed, reason } => {
                 buf.advance(consumed);
                 self.offset += consumed as u64;
-                Ok(Some(FrameItem::Rejected {
-                    offset,
-                    len: consumed,
-                    reason,
-                }))
+                Ok(Some(FrameItem::Rejected { offset, len: consumed, reason }))
             }
             Framing::Fatal(reason) => Err(io::Error::new(io::ErrorKind::InvalidData, reason)),
         }

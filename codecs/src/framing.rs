@@ -43,10 +43,7 @@ pub trait Framer {
                 consumed: buf.len(),
                 reason: Reject::new(
                     RejectKind::Truncated,
-                    format!(
-                        "stream ended inside a frame ({} bytes held, at least {needed} more expected)",
-                        buf.len()
-                    ),
+                    format!("stream ended inside a frame ({} bytes held, at least {needed} more expected)", buf.len()),
                 ),
             },
             other => other,
@@ -64,20 +61,14 @@ pub struct Reject {
 
 impl Reject {
     pub fn new(kind: RejectKind, detail: impl Into<Cow<'static, str>>) -> Self {
-        Reject {
-            kind,
-            detail: detail.into(),
-        }
+        Reject { kind, detail: detail.into() }
     }
 
     /// A checksum mismatch, with both values in the protocol's usual notation.
     pub fn checksum(computed: u32, received: u32, width_hex_digits: usize) -> Self {
         Reject::new(
             RejectKind::Checksum,
-            format!(
-                "computed 0x{computed:0w$X}, frame carries 0x{received:0w$X}",
-                w = width_hex_digits
-            ),
+            format!("computed 0x{computed:0w$X}, frame carries 0x{received:0w$X}", w = width_hex_digits),
         )
     }
 }
@@ -153,14 +144,9 @@ mod tests {
     impl Framer for Fixed {
         fn next_frame(&mut self, buf: &[u8]) -> Framing {
             if buf.len() < 4 {
-                Framing::Incomplete {
-                    needed: 4 - buf.len(),
-                }
+                Framing::Incomplete { needed: 4 - buf.len() }
             } else {
-                Framing::Frame {
-                    len: 4,
-                    consumed: 4,
-                }
+                Framing::Frame { len: 4, consumed: 4 }
             }
         }
     }
@@ -176,22 +162,13 @@ mod tests {
             }
             other => panic!("expected a rejection, got {other:?}"),
         }
-        assert_eq!(
-            Fixed.next_frame_at_end(b"abcd"),
-            Framing::Frame {
-                len: 4,
-                consumed: 4
-            }
-        );
+        assert_eq!(Fixed.next_frame_at_end(b"abcd"), Framing::Frame { len: 4, consumed: 4 });
     }
 
     #[test]
     fn checksum_reason_prints_both_values() {
         let r = Reject::checksum(0x7b, 0x7c, 2);
-        assert_eq!(
-            r.to_string(),
-            "bad checksum: computed 0x7B, frame carries 0x7C"
-        );
+        assert_eq!(r.to_string(), "bad checksum: computed 0x7B, frame carries 0x7C");
         assert_eq!(r.kind.label(), "checksum");
     }
 }

@@ -28,12 +28,7 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    pub const ALL: [Protocol; 4] = [
-        Protocol::Gt06,
-        Protocol::Jt808,
-        Protocol::Teltonika,
-        Protocol::Nmea,
-    ];
+    pub const ALL: [Protocol; 4] = [Protocol::Gt06, Protocol::Jt808, Protocol::Teltonika, Protocol::Nmea];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -57,9 +52,7 @@ impl FromStr for Protocol {
         Protocol::ALL
             .into_iter()
             .find(|p| p.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| {
-                format!("unknown protocol {s:?} (expected gt06, jt808, teltonika or nmea)")
-            })
+            .ok_or_else(|| format!("unknown protocol {s:?} (expected gt06, jt808, teltonika or nmea)"))
     }
 }
 
@@ -211,10 +204,7 @@ mod tests {
     #[test]
     fn omitted_fields_are_absent_not_null() {
         let r = Record::new(Protocol::Nmea, Kind::Info, "TXT");
-        assert_eq!(
-            r.to_json(),
-            r#"{"schema":1,"protocol":"nmea","kind":"info","message_type":"TXT"}"#
-        );
+        assert_eq!(r.to_json(), r#"{"schema":1,"protocol":"nmea","kind":"info","message_type":"TXT"}"#);
     }
 
     #[test]
@@ -243,9 +233,6 @@ mod tests {
     #[test]
     fn protocol_names_parse() {
         assert_eq!("JT808".parse::<Protocol>(), Ok(Protocol::Jt808));
-        assert!("traccar"
-            .parse::<Protocol>()
-            .unwrap_err()
-            .contains("unknown protocol"));
+        assert!("traccar".parse::<Protocol>().unwrap_err().contains("unknown protocol"));
     }
 }

@@ -25,11 +25,8 @@ pub struct Date {
 impl Date {
     /// `None` unless the day exists in that month of that year (years 0–9999).
     pub fn new(year: i32, month: u8, day: u8) -> Option<Self> {
-        ((0..=9999).contains(&year)
-            && (1..=12).contains(&month)
-            && day >= 1
-            && day <= days_in_month(year, month))
-        .then_some(Date { year, month, day })
+        ((0..=9999).contains(&year) && (1..=12).contains(&month) && day >= 1 && day <= days_in_month(year, month))
+            .then_some(Date { year, month, day })
     }
 
     pub fn year(self) -> i32 {
@@ -100,30 +97,17 @@ fn civil_from_days(z: i64) -> (i32, u8, u8) {
 impl Timestamp {
     /// From a date and a time of day. `second` may be 60 (a leap second), which lands on the
     /// next second as Unix time has no leap seconds. `None` for an impossible time.
-    pub fn from_date_time(
-        date: Date,
-        hour: u8,
-        minute: u8,
-        second: u8,
-        millis: Option<u16>,
-    ) -> Option<Self> {
+    pub fn from_date_time(date: Date, hour: u8, minute: u8, second: u8, millis: Option<u16>) -> Option<Self> {
         if hour > 23 || minute > 59 || second > 60 || millis.is_some_and(|ms| ms > 999) {
             return None;
         }
-        let ms_of_day = ((i64::from(hour) * 60 + i64::from(minute)) * 60 + i64::from(second))
-            * 1000
+        let ms_of_day = ((i64::from(hour) * 60 + i64::from(minute)) * 60 + i64::from(second)) * 1000
             + i64::from(millis.unwrap_or(0));
-        Some(Timestamp {
-            unix_ms: date.days_since_epoch() * MS_PER_DAY + ms_of_day,
-            has_millis: millis.is_some(),
-        })
+        Some(Timestamp { unix_ms: date.days_since_epoch() * MS_PER_DAY + ms_of_day, has_millis: millis.is_some() })
     }
 
     pub fn from_unix_ms(unix_ms: i64, has_millis: bool) -> Self {
-        Timestamp {
-            unix_ms,
-            has_millis,
-        }
+        Timestamp { unix_ms, has_millis }
     }
 
     /// Now, from the system clock, to the millisecond.
@@ -132,10 +116,7 @@ impl Timestamp {
             Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
             Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
         };
-        Timestamp {
-            unix_ms: ms,
-            has_millis: true,
-        }
+        Timestamp { unix_ms: ms, has_millis: true }
     }
 
     pub fn unix_ms(self) -> i64 {
@@ -148,10 +129,7 @@ impl Timestamp {
 
     /// This instant shifted by `offset_minutes` (used to turn device-local times into UTC).
     pub fn shifted_minutes(self, offset_minutes: i32) -> Self {
-        Timestamp {
-            unix_ms: self.unix_ms + i64::from(offset_minutes) * 60_000,
-            ..self
-        }
+        Timestamp { unix_ms: self.unix_ms + i64::from(offset_minutes) * 60_000, ..self }
     }
 
     pub fn to_system_time(self) -> SystemTime {
@@ -236,13 +214,7 @@ impl fmt::Display for Timestamp {
         let ms_of_day = self.unix_ms.rem_euclid(MS_PER_DAY);
         let (y, m, d) = civil_from_days(days);
         let secs = ms_of_day / 1000;
-        write!(
-            f,
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
-            secs / 3600,
-            secs / 60 % 60,
-            secs % 60
-        )?;
+        write!(f, "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)?;
         if self.has_millis {
             write!(f, ".{:03}", ms_of_day % 1000)?;
         }
@@ -259,8 +231,7 @@ impl serde::Serialize for Timestamp {
 impl<'de> serde::Deserialize<'de> for Timestamp {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Timestamp::parse_rfc3339(&s)
-            .ok_or_else(|| serde::de::Error::custom(format!("not an RFC 3339 time: {s:?}")))
+        Timestamp::parse_rfc3339(&s).ok_or_else(|| serde::de::Error::custom(format!("not an RFC 3339 time: {s:?}")))
     }
 }
 
@@ -313,8 +284,7 @@ mod tests {
 
     #[test]
     fn before_the_epoch() {
-        let t =
-            Timestamp::from_date_time(Date::new(1969, 12, 31).unwrap(), 23, 0, 0, None).unwrap();
+        let t = Timestamp::from_date_time(Date::new(1969, 12, 31).unwrap(), 23, 0, 0, None).unwrap();
         assert_eq!(t.unix_ms(), -3_600_000);
         assert_eq!(t.to_string(), "1969-12-31T23:00:00Z");
     }

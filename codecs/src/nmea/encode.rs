@@ -35,13 +35,8 @@ pub fn encode(sentence: &Sentence<'_>, out: &mut impl BufMut) -> Result<(), Enco
             }
         }
     }
-    if let Some(bad) = body
-        .bytes()
-        .find(|&b| !(0x20..=0x7e).contains(&b) || b == b'$' || b == b'*')
-    {
-        return Err(EncodeError(format!(
-            "byte 0x{bad:02X} cannot appear in a sentence"
-        )));
+    if let Some(bad) = body.bytes().find(|&b| !(0x20..=0x7e).contains(&b) || b == b'$' || b == b'*') {
+        return Err(EncodeError(format!("byte 0x{bad:02X} cannot appear in a sentence")));
     }
     out.put_u8(b'$');
     out.put_slice(body.as_bytes());
@@ -186,10 +181,7 @@ fn standard(body: &mut String, talker: Talker, message: &Message<'_>) -> Result<
         }
         Message::Gsa(m) => {
             if m.satellite_ids.len() > 12 {
-                return Err(EncodeError(format!(
-                    "GSA has 12 id slots, not {}",
-                    m.satellite_ids.len()
-                )));
+                return Err(EncodeError(format!("GSA has 12 id slots, not {}", m.satellite_ids.len())));
             }
             o.letter(m.selection_mode);
             o.num(m.fix_type);
@@ -261,9 +253,7 @@ fn standard(body: &mut String, talker: Talker, message: &Message<'_>) -> Result<
         Message::Txt(m) => {
             for f in [m.sentences, m.sentence, m.text_id] {
                 if f.contains(',') {
-                    return Err(EncodeError(
-                        "TXT count and id fields cannot contain ','".into(),
-                    ));
+                    return Err(EncodeError("TXT count and id fields cannot contain ','".into()));
                 }
                 o.text(f);
             }

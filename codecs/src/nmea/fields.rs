@@ -33,11 +33,7 @@ impl NmeaTime {
             return None;
         }
         let d = u32::from(self.fraction_digits);
-        let ms = if d >= 3 {
-            self.fraction / 10u32.pow(d - 3)
-        } else {
-            self.fraction * 10u32.pow(3 - d)
-        };
+        let ms = if d >= 3 { self.fraction / 10u32.pow(d - 3) } else { self.fraction * 10u32.pow(3 - d) };
         u16::try_from(ms).ok()
     }
 
@@ -96,23 +92,13 @@ fn digits0(i: &str) -> Res<'_, &str> {
 }
 
 fn two_digits(i: &str) -> Res<'_, u8> {
-    map_res(
-        take_while_m_n(2, 2, |c: char| c.is_ascii_digit()),
-        str::parse::<u8>,
-    )
-    .parse(i)
+    map_res(take_while_m_n(2, 2, |c: char| c.is_ascii_digit()), str::parse::<u8>).parse(i)
 }
 
 /// `hhmmss` with an optional `.f…` of up to 9 digits.
 pub fn time(field: &str) -> Option<NmeaTime> {
-    let (_, (hour, minute, second, frac)) = all_consuming((
-        two_digits,
-        two_digits,
-        two_digits,
-        opt((char('.'), digits0)),
-    ))
-    .parse(field)
-    .ok()?;
+    let (_, (hour, minute, second, frac)) =
+        all_consuming((two_digits, two_digits, two_digits, opt((char('.'), digits0)))).parse(field).ok()?;
     let (fraction, fraction_digits) = match frac {
         None => (0, 0),
         // A bare trailing dot ("123519.") is written by some receivers: no fraction.
@@ -120,20 +106,12 @@ pub fn time(field: &str) -> Option<NmeaTime> {
         Some((_, digits)) if digits.len() <= 9 => (digits.parse().ok()?, digits.len() as u8),
         Some(_) => return None,
     };
-    (hour <= 23 && minute <= 59 && second <= 60).then_some(NmeaTime {
-        hour,
-        minute,
-        second,
-        fraction,
-        fraction_digits,
-    })
+    (hour <= 23 && minute <= 59 && second <= 60).then_some(NmeaTime { hour, minute, second, fraction, fraction_digits })
 }
 
 /// `ddmmyy`, validated as a real calendar date.
 pub fn date(field: &str) -> Option<NmeaDate> {
-    let (_, (day, month, year2)) = all_consuming((two_digits, two_digits, two_digits))
-        .parse(field)
-        .ok()?;
+    let (_, (day, month, year2)) = all_consuming((two_digits, two_digits, two_digits)).parse(field).ok()?;
     let d = NmeaDate { day, month, year2 };
     d.date().map(|_| d)
 }
@@ -141,10 +119,7 @@ pub fn date(field: &str) -> Option<NmeaDate> {
 fn decimal_text(i: &str) -> Res<'_, &str> {
     recognize((
         opt(one_of("+-")),
-        alt((
-            recognize((digit1, opt((char('.'), digits0)))),
-            recognize((char('.'), digit1)),
-        )),
+        alt((recognize((digit1, opt((char('.'), digits0)))), recognize((char('.'), digit1)))),
     ))
     .parse(i)
 }
@@ -158,20 +133,14 @@ pub fn decimal(field: &str) -> Option<f64> {
 
 /// An unsigned integer of plain digits (leading zeros allowed).
 pub fn unsigned<T: std::str::FromStr>(field: &str) -> Option<T> {
-    let (_, digits) = all_consuming(digit1::<&str, nom::error::Error<&str>>)
-        .parse(field)
-        .ok()?;
+    let (_, digits) = all_consuming(digit1::<&str, nom::error::Error<&str>>).parse(field).ok()?;
     digits.parse().ok()
 }
 
 /// A signed integer: optional sign then digits.
 pub fn signed<T: std::str::FromStr>(field: &str) -> Option<T> {
-    let (_, text) = all_consuming(recognize((
-        opt(one_of("+-")),
-        digit1::<&str, nom::error::Error<&str>>,
-    )))
-    .parse(field)
-    .ok()?;
+    let (_, text) =
+        all_consuming(recognize((opt(one_of("+-")), digit1::<&str, nom::error::Error<&str>>))).parse(field).ok()?;
     text.parse().ok()
 }
 
@@ -183,30 +152,16 @@ pub fn coordinate(value: &str, hemisphere: &str, max_degrees: u16) -> Option<Coo
         (90, "N" | "S") | (180, "E" | "W") => hemisphere.as_bytes()[0],
         _ => return None,
     };
-    let (_, (int_part, frac)) = all_consuming((
-        digit1::<&str, nom::error::Error<&str>>,
-        opt(recognize((char('.'), digits0))),
-    ))
-    .parse(value)
-    .ok()?;
+    let (_, (int_part, frac)) =
+        all_consuming((digit1::<&str, nom::error::Error<&str>>, opt(recognize((char('.'), digits0)))))
+            .parse(value)
+            .ok()?;
     let split = int_part.len().saturating_sub(2);
     let (deg_text, min_int) = int_part.split_at(split);
-    let whole_degrees: u16 = if deg_text.is_empty() {
-        0
-    } else {
-        deg_text.parse().ok()?
-    };
+    let whole_degrees: u16 = if deg_text.is_empty() { 0 } else { deg_text.parse().ok()? };
     let minutes_text = &value[split..int_part.len() + frac.map_or(0, str::len)];
-    let minutes: f64 = if min_int.is_empty() {
-        0.0
-    } else {
-        minutes_text.parse().ok()?
-    };
-    let c = Coordinate {
-        whole_degrees,
-        minutes,
-        hemisphere: hemi,
-    };
+    let minutes: f64 = if min_int.is_empty() { 0.0 } else { minutes_text.parse().ok()? };
+    let c = Coordinate { whole_degrees, minutes, hemisphere: hemi };
     (minutes < 60.0 && c.degrees().abs() <= f64::from(max_degrees)).then_some(c)
 }
 
@@ -218,19 +173,13 @@ mod tests {
     fn fractions_running_to_the_end_of_the_field_are_kept_whole() {
         // Regression: nom 8.0.0's digit0 under recognize cut these to "0." and "4404.".
         assert_eq!(decimal("0.146"), Some(0.146));
-        assert_eq!(
-            coordinate("4404.13993", "N", 90).map(|c| c.minutes),
-            Some(4.13993)
-        );
+        assert_eq!(coordinate("4404.13993", "N", 90).map(|c| c.minutes), Some(4.13993));
     }
 
     #[test]
     fn times() {
         let t = time("001031.00").unwrap();
-        assert_eq!(
-            (t.hour, t.minute, t.second, t.fraction, t.fraction_digits),
-            (0, 10, 31, 0, 2)
-        );
+        assert_eq!((t.hour, t.minute, t.second, t.fraction, t.fraction_digits), (0, 10, 31, 0, 2));
         assert_eq!(t.millis(), Some(0));
         assert_eq!(time("160012.71").unwrap().millis(), Some(710));
         assert_eq!(time("003832.000").unwrap().millis(), Some(0));
@@ -283,10 +232,7 @@ mod tests {
         assert!(coordinate("4404.1", "", 90).is_none(), "no hemisphere");
         assert!(coordinate("9100.0", "N", 90).is_none(), "beyond the pole");
         assert!(coordinate("4460.0", "N", 90).is_none(), "60 minutes");
-        assert!(
-            coordinate("-4404.1", "N", 90).is_none(),
-            "sign instead of hemisphere"
-        );
+        assert!(coordinate("-4404.1", "N", 90).is_none(), "sign instead of hemisphere");
         assert!(coordinate("44x4.1", "N", 90).is_none());
     }
 }

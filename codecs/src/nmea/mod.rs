@@ -20,8 +20,8 @@ mod stream;
 pub use encode::{encode, to_line, EncodeError};
 pub use fields::{Coordinate, NmeaDate, NmeaTime};
 pub use sentence::{
-    parse, Gga, Gll, Gns, Gsa, Gst, Gsv, Hdt, Message, ParsedSentence, Rmc, SatelliteInView,
-    Sentence, Talker, Txt, Vtg, Zda,
+    parse, Gga, Gll, Gns, Gsa, Gst, Gsv, Hdt, Message, ParsedSentence, Rmc, SatelliteInView, Sentence, Talker, Txt,
+    Vtg, Zda,
 };
 pub use stream::NmeaDecoder;
 
@@ -40,9 +40,7 @@ pub struct LineFramer {
 
 impl Default for LineFramer {
     fn default() -> Self {
-        LineFramer {
-            max_line_len: DEFAULT_MAX_LINE,
-        }
+        LineFramer { max_line_len: DEFAULT_MAX_LINE }
     }
 }
 
@@ -50,19 +48,12 @@ impl Framer for LineFramer {
     fn next_frame(&mut self, buf: &[u8]) -> Framing {
         let window = &buf[..buf.len().min(self.max_line_len.saturating_add(1))];
         if let Some(i) = window.iter().position(|&b| b == b'\n' || b == b'\r') {
-            return Framing::Frame {
-                len: i,
-                consumed: i + 1,
-            };
+            return Framing::Frame { len: i, consumed: i + 1 };
         }
         if buf.len() > self.max_line_len {
             // Skip to the next sentence start so one runaway line (binary traffic, a device
             // that never sends a terminator) costs only itself.
-            let consumed = buf
-                .iter()
-                .skip(1)
-                .position(|&b| b == b'$')
-                .map_or(buf.len(), |p| p + 1);
+            let consumed = buf.iter().skip(1).position(|&b| b == b'$').map_or(buf.len(), |p| p + 1);
             return Framing::Rejected {
                 consumed,
                 reason: Reject::new(
@@ -77,10 +68,7 @@ impl Framer for LineFramer {
     /// At the end of a stream (or datagram) an unterminated last line is still a line.
     fn next_frame_at_end(&mut self, buf: &[u8]) -> Framing {
         match self.next_frame(buf) {
-            Framing::Incomplete { .. } if !buf.is_empty() => Framing::Frame {
-                len: buf.len(),
-                consumed: buf.len(),
-            },
+            Framing::Incomplete { .. } if !buf.is_empty() => Framing::Frame { len: buf.len(), consumed: buf.len() },
             other => other,
         }
     }
@@ -101,7 +89,10 @@ pub enum IdForm {
 #[derive(Debug, Clone, PartialEq)]
 pub enum LinePiece<'a> {
     /// `$…` up to the end of its checksum, or to the end of the line when it has none.
-    Sentence { offset: usize, text: &'a [u8] },
+    Sentence {
+        offset: usize,
+        text: &'a [u8],
+    },
     Identification {
         offset: usize,
         id: &'a str,
@@ -121,9 +112,7 @@ fn is_blank(b: &u8) -> bool {
 
 /// A plausible device id: 3–32 letters and digits, at least one digit.
 fn valid_id(s: &[u8]) -> Option<&str> {
-    let ok = (3..=32).contains(&s.len())
-        && s.iter().all(u8::is_ascii_alphanumeric)
-        && s.iter().any(u8::is_ascii_digit);
+    let ok = (3..=32).contains(&s.len()) && s.iter().all(u8::is_ascii_alphanumeric) && s.iter().any(u8::is_ascii_digit);
     ok.then(|| std::str::from_utf8(s).ok()).flatten()
 }
 
@@ -145,14 +134,7 @@ fn trim(mut s: &[u8], strip: impl Fn(&u8) -> bool) -> &[u8] {
 
 /// Whole-line identification forms.
 fn identification_line(line: &[u8]) -> Option<(&str, IdForm)> {
-    for head in [
-        &b"$IMEI="[..],
-        b"$IMEI,",
-        b"IMEI ",
-        b"IMEI:",
-        b"IMEI,",
-        b"IMEI=",
-    ] {
+    for head in [&b"$IMEI="[..], b"$IMEI,", b"IMEI ", b"IMEI:", b"IMEI,", b"IMEI="] {
         if let Some(rest) = line.strip_prefix(head) {
             return valid_id(trim(rest, is_blank)).map(|id| (id, IdForm::ImeiLine));
         }
@@ -164,9 +146,7 @@ fn identification_line(line: &[u8]) -> Option<(&str, IdForm)> {
 /// `123456789$GPGGA`. Separators around the id are dropped and, where the prefix is a path
 /// of several parts, the last part is the id.
 fn prefix_id(prefix: &[u8]) -> Option<&str> {
-    let p = trim(prefix, |b| {
-        matches!(b, b',' | b'/' | b' ' | b'\t' | b':' | b';')
-    });
+    let p = trim(prefix, |b| matches!(b, b',' | b'/' | b' ' | b'\t' | b':' | b';'));
     let last = p.rsplit(|&b| b == b'/' || b == b',').next()?;
     // A leading marker (`%356939010012099`) is dropped; anything else around the id means
     // the prefix is some other envelope, not an id.
@@ -182,39 +162,25 @@ pub fn split_line<'a>(line: &'a [u8], mut each: impl FnMut(LinePiece<'a>)) {
         return;
     }
     if let Some((id, form)) = identification_line(body) {
-        each(LinePiece::Identification {
-            offset: lead,
-            id,
-            form,
-        });
+        each(LinePiece::Identification { offset: lead, id, form });
         return;
     }
     let Some(first) = body.iter().position(|&b| b == b'$' || b == b'!') else {
         each(LinePiece::Rejected {
             offset: lead,
             len: body.len(),
-            reason: Reject::new(
-                RejectKind::Garbage,
-                "line holds no sentence ('$') and no device id",
-            ),
+            reason: Reject::new(RejectKind::Garbage, "line holds no sentence ('$') and no device id"),
         });
         return;
     };
     if first > 0 {
         let prefix = &body[..first];
         match prefix_id(prefix) {
-            Some(id) => each(LinePiece::Identification {
-                offset: lead,
-                id,
-                form: IdForm::Prefix,
-            }),
+            Some(id) => each(LinePiece::Identification { offset: lead, id, form: IdForm::Prefix }),
             None => each(LinePiece::Rejected {
                 offset: lead,
                 len: first,
-                reason: Reject::new(
-                    RejectKind::Garbage,
-                    format!("{first} bytes before '$' that are not a device id"),
-                ),
+                reason: Reject::new(RejectKind::Garbage, format!("{first} bytes before '$' that are not a device id")),
             }),
         }
     }
@@ -222,30 +188,18 @@ pub fn split_line<'a>(line: &'a [u8], mut each: impl FnMut(LinePiece<'a>)) {
     loop {
         // `$` is reserved (nmea.md §1): one inside a sentence starts a new one, and whatever
         // came before it was cut short.
-        let next = body[start + 1..]
-            .iter()
-            .position(|&b| b == b'$')
-            .map(|p| start + 1 + p);
+        let next = body[start + 1..].iter().position(|&b| b == b'$').map(|p| start + 1 + p);
         let seg = &body[start..next.unwrap_or(body.len())];
         let at = lead + start;
         match seg.iter().position(|&b| b == b'*') {
-            Some(star)
-                if seg.len() >= star + 3
-                    && seg[star + 1..star + 3].iter().all(u8::is_ascii_hexdigit) =>
-            {
-                each(LinePiece::Sentence {
-                    offset: at,
-                    text: &seg[..star + 3],
-                });
+            Some(star) if seg.len() >= star + 3 && seg[star + 1..star + 3].iter().all(u8::is_ascii_hexdigit) => {
+                each(LinePiece::Sentence { offset: at, text: &seg[..star + 3] });
                 let tail = trim(&seg[star + 3..], is_blank);
                 if !tail.is_empty() {
                     each(LinePiece::Rejected {
                         offset: at + star + 3,
                         len: seg.len() - star - 3,
-                        reason: Reject::new(
-                            RejectKind::Garbage,
-                            format!("{} bytes after the checksum", tail.len()),
-                        ),
+                        reason: Reject::new(RejectKind::Garbage, format!("{} bytes after the checksum", tail.len())),
                     });
                 }
             }
@@ -255,10 +209,7 @@ pub fn split_line<'a>(line: &'a [u8], mut each: impl FnMut(LinePiece<'a>)) {
                 reason: Reject::new(RejectKind::Truncated, "sentence cut short by a new '$'"),
             }),
             // No checksum at the end of the line, or a malformed one: the parser judges.
-            _ => each(LinePiece::Sentence {
-                offset: at,
-                text: seg,
-            }),
+            _ => each(LinePiece::Sentence { offset: at, text: seg }),
         }
         match next {
             Some(n) => start = n,

@@ -61,20 +61,11 @@ impl fmt::Display for Talker {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Sentence<'a> {
     /// Talker + three-letter formatter (`GNRMC`).
-    Standard {
-        talker: Talker,
-        message: Message<'a>,
-    },
+    Standard { talker: Talker, message: Message<'a> },
     /// `$P…`: a manufacturer's sentence, kept as sent.
-    Proprietary {
-        address: &'a str,
-        fields: Option<&'a str>,
-    },
+    Proprietary { address: &'a str, fields: Option<&'a str> },
     /// An address that is neither (`$IOTDATA,…`), kept as sent.
-    Unrecognised {
-        address: &'a str,
-        fields: Option<&'a str>,
-    },
+    Unrecognised { address: &'a str, fields: Option<&'a str> },
 }
 
 /// The standard sentences this codec understands, and the rest kept raw.
@@ -293,17 +284,13 @@ impl<'a> Fields<'a> {
         let mut len = 0;
         if let Some(text) = text {
             for f in text.split(',') {
-                *items.get_mut(len).ok_or_else(|| {
-                    malformed(format!("{formatter} has more than {MAX_FIELDS} fields"))
-                })? = f;
+                *items
+                    .get_mut(len)
+                    .ok_or_else(|| malformed(format!("{formatter} has more than {MAX_FIELDS} fields")))? = f;
                 len += 1;
             }
         }
-        Ok(Fields {
-            items,
-            len,
-            formatter,
-        })
+        Ok(Fields { items, len, formatter })
     }
 
     /// Field `n`, counting from 1 after the address as the standard does.
@@ -322,19 +309,10 @@ impl<'a> Fields<'a> {
     }
 
     fn bad(&self, n: usize, what: &str) -> Reject {
-        malformed(format!(
-            "{} field {n} ({what}): {:?} is not valid",
-            self.formatter,
-            self.get(n)
-        ))
+        malformed(format!("{} field {n} ({what}): {:?} is not valid", self.formatter, self.get(n)))
     }
 
-    fn opt<T>(
-        &self,
-        n: usize,
-        what: &str,
-        parse: impl Fn(&'a str) -> Option<T>,
-    ) -> Result<Option<T>, Reject> {
+    fn opt<T>(&self, n: usize, what: &str, parse: impl Fn(&'a str) -> Option<T>) -> Result<Option<T>, Reject> {
         let f = self.get(n);
         if f.is_empty() {
             return Ok(None);
@@ -372,22 +350,14 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn coordinate(
-        &self,
-        value: usize,
-        hemi: usize,
-        max: u16,
-    ) -> Result<Option<Coordinate>, Reject> {
+    fn coordinate(&self, value: usize, hemi: usize, max: u16) -> Result<Option<Coordinate>, Reject> {
         let (v, h) = (self.get(value), self.get(hemi));
         if v.is_empty() && h.is_empty() {
             return Ok(None);
         }
         let what = if max == 90 { "latitude" } else { "longitude" };
         fields::coordinate(v, h, max).map(Some).ok_or_else(|| {
-            malformed(format!(
-                "{} fields {value}-{hemi} ({what}): {v:?},{h:?} is not valid",
-                self.formatter
-            ))
+            malformed(format!("{} fields {value}-{hemi} ({what}): {v:?},{h:?} is not valid", self.formatter))
         })
     }
 }
@@ -408,10 +378,7 @@ pub fn parse(text: &[u8]) -> Result<ParsedSentence<'_>, Reject> {
         return Err(Reject::new(RejectKind::Truncated, "empty sentence"));
     };
     if start != b'$' && start != b'!' {
-        return Err(Reject::new(
-            RejectKind::Garbage,
-            "a sentence starts with '$' or '!'",
-        ));
+        return Err(Reject::new(RejectKind::Garbage, "a sentence starts with '$' or '!'"));
     }
     let (body, checksum_present) = match rest.iter().position(|&b| b == b'*') {
         Some(star) => {
@@ -435,11 +402,7 @@ pub fn parse(text: &[u8]) -> Result<ParsedSentence<'_>, Reject> {
         None => (rest, false),
     };
     if let Some(i) = body.iter().position(|&b| !(0x20..=0x7e).contains(&b)) {
-        return Err(malformed(format!(
-            "byte 0x{:02X} at {} is not printable ASCII",
-            body[i],
-            i + 1
-        )));
+        return Err(malformed(format!("byte 0x{:02X} at {} is not printable ASCII", body[i], i + 1)));
     }
     // Printable ASCII is valid UTF-8.
     let body = std::str::from_utf8(body).map_err(|_| malformed("not ASCII".into()))?;
@@ -448,40 +411,25 @@ pub fn parse(text: &[u8]) -> Result<ParsedSentence<'_>, Reject> {
         None => (body, None),
     };
     if address.is_empty() || !address.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(malformed(format!(
-            "address field {address:?} is not alphanumeric"
-        )));
+        return Err(malformed(format!("address field {address:?} is not alphanumeric")));
     }
     let sentence = if address.starts_with('P') {
-        Sentence::Proprietary {
-            address,
-            fields: fields_text,
-        }
+        Sentence::Proprietary { address, fields: fields_text }
     } else if address.len() == 5 {
         let talker = Talker([address.as_bytes()[0], address.as_bytes()[1]]);
         let message = parse_message(&address[2..], fields_text, checksum_present)?;
         Sentence::Standard { talker, message }
     } else {
-        Sentence::Unrecognised {
-            address,
-            fields: fields_text,
-        }
+        Sentence::Unrecognised { address, fields: fields_text }
     };
-    Ok(ParsedSentence {
-        sentence,
-        checksum_present,
-    })
+    Ok(ParsedSentence { sentence, checksum_present })
 }
 
 fn hex_digit(b: u8) -> Option<u8> {
     char::from(b).to_digit(16).map(|d| d as u8)
 }
 
-fn parse_message<'a>(
-    formatter: &'a str,
-    text: Option<&'a str>,
-    verified: bool,
-) -> Result<Message<'a>, Reject> {
+fn parse_message<'a>(formatter: &'a str, text: Option<&'a str>, verified: bool) -> Result<Message<'a>, Reject> {
     // The complete standard layout each sentence must have when no checksum vouches for it.
     let (name, complete): (&'static str, usize) = match formatter {
         "RMC" => ("RMC", 11),
@@ -495,12 +443,7 @@ fn parse_message<'a>(
         "GST" => ("GST", 8),
         "HDT" => ("HDT", 2),
         "TXT" => ("TXT", 4),
-        _ => {
-            return Ok(Message::Other {
-                formatter,
-                fields: text,
-            })
-        }
+        _ => return Ok(Message::Other { formatter, fields: text }),
     };
     let f = Fields::split(text, name)?;
     // The pre-3.01 VTG is four bare numbers; every later form has the literal `T` in field 2.
@@ -583,9 +526,7 @@ fn parse_message<'a>(
                 pdop: f.decimal(15, "PDOP")?,
                 hdop: f.decimal(16, "HDOP")?,
                 vdop: f.decimal(17, "VDOP")?,
-                system_id: f.opt(18, "system id", |s| {
-                    u8::from_str_radix(s, 16).ok().filter(|_| s.len() == 1)
-                })?,
+                system_id: f.opt(18, "system id", |s| u8::from_str_radix(s, 16).ok().filter(|_| s.len() == 1))?,
             })
         }
         "GSV" => {
@@ -598,19 +539,14 @@ fn parse_message<'a>(
                 let n = 4 + b * 4;
                 satellites.push(SatelliteInView {
                     id: f.unsigned(n, "satellite id")?,
-                    elevation_deg: f.opt(n + 1, "elevation", |s| {
-                        fields::signed::<i16>(s).filter(|e| (-90..=90).contains(e))
-                    })?,
-                    azimuth_deg: f.opt(n + 2, "azimuth", |s| {
-                        fields::unsigned::<u16>(s).filter(|a| *a <= 360)
-                    })?,
+                    elevation_deg: f
+                        .opt(n + 1, "elevation", |s| fields::signed::<i16>(s).filter(|e| (-90..=90).contains(e)))?,
+                    azimuth_deg: f.opt(n + 2, "azimuth", |s| fields::unsigned::<u16>(s).filter(|a| *a <= 360))?,
                     snr_db: f.unsigned(n + 3, "SNR")?,
                 });
             }
             let signal_id = if has_signal {
-                f.opt(f.len, "signal id", |s| {
-                    u8::from_str_radix(s, 16).ok().filter(|_| s.len() == 1)
-                })?
+                f.opt(f.len, "signal id", |s| u8::from_str_radix(s, 16).ok().filter(|_| s.len() == 1))?
             } else {
                 None
             };
@@ -628,18 +564,14 @@ fn parse_message<'a>(
                 day: f.unsigned(2, "day")?,
                 month: f.unsigned(3, "month")?,
                 year: f.unsigned(4, "year")?,
-                zone_hours: f.opt(5, "local zone hours", |s| {
-                    fields::signed::<i8>(s).filter(|h| (-13..=13).contains(h))
-                })?,
-                zone_minutes: f.opt(6, "local zone minutes", |s| {
-                    fields::signed::<i8>(s).filter(|m| (-59..=59).contains(m))
-                })?,
+                zone_hours: f
+                    .opt(5, "local zone hours", |s| fields::signed::<i8>(s).filter(|h| (-13..=13).contains(h)))?,
+                zone_minutes: f
+                    .opt(6, "local zone minutes", |s| fields::signed::<i8>(s).filter(|m| (-59..=59).contains(m)))?,
             };
             if let (Some(d), Some(m), Some(y)) = (z.day, z.month, z.year) {
                 if crate::time::Date::new(i32::from(y), m, d).is_none() {
-                    return Err(malformed(format!(
-                        "ZDA date {y:04}-{m:02}-{d:02} does not exist"
-                    )));
+                    return Err(malformed(format!("ZDA date {y:04}-{m:02}-{d:02} does not exist")));
                 }
             }
             Message::Zda(z)
@@ -648,9 +580,7 @@ fn parse_message<'a>(
             time: f.time(1)?,
             latitude: f.coordinate(2, 3, 90)?,
             longitude: f.coordinate(4, 5, 180)?,
-            mode: f.opt(6, "mode", |s| {
-                s.bytes().all(|c| MODES.contains(&c)).then_some(s)
-            })?,
+            mode: f.opt(6, "mode", |s| s.bytes().all(|c| MODES.contains(&c)).then_some(s))?,
             satellites: f.unsigned(7, "satellites used")?,
             hdop: f.decimal(8, "HDOP")?,
             altitude_m: f.decimal(9, "altitude")?,
@@ -671,9 +601,7 @@ fn parse_message<'a>(
         }),
         "HDT" => {
             f.literal(2, "true indicator", "T")?;
-            Message::Hdt(Hdt {
-                heading_deg: f.decimal(1, "heading")?,
-            })
+            Message::Hdt(Hdt { heading_deg: f.decimal(1, "heading")? })
         }
         "TXT" => {
             // Rejoin fields 4..n: text may contain commas (nmea.md §4, TXT).
@@ -686,9 +614,6 @@ fn parse_message<'a>(
                 text: parts.next().unwrap_or(""),
             })
         }
-        _ => Message::Other {
-            formatter,
-            fields: text,
-        },
+        _ => Message::Other { formatter, fields: text },
     })
 }

@@ -12,31 +12,20 @@ use crate::record::{knots_to_kmh, Kind, Protocol, Record};
 use crate::stream::{RecordDecoder, StreamEvent};
 use crate::time::{Date, Timestamp};
 
-const HALF_DAY_MS: i64 = 12 * 3_600_000;
-
-/// The last calendar date the stream gave, and the time of day it came with.
-#[derive(Debug, Clone, Copy)]
-struct DateAnchor {
-    date: Date,
-    ms_of_day: Option<i64>,
-}
-
 /// Decodes a device's NMEA stream into records. One per connection (TCP) or per peer (UDP).
 #[derive(Debug, Clone, Default)]
 pub struct NmeaDecoder {
     framer: LineFramer,
     device_id: Option<String>,
-    anchor: Option<DateAnchor>,
+    /// The last calendar date the stream gave (RMC or ZDA).
+    last_date: Option<Date>,
     /// Stream offset of the first byte of the buffer passed to the next `decode` call.
     offset: u64,
 }
 
 impl NmeaDecoder {
     pub fn new(max_line_len: usize) -> Self {
-        NmeaDecoder {
-            framer: LineFramer { max_line_len },
-            ..Default::default()
-        }
+        NmeaDecoder { framer: LineFramer { max_line_len }, ..Default::default() }
     }
 
     /// The id the device gave, if it gave one.
@@ -56,24 +45,12 @@ impl NmeaDecoder {
                 self.identify(id);
                 // An id written in front of every sentence is addressing, not a login.
                 if form != IdForm::Prefix {
-                    let message_type = if form == IdForm::ImeiLine {
-                        "IMEI"
-                    } else {
-                        "ID"
-                    };
+                    let message_type = if form == IdForm::ImeiLine { "IMEI" } else { "ID" };
                     out.push(StreamEvent::Record(self.record(Kind::Login, message_type)));
                 }
             }
-            LinePiece::Rejected {
-                offset: at,
-                len,
-                reason,
-            } => {
-                out.push(StreamEvent::Rejected {
-                    offset: offset + at as u64,
-                    len,
-                    reason,
-                });
+            LinePiece::Rejected { offset: at, len, reason } => {
+                out.push(StreamEvent::Rejected { offset: offset + at as u64, len, reason });
             }
             LinePiece::Sentence { offset: at, text } => match sentence::parse(text) {
                 Ok(parsed) => {
@@ -81,11 +58,7 @@ impl NmeaDecoder {
                     out.push(StreamEvent::Record(record));
                 }
                 Err(reason) => {
-                    out.push(StreamEvent::Rejected {
-                        offset: offset + at as u64,
-                        len: text.len(),
-                        reason,
-                    });
+                    out.push(StreamEvent::Rejected { offset: offset + at as u64, len: text.len(), reason });
                 }
             },
         });
@@ -97,35 +70,17 @@ impl NmeaDecoder {
         }
     }
 
-    fn record(
-        &self,
-        kind: Kind,
-        message_type: impl Into<std::borrow::Cow<'static, str>>,
-    ) -> Record {
+    fn record(&self, kind: Kind, message_type: impl Into<std::borrow::Cow<'static, str>>) -> Record {
         let mut r = Record::new(Protocol::Nmea, kind, message_type);
         r.device_id.clone_from(&self.device_id);
         r
     }
 
-    fn remember_date(&mut self, date: Date, time: Option<NmeaTime>) {
-        self.anchor = Some(DateAnchor {
-            date,
-            ms_of_day: time.map(NmeaTime::ms_of_day),
-        });
-    }
-
-    /// The instant of `time` on the stream's last known date. When the time of day has
-    /// wrapped past midnight relative to the date's own time, the day is moved accordingly.
+    /// The instant of `time` on the stream's last known date, as the contract defines it:
+    /// the date is taken as it is, even when the time of day has passed midnight since
+    /// (a GGA just after midnight, before that epoch's RMC, keeps the previous date).
     fn on_last_date(&self, time: NmeaTime) -> Option<Timestamp> {
-        let a = self.anchor?;
-        let t1 = time.ms_of_day();
-        let shift = match a.ms_of_day {
-            Some(t0) if t0 - t1 > HALF_DAY_MS => 1,
-            Some(t0) if t1 - t0 > HALF_DAY_MS => -1,
-            _ => 0,
-        };
-        let date = a.date.add_days(shift)?;
-        Timestamp::from_date_time(date, time.hour, time.minute, time.second, time.millis())
+        Timestamp::from_date_time(self.last_date?, time.hour, time.minute, time.second, time.millis())
     }
 
     /// The record for one parsed sentence. Updates the stream state (date, device id).
@@ -138,9 +93,7 @@ impl NmeaDecoder {
             }
             Sentence::Proprietary { address, fields } => {
                 // `$PGID,<id>`: the identification line of many T55-family trackers.
-                let id = fields
-                    .map(str::trim)
-                    .and_then(|f| super::valid_id(f.as_bytes()));
+                let id = fields.map(str::trim).and_then(|f| super::valid_id(f.as_bytes()));
                 match (*address, id) {
                     ("PGID", Some(id)) => {
                         self.identify(id);
@@ -148,27 +101,20 @@ impl NmeaDecoder {
                     }
                     _ => {
                         let mut r = self.record(Kind::Info, (*address).to_owned());
-                        r.attributes
-                            .set("sentence", String::from_utf8_lossy(text).into_owned());
+                        r.attributes.set("sentence", String::from_utf8_lossy(text).into_owned());
                         r
                     }
                 }
             }
             Sentence::Unrecognised { address, .. } => {
                 let mut r = self.record(Kind::Unknown, (*address).to_owned());
-                r.attributes
-                    .set("sentence", String::from_utf8_lossy(text).into_owned());
+                r.attributes.set("sentence", String::from_utf8_lossy(text).into_owned());
                 r
             }
         };
-        if let Sentence::Standard {
-            message: Message::Other { .. },
-            ..
-        } = &parsed.sentence
-        {
+        if let Sentence::Standard { message: Message::Other { .. }, .. } = &parsed.sentence {
             if r.kind == Kind::Unknown {
-                r.attributes
-                    .set("sentence", String::from_utf8_lossy(text).into_owned());
+                r.attributes.set("sentence", String::from_utf8_lossy(text).into_owned());
             }
         }
         if !parsed.checksum_present {
@@ -182,14 +128,12 @@ impl NmeaDecoder {
             Message::Rmc(m) => {
                 let date = m.date.and_then(|d| d.date());
                 if let Some(date) = date {
-                    self.remember_date(date, m.time);
+                    self.last_date = Some(date);
                 }
                 let mut r = self.record(Kind::Position, "RMC");
                 r.valid = m.status.map(|s| s == b'A' && m.mode != Some(b'N'));
                 r.fix_time = match (date, m.time) {
-                    (Some(d), Some(t)) => {
-                        Timestamp::from_date_time(d, t.hour, t.minute, t.second, t.millis())
-                    }
+                    (Some(d), Some(t)) => Timestamp::from_date_time(d, t.hour, t.minute, t.second, t.millis()),
                     (None, Some(t)) => self.on_last_date(t),
                     _ => None,
                 };
@@ -197,13 +141,8 @@ impl NmeaDecoder {
                 set_position(&mut r, m.latitude, m.longitude);
                 r.speed_kmh = m.speed_knots.map(knots_to_kmh);
                 r.course_deg = m.course_deg;
-                let variation = m.magnetic_variation_deg.map(|v| {
-                    if m.magnetic_variation_dir == Some(b'W') {
-                        -v
-                    } else {
-                        v
-                    }
-                });
+                let variation =
+                    m.magnetic_variation_deg.map(|v| if m.magnetic_variation_dir == Some(b'W') { -v } else { v });
                 r.attributes.set_opt("magnetic_variation_deg", variation);
                 r.attributes.set_opt("mode", m.mode.map(letter));
                 r.attributes.set_opt("nav_status", m.nav_status.map(letter));
@@ -219,8 +158,7 @@ impl NmeaDecoder {
                 r.satellites = m.satellites.map(u32::from);
                 r.hdop = m.hdop;
                 r.attributes.set_opt("fix_quality", m.quality);
-                r.attributes
-                    .set_opt("geoid_separation_m", m.geoid_separation_m);
+                r.attributes.set_opt("geoid_separation_m", m.geoid_separation_m);
                 r.attributes.set_opt("dgps_age_s", m.dgps_age_s);
                 r.attributes.set_opt("dgps_station", m.dgps_station);
                 r
@@ -245,8 +183,7 @@ impl NmeaDecoder {
                 r.satellites = m.satellites.map(u32::from);
                 r.hdop = m.hdop;
                 r.attributes.set_opt("mode", m.mode.map(str::to_owned));
-                r.attributes
-                    .set_opt("geoid_separation_m", m.geoid_separation_m);
+                r.attributes.set_opt("geoid_separation_m", m.geoid_separation_m);
                 r.attributes.set_opt("dgps_age_s", m.dgps_age_s);
                 r.attributes.set_opt("dgps_station", m.dgps_station);
                 r.attributes.set_opt("nav_status", m.nav_status.map(letter));
@@ -256,16 +193,14 @@ impl NmeaDecoder {
                 let mut r = self.record(Kind::Info, "VTG");
                 r.course_deg = m.course_true_deg;
                 r.speed_kmh = m.speed_kmh.or(m.speed_knots.map(knots_to_kmh));
-                r.attributes
-                    .set_opt("course_magnetic_deg", m.course_magnetic_deg);
+                r.attributes.set_opt("course_magnetic_deg", m.course_magnetic_deg);
                 r.attributes.set_opt("mode", m.mode.map(letter));
                 r
             }
             Message::Gsa(m) => {
                 let mut r = self.record(Kind::Info, "GSA");
                 r.hdop = m.hdop;
-                r.attributes
-                    .set_opt("selection_mode", m.selection_mode.map(letter));
+                r.attributes.set_opt("selection_mode", m.selection_mode.map(letter));
                 r.attributes.set_opt("fix_type", m.fix_type);
                 if !m.satellite_ids.is_empty() {
                     r.attributes.set("satellite_ids", m.satellite_ids.clone());
@@ -310,16 +245,13 @@ impl NmeaDecoder {
                     _ => None,
                 };
                 if let Some(date) = date {
-                    self.remember_date(date, m.time);
+                    self.last_date = Some(date);
                     if let Some(t) = m.time {
-                        let utc =
-                            Timestamp::from_date_time(date, t.hour, t.minute, t.second, t.millis());
+                        let utc = Timestamp::from_date_time(date, t.hour, t.minute, t.second, t.millis());
                         r.attributes.set_opt("utc", utc.map(|u| u.to_string()));
                     } else {
-                        r.attributes.set(
-                            "utc_date",
-                            format!("{:04}-{:02}-{:02}", date.year(), date.month(), date.day()),
-                        );
+                        r.attributes
+                            .set("utc_date", format!("{:04}-{:02}-{:02}", date.year(), date.month(), date.day()));
                     }
                 } else {
                     self.time_of_day_if_undated(&mut r, m.time);
@@ -331,17 +263,12 @@ impl NmeaDecoder {
             Message::Gst(m) => {
                 let mut r = self.record(Kind::Info, "GST");
                 r.attributes.set_opt("utc_time", m.time.map(time_of_day));
-                r.attributes
-                    .set_opt("rms_range_residual", m.rms_range_residual);
-                r.attributes
-                    .set_opt("sigma_semi_major_m", m.sigma_semi_major_m);
-                r.attributes
-                    .set_opt("sigma_semi_minor_m", m.sigma_semi_minor_m);
-                r.attributes
-                    .set_opt("semi_major_orientation_deg", m.semi_major_orientation_deg);
+                r.attributes.set_opt("rms_range_residual", m.rms_range_residual);
+                r.attributes.set_opt("sigma_semi_major_m", m.sigma_semi_major_m);
+                r.attributes.set_opt("sigma_semi_minor_m", m.sigma_semi_minor_m);
+                r.attributes.set_opt("semi_major_orientation_deg", m.semi_major_orientation_deg);
                 r.attributes.set_opt("sigma_latitude_m", m.sigma_latitude_m);
-                r.attributes
-                    .set_opt("sigma_longitude_m", m.sigma_longitude_m);
+                r.attributes.set_opt("sigma_longitude_m", m.sigma_longitude_m);
                 r.attributes.set_opt("sigma_altitude_m", m.sigma_altitude_m);
                 r
             }
@@ -353,11 +280,8 @@ impl NmeaDecoder {
             Message::Txt(m) => {
                 let mut r = self.record(Kind::Info, "TXT");
                 r.attributes.set("text", m.text.to_owned());
-                for (key, v) in [
-                    ("text_sentences", m.sentences),
-                    ("text_sentence", m.sentence),
-                    ("text_id", m.text_id),
-                ] {
+                for (key, v) in [("text_sentences", m.sentences), ("text_sentence", m.sentence), ("text_id", m.text_id)]
+                {
                     if !v.is_empty() {
                         // Numbers where the device sent numbers, the label as sent otherwise.
                         let value = v.parse::<u32>().map_or_else(|_| json!(v), |n| json!(n));
@@ -367,10 +291,7 @@ impl NmeaDecoder {
                 r
             }
             // `$GPFID,<id>`: identification in a talker sentence, seen on T55-family devices.
-            Message::Other {
-                formatter: "FID",
-                fields: Some(f),
-            } if super::valid_id(f.trim().as_bytes()).is_some() => {
+            Message::Other { formatter: "FID", fields: Some(f) } if super::valid_id(f.trim().as_bytes()).is_some() => {
                 self.identify(f.trim());
                 self.record(Kind::Login, "FID")
             }
@@ -419,11 +340,7 @@ impl RecordDecoder for NmeaDecoder {
         let mut pos = 0;
         while pos < buf.len() {
             let rest = &buf[pos..];
-            let framing = if at_end {
-                self.framer.next_frame_at_end(rest)
-            } else {
-                self.framer.next_frame(rest)
-            };
+            let framing = if at_end { self.framer.next_frame_at_end(rest) } else { self.framer.next_frame(rest) };
             let at = self.offset + pos as u64;
             match framing {
                 Framing::Frame { len, consumed } => {
@@ -432,11 +349,7 @@ impl RecordDecoder for NmeaDecoder {
                 }
                 Framing::Incomplete { .. } => break,
                 Framing::Rejected { consumed, reason } => {
-                    out.push(StreamEvent::Rejected {
-                        offset: at,
-                        len: consumed,
-                        reason,
-                    });
+                    out.push(StreamEvent::Rejected { offset: at, len: consumed, reason });
                     pos += consumed;
                 }
                 Framing::Fatal(reason) => {

@@ -44,10 +44,7 @@ fn rejections(input: &[u8]) -> Vec<(u64, RejectKind)> {
 
 /// `$body*HH\r\n` with the checksum computed.
 fn with_checksum(body: &str) -> String {
-    format!(
-        "${body}*{:02X}\r\n",
-        crate::wire::checksum::xor8(body.as_bytes())
-    )
+    format!("${body}*{:02X}\r\n", crate::wire::checksum::xor8(body.as_bytes()))
 }
 
 fn close(a: Option<f64>, b: f64) -> bool {
@@ -81,10 +78,7 @@ fn gga_without_a_date_keeps_its_time_of_day() {
     assert_eq!(r.satellites, Some(12));
     assert_eq!(r.hdop, Some(0.98));
     assert_eq!(r.altitude_m, Some(1113.0));
-    assert_eq!(
-        r.attributes.get("geoid_separation_m"),
-        Some(&(-21.3).into())
-    );
+    assert_eq!(r.attributes.get("geoid_separation_m"), Some(&(-21.3).into()));
     assert_eq!(r.attributes.get("dgps_age_s"), None);
 }
 
@@ -104,36 +98,21 @@ $GNZDA,003832.000,29,03,2022,00,00*48\r\n\
 $GPGGA,003833.000,4404.1271062,N,12118.8438377,W,5,14,0.8,1127.630,M,-20.300,M,1.000,0000*75\r\n";
     let rs = records(epoch);
     let kinds: Vec<_> = rs.iter().map(|r| r.message_type.as_ref()).collect();
-    assert_eq!(
-        kinds,
-        ["GGA", "GSA", "GSA", "GSA", "GSA", "GLL", "RMC", "VTG", "ZDA", "GGA"]
-    );
+    assert_eq!(kinds, ["GGA", "GSA", "GSA", "GSA", "GSA", "GLL", "RMC", "VTG", "ZDA", "GGA"]);
     assert_eq!(rs[0].fix_time, None);
     assert_eq!(rs[0].attributes.get("fix_quality"), Some(&5.into()));
     assert_eq!(rs[0].attributes.get("dgps_station"), Some(&0.into()));
-    assert_eq!(
-        rs[2].attributes.get("satellite_ids"),
-        Some(&serde_json::json!([74]))
-    );
+    assert_eq!(rs[2].attributes.get("satellite_ids"), Some(&serde_json::json!([74])));
     assert_eq!(rs[2].attributes.get("system_id"), Some(&2.into()));
     assert_eq!(rs[2].hdop, Some(0.8));
     assert_eq!(rs[5].attributes.get("mode"), Some(&"D".into()));
-    assert_eq!(
-        rs[6].fix_time.unwrap().to_string(),
-        "2022-03-29T00:38:32.000Z"
-    );
+    assert_eq!(rs[6].fix_time.unwrap().to_string(), "2022-03-29T00:38:32.000Z");
     assert_eq!(rs[6].attributes.get("nav_status"), Some(&"V".into()));
     assert_eq!(rs[6].attributes.get("mode"), Some(&"F".into()));
     assert_eq!(rs[7].course_deg, Some(171.0));
     assert_eq!(rs[7].speed_kmh, Some(0.0));
-    assert_eq!(
-        rs[8].attributes.get("utc"),
-        Some(&"2022-03-29T00:38:32.000Z".into())
-    );
-    assert_eq!(
-        rs[9].fix_time.unwrap().to_string(),
-        "2022-03-29T00:38:33.000Z"
-    );
+    assert_eq!(rs[8].attributes.get("utc"), Some(&"2022-03-29T00:38:32.000Z".into()));
+    assert_eq!(rs[9].fix_time.unwrap().to_string(), "2022-03-29T00:38:33.000Z");
     assert!(close(rs[9].latitude, 44.068_785_103_3));
 }
 
@@ -146,21 +125,9 @@ $GPGSV,3,3,10,18,11,233,,06,09,052,,1*66\r\n",
     );
     assert_eq!(rs.len(), 3);
     let sats = rs[0].attributes.get("satellites").unwrap();
-    assert_eq!(
-        sats[1],
-        serde_json::json!({"id": 2, "elevation_deg": 55, "azimuth_deg": 52})
-    );
+    assert_eq!(sats[1], serde_json::json!({"id": 2, "elevation_deg": 55, "azimuth_deg": 52}));
     assert_eq!(rs[0].attributes.get("satellites_in_view"), Some(&10.into()));
-    assert_eq!(
-        rs[2]
-            .attributes
-            .get("satellites")
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(rs[2].attributes.get("satellites").unwrap().as_array().unwrap().len(), 2);
     assert_eq!(rs[2].attributes.get("signal_id"), Some(&1.into()));
 }
 
@@ -171,16 +138,10 @@ fn other_worked_sentences() {
     let r = one("$GPVTG,220.86,T,,M,2.550,N,4.724,K,A*34");
     assert_eq!((r.course_deg, r.speed_kmh), (Some(220.86), Some(4.724)));
     let r = one("$GPZDA,160012.71,11,03,2004,-1,00*7D");
-    assert_eq!(
-        r.attributes.get("utc"),
-        Some(&"2004-03-11T16:00:12.710Z".into())
-    );
+    assert_eq!(r.attributes.get("utc"), Some(&"2004-03-11T16:00:12.710Z".into()));
     assert_eq!(r.attributes.get("local_zone_hours"), Some(&(-1).into()));
     let r = one("$GNGNS,120213.000,5957.0062,N,01100.6429,E,NDD,11,1.3,168.9,39.5,,,V*57");
-    assert_eq!(
-        (r.valid, r.satellites, r.altitude_m),
-        (Some(true), Some(11), Some(168.9))
-    );
+    assert_eq!((r.valid, r.satellites, r.altitude_m), (Some(true), Some(11), Some(168.9)));
     assert_eq!(r.attributes.get("mode"), Some(&"NDD".into()));
     assert_eq!(r.attributes.get("nav_status"), Some(&"V".into()));
     let r = one("$GNGNS,213712.000,4111.59903,N,11156.54809,W,AANN,13,0.93,01482.5,-016.5,,*52");
@@ -194,17 +155,11 @@ fn other_worked_sentences() {
     let r = one("$GPHDT,,T*1B");
     assert_eq!(r.attributes.get("heading_deg"), None);
     let r = one("$GNTXT,01,01,02,u-blox AG - www.u-blox.com*4E");
-    assert_eq!(
-        r.attributes.get("text"),
-        Some(&"u-blox AG - www.u-blox.com".into())
-    );
+    assert_eq!(r.attributes.get("text"), Some(&"u-blox AG - www.u-blox.com".into()));
     assert_eq!(r.attributes.get("text_id"), Some(&2.into()));
     let r = one("$PMTK220,1000*1F");
     assert_eq!((r.kind, r.message_type.as_ref()), (Kind::Info, "PMTK220"));
-    assert_eq!(
-        r.attributes.get("sentence"),
-        Some(&"$PMTK220,1000*1F".into())
-    );
+    assert_eq!(r.attributes.get("sentence"), Some(&"$PMTK220,1000*1F".into()));
 }
 
 #[test]
@@ -224,15 +179,8 @@ fn checksums() {
     // A wrong checksum is rejected with both values.
     let ev = decode_all(b"$GPHDT,274.07,T*04\r\n");
     match &ev[..] {
-        [StreamEvent::Rejected {
-            offset: 0,
-            len: 18,
-            reason,
-        }] => {
-            assert_eq!(
-                reason.to_string(),
-                "bad checksum: computed 0x03, frame carries 0x04"
-            );
+        [StreamEvent::Rejected { offset: 0, len: 18, reason }] => {
+            assert_eq!(reason.to_string(), "bad checksum: computed 0x03, frame carries 0x04");
         }
         other => panic!("{other:?}"),
     }
@@ -241,15 +189,9 @@ fn checksums() {
     assert_eq!(r.attributes.get("checksum_missing"), Some(&true.into()));
     assert!(close(r.speed_kmh, 26.2 * 1.852));
     // But then every standard field must be there: a sentence cut short is not trusted.
-    assert_eq!(
-        rejections(b"$GPRMC,082350.000,A,5355.0314,N,01044.1271,E,26.20\n"),
-        [(0, RejectKind::Malformed)]
-    );
+    assert_eq!(rejections(b"$GPRMC,082350.000,A,5355.0314,N,01044.1271,E,26.20\n"), [(0, RejectKind::Malformed)]);
     // One hex digit is not a checksum.
-    assert_eq!(
-        rejections(b"$GPRMA,V,0000.00,S,00000.00,E,,,00.0,000.,11.,E*7\n"),
-        [(0, RejectKind::Malformed)]
-    );
+    assert_eq!(rejections(b"$GPRMA,V,0000.00,S,00000.00,E,,,00.0,000.,11.,E*7\n"), [(0, RejectKind::Malformed)]);
 }
 
 #[test]
@@ -262,11 +204,7 @@ fn damaged_fields_are_rejected_not_read_as_absent() {
         "$GPGGA,001043.00,4404.14036,N,12118.85961,W,1,12,0.98,1113.0,X,-21.3,M,,",
     ] {
         let line = with_checksum(&bad[1..]);
-        assert_eq!(
-            rejections(line.as_bytes()),
-            [(0, RejectKind::Malformed)],
-            "{bad}"
-        );
+        assert_eq!(rejections(line.as_bytes()), [(0, RejectKind::Malformed)], "{bad}");
     }
 }
 
@@ -294,7 +232,10 @@ fn identification_forms() {
 fn an_id_before_the_dollar_addresses_the_sentence() {
     for (line, id) in [
         ("660420156A0066AA$GPRMC,122806.0,A,0119.212178,N,10355.000942,E,0.0,,230119,0.0,E,A*27", "660420156A0066AA"),
-        ("4711/022789000688081/$GPRMC,133343,A,5308.56325,N,1029.12850,E,0.000000,0.000000,290316,,*2A", "022789000688081"),
+        (
+            "4711/022789000688081/$GPRMC,133343,A,5308.56325,N,1029.12850,E,0.000000,0.000000,290316,,*2A",
+            "022789000688081",
+        ),
         ("123456789$GPRMC,155708.252,V,4610.1676,N,00606.4586,E,000.0,000.0,060214,,,N*76", "123456789"),
     ] {
         let r = one(line);
@@ -302,25 +243,14 @@ fn an_id_before_the_dollar_addresses_the_sentence() {
     }
     // A prefix that is not an id is garbage, and the sentence after it still decodes.
     let ev = decode_all(b">0002<$GPHDT,274.07,T*03\n");
-    assert!(
-        matches!(
-            &ev[0],
-            StreamEvent::Rejected {
-                offset: 0,
-                len: 6,
-                ..
-            }
-        ),
-        "{ev:?}"
-    );
+    assert!(matches!(&ev[0], StreamEvent::Rejected { offset: 0, len: 6, .. }), "{ev:?}");
     assert!(matches!(&ev[1], StreamEvent::Record(r) if r.message_type == "HDT"));
 }
 
 #[test]
 fn spliced_and_trailing_data() {
     // gpsd isync log: a GSV cut short by the next sentence on the same line.
-    let line =
-        b"$GPGSV,4,1,15,02,11,115,36,0$PTNTA,20160203131539,2,T4,000000066,+107,3,0,3*18\r\n";
+    let line = b"$GPGSV,4,1,15,02,11,115,36,0$PTNTA,20160203131539,2,T4,000000066,+107,3,0,3*18\r\n";
     let ev = decode_all(line);
     assert!(
         matches!(&ev[0], StreamEvent::Rejected { offset: 0, len: 28, reason } if reason.kind == RejectKind::Truncated)
@@ -331,14 +261,7 @@ fn spliced_and_trailing_data() {
     // Bytes after a valid checksum are reported; the sentence stands.
     let ev = decode_all(b"$GPHDT,274.07,T*03,11,8657\n");
     assert!(matches!(&ev[0], StreamEvent::Record(_)));
-    assert!(matches!(
-        &ev[1],
-        StreamEvent::Rejected {
-            offset: 18,
-            len: 8,
-            ..
-        }
-    ));
+    assert!(matches!(&ev[1], StreamEvent::Rejected { offset: 18, len: 8, .. }));
 }
 
 #[test]
@@ -367,25 +290,17 @@ fn an_over_long_line_is_skipped_to_the_next_sentence() {
 }
 
 #[test]
-fn gga_date_wraps_over_midnight() {
+fn gga_takes_the_last_date_as_it_is() {
     let rs = records(&format!(
         "{}{}{}",
         with_checksum("GPRMC,235959.00,A,4404.13993,N,12118.86023,W,0.146,,100117,,,A"),
         with_checksum("GPGGA,000001.00,4404.14036,N,12118.85961,W,1,12,0.98,1113.0,M,-21.3,M,,"),
         with_checksum("GPGGA,235958.00,4404.14036,N,12118.85961,W,1,12,0.98,1113.0,M,-21.3,M,,"),
     ));
-    assert_eq!(
-        rs[0].fix_time.unwrap().to_string(),
-        "2017-01-10T23:59:59.000Z"
-    );
-    assert_eq!(
-        rs[1].fix_time.unwrap().to_string(),
-        "2017-01-11T00:00:01.000Z"
-    );
-    assert_eq!(
-        rs[2].fix_time.unwrap().to_string(),
-        "2017-01-10T23:59:58.000Z"
-    );
+    assert_eq!(rs[0].fix_time.unwrap().to_string(), "2017-01-10T23:59:59.000Z");
+    // Contract: the date comes from the last RMC or ZDA as it is, with no midnight guess.
+    assert_eq!(rs[1].fix_time.unwrap().to_string(), "2017-01-10T00:00:01.000Z");
+    assert_eq!(rs[2].fix_time.unwrap().to_string(), "2017-01-10T23:59:58.000Z");
 }
 
 const STREAM: &str = "$PGID,359853000144328*0F\r\n\
@@ -464,10 +379,7 @@ fn tokio_decoder_gives_the_same_lines_for_every_chunk_size() {
         })
         .collect();
     assert_eq!(lines.len(), 7);
-    assert_eq!(
-        &lines[6][..],
-        b"$GNGLL,4404.14012,N,12118.85993,W,001037.00,A,A*67"
-    );
+    assert_eq!(&lines[6][..], b"$GNGLL,4404.14012,N,12118.85993,W,001037.00,A,A*67");
     for chunk in 1..STREAM.len() {
         assert_eq!(frames(chunk), reference, "chunk size {chunk}");
     }
@@ -475,18 +387,14 @@ fn tokio_decoder_gives_the_same_lines_for_every_chunk_size() {
 
 // ---- property tests: encode → decode gives back the sentence --------------------------
 
-fn opt<T: std::fmt::Debug + Clone + 'static>(
-    s: impl Strategy<Value = T> + 'static,
-) -> BoxedStrategy<Option<T>> {
+fn opt<T: std::fmt::Debug + Clone + 'static>(s: impl Strategy<Value = T> + 'static) -> BoxedStrategy<Option<T>> {
     prop::option::of(s).boxed()
 }
 
 /// Decimals as receivers write them: an integer scaled by 10^-k.
 fn dec(max: i64, signed: bool) -> BoxedStrategy<f64> {
     let lo = if signed { -max } else { 0 };
-    (lo..=max, 0u32..5)
-        .prop_map(|(v, k)| v as f64 / 10f64.powi(k as i32))
-        .boxed()
+    (lo..=max, 0u32..5).prop_map(|(v, k)| v as f64 / 10f64.powi(k as i32)).boxed()
 }
 
 fn time() -> impl Strategy<Value = NmeaTime> {
@@ -506,11 +414,7 @@ fn date() -> impl Strategy<Value = NmeaDate> {
 }
 
 fn coord(lat: bool) -> impl Strategy<Value = Coordinate> {
-    let (max_deg, hemis) = if lat {
-        (89u16, [b'N', b'S'])
-    } else {
-        (179, [b'E', b'W'])
-    };
+    let (max_deg, hemis) = if lat { (89u16, [b'N', b'S']) } else { (179, [b'E', b'W']) };
     (0..=max_deg, 0u64..60_000_000, 0usize..2).prop_map(move |(whole_degrees, m, h)| Coordinate {
         whole_degrees,
         minutes: m as f64 / 1e6,
@@ -524,89 +428,46 @@ fn letter(set: &'static [u8]) -> BoxedStrategy<Option<u8>> {
 
 fn message() -> impl Strategy<Value = Message<'static>> {
     let rmc = (
-        (
-            opt(time()),
-            letter(b"AV"),
-            opt(coord(true)),
-            opt(coord(false)),
-        ),
-        (
-            opt(dec(9999, false)),
-            opt(dec(3599, false)),
-            opt(date()),
-            opt(dec(1800, false)),
-            letter(b"EW"),
-        ),
+        (opt(time()), letter(b"AV"), opt(coord(true)), opt(coord(false))),
+        (opt(dec(9999, false)), opt(dec(3599, false)), opt(date()), opt(dec(1800, false)), letter(b"EW")),
         (letter(b"ADEFRN"), letter(b"SCUV")),
     )
-        .prop_map(
-            |((time, status, latitude, longitude), (s, c, date, mv, mvd), (mode, nav))| {
-                Message::Rmc(Rmc {
-                    time,
-                    status,
-                    latitude,
-                    longitude,
-                    speed_knots: s,
-                    course_deg: c,
-                    date,
-                    magnetic_variation_deg: mv,
-                    magnetic_variation_dir: mvd,
-                    mode,
-                    nav_status: nav,
-                })
-            },
-        );
-    let gga = (
-        (
-            opt(time()),
-            opt(coord(true)),
-            opt(coord(false)),
-            opt(0u8..9),
-            opt(0u16..64),
-        ),
-        (
-            opt(dec(999, false)),
-            opt(dec(99999, true)),
-            opt(dec(999, true)),
-            opt(dec(999, false)),
-            opt(0u16..1024),
-        ),
-    )
-        .prop_map(
-            |(
-                (time, latitude, longitude, quality, satellites),
-                (hdop, alt, geoid, age, station),
-            )| {
-                Message::Gga(Gga {
-                    time,
-                    latitude,
-                    longitude,
-                    quality,
-                    satellites,
-                    hdop,
-                    altitude_m: alt,
-                    geoid_separation_m: geoid,
-                    dgps_age_s: age,
-                    dgps_station: station,
-                })
-            },
-        );
-    let gll = (
-        opt(coord(true)),
-        opt(coord(false)),
-        opt(time()),
-        letter(b"AV"),
-        letter(b"ADEN"),
-    )
-        .prop_map(|(latitude, longitude, time, status, mode)| {
-            Message::Gll(Gll {
-                latitude,
-                longitude,
+        .prop_map(|((time, status, latitude, longitude), (s, c, date, mv, mvd), (mode, nav))| {
+            Message::Rmc(Rmc {
                 time,
                 status,
+                latitude,
+                longitude,
+                speed_knots: s,
+                course_deg: c,
+                date,
+                magnetic_variation_deg: mv,
+                magnetic_variation_dir: mvd,
                 mode,
+                nav_status: nav,
             })
         });
+    let gga = (
+        (opt(time()), opt(coord(true)), opt(coord(false)), opt(0u8..9), opt(0u16..64)),
+        (opt(dec(999, false)), opt(dec(99999, true)), opt(dec(999, true)), opt(dec(999, false)), opt(0u16..1024)),
+    )
+        .prop_map(|((time, latitude, longitude, quality, satellites), (hdop, alt, geoid, age, station))| {
+            Message::Gga(Gga {
+                time,
+                latitude,
+                longitude,
+                quality,
+                satellites,
+                hdop,
+                altitude_m: alt,
+                geoid_separation_m: geoid,
+                dgps_age_s: age,
+                dgps_station: station,
+            })
+        });
+    let gll = (opt(coord(true)), opt(coord(false)), opt(time()), letter(b"AV"), letter(b"ADEN")).prop_map(
+        |(latitude, longitude, time, status, mode)| Message::Gll(Gll { latitude, longitude, time, status, mode }),
+    );
     let vtg = (
         opt(dec(3599, false)),
         opt(dec(3599, false)),
@@ -634,73 +495,28 @@ fn message() -> impl Strategy<Value = Message<'static>> {
         opt(dec(99, false)),
         opt(1u8..7),
     )
-        .prop_map(
-            |(selection_mode, fix_type, satellite_ids, pdop, hdop, vdop, system_id)| {
-                Message::Gsa(Gsa {
-                    selection_mode,
-                    fix_type,
-                    satellite_ids,
-                    pdop,
-                    hdop,
-                    vdop,
-                    system_id,
-                })
-            },
-        );
-    let sat = (
-        opt(1u16..400),
-        opt(-90i16..=90),
-        opt(0u16..360),
-        opt(0u8..100),
-    )
-        .prop_map(|(id, elevation_deg, azimuth_deg, snr_db)| SatelliteInView {
-            id,
-            elevation_deg,
-            azimuth_deg,
-            snr_db,
+        .prop_map(|(selection_mode, fix_type, satellite_ids, pdop, hdop, vdop, system_id)| {
+            Message::Gsa(Gsa { selection_mode, fix_type, satellite_ids, pdop, hdop, vdop, system_id })
         });
-    let gsv = (
-        opt(1u8..10),
-        opt(1u8..10),
-        opt(0u16..100),
-        prop::collection::vec(sat, 0..=4),
-        opt(0u8..16),
-    )
-        .prop_map(|(sentences, sentence, in_view, satellites, signal_id)| {
-            Message::Gsv(Gsv {
-                sentences,
-                sentence,
-                in_view,
-                satellites,
-                signal_id,
-            })
-        });
-    let zda = (
-        opt(time()),
-        opt(1u8..29),
-        opt(1u8..13),
-        opt(1980u16..2100),
-        opt(-13i8..=13),
-        opt(0i8..60),
-    )
-        .prop_map(|(time, day, month, year, zone_hours, zone_minutes)| {
-            Message::Zda(Zda {
-                time,
-                day,
-                month,
-                year,
-                zone_hours,
-                zone_minutes,
-            })
-        });
+    let sat = (opt(1u16..400), opt(-90i16..=90), opt(0u16..360), opt(0u8..100)).prop_map(
+        |(id, elevation_deg, azimuth_deg, snr_db)| SatelliteInView { id, elevation_deg, azimuth_deg, snr_db },
+    );
+    let gsv = (opt(1u8..10), opt(1u8..10), opt(0u16..100), prop::collection::vec(sat, 0..=4), opt(0u8..16)).prop_map(
+        |(sentences, sentence, in_view, satellites, signal_id)| {
+            Message::Gsv(Gsv { sentences, sentence, in_view, satellites, signal_id })
+        },
+    );
+    let zda = (opt(time()), opt(1u8..29), opt(1u8..13), opt(1980u16..2100), opt(-13i8..=13), opt(0i8..60)).prop_map(
+        |(time, day, month, year, zone_hours, zone_minutes)| {
+            Message::Zda(Zda { time, day, month, year, zone_hours, zone_minutes })
+        },
+    );
     let gns = (
         (
             opt(time()),
             opt(coord(true)),
             opt(coord(false)),
-            opt(prop::sample::select(vec![
-                "A", "NDD", "AANN", "NNNNNN", "R",
-            ])),
+            opt(prop::sample::select(vec!["A", "NDD", "AANN", "NNNNNN", "R"])),
         ),
         (
             opt(0u16..64),
@@ -712,60 +528,41 @@ fn message() -> impl Strategy<Value = Message<'static>> {
             letter(b"SCUV"),
         ),
     )
-        .prop_map(
-            |(
-                (time, latitude, longitude, mode),
-                (satellites, hdop, alt, geoid, age, station, nav),
-            )| {
-                Message::Gns(Gns {
-                    time,
-                    latitude,
-                    longitude,
-                    mode,
-                    satellites,
-                    hdop,
-                    altitude_m: alt,
-                    geoid_separation_m: geoid,
-                    dgps_age_s: age,
-                    dgps_station: station,
-                    nav_status: nav,
-                })
-            },
-        );
-    let gst =
-        (opt(time()), prop::collection::vec(opt(dec(9999, false)), 7)).prop_map(|(time, v)| {
-            Message::Gst(Gst {
+        .prop_map(|((time, latitude, longitude, mode), (satellites, hdop, alt, geoid, age, station, nav))| {
+            Message::Gns(Gns {
                 time,
-                rms_range_residual: v[0],
-                sigma_semi_major_m: v[1],
-                sigma_semi_minor_m: v[2],
-                semi_major_orientation_deg: v[3],
-                sigma_latitude_m: v[4],
-                sigma_longitude_m: v[5],
-                sigma_altitude_m: v[6],
+                latitude,
+                longitude,
+                mode,
+                satellites,
+                hdop,
+                altitude_m: alt,
+                geoid_separation_m: geoid,
+                dgps_age_s: age,
+                dgps_station: station,
+                nav_status: nav,
             })
         });
+    let gst = (opt(time()), prop::collection::vec(opt(dec(9999, false)), 7)).prop_map(|(time, v)| {
+        Message::Gst(Gst {
+            time,
+            rms_range_residual: v[0],
+            sigma_semi_major_m: v[1],
+            sigma_semi_minor_m: v[2],
+            semi_major_orientation_deg: v[3],
+            sigma_latitude_m: v[4],
+            sigma_longitude_m: v[5],
+            sigma_altitude_m: v[6],
+        })
+    });
     let hdt = opt(dec(3599, false)).prop_map(|heading_deg| Message::Hdt(Hdt { heading_deg }));
     let txt = (
         prop::sample::select(vec!["01", "02", "", "NET"]),
         prop::sample::select(vec!["01", "", "1003"]),
         prop::sample::select(vec!["00", "01", "02", "07", "A1"]),
-        prop::sample::select(vec![
-            "ANTENNA OK",
-            "u-blox AG - www.u-blox.com",
-            "",
-            "a,b,,c",
-            "-53,232 01",
-        ]),
+        prop::sample::select(vec!["ANTENNA OK", "u-blox AG - www.u-blox.com", "", "a,b,,c", "-53,232 01"]),
     )
-        .prop_map(|(sentences, sentence, text_id, text)| {
-            Message::Txt(Txt {
-                sentences,
-                sentence,
-                text_id,
-                text,
-            })
-        });
+        .prop_map(|(sentences, sentence, text_id, text)| Message::Txt(Txt { sentences, sentence, text_id, text }));
     prop_oneof![rmc, gga, gll, vtg, gsa, gsv, zda, gns, gst, hdt, txt]
 }
 

@@ -11,10 +11,7 @@ pub struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     pub fn new(bytes: &'a [u8]) -> Self {
-        Cursor {
-            rest: bytes,
-            start_len: bytes.len(),
-        }
+        Cursor { rest: bytes, start_len: bytes.len() }
     }
 
     /// Bytes not read yet.

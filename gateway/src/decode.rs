@@ -1,0 +1,274 @@
+//! `trackgate decode`: what one device sent on one connection, in, JSON Lines out (contract
+//! §2). Also the engine behind the corpus runner, so a case decodes exactly as the command
+//! line would decode it.
+
+use std::io::{self, Read, Write};
+
+use serde::Serialize;
+use trackgate_codecs::{Protocol, StreamEvent};
+
+use crate::protocols::{parse_utc_offset, stream_decoder, NotImplemented, StreamOptions, Transport};
+
+/// The line `decode` prints where a frame was rejected.
+#[derive(Debug, Serialize)]
+pub struct ErrorRecord<'a> {
+    pub kind: &'static str,
+    pub offset: u64,
+    pub error: &'a str,
+}
+
+/// Input that is not what `--hex` promises: a usage error, not a device's fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HexError {
+    pub line: usize,
+    pub column: usize,
+    pub detail: String,
+}
+
+impl std::fmt::Display for HexError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "hex input line {}, column {}: {}", self.line, self.column, self.detail)
+    }
+}
+
+impl std::error::Error for HexError {}
+
+/// Decodes hex text: whitespace and `#` comments are ignored. Returns one byte string per
+/// non-empty line when `per_line` (UDP datagrams), else one for the whole text.
+pub fn parse_hex(text: &str, per_line: bool) -> Result<Vec<Vec<u8>>, HexError> {
+    let mut out = Vec::new();
+    let mut current = Vec::new();
+    for (ln, line) in text.lines().enumerate() {
+        let content = line.split('#').next().unwrap_or("");
+        let mut pending: Option<(usize, u8)> = None;
+        for (col, c) in content.char_indices() {
+            if c.is_whitespace() {
+                continue;
+            }
+            let Some(v) = c.to_digit(16) else {
+                return Err(HexError { line: ln + 1, column: col + 1, detail: format!("{c:?} is not a hex digit") });
+            };
+            pending = match pending {
+                None => Some((col, v as u8)),
+                Some((_, hi)) => {
+                    current.push(hi << 4 | v as u8);
+                    None
+                }
+            };
+        }
+        if let Some((col, _)) = pending {
+            return Err(HexError {
+                line: ln + 1,
+                column: col + 1,
+                detail: "odd number of hex digits on the line".into(),
+            });
+        }
+        if per_line && !current.is_empty() {
+            out.push(std::mem::take(&mut current));
+        }
+    }
+    if !per_line {
+        out.push(current);
+    }
+    Ok(out)
+}
+
+/// Decode options a `.hex` file sets in its leading comment lines
+/// (`# transport: udp`, `# jt808-tz: +00:00`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HexHeader {
+    pub transport: Option<Transport>,
+    pub jt808_tz_minutes: Option<i32>,
+}
+
+pub fn parse_hex_header(text: &str) -> Result<HexHeader, String> {
+    let mut h = HexHeader::default();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let Some(comment) = line.strip_prefix('#') else { break };
+        let Some((key, value)) = comment.split_once(':') else { continue };
+        match key.trim() {
+            "transport" => h.transport = Some(value.trim().parse()?),
+            "jt808-tz" => h.jt808_tz_minutes = Some(parse_utc_offset(value.trim())?),
+            _ => {}
+        }
+    }
+    Ok(h)
+}
+
+/// Counts of what a decode produced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DecodeSummary {
+    pub records: u64,
+    pub rejected: u64,
+}
+
+/// Decodes the byte streams (one for TCP, one per datagram for UDP) of one device and
+/// writes one JSON line per record or rejection.
+pub fn decode_to<W: Write>(
+    protocol: Protocol,
+    options: &StreamOptions,
+    input: impl IntoIterator<Item = Vec<u8>>,
+    out: &mut W,
+) -> Result<DecodeSummary, DecodeError> {
+    let mut decoder = stream_decoder(protocol, options)?;
+    let mut events = Vec::new();
+    let mut summary = DecodeSummary::default();
+    for chunk in input {
+        // Each chunk is a whole stream (TCP) or a whole datagram (UDP): nothing after it
+        // can complete a frame it started.
+        decoder.decode(&chunk, true, &mut events);
+        write_events(&mut events, out, &mut summary)?;
+    }
+    Ok(summary)
+}
+
+/// Streams raw bytes from `reader` (TCP capture) without holding the whole input.
+pub fn decode_reader<R: Read, W: Write>(
+    protocol: Protocol,
+    options: &StreamOptions,
+    mut reader: R,
+    out: &mut W,
+) -> Result<DecodeSummary, DecodeError> {
+    let mut decoder = stream_decoder(protocol, options)?;
+    let mut events = Vec::new();
+    let mut summary = DecodeSummary::default();
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = match reader.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(DecodeError::Io(e)),
+        };
+        let at_end = n == 0;
+        buf.extend_from_slice(&chunk[..n]);
+        let used = decoder.decode(&buf, at_end, &mut events);
+        buf.drain(..used);
+        write_events(&mut events, out, &mut summary)?;
+        if at_end {
+            return Ok(summary);
+        }
+    }
+}
+
+fn write_events<W: Write>(
+    events: &mut Vec<StreamEvent>,
+    out: &mut W,
+    summary: &mut DecodeSummary,
+) -> Result<(), DecodeError> {
+    for e in events.drain(..) {
+        match e {
+            StreamEvent::Record(r) => {
+                summary.records += 1;
+                serde_json::to_writer(&mut *out, &r).map_err(io::Error::from)?;
+            }
+            StreamEvent::Rejected { offset, reason, .. } => {
+                summary.rejected += 1;
+                let detail = reason.to_string();
+                serde_json::to_writer(&mut *out, &ErrorRecord { kind: "error", offset, error: &detail })
+                    .map_err(io::Error::from)?;
+            }
+        }
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+#[derive(Debug)]
+pub enum DecodeError {
+    NotImplemented(NotImplemented),
+    Io(io::Error),
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeError::NotImplemented(e) => e.fmt(f),
+            DecodeError::Io(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+impl From<NotImplemented> for DecodeError {
+    fn from(e: NotImplemented) -> Self {
+        DecodeError::NotImplemented(e)
+    }
+}
+
+impl From<io::Error> for DecodeError {
+    fn from(e: io::Error) -> Self {
+        DecodeError::Io(e)
+    }
+}
+
+/// Decodes the text of a `.hex` case (its header options applied over `base`) to the JSON
+/// lines `decode` would print.
+pub fn decode_hex_case(
+    protocol: Protocol,
+    base: &StreamOptions,
+    text: &str,
+) -> Result<(Vec<u8>, DecodeSummary), String> {
+    let header = parse_hex_header(text)?;
+    let options = StreamOptions {
+        transport: header.transport.unwrap_or(base.transport),
+        jt808_tz_minutes: header.jt808_tz_minutes.unwrap_or(base.jt808_tz_minutes),
+    };
+    let chunks = parse_hex(text, options.transport == Transport::Udp).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    let summary = decode_to(protocol, &options, chunks, &mut out).map_err(|e| e.to_string())?;
+    Ok((out, summary))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_with_comments_and_whitespace() {
+        let text = "# transport: udp\n24 47 # a comment\n\n5048 4454\n";
+        assert_eq!(parse_hex(text, false).unwrap(), [b"$GPHDT".to_vec()]);
+        assert_eq!(parse_hex(text, true).unwrap(), [b"$G".to_vec(), b"PHDT".to_vec()]);
+        let e = parse_hex("24 4\n", false).unwrap_err();
+        assert_eq!((e.line, e.column), (1, 4));
+        let e = parse_hex("zz", false).unwrap_err();
+        assert!(e.to_string().contains("'z' is not a hex digit"), "{e}");
+    }
+
+    #[test]
+    fn header_options() {
+        let h = parse_hex_header("# transport: udp\n# jt808-tz: +00:00\n# note: x\n00\n# transport: tcp\n").unwrap();
+        assert_eq!(h, HexHeader { transport: Some(Transport::Udp), jt808_tz_minutes: Some(0) });
+        assert!(parse_hex_header("# transport: sctp\n").is_err());
+    }
+
+    #[test]
+    fn rejections_print_in_place_with_offsets() {
+        let input = b"$GPHDT,274.07,T*03\r\n$GPHDT,274.07,T*04\r\n$GPHDT,,T*1B\r\n".to_vec();
+        let mut out = Vec::new();
+        let s = decode_to(Protocol::Nmea, &StreamOptions::default(), [input], &mut out).unwrap();
+        assert_eq!(s, DecodeSummary { records: 2, rejected: 1 });
+        let lines: Vec<&str> = std::str::from_utf8(&out).unwrap().lines().collect();
+        assert_eq!(
+            lines[1],
+            r#"{"kind":"error","offset":20,"error":"bad checksum: computed 0x03, frame carries 0x04"}"#
+        );
+        assert!(lines[2].contains(r#""message_type":"HDT""#));
+    }
+
+    #[test]
+    fn reader_and_whole_input_agree() {
+        let input = b"$PGID,359853000144328*0F\r\nnoise\n$GPHDT,274.07,T*03".to_vec();
+        let mut a = Vec::new();
+        decode_to(Protocol::Nmea, &StreamOptions::default(), [input.clone()], &mut a).unwrap();
+        let mut b = Vec::new();
+        decode_reader(Protocol::Nmea, &StreamOptions::default(), &input[..], &mut b).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(std::str::from_utf8(&a).unwrap().lines().count(), 3);
+    }
+}

@@ -1,0 +1,111 @@
+//! Which stream decoder serves which protocol, with the per-stream options the command line
+//! and listeners pass. Protocols whose codec has not landed yet answer with a clear error.
+
+use std::fmt;
+
+use trackgate_codecs::nmea::{NmeaDecoder, DEFAULT_MAX_LINE};
+use trackgate_codecs::{Protocol, RecordDecoder};
+
+/// How the device's bytes arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Transport {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+impl std::str::FromStr for Transport {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "tcp" => Ok(Transport::Tcp),
+            "udp" => Ok(Transport::Udp),
+            _ => Err(format!("unknown transport {s:?} (expected tcp or udp)")),
+        }
+    }
+}
+
+/// Options that change how a stream is decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamOptions {
+    pub transport: Transport,
+    /// JT808 device-local time offset from UTC, in minutes (GMT+8 unless configured).
+    pub jt808_tz_minutes: i32,
+}
+
+impl Default for StreamOptions {
+    fn default() -> Self {
+        StreamOptions { transport: Transport::Tcp, jt808_tz_minutes: 8 * 60 }
+    }
+}
+
+/// Parses a UTC offset written `+08:00`, `-03:30`, `+0800` or `Z`.
+pub fn parse_utc_offset(s: &str) -> Result<i32, String> {
+    let bad = || format!("bad UTC offset {s:?} (expected e.g. +08:00, -03:30 or Z)");
+    if s == "Z" || s == "z" {
+        return Ok(0);
+    }
+    let (sign, rest) = match s.as_bytes().first() {
+        Some(b'+') => (1, &s[1..]),
+        Some(b'-') => (-1, &s[1..]),
+        _ => return Err(bad()),
+    };
+    let digits: String = rest.chars().filter(|&c| c != ':').collect();
+    if digits.len() != 4
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+        || (rest.len() == 5 && rest.as_bytes()[2] != b':')
+    {
+        return Err(bad());
+    }
+    let (h, m): (i32, i32) = (digits[..2].parse().map_err(|_| bad())?, digits[2..].parse().map_err(|_| bad())?);
+    if h > 14 || m > 59 {
+        return Err(bad());
+    }
+    Ok(sign * (h * 60 + m))
+}
+
+/// The protocol has no codec in this build yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotImplemented(pub Protocol);
+
+impl fmt::Display for NotImplemented {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "protocol {} is not implemented yet in this version of trackgate (nmea is)", self.0)
+    }
+}
+
+impl std::error::Error for NotImplemented {}
+
+/// A fresh decoder for one connection (TCP) or one peer (UDP).
+pub fn stream_decoder(
+    protocol: Protocol,
+    _options: &StreamOptions,
+) -> Result<Box<dyn RecordDecoder + Send>, NotImplemented> {
+    match protocol {
+        Protocol::Nmea => Ok(Box::new(NmeaDecoder::new(DEFAULT_MAX_LINE))),
+        other => Err(NotImplemented(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_offsets() {
+        assert_eq!(parse_utc_offset("+08:00"), Ok(480));
+        assert_eq!(parse_utc_offset("-03:30"), Ok(-210));
+        assert_eq!(parse_utc_offset("+0545"), Ok(345));
+        assert_eq!(parse_utc_offset("Z"), Ok(0));
+        for bad in ["08:00", "+8:00", "+08:0", "+15:00", "+08:60", "+08-00", ""] {
+            assert!(parse_utc_offset(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn unimplemented_protocols_say_so() {
+        let e = stream_decoder(Protocol::Gt06, &StreamOptions::default()).err().unwrap();
+        assert_eq!(e.to_string(), "protocol gt06 is not implemented yet in this version of trackgate (nmea is)");
+        assert!(stream_decoder(Protocol::Nmea, &StreamOptions::default()).is_ok());
+    }
+}

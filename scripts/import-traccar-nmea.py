@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Builds corpus/nmea/traccar/*.hex from shared/corpus/traccar/nmea.tsv.
+
+One case per Traccar test method, rows in source order, because Traccar replays a method's
+rows on one decoder and state (device id, last date) carries between them. Each row becomes
+its bytes plus CR LF (the rows are single lines without terminators), preceded by a comment
+naming the row. Which methods are taken, and why the rest are left out, is in
+corpus/nmea/traccar/README.md. Expectations are written separately by `trackgate corpus
+bless` and read by a person before they are committed.
+
+usage: scripts/import-traccar-nmea.py ../shared/corpus/traccar/nmea.tsv corpus/nmea/traccar
+"""
+import csv
+import os
+import re
+import sys
+
+# Test methods whose rows reach a plain NMEA port: Traccar's generic NMEA decoder (T55, port
+# 5005, the port trackgate's nmea listener takes over) and decoders whose rows are bare
+# standard sentences. Other decoders wrap sentences in vendor envelopes.
+TAKEN = {
+    "T55ProtocolDecoderTest::testDecode",
+    "T55ProtocolDecoderTest::testMaxonDecode",
+    "T55ProtocolDecoderTest::testWmcsDecode",
+    "GpsGateProtocolDecoderTest::testDecode",
+    "ExtremTracProtocolDecoderTest::testDecode",
+}
+
+
+def unescape(s):
+    out = bytearray()
+    i = 0
+    while i < len(s):
+        c = s[i]
+        if c == "\\" and i + 1 < len(s):
+            n = s[i + 1]
+            if n in "\\rnt":
+                out += {"\\": b"\\", "r": b"\r", "n": b"\n", "t": b"\t"}[n]
+                i += 2
+                continue
+            if n == "x":
+                out.append(int(s[i + 2 : i + 4], 16))
+                i += 4
+                continue
+            if n == "u":
+                out += chr(int(s[i + 2 : i + 6], 16)).encode("utf-8")
+                i += 6
+                continue
+        out += c.encode("latin-1")
+        i += 1
+    return bytes(out)
+
+
+def main(tsv, outdir):
+    rows = list(csv.DictReader(open(tsv, newline=""), delimiter="\t"))
+    cases = {}
+    for r in rows:
+        method, n = r["source_test"].rsplit("#", 1)
+        if method not in TAKEN:
+            continue
+        data = bytes.fromhex(r["payload"]) if r["encoding"] == "hex" else unescape(r["payload"])
+        if not data.endswith(b"\n"):
+            data += b"\r\n"
+        cases.setdefault(method, []).append((int(n), r, data))
+    os.makedirs(outdir, exist_ok=True)
+    for method, items in cases.items():
+        cls, meth = method.split("::")
+        name = re.sub(r"ProtocolDecoderTest$", "", cls).lower() + "-" + re.sub(r"(?<!^)([A-Z])", r"-\1", meth).lower()
+        with open(os.path.join(outdir, name + ".hex"), "w") as f:
+            f.write(f"# Traccar {method}, rows in source order (see README.md and NOTICE)\n")
+            for n, r, data in sorted(items, key=lambda x: x[0]):
+                text = r["payload"] if r["encoding"] == "ascii" else "(hex) " + r["payload"][:60]
+                f.write(f"\n# #{n} traccar expects {r['expect']}: {text}\n")
+                f.write(data.hex() + "\n")
+        print(f"{name}.hex: {len(items)} rows")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

@@ -1,0 +1,168 @@
+//! The `trackgate` binary as a user runs it: arguments, input forms, output and exit codes
+//! (contract §2, §3).
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn trackgate(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trackgate"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("trackgate runs");
+    // Feed stdin from another thread: the child's stdout must be drained while it reads, or
+    // both sides block on full pipes.
+    let mut pipe = child.stdin.take().unwrap();
+    let input = stdin.to_vec();
+    let feeder = std::thread::spawn(move || {
+        // The child may exit before reading everything (usage errors); that is not ours to fail.
+        let _ = pipe.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    out
+}
+
+fn lines(o: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8(o.stdout.clone()).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+const GOOD: &[u8] = b"$GNRMC,001031.00,A,4404.13993,N,12118.86023,W,0.146,,100117,,,A*7B\r\n";
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn raw_input_decodes_to_json_lines_and_exits_0() {
+    let o = trackgate(&["decode", "--protocol", "nmea"], GOOD);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = lines(&o);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0]["schema"], 1);
+    assert_eq!(out[0]["protocol"], "nmea");
+    assert_eq!(out[0]["kind"], "position");
+    assert_eq!(out[0]["fix_time"], "2017-01-10T00:10:31.000Z");
+    assert!(out[0].get("received_at").is_none(), "decode never sets server time");
+    assert!(out[0].get("course_deg").is_none(), "absent, not null");
+}
+
+#[test]
+fn hex_input_with_comments_gives_the_same_records() {
+    let text = format!("# a capture\n{}  # the RMC\n", hex(GOOD));
+    let o = trackgate(&["decode", "--protocol", "nmea", "--hex", "-"], text.as_bytes());
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(lines(&o), lines(&trackgate(&["decode", "--protocol", "nmea"], GOOD)));
+}
+
+#[test]
+fn a_rejected_frame_prints_an_error_record_in_place_and_exits_1() {
+    let mut input = GOOD.to_vec();
+    input.extend_from_slice(b"$GPHDT,274.07,T*04\r\n");
+    input.extend_from_slice(GOOD);
+    let o = trackgate(&["decode", "--protocol", "nmea"], &input);
+    assert_eq!(o.status.code(), Some(1));
+    let out = lines(&o);
+    assert_eq!(out.len(), 3);
+    assert_eq!(
+        out[1],
+        serde_json::json!({"kind": "error", "offset": GOOD.len(), "error": "bad checksum: computed 0x03, frame carries 0x04"})
+    );
+    assert_eq!(out[2]["kind"], "position");
+}
+
+#[test]
+fn udp_hex_lines_are_datagrams() {
+    // Without a terminator each datagram's sentence still ends with the datagram.
+    let text = format!("{}\n{}\n", hex(b"$GPHDT,274.07,T*03"), hex(b"$GPHDT,,T*1B"));
+    let o = trackgate(&["decode", "--protocol", "nmea", "--transport", "udp", "--hex"], text.as_bytes());
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(lines(&o).len(), 2);
+    // As one TCP stream the same bytes are one line holding two spliced sentences.
+    let o = trackgate(&["decode", "--protocol", "nmea", "--hex"], text.replace('\n', "").as_bytes());
+    assert_eq!(lines(&o).len(), 2);
+}
+
+#[test]
+fn usage_errors_exit_2_with_a_message() {
+    for (args, input, needle) in [
+        (&["decode", "--protocol", "traccar"][..], &b""[..], "unknown protocol"),
+        (&["decode", "--protocol", "nmea", "--hex"][..], &b"24 4"[..], "odd number of hex digits"),
+        (&["decode", "--protocol", "nmea", "--transport", "sctp"][..], &b""[..], "unknown transport"),
+        (&["decode", "--protocol", "nmea", "/nonexistent/capture"][..], &b""[..], "cannot open"),
+        (&["decode", "--protocol", "jt808", "--jt808-tz", "8"][..], &b""[..], "bad UTC offset"),
+        (&["frobnicate"][..], &b""[..], "unrecognized subcommand"),
+    ] {
+        let o = trackgate(args, input);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains(needle),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+}
+
+#[test]
+fn protocols_without_a_codec_yet_say_so_instead_of_panicking() {
+    for p in ["gt06", "jt808", "teltonika"] {
+        let o = trackgate(&["decode", "--protocol", p], b"\x78\x78\x05\x01");
+        assert_eq!(o.status.code(), Some(2), "{p}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("not implemented yet"), "{p}");
+    }
+}
+
+#[test]
+fn random_bytes_never_crash_the_decoder() {
+    // A fixed pseudo-random stream (xorshift), so the test is the same on every run.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let alphabet = b"$GPRMC,0123456789.*ANSEW\r\n\x00\xff";
+    let input: Vec<u8> = (0..200_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Bias towards NMEA's alphabet so the decoder gets past its first checks.
+            alphabet[(x % alphabet.len() as u64) as usize]
+        })
+        .collect();
+    let o = trackgate(&["decode", "--protocol", "nmea"], &input);
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{:?}", o.status);
+    for l in lines(&o) {
+        assert!(l["kind"].is_string());
+    }
+}
+
+#[test]
+fn corpus_verify_reports_each_case_and_a_summary() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../corpus");
+    let o = trackgate(&["corpus", "verify", dir], b"");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{stdout}");
+    let last = stdout.lines().last().unwrap();
+    assert!(last.ends_with(" passed, 0 failed"), "{last}");
+}
+
+#[test]
+fn corpus_verify_fails_on_a_wrong_expectation_and_bless_repairs_it() {
+    let dir = std::env::temp_dir().join(format!("trackgate-corpus-{}", std::process::id()));
+    let case_dir = dir.join("nmea").join("test");
+    std::fs::create_dir_all(&case_dir).unwrap();
+    let case = case_dir.join("one.hex");
+    std::fs::write(&case, format!("# one RMC\n{}\n", hex(GOOD))).unwrap();
+    std::fs::write(case_dir.join("one.expected.jsonl"), "{\"kind\":\"position\"}\n").unwrap();
+
+    let o = trackgate(&["corpus", "verify", dir.to_str().unwrap()], b"");
+    assert_eq!(o.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("FAILED") && stdout.contains("not expected"), "{stdout}");
+    assert!(stdout.trim_end().ends_with("0 passed, 1 failed"), "{stdout}");
+
+    let o = trackgate(&["corpus", "bless", case.to_str().unwrap()], b"");
+    assert_eq!(o.status.code(), Some(0));
+    let o = trackgate(&["corpus", "verify", dir.to_str().unwrap()], b"");
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
