@@ -52,8 +52,10 @@ impl Framer for LineFramer {
         }
         if buf.len() > self.max_line_len {
             // Skip to the next sentence start so one runaway line (binary traffic, a device
-            // that never sends a terminator) costs only itself.
-            let consumed = buf.iter().skip(1).position(|&b| b == b'$').map_or(buf.len(), |p| p + 1);
+            // that never sends a terminator) costs only itself. The decision looks at the
+            // window only, never at how much more happens to be buffered, so the outcome is
+            // the same for every read size.
+            let consumed = window.iter().skip(1).position(|&b| b == b'$').map_or(window.len(), |p| p + 1);
             return Framing::Rejected {
                 consumed,
                 reason: Reject::new(

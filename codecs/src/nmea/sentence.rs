@@ -404,6 +404,11 @@ pub fn parse(text: &[u8]) -> Result<ParsedSentence<'_>, Reject> {
     if let Some(i) = body.iter().position(|&b| !(0x20..=0x7e).contains(&b)) {
         return Err(malformed(format!("byte 0x{:02X} at {} is not printable ASCII", body[i], i + 1)));
     }
+    // `$` is reserved as the start marker (nmea.md §1); inside a body it means two
+    // sentences ran together.
+    if let Some(i) = body.iter().position(|&b| b == b'$') {
+        return Err(Reject::new(RejectKind::Truncated, format!("a new '$' at {} inside the sentence", i + 1)));
+    }
     // Printable ASCII is valid UTF-8.
     let body = std::str::from_utf8(body).map_err(|_| malformed("not ASCII".into()))?;
     let (address, fields_text) = match body.split_once(',') {
@@ -512,7 +517,7 @@ fn parse_message<'a>(formatter: &'a str, text: Option<&'a str>, verified: bool) 
         "GSA" => {
             // 12 id slots between the fix type and the DOPs; fewer when the sentence is
             // cut short with a checksum.
-            let id_end = if f.len >= 17 { 14 } else { f.len.max(2) };
+            let id_end = f.len.min(14);
             let mut satellite_ids = Vec::new();
             for n in 3..=id_end {
                 if let Some(id) = f.unsigned(n, "satellite id")? {

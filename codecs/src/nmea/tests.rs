@@ -277,16 +277,54 @@ fn garbage_costs_only_itself() {
     assert!(matches!(&ev[2], StreamEvent::Record(r) if r.message_type == "HDT"));
 }
 
+/// Fuzz finding (nmea_roundtrip, crash-884010c3): `parse` took `$ID,3500$` as one sentence
+/// with a `$` in a field, which no encoder can write back.
+#[test]
+fn regression_fuzz_dollar_inside_a_parsed_body() {
+    let e = parse(b"$ID,3500$").unwrap_err();
+    assert_eq!(e.kind, RejectKind::Truncated);
+}
+
+/// Fuzz finding (nmea_stream, crash-4c091698): how much of an over-long line was skipped
+/// depended on how much had been read, so the decode changed with the read size.
+#[test]
+fn regression_fuzz_over_long_line_decodes_the_same_for_every_read_size() {
+    let mut input = b"66044,E,0\x00\x00\x00\x066AA$GPRMC".to_vec();
+    input.extend(std::iter::repeat_n(0xac, 560));
+    input.extend_from_slice(b"\r\n$GPHDT,274.07,T*03\r\n");
+    let whole = decode_all(&input);
+    for chunk in [1, 7, 64, 500, 513, 514, 1000] {
+        let mut d = NmeaDecoder::default();
+        let (mut buf, mut out) = (Vec::new(), Vec::new());
+        for piece in input.chunks(chunk) {
+            buf.extend_from_slice(piece);
+            let used = d.decode(&buf, false, &mut out);
+            buf.drain(..used);
+        }
+        d.decode(&buf, true, &mut out);
+        assert_eq!(out, whole, "read size {chunk}");
+    }
+    assert!(matches!(whole.last(), Some(StreamEvent::Record(r)) if r.message_type == "HDT"));
+}
+
 #[test]
 fn an_over_long_line_is_skipped_to_the_next_sentence() {
     let mut input = vec![b'x'; 2000];
     input.extend_from_slice(b"$GPHDT,274.07,T*03\r\n");
     let ev = decode_all(&input);
-    assert!(
-        matches!(&ev[0], StreamEvent::Rejected { offset: 0, len: 2000, reason } if reason.kind == RejectKind::TooLong)
-    );
-    assert!(matches!(&ev[1], StreamEvent::Record(r) if r.message_type == "HDT"));
-    assert_eq!(ev.len(), 2);
+    // The junk is rejected in pieces of at most one window, covering exactly its 2000 bytes
+    // and nothing of the sentence after it.
+    let (last, rejected) = ev.split_last().unwrap();
+    assert!(matches!(last, StreamEvent::Record(r) if r.message_type == "HDT"));
+    let mut next = 0;
+    for e in rejected {
+        let StreamEvent::Rejected { offset, len, .. } = e else { panic!("{e:?}") };
+        assert_eq!(*offset, next);
+        assert!(*len <= DEFAULT_MAX_LINE + 1);
+        next += *len as u64;
+    }
+    assert_eq!(next, 2000);
+    assert!(matches!(&rejected[0], StreamEvent::Rejected { reason, .. } if reason.kind == RejectKind::TooLong));
 }
 
 #[test]
@@ -629,4 +667,13 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn gsa_cut_before_vdop_reads_its_dops_as_dops() {
+    let r = one(&with_checksum("GPGSA,A,3,05,12,25,29,,,,,,,,,1.7,0.8"));
+    assert_eq!(r.attributes.get("satellite_ids"), Some(&serde_json::json!([5, 12, 25, 29])));
+    assert_eq!(r.attributes.get("pdop"), Some(&1.7.into()));
+    assert_eq!(r.hdop, Some(0.8));
+    assert_eq!(r.attributes.get("vdop"), None);
 }
