@@ -1,4 +1,4 @@
-//! The `trackgate` binary: `decode`, `corpus verify|bless` (contract §2, §3).
+//! The `trackgate` binary: `serve`, `decode`, `corpus verify|bless` (contract §2, §3).
 
 use std::io::{self, BufWriter, Read, Write};
 use std::path::PathBuf;
@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use trackgate::corpus;
 use trackgate::decode::{decode_reader, decode_to, parse_hex, parse_hex_header, DecodeError, DecodeSummary};
-use trackgate::protocols::{parse_utc_offset, StreamOptions, Transport};
+use trackgate::protocols::{parse_utc_offset, stream_decoder, StreamOptions, Transport};
+use trackgate::serve::{bind_all, default_port, ListenSpec, ServeLimits};
+use trackgate::sink::{self, FsyncPolicy, JsonlSink, RecordSink, SinkSpec};
 use trackgate_codecs::Protocol;
 
 /// Exit codes of the contract: 0 clean, 1 something rejected or failed, 2 usage.
@@ -23,6 +25,22 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the gateway: accept devices, decode, write records to the sinks, acknowledge.
+    Serve {
+        /// PROTO=ADDR, repeatable (nmea=0.0.0.0:5005). Default: every protocol on 0.0.0.0 at
+        /// its usual port (gt06 5023, jt808 5015, teltonika 5027, nmea 5005).
+        #[arg(long = "listen", value_name = "PROTO=ADDR")]
+        listen: Vec<ListenSpec>,
+        /// Where records go: jsonl:PATH (appended) or jsonl:- (standard output, the default).
+        #[arg(long = "sink", value_name = "KIND:TARGET")]
+        sink: Vec<SinkSpec>,
+        /// Close a connection (forget a UDP peer) after this many seconds without data.
+        #[arg(long = "idle-timeout", value_name = "SECONDS", default_value_t = 600)]
+        idle_timeout: u64,
+        /// fsync file sinks on every commit (every-commit, the default) or never (flush only).
+        #[arg(long, value_parser = parse_fsync, default_value = "every-commit")]
+        fsync: FsyncPolicy,
+    },
     /// Decode what one device sent on one connection and print one JSON record per line.
     Decode {
         /// gt06, jt808, teltonika or nmea.
@@ -70,9 +88,18 @@ fn parse_transport(s: &str) -> Result<Transport, String> {
     s.parse()
 }
 
+fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
+    match s {
+        "every-commit" => Ok(FsyncPolicy::EveryCommit),
+        "never" => Ok(FsyncPolicy::Never),
+        _ => Err(format!("unknown fsync policy {s:?} (expected every-commit or never)")),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve { listen, sink, idle_timeout, fsync } => run_serve(listen, sink, idle_timeout, fsync),
         Command::Decode { protocol, transport, hex, jt808_tz, file } => {
             run_decode(protocol, transport, hex, jt808_tz, file)
         }
@@ -187,4 +214,107 @@ fn run_bless(files: &[PathBuf]) -> ExitCode {
         }
     }
     code
+}
+
+fn init_logging() {
+    // Logs go to standard error; RUST_LOG overrides the level. Device identifiers and
+    // coordinates are never logged at info level (privacy by default).
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
+        .with_target(false)
+        .try_init();
+}
+
+fn run_serve(listen: Vec<ListenSpec>, sinks: Vec<SinkSpec>, idle_timeout: u64, fsync: FsyncPolicy) -> ExitCode {
+    init_logging();
+    let specs = if listen.is_empty() {
+        // Defaults: every protocol this build can decode, on its field port.
+        Protocol::ALL
+            .into_iter()
+            .filter_map(|protocol| match stream_decoder(protocol, &StreamOptions::default()) {
+                Ok(_) => Some(ListenSpec { protocol, addr: ([0, 0, 0, 0], default_port(protocol)).into() }),
+                Err(e) => {
+                    tracing::warn!("{e}; not listening for it");
+                    None
+                }
+            })
+            .collect()
+    } else {
+        for spec in &listen {
+            if let Err(e) = stream_decoder(spec.protocol, &StreamOptions::default()) {
+                return usage_error(e);
+            }
+        }
+        listen
+    };
+    let sinks = if sinks.is_empty() { vec![SinkSpec::JsonlStdout] } else { sinks };
+    let mut opened: Vec<Box<dyn RecordSink>> = Vec::new();
+    for spec in &sinks {
+        match JsonlSink::open(spec, fsync) {
+            Ok(s) => opened.push(Box::new(s)),
+            Err(e) => return usage_error(format!("cannot open sink {spec:?}: {e}")),
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return usage_error(format!("cannot start the runtime: {e}")),
+    };
+    let (handle, sink_thread) = match sink::start(opened, 1024) {
+        Ok(x) => x,
+        Err(e) => return usage_error(format!("cannot start the sink: {e}")),
+    };
+    let served = runtime.block_on(async move {
+        let bound = bind_all(&specs).await?;
+        for b in &bound {
+            eprintln!("{}", b.listening_line()?);
+        }
+        tracing::info!(listeners = bound.len(), "trackgate serving");
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down: no new connections, flushing the sink");
+            let _ = stop_tx.send(true);
+        });
+        let limits =
+            ServeLimits { idle_timeout: std::time::Duration::from_secs(idle_timeout.max(1)), ..ServeLimits::default() };
+        trackgate::serve::serve(bound, handle, limits, stop_rx).await;
+        Ok::<(), io::Error>(())
+    });
+    drop(runtime);
+    // Every connection has returned and dropped its handle: the sink drains and commits.
+    let flushed = sink_thread.join();
+    match (served, flushed) {
+        (Ok(()), Ok(())) => ExitCode::SUCCESS,
+        (Err(e), _) => usage_error(e),
+        (_, Err(e)) => {
+            eprintln!("trackgate: sink failed: {e}");
+            ExitCode::from(EXIT_REJECTED)
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -1,0 +1,270 @@
+//! Where records go, and the promise the gateway keeps with devices: a frame is acknowledged
+//! only after its records have been accepted here.
+//!
+//! A [`RecordSink`] is a plain blocking writer that runs on a thread of its own. Connections
+//! hand batches to a [`SinkHandle`]; the sink thread takes every batch waiting, writes them
+//! all, commits once (flush, and fsync when asked), and only then answers each batch. Under
+//! load many connections share one commit (group commit), so throughput does not pay one
+//! syscall per record; and the channel is bounded, so a slow sink slows reads instead of
+//! letting memory grow.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::mpsc as std_mpsc;
+use std::thread;
+
+use tokio::sync::{mpsc, oneshot};
+use trackgate_codecs::Record;
+
+/// A destination for records. Implement this to send records to your own store.
+pub trait RecordSink: Send + 'static {
+    /// Writes records (buffering is fine: nothing is acknowledged until `commit`).
+    fn write(&mut self, records: &[Record]) -> io::Result<()>;
+    /// Makes everything written so far durable by this sink's policy. Returns when done.
+    fn commit(&mut self) -> io::Result<()>;
+}
+
+/// When the JSONL file sink calls fsync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// Flush to the operating system only (survives a gateway crash, not a power cut).
+    Never,
+    /// fsync on every commit (every group of batches).
+    EveryCommit,
+}
+
+/// JSON Lines to a file (appending) or to standard output.
+#[derive(Debug)]
+pub struct JsonlSink {
+    out: JsonlTarget,
+    fsync: FsyncPolicy,
+}
+
+#[derive(Debug)]
+enum JsonlTarget {
+    File(BufWriter<File>),
+    Stdout(BufWriter<io::Stdout>),
+}
+
+impl JsonlSink {
+    pub fn open(spec: &SinkSpec, fsync: FsyncPolicy) -> io::Result<Self> {
+        let out = match spec {
+            SinkSpec::JsonlStdout => JsonlTarget::Stdout(BufWriter::with_capacity(256 * 1024, io::stdout())),
+            SinkSpec::JsonlFile(path) => JsonlTarget::File(BufWriter::with_capacity(
+                256 * 1024,
+                OpenOptions::new().create(true).append(true).open(path)?,
+            )),
+        };
+        Ok(JsonlSink { out, fsync })
+    }
+
+    fn writer(&mut self) -> &mut dyn Write {
+        match &mut self.out {
+            JsonlTarget::File(w) => w,
+            JsonlTarget::Stdout(w) => w,
+        }
+    }
+}
+
+impl RecordSink for JsonlSink {
+    fn write(&mut self, records: &[Record]) -> io::Result<()> {
+        let w = self.writer();
+        for r in records {
+            serde_json::to_writer(&mut *w, r)?;
+            w.write_all(b"\n")?;
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self) -> io::Result<()> {
+        self.writer().flush()?;
+        if let (JsonlTarget::File(w), FsyncPolicy::EveryCommit) = (&self.out, self.fsync) {
+            w.get_ref().sync_data()?;
+        }
+        Ok(())
+    }
+}
+
+/// A sink named on the command line: `jsonl:PATH`, `jsonl:-` (standard output).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkSpec {
+    JsonlStdout,
+    JsonlFile(PathBuf),
+}
+
+impl std::str::FromStr for SinkSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.split_once(':') {
+            Some(("jsonl", "-")) => Ok(SinkSpec::JsonlStdout),
+            Some(("jsonl", path)) if !path.is_empty() => Ok(SinkSpec::JsonlFile(path.into())),
+            Some((kind, _)) => Err(format!("unknown sink kind {kind:?} (this version has jsonl:PATH and jsonl:-)")),
+            None => Err(format!("sink {s:?} is not KIND:TARGET (for example jsonl:records.jsonl)")),
+        }
+    }
+}
+
+/// The sink is gone (its thread failed or shut down); nothing more can be acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkClosed(pub String);
+
+impl std::fmt::Display for SinkClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "sink unavailable: {}", self.0)
+    }
+}
+
+impl std::error::Error for SinkClosed {}
+
+struct Batch {
+    records: Vec<Record>,
+    done: oneshot::Sender<Result<(), SinkClosed>>,
+}
+
+/// The connections' side of the sink. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct SinkHandle {
+    tx: mpsc::Sender<Batch>,
+}
+
+impl std::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch").field("records", &self.records.len()).finish()
+    }
+}
+
+impl SinkHandle {
+    /// Hands `records` to the sink and waits until they are committed. Only after `Ok` may
+    /// the frames they came from be acknowledged to the device.
+    pub async fn submit(&self, records: Vec<Record>) -> Result<(), SinkClosed> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let (done, wait) = oneshot::channel();
+        self.tx.send(Batch { records, done }).await.map_err(|_| SinkClosed("sink thread has stopped".into()))?;
+        wait.await.map_err(|_| SinkClosed("sink thread dropped the batch".into()))?
+    }
+}
+
+/// The running sink thread. Dropping every [`SinkHandle`] lets it drain and stop;
+/// [`SinkThread::join`] waits for that.
+#[derive(Debug)]
+pub struct SinkThread {
+    thread: thread::JoinHandle<io::Result<()>>,
+}
+
+impl SinkThread {
+    /// Waits until every handle is dropped and the last batch is committed.
+    pub fn join(self) -> io::Result<()> {
+        self.thread.join().unwrap_or_else(|_| Err(io::Error::other("sink thread panicked")))
+    }
+}
+
+/// Starts `sinks` on a thread of their own. `queue` bounds the batches waiting (back-pressure).
+pub fn start(mut sinks: Vec<Box<dyn RecordSink>>, queue: usize) -> io::Result<(SinkHandle, SinkThread)> {
+    let (tx, mut rx) = mpsc::channel::<Batch>(queue.max(1));
+    // Ready signal so callers know the thread runs before they accept devices.
+    let (ready_tx, ready_rx) = std_mpsc::channel::<()>();
+    let thread = thread::Builder::new().name("trackgate-sink".into()).spawn(move || -> io::Result<()> {
+        let _ = ready_tx.send(());
+        let mut group: Vec<Batch> = Vec::new();
+        while let Some(first) = rx.blocking_recv() {
+            group.push(first);
+            // Group commit: take everything already waiting, write it all, commit once.
+            while let Ok(more) = rx.try_recv() {
+                group.push(more);
+            }
+            let result = (|| {
+                for sink in &mut sinks {
+                    for b in &group {
+                        sink.write(&b.records)?;
+                    }
+                    sink.commit()?;
+                }
+                Ok::<(), io::Error>(())
+            })();
+            let answer = result.as_ref().map(|_| ()).map_err(|e| SinkClosed(e.to_string()));
+            for b in group.drain(..) {
+                let _ = b.done.send(answer.clone());
+            }
+            // A sink that cannot write stops taking records: nothing after this point
+            // could be acknowledged honestly.
+            result?;
+        }
+        Ok(())
+    })?;
+    let _ = ready_rx.recv();
+    Ok((SinkHandle { tx }, SinkThread { thread }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use trackgate_codecs::{Kind, Protocol};
+
+    /// Records what was committed, to check that submit returns only after commit.
+    #[derive(Default, Clone)]
+    struct Probe {
+        written: Arc<Mutex<Vec<String>>>,
+        committed: Arc<Mutex<usize>>,
+        fail: bool,
+    }
+
+    impl RecordSink for Probe {
+        fn write(&mut self, records: &[Record]) -> io::Result<()> {
+            self.written.lock().unwrap().extend(records.iter().map(|r| r.message_type.to_string()));
+            Ok(())
+        }
+        fn commit(&mut self) -> io::Result<()> {
+            if self.fail {
+                return Err(io::Error::other("disk full"));
+            }
+            *self.committed.lock().unwrap() = self.written.lock().unwrap().len();
+            Ok(())
+        }
+    }
+
+    fn rec(t: &'static str) -> Record {
+        Record::new(Protocol::Nmea, Kind::Position, t)
+    }
+
+    #[test]
+    fn submit_returns_after_the_records_are_committed() {
+        let probe = Probe::default();
+        let (handle, thread) = start(vec![Box::new(probe.clone())], 4).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(async {
+            for t in ["RMC", "GGA", "GLL"] {
+                handle.submit(vec![rec(t)]).await.unwrap();
+                assert_eq!(*probe.committed.lock().unwrap(), probe.written.lock().unwrap().len());
+            }
+        });
+        drop(handle);
+        thread.join().unwrap();
+        assert_eq!(*probe.written.lock().unwrap(), ["RMC", "GGA", "GLL"]);
+    }
+
+    #[test]
+    fn a_failing_sink_refuses_instead_of_acknowledging() {
+        let probe = Probe { fail: true, ..Probe::default() };
+        let (handle, thread) = start(vec![Box::new(probe)], 4).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(async {
+            let e = handle.submit(vec![rec("RMC")]).await.unwrap_err();
+            assert!(e.to_string().contains("disk full"), "{e}");
+            assert!(handle.submit(vec![rec("GGA")]).await.is_err());
+        });
+        drop(handle);
+        assert!(thread.join().is_err());
+    }
+
+    #[test]
+    fn sink_specs() {
+        assert_eq!("jsonl:-".parse(), Ok(SinkSpec::JsonlStdout));
+        assert_eq!("jsonl:/tmp/x.jsonl".parse(), Ok(SinkSpec::JsonlFile("/tmp/x.jsonl".into())));
+        assert!("nats:subject".parse::<SinkSpec>().unwrap_err().contains("unknown sink kind"));
+        assert!("records.jsonl".parse::<SinkSpec>().is_err());
+    }
+}

@@ -1,0 +1,195 @@
+//! `trackgate serve` over real loopback sockets: the binary is started as a user starts it,
+//! devices connect, and the sink file is read back after a SIGTERM.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Gateway {
+    child: Child,
+    tcp: SocketAddr,
+    udp: SocketAddr,
+    sink: PathBuf,
+}
+
+impl Gateway {
+    fn start(extra: &[&str]) -> Gateway {
+        let sink = std::env::temp_dir().join(format!("trackgate-serve-{}-{}.jsonl", std::process::id(), rand_suffix()));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_trackgate"))
+            .args(["serve", "--listen", "nmea=127.0.0.1:0", "--sink", &format!("jsonl:{}", sink.display())])
+            .args(extra)
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("trackgate serve starts");
+        // The listening lines come first, one per socket (contract §2).
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let (mut tcp, mut udp) = (None, None);
+        let mut line = String::new();
+        while tcp.is_none() || udp.is_none() {
+            line.clear();
+            assert!(stderr.read_line(&mut line).unwrap() > 0, "serve exited before listening");
+            let addr = |l: &str| l.trim().rsplit(' ').next().unwrap().parse::<SocketAddr>().unwrap();
+            if line.starts_with("listening nmea tcp ") {
+                tcp = Some(addr(&line));
+            } else if line.starts_with("listening nmea udp ") {
+                udp = Some(addr(&line));
+            }
+        }
+        // Keep draining stderr so the gateway never blocks on a full pipe.
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        Gateway { child, tcp: tcp.unwrap(), udp: udp.unwrap(), sink }
+    }
+
+    /// Sends SIGTERM and returns the exit code and the sink's records.
+    fn stop(mut self) -> (Option<i32>, Vec<serde_json::Value>) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let status = self.child.wait().unwrap();
+        let text = std::fs::read_to_string(&self.sink).unwrap_or_default();
+        let _ = std::fs::remove_file(&self.sink);
+        (status.code(), text.lines().map(|l| serde_json::from_str(l).unwrap()).collect())
+    }
+
+    /// Waits (bounded) until the sink holds `n` records: the gateway commits asynchronously.
+    fn wait_for_records(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let count = std::fs::read_to_string(&self.sink).map(|t| t.lines().count()).unwrap_or(0);
+            if count >= n {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the sink did not reach {n} records");
+    }
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64
+}
+
+fn with_checksum(body: &str) -> String {
+    let cs = body.bytes().fold(0u8, |a, b| a ^ b);
+    format!("${body}*{cs:02X}\r\n")
+}
+
+fn rmc(second: u32) -> String {
+    with_checksum(&format!("GPRMC,1015{second:02}.000,A,5130.1234,N,00007.6543,W,12.5,87.3,151125,,,A"))
+}
+
+#[test]
+fn tcp_records_split_at_every_point_reach_the_sink_and_shutdown_flushes() {
+    let gw = Gateway::start(&[]);
+    // One device whose stream arrives in pieces of every size from 1 to 9 bytes, with junk
+    // between sentences: every sentence must arrive, the junk must cost only itself.
+    let mut stream = String::from("$PGID,359853000144328*0F\r\n");
+    for s in 0..20 {
+        stream.push_str(&rmc(s));
+        if s % 5 == 0 {
+            stream.push_str("\u{1}GET / HTTP/1.1\r\n");
+        }
+    }
+    let mut conn = TcpStream::connect(gw.tcp).unwrap();
+    conn.set_nodelay(true).unwrap();
+    let bytes = stream.as_bytes();
+    let mut pos = 0;
+    let mut size = 1;
+    while pos < bytes.len() {
+        let end = (pos + size).min(bytes.len());
+        conn.write_all(&bytes[pos..end]).unwrap();
+        pos = end;
+        size = size % 9 + 1;
+    }
+    gw.wait_for_records(21);
+    drop(conn);
+    let (code, records) = gw.stop();
+    assert_eq!(code, Some(0));
+    assert_eq!(records.len(), 21);
+    assert_eq!(records[0]["kind"], "login");
+    for (i, r) in records[1..].iter().enumerate() {
+        assert_eq!(r["device_id"], "359853000144328");
+        assert_eq!(r["fix_time"], format!("2025-11-15T10:15:{i:02}.000Z"));
+        assert!(r["received_at"].as_str().unwrap().ends_with('Z'));
+    }
+}
+
+#[test]
+fn many_devices_at_once_over_tcp_and_udp() {
+    let gw = Gateway::start(&[]);
+    let mut threads = Vec::new();
+    for d in 0..40u32 {
+        let (tcp, udp) = (gw.tcp, gw.udp);
+        threads.push(std::thread::spawn(move || {
+            if d % 2 == 0 {
+                let mut c = TcpStream::connect(tcp).unwrap();
+                c.write_all(format!("IMEI 3598530001{d:05}\r\n").as_bytes()).unwrap();
+                for s in 0..5 {
+                    c.write_all(rmc(s).as_bytes()).unwrap();
+                }
+            } else {
+                let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+                sock.send_to(format!("$IMEI=3598530001{d:05}").as_bytes(), udp).unwrap();
+                for s in 0..5 {
+                    // Pace datagrams a little: UDP on loopback may drop under a burst.
+                    std::thread::sleep(Duration::from_millis(5));
+                    sock.send_to(rmc(s).as_bytes(), udp).unwrap();
+                }
+            }
+        }));
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+    gw.wait_for_records(240);
+    let (code, records) = gw.stop();
+    assert_eq!(code, Some(0));
+    // Every device's positions carry its own id: no session state leaks between devices.
+    for d in 0..40u32 {
+        let id = format!("3598530001{d:05}");
+        let mine = records.iter().filter(|r| r["device_id"] == id.as_str()).count();
+        assert_eq!(mine, 6, "device {id}");
+    }
+}
+
+#[test]
+fn idle_connections_are_closed() {
+    let gw = Gateway::start(&["--idle-timeout", "1"]);
+    let mut conn = TcpStream::connect(gw.tcp).unwrap();
+    conn.write_all(rmc(1).as_bytes()).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    // The gateway sends nothing to NMEA devices, so the first read returns at the close.
+    let mut byte = [0u8; 1];
+    assert_eq!(conn.read(&mut byte).unwrap(), 0, "the gateway closed the idle connection");
+    let (code, records) = gw.stop();
+    assert_eq!(code, Some(0));
+    assert_eq!(records.len(), 1);
+}
+
+#[test]
+fn a_partial_sentence_at_shutdown_is_judged_not_lost() {
+    let gw = Gateway::start(&[]);
+    let mut conn = TcpStream::connect(gw.tcp).unwrap();
+    // A whole sentence without its terminator: at shutdown it is the last line of the stream.
+    conn.write_all(rmc(7).trim_end().as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let (code, records) = gw.stop();
+    assert_eq!(code, Some(0));
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["fix_time"], "2025-11-15T10:15:07.000Z");
+}
+
+#[test]
+fn listening_for_a_protocol_without_a_codec_is_a_usage_error() {
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_trackgate")).args(["serve", "--listen", "gt06=127.0.0.1:0"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not implemented yet"));
+    let out = Command::new(env!("CARGO_BIN_EXE_trackgate")).args(["serve", "--sink", "kafka:x"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown sink kind"));
+}
