@@ -1,0 +1,90 @@
+//! Frame sets for the benches: deterministic, generated with the codecs' own encoders so
+//! every frame is valid, shaped like the field's traffic.
+#![forbid(unsafe_code)]
+
+use trackgate_codecs::nmea::{self, Coordinate, Gga, Message, NmeaDate, NmeaTime, Rmc, Sentence, Talker};
+
+/// A small deterministic generator (xorshift64*), so every run benches the same bytes.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.max(1))
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}
+
+fn coordinate(rng: &mut Rng, max_deg: u64, hemis: [u8; 2]) -> Coordinate {
+    Coordinate {
+        whole_degrees: rng.below(max_deg) as u16,
+        minutes: rng.below(60_000_000) as f64 / 1e6,
+        hemisphere: hemis[rng.below(2) as usize],
+    }
+}
+
+fn time(rng: &mut Rng) -> NmeaTime {
+    NmeaTime {
+        hour: rng.below(24) as u8,
+        minute: rng.below(60) as u8,
+        second: rng.below(60) as u8,
+        fraction: rng.below(100) as u32,
+        fraction_digits: 2,
+    }
+}
+
+/// `n` random valid RMC sentences back to back, CR LF terminated.
+pub fn nmea_rmc(n: usize, seed: u64) -> Vec<u8> {
+    let mut rng = Rng::new(seed);
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let m = Rmc {
+            time: Some(time(&mut rng)),
+            status: Some(b'A'),
+            latitude: Some(coordinate(&mut rng, 90, [b'N', b'S'])),
+            longitude: Some(coordinate(&mut rng, 180, [b'E', b'W'])),
+            speed_knots: Some(rng.below(10_000) as f64 / 100.0),
+            course_deg: Some(rng.below(36_000) as f64 / 100.0),
+            date: Some(NmeaDate {
+                day: 1 + rng.below(28) as u8,
+                month: 1 + rng.below(12) as u8,
+                year2: rng.below(40) as u8,
+            }),
+            mode: Some(b'A'),
+            ..Rmc::default()
+        };
+        let s = Sentence::Standard { talker: Talker::GP, message: Message::Rmc(m) };
+        nmea::encode(&s, &mut out).expect("generated RMC encodes");
+    }
+    out
+}
+
+/// `n` random valid GGA sentences back to back, CR LF terminated.
+pub fn nmea_gga(n: usize, seed: u64) -> Vec<u8> {
+    let mut rng = Rng::new(seed);
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let m = Gga {
+            time: Some(time(&mut rng)),
+            latitude: Some(coordinate(&mut rng, 90, [b'N', b'S'])),
+            longitude: Some(coordinate(&mut rng, 180, [b'E', b'W'])),
+            quality: Some(1),
+            satellites: Some(rng.below(20) as u16),
+            hdop: Some(rng.below(500) as f64 / 100.0),
+            altitude_m: Some(rng.below(400_000) as f64 / 100.0 - 500.0),
+            geoid_separation_m: Some(rng.below(2000) as f64 / 10.0 - 100.0),
+            ..Gga::default()
+        };
+        let s = Sentence::Standard { talker: Talker::GN, message: Message::Gga(m) };
+        nmea::encode(&s, &mut out).expect("generated GGA encodes");
+    }
+    out
+}

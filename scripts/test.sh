@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The one gate (README: "run all the tests"): formatting, lints, every test, the benches in
+# test mode and the decode corpus. CI runs exactly this through .ci/run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "format (cargo fmt --check)"
+cargo fmt --all -- --check
+
+step "lints (clippy, warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tests (unit, property, CLI, corpus)"
+cargo test --workspace --locked
+
+step "benches, built and run once each in test mode (no timing)"
+cargo test --locked -p trackgate-benches --benches
+
+step "decode corpus (trackgate corpus verify corpus)"
+cargo run --locked --quiet -p trackgate -- corpus verify corpus
