@@ -19,6 +19,10 @@ pub struct NmeaDecoder {
     device_id: Option<String>,
     /// The last calendar date the stream gave (RMC or ZDA).
     last_date: Option<Date>,
+    /// This device has sent a checksummed sentence since it identified itself. Devices are
+    /// consistent about checksums, so after that a sentence without one was cut short in
+    /// transit (with its `*HH`), not sent that way.
+    checksums_seen: bool,
     /// Stream offset of the first byte of the buffer passed to the next `decode` call.
     offset: u64,
 }
@@ -43,6 +47,10 @@ impl NmeaDecoder {
         split_line(line, |piece| match piece {
             LinePiece::Identification { id, form, .. } => {
                 self.identify(id);
+                if form != IdForm::Prefix {
+                    // A device announcing itself starts over: its checksum habit is its own.
+                    self.checksums_seen = false;
+                }
                 // An id written in front of every sentence is addressing, not a login.
                 if form != IdForm::Prefix {
                     let message_type = if form == IdForm::ImeiLine { "IMEI" } else { "ID" };
@@ -54,6 +62,22 @@ impl NmeaDecoder {
             }
             LinePiece::Sentence { offset: at, text } => match sentence::parse(text) {
                 Ok(parsed) => {
+                    if identification_sentence(&parsed.sentence).is_some() {
+                        self.checksums_seen = false;
+                    }
+                    if parsed.checksum_present {
+                        self.checksums_seen = true;
+                    } else if self.checksums_seen {
+                        out.push(StreamEvent::Rejected {
+                            offset: offset + at as u64,
+                            len: text.len(),
+                            reason: Reject::new(
+                                RejectKind::Truncated,
+                                "no checksum, on a stream whose sentences carry one: cut short in transit",
+                            ),
+                        });
+                        return;
+                    }
                     let record = self.sentence_record(&parsed, text);
                     out.push(StreamEvent::Record(record));
                 }
@@ -67,6 +91,8 @@ impl NmeaDecoder {
     fn identify(&mut self, id: &str) {
         if self.device_id.as_deref() != Some(id) {
             self.device_id = Some(id.to_owned());
+            // Another device on this stream: its checksum habit is its own.
+            self.checksums_seen = false;
         }
     }
 
@@ -85,36 +111,38 @@ impl NmeaDecoder {
 
     /// The record for one parsed sentence. Updates the stream state (date, device id).
     pub fn sentence_record(&mut self, parsed: &ParsedSentence<'_>, text: &[u8]) -> Record {
-        let mut r = match &parsed.sentence {
-            Sentence::Standard { talker, message } => {
-                let mut r = self.standard_record(message);
-                r.attributes.set("talker", talker.as_str().to_owned());
-                r
-            }
-            Sentence::Proprietary { address, fields } => {
-                // `$PGID,<id>`: the identification line of many T55-family trackers.
-                let id = fields.map(str::trim).and_then(|f| super::valid_id(f.as_bytes()));
-                match (*address, id) {
-                    ("PGID", Some(id)) => {
-                        self.identify(id);
-                        self.record(Kind::Login, "PGID")
-                    }
-                    _ => {
-                        let mut r = self.record(Kind::Info, (*address).to_owned());
-                        r.attributes.set("sentence", String::from_utf8_lossy(text).into_owned());
-                        r
-                    }
+        let raw = || String::from_utf8_lossy(text).into_owned();
+        let mut r = if let Some((message_type, id)) = identification_sentence(&parsed.sentence) {
+            self.identify(id);
+            self.record(Kind::Login, message_type)
+        } else {
+            match &parsed.sentence {
+                Sentence::Standard { talker, message: Message::Other { formatter, .. } } => {
+                    let mut r = self.record(Kind::Unknown, (*formatter).to_owned());
+                    r.attributes.set("talker", talker.as_str().to_owned());
+                    r.attributes.set("sentence", raw());
+                    r
+                }
+                Sentence::Standard { talker, message } => {
+                    let mut r = self.standard_record(message);
+                    r.attributes.set("talker", talker.as_str().to_owned());
+                    r
+                }
+                Sentence::Proprietary { address, .. } => {
+                    let mut r = self.record(Kind::Info, (*address).to_owned());
+                    r.attributes.set("sentence", raw());
+                    r
+                }
+                Sentence::Unrecognised { address, .. } => {
+                    let mut r = self.record(Kind::Unknown, (*address).to_owned());
+                    r.attributes.set("sentence", raw());
+                    r
                 }
             }
-            Sentence::Unrecognised { address, .. } => {
-                let mut r = self.record(Kind::Unknown, (*address).to_owned());
-                r.attributes.set("sentence", String::from_utf8_lossy(text).into_owned());
-                r
-            }
         };
-        if let Sentence::Standard { message: Message::Other { .. }, .. } = &parsed.sentence {
-            if r.kind == Kind::Unknown {
-                r.attributes.set("sentence", String::from_utf8_lossy(text).into_owned());
+        if let Sentence::Standard { talker, .. } = &parsed.sentence {
+            if r.kind == Kind::Login {
+                r.attributes.set("talker", talker.as_str().to_owned());
             }
         }
         if !parsed.checksum_present {
@@ -290,11 +318,7 @@ impl NmeaDecoder {
                 }
                 r
             }
-            // `$GPFID,<id>`: identification in a talker sentence, seen on T55-family devices.
-            Message::Other { formatter: "FID", fields: Some(f) } if super::valid_id(f.trim().as_bytes()).is_some() => {
-                self.identify(f.trim());
-                self.record(Kind::Login, "FID")
-            }
+            // Kept raw by `sentence_record`.
             Message::Other { formatter, .. } => self.record(Kind::Unknown, (*formatter).to_owned()),
         }
     }
@@ -306,6 +330,18 @@ impl NmeaDecoder {
             r.attributes.set_opt("utc_time", time.map(time_of_day));
         }
     }
+}
+
+/// An identification sentence's record type and id: `$PGID,<id>` or `$GPFID,<id>`, the
+/// identification lines of T55-family trackers.
+fn identification_sentence<'a>(sentence: &Sentence<'a>) -> Option<(&'static str, &'a str)> {
+    let (name, fields) = match sentence {
+        Sentence::Proprietary { address: "PGID", fields } => ("PGID", *fields),
+        Sentence::Standard { message: Message::Other { formatter: "FID", fields }, .. } => ("FID", *fields),
+        _ => return None,
+    };
+    let id = fields?.trim();
+    super::valid_id(id.as_bytes()).map(|_| (name, id))
 }
 
 fn letter(c: u8) -> String {

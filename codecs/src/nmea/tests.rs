@@ -677,3 +677,174 @@ fn gsa_cut_before_vdop_reads_its_dops_as_dops() {
     assert_eq!(r.hdop, Some(0.8));
     assert_eq!(r.attributes.get("vdop"), None);
 }
+
+// ---- random traffic with damage mixed in ---------------------------------------------
+
+/// A position sentence with every field present, as trackers send them.
+fn full_position() -> impl Strategy<Value = Message<'static>> {
+    let rmc = (time(), coord(true), coord(false), dec(9999, false), dec(3599, false), date()).prop_map(
+        |(t, la, lo, s, c, d)| {
+            Message::Rmc(Rmc {
+                time: Some(t),
+                status: Some(b'A'),
+                latitude: Some(la),
+                longitude: Some(lo),
+                speed_knots: Some(s),
+                course_deg: Some(c),
+                date: Some(d),
+                mode: Some(b'A'),
+                ..Rmc::default()
+            })
+        },
+    );
+    let gga = (time(), coord(true), coord(false), 1u16..30, dec(99999, true)).prop_map(|(t, la, lo, n, alt)| {
+        Message::Gga(Gga {
+            time: Some(t),
+            latitude: Some(la),
+            longitude: Some(lo),
+            quality: Some(1),
+            satellites: Some(n),
+            hdop: Some(0.9),
+            altitude_m: Some(alt),
+            geoid_separation_m: Some(-21.3),
+            dgps_age_s: None,
+            dgps_station: None,
+        })
+    });
+    let gll = (time(), coord(true), coord(false)).prop_map(|(t, la, lo)| {
+        Message::Gll(Gll {
+            latitude: Some(la),
+            longitude: Some(lo),
+            time: Some(t),
+            status: Some(b'A'),
+            mode: Some(b'A'),
+        })
+    });
+    prop_oneof![rmc, gga, gll]
+}
+
+#[derive(Debug, Clone)]
+enum Damage {
+    /// Replace a body byte with another printable one (not a reserved marker).
+    Flip {
+        at: usize,
+        to: u8,
+    },
+    Delete {
+        at: usize,
+    },
+    Insert {
+        at: usize,
+        byte: u8,
+    },
+    /// Change the first checksum digit.
+    Checksum,
+    /// Cut the sentence short (before the end of its checksum), keeping the line end.
+    Cut {
+        at: usize,
+    },
+}
+
+fn damage() -> impl Strategy<Value = Damage> {
+    let printable = (0x20u8..0x7f).prop_filter("not a marker", |b| !matches!(b, b'$' | b'*' | b'!'));
+    prop_oneof![
+        (any::<usize>(), printable.clone()).prop_map(|(at, to)| Damage::Flip { at, to }),
+        any::<usize>().prop_map(|at| Damage::Delete { at }),
+        (any::<usize>(), printable).prop_map(|(at, byte)| Damage::Insert { at, byte }),
+        Just(Damage::Checksum),
+        any::<usize>().prop_map(|at| Damage::Cut { at }),
+    ]
+}
+
+/// Applies `d` to `line` (`$…*HH`, no terminator). The result differs from the original.
+fn apply(line: &str, d: &Damage) -> Vec<u8> {
+    let mut b = line.as_bytes().to_vec();
+    let star = line.find('*').unwrap();
+    let body = 1..star; // between '$' and '*'
+    let pick = |at: usize| body.start + at % body.len();
+    match *d {
+        Damage::Flip { at, to } => {
+            let i = pick(at);
+            b[i] = if b[i] == to {
+                if to == b'0' {
+                    b'1'
+                } else {
+                    b'0'
+                }
+            } else {
+                to
+            };
+        }
+        Damage::Delete { at } => {
+            b.remove(pick(at));
+        }
+        Damage::Insert { at, byte } => b.insert(pick(at), byte),
+        Damage::Checksum => b[star + 1] = if b[star + 1] == b'0' { b'1' } else { b'0' },
+        Damage::Cut { at } => b.truncate(1 + at % (b.len() - 1)),
+    }
+    b
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+    #[test]
+    fn damaged_sentences_become_errors_and_the_rest_still_decodes(
+        sentences in prop::collection::vec((talker(), full_position(), prop::option::weighted(0.3, damage())), 1..25),
+    ) {
+        let mut input = Vec::new();
+        let mut expected = Vec::new(); // the clean decodes of the undamaged sentences, in order
+        let mut damaged = 0;
+        for (i, (talker, message, d)) in sentences.iter().enumerate() {
+            let line = to_line(&Sentence::Standard { talker: *talker, message: message.clone() }).unwrap();
+            let line = line.trim_end();
+            // The first sentence of a stream cut exactly at its checksum cannot be told from a
+            // device that sends none; every later one can.
+            match d.as_ref().filter(|_| i > 0) {
+                Some(d) => {
+                    input.extend_from_slice(&apply(line, d));
+                    damaged += 1;
+                }
+                None => {
+                    input.extend_from_slice(line.as_bytes());
+                    expected.push(one(line));
+                }
+            }
+            input.extend_from_slice(b"\r\n");
+        }
+        let events = decode_all(&input);
+        let got: Vec<&Record> = events.iter().filter_map(|e| match e { StreamEvent::Record(r) => Some(r), _ => None }).collect();
+        let rejected = events.len() - got.len();
+        prop_assert_eq!(got.len(), expected.len(), "{}", String::from_utf8_lossy(&input));
+        prop_assert!(rejected >= damaged, "{} damaged, {} rejected", damaged, rejected);
+        for (g, e) in got.iter().zip(&expected) {
+            prop_assert_eq!(&g.message_type, &e.message_type);
+            prop_assert_eq!(g.latitude, e.latitude);
+            prop_assert_eq!(g.longitude, e.longitude);
+            prop_assert_eq!(g.speed_kmh, e.speed_kmh);
+            prop_assert_eq!(g.altitude_m, e.altitude_m);
+            if g.message_type == "RMC" {
+                prop_assert_eq!(g.fix_time, e.fix_time);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_sentence_that_lost_its_checksum_is_rejected_once_the_device_uses_checksums() {
+    let full = "$GPGGA,101530.000,5130.1234,N,00007.6543,W,1,08,1.2,35.0,M,47.0,M,,0000";
+    // Alone (a device that never sends checksums) it is accepted and flagged...
+    assert_eq!(one(full).attributes.get("checksum_missing"), Some(&true.into()));
+    // ...but after a checksummed sentence it can only be one cut short.
+    let ev = decode_all(format!("$GPHDT,274.07,T*03\r\n{full}\r\n").as_bytes());
+    assert!(
+        matches!(&ev[1], StreamEvent::Rejected { offset: 20, reason, .. } if reason.kind == RejectKind::Truncated),
+        "{ev:?}"
+    );
+    // A device identifying itself starts over, and so does another device's id before a `$`.
+    let rs = records(&format!("$GPHDT,274.07,T*03\r\nIMEI 351467108700000\r\n{full}\r\n"));
+    assert_eq!(rs.len(), 3);
+    let rs = records(&format!("123456789$GPHDT,274.07,T*03\r\n355096030432529{full}\r\n355096030432529{full}\r\n"));
+    assert_eq!(rs.len(), 3);
+    assert_eq!(rs[2].device_id.as_deref(), Some("355096030432529"));
+}
