@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use trackgate_codecs::nmea::{NmeaDecoder, DEFAULT_MAX_LINE};
+use trackgate_codecs::nmea::{self, NmeaDecoder};
 use trackgate_codecs::{Protocol, RecordDecoder};
 
 /// How the device's bytes arrived.
@@ -82,7 +82,7 @@ pub fn stream_decoder(
     _options: &StreamOptions,
 ) -> Result<Box<dyn RecordDecoder + Send>, NotImplemented> {
     match protocol {
-        Protocol::Nmea => Ok(Box::new(NmeaDecoder::new(DEFAULT_MAX_LINE))),
+        Protocol::Nmea => Ok(Box::new(NmeaDecoder::new(nmea::DEFAULT_LIMITS))),
         other => Err(NotImplemented(other)),
     }
 }

@@ -25,11 +25,14 @@ pub use sentence::{
 };
 pub use stream::NmeaDecoder;
 
-use crate::framing::{Framer, Framing, Reject, RejectKind};
+use crate::framing::{Framer, Framing, Limits, Reject, RejectKind};
 
 /// The default longest line. The standard says 82 characters, but real receivers exceed it
 /// (long GSV, PUBX, 7-decimal coordinates) and trackers prepend ids, so the cap is generous.
 pub const DEFAULT_MAX_LINE: usize = 512;
+
+/// The NMEA defaults as [`Limits`].
+pub const DEFAULT_LIMITS: Limits = Limits { max_frame_len: DEFAULT_MAX_LINE };
 
 /// Cuts a byte stream into lines. A line ends at LF or CR (so CR LF gives an empty second
 /// line, which holds nothing); the terminator is not part of the frame.
@@ -38,9 +41,15 @@ pub struct LineFramer {
     pub max_line_len: usize,
 }
 
+impl LineFramer {
+    pub fn new(limits: Limits) -> Self {
+        LineFramer { max_line_len: limits.max_frame_len }
+    }
+}
+
 impl Default for LineFramer {
     fn default() -> Self {
-        LineFramer { max_line_len: DEFAULT_MAX_LINE }
+        LineFramer::new(DEFAULT_LIMITS)
     }
 }
 
@@ -156,6 +165,11 @@ fn prefix_id(prefix: &[u8]) -> Option<&str> {
     valid_id(&last[start..])
 }
 
+/// `\…\` with at least one character inside and no other backslash.
+fn is_tag_block(prefix: &[u8]) -> bool {
+    matches!(prefix, [b'\\', inner @ .., b'\\'] if !inner.is_empty() && !inner.contains(&b'\\'))
+}
+
 /// Calls `each` with what the line holds, in order. `line` excludes its terminator.
 pub fn split_line<'a>(line: &'a [u8], mut each: impl FnMut(LinePiece<'a>)) {
     let lead = line.iter().take_while(|b| is_blank(b)).count();
@@ -178,6 +192,9 @@ pub fn split_line<'a>(line: &'a [u8], mut each: impl FnMut(LinePiece<'a>)) {
     if first > 0 {
         let prefix = &body[..first];
         match prefix_id(prefix) {
+            // An NMEA 4.x tag block (`\s:r003,c:1577836800*5B\`): source and time metadata of
+            // marine networks, not the device's data; nothing to report.
+            _ if is_tag_block(prefix) => {}
             Some(id) => each(LinePiece::Identification { offset: lead, id, form: IdForm::Prefix }),
             None => each(LinePiece::Rejected {
                 offset: lead,

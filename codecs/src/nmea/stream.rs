@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use super::fields::{Coordinate, NmeaTime};
 use super::sentence::{self, Message, ParsedSentence, Sentence};
 use super::{split_line, IdForm, LineFramer, LinePiece};
-use crate::framing::{Framer, Framing, Reject, RejectKind};
+use crate::framing::{Framer, Framing, Limits, Reject, RejectKind};
 use crate::record::{knots_to_kmh, Kind, Protocol, Record};
 use crate::stream::{RecordDecoder, StreamEvent};
 use crate::time::{Date, Timestamp};
@@ -28,8 +28,8 @@ pub struct NmeaDecoder {
 }
 
 impl NmeaDecoder {
-    pub fn new(max_line_len: usize) -> Self {
-        NmeaDecoder { framer: LineFramer { max_line_len }, ..Default::default() }
+    pub fn new(limits: Limits) -> Self {
+        NmeaDecoder { framer: LineFramer::new(limits), ..Default::default() }
     }
 
     /// The id the device gave, if it gave one.

@@ -848,3 +848,12 @@ fn a_sentence_that_lost_its_checksum_is_rejected_once_the_device_uses_checksums(
     assert_eq!(rs.len(), 3);
     assert_eq!(rs[2].device_id.as_deref(), Some("355096030432529"));
 }
+
+#[test]
+fn a_tag_block_before_the_sentence_is_metadata_not_garbage() {
+    let rs = records("\\s:r003,c:1577836800*5B\\$GPHDT,274.07,T*03\r\n");
+    assert_eq!(rs.len(), 1);
+    assert_eq!(rs[0].device_id, None);
+    // A lone backslash is not a tag block.
+    assert_eq!(rejections(b"\\$GPHDT,274.07,T*03\r\n"), [(0, RejectKind::Garbage)]);
+}
