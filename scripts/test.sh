@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one gate (README: "run all the tests"): formatting, lints, every test, the benches in
-# test mode and the decode corpus. CI runs exactly this through .ci/run.
+# test mode, a short run of every fuzz target and the decode corpus. CI runs exactly this
+# through .ci/run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
@@ -18,6 +19,9 @@ cargo test --workspace --locked
 
 step "benches, built and run once each in test mode (no timing)"
 cargo test --locked -p trackgate-benches --benches
+
+step "fuzz smoke (every target, \${FUZZ_SECONDS:-20} s each, nightly)"
+scripts/fuzz-smoke.sh
 
 step "decode corpus (trackgate corpus verify corpus)"
 cargo run --locked --quiet -p trackgate -- corpus verify corpus

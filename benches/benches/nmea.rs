@@ -1,46 +1,162 @@
-//! NMEA decode throughput on random valid RMC and GGA streams: the framer plus sentence
-//! parser alone (typed sentences, no allocation per sentence), and the full stream decoder
-//! that produces records. Reported as bytes/s; sentences/s = records/s here.
+//! NMEA decode throughput on 10,000 random valid RMC (and GGA) sentences back to back, with
+//! the peer crates on the same bytes in the same run. Every contender reads the same position
+//! fields of every sentence (RMC: time, date, lat, lon, speed, course; GGA: time, lat, lon,
+//! altitude, HDOP, satellites), so none is credited for laziness.
+//!
+//! * `trackgate_typed`: line framer + `nmea::parse` into typed sentences (checksum verified).
+//! * `trackgate_records`: the stream decoder, producing the contract's records.
+//! * `nmea_0.8`: `nmea::parse_bytes` per line (eager, typed).
+//! * `nmeasis_26.4`: `NmeaParser<256>` streaming, typed getters.
 //!
 //! cargo bench -p trackgate-benches --bench nmea
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use trackgate_benches::{nmea_gga, nmea_rmc};
 use trackgate_codecs::framing::{Framer, Framing};
-use trackgate_codecs::nmea::{self, LineFramer, NmeaDecoder};
+use trackgate_codecs::nmea::{self as tg, LineFramer, Message, NmeaDecoder, Sentence};
 use trackgate_codecs::{RecordDecoder, StreamEvent};
 
-fn parse_all(buf: &[u8]) -> usize {
+/// Sums the fields read so the optimiser cannot drop any of the work.
+#[derive(Default)]
+struct Acc(f64, u64);
+
+impl Acc {
+    fn f(&mut self, v: Option<f64>) {
+        self.0 += v.unwrap_or(0.0);
+        self.1 += 1;
+    }
+}
+
+fn trackgate_typed(buf: &[u8]) -> (u64, f64) {
     let mut framer = LineFramer::default();
+    let mut acc = Acc::default();
     let mut pos = 0;
-    let mut sentences = 0;
     while let Framing::Frame { len, consumed } = framer.next_frame(&buf[pos..]) {
-        if len > 0 {
-            if let Ok(s) = nmea::parse(&buf[pos..pos + len]) {
-                black_box(&s);
-                sentences += 1;
+        if let Ok(p) = tg::parse(&buf[pos..pos + len]) {
+            if let Sentence::Standard { message, .. } = p.sentence {
+                match message {
+                    Message::Rmc(m) => {
+                        acc.f(m.time.map(|t| t.ms_of_day() as f64));
+                        acc.f(m.date.map(|d| f64::from(d.day)));
+                        acc.f(m.latitude.map(|c| c.degrees()));
+                        acc.f(m.longitude.map(|c| c.degrees()));
+                        acc.f(m.speed_knots);
+                        acc.f(m.course_deg);
+                    }
+                    Message::Gga(m) => {
+                        acc.f(m.time.map(|t| t.ms_of_day() as f64));
+                        acc.f(m.latitude.map(|c| c.degrees()));
+                        acc.f(m.longitude.map(|c| c.degrees()));
+                        acc.f(m.altitude_m);
+                        acc.f(m.hdop);
+                        acc.f(m.satellites.map(f64::from));
+                    }
+                    _ => {}
+                }
             }
         }
         pos += consumed;
     }
-    sentences
+    (acc.1, acc.0)
 }
 
-fn records_all(buf: &[u8]) -> usize {
+fn trackgate_records(buf: &[u8]) -> (u64, f64) {
     let mut d = NmeaDecoder::default();
     let mut out = Vec::with_capacity(16_384);
     d.decode(buf, true, &mut out);
-    out.iter().filter(|e| matches!(e, StreamEvent::Record(_))).count()
+    let mut acc = Acc::default();
+    for e in &out {
+        if let StreamEvent::Record(r) = e {
+            acc.f(r.latitude);
+            acc.f(r.longitude);
+        }
+    }
+    (acc.1, acc.0)
+}
+
+fn peer_nmea(buf: &[u8]) -> (u64, f64) {
+    let mut acc = Acc::default();
+    for line in buf.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            continue;
+        }
+        match nmea::parse_bytes(line) {
+            Ok(nmea::ParseResult::RMC(m)) => {
+                acc.f(m.fix_time.map(|t| f64::from(chrono::Timelike::second(&t))));
+                acc.f(m.fix_date.map(|d| f64::from(chrono::Datelike::day(&d))));
+                acc.f(m.lat);
+                acc.f(m.lon);
+                acc.f(m.speed_over_ground.map(f64::from));
+                acc.f(m.true_course.map(f64::from));
+            }
+            Ok(nmea::ParseResult::GGA(m)) => {
+                acc.f(m.fix_time.map(|t| f64::from(chrono::Timelike::second(&t))));
+                acc.f(m.latitude);
+                acc.f(m.longitude);
+                acc.f(m.altitude.map(f64::from));
+                acc.f(m.hdop.map(f64::from));
+                acc.f(m.fix_satellites.map(f64::from));
+            }
+            _ => {}
+        }
+    }
+    (acc.1, acc.0)
+}
+
+fn peer_nmeasis(buf: &[u8]) -> (u64, f64) {
+    use nmeasis::message::Message as M;
+    let mut acc = Acc::default();
+    let mut p = nmeasis::parser::NmeaParser::<256>::default();
+    let mut rest = buf;
+    while !rest.is_empty() {
+        let space = p.buffer();
+        let n = space.len().min(rest.len());
+        space[..n].copy_from_slice(&rest[..n]);
+        rest = &rest[n..];
+        p.commit(n, |r| {
+            let Ok(s) = r else { return };
+            match s.message {
+                M::Rmc(m) => {
+                    acc.f(m.time().map(|t| f64::from(t.seconds)));
+                    acc.f(m.date().map(|d| f64::from(d.day)));
+                    let c = m.coordinates();
+                    acc.f(c.map(|c| f64::from(c.latitude)));
+                    acc.f(c.map(|c| f64::from(c.longitude)));
+                    acc.f(m.speed().map(f64::from));
+                    acc.f(m.track_made().map(f64::from));
+                }
+                M::Gga(m) => {
+                    acc.f(m.time().map(|t| f64::from(t.seconds)));
+                    let c = m.coordinates();
+                    acc.f(c.map(|c| f64::from(c.latitude)));
+                    acc.f(c.map(|c| f64::from(c.longitude)));
+                    acc.f(m.altitude().map(f64::from));
+                    acc.f(m.hdop().map(f64::from));
+                    acc.f(m.satellites().map(f64::from));
+                }
+                _ => {}
+            }
+        });
+    }
+    (acc.1, acc.0)
 }
 
 fn bench(c: &mut Criterion) {
     for (name, buf) in [("rmc", nmea_rmc(10_000, 1)), ("gga", nmea_gga(10_000, 2))] {
-        assert_eq!(parse_all(&buf), 10_000);
-        assert_eq!(records_all(&buf), 10_000);
+        // Every contender must have read every field of every sentence, and agree on them.
+        let reference = trackgate_typed(&buf);
+        assert_eq!(reference.0, 60_000, "{name}");
+        for (peer, got) in [("nmea", peer_nmea(&buf)), ("nmeasis", peer_nmeasis(&buf))] {
+            assert_eq!(got.0, reference.0, "{peer} on {name}");
+        }
+        assert_eq!(trackgate_records(&buf).0, 20_000);
         let mut g = c.benchmark_group(format!("nmea_{name}"));
         g.throughput(Throughput::Bytes(buf.len() as u64));
-        g.bench_function("trackgate_parse_typed", |b| b.iter(|| parse_all(black_box(&buf))));
-        g.bench_function("trackgate_records", |b| b.iter(|| records_all(black_box(&buf))));
+        g.bench_function("trackgate_typed", |b| b.iter(|| trackgate_typed(black_box(&buf))));
+        g.bench_function("trackgate_records", |b| b.iter(|| trackgate_records(black_box(&buf))));
+        g.bench_function("nmea_0.8", |b| b.iter(|| peer_nmea(black_box(&buf))));
+        g.bench_function("nmeasis_26.4", |b| b.iter(|| peer_nmeasis(black_box(&buf))));
         g.finish();
     }
 }

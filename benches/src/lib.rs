@@ -79,8 +79,10 @@ pub fn nmea_gga(n: usize, seed: u64) -> Vec<u8> {
             quality: Some(1),
             satellites: Some(rng.below(20) as u16),
             hdop: Some(rng.below(500) as f64 / 100.0),
-            altitude_m: Some(rng.below(400_000) as f64 / 100.0 - 500.0),
-            geoid_separation_m: Some(rng.below(2000) as f64 / 10.0 - 100.0),
+            // Offsets applied to the integers, so the values print as receivers write them
+            // (`-168.73`, not `-168.73000000000002`).
+            altitude_m: Some((rng.below(400_000) as i64 - 50_000) as f64 / 100.0),
+            geoid_separation_m: Some((rng.below(2000) as i64 - 1000) as f64 / 10.0),
             ..Gga::default()
         };
         let s = Sentence::Standard { talker: Talker::GN, message: Message::Gga(m) };
