@@ -56,7 +56,7 @@ impl Default for LineFramer {
 impl Framer for LineFramer {
     fn next_frame(&mut self, buf: &[u8]) -> Framing {
         let window = &buf[..buf.len().min(self.max_line_len.saturating_add(1))];
-        if let Some(i) = window.iter().position(|&b| b == b'\n' || b == b'\r') {
+        if let Some(i) = memchr::memchr2(b'\n', b'\r', window) {
             return Framing::Frame { len: i, consumed: i + 1 };
         }
         if buf.len() > self.max_line_len {
@@ -64,7 +64,7 @@ impl Framer for LineFramer {
             // that never sends a terminator) costs only itself. The decision looks at the
             // window only, never at how much more happens to be buffered, so the outcome is
             // the same for every read size.
-            let consumed = window.iter().skip(1).position(|&b| b == b'$').map_or(window.len(), |p| p + 1);
+            let consumed = memchr::memchr(b'$', &window[1..]).map_or(window.len(), |p| p + 1);
             return Framing::Rejected {
                 consumed,
                 reason: Reject::new(
@@ -181,7 +181,7 @@ pub fn split_line<'a>(line: &'a [u8], mut each: impl FnMut(LinePiece<'a>)) {
         each(LinePiece::Identification { offset: lead, id, form });
         return;
     }
-    let Some(first) = body.iter().position(|&b| b == b'$' || b == b'!') else {
+    let Some(first) = memchr::memchr2(b'$', b'!', body) else {
         each(LinePiece::Rejected {
             offset: lead,
             len: body.len(),
@@ -207,10 +207,10 @@ pub fn split_line<'a>(line: &'a [u8], mut each: impl FnMut(LinePiece<'a>)) {
     loop {
         // `$` is reserved (nmea.md §1): one inside a sentence starts a new one, and whatever
         // came before it was cut short.
-        let next = body[start + 1..].iter().position(|&b| b == b'$').map(|p| start + 1 + p);
+        let next = memchr::memchr(b'$', &body[start + 1..]).map(|p| start + 1 + p);
         let seg = &body[start..next.unwrap_or(body.len())];
         let at = lead + start;
-        match seg.iter().position(|&b| b == b'*') {
+        match memchr::memchr(b'*', seg) {
             Some(star) if seg.len() >= star + 3 && seg[star + 1..star + 3].iter().all(u8::is_ascii_hexdigit) => {
                 each(LinePiece::Sentence { offset: at, text: &seg[..star + 3] });
                 let tail = trim(&seg[star + 3..], is_blank);

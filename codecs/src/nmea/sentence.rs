@@ -283,11 +283,14 @@ impl<'a> Fields<'a> {
         let mut items = [""; MAX_FIELDS];
         let mut len = 0;
         if let Some(text) = text {
-            for f in text.split(',') {
+            let mut start = 0;
+            for end in memchr::memchr_iter(b',', text.as_bytes()).chain(std::iter::once(text.len())) {
                 *items
                     .get_mut(len)
-                    .ok_or_else(|| malformed(format!("{formatter} has more than {MAX_FIELDS} fields")))? = f;
+                    .ok_or_else(|| malformed(format!("{formatter} has more than {MAX_FIELDS} fields")))? =
+                    &text[start..end];
                 len += 1;
+                start = end + 1;
             }
         }
         Ok(Fields { items, len, formatter })
@@ -380,7 +383,7 @@ pub fn parse(text: &[u8]) -> Result<ParsedSentence<'_>, Reject> {
     if start != b'$' && start != b'!' {
         return Err(Reject::new(RejectKind::Garbage, "a sentence starts with '$' or '!'"));
     }
-    let (body, checksum_present) = match rest.iter().position(|&b| b == b'*') {
+    let (body, checksum_present) = match memchr::memchr(b'*', rest) {
         Some(star) => {
             let (body, cs) = (&rest[..star], &rest[star + 1..]);
             let received = match cs {
@@ -401,12 +404,14 @@ pub fn parse(text: &[u8]) -> Result<ParsedSentence<'_>, Reject> {
         }
         None => (rest, false),
     };
-    if let Some(i) = body.iter().position(|&b| !(0x20..=0x7e).contains(&b)) {
+    // `all` over a plain range test vectorises; the position is looked for only on failure.
+    if !body.iter().all(|&b| (0x20..=0x7e).contains(&b)) {
+        let i = body.iter().position(|&b| !(0x20..=0x7e).contains(&b)).unwrap_or(0);
         return Err(malformed(format!("byte 0x{:02X} at {} is not printable ASCII", body[i], i + 1)));
     }
     // `$` is reserved as the start marker (nmea.md §1); inside a body it means two
     // sentences ran together.
-    if let Some(i) = body.iter().position(|&b| b == b'$') {
+    if let Some(i) = memchr::memchr(b'$', body) {
         return Err(Reject::new(RejectKind::Truncated, format!("a new '$' at {} inside the sentence", i + 1)));
     }
     // Printable ASCII is valid UTF-8.
