@@ -107,7 +107,7 @@ fn usage_errors_exit_2_with_a_message() {
 
 #[test]
 fn protocols_without_a_codec_yet_say_so_instead_of_panicking() {
-    for p in ["gt06", "jt808", "teltonika"] {
+    for p in ["gt06", "jt808"] {
         let o = trackgate(&["decode", "--protocol", p], b"\x78\x78\x05\x01");
         assert_eq!(o.status.code(), Some(2), "{p}");
         assert!(String::from_utf8_lossy(&o.stderr).contains("not implemented yet"), "{p}");
@@ -133,6 +133,19 @@ fn random_bytes_never_crash_the_decoder() {
     for l in lines(&o) {
         assert!(l["kind"].is_string());
     }
+}
+
+#[test]
+fn teltonika_capture_decodes_with_the_imei_from_the_handshake() {
+    let capture = "000f333536333037303432343431303133\n\
+000000000000004C08010000016818D500580009C28D9F1CB3757A00BE00C60F0053000F06F0011503C80001011D00FC0007423799180053CDF80DCE426F430F88190BB8560BB802F100005AA110002887E000010000EE8D\n";
+    let o = trackgate(&["decode", "--protocol", "teltonika", "--hex"], capture.as_bytes());
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = lines(&o);
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[1]["device_id"], "356307042441013");
+    assert_eq!(out[1]["latitude"], 48.1523066);
+    assert_eq!(out[1]["attributes"]["io"]["16"], 2_656_224);
 }
 
 #[test]

@@ -5,7 +5,7 @@
 //! * [`record`]: the normalized record (`"schema": 1`) every decoded uplink becomes.
 //! * [`stream`]: the stream-decoder trait the command line and the gateway drive.
 //! * [`wire`]: checksums (on the `crc` crate), BCD and a bounds-checked byte reader.
-//! * One module per protocol: [`nmea`].
+//! * One module per protocol: [`nmea`], [`teltonika`].
 //! * [`codec`]: a `tokio_util::codec::Decoder` over any framer (feature `tokio-codec`).
 //!
 //! No I/O and no runtime here; nothing in this crate reads a clock.
@@ -17,6 +17,7 @@ pub mod framing;
 pub mod nmea;
 pub mod record;
 pub mod stream;
+pub mod teltonika;
 pub mod time;
 pub mod wire;
 

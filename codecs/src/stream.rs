@@ -1,5 +1,5 @@
-//! The sans-IO face every protocol's stream decoder shows: bytes in, records and rejections
-//! out in stream order, with stream offsets. The `decode` command, the corpus runner and the
+//! The sans-IO face every protocol's stream decoder shows: bytes in, records, rejections and
+//! replies out in stream order, with stream offsets. The `decode` command, the corpus runner and the
 //! gateway's sessions all drive decoders through this one trait.
 
 use crate::framing::Reject;
@@ -15,6 +15,9 @@ pub enum StreamEvent {
         len: usize,
         reason: Reject,
     },
+    /// Bytes to send back to the device (an ack, a handshake answer). Send them only once
+    /// every record before this event has been accepted by the sink.
+    Reply(Vec<u8>),
 }
 
 /// A per-connection (or per-peer) decoder that keeps stream state between calls.

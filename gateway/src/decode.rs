@@ -172,6 +172,8 @@ fn write_events<W: Write>(
                 serde_json::to_writer(&mut *out, &ErrorRecord { kind: "error", offset, error: &detail })
                     .map_err(io::Error::from)?;
             }
+            // What a gateway would send back to the device; `decode` has no device to answer.
+            StreamEvent::Reply(_) => continue,
         }
         out.write_all(b"\n")?;
     }

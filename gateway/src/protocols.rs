@@ -4,6 +4,7 @@
 use std::fmt;
 
 use trackgate_codecs::nmea::{self, NmeaDecoder};
+use trackgate_codecs::teltonika::TeltonikaDecoder;
 use trackgate_codecs::{Protocol, RecordDecoder};
 
 /// How the device's bytes arrived.
@@ -70,7 +71,7 @@ pub struct NotImplemented(pub Protocol);
 
 impl fmt::Display for NotImplemented {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "protocol {} is not implemented yet in this version of trackgate (nmea is)", self.0)
+        write!(f, "protocol {} is not implemented yet in this version of trackgate (nmea and teltonika are)", self.0)
     }
 }
 
@@ -79,10 +80,12 @@ impl std::error::Error for NotImplemented {}
 /// A fresh decoder for one connection (TCP) or one peer (UDP).
 pub fn stream_decoder(
     protocol: Protocol,
-    _options: &StreamOptions,
+    options: &StreamOptions,
 ) -> Result<Box<dyn RecordDecoder + Send>, NotImplemented> {
     match protocol {
         Protocol::Nmea => Ok(Box::new(NmeaDecoder::new(nmea::DEFAULT_LIMITS))),
+        Protocol::Teltonika if options.transport == Transport::Udp => Ok(Box::new(TeltonikaDecoder::udp())),
+        Protocol::Teltonika => Ok(Box::new(TeltonikaDecoder::tcp())),
         other => Err(NotImplemented(other)),
     }
 }
@@ -105,7 +108,10 @@ mod tests {
     #[test]
     fn unimplemented_protocols_say_so() {
         let e = stream_decoder(Protocol::Gt06, &StreamOptions::default()).err().unwrap();
-        assert_eq!(e.to_string(), "protocol gt06 is not implemented yet in this version of trackgate (nmea is)");
+        assert_eq!(
+            e.to_string(),
+            "protocol gt06 is not implemented yet in this version of trackgate (nmea and teltonika are)"
+        );
         assert!(stream_decoder(Protocol::Nmea, &StreamOptions::default()).is_ok());
     }
 }

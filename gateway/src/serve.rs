@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Buf, BytesMut};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -170,11 +170,18 @@ async fn accept_loop(
     while conns.join_next().await.is_some() {}
 }
 
-/// Stamps records with the server time and hands them to the sink. `Err` means they were
-/// not accepted, so nothing may be acknowledged for them.
-async fn deliver(events: &mut Vec<StreamEvent>, protocol: Protocol, peer: SocketAddr, sink: &SinkHandle) -> bool {
+/// Stamps records with the server time and hands them to the sink, then returns the replies
+/// the device may now be sent. `None` means the sink did not accept the records, so nothing
+/// may be acknowledged for them.
+async fn deliver(
+    events: &mut Vec<StreamEvent>,
+    protocol: Protocol,
+    peer: SocketAddr,
+    sink: &SinkHandle,
+) -> Option<Vec<Vec<u8>>> {
     let now = Timestamp::from_system_time(SystemTime::now());
     let mut records = Vec::with_capacity(events.len());
+    let mut replies = Vec::new();
     for e in events.drain(..) {
         match e {
             StreamEvent::Record(mut r) => {
@@ -184,13 +191,15 @@ async fn deliver(events: &mut Vec<StreamEvent>, protocol: Protocol, peer: Socket
             StreamEvent::Rejected { offset, len, reason } => {
                 debug!(%protocol, %peer, offset, len, reason = %reason, "rejected frame");
             }
+            StreamEvent::Reply(bytes) => replies.push(bytes),
         }
     }
     match sink.submit(records).await {
-        Ok(()) => true,
+        // Every reply in this batch follows records that are now committed.
+        Ok(()) => Some(replies),
         Err(e) => {
             warn!(%protocol, error = %e, "sink refused records; closing the connection without acknowledging");
-            false
+            None
         }
     }
 }
@@ -233,7 +242,14 @@ async fn tcp_connection(
         let at_end = n == 0;
         let used = decoder.decode(&buf, at_end, &mut events);
         buf.advance(used);
-        if !deliver(&mut events, protocol, peer, &sink).await || at_end {
+        let Some(replies) = deliver(&mut events, protocol, peer, &sink).await else { break };
+        for reply in replies {
+            if let Err(e) = stream.write_all(&reply).await {
+                debug!(%protocol, %peer, error = %e, "write failed");
+                return;
+            }
+        }
+        if at_end {
             break;
         }
         if buf.is_empty() {
@@ -306,7 +322,13 @@ async fn udp_loop(
         entry.last_heard = now;
         // A datagram is complete in itself: nothing after it can finish a frame it started.
         entry.decoder.decode(&datagram[..n], true, &mut events);
-        deliver(&mut events, protocol, peer, &sink).await;
+        if let Some(replies) = deliver(&mut events, protocol, peer, &sink).await {
+            for reply in replies {
+                if let Err(e) = socket.send_to(&reply, peer).await {
+                    debug!(%protocol, %peer, error = %e, "UDP reply failed");
+                }
+            }
+        }
     }
     info!(%protocol, peers = peers.len(), "UDP listener stopped");
 }

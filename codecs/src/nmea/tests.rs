@@ -22,6 +22,7 @@ fn records(input: &str) -> Vec<Record> {
         .map(|e| match e {
             StreamEvent::Record(r) => r,
             StreamEvent::Rejected { reason, .. } => panic!("unexpected rejection: {reason}"),
+            StreamEvent::Reply(_) => panic!("NMEA devices are never answered"),
         })
         .collect()
 }
@@ -37,7 +38,7 @@ fn rejections(input: &[u8]) -> Vec<(u64, RejectKind)> {
         .into_iter()
         .filter_map(|e| match e {
             StreamEvent::Rejected { offset, reason, .. } => Some((offset, reason.kind)),
-            StreamEvent::Record(_) => None,
+            StreamEvent::Record(_) | StreamEvent::Reply(_) => None,
         })
         .collect()
 }

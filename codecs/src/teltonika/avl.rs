@@ -1,0 +1,446 @@
+//! AVL data (teltonika.md §2–§4): the data field of Codec 8, 8 Extended and 16 packets, read
+//! as zero-copy views. [`AvlData::parse`] walks every record once to validate it; after that
+//! [`AvlData::records`] and [`RecordView::io`] iterate without allocating or failing.
+//!
+//! ```text
+//!  data field:  codec | N1 | record × N1 | N2
+//!  record:      timestamp u64 ms | priority u8 | GPS element (15) | IO element
+//!  GPS element: lon i32 ×1e7 | lat i32 ×1e7 | altitude i16 | angle u16 | satellites u8 | speed u16
+//!  IO, codec 8:   event u8  | total u8  | N1 u8 {id u8, v u8} | N2 {id, u16} | N4 {id, u32} | N8 {id, u64}
+//!  IO, codec 8E:  event u16 | total u16 | same groups with u16 counts and ids | NX u16 {id u16, len u16, bytes}
+//!  IO, codec 16:  event u16 | generation u8 | total u8 | groups with u8 counts and u16 ids
+//! ```
+
+use crate::wire::cursor::Cursor;
+
+pub const CODEC_8: u8 = 0x08;
+pub const CODEC_8E: u8 = 0x8E;
+pub const CODEC_16: u8 = 0x10;
+
+/// How the IO element of a codec is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IoLayout {
+    /// Width of IO ids and of the event id: 1 or 2 bytes.
+    id_width: u8,
+    /// Width of the group counts (and the total): 1 or 2 bytes.
+    count_width: u8,
+    /// Codec 16's generation-type byte after the event id.
+    generation_type: bool,
+    /// Codec 8E's variable-length NX group.
+    variable_group: bool,
+    /// A 16-byte group after N8 (Traccar's "extended" devices; not in the published codecs).
+    sixteen_byte_group: bool,
+}
+
+impl IoLayout {
+    pub fn for_codec(codec: u8) -> Option<Self> {
+        let base = IoLayout {
+            id_width: 1,
+            count_width: 1,
+            generation_type: false,
+            variable_group: false,
+            sixteen_byte_group: false,
+        };
+        match codec {
+            CODEC_8 => Some(base),
+            CODEC_8E => Some(IoLayout { id_width: 2, count_width: 2, variable_group: true, ..base }),
+            CODEC_16 => Some(IoLayout { id_width: 2, generation_type: true, ..base }),
+            _ => None,
+        }
+    }
+
+    fn read_id(self, c: &mut Cursor<'_>) -> Option<u16> {
+        if self.id_width == 2 {
+            c.u16()
+        } else {
+            c.u8().map(u16::from)
+        }
+    }
+
+    fn read_count(self, c: &mut Cursor<'_>) -> Option<u16> {
+        if self.count_width == 2 {
+            c.u16()
+        } else {
+            c.u8().map(u16::from)
+        }
+    }
+
+    /// The fixed value widths of the groups, in order.
+    fn fixed_groups(self) -> &'static [u8] {
+        if self.sixteen_byte_group {
+            &[1, 2, 4, 8, 16]
+        } else {
+            &[1, 2, 4, 8]
+        }
+    }
+}
+
+/// The GPS element of a record, as sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GpsElement {
+    /// Degrees × 10^7, two's complement.
+    pub longitude_e7: i32,
+    pub latitude_e7: i32,
+    pub altitude_m: i16,
+    /// Degrees from north, clockwise.
+    pub angle_deg: u16,
+    pub satellites: u8,
+    pub speed_kmh: u16,
+}
+
+impl GpsElement {
+    pub fn latitude(&self) -> f64 {
+        f64::from(self.latitude_e7) / 1e7
+    }
+    pub fn longitude(&self) -> f64 {
+        f64::from(self.longitude_e7) / 1e7
+    }
+    /// An all-zero element with no satellites: the device had no fix (teltonika.md §8).
+    pub fn is_no_fix_placeholder(&self) -> bool {
+        self.satellites == 0 && self.longitude_e7 == 0 && self.latitude_e7 == 0
+    }
+}
+
+/// One IO value: its width comes from the group it sits in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoValue<'a> {
+    U8(u8),
+    U16(u16),
+    U32(u32),
+    U64(u64),
+    /// A 16-byte value or a variable-length (NX) value.
+    Bytes(&'a [u8]),
+}
+
+impl IoValue<'_> {
+    /// The value as an unsigned integer, for the fixed-width groups.
+    pub fn as_u64(&self) -> Option<u64> {
+        match *self {
+            IoValue::U8(v) => Some(v.into()),
+            IoValue::U16(v) => Some(v.into()),
+            IoValue::U32(v) => Some(v.into()),
+            IoValue::U64(v) => Some(v),
+            IoValue::Bytes(_) => None,
+        }
+    }
+}
+
+/// One IO element: id and value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IoElement<'a> {
+    pub id: u16,
+    pub value: IoValue<'a>,
+}
+
+/// One AVL record, borrowing its IO bytes from the packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    /// Milliseconds since the Unix epoch, UTC.
+    pub timestamp_ms: u64,
+    /// 0 low, 1 high, 2 panic.
+    pub priority: u8,
+    pub gps: GpsElement,
+    /// The IO that triggered the record; 0 for a periodic record.
+    pub event_io_id: u16,
+    /// Codec 16 only.
+    pub generation_type: Option<u8>,
+    /// The total IO count the device declared.
+    pub declared_io_count: u16,
+    layout: IoLayout,
+    /// The IO groups, from the first group count to the end of the record.
+    io: &'a [u8],
+}
+
+impl<'a> RecordView<'a> {
+    /// Every IO element, in wire order. Never fails: the packet was validated.
+    pub fn io(&self) -> IoIter<'a> {
+        IoIter { layout: self.layout, cur: Cursor::new(self.io), group: 0, left: None }
+    }
+}
+
+/// Iterates the IO elements of a validated record.
+#[derive(Debug, Clone)]
+pub struct IoIter<'a> {
+    layout: IoLayout,
+    cur: Cursor<'a>,
+    /// Index into the fixed groups; past them, the variable group.
+    group: usize,
+    /// Elements left in the current group (None: read the count first).
+    left: Option<u16>,
+}
+
+impl<'a> Iterator for IoIter<'a> {
+    type Item = IoElement<'a>;
+
+    fn next(&mut self) -> Option<IoElement<'a>> {
+        let fixed = self.layout.fixed_groups();
+        loop {
+            let has_variable = self.layout.variable_group;
+            if self.group > fixed.len() || (self.group == fixed.len() && !has_variable) {
+                return None;
+            }
+            let left = match self.left {
+                Some(n) => n,
+                None => self.layout.read_count(&mut self.cur)?,
+            };
+            if left == 0 {
+                self.group += 1;
+                self.left = None;
+                continue;
+            }
+            self.left = Some(left - 1);
+            let id = self.layout.read_id(&mut self.cur)?;
+            let value = match fixed.get(self.group) {
+                Some(1) => IoValue::U8(self.cur.u8()?),
+                Some(2) => IoValue::U16(self.cur.u16()?),
+                Some(4) => IoValue::U32(self.cur.u32()?),
+                Some(8) => IoValue::U64(self.cur.u64()?),
+                Some(_) => IoValue::Bytes(self.cur.take(16)?),
+                None => {
+                    let len = self.cur.u16()?;
+                    IoValue::Bytes(self.cur.take(usize::from(len))?)
+                }
+            };
+            return Some(IoElement { id, value });
+        }
+    }
+}
+
+/// Reads one record at the cursor, checking every length against what is there.
+fn read_record<'a>(c: &mut Cursor<'a>, layout: IoLayout) -> Option<RecordView<'a>> {
+    let timestamp_ms = c.u64()?;
+    let priority = c.u8()?;
+    let gps = GpsElement {
+        longitude_e7: c.i32()?,
+        latitude_e7: c.i32()?,
+        altitude_m: c.u16()? as i16,
+        angle_deg: c.u16()?,
+        satellites: c.u8()?,
+        speed_kmh: c.u16()?,
+    };
+    let event_io_id = layout.read_id(c)?;
+    let generation_type = if layout.generation_type { Some(c.u8()?) } else { None };
+    let declared_io_count = layout.read_count(c)?;
+    let io_start = c.rest();
+    let before = c.remaining();
+    for &width in layout.fixed_groups() {
+        let n = layout.read_count(c)?;
+        let each = usize::from(layout.id_width) + usize::from(width);
+        c.take(usize::from(n) * each)?;
+    }
+    if layout.variable_group {
+        for _ in 0..layout.read_count(c)? {
+            layout.read_id(c)?;
+            let len = c.u16()?;
+            c.take(usize::from(len))?;
+        }
+    }
+    let io = &io_start[..before - c.remaining()];
+    Some(RecordView { timestamp_ms, priority, gps, event_io_id, generation_type, declared_io_count, layout, io })
+}
+
+/// Why a data field is not valid AVL data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AvlError {
+    UnknownCodec(u8),
+    CountMismatch {
+        n1: u8,
+        n2: u8,
+    },
+    /// The records do not end exactly at N2.
+    Layout,
+}
+
+impl std::fmt::Display for AvlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AvlError::UnknownCodec(c) => write!(f, "codec 0x{c:02x} is not an AVL data codec"),
+            AvlError::CountMismatch { n1, n2 } => write!(f, "record counts disagree: N1 = {n1}, N2 = {n2}"),
+            AvlError::Layout => f.write_str("the records do not fill the data field exactly"),
+        }
+    }
+}
+
+/// A validated AVL data field (codec id … N2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AvlData<'a> {
+    pub codec: u8,
+    pub count: u8,
+    layout: IoLayout,
+    records: &'a [u8],
+}
+
+impl<'a> AvlData<'a> {
+    /// Validates `data` (codec id … N2): known codec, N1 = N2, and N1 records that end
+    /// exactly at N2. Codec 8 data that only fits with Traccar's 16-byte IO group is read
+    /// with it.
+    pub fn parse(data: &'a [u8]) -> Result<Self, AvlError> {
+        let [codec, n1, ref body @ .., n2] = *data else { return Err(AvlError::Layout) };
+        let layout = IoLayout::for_codec(codec).ok_or(AvlError::UnknownCodec(codec))?;
+        if n1 != n2 {
+            return Err(AvlError::CountMismatch { n1, n2 });
+        }
+        let fits = |layout: IoLayout| {
+            let mut c = Cursor::new(body);
+            (0..n1).all(|_| read_record(&mut c, layout).is_some()) && c.remaining() == 0
+        };
+        let layout = if fits(layout) {
+            layout
+        } else if fits(IoLayout { sixteen_byte_group: true, ..layout }) {
+            IoLayout { sixteen_byte_group: true, ..layout }
+        } else {
+            return Err(AvlError::Layout);
+        };
+        Ok(AvlData { codec, count: n1, layout, records: body })
+    }
+
+    /// The records, in order. Never fails: `parse` validated them.
+    pub fn records(&self) -> impl Iterator<Item = RecordView<'a>> + 'a {
+        let layout = self.layout;
+        let mut c = Cursor::new(self.records);
+        (0..self.count).map_while(move |_| read_record(&mut c, layout))
+    }
+
+    /// Whether the records carry Traccar's 16-byte IO group.
+    pub fn has_sixteen_byte_group(&self) -> bool {
+        self.layout.sixteen_byte_group
+    }
+}
+
+/// An owned AVL record for encoding (and for tests that build packets).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AvlRecord {
+    pub timestamp_ms: u64,
+    pub priority: u8,
+    pub gps: GpsElement,
+    pub event_io_id: u16,
+    pub generation_type: Option<u8>,
+    /// Fixed-width values by group: (id, value) with widths 1, 2, 4, 8.
+    pub io_u8: Vec<(u16, u8)>,
+    pub io_u16: Vec<(u16, u16)>,
+    pub io_u32: Vec<(u16, u32)>,
+    pub io_u64: Vec<(u16, u64)>,
+    /// Codec 8E variable-length values.
+    pub io_var: Vec<(u16, Vec<u8>)>,
+}
+
+impl AvlRecord {
+    /// The owned copy of a view.
+    pub fn from_view(v: &RecordView<'_>) -> Self {
+        let mut r = AvlRecord {
+            timestamp_ms: v.timestamp_ms,
+            priority: v.priority,
+            gps: v.gps,
+            event_io_id: v.event_io_id,
+            generation_type: v.generation_type,
+            ..AvlRecord::default()
+        };
+        for e in v.io() {
+            match e.value {
+                IoValue::U8(x) => r.io_u8.push((e.id, x)),
+                IoValue::U16(x) => r.io_u16.push((e.id, x)),
+                IoValue::U32(x) => r.io_u32.push((e.id, x)),
+                IoValue::U64(x) => r.io_u64.push((e.id, x)),
+                IoValue::Bytes(b) => r.io_var.push((e.id, b.to_vec())),
+            }
+        }
+        r
+    }
+
+    fn io_count(&self) -> usize {
+        self.io_u8.len() + self.io_u16.len() + self.io_u32.len() + self.io_u64.len() + self.io_var.len()
+    }
+}
+
+/// Why records could not be encoded in a codec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodeError(pub String);
+
+impl std::fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot encode AVL data: {}", self.0)
+    }
+}
+
+impl std::error::Error for EncodeError {}
+
+/// Writes the data field (codec id … N2) of `records` in `codec`.
+pub fn encode_data(codec: u8, records: &[AvlRecord], out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let layout = IoLayout::for_codec(codec).ok_or_else(|| EncodeError(format!("codec 0x{codec:02x}")))?;
+    let n = u8::try_from(records.len()).map_err(|_| EncodeError("more than 255 records".into()))?;
+    let fits = |v: usize, width: u8| if width == 1 { v <= 0xFF } else { v <= 0xFFFF };
+    out.push(codec);
+    out.push(n);
+    for r in records {
+        out.extend_from_slice(&r.timestamp_ms.to_be_bytes());
+        out.push(r.priority);
+        out.extend_from_slice(&r.gps.longitude_e7.to_be_bytes());
+        out.extend_from_slice(&r.gps.latitude_e7.to_be_bytes());
+        out.extend_from_slice(&r.gps.altitude_m.to_be_bytes());
+        out.extend_from_slice(&r.gps.angle_deg.to_be_bytes());
+        out.push(r.gps.satellites);
+        out.extend_from_slice(&r.gps.speed_kmh.to_be_bytes());
+        let put = |out: &mut Vec<u8>, v: u16, width: u8| {
+            if width == 2 {
+                out.extend_from_slice(&v.to_be_bytes());
+            } else {
+                out.push(v as u8);
+            }
+        };
+        let ids = r.io_u8.iter().map(|x| x.0).chain(r.io_u16.iter().map(|x| x.0));
+        let ids = ids.chain(r.io_u32.iter().map(|x| x.0)).chain(r.io_u64.iter().map(|x| x.0));
+        let ids = ids.chain(r.io_var.iter().map(|x| x.0)).chain(std::iter::once(r.event_io_id));
+        if !ids.into_iter().all(|id| fits(id.into(), layout.id_width)) {
+            return Err(EncodeError(format!(
+                "an IO id does not fit codec 0x{codec:02x}'s {}-byte ids",
+                layout.id_width
+            )));
+        }
+        if !r.io_var.is_empty() && !layout.variable_group {
+            return Err(EncodeError(format!("codec 0x{codec:02x} has no variable-length IO")));
+        }
+        if r.generation_type.is_some() != layout.generation_type {
+            return Err(EncodeError("a generation type is Codec 16's, and Codec 16 needs one".into()));
+        }
+        let groups = [r.io_u8.len(), r.io_u16.len(), r.io_u32.len(), r.io_u64.len(), r.io_var.len()];
+        if !groups.iter().chain([&r.io_count()]).all(|&g| fits(g, layout.count_width)) {
+            return Err(EncodeError("too many IO elements for the codec's counts".into()));
+        }
+        put(out, r.event_io_id, layout.id_width);
+        if let Some(g) = r.generation_type {
+            out.push(g);
+        }
+        put(out, r.io_count() as u16, layout.count_width);
+        put(out, r.io_u8.len() as u16, layout.count_width);
+        for &(id, v) in &r.io_u8 {
+            put(out, id, layout.id_width);
+            out.push(v);
+        }
+        put(out, r.io_u16.len() as u16, layout.count_width);
+        for &(id, v) in &r.io_u16 {
+            put(out, id, layout.id_width);
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+        put(out, r.io_u32.len() as u16, layout.count_width);
+        for &(id, v) in &r.io_u32 {
+            put(out, id, layout.id_width);
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+        put(out, r.io_u64.len() as u16, layout.count_width);
+        for &(id, v) in &r.io_u64 {
+            put(out, id, layout.id_width);
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+        if layout.variable_group {
+            put(out, r.io_var.len() as u16, layout.count_width);
+            for (id, v) in &r.io_var {
+                let len = u16::try_from(v.len()).map_err(|_| EncodeError("an NX value over 65535 bytes".into()))?;
+                put(out, *id, layout.id_width);
+                out.extend_from_slice(&len.to_be_bytes());
+                out.extend_from_slice(v);
+            }
+        }
+    }
+    out.push(n);
+    Ok(())
+}

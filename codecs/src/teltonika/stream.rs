@@ -1,0 +1,333 @@
+//! Turns one Teltonika device's traffic into records and acks: the IMEI from the handshake
+//! (TCP) or from each datagram (UDP), one record per AVL record, command responses, and the
+//! count acks. Adjacent rejections are merged, so what comes out does not depend on how the
+//! bytes were cut into reads.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::avl::{AvlData, IoValue, RecordView};
+use super::frame::{frame_kind, TcpFrameKind, TcpFramer, HEADER_LEN};
+use super::{
+    tcp_ack, udp_ack, Command, UdpPacket, CODEC_12, CODEC_13, CODEC_14, CODEC_15, CODEC_16, CODEC_7, CODEC_8, CODEC_8E,
+    IMEI_ACCEPT, IMEI_REJECT,
+};
+use crate::framing::{Framer, Framing, Reject, RejectKind};
+use crate::record::{Kind, Protocol, Record, Timestamp};
+use crate::stream::{RecordDecoder, StreamEvent};
+
+/// Decides whether a device may connect (the gateway's allow-list).
+pub type ImeiPolicy = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// One decoder per TCP connection or UDP peer.
+pub struct TeltonikaDecoder {
+    udp: bool,
+    framer: TcpFramer,
+    imei: Option<String>,
+    /// The handshake was refused: nothing after it is decoded.
+    refused: bool,
+    policy: Option<ImeiPolicy>,
+    offset: u64,
+    /// A rejection not yet emitted, kept to merge with an adjacent one of the same kind.
+    pending: Option<(u64, usize, Reject)>,
+}
+
+impl std::fmt::Debug for TeltonikaDecoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TeltonikaDecoder").field("udp", &self.udp).field("imei", &self.imei).finish_non_exhaustive()
+    }
+}
+
+impl TeltonikaDecoder {
+    pub fn tcp() -> Self {
+        TeltonikaDecoder {
+            udp: false,
+            framer: TcpFramer::default(),
+            imei: None,
+            refused: false,
+            policy: None,
+            offset: 0,
+            pending: None,
+        }
+    }
+
+    pub fn udp() -> Self {
+        TeltonikaDecoder { udp: true, ..TeltonikaDecoder::tcp() }
+    }
+
+    /// Answers handshakes with `policy` (accept everyone without one).
+    pub fn with_imei_policy(mut self, policy: ImeiPolicy) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
+    pub fn imei(&self) -> Option<&str> {
+        self.imei.as_deref()
+    }
+
+    /// Emits a rejection. Bytes the framer rejects one at a time (garbage, or a header with an
+    /// impossible length and what follows it) are merged into one event per run; a run ends
+    /// at the next frame or at the end of the stream, so the events do not depend on how the
+    /// bytes were cut into reads.
+    fn reject(&mut self, offset: u64, len: usize, reason: Reject, out: &mut Vec<StreamEvent>) {
+        let bytewise = |r: &Reject| matches!(r.kind, RejectKind::Garbage | RejectKind::Length);
+        if let Some((o, l, first)) = &mut self.pending {
+            if len == 1 && bytewise(&reason) && bytewise(first) && *o + *l as u64 == offset {
+                *l += 1;
+                return;
+            }
+        }
+        self.flush(out);
+        if len == 1 && bytewise(&reason) {
+            self.pending = Some((offset, len, reason));
+        } else {
+            out.push(StreamEvent::Rejected { offset, len, reason });
+        }
+    }
+
+    fn flush(&mut self, out: &mut Vec<StreamEvent>) {
+        if let Some((offset, len, mut reason)) = self.pending.take() {
+            if len > 1 {
+                reason.detail = match reason.kind {
+                    RejectKind::Garbage => format!("{len} bytes that start no Teltonika frame").into(),
+                    _ => format!("{}; {len} bytes skipped", reason.detail).into(),
+                };
+            }
+            out.push(StreamEvent::Rejected { offset, len, reason });
+        }
+    }
+
+    fn record(&self, kind: Kind, message_type: &'static str) -> Record {
+        let mut r = Record::new(Protocol::Teltonika, kind, message_type);
+        r.device_id.clone_from(&self.imei);
+        r
+    }
+
+    /// Records (and the ack) for one data field; `Err` when it is not valid.
+    fn data_field(
+        &mut self,
+        data: &[u8],
+        udp: Option<&UdpPacket<'_>>,
+        out: &mut Vec<StreamEvent>,
+    ) -> Result<(), Reject> {
+        let codec = *data.first().ok_or_else(|| Reject::new(RejectKind::Malformed, "empty data field"))?;
+        match codec {
+            CODEC_8 | CODEC_8E | CODEC_16 => {
+                let avl = AvlData::parse(data).map_err(|e| Reject::new(RejectKind::Malformed, e.to_string()))?;
+                for view in avl.records() {
+                    let mut r = self.avl_record(&view, codec);
+                    if let Some(u) = udp {
+                        r.seq = Some(u32::from(u.avl_packet_id));
+                    }
+                    out.push(StreamEvent::Record(r));
+                }
+                out.push(StreamEvent::Reply(match udp {
+                    Some(u) => udp_ack(u.packet_id, u.avl_packet_id, avl.count).to_vec(),
+                    None => tcp_ack(u32::from(avl.count)).to_vec(),
+                }));
+                Ok(())
+            }
+            CODEC_12 | CODEC_13 | CODEC_14 | CODEC_15 => {
+                let cmd = Command::parse(data).map_err(|e| Reject::new(RejectKind::Malformed, e.to_string()))?;
+                // Command responses are never acked (teltonika.md §6).
+                out.push(StreamEvent::Record(self.command_record(&cmd)));
+                Ok(())
+            }
+            CODEC_7 => Err(Reject::new(RejectKind::Unsupported, "codec 0x07 (GH3000) is not decoded")),
+            other => Err(Reject::new(RejectKind::Unsupported, format!("unknown codec 0x{other:02x}"))),
+        }
+    }
+
+    fn command_record(&self, cmd: &Command<'_>) -> Record {
+        let message_type = match cmd.codec {
+            CODEC_12 => "0x0c",
+            CODEC_13 => "0x0d",
+            CODEC_14 => "0x0e",
+            _ => "0x0f",
+        };
+        let mut r = self.record(Kind::CommandResponse, message_type);
+        r.attributes.set("command_type", cmd.kind);
+        if let Some(ms) = cmd.timestamp_ms {
+            r.fix_time = None;
+            r.attributes.set("message_time", Timestamp::from_unix_ms(ms as i64, cmd.codec == CODEC_13).to_string());
+        }
+        if let Some(imei) = &cmd.imei {
+            r.attributes.set("imei", super::imei_digits(imei));
+        }
+        // Responses are text (SMS-command syntax); anything else is kept as hex.
+        match std::str::from_utf8(cmd.payload) {
+            Ok(text) if !text.chars().any(|c| c.is_control() && !matches!(c, '\r' | '\n' | '\t')) => {
+                r.attributes.set("text", text.to_owned());
+            }
+            _ => r.attributes.set("data", hex(cmd.payload)),
+        }
+        r
+    }
+
+    /// One contract record for one AVL record (contract §1, teltonika.md §3).
+    pub fn avl_record(&self, v: &RecordView<'_>, codec: u8) -> Record {
+        let message_type = match codec {
+            CODEC_8 => "0x08",
+            CODEC_8E => "0x8e",
+            _ => "0x10",
+        };
+        let mut r = self.record(Kind::Position, message_type);
+        r.fix_time = i64::try_from(v.timestamp_ms).ok().map(|ms| Timestamp::from_unix_ms(ms, true));
+        // No validity flag on the wire: satellites in use is the device's own statement.
+        r.valid = Some(v.gps.satellites > 0);
+        if !v.gps.is_no_fix_placeholder() {
+            r.latitude = Some(v.gps.latitude());
+            r.longitude = Some(v.gps.longitude());
+            r.altitude_m = Some(f64::from(v.gps.altitude_m));
+            r.course_deg = Some(f64::from(v.gps.angle_deg));
+            r.speed_kmh = Some(f64::from(v.gps.speed_kmh));
+        }
+        r.satellites = Some(u32::from(v.gps.satellites));
+        r.attributes.set("priority", v.priority);
+        r.attributes.set("event_io_id", v.event_io_id);
+        r.attributes.set_opt("generation_type", v.generation_type);
+        let mut io = Map::new();
+        let (mut iccid1, mut iccid2) = (None, None);
+        for e in v.io() {
+            let value = match e.value {
+                IoValue::Bytes(b) => Value::from(hex(b)),
+                other => Value::from(other.as_u64().unwrap_or(0)),
+            };
+            io.insert(e.id.to_string(), value);
+            let Some(n) = e.value.as_u64() else {
+                continue;
+            };
+            // The well-known ids of the FMB/FMC/FMM families (teltonika.md §3.2); the raw
+            // map above stays complete whatever is named here.
+            match e.id {
+                239 => r.attributes.set("ignition", n != 0),
+                240 => r.attributes.set("movement", n != 0),
+                66 => r.attributes.set("power_v", n as f64 / 1000.0),
+                67 => r.attributes.set("battery_v", n as f64 / 1000.0),
+                16 => r.attributes.set("odometer_m", n),
+                199 => r.attributes.set("trip_odometer_m", n),
+                21 => r.attributes.set("gsm_signal", n),
+                182 => r.hdop = Some(n as f64 / 10.0),
+                181 => r.attributes.set("pdop", n as f64 / 10.0),
+                11 => iccid1 = Some(n),
+                14 => iccid2 = Some(n),
+                // 0 means no key is present.
+                78 if n != 0 => r.attributes.set("ibutton", format!("{n:016x}")),
+                _ => {}
+            }
+        }
+        // The ICCID comes in two 8-byte halves, each a decimal number.
+        match (iccid1, iccid2) {
+            (Some(a), Some(b)) => r.attributes.set("iccid", format!("{a}{b}")),
+            (Some(a), None) => r.attributes.set("iccid", a.to_string()),
+            _ => {}
+        }
+        r.attributes.set("io", Value::Object(io));
+        r
+    }
+
+    fn tcp_frame(&mut self, frame: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), Reject> {
+        match frame_kind(frame) {
+            TcpFrameKind::KeepAlive => Ok(()),
+            TcpFrameKind::Imei => {
+                // Digits only (the framer checked), so this is valid UTF-8.
+                let imei = std::str::from_utf8(&frame[2..]).unwrap_or_default();
+                let accepted = self.policy.as_ref().is_none_or(|p| p(imei));
+                self.imei = Some(imei.to_owned());
+                self.refused = !accepted;
+                if accepted {
+                    let mut r = self.record(Kind::Login, "imei");
+                    r.attributes.set("accepted", true);
+                    out.push(StreamEvent::Record(r));
+                }
+                out.push(StreamEvent::Reply(vec![if accepted { IMEI_ACCEPT } else { IMEI_REJECT }]));
+                Ok(())
+            }
+            TcpFrameKind::Packet if self.refused => {
+                Err(Reject::new(RejectKind::Unsupported, "packet from a device whose handshake was refused"))
+            }
+            TcpFrameKind::Packet => {
+                let data = &frame[HEADER_LEN..frame.len() - 4];
+                self.data_field(data, None, out)
+            }
+        }
+    }
+
+    fn datagram(&mut self, datagram: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), Reject> {
+        let packet = UdpPacket::parse(datagram).map_err(|e| Reject::new(RejectKind::Malformed, e))?;
+        if self.policy.as_ref().is_some_and(|p| !p(packet.imei)) {
+            return Err(Reject::new(RejectKind::Unsupported, "datagram from a device that is not allowed"));
+        }
+        if self.imei.as_deref() != Some(packet.imei) {
+            self.imei = Some(packet.imei.to_owned());
+        }
+        self.data_field(packet.data, Some(&packet), out)
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        s.push(char::from(b"0123456789abcdef"[usize::from(x >> 4)]));
+        s.push(char::from(b"0123456789abcdef"[usize::from(x & 0x0f)]));
+    }
+    s
+}
+
+impl RecordDecoder for TeltonikaDecoder {
+    fn protocol(&self) -> Protocol {
+        Protocol::Teltonika
+    }
+
+    fn decode(&mut self, buf: &[u8], at_end: bool, out: &mut Vec<StreamEvent>) -> usize {
+        if self.udp {
+            // Each call is one datagram (UDP has no stream to resynchronise).
+            if buf.is_empty() {
+                return 0;
+            }
+            let at = self.offset;
+            let mut events = Vec::new();
+            match self.datagram(buf, &mut events) {
+                Ok(()) => out.append(&mut events),
+                Err(reason) => out.push(StreamEvent::Rejected { offset: at, len: buf.len(), reason }),
+            }
+            self.offset += buf.len() as u64;
+            return buf.len();
+        }
+        let mut pos = 0;
+        while pos < buf.len() {
+            let rest = &buf[pos..];
+            let at = self.offset + pos as u64;
+            let framing = if at_end { self.framer.next_frame_at_end(rest) } else { self.framer.next_frame(rest) };
+            match framing {
+                Framing::Frame { len, consumed } => {
+                    let mut events = Vec::new();
+                    let result = self.tcp_frame(&rest[..len], &mut events);
+                    match result {
+                        Ok(()) => {
+                            self.flush(out);
+                            out.append(&mut events);
+                        }
+                        Err(reason) => self.reject(at, len, reason, out),
+                    }
+                    pos += consumed;
+                }
+                Framing::Incomplete { .. } => break,
+                Framing::Rejected { consumed, reason } => {
+                    self.reject(at, consumed, reason, out);
+                    pos += consumed;
+                }
+                Framing::Fatal(reason) => {
+                    self.reject(at, rest.len(), reason, out);
+                    pos = buf.len();
+                }
+            }
+        }
+        if at_end {
+            self.flush(out);
+        }
+        self.offset += pos as u64;
+        pos
+    }
+}
