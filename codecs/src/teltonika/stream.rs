@@ -157,6 +157,7 @@ impl TeltonikaDecoder {
         }
         // Responses are text (SMS-command syntax); anything else is kept as hex.
         match std::str::from_utf8(cmd.payload) {
+            Ok("") => {}
             Ok(text) if !text.chars().any(|c| c.is_control() && !matches!(c, '\r' | '\n' | '\t')) => {
                 r.attributes.set("text", text.to_owned());
             }
@@ -195,25 +196,23 @@ impl TeltonikaDecoder {
                 other => Value::from(other.as_u64().unwrap_or(0)),
             };
             io.insert(e.id.to_string(), value);
-            let Some(n) = e.value.as_u64() else {
-                continue;
-            };
-            // The well-known ids of the FMB/FMC/FMM families (teltonika.md §3.2); the raw
-            // map above stays complete whatever is named here.
-            match e.id {
-                239 => r.attributes.set("ignition", n != 0),
-                240 => r.attributes.set("movement", n != 0),
-                66 => r.attributes.set("power_v", n as f64 / 1000.0),
-                67 => r.attributes.set("battery_v", n as f64 / 1000.0),
-                16 => r.attributes.set("odometer_m", n),
-                199 => r.attributes.set("trip_odometer_m", n),
-                21 => r.attributes.set("gsm_signal", n),
-                182 => r.hdop = Some(n as f64 / 10.0),
-                181 => r.attributes.set("pdop", n as f64 / 10.0),
-                11 => iccid1 = Some(n),
-                14 => iccid2 = Some(n),
+            // The well-known ids of the FMB/FMC/FMM families (teltonika.md §3.2), named only
+            // when the value has the width the AVL table gives them: other families reuse
+            // ids. The raw map above stays complete whatever is named here.
+            match (e.id, e.value) {
+                (239, IoValue::U8(n)) => r.attributes.set("ignition", n != 0),
+                (240, IoValue::U8(n)) => r.attributes.set("movement", n != 0),
+                (66, IoValue::U16(n)) => r.attributes.set("power_v", f64::from(n) / 1000.0),
+                (67, IoValue::U16(n)) => r.attributes.set("battery_v", f64::from(n) / 1000.0),
+                (16, IoValue::U32(n)) => r.attributes.set("odometer_m", n),
+                (199, IoValue::U32(n)) => r.attributes.set("trip_odometer_m", n),
+                (21, IoValue::U8(n)) => r.attributes.set("gsm_signal", n),
+                (182, IoValue::U16(n)) => r.hdop = Some(f64::from(n) / 10.0),
+                (181, IoValue::U16(n)) => r.attributes.set("pdop", f64::from(n) / 10.0),
+                (11, IoValue::U64(n)) => iccid1 = Some(n),
+                (14, IoValue::U64(n)) => iccid2 = Some(n),
                 // 0 means no key is present.
-                78 if n != 0 => r.attributes.set("ibutton", format!("{n:016x}")),
+                (78, IoValue::U64(n)) if n != 0 => r.attributes.set("ibutton", format!("{n:016x}")),
                 _ => {}
             }
         }

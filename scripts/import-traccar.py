@@ -1,21 +1,24 @@
 #!/usr/bin/env python3
-"""Builds corpus/nmea/traccar/*.hex from shared/corpus/traccar/nmea.tsv.
+"""Builds corpus/<protocol>/traccar/*.hex from shared/corpus/traccar/<protocol>.tsv.
 
 One case per Traccar test method, rows in source order, because Traccar replays a method's
-rows on one decoder and state (device id, last date) carries between them. Each row becomes
-its bytes plus CR LF (the rows are single lines without terminators), preceded by a comment
-naming the row. Which methods are taken, and why the rest are left out, is in
-corpus/nmea/traccar/README.md. Expectations are written separately by `trackgate corpus
-bless` and read by a person before they are committed.
+rows on one decoder and state (device id, last date, IMEI) carries between them. Each row
+becomes its bytes (NMEA rows plus CR LF, as they are single lines without terminators),
+preceded by a comment naming the row and what Traccar asserts. A method whose rows ran on a
+connectionless (UDP) decoder gets `# transport: udp`, one datagram per row. Which methods
+are taken, and why any are left out, is in corpus/<protocol>/traccar/README.md.
+Expectations are written separately by `trackgate corpus bless` and read by a person before
+they are committed.
 
-usage: scripts/import-traccar-nmea.py ../shared/corpus/traccar/nmea.tsv corpus/nmea/traccar
+usage: scripts/import-traccar.py nmea ../shared/corpus/traccar/nmea.tsv corpus/nmea/traccar
+       scripts/import-traccar.py teltonika ../shared/corpus/traccar/teltonika.tsv corpus/teltonika/traccar
 """
 import csv
 import os
 import re
 import sys
 
-# Test methods whose rows reach a plain NMEA port: Traccar's generic NMEA decoder (T55, port
+# NMEA: test methods whose rows reach a plain NMEA port: Traccar's generic NMEA decoder (T55, port
 # 5005, the port trackgate's nmea listener takes over) and decoders whose rows are bare
 # standard sentences. Other decoders wrap sentences in vendor envelopes.
 TAKEN = {
@@ -51,29 +54,36 @@ def unescape(s):
     return bytes(out)
 
 
-def main(tsv, outdir):
+def main(protocol, tsv, outdir):
     rows = list(csv.DictReader(open(tsv, newline=""), delimiter="\t"))
     cases = {}
     for r in rows:
         method, n = r["source_test"].rsplit("#", 1)
-        if method not in TAKEN:
+        if protocol == "nmea" and method not in TAKEN:
             continue
         data = bytes.fromhex(r["payload"]) if r["encoding"] == "hex" else unescape(r["payload"])
-        if not data.endswith(b"\n"):
+        if protocol == "nmea" and not data.endswith(b"\n"):
             data += b"\r\n"
         cases.setdefault(method, []).append((int(n), r, data))
     os.makedirs(outdir, exist_ok=True)
     for method, items in cases.items():
         cls, meth = method.split("::")
-        name = re.sub(r"ProtocolDecoderTest$", "", cls).lower() + "-" + re.sub(r"(?<!^)([A-Z])", r"-\1", meth).lower()
+        name = re.sub(r"(Protocol|Frame)DecoderTest$", lambda m: "-frame" if m.group(1) == "Frame" else "", cls).lower()
+        name += "-" + re.sub(r"(?<!^)([A-Z])", r"-\1", meth).lower()
+        udp = all(r["transport"] == "udp" for _, r, _ in items)
         with open(os.path.join(outdir, name + ".hex"), "w") as f:
+            if udp:
+                f.write("# transport: udp\n")
             f.write(f"# Traccar {method}, rows in source order (see README.md and NOTICE)\n")
             for n, r, data in sorted(items, key=lambda x: x[0]):
-                text = r["payload"] if r["encoding"] == "ascii" else "(hex) " + r["payload"][:60]
-                f.write(f"\n# #{n} traccar expects {r['expect']}: {text}\n")
+                if protocol == "nmea":
+                    what = r["payload"] if r["encoding"] == "ascii" else "(hex) " + r["payload"][:60]
+                else:
+                    what = r["note"][:110]
+                f.write(f"\n# #{n} traccar expects {r['expect']}: {what}\n")
                 f.write(data.hex() + "\n")
         print(f"{name}.hex: {len(items)} rows")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], sys.argv[3])
