@@ -16,9 +16,19 @@ struct Gateway {
 
 impl Gateway {
     fn start(extra: &[&str]) -> Gateway {
+        Gateway::start_for("nmea", extra)
+    }
+
+    fn start_for(protocol: &str, extra: &[&str]) -> Gateway {
         let sink = std::env::temp_dir().join(format!("trackgate-serve-{}-{}.jsonl", std::process::id(), rand_suffix()));
         let mut child = Command::new(env!("CARGO_BIN_EXE_trackgate"))
-            .args(["serve", "--listen", "nmea=127.0.0.1:0", "--sink", &format!("jsonl:{}", sink.display())])
+            .args([
+                "serve",
+                "--listen",
+                &format!("{protocol}=127.0.0.1:0"),
+                "--sink",
+                &format!("jsonl:{}", sink.display()),
+            ])
             .args(extra)
             .env("RUST_LOG", "debug")
             .stdin(Stdio::null())
@@ -34,9 +44,9 @@ impl Gateway {
             line.clear();
             assert!(stderr.read_line(&mut line).unwrap() > 0, "serve exited before listening");
             let addr = |l: &str| l.trim().rsplit(' ').next().unwrap().parse::<SocketAddr>().unwrap();
-            if line.starts_with("listening nmea tcp ") {
+            if line.starts_with(&format!("listening {protocol} tcp ")) {
                 tcp = Some(addr(&line));
-            } else if line.starts_with("listening nmea udp ") {
+            } else if line.starts_with(&format!("listening {protocol} udp ")) {
                 udp = Some(addr(&line));
             }
         }
@@ -192,4 +202,62 @@ fn listening_for_a_protocol_without_a_codec_is_a_usage_error() {
     let out = Command::new(env!("CARGO_BIN_EXE_trackgate")).args(["serve", "--sink", "kafka:x"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown sink kind"));
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+}
+
+const TELTONIKA_IMEI: &str = "000f333536333037303432343431303133";
+const TELTONIKA_C8: &str = "000000000000004C08010000016818D500580009C28D9F1CB3757A00BE00C60F0053000F06F0011503C80001011D00FC0007423799180053CDF80DCE426F430F88190BB8560BB802F100005AA110002887E000010000EE8D";
+
+#[test]
+fn teltonika_tcp_handshake_and_acks_are_byte_exact_and_follow_the_sink() {
+    let gw = Gateway::start_for("teltonika", &[]);
+    let mut conn = TcpStream::connect(gw.tcp).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    conn.write_all(&unhex(TELTONIKA_IMEI)).unwrap();
+    let mut answer = [0u8; 1];
+    conn.read_exact(&mut answer).unwrap();
+    assert_eq!(answer, [0x01]);
+    // The packet split at an awkward point: the ack comes only once the record is committed.
+    let packet = unhex(TELTONIKA_C8);
+    conn.write_all(&packet[..13]).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    conn.write_all(&packet[13..]).unwrap();
+    let mut ack = [0u8; 4];
+    conn.read_exact(&mut ack).unwrap();
+    assert_eq!(ack, [0, 0, 0, 1]);
+    // Acknowledged means in the sink: read it before any shutdown.
+    let text = std::fs::read_to_string(&gw.sink).unwrap();
+    assert!(text.lines().any(|l| l.contains("\"latitude\":48.1523066")), "{text}");
+    // A damaged packet is not acked; the next good one is.
+    let mut bad = packet.clone();
+    bad[30] ^= 1;
+    conn.write_all(&bad).unwrap();
+    conn.write_all(&packet).unwrap();
+    conn.read_exact(&mut ack).unwrap();
+    assert_eq!(ack, [0, 0, 0, 1]);
+    drop(conn);
+    let (code, records) = gw.stop();
+    assert_eq!(code, Some(0));
+    assert_eq!(records.len(), 3, "login and two positions");
+    assert!(records.iter().all(|r| r["device_id"] == "356307042441013"));
+}
+
+#[test]
+fn teltonika_udp_ack_echoes_the_device_ids() {
+    let gw = Gateway::start_for("teltonika", &[]);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let datagram = unhex("003DCAFE0105000F33353230393330383634303336353508010000016B4F815B30010000000000000000000000000000000103021503010101425DBC000001");
+    sock.send_to(&datagram, gw.udp).unwrap();
+    let mut buf = [0u8; 64];
+    let (n, from) = sock.recv_from(&mut buf).unwrap();
+    assert_eq!(from, gw.udp);
+    assert_eq!(&buf[..n], unhex("0005CAFE010501"));
+    let (code, records) = gw.stop();
+    assert_eq!(code, Some(0));
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["device_id"], "352093086403655");
 }

@@ -315,6 +315,9 @@ pub struct AvlRecord {
     pub gps: GpsElement,
     pub event_io_id: u16,
     pub generation_type: Option<u8>,
+    /// The total IO count to write; `None` writes the number of elements. Devices are seen
+    /// declaring a total that disagrees with what they send, and a copy keeps what was sent.
+    pub declared_io_count: Option<u16>,
     /// Fixed-width values by group: (id, value) with widths 1, 2, 4, 8.
     pub io_u8: Vec<(u16, u8)>,
     pub io_u16: Vec<(u16, u16)>,
@@ -333,6 +336,7 @@ impl AvlRecord {
             gps: v.gps,
             event_io_id: v.event_io_id,
             generation_type: v.generation_type,
+            declared_io_count: Some(v.declared_io_count),
             ..AvlRecord::default()
         };
         for e in v.io() {
@@ -403,14 +407,18 @@ pub fn encode_data(codec: u8, records: &[AvlRecord], out: &mut Vec<u8>) -> Resul
             return Err(EncodeError("a generation type is Codec 16's, and Codec 16 needs one".into()));
         }
         let groups = [r.io_u8.len(), r.io_u16.len(), r.io_u32.len(), r.io_u64.len(), r.io_var.len()];
-        if !groups.iter().chain([&r.io_count()]).all(|&g| fits(g, layout.count_width)) {
+        if !groups.iter().all(|&g| fits(g, layout.count_width)) {
             return Err(EncodeError("too many IO elements for the codec's counts".into()));
         }
         put(out, r.event_io_id, layout.id_width);
         if let Some(g) = r.generation_type {
             out.push(g);
         }
-        put(out, r.io_count() as u16, layout.count_width);
+        let total = r.declared_io_count.map_or(r.io_count(), usize::from);
+        if !fits(total, layout.count_width) {
+            return Err(EncodeError("the declared IO count does not fit the codec".into()));
+        }
+        put(out, total as u16, layout.count_width);
         put(out, r.io_u8.len() as u16, layout.count_width);
         for &(id, v) in &r.io_u8 {
             put(out, id, layout.id_width);
