@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 use trackgate_codecs::nmea::{self, Coordinate, Gga, Message, NmeaDate, NmeaTime, Rmc, Sentence, Talker};
+use trackgate_codecs::teltonika::{self, AvlRecord, GpsElement};
 
 /// A small deterministic generator (xorshift64*), so every run benches the same bytes.
 #[derive(Debug, Clone)]
@@ -89,4 +90,46 @@ pub fn nmea_gga(n: usize, seed: u64) -> Vec<u8> {
         nmea::encode(&s, &mut out).expect("generated GGA encodes");
     }
     out
+}
+
+/// `n` random valid Teltonika TCP packets back to back in `codec` (0x08 or 0x8E), each with
+/// 1–4 records of 0–3 IO elements per width, as in `shared/peers.md`. Returns the bytes and
+/// the number of records.
+pub fn teltonika_packets(codec: u8, n: usize, seed: u64) -> (Vec<u8>, usize) {
+    let mut rng = Rng::new(seed);
+    let mut out = Vec::new();
+    let mut total = 0;
+    for _ in 0..n {
+        let records: Vec<AvlRecord> = (0..1 + rng.below(4))
+            .map(|_| {
+                let ids = |rng: &mut Rng| (0..rng.below(4)).map(|_| rng.below(250) as u16 + 1).collect::<Vec<u16>>();
+                let (a, b, c, d) = (ids(&mut rng), ids(&mut rng), ids(&mut rng), ids(&mut rng));
+                AvlRecord {
+                    timestamp_ms: 1_500_000_000_000 + rng.below(300_000_000_000),
+                    priority: rng.below(3) as u8,
+                    gps: GpsElement {
+                        longitude_e7: (rng.below(3_600_000_001) as i64 - 1_800_000_000) as i32,
+                        latitude_e7: (rng.below(1_800_000_001) as i64 - 900_000_000) as i32,
+                        altitude_m: rng.below(3000) as i16,
+                        angle_deg: rng.below(360) as u16,
+                        satellites: rng.below(20) as u8,
+                        speed_kmh: rng.below(200) as u16,
+                    },
+                    event_io_id: rng.below(250) as u16,
+                    generation_type: None,
+                    declared_io_count: None,
+                    io_u8: a.into_iter().map(|id| (id, rng.below(256) as u8)).collect(),
+                    io_u16: b.into_iter().map(|id| (id, rng.below(65_536) as u16)).collect(),
+                    io_u32: c.into_iter().map(|id| (id, rng.next_u64() as u32)).collect(),
+                    io_u64: d.into_iter().map(|id| (id, rng.next_u64())).collect(),
+                    io_var: Vec::new(),
+                }
+            })
+            .collect();
+        total += records.len();
+        let mut data = Vec::new();
+        teltonika::encode_data(codec, &records, &mut data).expect("generated records encode");
+        teltonika::encode_packet(&data, &mut out);
+    }
+    (out, total)
 }

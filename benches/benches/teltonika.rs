@@ -1,0 +1,166 @@
+//! Teltonika decode throughput against nom-teltonika 0.3.0 on the same bytes in the same
+//! run: 10,000 random valid TCP packets (Codec 8 and 8 Extended, 1–4 records, 0–3 IO
+//! elements per width), back to back in one buffer.
+//!
+//! * `*_validate`: frame, CRC and structure checked, records counted.
+//! * `*_views`: the same, then every field of every record and every IO value read.
+//! * `trackgate_owned` / `nom_teltonika_owned`: owned copies of the records
+//!   (`AvlRecord::from_view` / `take_frame(..).evaluate()`).
+//! * `trackgate_records`: the stream decoder producing the contract's records (with acks).
+//!
+//! cargo bench -p trackgate-benches --bench teltonika
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use nom_teltonika::decoder::take_frame;
+use nom_teltonika::protocol::{FrameView, IoValueView};
+use trackgate_benches::teltonika_packets;
+use trackgate_codecs::framing::{Framer, Framing};
+use trackgate_codecs::teltonika::{AvlData, AvlRecord, IoValue, TcpFramer, TeltonikaDecoder, HEADER_LEN};
+use trackgate_codecs::{RecordDecoder, StreamEvent};
+
+/// Folds everything read into one number so nothing is optimised away.
+#[derive(Default)]
+struct Acc(u64, u64);
+
+impl Acc {
+    fn add(&mut self, v: u64) {
+        self.0 = self.0.wrapping_add(v);
+    }
+}
+
+/// Calls `each` with every validated AVL data field in `buf`.
+fn ours<'a>(buf: &'a [u8], mut each: impl FnMut(AvlData<'a>)) {
+    let mut framer = TcpFramer::default();
+    let mut pos = 0;
+    while let Framing::Frame { len, consumed } = framer.next_frame(&buf[pos..]) {
+        let data = &buf[pos + HEADER_LEN..pos + len - 4];
+        if let Ok(avl) = AvlData::parse(data) {
+            each(avl);
+        }
+        pos += consumed;
+    }
+}
+
+fn trackgate_validate(buf: &[u8]) -> u64 {
+    let mut n = 0;
+    ours(buf, |avl| n += u64::from(avl.count));
+    n
+}
+
+fn trackgate_views(buf: &[u8]) -> (u64, u64) {
+    let mut acc = Acc::default();
+    ours(buf, |avl| {
+        for r in avl.records() {
+            acc.1 += 1;
+            acc.add(r.timestamp_ms);
+            acc.add(u64::from(r.priority));
+            acc.add(r.gps.latitude().to_bits() ^ r.gps.longitude().to_bits());
+            acc.add(r.gps.altitude_m as u64 + u64::from(r.gps.angle_deg) + u64::from(r.gps.satellites));
+            acc.add(u64::from(r.gps.speed_kmh) + u64::from(r.event_io_id));
+            for io in r.io() {
+                acc.add(u64::from(io.id));
+                acc.add(match io.value {
+                    IoValue::U8(v) => v.into(),
+                    IoValue::U16(v) => v.into(),
+                    IoValue::U32(v) => v.into(),
+                    IoValue::U64(v) => v,
+                    IoValue::Bytes(b) => b.len() as u64,
+                });
+            }
+        }
+    });
+    (acc.1, acc.0)
+}
+
+fn trackgate_owned(buf: &[u8]) -> u64 {
+    let mut n = 0;
+    ours(buf, |avl| {
+        let owned: Vec<AvlRecord> = avl.records().map(|v| AvlRecord::from_view(&v)).collect();
+        n += black_box(owned).len() as u64;
+    });
+    n
+}
+
+fn trackgate_records(buf: &[u8]) -> u64 {
+    let mut d = TeltonikaDecoder::tcp();
+    let mut out = Vec::with_capacity(32_768);
+    d.decode(buf, true, &mut out);
+    out.iter().filter(|e| matches!(e, StreamEvent::Record(_))).count() as u64
+}
+
+fn nom_validate(buf: &[u8]) -> u64 {
+    let mut input = buf;
+    let mut n = 0;
+    while !input.is_empty() {
+        match take_frame(&mut input) {
+            Ok(FrameView::Avl(p)) => n += p.records().count() as u64,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    n
+}
+
+fn nom_views(buf: &[u8]) -> (u64, u64) {
+    let mut acc = Acc::default();
+    let mut input = buf;
+    while !input.is_empty() {
+        let Ok(FrameView::Avl(p)) = take_frame(&mut input) else { break };
+        for r in p.records() {
+            acc.1 += 1;
+            acc.add(u64::from(r.timestamp()));
+            acc.add(u64::from(u8::from(r.priority())));
+            let g = r.gps();
+            acc.add(g.latitude_degrees().to_bits() ^ g.longitude_degrees().to_bits());
+            acc.add(u64::from(g.altitude_meters) + u64::from(g.angle_degrees) + u64::from(g.satellites));
+            acc.add(u64::from(g.speed_kph) + r.event_io_id().map_or(0, |id| u64::from(u16::from(id))));
+            for io in r.io_elements() {
+                acc.add(u64::from(u16::from(io.id())));
+                acc.add(match io.value() {
+                    IoValueView::U8(v) => v.into(),
+                    IoValueView::U16(v) => v.into(),
+                    IoValueView::U32(v) => v.into(),
+                    IoValueView::U64(v) => v,
+                    IoValueView::Bytes(b) => b.len() as u64,
+                });
+            }
+        }
+    }
+    (acc.1, acc.0)
+}
+
+fn nom_owned(buf: &[u8]) -> u64 {
+    let mut input = buf;
+    let mut n = 0;
+    while !input.is_empty() {
+        let Ok(frame) = take_frame(&mut input) else { break };
+        black_box(frame.evaluate());
+        n += 1;
+    }
+    n
+}
+
+fn bench(c: &mut Criterion) {
+    for (name, codec) in [("codec8", 0x08u8), ("codec8e", 0x8E)] {
+        let (buf, records) = teltonika_packets(codec, 10_000, 7);
+        // Both read every record of every packet before anything is timed.
+        assert_eq!(trackgate_validate(&buf), records as u64, "{name}");
+        assert_eq!(nom_validate(&buf), records as u64, "{name}");
+        assert_eq!(trackgate_views(&buf).0, nom_views(&buf).0);
+        assert_eq!(trackgate_records(&buf), records as u64);
+        let mut g = c.benchmark_group(format!("teltonika_{name}"));
+        g.throughput(Throughput::Bytes(buf.len() as u64));
+        g.bench_function("trackgate_validate", |b| b.iter(|| trackgate_validate(black_box(&buf))));
+        g.bench_function("nom_teltonika_validate", |b| b.iter(|| nom_validate(black_box(&buf))));
+        g.bench_function("trackgate_views", |b| b.iter(|| trackgate_views(black_box(&buf))));
+        g.bench_function("nom_teltonika_views", |b| b.iter(|| nom_views(black_box(&buf))));
+        g.bench_function("trackgate_owned", |b| b.iter(|| trackgate_owned(black_box(&buf))));
+        g.bench_function("nom_teltonika_owned", |b| b.iter(|| nom_owned(black_box(&buf))));
+        g.bench_function("trackgate_records", |b| b.iter(|| trackgate_records(black_box(&buf))));
+        g.finish();
+        eprintln!("{name}: {} bytes, 10000 packets, {records} records", buf.len());
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
