@@ -30,3 +30,31 @@ pub trait RecordDecoder {
     /// instead of kept.
     fn decode(&mut self, buf: &[u8], at_end: bool, out: &mut Vec<StreamEvent>) -> usize;
 }
+
+/// What [`decode_in_reads`] saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replay {
+    pub events: Vec<StreamEvent>,
+    /// Bytes used in all: every byte, for a decoder that keeps its contract.
+    pub used: usize,
+    /// The most bytes ever held waiting for the rest of a frame after a read was decoded.
+    pub max_held: usize,
+}
+
+/// Decodes `input` as a stream that arrives in reads of `chunk` bytes (at least 1), then
+/// ends. For replaying captures, and for checking that a decoder gives the same events
+/// whatever the read size and never holds more than a frame's worth.
+pub fn decode_in_reads(decoder: &mut dyn RecordDecoder, input: &[u8], chunk: usize) -> Replay {
+    let mut buf = Vec::new();
+    let mut events = Vec::new();
+    let (mut used, mut max_held) = (0, 0);
+    for piece in input.chunks(chunk.max(1)) {
+        buf.extend_from_slice(piece);
+        let n = decoder.decode(&buf, false, &mut events);
+        used += n;
+        buf.drain(..n);
+        max_held = max_held.max(buf.len());
+    }
+    used += decoder.decode(&buf, true, &mut events);
+    Replay { events, used, max_held }
+}

@@ -4,24 +4,14 @@
 
 use libfuzzer_sys::fuzz_target;
 use trackgate_codecs::nmea::NmeaDecoder;
-use trackgate_codecs::{RecordDecoder, StreamEvent};
+use trackgate_codecs::{decode_in_reads, StreamEvent};
 
 fn run(input: &[u8], chunk: usize) -> Vec<StreamEvent> {
-    let mut d = NmeaDecoder::default();
-    let mut buf = Vec::new();
-    let mut out = Vec::new();
-    let mut used_total = 0;
-    for piece in input.chunks(chunk.max(1)) {
-        buf.extend_from_slice(piece);
-        let used = d.decode(&buf, false, &mut out);
-        used_total += used;
-        buf.drain(..used);
-        // Nothing unbounded is held: at most one line's worth waits for its terminator.
-        assert!(buf.len() <= trackgate_codecs::nmea::DEFAULT_MAX_LINE + chunk);
-    }
-    used_total += d.decode(&buf, true, &mut out);
-    assert_eq!(used_total, input.len());
-    out
+    let replay = decode_in_reads(&mut NmeaDecoder::default(), input, chunk);
+    assert_eq!(replay.used, input.len());
+    // Nothing unbounded is held: at most one frame's worth waits for the rest of it.
+    assert!(replay.max_held <= trackgate_codecs::nmea::DEFAULT_MAX_LINE + chunk);
+    replay.events
 }
 
 fuzz_target!(|data: &[u8]| {

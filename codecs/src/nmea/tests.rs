@@ -5,7 +5,7 @@ use tokio_util::codec::Decoder as _;
 use super::*;
 use crate::codec::{FrameDecoder, FrameItem};
 use crate::record::{Kind, Record};
-use crate::stream::{RecordDecoder, StreamEvent};
+use crate::stream::{decode_in_reads, RecordDecoder, Replay, StreamEvent};
 
 /// Decodes a whole stream in one call.
 fn decode_all(input: &[u8]) -> Vec<StreamEvent> {
@@ -295,14 +295,7 @@ fn regression_fuzz_over_long_line_decodes_the_same_for_every_read_size() {
     input.extend_from_slice(b"\r\n$GPHDT,274.07,T*03\r\n");
     let whole = decode_all(&input);
     for chunk in [1, 7, 64, 500, 513, 514, 1000] {
-        let mut d = NmeaDecoder::default();
-        let (mut buf, mut out) = (Vec::new(), Vec::new());
-        for piece in input.chunks(chunk) {
-            buf.extend_from_slice(piece);
-            let used = d.decode(&buf, false, &mut out);
-            buf.drain(..used);
-        }
-        d.decode(&buf, true, &mut out);
+        let out = decode_in_reads(&mut NmeaDecoder::default(), &input, chunk).events;
         assert_eq!(out, whole, "read size {chunk}");
     }
     assert!(matches!(whole.last(), Some(StreamEvent::Record(r)) if r.message_type == "HDT"));
@@ -379,15 +372,7 @@ fn every_truncation_point_waits_for_the_rest() {
 fn every_chunk_size_decodes_identically() {
     let whole = decode_all(STREAM.as_bytes());
     for chunk in 1..=STREAM.len() {
-        let mut d = NmeaDecoder::default();
-        let mut buf = Vec::new();
-        let mut out = Vec::new();
-        for piece in STREAM.as_bytes().chunks(chunk) {
-            buf.extend_from_slice(piece);
-            let used = d.decode(&buf, false, &mut out);
-            buf.drain(..used);
-        }
-        d.decode(&buf, true, &mut out);
+        let out = decode_in_reads(&mut NmeaDecoder::default(), STREAM.as_bytes(), chunk).events;
         assert_eq!(out, whole, "chunk size {chunk}");
     }
 }
@@ -650,17 +635,7 @@ proptest! {
 
     #[test]
     fn any_bytes_never_panic_and_account_for_every_byte(input in prop::collection::vec(any::<u8>(), 0..600), chunk in 1usize..64) {
-        let mut d = NmeaDecoder::default();
-        let mut buf = Vec::new();
-        let mut out = Vec::new();
-        let mut used_total = 0;
-        for piece in input.chunks(chunk) {
-            buf.extend_from_slice(piece);
-            let used = d.decode(&buf, false, &mut out);
-            used_total += used;
-            buf.drain(..used);
-        }
-        used_total += d.decode(&buf, true, &mut out);
+        let Replay { events: out, used: used_total, .. } = decode_in_reads(&mut NmeaDecoder::default(), &input, chunk);
         prop_assert_eq!(used_total, input.len());
         for e in &out {
             if let StreamEvent::Rejected { offset, len, .. } = e {

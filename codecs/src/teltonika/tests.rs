@@ -3,7 +3,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::framing::{Framer, Framing, RejectKind};
 use crate::record::{Kind, Record};
-use crate::stream::{RecordDecoder, StreamEvent};
+use crate::stream::{decode_in_reads, RecordDecoder, Replay, StreamEvent};
 
 fn unhex(s: &str) -> Vec<u8> {
     let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
@@ -353,14 +353,7 @@ fn every_chunk_size_decodes_identically() {
     assert_eq!(records(&whole).len(), 6);
     assert_eq!(whole.iter().filter(|e| matches!(e, StreamEvent::Rejected { .. })).count(), 2);
     for chunk in 1..=input.len() {
-        let mut dec = TeltonikaDecoder::tcp();
-        let (mut buf, mut out) = (Vec::new(), Vec::new());
-        for piece in input.chunks(chunk) {
-            buf.extend_from_slice(piece);
-            let used = dec.decode(&buf, false, &mut out);
-            buf.drain(..used);
-        }
-        dec.decode(&buf, true, &mut out);
+        let out = decode_in_reads(&mut TeltonikaDecoder::tcp(), &input, chunk).events;
         assert_eq!(out, whole, "chunk size {chunk}");
     }
 }
@@ -462,16 +455,7 @@ proptest! {
 
     #[test]
     fn any_bytes_never_panic_and_every_byte_is_accounted(input in prop::collection::vec(any::<u8>(), 0..800), chunk in 1usize..100) {
-        let mut dec = TeltonikaDecoder::tcp();
-        let (mut buf, mut out) = (Vec::new(), Vec::new());
-        let mut used_total = 0;
-        for piece in input.chunks(chunk) {
-            buf.extend_from_slice(piece);
-            let used = dec.decode(&buf, false, &mut out);
-            used_total += used;
-            buf.drain(..used);
-        }
-        used_total += dec.decode(&buf, true, &mut out);
+        let Replay { events: out, used: used_total, .. } = decode_in_reads(&mut TeltonikaDecoder::tcp(), &input, chunk);
         prop_assert_eq!(used_total, input.len());
         let whole = decode_all(&mut TeltonikaDecoder::tcp(), &input);
         prop_assert_eq!(out, whole);
