@@ -3,7 +3,8 @@
 //! elements per width), back to back in one buffer.
 //!
 //! * `*_validate`: frame, CRC and structure checked, records counted.
-//! * `*_views`: the same, then every field of every record and every IO value read.
+//! * `*_views`: the same, then every field of every record and every IO value read
+//!   (trackgate through `RecordView::for_each_io`).
 //! * `trackgate_owned` / `nom_teltonika_owned`: owned copies of the records
 //!   (`AvlRecord::from_view` / `take_frame(..).evaluate()`).
 //! * `trackgate_records`: the stream decoder producing the contract's records (with acks).
@@ -57,7 +58,7 @@ fn trackgate_views(buf: &[u8]) -> (u64, u64) {
             acc.add(r.gps.latitude().to_bits() ^ r.gps.longitude().to_bits());
             acc.add(r.gps.altitude_m as u64 + u64::from(r.gps.angle_deg) + u64::from(r.gps.satellites));
             acc.add(u64::from(r.gps.speed_kmh) + u64::from(r.event_io_id));
-            for io in r.io() {
+            r.for_each_io(|io| {
                 acc.add(u64::from(io.id));
                 acc.add(match io.value {
                     IoValue::U8(v) => v.into(),
@@ -66,7 +67,7 @@ fn trackgate_views(buf: &[u8]) -> (u64, u64) {
                     IoValue::U64(v) => v,
                     IoValue::Bytes(b) => b.len() as u64,
                 });
-            }
+            });
         }
     });
     (acc.1, acc.0)

@@ -190,7 +190,7 @@ impl TeltonikaDecoder {
         r.attributes.set_opt("generation_type", v.generation_type);
         let mut io = Map::new();
         let (mut iccid1, mut iccid2) = (None, None);
-        for e in v.io() {
+        v.for_each_io(|e| {
             let value = match e.value {
                 IoValue::Bytes(b) => Value::from(hex(b)),
                 other => Value::from(other.as_u64().unwrap_or(0)),
@@ -215,7 +215,7 @@ impl TeltonikaDecoder {
                 (78, IoValue::U64(n)) if n != 0 => r.attributes.set("ibutton", format!("{n:016x}")),
                 _ => {}
             }
-        }
+        });
         // The ICCID comes in two 8-byte halves, each a decimal number.
         match (iccid1, iccid2) {
             (Some(a), Some(b)) => r.attributes.set("iccid", format!("{a}{b}")),

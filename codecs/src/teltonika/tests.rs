@@ -413,6 +413,12 @@ proptest! {
         let back: Vec<AvlRecord> = avl.records().map(|v| AvlRecord::from_view(&v)).collect();
         let without_total: Vec<AvlRecord> = back.iter().map(|r| AvlRecord { declared_io_count: None, ..r.clone() }).collect();
         prop_assert_eq!(&without_total, &recs);
+        // Internal and external iteration see the same elements.
+        for v in avl.records() {
+            let mut inner = Vec::new();
+            v.for_each_io(|e| inner.push(e));
+            prop_assert_eq!(inner, v.io().collect::<Vec<_>>());
+        }
         // Re-encoding the decoded records gives the same bytes.
         let mut again = Vec::new();
         encode_data(codec, &back, &mut again).unwrap();
