@@ -11,6 +11,8 @@
 //! *plausible* frame start (a preamble with a sane length and a known codec, or a handshake)
 //! inside it. A damaged length field therefore cannot swallow the good packets after it.
 
+use super::avl::{CODEC_16, CODEC_8, CODEC_8E};
+use super::{CODEC_12, CODEC_13, CODEC_14, CODEC_15, CODEC_7};
 use crate::framing::{Framer, Framing, Limits, Reject, RejectKind};
 use crate::wire::checksum::CRC16_ARC;
 
@@ -27,7 +29,7 @@ pub const MAX_IMEI_LEN: usize = 32;
 pub const DEFAULT_LIMITS: Limits = Limits { max_frame_len: 65_536 + HEADER_LEN + CRC_LEN };
 
 /// Codec ids a packet may carry (the data codecs, the command codecs and GH3000's 0x07).
-pub const KNOWN_CODECS: [u8; 8] = [0x07, 0x08, 0x8E, 0x10, 0x0C, 0x0D, 0x0E, 0x0F];
+pub const KNOWN_CODECS: [u8; 8] = [CODEC_7, CODEC_8, CODEC_8E, CODEC_16, CODEC_12, CODEC_13, CODEC_14, CODEC_15];
 
 /// What a TCP frame is, judged from its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +48,8 @@ pub fn frame_kind(frame: &[u8]) -> TcpFrameKind {
     }
 }
 
-/// Cuts a Teltonika TCP stream. Stateless: the kind of each frame shows in its first bytes.
+/// Cuts a Teltonika TCP stream. The kind of each frame shows in its first bytes; the only
+/// state is whether bytes were just rejected (then starts are judged more strictly).
 #[derive(Debug, Clone)]
 pub struct TcpFramer {
     max_data_len: usize,

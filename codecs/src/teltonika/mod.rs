@@ -80,7 +80,7 @@ pub struct Command<'a> {
 
 /// The IMEI of a Codec 14/15 field as digits: hex of the 8 bytes without the leading `0`.
 pub fn imei_digits(imei: &[u8; 8]) -> String {
-    let hex: String = imei.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = crate::wire::hex::to_hex(imei);
     hex.strip_prefix('0').map(str::to_owned).unwrap_or(hex)
 }
 

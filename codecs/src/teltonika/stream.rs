@@ -16,6 +16,7 @@ use super::{
 use crate::framing::{Framer, Framing, Reject, RejectKind};
 use crate::record::{Kind, Protocol, Record, Timestamp};
 use crate::stream::{RecordDecoder, StreamEvent};
+use crate::wire::hex::to_hex;
 
 /// Decides whether a device may connect (the gateway's allow-list).
 pub type ImeiPolicy = Arc<dyn Fn(&str) -> bool + Send + Sync>;
@@ -104,7 +105,9 @@ impl TeltonikaDecoder {
         r
     }
 
-    /// Records (and the ack) for one data field; `Err` when it is not valid.
+    /// Records (and the ack) for one data field; `Err` when it is not valid. Like every
+    /// frame handler here, it pushes nothing before it can no longer fail, so a bad frame
+    /// leaves no partial events behind.
     fn data_field(
         &mut self,
         data: &[u8],
@@ -149,7 +152,6 @@ impl TeltonikaDecoder {
         let mut r = self.record(Kind::CommandResponse, message_type);
         r.attributes.set("command_type", cmd.kind);
         if let Some(ms) = cmd.timestamp_ms {
-            r.fix_time = None;
             r.attributes.set("message_time", Timestamp::from_unix_ms(ms as i64, cmd.codec == CODEC_13).to_string());
         }
         if let Some(imei) = &cmd.imei {
@@ -161,7 +163,7 @@ impl TeltonikaDecoder {
             Ok(text) if !text.chars().any(|c| c.is_control() && !matches!(c, '\r' | '\n' | '\t')) => {
                 r.attributes.set("text", text.to_owned());
             }
-            _ => r.attributes.set("data", hex(cmd.payload)),
+            _ => r.attributes.set("data", to_hex(cmd.payload)),
         }
         r
     }
@@ -192,7 +194,7 @@ impl TeltonikaDecoder {
         let (mut iccid1, mut iccid2) = (None, None);
         v.for_each_io(|e| {
             let value = match e.value {
-                IoValue::Bytes(b) => Value::from(hex(b)),
+                IoValue::Bytes(b) => Value::from(to_hex(b)),
                 other => Value::from(other.as_u64().unwrap_or(0)),
             };
             io.insert(e.id.to_string(), value);
@@ -265,15 +267,6 @@ impl TeltonikaDecoder {
     }
 }
 
-fn hex(b: &[u8]) -> String {
-    let mut s = String::with_capacity(b.len() * 2);
-    for x in b {
-        s.push(char::from(b"0123456789abcdef"[usize::from(x >> 4)]));
-        s.push(char::from(b"0123456789abcdef"[usize::from(x & 0x0f)]));
-    }
-    s
-}
-
 impl RecordDecoder for TeltonikaDecoder {
     fn protocol(&self) -> Protocol {
         Protocol::Teltonika
@@ -286,10 +279,8 @@ impl RecordDecoder for TeltonikaDecoder {
                 return 0;
             }
             let at = self.offset;
-            let mut events = Vec::new();
-            match self.datagram(buf, &mut events) {
-                Ok(()) => out.append(&mut events),
-                Err(reason) => out.push(StreamEvent::Rejected { offset: at, len: buf.len(), reason }),
+            if let Err(reason) = self.datagram(buf, out) {
+                out.push(StreamEvent::Rejected { offset: at, len: buf.len(), reason });
             }
             self.offset += buf.len() as u64;
             return buf.len();
@@ -301,14 +292,10 @@ impl RecordDecoder for TeltonikaDecoder {
             let framing = if at_end { self.framer.next_frame_at_end(rest) } else { self.framer.next_frame(rest) };
             match framing {
                 Framing::Frame { len, consumed } => {
-                    let mut events = Vec::new();
-                    let result = self.tcp_frame(&rest[..len], &mut events);
-                    match result {
-                        Ok(()) => {
-                            self.flush(out);
-                            out.append(&mut events);
-                        }
-                        Err(reason) => self.reject(at, len, reason, out),
+                    // A frame ends any run of skipped bytes before it.
+                    self.flush(out);
+                    if let Err(reason) = self.tcp_frame(&rest[..len], out) {
+                        self.reject(at, len, reason, out);
                     }
                     pos += consumed;
                 }
