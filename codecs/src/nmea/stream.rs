@@ -45,25 +45,20 @@ impl NmeaDecoder {
     /// Decodes one line (without its terminator) that starts at stream offset `offset`.
     pub fn decode_line(&mut self, line: &[u8], offset: u64, out: &mut Vec<StreamEvent>) {
         split_line(line, |piece| match piece {
+            // An id written in front of every sentence is addressing, not a login.
+            LinePiece::Identification { id, form: IdForm::Prefix, .. } => self.identify(id),
             LinePiece::Identification { id, form, .. } => {
-                self.identify(id);
-                if form != IdForm::Prefix {
-                    // A device announcing itself starts over: its checksum habit is its own.
-                    self.checksums_seen = false;
-                }
-                // An id written in front of every sentence is addressing, not a login.
-                if form != IdForm::Prefix {
-                    let message_type = if form == IdForm::ImeiLine { "IMEI" } else { "ID" };
-                    out.push(StreamEvent::Record(self.record(Kind::Login, message_type)));
-                }
+                self.announce(id);
+                let message_type = if form == IdForm::ImeiLine { "IMEI" } else { "ID" };
+                out.push(StreamEvent::Record(self.record(Kind::Login, message_type)));
             }
             LinePiece::Rejected { offset: at, len, reason } => {
                 out.push(StreamEvent::Rejected { offset: offset + at as u64, len, reason });
             }
             LinePiece::Sentence { offset: at, text } => match sentence::parse(text) {
                 Ok(parsed) => {
-                    if identification_sentence(&parsed.sentence).is_some() {
-                        self.checksums_seen = false;
+                    if let Some((_, id)) = identification_sentence(&parsed.sentence) {
+                        self.announce(id);
                     }
                     if parsed.checksum_present {
                         self.checksums_seen = true;
@@ -86,6 +81,13 @@ impl NmeaDecoder {
                 }
             },
         });
+    }
+
+    /// A device announced itself (an identification line or sentence): it starts over, and
+    /// its checksum habit is its own.
+    fn announce(&mut self, id: &str) {
+        self.identify(id);
+        self.checksums_seen = false;
     }
 
     fn identify(&mut self, id: &str) {
@@ -111,43 +113,31 @@ impl NmeaDecoder {
 
     /// The record for one parsed sentence. Updates the stream state (date, device id).
     pub fn sentence_record(&mut self, parsed: &ParsedSentence<'_>, text: &[u8]) -> Record {
-        let raw = || String::from_utf8_lossy(text).into_owned();
-        let mut r = if let Some((message_type, id)) = identification_sentence(&parsed.sentence) {
-            self.identify(id);
-            self.record(Kind::Login, message_type)
-        } else {
-            match &parsed.sentence {
-                Sentence::Standard { talker, message: Message::Other { formatter, .. } } => {
-                    let mut r = self.record(Kind::Unknown, (*formatter).to_owned());
-                    r.attributes.set("talker", talker.as_str().to_owned());
-                    r.attributes.set("sentence", raw());
-                    r
-                }
-                Sentence::Standard { talker, message } => {
-                    let mut r = self.standard_record(message);
-                    r.attributes.set("talker", talker.as_str().to_owned());
-                    r
-                }
-                Sentence::Proprietary { address, .. } => {
-                    let mut r = self.record(Kind::Info, (*address).to_owned());
-                    r.attributes.set("sentence", raw());
-                    r
-                }
-                Sentence::Unrecognised { address, .. } => {
-                    let mut r = self.record(Kind::Unknown, (*address).to_owned());
-                    r.attributes.set("sentence", raw());
-                    r
-                }
+        let mut r = match (&parsed.sentence, identification_sentence(&parsed.sentence)) {
+            (_, Some((message_type, id))) => {
+                self.identify(id);
+                self.record(Kind::Login, message_type)
             }
+            (Sentence::Standard { message: Message::Other { formatter, .. }, .. }, None) => {
+                self.raw_record(Kind::Unknown, formatter, text)
+            }
+            (Sentence::Standard { message, .. }, None) => self.standard_record(message),
+            (Sentence::Proprietary { address, .. }, None) => self.raw_record(Kind::Info, address, text),
+            (Sentence::Unrecognised { address, .. }, None) => self.raw_record(Kind::Unknown, address, text),
         };
         if let Sentence::Standard { talker, .. } = &parsed.sentence {
-            if r.kind == Kind::Login {
-                r.attributes.set("talker", talker.as_str().to_owned());
-            }
+            r.attributes.set("talker", talker.as_str().to_owned());
         }
         if !parsed.checksum_present {
             r.attributes.set("checksum_missing", true);
         }
+        r
+    }
+
+    /// A sentence this codec does not read field by field, kept as sent.
+    fn raw_record(&self, kind: Kind, name: &str, text: &[u8]) -> Record {
+        let mut r = self.record(kind, name.to_owned());
+        r.attributes.set("sentence", String::from_utf8_lossy(text).into_owned());
         r
     }
 
@@ -318,7 +308,7 @@ impl NmeaDecoder {
                 }
                 r
             }
-            // Kept raw by `sentence_record`.
+            // `sentence_record` keeps these raw and never sends them here.
             Message::Other { formatter, .. } => self.record(Kind::Unknown, (*formatter).to_owned()),
         }
     }
