@@ -20,7 +20,7 @@ cargo test --workspace --locked
 step "benches, built and run once each in test mode (no timing)"
 cargo test --locked -p trackgate-benches --benches
 
-step "fuzz smoke (every target, \${FUZZ_SECONDS:-20} s each, nightly)"
+step "fuzz smoke (every target, \${FUZZ_RUNS:-300000} inputs from a fixed seed, nightly)"
 scripts/fuzz-smoke.sh
 
 step "decode corpus (trackgate corpus verify corpus)"

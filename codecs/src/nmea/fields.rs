@@ -125,10 +125,11 @@ fn decimal_text(i: &str) -> Res<'_, &str> {
 }
 
 /// A decimal number: optional sign, digits, optional fraction. No exponents, no `inf`/`NaN`
-/// (which `f64::from_str` would accept).
+/// (which `f64::from_str` would accept), and nothing so long that it overflows to infinity
+/// (300 digits of zeros after an 8 is a finite-looking field that `f64` cannot hold).
 pub fn decimal(field: &str) -> Option<f64> {
     let (_, text) = all_consuming(decimal_text).parse(field).ok()?;
-    text.parse().ok()
+    text.parse().ok().filter(|v: &f64| v.is_finite())
 }
 
 /// An unsigned integer of plain digits (leading zeros allowed).

@@ -286,6 +286,24 @@ fn regression_fuzz_dollar_inside_a_parsed_body() {
     assert_eq!(e.kind, RejectKind::Truncated);
 }
 
+/// Fuzz finding (nmea_roundtrip, crash-4be09e32, found by the CI smoke run): a 300-digit
+/// speed overflowed `f64` to infinity, which the encoder writes as `inf` and no parser reads.
+/// Such a field is now not a number at all.
+#[test]
+fn regression_fuzz_number_too_large_for_f64_is_not_a_number() {
+    let mut line = b"$GNVTG,0,0,8".to_vec();
+    line.extend(std::iter::repeat_n(b'0', 320));
+    line.push(b',');
+    match parse(&line) {
+        Err(e) => assert_eq!(e.kind, RejectKind::Malformed),
+        Ok(first) => {
+            let text = to_line(&first.sentence).unwrap();
+            assert!(!text.contains("inf"), "{text}");
+            assert_eq!(parse(text.trim_end().as_bytes()).unwrap().sentence, first.sentence);
+        }
+    }
+}
+
 /// Fuzz finding (nmea_stream, crash-4c091698): how much of an over-long line was skipped
 /// depended on how much had been read, so the decode changed with the read size.
 #[test]
