@@ -12,6 +12,10 @@ they are committed.
 
 usage: scripts/import-traccar.py nmea ../shared/corpus/traccar/nmea.tsv corpus/nmea/traccar
        scripts/import-traccar.py teltonika ../shared/corpus/traccar/teltonika.tsv corpus/teltonika/traccar
+       scripts/import-traccar.py gt06 ../shared/corpus/traccar/gt06.tsv corpus/gt06/traccar
+
+GT06 methods with a row whose CRC is wrong are written twice: as they are (strict decoding,
+those rows are errors) and as `<case>-lenient.hex` with `# gt06-crc: lenient`.
 """
 import csv
 import os
@@ -71,18 +75,24 @@ def main(protocol, tsv, outdir):
         name = re.sub(r"(Protocol|Frame)DecoderTest$", lambda m: "-frame" if m.group(1) == "Frame" else "", cls).lower()
         name += "-" + re.sub(r"(?<!^)([A-Z])", r"-\1", meth).lower()
         udp = all(r["transport"] == "udp" for _, r, _ in items)
-        with open(os.path.join(outdir, name + ".hex"), "w") as f:
-            if udp:
-                f.write("# transport: udp\n")
-            f.write(f"# Traccar {method}, rows in source order (see README.md and NOTICE)\n")
-            for n, r, data in sorted(items, key=lambda x: x[0]):
-                if protocol == "nmea":
-                    what = r["payload"] if r["encoding"] == "ascii" else "(hex) " + r["payload"][:60]
-                else:
-                    what = r["note"][:110]
-                f.write(f"\n# #{n} traccar expects {r['expect']}: {what}\n")
-                f.write(data.hex() + "\n")
-        print(f"{name}.hex: {len(items)} rows")
+        variants = [(name, None)]
+        if protocol == "gt06" and any("crc=BAD" in r["note"] for _, r, _ in items):
+            variants.append((name + "-lenient", "# gt06-crc: lenient\n"))
+        for case, header in variants:
+            with open(os.path.join(outdir, case + ".hex"), "w") as f:
+                if udp:
+                    f.write("# transport: udp\n")
+                if header:
+                    f.write(header)
+                f.write(f"# Traccar {method}, rows in source order (see README.md and NOTICE)\n")
+                for n, r, data in sorted(items, key=lambda x: x[0]):
+                    if protocol == "nmea":
+                        what = r["payload"] if r["encoding"] == "ascii" else "(hex) " + r["payload"][:60]
+                    else:
+                        what = r["note"][:110]
+                    f.write(f"\n# #{n} traccar expects {r['expect']}: {what}\n")
+                    f.write(data.hex() + "\n")
+            print(f"{case}.hex: {len(items)} rows")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 
 use crate::framing::Reject;
 use crate::record::{Protocol, Record};
+use crate::time::Timestamp;
 
 /// Something decoding produced, in stream order.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +30,11 @@ pub trait RecordDecoder {
     /// (end of stream, or end of a datagram) a trailing partial frame is decoded or rejected
     /// instead of kept.
     fn decode(&mut self, buf: &[u8], at_end: bool, out: &mut Vec<StreamEvent>) -> usize;
+
+    /// The server's time, for replies that carry it (the GT06 0x8A time reply). Decoders
+    /// read no clock themselves; the gateway calls this before each `decode`. Without it such
+    /// replies are not sent.
+    fn set_now(&mut self, _now: Timestamp) {}
 }
 
 /// What [`decode_in_reads`] saw.

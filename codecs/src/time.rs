@@ -123,6 +123,14 @@ impl Timestamp {
         self.unix_ms
     }
 
+    /// The UTC calendar date and time of day (hour, minute, second) of this instant.
+    pub fn date_time(self) -> (Date, u8, u8, u8) {
+        let days = self.unix_ms.div_euclid(MS_PER_DAY);
+        let secs = self.unix_ms.rem_euclid(MS_PER_DAY) / 1000;
+        let date = Date::from_days_since_epoch(days).unwrap_or(Date { year: 1970, month: 1, day: 1 });
+        (date, (secs / 3600) as u8, (secs / 60 % 60) as u8, (secs % 60) as u8)
+    }
+
     pub fn has_millis(self) -> bool {
         self.has_millis
     }

@@ -8,6 +8,7 @@ use serde::Serialize;
 use trackgate_codecs::{Protocol, StreamEvent};
 
 use crate::protocols::{parse_utc_offset, stream_decoder, NotImplemented, StreamOptions, Transport};
+use trackgate_codecs::gt06::CrcPolicy;
 
 /// The line `decode` prints where a frame was rejected.
 #[derive(Debug, Serialize)]
@@ -74,11 +75,12 @@ pub fn parse_hex(text: &str, per_line: bool) -> Result<Vec<Vec<u8>>, HexError> {
 }
 
 /// Decode options a `.hex` file sets in its leading comment lines
-/// (`# transport: udp`, `# jt808-tz: +00:00`).
+/// (`# transport: udp`, `# jt808-tz: +00:00`, and trackgate's `# gt06-crc: lenient`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HexHeader {
     pub transport: Option<Transport>,
     pub jt808_tz_minutes: Option<i32>,
+    pub gt06_crc: Option<CrcPolicy>,
 }
 
 pub fn parse_hex_header(text: &str) -> Result<HexHeader, String> {
@@ -93,6 +95,7 @@ pub fn parse_hex_header(text: &str) -> Result<HexHeader, String> {
         match key.trim() {
             "transport" => h.transport = Some(value.trim().parse()?),
             "jt808-tz" => h.jt808_tz_minutes = Some(parse_utc_offset(value.trim())?),
+            "gt06-crc" => h.gt06_crc = Some(value.trim().parse()?),
             _ => {}
         }
     }
@@ -220,6 +223,7 @@ pub fn decode_hex_case(
     let options = StreamOptions {
         transport: header.transport.unwrap_or(base.transport),
         jt808_tz_minutes: header.jt808_tz_minutes.unwrap_or(base.jt808_tz_minutes),
+        gt06_crc: header.gt06_crc.unwrap_or(base.gt06_crc),
     };
     let chunks = parse_hex(text, options.transport == Transport::Udp).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
@@ -245,7 +249,10 @@ mod tests {
     #[test]
     fn header_options() {
         let h = parse_hex_header("# transport: udp\n# jt808-tz: +00:00\n# note: x\n00\n# transport: tcp\n").unwrap();
-        assert_eq!(h, HexHeader { transport: Some(Transport::Udp), jt808_tz_minutes: Some(0) });
+        assert_eq!(h, HexHeader { transport: Some(Transport::Udp), jt808_tz_minutes: Some(0), gt06_crc: None });
+        let h = parse_hex_header("# gt06-crc: lenient\n").unwrap();
+        assert_eq!(h.gt06_crc, Some(CrcPolicy::Lenient));
+        assert!(parse_hex_header("# gt06-crc: sloppy\n").is_err());
         assert!(parse_hex_header("# transport: sctp\n").is_err());
     }
 

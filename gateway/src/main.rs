@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use trackgate::corpus;
 use trackgate::decode::{decode_reader, decode_to, parse_hex, parse_hex_header, DecodeError, DecodeSummary};
+use trackgate_codecs::gt06::CrcPolicy;
 use trackgate::protocols::{parse_utc_offset, stream_decoder, StreamOptions, Transport};
 use trackgate::serve::{bind_all, default_port, ListenSpec, ServeLimits};
 use trackgate::sink::{self, FsyncPolicy, JsonlSink, RecordSink, SinkSpec};
@@ -55,6 +56,10 @@ enum Command {
         /// JT808 device-local time zone (default +08:00).
         #[arg(long = "jt808-tz", value_parser = parse_utc_offset, allow_hyphen_values = true)]
         jt808_tz: Option<i32>,
+        /// GT06 frames with a wrong CRC: strict (rejected, the default) or lenient (decoded
+        /// with crc_ok false).
+        #[arg(long = "gt06-crc")]
+        gt06_crc: Option<CrcPolicy>,
         /// The capture to read; - or nothing for standard input.
         file: Option<PathBuf>,
     },
@@ -100,8 +105,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { listen, sink, idle_timeout, fsync } => run_serve(listen, sink, idle_timeout, fsync),
-        Command::Decode { protocol, transport, hex, jt808_tz, file } => {
-            run_decode(protocol, transport, hex, jt808_tz, file)
+        Command::Decode { protocol, transport, hex, jt808_tz, gt06_crc, file } => {
+            run_decode(protocol, transport, hex, jt808_tz, gt06_crc, file)
         }
         Command::Corpus { action: CorpusAction::Verify { dir } } => run_verify(&dir),
         Command::Corpus { action: CorpusAction::Bless { files } } => run_bless(&files),
@@ -118,6 +123,7 @@ fn run_decode(
     transport: Option<Transport>,
     hex: bool,
     jt808_tz: Option<i32>,
+    gt06_crc: Option<CrcPolicy>,
     file: Option<PathBuf>,
 ) -> ExitCode {
     let mut input: Box<dyn Read> = match file.as_deref() {
@@ -143,6 +149,7 @@ fn run_decode(
         };
         options.transport = transport.or(header.transport).unwrap_or_default();
         options.jt808_tz_minutes = jt808_tz.or(header.jt808_tz_minutes).unwrap_or(options.jt808_tz_minutes);
+        options.gt06_crc = gt06_crc.or(header.gt06_crc).unwrap_or_default();
         let chunks = match parse_hex(&text, options.transport == Transport::Udp) {
             Ok(c) => c,
             Err(e) => return usage_error(e),
@@ -151,6 +158,7 @@ fn run_decode(
     } else {
         options.transport = transport.unwrap_or_default();
         options.jt808_tz_minutes = jt808_tz.unwrap_or(options.jt808_tz_minutes);
+        options.gt06_crc = gt06_crc.unwrap_or_default();
         if options.transport == Transport::Udp {
             // Raw UDP input is one datagram.
             let mut bytes = Vec::new();

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use trackgate_codecs::gt06::{CrcPolicy, Gt06Decoder, Gt06Options};
 use trackgate_codecs::nmea::{self, NmeaDecoder};
 use trackgate_codecs::teltonika::TeltonikaDecoder;
 use trackgate_codecs::{Protocol, RecordDecoder};
@@ -32,11 +33,13 @@ pub struct StreamOptions {
     pub transport: Transport,
     /// JT808 device-local time offset from UTC, in minutes (GMT+8 unless configured).
     pub jt808_tz_minutes: i32,
+    /// GT06 frames with a wrong CRC: rejected (strict, the default) or decoded and marked.
+    pub gt06_crc: CrcPolicy,
 }
 
 impl Default for StreamOptions {
     fn default() -> Self {
-        StreamOptions { transport: Transport::Tcp, jt808_tz_minutes: 8 * 60 }
+        StreamOptions { transport: Transport::Tcp, jt808_tz_minutes: 8 * 60, gt06_crc: CrcPolicy::Strict }
     }
 }
 
@@ -71,7 +74,7 @@ pub struct NotImplemented(pub Protocol);
 
 impl fmt::Display for NotImplemented {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "protocol {} is not implemented yet in this version of trackgate (nmea and teltonika are)", self.0)
+        write!(f, "protocol {} is not implemented yet in this version of trackgate (gt06, nmea and teltonika are)", self.0)
     }
 }
 
@@ -84,6 +87,7 @@ pub fn stream_decoder(
 ) -> Result<Box<dyn RecordDecoder + Send>, NotImplemented> {
     match protocol {
         Protocol::Nmea => Ok(Box::new(NmeaDecoder::new(nmea::DEFAULT_LIMITS))),
+        Protocol::Gt06 => Ok(Box::new(Gt06Decoder::new(Gt06Options { crc: options.gt06_crc, ..Gt06Options::default() }))),
         Protocol::Teltonika if options.transport == Transport::Udp => Ok(Box::new(TeltonikaDecoder::udp())),
         Protocol::Teltonika => Ok(Box::new(TeltonikaDecoder::tcp())),
         other => Err(NotImplemented(other)),
@@ -107,10 +111,10 @@ mod tests {
 
     #[test]
     fn unimplemented_protocols_say_so() {
-        let e = stream_decoder(Protocol::Gt06, &StreamOptions::default()).err().unwrap();
+        let e = stream_decoder(Protocol::Jt808, &StreamOptions::default()).err().unwrap();
         assert_eq!(
             e.to_string(),
-            "protocol gt06 is not implemented yet in this version of trackgate (nmea and teltonika are)"
+            "protocol jt808 is not implemented yet in this version of trackgate (gt06, nmea and teltonika are)"
         );
         assert!(stream_decoder(Protocol::Nmea, &StreamOptions::default()).is_ok());
     }

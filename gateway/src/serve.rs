@@ -240,6 +240,7 @@ async fn tcp_connection(
             }
         };
         let at_end = n == 0;
+        decoder.set_now(Timestamp::from_system_time(SystemTime::now()));
         let used = decoder.decode(&buf, at_end, &mut events);
         buf.advance(used);
         let Some(replies) = deliver(&mut events, protocol, peer, &sink).await else { break };
@@ -258,6 +259,7 @@ async fn tcp_connection(
     }
     // Whatever a partial frame held at shutdown or timeout is not a frame: judge it now.
     if !buf.is_empty() {
+        decoder.set_now(Timestamp::from_system_time(SystemTime::now()));
         decoder.decode(&buf, true, &mut events);
         deliver(&mut events, protocol, peer, &sink).await;
     }
@@ -321,6 +323,7 @@ async fn udp_loop(
         }
         entry.last_heard = now;
         // A datagram is complete in itself: nothing after it can finish a frame it started.
+        entry.decoder.set_now(Timestamp::from_system_time(SystemTime::now()));
         entry.decoder.decode(&datagram[..n], true, &mut events);
         if let Some(replies) = deliver(&mut events, protocol, peer, &sink).await {
             for reply in replies {

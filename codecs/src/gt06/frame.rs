@@ -1,0 +1,295 @@
+//! Cutting a GT06 TCP stream into frames (gt06.md §1–§2, §8).
+//!
+//! A frame is found by its length field and proven by its stop bytes and CRC. What devices
+//! in the field send besides that, in the order tried:
+//!
+//! 1. the standard frame: stop bytes where the length says, CRC-16/X-25 correct;
+//! 2. a Wi-Fi/LBS count frame (0x17/0x69, length byte = access-point count), measured from
+//!    its own counts, no CRC;
+//! 3. a GT02/GT03-era 0x10/0x11 fix whose length counts the content only, no CRC;
+//! 4. a frame whose length byte is wrong but whose CRC is right at an earlier or later stop
+//!    (some firmware sends heartbeats with length 8 for 10 bytes): the CRC vouches for it;
+//! 5. a frame whose CRC is wrong: rejected in strict mode (the whole frame, as its stop bytes
+//!    stand where its length says), accepted and marked in lenient mode;
+//! 6. bytes that end nowhere: rejected up to the next start marker (strict), or accepted up
+//!    to the first stop before it and marked (lenient).
+//!
+//! Every decision looks only at bytes up to the point it is made (the frame's end, or the
+//! next start marker), so the same stream gives the same frames whatever the read sizes.
+
+use super::{frame_crc, GPS, GPS_LBS_6, LENGTH_OVERHEAD, LONG_START, SHORT_START, STOP, WIFI, WIFI_2};
+use crate::framing::{Framer, Framing, Limits, Reject, RejectKind};
+
+/// Long frames can declare up to 65 541 bytes; nothing fielded sends more than a few
+/// hundred, so the default holds a connection's buffer to 4 KiB. Raise it for photo uploads.
+pub const DEFAULT_LIMITS: Limits = Limits { max_frame_len: 4096 };
+
+/// The longest a short frame can be (length byte 255).
+const SHORT_MAX: usize = 255 + 5;
+/// Start (2) + length (1): where a short frame's protocol number is.
+const SHORT_HEADER: usize = 3;
+const LONG_HEADER: usize = 4;
+/// Protocol + serial + CRC + stop: the least a CRC-carrying frame has after its length.
+const MIN_TAIL: usize = 1 + 2 + 2 + 2;
+/// A Wi-Fi count frame: BCD time, then per access point MAC + RSSI, per cell LAC + CI + RSSI.
+const WIFI_TIME: usize = 6;
+const WIFI_AP: usize = 7;
+const WIFI_CELL_HEAD: usize = 3;
+const WIFI_CELL: usize = 5;
+/// The GPS block a legacy 0x10/0x11 fix carries at least.
+const LEGACY_MIN_CONTENT: usize = 18;
+
+/// How much a frame's integrity was checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Integrity {
+    /// The CRC matched.
+    Verified,
+    /// The CRC did not match (or could not be found) and the frame was accepted anyway
+    /// because the framer is lenient.
+    Bad,
+    /// The frame belongs to a dialect that carries no serial and no CRC.
+    Absent,
+    /// Lenient mode accepted bytes up to a stop whose length field is wrong and where no CRC
+    /// fits: whether a serial and CRC are in there cannot be known, so everything between
+    /// the protocol number and the stop is content.
+    Unchecked,
+}
+
+/// What the framer learned about the last frame it returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameShape {
+    pub integrity: Integrity,
+    /// The length field agreed with where the frame ended.
+    pub length_field_ok: bool,
+}
+
+/// Cuts GT06 frames; strict (bad CRC → rejected) unless made lenient.
+#[derive(Debug, Clone)]
+pub struct Gt06Framer {
+    lenient: bool,
+    max_frame_len: usize,
+    shape: FrameShape,
+}
+
+impl Default for Gt06Framer {
+    fn default() -> Self {
+        Gt06Framer::new(DEFAULT_LIMITS, false)
+    }
+}
+
+fn is_start(b: &[u8]) -> bool {
+    b.starts_with(&SHORT_START) || b.starts_with(&LONG_START)
+}
+
+/// The first start marker at or after `from`; a lone last byte that could begin one counts
+/// (its partner has not arrived yet).
+fn next_start(b: &[u8], from: usize) -> Option<usize> {
+    (from..b.len()).find(|&i| matches!(b[i], 0x78 | 0x79) && (i + 1 == b.len() || b[i + 1] == b[i]))
+}
+
+impl Gt06Framer {
+    pub fn new(limits: Limits, lenient: bool) -> Self {
+        Gt06Framer {
+            lenient,
+            max_frame_len: limits.max_frame_len,
+            shape: FrameShape { integrity: Integrity::Verified, length_field_ok: true },
+        }
+    }
+
+    pub fn is_lenient(&self) -> bool {
+        self.lenient
+    }
+
+    /// The shape of the frame the last [`Framing::Frame`] returned.
+    pub fn last_shape(&self) -> FrameShape {
+        self.shape
+    }
+
+    fn frame(&mut self, buf: &[u8], at_end: bool) -> Framing {
+        match self.judge(buf, at_end) {
+            Judged::Frame(total, shape) => {
+                self.shape = shape;
+                Framing::Frame { len: total, consumed: total }
+            }
+            Judged::Other(framing) => framing,
+        }
+    }
+
+    fn judge(&self, b: &[u8], at_end: bool) -> Judged {
+        use Judged::Other;
+        if !is_start(b) {
+            if b.len() == 1 && matches!(b[0], 0x78 | 0x79) && !at_end {
+                return Other(Framing::Incomplete { needed: 1 });
+            }
+            let skip = next_start(b, 1).filter(|&i| !at_end || i + 1 < b.len()).unwrap_or(b.len());
+            return Other(Framing::Rejected {
+                consumed: skip.max(1),
+                reason: Reject::new(RejectKind::Garbage, "bytes that start no GT06 frame"),
+            });
+        }
+        let long = b[0] == LONG_START[0];
+        let header = if long { LONG_HEADER } else { SHORT_HEADER };
+        if b.len() < header + 1 {
+            return self.ran_out(b, at_end, header + 1 - b.len());
+        }
+        let length = if long { usize::from(u16::from_be_bytes([b[2], b[3]])) } else { usize::from(b[2]) };
+        let protocol = b[header];
+        let nominal = length + header + STOP.len();
+        let window = if long { self.max_frame_len } else { self.max_frame_len.min(SHORT_MAX) };
+        let verified = |shape_ok| FrameShape { integrity: Integrity::Verified, length_field_ok: shape_ok };
+        let absent = FrameShape { integrity: Integrity::Absent, length_field_ok: false };
+
+        // 1. The standard frame.
+        let standard = length >= LENGTH_OVERHEAD && nominal <= window;
+        if standard {
+            if b.len() < nominal {
+                if !at_end {
+                    return Other(Framing::Incomplete { needed: nominal - b.len() });
+                }
+            } else if b[nominal - 2..nominal] == STOP && crc_ok(&b[..nominal]) {
+                return Judged::Frame(nominal, verified(true));
+            }
+        }
+        // An empty CRC-less message: `78 78 01 proto 0D 0A`.
+        if !long && length == 1 && b.len() >= nominal && b[nominal - 2..nominal] == STOP {
+            return Judged::Frame(nominal, absent);
+        }
+        // 2. Wi-Fi/LBS count frames.
+        if !long && matches!(protocol, WIFI | WIFI_2) {
+            let cells_at = header + 1 + WIFI_TIME + WIFI_AP * length;
+            if b.len() <= cells_at {
+                if !at_end {
+                    return Other(Framing::Incomplete { needed: cells_at + 1 - b.len() });
+                }
+            } else {
+                let total = cells_at + 1 + WIFI_CELL_HEAD + WIFI_CELL * usize::from(b[cells_at]) + STOP.len();
+                if total <= self.max_frame_len {
+                    if b.len() < total {
+                        if !at_end {
+                            return Other(Framing::Incomplete { needed: total - b.len() });
+                        }
+                    } else if b[total - 2..total] == STOP {
+                        return Judged::Frame(total, absent);
+                    }
+                }
+            }
+        }
+        // 3. Legacy fixes whose length counts the content only.
+        if !long && matches!(protocol, GPS | GPS_LBS_6) && length >= LEGACY_MIN_CONTENT {
+            let total = header + 1 + length + STOP.len();
+            if b.len() < total {
+                if !at_end {
+                    return Other(Framing::Incomplete { needed: total - b.len() });
+                }
+            } else if b[total - 2..total] == STOP {
+                return Judged::Frame(total, absent);
+            }
+        }
+        // 4–6. Search the stop bytes: within the frame when its stop stands where the length
+        // says, else up to the next start marker (or the window).
+        let stop_at_nominal = standard && b.len() >= nominal && b[nominal - 2..nominal] == STOP;
+        let bound = if stop_at_nominal {
+            nominal
+        } else {
+            match marker_bound(b, window, at_end) {
+                Some(bound) => bound,
+                None => return Other(Framing::Incomplete { needed: 1 }),
+            }
+        };
+        let min_end = header + MIN_TAIL;
+        let mut first_stop = None;
+        for end in min_end..=bound {
+            if b[end - 2..end] != STOP {
+                continue;
+            }
+            if crc_ok(&b[..end]) {
+                return Judged::Frame(end, verified(end == nominal));
+            }
+            first_stop.get_or_insert(end);
+        }
+        if stop_at_nominal {
+            if self.lenient {
+                return Judged::Frame(nominal, FrameShape { integrity: Integrity::Bad, length_field_ok: true });
+            }
+            let (computed, carried) = crc_pair(&b[..nominal]);
+            return Other(Framing::Rejected { consumed: nominal, reason: Reject::checksum(computed, carried, 4) });
+        }
+        if self.lenient {
+            // The frame's end by the first stop bytes before the next frame, if any are long
+            // enough to hold a protocol number.
+            let first_stop = first_stop.or_else(|| {
+                (header + 1 + STOP.len()..=bound).find(|&end| b[end - 2..end] == STOP)
+            });
+            if let Some(end) = first_stop {
+                return Judged::Frame(end, FrameShape { integrity: Integrity::Unchecked, length_field_ok: false });
+            }
+        }
+        let consumed = bound.max(1);
+        let reason = if !standard && nominal > window {
+            Reject::new(RejectKind::TooLong, format!("length field says {nominal} bytes, more than the {window} allowed"))
+        } else if at_end && bound == b.len() && !b.ends_with(&STOP) {
+            Reject::new(RejectKind::Truncated, "stream ended inside a frame")
+        } else {
+            Reject::new(
+                RejectKind::Length,
+                format!("length field says {nominal} bytes but no frame with a valid CRC ends there or before the next frame"),
+            )
+        };
+        Other(Framing::Rejected { consumed, reason })
+    }
+
+    fn ran_out(&self, b: &[u8], at_end: bool, needed: usize) -> Judged {
+        if at_end {
+            Judged::Other(Framing::Rejected {
+                consumed: b.len(),
+                reason: Reject::new(RejectKind::Truncated, "stream ended inside a frame header"),
+            })
+        } else {
+            Judged::Other(Framing::Incomplete { needed })
+        }
+    }
+}
+
+/// Where the search for a frame's end stops: the next start marker inside the window, else
+/// the window's end (or the stream's). `None` while the bytes cannot tell yet.
+fn marker_bound(b: &[u8], window: usize, at_end: bool) -> Option<usize> {
+    let end = window.min(b.len());
+    for i in 2..end {
+        if matches!(b[i], 0x78 | 0x79) {
+            match b.get(i + 1) {
+                Some(&next) if next == b[i] => return Some(i),
+                Some(_) => {}
+                None if at_end => {}
+                None => return None,
+            }
+        }
+    }
+    (b.len() >= window || at_end).then_some(end)
+}
+
+enum Judged {
+    Frame(usize, FrameShape),
+    Other(Framing),
+}
+
+/// CRC over length … serial of a frame that ends with serial, CRC and stop.
+fn crc_pair(frame: &[u8]) -> (u32, u32) {
+    let n = frame.len();
+    let carried = u16::from_be_bytes([frame[n - 4], frame[n - 3]]);
+    (u32::from(frame_crc(&frame[2..n - 4])), u32::from(carried))
+}
+
+fn crc_ok(frame: &[u8]) -> bool {
+    let (computed, carried) = crc_pair(frame);
+    computed == carried
+}
+
+impl Framer for Gt06Framer {
+    fn next_frame(&mut self, buf: &[u8]) -> Framing {
+        self.frame(buf, false)
+    }
+
+    fn next_frame_at_end(&mut self, buf: &[u8]) -> Framing {
+        self.frame(buf, true)
+    }
+}

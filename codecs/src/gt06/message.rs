@@ -1,0 +1,773 @@
+//! The GT06 message catalogue (gt06.md §3–§6): typed views of a frame's content, and their
+//! encoders. Vendor bytes after a known layout are kept (`extra`), never dropped.
+//!
+//! ```text
+//!  GPS block (18)   YY MM DD hh mm ss | len/sats | lat u32 | lon u32 | speed | course/status u16
+//!  LBS (2G, 8|9)    MCC u16 (bit 15: MNC is 2 bytes) | MNC u8|u16 | LAC u16 | CI u24
+//!  LBS (4G, 15|16)  MCC u16 | MNC u8|u16 | LAC u32 | CI u64
+//!  status (5)       terminal info | voltage level | GSM level | alarm | language
+//! ```
+
+use super::frame::Integrity;
+use super::*;
+use crate::time::{Date, Timestamp};
+use crate::wire::cursor::Cursor;
+
+/// Course/status word bits (gt06.md §3).
+const COURSE_MASK: u16 = 0x03FF;
+const NORTH: u16 = 1 << 10;
+const WEST: u16 = 1 << 11;
+const POSITIONED: u16 = 1 << 12;
+const DIFFERENTIAL: u16 = 1 << 13;
+const ACC_PRESENT: u16 = 1 << 14;
+const ACC_ON: u16 = 1 << 15;
+/// MCC bit 15: the MNC that follows is two bytes.
+const MNC_WIDE: u16 = 0x8000;
+/// 1/30000 minute: latitude and longitude units.
+const UNITS_PER_DEGREE: f64 = 1_800_000.0;
+/// Cells in a multi-cell LBS report (serving + 6 neighbours).
+const LBS_MULTI_CELLS: usize = 7;
+const PHONE_LEN: usize = 21;
+
+/// The 18-byte GPS block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GpsFix {
+    /// Year − 2000, month, day, hour, minute, second, as sent (binary, not BCD).
+    pub time: [u8; 6],
+    /// High nibble: GPS block length; low nibble: satellites.
+    pub length_satellites: u8,
+    pub latitude_raw: u32,
+    pub longitude_raw: u32,
+    pub speed_kmh: u8,
+    pub course_status: u16,
+}
+
+pub(crate) fn time_of(t: [u8; 6], offset_minutes: i32) -> Option<Timestamp> {
+    let date = Date::new(2000 + i32::from(t[0]), t[1], t[2])?;
+    Some(Timestamp::from_date_time(date, t[3], t[4], t[5], None)?.shifted_minutes(-offset_minutes))
+}
+
+impl GpsFix {
+    pub const LEN: usize = 18;
+
+    fn read(c: &mut Cursor<'_>) -> Option<Self> {
+        Some(GpsFix {
+            time: c.array()?,
+            length_satellites: c.u8()?,
+            latitude_raw: c.u32()?,
+            longitude_raw: c.u32()?,
+            speed_kmh: c.u8()?,
+            course_status: c.u16()?,
+        })
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.time);
+        out.push(self.length_satellites);
+        out.extend_from_slice(&self.latitude_raw.to_be_bytes());
+        out.extend_from_slice(&self.longitude_raw.to_be_bytes());
+        out.push(self.speed_kmh);
+        out.extend_from_slice(&self.course_status.to_be_bytes());
+    }
+
+    /// The fix time, in UTC, for a device whose clock runs `offset_minutes` ahead of UTC.
+    pub fn timestamp(&self, offset_minutes: i32) -> Option<Timestamp> {
+        time_of(self.time, offset_minutes)
+    }
+    pub fn satellites(&self) -> u8 {
+        self.length_satellites & 0x0F
+    }
+    pub fn latitude(&self) -> f64 {
+        let v = f64::from(self.latitude_raw) / UNITS_PER_DEGREE;
+        if self.course_status & NORTH != 0 { v } else { -v }
+    }
+    pub fn longitude(&self) -> f64 {
+        let v = f64::from(self.longitude_raw) / UNITS_PER_DEGREE;
+        if self.course_status & WEST != 0 { -v } else { v }
+    }
+    pub fn course(&self) -> u16 {
+        self.course_status & COURSE_MASK
+    }
+    pub fn positioned(&self) -> bool {
+        self.course_status & POSITIONED != 0
+    }
+    pub fn differential(&self) -> bool {
+        self.course_status & DIFFERENTIAL != 0
+    }
+    /// ACC from bits 14–15, on the models that use them (bit 14 says bit 15 is meaningful).
+    pub fn acc(&self) -> Option<bool> {
+        (self.course_status & ACC_PRESENT != 0).then_some(self.course_status & ACC_ON != 0)
+    }
+}
+
+/// One cell tower.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cell {
+    /// Without the wide-MNC flag.
+    pub mcc: u16,
+    pub mnc: u16,
+    pub mnc_wide: bool,
+    pub lac: u32,
+    pub cell_id: u64,
+    pub rssi: Option<u8>,
+}
+
+/// How a cell's LAC and CI are sized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CellWidth {
+    /// LAC u16, CI u24 (2G/3G).
+    Classic,
+    /// LAC u32, CI u64 (the 0xA0/0xA1/0xA4 4G types).
+    Lte,
+    /// MNC always u16, LAC u16, CI u32 (0x11).
+    Wide,
+}
+
+fn read_operator(c: &mut Cursor<'_>, always_wide: bool) -> Option<(u16, u16, bool)> {
+    let mcc = c.u16()?;
+    let wide = always_wide || mcc & MNC_WIDE != 0;
+    let mnc = if wide { c.u16()? } else { u16::from(c.u8()?) };
+    Some((mcc & !MNC_WIDE, mnc, wide))
+}
+
+fn write_operator(out: &mut Vec<u8>, mcc: u16, mnc: u16, wide: bool) {
+    out.extend_from_slice(&(if wide { mcc | MNC_WIDE } else { mcc }).to_be_bytes());
+    if wide {
+        out.extend_from_slice(&mnc.to_be_bytes());
+    } else {
+        out.push(mnc as u8);
+    }
+}
+
+fn read_lac_ci(c: &mut Cursor<'_>, width: CellWidth) -> Option<(u32, u64)> {
+    Some(match width {
+        CellWidth::Classic => {
+            let lac = u32::from(c.u16()?);
+            let ci = c.array::<3>()?;
+            (lac, u64::from(u32::from_be_bytes([0, ci[0], ci[1], ci[2]])))
+        }
+        CellWidth::Lte => (c.u32()?, c.u64()?),
+        CellWidth::Wide => (u32::from(c.u16()?), u64::from(c.u32()?)),
+    })
+}
+
+fn write_lac_ci(out: &mut Vec<u8>, lac: u32, ci: u64, width: CellWidth) {
+    match width {
+        CellWidth::Classic => {
+            out.extend_from_slice(&(lac as u16).to_be_bytes());
+            out.extend_from_slice(&(ci as u32).to_be_bytes()[1..]);
+        }
+        CellWidth::Lte => {
+            out.extend_from_slice(&lac.to_be_bytes());
+            out.extend_from_slice(&ci.to_be_bytes());
+        }
+        CellWidth::Wide => {
+            out.extend_from_slice(&(lac as u16).to_be_bytes());
+            out.extend_from_slice(&(ci as u32).to_be_bytes());
+        }
+    }
+}
+
+impl Cell {
+    fn read(c: &mut Cursor<'_>, width: CellWidth) -> Option<Self> {
+        let (mcc, mnc, mnc_wide) = read_operator(c, width == CellWidth::Wide)?;
+        let (lac, cell_id) = read_lac_ci(c, width)?;
+        Some(Cell { mcc, mnc, mnc_wide, lac, cell_id, rssi: None })
+    }
+
+    fn write(&self, out: &mut Vec<u8>, width: CellWidth) {
+        if width != CellWidth::Wide {
+            write_operator(out, self.mcc, self.mnc, self.mnc_wide);
+        } else {
+            out.extend_from_slice(&self.mcc.to_be_bytes());
+            out.extend_from_slice(&self.mnc.to_be_bytes());
+        }
+        write_lac_ci(out, self.lac, self.cell_id, width);
+    }
+}
+
+/// The 5-byte status block of heartbeats and alarms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusBlock {
+    /// Terminal information: bit 7 output cut, 6 GPS on, 5–3 alarm, 2 charging, 1 ACC, 0 armed.
+    pub info: u8,
+    /// 0 (no power) … 6 (very high).
+    pub voltage_level: u8,
+    /// 0 (none) … 4 (strong).
+    pub gsm_signal: u8,
+    pub alarm: u8,
+    pub language: u8,
+}
+
+impl StatusBlock {
+    pub const LEN: usize = 5;
+
+    fn read(c: &mut Cursor<'_>) -> Option<Self> {
+        let [info, voltage_level, gsm_signal, alarm, language] = c.array()?;
+        Some(StatusBlock { info, voltage_level, gsm_signal, alarm, language })
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&[self.info, self.voltage_level, self.gsm_signal, self.alarm, self.language]);
+    }
+}
+
+/// A Wi-Fi access point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WifiAp {
+    pub mac: [u8; 6],
+    pub rssi: u8,
+}
+
+impl WifiAp {
+    fn read(c: &mut Cursor<'_>) -> Option<Self> {
+        Some(WifiAp { mac: c.array()?, rssi: c.u8()? })
+    }
+    pub fn mac_text(&self) -> String {
+        let m = self.mac;
+        format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+    }
+}
+
+/// 0x01.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Login {
+    pub terminal_id: [u8; 8],
+    /// v2: the model.
+    pub type_id: Option<u16>,
+    /// v2: bits 15–4 zone × 100, bit 3 west, bits 1–0 language.
+    pub zone_language: Option<u16>,
+}
+
+impl Login {
+    pub fn imei(&self) -> String {
+        imei_from_bcd(&self.terminal_id)
+    }
+
+    /// The device's UTC offset in minutes from the time-zone extension (e.g. 800 → +480).
+    pub fn utc_offset_minutes(&self) -> Option<i32> {
+        let word = self.zone_language?;
+        let hhmm = i32::from(word >> 4);
+        let (hours, minutes) = (hhmm / 100, hhmm % 100);
+        if hours > 14 || minutes > 59 {
+            return None;
+        }
+        let offset = hours * 60 + minutes;
+        Some(if word & 0x08 != 0 { -offset } else { offset })
+    }
+}
+
+/// 0x13 / 0x23 / 0x36.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heartbeat<'a> {
+    /// 0x13: the status block (alarm and language absent on short variants).
+    Status { info: u8, voltage_level: u8, gsm_signal: u8, alarm_language: Option<[u8; 2]>, extra: &'a [u8] },
+    /// 0x23 (GK310): info, battery voltage in 0.01 V, GSM level, language.
+    Voltage { info: u8, centivolts: u16, gsm_signal: u8, extra: &'a [u8] },
+    /// A model-specific status layout kept as bytes (0x36).
+    Opaque(&'a [u8]),
+}
+
+/// 0x18 / 0x28 / 0x2C / 0xA1: several cells (and access points) without a GPS fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LbsReport<'a> {
+    pub time: [u8; 6],
+    pub cells: Vec<Cell>,
+    pub timing_advance: u8,
+    pub wifi: Vec<WifiAp>,
+    pub extra: &'a [u8],
+}
+
+/// 0x17 / 0x69 count frames.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WifiLbs {
+    /// BCD YY MM DD hh mm ss, echoed in the reply.
+    pub bcd_time: [u8; 6],
+    pub wifi: Vec<WifiAp>,
+    pub cells: Vec<Cell>,
+}
+
+impl WifiLbs {
+    pub fn timestamp(&self) -> Option<Timestamp> {
+        let mut t = [0u8; 6];
+        for (v, b) in t.iter_mut().zip(self.bcd_time) {
+            *v = crate::wire::bcd::byte_value(b)?;
+        }
+        time_of(t, 0)
+    }
+}
+
+/// 0x94 information transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Info<'a> {
+    pub subtype: u8,
+    pub data: &'a [u8],
+}
+
+/// 0x15 / 0x21 command replies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandReply<'a> {
+    pub server_flag: u32,
+    /// The reply text, decoded (ASCII, or UTF-16BE for 0x21 encoding 2).
+    pub text: String,
+    /// 0x21 encoding byte (1 ASCII, 2 UTF-16BE).
+    pub encoding: Option<u8>,
+    /// 0x15 whose command-length byte does not measure the text (some firmware sends 0 and
+    /// pads the text with NULs): the byte as sent. The text then runs to the first NUL or
+    /// to the language field.
+    pub irregular_length: Option<u8>,
+    /// 0x15: the language field and anything after the text.
+    pub extra: &'a [u8],
+}
+
+/// An alarm code (byte 1 of the alarm/language word).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlarmCode(pub u8);
+
+impl AlarmCode {
+    /// The contract's alarm name for the default (VL03) code table; `None` for "normal", the
+    /// ACC changes (reported as ignition instead) and codes without a name.
+    pub fn name(self) -> Option<&'static str> {
+        Some(match self.0 {
+            0x01 => "sos",
+            0x02 => "power_cut",
+            0x03 => "vibration",
+            0x04 => "geofence_enter",
+            0x05 => "geofence_exit",
+            0x06 => "overspeed",
+            0x09 => "tow",
+            0x0A => "gps_blind_spot_enter",
+            0x0B => "gps_blind_spot_exit",
+            0x0C => "power_on",
+            0x0D => "first_fix",
+            0x0E => "low_external_battery",
+            0x0F => "low_external_battery_protection",
+            0x10 => "sim_changed",
+            0x11 => "power_off",
+            0x12 => "airplane_mode",
+            0x13 => "tamper",
+            0x14 => "door",
+            0x15 => "low_battery_shutdown",
+            0x16 => "sound",
+            0x17 => "fake_base_station",
+            0x18 => "cover_open",
+            0x19 => "low_battery",
+            0x20 => "deep_sleep",
+            0x23 => "fall",
+            0x29 => "harsh_acceleration",
+            0x2A => "harsh_cornering_left",
+            0x2B => "harsh_cornering_right",
+            0x2C => "collision",
+            0x30 => "harsh_braking",
+            0x32 => "unplugged",
+            _ => return None,
+        })
+    }
+
+    /// FE / FF report ACC changes rather than alarms.
+    pub fn ignition(self) -> Option<bool> {
+        match self.0 {
+            0xFE => Some(true),
+            0xFF => Some(false),
+            _ => None,
+        }
+    }
+
+    /// The JC100/JC400 0x95 alarm table.
+    pub fn jc_name(self, with_position: bool) -> &'static str {
+        match self.0 {
+            0x01 if with_position => "sos",
+            0x80 => "vibration",
+            0x87 => "overspeed",
+            0x90 => "harsh_acceleration",
+            0x91 => "harsh_braking",
+            0x92 => "harsh_cornering",
+            0x93 => "collision",
+            _ => "general",
+        }
+    }
+}
+
+/// The alarm carried in bits 5–3 of a terminal-information byte.
+pub fn info_alarm(info: u8) -> Option<&'static str> {
+    match (info >> 3) & 0x07 {
+        0b001 => Some("vibration"),
+        0b010 => Some("power_cut"),
+        0b011 => Some("low_battery"),
+        0b100 => Some("sos"),
+        0b110 => Some("geofence"),
+        0b111 => Some("tamper"),
+        _ => None,
+    }
+}
+
+/// A GT06 message, borrowed from its frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// The login and any bytes after its known fields.
+    Login(Login, &'a [u8]),
+    /// 0x10/0x11/0x12/0x22/0x2D/0x31/0x37/0xA0: a fix, maybe a cell, and the v2 tail.
+    Location {
+        fix: GpsFix,
+        cell: Option<Cell>,
+        /// v2 tail: ACC, data upload mode, re-upload flag.
+        acc: Option<u8>,
+        upload_mode: Option<u8>,
+        reupload: Option<u8>,
+        mileage: Option<u32>,
+        extra: &'a [u8],
+    },
+    /// 0x16/0x26/0x27/0xA4. `lbs` is the LBS block as sent (its length byte not included);
+    /// [`Message::alarm_cell`] reads it.
+    Alarm { fix: GpsFix, lbs: &'a [u8], status: StatusBlock, fence: Option<u8>, extra: &'a [u8] },
+    /// 0x95: an alarm with a time and, in the long form, a position without satellites or speed.
+    AlarmJc { time: [u8; 6], position: Option<(u32, u32, u16)>, code: AlarmCode, extra: &'a [u8] },
+    Heartbeat(Heartbeat<'a>),
+    /// 0x19: one cell and a status block.
+    LbsStatus { cell: Cell, status: StatusBlock, extra: &'a [u8] },
+    Lbs(LbsReport<'a>),
+    Wifi(WifiLbs),
+    /// 0x1A/0x2A: a fix and the phone number the address should go to.
+    AddressRequest { fix: GpsFix, phone: &'a [u8], extra: &'a [u8] },
+    TimeRequest,
+    Info(Info<'a>),
+    CommandReply(CommandReply<'a>),
+    /// Any other protocol number: its content as sent.
+    Unknown(&'a [u8]),
+}
+
+/// Why a frame's content does not fit its protocol number's layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayoutError {
+    pub protocol: u8,
+    pub content_len: usize,
+}
+
+impl std::fmt::Display for LayoutError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "protocol 0x{:02x} content of {} bytes is too short for its layout", self.protocol, self.content_len)
+    }
+}
+
+fn cell_width(protocol: u8) -> CellWidth {
+    match protocol {
+        GPS_4G | LBS_4G | ALARM_4G_MULTI_FENCE => CellWidth::Lte,
+        GPS_LBS_6 => CellWidth::Wide,
+        _ => CellWidth::Classic,
+    }
+}
+
+impl<'a> Message<'a> {
+    /// Reads the content of `frame` by its protocol number.
+    pub fn parse(frame: &Frame<'a>) -> Result<Self, LayoutError> {
+        let err = || LayoutError { protocol: frame.protocol, content_len: frame.content.len() };
+        let mut c = Cursor::new(frame.content);
+        let p = frame.protocol;
+        let message = match p {
+            LOGIN => {
+                let terminal_id = c.array().ok_or_else(err)?;
+                let type_id = c.u16();
+                let zone_language = type_id.and_then(|_| c.u16());
+                Message::Login(Login { terminal_id, type_id, zone_language }, c.rest())
+            }
+            WIFI | WIFI_2 if frame.integrity == Integrity::Absent => {
+                let wifi = Self::wifi_count(&mut c, frame.length_field).ok_or_else(err)?;
+                return Ok(Message::Wifi(wifi));
+            }
+            GPS | GPS_LBS_6 | GPS_LBS | GPS_LBS_2 | GPS_LBS_4 | GPS_LBS_5 | GPS_LBS_3 | GPS_4G => {
+                let fix = GpsFix::read(&mut c).ok_or_else(err)?;
+                let width = cell_width(p);
+                let cell = if p == GPS { None } else { Self::optional_cell(&mut c, width) };
+                let v2 = matches!(p, GPS_LBS_2 | GPS_LBS_4 | GPS_LBS_5 | GPS_LBS_3 | GPS_4G);
+                let (mut acc, mut upload_mode, mut reupload, mut mileage) = (None, None, None, None);
+                if v2 && cell.is_some() && c.remaining() >= 3 {
+                    acc = c.u8();
+                    upload_mode = c.u8();
+                    reupload = c.u8();
+                    // The mileage is only known when it is all that is left (gt06.md §5.2).
+                    if c.remaining() == 4 {
+                        mileage = c.u32();
+                    }
+                }
+                Message::Location { fix, cell, acc, upload_mode, reupload, mileage, extra: c.rest() }
+            }
+            ALARM | ALARM_2 | ALARM_MULTI_FENCE | ALARM_4G_MULTI_FENCE => {
+                let fix = GpsFix::read(&mut c).ok_or_else(err)?;
+                // The LBS length counts itself.
+                let lbs_len = usize::from(c.u8().ok_or_else(err)?);
+                let lbs = c.take(lbs_len.saturating_sub(1)).ok_or_else(err)?;
+                let status = StatusBlock::read(&mut c).ok_or_else(err)?;
+                let fence = if matches!(p, ALARM_MULTI_FENCE | ALARM_4G_MULTI_FENCE) { c.u8() } else { None };
+                Message::Alarm { fix, lbs, status, fence, extra: c.rest() }
+            }
+            ALARM_JC => {
+                let time = c.array().ok_or_else(err)?;
+                // The long form has a position between the time and the code.
+                let position = if frame.content.len() > 7 {
+                    Some((c.u32().ok_or_else(err)?, c.u32().ok_or_else(err)?, c.u16().ok_or_else(err)?))
+                } else {
+                    None
+                };
+                let code = AlarmCode(c.u8().ok_or_else(err)?);
+                Message::AlarmJc { time, position, code, extra: c.rest() }
+            }
+            HEARTBEAT => {
+                let [info, voltage_level, gsm_signal] = c.array().ok_or_else(err)?;
+                let alarm_language = c.array();
+                Message::Heartbeat(Heartbeat::Status { info, voltage_level, gsm_signal, alarm_language, extra: c.rest() })
+            }
+            HEARTBEAT_2 => {
+                let info = c.u8().ok_or_else(err)?;
+                let centivolts = c.u16().ok_or_else(err)?;
+                let gsm_signal = c.u8().ok_or_else(err)?;
+                Message::Heartbeat(Heartbeat::Voltage { info, centivolts, gsm_signal, extra: c.rest() })
+            }
+            STATUS_2 => Message::Heartbeat(Heartbeat::Opaque(frame.content)),
+            LBS_STATUS => {
+                let cell = Cell::read(&mut c, CellWidth::Classic).ok_or_else(err)?;
+                let status = StatusBlock::read(&mut c).ok_or_else(err)?;
+                Message::LbsStatus { cell, status, extra: c.rest() }
+            }
+            LBS_EXTEND | LBS_MULTIPLE | LBS_WIFI | LBS_4G => {
+                let time = c.array().ok_or_else(err)?;
+                let width = cell_width(p);
+                let (mcc, mnc, mnc_wide) = read_operator(&mut c, false).ok_or_else(err)?;
+                let mut cells = Vec::with_capacity(LBS_MULTI_CELLS);
+                for _ in 0..LBS_MULTI_CELLS {
+                    let (lac, cell_id) = read_lac_ci(&mut c, width).ok_or_else(err)?;
+                    let rssi = c.u8().ok_or_else(err)?;
+                    cells.push(Cell { mcc, mnc, mnc_wide, lac, cell_id, rssi: Some(rssi) });
+                }
+                let timing_advance = c.u8().ok_or_else(err)?;
+                let mut wifi = Vec::new();
+                if p == LBS_WIFI {
+                    let n = c.u8().ok_or_else(err)?;
+                    for _ in 0..n {
+                        wifi.push(WifiAp::read(&mut c).ok_or_else(err)?);
+                    }
+                }
+                Message::Lbs(LbsReport { time, cells, timing_advance, wifi, extra: c.rest() })
+            }
+            GPS_PHONE | ADDRESS_REQUEST => {
+                let fix = GpsFix::read(&mut c).ok_or_else(err)?;
+                let phone = c.take(PHONE_LEN).ok_or_else(err)?;
+                Message::AddressRequest { fix, phone, extra: c.rest() }
+            }
+            TIME_REQUEST => Message::TimeRequest,
+            INFO => {
+                let subtype = c.u8().ok_or_else(err)?;
+                Message::Info(Info { subtype, data: c.rest() })
+            }
+            COMMAND_REPLY => {
+                let length_byte = c.u8().ok_or_else(err)?;
+                let server_flag = c.u32().ok_or_else(err)?;
+                let command_len = usize::from(length_byte);
+                let regular = command_len >= 4 && command_len - 4 <= c.remaining();
+                let text_len = if regular {
+                    command_len - 4
+                } else {
+                    let body = &c.rest()[..c.remaining().saturating_sub(2)];
+                    body.iter().position(|&b| b == 0).unwrap_or(body.len())
+                };
+                let text = c.take(text_len).ok_or_else(err)?.iter().map(|&b| char::from(b)).collect();
+                let irregular_length = (!regular).then_some(length_byte);
+                Message::CommandReply(CommandReply { server_flag, text, encoding: None, irregular_length, extra: c.rest() })
+            }
+            COMMAND_REPLY_LONG => {
+                let server_flag = c.u32().ok_or_else(err)?;
+                let encoding = c.u8().ok_or_else(err)?;
+                let raw = c.rest();
+                let text = if encoding == 2 {
+                    let units = raw.chunks(2).map(|u| u16::from_be_bytes([u[0], *u.get(1).unwrap_or(&0)]));
+                    char::decode_utf16(units).map(|r| r.unwrap_or(char::REPLACEMENT_CHARACTER)).collect()
+                } else {
+                    raw.iter().map(|&b| char::from(b)).collect()
+                };
+                Message::CommandReply(CommandReply {
+                    server_flag,
+                    text,
+                    encoding: Some(encoding),
+                    irregular_length: None,
+                    extra: &[],
+                })
+            }
+            _ => Message::Unknown(frame.content),
+        };
+        Ok(message)
+    }
+
+    /// The cell of an alarm's LBS block, if it holds one.
+    pub fn alarm_cell(lbs: &[u8], protocol: u8) -> Option<Cell> {
+        Cell::read(&mut Cursor::new(lbs), cell_width(protocol))
+    }
+
+    /// Writes one cell as an alarm's LBS block (for building frames).
+    pub fn alarm_lbs(cell: &Cell, protocol: u8) -> Vec<u8> {
+        let mut out = Vec::new();
+        cell.write(&mut out, cell_width(protocol));
+        out
+    }
+
+    fn optional_cell(c: &mut Cursor<'a>, width: CellWidth) -> Option<Cell> {
+        let mut probe = Cursor::new(c.rest());
+        let cell = Cell::read(&mut probe, width)?;
+        c.take(probe.position())?;
+        Some(cell)
+    }
+
+    fn wifi_count(c: &mut Cursor<'a>, access_points: usize) -> Option<WifiLbs> {
+        let bcd_time = c.array()?;
+        let wifi = (0..access_points).map(|_| WifiAp::read(c)).collect::<Option<Vec<_>>>()?;
+        let cell_count = c.u8()?;
+        let (mcc, mnc, mnc_wide) = read_operator(c, false)?;
+        let mut cells = Vec::with_capacity(usize::from(cell_count));
+        for _ in 0..cell_count {
+            let lac = u32::from(c.u16()?);
+            let cell_id = u64::from(c.u16()?);
+            cells.push(Cell { mcc, mnc, mnc_wide, lac, cell_id, rssi: Some(c.u8()?) });
+        }
+        (c.remaining() == 0).then_some(WifiLbs { bcd_time, wifi, cells })
+    }
+
+    /// Writes this message's content for `protocol` (the inverse of [`Message::parse`]).
+    /// `None` for values no frame can carry.
+    pub fn write_content(&self, protocol: u8, out: &mut Vec<u8>) -> Option<()> {
+        match self {
+            Message::Login(l, extra) => {
+                out.extend_from_slice(&l.terminal_id);
+                if let Some(t) = l.type_id {
+                    out.extend_from_slice(&t.to_be_bytes());
+                    if let Some(z) = l.zone_language {
+                        out.extend_from_slice(&z.to_be_bytes());
+                    }
+                }
+                out.extend_from_slice(extra);
+            }
+            Message::Location { fix, cell, acc, upload_mode, reupload, mileage, extra } => {
+                fix.write(out);
+                if let Some(cell) = cell {
+                    cell.write(out, cell_width(protocol));
+                }
+                for b in [acc, upload_mode, reupload].into_iter().flatten() {
+                    out.push(*b);
+                }
+                if let Some(m) = mileage {
+                    out.extend_from_slice(&m.to_be_bytes());
+                }
+                out.extend_from_slice(extra);
+            }
+            Message::Alarm { fix, lbs, status, fence, extra } => {
+                fix.write(out);
+                out.push(u8::try_from(lbs.len() + 1).ok()?);
+                out.extend_from_slice(lbs);
+                status.write(out);
+                out.extend(fence);
+                out.extend_from_slice(extra);
+            }
+            Message::AlarmJc { time, position, code, extra } => {
+                out.extend_from_slice(time);
+                if let Some((lat, lon, course)) = position {
+                    out.extend_from_slice(&lat.to_be_bytes());
+                    out.extend_from_slice(&lon.to_be_bytes());
+                    out.extend_from_slice(&course.to_be_bytes());
+                }
+                out.push(code.0);
+                out.extend_from_slice(extra);
+            }
+            Message::Heartbeat(Heartbeat::Status { info, voltage_level, gsm_signal, alarm_language, extra }) => {
+                out.extend_from_slice(&[*info, *voltage_level, *gsm_signal]);
+                out.extend(alarm_language.iter().flatten());
+                out.extend_from_slice(extra);
+            }
+            Message::Heartbeat(Heartbeat::Voltage { info, centivolts, gsm_signal, extra }) => {
+                out.push(*info);
+                out.extend_from_slice(&centivolts.to_be_bytes());
+                out.push(*gsm_signal);
+                out.extend_from_slice(extra);
+            }
+            Message::Heartbeat(Heartbeat::Opaque(bytes)) | Message::Unknown(bytes) => out.extend_from_slice(bytes),
+            Message::LbsStatus { cell, status, extra } => {
+                cell.write(out, CellWidth::Classic);
+                status.write(out);
+                out.extend_from_slice(extra);
+            }
+            Message::Lbs(r) => {
+                out.extend_from_slice(&r.time);
+                let first = r.cells.first()?;
+                if r.cells.len() != LBS_MULTI_CELLS {
+                    return None;
+                }
+                write_operator(out, first.mcc, first.mnc, first.mnc_wide);
+                for cell in &r.cells {
+                    write_lac_ci(out, cell.lac, cell.cell_id, cell_width(protocol));
+                    out.push(cell.rssi.unwrap_or(0));
+                }
+                out.push(r.timing_advance);
+                if protocol == LBS_WIFI {
+                    out.push(u8::try_from(r.wifi.len()).ok()?);
+                    for ap in &r.wifi {
+                        out.extend_from_slice(&ap.mac);
+                        out.push(ap.rssi);
+                    }
+                }
+                out.extend_from_slice(r.extra);
+            }
+            Message::Wifi(w) => {
+                out.extend_from_slice(&w.bcd_time);
+                for ap in &w.wifi {
+                    out.extend_from_slice(&ap.mac);
+                    out.push(ap.rssi);
+                }
+                out.push(u8::try_from(w.cells.len()).ok()?);
+                let (mcc, mnc, wide) = w.cells.first().map_or((0, 0, false), |c| (c.mcc, c.mnc, c.mnc_wide));
+                write_operator(out, mcc, mnc, wide);
+                for cell in &w.cells {
+                    out.extend_from_slice(&(cell.lac as u16).to_be_bytes());
+                    out.extend_from_slice(&(cell.cell_id as u16).to_be_bytes());
+                    out.push(cell.rssi.unwrap_or(0));
+                }
+            }
+            Message::AddressRequest { fix, phone, extra } => {
+                fix.write(out);
+                out.extend_from_slice(phone);
+                out.extend_from_slice(extra);
+            }
+            Message::TimeRequest => {}
+            Message::Info(i) => {
+                out.push(i.subtype);
+                out.extend_from_slice(i.data);
+            }
+            Message::CommandReply(r) => {
+                match r.encoding {
+                    None => {
+                        if !r.text.chars().all(|ch| u32::from(ch) <= 0xFF) {
+                            return None;
+                        }
+                        match r.irregular_length {
+                            Some(b) => out.push(b),
+                            None => out.push(u8::try_from(4 + r.text.chars().count()).ok()?),
+                        }
+                        out.extend_from_slice(&r.server_flag.to_be_bytes());
+                        out.extend(r.text.chars().map(|ch| ch as u8));
+                    }
+                    Some(encoding) => {
+                        out.extend_from_slice(&r.server_flag.to_be_bytes());
+                        out.push(encoding);
+                        if encoding == 2 {
+                            for unit in r.text.encode_utf16() {
+                                out.extend_from_slice(&unit.to_be_bytes());
+                            }
+                        } else {
+                            if !r.text.chars().all(|ch| u32::from(ch) <= 0xFF) {
+                                return None;
+                            }
+                            out.extend(r.text.chars().map(|ch| ch as u8));
+                        }
+                    }
+                }
+                out.extend_from_slice(r.extra);
+            }
+        }
+        Some(())
+    }
+}
