@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use trackgate::corpus;
 use trackgate::decode::{decode_reader, decode_to, parse_hex, parse_hex_header, DecodeError, DecodeSummary};
-use trackgate_codecs::gt06::CrcPolicy;
 use trackgate::protocols::{parse_utc_offset, stream_decoder, StreamOptions, Transport};
 use trackgate::serve::{bind_all, default_port, ListenSpec, ServeLimits};
 use trackgate::sink::{self, FsyncPolicy, JsonlSink, RecordSink, SinkSpec};
+use trackgate_codecs::gt06::CrcPolicy;
 use trackgate_codecs::Protocol;
 
 /// Exit codes of the contract: 0 clean, 1 something rejected or failed, 2 usage.

@@ -74,7 +74,11 @@ pub struct NotImplemented(pub Protocol);
 
 impl fmt::Display for NotImplemented {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "protocol {} is not implemented yet in this version of trackgate (gt06, nmea and teltonika are)", self.0)
+        write!(
+            f,
+            "protocol {} is not implemented yet in this version of trackgate (gt06, nmea and teltonika are)",
+            self.0
+        )
     }
 }
 
@@ -87,7 +91,9 @@ pub fn stream_decoder(
 ) -> Result<Box<dyn RecordDecoder + Send>, NotImplemented> {
     match protocol {
         Protocol::Nmea => Ok(Box::new(NmeaDecoder::new(nmea::DEFAULT_LIMITS))),
-        Protocol::Gt06 => Ok(Box::new(Gt06Decoder::new(Gt06Options { crc: options.gt06_crc, ..Gt06Options::default() }))),
+        Protocol::Gt06 => {
+            Ok(Box::new(Gt06Decoder::new(Gt06Options { crc: options.gt06_crc, ..Gt06Options::default() })))
+        }
         Protocol::Teltonika if options.transport == Transport::Udp => Ok(Box::new(TeltonikaDecoder::udp())),
         Protocol::Teltonika => Ok(Box::new(TeltonikaDecoder::tcp())),
         other => Err(NotImplemented(other)),

@@ -217,16 +217,22 @@ impl Gt06Framer {
         if self.lenient {
             // The frame's end by the first stop bytes before the next frame, if any are long
             // enough to hold a protocol number.
-            let first_stop = first_stop.or_else(|| {
-                (header + 1 + STOP.len()..=bound).find(|&end| b[end - 2..end] == STOP)
-            });
+            let first_stop =
+                first_stop.or_else(|| (header + 1 + STOP.len()..=bound).find(|&end| b[end - 2..end] == STOP));
             if let Some(end) = first_stop {
                 return Judged::Frame(end, FrameShape { integrity: Integrity::Unchecked, length_field_ok: false });
             }
         }
         let consumed = bound.max(1);
-        let reason = if !standard && nominal > window {
-            Reject::new(RejectKind::TooLong, format!("length field says {nominal} bytes, more than the {window} allowed"))
+        let reason = if bound < min_end {
+            // Another start marker follows too closely for a frame to fit: these bytes only
+            // looked like a start.
+            Reject::new(RejectKind::Garbage, "bytes that start no GT06 frame")
+        } else if !standard && nominal > window {
+            Reject::new(
+                RejectKind::TooLong,
+                format!("length field says {nominal} bytes, more than the {window} allowed"),
+            )
         } else if at_end && bound == b.len() && !b.ends_with(&STOP) {
             Reject::new(RejectKind::Truncated, "stream ended inside a frame")
         } else {
@@ -250,11 +256,12 @@ impl Gt06Framer {
     }
 }
 
-/// Where the search for a frame's end stops: the next start marker inside the window, else
+/// Where the search for a frame's end stops: the next start marker inside the window (from the
+/// second byte on: `78 78 78` may be a frame whose length byte is 0x78 or junk before one), else
 /// the window's end (or the stream's). `None` while the bytes cannot tell yet.
 fn marker_bound(b: &[u8], window: usize, at_end: bool) -> Option<usize> {
     let end = window.min(b.len());
-    for i in 2..end {
+    for i in 1..end {
         if matches!(b[i], 0x78 | 0x79) {
             match b.get(i + 1) {
                 Some(&next) if next == b[i] => return Some(i),

@@ -79,11 +79,19 @@ impl GpsFix {
     }
     pub fn latitude(&self) -> f64 {
         let v = f64::from(self.latitude_raw) / UNITS_PER_DEGREE;
-        if self.course_status & NORTH != 0 { v } else { -v }
+        if self.course_status & NORTH != 0 {
+            v
+        } else {
+            -v
+        }
     }
     pub fn longitude(&self) -> f64 {
         let v = f64::from(self.longitude_raw) / UNITS_PER_DEGREE;
-        if self.course_status & WEST != 0 { -v } else { v }
+        if self.course_status & WEST != 0 {
+            -v
+        } else {
+            v
+        }
     }
     pub fn course(&self) -> u16 {
         self.course_status & COURSE_MASK
@@ -419,16 +427,35 @@ pub enum Message<'a> {
     },
     /// 0x16/0x26/0x27/0xA4. `lbs` is the LBS block as sent (its length byte not included);
     /// [`Message::alarm_cell`] reads it.
-    Alarm { fix: GpsFix, lbs: &'a [u8], status: StatusBlock, fence: Option<u8>, extra: &'a [u8] },
+    Alarm {
+        fix: GpsFix,
+        lbs: &'a [u8],
+        status: StatusBlock,
+        fence: Option<u8>,
+        extra: &'a [u8],
+    },
     /// 0x95: an alarm with a time and, in the long form, a position without satellites or speed.
-    AlarmJc { time: [u8; 6], position: Option<(u32, u32, u16)>, code: AlarmCode, extra: &'a [u8] },
+    AlarmJc {
+        time: [u8; 6],
+        position: Option<(u32, u32, u16)>,
+        code: AlarmCode,
+        extra: &'a [u8],
+    },
     Heartbeat(Heartbeat<'a>),
     /// 0x19: one cell and a status block.
-    LbsStatus { cell: Cell, status: StatusBlock, extra: &'a [u8] },
+    LbsStatus {
+        cell: Cell,
+        status: StatusBlock,
+        extra: &'a [u8],
+    },
     Lbs(LbsReport<'a>),
     Wifi(WifiLbs),
     /// 0x1A/0x2A: a fix and the phone number the address should go to.
-    AddressRequest { fix: GpsFix, phone: &'a [u8], extra: &'a [u8] },
+    AddressRequest {
+        fix: GpsFix,
+        phone: &'a [u8],
+        extra: &'a [u8],
+    },
     TimeRequest,
     Info(Info<'a>),
     CommandReply(CommandReply<'a>),
@@ -514,7 +541,13 @@ impl<'a> Message<'a> {
             HEARTBEAT => {
                 let [info, voltage_level, gsm_signal] = c.array().ok_or_else(err)?;
                 let alarm_language = c.array();
-                Message::Heartbeat(Heartbeat::Status { info, voltage_level, gsm_signal, alarm_language, extra: c.rest() })
+                Message::Heartbeat(Heartbeat::Status {
+                    info,
+                    voltage_level,
+                    gsm_signal,
+                    alarm_language,
+                    extra: c.rest(),
+                })
             }
             HEARTBEAT_2 => {
                 let info = c.u8().ok_or_else(err)?;
@@ -571,7 +604,13 @@ impl<'a> Message<'a> {
                 };
                 let text = c.take(text_len).ok_or_else(err)?.iter().map(|&b| char::from(b)).collect();
                 let irregular_length = (!regular).then_some(length_byte);
-                Message::CommandReply(CommandReply { server_flag, text, encoding: None, irregular_length, extra: c.rest() })
+                Message::CommandReply(CommandReply {
+                    server_flag,
+                    text,
+                    encoding: None,
+                    irregular_length,
+                    extra: c.rest(),
+                })
             }
             COMMAND_REPLY_LONG => {
                 let server_flag = c.u32().ok_or_else(err)?;

@@ -247,7 +247,11 @@ impl Gt06Decoder {
     }
 
     fn offset_for(&self, protocol: u8) -> i32 {
-        if local_time(protocol) { self.utc_offset_minutes } else { 0 }
+        if local_time(protocol) {
+            self.utc_offset_minutes
+        } else {
+            0
+        }
     }
 
     /// The records and replies for one frame; pushes nothing when it fails.

@@ -1,1 +1,516 @@
+use proptest::prelude::*;
+
+use super::message::info_alarm;
 use super::*;
+use crate::framing::{Framer, Framing, RejectKind};
+use crate::record::{Kind, Record};
+use crate::stream::{decode_in_reads, RecordDecoder, StreamEvent};
+use crate::time::Timestamp;
+
+fn hex(s: &str) -> Vec<u8> {
+    let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+}
+
+fn decode_with(decoder: &mut Gt06Decoder, input: &[u8]) -> Vec<StreamEvent> {
+    let mut out = Vec::new();
+    let used = decoder.decode(input, true, &mut out);
+    assert_eq!(used, input.len());
+    out
+}
+
+fn decode(input: &[u8]) -> Vec<StreamEvent> {
+    decode_with(&mut Gt06Decoder::default(), input)
+}
+
+fn records(events: &[StreamEvent]) -> Vec<&Record> {
+    events.iter().filter_map(|e| if let StreamEvent::Record(r) = e { Some(r) } else { None }).collect()
+}
+
+fn replies(events: &[StreamEvent]) -> Vec<Vec<u8>> {
+    events.iter().filter_map(|e| if let StreamEvent::Reply(r) = e { Some(r.clone()) } else { None }).collect()
+}
+
+fn rejects(events: &[StreamEvent]) -> Vec<RejectKind> {
+    events
+        .iter()
+        .filter_map(|e| if let StreamEvent::Rejected { reason, .. } = e { Some(reason.kind) } else { None })
+        .collect()
+}
+
+const LOGIN_V1: &str = "78 78 0D 01 01 23 45 67 89 01 23 45 00 01 8C DD 0D 0A";
+const LOGIN_V2: &str = "78 78 11 01 07 52 53 36 78 90 02 42 70 00 32 01 00 05 12 79 0D 0A";
+const LOCATION_12: &str =
+    "78 78 1F 12 0B 08 1D 11 2E 10 CF 02 7A C7 EB 0C 46 58 49 00 14 8F 01 CC 00 28 7D 00 1F B8 00 03 80 81 0D 0A";
+const HEARTBEAT_13: &str = "78 78 0A 13 44 01 04 00 01 00 05 08 45 0D 0A";
+const ALARM_16: &str = "78 78 25 16 0B 0B 0F 0E 24 1D CF 02 7A C8 87 0C 46 57 E6 00 14 02 09 01 CC 00 28 7D 00 1F 72 65 06 04 01 01 00 36 56 A4 0D 0A";
+const LOCATION_22: &str = "78 78 22 22 0F 0C 1D 02 33 05 C9 02 7A C8 18 0C 46 58 60 00 14 00 01 CC 00 28 7D 00 1F 71 00 00 01 00 08 20 86 0D 0A";
+const LOCATION_12_ACC: &str = "78781F12110616091835D0024BB93007D3FB783DD4C501940500F2006C8504A6E0370D0A";
+const TIME_REQUEST_8A: &str = "78 78 05 8A 00 06 88 29 0D 0A";
+const REPLY_15: &str = "78 78 18 15 10 00 01 A9 58 44 59 44 3D 53 75 63 63 65 73 73 21 00 02 00 18 91 77 0D 0A";
+const REPLY_21: &str = "79 79 00 26 21 00 00 00 00 02 00 43 00 6F 00 6D 00 6D 00 61 00 6E 00 64 00 20 00 65 00 72 00 72 00 6F 00 72 00 21 00 23 6E 85 0D 0A";
+const WIFI_69: &str =
+    "787800691709261259400700cc0400d376714600d37a3d5000d37a3c5000d393505a00d3765d5a00d376735a00d32e6b640d0a";
+
+#[test]
+fn v1_login_gives_the_imei_and_is_acked_byte_exact() {
+    let ev = decode(&hex(LOGIN_V1));
+    let r = records(&ev)[0];
+    assert_eq!(r.kind, Kind::Login);
+    assert_eq!(r.device_id.as_deref(), Some("123456789012345"));
+    assert_eq!(r.seq, Some(1));
+    assert_eq!(replies(&ev), vec![hex("78 78 05 01 00 01 D9 DC 0D 0A")]);
+    // The real device of the same document.
+    let ev = decode(&hex("78780D01035341353215036200022D060D0A"));
+    assert_eq!(records(&ev)[0].device_id.as_deref(), Some("353413532150362"));
+    assert_eq!(replies(&ev), vec![hex("78 78 05 01 00 02 EB 47 0D 0A")]);
+}
+
+#[test]
+fn v2_login_time_zone_applies_to_v1_times_only() {
+    let mut input = hex(LOGIN_V2);
+    input.extend(hex(LOCATION_12));
+    input.extend(hex(LOCATION_22));
+    let ev = decode(&input);
+    let r = records(&ev);
+    assert_eq!(r[0].device_id.as_deref(), Some("752533678900242"));
+    assert_eq!(r[0].attributes.get("utc_offset").unwrap(), "+08:00");
+    assert_eq!(r[0].attributes.get("type_id").unwrap(), 0x7000);
+    assert_eq!(replies(&ev)[0], hex("78 78 05 01 00 05 9F F8 0D 0A"));
+    // 0x12 is local time on such a device: 17:46:16 at +08:00 is 09:46:16 UTC.
+    assert_eq!(r[1].fix_time.unwrap().to_string(), "2011-08-29T09:46:16Z");
+    // 0x22 is UTC by definition.
+    assert_eq!(r[2].fix_time.unwrap().to_string(), "2015-12-29T02:51:05Z");
+    assert!(r[1..].iter().all(|r| r.device_id.as_deref() == Some("752533678900242")));
+}
+
+#[test]
+fn location_0x12_worked_example() {
+    let ev = decode(&hex(LOCATION_12));
+    let r = records(&ev)[0];
+    assert_eq!((r.kind, r.message_type.as_ref(), r.seq), (Kind::Position, "0x12", Some(3)));
+    assert_eq!(r.fix_time.unwrap().to_string(), "2011-08-29T17:46:16Z");
+    assert_eq!(r.satellites, Some(15));
+    assert!((r.latitude.unwrap() - 23.111_668_3).abs() < 1e-6);
+    assert!((r.longitude.unwrap() - 114.409_285).abs() < 1e-6);
+    assert_eq!((r.speed_kmh, r.course_deg, r.valid), (Some(0.0), Some(143.0), Some(true)));
+    assert_eq!(r.attributes.get("mcc").unwrap(), 460);
+    assert_eq!(r.attributes.get("lac").unwrap(), 0x287D);
+    assert_eq!(r.attributes.get("cell_id").unwrap(), 0x1FB8);
+    assert_eq!(replies(&ev), vec![hex("78 78 05 12 00 03 90 3F 0D 0A")]);
+}
+
+#[test]
+fn location_with_acc_bits_and_an_indian_cell() {
+    let r = decode(&hex(LOCATION_12_ACC));
+    let r = records(&r)[0];
+    assert_eq!(r.fix_time.unwrap().to_string(), "2017-06-22T09:24:53Z");
+    assert!((r.latitude.unwrap() - 21.398_355_6).abs() < 1e-6);
+    assert!((r.longitude.unwrap() - 72.962_768_9).abs() < 1e-6);
+    assert_eq!((r.speed_kmh, r.course_deg), (Some(61.0), Some(197.0)));
+    assert_eq!(r.attributes.get("ignition").unwrap(), true);
+    assert_eq!(r.attributes.get("mcc").unwrap(), 404);
+    assert_eq!(r.attributes.get("mnc").unwrap(), 5);
+    assert_eq!(r.seq, Some(0x04A6));
+}
+
+#[test]
+fn location_0x22_tail() {
+    let r = decode(&hex(LOCATION_22));
+    let r = records(&r)[0];
+    assert_eq!(r.satellites, Some(9));
+    assert!((r.latitude.unwrap() - 23.111_693_3).abs() < 1e-6);
+    assert_eq!(r.attributes.get("ignition").unwrap(), false);
+    assert_eq!(r.attributes.get("upload_mode").unwrap(), 0);
+    assert_eq!(r.attributes.get("buffered").unwrap(), true);
+    assert!(r.attributes.get("odometer_m").is_none());
+}
+
+#[test]
+fn heartbeat_and_its_ack() {
+    let ev = decode(&hex(HEARTBEAT_13));
+    let r = records(&ev)[0];
+    assert_eq!(r.kind, Kind::Heartbeat);
+    assert_eq!(r.attributes.get("gps_tracking").unwrap(), true);
+    assert_eq!(r.attributes.get("charging").unwrap(), true);
+    assert_eq!(r.attributes.get("ignition").unwrap(), false);
+    assert_eq!(r.attributes.get("armed").unwrap(), false);
+    assert_eq!(r.attributes.get("battery_level").unwrap(), 1);
+    assert_eq!(r.attributes.get("gsm_signal").unwrap(), 4);
+    assert!(r.alarms.is_empty());
+    assert_eq!(replies(&ev), vec![hex("78 78 05 13 00 05 AF D5 0D 0A")]);
+}
+
+#[test]
+fn alarm_0x16_sos_and_its_ack() {
+    let ev = decode(&hex(ALARM_16));
+    let r = records(&ev)[0];
+    assert_eq!(r.kind, Kind::Position);
+    assert_eq!(r.fix_time.unwrap().to_string(), "2011-11-15T14:36:29Z");
+    assert!((r.latitude.unwrap() - 23.111_755).abs() < 1e-6);
+    assert_eq!(r.course_deg, Some(2.0));
+    assert_eq!(r.alarms, vec!["sos"]);
+    assert_eq!(r.attributes.get("alarm_raw").unwrap(), 1);
+    assert_eq!(r.attributes.get("armed").unwrap(), true);
+    assert_eq!(r.attributes.get("battery_level").unwrap(), 6);
+    assert_eq!(r.attributes.get("cell_id").unwrap(), 0x1F72);
+    assert_eq!(replies(&ev), vec![hex("78 78 05 16 00 36 95 70 0D 0A")]);
+}
+
+#[test]
+fn time_request_is_answered_with_the_callers_clock_only() {
+    // Without a clock there is no honest answer.
+    let ev = decode(&hex(TIME_REQUEST_8A));
+    assert_eq!(records(&ev)[0].kind, Kind::TimeRequest);
+    assert!(replies(&ev).is_empty());
+    let mut d = Gt06Decoder::default();
+    let now = Timestamp::parse_rfc3339("2024-05-01T12:34:56Z").unwrap();
+    d.set_now(now);
+    let ev = decode_with(&mut d, &hex(TIME_REQUEST_8A));
+    assert_eq!(replies(&ev), vec![hex("78 78 0B 8A 18 05 01 0C 22 38 00 06 38 DC 0D 0A")]);
+}
+
+#[test]
+fn commands_encode_byte_exact_and_replies_name_them() {
+    assert_eq!(
+        encode_command(0x0001_A958, "DYD,000000#", None, 0x00A0).unwrap(),
+        hex("78 78 15 80 0F 00 01 A9 58 44 59 44 2C 30 30 30 30 30 30 23 00 A0 DC F1 0D 0A")
+    );
+    assert_eq!(
+        encode_command(0, "Relay,1#", None, 0).unwrap(),
+        hex("78 78 12 80 0C 00 00 00 00 52 65 6C 61 79 2C 31 23 00 00 9D EE 0D 0A")
+    );
+    assert_eq!(
+        encode_command(0, "Relay,1#", Some(LANGUAGE_ENGLISH), 1).unwrap(),
+        hex("78781480 0C 00000000 52656C61792C3123 0002 0001 E416 0D0A")
+    );
+    assert!(encode_command(0, "Relé#", None, 0).is_none());
+
+    let mut d = Gt06Decoder::default();
+    let first = d.command("WHERE#", None).unwrap();
+    let second = d.command("DYD,000000#", None).unwrap();
+    assert_eq!(&first[5..9], &1u32.to_be_bytes());
+    assert_eq!(&second[5..9], &2u32.to_be_bytes());
+    // The document's reply carries flag 0x0001A958; make one for flag 2 the same way.
+    let mut reply = Vec::new();
+    let mut content = vec![16u8];
+    content.extend_from_slice(&2u32.to_be_bytes());
+    content.extend_from_slice(b"DYD=Success!\x00\x02");
+    encode_frame(&mut reply, false, COMMAND_REPLY, &content, 0x18).unwrap();
+    let ev = decode_with(&mut d, &reply);
+    let r = records(&ev)[0];
+    assert_eq!(r.kind, Kind::CommandResponse);
+    assert_eq!(r.attributes.get("text").unwrap(), "DYD=Success!");
+    assert_eq!(r.attributes.get("command").unwrap(), "DYD,000000#");
+    assert!(replies(&ev).is_empty(), "command replies are never acked");
+
+    let ev = decode(&hex(REPLY_15));
+    let r = records(&ev)[0];
+    assert_eq!(r.attributes.get("server_flag").unwrap(), 0x0001_A958);
+    assert_eq!(r.attributes.get("text").unwrap(), "DYD=Success!");
+    assert!(r.attributes.get("command").is_none());
+    let ev = decode(&hex(REPLY_21));
+    assert_eq!(records(&ev)[0].attributes.get("text").unwrap(), "Command error!");
+    assert_eq!(records(&ev)[0].seq, Some(0x23));
+    assert!(replies(&ev).is_empty());
+}
+
+#[test]
+fn wifi_count_frame_is_measured_by_its_counts_and_answered() {
+    let ev = decode(&hex(WIFI_69));
+    let r = records(&ev)[0];
+    assert_eq!(r.fix_time.unwrap().to_string(), "2017-09-26T12:59:40Z");
+    assert_eq!(r.attributes.get("checksum_missing").unwrap(), true);
+    assert_eq!(r.attributes.get("cells").unwrap().as_array().unwrap().len(), 7);
+    assert_eq!(replies(&ev), vec![hex("7878 00 69 170926125940 0d0a")]);
+}
+
+#[test]
+fn other_acks_and_silences() {
+    // 0x94 information is never acked; an unknown short type is, a command-range one is not.
+    let mut info = Vec::new();
+    encode_frame(&mut info, true, INFO, &[0x00, 0x04, 0xEA], 7).unwrap();
+    let ev = decode(&info);
+    assert_eq!(records(&ev)[0].attributes.get("power_v").unwrap(), 12.58);
+    assert!(replies(&ev).is_empty());
+    let mut unknown = Vec::new();
+    encode_frame(&mut unknown, false, 0x5B, &[1, 2, 3], 9).unwrap();
+    let ev = decode(&unknown);
+    assert_eq!(records(&ev)[0].kind, Kind::Unknown);
+    assert_eq!(records(&ev)[0].attributes.get("data").unwrap(), "010203");
+    assert_eq!(replies(&ev), vec![ack(false, 0x5B, 9)]);
+    let mut command = Vec::new();
+    encode_frame(&mut command, false, 0x81, &[1], 9).unwrap();
+    assert!(replies(&decode(&command)).is_empty());
+    // No geocoder: an address request gets the "no address" answer.
+    assert_eq!(no_address_reply()[..5], [0x79, 0x79, 0x00, 0x15, ADDRESS_REPLY_EN]);
+}
+
+#[test]
+fn bad_crc_is_rejected_strictly_and_marked_leniently() {
+    let mut bad = hex(LOCATION_12);
+    bad[10] ^= 0x01;
+    let mut input = bad.clone();
+    input.extend(hex(HEARTBEAT_13));
+    let ev = decode(&input);
+    assert_eq!(rejects(&ev), vec![RejectKind::Checksum]);
+    assert!(matches!(&ev[0], StreamEvent::Rejected { offset: 0, len, .. } if *len == bad.len()));
+    assert_eq!(records(&ev).len(), 1, "the heartbeat after it decodes");
+    assert_eq!(replies(&ev).len(), 1, "a rejected frame is not acked");
+
+    let mut lenient = Gt06Decoder::new(Gt06Options { crc: CrcPolicy::Lenient, ..Gt06Options::default() });
+    let ev = decode_with(&mut lenient, &input);
+    assert!(rejects(&ev).is_empty());
+    assert_eq!(records(&ev)[0].attributes.get("crc_ok").unwrap(), false);
+    assert!(records(&ev)[1].attributes.get("crc_ok").is_none());
+}
+
+#[test]
+fn a_wrong_length_byte_with_a_right_crc_decodes() {
+    let ev = decode(&hex("787808134606020002044dc5050d0a"));
+    assert!(rejects(&ev).is_empty());
+    assert_eq!(records(&ev)[0].attributes.get("length_field_ok").unwrap(), false);
+}
+
+#[test]
+fn garbage_between_frames_costs_only_itself() {
+    let mut input = b"\x00\x01hello\x78".to_vec();
+    input.extend(hex(LOGIN_V1));
+    input.extend(b"\x79\x79junk");
+    input.extend(hex(HEARTBEAT_13));
+    let ev = decode(&input);
+    assert_eq!(records(&ev).len(), 2);
+    assert_eq!(rejects(&ev).len(), 2);
+    assert!(
+        matches!(&ev[0], StreamEvent::Rejected { offset: 0, len: 8, reason } if reason.kind == RejectKind::Garbage)
+    );
+}
+
+#[test]
+fn every_truncation_point_is_incomplete_with_the_bytes_needed() {
+    for frame in [LOGIN_V1, LOGIN_V2, LOCATION_12, ALARM_16, REPLY_21, HEARTBEAT_13] {
+        let bytes = hex(frame);
+        let mut framer = Gt06Framer::default();
+        for cut in 1..bytes.len() {
+            match framer.next_frame(&bytes[..cut]) {
+                Framing::Incomplete { needed } => {
+                    let header = if bytes[0] == 0x79 { 5 } else { 4 };
+                    if cut >= header {
+                        assert_eq!(needed, bytes.len() - cut, "{frame} cut at {cut}");
+                    } else {
+                        assert!(needed >= 1 && cut + needed <= bytes.len());
+                    }
+                }
+                other => panic!("{frame} cut at {cut}: {other:?}"),
+            }
+        }
+        assert_eq!(framer.next_frame(&bytes), Framing::Frame { len: bytes.len(), consumed: bytes.len() });
+        // At the end of the stream a cut frame is one truncated-frame error.
+        let ev = decode(&bytes[..bytes.len() - 3]);
+        assert_eq!(rejects(&ev), vec![RejectKind::Truncated], "{frame}");
+    }
+}
+
+fn sample_stream() -> Vec<u8> {
+    let mut input = Vec::new();
+    for f in [LOGIN_V2, LOCATION_12, WIFI_69, HEARTBEAT_13, ALARM_16, TIME_REQUEST_8A, REPLY_21, LOCATION_22] {
+        input.extend(hex(f));
+    }
+    input
+}
+
+#[test]
+fn every_read_size_decodes_the_same() {
+    let mut input = sample_stream();
+    // Damage mixed in: a bad CRC, garbage, a cut frame.
+    let mut bad = hex(LOCATION_12_ACC);
+    bad[12] ^= 0xFF;
+    input.extend(&bad);
+    input.extend(b"garbage\x78");
+    input.extend(&hex(HEARTBEAT_13)[..9]);
+    input.extend(hex(LOCATION_12_ACC));
+    let whole = decode_in_reads(&mut Gt06Decoder::default(), &input, input.len());
+    assert_eq!(whole.used, input.len());
+    assert_eq!(records(&whole.events).len(), 9);
+    for chunk in [1, 2, 3, 5, 7, 16, 64, 100] {
+        let replay = decode_in_reads(&mut Gt06Decoder::default(), &input, chunk);
+        assert_eq!(replay.events, whole.events, "read size {chunk}");
+        assert!(replay.max_held <= 260, "read size {chunk} held {}", replay.max_held);
+    }
+}
+
+#[test]
+fn terminal_information_alarm_bits() {
+    assert_eq!(info_alarm(0b0010_0000), Some("sos"));
+    assert_eq!(info_alarm(0b0001_1000), Some("low_battery"));
+    assert_eq!(info_alarm(0b0100_0110), None);
+    assert_eq!(AlarmCode(0x30).name(), Some("harsh_braking"));
+    assert_eq!(AlarmCode(0xFE).ignition(), Some(true));
+    assert_eq!(AlarmCode(0x91).jc_name(false), "harsh_braking");
+}
+
+#[test]
+fn imei_bcd_both_ways() {
+    assert_eq!(imei_from_bcd(&imei_to_bcd("123456789012345").unwrap()), "123456789012345");
+    // Clones with hex nibbles keep every digit.
+    assert_eq!(imei_from_bcd(&[0xAB, 0, 0, 0, 0, 0, 0, 1]), "ab00000000000001");
+}
+
+// ---- round trips of every type the codec encodes ----
+
+fn arb_fix() -> impl Strategy<Value = GpsFix> {
+    (
+        (0u8..100, 1u8..=12, 1u8..=28, 0u8..24, 0u8..60, 0u8..60),
+        any::<u8>(),
+        0u32..=162_000_000,
+        0u32..=324_000_000,
+        any::<u8>(),
+        any::<u16>(),
+    )
+        .prop_map(|((y, mo, d, h, mi, s), ls, lat, lon, speed, cs)| GpsFix {
+            time: [y, mo, d, h, mi, s],
+            length_satellites: ls,
+            latitude_raw: lat,
+            longitude_raw: lon,
+            speed_kmh: speed,
+            course_status: cs,
+        })
+}
+
+fn arb_cell(lte: bool) -> impl Strategy<Value = Cell> {
+    (0u16..0x8000, any::<u16>(), any::<bool>(), any::<u32>(), any::<u64>()).prop_map(
+        move |(mcc, mnc, wide, lac, ci)| {
+            let (lac, cell_id) = if lte { (lac, ci) } else { (lac & 0xFFFF, ci & 0xFF_FFFF) };
+            Cell { mcc, mnc: if wide { mnc } else { mnc & 0xFF }, mnc_wide: wide, lac, cell_id, rssi: None }
+        },
+    )
+}
+
+/// A frame for a generated message, through the encoder.
+fn frame_of(protocol: u8, message: &Message<'_>, serial: u16) -> Vec<u8> {
+    let mut content = Vec::new();
+    message.write_content(protocol, &mut content).unwrap();
+    let mut out = Vec::new();
+    encode_frame(&mut out, matches!(protocol, INFO | COMMAND_REPLY_LONG), protocol, &content, serial).unwrap();
+    out
+}
+
+fn parse_back(bytes: &[u8]) -> (u8, Vec<u8>) {
+    let mut framer = Gt06Framer::default();
+    let Framing::Frame { len, .. } = framer.next_frame(bytes) else { panic!("no frame") };
+    assert_eq!(len, bytes.len());
+    let frame = Frame::split(bytes, framer.last_shape()).unwrap();
+    let message = Message::parse(&frame).unwrap();
+    let mut again = Vec::new();
+    message.write_content(frame.protocol, &mut again).unwrap();
+    (frame.protocol, again)
+}
+
+proptest! {
+    #[test]
+    fn login_round_trip(id in "[0-9]{15}", type_id in proptest::option::of(any::<u16>()), zone in any::<u16>(), serial in any::<u16>()) {
+        let login = Login { terminal_id: imei_to_bcd(&id).unwrap(), type_id, zone_language: type_id.map(|_| zone) };
+        let bytes = frame_of(LOGIN, &Message::Login(login, &[]), serial);
+        let ev = decode(&bytes);
+        let r = records(&ev);
+        prop_assert_eq!(r[0].device_id.as_deref(), Some(id.as_str()));
+        prop_assert_eq!(replies(&ev), vec![ack(false, LOGIN, serial)]);
+        let (_, content) = parse_back(&bytes);
+        prop_assert_eq!(&bytes[4..bytes.len() - 6], &content[..]);
+    }
+
+    #[test]
+    fn location_round_trip(
+        protocol in prop::sample::select(vec![GPS_LBS, GPS_LBS_2, GPS_4G, GPS_LBS_3]),
+        fix in arb_fix(), cell2 in arb_cell(false), cell4 in arb_cell(true),
+        tail in proptest::option::of((any::<u8>(), any::<u8>(), any::<u8>(), proptest::option::of(any::<u32>()))),
+        serial in any::<u16>(),
+    ) {
+        let cell = if protocol == GPS_4G { cell4 } else { cell2 };
+        let (acc, upload_mode, reupload, mileage) = match (protocol, tail) {
+            (GPS_LBS, _) | (_, None) => (None, None, None, None),
+            (_, Some((a, m, r, km))) => (Some(a), Some(m), Some(r), km),
+        };
+        let message = Message::Location { fix, cell: Some(cell), acc, upload_mode, reupload, mileage, extra: &[] };
+        let bytes = frame_of(protocol, &message, serial);
+        let (p, content) = parse_back(&bytes);
+        prop_assert_eq!(p, protocol);
+        prop_assert_eq!(&bytes[4..bytes.len() - 6], &content[..]);
+        let ev = decode(&bytes);
+        let r = records(&ev)[0];
+        prop_assert_eq!(r.seq, Some(u32::from(serial)));
+        prop_assert_eq!(r.attributes.get("mcc").unwrap(), cell.mcc);
+        prop_assert_eq!(r.speed_kmh, Some(f64::from(fix.speed_kmh)));
+    }
+
+    #[test]
+    fn alarm_and_status_round_trip(
+        protocol in prop::sample::select(vec![ALARM, ALARM_2, ALARM_MULTI_FENCE, ALARM_4G_MULTI_FENCE]),
+        fix in arb_fix(), cell2 in arb_cell(false), cell4 in arb_cell(true),
+        status in any::<[u8; 5]>(), fence in any::<u8>(), serial in any::<u16>(),
+    ) {
+        let cell = if protocol == ALARM_4G_MULTI_FENCE { cell4 } else { cell2 };
+        let lbs = Message::alarm_lbs(&cell, protocol);
+        let status = StatusBlock { info: status[0], voltage_level: status[1], gsm_signal: status[2], alarm: status[3], language: status[4] };
+        let fence = matches!(protocol, ALARM_MULTI_FENCE | ALARM_4G_MULTI_FENCE).then_some(fence);
+        let bytes = frame_of(protocol, &Message::Alarm { fix, lbs: &lbs, status, fence, extra: &[] }, serial);
+        let (_, content) = parse_back(&bytes);
+        prop_assert_eq!(&bytes[4..bytes.len() - 6], &content[..]);
+        prop_assert_eq!(replies(&decode(&bytes)), vec![ack(false, protocol, serial)]);
+    }
+
+    #[test]
+    fn heartbeat_reply_info_round_trip(
+        info in any::<[u8; 5]>(), text in "[ -~]{0,60}", wide in "\\PC{0,20}", flag in any::<u32>(),
+        subtype in any::<u8>(), data in proptest::collection::vec(any::<u8>(), 0..40), serial in any::<u16>(),
+    ) {
+        let heartbeat = Message::Heartbeat(Heartbeat::Status {
+            info: info[0], voltage_level: info[1], gsm_signal: info[2], alarm_language: Some([info[3], info[4]]), extra: &[],
+        });
+        let reply15 = Message::CommandReply(CommandReply { server_flag: flag, text: text.clone(), encoding: None, irregular_length: None, extra: &[0, 2] });
+        let reply21 = Message::CommandReply(CommandReply { server_flag: flag, text: wide.clone(), encoding: Some(2), irregular_length: None, extra: &[] });
+        let info94 = Message::Info(Info { subtype, data: &data });
+        for (protocol, message) in [(HEARTBEAT, &heartbeat), (COMMAND_REPLY, &reply15), (COMMAND_REPLY_LONG, &reply21), (INFO, &info94), (TIME_REQUEST, &Message::TimeRequest)] {
+            let bytes = frame_of(protocol, message, serial);
+            let (_, content) = parse_back(&bytes);
+            let header = if bytes[0] == 0x79 { 5 } else { 4 };
+            prop_assert_eq!(&bytes[header..bytes.len() - 6], &content[..]);
+        }
+        let ev = decode(&frame_of(COMMAND_REPLY_LONG, &reply21, serial));
+        prop_assert_eq!(records(&ev)[0].attributes.get("text").unwrap(), wide.as_str());
+        let ev = decode(&frame_of(COMMAND_REPLY, &reply15, serial));
+        prop_assert_eq!(records(&ev)[0].attributes.get("text").unwrap(), text.as_str());
+    }
+
+    /// Random valid traffic with damaged frames mixed in: each damaged frame costs itself
+    /// and nothing else, whatever the read size.
+    #[test]
+    fn random_traffic_with_damage(
+        picks in proptest::collection::vec((0usize..8, any::<bool>(), any::<u16>()), 1..20),
+        chunk in 1usize..80,
+    ) {
+        let pool = [LOGIN_V1, LOGIN_V2, LOCATION_12, HEARTBEAT_13, ALARM_16, LOCATION_22, LOCATION_12_ACC, REPLY_21];
+        let mut input = Vec::new();
+        let mut good = 0;
+        let mut damaged = 0;
+        for (i, damage, at) in &picks {
+            let mut f = hex(pool[*i]);
+            if *damage {
+                // Flip a content byte: the CRC catches it.
+                let header = if f[0] == 0x79 { 5 } else { 4 };
+                let k = header + usize::from(*at) % (f.len() - header - 4);
+                f[k] ^= 0x5A;
+                damaged += 1;
+            } else {
+                good += 1;
+            }
+            input.extend(f);
+        }
+        let replay = decode_in_reads(&mut Gt06Decoder::default(), &input, chunk);
+        prop_assert_eq!(records(&replay.events).len(), good);
+        prop_assert_eq!(rejects(&replay.events).len(), damaged);
+        prop_assert!(rejects(&replay.events).iter().all(|k| *k == RejectKind::Checksum));
+        let whole = decode_in_reads(&mut Gt06Decoder::default(), &input, input.len());
+        prop_assert_eq!(replay.events, whole.events);
+    }
+}
