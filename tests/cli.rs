@@ -107,7 +107,7 @@ fn usage_errors_exit_2_with_a_message() {
 
 #[test]
 fn protocols_without_a_codec_yet_say_so_instead_of_panicking() {
-    for p in ["gt06", "jt808"] {
+    for p in ["jt808"] {
         let o = trackgate(&["decode", "--protocol", p], b"\x78\x78\x05\x01");
         assert_eq!(o.status.code(), Some(2), "{p}");
         assert!(String::from_utf8_lossy(&o.stderr).contains("not implemented yet"), "{p}");
@@ -132,6 +132,21 @@ fn random_bytes_never_crash_the_decoder() {
     assert!(matches!(o.status.code(), Some(0 | 1)), "{:?}", o.status);
     for l in lines(&o) {
         assert!(l["kind"].is_string());
+    }
+    // The same for GT06, biased towards its start and stop markers and type numbers.
+    let alphabet = b"\x78\x79\x0d\x0a\x01\x12\x13\x16\x17\x22\x69\x8a\x94\x00\xff";
+    let input: Vec<u8> = (0..200_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            alphabet[(x % alphabet.len() as u64) as usize]
+        })
+        .collect();
+    for mode in ["strict", "lenient"] {
+        let o = trackgate(&["decode", "--protocol", "gt06", "--gt06-crc", mode], &input);
+        assert!(matches!(o.status.code(), Some(0 | 1)), "{mode}: {:?}", o.status);
+        assert!(lines(&o).iter().all(|l| l["kind"].is_string()));
     }
 }
 
@@ -178,4 +193,32 @@ fn corpus_verify_fails_on_a_wrong_expectation_and_bless_repairs_it() {
     let o = trackgate(&["corpus", "verify", dir.to_str().unwrap()], b"");
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn gt06_capture_strict_and_lenient() {
+    // A v1 login, a location with one flipped byte, a heartbeat (gt06.md §7).
+    let login = "78780D01012345678901234500018CDD0D0A";
+    let mut location = "78781F120B081D112E10CF027AC7EB0C46584900148F01CC00287D001FB8000380810D0A".to_string();
+    location.replace_range(20..22, "CE");
+    let heartbeat = "78780A134401040001000508450D0A";
+    let input = format!("{login}\n# damaged\n{location}\n{heartbeat}\n");
+    let o = trackgate(&["decode", "--protocol", "gt06", "--hex"], input.as_bytes());
+    assert_eq!(o.status.code(), Some(1));
+    let l = lines(&o);
+    assert_eq!(l.len(), 3);
+    assert_eq!(l[0]["device_id"], "123456789012345");
+    assert_eq!(l[1]["kind"], "error");
+    assert_eq!(l[1]["offset"], 18);
+    assert!(l[1]["error"].as_str().unwrap().starts_with("bad checksum"));
+    assert_eq!(l[2]["kind"], "heartbeat");
+
+    let o = trackgate(&["decode", "--protocol", "gt06", "--hex", "--gt06-crc", "lenient"], input.as_bytes());
+    assert_eq!(o.status.code(), Some(0));
+    let l = lines(&o);
+    assert_eq!(l[1]["kind"], "position");
+    assert_eq!(l[1]["attributes"]["crc_ok"], false);
+
+    let o = trackgate(&["decode", "--protocol", "gt06", "--gt06-crc", "sloppy"], b"");
+    assert_eq!(o.status.code(), Some(2));
 }

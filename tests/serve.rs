@@ -40,7 +40,9 @@ impl Gateway {
         let mut stderr = BufReader::new(child.stderr.take().unwrap());
         let (mut tcp, mut udp) = (None, None);
         let mut line = String::new();
-        while tcp.is_none() || udp.is_none() {
+        // GT06 is served on TCP only (contract §2).
+        let wants_udp = protocol != "gt06";
+        while tcp.is_none() || (wants_udp && udp.is_none()) {
             line.clear();
             assert!(stderr.read_line(&mut line).unwrap() > 0, "serve exited before listening");
             let addr = |l: &str| l.trim().rsplit(' ').next().unwrap().parse::<SocketAddr>().unwrap();
@@ -52,7 +54,7 @@ impl Gateway {
         }
         // Keep draining stderr so the gateway never blocks on a full pipe.
         std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-        Gateway { child, tcp: tcp.unwrap(), udp: udp.unwrap(), sink }
+        Gateway { child, tcp: tcp.unwrap(), udp: udp.unwrap_or_else(|| ([127, 0, 0, 1], 9).into()), sink }
     }
 
     /// Sends SIGTERM and returns the exit code and the sink's records.
@@ -196,7 +198,7 @@ fn a_partial_sentence_at_shutdown_is_judged_not_lost() {
 #[test]
 fn listening_for_a_protocol_without_a_codec_is_a_usage_error() {
     let out =
-        Command::new(env!("CARGO_BIN_EXE_trackgate")).args(["serve", "--listen", "gt06=127.0.0.1:0"]).output().unwrap();
+        Command::new(env!("CARGO_BIN_EXE_trackgate")).args(["serve", "--listen", "jt808=127.0.0.1:0"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not implemented yet"));
     let out = Command::new(env!("CARGO_BIN_EXE_trackgate")).args(["serve", "--sink", "kafka:x"]).output().unwrap();
@@ -260,4 +262,57 @@ fn teltonika_udp_ack_echoes_the_device_ids() {
     assert_eq!(code, Some(0));
     assert_eq!(records.len(), 1);
     assert_eq!(records[0]["device_id"], "352093086403655");
+}
+
+const GT06_LOGIN: &str = "78780D01012345678901234500018CDD0D0A";
+const GT06_LOCATION: &str = "78781F120B081D112E10CF027AC7EB0C46584900148F01CC00287D001FB80003 80810D0A";
+const GT06_HEARTBEAT: &str = "78780A13440104000100050845 0D0A";
+const GT06_TIME_REQUEST: &str = "7878058A0006 88290D0A";
+
+fn unhex_spaced(s: &str) -> Vec<u8> {
+    unhex(&s.replace(' ', ""))
+}
+
+fn read_frame(conn: &mut TcpStream) -> Vec<u8> {
+    let mut head = [0u8; 3];
+    conn.read_exact(&mut head).unwrap();
+    assert_eq!(&head[..2], &[0x78, 0x78]);
+    let mut rest = vec![0u8; usize::from(head[2]) + 2];
+    conn.read_exact(&mut rest).unwrap();
+    [head.to_vec(), rest].concat()
+}
+
+#[test]
+fn gt06_acks_are_byte_exact_and_follow_the_sink() {
+    let gw = Gateway::start_for("gt06", &[]);
+    let mut conn = TcpStream::connect(gw.tcp).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    conn.write_all(&unhex_spaced(GT06_LOGIN)).unwrap();
+    assert_eq!(read_frame(&mut conn), unhex("787805010001D9DC0D0A"));
+    // A position split mid-frame: its ack comes once the record is in the sink.
+    let location = unhex_spaced(GT06_LOCATION);
+    conn.write_all(&location[..9]).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    conn.write_all(&location[9..]).unwrap();
+    assert_eq!(read_frame(&mut conn), unhex("78780512000390 3F0D0A".replace(' ', "").as_str()));
+    let text = std::fs::read_to_string(&gw.sink).unwrap();
+    assert!(text.lines().any(|l| l.contains("\"message_type\":\"0x12\"") && l.contains("123456789012345")), "{text}");
+    // A damaged frame costs itself: no ack for it, the heartbeat after it is acked.
+    let mut bad = location.clone();
+    bad[12] ^= 1;
+    conn.write_all(&bad).unwrap();
+    conn.write_all(&unhex_spaced(GT06_HEARTBEAT)).unwrap();
+    assert_eq!(read_frame(&mut conn), unhex("787805130005AFD50D0A"));
+    // The time request is answered with the server's UTC time and the request's serial.
+    conn.write_all(&unhex_spaced(GT06_TIME_REQUEST)).unwrap();
+    let reply = read_frame(&mut conn);
+    assert_eq!(&reply[..4], &[0x78, 0x78, 0x0B, 0x8A]);
+    assert!(reply[4] >= 24, "year {} after 2024", reply[4]);
+    assert_eq!(&reply[10..12], &[0x00, 0x06]);
+    drop(conn);
+    let (code, records) = gw.stop();
+    assert_eq!(code, Some(0));
+    let kinds: Vec<&str> = records.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["login", "position", "heartbeat", "time_request"]);
+    assert!(records.iter().all(|r| r["device_id"] == "123456789012345"));
 }
