@@ -197,8 +197,10 @@ fn a_partial_sentence_at_shutdown_is_judged_not_lost() {
 
 #[test]
 fn listening_for_a_protocol_without_a_codec_is_a_usage_error() {
-    let out =
-        Command::new(env!("CARGO_BIN_EXE_trackgate")).args(["serve", "--listen", "jt808=127.0.0.1:0"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_trackgate"))
+        .args(["serve", "--listen", "jt808=127.0.0.1:0"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not implemented yet"));
     let out = Command::new(env!("CARGO_BIN_EXE_trackgate")).args(["serve", "--sink", "kafka:x"]).output().unwrap();
