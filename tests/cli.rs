@@ -112,35 +112,30 @@ fn protocols_without_a_codec_yet_say_so_instead_of_panicking() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("not implemented yet"));
 }
 
-#[test]
-fn random_bytes_never_crash_the_decoder() {
-    // A fixed pseudo-random stream (xorshift), so the test is the same on every run.
+/// `len` bytes drawn from `alphabet` by a fixed xorshift, so a test is the same on every run.
+fn pseudo_random(alphabet: &[u8], len: usize) -> Vec<u8> {
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let alphabet = b"$GPRMC,0123456789.*ANSEW\r\n\x00\xff";
-    let input: Vec<u8> = (0..200_000)
+    (0..len)
         .map(|_| {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            // Bias towards NMEA's alphabet so the decoder gets past its first checks.
             alphabet[(x % alphabet.len() as u64) as usize]
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn random_bytes_never_crash_the_decoder() {
+    // Biased towards NMEA's alphabet so the decoder gets past its first checks.
+    let input = pseudo_random(b"$GPRMC,0123456789.*ANSEW\r\n\x00\xff", 200_000);
     let o = trackgate(&["decode", "--protocol", "nmea"], &input);
     assert!(matches!(o.status.code(), Some(0 | 1)), "{:?}", o.status);
     for l in lines(&o) {
         assert!(l["kind"].is_string());
     }
     // The same for GT06, biased towards its start and stop markers and type numbers.
-    let alphabet = b"\x78\x79\x0d\x0a\x01\x12\x13\x16\x17\x22\x69\x8a\x94\x00\xff";
-    let input: Vec<u8> = (0..200_000)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            alphabet[(x % alphabet.len() as u64) as usize]
-        })
-        .collect();
+    let input = pseudo_random(b"\x78\x79\x0d\x0a\x01\x12\x13\x16\x17\x22\x69\x8a\x94\x00\xff", 200_000);
     for mode in ["strict", "lenient"] {
         let o = trackgate(&["decode", "--protocol", "gt06", "--gt06-crc", mode], &input);
         assert!(matches!(o.status.code(), Some(0 | 1)), "{mode}: {:?}", o.status);

@@ -96,10 +96,6 @@ impl Gt06Framer {
         }
     }
 
-    pub fn is_lenient(&self) -> bool {
-        self.lenient
-    }
-
     /// The shape of the frame the last [`Framing::Frame`] returned.
     pub fn last_shape(&self) -> FrameShape {
         self.shape
@@ -139,19 +135,20 @@ impl Gt06Framer {
         let verified = |shape_ok| FrameShape { integrity: Integrity::Verified, length_field_ok: shape_ok };
         let absent = FrameShape { integrity: Integrity::Absent, length_field_ok: false };
 
+        let incomplete = |needed| Other(Framing::Incomplete { needed });
+
         // 1. The standard frame.
         let standard = length >= LENGTH_OVERHEAD && nominal <= window;
-        if standard {
-            if b.len() < nominal {
-                if !at_end {
-                    return Other(Framing::Incomplete { needed: nominal - b.len() });
-                }
-            } else if b[nominal - 2..nominal] == STOP && crc_ok(&b[..nominal]) {
-                return Judged::Frame(nominal, verified(true));
-            }
+        let stop_at_nominal = match stop_at(b, nominal, at_end) {
+            _ if !standard => false,
+            Err(needed) => return incomplete(needed),
+            Ok(stop) => stop,
+        };
+        if stop_at_nominal && crc_ok(&b[..nominal]) {
+            return Judged::Frame(nominal, verified(true));
         }
         // An empty CRC-less message: `78 78 01 proto 0D 0A`.
-        if !long && length == 1 && b.len() >= nominal && b[nominal - 2..nominal] == STOP {
+        if !long && length == 1 && stop_at(b, nominal, true) == Ok(true) {
             return Judged::Frame(nominal, absent);
         }
         // 2. Wi-Fi/LBS count frames.
@@ -159,35 +156,29 @@ impl Gt06Framer {
             let cells_at = header + 1 + WIFI_TIME + WIFI_AP * length;
             if b.len() <= cells_at {
                 if !at_end {
-                    return Other(Framing::Incomplete { needed: cells_at + 1 - b.len() });
+                    return incomplete(cells_at + 1 - b.len());
                 }
             } else {
                 let total = cells_at + 1 + WIFI_CELL_HEAD + WIFI_CELL * usize::from(b[cells_at]) + STOP.len();
-                if total <= self.max_frame_len {
-                    if b.len() < total {
-                        if !at_end {
-                            return Other(Framing::Incomplete { needed: total - b.len() });
-                        }
-                    } else if b[total - 2..total] == STOP {
-                        return Judged::Frame(total, absent);
-                    }
+                match stop_at(b, total, at_end) {
+                    _ if total > self.max_frame_len => {}
+                    Err(needed) => return incomplete(needed),
+                    Ok(true) => return Judged::Frame(total, absent),
+                    Ok(false) => {}
                 }
             }
         }
         // 3. Legacy fixes whose length counts the content only.
         if !long && matches!(protocol, GPS | GPS_LBS_6) && length >= LEGACY_MIN_CONTENT {
             let total = header + 1 + length + STOP.len();
-            if b.len() < total {
-                if !at_end {
-                    return Other(Framing::Incomplete { needed: total - b.len() });
-                }
-            } else if b[total - 2..total] == STOP {
-                return Judged::Frame(total, absent);
+            match stop_at(b, total, at_end) {
+                Err(needed) => return incomplete(needed),
+                Ok(true) => return Judged::Frame(total, absent),
+                Ok(false) => {}
             }
         }
         // 4–6. Search the stop bytes: within the frame when its stop stands where the length
         // says, else up to the next start marker (or the window).
-        let stop_at_nominal = standard && b.len() >= nominal && b[nominal - 2..nominal] == STOP;
         let bound = if stop_at_nominal {
             nominal
         } else {
@@ -253,6 +244,16 @@ impl Gt06Framer {
         } else {
             Judged::Other(Framing::Incomplete { needed })
         }
+    }
+}
+
+/// Whether stop bytes end `b` at `total`: `Err(needed)` while too few bytes have arrived to
+/// tell, `Ok(false)` when they are not there (or the stream ended short of them).
+fn stop_at(b: &[u8], total: usize, at_end: bool) -> Result<bool, usize> {
+    match b.get(..total) {
+        Some(frame) => Ok(frame.ends_with(&STOP)),
+        None if at_end => Ok(false),
+        None => Err(total - b.len()),
     }
 }
 

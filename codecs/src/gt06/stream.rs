@@ -258,23 +258,12 @@ impl Gt06Decoder {
     fn frame(&mut self, bytes: &[u8], shape: FrameShape, out: &mut Vec<StreamEvent>) -> Result<(), Reject> {
         let frame =
             Frame::split(bytes, shape).ok_or_else(|| Reject::new(RejectKind::Malformed, "frame too short to split"))?;
-        let message = match Message::parse(&frame) {
-            Ok(m) => m,
-            // A frame whose CRC proves it is what the device sent, in a layout this codec does
-            // not know for its protocol number (a vendor's reuse of the number): kept as an
-            // unknown message, never an error.
-            Err(e) if frame.integrity == Integrity::Verified => {
-                let mut r = self.record(Kind::Unknown, &frame);
-                r.attributes.set("layout_error", e.to_string());
-                if !frame.content.is_empty() {
-                    r.attributes.set("data", to_hex(frame.content));
-                }
-                out.push(StreamEvent::Record(r));
-                if let Some(serial) = frame.serial.filter(|_| !frame.long && !(0x80..=0x82).contains(&frame.protocol)) {
-                    out.push(StreamEvent::Reply(ack(false, frame.protocol, serial)));
-                }
-                return Ok(());
-            }
+        // A frame whose CRC proves it is what the device sent, in a layout this codec does not
+        // know for its protocol number (a vendor's reuse of the number), is kept as an unknown
+        // message, never an error.
+        let (message, layout_error) = match Message::parse(&frame) {
+            Ok(m) => (m, None),
+            Err(e) if frame.integrity == Integrity::Verified => (Message::Unknown(frame.content), Some(e)),
             Err(e) => return Err(Reject::new(RejectKind::Malformed, e.to_string())),
         };
         let p = frame.protocol;
@@ -462,6 +451,7 @@ impl Gt06Decoder {
             }
             Message::Unknown(content) => {
                 let mut r = self.record(Kind::Unknown, &frame);
+                r.attributes.set_opt("layout_error", layout_error.as_ref().map(ToString::to_string));
                 if !content.is_empty() {
                     r.attributes.set("data", to_hex(content));
                 }
