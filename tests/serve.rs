@@ -296,7 +296,7 @@ fn gt06_acks_are_byte_exact_and_follow_the_sink() {
     conn.write_all(&location[..9]).unwrap();
     std::thread::sleep(Duration::from_millis(50));
     conn.write_all(&location[9..]).unwrap();
-    assert_eq!(read_frame(&mut conn), unhex("78780512000390 3F0D0A".replace(' ', "").as_str()));
+    assert_eq!(read_frame(&mut conn), unhex("787805120003903F0D0A"));
     let text = std::fs::read_to_string(&gw.sink).unwrap();
     assert!(text.lines().any(|l| l.contains("\"message_type\":\"0x12\"") && l.contains("123456789012345")), "{text}");
     // A damaged frame costs itself: no ack for it, the heartbeat after it is acked.
