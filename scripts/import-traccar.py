@@ -13,9 +13,15 @@ they are committed.
 usage: scripts/import-traccar.py nmea ../shared/corpus/traccar/nmea.tsv corpus/nmea/traccar
        scripts/import-traccar.py teltonika ../shared/corpus/traccar/teltonika.tsv corpus/teltonika/traccar
        scripts/import-traccar.py gt06 ../shared/corpus/traccar/gt06.tsv corpus/gt06/traccar
+       scripts/import-traccar.py jt808 ../shared/corpus/traccar/jt808.tsv corpus/jt808/traccar
 
 GT06 methods with a row whose CRC is wrong are written twice: as they are (strict decoding,
 those rows are errors) and as `<case>-lenient.hex` with `# gt06-crc: lenient`.
+
+JT808 protocol-decoder rows are frames after un-escaping (the TSV README says so): their inner
+bytes are escaped again (7E -> 7D 02, 7D -> 7D 01) to give the bytes a terminal sends. Frame-
+decoder rows are wire bytes already. The frame-encoder row (an encoder vector) and the JT/T 1078
+media-stream rows (another protocol on another port) are left out.
 """
 import csv
 import os
@@ -58,6 +64,14 @@ def unescape(s):
     return bytes(out)
 
 
+def jt808_wire(data):
+    """A Traccar JT808 message frame (un-escaped between its flags) as wire bytes."""
+    if len(data) < 2 or data[0] != 0x7E or data[-1] != 0x7E:
+        return data
+    inner = data[1:-1].replace(b"\x7d", b"\x7d\x01").replace(b"\x7e", b"\x7d\x02")
+    return b"\x7e" + inner + b"\x7e"
+
+
 def main(protocol, tsv, outdir):
     rows = list(csv.DictReader(open(tsv, newline=""), delimiter="\t"))
     cases = {}
@@ -68,6 +82,11 @@ def main(protocol, tsv, outdir):
         data = bytes.fromhex(r["payload"]) if r["encoding"] == "hex" else unescape(r["payload"])
         if protocol == "nmea" and not data.endswith(b"\n"):
             data += b"\r\n"
+        if protocol == "jt808":
+            if method.startswith("Jt1078") or method.startswith("Jt808FrameEncoder"):
+                continue
+            if method.startswith("Jt808ProtocolDecoder"):
+                data = jt808_wire(data)
         cases.setdefault(method, []).append((int(n), r, data))
     os.makedirs(outdir, exist_ok=True)
     for method, items in cases.items():

@@ -196,13 +196,7 @@ fn a_partial_sentence_at_shutdown_is_judged_not_lost() {
 }
 
 #[test]
-fn listening_for_a_protocol_without_a_codec_is_a_usage_error() {
-    let out = Command::new(env!("CARGO_BIN_EXE_trackgate"))
-        .args(["serve", "--listen", "jt808=127.0.0.1:0"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not implemented yet"));
+fn an_unknown_sink_is_a_usage_error() {
     let out = Command::new(env!("CARGO_BIN_EXE_trackgate")).args(["serve", "--sink", "kafka:x"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown sink kind"));
@@ -317,4 +311,73 @@ fn gt06_acks_are_byte_exact_and_follow_the_sink() {
     let kinds: Vec<&str> = records.iter().map(|r| r["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["login", "position", "heartbeat", "time_request"]);
     assert!(records.iter().all(|r| r["device_id"] == "123456789012345"));
+}
+
+/// Reads one JT808 frame (flag to flag) off the connection.
+fn read_jt808(conn: &mut TcpStream) -> Vec<u8> {
+    let mut frame = Vec::new();
+    let mut byte = [0u8];
+    loop {
+        conn.read_exact(&mut byte).unwrap();
+        frame.push(byte[0]);
+        if byte[0] == 0x7e && frame.len() > 1 {
+            return frame;
+        }
+    }
+}
+
+/// Header and body (hex) as a JT808 frame: XOR check code, escaping, flags.
+fn jt808_wire(header_and_body: &str) -> Vec<u8> {
+    let mut raw = unhex(&header_and_body.replace(' ', ""));
+    raw.push(raw.iter().fold(0, |a, b| a ^ b));
+    let mut out = vec![0x7e];
+    for b in raw {
+        match b {
+            0x7e => out.extend_from_slice(&[0x7d, 0x02]),
+            0x7d => out.extend_from_slice(&[0x7d, 0x01]),
+            _ => out.push(b),
+        }
+    }
+    out.push(0x7e);
+    out
+}
+
+#[test]
+fn jt808_register_auth_and_location_acks_are_byte_exact() {
+    // jt808.md §8.2 and §8.3; the gateway's own serial counts 1, 2, 3 … per connection.
+    let gw = Gateway::start_for("jt808", &[]);
+    let mut conn = TcpStream::connect(gw.tcp).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    conn.write_all(&unhex("7E0100002D0141305678720024002C012F373031313142534A2D41362D424400000000000000000000003035363738373201D4C14238383838386D7E")).unwrap();
+    // 0x8100: serial 1, answering 0x0024, result 0, auth code = the device id "14130567872".
+    assert_eq!(read_jt808(&mut conn), jt808_wire("8100 000E 014130567872 0001 0024 00 3134313330353637383732"));
+    conn.write_all(&unhex("7E01020008014130567872002541555448313233340E7E")).unwrap();
+    assert_eq!(read_jt808(&mut conn), unhex("7E80010005014130567872000200250102008C7E"));
+    // A location split mid-frame: acked once it is in the sink.
+    let location = jt808_wire("0200 002C 014130567872 0026 00000000 00040001 005DE1F7 065C6CEF 0000 0000 0000 170117100442 01040000A900 2A020000 30011B 310103");
+    conn.write_all(&location[..20]).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    conn.write_all(&location[20..]).unwrap();
+    assert_eq!(read_jt808(&mut conn), jt808_wire("8001 0005 014130567872 0003 0026 0200 00"));
+    let text = std::fs::read_to_string(&gw.sink).unwrap();
+    assert!(text.lines().any(|l| l.contains("\"message_type\":\"0x0200\"")), "acked only once in the sink: {text}");
+    // A damaged frame costs itself; the heartbeat after it is acked.
+    let mut bad = location.clone();
+    bad[30] ^= 1;
+    conn.write_all(&bad).unwrap();
+    conn.write_all(&jt808_wire("0002 0000 014130567872 0027")).unwrap();
+    assert_eq!(read_jt808(&mut conn), jt808_wire("8001 0005 014130567872 0004 0027 0002 00"));
+    drop(conn);
+    // The same terminal over UDP: the datagram is answered to its sender.
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    udp.send_to(&jt808_wire("0002 0000 014130567872 0028"), gw.udp).unwrap();
+    let mut buf = [0u8; 64];
+    let (n, _) = udp.recv_from(&mut buf).unwrap();
+    assert_eq!(buf[..n], jt808_wire("8001 0005 014130567872 0001 0028 0002 00"));
+    let (code, records) = gw.stop();
+    assert_eq!(code, Some(0));
+    let kinds: Vec<&str> = records.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["register", "auth", "position", "heartbeat", "heartbeat"]);
+    assert!(records.iter().all(|r| r["device_id"] == "14130567872"));
 }

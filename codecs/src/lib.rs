@@ -5,7 +5,7 @@
 //! * [`record`]: the normalized record (`"schema": 1`) every decoded uplink becomes.
 //! * [`stream`]: the stream-decoder trait the command line and the gateway drive.
 //! * [`wire`]: checksums (on the `crc` crate), BCD and a bounds-checked byte reader.
-//! * One module per protocol: [`gt06`], [`nmea`], [`teltonika`].
+//! * One module per protocol: [`gt06`], [`jt808`], [`nmea`], [`teltonika`].
 //! * [`codec`]: a `tokio_util::codec::Decoder` over any framer (feature `tokio-codec`).
 //!
 //! No I/O and no runtime here; nothing in this crate reads a clock.
@@ -15,6 +15,7 @@
 pub mod codec;
 pub mod framing;
 pub mod gt06;
+pub mod jt808;
 pub mod nmea;
 pub mod record;
 pub mod stream;

@@ -35,6 +35,11 @@ pub trait RecordDecoder {
     /// read no clock themselves; the gateway calls this before each `decode`. Without it such
     /// replies are not sent.
     fn set_now(&mut self, _now: Timestamp) {}
+
+    /// The stream is over (the connection closed, a UDP peer's session expired): report
+    /// anything still held, such as a message whose sub-packages never all arrived. For a
+    /// TCP stream, `decode` with `at_end` already does this.
+    fn finish(&mut self, _out: &mut Vec<StreamEvent>) {}
 }
 
 /// What [`decode_in_reads`] saw.
@@ -62,5 +67,6 @@ pub fn decode_in_reads(decoder: &mut dyn RecordDecoder, input: &[u8], chunk: usi
         max_held = max_held.max(buf.len());
     }
     used += decoder.decode(&buf, true, &mut events);
+    decoder.finish(&mut events);
     Replay { events, used, max_held }
 }

@@ -7,7 +7,7 @@ use std::io::{self, Read, Write};
 use serde::Serialize;
 use trackgate_codecs::{Protocol, StreamEvent};
 
-use crate::protocols::{parse_utc_offset, stream_decoder, NotImplemented, StreamOptions, Transport};
+use crate::protocols::{parse_utc_offset, stream_decoder, StreamOptions, Transport};
 use trackgate_codecs::gt06::CrcPolicy;
 
 /// The line `decode` prints where a frame was rejected.
@@ -117,7 +117,7 @@ pub fn decode_to<W: Write>(
     input: impl IntoIterator<Item = Vec<u8>>,
     out: &mut W,
 ) -> Result<DecodeSummary, DecodeError> {
-    let mut decoder = stream_decoder(protocol, options)?;
+    let mut decoder = stream_decoder(protocol, options);
     let mut events = Vec::new();
     let mut summary = DecodeSummary::default();
     for chunk in input {
@@ -126,6 +126,10 @@ pub fn decode_to<W: Write>(
         decoder.decode(&chunk, true, &mut events);
         write_events(&mut events, out, &mut summary)?;
     }
+    // A UDP session ends with the input: report what is still held (unfinished JT808
+    // sub-packages).
+    decoder.finish(&mut events);
+    write_events(&mut events, out, &mut summary)?;
     Ok(summary)
 }
 
@@ -136,7 +140,7 @@ pub fn decode_reader<R: Read, W: Write>(
     mut reader: R,
     out: &mut W,
 ) -> Result<DecodeSummary, DecodeError> {
-    let mut decoder = stream_decoder(protocol, options)?;
+    let mut decoder = stream_decoder(protocol, options);
     let mut events = Vec::new();
     let mut summary = DecodeSummary::default();
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
@@ -153,6 +157,8 @@ pub fn decode_reader<R: Read, W: Write>(
         buf.drain(..used);
         write_events(&mut events, out, &mut summary)?;
         if at_end {
+            decoder.finish(&mut events);
+            write_events(&mut events, out, &mut summary)?;
             return Ok(summary);
         }
     }
@@ -185,26 +191,18 @@ fn write_events<W: Write>(
 
 #[derive(Debug)]
 pub enum DecodeError {
-    NotImplemented(NotImplemented),
     Io(io::Error),
 }
 
 impl std::fmt::Display for DecodeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            DecodeError::NotImplemented(e) => e.fmt(f),
             DecodeError::Io(e) => e.fmt(f),
         }
     }
 }
 
 impl std::error::Error for DecodeError {}
-
-impl From<NotImplemented> for DecodeError {
-    fn from(e: NotImplemented) -> Self {
-        DecodeError::NotImplemented(e)
-    }
-}
 
 impl From<io::Error> for DecodeError {
     fn from(e: io::Error) -> Self {

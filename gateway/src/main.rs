@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use trackgate::corpus;
 use trackgate::decode::{decode_reader, decode_to, parse_hex, parse_hex_header, DecodeError, DecodeSummary};
-use trackgate::protocols::{parse_utc_offset, stream_decoder, StreamOptions, Transport};
+use trackgate::protocols::{parse_utc_offset, StreamOptions, Transport};
 use trackgate::serve::{bind_all, default_port, ListenSpec, ServeLimits};
 use trackgate::sink::{self, FsyncPolicy, JsonlSink, RecordSink, SinkSpec};
 use trackgate_codecs::gt06::CrcPolicy;
@@ -174,7 +174,6 @@ fn run_decode(
     match (result, flushed) {
         (Ok(DecodeSummary { rejected: 0, .. }), Ok(())) => ExitCode::SUCCESS,
         (Ok(_), Ok(())) => ExitCode::from(EXIT_REJECTED),
-        (Err(DecodeError::NotImplemented(e)), _) => usage_error(e),
         // A closed pipe (`| head`) is the reader's choice, not a failure.
         (Err(DecodeError::Io(e)), _) | (_, Err(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         (Err(e), _) => usage_error(e),
@@ -243,20 +242,9 @@ fn run_serve(listen: Vec<ListenSpec>, sinks: Vec<SinkSpec>, idle_timeout: u64, f
         // Defaults: every protocol this build can decode, on its field port.
         Protocol::ALL
             .into_iter()
-            .filter_map(|protocol| match stream_decoder(protocol, &StreamOptions::default()) {
-                Ok(_) => Some(ListenSpec { protocol, addr: ([0, 0, 0, 0], default_port(protocol)).into() }),
-                Err(e) => {
-                    tracing::warn!("{e}; not listening for it");
-                    None
-                }
-            })
+            .map(|protocol| ListenSpec { protocol, addr: ([0, 0, 0, 0], default_port(protocol)).into() })
             .collect()
     } else {
-        for spec in &listen {
-            if let Err(e) = stream_decoder(spec.protocol, &StreamOptions::default()) {
-                return usage_error(e);
-            }
-        }
         listen
     };
     let sinks = if sinks.is_empty() { vec![SinkSpec::JsonlStdout] } else { sinks };

@@ -1,9 +1,8 @@
 //! Which stream decoder serves which protocol, with the per-stream options the command line
-//! and listeners pass. Protocols whose codec has not landed yet answer with a clear error.
-
-use std::fmt;
+//! and listeners pass.
 
 use trackgate_codecs::gt06::{CrcPolicy, Gt06Decoder, Gt06Options};
+use trackgate_codecs::jt808::{Jt808Decoder, Jt808Options};
 use trackgate_codecs::nmea::{self, NmeaDecoder};
 use trackgate_codecs::teltonika::TeltonikaDecoder;
 use trackgate_codecs::{Protocol, RecordDecoder};
@@ -68,35 +67,18 @@ pub fn parse_utc_offset(s: &str) -> Result<i32, String> {
     Ok(sign * (h * 60 + m))
 }
 
-/// The protocol has no codec in this build yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NotImplemented(pub Protocol);
-
-impl fmt::Display for NotImplemented {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "protocol {} is not implemented yet in this version of trackgate (gt06, nmea and teltonika are)",
-            self.0
-        )
-    }
-}
-
-impl std::error::Error for NotImplemented {}
-
 /// A fresh decoder for one connection (TCP) or one peer (UDP).
-pub fn stream_decoder(
-    protocol: Protocol,
-    options: &StreamOptions,
-) -> Result<Box<dyn RecordDecoder + Send>, NotImplemented> {
+pub fn stream_decoder(protocol: Protocol, options: &StreamOptions) -> Box<dyn RecordDecoder + Send> {
     match protocol {
-        Protocol::Nmea => Ok(Box::new(NmeaDecoder::new(nmea::DEFAULT_LIMITS))),
-        Protocol::Gt06 => {
-            Ok(Box::new(Gt06Decoder::new(Gt06Options { crc: options.gt06_crc, ..Gt06Options::default() })))
-        }
-        Protocol::Teltonika if options.transport == Transport::Udp => Ok(Box::new(TeltonikaDecoder::udp())),
-        Protocol::Teltonika => Ok(Box::new(TeltonikaDecoder::tcp())),
-        other => Err(NotImplemented(other)),
+        Protocol::Nmea => Box::new(NmeaDecoder::new(nmea::DEFAULT_LIMITS)),
+        Protocol::Gt06 => Box::new(Gt06Decoder::new(Gt06Options { crc: options.gt06_crc, ..Gt06Options::default() })),
+        Protocol::Jt808 => Box::new(Jt808Decoder::new(Jt808Options {
+            utc_offset_minutes: options.jt808_tz_minutes,
+            datagram: options.transport == Transport::Udp,
+            ..Jt808Options::default()
+        })),
+        Protocol::Teltonika if options.transport == Transport::Udp => Box::new(TeltonikaDecoder::udp()),
+        Protocol::Teltonika => Box::new(TeltonikaDecoder::tcp()),
     }
 }
 
@@ -113,15 +95,5 @@ mod tests {
         for bad in ["08:00", "+8:00", "+08:0", "+15:00", "+08:60", "+08-00", ""] {
             assert!(parse_utc_offset(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn unimplemented_protocols_say_so() {
-        let e = stream_decoder(Protocol::Jt808, &StreamOptions::default()).err().unwrap();
-        assert_eq!(
-            e.to_string(),
-            "protocol jt808 is not implemented yet in this version of trackgate (gt06, nmea and teltonika are)"
-        );
-        assert!(stream_decoder(Protocol::Nmea, &StreamOptions::default()).is_ok());
     }
 }

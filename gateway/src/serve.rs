@@ -212,7 +212,7 @@ async fn tcp_connection(
     limits: Arc<ServeLimits>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let Ok(mut decoder) = stream_decoder(protocol, &StreamOptions::default()) else { return };
+    let mut decoder = stream_decoder(protocol, &StreamOptions::default());
     debug!(%protocol, %peer, "connection opened");
     // Allocated when bytes arrive and released when a read leaves nothing pending, so an idle
     // connection holds no buffer.
@@ -261,6 +261,9 @@ async fn tcp_connection(
     if !buf.is_empty() {
         decoder.set_now(Timestamp::from_system_time(SystemTime::now()));
         decoder.decode(&buf, true, &mut events);
+    }
+    decoder.finish(&mut events);
+    if !events.is_empty() {
         deliver(&mut events, protocol, peer, &sink).await;
     }
     debug!(%protocol, %peer, "connection closed");
@@ -306,20 +309,16 @@ async fn udp_loop(
         let entry = match peers.entry(peer) {
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
-                let Ok(decoder) =
-                    stream_decoder(protocol, &StreamOptions { transport: Transport::Udp, ..Default::default() })
-                else {
-                    continue;
-                };
+                let decoder =
+                    stream_decoder(protocol, &StreamOptions { transport: Transport::Udp, ..Default::default() });
                 v.insert(UdpPeer { decoder, last_heard: now })
             }
         };
         if now.duration_since(entry.last_heard) >= limits.idle_timeout {
             // A peer silent past the idle timeout starts over, as a new TCP connection would.
-            if let Ok(d) = stream_decoder(protocol, &StreamOptions { transport: Transport::Udp, ..Default::default() })
-            {
-                entry.decoder = d;
-            }
+            entry.decoder.finish(&mut events);
+            entry.decoder =
+                stream_decoder(protocol, &StreamOptions { transport: Transport::Udp, ..Default::default() });
         }
         entry.last_heard = now;
         // A datagram is complete in itself: nothing after it can finish a frame it started.

@@ -1,0 +1,765 @@
+//! The uplink messages (§6), as views over the frame body that borrow rather than copy, and
+//! the encoders that write them back (for round-trip tests, fuzzing and the simulator).
+
+use std::fmt;
+
+use super::{id, time_from_bcd, Edition, Header};
+use crate::time::Timestamp;
+use crate::wire::cursor::Cursor;
+
+/// A body that does not have the layout of its message id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayoutError(pub String);
+
+impl fmt::Display for LayoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for LayoutError {}
+
+fn short(what: &str, need: usize, have: usize) -> LayoutError {
+    LayoutError(format!("{what} needs at least {need} bytes, the body has {have}"))
+}
+
+/// The 28-byte basic location block and its additional items (§6.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location<'a> {
+    pub alarm: u32,
+    pub status: u32,
+    pub latitude_raw: u32,
+    pub longitude_raw: u32,
+    /// Metres; a WORD in the standard, sent as two's complement below sea level (§9).
+    pub altitude_raw: u16,
+    /// 1/10 km/h.
+    pub speed_raw: u16,
+    pub course: u16,
+    /// `YYMMDDhhmmss` BCD, device-local.
+    pub time: [u8; 6],
+    /// The additional items, `id, len, value` repeated.
+    pub items: &'a [u8],
+}
+
+/// Status bits (§6.2).
+pub mod status {
+    pub const ACC: u32 = 1 << 0;
+    pub const POSITIONED: u32 = 1 << 1;
+    pub const SOUTH: u32 = 1 << 2;
+    pub const WEST: u32 = 1 << 3;
+}
+
+/// One additional item of a location.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Item<'a> {
+    pub id: u8,
+    pub value: &'a [u8],
+}
+
+/// The additional items in order. A last item whose length runs past the body ends the
+/// iteration; [`Items::truncated`] then says so (§6.2: stop, don't fail).
+#[derive(Debug, Clone)]
+pub struct Items<'a> {
+    rest: &'a [u8],
+    truncated: bool,
+}
+
+impl<'a> Items<'a> {
+    pub fn truncated(&self) -> bool {
+        self.truncated
+    }
+}
+
+impl<'a> Iterator for Items<'a> {
+    type Item = Item<'a>;
+    fn next(&mut self) -> Option<Item<'a>> {
+        match *self.rest {
+            [] => None,
+            [id, len, ref rest @ ..] if rest.len() >= usize::from(len) => {
+                let (value, tail) = rest.split_at(usize::from(len));
+                self.rest = tail;
+                Some(Item { id, value })
+            }
+            _ => {
+                self.truncated = true;
+                self.rest = &[];
+                None
+            }
+        }
+    }
+}
+
+impl<'a> Location<'a> {
+    pub const BASIC_LEN: usize = 28;
+
+    pub fn parse(body: &'a [u8]) -> Result<Self, LayoutError> {
+        let mut c = Cursor::new(body);
+        let location = (|| {
+            Some(Location {
+                alarm: c.u32()?,
+                status: c.u32()?,
+                latitude_raw: c.u32()?,
+                longitude_raw: c.u32()?,
+                altitude_raw: c.u16()?,
+                speed_raw: c.u16()?,
+                course: c.u16()?,
+                time: c.array()?,
+                items: &[],
+            })
+        })();
+        let mut location = location.ok_or_else(|| short("a location", Self::BASIC_LEN, body.len()))?;
+        location.items = c.rest();
+        Ok(location)
+    }
+
+    pub fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.alarm.to_be_bytes());
+        out.extend_from_slice(&self.status.to_be_bytes());
+        out.extend_from_slice(&self.latitude_raw.to_be_bytes());
+        out.extend_from_slice(&self.longitude_raw.to_be_bytes());
+        out.extend_from_slice(&self.altitude_raw.to_be_bytes());
+        out.extend_from_slice(&self.speed_raw.to_be_bytes());
+        out.extend_from_slice(&self.course.to_be_bytes());
+        out.extend_from_slice(&self.time);
+        out.extend_from_slice(self.items);
+    }
+
+    pub fn items(&self) -> Items<'a> {
+        Items { rest: self.items, truncated: false }
+    }
+
+    pub fn positioned(&self) -> bool {
+        self.status & status::POSITIONED != 0
+    }
+
+    /// Degrees, south negative. With the hemisphere bit set the value is unsigned and
+    /// negated; without it, terminals that send signed values are read as signed (§9).
+    pub fn latitude(&self) -> f64 {
+        signed_degrees(self.latitude_raw, self.status & status::SOUTH != 0)
+    }
+
+    pub fn longitude(&self) -> f64 {
+        signed_degrees(self.longitude_raw, self.status & status::WEST != 0)
+    }
+
+    pub fn altitude_m(&self) -> i16 {
+        self.altitude_raw as i16
+    }
+
+    pub fn speed_kmh(&self) -> f64 {
+        f64::from(self.speed_raw) / 10.0
+    }
+
+    /// The fix time in UTC, for a terminal whose clock is `utc_offset_minutes` ahead.
+    pub fn timestamp(&self, utc_offset_minutes: i32) -> Option<Timestamp> {
+        time_from_bcd(self.time, utc_offset_minutes)
+    }
+}
+
+fn signed_degrees(raw: u32, negative: bool) -> f64 {
+    let v = if negative { -f64::from(raw) } else { f64::from(raw as i32) };
+    v / 1_000_000.0
+}
+
+/// Appends one additional item.
+pub fn write_item(out: &mut Vec<u8>, id: u8, value: &[u8]) {
+    out.push(id);
+    out.push(value.len().min(255) as u8);
+    out.extend_from_slice(&value[..value.len().min(255)]);
+}
+
+/// Which 0x0100 layout a register body has (§6.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegisterLayout {
+    V2011,
+    V2013,
+    V2019,
+}
+
+impl RegisterLayout {
+    /// Manufacturer, model and terminal id widths.
+    fn widths(self) -> (usize, usize, usize) {
+        match self {
+            RegisterLayout::V2011 => (5, 8, 7),
+            RegisterLayout::V2013 => (5, 20, 7),
+            RegisterLayout::V2019 => (11, 30, 30),
+        }
+    }
+
+    /// Bytes before the plate.
+    pub fn fixed_len(self) -> usize {
+        let (m, t, i) = self.widths();
+        4 + m + t + i + 1
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegisterLayout::V2011 => "2011",
+            RegisterLayout::V2013 => "2013",
+            RegisterLayout::V2019 => "2019",
+        }
+    }
+}
+
+/// 0x0100 terminal registration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Register<'a> {
+    pub layout: RegisterLayout,
+    pub province: u16,
+    pub city: u16,
+    pub manufacturer: &'a [u8],
+    pub model: &'a [u8],
+    pub terminal_id: &'a [u8],
+    /// 0 = no plate (the text is a VIN), 1 blue, 2 yellow, 3 black, 4 white, 9 other.
+    pub plate_color: u8,
+    pub plate: &'a [u8],
+}
+
+impl<'a> Register<'a> {
+    /// The layout follows the header edition and the body length (§6.1: a body shorter
+    /// than the 2013 fixed part is 2011).
+    pub fn parse(body: &'a [u8], edition: Edition) -> Result<Self, LayoutError> {
+        let layout = if matches!(edition, Edition::V2019 { .. }) && body.len() >= RegisterLayout::V2019.fixed_len() {
+            RegisterLayout::V2019
+        } else if body.len() >= RegisterLayout::V2013.fixed_len() {
+            RegisterLayout::V2013
+        } else {
+            RegisterLayout::V2011
+        };
+        if body.len() < layout.fixed_len() {
+            return Err(short("a 0x0100 registration", layout.fixed_len(), body.len()));
+        }
+        let (m, t, i) = layout.widths();
+        let mut c = Cursor::new(body);
+        let err = || short("a 0x0100 registration", layout.fixed_len(), body.len());
+        Ok(Register {
+            layout,
+            province: c.u16().ok_or_else(err)?,
+            city: c.u16().ok_or_else(err)?,
+            manufacturer: c.take(m).ok_or_else(err)?,
+            model: c.take(t).ok_or_else(err)?,
+            terminal_id: c.take(i).ok_or_else(err)?,
+            plate_color: c.u8().ok_or_else(err)?,
+            plate: c.rest(),
+        })
+    }
+
+    /// Writes the body; fixed-width fields are padded with NULs or cut to their width.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        let (m, t, i) = self.layout.widths();
+        out.extend_from_slice(&self.province.to_be_bytes());
+        out.extend_from_slice(&self.city.to_be_bytes());
+        for (field, width) in [(self.manufacturer, m), (self.model, t), (self.terminal_id, i)] {
+            let n = field.len().min(width);
+            out.extend_from_slice(&field[..n]);
+            out.resize(out.len() + width - n, 0);
+        }
+        out.push(self.plate_color);
+        out.extend_from_slice(self.plate);
+    }
+}
+
+/// 0x0102 authentication: the code, and in 2019 the IMEI and software version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Auth<'a> {
+    pub code: &'a [u8],
+    pub imei: Option<&'a [u8]>,
+    pub software_version: Option<&'a [u8]>,
+}
+
+impl<'a> Auth<'a> {
+    /// The 2019 layout when the header is 2019 and the body has exactly its shape; else the
+    /// whole body is the code (2011/2013, and 2019 terminals that kept the old body).
+    pub fn parse(body: &'a [u8], edition: Edition) -> Self {
+        if let (Edition::V2019 { .. }, [n, rest @ ..]) = (edition, body) {
+            let n = usize::from(*n);
+            if rest.len() == n + 35 {
+                return Auth {
+                    code: &rest[..n],
+                    imei: Some(&rest[n..n + 15]),
+                    software_version: Some(&rest[n + 15..]),
+                };
+            }
+        }
+        Auth { code: body, imei: None, software_version: None }
+    }
+
+    pub fn write(&self, out: &mut Vec<u8>) {
+        match (self.imei, self.software_version) {
+            (Some(imei), Some(version)) => {
+                out.push(self.code.len().min(255) as u8);
+                out.extend_from_slice(&self.code[..self.code.len().min(255)]);
+                for (field, width) in [(imei, 15), (version, 20)] {
+                    let n = field.len().min(width);
+                    out.extend_from_slice(&field[..n]);
+                    out.resize(out.len() + width - n, 0);
+                }
+            }
+            _ => out.extend_from_slice(self.code),
+        }
+    }
+}
+
+/// 0x0001 terminal general response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GeneralResponse {
+    pub reply_serial: u16,
+    pub reply_id: u16,
+    pub result: u8,
+}
+
+/// 0x0104 parameter query response: the serial of the query and the parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parameters<'a> {
+    pub reply_serial: u16,
+    pub count: u8,
+    /// `id DWORD, len BYTE, value` repeated.
+    pub items: &'a [u8],
+}
+
+impl<'a> Parameters<'a> {
+    /// The parameters; `Err` with the undecodable tail if an item runs past the body.
+    pub fn iter(&self) -> impl Iterator<Item = Result<(u32, &'a [u8]), &'a [u8]>> + 'a {
+        let mut rest = self.items;
+        std::iter::from_fn(move || {
+            if rest.is_empty() {
+                return None;
+            }
+            let mut c = Cursor::new(rest);
+            match (c.u32(), c.u8()) {
+                (Some(param), Some(len)) if c.remaining() >= usize::from(len) => {
+                    let value = c.take(usize::from(len))?;
+                    rest = c.rest();
+                    Some(Ok((param, value)))
+                }
+                _ => {
+                    let tail = rest;
+                    rest = &[];
+                    Some(Err(tail))
+                }
+            }
+        })
+    }
+}
+
+/// 0x0107 terminal attributes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TerminalAttributes<'a> {
+    pub terminal_type: u16,
+    pub manufacturer: &'a [u8],
+    pub model: &'a [u8],
+    pub terminal_id: &'a [u8],
+    /// BCD[10].
+    pub iccid: &'a [u8],
+    pub hardware_version: &'a [u8],
+    pub firmware_version: &'a [u8],
+    pub gnss: u8,
+    pub comm: u8,
+}
+
+impl<'a> TerminalAttributes<'a> {
+    pub fn parse(body: &'a [u8], edition: Edition) -> Result<Self, LayoutError> {
+        let (model, tid) = match edition {
+            Edition::V2013 => (20, 7),
+            Edition::V2019 { .. } => (30, 30),
+        };
+        let mut c = Cursor::new(body);
+        (|| {
+            let terminal_type = c.u16()?;
+            let manufacturer = c.take(5)?;
+            let model = c.take(model)?;
+            let terminal_id = c.take(tid)?;
+            let iccid = c.take(10)?;
+            let n = usize::from(c.u8()?);
+            let hardware_version = c.take(n)?;
+            let n = usize::from(c.u8()?);
+            let firmware_version = c.take(n)?;
+            Some(TerminalAttributes {
+                terminal_type,
+                manufacturer,
+                model,
+                terminal_id,
+                iccid,
+                hardware_version,
+                firmware_version,
+                gnss: c.u8()?,
+                comm: c.u8()?,
+            })
+        })()
+        .ok_or_else(|| LayoutError(format!("a {}-byte body does not hold 0x0107 terminal attributes", body.len())))
+    }
+}
+
+/// 0x0704 batch upload: `count` locations, each preceded by its length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batch<'a> {
+    pub count: u16,
+    /// 0 normal batch, 1 blind-area back-fill.
+    pub kind: u8,
+    pub items: &'a [u8],
+}
+
+impl<'a> Batch<'a> {
+    pub fn parse(body: &'a [u8]) -> Result<Self, LayoutError> {
+        let mut c = Cursor::new(body);
+        match (c.u16(), c.u8()) {
+            (Some(count), Some(kind)) => Ok(Batch { count, kind, items: c.rest() }),
+            _ => Err(short("a 0x0704 batch", 3, body.len())),
+        }
+    }
+
+    /// The locations in order. Stops with an error at an item that does not fit the body
+    /// or is not a location; the items before it stand.
+    pub fn locations(&self) -> impl Iterator<Item = Result<Location<'a>, LayoutError>> + 'a {
+        let mut c = Cursor::new(self.items);
+        let mut failed = false;
+        std::iter::from_fn(move || {
+            if failed || c.remaining() == 0 {
+                return None;
+            }
+            let at = c.position();
+            let item = c
+                .u16()
+                .and_then(|len| c.take(usize::from(len)))
+                .ok_or_else(|| LayoutError(format!("batch item at byte {} runs past the body", at + 3)))
+                .and_then(Location::parse);
+            failed = item.is_err();
+            Some(item)
+        })
+    }
+
+    pub fn write(kind: u8, locations: &[Location<'_>], out: &mut Vec<u8>) {
+        out.extend_from_slice(&(locations.len() as u16).to_be_bytes());
+        out.push(kind);
+        for l in locations {
+            let mut item = Vec::new();
+            l.write(&mut item);
+            out.extend_from_slice(&(item.len() as u16).to_be_bytes());
+            out.extend_from_slice(&item);
+        }
+    }
+}
+
+/// 0x0800 multimedia event, and the prefix of 0x0801 data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaEvent {
+    pub media_id: u32,
+    /// 0 image, 1 audio, 2 video.
+    pub media_type: u8,
+    /// 0 JPEG, 1 TIF, 2 MP3, 3 WAV, 4 WMV.
+    pub format: u8,
+    pub event: u8,
+    pub channel: u8,
+}
+
+impl MediaEvent {
+    pub const LEN: usize = 8;
+
+    fn read(c: &mut Cursor<'_>) -> Option<Self> {
+        Some(MediaEvent { media_id: c.u32()?, media_type: c.u8()?, format: c.u8()?, event: c.u8()?, channel: c.u8()? })
+    }
+
+    pub fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.media_id.to_be_bytes());
+        out.extend_from_slice(&[self.media_type, self.format, self.event, self.channel]);
+    }
+
+    pub fn type_name(&self) -> Option<&'static str> {
+        ["image", "audio", "video"].get(usize::from(self.media_type)).copied()
+    }
+
+    pub fn format_name(&self) -> Option<&'static str> {
+        ["jpeg", "tif", "mp3", "wav", "wmv"].get(usize::from(self.format)).copied()
+    }
+}
+
+/// 0x0801 multimedia data (after reassembly): the event, the basic location block when the
+/// terminal sends one, and the media bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaData<'a> {
+    pub event: MediaEvent,
+    pub location: Option<Location<'a>>,
+    pub data: &'a [u8],
+}
+
+impl<'a> MediaData<'a> {
+    pub fn parse(body: &'a [u8]) -> Result<Self, LayoutError> {
+        let mut c = Cursor::new(body);
+        let event = MediaEvent::read(&mut c).ok_or_else(|| short("0x0801 multimedia data", 8, body.len()))?;
+        let rest = c.rest();
+        // 2013 and 2019 put a 28-byte location block before the data; some vendor firmware
+        // does not (§6). A JPEG starts FF D8, which no location block can (its alarm word
+        // would have all of bits 24–31 set and more), so that tells them apart for images.
+        let jpeg_first = rest.starts_with(&[0xFF, 0xD8]);
+        if rest.len() >= Location::BASIC_LEN && !jpeg_first {
+            let (block, data) = rest.split_at(Location::BASIC_LEN);
+            Ok(MediaData { event, location: Some(Location::parse(block)?), data })
+        } else {
+            Ok(MediaData { event, location: None, data: rest })
+        }
+    }
+
+    pub fn write(&self, out: &mut Vec<u8>) {
+        self.event.write(out);
+        if let Some(l) = &self.location {
+            l.write(out);
+        }
+        out.extend_from_slice(self.data);
+    }
+}
+
+/// 0x0702 driver identity (2013/2019 layout: card state first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DriverIdentity<'a> {
+    /// 1 card inserted, 2 card removed.
+    pub state: u8,
+    pub time: [u8; 6],
+    /// Present when the card was inserted: 0 read fine, else why not.
+    pub read_result: Option<u8>,
+    pub name: &'a [u8],
+    pub certificate: &'a [u8],
+    pub organization: &'a [u8],
+    /// `YYYYMMDD` BCD.
+    pub valid_until: Option<[u8; 4]>,
+    /// 2019: the driver's id-card number.
+    pub id_number: Option<&'a [u8]>,
+}
+
+impl<'a> DriverIdentity<'a> {
+    pub fn parse(body: &'a [u8]) -> Result<Self, LayoutError> {
+        let bad = || LayoutError(format!("a {}-byte body does not hold a 0x0702 driver identity", body.len()));
+        let mut c = Cursor::new(body);
+        let state = c.u8().ok_or_else(bad)?;
+        let time = c.array().ok_or_else(bad)?;
+        let mut d = DriverIdentity {
+            state,
+            time,
+            read_result: None,
+            name: &[],
+            certificate: &[],
+            organization: &[],
+            valid_until: None,
+            id_number: None,
+        };
+        if state != 1 {
+            return Ok(d);
+        }
+        let result = c.u8().ok_or_else(bad)?;
+        d.read_result = Some(result);
+        if result != 0 {
+            return Ok(d);
+        }
+        let n = usize::from(c.u8().ok_or_else(bad)?);
+        d.name = c.take(n).ok_or_else(bad)?;
+        d.certificate = c.take(20).ok_or_else(bad)?;
+        let n = usize::from(c.u8().ok_or_else(bad)?);
+        d.organization = c.take(n).ok_or_else(bad)?;
+        d.valid_until = Some(c.array().ok_or_else(bad)?);
+        if c.remaining() >= 20 {
+            d.id_number = c.take(20);
+        }
+        Ok(d)
+    }
+
+    pub fn write(&self, out: &mut Vec<u8>) {
+        out.push(self.state);
+        out.extend_from_slice(&self.time);
+        let Some(result) = self.read_result else { return };
+        out.push(result);
+        if result != 0 {
+            return;
+        }
+        out.push(self.name.len().min(255) as u8);
+        out.extend_from_slice(&self.name[..self.name.len().min(255)]);
+        let n = self.certificate.len().min(20);
+        out.extend_from_slice(&self.certificate[..n]);
+        out.resize(out.len() + 20 - n, 0);
+        out.push(self.organization.len().min(255) as u8);
+        out.extend_from_slice(&self.organization[..self.organization.len().min(255)]);
+        out.extend_from_slice(&self.valid_until.unwrap_or([0; 4]));
+        if let Some(id) = self.id_number {
+            let n = id.len().min(20);
+            out.extend_from_slice(&id[..n]);
+            out.resize(out.len() + 20 - n, 0);
+        }
+    }
+}
+
+/// One uplink message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// 0x0001.
+    GeneralResponse(GeneralResponse),
+    /// 0x0002; vendor bytes in the body are kept.
+    Heartbeat(&'a [u8]),
+    /// 0x0003.
+    Deregister,
+    /// 0x0004 (2019): the terminal asks for the time.
+    TimeQuery,
+    /// 0x0005 (2019): the terminal asks for packages again.
+    ResendRequest {
+        first_serial: u16,
+        indexes: Vec<u16>,
+    },
+    Register(Register<'a>),
+    Auth(Auth<'a>),
+    Parameters(Parameters<'a>),
+    Attributes(TerminalAttributes<'a>),
+    /// 0x0108: upgrade type (0 terminal, 12 IC-card reader, 52 GNSS module) and result
+    /// (0 ok, 1 failed, 2 cancelled).
+    UpgradeResult {
+        kind: u8,
+        result: u8,
+    },
+    Location(Location<'a>),
+    /// 0x0201 and 0x0500: a location answering the platform message with `reply_serial`.
+    LocationReply {
+        reply_serial: u16,
+        location: Location<'a>,
+    },
+    Batch(Batch<'a>),
+    MediaEvent(MediaEvent),
+    MediaData(MediaData<'a>),
+    /// 0x0701 electronic waybill.
+    Waybill(&'a [u8]),
+    DriverIdentity(DriverIdentity<'a>),
+    /// 0x0900: pass-through type and data.
+    Passthrough {
+        kind: u8,
+        data: &'a [u8],
+    },
+    /// Any other id: the body as sent.
+    Unknown(&'a [u8]),
+}
+
+impl<'a> Message<'a> {
+    /// Reads the body of a message with `header`.
+    pub fn parse(header: &Header, body: &'a [u8]) -> Result<Self, LayoutError> {
+        let edition = header.terminal.edition;
+        Ok(match header.message_id {
+            id::TERMINAL_RESPONSE => {
+                let mut c = Cursor::new(body);
+                match (c.u16(), c.u16(), c.u8()) {
+                    (Some(reply_serial), Some(reply_id), Some(result)) => {
+                        Message::GeneralResponse(GeneralResponse { reply_serial, reply_id, result })
+                    }
+                    _ => return Err(short("a 0x0001 response", 5, body.len())),
+                }
+            }
+            id::HEARTBEAT => Message::Heartbeat(body),
+            id::DEREGISTER => Message::Deregister,
+            id::TIME_QUERY => Message::TimeQuery,
+            id::RESEND_REQUEST_UP => {
+                let mut c = Cursor::new(body);
+                let first_serial = c.u16().ok_or_else(|| short("a 0x0005 request", 3, body.len()))?;
+                let count = match edition {
+                    Edition::V2019 { .. } => c.u16(),
+                    Edition::V2013 => c.u8().map(u16::from),
+                }
+                .ok_or_else(|| short("a 0x0005 request", 3, body.len()))?;
+                let indexes = (0..count)
+                    .map(|_| c.u16())
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| LayoutError(format!("0x0005 lists {count} packages the body does not hold")))?;
+                Message::ResendRequest { first_serial, indexes }
+            }
+            id::REGISTER => Message::Register(Register::parse(body, edition)?),
+            id::AUTHENTICATE => Message::Auth(Auth::parse(body, edition)),
+            id::PARAMETERS => {
+                let mut c = Cursor::new(body);
+                match (c.u16(), c.u8()) {
+                    (Some(reply_serial), Some(count)) => {
+                        Message::Parameters(Parameters { reply_serial, count, items: c.rest() })
+                    }
+                    _ => return Err(short("a 0x0104 response", 3, body.len())),
+                }
+            }
+            id::ATTRIBUTES => Message::Attributes(TerminalAttributes::parse(body, edition)?),
+            id::UPGRADE_RESULT => match *body {
+                [kind, result, ..] => Message::UpgradeResult { kind, result },
+                _ => return Err(short("a 0x0108 result", 2, body.len())),
+            },
+            id::LOCATION => Message::Location(Location::parse(body)?),
+            id::LOCATION_REPLY | id::VEHICLE_CONTROL_REPLY => {
+                if body.len() < 2 {
+                    return Err(short("a location reply", 30, body.len()));
+                }
+                Message::LocationReply {
+                    reply_serial: u16::from_be_bytes([body[0], body[1]]),
+                    location: Location::parse(&body[2..])?,
+                }
+            }
+            id::BATCH => Message::Batch(Batch::parse(body)?),
+            id::MEDIA_EVENT => {
+                let mut c = Cursor::new(body);
+                Message::MediaEvent(MediaEvent::read(&mut c).ok_or_else(|| short("a 0x0800 event", 8, body.len()))?)
+            }
+            id::MEDIA_DATA => Message::MediaData(MediaData::parse(body)?),
+            id::WAYBILL => Message::Waybill(body),
+            id::DRIVER_IDENTITY => Message::DriverIdentity(DriverIdentity::parse(body)?),
+            id::PASSTHROUGH_UP => match *body {
+                [kind, ref data @ ..] => Message::Passthrough { kind, data },
+                [] => return Err(short("a 0x0900 pass-through", 1, 0)),
+            },
+            _ => Message::Unknown(body),
+        })
+    }
+
+    /// Writes the body back; parsing it with the same header gives the same message.
+    pub fn write_body(&self, edition: Edition, out: &mut Vec<u8>) {
+        match self {
+            Message::GeneralResponse(r) => {
+                out.extend_from_slice(&super::general_response_body(r.reply_serial, r.reply_id, r.result))
+            }
+            Message::Heartbeat(extra) => out.extend_from_slice(extra),
+            Message::Deregister | Message::TimeQuery => {}
+            Message::ResendRequest { first_serial, indexes } => {
+                out.extend_from_slice(&first_serial.to_be_bytes());
+                match edition {
+                    Edition::V2019 { .. } => out.extend_from_slice(&(indexes.len() as u16).to_be_bytes()),
+                    Edition::V2013 => out.push(indexes.len() as u8),
+                }
+                for i in indexes {
+                    out.extend_from_slice(&i.to_be_bytes());
+                }
+            }
+            Message::Register(r) => r.write(out),
+            Message::Auth(a) => a.write(out),
+            Message::Parameters(p) => {
+                out.extend_from_slice(&p.reply_serial.to_be_bytes());
+                out.push(p.count);
+                out.extend_from_slice(p.items);
+            }
+            Message::Attributes(a) => {
+                out.extend_from_slice(&a.terminal_type.to_be_bytes());
+                for field in [a.manufacturer, a.model, a.terminal_id, a.iccid] {
+                    out.extend_from_slice(field);
+                }
+                out.push(a.hardware_version.len() as u8);
+                out.extend_from_slice(a.hardware_version);
+                out.push(a.firmware_version.len() as u8);
+                out.extend_from_slice(a.firmware_version);
+                out.extend_from_slice(&[a.gnss, a.comm]);
+            }
+            Message::UpgradeResult { kind, result } => out.extend_from_slice(&[*kind, *result]),
+            Message::Location(l) => l.write(out),
+            Message::LocationReply { reply_serial, location } => {
+                out.extend_from_slice(&reply_serial.to_be_bytes());
+                location.write(out);
+            }
+            Message::Batch(b) => {
+                out.extend_from_slice(&b.count.to_be_bytes());
+                out.push(b.kind);
+                out.extend_from_slice(b.items);
+            }
+            Message::MediaEvent(e) => e.write(out),
+            Message::MediaData(d) => d.write(out),
+            Message::Waybill(b) | Message::Unknown(b) => out.extend_from_slice(b),
+            Message::DriverIdentity(d) => d.write(out),
+            Message::Passthrough { kind, data } => {
+                out.push(*kind);
+                out.extend_from_slice(data);
+            }
+        }
+    }
+}

@@ -1,0 +1,782 @@
+//! JT/T 808 (2011, 2013 and 2019 editions): `7E`-delimited frames with `7D` escaping and an
+//! XOR check code, a header that names the terminal in BCD, sub-packages for long bodies.
+//!
+//! * [`frame`]: cutting escaped frames (and the ASCII `( … )` frames some terminals send on
+//!   the same port) off a byte stream.
+//! * This module: escaping, the check code, the header, and every downlink message the
+//!   platform sends (replies and commands), each written with the terminal's own header form.
+//! * [`message`]: the uplink messages, as zero-copy views with encoders for round trips and
+//!   simulators.
+//! * [`stream`]: the per-connection decoder: records, replies, sub-package reassembly,
+//!   commands and their confirmations.
+//!
+//! Reference: `jt808.md` in the protocol notes (section numbers below are that file's).
+
+use std::borrow::Cow;
+
+use crate::framing::{Limits, Reject, RejectKind};
+use crate::time::Timestamp;
+use crate::wire::bcd;
+use crate::wire::checksum::xor8;
+use crate::wire::cursor::Cursor;
+
+pub mod frame;
+pub mod message;
+pub mod stream;
+#[cfg(test)]
+mod tests;
+
+pub use frame::Jt808Framer;
+pub use message::Message;
+pub use stream::{Jt808Decoder, Jt808Options, RegisterPolicy};
+
+/// The frame delimiter.
+pub const FLAG: u8 = 0x7E;
+/// The escape byte: `7D 01` is `7D`, `7D 02` is `7E`.
+pub const ESCAPE: u8 = 0x7D;
+
+/// The longest body a header can declare (10-bit length, §1).
+pub const MAX_BODY_LEN: usize = 1023;
+
+/// The default frame limit, in wire bytes between two flags. The largest legal frame is
+/// 1045 bytes before escaping, so 2090 after the worst case; the margin is for vendors that
+/// send a body longer than the length field can say.
+pub const DEFAULT_LIMITS: Limits = Limits { max_frame_len: 4096 };
+
+/// Uplink (terminal) message ids.
+pub mod id {
+    pub const TERMINAL_RESPONSE: u16 = 0x0001;
+    pub const HEARTBEAT: u16 = 0x0002;
+    pub const DEREGISTER: u16 = 0x0003;
+    pub const TIME_QUERY: u16 = 0x0004;
+    pub const RESEND_REQUEST_UP: u16 = 0x0005;
+    pub const REGISTER: u16 = 0x0100;
+    pub const AUTHENTICATE: u16 = 0x0102;
+    pub const PARAMETERS: u16 = 0x0104;
+    pub const ATTRIBUTES: u16 = 0x0107;
+    pub const UPGRADE_RESULT: u16 = 0x0108;
+    pub const LOCATION: u16 = 0x0200;
+    pub const LOCATION_REPLY: u16 = 0x0201;
+    pub const VEHICLE_CONTROL_REPLY: u16 = 0x0500;
+    pub const WAYBILL: u16 = 0x0701;
+    pub const DRIVER_IDENTITY: u16 = 0x0702;
+    pub const BATCH: u16 = 0x0704;
+    pub const MEDIA_EVENT: u16 = 0x0800;
+    pub const MEDIA_DATA: u16 = 0x0801;
+    pub const PASSTHROUGH_UP: u16 = 0x0900;
+
+    /// Downlink (platform) message ids.
+    pub const PLATFORM_RESPONSE: u16 = 0x8001;
+    pub const RESEND_REQUEST: u16 = 0x8003;
+    pub const SERVER_TIME: u16 = 0x8004;
+    pub const REGISTER_RESPONSE: u16 = 0x8100;
+    pub const SET_PARAMETERS: u16 = 0x8103;
+    pub const QUERY_PARAMETERS: u16 = 0x8104;
+    pub const TERMINAL_CONTROL: u16 = 0x8105;
+    pub const QUERY_GIVEN_PARAMETERS: u16 = 0x8106;
+    pub const QUERY_LOCATION: u16 = 0x8201;
+    pub const TRACKING: u16 = 0x8202;
+    pub const TEXT: u16 = 0x8300;
+    pub const VEHICLE_CONTROL: u16 = 0x8500;
+    pub const MEDIA_UPLOAD_RESPONSE: u16 = 0x8800;
+    pub const PASSTHROUGH_DOWN: u16 = 0x8900;
+}
+
+/// Header property bits (§3.1).
+const BODY_LEN_MASK: u16 = 0x03FF;
+const ENCRYPTION_MASK: u16 = 0x1C00;
+const SUBPACKAGE: u16 = 0x2000;
+const VERSION_2019: u16 = 0x4000;
+
+/// Result codes of 0x8001 and 0x0001.
+pub mod result {
+    pub const OK: u8 = 0;
+    pub const FAILURE: u8 = 1;
+    pub const MESSAGE_ERROR: u8 = 2;
+    pub const NOT_SUPPORTED: u8 = 3;
+    pub const ALARM_CONFIRMED: u8 = 4;
+
+    /// A result code's name, for records.
+    pub fn name(code: u8) -> Cow<'static, str> {
+        Cow::Borrowed(match code {
+            OK => "ok",
+            FAILURE => "failure",
+            MESSAGE_ERROR => "message_error",
+            NOT_SUPPORTED => "not_supported",
+            ALARM_CONFIRMED => "alarm_confirmed",
+            other => return Cow::Owned(format!("result_{other}")),
+        })
+    }
+    use std::borrow::Cow;
+}
+
+/// Which header layout a frame uses (§3.4). 2011 and 2013 share a header; they differ in a
+/// few bodies (0x0100), told apart by length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Edition {
+    /// 2011 or 2013: 6-byte terminal number.
+    V2013,
+    /// 2019: version byte and 10-byte terminal number.
+    V2019 { version: u8 },
+}
+
+/// The terminal number exactly as the terminal sent it (6 or 10 bytes), kept to echo it
+/// back verbatim in every reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TerminalNumber {
+    bytes: [u8; 10],
+    len: u8,
+}
+
+impl TerminalNumber {
+    /// From the raw header bytes: 6 (2011/2013) or 10 (2019). `None` for any other length.
+    pub fn from_bytes(raw: &[u8]) -> Option<Self> {
+        if raw.len() != 6 && raw.len() != 10 {
+            return None;
+        }
+        let mut bytes = [0u8; 10];
+        bytes[..raw.len()].copy_from_slice(raw);
+        Some(TerminalNumber { bytes, len: raw.len() as u8 })
+    }
+
+    /// The number for a device id, in the width `edition` uses: BCD digits left-padded with
+    /// zeros; for a 15-digit IMEI that does not fit the 6 bytes of a 2013 header, the
+    /// 48-bit binary form some terminals use (the IMEI without its check digit, §3.2).
+    pub fn for_device_id(device_id: &str, edition: Edition) -> Option<Self> {
+        let width = match edition {
+            Edition::V2013 => 6,
+            Edition::V2019 { .. } => 10,
+        };
+        let mut bytes = [0u8; 10];
+        if bcd::encode_digits(device_id, &mut bytes[..width]).is_some() {
+            return Some(TerminalNumber { bytes, len: width as u8 });
+        }
+        // The check digit is dropped, not checked: Traccar addresses its test id this way.
+        if width == 6 && device_id.len() == 15 && device_id.bytes().all(|b| b.is_ascii_digit()) {
+            let value: u64 = device_id[..14].parse().ok()?;
+            bytes[..6].copy_from_slice(&value.to_be_bytes()[2..]);
+            return Some(TerminalNumber { bytes, len: 6 });
+        }
+        None
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
+    /// Whether every nibble is a decimal digit (the standard form).
+    pub fn is_bcd(&self) -> bool {
+        self.as_bytes().iter().all(|&b| bcd::byte_value(b).is_some())
+    }
+
+    /// The device id of the contract: the BCD digits without leading zeros (`0` for an
+    /// all-zero number). A 6-byte number that is not BCD is the 48-bit binary form of an
+    /// IMEI without its check digit (§3.2): the id is that IMEI with the digit restored. A
+    /// 10-byte number that is not BCD has no known reading and is given in hex.
+    pub fn device_id(&self) -> String {
+        let mut digits = String::with_capacity(20);
+        if bcd::decode_digits(self.as_bytes(), &mut digits).is_some() {
+            let trimmed = digits.trim_start_matches('0');
+            return if trimmed.is_empty() { "0".to_owned() } else { trimmed.to_owned() };
+        }
+        if self.len == 6 {
+            let mut be = [0u8; 8];
+            be[2..].copy_from_slice(self.as_bytes());
+            let body = format!("{:014}", u64::from_be_bytes(be));
+            if body.len() == 14 {
+                if let Some(check) = luhn_digit(&body) {
+                    return format!("{body}{}", char::from(check));
+                }
+            }
+            return body;
+        }
+        crate::wire::hex::to_hex(self.as_bytes())
+    }
+}
+
+/// The Luhn check digit (as an ASCII digit) for a string of ASCII digits.
+fn luhn_digit(digits: &str) -> Option<u8> {
+    let mut sum = 0u32;
+    for (i, c) in digits.bytes().rev().enumerate() {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        let mut d = u32::from(c - b'0');
+        if i % 2 == 0 {
+            d *= 2;
+            if d > 9 {
+                d -= 9;
+            }
+        }
+        sum += d;
+    }
+    Some(b'0' + ((10 - sum % 10) % 10) as u8)
+}
+
+/// Where a message is addressed: the edition and terminal number of the terminal's own
+/// frames, so every reply has the header form the terminal used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Terminal {
+    pub edition: Edition,
+    pub number: TerminalNumber,
+}
+
+impl Terminal {
+    /// The address a 2013 terminal with this device id has (BCD or 48-bit IMEI form).
+    pub fn for_device_id(device_id: &str, edition: Edition) -> Option<Self> {
+        Some(Terminal { edition, number: TerminalNumber::for_device_id(device_id, edition)? })
+    }
+}
+
+/// One frame's header (§3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub message_id: u16,
+    /// The raw body-properties word.
+    pub properties: u16,
+    pub terminal: Terminal,
+    pub serial: u16,
+    /// `(total, index)` for a sub-package; the index starts at 1.
+    pub package: Option<(u16, u16)>,
+}
+
+impl Header {
+    /// The body length the properties declare.
+    pub fn declared_body_len(&self) -> usize {
+        usize::from(self.properties & BODY_LEN_MASK)
+    }
+
+    /// The encryption bits (10–12): 0 for none, 1 for RSA.
+    pub fn encryption(&self) -> u8 {
+        ((self.properties & ENCRYPTION_MASK) >> 10) as u8
+    }
+
+    /// The header's size in bytes (12, 16, 17 or 21).
+    pub fn byte_len(&self) -> usize {
+        header_len(self.terminal.edition, self.package.is_some())
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.message_id.to_be_bytes());
+        out.extend_from_slice(&self.properties.to_be_bytes());
+        if let Edition::V2019 { version } = self.terminal.edition {
+            out.push(version);
+        }
+        out.extend_from_slice(self.terminal.number.as_bytes());
+        out.extend_from_slice(&self.serial.to_be_bytes());
+        if let Some((total, index)) = self.package {
+            out.extend_from_slice(&total.to_be_bytes());
+            out.extend_from_slice(&index.to_be_bytes());
+        }
+    }
+}
+
+fn header_len(edition: Edition, package: bool) -> usize {
+    let base = match edition {
+        Edition::V2013 => 12,
+        Edition::V2019 { .. } => 17,
+    };
+    base + if package { 4 } else { 0 }
+}
+
+/// A frame after un-escaping and checking: its header, its body, and whether the length
+/// field agreed with the body the frame carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame<'a> {
+    pub header: Header,
+    pub body: Cow<'a, [u8]>,
+    /// False when the properties declare another body length than the frame has. The body
+    /// the frame carries is what is parsed (§9: devices get this wrong; the check code
+    /// vouches for the bytes).
+    pub length_field_ok: bool,
+}
+
+/// Un-escapes the bytes between two flags: borrowed when there is nothing to un-escape
+/// (most frames), one copy otherwise.
+pub fn unescape(escaped: &[u8]) -> Result<Cow<'_, [u8]>, Reject> {
+    let Some(first) = memchr::memchr(ESCAPE, escaped) else {
+        return Ok(Cow::Borrowed(escaped));
+    };
+    let mut out = Vec::with_capacity(escaped.len());
+    out.extend_from_slice(&escaped[..first]);
+    let mut i = first;
+    while i < escaped.len() {
+        let b = escaped[i];
+        if b == ESCAPE {
+            match escaped.get(i + 1) {
+                Some(0x01) => out.push(ESCAPE),
+                Some(0x02) => out.push(FLAG),
+                Some(other) => {
+                    return Err(Reject::new(
+                        RejectKind::Malformed,
+                        format!("escape byte 7D followed by {other:02X} at byte {i} (only 7D 01 and 7D 02 exist)"),
+                    ))
+                }
+                None => return Err(Reject::new(RejectKind::Malformed, "frame ends with a lone escape byte 7D")),
+            }
+            i += 2;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    Ok(Cow::Owned(out))
+}
+
+/// Appends `raw` escaped (§1): `7E` → `7D 02`, `7D` → `7D 01`.
+pub fn escape_into(raw: &[u8], out: &mut Vec<u8>) {
+    for &b in raw {
+        match b {
+            FLAG => out.extend_from_slice(&[ESCAPE, 0x02]),
+            ESCAPE => out.extend_from_slice(&[ESCAPE, 0x01]),
+            _ => out.push(b),
+        }
+    }
+}
+
+impl<'a> Frame<'a> {
+    /// Un-escapes, checks and splits the bytes between two flags (flags not included).
+    pub fn parse(escaped: &'a [u8]) -> Result<Self, Reject> {
+        let raw = unescape(escaped)?;
+        let (header, body_range, length_field_ok) = parse_header(&raw)?;
+        let body = match raw {
+            Cow::Borrowed(b) => Cow::Borrowed(&b[body_range]),
+            Cow::Owned(mut v) => {
+                v.truncate(body_range.end);
+                v.drain(..body_range.start);
+                Cow::Owned(v)
+            }
+        };
+        Ok(Frame { header, body, length_field_ok })
+    }
+}
+
+/// Checks the check code and reads the header of an un-escaped frame (header, body, BCC).
+fn parse_header(raw: &[u8]) -> Result<(Header, std::ops::Range<usize>, bool), Reject> {
+    if raw.len() < 13 {
+        return Err(Reject::new(
+            RejectKind::Truncated,
+            format!("a frame of {} bytes; the shortest has 13 (header and check code)", raw.len()),
+        ));
+    }
+    let (content, check) = raw.split_at(raw.len() - 1);
+    let computed = xor8(content);
+    if computed != check[0] {
+        return Err(Reject::checksum(u32::from(computed), u32::from(check[0]), 2));
+    }
+    let properties = u16::from_be_bytes([raw[2], raw[3]]);
+    let declared = usize::from(properties & BODY_LEN_MASK);
+    let package = properties & SUBPACKAGE != 0;
+    let read = |edition: Edition| -> Option<(Header, usize)> {
+        let hl = header_len(edition, package);
+        if content.len() < hl {
+            return None;
+        }
+        let mut c = Cursor::new(&content[4..hl]);
+        if let Edition::V2019 { .. } = edition {
+            c.u8()?;
+        }
+        let number = TerminalNumber::from_bytes(c.take(if matches!(edition, Edition::V2013) { 6 } else { 10 })?)?;
+        let serial = c.u16()?;
+        let package = if package { Some((c.u16()?, c.u16()?)) } else { None };
+        let header = Header {
+            message_id: u16::from_be_bytes([raw[0], raw[1]]),
+            properties,
+            terminal: Terminal { edition, number },
+            serial,
+            package,
+        };
+        Some((header, hl))
+    };
+    let as_2013 = read(Edition::V2013);
+    let chosen = if properties & VERSION_2019 != 0 {
+        let as_2019 = read(Edition::V2019 { version: raw[4] });
+        // Some 2013 terminals set the version bit anyway (§3.4): when only the 2013 reading
+        // makes the declared length come out right, it is the 2013 layout.
+        let fits = |h: &Option<(Header, usize)>| h.as_ref().is_some_and(|(_, hl)| content.len() - hl == declared);
+        if !fits(&as_2019) && fits(&as_2013) {
+            as_2013
+        } else {
+            as_2019
+        }
+    } else {
+        as_2013
+    };
+    let Some((header, hl)) = chosen else {
+        return Err(Reject::new(
+            RejectKind::Truncated,
+            format!("{} bytes are too few for the header the properties 0x{properties:04X} announce", content.len()),
+        ));
+    };
+    match header.encryption() {
+        0 => {}
+        1 => {
+            return Err(Reject::new(
+                RejectKind::Unsupported,
+                format!("message 0x{:04X} has an RSA-encrypted body; no key is configured", header.message_id),
+            ))
+        }
+        bits => {
+            return Err(Reject::new(
+                RejectKind::Unsupported,
+                format!(
+                    "message 0x{:04X} sets the reserved encryption bits {bits:03b} (a vendor header this codec does not read)",
+                    header.message_id
+                ),
+            ))
+        }
+    }
+    Ok((header, hl..content.len(), content.len() - hl == declared))
+}
+
+/// Writes one frame: header (with the body length in its properties), body, check code,
+/// escaped and between flags. `None` if the body is longer than a frame can declare (use
+/// [`encode_packages`] for that).
+pub fn encode_frame(
+    out: &mut Vec<u8>,
+    message_id: u16,
+    terminal: &Terminal,
+    serial: u16,
+    package: Option<(u16, u16)>,
+    body: &[u8],
+) -> Option<()> {
+    if body.len() > MAX_BODY_LEN {
+        return None;
+    }
+    let mut properties = body.len() as u16;
+    if package.is_some() {
+        properties |= SUBPACKAGE;
+    }
+    if let Edition::V2019 { .. } = terminal.edition {
+        properties |= VERSION_2019;
+    }
+    let header = Header { message_id, properties, terminal: *terminal, serial, package };
+    let mut raw = Vec::with_capacity(header.byte_len() + body.len() + 1);
+    header.write(&mut raw);
+    raw.extend_from_slice(body);
+    raw.push(xor8(&raw));
+    out.reserve(raw.len() + raw.len() / 8 + 2);
+    out.push(FLAG);
+    escape_into(&raw, out);
+    out.push(FLAG);
+    Some(())
+}
+
+/// One message as a new frame.
+pub fn encode(message_id: u16, terminal: &Terminal, serial: u16, body: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    encode_frame(&mut out, message_id, terminal, serial, None, body)?;
+    Some(out)
+}
+
+/// A body of any length as frames, split into sub-packages of at most `package_len` bytes
+/// (1..=1023) with consecutive serials from `first_serial` (§3.3). A body that fits one
+/// frame is sent as one frame without sub-package fields.
+pub fn encode_packages(
+    message_id: u16,
+    terminal: &Terminal,
+    first_serial: u16,
+    body: &[u8],
+    package_len: usize,
+) -> Option<Vec<Vec<u8>>> {
+    let package_len = package_len.clamp(1, MAX_BODY_LEN);
+    if body.len() <= package_len {
+        return Some(vec![encode(message_id, terminal, first_serial, body)?]);
+    }
+    let total = u16::try_from(body.len().div_ceil(package_len)).ok()?;
+    body.chunks(package_len)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let mut out = Vec::new();
+            let index = i as u16 + 1;
+            encode_frame(
+                &mut out,
+                message_id,
+                terminal,
+                first_serial.wrapping_add(i as u16),
+                Some((total, index)),
+                chunk,
+            )?;
+            Some(out)
+        })
+        .collect()
+}
+
+/// 0x8001 / 0x0001: the general response to message `reply_id` with serial `reply_serial`.
+pub fn general_response_body(reply_serial: u16, reply_id: u16, result: u8) -> [u8; 5] {
+    let [s0, s1] = reply_serial.to_be_bytes();
+    let [i0, i1] = reply_id.to_be_bytes();
+    [s0, s1, i0, i1, result]
+}
+
+/// 0x8001 platform general response (§5).
+pub fn platform_response(terminal: &Terminal, serial: u16, reply_serial: u16, reply_id: u16, result: u8) -> Vec<u8> {
+    encode(id::PLATFORM_RESPONSE, terminal, serial, &general_response_body(reply_serial, reply_id, result))
+        .expect("a 5-byte body fits a frame")
+}
+
+/// 0x8100 register response (§6.1): the auth code only with result 0.
+pub fn register_response(
+    terminal: &Terminal,
+    serial: u16,
+    reply_serial: u16,
+    result: u8,
+    auth_code: &str,
+) -> Option<Vec<u8>> {
+    let mut body = reply_serial.to_be_bytes().to_vec();
+    body.push(result);
+    if result == 0 {
+        body.extend_from_slice(&gbk(auth_code));
+    }
+    encode(id::REGISTER_RESPONSE, terminal, serial, &body)
+}
+
+/// 0x8003 re-send request (§3.3): the first sub-package's serial and the missing package
+/// indexes (count is a BYTE in 2013, a WORD in 2019).
+pub fn resend_request(terminal: &Terminal, serial: u16, first_serial: u16, missing: &[u16]) -> Option<Vec<u8>> {
+    let mut body = first_serial.to_be_bytes().to_vec();
+    match terminal.edition {
+        Edition::V2013 => body.push(u8::try_from(missing.len()).ok()?),
+        Edition::V2019 { .. } => body.extend_from_slice(&u16::try_from(missing.len()).ok()?.to_be_bytes()),
+    }
+    for m in missing {
+        body.extend_from_slice(&m.to_be_bytes());
+    }
+    encode(id::RESEND_REQUEST, terminal, serial, &body)
+}
+
+/// 0x8004 server time (2019), UTC, for a 0x0004 query.
+pub fn server_time(terminal: &Terminal, serial: u16, now: Timestamp) -> Option<Vec<u8>> {
+    encode(id::SERVER_TIME, terminal, serial, &bcd_time(now)?)
+}
+
+/// 0x8800 multimedia upload response: the media id and the packages to send again (none
+/// when the upload is complete).
+pub fn media_upload_response(terminal: &Terminal, serial: u16, media_id: u32, resend: &[u16]) -> Option<Vec<u8>> {
+    let mut body = media_id.to_be_bytes().to_vec();
+    if !resend.is_empty() {
+        body.push(u8::try_from(resend.len()).ok()?);
+        for r in resend {
+            body.extend_from_slice(&r.to_be_bytes());
+        }
+    }
+    encode(id::MEDIA_UPLOAD_RESPONSE, terminal, serial, &body)
+}
+
+/// `YY MM DD hh mm ss` in BCD for an instant, as UTC. `None` outside 2000–2099.
+pub fn bcd_time(t: Timestamp) -> Option<[u8; 6]> {
+    let (date, h, m, s) = t.date_time();
+    let year = u8::try_from(date.year() - 2000).ok()?;
+    let mut out = [0u8; 6];
+    for (o, v) in out.iter_mut().zip([year, date.month(), date.day(), h, m, s]) {
+        *o = bcd::byte_from_value(v)?;
+    }
+    Some(out)
+}
+
+/// A device-local BCD time as UTC, given the device's offset from UTC in minutes. `None`
+/// for digits that are not BCD or a date that does not exist (an all-zero time, sent by
+/// terminals that have no time yet).
+pub fn time_from_bcd(t: [u8; 6], utc_offset_minutes: i32) -> Option<Timestamp> {
+    let mut v = [0u8; 6];
+    for (o, b) in v.iter_mut().zip(t) {
+        *o = bcd::byte_value(b)?;
+    }
+    let date = crate::time::Date::new(2000 + i32::from(v[0]), v[1], v[2])?;
+    Some(Timestamp::from_date_time(date, v[3], v[4], v[5], None)?.shifted_minutes(-utc_offset_minutes))
+}
+
+/// GBK text (§4) as UTF-8; trailing NUL padding dropped. Undecodable bytes become U+FFFD.
+pub fn text(bytes: &[u8]) -> String {
+    let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    let (s, _, _) = encoding_rs::GBK.decode(&bytes[..end]);
+    s.into_owned()
+}
+
+/// UTF-8 text as GBK for the wire; characters GBK lacks become `?`.
+pub fn gbk(s: &str) -> Vec<u8> {
+    if s.is_ascii() {
+        return s.as_bytes().to_vec();
+    }
+    let (bytes, _, unmappable) = encoding_rs::GBK.encode(s);
+    if !unmappable {
+        return bytes.into_owned();
+    }
+    // encoding_rs writes an HTML numeric reference for what GBK cannot hold; a terminal
+    // would show that literally, so write `?` instead.
+    let mut out = Vec::with_capacity(s.len());
+    for ch in s.chars() {
+        let mut buf = [0u8; 4];
+        let (b, _, bad) = encoding_rs::GBK.encode(ch.encode_utf8(&mut buf));
+        if bad {
+            out.push(b'?');
+        } else {
+            out.extend_from_slice(&b);
+        }
+    }
+    out
+}
+
+/// A parameter value for 0x8103 (and as read from 0x0104), typed as the standard types it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParamValue {
+    Byte(u8),
+    Word(u16),
+    Dword(u32),
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+/// How the standard types a parameter id's value (§7.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamType {
+    Byte,
+    Word,
+    Dword,
+    Text,
+    Bytes,
+}
+
+/// The type §7.1 gives a parameter id; ids it does not list are typed by their length.
+pub fn param_type(param: u32) -> Option<ParamType> {
+    Some(match param {
+        0x0010..=0x0017 | 0x0040..=0x0049 | 0x0083 => ParamType::Text,
+        0x0031 | 0x005B..=0x005E | 0x0081 | 0x0082 | 0x0101 | 0x0103 => ParamType::Word,
+        0x0084 | 0x0090..=0x0092 | 0x0094 => ParamType::Byte,
+        0x0110..=0x01FF => ParamType::Bytes,
+        0x0001..=0x0007 | 0x0018..=0x0030 | 0x0050..=0x005A | 0x0064..=0x0080 | 0x0093 | 0x0095 | 0x0100 | 0x0102 => {
+            ParamType::Dword
+        }
+        _ => return None,
+    })
+}
+
+impl ParamValue {
+    /// Reads a value of parameter `param` from its bytes: by the standard's type when the
+    /// length agrees with it, else by the length (1, 2 or 4 bytes a number, other lengths raw).
+    pub fn read(param: u32, bytes: &[u8]) -> ParamValue {
+        let by_len = || match bytes.len() {
+            1 => ParamValue::Byte(bytes[0]),
+            2 => ParamValue::Word(u16::from_be_bytes([bytes[0], bytes[1]])),
+            4 => ParamValue::Dword(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])),
+            _ => ParamValue::Bytes(bytes.to_vec()),
+        };
+        match param_type(param) {
+            Some(ParamType::Text) => ParamValue::Text(text(bytes)),
+            Some(ParamType::Bytes) => ParamValue::Bytes(bytes.to_vec()),
+            _ => by_len(),
+        }
+    }
+
+    pub fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            ParamValue::Byte(v) => out.push(*v),
+            ParamValue::Word(v) => out.extend_from_slice(&v.to_be_bytes()),
+            ParamValue::Dword(v) => out.extend_from_slice(&v.to_be_bytes()),
+            ParamValue::Text(s) => out.extend_from_slice(&gbk(s)),
+            ParamValue::Bytes(b) => out.extend_from_slice(b),
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            ParamValue::Byte(v) => (*v).into(),
+            ParamValue::Word(v) => (*v).into(),
+            ParamValue::Dword(v) => (*v).into(),
+            ParamValue::Text(s) => s.clone().into(),
+            ParamValue::Bytes(b) => crate::wire::hex::to_hex(b).into(),
+        }
+    }
+}
+
+/// A command the platform sends a terminal (§7). Each is answered by a 0x0001 general
+/// response, or by 0x0104 (parameter queries) or 0x0201 (location query).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// 0x8103: parameter id and value, in order.
+    SetParameters(Vec<(u32, ParamValue)>),
+    /// 0x8104: every parameter.
+    QueryParameters,
+    /// 0x8106: the listed parameters.
+    QueryGivenParameters(Vec<u32>),
+    /// 0x8105: command word (§7.2) and its `;`-separated parameters.
+    TerminalControl { command: u8, parameters: String },
+    /// 0x8201.
+    QueryLocation,
+    /// 0x8202: report every `interval_s` seconds (0 stops) for `validity_s` seconds.
+    Tracking { interval_s: u16, validity_s: u32 },
+    /// 0x8300: flag bits (§7.3) and text; 2019 terminals also get the text type (1 notice,
+    /// 2 service; 1 when not given).
+    Text { flags: u8, kind: Option<u8>, text: String },
+    /// 0x8500 (2013 layout): control flag, bit 0 = lock doors.
+    VehicleControl { flags: u8 },
+    /// 0x8900: pass-through type and data (vendors tunnel their text commands here).
+    Passthrough { kind: u8, data: Vec<u8> },
+}
+
+impl Command {
+    pub fn message_id(&self) -> u16 {
+        match self {
+            Command::SetParameters(_) => id::SET_PARAMETERS,
+            Command::QueryParameters => id::QUERY_PARAMETERS,
+            Command::QueryGivenParameters(_) => id::QUERY_GIVEN_PARAMETERS,
+            Command::TerminalControl { .. } => id::TERMINAL_CONTROL,
+            Command::QueryLocation => id::QUERY_LOCATION,
+            Command::Tracking { .. } => id::TRACKING,
+            Command::Text { .. } => id::TEXT,
+            Command::VehicleControl { .. } => id::VEHICLE_CONTROL,
+            Command::Passthrough { .. } => id::PASSTHROUGH_DOWN,
+        }
+    }
+
+    /// The message body for a terminal of `edition`. `None` if it cannot be written (more
+    /// than 255 parameters, a value longer than 255 bytes).
+    pub fn body(&self, edition: Edition) -> Option<Vec<u8>> {
+        let mut body = Vec::new();
+        match self {
+            Command::SetParameters(params) => {
+                body.push(u8::try_from(params.len()).ok()?);
+                for (param, value) in params {
+                    body.extend_from_slice(&param.to_be_bytes());
+                    let mut v = Vec::new();
+                    value.write(&mut v);
+                    body.push(u8::try_from(v.len()).ok()?);
+                    body.extend_from_slice(&v);
+                }
+            }
+            Command::QueryParameters | Command::QueryLocation => {}
+            Command::QueryGivenParameters(ids) => {
+                body.push(u8::try_from(ids.len()).ok()?);
+                for param in ids {
+                    body.extend_from_slice(&param.to_be_bytes());
+                }
+            }
+            Command::TerminalControl { command, parameters } => {
+                body.push(*command);
+                body.extend_from_slice(&gbk(parameters));
+            }
+            Command::Tracking { interval_s, validity_s } => {
+                body.extend_from_slice(&interval_s.to_be_bytes());
+                body.extend_from_slice(&validity_s.to_be_bytes());
+            }
+            Command::Text { flags, kind, text } => {
+                body.push(*flags);
+                if let Edition::V2019 { .. } = edition {
+                    body.push(kind.unwrap_or(1));
+                }
+                body.extend_from_slice(&gbk(text));
+            }
+            Command::VehicleControl { flags } => body.push(*flags),
+            Command::Passthrough { kind, data } => {
+                body.push(*kind);
+                body.extend_from_slice(data);
+            }
+        }
+        Some(body)
+    }
+
+    /// The whole frame for `terminal` with platform serial `serial`.
+    pub fn encode(&self, terminal: &Terminal, serial: u16) -> Option<Vec<u8>> {
+        encode(self.message_id(), terminal, serial, &self.body(terminal.edition)?)
+    }
+}

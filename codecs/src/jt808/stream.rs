@@ -1,0 +1,1101 @@
+//! Turns one JT808 connection's (or UDP peer's) bytes into records and replies (§5):
+//! 0x8100 for registrations, 0x8001 for everything the terminal expects one for (after the
+//! records, so the gateway sends it only once the sink has them), 0x8004 for time queries,
+//! sub-packages reassembled with 0x8003 for the missing ones and 0x8800 for finished media,
+//! and the platform's commands with their answers matched by serial.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::frame::{inner, is_text, Jt808Framer};
+use super::message::{
+    Batch, DriverIdentity, GeneralResponse, Location, MediaData, MediaEvent, Message, Register, TerminalAttributes,
+};
+use super::*;
+use crate::framing::{Framer, Framing, Limits, Reject, RejectKind};
+use crate::record::{Kind, Protocol, Record, Timestamp};
+use crate::stream::{RecordDecoder, StreamEvent};
+use crate::wire::hex::to_hex;
+
+/// Decides whether a terminal (by device id) may register and authenticate: the gateway's
+/// allow-list. Refused terminals get 0x8100 result 4 ("terminal not in the database") and a
+/// failed 0x8001 for authentication; their records still come out, marked `accepted: false`.
+pub type RegisterPolicy = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// Per-connection settings.
+#[derive(Clone)]
+pub struct Jt808Options {
+    /// The terminals' clock offset from UTC in minutes: BCD times are local (§4; GMT+8
+    /// by the standard, so 480 unless configured).
+    pub utc_offset_minutes: i32,
+    pub limits: Limits,
+    /// Bytes of unfinished sub-packaged messages held at once; the oldest is dropped (and
+    /// reported) to make room.
+    pub max_reassembly_bytes: usize,
+    /// Unfinished sub-packaged messages held at once.
+    pub max_reassemblies: usize,
+    /// How long an unfinished sub-packaged message waits for its missing packages, by the
+    /// clock the caller gives [`RecordDecoder::set_now`]. Without a clock, only the limits
+    /// and the end of the stream end it.
+    pub reassembly_timeout_ms: i64,
+    /// Set for UDP: the end of a datagram is not the end of the session, so unfinished
+    /// sub-packaged messages wait for the next datagrams.
+    pub datagram: bool,
+    pub policy: Option<RegisterPolicy>,
+}
+
+impl Default for Jt808Options {
+    fn default() -> Self {
+        Jt808Options {
+            utc_offset_minutes: 8 * 60,
+            limits: DEFAULT_LIMITS,
+            max_reassembly_bytes: 1 << 20,
+            max_reassemblies: 4,
+            reassembly_timeout_ms: 60_000,
+            datagram: false,
+            policy: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Jt808Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jt808Options")
+            .field("utc_offset_minutes", &self.utc_offset_minutes)
+            .field("limits", &self.limits)
+            .field("max_reassembly_bytes", &self.max_reassembly_bytes)
+            .field("max_reassemblies", &self.max_reassemblies)
+            .field("reassembly_timeout_ms", &self.reassembly_timeout_ms)
+            .field("datagram", &self.datagram)
+            .field("policy", &self.policy.as_ref().map(|_| "…"))
+            .finish()
+    }
+}
+
+/// Commands awaiting an answer, per connection: enough for an operator's burst, bounded so
+/// a terminal that never answers cannot grow it.
+const MAX_PENDING_COMMANDS: usize = 32;
+
+/// A sub-packaged message being put together.
+#[derive(Debug)]
+struct Assembly {
+    header: Header,
+    first_serial: u16,
+    total: u16,
+    parts: Vec<Option<Vec<u8>>>,
+    received: u16,
+    bytes: usize,
+    started_at: Option<Timestamp>,
+    /// Stream offset of the first package seen, and wire bytes of all packages held.
+    offset: u64,
+    wire_len: usize,
+}
+
+impl Assembly {
+    fn missing(&self) -> Vec<u16> {
+        (1..=self.total).filter(|&i| self.parts[usize::from(i - 1)].is_none()).collect()
+    }
+
+    fn describe(&self) -> String {
+        let missing = self.missing();
+        let shown: Vec<String> = missing.iter().take(8).map(u16::to_string).collect();
+        format!(
+            "sub-packaged message 0x{:04X} (first serial {}): {} of {} packages missing ({}{})",
+            self.header.message_id,
+            self.first_serial,
+            missing.len(),
+            self.total,
+            shown.join(", "),
+            if missing.len() > 8 { ", …" } else { "" }
+        )
+    }
+}
+
+/// One decoder per TCP connection or UDP peer.
+#[derive(Debug)]
+pub struct Jt808Decoder {
+    framer: Jt808Framer,
+    options: Jt808Options,
+    offset: u64,
+    pending: Option<(u64, usize, Reject)>,
+    now: Option<Timestamp>,
+    /// The terminal of the last frame, and its device id.
+    terminal: Option<(Terminal, String)>,
+    next_serial: u16,
+    commands: Vec<(u16, u16)>,
+    assemblies: Vec<Assembly>,
+    assembly_bytes: usize,
+}
+
+impl Default for Jt808Decoder {
+    fn default() -> Self {
+        Jt808Decoder::new(Jt808Options::default())
+    }
+}
+
+/// Alarm bit names (§6.2). Bits 15–17 are reserved in 2013 and remapped by vendors, so they
+/// are left to `alarm_raw`. Bit 20 (area) and 21 (route) are refined by item 0x12.
+const ALARMS: [Option<&str>; 32] = [
+    Some("sos"),
+    Some("overspeed"),
+    Some("fatigue"),
+    Some("danger_warning"),
+    Some("gnss_fault"),
+    Some("gnss_antenna_open"),
+    Some("gnss_antenna_short"),
+    Some("power_low"),
+    Some("power_cut"),
+    Some("lcd_fault"),
+    Some("tts_fault"),
+    Some("camera_fault"),
+    Some("ic_card_fault"),
+    Some("overspeed_warning"),
+    Some("fatigue_warning"),
+    None,
+    None,
+    None,
+    Some("driving_time_exceeded"),
+    Some("parking_overtime"),
+    Some("geofence"),
+    Some("route"),
+    Some("route_time"),
+    Some("route_deviation"),
+    Some("vss_fault"),
+    Some("fuel_abnormal"),
+    Some("theft"),
+    Some("illegal_ignition"),
+    Some("illegal_movement"),
+    Some("collision"),
+    Some("rollover"),
+    Some("illegal_door_open"),
+];
+
+fn hex_id(id: u16) -> String {
+    format!("0x{id:04x}")
+}
+
+fn push_alarm(r: &mut Record, name: &'static str) {
+    if !r.alarms.iter().any(|a| a == name) {
+        r.alarms.push(name.into());
+    }
+}
+
+/// Big-endian values of slices whose length the caller's match has already checked.
+fn be16(v: &[u8]) -> u16 {
+    u16::from_be_bytes([v[0], v[1]])
+}
+
+fn be32(v: &[u8]) -> u32 {
+    u32::from_be_bytes([v[0], v[1], v[2], v[3]])
+}
+
+/// An item kept as it came, under `items` (`0xNN` keys); the same id twice keeps both.
+fn raw_item(raw: &mut Map<String, Value>, id: u8, v: &[u8]) {
+    let key = format!("0x{id:02x}");
+    let value = Value::String(to_hex(v));
+    match raw.get_mut(&key) {
+        Some(Value::Array(list)) => list.push(value),
+        Some(first) => *first = Value::Array(vec![first.take(), value]),
+        None => {
+            raw.insert(key, value);
+        }
+    }
+}
+
+/// Sign-magnitude tenths (top bit negative), as the 0x06 and vendor 0x51 temperatures are.
+fn sign_magnitude_tenths(v: u16) -> f64 {
+    let magnitude = f64::from(v & 0x7FFF) / 10.0;
+    if v & 0x8000 != 0 {
+        -magnitude
+    } else {
+        magnitude
+    }
+}
+
+/// The additional items the notes define, as attributes; everything else, and any standard
+/// item whose length is not the standard's, goes to `items` raw (keyed `0xNN`).
+fn set_items(r: &mut Record, location: &Location<'_>) {
+    let mut raw = Map::new();
+    let mut items = location.items();
+    let mut area: Option<(u8, u8)> = None;
+    for item in items.by_ref() {
+        let v = item.value;
+        let a = &mut r.attributes;
+        match (item.id, v.len()) {
+            (0x01, 4) => a.set("odometer_m", u64::from(be32(v)) * 100),
+            (0x02, 2) if be16(v) & 0x8000 != 0 => a.set("fuel_percent", be16(v) & 0x7FFF),
+            (0x02, 2) => a.set("fuel_l", f64::from(be16(v)) / 10.0),
+            (0x03, 2) => a.set("tachograph_speed_kmh", f64::from(be16(v)) / 10.0),
+            (0x04, 2) => a.set("alarm_event_id", be16(v)),
+            (0x05, _) => a.set("tire_pressure_raw", to_hex(v)),
+            (0x06, 2) => a.set("carriage_temp_c", sign_magnitude_tenths(be16(v))),
+            (0x11, 1) => a.set("overspeed_area_type", v[0]),
+            (0x11, 5) => {
+                a.set("overspeed_area_type", v[0]);
+                a.set("overspeed_area_id", be32(&v[1..]));
+            }
+            (0x12, 6) => {
+                a.set("area_type", v[0]);
+                a.set("area_id", be32(&v[1..5]));
+                a.set("area_direction", if v[5] == 0 { "in" } else { "out" });
+                area = Some((v[0], v[5]));
+            }
+            (0x13, 7) => {
+                a.set("route_segment_id", be32(&v[..4]));
+                a.set("route_segment_time_s", be16(&v[4..6]));
+                a.set("route_segment_result", if v[6] == 0 { "too_short" } else { "too_long" });
+            }
+            (0x14, 4) => a.set("video_alarm_raw", be32(v)),
+            (0x15, 4) => a.set("video_signal_loss_raw", be32(v)),
+            (0x16, 4) => a.set("video_signal_blocked_raw", be32(v)),
+            (0x17, 2) => a.set("storage_fault_raw", be16(v)),
+            (0x18, 2) => a.set("abnormal_driving_raw", be16(v)),
+            (0x25, 4) => a.set("vehicle_signals_raw", be32(v)),
+            (0x2A, 2) => {
+                let x = be16(v);
+                a.set("io_status_raw", x);
+                if x & 1 != 0 {
+                    a.set("deep_sleep", true);
+                }
+                if x & 2 != 0 {
+                    a.set("sleep", true);
+                }
+            }
+            (0x2B, 4) => {
+                a.set("adc0", be16(&v[2..]));
+                a.set("adc1", be16(&v[..2]));
+            }
+            (0x30, 1) => a.set("gsm_signal", v[0]),
+            (0x31, 1) => r.satellites = Some(u32::from(v[0])),
+            // Common vendor items (§6.2, "seen in the wild").
+            (0x51, n) if n >= 2 && n % 2 == 0 => {
+                for (i, pair) in v.chunks_exact(2).enumerate() {
+                    let t = be16(pair);
+                    if t != 0xFFFF {
+                        a.set(format!("temp{}_c", i + 1), sign_magnitude_tenths(t));
+                    }
+                }
+            }
+            (0x56, 1..=2) => a.set("battery_level", u32::from(v[0]) * 10),
+            (0x61, 2) => a.set("power_v", f64::from(be16(v)) / 100.0),
+            (0x69, 2) => a.set("battery_v", f64::from(be16(v)) / 100.0),
+            _ => raw_item(&mut raw, item.id, v),
+        }
+    }
+    if items.truncated() {
+        r.attributes.set("items_truncated", true);
+    }
+    if !raw.is_empty() {
+        r.attributes.set("items", Value::Object(raw));
+    }
+    // Item 0x12 says which way the area or route alarm went.
+    if let Some((kind, direction)) = area {
+        let (bit, refined) = match (kind == 4, direction == 0) {
+            (true, true) => ("route", "route_enter"),
+            (true, false) => ("route", "route_exit"),
+            (false, true) => ("geofence", "geofence_enter"),
+            (false, false) => ("geofence", "geofence_exit"),
+        };
+        if let Some(i) = r.alarms.iter().position(|a| a == bit) {
+            r.alarms[i] = refined.into();
+        }
+    }
+}
+
+fn set_location(r: &mut Record, l: &Location<'_>, utc_offset_minutes: i32, edition: Edition) {
+    r.fix_time = l.timestamp(utc_offset_minutes);
+    r.valid = Some(l.positioned());
+    // A terminal without a fix yet sends zeros, which are not a place.
+    if l.latitude_raw != 0 || l.longitude_raw != 0 {
+        r.latitude = Some(l.latitude());
+        r.longitude = Some(l.longitude());
+    }
+    r.altitude_m = Some(f64::from(l.altitude_m()));
+    r.speed_kmh = Some(l.speed_kmh());
+    r.course_deg = Some(f64::from(l.course));
+    for (bit, name) in ALARMS.iter().enumerate() {
+        if let (true, Some(name)) = (l.alarm & (1 << bit) != 0, name) {
+            push_alarm(r, name);
+        }
+    }
+    let a = &mut r.attributes;
+    if l.alarm != 0 {
+        a.set("alarm_raw", l.alarm);
+    }
+    a.set("status_raw", l.status);
+    let s = l.status;
+    a.set("ignition", s & 1 != 0);
+    for (bit, name) in [
+        (4, "out_of_service"),
+        (5, "coordinates_encrypted"),
+        (10, "fuel_cut"),
+        (11, "circuit_cut"),
+        (12, "doors_locked"),
+        (13, "door1_open"),
+        (14, "door2_open"),
+        (15, "door3_open"),
+        (16, "door4_open"),
+        (17, "door5_open"),
+    ] {
+        if s & (1 << bit) != 0 {
+            a.set(name, true);
+        }
+    }
+    match (s >> 8) & 3 {
+        1 => a.set("load", "half"),
+        3 => a.set("load", "full"),
+        _ => {}
+    }
+    let systems: Vec<Value> = [(18, "gps"), (19, "beidou"), (20, "glonass"), (21, "galileo")]
+        .into_iter()
+        .filter(|(bit, _)| s & (1 << bit) != 0)
+        .map(|(_, name)| name.into())
+        .collect();
+    if !systems.is_empty() {
+        a.set("gnss_systems", Value::Array(systems));
+    }
+    if matches!(edition, Edition::V2019 { .. }) && s & (1 << 22) != 0 {
+        a.set("moving", true);
+    }
+    set_items(r, l);
+}
+
+/// Printable text (with CR/LF/tab) as `text`; anything else as `data` hex.
+fn text_or_data(r: &mut Record, bytes: &[u8]) {
+    if bytes.is_empty() {
+        return;
+    }
+    if bytes.iter().all(|&b| b.is_ascii_graphic() || matches!(b, b' ' | b'\r' | b'\n' | b'\t')) {
+        r.attributes.set("text", String::from_utf8_lossy(bytes).into_owned());
+    } else {
+        r.attributes.set("data", to_hex(bytes));
+    }
+}
+
+/// A fixed-width text field (GBK, NUL or space padded). Bytes that are not text (control
+/// characters: some terminals put BCD or binary ids here) are kept as hex instead.
+fn set_text(r: &mut Record, key: &'static str, bytes: &[u8]) {
+    let end = bytes.iter().rposition(|&b| b != 0 && b != b' ').map_or(0, |i| i + 1);
+    let start = bytes[..end].iter().position(|&b| b != 0 && b != b' ').unwrap_or(end);
+    let field = &bytes[start..end];
+    if field.is_empty() {
+        return;
+    }
+    if field.iter().any(|&b| b < 0x20 || b == 0x7F) {
+        r.attributes.set(key, to_hex(field));
+    } else {
+        r.attributes.set(key, text(field));
+    }
+}
+
+fn command_name(id: u16) -> &'static str {
+    match id {
+        id::SET_PARAMETERS => "set_parameters",
+        id::QUERY_PARAMETERS => "query_parameters",
+        id::TERMINAL_CONTROL => "terminal_control",
+        id::QUERY_GIVEN_PARAMETERS => "query_given_parameters",
+        QUERY_ATTRIBUTES => "query_attributes",
+        id::QUERY_LOCATION => "query_location",
+        id::TRACKING => "tracking",
+        id::TEXT => "text",
+        id::VEHICLE_CONTROL => "vehicle_control",
+        id::PASSTHROUGH_DOWN => "passthrough",
+        _ => "other",
+    }
+}
+
+/// 0x8107 query terminal attributes (answered by 0x0107).
+pub const QUERY_ATTRIBUTES: u16 = 0x8107;
+
+impl Jt808Decoder {
+    pub fn new(options: Jt808Options) -> Self {
+        Jt808Decoder {
+            framer: Jt808Framer::new(options.limits),
+            options,
+            offset: 0,
+            pending: None,
+            now: None,
+            terminal: None,
+            next_serial: 1,
+            commands: Vec::new(),
+            assemblies: Vec::new(),
+            assembly_bytes: 0,
+        }
+    }
+
+    /// The terminal of the last frame: where commands go.
+    pub fn terminal(&self) -> Option<&Terminal> {
+        self.terminal.as_ref().map(|(t, _)| t)
+    }
+
+    pub fn device_id(&self) -> Option<&str> {
+        self.terminal.as_ref().map(|(_, id)| id.as_str())
+    }
+
+    /// Unfinished sub-packaged messages held, and their bytes (for memory accounting).
+    pub fn held(&self) -> (usize, usize) {
+        (self.assemblies.len(), self.assembly_bytes)
+    }
+
+    fn serial(&mut self) -> u16 {
+        let s = self.next_serial;
+        self.next_serial = self.next_serial.wrapping_add(1);
+        s
+    }
+
+    /// The frame for `command` to this connection's terminal, with the next platform serial;
+    /// the terminal's answer will name it. `None` before the terminal has sent a frame, or if
+    /// the command cannot be written.
+    pub fn command(&mut self, command: &Command) -> Option<Vec<u8>> {
+        let terminal = *self.terminal()?;
+        let serial = self.next_serial;
+        let bytes = command.encode(&terminal, serial)?;
+        self.next_serial = self.next_serial.wrapping_add(1);
+        self.remember(serial, command.message_id());
+        Some(bytes)
+    }
+
+    /// 0x8107: ask the terminal for its attributes.
+    pub fn query_attributes(&mut self) -> Option<Vec<u8>> {
+        let terminal = *self.terminal()?;
+        let serial = self.serial();
+        self.remember(serial, QUERY_ATTRIBUTES);
+        encode(QUERY_ATTRIBUTES, &terminal, serial, &[])
+    }
+
+    fn remember(&mut self, serial: u16, message_id: u16) {
+        if self.commands.len() == MAX_PENDING_COMMANDS {
+            self.commands.remove(0);
+        }
+        self.commands.push((serial, message_id));
+    }
+
+    /// Takes the command with platform serial `serial` (and id `id`, when the answer names
+    /// it) off the pending list.
+    fn answered(&mut self, serial: u16, id: Option<u16>) -> Option<u16> {
+        let i = self.commands.iter().position(|&(s, m)| s == serial && id.is_none_or(|id| id == m))?;
+        Some(self.commands.remove(i).1)
+    }
+
+    fn reject(&mut self, offset: u64, len: usize, reason: Reject, out: &mut Vec<StreamEvent>) {
+        if reason.kind == RejectKind::Garbage {
+            if let Some((o, l, _)) = &mut self.pending {
+                if *o + *l as u64 == offset {
+                    *l += len;
+                    return;
+                }
+            }
+            self.flush(out);
+            self.pending = Some((offset, len, reason));
+            return;
+        }
+        self.flush(out);
+        out.push(StreamEvent::Rejected { offset, len, reason });
+    }
+
+    fn flush(&mut self, out: &mut Vec<StreamEvent>) {
+        if let Some((offset, len, mut reason)) = self.pending.take() {
+            reason.detail = format!("{len} bytes that start no JT808 frame").into();
+            out.push(StreamEvent::Rejected { offset, len, reason });
+        }
+    }
+
+    fn record(&self, kind: Kind, header: &Header) -> Record {
+        let mut r = Record::new(Protocol::Jt808, kind, hex_id(header.message_id));
+        r.device_id = self.terminal.as_ref().map(|(_, id)| id.clone());
+        r.seq = Some(u32::from(header.serial));
+        if let Edition::V2019 { version } = header.terminal.edition {
+            r.attributes.set("protocol_version", version);
+        }
+        if !header.terminal.number.is_bcd() {
+            r.attributes.set("terminal_number", to_hex(header.terminal.number.as_bytes()));
+        }
+        r
+    }
+
+    fn allowed(&self) -> bool {
+        match (&self.options.policy, &self.terminal) {
+            (Some(policy), Some((_, id))) => policy(id),
+            _ => true,
+        }
+    }
+
+    fn ack(&mut self, header: &Header, result: u8) -> Vec<u8> {
+        let serial = self.serial();
+        platform_response(&header.terminal, serial, header.serial, header.message_id, result)
+    }
+
+    /// Drops unfinished sub-packaged messages older than the timeout.
+    fn expire(&mut self, out: &mut Vec<StreamEvent>) {
+        let Some(now) = self.now else { return };
+        let timeout = self.options.reassembly_timeout_ms;
+        while let Some(i) =
+            self.assemblies.iter().position(|a| a.started_at.is_some_and(|t| now.unix_ms() - t.unix_ms() > timeout))
+        {
+            let a = self.assemblies.remove(i);
+            self.assembly_bytes -= a.bytes;
+            let detail = format!("{}, after waiting {} s", a.describe(), timeout / 1000);
+            out.push(StreamEvent::Rejected {
+                offset: a.offset,
+                len: a.wire_len,
+                reason: Reject::new(RejectKind::Truncated, detail),
+            });
+        }
+    }
+
+    /// The session is over: every unfinished sub-packaged message is reported as lost.
+    fn abandon_assemblies(&mut self, out: &mut Vec<StreamEvent>) {
+        for a in std::mem::take(&mut self.assemblies) {
+            let detail = format!("{} when the stream ended", a.describe());
+            out.push(StreamEvent::Rejected {
+                offset: a.offset,
+                len: a.wire_len,
+                reason: Reject::new(RejectKind::Truncated, detail),
+            });
+        }
+        self.assembly_bytes = 0;
+    }
+
+    /// One sub-package: kept until its message is whole. Returns the whole message's header
+    /// and body when this package completes it.
+    fn package(
+        &mut self,
+        header: Header,
+        body: &[u8],
+        at: u64,
+        wire_len: usize,
+        out: &mut Vec<StreamEvent>,
+    ) -> Result<Option<(Header, Vec<u8>, u16)>, Reject> {
+        let (total, index) = header.package.unwrap_or((1, 1));
+        if total == 0 || index == 0 || index > total {
+            return Err(Reject::new(RejectKind::Malformed, format!("sub-package {index} of {total}")));
+        }
+        let first_serial = header.serial.wrapping_sub(index - 1);
+        let key = |a: &Assembly| {
+            a.header.message_id == header.message_id
+                && a.first_serial == first_serial
+                && a.total == total
+                && a.header.terminal == header.terminal
+        };
+        if body.len() > self.options.max_reassembly_bytes {
+            return Err(Reject::new(RejectKind::TooLong, "sub-package larger than the reassembly limit"));
+        }
+        let i = match self.assemblies.iter().position(key) {
+            Some(i) => i,
+            None => {
+                if self.assemblies.len() >= self.options.max_reassemblies.max(1) {
+                    let oldest = self.assemblies.remove(0);
+                    self.assembly_bytes -= oldest.bytes;
+                    let detail = format!("{}, dropped to make room for a newer one", oldest.describe());
+                    out.push(StreamEvent::Rejected {
+                        offset: oldest.offset,
+                        len: oldest.wire_len,
+                        reason: Reject::new(RejectKind::TooLong, detail),
+                    });
+                }
+                self.assemblies.push(Assembly {
+                    header,
+                    first_serial,
+                    total,
+                    parts: vec![None; usize::from(total)],
+                    received: 0,
+                    bytes: 0,
+                    started_at: self.now,
+                    offset: at,
+                    wire_len: 0,
+                });
+                self.assemblies.len() - 1
+            }
+        };
+        // Room for this package: drop the oldest other unfinished messages first.
+        if self.assembly_bytes + body.len() > self.options.max_reassembly_bytes {
+            let Some(victim) = (0..self.assemblies.len()).find(|&j| j != i && self.assemblies[j].bytes > 0) else {
+                let a = self.assemblies.remove(i);
+                self.assembly_bytes -= a.bytes;
+                return Err(Reject::new(
+                    RejectKind::TooLong,
+                    format!(
+                        "{} exceeds the reassembly limit of {} bytes",
+                        a.describe(),
+                        self.options.max_reassembly_bytes
+                    ),
+                ));
+            };
+            let v = self.assemblies.remove(victim);
+            self.assembly_bytes -= v.bytes;
+            let detail = format!("{}, dropped to make room for a newer one", v.describe());
+            out.push(StreamEvent::Rejected {
+                offset: v.offset,
+                len: v.wire_len,
+                reason: Reject::new(RejectKind::TooLong, detail),
+            });
+            return self.package(header, body, at, wire_len, out);
+        }
+        let a = &mut self.assemblies[i];
+        a.wire_len += wire_len;
+        let slot = &mut a.parts[usize::from(index - 1)];
+        if slot.is_none() {
+            *slot = Some(body.to_vec());
+            a.received += 1;
+            a.bytes += body.len();
+            self.assembly_bytes += body.len();
+        }
+        if index == 1 {
+            a.header = header;
+        }
+        if a.received < a.total {
+            return Ok(None);
+        }
+        let a = self.assemblies.remove(i);
+        self.assembly_bytes -= a.bytes;
+        let mut whole = Vec::with_capacity(a.bytes);
+        for part in a.parts.into_iter().flatten() {
+            whole.extend_from_slice(&part);
+        }
+        let mut first = a.header;
+        first.serial = a.first_serial;
+        first.package = None;
+        Ok(Some((first, whole, a.total)))
+    }
+
+    /// The missing packages of the message `header` belongs to, once its last package has
+    /// come (§3.3: the platform then asks for the rest with 0x8003).
+    fn missing_after_last(&self, header: &Header) -> Option<(u16, Vec<u16>)> {
+        let (total, index) = header.package?;
+        if index != total {
+            return None;
+        }
+        let first_serial = header.serial.wrapping_sub(index.wrapping_sub(1));
+        let a = self
+            .assemblies
+            .iter()
+            .find(|a| a.header.message_id == header.message_id && a.first_serial == first_serial && a.total == total)?;
+        Some((first_serial, a.missing()))
+    }
+
+    /// The records and replies for one binary frame (escaped bytes, flags removed).
+    fn frame(&mut self, escaped: &[u8], at: u64, wire_len: usize, out: &mut Vec<StreamEvent>) -> Result<(), Reject> {
+        let frame = Frame::parse(escaped)?;
+        let header = frame.header;
+        if self.terminal.as_ref().is_none_or(|(t, _)| *t != header.terminal) {
+            self.terminal = Some((header.terminal, header.terminal.number.device_id()));
+        }
+        if header.package.is_some_and(|(total, _)| total > 1) {
+            match self.package(header, &frame.body, at, wire_len, out)? {
+                Some((whole, body, packages)) => {
+                    self.message(&whole, &body, true, Some(packages), out);
+                    let ack = self.ack(&header, result::OK);
+                    out.push(StreamEvent::Reply(ack));
+                    if whole.message_id == id::MEDIA_DATA && body.len() >= 4 {
+                        let serial = self.serial();
+                        let media_id = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+                        out.extend(
+                            media_upload_response(&header.terminal, serial, media_id, &[]).map(StreamEvent::Reply),
+                        );
+                    }
+                }
+                None => {
+                    let ack = self.ack(&header, result::OK);
+                    out.push(StreamEvent::Reply(ack));
+                    if let Some((first_serial, missing)) = self.missing_after_last(&header) {
+                        let serial = self.serial();
+                        out.extend(
+                            missing
+                                .chunks(255)
+                                .filter_map(|m| resend_request(&header.terminal, serial, first_serial, m))
+                                .map(StreamEvent::Reply),
+                        );
+                    }
+                }
+            }
+            return Ok(());
+        }
+        let reply_needed = self.message(&header, &frame.body, frame.length_field_ok, None, out);
+        if let Some(result) = reply_needed {
+            let ack = self.ack(&header, result);
+            out.push(StreamEvent::Reply(ack));
+        }
+        Ok(())
+    }
+
+    /// Records for one whole message, then the replies other than 0x8001; returns the
+    /// 0x8001 result to send after them, if the message gets one.
+    fn message(
+        &mut self,
+        header: &Header,
+        body: &[u8],
+        length_field_ok: bool,
+        packages: Option<u16>,
+        out: &mut Vec<StreamEvent>,
+    ) -> Option<u8> {
+        let tz = self.options.utc_offset_minutes;
+        let edition = header.terminal.edition;
+        let (message, layout_error) = match Message::parse(header, body) {
+            Ok(m) => (m, None),
+            // The check code proves these are the terminal's bytes: a body in a layout this
+            // codec does not know for its id is kept as an unknown message, never dropped.
+            Err(e) => (Message::Unknown(body), Some(e)),
+        };
+        let mut records = Vec::new();
+        let mut replies = Vec::new();
+        let mut ack = Some(result::OK);
+        match &message {
+            Message::GeneralResponse(GeneralResponse { reply_serial, reply_id, result }) => {
+                let mut r = self.record(Kind::CommandResponse, header);
+                r.attributes.set("reply_serial", *reply_serial);
+                r.attributes.set("reply_id", hex_id(*reply_id));
+                r.attributes.set("result", result::name(*result).into_owned());
+                if let Some(id) = self.answered(*reply_serial, Some(*reply_id)) {
+                    r.attributes.set("command", command_name(id));
+                }
+                records.push(r);
+                ack = None;
+            }
+            Message::Heartbeat(extra) => {
+                let mut r = self.record(Kind::Heartbeat, header);
+                if !extra.is_empty() {
+                    r.attributes.set("extra", to_hex(extra));
+                }
+                records.push(r);
+            }
+            Message::Deregister => {
+                let mut r = self.record(Kind::Register, header);
+                r.attributes.set("deregister", true);
+                records.push(r);
+            }
+            Message::TimeQuery => {
+                records.push(self.record(Kind::TimeRequest, header));
+                // The codec reads no clock: without the caller's time there is no honest answer.
+                if let Some(now) = self.now {
+                    let serial = self.serial();
+                    replies.extend(server_time(&header.terminal, serial, now));
+                }
+                ack = None;
+            }
+            Message::ResendRequest { first_serial, indexes } => {
+                let mut r = self.record(Kind::Info, header);
+                r.attributes.set("resend_first_serial", *first_serial);
+                r.attributes.set("resend_packages", indexes.clone());
+                records.push(r);
+            }
+            Message::Register(reg) => {
+                let accepted = self.allowed();
+                records.push(self.register_record(header, reg, accepted));
+                let serial = self.serial();
+                let code = self.device_id().unwrap_or_default().to_owned();
+                let result = if accepted { 0 } else { 4 };
+                replies.extend(register_response(&header.terminal, serial, header.serial, result, &code));
+                ack = None;
+            }
+            Message::Auth(auth) => {
+                let accepted = self.allowed();
+                let mut r = self.record(Kind::Auth, header);
+                r.attributes.set("auth_code", text(auth.code));
+                if let Some(imei) = auth.imei {
+                    set_text(&mut r, "imei", imei);
+                }
+                if let Some(v) = auth.software_version {
+                    set_text(&mut r, "software_version", v);
+                }
+                r.attributes.set("accepted", accepted);
+                records.push(r);
+                ack = Some(if accepted { result::OK } else { result::FAILURE });
+            }
+            Message::Parameters(p) => {
+                let mut r = self.record(Kind::CommandResponse, header);
+                r.attributes.set("reply_serial", p.reply_serial);
+                let mut params = Map::new();
+                for item in p.iter() {
+                    match item {
+                        Ok((param, value)) => {
+                            params.insert(format!("0x{param:04x}"), ParamValue::read(param, value).to_json());
+                        }
+                        Err(tail) => r.attributes.set("parameters_truncated", to_hex(tail)),
+                    }
+                }
+                r.attributes.set("parameters", Value::Object(params));
+                if let Some(id) = self.answered(p.reply_serial, None) {
+                    r.attributes.set("command", command_name(id));
+                }
+                records.push(r);
+                ack = None;
+            }
+            Message::Attributes(a) => {
+                let mut r = self.record(Kind::Info, header);
+                self.attributes_record(&mut r, a);
+                if let Some(id) = self.commands.iter().find(|(_, m)| *m == QUERY_ATTRIBUTES).map(|&(s, _)| s) {
+                    self.answered(id, None);
+                    r.attributes.set("command", command_name(QUERY_ATTRIBUTES));
+                }
+                records.push(r);
+                ack = None;
+            }
+            Message::UpgradeResult { kind, result } => {
+                let mut r = self.record(Kind::CommandResponse, header);
+                r.attributes.set("upgrade_type", *kind);
+                r.attributes.set(
+                    "upgrade_result",
+                    match result {
+                        0 => "ok",
+                        1 => "failed",
+                        2 => "cancelled",
+                        _ => "other",
+                    },
+                );
+                records.push(r);
+            }
+            Message::Location(l) => {
+                let mut r = self.record(Kind::Position, header);
+                set_location(&mut r, l, tz, edition);
+                records.push(r);
+            }
+            Message::LocationReply { reply_serial, location } => {
+                let mut r = self.record(Kind::Position, header);
+                set_location(&mut r, location, tz, edition);
+                r.attributes.set("reply_serial", *reply_serial);
+                if let Some(id) = self.answered(*reply_serial, None) {
+                    r.attributes.set("command", command_name(id));
+                }
+                records.push(r);
+                ack = None;
+            }
+            Message::Batch(b) => records.extend(self.batch_records(header, b)),
+            Message::MediaEvent(e) => {
+                let mut r = self.record(Kind::Info, header);
+                set_media(&mut r, e);
+                records.push(r);
+            }
+            Message::MediaData(d) => {
+                let mut r = self.record(Kind::Info, header);
+                set_media_data(&mut r, d, tz, edition);
+                records.push(r);
+                // A single-frame upload is finished now; a sub-packaged one gets its 0x8800
+                // from the caller after the last package's 0x8001.
+                if packages.is_none() {
+                    let serial = self.serial();
+                    replies.extend(media_upload_response(&header.terminal, serial, d.event.media_id, &[]));
+                }
+            }
+            Message::Waybill(b) => {
+                let mut r = self.record(Kind::Info, header);
+                let content = if b.len() >= 4 { &b[4..] } else { &b[..] };
+                r.attributes.set("waybill", text(content));
+                records.push(r);
+            }
+            Message::DriverIdentity(d) => {
+                let mut r = self.record(Kind::Info, header);
+                set_driver(&mut r, d, tz);
+                records.push(r);
+            }
+            Message::Passthrough { kind, data } => {
+                let mut r = self.record(Kind::Info, header);
+                r.attributes.set("passthrough_type", *kind);
+                text_or_data(&mut r, data);
+                records.push(r);
+            }
+            Message::Unknown(b) => {
+                let mut r = self.record(Kind::Unknown, header);
+                if let Some(e) = &layout_error {
+                    r.attributes.set("layout_error", e.to_string());
+                }
+                if !b.is_empty() {
+                    r.attributes.set("data", to_hex(b));
+                }
+                records.push(r);
+            }
+        }
+        for r in &mut records {
+            if !length_field_ok {
+                r.attributes.set("length_field_ok", false);
+            }
+            if let Some(n) = packages {
+                r.attributes.set("packages", n);
+            }
+        }
+        out.extend(records.into_iter().map(StreamEvent::Record));
+        out.extend(replies.into_iter().map(StreamEvent::Reply));
+        ack
+    }
+
+    fn register_record(&self, header: &Header, reg: &Register<'_>, accepted: bool) -> Record {
+        let mut r = self.record(Kind::Register, header);
+        let a = &mut r.attributes;
+        a.set("register_layout", reg.layout.as_str());
+        a.set("province_id", reg.province);
+        a.set("city_id", reg.city);
+        set_text(&mut r, "manufacturer_id", reg.manufacturer);
+        set_text(&mut r, "terminal_model", reg.model);
+        set_text(&mut r, "terminal_id", reg.terminal_id);
+        r.attributes.set("plate_color", reg.plate_color);
+        // Colour 0 means the vehicle has no plate and the text is its VIN (§6.1).
+        set_text(&mut r, if reg.plate_color == 0 { "vin" } else { "plate" }, reg.plate);
+        r.attributes.set("accepted", accepted);
+        r
+    }
+
+    fn attributes_record(&self, r: &mut Record, a: &TerminalAttributes<'_>) {
+        r.attributes.set("terminal_type", a.terminal_type);
+        set_text(r, "manufacturer_id", a.manufacturer);
+        set_text(r, "terminal_model", a.model);
+        set_text(r, "terminal_id", a.terminal_id);
+        let iccid: String = to_hex(a.iccid).chars().filter(char::is_ascii_digit).collect();
+        if !iccid.is_empty() {
+            r.attributes.set("iccid", iccid);
+        }
+        set_text(r, "hardware_version", a.hardware_version);
+        set_text(r, "firmware_version", a.firmware_version);
+        r.attributes.set("gnss_raw", a.gnss);
+        r.attributes.set("comm_raw", a.comm);
+    }
+
+    fn batch_records(&self, header: &Header, b: &Batch<'_>) -> Vec<Record> {
+        let tz = self.options.utc_offset_minutes;
+        let mut records = Vec::new();
+        for item in b.locations() {
+            match item {
+                Ok(l) => {
+                    let mut r = self.record(Kind::Position, header);
+                    set_location(&mut r, &l, tz, header.terminal.edition);
+                    if b.kind == 1 {
+                        r.attributes.set("blind_area", true);
+                    }
+                    records.push(r);
+                }
+                Err(e) => {
+                    // The items before stand; the rest of the body is kept with the reason.
+                    let mut r = self.record(Kind::Unknown, header);
+                    r.attributes.set("layout_error", e.to_string());
+                    r.attributes.set("data", to_hex(b.items));
+                    records.push(r);
+                }
+            }
+        }
+        if records.is_empty() {
+            let mut r = self.record(Kind::Unknown, header);
+            r.attributes.set("layout_error", "a batch without items");
+            records.push(r);
+        }
+        records
+    }
+
+    fn text_frame(&mut self, frame: &[u8], out: &mut Vec<StreamEvent>) {
+        let mut r = Record::new(Protocol::Jt808, Kind::Info, "text");
+        r.device_id = self.device_id().map(str::to_owned);
+        r.attributes.set("text", String::from_utf8_lossy(frame).into_owned());
+        out.push(StreamEvent::Record(r));
+    }
+
+    fn finish_stream(&mut self, out: &mut Vec<StreamEvent>) {
+        self.flush(out);
+        self.abandon_assemblies(out);
+    }
+}
+
+fn set_media(r: &mut Record, e: &MediaEvent) {
+    let a = &mut r.attributes;
+    a.set("media_id", e.media_id);
+    a.set_opt("media_type", e.type_name());
+    a.set_opt("media_format", e.format_name());
+    a.set("media_event", e.event);
+    a.set("media_channel", e.channel);
+}
+
+fn set_media_data(r: &mut Record, d: &MediaData<'_>, tz: i32, edition: Edition) {
+    if let Some(l) = &d.location {
+        set_location(r, l, tz, edition);
+    }
+    set_media(r, &d.event);
+    r.attributes.set("media_size", d.data.len());
+    r.attributes.set("media", to_hex(d.data));
+}
+
+fn set_driver(r: &mut Record, d: &DriverIdentity<'_>, tz: i32) {
+    r.attributes.set(
+        "driver_card",
+        match d.state {
+            1 => "inserted",
+            2 => "removed",
+            _ => "other",
+        },
+    );
+    if let Some(t) = time_from_bcd(d.time, tz) {
+        r.attributes.set("event_time", t.to_string());
+    }
+    if let Some(result) = d.read_result {
+        r.attributes.set("card_read_result", result);
+    }
+    set_text(r, "driver_name", d.name);
+    set_text(r, "driver_certificate", d.certificate);
+    set_text(r, "driver_organization", d.organization);
+    if let Some(v) = d.valid_until {
+        let digits = to_hex(&v);
+        if digits.bytes().all(|b| b.is_ascii_digit()) && digits != "00000000" {
+            r.attributes.set("certificate_valid_until", format!("{}-{}-{}", &digits[..4], &digits[4..6], &digits[6..]));
+        }
+    }
+    if let Some(id) = d.id_number {
+        set_text(r, "driver_id_number", id);
+    }
+}
+
+impl RecordDecoder for Jt808Decoder {
+    fn protocol(&self) -> Protocol {
+        Protocol::Jt808
+    }
+
+    fn set_now(&mut self, now: Timestamp) {
+        self.now = Some(now);
+    }
+
+    fn decode(&mut self, buf: &[u8], at_end: bool, out: &mut Vec<StreamEvent>) -> usize {
+        self.expire(out);
+        let mut pos = 0;
+        while pos < buf.len() {
+            let rest = &buf[pos..];
+            let at = self.offset + pos as u64;
+            let framing = if at_end { self.framer.next_frame_at_end(rest) } else { self.framer.next_frame(rest) };
+            match framing {
+                Framing::Frame { len, consumed } => {
+                    let frame = &rest[..len];
+                    if is_text(frame) {
+                        self.flush(out);
+                        self.text_frame(frame, out);
+                    } else {
+                        let escaped = inner(frame);
+                        // Flags alone (close-and-open) are not a frame and not an error.
+                        if !escaped.is_empty() {
+                            self.flush(out);
+                            let start = at + (len - escaped.len()) as u64;
+                            if let Err(reason) = self.frame(escaped, start, consumed, out) {
+                                self.reject(start, escaped.len(), reason, out);
+                            }
+                        }
+                    }
+                    pos += consumed;
+                }
+                Framing::Incomplete { .. } => break,
+                Framing::Rejected { consumed, reason } => {
+                    self.reject(at, consumed, reason, out);
+                    pos += consumed;
+                }
+                Framing::Fatal(reason) => {
+                    self.reject(at, rest.len(), reason, out);
+                    pos = buf.len();
+                }
+            }
+        }
+        if at_end {
+            self.flush(out);
+            if !self.options.datagram {
+                self.abandon_assemblies(out);
+            }
+        }
+        self.offset += pos as u64;
+        pos
+    }
+
+    fn finish(&mut self, out: &mut Vec<StreamEvent>) {
+        self.finish_stream(out);
+    }
+}
