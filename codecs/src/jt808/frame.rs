@@ -27,6 +27,10 @@ pub struct Jt808Framer {
     limits: Limits,
     /// The last frame's closing flag was consumed and opens whatever comes next.
     open: bool,
+    /// How far the buffer (which the caller presents again, longer, until a frame is cut)
+    /// is already known to hold no closing flag, so a frame arriving a byte at a time is
+    /// scanned once, not once per byte.
+    scanned: usize,
 }
 
 /// The escaped bytes of a binary frame (leading flags removed); empty for flags alone.
@@ -42,7 +46,7 @@ pub fn is_text(frame: &[u8]) -> bool {
 
 impl Jt808Framer {
     pub fn new(limits: Limits) -> Self {
-        Jt808Framer { limits, open: false }
+        Jt808Framer { limits, open: false, scanned: 0 }
     }
 
     fn text(&mut self, buf: &[u8]) -> Framing {
@@ -87,20 +91,26 @@ impl Framer for Jt808Framer {
             return Framing::Incomplete { needed: 1 };
         }
         let limit = self.limits.max_frame_len;
-        let window = &buf[flags..buf.len().min(flags + limit + 1)];
-        match memchr::memchr(FLAG, window) {
+        let end = buf.len().min(flags + limit + 1);
+        let from = self.scanned.clamp(flags, end);
+        match memchr::memchr(FLAG, &buf[from..end]) {
             Some(j) => {
                 self.open = true;
-                Framing::Frame { len: flags + j, consumed: flags + j + 1 }
+                self.scanned = 0;
+                Framing::Frame { len: from + j, consumed: from + j + 1 }
             }
-            None if window.len() > limit => {
+            None if end - flags > limit => {
                 self.open = false;
+                self.scanned = 0;
                 Framing::Rejected {
                     consumed: flags + limit,
                     reason: Reject::new(RejectKind::TooLong, format!("no closing 7E flag within {limit} bytes")),
                 }
             }
-            None => Framing::Incomplete { needed: 1 },
+            None => {
+                self.scanned = end;
+                Framing::Incomplete { needed: 1 }
+            }
         }
     }
 
@@ -108,10 +118,12 @@ impl Framer for Jt808Framer {
         match self.next_frame(buf) {
             // Flags alone at the end are the close of the last frame, not a truncated one.
             Framing::Incomplete { .. } if buf.iter().all(|&b| b == FLAG) => {
+                self.scanned = 0;
                 Framing::Frame { len: buf.len(), consumed: buf.len() }
             }
             Framing::Incomplete { .. } => {
                 self.open = false;
+                self.scanned = 0;
                 Framing::Rejected {
                     consumed: buf.len(),
                     reason: Reject::new(

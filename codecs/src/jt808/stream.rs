@@ -83,8 +83,9 @@ struct Assembly {
     header: Header,
     first_serial: u16,
     total: u16,
-    parts: Vec<Option<Vec<u8>>>,
-    received: u16,
+    /// By package index. Sparse, so a header that announces 65535 packages costs nothing
+    /// until they come.
+    parts: std::collections::BTreeMap<u16, Vec<u8>>,
     bytes: usize,
     started_at: Option<Timestamp>,
     /// Stream offset of the first package seen, and wire bytes of all packages held.
@@ -93,21 +94,22 @@ struct Assembly {
 }
 
 impl Assembly {
-    fn missing(&self) -> Vec<u16> {
-        (1..=self.total).filter(|&i| self.parts[usize::from(i - 1)].is_none()).collect()
+    /// The first `limit` missing package indexes.
+    fn missing(&self, limit: usize) -> Vec<u16> {
+        (1..=self.total).filter(|i| !self.parts.contains_key(i)).take(limit).collect()
     }
 
     fn describe(&self) -> String {
-        let missing = self.missing();
-        let shown: Vec<String> = missing.iter().take(8).map(u16::to_string).collect();
+        let count = usize::from(self.total) - self.parts.len();
+        let shown: Vec<String> = self.missing(8).iter().map(u16::to_string).collect();
         format!(
             "sub-packaged message 0x{:04X} (first serial {}): {} of {} packages missing ({}{})",
             self.header.message_id,
             self.first_serial,
-            missing.len(),
+            count,
             self.total,
             shown.join(", "),
-            if missing.len() > 8 { ", …" } else { "" }
+            if count > 8 { ", …" } else { "" }
         )
     }
 }
@@ -598,8 +600,7 @@ impl Jt808Decoder {
                     header,
                     first_serial,
                     total,
-                    parts: vec![None; usize::from(total)],
-                    received: 0,
+                    parts: std::collections::BTreeMap::new(),
                     bytes: 0,
                     started_at: self.now,
                     offset: at,
@@ -634,23 +635,21 @@ impl Jt808Decoder {
         }
         let a = &mut self.assemblies[i];
         a.wire_len += wire_len;
-        let slot = &mut a.parts[usize::from(index - 1)];
-        if slot.is_none() {
-            *slot = Some(body.to_vec());
-            a.received += 1;
+        if let std::collections::btree_map::Entry::Vacant(slot) = a.parts.entry(index) {
+            slot.insert(body.to_vec());
             a.bytes += body.len();
             self.assembly_bytes += body.len();
         }
         if index == 1 {
             a.header = header;
         }
-        if a.received < a.total {
+        if a.parts.len() < usize::from(a.total) {
             return Ok(None);
         }
         let a = self.assemblies.remove(i);
         self.assembly_bytes -= a.bytes;
         let mut whole = Vec::with_capacity(a.bytes);
-        for part in a.parts.into_iter().flatten() {
+        for part in a.parts.into_values() {
             whole.extend_from_slice(&part);
         }
         let mut first = a.header;
@@ -671,7 +670,9 @@ impl Jt808Decoder {
             .assemblies
             .iter()
             .find(|a| a.header.message_id == header.message_id && a.first_serial == first_serial && a.total == total)?;
-        Some((first_serial, a.missing()))
+        // One request's worth (a 2013 count is a BYTE); a message missing more than that
+        // ends by the timeout.
+        Some((first_serial, a.missing(255)))
     }
 
     /// The records and replies for one binary frame (escaped bytes, flags removed).
@@ -701,10 +702,7 @@ impl Jt808Decoder {
                     if let Some((first_serial, missing)) = self.missing_after_last(&header) {
                         let serial = self.serial();
                         out.extend(
-                            missing
-                                .chunks(255)
-                                .filter_map(|m| resend_request(&header.terminal, serial, first_serial, m))
-                                .map(StreamEvent::Reply),
+                            resend_request(&header.terminal, serial, first_serial, &missing).map(StreamEvent::Reply),
                         );
                     }
                 }

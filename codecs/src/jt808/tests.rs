@@ -712,3 +712,23 @@ proptest! {
         prop_assert!(n >= good && n <= picks.len(), "{} records for {} good of {}", n, good, picks.len());
     }
 }
+
+#[test]
+fn a_huge_package_count_holds_only_what_came() {
+    // Fuzzing finding: one sub-package header announcing 65535 packages used to allocate a
+    // slot for each (1.5 MB for a 25-byte frame). Now only arrived packages are held, and the
+    // 0x8003 for the last package lists one request's worth of the missing ones.
+    let t = terminal_2013("001601285614");
+    let mut d = Jt808Decoder::default();
+    let mut out = Vec::new();
+    let mut last = Vec::new();
+    encode_frame(&mut last, id::PASSTHROUGH_UP, &t, 9, Some((0xFFFF, 0xFFFF)), b"xyz").unwrap();
+    d.decode(&last, false, &mut out);
+    assert_eq!(d.held(), (1, 3));
+    let rp = replies(&out);
+    assert_eq!(rp.len(), 2, "0x8001 and one 0x8003");
+    let request = Frame::parse(frame::inner(&rp[1][..rp[1].len() - 1])).unwrap();
+    assert_eq!(request.header.message_id, id::RESEND_REQUEST);
+    assert_eq!(request.body[2], 255);
+    assert_eq!(request.body.len(), 3 + 2 * 255);
+}

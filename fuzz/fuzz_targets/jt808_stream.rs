@@ -1,0 +1,34 @@
+//! Any bytes, cut into reads of any size, through the JT808 decoder (TCP and UDP modes, with
+//! a clock so replies that need one are made): no panic, every byte accounted for, the same
+//! events for every read size, nothing unbounded held, and every reply a well-formed frame
+//! with a right check code.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use trackgate_codecs::jt808::{Frame, Jt808Decoder, Jt808Options, DEFAULT_LIMITS};
+use trackgate_codecs::record::Timestamp;
+use trackgate_codecs::{decode_in_reads, RecordDecoder, StreamEvent};
+
+fn run(input: &[u8], chunk: usize, datagram: bool) -> Vec<StreamEvent> {
+    let mut decoder = Jt808Decoder::new(Jt808Options { datagram, ..Jt808Options::default() });
+    decoder.set_now(Timestamp::from_unix_ms(1_700_000_000_000, false));
+    let replay = decode_in_reads(&mut decoder, input, chunk);
+    assert_eq!(replay.used, input.len());
+    assert!(replay.max_held <= DEFAULT_LIMITS.max_frame_len + 1 + chunk);
+    assert!(decoder.held().1 <= Jt808Options::default().max_reassembly_bytes);
+    replay.events
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&chunk, input)) = data.split_first() else { return };
+    for datagram in [false, true] {
+        let whole = run(input, input.len().max(1), datagram);
+        assert_eq!(whole, run(input, usize::from(chunk), datagram));
+        for e in &whole {
+            if let StreamEvent::Reply(b) = e {
+                assert!(b.len() >= 15 && b[0] == 0x7E && b[b.len() - 1] == 0x7E, "{b:02x?}");
+                Frame::parse(&b[1..b.len() - 1]).expect("a reply is a valid frame");
+            }
+        }
+    }
+});
