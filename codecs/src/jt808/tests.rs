@@ -3,7 +3,8 @@ use std::sync::Arc;
 use proptest::prelude::*;
 
 use super::message::{
-    write_item, Auth, Batch, DriverIdentity, GeneralResponse, Location, MediaData, MediaEvent, Register, RegisterLayout,
+    write_item, Auth, Batch, DriverIdentity, GeneralResponse, Location, MediaData, MediaEvent, Parameters, Register,
+    RegisterLayout, TerminalAttributes,
 };
 use super::*;
 use crate::framing::{Framer, Framing, RejectKind};
@@ -623,6 +624,14 @@ proptest! {
         round_trip(id::MEDIA_EVENT, &t, serial, &Message::MediaEvent(MediaEvent { media_id: u32::from(a) << 16 | u32::from(b), media_type: c, format: 1, event: 2, channel: 3 }));
         round_trip(id::RESEND_REQUEST_UP, &t, serial, &Message::ResendRequest { first_serial: a, indexes: data.iter().map(|&x| u16::from(x)).collect() });
         round_trip(0x0F0F, &t, serial, &Message::Unknown(&data));
+        round_trip(id::TIME_QUERY, &t, serial, &Message::TimeQuery);
+        round_trip(id::WAYBILL, &t, serial, &Message::Waybill(&data));
+        round_trip(id::PARAMETERS, &t, serial, &Message::Parameters(Parameters { reply_serial: a, count: c, items: &data }));
+        let (model, tid) = if t.edition == Edition::V2013 { (20, 7) } else { (30, 30) };
+        let (m, mo, ti, iccid) = (vec![b'M'; 5], vec![b'X'; model], vec![b'7'; tid], vec![0x89; 10]);
+        let n = data.len().min(20);
+        let attributes = TerminalAttributes { terminal_type: a, manufacturer: &m, model: &mo, terminal_id: &ti, iccid: &iccid, hardware_version: &data[..n], firmware_version: &data[n..], gnss: c, comm: c ^ 7 };
+        round_trip(id::ATTRIBUTES, &t, serial, &Message::Attributes(attributes));
     }
 
     #[test]
