@@ -10,7 +10,7 @@ use super::message::{info_alarm, time_of, Cell, Heartbeat, Message, StatusBlock,
 use super::*;
 use crate::framing::{Framer, Framing, Limits, Reject, RejectKind};
 use crate::record::{Kind, Protocol, Record, Timestamp};
-use crate::stream::{RecordDecoder, StreamEvent};
+use crate::stream::{RecordDecoder, SkippedRun, StreamEvent};
 use crate::wire::hex::to_hex;
 
 /// What to do with a frame whose CRC is wrong.
@@ -59,9 +59,7 @@ pub struct Gt06Decoder {
     utc_offset_minutes: i32,
     now: Option<Timestamp>,
     offset: u64,
-    /// Skipped bytes not yet emitted, merged with adjacent skips so that the events do not
-    /// depend on how the stream was cut into reads.
-    pending: Option<(u64, usize, Reject)>,
+    skipped: SkippedRun,
     next_server_flag: u32,
     next_serial: u16,
     commands: Vec<(u32, String)>,
@@ -184,7 +182,7 @@ impl Gt06Decoder {
             utc_offset_minutes: 0,
             now: None,
             offset: 0,
-            pending: None,
+            skipped: SkippedRun::new("GT06", |r, _| r.kind == RejectKind::Garbage),
             next_server_flag: 1,
             next_serial: 1,
             commands: Vec::new(),
@@ -208,29 +206,6 @@ impl Gt06Decoder {
         }
         self.commands.push((flag, text.to_owned()));
         Some(bytes)
-    }
-
-    fn reject(&mut self, offset: u64, len: usize, reason: Reject, out: &mut Vec<StreamEvent>) {
-        if reason.kind == RejectKind::Garbage {
-            if let Some((o, l, _)) = &mut self.pending {
-                if *o + *l as u64 == offset {
-                    *l += len;
-                    return;
-                }
-            }
-            self.flush(out);
-            self.pending = Some((offset, len, reason));
-            return;
-        }
-        self.flush(out);
-        out.push(StreamEvent::Rejected { offset, len, reason });
-    }
-
-    fn flush(&mut self, out: &mut Vec<StreamEvent>) {
-        if let Some((offset, len, mut reason)) = self.pending.take() {
-            reason.detail = format!("{len} bytes that start no GT06 frame").into();
-            out.push(StreamEvent::Rejected { offset, len, reason });
-        }
     }
 
     fn record(&self, kind: Kind, frame: &Frame<'_>) -> Record {
@@ -490,26 +465,26 @@ impl RecordDecoder for Gt06Decoder {
             let framing = if at_end { self.framer.next_frame_at_end(rest) } else { self.framer.next_frame(rest) };
             match framing {
                 Framing::Frame { len, consumed } => {
-                    self.flush(out);
+                    self.skipped.flush(out);
                     let shape = self.framer.last_shape();
                     if let Err(reason) = self.frame(&rest[..len], shape, out) {
-                        self.reject(at, len, reason, out);
+                        self.skipped.reject(at, len, reason, out);
                     }
                     pos += consumed;
                 }
                 Framing::Incomplete { .. } => break,
                 Framing::Rejected { consumed, reason } => {
-                    self.reject(at, consumed, reason, out);
+                    self.skipped.reject(at, consumed, reason, out);
                     pos += consumed;
                 }
                 Framing::Fatal(reason) => {
-                    self.reject(at, rest.len(), reason, out);
+                    self.skipped.reject(at, rest.len(), reason, out);
                     pos = buf.len();
                 }
             }
         }
         if at_end {
-            self.flush(out);
+            self.skipped.flush(out);
         }
         self.offset += pos as u64;
         pos

@@ -15,7 +15,7 @@ use super::message::{
 use super::*;
 use crate::framing::{Framer, Framing, Limits, Reject, RejectKind};
 use crate::record::{Kind, Protocol, Record, Timestamp};
-use crate::stream::{RecordDecoder, StreamEvent};
+use crate::stream::{RecordDecoder, SkippedRun, StreamEvent};
 use crate::wire::hex::to_hex;
 
 /// Decides whether a terminal (by device id) may register and authenticate: the gateway's
@@ -120,7 +120,7 @@ pub struct Jt808Decoder {
     framer: Jt808Framer,
     options: Jt808Options,
     offset: u64,
-    pending: Option<(u64, usize, Reject)>,
+    skipped: SkippedRun,
     now: Option<Timestamp>,
     /// The terminal of the last frame, and its device id.
     terminal: Option<(Terminal, String)>,
@@ -416,7 +416,7 @@ impl Jt808Decoder {
             framer: Jt808Framer::new(options.limits),
             options,
             offset: 0,
-            pending: None,
+            skipped: SkippedRun::new("JT808", |r, _| r.kind == RejectKind::Garbage),
             now: None,
             terminal: None,
             next_serial: 1,
@@ -478,29 +478,6 @@ impl Jt808Decoder {
     fn answered(&mut self, serial: u16, id: Option<u16>) -> Option<u16> {
         let i = self.commands.iter().position(|&(s, m)| s == serial && id.is_none_or(|id| id == m))?;
         Some(self.commands.remove(i).1)
-    }
-
-    fn reject(&mut self, offset: u64, len: usize, reason: Reject, out: &mut Vec<StreamEvent>) {
-        if reason.kind == RejectKind::Garbage {
-            if let Some((o, l, _)) = &mut self.pending {
-                if *o + *l as u64 == offset {
-                    *l += len;
-                    return;
-                }
-            }
-            self.flush(out);
-            self.pending = Some((offset, len, reason));
-            return;
-        }
-        self.flush(out);
-        out.push(StreamEvent::Rejected { offset, len, reason });
-    }
-
-    fn flush(&mut self, out: &mut Vec<StreamEvent>) {
-        if let Some((offset, len, mut reason)) = self.pending.take() {
-            reason.detail = format!("{len} bytes that start no JT808 frame").into();
-            out.push(StreamEvent::Rejected { offset, len, reason });
-        }
     }
 
     fn record(&self, kind: Kind, header: &Header) -> Record {
@@ -985,7 +962,7 @@ impl Jt808Decoder {
     }
 
     fn finish_stream(&mut self, out: &mut Vec<StreamEvent>) {
-        self.flush(out);
+        self.skipped.flush(out);
         self.abandon_assemblies(out);
     }
 }
@@ -1057,16 +1034,16 @@ impl RecordDecoder for Jt808Decoder {
                 Framing::Frame { len, consumed } => {
                     let frame = &rest[..len];
                     if is_text(frame) {
-                        self.flush(out);
+                        self.skipped.flush(out);
                         self.text_frame(frame, out);
                     } else {
                         let escaped = inner(frame);
                         // Flags alone (close-and-open) are not a frame and not an error.
                         if !escaped.is_empty() {
-                            self.flush(out);
+                            self.skipped.flush(out);
                             let start = at + (len - escaped.len()) as u64;
                             if let Err(reason) = self.frame(escaped, start, consumed, out) {
-                                self.reject(start, escaped.len(), reason, out);
+                                self.skipped.reject(start, escaped.len(), reason, out);
                             }
                         }
                     }
@@ -1074,17 +1051,17 @@ impl RecordDecoder for Jt808Decoder {
                 }
                 Framing::Incomplete { .. } => break,
                 Framing::Rejected { consumed, reason } => {
-                    self.reject(at, consumed, reason, out);
+                    self.skipped.reject(at, consumed, reason, out);
                     pos += consumed;
                 }
                 Framing::Fatal(reason) => {
-                    self.reject(at, rest.len(), reason, out);
+                    self.skipped.reject(at, rest.len(), reason, out);
                     pos = buf.len();
                 }
             }
         }
         if at_end {
-            self.flush(out);
+            self.skipped.flush(out);
             if !self.options.datagram {
                 self.abandon_assemblies(out);
             }

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::framing::{Framer, Framing, Reject, RejectKind};
 use crate::record::{Kind, Protocol, Record, Timestamp};
-use crate::stream::{RecordDecoder, StreamEvent};
+use crate::stream::{RecordDecoder, SkippedRun, StreamEvent};
 use crate::wire::hex::to_hex;
 
 /// Decides whether a device may connect (the gateway's allow-list).
@@ -30,8 +30,7 @@ pub struct TeltonikaDecoder {
     refused: bool,
     policy: Option<ImeiPolicy>,
     offset: u64,
-    /// A rejection not yet emitted, kept to merge with an adjacent one of the same kind.
-    pending: Option<(u64, usize, Reject)>,
+    skipped: SkippedRun,
 }
 
 impl std::fmt::Debug for TeltonikaDecoder {
@@ -49,7 +48,11 @@ impl TeltonikaDecoder {
             refused: false,
             policy: None,
             offset: 0,
-            pending: None,
+            // The framer rejects junk, and a header with an impossible length and what
+            // follows it, one byte at a time.
+            skipped: SkippedRun::new("Teltonika", |r, len| {
+                len == 1 && matches!(r.kind, RejectKind::Garbage | RejectKind::Length)
+            }),
         }
     }
 
@@ -65,38 +68,6 @@ impl TeltonikaDecoder {
 
     pub fn imei(&self) -> Option<&str> {
         self.imei.as_deref()
-    }
-
-    /// Emits a rejection. Bytes the framer rejects one at a time (garbage, or a header with an
-    /// impossible length and what follows it) are merged into one event per run; a run ends
-    /// at the next frame or at the end of the stream, so the events do not depend on how the
-    /// bytes were cut into reads.
-    fn reject(&mut self, offset: u64, len: usize, reason: Reject, out: &mut Vec<StreamEvent>) {
-        let bytewise = |r: &Reject| matches!(r.kind, RejectKind::Garbage | RejectKind::Length);
-        if let Some((o, l, first)) = &mut self.pending {
-            if len == 1 && bytewise(&reason) && bytewise(first) && *o + *l as u64 == offset {
-                *l += 1;
-                return;
-            }
-        }
-        self.flush(out);
-        if len == 1 && bytewise(&reason) {
-            self.pending = Some((offset, len, reason));
-        } else {
-            out.push(StreamEvent::Rejected { offset, len, reason });
-        }
-    }
-
-    fn flush(&mut self, out: &mut Vec<StreamEvent>) {
-        if let Some((offset, len, mut reason)) = self.pending.take() {
-            if len > 1 {
-                reason.detail = match reason.kind {
-                    RejectKind::Garbage => format!("{len} bytes that start no Teltonika frame").into(),
-                    _ => format!("{}; {len} bytes skipped", reason.detail).into(),
-                };
-            }
-            out.push(StreamEvent::Rejected { offset, len, reason });
-        }
     }
 
     fn record(&self, kind: Kind, message_type: &'static str) -> Record {
@@ -293,25 +264,25 @@ impl RecordDecoder for TeltonikaDecoder {
             match framing {
                 Framing::Frame { len, consumed } => {
                     // A frame ends any run of skipped bytes before it.
-                    self.flush(out);
+                    self.skipped.flush(out);
                     if let Err(reason) = self.tcp_frame(&rest[..len], out) {
-                        self.reject(at, len, reason, out);
+                        self.skipped.reject(at, len, reason, out);
                     }
                     pos += consumed;
                 }
                 Framing::Incomplete { .. } => break,
                 Framing::Rejected { consumed, reason } => {
-                    self.reject(at, consumed, reason, out);
+                    self.skipped.reject(at, consumed, reason, out);
                     pos += consumed;
                 }
                 Framing::Fatal(reason) => {
-                    self.reject(at, rest.len(), reason, out);
+                    self.skipped.reject(at, rest.len(), reason, out);
                     pos = buf.len();
                 }
             }
         }
         if at_end {
-            self.flush(out);
+            self.skipped.flush(out);
         }
         self.offset += pos as u64;
         pos
