@@ -95,6 +95,19 @@ impl Attributes {
         }
     }
 
+    /// Vendor bytes: printable ASCII (with CR, LF, tab) as `text`, anything else as `data` in
+    /// hex; nothing for no bytes.
+    pub fn set_text_or_data(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        if bytes.iter().all(|&b| b.is_ascii_graphic() || matches!(b, b' ' | b'\r' | b'\n' | b'\t')) {
+            self.set("text", String::from_utf8_lossy(bytes).into_owned());
+        } else {
+            self.set("data", crate::wire::hex::to_hex(bytes));
+        }
+    }
+
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.0.get(key)
     }
@@ -179,6 +192,13 @@ impl Record {
             hdop: None,
             alarms: Vec::new(),
             attributes: Attributes::new(),
+        }
+    }
+
+    /// Adds an alarm name once (a message may report the same alarm two ways).
+    pub fn add_alarm(&mut self, name: &'static str) {
+        if !self.alarms.iter().any(|a| a == name) {
+            self.alarms.push(name.into());
         }
     }
 

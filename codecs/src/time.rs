@@ -106,6 +106,15 @@ impl Timestamp {
         Some(Timestamp { unix_ms: date.days_since_epoch() * MS_PER_DAY + ms_of_day, has_millis: millis.is_some() })
     }
 
+    /// From the `[YY, MM, DD, hh, mm, ss]` values binary trackers send (years from 2000), in
+    /// a device clock `utc_offset_minutes` ahead of UTC. `None` for an impossible date or
+    /// time (such as the all-zero time of a tracker without one).
+    pub fn from_local_fields(fields: [u8; 6], utc_offset_minutes: i32) -> Option<Self> {
+        let [yy, month, day, hour, minute, second] = fields;
+        let date = Date::new(2000 + i32::from(yy), month, day)?;
+        Some(Timestamp::from_date_time(date, hour, minute, second, None)?.shifted_minutes(-utc_offset_minutes))
+    }
+
     pub fn from_unix_ms(unix_ms: i64, has_millis: bool) -> Self {
         Timestamp { unix_ms, has_millis }
     }

@@ -10,7 +10,7 @@
 
 use super::frame::Integrity;
 use super::*;
-use crate::time::{Date, Timestamp};
+use crate::time::Timestamp;
 use crate::wire::cursor::Cursor;
 
 /// Course/status word bits (gt06.md §3).
@@ -42,11 +42,6 @@ pub struct GpsFix {
     pub course_status: u16,
 }
 
-pub(crate) fn time_of(t: [u8; 6], offset_minutes: i32) -> Option<Timestamp> {
-    let date = Date::new(2000 + i32::from(t[0]), t[1], t[2])?;
-    Some(Timestamp::from_date_time(date, t[3], t[4], t[5], None)?.shifted_minutes(-offset_minutes))
-}
-
 impl GpsFix {
     pub const LEN: usize = 18;
 
@@ -72,7 +67,7 @@ impl GpsFix {
 
     /// The fix time, in UTC, for a device whose clock runs `offset_minutes` ahead of UTC.
     pub fn timestamp(&self, offset_minutes: i32) -> Option<Timestamp> {
-        time_of(self.time, offset_minutes)
+        Timestamp::from_local_fields(self.time, offset_minutes)
     }
     pub fn satellites(&self) -> u8 {
         self.length_satellites & 0x0F
@@ -297,11 +292,7 @@ pub struct WifiLbs {
 
 impl WifiLbs {
     pub fn timestamp(&self) -> Option<Timestamp> {
-        let mut t = [0u8; 6];
-        for (v, b) in t.iter_mut().zip(self.bcd_time) {
-            *v = crate::wire::bcd::byte_value(b)?;
-        }
-        time_of(t, 0)
+        Timestamp::from_local_fields(crate::wire::bcd::values(self.bcd_time)?, 0)
     }
 }
 

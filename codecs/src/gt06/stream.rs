@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 
 use super::frame::{FrameShape, Gt06Framer, Integrity};
-use super::message::{info_alarm, time_of, Cell, Heartbeat, Message, StatusBlock, WifiAp};
+use super::message::{info_alarm, Cell, Heartbeat, Message, StatusBlock, WifiAp};
 use super::*;
 use crate::framing::{Framer, Framing, Limits, Reject, RejectKind};
 use crate::record::{Kind, Protocol, Record, Timestamp};
@@ -126,7 +126,9 @@ fn set_terminal_info(r: &mut Record, info: u8) {
     r.attributes.set("charging", info & 0x04 != 0);
     r.attributes.set("ignition", info & 0x02 != 0);
     r.attributes.set("armed", info & 0x01 != 0);
-    add_alarm(r, info_alarm(info));
+    if let Some(name) = info_alarm(info) {
+        r.add_alarm(name);
+    }
 }
 
 fn set_status(r: &mut Record, s: &StatusBlock) {
@@ -140,17 +142,11 @@ fn set_alarm_code(r: &mut Record, code: AlarmCode) {
     if code.0 != 0 {
         r.attributes.set("alarm_raw", code.0);
     }
-    add_alarm(r, code.name());
+    if let Some(name) = code.name() {
+        r.add_alarm(name);
+    }
     if let Some(on) = code.ignition() {
         r.attributes.set("ignition", on);
-    }
-}
-
-fn add_alarm(r: &mut Record, name: Option<&'static str>) {
-    if let Some(name) = name {
-        if !r.alarms.iter().any(|a| a == name) {
-            r.alarms.push(name.into());
-        }
     }
 }
 
@@ -158,20 +154,6 @@ fn set_extra(r: &mut Record, extra: &[u8]) {
     if !extra.is_empty() {
         r.attributes.set("extra", to_hex(extra));
     }
-}
-
-/// Printable ASCII (with CR/LF/tab) as text; anything else stays hex.
-fn text_or_hex(r: &mut Record, bytes: &[u8]) {
-    if !bytes.is_empty() && bytes.iter().all(|&b| b.is_ascii_graphic() || matches!(b, b' ' | b'\r' | b'\n' | b'\t')) {
-        r.attributes.set("text", String::from_utf8_lossy(bytes).into_owned());
-    } else if !bytes.is_empty() {
-        r.attributes.set("data", to_hex(bytes));
-    }
-}
-
-/// BCD digits with the `F` padding dropped (IMSI, ICCID).
-fn bcd_padded(bytes: &[u8]) -> String {
-    to_hex(bytes).chars().filter(|c| c.is_ascii_digit()).collect()
 }
 
 impl Gt06Decoder {
@@ -293,7 +275,7 @@ impl Gt06Decoder {
             }
             Message::AlarmJc { time, position, code, extra } => {
                 let mut r = self.record(Kind::Position, &frame);
-                r.fix_time = time_of(*time, tz);
+                r.fix_time = Timestamp::from_local_fields(*time, tz);
                 if let Some((lat, lon, course_status)) = position {
                     let fix = GpsFix {
                         time: *time,
@@ -347,7 +329,7 @@ impl Gt06Decoder {
             }
             Message::Lbs(report) => {
                 let mut r = self.record(Kind::Position, &frame);
-                r.fix_time = time_of(report.time, tz);
+                r.fix_time = Timestamp::from_local_fields(report.time, tz);
                 // Empty neighbour slots are sent as LAC 0.
                 let cells: Vec<&Cell> = report.cells.iter().filter(|c| c.lac != 0).collect();
                 if let Some(serving) = cells.first() {
@@ -405,11 +387,12 @@ impl Gt06Decoder {
                         r.attributes.set("io", d[0] & 0x04 != 0);
                     }
                     (0x0A, 26..) => {
-                        r.attributes.set("imei", bcd_padded(&d[..8]).trim_start_matches('0').to_owned());
-                        r.attributes.set("imsi", bcd_padded(&d[8..16]));
-                        r.attributes.set("iccid", bcd_padded(&d[16..26]));
+                        r.attributes
+                            .set("imei", crate::wire::bcd::digits_unpadded(&d[..8]).trim_start_matches('0').to_owned());
+                        r.attributes.set("imsi", crate::wire::bcd::digits_unpadded(&d[8..16]));
+                        r.attributes.set("iccid", crate::wire::bcd::digits_unpadded(&d[16..26]));
                     }
-                    _ => text_or_hex(&mut r, d),
+                    _ => r.attributes.set_text_or_data(d),
                 }
                 r
             }

@@ -578,12 +578,7 @@ pub fn bcd_time(t: Timestamp) -> Option<[u8; 6]> {
 /// for digits that are not BCD or a date that does not exist (an all-zero time, sent by
 /// terminals that have no time yet).
 pub fn time_from_bcd(t: [u8; 6], utc_offset_minutes: i32) -> Option<Timestamp> {
-    let mut v = [0u8; 6];
-    for (o, b) in v.iter_mut().zip(t) {
-        *o = bcd::byte_value(b)?;
-    }
-    let date = crate::time::Date::new(2000 + i32::from(v[0]), v[1], v[2])?;
-    Some(Timestamp::from_date_time(date, v[3], v[4], v[5], None)?.shifted_minutes(-utc_offset_minutes))
+    Timestamp::from_local_fields(bcd::values(t)?, utc_offset_minutes)
 }
 
 /// GBK text (§4) as UTF-8; trailing NUL padding dropped. Undecodable bytes become U+FFFD.

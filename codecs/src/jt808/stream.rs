@@ -177,12 +177,6 @@ fn hex_id(id: u16) -> String {
     format!("0x{id:04x}")
 }
 
-fn push_alarm(r: &mut Record, name: &'static str) {
-    if !r.alarms.iter().any(|a| a == name) {
-        r.alarms.push(name.into());
-    }
-}
-
 /// Big-endian values of slices whose length the caller's match has already checked.
 fn be16(v: &[u8]) -> u16 {
     u16::from_be_bytes([v[0], v[1]])
@@ -318,7 +312,7 @@ fn set_location(r: &mut Record, l: &Location<'_>, utc_offset_minutes: i32, editi
     r.course_deg = Some(f64::from(l.course));
     for (bit, name) in ALARMS.iter().enumerate() {
         if let (true, Some(name)) = (l.alarm & (1 << bit) != 0, name) {
-            push_alarm(r, name);
+            r.add_alarm(name);
         }
     }
     let a = &mut r.attributes;
@@ -361,18 +355,6 @@ fn set_location(r: &mut Record, l: &Location<'_>, utc_offset_minutes: i32, editi
         a.set("moving", true);
     }
     set_items(r, l);
-}
-
-/// Printable text (with CR/LF/tab) as `text`; anything else as `data` hex.
-fn text_or_data(r: &mut Record, bytes: &[u8]) {
-    if bytes.is_empty() {
-        return;
-    }
-    if bytes.iter().all(|&b| b.is_ascii_graphic() || matches!(b, b' ' | b'\r' | b'\n' | b'\t')) {
-        r.attributes.set("text", String::from_utf8_lossy(bytes).into_owned());
-    } else {
-        r.attributes.set("data", to_hex(bytes));
-    }
 }
 
 /// A fixed-width text field (GBK, NUL or space padded). Bytes that are not text (control
@@ -866,7 +848,7 @@ impl Jt808Decoder {
             Message::Passthrough { kind, data } => {
                 let mut r = self.record(Kind::Info, header);
                 r.attributes.set("passthrough_type", *kind);
-                text_or_data(&mut r, data);
+                r.attributes.set_text_or_data(data);
                 records.push(r);
             }
             Message::Unknown(b) => {
@@ -914,7 +896,7 @@ impl Jt808Decoder {
         set_text(r, "manufacturer_id", a.manufacturer);
         set_text(r, "terminal_model", a.model);
         set_text(r, "terminal_id", a.terminal_id);
-        let iccid: String = to_hex(a.iccid).chars().filter(char::is_ascii_digit).collect();
+        let iccid = crate::wire::bcd::digits_unpadded(a.iccid);
         if !iccid.is_empty() {
             r.attributes.set("iccid", iccid);
         }

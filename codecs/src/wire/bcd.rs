@@ -15,6 +15,27 @@ pub fn decode_digits(bytes: &[u8], out: &mut String) -> Option<()> {
     Some(())
 }
 
+/// The digits of BCD bytes with any padding nibbles (`F`) left out: IMSIs and ICCIDs, whose
+/// odd digit counts are padded.
+pub fn digits_unpadded(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for nibble in bytes.iter().flat_map(|&b| [b >> 4, b & 0x0f]) {
+        if nibble <= 9 {
+            out.push(char::from(b'0' + nibble));
+        }
+    }
+    out
+}
+
+/// The values of `N` BCD bytes (a `YYMMDDhhmmss` time), or `None` if a nibble is not a digit.
+pub fn values<const N: usize>(bytes: [u8; N]) -> Option<[u8; N]> {
+    let mut out = [0u8; N];
+    for (v, b) in out.iter_mut().zip(bytes) {
+        *v = byte_value(b)?;
+    }
+    Some(out)
+}
+
 /// The value of one BCD byte (0–99), or `None` if a nibble is not a digit.
 pub fn byte_value(b: u8) -> Option<u8> {
     let (hi, lo) = (b >> 4, b & 0x0f);
