@@ -114,6 +114,16 @@ impl Assembly {
     }
 }
 
+/// What a sub-package did to its message.
+#[derive(Debug)]
+enum Package {
+    /// Still incomplete; after the last-numbered package, `(first serial, missing indexes)`
+    /// to ask for again.
+    Waiting { resend: Option<(u16, Vec<u16>)> },
+    /// This package completed it: the message as if it had come in one frame.
+    Whole { header: Header, body: Vec<u8>, packages: u16 },
+}
+
 /// One decoder per TCP connection or UDP peer.
 #[derive(Debug)]
 pub struct Jt808Decoder {
@@ -455,10 +465,14 @@ impl Jt808Decoder {
         self.commands.push((serial, message_id));
     }
 
-    /// Takes the command with platform serial `serial` (and id `id`, when the answer names
-    /// it) off the pending list.
-    fn answered(&mut self, serial: u16, id: Option<u16>) -> Option<u16> {
-        let i = self.commands.iter().position(|&(s, m)| s == serial && id.is_none_or(|id| id == m))?;
+    /// Takes the oldest pending command an answer matches off the list: by the platform
+    /// serial it echoes and the message id it names, as far as the answer carries them
+    /// (0x0107 carries neither serial nor id, only its own meaning).
+    fn answered(&mut self, serial: Option<u16>, id: Option<u16>) -> Option<u16> {
+        let i = self
+            .commands
+            .iter()
+            .position(|&(s, m)| serial.is_none_or(|serial| serial == s) && id.is_none_or(|id| id == m))?;
         Some(self.commands.remove(i).1)
     }
 
@@ -494,32 +508,26 @@ impl Jt808Decoder {
         while let Some(i) =
             self.assemblies.iter().position(|a| a.started_at.is_some_and(|t| now.unix_ms() - t.unix_ms() > timeout))
         {
-            let a = self.assemblies.remove(i);
-            self.assembly_bytes -= a.bytes;
-            let detail = format!("{}, after waiting {} s", a.describe(), timeout / 1000);
-            out.push(StreamEvent::Rejected {
-                offset: a.offset,
-                len: a.wire_len,
-                reason: Reject::new(RejectKind::Truncated, detail),
-            });
+            self.drop_assembly(i, RejectKind::Truncated, &format!(", after waiting {} s", timeout / 1000), out);
         }
     }
 
     /// The session is over: every unfinished sub-packaged message is reported as lost.
     fn abandon_assemblies(&mut self, out: &mut Vec<StreamEvent>) {
-        for a in std::mem::take(&mut self.assemblies) {
-            let detail = format!("{} when the stream ended", a.describe());
-            out.push(StreamEvent::Rejected {
-                offset: a.offset,
-                len: a.wire_len,
-                reason: Reject::new(RejectKind::Truncated, detail),
-            });
+        while !self.assemblies.is_empty() {
+            self.drop_assembly(0, RejectKind::Truncated, " when the stream ended", out);
         }
-        self.assembly_bytes = 0;
     }
 
-    /// One sub-package: kept until its message is whole. Returns the whole message's header
-    /// and body when this package completes it.
+    /// Removes unfinished message `i` and reports it lost, with `why`.
+    fn drop_assembly(&mut self, i: usize, kind: RejectKind, why: &str, out: &mut Vec<StreamEvent>) {
+        let a = self.assemblies.remove(i);
+        self.assembly_bytes -= a.bytes;
+        let reason = Reject::new(kind, format!("{}{why}", a.describe()));
+        out.push(StreamEvent::Rejected { offset: a.offset, len: a.wire_len, reason });
+    }
+
+    /// One sub-package: kept until its message is whole.
     fn package(
         &mut self,
         header: Header,
@@ -527,10 +535,13 @@ impl Jt808Decoder {
         at: u64,
         wire_len: usize,
         out: &mut Vec<StreamEvent>,
-    ) -> Result<Option<(Header, Vec<u8>, u16)>, Reject> {
+    ) -> Result<Package, Reject> {
         let (total, index) = header.package.unwrap_or((1, 1));
-        if total == 0 || index == 0 || index > total {
+        if index == 0 || index > total {
             return Err(Reject::new(RejectKind::Malformed, format!("sub-package {index} of {total}")));
+        }
+        if body.len() > self.options.max_reassembly_bytes {
+            return Err(Reject::new(RejectKind::TooLong, "sub-package larger than the reassembly limit"));
         }
         let first_serial = header.serial.wrapping_sub(index - 1);
         let key = |a: &Assembly| {
@@ -539,21 +550,11 @@ impl Jt808Decoder {
                 && a.total == total
                 && a.header.terminal == header.terminal
         };
-        if body.len() > self.options.max_reassembly_bytes {
-            return Err(Reject::new(RejectKind::TooLong, "sub-package larger than the reassembly limit"));
-        }
-        let i = match self.assemblies.iter().position(key) {
+        let mut i = match self.assemblies.iter().position(key) {
             Some(i) => i,
             None => {
                 if self.assemblies.len() >= self.options.max_reassemblies.max(1) {
-                    let oldest = self.assemblies.remove(0);
-                    self.assembly_bytes -= oldest.bytes;
-                    let detail = format!("{}, dropped to make room for a newer one", oldest.describe());
-                    out.push(StreamEvent::Rejected {
-                        offset: oldest.offset,
-                        len: oldest.wire_len,
-                        reason: Reject::new(RejectKind::TooLong, detail),
-                    });
+                    self.drop_assembly(0, RejectKind::TooLong, ", dropped to make room for a newer one", out);
                 }
                 self.assemblies.push(Assembly {
                     header,
@@ -569,28 +570,17 @@ impl Jt808Decoder {
             }
         };
         // Room for this package: drop the oldest other unfinished messages first.
-        if self.assembly_bytes + body.len() > self.options.max_reassembly_bytes {
+        while self.assembly_bytes + body.len() > self.options.max_reassembly_bytes {
             let Some(victim) = (0..self.assemblies.len()).find(|&j| j != i && self.assemblies[j].bytes > 0) else {
+                let why = format!(" exceeds the reassembly limit of {} bytes", self.options.max_reassembly_bytes);
                 let a = self.assemblies.remove(i);
                 self.assembly_bytes -= a.bytes;
-                return Err(Reject::new(
-                    RejectKind::TooLong,
-                    format!(
-                        "{} exceeds the reassembly limit of {} bytes",
-                        a.describe(),
-                        self.options.max_reassembly_bytes
-                    ),
-                ));
+                return Err(Reject::new(RejectKind::TooLong, format!("{}{why}", a.describe())));
             };
-            let v = self.assemblies.remove(victim);
-            self.assembly_bytes -= v.bytes;
-            let detail = format!("{}, dropped to make room for a newer one", v.describe());
-            out.push(StreamEvent::Rejected {
-                offset: v.offset,
-                len: v.wire_len,
-                reason: Reject::new(RejectKind::TooLong, detail),
-            });
-            return self.package(header, body, at, wire_len, out);
+            self.drop_assembly(victim, RejectKind::TooLong, ", dropped to make room for a newer one", out);
+            if victim < i {
+                i -= 1;
+            }
         }
         let a = &mut self.assemblies[i];
         a.wire_len += wire_len;
@@ -602,36 +592,23 @@ impl Jt808Decoder {
         if index == 1 {
             a.header = header;
         }
-        if a.parts.len() < usize::from(a.total) {
-            return Ok(None);
+        if a.parts.len() < usize::from(total) {
+            // After the last package the platform asks for the missing ones (§3.3): one
+            // request's worth (a 2013 count is a BYTE); a message missing more than that ends
+            // by the timeout.
+            let resend = (index == total).then(|| (first_serial, a.missing(255)));
+            return Ok(Package::Waiting { resend });
         }
         let a = self.assemblies.remove(i);
         self.assembly_bytes -= a.bytes;
-        let mut whole = Vec::with_capacity(a.bytes);
+        let mut body = Vec::with_capacity(a.bytes);
         for part in a.parts.into_values() {
-            whole.extend_from_slice(&part);
+            body.extend_from_slice(&part);
         }
-        let mut first = a.header;
-        first.serial = a.first_serial;
-        first.package = None;
-        Ok(Some((first, whole, a.total)))
-    }
-
-    /// The missing packages of the message `header` belongs to, once its last package has
-    /// come (§3.3: the platform then asks for the rest with 0x8003).
-    fn missing_after_last(&self, header: &Header) -> Option<(u16, Vec<u16>)> {
-        let (total, index) = header.package?;
-        if index != total {
-            return None;
-        }
-        let first_serial = header.serial.wrapping_sub(index.wrapping_sub(1));
-        let a = self
-            .assemblies
-            .iter()
-            .find(|a| a.header.message_id == header.message_id && a.first_serial == first_serial && a.total == total)?;
-        // One request's worth (a 2013 count is a BYTE); a message missing more than that
-        // ends by the timeout.
-        Some((first_serial, a.missing(255)))
+        let mut header = a.header;
+        header.serial = a.first_serial;
+        header.package = None;
+        Ok(Package::Whole { header, body, packages: a.total })
     }
 
     /// The records and replies for one binary frame (escaped bytes, flags removed).
@@ -643,7 +620,7 @@ impl Jt808Decoder {
         }
         if header.package.is_some_and(|(total, _)| total > 1) {
             match self.package(header, &frame.body, at, wire_len, out)? {
-                Some((whole, body, packages)) => {
+                Package::Whole { header: whole, body, packages } => {
                     self.message(&whole, &body, true, Some(packages), out);
                     let ack = self.ack(&header, result::OK);
                     out.push(StreamEvent::Reply(ack));
@@ -655,10 +632,10 @@ impl Jt808Decoder {
                         );
                     }
                 }
-                None => {
+                Package::Waiting { resend } => {
                     let ack = self.ack(&header, result::OK);
                     out.push(StreamEvent::Reply(ack));
-                    if let Some((first_serial, missing)) = self.missing_after_last(&header) {
+                    if let Some((first_serial, missing)) = resend {
                         let serial = self.serial();
                         out.extend(
                             resend_request(&header.terminal, serial, first_serial, &missing).map(StreamEvent::Reply),
@@ -703,7 +680,7 @@ impl Jt808Decoder {
                 r.attributes.set("reply_serial", *reply_serial);
                 r.attributes.set("reply_id", hex_id(*reply_id));
                 r.attributes.set("result", result::name(*result).into_owned());
-                if let Some(id) = self.answered(*reply_serial, Some(*reply_id)) {
+                if let Some(id) = self.answered(Some(*reply_serial), Some(*reply_id)) {
                     r.attributes.set("command", command_name(id));
                 }
                 records.push(r);
@@ -772,7 +749,7 @@ impl Jt808Decoder {
                     }
                 }
                 r.attributes.set("parameters", Value::Object(params));
-                if let Some(id) = self.answered(p.reply_serial, None) {
+                if let Some(id) = self.answered(Some(p.reply_serial), None) {
                     r.attributes.set("command", command_name(id));
                 }
                 records.push(r);
@@ -781,9 +758,8 @@ impl Jt808Decoder {
             Message::Attributes(a) => {
                 let mut r = self.record(Kind::Info, header);
                 self.attributes_record(&mut r, a);
-                if let Some(id) = self.commands.iter().find(|(_, m)| *m == QUERY_ATTRIBUTES).map(|&(s, _)| s) {
-                    self.answered(id, None);
-                    r.attributes.set("command", command_name(QUERY_ATTRIBUTES));
+                if let Some(id) = self.answered(None, Some(QUERY_ATTRIBUTES)) {
+                    r.attributes.set("command", command_name(id));
                 }
                 records.push(r);
                 ack = None;
@@ -811,7 +787,7 @@ impl Jt808Decoder {
                 let mut r = self.record(Kind::Position, header);
                 set_location(&mut r, location, tz, edition);
                 r.attributes.set("reply_serial", *reply_serial);
-                if let Some(id) = self.answered(*reply_serial, None) {
+                if let Some(id) = self.answered(Some(*reply_serial), None) {
                     r.attributes.set("command", command_name(id));
                 }
                 records.push(r);

@@ -245,6 +245,28 @@ fn commands_use_the_connection_serial_and_answers_name_them() {
     let r = records(&ev)[0];
     assert_eq!(r.attributes.get("command").unwrap(), "query_given_parameters");
     assert_eq!(r.attributes.get("parameters").unwrap(), &serde_json::json!({"0x0001": 60, "0x0013": "a.b.c:80"}));
+    // 0x8107 is answered by 0x0107, which echoes no serial: matched by what it is.
+    assert_eq!(&d.query_attributes().unwrap()[1..3], &[0x81, 0x07]);
+    let (m, model, tid, iccid) = (*b"MAKER", [b'X'; 20], *b"1234567", [0x89, 0x86, 0, 0, 0, 0, 0, 0, 0, 0x1F]);
+    let attributes = TerminalAttributes {
+        terminal_type: 1,
+        manufacturer: &m,
+        model: &model,
+        terminal_id: &tid,
+        iccid: &iccid,
+        hardware_version: b"HW1",
+        firmware_version: b"FW2",
+        gnss: 3,
+        comm: 1,
+    };
+    let mut body = Vec::new();
+    Message::Attributes(attributes).write_body(Edition::V2013, &mut body);
+    let ev = decode_with(&mut d, &encode(id::ATTRIBUTES, &t, 0xBA, &body).unwrap());
+    let r = records(&ev)[0];
+    assert_eq!(r.attributes.get("command").unwrap(), "query_attributes");
+    assert_eq!(r.attributes.get("iccid").unwrap(), "8986000000000000001", "the F padding is left out");
+    let ev = decode_with(&mut d, &encode(id::ATTRIBUTES, &t, 0xBB, &body).unwrap());
+    assert!(records(&ev)[0].attributes.get("command").is_none(), "answered once");
 }
 
 fn media_body(len: usize) -> Vec<u8> {
