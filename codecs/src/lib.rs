@@ -20,6 +20,8 @@ pub mod nmea;
 pub mod record;
 pub mod stream;
 pub mod teltonika;
+#[cfg(test)]
+mod test_support;
 pub mod time;
 pub mod wire;
 

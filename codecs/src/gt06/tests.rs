@@ -3,14 +3,10 @@ use proptest::prelude::*;
 use super::message::info_alarm;
 use super::*;
 use crate::framing::{Framer, Framing, RejectKind};
-use crate::record::{Kind, Record};
+use crate::record::Kind;
 use crate::stream::{decode_in_reads, RecordDecoder, StreamEvent};
+use crate::test_support::{hex, records, rejects, replies};
 use crate::time::Timestamp;
-
-fn hex(s: &str) -> Vec<u8> {
-    let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
-}
 
 fn decode_with(decoder: &mut Gt06Decoder, input: &[u8]) -> Vec<StreamEvent> {
     let mut out = Vec::new();
@@ -21,21 +17,6 @@ fn decode_with(decoder: &mut Gt06Decoder, input: &[u8]) -> Vec<StreamEvent> {
 
 fn decode(input: &[u8]) -> Vec<StreamEvent> {
     decode_with(&mut Gt06Decoder::default(), input)
-}
-
-fn records(events: &[StreamEvent]) -> Vec<&Record> {
-    events.iter().filter_map(|e| if let StreamEvent::Record(r) = e { Some(r) } else { None }).collect()
-}
-
-fn replies(events: &[StreamEvent]) -> Vec<Vec<u8>> {
-    events.iter().filter_map(|e| if let StreamEvent::Reply(r) = e { Some(r.clone()) } else { None }).collect()
-}
-
-fn rejects(events: &[StreamEvent]) -> Vec<RejectKind> {
-    events
-        .iter()
-        .filter_map(|e| if let StreamEvent::Rejected { reason, .. } = e { Some(reason.kind) } else { None })
-        .collect()
 }
 
 const LOGIN_V1: &str = "78 78 0D 01 01 23 45 67 89 01 23 45 00 01 8C DD 0D 0A";

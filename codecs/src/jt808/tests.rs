@@ -8,13 +8,9 @@ use super::message::{
 };
 use super::*;
 use crate::framing::{Framer, Framing, RejectKind};
-use crate::record::{Kind, Record};
+use crate::record::Kind;
 use crate::stream::{decode_in_reads, RecordDecoder, StreamEvent};
-
-fn hex(s: &str) -> Vec<u8> {
-    let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
-}
+use crate::test_support::{hex, records, rejects, replies};
 
 fn decode_with(decoder: &mut Jt808Decoder, input: &[u8]) -> Vec<StreamEvent> {
     let mut out = Vec::new();
@@ -25,21 +21,6 @@ fn decode_with(decoder: &mut Jt808Decoder, input: &[u8]) -> Vec<StreamEvent> {
 
 fn decode(input: &[u8]) -> Vec<StreamEvent> {
     decode_with(&mut Jt808Decoder::default(), input)
-}
-
-fn records(events: &[StreamEvent]) -> Vec<&Record> {
-    events.iter().filter_map(|e| if let StreamEvent::Record(r) = e { Some(r) } else { None }).collect()
-}
-
-fn replies(events: &[StreamEvent]) -> Vec<Vec<u8>> {
-    events.iter().filter_map(|e| if let StreamEvent::Reply(r) = e { Some(r.clone()) } else { None }).collect()
-}
-
-fn rejects(events: &[StreamEvent]) -> Vec<RejectKind> {
-    events
-        .iter()
-        .filter_map(|e| if let StreamEvent::Rejected { reason, .. } = e { Some(reason.kind) } else { None })
-        .collect()
 }
 
 // Worked examples of jt808.md §8.

@@ -2,26 +2,14 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::framing::{Framer, Framing, RejectKind};
-use crate::record::{Kind, Record};
+use crate::record::Kind;
 use crate::stream::{decode_in_reads, RecordDecoder, Replay, StreamEvent};
-
-fn unhex(s: &str) -> Vec<u8> {
-    let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
-}
+use crate::test_support::{hex, records, replies};
 
 fn decode_all(dec: &mut TeltonikaDecoder, input: &[u8]) -> Vec<StreamEvent> {
     let mut out = Vec::new();
     assert_eq!(dec.decode(input, true, &mut out), input.len());
     out
-}
-
-fn records(events: &[StreamEvent]) -> Vec<&Record> {
-    events.iter().filter_map(|e| if let StreamEvent::Record(r) = e { Some(r) } else { None }).collect()
-}
-
-fn replies(events: &[StreamEvent]) -> Vec<Vec<u8>> {
-    events.iter().filter_map(|e| if let StreamEvent::Reply(b) = e { Some(b.clone()) } else { None }).collect()
 }
 
 const IMEI: &str = "000f333536333037303432343431303133";
@@ -39,7 +27,7 @@ const C12_RESPONSE: &str = "00000000000000900C010600000088494E493A323031392F372F
 #[test]
 fn handshake_then_codec8_gives_login_records_and_byte_exact_acks() {
     let mut dec = TeltonikaDecoder::tcp();
-    let input = [unhex(IMEI), unhex(C8_WIKI), unhex(C8_FIX)].concat();
+    let input = [hex(IMEI), hex(C8_WIKI), hex(C8_FIX)].concat();
     let ev = decode_all(&mut dec, &input);
     assert_eq!(replies(&ev), [vec![0x01], vec![0, 0, 0, 1], vec![0, 0, 0, 1]]);
     let rs = records(&ev);
@@ -68,7 +56,7 @@ fn handshake_then_codec8_gives_login_records_and_byte_exact_acks() {
 
 #[test]
 fn codec8e_variable_length_element_is_hex() {
-    let ev = decode_all(&mut TeltonikaDecoder::tcp(), &unhex(C8E_NX));
+    let ev = decode_all(&mut TeltonikaDecoder::tcp(), &hex(C8E_NX));
     let r = records(&ev)[0];
     assert_eq!(r.message_type, "0x8e");
     assert_eq!(r.fix_time.unwrap().to_string(), "2022-09-23T04:22:29.011Z");
@@ -83,7 +71,7 @@ fn codec8e_variable_length_element_is_hex() {
 
 #[test]
 fn codec16_negative_coordinates_and_generation_type() {
-    let ev = decode_all(&mut TeltonikaDecoder::tcp(), &unhex(C16_WIKI));
+    let ev = decode_all(&mut TeltonikaDecoder::tcp(), &hex(C16_WIKI));
     let rs = records(&ev);
     assert_eq!(rs.len(), 2);
     assert_eq!(rs[0].attributes.get("generation_type"), Some(&5.into()));
@@ -124,7 +112,7 @@ fn command_responses_are_records_and_never_acked() {
     assert_eq!((r.kind, r.message_type.as_ref()), (Kind::CommandResponse, "0x0c"));
     assert_eq!(r.attributes.get("text"), Some(&"INI:2019/7/22 7:22 RTC:2019/7/22 7:53".into()));
     // A packet cut short by the end of the stream is rejected as truncated.
-    let ev = decode_all(&mut TeltonikaDecoder::tcp(), &unhex(C12_RESPONSE));
+    let ev = decode_all(&mut TeltonikaDecoder::tcp(), &hex(C12_RESPONSE));
     assert!(
         matches!(&ev[..], [StreamEvent::Rejected { offset: 0, reason, .. }] if reason.kind == RejectKind::Truncated)
     );
@@ -152,7 +140,7 @@ fn command_encoders_are_byte_exact() {
     for (codec, imei, payload, expected) in cases {
         let mut out = Vec::new();
         encode_command(codec, TYPE_COMMAND, imei.map(|i| imei_bytes(i).unwrap()), payload, &mut out);
-        assert_eq!(out, unhex(expected), "{expected}");
+        assert_eq!(out, hex(expected), "{expected}");
         // And they read back.
         let data = &out[HEADER_LEN..out.len() - 4];
         let cmd = Command::parse(data).unwrap();
@@ -164,12 +152,12 @@ fn command_encoders_are_byte_exact() {
 #[test]
 fn codec13_and_codec15_times() {
     // Traccar's codec 13 row: a 4-byte seconds timestamp (teltonika.md §6).
-    let data = unhex("0d01060000001c642b3ad14754534c7c367c317c307c31323734393838347c317c0d0a01");
+    let data = hex("0d01060000001c642b3ad14754534c7c367c317c307c31323734393838347c317c0d0a01");
     let cmd = Command::parse(&data).unwrap();
     assert_eq!(cmd.timestamp_ms, Some(0x642b_3ad1 * 1000));
     assert_eq!(cmd.payload, b"GTSL|6|1|0|12749884|1|\r\n");
     // §7.8 codec 15.
-    let packet = unhex("000000000000001B0F010B00000013654B65A4012345678912345648656C6C6F210A01000093D6");
+    let packet = hex("000000000000001B0F010B00000013654B65A4012345678912345648656C6C6F210A01000093D6");
     let ev = decode_all(&mut TeltonikaDecoder::tcp(), &packet);
     let r = records(&ev)[0];
     assert_eq!(r.attributes.get("imei"), Some(&"123456789123456".into()));
@@ -180,10 +168,10 @@ fn codec13_and_codec15_times() {
 #[test]
 fn udp_datagram_and_its_ack_echo_the_device_ids() {
     // teltonika.md §7.9
-    let dg = unhex("003DCAFE0105000F33353230393330383634303336353508010000016B4F815B30010000000000000000000000000000000103021503010101425DBC000001");
+    let dg = hex("003DCAFE0105000F33353230393330383634303336353508010000016B4F815B30010000000000000000000000000000000103021503010101425DBC000001");
     let mut dec = TeltonikaDecoder::udp();
     let ev = decode_all(&mut dec, &dg);
-    assert_eq!(replies(&ev), [unhex("0005CAFE010501")]);
+    assert_eq!(replies(&ev), [hex("0005CAFE010501")]);
     let r = records(&ev)[0];
     assert_eq!(r.device_id.as_deref(), Some("352093086403655"));
     assert_eq!(r.seq, Some(5));
@@ -200,7 +188,7 @@ fn udp_datagram_and_its_ack_echo_the_device_ids() {
 #[test]
 fn refused_devices_get_00_and_nothing_after_is_decoded() {
     let mut dec = TeltonikaDecoder::tcp().with_imei_policy(std::sync::Arc::new(|imei: &str| imei == "123456789012345"));
-    let ev = decode_all(&mut dec, &[unhex(IMEI), unhex(C8_FIX)].concat());
+    let ev = decode_all(&mut dec, &[hex(IMEI), hex(C8_FIX)].concat());
     assert_eq!(replies(&ev), [vec![0x00]]);
     assert!(records(&ev).is_empty());
     assert!(matches!(&ev[1], StreamEvent::Rejected { reason, .. } if reason.kind == RejectKind::Unsupported));
@@ -208,7 +196,7 @@ fn refused_devices_get_00_and_nothing_after_is_decoded() {
 
 #[test]
 fn keep_alive_bytes_are_skipped() {
-    let input = [vec![0xFF], unhex(IMEI), vec![0xFF, 0xFF], unhex(C8_FIX)].concat();
+    let input = [vec![0xFF], hex(IMEI), vec![0xFF, 0xFF], hex(C8_FIX)].concat();
     let ev = decode_all(&mut TeltonikaDecoder::tcp(), &input);
     assert_eq!(records(&ev).len(), 2);
     assert!(ev.iter().all(|e| !matches!(e, StreamEvent::Rejected { .. })));
@@ -216,9 +204,9 @@ fn keep_alive_bytes_are_skipped() {
 
 #[test]
 fn a_bad_crc_costs_only_that_packet_and_is_not_acked() {
-    let mut bad = unhex(C8_FIX);
+    let mut bad = hex(C8_FIX);
     bad[30] ^= 0x01;
-    let input = [unhex(IMEI), bad.clone(), unhex(C8_WIKI)].concat();
+    let input = [hex(IMEI), bad.clone(), hex(C8_WIKI)].concat();
     let ev = decode_all(&mut TeltonikaDecoder::tcp(), &input);
     assert_eq!(replies(&ev), [vec![1], vec![0, 0, 0, 1]]);
     assert!(
@@ -229,9 +217,9 @@ fn a_bad_crc_costs_only_that_packet_and_is_not_acked() {
 #[test]
 fn a_damaged_length_field_does_not_swallow_the_packets_after_it() {
     for damaged_len in [0x00u8, 0x10, 0x4D, 0x80, 0xFF] {
-        let mut bad = unhex(C8_FIX);
+        let mut bad = hex(C8_FIX);
         bad[7] = damaged_len; // length field, low byte (real: 0x4C)
-        let input = [bad, unhex(C8_WIKI), unhex(C8_FIX)].concat();
+        let input = [bad, hex(C8_WIKI), hex(C8_FIX)].concat();
         let ev = decode_all(&mut TeltonikaDecoder::tcp(), &input);
         let rs = records(&ev);
         assert_eq!(rs.len(), 2, "length byte {damaged_len:#x}: {ev:?}");
@@ -268,7 +256,7 @@ fn regression_resync_does_not_take_a_timestamp_for_a_handshake() {
 /// copy made from the views keeps it, so re-encoding gives back the device's bytes.
 #[test]
 fn regression_fuzz_declared_io_total_survives_a_round_trip() {
-    let data = unhex("8e0100000183ac617e3001123eb99b1e142db40000000000000000000070000900f000005000201503004500011e1801212d01242a012722012a18001100b5000000b600000018000000cd151000431c2d011f6981012047d701226981012347d901256981012647d8012869810129e6f304b0000304b1000304b2000304b30003000100f10000639d0002000b0000000214bf12fe000e0000000029d18c95000001");
+    let data = hex("8e0100000183ac617e3001123eb99b1e142db40000000000000000000070000900f000005000201503004500011e1801212d01242a012722012a18001100b5000000b600000018000000cd151000431c2d011f6981012047d701226981012347d901256981012647d8012869810129e6f304b0000304b1000304b2000304b30003000100f10000639d0002000b0000000214bf12fe000e0000000029d18c95000001");
     let avl = AvlData::parse(&data).unwrap();
     let view = avl.records().next().unwrap();
     assert_eq!(view.declared_io_count, 112);
@@ -289,7 +277,7 @@ fn assert_copies_reencode_exactly(data: &[u8]) {
 /// its 1-byte total can count parsed, but the encoder refused to write it back.
 #[test]
 fn regression_fuzz_more_elements_than_a_one_byte_total() {
-    let data = unhex("080400000159738f76b8012e137925179300000159738f6b00012e13b796110a90909090909090909090909090909090909090909090909090909090909090909090909090909090909090909090909090909090909090909090909090909090909090909090909090909090b27600d700000a00004e01000000014e000000000000000000000159738f5f48012e13b796110ab27600d700000bb796110ab27600d700000b00004e01000000014e000000000000000000000159738f6ee8012e13b796110ab27600d700000000000000000000000000000000000000000000000000000a00004e01000000014e01000b00791c179300000159738f6b00012e13b796110ab27600d700000a00004e01000000014e000000000000000000000159738f5f48012e13b790909090909090909090909090909090909090909090909090909090b27600909090909090909090909090909090909090909090909090909090909090909090909090909090b27600d700000a00004e01000000014e000000000000000000000159738f5f48012e13b796110ab27600d700000bb796110ab27600d700000b00004e01000000014e000000000000000000000159738f6ee8012e13b796110ab27600d700000000000000000000000000000000000000000000000000000a00004e01000000014e01000b00791c179300000159738f6b00012e13b796110ab27600d700000a00004e01000000014e000000000000000000000159738f5f48012e13b790909090909090909090909090909090909090909090909090909090b27600d700000a00004e01000000014e000000000000000000000159738f5f48012e13b796110ab27600d700000bb796110ab27600d700000b00004e01000000014e000000000000000000000159738f6ee8012e13b796110ab27600d700000000000000000000000000000000000000000000000000000a00004e01000000014e01000b00791c179300000159738f6b00012e13b796110ab27600d700000a00004e01000000014e000000000000000000000159738f5fd700000a00004e01000000014e000000000000000000000159738f5f48012e13b796110ab27600d700000bb796110ab27600d700000b00004e01000000014e000000000000000000000159738f6ee8012e13b796110ab27600d700000000000000000000000000000000000000000000000000000a00004e01000000014e01000b00791c179300000159738f6b00012e13b796110ab27600d700000a00004e01000000014e000000000000000000000159738f5f48012e13b796110ab27600d700000b0000ce01000000014e01000b00791c179304");
+    let data = hex("080400000159738f76b8012e137925179300000159738f6b00012e13b796110a90909090909090909090909090909090909090909090909090909090909090909090909090909090909090909090909090909090909090909090909090909090909090909090909090909090b27600d700000a00004e01000000014e000000000000000000000159738f5f48012e13b796110ab27600d700000bb796110ab27600d700000b00004e01000000014e000000000000000000000159738f6ee8012e13b796110ab27600d700000000000000000000000000000000000000000000000000000a00004e01000000014e01000b00791c179300000159738f6b00012e13b796110ab27600d700000a00004e01000000014e000000000000000000000159738f5f48012e13b790909090909090909090909090909090909090909090909090909090b27600909090909090909090909090909090909090909090909090909090909090909090909090909090b27600d700000a00004e01000000014e000000000000000000000159738f5f48012e13b796110ab27600d700000bb796110ab27600d700000b00004e01000000014e000000000000000000000159738f6ee8012e13b796110ab27600d700000000000000000000000000000000000000000000000000000a00004e01000000014e01000b00791c179300000159738f6b00012e13b796110ab27600d700000a00004e01000000014e000000000000000000000159738f5f48012e13b790909090909090909090909090909090909090909090909090909090b27600d700000a00004e01000000014e000000000000000000000159738f5f48012e13b796110ab27600d700000bb796110ab27600d700000b00004e01000000014e000000000000000000000159738f6ee8012e13b796110ab27600d700000000000000000000000000000000000000000000000000000a00004e01000000014e01000b00791c179300000159738f6b00012e13b796110ab27600d700000a00004e01000000014e000000000000000000000159738f5fd700000a00004e01000000014e000000000000000000000159738f5f48012e13b796110ab27600d700000bb796110ab27600d700000b00004e01000000014e000000000000000000000159738f6ee8012e13b796110ab27600d700000000000000000000000000000000000000000000000000000a00004e01000000014e01000b00791c179300000159738f6b00012e13b796110ab27600d700000a00004e01000000014e000000000000000000000159738f5f48012e13b796110ab27600d700000b0000ce01000000014e01000b00791c179304");
     assert_copies_reencode_exactly(&data);
 }
 
@@ -303,7 +291,7 @@ fn unsupported_and_malformed_packets_have_clear_reasons() {
         matches!(&ev[..], [StreamEvent::Rejected { reason, .. }] if reason.to_string() == "unsupported frame: codec 0x07 (GH3000) is not decoded")
     );
     // N1 != N2 under a valid CRC.
-    let mut data = unhex(C8_WIKI)[HEADER_LEN..HEADER_LEN + 0x36].to_vec();
+    let mut data = hex(C8_WIKI)[HEADER_LEN..HEADER_LEN + 0x36].to_vec();
     *data.last_mut().unwrap() = 2;
     let mut packet = Vec::new();
     encode_packet(&data, &mut packet);
@@ -316,7 +304,7 @@ fn unsupported_and_malformed_packets_have_clear_reasons() {
 
 #[test]
 fn every_truncation_point_asks_for_exactly_the_missing_bytes() {
-    for frame in [unhex(IMEI), unhex(C8_FIX), unhex(C8E_NX), unhex(C16_WIKI)] {
+    for frame in [hex(IMEI), hex(C8_FIX), hex(C8E_NX), hex(C16_WIKI)] {
         let mut framer = TcpFramer::default();
         for cut in 1..frame.len() {
             let needed = match framer.next_frame(&frame[..cut]) {
@@ -340,12 +328,11 @@ fn every_truncation_point_asks_for_exactly_the_missing_bytes() {
 }
 
 fn stream() -> Vec<u8> {
-    let mut bad = unhex(C8_FIX);
+    let mut bad = hex(C8_FIX);
     bad[40] ^= 0x80;
     let mut cmd = Vec::new();
     encode_command(CODEC_12, TYPE_RESPONSE, None, b"DOUT1:1", &mut cmd);
-    [vec![0xFF], unhex(IMEI), unhex(C8_WIKI), b"junk!".to_vec(), unhex(C8E_NX), bad, cmd, vec![0xFF], unhex(C16_WIKI)]
-        .concat()
+    [vec![0xFF], hex(IMEI), hex(C8_WIKI), b"junk!".to_vec(), hex(C8E_NX), bad, cmd, vec![0xFF], hex(C16_WIKI)].concat()
 }
 
 #[test]
