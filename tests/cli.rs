@@ -4,6 +4,10 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
+#[path = "support/jt808.rs"]
+mod jt808;
+use jt808::jt808_frame;
+
 fn trackgate(args: &[&str], stdin: &[u8]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_trackgate"))
         .args(args)
@@ -105,25 +109,14 @@ fn usage_errors_exit_2_with_a_message() {
     }
 }
 
-/// A JT808 frame written here from the standard, not with the codec: header (2013 form),
-/// body, XOR check code, escaping, flags.
-fn jt808_frame(id: u16, phone: &[u8; 6], serial: u16, body: &[u8]) -> Vec<u8> {
+/// A 2013-header JT808 frame for terminal `phone`.
+fn jt808_message(id: u16, phone: &[u8; 6], serial: u16, body: &[u8]) -> Vec<u8> {
     let mut raw = id.to_be_bytes().to_vec();
     raw.extend_from_slice(&(body.len() as u16).to_be_bytes());
     raw.extend_from_slice(phone);
     raw.extend_from_slice(&serial.to_be_bytes());
     raw.extend_from_slice(body);
-    raw.push(raw.iter().fold(0, |a, b| a ^ b));
-    let mut out = vec![0x7e];
-    for b in raw {
-        match b {
-            0x7e => out.extend_from_slice(&[0x7d, 0x02]),
-            0x7d => out.extend_from_slice(&[0x7d, 0x01]),
-            _ => out.push(b),
-        }
-    }
-    out.push(0x7e);
-    out
+    jt808_frame(&raw)
 }
 
 #[test]
@@ -141,7 +134,7 @@ fn jt808_random_traffic_with_and_without_damage() {
     for serial in 0..300u16 {
         let r = next();
         if r % 4 == 0 {
-            stream.extend(jt808_frame(0x0002, &phone, serial, &[]));
+            stream.extend(jt808_message(0x0002, &phone, serial, &[]));
             expected.push(("heartbeat", 0.0, serial));
             continue;
         }
@@ -159,7 +152,7 @@ fn jt808_random_traffic_with_and_without_damage() {
         body.extend_from_slice(&[0x00, 0x7e, 0x01, 0xf4, 0x00, 0x5a]);
         body.extend_from_slice(&[0x25, 0x11, 0x23, 0x10, 0x20, 0x30]);
         body.extend_from_slice(&[0x01, 0x04, 0x00, 0x00, 0x7d, 0x7e, 0x30, 0x01, 0x1b, 0x31, 0x01, 0x09]);
-        let mut frame = jt808_frame(0x0200, &phone, serial, &body);
+        let mut frame = jt808_message(0x0200, &phone, serial, &body);
         if r % 7 == 0 {
             // Damage a byte inside (never a flag): the check code must catch it.
             let at = 3 + (next() as usize % (frame.len() - 5));
@@ -191,7 +184,7 @@ fn jt808_random_traffic_with_and_without_damage() {
         }
     }
     // The time zone option.
-    let one = jt808_frame(0x0200, &phone, 1, &{
+    let one = jt808_message(0x0200, &phone, 1, &{
         let mut b = vec![0u8; 22];
         b.extend_from_slice(&[0x25, 0x11, 0x23, 0x10, 0x20, 0x30]);
         b

@@ -7,6 +7,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "support/jt808.rs"]
+mod jt808;
+use jt808::jt808_frame;
+
 struct Gateway {
     child: Child,
     tcp: SocketAddr,
@@ -326,20 +330,9 @@ fn read_jt808(conn: &mut TcpStream) -> Vec<u8> {
     }
 }
 
-/// Header and body (hex) as a JT808 frame: XOR check code, escaping, flags.
+/// Header and body (hex, spaces allowed) as a JT808 frame.
 fn jt808_wire(header_and_body: &str) -> Vec<u8> {
-    let mut raw = unhex(&header_and_body.replace(' ', ""));
-    raw.push(raw.iter().fold(0, |a, b| a ^ b));
-    let mut out = vec![0x7e];
-    for b in raw {
-        match b {
-            0x7e => out.extend_from_slice(&[0x7d, 0x02]),
-            0x7d => out.extend_from_slice(&[0x7d, 0x01]),
-            _ => out.push(b),
-        }
-    }
-    out.push(0x7e);
-    out
+    jt808_frame(&unhex(&header_and_body.replace(' ', "")))
 }
 
 #[test]
