@@ -90,6 +90,8 @@ const VERSION_2019: u16 = 0x4000;
 
 /// Result codes of 0x8001 and 0x0001.
 pub mod result {
+    use std::borrow::Cow;
+
     pub const OK: u8 = 0;
     pub const FAILURE: u8 = 1;
     pub const MESSAGE_ERROR: u8 = 2;
@@ -107,7 +109,6 @@ pub mod result {
             other => return Cow::Owned(format!("result_{other}")),
         })
     }
-    use std::borrow::Cow;
 }
 
 /// Which header layout a frame uses (§3.4). 2011 and 2013 share a header; they differ in a
