@@ -40,6 +40,12 @@ pub trait RecordDecoder {
     /// anything still held, such as a message whose sub-packages never all arrived. For a
     /// TCP stream, `decode` with `at_end` already does this.
     fn finish(&mut self, _out: &mut Vec<StreamEvent>) {}
+
+    /// The protocol says this stream is over (a Teltonika handshake was refused): the
+    /// server sends the replies it has and closes.
+    fn refused(&self) -> bool {
+        false
+    }
 }
 
 /// Rejections of adjacent skipped bytes merged into one event per run. A framer skipping

@@ -239,6 +239,10 @@ impl TeltonikaDecoder {
 }
 
 impl RecordDecoder for TeltonikaDecoder {
+    fn refused(&self) -> bool {
+        self.refused
+    }
+
     fn protocol(&self) -> Protocol {
         Protocol::Teltonika
     }
