@@ -222,6 +222,7 @@ pub fn decode_hex_case(
         transport: header.transport.unwrap_or(base.transport),
         jt808_tz_minutes: header.jt808_tz_minutes.unwrap_or(base.jt808_tz_minutes),
         gt06_crc: header.gt06_crc.unwrap_or(base.gt06_crc),
+        allow: base.allow.clone(),
     };
     let chunks = parse_hex(text, options.transport == Transport::Udp).map_err(|e| e.to_string())?;
     let mut out = Vec::new();

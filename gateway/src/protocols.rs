@@ -1,6 +1,9 @@
 //! Which stream decoder serves which protocol, with the per-stream options the command line
 //! and listeners pass.
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
 use trackgate_codecs::gt06::{CrcPolicy, Gt06Decoder, Gt06Options};
 use trackgate_codecs::jt808::{Jt808Decoder, Jt808Options};
 use trackgate_codecs::nmea::{self, NmeaDecoder};
@@ -15,6 +18,15 @@ pub enum Transport {
     Udp,
 }
 
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+        }
+    }
+}
+
 impl std::str::FromStr for Transport {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -26,19 +38,26 @@ impl std::str::FromStr for Transport {
     }
 }
 
+/// The devices a listener accepts: Teltonika IMEIs answered `01` at the handshake, JT808
+/// terminals given an auth code at registration. Everyone else is refused by the protocol's
+/// own means (`00`, register result 4).
+pub type AllowList = Arc<HashSet<String>>;
+
 /// Options that change how a stream is decoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamOptions {
     pub transport: Transport,
     /// JT808 device-local time offset from UTC, in minutes (GMT+8 unless configured).
     pub jt808_tz_minutes: i32,
     /// GT06 frames with a wrong CRC: rejected (strict, the default) or decoded and marked.
     pub gt06_crc: CrcPolicy,
+    /// Teltonika and JT808: only these devices are accepted. `None` accepts every device.
+    pub allow: Option<AllowList>,
 }
 
 impl Default for StreamOptions {
     fn default() -> Self {
-        StreamOptions { transport: Transport::Tcp, jt808_tz_minutes: 8 * 60, gt06_crc: CrcPolicy::Strict }
+        StreamOptions { transport: Transport::Tcp, jt808_tz_minutes: 8 * 60, gt06_crc: CrcPolicy::Strict, allow: None }
     }
 }
 
@@ -69,16 +88,24 @@ pub fn parse_utc_offset(s: &str) -> Result<i32, String> {
 
 /// A fresh decoder for one connection (TCP) or one peer (UDP).
 pub fn stream_decoder(protocol: Protocol, options: &StreamOptions) -> Box<dyn RecordDecoder + Send> {
+    let policy = options.allow.clone().map(|allow| Arc::new(move |id: &str| allow.contains(id)) as Arc<_>);
     match protocol {
         Protocol::Nmea => Box::new(NmeaDecoder::new(nmea::DEFAULT_LIMITS)),
         Protocol::Gt06 => Box::new(Gt06Decoder::new(Gt06Options { crc: options.gt06_crc, ..Gt06Options::default() })),
         Protocol::Jt808 => Box::new(Jt808Decoder::new(Jt808Options {
             utc_offset_minutes: options.jt808_tz_minutes,
             datagram: options.transport == Transport::Udp,
+            policy,
             ..Jt808Options::default()
         })),
-        Protocol::Teltonika if options.transport == Transport::Udp => Box::new(TeltonikaDecoder::udp()),
-        Protocol::Teltonika => Box::new(TeltonikaDecoder::tcp()),
+        Protocol::Teltonika => {
+            let decoder =
+                if options.transport == Transport::Udp { TeltonikaDecoder::udp() } else { TeltonikaDecoder::tcp() };
+            Box::new(match policy {
+                Some(p) => decoder.with_imei_policy(p),
+                None => decoder,
+            })
+        }
     }
 }
 

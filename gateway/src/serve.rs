@@ -1,28 +1,37 @@
-//! `trackgate serve`: listeners for the protocols whose codecs exist, one decoder per TCP
-//! connection or UDP peer, records to the sink, and acknowledgement only after the sink has
-//! accepted them (contract §2).
+//! `trackgate serve`: the sharded server (contract §2).
 //!
-//! This first gateway runs on one tokio runtime; sharding, sessions with acks and downlink,
-//! the config file and metrics come with the gateway issue. What is here already holds the
-//! promises that matter: nothing acknowledged that is not in the sink, one bad frame costs
-//! only that frame, idle connections hold no read buffer and time out, and shutdown flushes.
+//! N shards (one per core by default), each a single-threaded tokio runtime on its own
+//! thread with its own `SO_REUSEPORT` socket per listener: the kernel spreads connections
+//! (and UDP peers, by their address) over the shards, and each shard owns its connections
+//! and sessions outright, so nothing is locked per frame. What must cross shards (which
+//! connection holds a device, connections per source address) is in the [`Registry`],
+//! touched only when a connection opens, identifies itself or closes.
+//!
+//! Every frame is acknowledged only after the sink has accepted its records; a connection
+//! waiting for the sink does not read, so a slow sink slows devices instead of filling
+//! memory. Read buffers exist only while bytes are pending.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use socket2::{Domain, Socket, Type};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
-use trackgate_codecs::record::Timestamp;
-use trackgate_codecs::{Protocol, RecordDecoder, StreamEvent};
+use trackgate_codecs::Protocol;
 
-use crate::protocols::{stream_decoder, StreamOptions, Transport};
+use crate::config::{ListenerConfig, ServeConfig};
+use crate::metrics::{self, Metrics, Refusal, ShardMetrics};
+use crate::protocols::{StreamOptions, Transport};
+use crate::registry::{IpSlot, Registry};
+use crate::session::{CloseReason, Output, Session, SessionSettings};
 use crate::sink::SinkHandle;
 
 /// The ports devices in the field are already configured for (contract §2).
@@ -60,107 +69,287 @@ impl std::str::FromStr for ListenSpec {
 }
 
 /// Limits and timeouts of the server.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServeLimits {
-    /// A connection (or UDP peer) that sends nothing for this long is closed (forgotten).
+    /// A connection (or UDP peer) that sends nothing for this long is closed (forgotten),
+    /// unless its listener sets its own.
     pub idle_timeout: Duration,
     /// Most UDP peers remembered per socket; the least recently heard are forgotten first.
     pub max_udp_peers: usize,
-    /// Read size per TCP read.
-    pub read_chunk: usize,
+    /// Bytes reserved per read.
+    pub read_buffer: usize,
+    /// Connections one shard holds at most; more are closed at accept.
+    pub max_connections_per_shard: usize,
+    /// Connections one source address holds at most, over all shards (0 = no cap).
+    pub max_connections_per_ip: u32,
+    /// See [`SessionSettings::junk_bytes`].
+    pub junk_bytes: u64,
+    /// Batches waiting for the sink at most (back-pressure beyond).
+    pub sink_queue: usize,
 }
 
 impl Default for ServeLimits {
     fn default() -> Self {
-        ServeLimits { idle_timeout: Duration::from_secs(600), max_udp_peers: 100_000, read_chunk: 4096 }
+        ServeLimits {
+            idle_timeout: Duration::from_secs(600),
+            max_udp_peers: 100_000,
+            read_buffer: 4096,
+            max_connections_per_shard: 100_000,
+            max_connections_per_ip: 4096,
+            junk_bytes: 2048,
+            sink_queue: 1024,
+        }
     }
 }
 
-/// A bound socket, ready to serve.
+/// One listener's sockets, one per shard, bound to the same address.
 #[derive(Debug)]
-pub enum Bound {
-    Tcp(Protocol, TcpListener),
-    Udp(Protocol, UdpSocket),
+pub struct Bound {
+    pub protocol: Protocol,
+    pub transport: Transport,
+    /// The address bound (a `:0` port resolved).
+    pub addr: SocketAddr,
+    settings: Arc<SessionSettings>,
+    sockets: Vec<Socket>,
 }
 
 impl Bound {
     /// The `listening <proto> <tcp|udp> <addr>` line (contract §2).
-    pub fn listening_line(&self) -> io::Result<String> {
-        Ok(match self {
-            Bound::Tcp(p, l) => format!("listening {p} tcp {}", l.local_addr()?),
-            Bound::Udp(p, u) => format!("listening {p} udp {}", u.local_addr()?),
-        })
+    pub fn listening_line(&self) -> String {
+        format!("listening {} {} {}", self.protocol, self.transport.as_str(), self.addr)
     }
 }
 
-/// Binds every socket the specs call for. Fails as a whole if one cannot be bound.
-pub async fn bind_all(specs: &[ListenSpec]) -> io::Result<Vec<Bound>> {
+fn reuseport_socket(addr: SocketAddr, transport: Transport) -> io::Result<Socket> {
+    let ty = match transport {
+        Transport::Tcp => Type::STREAM,
+        Transport::Udp => Type::DGRAM,
+    };
+    let socket = Socket::new(Domain::for_address(addr), ty, None)?;
+    if transport == Transport::Tcp {
+        socket.set_reuse_address(true)?;
+    }
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    if transport == Transport::Tcp {
+        socket.listen(4096)?;
+    }
+    Ok(socket)
+}
+
+/// Binds every listener the configuration names, `shards` sockets each. Fails as a whole if
+/// one cannot be bound. The first socket resolves a `:0` port; the others join it.
+pub fn bind_all(config: &ServeConfig) -> io::Result<Vec<Bound>> {
     let mut bound = Vec::new();
-    for spec in specs {
-        for t in transports(spec.protocol) {
-            let b = match t {
-                Transport::Tcp => {
-                    Bound::Tcp(spec.protocol, TcpListener::bind(spec.addr).await.map_err(|e| with_addr(e, spec))?)
-                }
-                Transport::Udp => {
-                    Bound::Udp(spec.protocol, UdpSocket::bind(spec.addr).await.map_err(|e| with_addr(e, spec))?)
-                }
-            };
-            bound.push(b);
+    for l in &config.listeners {
+        for &transport in transports(l.protocol) {
+            let with_addr =
+                |e: io::Error| io::Error::new(e.kind(), format!("cannot listen for {} on {}: {e}", l.protocol, l.addr));
+            let first = reuseport_socket(l.addr, transport).map_err(with_addr)?;
+            let addr = first.local_addr()?.as_socket().ok_or_else(|| io::Error::other("not an IP socket"))?;
+            let mut sockets = vec![first];
+            for _ in 1..config.shards.max(1) {
+                sockets.push(reuseport_socket(addr, transport).map_err(with_addr)?);
+            }
+            bound.push(Bound {
+                protocol: l.protocol,
+                transport,
+                addr,
+                settings: Arc::new(session_settings(l, transport, config)),
+                sockets,
+            });
         }
     }
     Ok(bound)
 }
 
-fn with_addr(e: io::Error, spec: &ListenSpec) -> io::Error {
-    io::Error::new(e.kind(), format!("cannot listen for {} on {}: {e}", spec.protocol, spec.addr))
+fn session_settings(l: &ListenerConfig, transport: Transport, config: &ServeConfig) -> SessionSettings {
+    SessionSettings {
+        stream: StreamOptions { transport, ..l.stream.clone() },
+        idle_timeout: l.idle_timeout.unwrap_or(config.limits.idle_timeout),
+        junk_bytes: config.limits.junk_bytes,
+    }
+}
+
+/// One listener's socket in one shard.
+type ShardSocket = (Protocol, Transport, Arc<SessionSettings>, Socket);
+
+/// What every task of one shard shares.
+struct Shard {
+    index: usize,
+    sink: SinkHandle,
+    metrics: Arc<Metrics>,
+    registry: Arc<Registry>,
+    limits: ServeLimits,
+    stop: watch::Receiver<bool>,
+}
+
+impl Shard {
+    fn metrics(&self) -> &ShardMetrics {
+        self.metrics.shard(self.index)
+    }
+}
+
+/// The running shards.
+#[derive(Debug)]
+pub struct Gateway {
+    threads: Vec<thread::JoinHandle<()>>,
+    stop: watch::Sender<bool>,
+}
+
+impl Gateway {
+    /// Starts one thread per shard serving `bound`. Records go to `sink`.
+    pub fn start(
+        bound: Vec<Bound>,
+        shards: usize,
+        sink: SinkHandle,
+        limits: ServeLimits,
+        metrics: Arc<Metrics>,
+        registry: Arc<Registry>,
+    ) -> io::Result<Gateway> {
+        let shards = shards.max(1);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        // Deal each listener's sockets out to the shards.
+        let mut per_shard: Vec<Vec<ShardSocket>> = (0..shards).map(|_| Vec::new()).collect();
+        for b in bound {
+            for (i, s) in b.sockets.into_iter().enumerate() {
+                per_shard[i % shards].push((b.protocol, b.transport, b.settings.clone(), s));
+            }
+        }
+        let mut threads = Vec::with_capacity(shards);
+        for (index, sockets) in per_shard.into_iter().enumerate() {
+            let shard = Shard {
+                index,
+                sink: sink.clone(),
+                metrics: metrics.clone(),
+                registry: registry.clone(),
+                limits: limits.clone(),
+                stop: stop_rx.clone(),
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            threads.push(
+                thread::Builder::new()
+                    .name(format!("trackgate-shard-{index}"))
+                    .spawn(move || runtime.block_on(run_shard(Arc::new(shard), sockets)))?,
+            );
+        }
+        Ok(Gateway { threads, stop: stop_tx })
+    }
+
+    /// A receiver that turns true when shutdown begins (for the metrics endpoint).
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+
+    /// Stops accepting, lets every connection hand its last records to the sink and close,
+    /// and waits for the shards to end.
+    pub fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Serves a whole configuration on the calling thread until `stop` resolves: binds, prints
+/// the listening lines to stderr, starts the shards and the metrics endpoint. The sink
+/// handle is dropped before returning, so the caller can join the sink thread.
+pub fn run(config: &ServeConfig, sink: SinkHandle, stop: impl std::future::Future<Output = ()>) -> io::Result<()> {
+    let bound = bind_all(config)?;
+    let metrics_listener = match config.metrics {
+        Some(addr) => Some(
+            std::net::TcpListener::bind(addr)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot serve metrics on {addr}: {e}")))?,
+        ),
+        None => None,
+    };
+    for b in &bound {
+        eprintln!("{}", b.listening_line());
+    }
+    if let Some(l) = &metrics_listener {
+        eprintln!("listening metrics http {}", l.local_addr()?);
+    }
+    let metrics = Metrics::new(config.shards);
+    let registry = Registry::new();
+    info!(listeners = bound.len(), shards = config.shards, "trackgate serving");
+    let gateway = Gateway::start(bound, config.shards, sink, config.limits.clone(), metrics.clone(), registry.clone())?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let stopping = gateway.stopping();
+    runtime.block_on(async move {
+        if let Some(l) = metrics_listener {
+            l.set_nonblocking(true)?;
+            let l = TcpListener::from_std(l)?;
+            tokio::spawn(metrics::serve_http(l, metrics, registry, stopping));
+        }
+        stop.await;
+        Ok::<(), io::Error>(())
+    })?;
+    info!("shutting down: no new connections, flushing the sink");
+    gateway.shutdown();
+    Ok(())
 }
 
 /// Resolves once shutdown has been asked for (or the sender is gone). The guard `wait_for`
 /// returns is dropped here: it is not `Send` and must not live across an await.
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
-/// Serves the bound sockets until `shutdown` turns true, then stops accepting, lets every
-/// connection hand its last records to the sink, and returns.
-pub async fn serve(bound: Vec<Bound>, sink: SinkHandle, limits: ServeLimits, mut shutdown: watch::Receiver<bool>) {
-    let limits = Arc::new(limits);
+async fn run_shard(shard: Arc<Shard>, sockets: Vec<ShardSocket>) {
     let mut tasks = JoinSet::new();
-    for b in bound {
-        let (sink, limits, shutdown) = (sink.clone(), limits.clone(), shutdown.clone());
-        match b {
-            Bound::Tcp(p, l) => tasks.spawn(accept_loop(p, l, sink, limits, shutdown)),
-            Bound::Udp(p, u) => tasks.spawn(udp_loop(p, u, sink, limits, shutdown)),
-        };
+    for (protocol, transport, settings, socket) in sockets {
+        match transport {
+            Transport::Tcp => match TcpListener::from_std(socket.into()) {
+                Ok(l) => {
+                    tasks.spawn(accept_loop(shard.clone(), protocol, settings, l));
+                }
+                Err(e) => warn!(%protocol, error = %e, "cannot register a listener with the runtime"),
+            },
+            Transport::Udp => match UdpSocket::from_std(socket.into()) {
+                Ok(u) => {
+                    tasks.spawn(udp_loop(shard.clone(), protocol, settings, u));
+                }
+                Err(e) => warn!(%protocol, error = %e, "cannot register a UDP socket with the runtime"),
+            },
+        }
     }
-    drop(sink);
-    stopped(&mut shutdown).await;
     while tasks.join_next().await.is_some() {}
 }
 
-async fn accept_loop(
-    protocol: Protocol,
-    listener: TcpListener,
-    sink: SinkHandle,
-    limits: Arc<ServeLimits>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// Accept errors that concern one queued connection only; anything else (out of
+/// descriptors above all) pauses accepting so the loop never spins.
+fn transient(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::Interrupted)
+}
+
+async fn accept_loop(shard: Arc<Shard>, protocol: Protocol, settings: Arc<SessionSettings>, listener: TcpListener) {
     let mut conns = JoinSet::new();
-    // Each connection watches its own copy; this one only tells the loop to stop.
-    let conn_shutdown = shutdown.clone();
+    let mut stop = shard.stop.clone();
+    let counters = || shard.metrics().listener(protocol, Transport::Tcp);
     loop {
         tokio::select! {
-            _ = stopped(&mut shutdown) => break,
+            _ = stopped(&mut stop) => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    conns.spawn(tcp_connection(protocol, stream, peer, sink.clone(), limits.clone(), conn_shutdown.clone()));
+                    if conns.len() >= shard.limits.max_connections_per_shard {
+                        counters().refused(Refusal::ShardFull);
+                        continue;
+                    }
+                    let Some(slot) = shard.registry.admit(peer.ip(), shard.limits.max_connections_per_ip) else {
+                        counters().refused(Refusal::IpFull);
+                        debug!(%protocol, %peer, "refused: too many connections from this address");
+                        continue;
+                    };
+                    let _ = stream.set_nodelay(true);
+                    conns.spawn(tcp_connection(shard.clone(), protocol, settings.clone(), stream, peer, slot));
                 }
                 Err(e) => {
-                    // Out of descriptors or a connection reset while queued: back off instead of
-                    // spinning on an error that will repeat until something closes.
-                    warn!(%protocol, error = %e, "accept failed; pausing accepts for 100 ms");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    shard.metrics().accept_error();
+                    if !transient(&e) {
+                        warn!(%protocol, error = %e, "accept failed; pausing accepts for 100 ms");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
                 }
             },
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
@@ -170,167 +359,384 @@ async fn accept_loop(
     while conns.join_next().await.is_some() {}
 }
 
-/// Stamps records with the server time and hands them to the sink, then returns the replies
-/// the device may now be sent. `None` means the sink did not accept the records, so nothing
-/// may be acknowledged for them.
-async fn deliver(
-    events: &mut Vec<StreamEvent>,
-    protocol: Protocol,
-    peer: SocketAddr,
-    sink: &SinkHandle,
-) -> Option<Vec<Vec<u8>>> {
-    let now = Timestamp::from_system_time(SystemTime::now());
-    let mut records = Vec::with_capacity(events.len());
-    let mut replies = Vec::new();
-    for e in events.drain(..) {
-        match e {
-            StreamEvent::Record(mut r) => {
-                r.received_at = Some(now);
-                records.push(r);
-            }
-            StreamEvent::Rejected { offset, len, reason } => {
-                debug!(%protocol, %peer, offset, len, reason = %reason, "rejected frame");
-            }
-            StreamEvent::Reply(bytes) => replies.push(bytes),
+/// Hands the output's records to the sink and waits until it has accepted them; then the
+/// replies may be sent. False when the sink refused: nothing may be acknowledged.
+async fn deliver(shard: &Shard, protocol: Protocol, transport: Transport, peer: SocketAddr, out: &mut Output) -> bool {
+    let counters = shard.metrics().listener(protocol, transport);
+    for reject in &out.rejects {
+        counters.rejected(reject.kind);
+        debug!(%protocol, %peer, reason = %reject, "rejected frame");
+    }
+    counters.rejected_bytes(out.rejected_bytes);
+    let records = out.records.len();
+    if records > 0 {
+        let started = Instant::now();
+        let result = shard.sink.submit(std::mem::take(&mut out.records)).await;
+        shard.metrics().sink_latency(started.elapsed(), result.is_ok());
+        if let Err(e) = result {
+            warn!(%protocol, error = %e, "sink refused records; closing without acknowledging");
+            return false;
         }
     }
-    match sink.submit(records).await {
-        // Every reply in this batch follows records that are now committed.
-        Ok(()) => Some(replies),
-        Err(e) => {
-            warn!(%protocol, error = %e, "sink refused records; closing the connection without acknowledging");
-            None
-        }
+    counters.delivered(records, out.replies.len());
+    true
+}
+
+/// Waits for a takeover kick, or forever when the device has not identified itself.
+async fn kicked(kick: &Option<Arc<Notify>>) {
+    match kick {
+        Some(k) => k.notified().await,
+        None => std::future::pending().await,
     }
 }
 
 async fn tcp_connection(
+    shard: Arc<Shard>,
     protocol: Protocol,
+    settings: Arc<SessionSettings>,
     mut stream: TcpStream,
     peer: SocketAddr,
-    sink: SinkHandle,
-    limits: Arc<ServeLimits>,
-    mut shutdown: watch::Receiver<bool>,
+    slot: IpSlot,
 ) {
-    let mut decoder = stream_decoder(protocol, &StreamOptions::default());
-    debug!(%protocol, %peer, "connection opened");
-    // Allocated when bytes arrive and released when a read leaves nothing pending, so an idle
+    let conn = shard.registry.next_conn();
+    let counters = shard.metrics().listener(protocol, Transport::Tcp);
+    counters.opened();
+    debug!(%protocol, %peer, conn, "connection opened");
+    let mut session = Session::new(protocol, &settings, Instant::now());
+    let mut stop = shard.stop.clone();
+    let mut kick: Option<Arc<Notify>> = None;
+    // Allocated when bytes arrive and released when nothing is pending, so an idle
     // connection holds no buffer.
     let mut buf = BytesMut::new();
-    let mut events = Vec::new();
-    loop {
-        let read = tokio::select! {
-            _ = stopped(&mut shutdown) => break,
-            r = tokio::time::timeout(limits.idle_timeout, stream.readable()) => r,
-        };
-        match read {
-            Err(_) => {
-                debug!(%protocol, %peer, "idle timeout");
-                break;
-            }
-            Ok(Err(_)) => break,
-            Ok(Ok(())) => {}
+    let mut out = Output::default();
+    let mut replies = Vec::new();
+    let reason = loop {
+        tokio::select! {
+            biased;
+            _ = stopped(&mut stop) => break CloseReason::Shutdown,
+            _ = kicked(&kick) => break CloseReason::Takeover,
+            _ = tokio::time::sleep_until(session.deadline().into()) => break CloseReason::Idle,
+            r = stream.readable() => if r.is_err() { break CloseReason::Error },
         }
-        buf.reserve(limits.read_chunk);
-        let n = match stream.read_buf(&mut buf).await {
-            Ok(n) => n,
+        buf.reserve(shard.limits.read_buffer);
+        let at_end = match stream.try_read_buf(&mut buf) {
+            Ok(0) => true,
+            Ok(n) => {
+                counters.bytes_in(n);
+                false
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // A spurious wake-up: keep no buffer for it.
+                if buf.is_empty() {
+                    buf = BytesMut::new();
+                }
+                continue;
+            }
             Err(e) => {
                 debug!(%protocol, %peer, error = %e, "read failed");
-                0
+                break CloseReason::Error;
             }
         };
-        let at_end = n == 0;
-        decoder.set_now(Timestamp::from_system_time(SystemTime::now()));
-        let used = decoder.decode(&buf, at_end, &mut events);
-        buf.advance(used);
-        let Some(replies) = deliver(&mut events, protocol, peer, &sink).await else { break };
-        for reply in replies {
-            if let Err(e) = stream.write_all(&reply).await {
-                debug!(%protocol, %peer, error = %e, "write failed");
-                return;
-            }
-        }
-        if at_end {
-            break;
-        }
+        out.clear();
+        let step = session.receive(&buf, at_end, Instant::now(), SystemTime::now(), &mut out);
+        buf.advance(step.used);
         if buf.is_empty() {
+            // Nothing pending: the read buffer goes before the wait for the sink, so
+            // thousands of connections waiting on one commit hold no read buffers.
             buf = BytesMut::new();
         }
+        if step.identified {
+            if let Some(id) = session.device_id() {
+                let k = kick.get_or_insert_with(|| Arc::new(Notify::new())).clone();
+                if shard.registry.claim(protocol, id, conn, shard.index, k).is_some() {
+                    debug!(%protocol, %peer, conn, "device logged in again; its older connection is closed");
+                }
+            }
+        }
+        if !deliver(&shard, protocol, Transport::Tcp, peer, &mut out).await {
+            break CloseReason::SinkFailed;
+        }
+        // One write for every reply of this read.
+        replies.clear();
+        for r in &out.replies {
+            replies.extend_from_slice(r);
+        }
+        if !replies.is_empty() {
+            if let Err(e) = stream.write_all(&replies).await {
+                debug!(%protocol, %peer, error = %e, "write failed");
+                break CloseReason::Error;
+            }
+        }
+        if let Some(c) = step.close {
+            break c;
+        }
+        if at_end {
+            break CloseReason::Eof;
+        }
+        if buf.is_empty() {
+            // Nothing pending: give back the output's vectors too, so an idle connection
+            // holds none of them (a vector of records alone is a kilobyte).
+            replies = Vec::new();
+            out.shrink();
+        }
+    };
+    // A partial frame held at shutdown or timeout is not a frame: judge it, then let the
+    // decoder report anything else it held. Nothing here is acknowledged: the peer is gone
+    // or going.
+    out.clear();
+    if !buf.is_empty() && reason != CloseReason::Eof {
+        session.receive(&buf, true, Instant::now(), SystemTime::now(), &mut out);
     }
-    // Whatever a partial frame held at shutdown or timeout is not a frame: judge it now.
-    if !buf.is_empty() {
-        decoder.set_now(Timestamp::from_system_time(SystemTime::now()));
-        decoder.decode(&buf, true, &mut events);
+    session.finish(SystemTime::now(), &mut out);
+    if !out.is_empty() {
+        deliver(&shard, protocol, Transport::Tcp, peer, &mut out).await;
     }
-    decoder.finish(&mut events);
-    if !events.is_empty() {
-        deliver(&mut events, protocol, peer, &sink).await;
+    if reason == CloseReason::Shutdown {
+        // Tell the device we are going rather than leave it to find out.
+        let _ = stream.shutdown().await;
     }
-    debug!(%protocol, %peer, "connection closed");
+    if let Some(id) = session.device_id() {
+        shard.registry.release(protocol, id, conn);
+    }
+    counters.closed(reason);
+    drop(slot);
+    debug!(%protocol, %peer, conn, reason = reason.label(), "connection closed");
 }
 
 struct UdpPeer {
-    decoder: Box<dyn RecordDecoder + Send>,
-    last_heard: Instant,
+    session: Session,
 }
 
-async fn udp_loop(
-    protocol: Protocol,
-    socket: UdpSocket,
-    sink: SinkHandle,
-    limits: Arc<ServeLimits>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// Datagrams taken from the socket per sink hand-over.
+const UDP_BATCH: usize = 64;
+
+async fn udp_loop(shard: Arc<Shard>, protocol: Protocol, settings: Arc<SessionSettings>, socket: UdpSocket) {
+    let counters = shard.metrics().listener(protocol, Transport::Udp);
     let mut peers: HashMap<SocketAddr, UdpPeer> = HashMap::new();
     let mut datagram = vec![0u8; 65_536];
-    let mut events = Vec::new();
+    let mut stop = shard.stop.clone();
+    let mut out = Output::default();
+    // Replies wait here, addressed, until the sink has accepted the batch's records.
+    let mut replies: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
+    let sweep_every = (settings.idle_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
+    let mut sweep = tokio::time::interval(sweep_every);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let (n, peer) = tokio::select! {
-            _ = stopped(&mut shutdown) => break,
-            r = socket.recv_from(&mut datagram) => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    debug!(%protocol, error = %e, "UDP receive failed");
-                    continue;
+        let first = tokio::select! {
+            _ = stopped(&mut stop) => break,
+            _ = sweep.tick() => {
+                // Forget peers silent past the idle timeout; what they held is reported.
+                let now = Instant::now();
+                let expired: Vec<SocketAddr> =
+                    peers.iter().filter(|(_, p)| p.session.expired(now)).map(|(a, _)| *a).collect();
+                out.clear();
+                for addr in &expired {
+                    if let Some(mut p) = peers.remove(addr) {
+                        p.session.finish(SystemTime::now(), &mut out);
+                        counters.closed(CloseReason::Idle);
+                    }
                 }
-            },
+                if !out.is_empty() {
+                    let any = expired.first().copied().unwrap_or(([0, 0, 0, 0], 0).into());
+                    deliver(&shard, protocol, Transport::Udp, any, &mut out).await;
+                }
+                continue;
+            }
+            r = socket.recv_from(&mut datagram) => r,
         };
-        let now = Instant::now();
-        if !peers.contains_key(&peer) && peers.len() >= limits.max_udp_peers {
-            let ttl = limits.idle_timeout;
-            peers.retain(|_, p| now.duration_since(p.last_heard) < ttl);
-            if peers.len() >= limits.max_udp_peers {
-                // Still full of live peers: forget the one heard from least recently.
-                if let Some(oldest) = peers.iter().min_by_key(|(_, p)| p.last_heard).map(|(a, _)| *a) {
-                    peers.remove(&oldest);
+        out.clear();
+        replies.clear();
+        let mut next = Some(first);
+        let mut taken = 0;
+        let mut last_peer = None;
+        while let Some(received) = next.take() {
+            taken += 1;
+            match received {
+                Ok((n, peer)) => {
+                    counters.bytes_in(n);
+                    let now = Instant::now();
+                    make_room(&mut peers, peer, shard.limits.max_udp_peers, now, &mut out, counters);
+                    let p = peers.entry(peer).or_insert_with(|| {
+                        counters.opened();
+                        UdpPeer { session: Session::new(protocol, &settings, now) }
+                    });
+                    if p.session.expired(now) {
+                        // A peer silent past the idle timeout starts over, as a new TCP
+                        // connection would.
+                        p.session.finish(SystemTime::now(), &mut out);
+                        p.session = Session::new(protocol, &settings, now);
+                    }
+                    let before = out.replies.len();
+                    // A datagram is complete in itself: nothing after it can finish a
+                    // frame it started.
+                    p.session.receive(&datagram[..n], true, now, SystemTime::now(), &mut out);
+                    replies.extend(out.replies.drain(before..).map(|r| (peer, r)));
+                    last_peer = Some(peer);
+                }
+                Err(e) => debug!(%protocol, error = %e, "UDP receive failed"),
+            }
+            if taken < UDP_BATCH {
+                // More already waiting: decode it into the same sink hand-over.
+                match socket.try_recv_from(&mut datagram) {
+                    Ok(x) => next = Some(Ok(x)),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => next = Some(Err(e)),
                 }
             }
         }
-        let entry = match peers.entry(peer) {
-            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                let decoder =
-                    stream_decoder(protocol, &StreamOptions { transport: Transport::Udp, ..Default::default() });
-                v.insert(UdpPeer { decoder, last_heard: now })
-            }
-        };
-        if now.duration_since(entry.last_heard) >= limits.idle_timeout {
-            // A peer silent past the idle timeout starts over, as a new TCP connection would.
-            entry.decoder.finish(&mut events);
-            entry.decoder =
-                stream_decoder(protocol, &StreamOptions { transport: Transport::Udp, ..Default::default() });
+        let Some(peer) = last_peer else { continue };
+        if !deliver(&shard, protocol, Transport::Udp, peer, &mut out).await {
+            continue;
         }
-        entry.last_heard = now;
-        // A datagram is complete in itself: nothing after it can finish a frame it started.
-        entry.decoder.set_now(Timestamp::from_system_time(SystemTime::now()));
-        entry.decoder.decode(&datagram[..n], true, &mut events);
-        if let Some(replies) = deliver(&mut events, protocol, peer, &sink).await {
-            for reply in replies {
-                if let Err(e) = socket.send_to(&reply, peer).await {
-                    debug!(%protocol, %peer, error = %e, "UDP reply failed");
-                }
+        for (to, reply) in &replies {
+            if let Err(e) = socket.send_to(reply, to).await {
+                debug!(%protocol, peer = %to, error = %e, "UDP reply failed");
+            }
+        }
+        counters.delivered(0, replies.len());
+    }
+    // Shutdown: every peer's session ends; what it held is reported.
+    out.clear();
+    for (_, mut p) in peers.drain() {
+        p.session.finish(SystemTime::now(), &mut out);
+        counters.closed(CloseReason::Shutdown);
+    }
+    if !out.is_empty() {
+        deliver(&shard, protocol, Transport::Udp, ([0, 0, 0, 0], 0).into(), &mut out).await;
+    }
+}
+
+/// Keeps the peer table within its cap before `peer` is added: expired peers go first, then
+/// the one heard from least recently. Their sessions are finished into `out`.
+fn make_room(
+    peers: &mut HashMap<SocketAddr, UdpPeer>,
+    peer: SocketAddr,
+    cap: usize,
+    now: Instant,
+    out: &mut Output,
+    counters: &metrics::Listener,
+) {
+    if peers.contains_key(&peer) || peers.len() < cap {
+        return;
+    }
+    let expired: Vec<SocketAddr> = peers.iter().filter(|(_, p)| p.session.expired(now)).map(|(a, _)| *a).collect();
+    for addr in expired {
+        if let Some(mut p) = peers.remove(&addr) {
+            p.session.finish(SystemTime::now(), out);
+            counters.closed(CloseReason::Idle);
+        }
+    }
+    if peers.len() >= cap {
+        if let Some(oldest) = peers.iter().min_by_key(|(_, p)| p.session.deadline()).map(|(a, _)| *a) {
+            if let Some(mut p) = peers.remove(&oldest) {
+                p.session.finish(SystemTime::now(), out);
+                counters.closed(CloseReason::Idle);
             }
         }
     }
-    info!(%protocol, peers = peers.len(), "UDP listener stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ListenerConfig;
+    use crate::sink::{self, RecordSink};
+    use std::io::{Read, Write};
+    use std::sync::{Condvar, Mutex};
+    use trackgate_codecs::Record;
+
+    /// Whether the gate is open, and the message types written.
+    type Gate = (Mutex<(bool, Vec<String>)>, Condvar);
+
+    /// A sink whose writes wait until the test opens the gate.
+    #[derive(Clone, Default)]
+    struct GatedSink {
+        state: Arc<Gate>,
+    }
+
+    impl GatedSink {
+        fn open(&self) {
+            self.state.0.lock().unwrap().0 = true;
+            self.state.1.notify_all();
+        }
+        fn committed(&self) -> Vec<String> {
+            self.state.0.lock().unwrap().1.clone()
+        }
+    }
+
+    impl RecordSink for GatedSink {
+        fn write(&mut self, records: &[Record]) -> io::Result<()> {
+            let (lock, cv) = &*self.state;
+            let mut s = cv.wait_while(lock.lock().unwrap(), |s| !s.0).unwrap();
+            s.1.extend(records.iter().map(|r| r.message_type.to_string()));
+            Ok(())
+        }
+        fn commit(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Every open connection is one of these futures: its size is the gateway's memory per
+    /// connection before any heap (measured 1048 bytes when this test was written).
+    #[test]
+    fn a_connection_task_stays_small() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let stream = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+            let (sink, sink_thread) = sink::start(vec![], 1).unwrap();
+            let (_stop, stop_rx) = watch::channel(false);
+            let registry = Registry::new();
+            let slot = registry.admit([127, 0, 0, 1].into(), 0).unwrap();
+            let shard = Arc::new(Shard {
+                index: 0,
+                sink,
+                metrics: Metrics::new(1),
+                registry,
+                limits: ServeLimits::default(),
+                stop: stop_rx,
+            });
+            let settings = Arc::new(SessionSettings::new(StreamOptions::default()));
+            let peer = stream.local_addr().unwrap();
+            let task = tcp_connection(shard, Protocol::Gt06, settings, stream, peer, slot);
+            let size = std::mem::size_of_val(&task);
+            assert!(size <= 1536, "a connection's future grew to {size} bytes");
+            drop(task);
+            drop(sink_thread);
+        });
+    }
+
+    #[test]
+    fn the_ack_waits_for_the_sink() {
+        let gate = GatedSink::default();
+        let (handle, sink_thread) = sink::start(vec![Box::new(gate.clone())], 4).unwrap();
+        let config = ServeConfig {
+            shards: 1,
+            listeners: vec![ListenerConfig::new(Protocol::Gt06, ([127, 0, 0, 1], 0).into())],
+            ..ServeConfig::default()
+        };
+        let bound = bind_all(&config).unwrap();
+        let addr = bound[0].addr;
+        let gateway =
+            Gateway::start(bound, 1, handle, config.limits.clone(), Metrics::new(1), Registry::new()).unwrap();
+        let mut device = std::net::TcpStream::connect(addr).unwrap();
+        let mut login = Vec::new();
+        let mut content = trackgate_codecs::gt06::imei_to_bcd("123456789012345").unwrap().to_vec();
+        content.extend_from_slice(&[0x36, 0x08, 0x32, 0x00]);
+        trackgate_codecs::gt06::encode_frame(&mut login, false, 0x01, &content, 1).unwrap();
+        device.write_all(&login).unwrap();
+        // The sink has not accepted the login: no ack may come.
+        device.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        let mut ack = [0u8; 10];
+        let early = device.read(&mut ack);
+        assert!(early.is_err(), "acked before the sink accepted: {early:?}");
+        assert!(gate.committed().is_empty());
+        gate.open();
+        device.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        device.read_exact(&mut ack).unwrap();
+        assert_eq!(ack.to_vec(), trackgate_codecs::gt06::ack(false, 0x01, 1));
+        assert_eq!(gate.committed(), ["0x01"]);
+        gateway.shutdown();
+        sink_thread.join().unwrap();
+    }
 }

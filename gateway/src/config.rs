@@ -1,0 +1,414 @@
+//! `trackgate serve --config FILE`: everything the flags can set, plus limits, timeouts and
+//! per-listener options. Flags given on the command line win over the file.
+//!
+//! ```toml
+//! shards = 2                       # default: one per core
+//! metrics = "127.0.0.1:9100"       # Prometheus /metrics; default: off
+//! sinks = ["jsonl:records.jsonl"]  # default: jsonl:- (standard output)
+//! fsync = "every-commit"           # or "never"
+//!
+//! [limits]
+//! idle_timeout = "10m"             # seconds as a number, or "90s", "10m", "1h"
+//! max_connections_per_shard = 100000
+//! max_connections_per_ip = 4096    # 0 = no cap
+//! junk_bytes = 2048                # 0 = never close a connection for junk
+//! max_udp_peers = 100000           # per UDP socket
+//! read_buffer = 4096
+//! sink_queue = 1024
+//!
+//! [[listen]]
+//! protocol = "jt808"
+//! addr = "0.0.0.0:5015"
+//! jt808_tz = "+08:00"
+//! idle_timeout = "5m"
+//! allow = ["13800138000"]         # JT808: terminals given an auth code
+//!
+//! [[listen]]
+//! protocol = "gt06"
+//! addr = "0.0.0.0:5023"
+//! gt06_crc = "lenient"
+//!
+//! [[listen]]
+//! protocol = "teltonika"
+//! addr = "0.0.0.0:5027"
+//! allow_file = "imeis.txt"         # one IMEI per line, # comments
+//! ```
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use trackgate_codecs::gt06::CrcPolicy;
+use trackgate_codecs::Protocol;
+
+use crate::protocols::{parse_utc_offset, StreamOptions};
+use crate::serve::{default_port, ListenSpec, ServeLimits};
+use crate::sink::{FsyncPolicy, SinkSpec};
+
+/// One listener: a protocol on an address (TCP, and UDP where the protocol has it), with
+/// its own decode options and idle timeout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenerConfig {
+    pub protocol: Protocol,
+    pub addr: SocketAddr,
+    pub stream: StreamOptions,
+    /// Overrides the server's idle timeout for this listener.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl ListenerConfig {
+    pub fn new(protocol: Protocol, addr: SocketAddr) -> Self {
+        ListenerConfig { protocol, addr, stream: StreamOptions::default(), idle_timeout: None }
+    }
+}
+
+/// Everything `serve` runs with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServeConfig {
+    pub shards: usize,
+    pub listeners: Vec<ListenerConfig>,
+    pub sinks: Vec<SinkSpec>,
+    pub fsync: FsyncPolicy,
+    pub metrics: Option<SocketAddr>,
+    pub limits: ServeLimits,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            shards: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            // Every protocol on its field port.
+            listeners: Protocol::ALL
+                .into_iter()
+                .map(|p| ListenerConfig::new(p, ([0, 0, 0, 0], default_port(p)).into()))
+                .collect(),
+            sinks: vec![SinkSpec::JsonlStdout],
+            fsync: FsyncPolicy::EveryCommit,
+            metrics: None,
+            limits: ServeLimits::default(),
+        }
+    }
+}
+
+/// What the command line set; `None` and empty lists leave the file's value (or the default).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Vec<ListenSpec>,
+    pub sinks: Vec<SinkSpec>,
+    pub idle_timeout: Option<Duration>,
+    pub fsync: Option<FsyncPolicy>,
+    pub shards: Option<usize>,
+    pub metrics: Option<SocketAddr>,
+}
+
+/// A duration written as seconds (`600`) or with a unit (`"90s"`, `"10m"`, `"1h"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum DurationText {
+    Seconds(u64),
+    Text(String),
+}
+
+impl DurationText {
+    fn get(&self, what: &str) -> Result<Duration, String> {
+        let secs = match self {
+            DurationText::Seconds(s) => *s,
+            DurationText::Text(t) => parse_duration(t).map_err(|e| format!("{what}: {e}"))?.as_secs(),
+        };
+        if secs == 0 {
+            return Err(format!("{what} must be at least one second"));
+        }
+        Ok(Duration::from_secs(secs))
+    }
+}
+
+/// `250ms`, `90s`, `10m`, `1h`, or plain seconds.
+pub fn parse_duration(t: &str) -> Result<Duration, String> {
+    let t = t.trim();
+    let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = digits.parse().map_err(|_| format!("bad duration {t:?} (expected e.g. 600, 90s, 10m, 1h)"))?;
+    let millis = match unit {
+        "ms" => 1,
+        "" | "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(format!("bad duration unit in {t:?} (ms, s, m or h)")),
+    };
+    n.checked_mul(millis).map(Duration::from_millis).ok_or_else(|| format!("duration {t:?} is too long"))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    shards: Option<usize>,
+    metrics: Option<SocketAddr>,
+    sinks: Option<Vec<String>>,
+    fsync: Option<String>,
+    limits: Option<FileLimits>,
+    listen: Option<Vec<FileListener>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLimits {
+    idle_timeout: Option<DurationText>,
+    max_connections_per_shard: Option<usize>,
+    max_connections_per_ip: Option<u32>,
+    junk_bytes: Option<u64>,
+    max_udp_peers: Option<usize>,
+    read_buffer: Option<usize>,
+    sink_queue: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileListener {
+    protocol: String,
+    addr: Option<SocketAddr>,
+    idle_timeout: Option<DurationText>,
+    jt808_tz: Option<String>,
+    gt06_crc: Option<String>,
+    allow: Option<Vec<String>>,
+    allow_file: Option<PathBuf>,
+}
+
+pub fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
+    match s {
+        "every-commit" => Ok(FsyncPolicy::EveryCommit),
+        "never" => Ok(FsyncPolicy::Never),
+        _ => Err(format!("unknown fsync policy {s:?} (expected every-commit or never)")),
+    }
+}
+
+/// Reads an allow-list file: one id per line, blank lines and `#` comments ignored.
+fn read_allow_file(path: &Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read allow_file {}: {e}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or_default().trim())
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
+
+impl ServeConfig {
+    /// The configuration from an optional file (relative `allow_file` paths are relative to
+    /// it) with the command line's overrides applied.
+    pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<Self, String> {
+        let mut config = ServeConfig::default();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let base = path.parent().unwrap_or(Path::new("."));
+            config = Self::from_toml(&text, base).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        config.apply(overrides);
+        Ok(config)
+    }
+
+    /// The configuration a TOML text describes, on top of the defaults.
+    pub fn from_toml(text: &str, base: &Path) -> Result<Self, String> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut config = ServeConfig::default();
+        if let Some(n) = file.shards {
+            if n == 0 {
+                return Err("shards must be at least 1".into());
+            }
+            config.shards = n;
+        }
+        config.metrics = file.metrics;
+        if let Some(sinks) = file.sinks {
+            config.sinks = sinks.iter().map(|s| s.parse()).collect::<Result<_, _>>()?;
+        }
+        if let Some(f) = file.fsync {
+            config.fsync = parse_fsync(&f)?;
+        }
+        if let Some(l) = file.limits {
+            let limits = &mut config.limits;
+            if let Some(d) = l.idle_timeout {
+                limits.idle_timeout = d.get("limits.idle_timeout")?;
+            }
+            limits.max_connections_per_shard = l.max_connections_per_shard.unwrap_or(limits.max_connections_per_shard);
+            limits.max_connections_per_ip = l.max_connections_per_ip.unwrap_or(limits.max_connections_per_ip);
+            limits.junk_bytes = l.junk_bytes.unwrap_or(limits.junk_bytes);
+            limits.max_udp_peers = l.max_udp_peers.unwrap_or(limits.max_udp_peers).max(1);
+            limits.read_buffer = l.read_buffer.unwrap_or(limits.read_buffer).clamp(256, 1 << 20);
+            limits.sink_queue = l.sink_queue.unwrap_or(limits.sink_queue).max(1);
+        }
+        if let Some(listeners) = file.listen {
+            config.listeners = listeners.into_iter().map(|l| l.resolve(base)).collect::<Result<_, _>>()?;
+        }
+        Ok(config)
+    }
+
+    fn apply(&mut self, o: Overrides) {
+        if !o.listen.is_empty() {
+            // A --listen for a protocol the file configures keeps the file's options for
+            // that protocol at the new address; other listeners of the file are dropped.
+            let from_file = std::mem::take(&mut self.listeners);
+            self.listeners = o
+                .listen
+                .iter()
+                .map(|spec| {
+                    let mut l = from_file
+                        .iter()
+                        .find(|l| l.protocol == spec.protocol)
+                        .cloned()
+                        .unwrap_or_else(|| ListenerConfig::new(spec.protocol, spec.addr));
+                    l.addr = spec.addr;
+                    l
+                })
+                .collect();
+        }
+        if !o.sinks.is_empty() {
+            self.sinks = o.sinks;
+        }
+        if let Some(t) = o.idle_timeout {
+            self.limits.idle_timeout = t;
+        }
+        if let Some(f) = o.fsync {
+            self.fsync = f;
+        }
+        if let Some(n) = o.shards {
+            self.shards = n.max(1);
+        }
+        if o.metrics.is_some() {
+            self.metrics = o.metrics;
+        }
+    }
+}
+
+impl FileListener {
+    fn resolve(self, base: &Path) -> Result<ListenerConfig, String> {
+        let protocol: Protocol = self.protocol.parse()?;
+        let name = protocol.as_str();
+        let mut l = ListenerConfig::new(protocol, self.addr.unwrap_or(([0, 0, 0, 0], default_port(protocol)).into()));
+        if let Some(d) = self.idle_timeout {
+            l.idle_timeout = Some(d.get(&format!("{name} idle_timeout"))?);
+        }
+        if let Some(tz) = self.jt808_tz {
+            if protocol != Protocol::Jt808 {
+                return Err(format!("jt808_tz is a jt808 option, not {name}"));
+            }
+            l.stream.jt808_tz_minutes = parse_utc_offset(&tz)?;
+        }
+        if let Some(crc) = self.gt06_crc {
+            if protocol != Protocol::Gt06 {
+                return Err(format!("gt06_crc is a gt06 option, not {name}"));
+            }
+            l.stream.gt06_crc = crc.parse::<CrcPolicy>()?;
+        }
+        if self.allow.is_some() || self.allow_file.is_some() {
+            if !matches!(protocol, Protocol::Teltonika | Protocol::Jt808) {
+                return Err(format!("allow lists are for teltonika and jt808, not {name}"));
+            }
+            let mut ids: HashSet<String> = self.allow.unwrap_or_default().into_iter().collect();
+            if let Some(file) = self.allow_file {
+                ids.extend(read_allow_file(&base.join(file))?);
+            }
+            l.stream.allow = Some(Arc::new(ids));
+        }
+        Ok(l)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("600"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        for bad in ["", "m", "10d", "-5", "1.5m"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_full_file() {
+        let dir = std::env::temp_dir().join(format!("trackgate-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("imeis.txt"), "# fleet A\n356307042441013\n\n356307042441014 # spare\n").unwrap();
+        let text = r#"
+            shards = 3
+            metrics = "127.0.0.1:9100"
+            sinks = ["jsonl:records.jsonl"]
+            fsync = "never"
+            [limits]
+            idle_timeout = "5m"
+            max_connections_per_ip = 10
+            junk_bytes = 0
+            [[listen]]
+            protocol = "jt808"
+            addr = "127.0.0.1:6015"
+            jt808_tz = "-03:00"
+            idle_timeout = 90
+            allow = ["13800138000"]
+            [[listen]]
+            protocol = "gt06"
+            gt06_crc = "lenient"
+            [[listen]]
+            protocol = "teltonika"
+            addr = "127.0.0.1:6027"
+            allow_file = "imeis.txt"
+        "#;
+        let c = ServeConfig::from_toml(text, &dir).unwrap();
+        assert_eq!(c.shards, 3);
+        assert_eq!(c.metrics, Some("127.0.0.1:9100".parse().unwrap()));
+        assert_eq!(c.sinks, [SinkSpec::JsonlFile("records.jsonl".into())]);
+        assert_eq!(c.fsync, FsyncPolicy::Never);
+        assert_eq!(c.limits.idle_timeout, Duration::from_secs(300));
+        assert_eq!(c.limits.max_connections_per_ip, 10);
+        assert_eq!(c.limits.junk_bytes, 0);
+        assert_eq!(c.listeners.len(), 3);
+        let jt = &c.listeners[0];
+        assert_eq!((jt.protocol, jt.addr.port(), jt.stream.jt808_tz_minutes), (Protocol::Jt808, 6015, -180));
+        assert_eq!(jt.idle_timeout, Some(Duration::from_secs(90)));
+        assert!(jt.stream.allow.as_ref().unwrap().contains("13800138000"));
+        let gt = &c.listeners[1];
+        assert_eq!((gt.addr.port(), gt.stream.gt06_crc), (5023, CrcPolicy::Lenient));
+        let allow = c.listeners[2].stream.allow.as_ref().unwrap();
+        assert_eq!(allow.len(), 2);
+        assert!(allow.contains("356307042441014"));
+
+        // The command line wins: a --listen keeps the file's options for its protocol.
+        let mut c2 = c.clone();
+        c2.apply(Overrides {
+            listen: vec!["jt808=127.0.0.1:0".parse().unwrap(), "nmea=127.0.0.1:0".parse().unwrap()],
+            shards: Some(1),
+            idle_timeout: Some(Duration::from_secs(7)),
+            ..Overrides::default()
+        });
+        assert_eq!(c2.listeners.len(), 2);
+        assert_eq!((c2.listeners[0].addr.port(), c2.listeners[0].stream.jt808_tz_minutes), (0, -180));
+        assert_eq!(c2.listeners[1].stream, StreamOptions::default());
+        assert_eq!((c2.shards, c2.limits.idle_timeout), (1, Duration::from_secs(7)));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let base = Path::new(".");
+        for (text, says) in [
+            ("shard = 2", "unknown field"),
+            ("shards = 0", "at least 1"),
+            ("[[listen]]\nprotocol = \"gt06\"\njt808_tz = \"+08:00\"", "jt808_tz is a jt808 option"),
+            ("[[listen]]\nprotocol = \"nmea\"\nallow = [\"1\"]", "allow lists are for"),
+            ("[[listen]]\nprotocol = \"gt07\"", "gt07"),
+            ("[[listen]]\nprotocol = \"gt06\"\ngt06_crc = \"sloppy\"", "sloppy"),
+            ("[limits]\nidle_timeout = \"10 days\"", "idle_timeout"),
+            ("[limits]\nidle_timeout = 0", "at least one second"),
+            ("sinks = [\"kafka:x\"]", "unknown sink kind"),
+            ("[[listen]]\nprotocol = \"teltonika\"\nallow_file = \"/nonexistent/imeis\"", "cannot read allow_file"),
+        ] {
+            let e = ServeConfig::from_toml(text, base).unwrap_err();
+            assert!(e.contains(says), "{text:?}: {e}");
+        }
+    }
+}

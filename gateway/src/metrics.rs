@@ -1,0 +1,410 @@
+//! Counters, and the Prometheus `/metrics` endpoint that shows them.
+//!
+//! Each shard writes only its own block of relaxed atomics (no lock, no cache line shared
+//! with another shard's frames); a scrape adds the blocks up.
+
+use std::fmt::Write as _;
+use std::io;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use trackgate_codecs::framing::RejectKind;
+use trackgate_codecs::Protocol;
+
+use crate::protocols::Transport;
+use crate::registry::Registry;
+use crate::session::CloseReason;
+
+const REJECT_KINDS: [RejectKind; 7] = [
+    RejectKind::Checksum,
+    RejectKind::Length,
+    RejectKind::TooLong,
+    RejectKind::Garbage,
+    RejectKind::Truncated,
+    RejectKind::Malformed,
+    RejectKind::Unsupported,
+];
+
+/// Upper bounds of the sink latency histogram, in microseconds.
+const SINK_BUCKETS_US: [u64; 12] =
+    [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 500_000, 1_000_000];
+
+fn protocol_index(p: Protocol) -> usize {
+    Protocol::ALL.iter().position(|&q| q == p).unwrap_or(0)
+}
+
+fn transport_index(t: Transport) -> usize {
+    match t {
+        Transport::Tcp => 0,
+        Transport::Udp => 1,
+    }
+}
+
+const TRANSPORTS: [Transport; 2] = [Transport::Tcp, Transport::Udp];
+
+/// Why a connection was turned away at accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The shard holds its maximum of connections.
+    ShardFull,
+    /// The source address holds its maximum of connections.
+    IpFull,
+}
+
+const REFUSALS: [Refusal; 2] = [Refusal::ShardFull, Refusal::IpFull];
+
+impl Refusal {
+    fn label(self) -> &'static str {
+        match self {
+            Refusal::ShardFull => "shard_full",
+            Refusal::IpFull => "ip_full",
+        }
+    }
+}
+
+/// One protocol on one transport, in one shard.
+#[derive(Debug, Default)]
+pub struct Listener {
+    /// TCP connections accepted, or UDP peers first heard.
+    opened: AtomicU64,
+    /// TCP connections open, or UDP peers remembered.
+    active: AtomicI64,
+    closed: [AtomicU64; CloseReason::ALL.len()],
+    refused: [AtomicU64; REFUSALS.len()],
+    bytes_in: AtomicU64,
+    records: AtomicU64,
+    replies: AtomicU64,
+    rejects: [AtomicU64; REJECT_KINDS.len() + 1],
+    rejected_bytes: AtomicU64,
+}
+
+impl Listener {
+    pub fn opened(&self) {
+        self.opened.fetch_add(1, Relaxed);
+        self.active.fetch_add(1, Relaxed);
+    }
+
+    pub fn closed(&self, why: CloseReason) {
+        self.active.fetch_sub(1, Relaxed);
+        let i = CloseReason::ALL.iter().position(|&c| c == why).unwrap_or(0);
+        self.closed[i].fetch_add(1, Relaxed);
+    }
+
+    pub fn refused(&self, why: Refusal) {
+        let i = REFUSALS.iter().position(|&r| r == why).unwrap_or(0);
+        self.refused[i].fetch_add(1, Relaxed);
+    }
+
+    pub fn bytes_in(&self, n: usize) {
+        self.bytes_in.fetch_add(n as u64, Relaxed);
+    }
+
+    pub fn delivered(&self, records: usize, replies: usize) {
+        self.records.fetch_add(records as u64, Relaxed);
+        self.replies.fetch_add(replies as u64, Relaxed);
+    }
+
+    pub fn rejected(&self, kind: RejectKind) {
+        let i = REJECT_KINDS.iter().position(|&k| k == kind).unwrap_or(REJECT_KINDS.len());
+        self.rejects[i].fetch_add(1, Relaxed);
+    }
+
+    pub fn rejected_bytes(&self, n: u64) {
+        if n > 0 {
+            self.rejected_bytes.fetch_add(n, Relaxed);
+        }
+    }
+}
+
+/// One shard's counters.
+#[derive(Debug, Default)]
+pub struct ShardMetrics {
+    listeners: [[Listener; 2]; 4],
+    accept_errors: AtomicU64,
+    sink_buckets: [AtomicU64; SINK_BUCKETS_US.len()],
+    sink_count: AtomicU64,
+    sink_sum_us: AtomicU64,
+    sink_failures: AtomicU64,
+}
+
+impl ShardMetrics {
+    pub fn listener(&self, p: Protocol, t: Transport) -> &Listener {
+        &self.listeners[protocol_index(p)][transport_index(t)]
+    }
+
+    pub fn accept_error(&self) {
+        self.accept_errors.fetch_add(1, Relaxed);
+    }
+
+    /// How long one hand-over to the sink took, until it answered.
+    pub fn sink_latency(&self, took: Duration, ok: bool) {
+        if !ok {
+            self.sink_failures.fetch_add(1, Relaxed);
+        }
+        let us = took.as_micros().min(u128::from(u64::MAX)) as u64;
+        if let Some(i) = SINK_BUCKETS_US.iter().position(|&b| us <= b) {
+            self.sink_buckets[i].fetch_add(1, Relaxed);
+        }
+        self.sink_count.fetch_add(1, Relaxed);
+        self.sink_sum_us.fetch_add(us, Relaxed);
+    }
+}
+
+/// Every shard's counters.
+#[derive(Debug)]
+pub struct Metrics {
+    shards: Box<[ShardMetrics]>,
+}
+
+impl Metrics {
+    pub fn new(shards: usize) -> Arc<Self> {
+        Arc::new(Metrics { shards: (0..shards.max(1)).map(|_| ShardMetrics::default()).collect() })
+    }
+
+    pub fn shard(&self, i: usize) -> &ShardMetrics {
+        &self.shards[i % self.shards.len()]
+    }
+
+    fn sum(&self, f: impl Fn(&ShardMetrics) -> u64) -> u64 {
+        self.shards.iter().map(f).sum()
+    }
+
+    fn sum_listener(&self, p: usize, t: usize, f: impl Fn(&Listener) -> u64) -> u64 {
+        self.sum(|s| f(&s.listeners[p][t]))
+    }
+
+    /// A counter summed over shards, for tests and the simulator's report.
+    pub fn records(&self, p: Protocol) -> u64 {
+        (0..2).map(|t| self.sum_listener(protocol_index(p), t, |l| l.records.load(Relaxed))).sum()
+    }
+
+    /// Connections closed for `why`, summed over protocols and shards.
+    pub fn closed(&self, why: CloseReason) -> u64 {
+        let i = CloseReason::ALL.iter().position(|&c| c == why).unwrap_or(0);
+        (0..4)
+            .flat_map(|p| (0..2).map(move |t| (p, t)))
+            .map(|(p, t)| self.sum_listener(p, t, |l| l.closed[i].load(Relaxed)))
+            .sum()
+    }
+
+    /// The Prometheus text exposition (format 0.0.4).
+    pub fn render(&self, registry: &Registry) -> String {
+        let mut out = String::with_capacity(8192);
+        let each = |out: &mut String, name: &str, kind: &str, help: &str, value: &dyn Fn(&Listener) -> i64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (pi, p) in Protocol::ALL.iter().enumerate() {
+                for (ti, t) in TRANSPORTS.iter().enumerate() {
+                    if *p == Protocol::Gt06 && *t == Transport::Udp {
+                        continue;
+                    }
+                    let v: i64 = self.shards.iter().map(|s| value(&s.listeners[pi][ti])).sum();
+                    let _ = writeln!(out, "{name}{{protocol=\"{p}\",transport=\"{}\"}} {v}", t.as_str());
+                }
+            }
+        };
+        let load = |a: &AtomicU64| a.load(Relaxed) as i64;
+        each(
+            &mut out,
+            "trackgate_connections_opened_total",
+            "counter",
+            "TCP connections accepted and UDP peers first heard.",
+            &|l| load(&l.opened),
+        );
+        each(
+            &mut out,
+            "trackgate_connections_active",
+            "gauge",
+            "TCP connections open and UDP peers remembered.",
+            &|l| l.active.load(Relaxed),
+        );
+        each(&mut out, "trackgate_bytes_received_total", "counter", "Bytes read from devices.", &|l| load(&l.bytes_in));
+        each(&mut out, "trackgate_records_total", "counter", "Records accepted by the sink.", &|l| load(&l.records));
+        each(
+            &mut out,
+            "trackgate_acks_total",
+            "counter",
+            "Replies (acks, handshake answers) sent after the sink accepted the records before them.",
+            &|l| load(&l.replies),
+        );
+        each(&mut out, "trackgate_rejected_bytes_total", "counter", "Bytes skipped as not a valid frame.", &|l| {
+            load(&l.rejected_bytes)
+        });
+        let labelled = |out: &mut String,
+                        name: &str,
+                        help: &str,
+                        label: &str,
+                        names: &[&str],
+                        value: &dyn Fn(&Listener, usize) -> u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (pi, p) in Protocol::ALL.iter().enumerate() {
+                for (ti, t) in TRANSPORTS.iter().enumerate() {
+                    for (i, n) in names.iter().enumerate() {
+                        let v: u64 = self.shards.iter().map(|s| value(&s.listeners[pi][ti], i)).sum();
+                        if v > 0 {
+                            let _ = writeln!(
+                                out,
+                                "{name}{{protocol=\"{p}\",transport=\"{}\",{label}=\"{n}\"}} {v}",
+                                t.as_str()
+                            );
+                        }
+                    }
+                }
+            }
+        };
+        let reject_names: Vec<&str> = REJECT_KINDS.iter().map(|k| k.label()).chain(["other"]).collect();
+        labelled(
+            &mut out,
+            "trackgate_rejects_total",
+            "Frames rejected, by reason.",
+            "reason",
+            &reject_names,
+            &|l, i| l.rejects[i].load(Relaxed),
+        );
+        let close_names: Vec<&str> = CloseReason::ALL.iter().map(|c| c.label()).collect();
+        labelled(
+            &mut out,
+            "trackgate_connections_closed_total",
+            "Connections closed (UDP peers forgotten), by reason.",
+            "reason",
+            &close_names,
+            &|l, i| l.closed[i].load(Relaxed),
+        );
+        let refusal_names: Vec<&str> = REFUSALS.iter().map(|r| r.label()).collect();
+        labelled(
+            &mut out,
+            "trackgate_connections_refused_total",
+            "Connections closed at accept, by the cap that was reached.",
+            "reason",
+            &refusal_names,
+            &|l, i| l.refused[i].load(Relaxed),
+        );
+        let _ = writeln!(out, "# HELP trackgate_accept_errors_total Failed accepts (out of descriptors, resets in the queue).\n# TYPE trackgate_accept_errors_total counter\ntrackgate_accept_errors_total {}", self.sum(|s| s.accept_errors.load(Relaxed)));
+        let _ = writeln!(out, "# HELP trackgate_devices Devices identified and connected (TCP).\n# TYPE trackgate_devices gauge\ntrackgate_devices {}", registry.devices());
+        let _ = writeln!(out, "# HELP trackgate_sink_failures_total Hand-overs the sink refused.\n# TYPE trackgate_sink_failures_total counter\ntrackgate_sink_failures_total {}", self.sum(|s| s.sink_failures.load(Relaxed)));
+        let _ = writeln!(out, "# HELP trackgate_sink_latency_seconds Time from handing records to the sink until it committed them.\n# TYPE trackgate_sink_latency_seconds histogram");
+        let mut cumulative = 0;
+        for (i, bound) in SINK_BUCKETS_US.iter().enumerate() {
+            cumulative += self.sum(|s| s.sink_buckets[i].load(Relaxed));
+            let _ =
+                writeln!(out, "trackgate_sink_latency_seconds_bucket{{le=\"{}\"}} {cumulative}", *bound as f64 / 1e6);
+        }
+        let count = self.sum(|s| s.sink_count.load(Relaxed));
+        let _ = writeln!(out, "trackgate_sink_latency_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "trackgate_sink_latency_seconds_sum {}",
+            self.sum(|s| s.sink_sum_us.load(Relaxed)) as f64 / 1e6
+        );
+        let _ = writeln!(out, "trackgate_sink_latency_seconds_count {count}");
+        let _ = writeln!(
+            out,
+            "# HELP trackgate_shards Shards serving.\n# TYPE trackgate_shards gauge\ntrackgate_shards {}",
+            self.shards.len()
+        );
+        out
+    }
+}
+
+/// Serves `GET /metrics` (and `/healthz`) until shutdown. A minimal HTTP/1.1 responder:
+/// one request per connection, which is what Prometheus scrapes need.
+pub async fn serve_http(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    registry: Arc<Registry>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let (mut stream, _) = tokio::select! {
+            _ = stopped(&mut shutdown) => return,
+            a = listener.accept() => match a {
+                Ok(x) => x,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let (metrics, registry) = (metrics.clone(), registry.clone());
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(5), answer(&mut stream, &metrics, &registry)).await;
+        });
+    }
+}
+
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+async fn answer(stream: &mut tokio::net::TcpStream, metrics: &Metrics, registry: &Registry) -> io::Result<()> {
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 || head.len() > 16 * 1024 {
+            return Ok(());
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
+    let mut parts = line.split(|&b| b == b' ');
+    let (method, path) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    let path = path.split(|&b| b == b'?').next().unwrap_or_default();
+    let (status, content_type, body) = match (method, path) {
+        (b"GET", b"/metrics") => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", metrics.render(registry)),
+        (b"GET", b"/healthz") => ("200 OK", "text/plain; charset=utf-8", "ok\n".to_owned()),
+        (b"GET", _) => ("404 Not Found", "text/plain; charset=utf-8", "try /metrics\n".to_owned()),
+        _ => ("405 Method Not Allowed", "text/plain; charset=utf-8", "GET only\n".to_owned()),
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_add_up_in_the_exposition() {
+        let m = Metrics::new(2);
+        let r = Registry::default();
+        m.shard(0).listener(Protocol::Gt06, Transport::Tcp).opened();
+        m.shard(1).listener(Protocol::Gt06, Transport::Tcp).opened();
+        m.shard(1).listener(Protocol::Gt06, Transport::Tcp).closed(CloseReason::Junk);
+        m.shard(0).listener(Protocol::Jt808, Transport::Udp).delivered(3, 2);
+        m.shard(1).listener(Protocol::Jt808, Transport::Udp).delivered(1, 1);
+        m.shard(0).listener(Protocol::Nmea, Transport::Tcp).rejected(RejectKind::Checksum);
+        m.shard(0).listener(Protocol::Nmea, Transport::Tcp).rejected_bytes(40);
+        m.shard(0).sink_latency(Duration::from_micros(300), true);
+        m.shard(1).sink_latency(Duration::from_millis(3), true);
+        let text = m.render(&r);
+        for line in [
+            "trackgate_connections_opened_total{protocol=\"gt06\",transport=\"tcp\"} 2",
+            "trackgate_connections_active{protocol=\"gt06\",transport=\"tcp\"} 1",
+            "trackgate_connections_closed_total{protocol=\"gt06\",transport=\"tcp\",reason=\"junk\"} 1",
+            "trackgate_records_total{protocol=\"jt808\",transport=\"udp\"} 4",
+            "trackgate_acks_total{protocol=\"jt808\",transport=\"udp\"} 3",
+            "trackgate_rejects_total{protocol=\"nmea\",transport=\"tcp\",reason=\"checksum\"} 1",
+            "trackgate_rejected_bytes_total{protocol=\"nmea\",transport=\"tcp\"} 40",
+            "trackgate_sink_latency_seconds_bucket{le=\"0.00025\"} 0",
+            "trackgate_sink_latency_seconds_bucket{le=\"0.0005\"} 1",
+            "trackgate_sink_latency_seconds_bucket{le=\"0.005\"} 2",
+            "trackgate_sink_latency_seconds_bucket{le=\"+Inf\"} 2",
+            "trackgate_sink_latency_seconds_count 2",
+            "trackgate_shards 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+        // GT06 has no UDP listener, so no UDP series.
+        assert!(!text.contains("protocol=\"gt06\",transport=\"udp\""));
+        assert_eq!(m.records(Protocol::Jt808), 4);
+        assert_eq!(m.closed(CloseReason::Junk), 1);
+    }
+}
