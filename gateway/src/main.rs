@@ -1,14 +1,18 @@
 //! The `trackgate` binary: `serve`, `decode`, `corpus verify|bless` (contract §2, §3).
 
 use std::io::{self, BufWriter, Read, Write};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use trackgate::config::{parse_duration, parse_fsync, Overrides, ServeConfig};
 use trackgate::corpus;
 use trackgate::decode::{decode_reader, decode_to, parse_hex, parse_hex_header, DecodeError, DecodeSummary};
 use trackgate::protocols::{parse_utc_offset, StreamOptions, Transport};
-use trackgate::serve::{bind_all, default_port, ListenSpec, ServeLimits};
+use trackgate::serve::{default_port, ListenSpec};
+use trackgate::sim::{self, SimConfig};
 use trackgate::sink::{self, FsyncPolicy, JsonlSink, RecordSink, SinkSpec};
 use trackgate_codecs::gt06::CrcPolicy;
 use trackgate_codecs::Protocol;
@@ -28,6 +32,10 @@ struct Cli {
 enum Command {
     /// Run the gateway: accept devices, decode, write records to the sinks, acknowledge.
     Serve {
+        /// A TOML file with listeners, sinks, limits and per-listener options (see README).
+        /// Flags given here win over the file.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
         /// PROTO=ADDR, repeatable (nmea=0.0.0.0:5005). Default: every protocol on 0.0.0.0 at
         /// its usual port (gt06 5023, jt808 5015, teltonika 5027, nmea 5005).
         #[arg(long = "listen", value_name = "PROTO=ADDR")]
@@ -35,12 +43,19 @@ enum Command {
         /// Where records go: jsonl:PATH (appended) or jsonl:- (standard output, the default).
         #[arg(long = "sink", value_name = "KIND:TARGET")]
         sink: Vec<SinkSpec>,
-        /// Close a connection (forget a UDP peer) after this many seconds without data.
-        #[arg(long = "idle-timeout", value_name = "SECONDS", default_value_t = 600)]
-        idle_timeout: u64,
+        /// Close a connection (forget a UDP peer) after this long without data: seconds, or
+        /// 90s, 10m, 1h (default 10m).
+        #[arg(long = "idle-timeout", value_name = "DURATION", value_parser = parse_duration)]
+        idle_timeout: Option<Duration>,
         /// fsync file sinks on every commit (every-commit, the default) or never (flush only).
-        #[arg(long, value_parser = parse_fsync, default_value = "every-commit")]
-        fsync: FsyncPolicy,
+        #[arg(long, value_parser = parse_fsync)]
+        fsync: Option<FsyncPolicy>,
+        /// Shards (threads with their own listeners); default: one per core.
+        #[arg(long)]
+        shards: Option<usize>,
+        /// Serve Prometheus metrics at http://ADDR/metrics.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<SocketAddr>,
     },
     /// Decode what one device sent on one connection and print one JSON record per line.
     Decode {
@@ -63,10 +78,75 @@ enum Command {
         /// The capture to read; - or nothing for standard input.
         file: Option<PathBuf>,
     },
+    /// Simulate devices against a gateway: log in, report, check every ack byte for byte,
+    /// and print a JSON report. Exits 1 if any ack was wrong or missing.
+    Sim {
+        /// gt06, jt808, teltonika or nmea.
+        #[arg(long, value_parser = parse_protocol)]
+        protocol: Protocol,
+        /// The gateway's address (default: 127.0.0.1 at the protocol's usual port).
+        #[arg(long)]
+        target: Option<SocketAddr>,
+        /// tcp (default) or udp (not gt06).
+        #[arg(long, value_parser = parse_transport, default_value = "tcp")]
+        transport: Transport,
+        /// Simulated devices.
+        #[arg(long, default_value_t = 1)]
+        devices: usize,
+        /// Time between one device's reports (250ms, 1s, 1m).
+        #[arg(long, value_parser = parse_duration, default_value = "1s")]
+        interval: Duration,
+        /// How long devices keep reporting.
+        #[arg(long, value_parser = parse_duration, default_value = "10s")]
+        duration: Duration,
+        /// Device starts are spread over this time.
+        #[arg(long, value_parser = parse_duration, default_value = "1s")]
+        ramp: Duration,
+        /// Frames per report, written at once.
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Probability (0 to 1) that a frame is sent damaged; it must not be acked.
+        #[arg(long, default_value_t = 0.0)]
+        damage: f64,
+        /// How long to wait for an ack before counting it missing.
+        #[arg(long = "ack-timeout", value_parser = parse_duration, default_value = "10s")]
+        ack_timeout: Duration,
+        /// Seed for positions and damage.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Number of the first device (ids are derived from it), so several sims can run
+        /// side by side without sharing ids.
+        #[arg(long = "first-id", default_value_t = 0)]
+        first_id: u64,
+    },
+    /// Scale harness: many sessions in this process over an in-memory transport, through
+    /// the real session and codec code. Prints a JSON report.
+    Bench {
+        #[command(subcommand)]
+        what: BenchWhat,
+    },
     /// Check or bless the decode corpus.
     Corpus {
         #[command(subcommand)]
         action: CorpusAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchWhat {
+    /// N sessions log in, then report round after round: memory per idle session, set-up
+    /// rate, records per second on one core.
+    Sessions {
+        #[arg(long, value_parser = parse_protocol)]
+        protocol: Protocol,
+        #[arg(long, default_value_t = 100_000)]
+        sessions: usize,
+        /// Report rounds after the logins (one frame per session each).
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+        /// Also serialise every record to JSON, as the JSONL sink does.
+        #[arg(long)]
+        serialize: bool,
     },
 }
 
@@ -93,20 +173,64 @@ fn parse_transport(s: &str) -> Result<Transport, String> {
     s.parse()
 }
 
-fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
-    match s {
-        "every-commit" => Ok(FsyncPolicy::EveryCommit),
-        "never" => Ok(FsyncPolicy::Never),
-        _ => Err(format!("unknown fsync policy {s:?} (expected every-commit or never)")),
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { listen, sink, idle_timeout, fsync } => run_serve(listen, sink, idle_timeout, fsync),
+        Command::Serve { config, listen, sink, idle_timeout, fsync, shards, metrics } => {
+            let overrides = Overrides { listen, sinks: sink, idle_timeout, fsync, shards, metrics };
+            match ServeConfig::load(config.as_deref(), overrides) {
+                Ok(config) => run_serve(&config),
+                Err(e) => usage_error(e),
+            }
+        }
         Command::Decode { protocol, transport, hex, jt808_tz, gt06_crc, file } => {
             run_decode(protocol, transport, hex, jt808_tz, gt06_crc, file)
+        }
+        Command::Sim {
+            protocol,
+            target,
+            transport,
+            devices,
+            interval,
+            duration,
+            ramp,
+            batch,
+            damage,
+            ack_timeout,
+            seed,
+            first_id,
+        } => {
+            if protocol == Protocol::Gt06 && transport == Transport::Udp {
+                return usage_error("gt06 devices use TCP only");
+            }
+            if !(0.0..=1.0).contains(&damage) {
+                return usage_error("--damage is a probability between 0 and 1");
+            }
+            let config = SimConfig {
+                protocol,
+                transport,
+                target: target.unwrap_or_else(|| ([127, 0, 0, 1], default_port(protocol)).into()),
+                devices,
+                interval: interval.max(Duration::from_millis(1)),
+                duration,
+                ramp,
+                batch: batch.max(1),
+                damage,
+                ack_timeout,
+                seed,
+                first_id,
+            };
+            run_sim(config)
+        }
+        Command::Bench { what: BenchWhat::Sessions { protocol, sessions, rounds, serialize } } => {
+            let report = trackgate::bench::run_sessions(&trackgate::bench::SessionBench {
+                protocol,
+                sessions,
+                rounds,
+                serialize,
+            });
+            println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            ExitCode::SUCCESS
         }
         Command::Corpus { action: CorpusAction::Verify { dir } } => run_verify(&dir),
         Command::Corpus { action: CorpusAction::Bless { files } } => run_bless(&files),
@@ -181,6 +305,20 @@ fn run_decode(
     }
 }
 
+fn run_sim(config: SimConfig) -> ExitCode {
+    match sim::run(config) {
+        Ok(report) => {
+            println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            if report.all_acked() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_REJECTED)
+            }
+        }
+        Err(e) => usage_error(format!("simulation failed: {e}")),
+    }
+}
+
 fn run_verify(dir: &std::path::Path) -> ExitCode {
     let results = match corpus::verify_dir(dir) {
         Ok(r) => r,
@@ -236,51 +374,20 @@ fn init_logging() {
         .try_init();
 }
 
-fn run_serve(listen: Vec<ListenSpec>, sinks: Vec<SinkSpec>, idle_timeout: u64, fsync: FsyncPolicy) -> ExitCode {
+fn run_serve(config: &ServeConfig) -> ExitCode {
     init_logging();
-    let specs = if listen.is_empty() {
-        // Defaults: every protocol this build can decode, on its field port.
-        Protocol::ALL
-            .into_iter()
-            .map(|protocol| ListenSpec { protocol, addr: ([0, 0, 0, 0], default_port(protocol)).into() })
-            .collect()
-    } else {
-        listen
-    };
-    let sinks = if sinks.is_empty() { vec![SinkSpec::JsonlStdout] } else { sinks };
     let mut opened: Vec<Box<dyn RecordSink>> = Vec::new();
-    for spec in &sinks {
-        match JsonlSink::open(spec, fsync) {
+    for spec in &config.sinks {
+        match JsonlSink::open(spec, config.fsync) {
             Ok(s) => opened.push(Box::new(s)),
             Err(e) => return usage_error(format!("cannot open sink {spec:?}: {e}")),
         }
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => return usage_error(format!("cannot start the runtime: {e}")),
-    };
-    let (handle, sink_thread) = match sink::start(opened, 1024) {
+    let (handle, sink_thread) = match sink::start(opened, config.limits.sink_queue) {
         Ok(x) => x,
         Err(e) => return usage_error(format!("cannot start the sink: {e}")),
     };
-    let served = runtime.block_on(async move {
-        let bound = bind_all(&specs).await?;
-        for b in &bound {
-            eprintln!("{}", b.listening_line()?);
-        }
-        tracing::info!(listeners = bound.len(), "trackgate serving");
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            wait_for_signal().await;
-            tracing::info!("shutting down: no new connections, flushing the sink");
-            let _ = stop_tx.send(true);
-        });
-        let limits =
-            ServeLimits { idle_timeout: std::time::Duration::from_secs(idle_timeout.max(1)), ..ServeLimits::default() };
-        trackgate::serve::serve(bound, handle, limits, stop_rx).await;
-        Ok::<(), io::Error>(())
-    });
-    drop(runtime);
+    let served = trackgate::serve::run(config, handle, wait_for_signal());
     // Every connection has returned and dropped its handle: the sink drains and commits.
     let flushed = sink_thread.join();
     match (served, flushed) {
