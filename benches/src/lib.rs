@@ -2,6 +2,9 @@
 //! every frame is valid, shaped like the field's traffic.
 #![forbid(unsafe_code)]
 
+use trackgate_codecs::gt06;
+use trackgate_codecs::jt808::message::{write_item, Location};
+use trackgate_codecs::jt808::{self, Edition, Terminal};
 use trackgate_codecs::nmea::{self, Coordinate, Gga, Message, NmeaDate, NmeaTime, Rmc, Sentence, Talker};
 use trackgate_codecs::teltonika::{self, AvlRecord, GpsElement};
 
@@ -132,4 +135,95 @@ pub fn teltonika_packets(codec: u8, n: usize, seed: u64) -> (Vec<u8>, usize) {
         teltonika::encode_packet(&data, &mut out);
     }
     (out, total)
+}
+
+/// `n` random valid GT06 location frames of `protocol` 0x12 (with LBS) or 0x22 (with LBS,
+/// ACC, upload mode and re-upload flag), back to back, serials counting up.
+pub fn gt06_locations(protocol: u8, n: usize, seed: u64) -> Vec<u8> {
+    let mut rng = Rng::new(seed);
+    let mut out = Vec::new();
+    for i in 0..n {
+        let mut c = vec![
+            rng.below(30) as u8 + 10,
+            1 + rng.below(12) as u8,
+            1 + rng.below(28) as u8,
+            rng.below(24) as u8,
+            rng.below(60) as u8,
+            rng.below(60) as u8,
+        ];
+        c.push(0xC0 | rng.below(16) as u8);
+        c.extend_from_slice(&((rng.below(90 * 1_800_000)) as u32).to_be_bytes());
+        c.extend_from_slice(&((rng.below(180 * 1_800_000)) as u32).to_be_bytes());
+        c.push(rng.below(200) as u8);
+        // Course, positioned, and the hemisphere bits at random.
+        let course_status = rng.below(360) as u16 | 1 << 12 | (rng.below(4) as u16) << 10;
+        c.extend_from_slice(&course_status.to_be_bytes());
+        c.extend_from_slice(&(rng.below(1000) as u16).to_be_bytes());
+        c.push(rng.below(100) as u8);
+        c.extend_from_slice(&(rng.below(65_536) as u16).to_be_bytes());
+        c.extend_from_slice(&(rng.below(1 << 24) as u32).to_be_bytes()[1..]);
+        if protocol == 0x22 {
+            c.extend_from_slice(&[rng.below(2) as u8, rng.below(3) as u8, rng.below(2) as u8]);
+        }
+        gt06::encode_frame(&mut out, false, protocol, &c, i as u16).expect("a location fits a short frame");
+    }
+    out
+}
+
+/// `n` random valid JT808 0x0200 location frames (2013 header, items 0x01 mileage and 0x31
+/// satellites), back to back.
+///
+/// `peer_safe` keeps to what the jt808 0.1.1 crate survives (peers.md): times whose BCD
+/// bytes read the same as binary (every field 0–9), and at most two escapes per frame. The
+/// other set uses any time and any escapes.
+pub fn jt808_locations(n: usize, seed: u64, peer_safe: bool) -> Vec<u8> {
+    let mut rng = Rng::new(seed);
+    let terminal = Terminal::for_device_id("13912345678", Edition::V2013).expect("a phone number");
+    let bcd = |v: u64| (((v / 10) << 4) | (v % 10)) as u8;
+    let mut out = Vec::new();
+    let mut made = 0;
+    while made < n {
+        let time = if peer_safe {
+            [
+                bcd(rng.below(10)),
+                bcd(1 + rng.below(9)),
+                bcd(1 + rng.below(9)),
+                bcd(rng.below(10)),
+                bcd(rng.below(10)),
+                bcd(rng.below(10)),
+            ]
+        } else {
+            [
+                bcd(10 + rng.below(30)),
+                bcd(1 + rng.below(12)),
+                bcd(1 + rng.below(28)),
+                bcd(rng.below(24)),
+                bcd(rng.below(60)),
+                bcd(rng.below(60)),
+            ]
+        };
+        let mut items = Vec::new();
+        write_item(&mut items, 0x01, &(rng.below(10_000_000) as u32).to_be_bytes());
+        write_item(&mut items, 0x31, &[rng.below(30) as u8]);
+        let location = Location {
+            alarm: 0,
+            status: 0x02 | (rng.below(4) as u32) << 2 | rng.below(2) as u32,
+            latitude_raw: rng.below(90_000_000) as u32,
+            longitude_raw: rng.below(180_000_000) as u32,
+            altitude_raw: rng.below(3000) as u16,
+            speed_raw: rng.below(2000) as u16,
+            course: rng.below(360) as u16,
+            time,
+            items: &items,
+        };
+        let mut body = Vec::new();
+        location.write(&mut body);
+        let frame = jt808::encode(0x0200, &terminal, made as u16, &body).expect("a location fits a frame");
+        if peer_safe && frame.iter().filter(|&&b| b == 0x7D).count() > 2 {
+            continue;
+        }
+        out.extend_from_slice(&frame);
+        made += 1;
+    }
+    out
 }

@@ -1,0 +1,112 @@
+//! Allocations per message, counted through the global allocator: the zero-copy views
+//! (which must allocate nothing per frame) and the contract records (the gateway's path),
+//! for every protocol, on the same frame sets as the speed benches. Counts, not times: the
+//! result is the same on every machine, so this runs (and its view checks hold) in CI too.
+//!
+//! cargo bench -p trackgate-benches --bench allocations
+
+use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
+use std::alloc::System;
+use trackgate_benches::{gt06_locations, jt808_locations, nmea_rmc, teltonika_packets};
+use trackgate_codecs::framing::{Framer, Framing};
+use trackgate_codecs::gt06::{Frame as Gt06Frame, Gt06Decoder, Gt06Framer, Gt06Options, Message};
+use trackgate_codecs::jt808::frame::inner;
+use trackgate_codecs::jt808::message::Location;
+use trackgate_codecs::jt808::{Frame as Jt808Frame, Jt808Decoder, Jt808Framer, Jt808Options, DEFAULT_LIMITS};
+use trackgate_codecs::nmea::NmeaDecoder;
+use trackgate_codecs::teltonika::{AvlData, TcpFramer, TeltonikaDecoder, HEADER_LEN};
+use trackgate_codecs::{RecordDecoder, StreamEvent};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+/// Allocations and bytes allocated while `f` runs.
+fn count<T>(f: impl FnOnce() -> T) -> (usize, usize, T) {
+    let region = Region::new(GLOBAL);
+    let out = f();
+    let s = region.change();
+    (s.allocations + s.reallocations, s.bytes_allocated, out)
+}
+
+fn gt06_views(buf: &[u8]) -> u64 {
+    let (mut framer, mut pos, mut n) = (Gt06Framer::default(), 0, 0);
+    while let Framing::Frame { len, consumed } = framer.next_frame(&buf[pos..]) {
+        if let Some(frame) = Gt06Frame::split(&buf[pos..pos + len], framer.last_shape()) {
+            if let Ok(Message::Location { fix, .. }) = Message::parse(&frame) {
+                n += u64::from(fix.latitude() != 0.0);
+            }
+        }
+        pos += consumed;
+    }
+    n
+}
+
+fn jt808_views(buf: &[u8]) -> u64 {
+    let (mut framer, mut pos, mut n) = (Jt808Framer::new(DEFAULT_LIMITS), 0, 0);
+    while let Framing::Frame { len, consumed } = framer.next_frame(&buf[pos..]) {
+        if let Ok(frame) = Jt808Frame::parse(inner(&buf[pos..pos + len])) {
+            if let Ok(l) = Location::parse(&frame.body) {
+                n += u64::from(l.items().count() > 0);
+            }
+        }
+        pos += consumed;
+    }
+    n
+}
+
+fn teltonika_views(buf: &[u8]) -> u64 {
+    let (mut framer, mut pos, mut n) = (TcpFramer::default(), 0, 0);
+    while let Framing::Frame { len, consumed } = framer.next_frame(&buf[pos..]) {
+        if let Ok(avl) = AvlData::parse(&buf[pos + HEADER_LEN..pos + len - 4]) {
+            for r in avl.records() {
+                r.for_each_io(|_| n += 1);
+            }
+        }
+        pos += consumed;
+    }
+    n
+}
+
+fn records(mut d: impl RecordDecoder, buf: &[u8]) -> usize {
+    let mut events = Vec::new();
+    d.decode(buf, true, &mut events);
+    events.iter().filter(|e| matches!(e, StreamEvent::Record(_))).count()
+}
+
+fn main() {
+    let gt06 = gt06_locations(0x12, 10_000, 11);
+    let jt808 = jt808_locations(10_000, 17, false);
+    let (teltonika, teltonika_records) = teltonika_packets(0x08, 10_000, 7);
+    let nmea = nmea_rmc(10_000, 3);
+    println!("{:<28} {:>10} {:>14} {:>16}", "path", "messages", "allocs/msg", "bytes/msg");
+    let report = |name: &str, messages: usize, (allocs, bytes): (usize, usize)| {
+        println!(
+            "{name:<28} {messages:>10} {:>14.2} {:>16.1}",
+            allocs as f64 / messages as f64,
+            bytes as f64 / messages as f64
+        );
+        allocs
+    };
+    // Views: nothing allocated per frame, whatever the set.
+    let (a, b, n) = count(|| gt06_views(&gt06));
+    assert!(n > 0);
+    assert_eq!(report("gt06 0x12 views", 10_000, (a, b)), 0, "GT06 views allocate");
+    let (a, b, n) = count(|| jt808_views(&jt808));
+    assert!(n > 0);
+    // Frames with escapes are un-escaped into one buffer each; the rest are borrowed.
+    let escaped = jt808.split(|&b| b == 0x7E).filter(|f| f.contains(&0x7D)).count();
+    assert!(a <= escaped, "JT808 views: {a} allocations for {escaped} escaped frames");
+    report("jt808 0x0200 views", 10_000, (a, b));
+    let (a, b, n) = count(|| teltonika_views(&teltonika));
+    assert!(n > 0);
+    assert_eq!(report("teltonika codec8 views", teltonika_records, (a, b)), 0, "Teltonika views allocate");
+    // Records: the contract's owned records, with replies (the gateway's path).
+    let (a, b, n) = count(|| records(Gt06Decoder::new(Gt06Options::default()), &gt06));
+    report("gt06 0x12 records", n, (a, b));
+    let (a, b, n) = count(|| records(Jt808Decoder::new(Jt808Options::default()), &jt808));
+    report("jt808 0x0200 records", n, (a, b));
+    let (a, b, n) = count(|| records(TeltonikaDecoder::tcp(), &teltonika));
+    report("teltonika codec8 records", n, (a, b));
+    let (a, b, n) = count(|| records(NmeaDecoder::default(), &nmea));
+    report("nmea rmc records", n, (a, b));
+}
