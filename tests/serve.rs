@@ -563,6 +563,48 @@ fn a_second_login_closes_the_older_connection() {
     assert_eq!(records.len(), 12, "eleven logins and a heartbeat");
 }
 
+/// A connection that logs in as a second device gives up the first: a later login of the
+/// first device elsewhere must not close it.
+#[test]
+fn a_connection_that_changes_device_gives_up_the_first() {
+    use trackgate::codecs::Protocol;
+    use trackgate::sim::Device;
+    let gw = Gateway::launch(&["gt06"], &["--metrics", "127.0.0.1:0"]);
+    let mut first = Device::new(Protocol::Gt06, Transport::Tcp, 1, 11, 0.0);
+    let mut second = Device::new(Protocol::Gt06, Transport::Tcp, 2, 12, 0.0);
+    let exchange = |conn: &mut TcpStream, x: trackgate::sim::Exchange| {
+        conn.write_all(&x.bytes).unwrap();
+        let want = x.expect.concat();
+        let mut got = vec![0u8; want.len()];
+        conn.read_exact(&mut got).unwrap();
+        assert_eq!(got, want);
+    };
+    let mut shared = TcpStream::connect(gw.tcp).unwrap();
+    shared.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    for x in first.login().into_iter().chain(second.login()) {
+        exchange(&mut shared, x);
+    }
+    // The first device comes back on a connection of its own.
+    let mut own = TcpStream::connect(gw.tcp).unwrap();
+    own.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    for x in first.login() {
+        exchange(&mut own, x);
+    }
+    // The shared connection now speaks for the second device and is still served.
+    exchange(&mut shared, second.report(1, std::time::SystemTime::now()));
+    exchange(&mut own, first.report(1, std::time::SystemTime::now()));
+    assert_eq!(
+        gw.metric("trackgate_connections_closed_total{protocol=\"gt06\",transport=\"tcp\",reason=\"takeover\"}"),
+        0
+    );
+    assert_eq!(gw.metric("trackgate_devices"), 2);
+    drop(shared);
+    drop(own);
+    let (code, records) = gw.stop();
+    assert_eq!(code, Some(0));
+    assert_eq!(records.len(), 5, "three logins and two reports");
+}
+
 /// An HTTP request of 4 KiB: more than the junk limit, nothing any protocol can use.
 fn scanner_request() -> Vec<u8> {
     let mut r = b"GET /admin/config.php HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: scanner/2.0\r\n".to_vec();

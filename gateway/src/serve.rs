@@ -405,6 +405,8 @@ async fn tcp_connection(
     let mut session = Session::new(protocol, &settings, Instant::now());
     let mut stop = shard.stop.clone();
     let mut kick: Option<Arc<Notify>> = None;
+    // The device id this connection holds in the registry.
+    let mut claimed: Option<Box<str>> = None;
     // Allocated when bytes arrive and released when nothing is pending, so an idle
     // connection holds no buffer.
     let mut buf = BytesMut::new();
@@ -446,11 +448,17 @@ async fn tcp_connection(
             buf = BytesMut::new();
         }
         if step.identified {
-            if let Some(id) = session.device_id() {
+            if let Some(id) = session.device_id().filter(|id| claimed.as_deref() != Some(*id)) {
+                // A connection that logs in as another device gives up the first one, or a
+                // later login of the first would close this connection by mistake.
+                if let Some(previous) = claimed.take() {
+                    shard.registry.release(protocol, &previous, conn);
+                }
                 let k = kick.get_or_insert_with(|| Arc::new(Notify::new())).clone();
                 if shard.registry.claim(protocol, id, conn, shard.index, k).is_some() {
                     debug!(%protocol, %peer, conn, "device logged in again; its older connection is closed");
                 }
+                claimed = Some(id.into());
             }
         }
         if !deliver(&shard, protocol, Transport::Tcp, peer, &mut out).await {
@@ -495,8 +503,8 @@ async fn tcp_connection(
         // Tell the device we are going rather than leave it to find out.
         let _ = stream.shutdown().await;
     }
-    if let Some(id) = session.device_id() {
-        shard.registry.release(protocol, id, conn);
+    if let Some(id) = claimed {
+        shard.registry.release(protocol, &id, conn);
     }
     counters.closed(reason);
     drop(slot);
