@@ -14,7 +14,7 @@ use trackgate_codecs::jt808::frame::inner;
 use trackgate_codecs::jt808::message::Location;
 use trackgate_codecs::jt808::{Frame as Jt808Frame, Jt808Decoder, Jt808Framer, Jt808Options, DEFAULT_LIMITS};
 use trackgate_codecs::nmea::NmeaDecoder;
-use trackgate_codecs::teltonika::{AvlData, TcpFramer, TeltonikaDecoder, HEADER_LEN};
+use trackgate_codecs::teltonika::{AvlData, AvlPacket, TcpFramer, TeltonikaDecoder, HEADER_LEN};
 use trackgate_codecs::{RecordDecoder, StreamEvent};
 
 #[global_allocator]
@@ -67,6 +67,29 @@ fn teltonika_views(buf: &[u8]) -> u64 {
     n
 }
 
+/// Owned copies of every packet; returns the packets copied.
+fn teltonika_owned(buf: &[u8]) -> u64 {
+    let (mut framer, mut pos, mut n) = (TcpFramer::default(), 0, 0);
+    while let Framing::Frame { len, consumed } = framer.next_frame(&buf[pos..]) {
+        if let Ok(avl) = AvlData::parse(&buf[pos + HEADER_LEN..pos + len - 4]) {
+            std::hint::black_box(AvlPacket::from_data(&avl));
+            n += 1;
+        }
+        pos += consumed;
+    }
+    n
+}
+
+/// nom-teltonika's owned frames, for comparison; returns the packets copied.
+fn nom_teltonika_owned(buf: &[u8]) -> u64 {
+    let (mut input, mut n) = (buf, 0);
+    while let Ok(frame) = nom_teltonika::decoder::take_frame(&mut input) {
+        std::hint::black_box(frame.evaluate());
+        n += 1;
+    }
+    n
+}
+
 fn records(mut d: impl RecordDecoder, buf: &[u8]) -> usize {
     let mut events = Vec::new();
     d.decode(buf, true, &mut events);
@@ -100,6 +123,15 @@ fn main() {
     let (a, b, n) = count(|| teltonika_views(&teltonika));
     assert!(n > 0);
     assert_eq!(report("teltonika codec8 views", teltonika_records, (a, b)), 0, "Teltonika views allocate");
+    // Owned packets: a fixed number of vectors per packet (record heads, IO elements), not
+    // one or more per record as the peer's owned frames.
+    let (a, b, n) = count(|| teltonika_owned(&teltonika));
+    assert_eq!(n, 10_000);
+    assert!(a <= 2 * 10_000, "Teltonika owned packets: {a} allocations for 10,000 packets");
+    report("teltonika codec8 owned", 10_000, (a, b));
+    let (a, b, n) = count(|| nom_teltonika_owned(&teltonika));
+    assert_eq!(n, 10_000);
+    report("nom-teltonika codec8 owned", 10_000, (a, b));
     // Records: the contract's owned records, with replies (the gateway's path).
     let (a, b, n) = count(|| records(Gt06Decoder::new(Gt06Options::default()), &gt06));
     report("gt06 0x12 records", n, (a, b));

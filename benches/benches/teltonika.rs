@@ -6,7 +6,7 @@
 //! * `*_views`: the same, then every field of every record and every IO value read
 //!   (trackgate through `RecordView::for_each_io`).
 //! * `trackgate_owned` / `nom_teltonika_owned`: owned copies of the records
-//!   (`AvlRecord::from_view` / `take_frame(..).evaluate()`).
+//!   (`AvlPacket::from_data` / `take_frame(..).evaluate()`).
 //! * `trackgate_records`: the stream decoder producing the contract's records (with acks).
 //!
 //! cargo bench -p trackgate-benches --bench teltonika
@@ -16,7 +16,7 @@ use nom_teltonika::decoder::take_frame;
 use nom_teltonika::protocol::{FrameView, IoValueView};
 use trackgate_benches::teltonika_packets;
 use trackgate_codecs::framing::{Framer, Framing};
-use trackgate_codecs::teltonika::{AvlData, AvlRecord, IoValue, TcpFramer, TeltonikaDecoder, HEADER_LEN};
+use trackgate_codecs::teltonika::{AvlData, AvlPacket, IoValue, TcpFramer, TeltonikaDecoder, HEADER_LEN};
 use trackgate_codecs::{RecordDecoder, StreamEvent};
 
 /// Folds everything read into one number so nothing is optimised away.
@@ -76,7 +76,7 @@ fn trackgate_views(buf: &[u8]) -> (u64, u64) {
 fn trackgate_owned(buf: &[u8]) -> u64 {
     let mut n = 0;
     ours(buf, |avl| {
-        let owned: Vec<AvlRecord> = avl.records().map(|v| AvlRecord::from_view(&v)).collect();
+        let owned = AvlPacket::from_data(&avl);
         n += black_box(owned).len() as u64;
     });
     n

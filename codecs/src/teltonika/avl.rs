@@ -11,8 +11,6 @@
 //!  IO, codec 16:  event u16 | generation u8 | total u8 | groups with u8 counts and u16 ids
 //! ```
 
-use crate::wire::cursor::Cursor;
-
 pub const CODEC_8: u8 = 0x08;
 pub const CODEC_8E: u8 = 0x8E;
 pub const CODEC_16: u8 = 0x10;
@@ -46,31 +44,6 @@ impl IoLayout {
             CODEC_8E => Some(IoLayout { id_width: 2, count_width: 2, variable_group: true, ..base }),
             CODEC_16 => Some(IoLayout { id_width: 2, generation_type: true, ..base }),
             _ => None,
-        }
-    }
-
-    fn read_id(self, c: &mut Cursor<'_>) -> Option<u16> {
-        if self.id_width == 2 {
-            c.u16()
-        } else {
-            c.u8().map(u16::from)
-        }
-    }
-
-    fn read_count(self, c: &mut Cursor<'_>) -> Option<u16> {
-        if self.count_width == 2 {
-            c.u16()
-        } else {
-            c.u8().map(u16::from)
-        }
-    }
-
-    /// The fixed value widths of the groups, in order.
-    fn fixed_groups(self) -> &'static [u8] {
-        if self.sixteen_byte_group {
-            &[1, 2, 4, 8, 16]
-        } else {
-            &[1, 2, 4, 8]
         }
     }
 }
@@ -149,6 +122,8 @@ pub struct RecordView<'a> {
     layout: IoLayout,
     /// The IO groups, from the first group count to the end of the record.
     io: &'a [u8],
+    /// The IO elements actually sent (the groups' counts added up).
+    io_elements: u32,
 }
 
 impl<'a> RecordView<'a> {
@@ -203,23 +178,12 @@ fn walk_io<'a, const ID: usize, const CNT: usize>(
     variable: bool,
     f: &mut impl FnMut(IoElement<'a>),
 ) -> Option<()> {
-    for &width in &FIXED_WIDTHS[..fixed_groups] {
-        let n = usize::from(be_small::<CNT>(b.get(..CNT)?));
-        let each = ID + width;
-        let run = b.get(CNT..CNT + n * each)?;
-        b = &b[CNT + n * each..];
-        for e in run.chunks_exact(each) {
-            let (id, v) = e.split_at(ID);
-            let id = be_small::<ID>(id);
-            let value = match *v {
-                [x] => IoValue::U8(x),
-                [x, y] => IoValue::U16(u16::from_be_bytes([x, y])),
-                [a, b2, c, d] => IoValue::U32(u32::from_be_bytes([a, b2, c, d])),
-                [a, b2, c, d, e2, f2, g, h] => IoValue::U64(u64::from_be_bytes([a, b2, c, d, e2, f2, g, h])),
-                _ => IoValue::Bytes(v),
-            };
-            f(IoElement { id, value });
-        }
+    walk_group::<ID, CNT, 1>(&mut b, f)?;
+    walk_group::<ID, CNT, 2>(&mut b, f)?;
+    walk_group::<ID, CNT, 4>(&mut b, f)?;
+    walk_group::<ID, CNT, 8>(&mut b, f)?;
+    if fixed_groups == 5 {
+        walk_group::<ID, CNT, 16>(&mut b, f)?;
     }
     if variable {
         let n = be_small::<CNT>(b.get(..CNT)?);
@@ -231,6 +195,36 @@ fn walk_io<'a, const ID: usize, const CNT: usize>(
             b = &b[ID + 2 + len..];
             f(IoElement { id, value: IoValue::Bytes(value) });
         }
+    }
+    Some(())
+}
+
+/// Walks one fixed-width group (values of `W` bytes) at the front of `b` and moves `b` past
+/// it. With the widths constant, each element is a fixed-size load: no per-element dispatch.
+#[inline(always)]
+fn walk_group<'a, const ID: usize, const CNT: usize, const W: usize>(
+    b: &mut &'a [u8],
+    f: &mut impl FnMut(IoElement<'a>),
+) -> Option<()> {
+    let n = usize::from(be_small::<CNT>(b.get(..CNT)?));
+    let end = CNT + n * (ID + W);
+    let run = b.get(CNT..end)?;
+    *b = &b[end..];
+    for e in run.chunks_exact(ID + W) {
+        let (id, v) = e.split_at(ID);
+        let id = be_small::<ID>(id);
+        let value = if W > 8 {
+            IoValue::Bytes(v)
+        } else {
+            let x = v.iter().fold(0u64, |x, &byte| (x << 8) | u64::from(byte));
+            match W {
+                1 => IoValue::U8(x as u8),
+                2 => IoValue::U16(x as u16),
+                4 => IoValue::U32(x as u32),
+                _ => IoValue::U64(x),
+            }
+        };
+        f(IoElement { id, value });
     }
     Some(())
 }
@@ -320,10 +314,23 @@ impl<'a> Iterator for IoIter<'a> {
     }
 }
 
-/// Reads one record at the cursor, checking every length against what is there.
-fn read_record<'a>(c: &mut Cursor<'a>, layout: IoLayout) -> Option<RecordView<'a>> {
+/// Reads the record at the front of `b`, checking every length against what is there;
+/// returns it and the bytes it takes.
+fn read_record(b: &[u8], layout: IoLayout) -> Option<(RecordView<'_>, usize)> {
+    // One copy of the walk per id and count width: the widths become constants, and the walk
+    // is offset arithmetic with one bounds check per read (it runs for every record twice,
+    // once to validate and once to view).
+    match (layout.id_width, layout.count_width) {
+        (1, 1) => read_record_as::<1, 1>(b, layout),
+        (2, 1) => read_record_as::<2, 1>(b, layout),
+        _ => read_record_as::<2, 2>(b, layout),
+    }
+}
+
+#[inline(always)]
+fn read_record_as<const ID: usize, const CNT: usize>(b: &[u8], layout: IoLayout) -> Option<(RecordView<'_>, usize)> {
     // Timestamp (8), priority (1) and the GPS element (15), read as one array.
-    let h: [u8; 24] = c.array()?;
+    let h: &[u8; 24] = b.get(..24)?.try_into().ok()?;
     let timestamp_ms = u64::from_be_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]);
     let priority = h[8];
     let gps = GpsElement {
@@ -334,25 +341,50 @@ fn read_record<'a>(c: &mut Cursor<'a>, layout: IoLayout) -> Option<RecordView<'a
         satellites: h[21],
         speed_kmh: u16::from_be_bytes([h[22], h[23]]),
     };
-    let event_io_id = layout.read_id(c)?;
-    let generation_type = if layout.generation_type { Some(c.u8()?) } else { None };
-    let declared_io_count = layout.read_count(c)?;
-    let io_start = c.rest();
-    let before = c.remaining();
-    for &width in layout.fixed_groups() {
-        let n = layout.read_count(c)?;
-        let each = usize::from(layout.id_width) + usize::from(width);
-        c.take(usize::from(n) * each)?;
+    let mut p = 24;
+    let event_io_id = be_small::<ID>(b.get(p..p + ID)?);
+    p += ID;
+    let generation_type = if layout.generation_type {
+        let g = *b.get(p)?;
+        p += 1;
+        Some(g)
+    } else {
+        None
+    };
+    let declared_io_count = be_small::<CNT>(b.get(p..p + CNT)?);
+    p += CNT;
+    let io_start = p;
+    let mut io_elements = 0u32;
+    let fixed_groups = if layout.sixteen_byte_group { 5 } else { 4 };
+    for &width in &FIXED_WIDTHS[..fixed_groups] {
+        // A count is at most 65,535 elements of at most 18 bytes: no overflow, and a count
+        // past the end fails the next read or the final slice.
+        let n = usize::from(be_small::<CNT>(b.get(p..p + CNT)?));
+        p += CNT + n * (ID + width);
+        io_elements += n as u32;
     }
     if layout.variable_group {
-        for _ in 0..layout.read_count(c)? {
-            layout.read_id(c)?;
-            let len = c.u16()?;
-            c.take(usize::from(len))?;
+        let n = be_small::<CNT>(b.get(p..p + CNT)?);
+        p += CNT;
+        for _ in 0..n {
+            let len = usize::from(be_small::<2>(b.get(p + ID..p + ID + 2)?));
+            p += ID + 2 + len;
         }
+        io_elements += u32::from(n);
     }
-    let io = &io_start[..before - c.remaining()];
-    Some(RecordView { timestamp_ms, priority, gps, event_io_id, generation_type, declared_io_count, layout, io })
+    let io = b.get(io_start..p)?;
+    let view = RecordView {
+        timestamp_ms,
+        priority,
+        gps,
+        event_io_id,
+        generation_type,
+        declared_io_count,
+        layout,
+        io,
+        io_elements,
+    };
+    Some((view, p))
 }
 
 /// Why a data field is not valid AVL data.
@@ -384,6 +416,8 @@ pub struct AvlData<'a> {
     pub count: u8,
     layout: IoLayout,
     records: &'a [u8],
+    /// IO elements in all records together.
+    io_elements: u32,
 }
 
 impl<'a> AvlData<'a> {
@@ -396,25 +430,38 @@ impl<'a> AvlData<'a> {
         if n1 != n2 {
             return Err(AvlError::CountMismatch { n1, n2 });
         }
+        // The IO elements of all records if they fill `body` exactly in `layout`.
         let fits = |layout: IoLayout| {
-            let mut c = Cursor::new(body);
-            (0..n1).all(|_| read_record(&mut c, layout).is_some()) && c.remaining() == 0
+            let (mut rest, mut io_elements) = (body, 0);
+            for _ in 0..n1 {
+                let (record, used) = read_record(rest, layout)?;
+                io_elements += record.io_elements;
+                rest = &rest[used..];
+            }
+            rest.is_empty().then_some(io_elements)
         };
-        let layout = if fits(layout) {
-            layout
-        } else if fits(IoLayout { sixteen_byte_group: true, ..layout }) {
-            IoLayout { sixteen_byte_group: true, ..layout }
-        } else {
-            return Err(AvlError::Layout);
+        let sixteen = IoLayout { sixteen_byte_group: true, ..layout };
+        let (layout, io_elements) = match fits(layout) {
+            Some(n) => (layout, n),
+            None => (sixteen, fits(sixteen).ok_or(AvlError::Layout)?),
         };
-        Ok(AvlData { codec, count: n1, layout, records: body })
+        Ok(AvlData { codec, count: n1, layout, records: body, io_elements })
+    }
+
+    /// IO elements in all records together.
+    pub fn io_elements(&self) -> u32 {
+        self.io_elements
     }
 
     /// The records, in order. Never fails: `parse` validated them.
     pub fn records(&self) -> impl Iterator<Item = RecordView<'a>> + 'a {
         let layout = self.layout;
-        let mut c = Cursor::new(self.records);
-        (0..self.count).map_while(move |_| read_record(&mut c, layout))
+        let mut rest = self.records;
+        (0..self.count).map_while(move |_| {
+            let (record, used) = read_record(rest, layout)?;
+            rest = &rest[used..];
+            Some(record)
+        })
     }
 
     /// Whether the records carry Traccar's 16-byte IO group.
@@ -455,14 +502,19 @@ impl AvlRecord {
             declared_io_count: Some(v.declared_io_count),
             ..AvlRecord::default()
         };
-        v.for_each_io(|e| match e.value {
-            IoValue::U8(x) => r.io_u8.push((e.id, x)),
-            IoValue::U16(x) => r.io_u16.push((e.id, x)),
-            IoValue::U32(x) => r.io_u32.push((e.id, x)),
-            IoValue::U64(x) => r.io_u64.push((e.id, x)),
-            IoValue::Bytes(b) => r.io_var.push((e.id, b.to_vec())),
-        });
+        v.for_each_io(|e| r.push_io(e));
         r
+    }
+
+    /// Adds an IO element to the group of its width.
+    pub fn push_io(&mut self, e: IoElement<'_>) {
+        match e.value {
+            IoValue::U8(x) => self.io_u8.push((e.id, x)),
+            IoValue::U16(x) => self.io_u16.push((e.id, x)),
+            IoValue::U32(x) => self.io_u32.push((e.id, x)),
+            IoValue::U64(x) => self.io_u64.push((e.id, x)),
+            IoValue::Bytes(b) => self.io_var.push((e.id, b.to_vec())),
+        }
     }
 
     fn io_count(&self) -> usize {

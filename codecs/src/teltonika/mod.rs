@@ -5,7 +5,7 @@
 //! * [`TcpFramer`] cuts a TCP stream into handshakes, keep-alives and packets, verifying the
 //!   CRC-16/ARC and resynchronising on the next plausible packet after damage.
 //! * [`AvlData`] validates a data field once and then iterates records ([`RecordView`]) and
-//!   IO elements ([`IoElement`]) without allocating.
+//!   IO elements ([`IoElement`]) without allocating; [`AvlPacket`] is its owned copy.
 //! * [`Command`] reads command packets; [`encode_command`] writes them.
 //! * [`UdpPacket`] reads a datagram; [`udp_ack`] answers it.
 //! * [`TeltonikaDecoder`] keeps the per-connection state (IMEI) and emits records and acks.
@@ -14,6 +14,7 @@
 
 mod avl;
 mod frame;
+mod packet;
 mod stream;
 
 pub use avl::{
@@ -21,6 +22,7 @@ pub use avl::{
     CODEC_16, CODEC_8, CODEC_8E,
 };
 pub use frame::{frame_kind, TcpFrameKind, TcpFramer, DEFAULT_LIMITS, HEADER_LEN, KNOWN_CODECS, MAX_IMEI_LEN};
+pub use packet::{AvlPacket, PacketRecord};
 pub use stream::{ImeiPolicy, TeltonikaDecoder};
 
 use crate::wire::checksum::CRC16_ARC;

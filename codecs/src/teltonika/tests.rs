@@ -412,6 +412,15 @@ proptest! {
         let mut again = Vec::new();
         encode_data(codec, &back, &mut again).unwrap();
         prop_assert_eq!(again, data.clone());
+        // The owned packet holds the same records and elements as the views.
+        let owned = AvlPacket::from_data(&avl);
+        prop_assert_eq!(owned.codec(), codec);
+        prop_assert_eq!(owned.len(), recs.len());
+        prop_assert_eq!(owned.records().map(|r| r.to_record()).collect::<Vec<_>>(), back.clone());
+        for (o, v) in owned.records().zip(avl.records()) {
+            prop_assert_eq!(o.io().collect::<Vec<_>>(), v.io().collect::<Vec<_>>());
+        }
+        prop_assert_eq!(avl.io_elements() as usize, back.iter().map(|r| r.io_u8.len() + r.io_u16.len() + r.io_u32.len() + r.io_u64.len() + r.io_var.len()).sum::<usize>());
         // Through the framer and the decoder, with its byte-exact ack.
         let mut packet = Vec::new();
         encode_packet(&data, &mut packet);
@@ -455,4 +464,33 @@ proptest! {
         let whole = decode_all(&mut TeltonikaDecoder::tcp(), &input);
         prop_assert_eq!(out, whole);
     }
+}
+
+/// Traccar's 16-byte IO group (Codec 8 devices that only fit with it): the owned packet keeps
+/// the 16-byte value as bytes, next to the fixed-width values.
+#[test]
+fn an_owned_packet_keeps_sixteen_byte_values() {
+    let mut data = vec![CODEC_8, 1];
+    data.extend_from_slice(&1_700_000_000_000u64.to_be_bytes());
+    data.push(1);
+    data.extend_from_slice(&[0; 15]);
+    // event 0, total 2; one 1-byte element (id 239 = 1), no 2/4/8-byte ones, one 16-byte one.
+    data.extend_from_slice(&[0, 2, 1, 239, 1, 0, 0, 0, 1, 78]);
+    data.extend_from_slice(&(1..=16).collect::<Vec<u8>>());
+    data.push(1);
+    let avl = AvlData::parse(&data).unwrap();
+    assert!(avl.has_sixteen_byte_group());
+    assert_eq!(avl.io_elements(), 2);
+    let owned = AvlPacket::from_data(&avl);
+    let record = owned.records().next().unwrap();
+    assert_eq!(record.timestamp_ms(), 1_700_000_000_000);
+    let io: Vec<_> = record.io().collect();
+    let sixteen: Vec<u8> = (1..=16).collect();
+    assert_eq!(
+        io,
+        [IoElement { id: 239, value: IoValue::U8(1) }, IoElement { id: 78, value: IoValue::Bytes(&sixteen) }]
+    );
+    // An owned packet outlives the bytes it was read from.
+    drop(data);
+    assert_eq!(owned.records().next().unwrap().io().count(), 2);
 }
