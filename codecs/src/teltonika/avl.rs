@@ -147,8 +147,14 @@ impl<'a> RecordView<'a> {
 const FIXED_WIDTHS: [usize; 5] = [1, 2, 4, 8, 16];
 
 impl<'a> RecordView<'a> {
+    /// The IO elements the record holds (the groups' counts added up, not the declared total).
+    pub fn io_elements(&self) -> u32 {
+        self.io_elements
+    }
+
     /// Calls `f` with every IO element, in wire order: the same elements as [`RecordView::io`],
     /// faster, because each group is walked as a run of fixed-size elements.
+    #[inline]
     pub fn for_each_io(&self, mut f: impl FnMut(IoElement<'a>)) {
         let l = self.layout;
         let fixed = if l.sixteen_byte_group { 5 } else { 4 };
@@ -171,13 +177,14 @@ fn be_small<const W: usize>(b: &[u8]) -> u16 {
     }
 }
 
-/// Walks IO groups whose ids are `ID` bytes and counts `CNT` bytes.
+/// Walks IO groups whose ids are `ID` bytes and counts `CNT` bytes; returns what follows them.
+#[inline]
 fn walk_io<'a, const ID: usize, const CNT: usize>(
     mut b: &'a [u8],
     fixed_groups: usize,
     variable: bool,
     f: &mut impl FnMut(IoElement<'a>),
-) -> Option<()> {
+) -> Option<&'a [u8]> {
     walk_group::<ID, CNT, 1>(&mut b, f)?;
     walk_group::<ID, CNT, 2>(&mut b, f)?;
     walk_group::<ID, CNT, 4>(&mut b, f)?;
@@ -196,7 +203,7 @@ fn walk_io<'a, const ID: usize, const CNT: usize>(
             f(IoElement { id, value: IoValue::Bytes(value) });
         }
     }
-    Some(())
+    Some(b)
 }
 
 /// Walks one fixed-width group (values of `W` bytes) at the front of `b` and moves `b` past
@@ -316,6 +323,7 @@ impl<'a> Iterator for IoIter<'a> {
 
 /// Reads the record at the front of `b`, checking every length against what is there;
 /// returns it and the bytes it takes.
+#[inline]
 fn read_record(b: &[u8], layout: IoLayout) -> Option<(RecordView<'_>, usize)> {
     // One copy of the walk per id and count width: the widths become constants, and the walk
     // is offset arithmetic with one bounds check per read (it runs for every record twice,
@@ -329,6 +337,17 @@ fn read_record(b: &[u8], layout: IoLayout) -> Option<(RecordView<'_>, usize)> {
 
 #[inline(always)]
 fn read_record_as<const ID: usize, const CNT: usize>(b: &[u8], layout: IoLayout) -> Option<(RecordView<'_>, usize)> {
+    let (mut view, io_start) = read_head::<ID, CNT>(b, layout)?;
+    let (end, io_elements) = io_end::<ID, CNT>(b, io_start, layout)?;
+    view.io = b.get(io_start..end)?;
+    view.io_elements = io_elements;
+    Some((view, end))
+}
+
+/// Reads a record's fields up to its IO groups; returns the record with no IO yet and where
+/// its IO groups start.
+#[inline(always)]
+fn read_head<const ID: usize, const CNT: usize>(b: &[u8], layout: IoLayout) -> Option<(RecordView<'_>, usize)> {
     // Timestamp (8), priority (1) and the GPS element (15), read as one array.
     let h: &[u8; 24] = b.get(..24)?.try_into().ok()?;
     let timestamp_ms = u64::from_be_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]);
@@ -353,12 +372,28 @@ fn read_record_as<const ID: usize, const CNT: usize>(b: &[u8], layout: IoLayout)
     };
     let declared_io_count = be_small::<CNT>(b.get(p..p + CNT)?);
     p += CNT;
-    let io_start = p;
+    let view = RecordView {
+        timestamp_ms,
+        priority,
+        gps,
+        event_io_id,
+        generation_type,
+        declared_io_count,
+        layout,
+        io: &[],
+        io_elements: 0,
+    };
+    Some((view, p))
+}
+
+/// Where the IO groups that start at `b[p..]` end, and how many elements they hold.
+#[inline(always)]
+fn io_end<const ID: usize, const CNT: usize>(b: &[u8], mut p: usize, layout: IoLayout) -> Option<(usize, u32)> {
     let mut io_elements = 0u32;
     let fixed_groups = if layout.sixteen_byte_group { 5 } else { 4 };
     for &width in &FIXED_WIDTHS[..fixed_groups] {
         // A count is at most 65,535 elements of at most 18 bytes: no overflow, and a count
-        // past the end fails the next read or the final slice.
+        // past the end fails the next read or the caller's final check.
         let n = usize::from(be_small::<CNT>(b.get(p..p + CNT)?));
         p += CNT + n * (ID + width);
         io_elements += n as u32;
@@ -372,19 +407,20 @@ fn read_record_as<const ID: usize, const CNT: usize>(b: &[u8], layout: IoLayout)
         }
         io_elements += u32::from(n);
     }
-    let io = b.get(io_start..p)?;
-    let view = RecordView {
-        timestamp_ms,
-        priority,
-        gps,
-        event_io_id,
-        generation_type,
-        declared_io_count,
-        layout,
-        io,
-        io_elements,
-    };
-    Some((view, p))
+    Some((p, io_elements))
+}
+
+/// The IO elements of `n` records if they fill `body` exactly: validation, which only needs
+/// where each record ends, so it decodes nothing else.
+fn records_fit<const ID: usize, const CNT: usize>(body: &[u8], n: u8, layout: IoLayout) -> Option<u32> {
+    let head = 24 + ID + usize::from(layout.generation_type) + CNT;
+    let (mut p, mut io_elements) = (0, 0);
+    for _ in 0..n {
+        let (end, count) = io_end::<ID, CNT>(body, p + head, layout)?;
+        p = end;
+        io_elements += count;
+    }
+    (p == body.len()).then_some(io_elements)
 }
 
 /// Why a data field is not valid AVL data.
@@ -431,14 +467,10 @@ impl<'a> AvlData<'a> {
             return Err(AvlError::CountMismatch { n1, n2 });
         }
         // The IO elements of all records if they fill `body` exactly in `layout`.
-        let fits = |layout: IoLayout| {
-            let (mut rest, mut io_elements) = (body, 0);
-            for _ in 0..n1 {
-                let (record, used) = read_record(rest, layout)?;
-                io_elements += record.io_elements;
-                rest = &rest[used..];
-            }
-            rest.is_empty().then_some(io_elements)
+        let fits = |layout: IoLayout| match (layout.id_width, layout.count_width) {
+            (1, 1) => records_fit::<1, 1>(body, n1, layout),
+            (2, 1) => records_fit::<2, 1>(body, n1, layout),
+            _ => records_fit::<2, 2>(body, n1, layout),
         };
         let sixteen = IoLayout { sixteen_byte_group: true, ..layout };
         let (layout, io_elements) = match fits(layout) {
@@ -451,6 +483,44 @@ impl<'a> AvlData<'a> {
     /// IO elements in all records together.
     pub fn io_elements(&self) -> u32 {
         self.io_elements
+    }
+
+    /// Calls `io` with each IO element of a record and then `record` with the record, for
+    /// every record in order: one walk, for copies that want everything (the IO walk is
+    /// what finds where a record ends, so nothing is walked twice).
+    #[inline]
+    pub fn for_each_record(&self, mut record: impl FnMut(RecordView<'a>), mut io: impl FnMut(IoElement<'a>)) {
+        // Validated by `parse`, so the walk always completes.
+        let _ = match (self.layout.id_width, self.layout.count_width) {
+            (1, 1) => self.walk_records::<1, 1>(&mut record, &mut io),
+            (2, 1) => self.walk_records::<2, 1>(&mut record, &mut io),
+            _ => self.walk_records::<2, 2>(&mut record, &mut io),
+        };
+    }
+
+    #[inline(always)]
+    fn walk_records<const ID: usize, const CNT: usize>(
+        &self,
+        record: &mut impl FnMut(RecordView<'a>),
+        io: &mut impl FnMut(IoElement<'a>),
+    ) -> Option<()> {
+        let l = self.layout;
+        let fixed = if l.sixteen_byte_group { 5 } else { 4 };
+        let mut b = self.records;
+        for _ in 0..self.count {
+            let (mut view, io_start) = read_head::<ID, CNT>(b, l)?;
+            let mut elements = 0u32;
+            let rest = walk_io::<ID, CNT>(b.get(io_start..)?, fixed, l.variable_group, &mut |e| {
+                elements += 1;
+                io(e)
+            })?;
+            let end = b.len() - rest.len();
+            view.io = &b[io_start..end];
+            view.io_elements = elements;
+            record(view);
+            b = &b[end..];
+        }
+        Some(())
     }
 
     /// The records, in order. Never fails: `parse` validated them.

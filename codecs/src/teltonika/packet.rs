@@ -7,7 +7,7 @@
 //! 16-byte values, which only packets that carry such values need. Records and IO elements are
 //! read back through the same [`IoElement`] and [`GpsElement`] types the zero-copy views use.
 
-use super::avl::{AvlData, AvlRecord, GpsElement, IoElement, IoValue, RecordView};
+use super::avl::{AvlData, AvlRecord, GpsElement, IoElement, IoValue};
 
 /// What an owned IO value is: a fixed width, or a byte range in the packet's byte store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,38 +57,38 @@ impl AvlPacket {
             io: Vec::with_capacity(avl.io_elements() as usize),
             bytes: Vec::new(),
         };
-        for r in avl.records() {
-            packet.push_record(&r);
-        }
+        let (heads, io, bytes) = (&mut packet.heads, &mut packet.io, &mut packet.bytes);
+        let mut io_end = 0;
+        avl.for_each_record(
+            |r| {
+                io_end += r.io_elements();
+                heads.push(Head {
+                    timestamp_ms: r.timestamp_ms,
+                    priority: r.priority,
+                    gps: r.gps,
+                    event_io_id: r.event_io_id,
+                    generation_type: r.generation_type,
+                    declared_io_count: r.declared_io_count,
+                    io_end,
+                })
+            },
+            |e| {
+                let (kind, value) = match e.value {
+                    IoValue::U8(v) => (Stored::U8, u64::from(v)),
+                    IoValue::U16(v) => (Stored::U16, u64::from(v)),
+                    IoValue::U32(v) => (Stored::U32, u64::from(v)),
+                    IoValue::U64(v) => (Stored::U64, v),
+                    IoValue::Bytes(b) => {
+                        // Validated data fields are far below 4 GiB, so both halves fit.
+                        let at = ((bytes.len() as u64) << 32) | b.len() as u64;
+                        bytes.extend_from_slice(b);
+                        (Stored::Bytes, at)
+                    }
+                };
+                io.push(StoredIo { value, id: e.id, kind });
+            },
+        );
         packet
-    }
-
-    fn push_record(&mut self, r: &RecordView<'_>) {
-        let (io, bytes) = (&mut self.io, &mut self.bytes);
-        r.for_each_io(|e| {
-            let (kind, value) = match e.value {
-                IoValue::U8(v) => (Stored::U8, u64::from(v)),
-                IoValue::U16(v) => (Stored::U16, u64::from(v)),
-                IoValue::U32(v) => (Stored::U32, u64::from(v)),
-                IoValue::U64(v) => (Stored::U64, v),
-                IoValue::Bytes(b) => {
-                    // Validated data fields are far below 4 GiB, so both halves fit.
-                    let at = ((bytes.len() as u64) << 32) | b.len() as u64;
-                    bytes.extend_from_slice(b);
-                    (Stored::Bytes, at)
-                }
-            };
-            io.push(StoredIo { value, id: e.id, kind });
-        });
-        self.heads.push(Head {
-            timestamp_ms: r.timestamp_ms,
-            priority: r.priority,
-            gps: r.gps,
-            event_io_id: r.event_io_id,
-            generation_type: r.generation_type,
-            declared_io_count: r.declared_io_count,
-            io_end: self.io.len() as u32,
-        });
     }
 
     /// The codec the packet came in (8, 8E or 16).
