@@ -7,6 +7,7 @@
 //!   (trackgate through `RecordView::for_each_io`).
 //! * `trackgate_owned` / `nom_teltonika_owned`: owned copies of the records
 //!   (`AvlPacket::from_data` / `take_frame(..).evaluate()`).
+//! * `teltonika_rs_owned`: teltonika-rs 0.1.1's owned parse, Codec 8 only.
 //! * `trackgate_records`: the stream decoder producing the contract's records (with acks).
 //!
 //! cargo bench -p trackgate-benches --bench teltonika
@@ -141,6 +142,17 @@ fn nom_owned(buf: &[u8]) -> u64 {
     n
 }
 
+/// teltonika-rs 0.1.1 (Codec 8 only, owned, nom 7): packets parsed and records read.
+fn teltonika_rs_owned(buf: &[u8]) -> u64 {
+    let mut input = buf;
+    let mut n = 0;
+    while let Ok((rest, packet)) = teltonika_rs::parser::parse_teltonika_codec_8(input) {
+        n += black_box(packet).avl_data.len() as u64;
+        input = rest;
+    }
+    n
+}
+
 fn bench(c: &mut Criterion) {
     for (name, codec) in [("codec8", 0x08u8), ("codec8e", 0x8E)] {
         let (buf, records) = teltonika_packets(codec, 10_000, 7);
@@ -157,6 +169,11 @@ fn bench(c: &mut Criterion) {
         g.bench_function("nom_teltonika_views", |b| b.iter(|| nom_views(black_box(&buf))));
         g.bench_function("trackgate_owned", |b| b.iter(|| trackgate_owned(black_box(&buf))));
         g.bench_function("nom_teltonika_owned", |b| b.iter(|| nom_owned(black_box(&buf))));
+        if codec == 0x08 {
+            // It reads Codec 8 only (and no Codec 8 Extended packet gets past its parser).
+            assert_eq!(teltonika_rs_owned(&buf), records as u64);
+            g.bench_function("teltonika_rs_owned", |b| b.iter(|| teltonika_rs_owned(black_box(&buf))));
+        }
         g.bench_function("trackgate_records", |b| b.iter(|| trackgate_records(black_box(&buf))));
         g.finish();
         eprintln!("{name}: {} bytes, 10000 packets, {records} records", buf.len());
