@@ -639,12 +639,8 @@ async fn udp_device(config: &SimConfig, device: &mut Device, r: &mut DeviceResul
     }
     r.connected = true;
     let mut buf = vec![0u8; 2048];
-    let exchange = |x: Exchange, r: &mut DeviceResult| {
-        r.sent(&x);
-        x
-    };
     for x in device.login() {
-        let x = exchange(x, r);
+        r.sent(&x);
         if !udp_exchange(&socket, &x, config.ack_timeout, r, &mut buf).await {
             return;
         }
@@ -657,7 +653,7 @@ async fn udp_device(config: &SimConfig, device: &mut Device, r: &mut DeviceResul
         // One frame per datagram; a batch is several datagrams sent back to back.
         let xs: Vec<Exchange> = (0..config.batch.max(1)).map(|_| device.report(1, SystemTime::now())).collect();
         for x in xs {
-            let x = exchange(x, r);
+            r.sent(&x);
             r.records += x.records;
             if !udp_exchange(&socket, &x, config.ack_timeout, r, &mut buf).await {
                 return;
