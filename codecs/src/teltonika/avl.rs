@@ -487,22 +487,29 @@ impl<'a> AvlData<'a> {
 
     /// Calls `io` with each IO element of a record and then `record` with the record, for
     /// every record in order: one walk, for copies that want everything (the IO walk is
-    /// what finds where a record ends, so nothing is walked twice).
+    /// what finds where a record ends, so nothing is walked twice). Both callbacks get
+    /// `state`, so both can write to the same store.
     #[inline]
-    pub fn for_each_record(&self, mut record: impl FnMut(RecordView<'a>), mut io: impl FnMut(IoElement<'a>)) {
+    pub fn for_each_record<S>(
+        &self,
+        state: &mut S,
+        mut record: impl FnMut(&mut S, RecordView<'a>),
+        mut io: impl FnMut(&mut S, IoElement<'a>),
+    ) {
         // Validated by `parse`, so the walk always completes.
         let _ = match (self.layout.id_width, self.layout.count_width) {
-            (1, 1) => self.walk_records::<1, 1>(&mut record, &mut io),
-            (2, 1) => self.walk_records::<2, 1>(&mut record, &mut io),
-            _ => self.walk_records::<2, 2>(&mut record, &mut io),
+            (1, 1) => self.walk_records::<1, 1, S>(state, &mut record, &mut io),
+            (2, 1) => self.walk_records::<2, 1, S>(state, &mut record, &mut io),
+            _ => self.walk_records::<2, 2, S>(state, &mut record, &mut io),
         };
     }
 
     #[inline(always)]
-    fn walk_records<const ID: usize, const CNT: usize>(
+    fn walk_records<const ID: usize, const CNT: usize, S>(
         &self,
-        record: &mut impl FnMut(RecordView<'a>),
-        io: &mut impl FnMut(IoElement<'a>),
+        state: &mut S,
+        record: &mut impl FnMut(&mut S, RecordView<'a>),
+        io: &mut impl FnMut(&mut S, IoElement<'a>),
     ) -> Option<()> {
         let l = self.layout;
         let fixed = if l.sixteen_byte_group { 5 } else { 4 };
@@ -512,12 +519,12 @@ impl<'a> AvlData<'a> {
             let mut elements = 0u32;
             let rest = walk_io::<ID, CNT>(b.get(io_start..)?, fixed, l.variable_group, &mut |e| {
                 elements += 1;
-                io(e)
+                io(state, e)
             })?;
             let end = b.len() - rest.len();
             view.io = &b[io_start..end];
             view.io_elements = elements;
-            record(view);
+            record(state, view);
             b = &b[end..];
         }
         Some(())
