@@ -1,14 +1,13 @@
-//! Field grammars of NMEA 0183 (nmea.md §3), parsed with nom over one already-split field.
+//! Field grammars of NMEA 0183 (nmea.md §3), over one already-split field.
+//!
+//! These are hand-written rather than nom combinators (the style guide's default for frame
+//! bodies): the fields are 1–12 ASCII bytes, and in callgrind nom's per-field combinator
+//! chains plus `f64::from_str` were over half of a sentence's parse. Each grammar is a few
+//! lines of byte checks, and decimals convert exactly without the general float parser.
 //!
 //! Every parser here takes a whole field and either accepts all of it or fails: a field
 //! with a stray character is damage, not a shorter value. Empty fields are "no data" and
 //! are handled by the caller before these run.
-
-use nom::branch::alt;
-use nom::bytes::complete::{take_while, take_while_m_n};
-use nom::character::complete::{char, digit1, one_of};
-use nom::combinator::{all_consuming, map_res, opt, recognize};
-use nom::{IResult, Parser};
 
 use crate::time::Date;
 
@@ -82,67 +81,139 @@ impl Coordinate {
     }
 }
 
-type Res<'a, T> = IResult<&'a str, T>;
-
-/// Zero or more ASCII digits. Not nom's `digit0`: in nom 8.0.0, when it runs to the end of
-/// the input its remainder is not a sub-slice of the input, so an enclosing `recognize`
-/// returns a slice cut short (`recognize((char('.'), digit0))` on ".146" gives ".").
-fn digits0(i: &str) -> Res<'_, &str> {
-    take_while(|c: char| c.is_ascii_digit()).parse(i)
+/// The value of a run of ASCII digits, or `None` when a byte is not a digit, the run is
+/// empty, or the value overflows a `u32`.
+fn digits_value(d: &[u8]) -> Option<u32> {
+    if d.is_empty() {
+        return None;
+    }
+    d.iter().try_fold(0u32, |v, &b| {
+        let digit = b.wrapping_sub(b'0');
+        (digit < 10).then_some(())?;
+        v.checked_mul(10)?.checked_add(u32::from(digit))
+    })
 }
 
-fn two_digits(i: &str) -> Res<'_, u8> {
-    map_res(take_while_m_n(2, 2, |c: char| c.is_ascii_digit()), str::parse::<u8>).parse(i)
+fn all_digits(d: &[u8]) -> bool {
+    d.iter().all(u8::is_ascii_digit)
+}
+
+/// Two ASCII digits as a number.
+fn two_digits(d: &[u8]) -> Option<u8> {
+    match d {
+        [a, b] if a.is_ascii_digit() && b.is_ascii_digit() => Some((a - b'0') * 10 + (b - b'0')),
+        _ => None,
+    }
 }
 
 /// `hhmmss` with an optional `.f…` of up to 9 digits.
 pub fn time(field: &str) -> Option<NmeaTime> {
-    let (_, (hour, minute, second, frac)) =
-        all_consuming((two_digits, two_digits, two_digits, opt((char('.'), digits0)))).parse(field).ok()?;
-    let (fraction, fraction_digits) = match frac {
-        None => (0, 0),
+    let b = field.as_bytes();
+    let hour = two_digits(b.get(0..2)?)?;
+    let minute = two_digits(b.get(2..4)?)?;
+    let second = two_digits(b.get(4..6)?)?;
+    let (fraction, fraction_digits) = match &b[6..] {
+        [] => (0, 0),
         // A bare trailing dot ("123519.") is written by some receivers: no fraction.
-        Some((_, "")) => (0, 0),
-        Some((_, digits)) if digits.len() <= 9 => (digits.parse().ok()?, digits.len() as u8),
-        Some(_) => return None,
+        [b'.'] => (0, 0),
+        [b'.', digits @ ..] if digits.len() <= 9 => (digits_value(digits)?, digits.len() as u8),
+        _ => return None,
     };
     (hour <= 23 && minute <= 59 && second <= 60).then_some(NmeaTime { hour, minute, second, fraction, fraction_digits })
 }
 
 /// `ddmmyy`, validated as a real calendar date.
 pub fn date(field: &str) -> Option<NmeaDate> {
-    let (_, (day, month, year2)) = all_consuming((two_digits, two_digits, two_digits)).parse(field).ok()?;
-    let d = NmeaDate { day, month, year2 };
+    let [d0, d1, m0, m1, y0, y1] = *field.as_bytes() else { return None };
+    let d = NmeaDate { day: two_digits(&[d0, d1])?, month: two_digits(&[m0, m1])?, year2: two_digits(&[y0, y1])? };
     d.date().map(|_| d)
 }
 
-fn decimal_text(i: &str) -> Res<'_, &str> {
-    recognize((
-        opt(one_of("+-")),
-        alt((recognize((digit1, opt((char('.'), digits0)))), recognize((char('.'), digit1)))),
-    ))
-    .parse(i)
+/// Powers of ten that an `f64` holds exactly (10^22 is the largest).
+const EXACT_POWERS_OF_TEN: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20,
+    1e21, 1e22,
+];
+
+/// The same powers as integers, up to the 10^15 that 15 digits can need.
+const EXACT_POWERS_OF_TEN_U64: [u64; 16] = {
+    let mut p = [1u64; 16];
+    let mut i = 1;
+    while i < 16 {
+        p[i] = p[i - 1] * 10;
+        i += 1;
+    }
+    p
+};
+
+/// Digits with at most one `.` (already checked to be the field's only other byte) as an
+/// `f64`, rounded exactly as `f64::from_str` rounds. With at most 15 digits the digits form
+/// an integer below 2^53 and the point divides by an exactly held power of ten, so one IEEE
+/// division gives the correctly rounded value (Clinger's fast path); longer fields, which
+/// receivers do not send, go to the standard library's parser.
+fn unsigned_decimal(text: &str) -> Option<f64> {
+    let mut mantissa = 0u64;
+    let mut digits = 0u32;
+    let mut fraction_digits = 0u32;
+    let mut point = false;
+    for &b in text.as_bytes() {
+        if b == b'.' {
+            point = true;
+        } else {
+            mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(b - b'0'));
+            digits += 1;
+            fraction_digits += u32::from(point);
+        }
+    }
+    if digits == 0 {
+        return None;
+    }
+    if digits <= 15 {
+        return Some(mantissa as f64 / EXACT_POWERS_OF_TEN[fraction_digits as usize]);
+    }
+    text.parse().ok().filter(|v: &f64| v.is_finite())
 }
 
-/// A decimal number: optional sign, digits, optional fraction. No exponents, no `inf`/`NaN`
-/// (which `f64::from_str` would accept), and nothing so long that it overflows to infinity
-/// (300 digits of zeros after an 8 is a finite-looking field that `f64` cannot hold).
+/// Whether `text` is digits with at most one `.` among them.
+fn digits_and_point(text: &[u8]) -> bool {
+    let mut points = 0;
+    for &b in text {
+        if b == b'.' {
+            points += 1;
+        } else if !b.is_ascii_digit() {
+            return false;
+        }
+    }
+    points <= 1
+}
+
+/// A decimal number: optional sign, digits, optional fraction (`5`, `-21.3`, `000.`, `.5`).
+/// No exponents, no `inf`/`NaN` (which `f64::from_str` would accept), and nothing so long
+/// that it overflows to infinity (300 digits of zeros after an 8 is a finite-looking field
+/// that `f64` cannot hold).
 pub fn decimal(field: &str) -> Option<f64> {
-    let (_, text) = all_consuming(decimal_text).parse(field).ok()?;
-    text.parse().ok().filter(|v: &f64| v.is_finite())
+    let (negative, rest) = match field.as_bytes().first()? {
+        b'-' => (true, &field[1..]),
+        b'+' => (false, &field[1..]),
+        _ => (false, field),
+    };
+    if !digits_and_point(rest.as_bytes()) {
+        return None;
+    }
+    let v = unsigned_decimal(rest)?;
+    Some(if negative { -v } else { v })
 }
 
 /// An unsigned integer of plain digits (leading zeros allowed).
 pub fn unsigned<T: std::str::FromStr>(field: &str) -> Option<T> {
-    let (_, digits) = all_consuming(digit1::<&str, nom::error::Error<&str>>).parse(field).ok()?;
-    digits.parse().ok()
+    // `from_str` alone would also take a leading `+`.
+    (!field.is_empty() && all_digits(field.as_bytes())).then(|| field.parse().ok())?
 }
 
 /// A signed integer: optional sign then digits.
 pub fn signed<T: std::str::FromStr>(field: &str) -> Option<T> {
-    let (_, text) =
-        all_consuming(recognize((opt(one_of("+-")), digit1::<&str, nom::error::Error<&str>>))).parse(field).ok()?;
-    text.parse().ok()
+    let digits = field.strip_prefix(['+', '-']).unwrap_or(field);
+    (!digits.is_empty() && all_digits(digits.as_bytes())).then(|| field.parse().ok())?
 }
 
 /// `ddmm.mmmm` (latitude, `max_degrees` 90) or `dddmm.mmmm` (longitude, 180) with its
@@ -153,15 +224,38 @@ pub fn coordinate(value: &str, hemisphere: &str, max_degrees: u16) -> Option<Coo
         (90, "N" | "S") | (180, "E" | "W") => hemisphere.as_bytes()[0],
         _ => return None,
     };
-    let (_, (int_part, frac)) =
-        all_consuming((digit1::<&str, nom::error::Error<&str>>, opt(recognize((char('.'), digits0)))))
-            .parse(value)
-            .ok()?;
-    let split = int_part.len().saturating_sub(2);
-    let (deg_text, min_int) = int_part.split_at(split);
-    let whole_degrees: u16 = if deg_text.is_empty() { 0 } else { deg_text.parse().ok()? };
-    let minutes_text = &value[split..int_part.len() + frac.map_or(0, str::len)];
-    let minutes: f64 = if min_int.is_empty() { 0.0 } else { minutes_text.parse().ok()? };
+    // One pass: digits with at most one point, at least one digit before it, and the digits'
+    // value as an integer (wrapping: only used when there are at most 15 digits).
+    let b = value.as_bytes();
+    let (mut mantissa, mut digits, mut fraction_digits, mut point) = (0u64, 0usize, 0usize, None);
+    for (i, &c) in b.iter().enumerate() {
+        let digit = c.wrapping_sub(b'0');
+        if digit < 10 {
+            mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(digit));
+            digits += 1;
+            fraction_digits += usize::from(point.is_some());
+        } else if c == b'.' && point.is_none() {
+            point = Some(i);
+        } else {
+            return None;
+        }
+    }
+    let int_len = point.unwrap_or(b.len());
+    if int_len == 0 {
+        return None;
+    }
+    let (whole_degrees, minutes) = if digits <= 15 {
+        // The last two whole digits and the fraction are the minutes: split the integer,
+        // then one exact division (see `unsigned_decimal`), so the minutes are the same
+        // `f64` the minutes text would parse to.
+        let minutes_scale = 100 * EXACT_POWERS_OF_TEN_U64[fraction_digits];
+        let whole_degrees = u16::try_from(mantissa / minutes_scale).ok()?;
+        (whole_degrees, (mantissa % minutes_scale) as f64 / EXACT_POWERS_OF_TEN[fraction_digits])
+    } else {
+        let split = int_len.saturating_sub(2);
+        let whole_degrees = if split == 0 { 0 } else { u16::try_from(digits_value(&b[..split])?).ok()? };
+        (whole_degrees, unsigned_decimal(&value[split..])?)
+    };
     let c = Coordinate { whole_degrees, minutes, hemisphere: hemi };
     (minutes < 60.0 && c.degrees().abs() <= f64::from(max_degrees)).then_some(c)
 }
@@ -172,7 +266,8 @@ mod tests {
 
     #[test]
     fn fractions_running_to_the_end_of_the_field_are_kept_whole() {
-        // Regression: nom 8.0.0's digit0 under recognize cut these to "0." and "4404.".
+        // Regression from the nom-based grammars: nom 8.0.0's digit0 under recognize cut these
+        // to "0." and "4404.".
         assert_eq!(decimal("0.146"), Some(0.146));
         assert_eq!(coordinate("4404.13993", "N", 90).map(|c| c.minutes), Some(4.13993));
     }
@@ -217,6 +312,59 @@ mod tests {
         assert_eq!(unsigned::<u8>("256"), None);
         assert_eq!(unsigned::<u8>("+7"), None);
         assert_eq!(signed::<i8>("-1"), Some(-1));
+    }
+
+    proptest::proptest! {
+        /// The fast conversion rounds exactly as the standard library's parser does, on
+        /// both sides of the 15-digit limit, with and without a sign and a fraction.
+        #[test]
+        fn decimals_round_like_from_str(
+            sign in proptest::sample::select(vec!["", "-", "+"]),
+            int in "[0-9]{0,12}",
+            frac in proptest::option::of("[0-9]{0,12}"),
+        ) {
+            let text = format!("{sign}{int}{}", frac.as_ref().map_or(String::new(), |f| format!(".{f}")));
+            let expected = if int.is_empty() && frac.as_deref().unwrap_or("").is_empty() {
+                None
+            } else {
+                Some(text.parse::<f64>().unwrap())
+            };
+            let got = decimal(&text);
+            proptest::prop_assert_eq!(got.map(f64::to_bits), expected.map(f64::to_bits), "{:?}", text);
+        }
+
+        #[test]
+        fn coordinate_minutes_round_like_from_str(deg in 0u16..=89, min in 0u32..60, frac in "[0-9]{0,14}") {
+            let value = format!("{deg:02}{min:02}.{frac}");
+            let c = coordinate(&value, "N", 90).unwrap();
+            let expected: f64 = format!("{min:02}.{frac}").parse().unwrap();
+            proptest::prop_assert_eq!(c.whole_degrees, deg);
+            proptest::prop_assert_eq!(c.minutes.to_bits(), expected.to_bits());
+        }
+    }
+
+    #[test]
+    fn long_and_odd_decimals() {
+        // Past 15 digits the standard parser takes over, with the same result.
+        let long = "12345678901234567.123456789";
+        assert_eq!(decimal(long), long.parse().ok());
+        assert_eq!(decimal("-0"), Some(-0.0));
+        assert!(decimal("-0").unwrap().is_sign_negative());
+        let huge = format!("8{}", "0".repeat(400));
+        assert_eq!(decimal(&huge), None, "overflows to infinity");
+        assert_eq!(signed::<i16>("+90"), Some(90));
+        assert_eq!(signed::<i16>("--9"), None);
+        assert_eq!(signed::<i16>("-"), None);
+        assert_eq!(unsigned::<u32>(""), None);
+        assert!(time("1200").is_none());
+        assert!(time("120000.").unwrap().millis().is_none());
+        assert!(time("12000a").is_none());
+        assert!(date("10011").is_none());
+        assert!(date("1o0117").is_none());
+        assert!(coordinate(".5", "N", 90).is_none(), "no whole minutes");
+        assert!(coordinate("4404.1.2", "N", 90).is_none());
+        assert!(coordinate("99999994404.1", "N", 90).is_none(), "degrees overflow");
+        assert_eq!(coordinate("5.5", "N", 90).map(|c| (c.whole_degrees, c.minutes)), Some((0, 5.5)));
     }
 
     #[test]
