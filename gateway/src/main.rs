@@ -411,13 +411,20 @@ async fn wait_for_signal() {
                     _ = tokio::signal::ctrl_c() => {}
                 }
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+            Err(term_error) => {
+                if let Err(int_error) = tokio::signal::ctrl_c().await {
+                    // Without handlers the signals keep their default action (the process
+                    // ends without flushing); returning here would shut down at once.
+                    tracing::error!(%term_error, %int_error, "cannot handle SIGTERM or SIGINT; serving on without them");
+                    std::future::pending::<()>().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }

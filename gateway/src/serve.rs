@@ -256,6 +256,22 @@ impl Gateway {
 /// the listening lines to stderr, starts the shards and the metrics endpoint. The sink
 /// handle is dropped before returning, so the caller can join the sink thread.
 pub fn run(config: &ServeConfig, sink: SinkHandle, stop: impl std::future::Future<Output = ()>) -> io::Result<()> {
+    // This thread's runtime, and the signal handling `stop` registers when first polled, are
+    // set up before any shard runs: at the descriptor limit the shards' accepts take every
+    // free descriptor, and a runtime or signal pipe made after that fails (a failed signal
+    // registration used to end `stop` at once, so the gateway quietly shut down).
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let mut stop = Box::pin(stop);
+    let stopped_already = runtime.block_on(async {
+        tokio::select! {
+            biased;
+            _ = &mut stop => true,
+            _ = std::future::ready(()) => false,
+        }
+    });
+    if stopped_already {
+        return Ok(());
+    }
     let bound = bind_all(config)?;
     let metrics_listener = match config.metrics {
         Some(addr) => Some(
@@ -274,7 +290,6 @@ pub fn run(config: &ServeConfig, sink: SinkHandle, stop: impl std::future::Futur
     let registry = Registry::new();
     info!(listeners = bound.len(), shards = config.shards, "trackgate serving");
     let gateway = Gateway::start(bound, config.shards, sink, config.limits.clone(), metrics.clone(), registry.clone())?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let stopping = gateway.stopping();
     runtime.block_on(async move {
         if let Some(l) = metrics_listener {
