@@ -1,12 +1,25 @@
 #!/usr/bin/env bash
-# A load run: one gateway, several `trackgate sim` processes (one process holds at most
-# ~20,000 sockets here), every device logging in and reporting. Prints each sim's JSON
-# report and the gateway's peak RSS, CPU time and record count as one JSON line.
+# A load run: one or more gateway processes, several `trackgate sim` processes (one process
+# holds at most ~20,000 sockets here), every device logging in and reporting. Prints each
+# sim's JSON report, then one JSON line summing the run: the gateways' peak RSS, CPU time and
+# records, and the sims' acks, logins and latencies.
 #
 #   scripts/load.sh [PROTOCOL] [DEVICES_PER_SIM] [SIMS] [DURATION] [INTERVAL] [BATCH]
 #   scripts/load.sh gt06 2500 4 30s 1s 1
 #
-# TRANSPORT=udp for UDP devices; FSYNC=never to flush without fsync.
+# Environment:
+#   TRANSPORT=udp       UDP devices (not gt06)
+#   FSYNC=never         flush without fsync (default: fsync on every commit)
+#   GATEWAYS=N          N gateway processes sharing one port through SO_REUSEPORT (default 1);
+#                       the kernel spreads connections over them, so N processes hold N times
+#                       one process's descriptor limit
+#   RAMP=5s             device starts spread over this time (0s: all at once)
+#   SHARDS=N            shards per gateway (default: one per core)
+#   GATEWAY_CPUS=0      pin the gateways (taskset list), so their CPU time is not shared
+#   SIM_CPUS=1          pin the sims
+#
+# Each sim connects from its own loopback address (127.0.0.2, 127.0.0.3, ...): connections
+# from one address to one port run out of ephemeral ports near 28,000.
 #
 # Uses the release binary (built if missing). Loopback only; stops by itself.
 set -euo pipefail
@@ -19,68 +32,119 @@ duration=${4:-30s}
 interval=${5:-1s}
 batch=${6:-1}
 transport=${TRANSPORT:-tcp}
+gateways=${GATEWAYS:-1}
+ramp=${RAMP:-5s}
+
+# Prefixes, not a shell function: `$!` must be the gateway's own pid for the TERM at the end.
+gw_pin=()
+[[ -n ${GATEWAY_CPUS:-} ]] && gw_pin=(taskset -c "$GATEWAY_CPUS")
+sim_pin=()
+[[ -n ${SIM_CPUS:-} ]] && sim_pin=(taskset -c "$SIM_CPUS")
 
 cargo build --release -q
 bin=target/release/trackgate
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
-# Every simulated device comes from 127.0.0.1: lift the per-address cap.
+# Every simulated device comes from loopback: lift the per-address cap.
 printf '[limits]\nmax_connections_per_ip = 0\n' >"$work/trackgate.toml"
-"$bin" serve --config "$work/trackgate.toml" --listen "$protocol=127.0.0.1:0" --sink "jsonl:$work/records.jsonl" \
-  --fsync "${FSYNC:-every-commit}" --metrics 127.0.0.1:0 2>"$work/serve.log" &
-gw=$!
-for _ in $(seq 100); do
-  grep -q "listening $protocol $transport" "$work/serve.log" 2>/dev/null && break
-  sleep 0.1
-done
-addr=$(grep "listening $protocol $transport" "$work/serve.log" | awk '{print $NF}')
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$gw/stat"; }
+
+start_gateway() { # index, listen address
+  "${gw_pin[@]}" "$bin" serve --config "$work/trackgate.toml" --listen "$protocol=$2" \
+    --sink "jsonl:$work/records-$1.jsonl" --fsync "${FSYNC:-every-commit}" ${SHARDS:+--shards "$SHARDS"} --metrics 127.0.0.1:0 \
+    2>"$work/serve-$1.log" &
+  gws+=($!)
+  for _ in $(seq 100); do
+    grep -q "listening $protocol $transport" "$work/serve-$1.log" 2>/dev/null && return
+    sleep 0.1
+  done
+  echo "gateway $1 did not start:" >&2
+  cat "$work/serve-$1.log" >&2
+  exit 1
+}
+
+gws=()
+start_gateway 0 127.0.0.1:0
+addr=$(grep "listening $protocol $transport" "$work/serve-0.log" | awk '{print $NF}')
+for g in $(seq 1 $((gateways - 1))); do start_gateway "$g" "$addr"; done
+
+cpu_ticks() { # summed over the gateways
+  local t=0 g
+  for g in "${gws[@]}"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$g/stat"))); done
+  echo "$t"
+}
+rss_kb() {
+  local t=0 g
+  for g in "${gws[@]}"; do t=$((t + $(awk '/VmRSS/ {print $2}' "/proc/$g/status"))); done
+  echo "$t"
+}
 slab_kb() { awk '/^Slab:/ {print $2}' /proc/meminfo; }
+used_kb() { awk '/^MemTotal:/ {t = $2} /^MemAvailable:/ {a = $2} END {print t - a}' /proc/meminfo; }
 slab_before=$(slab_kb)
+used_before=$(used_kb)
 start_ticks=$(cpu_ticks)
 start=$(date +%s.%N)
 
 pids=()
 for i in $(seq 0 $((sims - 1))); do
-  "$bin" sim --protocol "$protocol" --transport "$transport" --target "$addr" --devices "$per_sim" \
-    --interval "$interval" --duration "$duration" --ramp 5s --batch "$batch" \
-    --first-id $((i * per_sim)) --seed $((i + 1)) >"$work/sim-$i.json" &
+  "${sim_pin[@]}" "$bin" sim --protocol "$protocol" --transport "$transport" --target "$addr" \
+    --devices "$per_sim" --interval "$interval" --duration "$duration" --ramp "$ramp" --batch "$batch" \
+    --first-id $((i * per_sim)) --seed $((i + 1)) --source "127.0.0.$((2 + i % 250))" >"$work/sim-$i.json" &
   pids+=($!)
 done
 
 peak_kb=0
 peak_slab=0
+peak_used=0
 while kill -0 "${pids[@]}" 2>/dev/null; do
-  kb=$(awk '/VmRSS/ {print $2}' "/proc/$gw/status")
+  kb=$(rss_kb)
   ((kb > peak_kb)) && peak_kb=$kb
   slab=$(slab_kb)
   ((slab > peak_slab)) && peak_slab=$slab
+  used=$(used_kb)
+  ((used > peak_used)) && peak_used=$used
   sleep 0.5
 done
 failed=0
 for p in "${pids[@]}"; do wait "$p" || failed=1; done
 end=$(date +%s.%N)
 end_ticks=$(cpu_ticks)
-kill -TERM "$gw"
-wait "$gw"
+kill -TERM "${gws[@]}"
+for g in "${gws[@]}"; do wait "$g"; done
 
 for i in $(seq 0 $((sims - 1))); do cat "$work/sim-$i.json"; done
-records=$(wc -l <"$work/records.jsonl")
+records=()
+for g in $(seq 0 $((gateways - 1))); do records+=("$(wc -l <"$work/records-$g.jsonl")"); done
 hz=$(getconf CLK_TCK)
-python3 - "$protocol" "$transport" "$((per_sim * sims))" "$peak_kb" "$start" "$end" "$start_ticks" "$end_ticks" "$hz" "$records" "$failed" "$slab_before" "$peak_slab" <<'EOF'
+python3 - "$work" "$protocol" "$transport" "$peak_kb" "$start" "$end" "$start_ticks" "$end_ticks" "$hz" \
+  "$failed" "$slab_before" "$peak_slab" "$sims" "${records[*]}" "$used_before" "$peak_used" <<'EOF'
 import json, sys
-p, t, devices, peak_kb, start, end, t0, t1, hz, records, failed, slab0, slab1 = sys.argv[1:]
+work, p, t, peak_kb, start, end, t0, t1, hz, failed, slab0, slab1, sims, records, used0, used1 = sys.argv[1:]
 wall = float(end) - float(start)
 cpu = (int(t1) - int(t0)) / int(hz)
+reports = [json.load(open(f"{work}/sim-{i}.json")) for i in range(int(sims))]
+per_gateway = [int(r) for r in records.split()]
+total = sum(per_gateway)
+logged_in = sum(r["logged_in"] for r in reports)
+login_phase = max(r["login_phase_s"] for r in reports)
 print(json.dumps({
-    "protocol": p, "transport": t, "devices": int(devices),
+    "protocol": p, "transport": t, "devices": sum(r["devices"] for r in reports),
+    "gateways": len(per_gateway),
     "gateway_peak_rss_mib": round(int(peak_kb) / 1024, 1),
     # Kernel slab growth over the run, both ends of every loopback connection included.
     "kernel_slab_growth_mib": round((int(slab1) - int(slab0)) / 1024, 1),
+    # The whole machine's memory in use (total less available) at its peak, over the start:
+    # gateways, sims and kernel together.
+    "machine_memory_growth_mib": round((int(used1) - int(used0)) / 1024, 1),
     "gateway_cpu_s": round(cpu, 2), "wall_s": round(wall, 1),
-    "records_in_sink": int(records),
-    "records_per_cpu_s": round(int(records) / cpu) if cpu > 0 else None,
+    "records_in_sinks": total, "records_per_gateway": per_gateway,
+    "records_expected": sum(r["records_expected"] for r in reports),
+    "records_per_cpu_s": round(total / cpu) if cpu > 0 else None,
+    "acks_ok": sum(r["acks_ok"] for r in reports),
+    "logged_in": logged_in, "login_phase_s": round(login_phase, 2),
+    "logins_per_s": round(logged_in / login_phase) if login_phase > 0 else None,
+    # The worst sim's percentile, not a merged one.
+    "ack_p99_ms_worst_sim": max(r["ack_latency_ms"]["p99"] for r in reports),
     "every_ack_ok": failed == "0",
 }))
 EOF

@@ -42,10 +42,21 @@ impl Gateway {
 
     /// As `launch`, with the binary run under `wrapper` (for example `prlimit --nofile=N`).
     fn launch_under(wrapper: &[&str], protocols: &[&str], extra: &[&str]) -> Gateway {
+        let listens: Vec<String> = protocols.iter().map(|p| format!("{p}=127.0.0.1:0")).collect();
+        Gateway::spawn(wrapper, protocols, &listens, extra)
+    }
+
+    /// Another gateway process on `protocol`'s port of `first` (SO_REUSEPORT shares it).
+    fn join(first: &Gateway, protocol: &str) -> Gateway {
+        let addr = first.addr(&format!("{protocol} tcp"));
+        Gateway::spawn(&[], &[protocol], &[format!("{protocol}={addr}")], &[])
+    }
+
+    fn spawn(wrapper: &[&str], protocols: &[&str], listens: &[String], extra: &[&str]) -> Gateway {
         let sink = std::env::temp_dir().join(format!("trackgate-serve-{}-{}.jsonl", std::process::id(), rand_suffix()));
         let mut args = vec!["serve".to_owned()];
-        for p in protocols {
-            args.extend(["--listen".to_owned(), format!("{p}=127.0.0.1:0")]);
+        for l in listens {
+            args.extend(["--listen".to_owned(), l.clone()]);
         }
         args.extend(["--sink".to_owned(), format!("jsonl:{}", sink.display())]);
         let mut command = match wrapper.split_first() {
@@ -449,6 +460,7 @@ fn sim(protocol: trackgate::codecs::Protocol, transport: Transport, target: Sock
         ack_timeout: Duration::from_secs(20),
         seed: rand_suffix(),
         first_id: 1000,
+        source: None,
     }
 }
 
@@ -486,6 +498,42 @@ fn every_protocol_with_many_simulated_devices_and_damaged_frames() {
     let (code, sunk) = gw.stop();
     assert_eq!(code, Some(0));
     assert_eq!(sunk.len() as u64, records, "every record of every acked frame, and no more");
+}
+
+/// The way past one process's descriptor limit: several gateway processes on one port. The
+/// kernel spreads the connections over them, devices come from two loopback addresses (as
+/// `scripts/load.sh` does at scale), every ack is exact, and the records of the two sinks add
+/// up to what was acknowledged.
+#[test]
+fn two_gateway_processes_share_one_port() {
+    use trackgate::codecs::Protocol;
+    let first = Gateway::start_for("gt06", &[]);
+    let second = Gateway::join(&first, "gt06");
+    assert_eq!(second.tcp, first.tcp);
+    let runs: Vec<_> = [(2u8, 0u64), (3, 10_000)]
+        .into_iter()
+        .map(|(last_octet, first_id)| {
+            let mut config = sim(Protocol::Gt06, Transport::Tcp, first.tcp, 100);
+            config.damage = 0.0;
+            config.first_id = first_id;
+            config.source = Some([127, 0, 0, last_octet].into());
+            std::thread::spawn(move || trackgate::sim::run(config).unwrap())
+        })
+        .collect();
+    let mut expected = 0;
+    for run in runs {
+        let report = run.join().unwrap();
+        assert!(report.all_acked(), "{report:#?}");
+        assert_eq!(report.logged_in, 100);
+        assert!(report.login_phase_s > 0.0 && report.logins_per_s > 0.0, "{report:#?}");
+        expected += report.records_expected;
+    }
+    let (code1, sunk1) = first.stop();
+    let (code2, sunk2) = second.stop();
+    assert_eq!((code1, code2), (Some(0), Some(0)));
+    // 200 connections over four listening sockets: each process gets some.
+    assert!(!sunk1.is_empty() && !sunk2.is_empty(), "{} / {}", sunk1.len(), sunk2.len());
+    assert_eq!((sunk1.len() + sunk2.len()) as u64, expected);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The `trackgate` binary: `serve`, `decode`, `corpus verify|bless` (contract §2, §3).
 
 use std::io::{self, BufWriter, Read, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -118,6 +118,10 @@ enum Command {
         /// side by side without sharing ids.
         #[arg(long = "first-id", default_value_t = 0)]
         first_id: u64,
+        /// Connect from this local address (127.0.0.2, ...): loopback connections to one
+        /// gateway address run out of ephemeral ports near 28,000 per source address.
+        #[arg(long)]
+        source: Option<IpAddr>,
     },
     /// Scale harness: many sessions in this process over an in-memory transport, through
     /// the real session and codec code. Prints a JSON report.
@@ -199,6 +203,7 @@ fn main() -> ExitCode {
             ack_timeout,
             seed,
             first_id,
+            source,
         } => {
             if protocol == Protocol::Gt06 && transport == Transport::Udp {
                 return usage_error("gt06 devices use TCP only");
@@ -219,6 +224,7 @@ fn main() -> ExitCode {
                 ack_timeout,
                 seed,
                 first_id,
+                source,
             };
             run_sim(config)
         }

@@ -6,13 +6,13 @@
 //! The device side ([`Device`]) is plain code: frames out, the exact replies they call for.
 //! The tokio driver around it only connects, writes, reads and times.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 use trackgate_codecs::jt808::message::{Location, Register};
 use trackgate_codecs::jt808::{self, Edition, Terminal};
 use trackgate_codecs::record::Timestamp;
@@ -44,6 +44,10 @@ pub struct SimConfig {
     pub seed: u64,
     /// Device ids are numbered from here.
     pub first_id: u64,
+    /// Local address the devices connect from (any port). Loopback connections to one
+    /// gateway address run out of ephemeral ports near 28,000; sims on 127.0.0.2, 127.0.0.3,
+    /// ... each get a port range of their own.
+    pub source: Option<IpAddr>,
 }
 
 impl Default for SimConfig {
@@ -61,6 +65,7 @@ impl Default for SimConfig {
             ack_timeout: Duration::from_secs(10),
             seed: 1,
             first_id: 0,
+            source: None,
         }
     }
 }
@@ -440,6 +445,10 @@ pub struct SimReport {
     pub records_expected: u64,
     pub elapsed_s: f64,
     pub frames_per_s: f64,
+    /// From the start until the last device had logged in (the ramp included).
+    pub login_phase_s: f64,
+    /// Devices logged in per second of the login phase.
+    pub logins_per_s: f64,
     pub ack_latency_ms: Latency,
 }
 
@@ -471,6 +480,9 @@ impl SimReport {
         self.acks_missing += d.missing;
         self.closed_by_gateway += d.closed;
         self.records_expected += d.records;
+        if let Some(t) = d.logged_in_after {
+            self.login_phase_s = self.login_phase_s.max(t.as_secs_f64());
+        }
     }
 }
 
@@ -487,6 +499,8 @@ struct DeviceResult {
     closed: u64,
     records: u64,
     latencies_us: Vec<u32>,
+    /// When the login finished, from the start of the run.
+    logged_in_after: Option<Duration>,
 }
 
 impl DeviceResult {
@@ -516,8 +530,8 @@ pub async fn run_async(config: SimConfig) -> std::io::Result<SimReport> {
                 Device::new(config.protocol, config.transport, config.first_id + i as u64, config.seed, config.damage);
             let mut result = DeviceResult::default();
             match config.transport {
-                Transport::Tcp => tcp_device(&config, &mut device, &mut result).await,
-                Transport::Udp => udp_device(&config, &mut device, &mut result).await,
+                Transport::Tcp => tcp_device(&config, &mut device, &mut result, started).await,
+                Transport::Udp => udp_device(&config, &mut device, &mut result, started).await,
             }
             result
         });
@@ -536,6 +550,7 @@ pub async fn run_async(config: SimConfig) -> std::io::Result<SimReport> {
     }
     report.elapsed_s = started.elapsed().as_secs_f64();
     report.frames_per_s = report.frames_sent as f64 / report.elapsed_s.max(1e-9);
+    report.logins_per_s = report.logged_in as f64 / report.login_phase_s.max(1e-9);
     latencies.sort_unstable();
     let pick = |q: f64| {
         latencies
@@ -590,8 +605,15 @@ async fn read_replies(
     true
 }
 
-async fn tcp_device(config: &SimConfig, device: &mut Device, r: &mut DeviceResult) {
-    let Ok(Ok(mut stream)) = tokio::time::timeout(config.ack_timeout, TcpStream::connect(config.target)).await else {
+async fn connect(config: &SimConfig) -> std::io::Result<TcpStream> {
+    let Some(source) = config.source else { return TcpStream::connect(config.target).await };
+    let socket = if config.target.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(config.target).await
+}
+
+async fn tcp_device(config: &SimConfig, device: &mut Device, r: &mut DeviceResult, started: Instant) {
+    let Ok(Ok(mut stream)) = tokio::time::timeout(config.ack_timeout, connect(config)).await else {
         return;
     };
     r.connected = true;
@@ -606,6 +628,7 @@ async fn tcp_device(config: &SimConfig, device: &mut Device, r: &mut DeviceResul
         r.records += x.records;
     }
     r.logged_in = true;
+    r.logged_in_after = Some(started.elapsed());
     let end = Instant::now() + config.duration;
     let mut next = tokio::time::Instant::now();
     while Instant::now() < end {
@@ -630,9 +653,12 @@ async fn tcp_device(config: &SimConfig, device: &mut Device, r: &mut DeviceResul
     }
 }
 
-async fn udp_device(config: &SimConfig, device: &mut Device, r: &mut DeviceResult) {
-    let local: SocketAddr =
-        if config.target.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { "[::]:0".parse().expect("an address") };
+async fn udp_device(config: &SimConfig, device: &mut Device, r: &mut DeviceResult, started: Instant) {
+    let local: SocketAddr = match config.source {
+        Some(ip) => SocketAddr::new(ip, 0),
+        None if config.target.is_ipv4() => ([0, 0, 0, 0], 0).into(),
+        None => "[::]:0".parse().expect("an address"),
+    };
     let Ok(socket) = UdpSocket::bind(local).await else { return };
     if socket.connect(config.target).await.is_err() {
         return;
@@ -647,6 +673,7 @@ async fn udp_device(config: &SimConfig, device: &mut Device, r: &mut DeviceResul
         r.records += x.records;
     }
     r.logged_in = true;
+    r.logged_in_after = Some(started.elapsed());
     let end = Instant::now() + config.duration;
     let mut next = tokio::time::Instant::now();
     while Instant::now() < end {
