@@ -765,7 +765,7 @@ fn a_bad_config_file_is_a_usage_error() {
 /// of spinning on the error, and serves again once descriptors are free.
 #[test]
 fn at_the_descriptor_limit_accepts_pause_and_resume() {
-    let gw = Gateway::launch_under(
+    let mut gw = Gateway::launch_under(
         &["prlimit", "--nofile=48"],
         &["gt06"],
         &["--shards", "1", "--metrics", "127.0.0.1:0", "--idle-timeout", "60"],
@@ -782,8 +782,9 @@ fn at_the_descriptor_limit_accepts_pause_and_resume() {
     drop(flood);
     // A device after the flood is served (the backlog drains as descriptors free up).
     let deadline = Instant::now() + Duration::from_secs(30);
+    let addr = gw.tcp;
     let try_login = || -> std::io::Result<[u8; 10]> {
-        let mut c = TcpStream::connect(gw.tcp)?;
+        let mut c = TcpStream::connect(addr)?;
         c.set_read_timeout(Some(Duration::from_secs(5)))?;
         c.write_all(&unhex(GT06_LOGIN))?;
         let mut ack = [0u8; 10];
@@ -796,7 +797,16 @@ fn at_the_descriptor_limit_accepts_pause_and_resume() {
         match try_login() {
             Ok(ack) => break ack,
             Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
-            Err(e) => panic!("no login ack after the flood: {e}"),
+            Err(e) => {
+                // A refused connection after a flood can be a gateway that exited, not a slow
+                // one (it was, once): say which.
+                let gateway = match gw.child.try_wait() {
+                    Ok(Some(status)) => format!("the gateway has exited ({status})"),
+                    Ok(None) => "the gateway is still running".to_owned(),
+                    Err(w) => format!("cannot tell whether the gateway runs: {w}"),
+                };
+                panic!("no login ack after the flood: {e}; {gateway}");
+            }
         }
     };
     assert_eq!(ack.to_vec(), unhex("787805010001D9DC0D0A"));
