@@ -17,11 +17,13 @@
 #   SHARDS=N            shards per gateway (default: one per core)
 #   GATEWAY_CPUS=0      pin the gateways (taskset list), so their CPU time is not shared
 #   SIM_CPUS=1          pin the sims
+#   TRACKGATE_BIN=path  use this binary instead of building the release one (CI's smoke run)
 #
 # Each sim connects from its own loopback address (127.0.0.2, 127.0.0.3, ...): connections
 # from one address to one port run out of ephemeral ports near 28,000.
 #
-# Uses the release binary (built if missing). Loopback only; stops by itself.
+# Exits 1 if an ack was wrong or missing or the sinks do not hold exactly the records the
+# sims expect. Uses the release binary (built if missing). Loopback only; stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,8 +43,12 @@ gw_pin=()
 sim_pin=()
 [[ -n ${SIM_CPUS:-} ]] && sim_pin=(taskset -c "$SIM_CPUS")
 
-cargo build --release -q
-bin=target/release/trackgate
+if [[ -n ${TRACKGATE_BIN:-} ]]; then
+  bin=$TRACKGATE_BIN
+else
+  cargo build --release -q
+  bin=target/release/trackgate
+fi
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
@@ -125,6 +131,7 @@ cpu = (int(t1) - int(t0)) / int(hz)
 reports = [json.load(open(f"{work}/sim-{i}.json")) for i in range(int(sims))]
 per_gateway = [int(r) for r in records.split()]
 total = sum(per_gateway)
+expected = sum(r["records_expected"] for r in reports)
 logged_in = sum(r["logged_in"] for r in reports)
 login_phase = max(r["login_phase_s"] for r in reports)
 print(json.dumps({
@@ -138,7 +145,7 @@ print(json.dumps({
     "machine_memory_growth_mib": round((int(used1) - int(used0)) / 1024, 1),
     "gateway_cpu_s": round(cpu, 2), "wall_s": round(wall, 1),
     "records_in_sinks": total, "records_per_gateway": per_gateway,
-    "records_expected": sum(r["records_expected"] for r in reports),
+    "records_expected": expected,
     "records_per_cpu_s": round(total / cpu) if cpu > 0 else None,
     "acks_ok": sum(r["acks_ok"] for r in reports),
     "logged_in": logged_in, "login_phase_s": round(login_phase, 2),
@@ -147,4 +154,6 @@ print(json.dumps({
     "ack_p99_ms_worst_sim": max(r["ack_latency_ms"]["p99"] for r in reports),
     "every_ack_ok": failed == "0",
 }))
+# A run that lost or invented a record, or missed an ack, is a failed run.
+sys.exit(0 if failed == "0" and total == expected else 1)
 EOF

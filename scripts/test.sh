@@ -23,5 +23,9 @@ cargo test --locked -p trackgate-benches --benches
 step "fuzz smoke (every target, \${FUZZ_RUNS:-300000} inputs from a fixed seed, nightly)"
 scripts/fuzz-smoke.sh
 
+step "load script smoke (two gateway processes on one port, two sims; no timing)"
+# The debug binary the socket tests built: the smoke checks the script and the sums, not speed.
+TRACKGATE_BIN=target/debug/trackgate GATEWAYS=2 RAMP=1s scripts/load.sh gt06 50 2 2s 500ms 2 | tail -n 1
+
 step "decode corpus (trackgate corpus verify corpus)"
 cargo run --locked --quiet -p trackgate -- corpus verify corpus
