@@ -559,6 +559,13 @@ fn the_sim_command_reports_in_json() {
     assert_eq!(out.status.code(), Some(1));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["connect_failures"], 2);
+    // A source address of the other IP version could never connect: refused up front.
+    let out = Command::new(env!("CARGO_BIN_EXE_trackgate"))
+        .args(["sim", "--protocol", "gt06", "--target", "127.0.0.1:9", "--source", "::1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not the same IP version"));
 }
 
 /// Reads until the gateway closes the connection (a reset counts as closed).

@@ -211,10 +211,15 @@ fn main() -> ExitCode {
             if !(0.0..=1.0).contains(&damage) {
                 return usage_error("--damage is a probability between 0 and 1");
             }
+            let target = target.unwrap_or_else(|| ([127, 0, 0, 1], default_port(protocol)).into());
+            if let Some(ip) = source.filter(|ip| ip.is_ipv4() != target.is_ipv4()) {
+                // Otherwise every device would fail to connect, reported only as a count.
+                return usage_error(format!("--source {ip} and --target {target} are not the same IP version"));
+            }
             let config = SimConfig {
                 protocol,
                 transport,
-                target: target.unwrap_or_else(|| ([127, 0, 0, 1], default_port(protocol)).into()),
+                target,
                 devices,
                 interval: interval.max(Duration::from_millis(1)),
                 duration,
