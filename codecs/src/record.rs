@@ -74,18 +74,42 @@ pub enum Kind {
 
 /// The `attributes` object: everything a record carries beyond its fixed fields, with
 /// snake_case keys. Ordered by key so the same record always prints the same way.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Attributes(BTreeMap<Cow<'static, str>, Value>);
+///
+/// Kept as one vector sorted by key rather than a `BTreeMap`: records carry a handful to a
+/// few dozen attributes, built once and printed once, and a flat vector is one allocation
+/// with no node bookkeeping on the records path (the gateway builds one per frame).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Attributes(Vec<(Cow<'static, str>, Value)>);
+
+/// Room the first insert makes, so a typical record's attributes fit without regrowing.
+const ATTRIBUTES_FIRST_CAPACITY: usize = 12;
 
 impl Attributes {
     pub fn new() -> Self {
         Attributes::default()
     }
 
+    fn position(&self, key: &str) -> Result<usize, usize> {
+        // Decoders mostly set keys in order: check the end before searching.
+        match self.0.last() {
+            None => Err(0),
+            Some((last, _)) if last.as_ref() < key => Err(self.0.len()),
+            Some(_) => self.0.binary_search_by(|(k, _)| k.as_ref().cmp(key)),
+        }
+    }
+
     /// Sets `key`, replacing any earlier value.
     pub fn set(&mut self, key: impl Into<Cow<'static, str>>, value: impl Into<Value>) {
-        self.0.insert(key.into(), value.into());
+        let key = key.into();
+        match self.position(&key) {
+            Ok(i) => self.0[i].1 = value.into(),
+            Err(i) => {
+                if self.0.capacity() == 0 {
+                    self.0.reserve(ATTRIBUTES_FIRST_CAPACITY);
+                }
+                self.0.insert(i, (key, value.into()));
+            }
+        }
     }
 
     /// Sets `key` only when there is a value: absent stays absent.
@@ -109,11 +133,11 @@ impl Attributes {
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.0.get(key)
+        self.position(key).ok().map(|i| &self.0[i].1)
     }
 
     pub fn remove(&mut self, key: &str) -> Option<Value> {
-        self.0.remove(key)
+        self.position(key).ok().map(|i| self.0.remove(i).1)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -124,8 +148,23 @@ impl Attributes {
         self.0.len()
     }
 
+    /// In key order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
         self.0.iter().map(|(k, v)| (k.as_ref(), v))
+    }
+}
+
+impl Serialize for Attributes {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Attributes {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Through a map: sorted, and a key given twice keeps its last value, as before.
+        let map = BTreeMap::<Cow<'static, str>, Value>::deserialize(deserializer)?;
+        Ok(Attributes(map.into_iter().collect()))
     }
 }
 
@@ -220,6 +259,56 @@ pub fn knots_to_kmh(knots: f64) -> f64 {
 mod tests {
     use super::*;
     use crate::time::Date;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Set(u8, i64),
+        Remove(u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        // Few distinct keys, so replacing and removing present keys happens often.
+        prop_oneof![(0u8..24, any::<i64>()).prop_map(|(k, v)| Op::Set(k, v)), (0u8..24).prop_map(Op::Remove)]
+    }
+
+    proptest! {
+        /// The flat attribute store behaves as the ordered map it replaced: same lookups,
+        /// same removals, same order, same JSON.
+        #[test]
+        fn attributes_behave_as_an_ordered_map(ops in proptest::collection::vec(op(), 0..80)) {
+            let mut flat = Attributes::new();
+            let mut model = BTreeMap::<String, Value>::new();
+            for op in ops {
+                match op {
+                    Op::Set(k, v) => {
+                        flat.set(format!("key_{k}"), v);
+                        model.insert(format!("key_{k}"), v.into());
+                    }
+                    Op::Remove(k) => {
+                        prop_assert_eq!(flat.remove(&format!("key_{k}")), model.remove(&format!("key_{k}")));
+                    }
+                }
+                prop_assert_eq!(flat.len(), model.len());
+            }
+            for k in 0..24u8 {
+                let key = format!("key_{k}");
+                prop_assert_eq!(flat.get(&key), model.get(&key));
+            }
+            let flat_pairs: Vec<(&str, &Value)> = flat.iter().collect();
+            let model_pairs: Vec<(&str, &Value)> = model.iter().map(|(k, v)| (k.as_str(), v)).collect();
+            prop_assert_eq!(flat_pairs, model_pairs);
+            let json = serde_json::to_string(&flat).unwrap();
+            prop_assert_eq!(&json, &serde_json::to_string(&model).unwrap());
+            prop_assert_eq!(serde_json::from_str::<Attributes>(&json).unwrap(), flat);
+        }
+    }
+
+    #[test]
+    fn attributes_read_back_from_json_sorted_with_the_last_of_a_repeated_key() {
+        let a: Attributes = serde_json::from_str(r#"{"b":1,"a":2,"b":3}"#).unwrap();
+        assert_eq!(a.iter().collect::<Vec<_>>(), [("a", &Value::from(2)), ("b", &Value::from(3))]);
+    }
 
     #[test]
     fn omitted_fields_are_absent_not_null() {

@@ -77,8 +77,8 @@ fn local_time(protocol: u8) -> bool {
     matches!(protocol, GPS | GPS_LBS_6 | GPS_LBS | ALARM | GPS_PHONE | LBS_EXTEND)
 }
 
-fn hex_type(protocol: u8) -> String {
-    format!("0x{protocol:02x}")
+fn hex_type(protocol: u8) -> &'static str {
+    crate::wire::hex::byte_label(protocol)
 }
 
 fn cell_json(cell: &Cell) -> Value {

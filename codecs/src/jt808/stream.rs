@@ -183,8 +183,18 @@ const ALARMS: [Option<&str>; 32] = [
     Some("illegal_door_open"),
 ];
 
-fn hex_id(id: u16) -> String {
-    format!("0x{id:04x}")
+/// `0x0200`: the ids terminals send every few seconds come from a table, the rest are
+/// formatted.
+pub(super) fn hex_id(id: u16) -> Cow<'static, str> {
+    match id {
+        id::TERMINAL_RESPONSE => "0x0001".into(),
+        id::HEARTBEAT => "0x0002".into(),
+        id::LOCATION => "0x0200".into(),
+        id::LOCATION_REPLY => "0x0201".into(),
+        id::BATCH => "0x0704".into(),
+        id::PLATFORM_RESPONSE => "0x8001".into(),
+        _ => format!("0x{id:04x}").into(),
+    }
 }
 
 /// Big-endian values of slices whose length the caller's match has already checked.

@@ -13,8 +13,44 @@ pub fn to_hex(bytes: &[u8]) -> String {
     s
 }
 
+/// `0x00` to `0xff`, built at compile time, so a record's message type costs no formatting.
+static BYTE_LABELS: [[u8; 4]; 256] = {
+    let mut labels = [[0u8; 4]; 256];
+    let mut i = 0;
+    while i < 256 {
+        labels[i] = [b'0', b'x', DIGITS[i >> 4], DIGITS[i & 0x0f]];
+        i += 1;
+    }
+    labels
+};
+
+static BYTE_LABEL_STRS: [&str; 256] = {
+    let mut strs = [""; 256];
+    let mut i = 0;
+    while i < 256 {
+        strs[i] = match std::str::from_utf8(&BYTE_LABELS[i]) {
+            Ok(s) => s,
+            Err(_) => panic!("hex labels are ASCII"),
+        };
+        i += 1;
+    }
+    strs
+};
+
+/// `b` as `0x` and two lowercase hex digits (`0x12`).
+pub fn byte_label(b: u8) -> &'static str {
+    BYTE_LABEL_STRS[usize::from(b)]
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_byte_label_is_the_formatted_byte() {
+        for b in 0..=255u8 {
+            assert_eq!(super::byte_label(b), format!("0x{b:02x}"));
+        }
+    }
+
     #[test]
     fn lowercase_two_digits_a_byte() {
         assert_eq!(super::to_hex(&[0x00, 0x0f, 0xab, 0xff]), "000fabff");
