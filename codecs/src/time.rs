@@ -7,6 +7,24 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const MS_PER_DAY: i64 = 86_400_000;
 
+/// Days from 1970-01-01 to 1 January of 2000 + index.
+static YEAR_STARTS_FROM_2000: [i32; 256] = {
+    let mut starts = [0i32; 256];
+    let mut days = 10_957; // 1970-01-01 to 2000-01-01
+    let mut i = 0;
+    while i < 256 {
+        starts[i] = days;
+        let year = 2000 + i as i32;
+        let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+        days += if leap { 366 } else { 365 };
+        i += 1;
+    }
+    starts
+};
+
+/// Days of a common year before each month.
+const DAYS_BEFORE_MONTH: [u16; 12] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
+
 /// An instant in UTC, to the millisecond, and whether the source carried milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Timestamp {
@@ -110,9 +128,34 @@ impl Timestamp {
     /// a device clock `utc_offset_minutes` ahead of UTC. `None` for an impossible date or
     /// time (such as the all-zero time of a tracker without one).
     pub fn from_local_fields(fields: [u8; 6], utc_offset_minutes: i32) -> Option<Self> {
+        // Every binary fix carries one of these, so this is on the decoders' hot path: the
+        // years 2000–2255 come from a table instead of the general civil-date arithmetic
+        // (its divisions were a tenth of a GT06 view decode). A test holds it to the
+        // general path for every year, month and day.
         let [yy, month, day, hour, minute, second] = fields;
-        let date = Date::new(2000 + i32::from(yy), month, day)?;
-        Some(Timestamp::from_date_time(date, hour, minute, second, None)?.shifted_minutes(-utc_offset_minutes))
+        if !(1..=12).contains(&month) || day == 0 || hour > 23 || minute > 59 || second > 60 {
+            return None;
+        }
+        // 2000 is a leap year; 2100 and 2200 are not.
+        let leap = yy % 4 == 0 && yy != 100 && yy != 200;
+        let days_in_month = match month {
+            2 => 28 + u8::from(leap),
+            4 | 6 | 9 | 11 => 30,
+            _ => 31,
+        };
+        if day > days_in_month {
+            return None;
+        }
+        let m = usize::from(month - 1);
+        let days = i64::from(YEAR_STARTS_FROM_2000[usize::from(yy)])
+            + i64::from(DAYS_BEFORE_MONTH[m])
+            + i64::from(leap && month > 2)
+            + i64::from(day - 1);
+        let ms_of_day = ((i64::from(hour) * 60 + i64::from(minute)) * 60 + i64::from(second)) * 1000;
+        Some(
+            Timestamp { unix_ms: days * MS_PER_DAY + ms_of_day, has_millis: false }
+                .shifted_minutes(-utc_offset_minutes),
+        )
     }
 
     pub fn from_unix_ms(unix_ms: i64, has_millis: bool) -> Self {
@@ -256,6 +299,35 @@ impl<'de> serde::Deserialize<'de> for Timestamp {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// The table path of `from_local_fields` against the general date arithmetic, for every
+    /// year it covers, every month and day number a byte can say (valid or not).
+    #[test]
+    fn local_fields_agree_with_the_general_path_for_every_date() {
+        let general = |[yy, month, day, hour, minute, second]: [u8; 6], offset: i32| {
+            let date = Date::new(2000 + i32::from(yy), month, day)?;
+            Some(Timestamp::from_date_time(date, hour, minute, second, None)?.shifted_minutes(-offset))
+        };
+        for yy in 0..=255u8 {
+            for month in 0..=13u8 {
+                for day in 0..=32u8 {
+                    let fields = [yy, month, day, 23, 59, 60];
+                    assert_eq!(Timestamp::from_local_fields(fields, 480), general(fields, 480), "{fields:?}");
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn local_fields_agree_with_the_general_path(fields in any::<[u8; 6]>(), offset in -900i32..=900) {
+            let [yy, month, day, hour, minute, second] = fields;
+            let general = Date::new(2000 + i32::from(yy), month, day)
+                .and_then(|d| Timestamp::from_date_time(d, hour, minute, second, None))
+                .map(|t| t.shifted_minutes(-offset));
+            prop_assert_eq!(Timestamp::from_local_fields(fields, offset), general);
+        }
+    }
 
     #[test]
     fn formats_with_and_without_millis() {
