@@ -471,7 +471,7 @@ impl SimReport {
     fn add(&mut self, d: &DeviceResult) {
         self.connected += u64::from(d.connected);
         self.connect_failures += u64::from(!d.connected);
-        self.logged_in += u64::from(d.logged_in);
+        self.logged_in += u64::from(d.logged_in_after.is_some());
         self.frames_sent += d.frames;
         self.damaged_sent += d.damaged;
         self.acks_expected += d.expected;
@@ -489,7 +489,6 @@ impl SimReport {
 #[derive(Debug, Default)]
 struct DeviceResult {
     connected: bool,
-    logged_in: bool,
     frames: u64,
     damaged: u64,
     expected: u64,
@@ -499,7 +498,7 @@ struct DeviceResult {
     closed: u64,
     records: u64,
     latencies_us: Vec<u32>,
-    /// When the login finished, from the start of the run.
+    /// When the login finished, from the start of the run (`None`: it did not).
     logged_in_after: Option<Duration>,
 }
 
@@ -627,7 +626,6 @@ async fn tcp_device(config: &SimConfig, device: &mut Device, r: &mut DeviceResul
         }
         r.records += x.records;
     }
-    r.logged_in = true;
     r.logged_in_after = Some(started.elapsed());
     let end = Instant::now() + config.duration;
     let mut next = tokio::time::Instant::now();
@@ -672,7 +670,6 @@ async fn udp_device(config: &SimConfig, device: &mut Device, r: &mut DeviceResul
         }
         r.records += x.records;
     }
-    r.logged_in = true;
     r.logged_in_after = Some(started.elapsed());
     let end = Instant::now() + config.duration;
     let mut next = tokio::time::Instant::now();
