@@ -77,10 +77,6 @@ fn local_time(protocol: u8) -> bool {
     matches!(protocol, GPS | GPS_LBS_6 | GPS_LBS | ALARM | GPS_PHONE | LBS_EXTEND)
 }
 
-fn hex_type(protocol: u8) -> &'static str {
-    crate::wire::hex::byte_label(protocol)
-}
-
 fn cell_json(cell: &Cell) -> Value {
     let mut v = json!({"mcc": cell.mcc, "mnc": cell.mnc, "lac": cell.lac, "cell_id": cell.cell_id});
     if let Some(rssi) = cell.rssi {
@@ -191,7 +187,7 @@ impl Gt06Decoder {
     }
 
     fn record(&self, kind: Kind, frame: &Frame<'_>) -> Record {
-        let mut r = Record::new(Protocol::Gt06, kind, hex_type(frame.protocol));
+        let mut r = Record::new(Protocol::Gt06, kind, crate::wire::hex::byte_label(frame.protocol));
         r.device_id.clone_from(&self.imei);
         r.seq = frame.serial.map(u32::from);
         match frame.integrity {

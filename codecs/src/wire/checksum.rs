@@ -91,7 +91,7 @@ impl SlicedCrc16 {
 }
 
 /// Below this many bytes the whole CRC runs here; above, the crate's 16-byte loop takes the
-/// blocks (set from the short/bulk measurements above).
+/// blocks (where the two cross, by the `crc` bench in benches/).
 const SHORT: usize = 64;
 
 /// 8-bit XOR of every byte: the NMEA checksum and the JT808 check code (BCC).
