@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Buf, BytesMut};
 use socket2::{Domain, Socket, Type};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
@@ -128,6 +128,9 @@ fn reuseport_socket(addr: SocketAddr, transport: Transport) -> io::Result<Socket
     let socket = Socket::new(Domain::for_address(addr), ty, None)?;
     if transport == Transport::Tcp {
         socket.set_reuse_address(true)?;
+        // Acks go out as soon as they are written. Linux hands the listener's option to
+        // every accepted socket, which saves a setsockopt per connection (see accept_loop).
+        socket.set_tcp_nodelay(true)?;
     }
     socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
@@ -219,20 +222,17 @@ impl Gateway {
         }
         let mut threads = Vec::with_capacity(shards);
         for (index, sockets) in per_shard.into_iter().enumerate() {
-            let shard = Shard {
-                index,
-                sink: sink.clone(),
-                metrics: metrics.clone(),
-                registry: registry.clone(),
-                limits: limits.clone(),
-                stop: stop_rx.clone(),
-            };
+            let (sink, metrics, registry, limits, stop) =
+                (sink.clone(), metrics.clone(), registry.clone(), limits.clone(), stop_rx.clone());
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            threads.push(
-                thread::Builder::new()
-                    .name(format!("trackgate-shard-{index}"))
-                    .spawn(move || runtime.block_on(run_shard(Arc::new(shard), sockets)))?,
-            );
+            threads.push(thread::Builder::new().name(format!("trackgate-shard-{index}")).spawn(move || {
+                runtime.block_on(async move {
+                    // The sink's answers for this shard arrive as one wake-up per commit.
+                    let sink = sink.answered_on_this_runtime();
+                    let shard = Shard { index, sink, metrics, registry, limits, stop };
+                    run_shard(Arc::new(shard), sockets).await
+                })
+            })?);
         }
         Ok(Gateway { threads, stop: stop_tx })
     }
@@ -356,7 +356,10 @@ async fn accept_loop(shard: Arc<Shard>, protocol: Protocol, settings: Arc<Sessio
                         debug!(%protocol, %peer, "refused: too many connections from this address");
                         continue;
                     };
-                    let _ = stream.set_nodelay(true);
+                    // Inherited from the listener on Linux (reuseport_socket).
+                    if !cfg!(target_os = "linux") {
+                        let _ = stream.set_nodelay(true);
+                    }
                     conns.spawn(tcp_connection(shard.clone(), protocol, settings.clone(), stream, peer, slot));
                 }
                 Err(e) => {
@@ -405,6 +408,31 @@ async fn kicked(kick: &Option<Arc<Notify>>) {
     }
 }
 
+/// Reads what the socket holds into `buf`'s spare capacity. A read that leaves room
+/// unfilled has drained the socket (epoll(7): for stream sockets, a short read means the
+/// input is exhausted), so the stream's readiness is cleared then and there. Otherwise the
+/// next wait would return at once and cost a read that finds nothing: a system call per
+/// frame for devices that send one frame at a time. Readiness that arrives after the read
+/// is not lost: tokio clears only the readiness this read observed.
+fn read_drained(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    let room = buf.capacity() - buf.len();
+    let mut got = None;
+    let result = stream.try_io(Interest::READABLE, || {
+        let n = stream.try_read_buf(buf)?;
+        got = Some(n);
+        if n > 0 && n < room {
+            // Not an error: the way to tell tokio the socket is drained.
+            Err(io::ErrorKind::WouldBlock.into())
+        } else {
+            Ok(n)
+        }
+    });
+    match (result, got) {
+        (_, Some(n)) => Ok(n),
+        (result, None) => result,
+    }
+}
+
 async fn tcp_connection(
     shard: Arc<Shard>,
     protocol: Protocol,
@@ -427,16 +455,24 @@ async fn tcp_connection(
     let mut buf = BytesMut::new();
     let mut out = Output::default();
     let mut replies = Vec::new();
+    // One timer for the connection's life, moved as the session's deadline moves: moving a
+    // registered timer later touches no timer wheel, where a new timer per read would.
+    let idle = tokio::time::sleep_until(session.deadline().into());
+    tokio::pin!(idle);
     let reason = loop {
+        let deadline = tokio::time::Instant::from_std(session.deadline());
+        if idle.deadline() != deadline {
+            idle.as_mut().reset(deadline);
+        }
         tokio::select! {
             biased;
             _ = stopped(&mut stop) => break CloseReason::Shutdown,
             _ = kicked(&kick) => break CloseReason::Takeover,
-            _ = tokio::time::sleep_until(session.deadline().into()) => break CloseReason::Idle,
+            _ = &mut idle => break CloseReason::Idle,
             r = stream.readable() => if r.is_err() { break CloseReason::Error },
         }
         buf.reserve(shard.limits.read_buffer);
-        let at_end = match stream.try_read_buf(&mut buf) {
+        let at_end = match read_drained(&stream, &mut buf) {
             Ok(0) => true,
             Ok(n) => {
                 counters.bytes_in(n);
@@ -726,6 +762,70 @@ mod tests {
             assert!(size <= 1536, "a connection's future grew to {size} bytes");
             drop(task);
             drop(sink_thread);
+        });
+    }
+
+    /// The gateway sets no TCP_NODELAY per connection on Linux, counting on accepted
+    /// sockets inheriting the listener's; this holds the kernel to that.
+    #[test]
+    fn accepted_connections_inherit_nodelay_from_the_listener() {
+        let socket = reuseport_socket(([127, 0, 0, 1], 0).into(), Transport::Tcp).unwrap();
+        let listener: std::net::TcpListener = socket.into();
+        let _device = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        listener.set_nonblocking(false).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        assert!(accepted.nodelay().unwrap(), "an accepted socket did not inherit TCP_NODELAY");
+    }
+
+    /// A short read clears the stream's readiness (no read that finds nothing), and neither
+    /// bytes that arrive afterwards nor the peer's hang-up are missed for it.
+    #[test]
+    fn a_drained_read_loses_neither_later_bytes_nor_the_end() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let mut device = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut buf = BytesMut::with_capacity(4096);
+            device.write_all(b"first").await.unwrap();
+            stream.readable().await.unwrap();
+            assert_eq!(read_drained(&stream, &mut buf).unwrap(), 5);
+            // Drained: waiting again does not return at once.
+            let again = tokio::time::timeout(Duration::from_millis(50), stream.readable()).await;
+            assert!(again.is_err(), "readiness was not cleared by a short read");
+            device.write_all(b"second").await.unwrap();
+            stream.readable().await.unwrap();
+            assert_eq!(read_drained(&stream, &mut buf).unwrap(), 6);
+            assert_eq!(&buf[..], b"firstsecond");
+            // Bytes and the hang-up together: the bytes, then the end.
+            device.write_all(b"last").await.unwrap();
+            device.shutdown().await.unwrap();
+            drop(device);
+            stream.readable().await.unwrap();
+            let n = read_drained(&stream, &mut buf).unwrap();
+            assert!(n == 4 || n == 0, "read {n}");
+            if n == 4 {
+                stream.readable().await.unwrap();
+                assert_eq!(read_drained(&stream, &mut buf).unwrap(), 0);
+            }
+            assert_eq!(&buf[..], b"firstsecondlast");
+            // A read that fills the room is not taken as drained: the rest follows.
+            let mut small = BytesMut::with_capacity(4);
+            let mut device = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+            let (stream, _) = listener.accept().await.unwrap();
+            device.write_all(b"0123456789").await.unwrap();
+            let mut got = Vec::new();
+            while got.len() < 10 {
+                stream.readable().await.unwrap();
+                small.clear();
+                small.reserve(4);
+                match read_drained(&stream, &mut small) {
+                    Ok(n) => got.extend_from_slice(&small[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            assert_eq!(got, b"0123456789");
         });
     }
 

@@ -117,15 +117,23 @@ impl std::fmt::Display for SinkClosed {
 
 impl std::error::Error for SinkClosed {}
 
+type Answer = Result<(), SinkClosed>;
+
+/// Answers for one runtime, handed over in one message.
+type Answers = Vec<(oneshot::Sender<Answer>, Answer)>;
+
 struct Batch {
     records: Vec<Record>,
-    done: oneshot::Sender<Result<(), SinkClosed>>,
+    done: oneshot::Sender<Answer>,
+    relay: Option<mpsc::UnboundedSender<Answers>>,
 }
 
 /// The connections' side of the sink. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct SinkHandle {
     tx: mpsc::Sender<Batch>,
+    /// Where the sink thread sends this handle's answers, if not straight to each waiter.
+    relay: Option<mpsc::UnboundedSender<Answers>>,
 }
 
 impl std::fmt::Debug for Batch {
@@ -142,8 +150,51 @@ impl SinkHandle {
             return Ok(());
         }
         let (done, wait) = oneshot::channel();
-        self.tx.send(Batch { records, done }).await.map_err(|_| SinkClosed("sink thread has stopped".into()))?;
+        let batch = Batch { records, done, relay: self.relay.clone() };
+        self.tx.send(batch).await.map_err(|_| SinkClosed("sink thread has stopped".into()))?;
         wait.await.map_err(|_| SinkClosed("sink thread dropped the batch".into()))?
+    }
+
+    /// A handle whose answers reach their waiters through a task on the calling thread's
+    /// tokio runtime: the sink thread sends each commit's answers for this runtime in one
+    /// message, and the task hands them out. Waking a task from another thread costs the
+    /// runtime a wake-up system call each time; this way a commit that answers a thousand
+    /// connections of one shard costs one. Must be called inside a tokio runtime; the task
+    /// ends when the last handle made here (and the last batch sent through it) is gone.
+    pub fn answered_on_this_runtime(&self) -> SinkHandle {
+        let (relay, mut answers) = mpsc::unbounded_channel::<Answers>();
+        tokio::spawn(async move {
+            while let Some(list) = answers.recv().await {
+                for (done, answer) in list {
+                    let _ = done.send(answer);
+                }
+            }
+        });
+        SinkHandle { tx: self.tx.clone(), relay: Some(relay) }
+    }
+}
+
+/// Sends a commit's answers: one message per relaying runtime, the rest directly.
+fn answer_all(group: &mut Vec<Batch>, answer: &Answer) {
+    let mut relayed: Vec<(mpsc::UnboundedSender<Answers>, Answers)> = Vec::new();
+    for b in group.drain(..) {
+        match b.relay {
+            None => {
+                let _ = b.done.send(answer.clone());
+            }
+            Some(relay) => match relayed.iter_mut().find(|(r, _)| r.same_channel(&relay)) {
+                Some((_, list)) => list.push((b.done, answer.clone())),
+                None => relayed.push((relay, vec![(b.done, answer.clone())])),
+            },
+        }
+    }
+    for (relay, list) in relayed {
+        // The relaying task is gone (its runtime stopped): answer directly instead.
+        if let Err(mpsc::error::SendError(list)) = relay.send(list) {
+            for (done, answer) in list {
+                let _ = done.send(answer);
+            }
+        }
     }
 }
 
@@ -185,9 +236,7 @@ pub fn start(mut sinks: Vec<Box<dyn RecordSink>>, queue: usize) -> io::Result<(S
                 Ok::<(), io::Error>(())
             })();
             let answer = result.as_ref().map(|_| ()).map_err(|e| SinkClosed(e.to_string()));
-            for b in group.drain(..) {
-                let _ = b.done.send(answer.clone());
-            }
+            answer_all(&mut group, &answer);
             // A sink that cannot write stops taking records: nothing after this point
             // could be acknowledged honestly.
             result?;
@@ -195,7 +244,7 @@ pub fn start(mut sinks: Vec<Box<dyn RecordSink>>, queue: usize) -> io::Result<(S
         Ok(())
     })?;
     let _ = ready_rx.recv();
-    Ok((SinkHandle { tx }, SinkThread { thread }))
+    Ok((SinkHandle { tx, relay: None }, SinkThread { thread }))
 }
 
 #[cfg(test)]
@@ -257,6 +306,45 @@ mod tests {
             assert!(handle.submit(vec![rec("GGA")]).await.is_err());
         });
         drop(handle);
+        assert!(thread.join().is_err());
+    }
+
+    /// Answers relayed through a runtime's task (one message per commit) reach every
+    /// waiter, only after the commit, and a failing sink's refusal travels the same way.
+    #[test]
+    fn answers_relayed_on_a_runtime_reach_every_waiter_after_the_commit() {
+        let probe = Probe::default();
+        let (handle, thread) = start(vec![Box::new(probe.clone())], 64).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(async {
+            let relayed = handle.answered_on_this_runtime();
+            let mut waiters = tokio::task::JoinSet::new();
+            for i in 0..200 {
+                let h = relayed.clone();
+                let probe = probe.clone();
+                waiters.spawn(async move {
+                    h.submit(vec![rec(if i % 2 == 0 { "RMC" } else { "GGA" })]).await.unwrap();
+                    // Answered only once this record is committed.
+                    assert!(*probe.committed.lock().unwrap() > 0);
+                });
+            }
+            while let Some(r) = waiters.join_next().await {
+                r.unwrap();
+            }
+        });
+        drop(handle);
+        drop(rt);
+        thread.join().unwrap();
+        assert_eq!(*probe.committed.lock().unwrap(), 200);
+
+        let (handle, thread) = start(vec![Box::new(Probe { fail: true, ..Probe::default() })], 4).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(async {
+            let e = handle.answered_on_this_runtime().submit(vec![rec("RMC")]).await.unwrap_err();
+            assert!(e.to_string().contains("disk full"), "{e}");
+        });
+        drop(handle);
+        drop(rt);
         assert!(thread.join().is_err());
     }
 
