@@ -18,6 +18,8 @@
 #   GATEWAY_CPUS=0      pin the gateways (taskset list), so their CPU time is not shared
 #   SIM_CPUS=1          pin the sims
 #   TRACKGATE_BIN=path  use this binary instead of building the release one (CI's smoke run)
+#   SYSCALLS=1          count the gateways' system calls with `perf stat` (needs perf and
+#                       tracepoint access); the summary gains `gateway_syscalls`
 #
 # Each sim connects from its own loopback address (127.0.0.2, 127.0.0.3, ...): connections
 # from one address to one port run out of ephemeral ports near 28,000.
@@ -86,6 +88,13 @@ rss_kb() {
 }
 slab_kb() { awk '/^Slab:/ {print $2}' /proc/meminfo; }
 used_kb() { awk '/^MemTotal:/ {t = $2} /^MemAvailable:/ {a = $2} END {print t - a}' /proc/meminfo; }
+perf_pid=
+if [[ -n ${SYSCALLS:-} ]]; then
+  pid_list=$(IFS=,; echo "${gws[*]}")
+  perf stat -x, -e 'syscalls:sys_enter_*' -p "$pid_list" -o "$work/syscalls.csv" 2>/dev/null &
+  perf_pid=$!
+  sleep 0.5 # attached before the first device connects
+fi
 slab_before=$(slab_kb)
 used_before=$(used_kb)
 start_ticks=$(cpu_ticks)
@@ -115,6 +124,10 @@ failed=0
 for p in "${pids[@]}"; do wait "$p" || failed=1; done
 end=$(date +%s.%N)
 end_ticks=$(cpu_ticks)
+if [[ -n $perf_pid ]]; then
+  kill -INT "$perf_pid"
+  wait "$perf_pid" || true
+fi
 kill -TERM "${gws[@]}"
 for g in "${gws[@]}"; do wait "$g"; done
 
@@ -127,6 +140,19 @@ python3 - "$work" "$protocol" "$transport" "$peak_kb" "$start" "$end" "$start_ti
 import json, sys
 work, p, t, peak_kb, start, end, t0, t1, hz, failed, slab0, slab1, sims, records, used0, used1 = sys.argv[1:]
 wall = float(end) - float(start)
+
+def syscalls():
+    counts = {}
+    try:
+        lines = open(f"{work}/syscalls.csv").read().splitlines()
+    except FileNotFoundError:
+        return counts
+    for line in lines:
+        f = line.split(",")
+        if len(f) > 2 and f[0].isdigit() and int(f[0]) > 0 and "sys_enter_" in f[2]:
+            counts[f[2].split("sys_enter_")[1]] = int(f[0])
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
 cpu = (int(t1) - int(t0)) / int(hz)
 reports = [json.load(open(f"{work}/sim-{i}.json")) for i in range(int(sims))]
 per_gateway = [int(r) for r in records.split()]
@@ -153,6 +179,8 @@ print(json.dumps({
     # The worst sim's percentile, not a merged one.
     "ack_p99_ms_worst_sim": max(r["ack_latency_ms"]["p99"] for r in reports),
     "every_ack_ok": failed == "0",
+    # Non-zero system call counts over the run (SYSCALLS=1), e.g. "recvfrom": 41161.
+    "gateway_syscalls": syscalls() or None,
 }))
 # A run that lost or invented a record, or missed an ack, is a failed run.
 sys.exit(0 if failed == "0" and total == expected else 1)
