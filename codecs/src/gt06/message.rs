@@ -45,15 +45,23 @@ pub struct GpsFix {
 impl GpsFix {
     pub const LEN: usize = 18;
 
+    /// One length check, then fields from a fixed array: read field by field, each with
+    /// its own check, the fix was stored piecewise into an `Option` and reloaded whole to
+    /// be moved into the message, a store-forwarding stall on every location frame.
     fn read(c: &mut Cursor<'_>) -> Option<Self> {
-        Some(GpsFix {
-            time: c.array()?,
-            length_satellites: c.u8()?,
-            latitude_raw: c.u32()?,
-            longitude_raw: c.u32()?,
-            speed_kmh: c.u8()?,
-            course_status: c.u16()?,
-        })
+        c.array::<{ Self::LEN }>().map(Self::from_bytes)
+    }
+
+    #[inline]
+    fn from_bytes(b: [u8; Self::LEN]) -> Self {
+        GpsFix {
+            time: [b[0], b[1], b[2], b[3], b[4], b[5]],
+            length_satellites: b[6],
+            latitude_raw: u32::from_be_bytes([b[7], b[8], b[9], b[10]]),
+            longitude_raw: u32::from_be_bytes([b[11], b[12], b[13], b[14]]),
+            speed_kmh: b[15],
+            course_status: u16::from_be_bytes([b[16], b[17]]),
+        }
     }
 
     fn write(&self, out: &mut Vec<u8>) {
@@ -66,6 +74,7 @@ impl GpsFix {
     }
 
     /// The fix time, in UTC, for a device whose clock runs `offset_minutes` ahead of UTC.
+    #[inline]
     pub fn timestamp(&self, offset_minutes: i32) -> Option<Timestamp> {
         Timestamp::from_local_fields(self.time, offset_minutes)
     }

@@ -96,6 +96,7 @@ pub struct Frame<'a> {
 impl<'a> Frame<'a> {
     /// Splits a frame exactly as [`Gt06Framer`] returned it (start to stop bytes inclusive)
     /// with the shape the framer reported. `None` if `bytes` cannot have that shape.
+    #[inline]
     pub fn split(bytes: &'a [u8], shape: FrameShape) -> Option<Self> {
         let long = bytes.starts_with(&LONG_START);
         let header = if long { 4 } else { 3 };

@@ -151,6 +151,7 @@ impl<'a> Location<'a> {
     }
 
     /// The fix time in UTC, for a terminal whose clock is `utc_offset_minutes` ahead.
+    #[inline]
     pub fn timestamp(&self, utc_offset_minutes: i32) -> Option<Timestamp> {
         time_from_bcd(self.time, utc_offset_minutes)
     }

@@ -578,6 +578,7 @@ pub fn bcd_time(t: Timestamp) -> Option<[u8; 6]> {
 /// A device-local BCD time as UTC, given the device's offset from UTC in minutes. `None`
 /// for digits that are not BCD or a date that does not exist (an all-zero time, sent by
 /// terminals that have no time yet).
+#[inline]
 pub fn time_from_bcd(t: [u8; 6], utc_offset_minutes: i32) -> Option<Timestamp> {
     Timestamp::from_local_fields(bcd::values(t)?, utc_offset_minutes)
 }

@@ -28,6 +28,7 @@ pub fn digits_unpadded(bytes: &[u8]) -> String {
 }
 
 /// The values of `N` BCD bytes (a `YYMMDDhhmmss` time), or `None` if a nibble is not a digit.
+#[inline]
 pub fn values<const N: usize>(bytes: [u8; N]) -> Option<[u8; N]> {
     let mut out = [0u8; N];
     for (v, b) in out.iter_mut().zip(bytes) {
@@ -37,6 +38,7 @@ pub fn values<const N: usize>(bytes: [u8; N]) -> Option<[u8; N]> {
 }
 
 /// The value of one BCD byte (0–99), or `None` if a nibble is not a digit.
+#[inline]
 pub fn byte_value(b: u8) -> Option<u8> {
     let (hi, lo) = (b >> 4, b & 0x0f);
     (hi <= 9 && lo <= 9).then_some(hi * 10 + lo)
