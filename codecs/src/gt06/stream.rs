@@ -90,10 +90,12 @@ fn wifi_json(aps: &[WifiAp]) -> Value {
 }
 
 fn set_cell(r: &mut Record, cell: &Cell) {
+    // In key order: the attributes are kept sorted, and a key after the last is appended
+    // where one before it is searched for and shifted in.
+    r.attributes.set("cell_id", cell.cell_id);
+    r.attributes.set("lac", cell.lac);
     r.attributes.set("mcc", cell.mcc);
     r.attributes.set("mnc", cell.mnc);
-    r.attributes.set("lac", cell.lac);
-    r.attributes.set("cell_id", cell.cell_id);
 }
 
 fn set_fix(r: &mut Record, fix: &GpsFix, offset_minutes: i32) {
