@@ -147,6 +147,9 @@ impl Timestamp {
     /// From the `[YY, MM, DD, hh, mm, ss]` values binary trackers send (years from 2000), in
     /// a device clock `utc_offset_minutes` ahead of UTC. `None` for an impossible date or
     /// time (such as the all-zero time of a tracker without one).
+    // Inline, as are the date helpers it calls: every binary fix comes through here, and
+    // without LTO a caller in another crate paid a call and a stall reloading the result
+    // (BENCHMARKS.md, GT06 and JT808).
     #[inline]
     pub fn from_local_fields(fields: [u8; 6], utc_offset_minutes: i32) -> Option<Self> {
         let [yy, month, day, hour, minute, second] = fields;

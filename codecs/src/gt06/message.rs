@@ -45,9 +45,9 @@ pub struct GpsFix {
 impl GpsFix {
     pub const LEN: usize = 18;
 
-    /// One length check, then fields from a fixed array: read field by field, each with
-    /// its own check, the fix was stored piecewise into an `Option` and reloaded whole to
-    /// be moved into the message, a store-forwarding stall on every location frame.
+    // One length check, then the fields from a fixed array. Read field by field, each read
+    // checked, the fix was stored piecewise into an `Option` that was then reloaded whole
+    // to move it into the message: a store-forwarding stall on every location frame.
     fn read(c: &mut Cursor<'_>) -> Option<Self> {
         c.array::<{ Self::LEN }>().map(Self::from_bytes)
     }
