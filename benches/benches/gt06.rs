@@ -9,6 +9,8 @@
 //! * `gt06_parse_packet`: `parse_packet` per frame, the frames cut out beforehand (no
 //!   stream work at all, the peer's best case).
 //! * `trackgate_records`: the stream decoder producing the contract's records and acks.
+//! * `trackgate_records_jsonl`: the same, then each record written as the gateway's JSON
+//!   Lines sink writes it (into memory), which is the sink thread's work.
 //!
 //! cargo bench -p trackgate-benches --bench gt06
 
@@ -98,6 +100,20 @@ fn trackgate_records(decoder: &mut Gt06Decoder, buf: &[u8], events: &mut Vec<Str
     events.iter().filter(|e| matches!(e, StreamEvent::Record(_))).count() as u64
 }
 
+/// The records as the gateway's JSON Lines sink writes them (to memory, not a file).
+fn trackgate_records_jsonl(buf: &[u8], events: &mut Vec<StreamEvent>, out: &mut Vec<u8>) -> usize {
+    let mut d = Gt06Decoder::new(Gt06Options::default());
+    trackgate_records(&mut d, buf, events);
+    out.clear();
+    for e in events.iter() {
+        if let StreamEvent::Record(r) = e {
+            serde_json::to_writer(&mut *out, r).expect("a record serializes");
+            out.push(b'\n');
+        }
+    }
+    out.len()
+}
+
 fn bench(c: &mut Criterion) {
     for protocol in [0x12u8, 0x22] {
         let buf = gt06_locations(protocol, 10_000, 11);
@@ -110,6 +126,9 @@ fn bench(c: &mut Criterion) {
         assert_eq!(ours, gt06_parse_packet(&frames), "0x{protocol:02x}");
         let mut events = Vec::new();
         assert_eq!(trackgate_records(&mut Gt06Decoder::new(Gt06Options::default()), &buf, &mut events), 10_000);
+        let mut jsonl = Vec::new();
+        trackgate_records_jsonl(&buf, &mut events, &mut jsonl);
+        assert_eq!(jsonl.iter().filter(|&&b| b == b'\n').count(), 10_000);
 
         let mut g = c.benchmark_group(format!("gt06_0x{protocol:02x}"));
         g.throughput(Throughput::Bytes(buf.len() as u64));
@@ -122,6 +141,10 @@ fn bench(c: &mut Criterion) {
                 let mut d = Gt06Decoder::new(Gt06Options::default());
                 trackgate_records(&mut d, black_box(&buf), &mut events)
             })
+        });
+        let mut jsonl = Vec::new();
+        g.bench_function("trackgate_records_jsonl", |b| {
+            b.iter(|| trackgate_records_jsonl(black_box(&buf), &mut events, &mut jsonl))
         });
         g.finish();
         eprintln!("gt06 0x{protocol:02x}: {} bytes, 10000 frames", buf.len());
