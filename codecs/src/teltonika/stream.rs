@@ -161,14 +161,16 @@ impl TeltonikaDecoder {
         r.attributes.set("priority", v.priority);
         r.attributes.set("event_io_id", v.event_io_id);
         r.attributes.set_opt("generation_type", v.generation_type);
-        let mut io = Map::new();
+        // Collected, then built into the map in one go: the map sorts once and fills its
+        // nodes in order, where an insert per element searched and split them.
+        let mut io: Vec<(String, Value)> = Vec::with_capacity(v.io_elements() as usize);
         let (mut iccid1, mut iccid2) = (None, None);
         v.for_each_io(|e| {
             let value = match e.value {
                 IoValue::Bytes(b) => Value::from(to_hex(b)),
                 other => Value::from(other.as_u64().unwrap_or(0)),
             };
-            io.insert(e.id.to_string(), value);
+            io.push((e.id.to_string(), value));
             // The well-known ids of the FMB/FMC/FMM families (teltonika.md §3.2), named only
             // when the value has the width the AVL table gives them: other families reuse
             // ids. The raw map above stays complete whatever is named here.
@@ -195,7 +197,8 @@ impl TeltonikaDecoder {
             (Some(a), None) => r.attributes.set("iccid", a.to_string()),
             _ => {}
         }
-        r.attributes.set("io", Value::Object(io));
+        // A repeated id keeps its last value, as inserting one by one did.
+        r.attributes.set("io", Value::Object(io.into_iter().collect::<Map<String, Value>>()));
         r
     }
 

@@ -101,6 +101,26 @@ fn codec16_negative_coordinates_and_generation_type() {
     assert_eq!(r.fix_time.unwrap().to_string(), "2018-07-26T20:43:43.000Z");
 }
 
+/// The raw `io` object: keyed by id as text (so ordered as text), every element, and an id
+/// sent twice keeps the value sent last.
+#[test]
+fn io_object_orders_ids_as_text_and_keeps_a_repeated_ids_last_value() {
+    let rec = AvlRecord {
+        timestamp_ms: 1_532_637_823_000,
+        io_u8: vec![(239, 1), (2, 7), (10, 8), (239, 0)],
+        io_u16: vec![(100, 300)],
+        ..AvlRecord::default()
+    };
+    let mut data = Vec::new();
+    encode_data(CODEC_8E, &[rec], &mut data).unwrap();
+    let mut packet = Vec::new();
+    encode_packet(&data, &mut packet);
+    let r = records(&decode_all(&mut TeltonikaDecoder::tcp(), &packet))[0].clone();
+    let io = serde_json::to_string(r.attributes.get("io").unwrap()).unwrap();
+    assert_eq!(io, r#"{"10":8,"100":300,"2":7,"239":0}"#);
+    assert_eq!(r.attributes.get("ignition"), Some(&false.into()));
+}
+
 #[test]
 fn command_responses_are_records_and_never_acked() {
     // §7.6 response (truncated in the notes' text, so rebuilt around its first words).
