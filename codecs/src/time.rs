@@ -276,20 +276,20 @@ struct Rfc3339 {
 }
 
 impl Rfc3339 {
-    /// `None` for years outside 0–9999, which do not fit four digits.
+    /// `None` for years outside 0–9999 (which do not fit four digits): the years a `Date`
+    /// holds.
     fn new(t: Timestamp) -> Option<Self> {
-        let days = t.unix_ms.div_euclid(MS_PER_DAY);
+        let date = Date::from_days_since_epoch(t.unix_ms.div_euclid(MS_PER_DAY))?;
         let ms_of_day = t.unix_ms.rem_euclid(MS_PER_DAY);
-        let (y, m, d) = civil_from_days(days);
-        let year = u16::try_from(y).ok().filter(|&y| y <= 9999)?;
+        let (year, m, d) = (date.year() as u32, date.month(), date.day());
         let secs = (ms_of_day / 1000) as u32;
         let mut b = *b"0000-00-00T00:00:00.000Z";
         let two = |b: &mut [u8; 24], at: usize, v: u32| {
             b[at] = b'0' + (v / 10) as u8;
             b[at + 1] = b'0' + (v % 10) as u8;
         };
-        two(&mut b, 0, u32::from(year / 100));
-        two(&mut b, 2, u32::from(year % 100));
+        two(&mut b, 0, year / 100);
+        two(&mut b, 2, year % 100);
         two(&mut b, 5, u32::from(m));
         two(&mut b, 8, u32::from(d));
         two(&mut b, 11, secs / 3600);
