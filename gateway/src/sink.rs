@@ -323,9 +323,11 @@ mod tests {
                 let h = relayed.clone();
                 let probe = probe.clone();
                 waiters.spawn(async move {
-                    h.submit(vec![rec(if i % 2 == 0 { "RMC" } else { "GGA" })]).await.unwrap();
-                    // Answered only once this record is committed.
-                    assert!(*probe.committed.lock().unwrap() > 0);
+                    let label = format!("m{i}");
+                    h.submit(vec![Record::new(Protocol::Nmea, Kind::Position, label.clone())]).await.unwrap();
+                    // Answered only once this very record is committed.
+                    let at = probe.written.lock().unwrap().iter().position(|t| *t == label).unwrap();
+                    assert!(*probe.committed.lock().unwrap() > at, "{label} answered before its commit");
                 });
             }
             while let Some(r) = waiters.join_next().await {
