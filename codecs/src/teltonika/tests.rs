@@ -6,6 +6,15 @@ use crate::record::Kind;
 use crate::stream::{decode_in_reads, RecordDecoder, Replay, StreamEvent};
 use crate::test_support::{hex, records, replies};
 
+/// A TCP AVL packet carrying `recs` in `codec`, from our encoders.
+fn avl_packet(codec: u8, recs: &[AvlRecord]) -> Vec<u8> {
+    let mut data = Vec::new();
+    encode_data(codec, recs, &mut data).unwrap();
+    let mut p = Vec::new();
+    encode_packet(&data, &mut p);
+    p
+}
+
 fn decode_all(dec: &mut TeltonikaDecoder, input: &[u8]) -> Vec<StreamEvent> {
     let mut out = Vec::new();
     assert_eq!(dec.decode(input, true, &mut out), input.len());
@@ -92,11 +101,7 @@ fn codec16_negative_coordinates_and_generation_type() {
         io_u8: vec![(0x100, 0)],
         ..AvlRecord::default()
     };
-    let mut data = Vec::new();
-    encode_data(CODEC_16, &[rec], &mut data).unwrap();
-    let mut packet = Vec::new();
-    encode_packet(&data, &mut packet);
-    let r = records(&decode_all(&mut TeltonikaDecoder::tcp(), &packet))[0].clone();
+    let r = records(&decode_all(&mut TeltonikaDecoder::tcp(), &avl_packet(CODEC_16, &[rec])))[0].clone();
     assert_eq!((r.latitude, r.longitude), (Some(-33.4379166), Some(-70.64967)));
     assert_eq!(r.fix_time.unwrap().to_string(), "2018-07-26T20:43:43.000Z");
 }
@@ -111,11 +116,7 @@ fn io_object_orders_ids_as_text_and_keeps_a_repeated_ids_last_value() {
         io_u16: vec![(100, 300)],
         ..AvlRecord::default()
     };
-    let mut data = Vec::new();
-    encode_data(CODEC_8E, &[rec], &mut data).unwrap();
-    let mut packet = Vec::new();
-    encode_packet(&data, &mut packet);
-    let r = records(&decode_all(&mut TeltonikaDecoder::tcp(), &packet))[0].clone();
+    let r = records(&decode_all(&mut TeltonikaDecoder::tcp(), &avl_packet(CODEC_8E, &[rec])))[0].clone();
     let io = serde_json::to_string(r.attributes.get("io").unwrap()).unwrap();
     assert_eq!(io, r#"{"10":8,"100":300,"2":7,"239":0}"#);
     assert_eq!(r.attributes.get("ignition"), Some(&false.into()));
@@ -251,13 +252,7 @@ fn a_damaged_length_field_does_not_swallow_the_packets_after_it() {
 /// timestamp passed for a one-digit IMEI handshake while the framer skipped bytes.
 #[test]
 fn regression_resync_does_not_take_a_timestamp_for_a_handshake() {
-    let mk = |recs: &[AvlRecord]| {
-        let mut d = Vec::new();
-        encode_data(CODEC_8, recs, &mut d).unwrap();
-        let mut p = Vec::new();
-        encode_packet(&d, &mut p);
-        p
-    };
+    let mk = |recs: &[AvlRecord]| avl_packet(CODEC_8, recs);
     let good = mk(&[AvlRecord::default()]);
     let victim = mk(&[AvlRecord { timestamp_ms: 0x0000_0130_0000_0000, ..AvlRecord::default() }, AvlRecord::default()]);
     for i in 0..victim.len() {
@@ -455,13 +450,7 @@ proptest! {
         victim in any::<prop::sample::Index>(),
         flips in prop::collection::vec((any::<prop::sample::Index>(), 1u8..=255), 1..4),
     ) {
-        let mut encoded: Vec<Vec<u8>> = packets.iter().map(|(codec, recs)| {
-            let mut data = Vec::new();
-            encode_data(*codec, recs, &mut data).unwrap();
-            let mut p = Vec::new();
-            encode_packet(&data, &mut p);
-            p
-        }).collect();
+        let mut encoded: Vec<Vec<u8>> = packets.iter().map(|(codec, recs)| avl_packet(*codec, recs)).collect();
         let v = victim.index(encoded.len());
         for (at, x) in &flips {
             let i = at.index(encoded[v].len());
