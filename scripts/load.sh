@@ -14,6 +14,10 @@
 #                       the kernel spreads connections over them, so N processes hold N times
 #                       one process's descriptor limit
 #   RAMP=5s             device starts spread over this time (0s: all at once)
+#   HOLD=10s            devices stay connected and silent after their login until this long
+#                       after the start, then report for DURATION and hang up; the summary
+#                       gains the gateways' CPU for the logins alone (`login_cpu_s`), read
+#                       in that quiet, and for what came after
 #   SHARDS=N            shards per gateway (default: one per core)
 #   GATEWAY_CPUS=0      pin the gateways (taskset list), so their CPU time is not shared
 #   SIM_CPUS=1          pin the sims
@@ -103,7 +107,7 @@ start=$(date +%s.%N)
 pids=()
 for i in $(seq 0 $((sims - 1))); do
   "${sim_pin[@]}" "$bin" sim --protocol "$protocol" --transport "$transport" --target "$addr" \
-    --devices "$per_sim" --interval "$interval" --duration "$duration" --ramp "$ramp" --batch "$batch" \
+    --devices "$per_sim" --interval "$interval" --duration "$duration" --ramp "$ramp" --hold "${HOLD:-0s}" --batch "$batch" \
     --first-id $((i * per_sim)) --seed $((i + 1)) --source "127.0.0.$((2 + i % 250))" >"$work/sim-$i.json" &
   pids+=($!)
 done
@@ -111,14 +115,20 @@ done
 peak_kb=0
 peak_slab=0
 peak_used=0
+records_now() { cat "$work"/records-*.jsonl 2>/dev/null | wc -l; }
 while kill -0 "${pids[@]}" 2>/dev/null; do
+  if [[ -n ${HOLD:-} ]]; then
+    # (seconds since the start, gateway CPU ticks, records in the sinks), ten times a second
+    # until the hold is over: the logins are done when the sinks hold their records.
+    echo "$(date +%s.%N) $(cpu_ticks) $(records_now)" >>"$work/snapshots"
+  fi
   kb=$(rss_kb)
   ((kb > peak_kb)) && peak_kb=$kb
   slab=$(slab_kb)
   ((slab > peak_slab)) && peak_slab=$slab
   used=$(used_kb)
   ((used > peak_used)) && peak_used=$used
-  sleep 0.5
+  if [[ -n ${HOLD:-} ]]; then sleep 0.1; else sleep 0.5; fi
 done
 failed=0
 for p in "${pids[@]}"; do wait "$p" || failed=1; done
@@ -136,10 +146,32 @@ records=()
 for g in $(seq 0 $((gateways - 1))); do records+=("$(wc -l <"$work/records-$g.jsonl")"); done
 hz=$(getconf CLK_TCK)
 python3 - "$work" "$protocol" "$transport" "$peak_kb" "$start" "$end" "$start_ticks" "$end_ticks" "$hz" \
-  "$failed" "$slab_before" "$peak_slab" "$sims" "${records[*]}" "$used_before" "$peak_used" <<'EOF'
+  "$failed" "$slab_before" "$peak_slab" "$sims" "${records[*]}" "$used_before" "$peak_used" "${HOLD:-}" <<'EOF'
 import json, sys
-work, p, t, peak_kb, start, end, t0, t1, hz, failed, slab0, slab1, sims, records, used0, used1 = sys.argv[1:]
+work, p, t, peak_kb, start, end, t0, t1, hz, failed, slab0, slab1, sims, records, used0, used1, hold = sys.argv[1:]
 wall = float(end) - float(start)
+
+def seconds(text):  # the sim's duration syntax: 250ms, 10s, 1m
+    for unit, scale in (("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)):
+        if text.endswith(unit) and text[: -len(unit)].replace(".", "", 1).isdigit():
+            return float(text[: -len(unit)]) * scale
+    raise SystemExit(f"HOLD={text}: not a duration")
+
+def login_cpu(login_records):
+    """Gateway CPU seconds at the last snapshot inside the hold, if every login record was in
+    the sinks by then and nothing else: the logins' own cost (accept, login, commit, ack)."""
+    if not hold:
+        return None
+    hold_s = seconds(hold)
+    inside = []
+    for line in open(f"{work}/snapshots").read().splitlines():
+        at, ticks, n = line.split()
+        # The sims started after `start`, so their holds end after start + hold.
+        if float(at) - float(start) < hold_s:
+            inside.append((int(ticks), int(n)))
+    if not inside or inside[-1][1] != login_records:
+        return None  # the logins outlasted the hold, or something else was recorded
+    return (inside[-1][0] - int(t0)) / int(hz)
 
 def syscalls():
     counts = {}
@@ -160,6 +192,7 @@ total = sum(per_gateway)
 expected = sum(r["records_expected"] for r in reports)
 logged_in = sum(r["logged_in"] for r in reports)
 login_phase = max(r["login_phase_s"] for r in reports)
+login_cpu_s = login_cpu(sum(r["login_records"] for r in reports))
 print(json.dumps({
     "protocol": p, "transport": t, "devices": sum(r["devices"] for r in reports),
     "gateways": len(per_gateway),
@@ -176,6 +209,10 @@ print(json.dumps({
     "acks_ok": sum(r["acks_ok"] for r in reports),
     "logged_in": logged_in, "login_phase_s": round(login_phase, 2),
     "logins_per_s": round(logged_in / login_phase) if login_phase > 0 else None,
+    # HOLD only; null when the logins did not finish inside the hold.
+    "login_cpu_s": login_cpu_s,
+    "logins_per_login_cpu_s": round(logged_in / login_cpu_s) if login_cpu_s else None,
+    "after_login_cpu_s": round(cpu - login_cpu_s, 2) if login_cpu_s is not None else None,
     # The worst sim's percentile, not a merged one.
     "ack_p99_ms_worst_sim": max(r["ack_latency_ms"]["p99"] for r in reports),
     "every_ack_ok": failed == "0",

@@ -455,6 +455,7 @@ fn sim(protocol: trackgate::codecs::Protocol, transport: Transport, target: Sock
         interval: Duration::from_millis(100),
         duration: Duration::from_millis(1500),
         ramp: Duration::from_millis(300),
+        hold: Duration::ZERO,
         batch: 2,
         damage: 0.05,
         ack_timeout: Duration::from_secs(20),
@@ -566,6 +567,42 @@ fn the_sim_command_reports_in_json() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not the same IP version"));
+}
+
+/// `hold`: every device logs in, then stays connected and sends nothing until the hold ends;
+/// only then does it report and hang up. (`scripts/load.sh` reads a login storm's CPU in that
+/// quiet.)
+#[test]
+fn held_devices_stay_connected_and_silent_until_the_hold_ends() {
+    use trackgate::codecs::Protocol;
+    let gw = Gateway::start_for("gt06", &["--metrics", "127.0.0.1:0", "--fsync", "never"]);
+    let mut config = sim(Protocol::Gt06, Transport::Tcp, gw.tcp, 20);
+    config.damage = 0.0;
+    config.ramp = Duration::ZERO;
+    // Long enough that the logins are over well before it ends, even on a loaded machine.
+    config.hold = Duration::from_secs(6);
+    config.duration = Duration::from_millis(300);
+    let started = Instant::now();
+    let run = std::thread::spawn(move || trackgate::sim::run(config).unwrap());
+    gw.wait_for_records(20); // one login record a device
+    std::thread::sleep(Duration::from_millis(500));
+    let logins = std::fs::read_to_string(&gw.sink).unwrap().lines().count();
+    let active = gw.metric("trackgate_connections_active{protocol=\"gt06\",transport=\"tcp\"}");
+    let checked_at = started.elapsed();
+    let report = run.join().unwrap();
+    assert!(
+        checked_at < Duration::from_secs(6),
+        "the check ran after the hold ({checked_at:?}): retry on a quieter machine"
+    );
+    assert_eq!(logins, 20, "during the hold only the logins are in the sink");
+    assert_eq!(active, 20, "and every device is still connected");
+    assert!(report.elapsed_s >= 6.0, "the devices held until 6 s: {report:#?}");
+    assert!(report.all_acked(), "{report:#?}");
+    assert_eq!(report.login_records, 20, "a GT06 login is one record");
+    assert!(report.records_expected > 20, "then they reported: {report:#?}");
+    let (code, sunk) = gw.stop();
+    assert_eq!(code, Some(0));
+    assert_eq!(sunk.len() as u64, report.records_expected);
 }
 
 /// Reads until the gateway closes the connection (a reset counts as closed).

@@ -102,6 +102,10 @@ enum Command {
         /// Device starts are spread over this time.
         #[arg(long, value_parser = parse_duration, default_value = "1s")]
         ramp: Duration,
+        /// After logging in, devices stay connected and silent until this long after the
+        /// start, then report for --duration (so a login storm can be measured on its own).
+        #[arg(long, value_parser = parse_duration, default_value = "0s")]
+        hold: Duration,
         /// Frames per report, written at once.
         #[arg(long, default_value_t = 1)]
         batch: usize,
@@ -198,6 +202,7 @@ fn main() -> ExitCode {
             interval,
             duration,
             ramp,
+            hold,
             batch,
             damage,
             ack_timeout,
@@ -224,6 +229,7 @@ fn main() -> ExitCode {
                 interval: interval.max(Duration::from_millis(1)),
                 duration,
                 ramp,
+                hold,
                 batch: batch.max(1),
                 damage,
                 ack_timeout,

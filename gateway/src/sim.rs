@@ -34,6 +34,10 @@ pub struct SimConfig {
     pub duration: Duration,
     /// Device starts are spread evenly over this time.
     pub ramp: Duration,
+    /// After logging in, devices stay connected and send nothing until this long after the
+    /// run's start; then they report for `duration`. A login storm's cost can then be read
+    /// apart from the reports' and the hang-ups' (`scripts/load.sh` with `HOLD`).
+    pub hold: Duration,
     /// Frames per report, written together (devices that buffer send several at once).
     pub batch: usize,
     /// Probability that a frame is sent damaged (the gateway must not acknowledge it).
@@ -60,6 +64,7 @@ impl Default for SimConfig {
             interval: Duration::from_secs(1),
             duration: Duration::from_secs(10),
             ramp: Duration::from_secs(1),
+            hold: Duration::ZERO,
             batch: 1,
             damage: 0.0,
             ack_timeout: Duration::from_secs(10),
@@ -443,6 +448,9 @@ pub struct SimReport {
     pub closed_by_gateway: u64,
     /// Records the gateway should have stored for what was sent undamaged.
     pub records_expected: u64,
+    /// Of those, the ones the logins gave (one per login frame: a JT808 device's registration
+    /// and authentication are two; Teltonika over UDP has no login).
+    pub login_records: u64,
     pub elapsed_s: f64,
     pub frames_per_s: f64,
     /// From the start until the last device had logged in (the ramp included).
@@ -480,6 +488,7 @@ impl SimReport {
         self.acks_missing += d.missing;
         self.closed_by_gateway += d.closed;
         self.records_expected += d.records;
+        self.login_records += d.login_records;
         if let Some(t) = d.logged_in_after {
             self.login_phase_s = self.login_phase_s.max(t.as_secs_f64());
         }
@@ -500,6 +509,7 @@ struct DeviceResult {
     latencies_us: Vec<u32>,
     /// When the login finished, from the start of the run (`None`: it did not).
     logged_in_after: Option<Duration>,
+    login_records: u64,
 }
 
 impl DeviceResult {
@@ -627,6 +637,8 @@ async fn tcp_device(config: &SimConfig, device: &mut Device, r: &mut DeviceResul
         r.records += x.records;
     }
     r.logged_in_after = Some(started.elapsed());
+    r.login_records = r.records;
+    tokio::time::sleep_until((started + config.hold).into()).await;
     let end = Instant::now() + config.duration;
     let mut next = tokio::time::Instant::now();
     while Instant::now() < end {
@@ -671,6 +683,8 @@ async fn udp_device(config: &SimConfig, device: &mut Device, r: &mut DeviceResul
         r.records += x.records;
     }
     r.logged_in_after = Some(started.elapsed());
+    r.login_records = r.records;
+    tokio::time::sleep_until((started + config.hold).into()).await;
     let end = Instant::now() + config.duration;
     let mut next = tokio::time::Instant::now();
     while Instant::now() < end {
