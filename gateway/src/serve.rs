@@ -84,7 +84,8 @@ pub struct ServeLimits {
     pub max_connections_per_ip: u32,
     /// See [`SessionSettings::junk_bytes`].
     pub junk_bytes: u64,
-    /// Batches waiting for the sink at most (back-pressure beyond).
+    /// Messages waiting for the sink at most (back-pressure beyond): each is the batches a
+    /// shard's connections submitted in one turn of its runtime.
     pub sink_queue: usize,
 }
 

@@ -131,9 +131,13 @@ struct Batch {
 /// The connections' side of the sink. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct SinkHandle {
-    tx: mpsc::Sender<Batch>,
+    /// To the sink thread: the batches of one submit, or of every submit a runtime's
+    /// forwarder collected in one turn.
+    tx: mpsc::Sender<Vec<Batch>>,
     /// Where the sink thread sends this handle's answers, if not straight to each waiter.
     relay: Option<mpsc::UnboundedSender<Answers>>,
+    /// This handle's runtime's forwarder, if submits go through one.
+    outbox: Option<mpsc::UnboundedSender<Batch>>,
 }
 
 impl std::fmt::Debug for Batch {
@@ -151,16 +155,29 @@ impl SinkHandle {
         }
         let (done, wait) = oneshot::channel();
         let batch = Batch { records, done, relay: self.relay.clone() };
-        self.tx.send(batch).await.map_err(|_| SinkClosed("sink thread has stopped".into()))?;
+        match &self.outbox {
+            Some(outbox) => outbox.send(batch).map_err(|_| SinkClosed("sink forwarder has stopped".into()))?,
+            None => self.tx.send(vec![batch]).await.map_err(|_| SinkClosed("sink thread has stopped".into()))?,
+        }
         wait.await.map_err(|_| SinkClosed("sink thread dropped the batch".into()))?
     }
 
-    /// A handle whose answers reach their waiters through a task on the calling thread's
-    /// tokio runtime: the sink thread sends each commit's answers for this runtime in one
-    /// message, and the task hands them out. Waking a task from another thread costs the
-    /// runtime a wake-up system call each time; this way a commit that answers a thousand
-    /// connections of one shard costs one. Must be called inside a tokio runtime; the task
-    /// ends when the last handle made here (and the last batch sent through it) is gone.
+    /// A handle that goes to the sink thread and back through two tasks on the calling
+    /// thread's tokio runtime, so that the two threads wake each other once per turn of the
+    /// runtime instead of once per submit:
+    /// - a forwarder: submits hand their batch to it, and it sends every batch submitted
+    ///   since its last turn to the sink thread in one message (the connections that became
+    ///   ready together, e.g. a burst of logins, reach the sink thread with one wake-up and
+    ///   are committed together);
+    /// - a relay: the sink thread sends each commit's answers for this runtime in one
+    ///   message, and the relay hands them out (waking a task from another thread costs the
+    ///   runtime a system call each time).
+    ///
+    /// Neither adds a wait: a woken task runs in the same turn, after the tasks already
+    /// ready. Back-pressure is the sink queue's, felt by the forwarder; the batches held
+    /// meanwhile are one per waiting connection at most, since a submit waits for its
+    /// commit. Must be called inside a tokio runtime; the tasks end when the last handle
+    /// made here (and the last batch sent through it) is gone.
     pub fn answered_on_this_runtime(&self) -> SinkHandle {
         let (relay, mut answers) = mpsc::unbounded_channel::<Answers>();
         tokio::spawn(async move {
@@ -170,7 +187,19 @@ impl SinkHandle {
                 }
             }
         });
-        SinkHandle { tx: self.tx.clone(), relay: Some(relay) }
+        let (outbox, mut inbox) = mpsc::unbounded_channel::<Batch>();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let mut group = Vec::new();
+            while inbox.recv_many(&mut group, usize::MAX).await > 0 {
+                // The sink thread stopped: the batches are dropped with their answer
+                // senders, so their waiters hear that nothing was committed.
+                if tx.send(std::mem::take(&mut group)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        SinkHandle { tx: self.tx.clone(), relay: Some(relay), outbox: Some(outbox) }
     }
 }
 
@@ -212,19 +241,20 @@ impl SinkThread {
     }
 }
 
-/// Starts `sinks` on a thread of their own. `queue` bounds the batches waiting (back-pressure).
+/// Starts `sinks` on a thread of their own. `queue` bounds the messages waiting (back-pressure):
+/// a direct submit's batch, or a runtime's batches of one turn.
 pub fn start(mut sinks: Vec<Box<dyn RecordSink>>, queue: usize) -> io::Result<(SinkHandle, SinkThread)> {
-    let (tx, mut rx) = mpsc::channel::<Batch>(queue.max(1));
+    let (tx, mut rx) = mpsc::channel::<Vec<Batch>>(queue.max(1));
     // Ready signal so callers know the thread runs before they accept devices.
     let (ready_tx, ready_rx) = std_mpsc::channel::<()>();
     let thread = thread::Builder::new().name("trackgate-sink".into()).spawn(move || -> io::Result<()> {
         let _ = ready_tx.send(());
         let mut group: Vec<Batch> = Vec::new();
         while let Some(first) = rx.blocking_recv() {
-            group.push(first);
+            group.extend(first);
             // Group commit: take everything already waiting, write it all, commit once.
             while let Ok(more) = rx.try_recv() {
-                group.push(more);
+                group.extend(more);
             }
             let result = (|| {
                 for sink in &mut sinks {
@@ -244,7 +274,7 @@ pub fn start(mut sinks: Vec<Box<dyn RecordSink>>, queue: usize) -> io::Result<(S
         Ok(())
     })?;
     let _ = ready_rx.recv();
-    Ok((SinkHandle { tx, relay: None }, SinkThread { thread }))
+    Ok((SinkHandle { tx, relay: None, outbox: None }, SinkThread { thread }))
 }
 
 #[cfg(test)]
@@ -258,6 +288,7 @@ mod tests {
     struct Probe {
         written: Arc<Mutex<Vec<String>>>,
         committed: Arc<Mutex<usize>>,
+        commits: Arc<Mutex<usize>>,
         fail: bool,
     }
 
@@ -271,6 +302,7 @@ mod tests {
                 return Err(io::Error::other("disk full"));
             }
             *self.committed.lock().unwrap() = self.written.lock().unwrap().len();
+            *self.commits.lock().unwrap() += 1;
             Ok(())
         }
     }
@@ -311,6 +343,7 @@ mod tests {
 
     /// Answers relayed through a runtime's task (one message per commit) reach every
     /// waiter, only after the commit, and a failing sink's refusal travels the same way.
+    /// Submits made in one turn of the runtime reach the sink thread as one message.
     #[test]
     fn answers_relayed_on_a_runtime_reach_every_waiter_after_the_commit() {
         let probe = Probe::default();
@@ -338,6 +371,8 @@ mod tests {
         drop(rt);
         thread.join().unwrap();
         assert_eq!(*probe.committed.lock().unwrap(), 200);
+        // The 200 tasks ran in one turn, before the forwarder (which they woke) ran once.
+        assert_eq!(*probe.commits.lock().unwrap(), 1, "one message, one commit");
 
         let (handle, thread) = start(vec![Box::new(Probe { fail: true, ..Probe::default() })], 4).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
