@@ -153,8 +153,22 @@ impl Timestamp {
     #[inline]
     pub fn from_local_fields(fields: [u8; 6], utc_offset_minutes: i32) -> Option<Self> {
         let [yy, month, day, hour, minute, second] = fields;
-        let date = Date::new(2000 + i32::from(yy), month, day)?;
-        Some(Timestamp::from_date_time(date, hour, minute, second, None)?.shifted_minutes(-utc_offset_minutes))
+        // Years 2000-2255, all in the year table: the date is checked and counted from the
+        // tables in one go, with no branch per field (`Date::new` then `days_since_epoch`
+        // was half of a JT808 fix's time; the tests hold the two ways to each other).
+        let year = usize::from(yy);
+        let (start, next) = (YEAR_STARTS_FROM_2000[year], YEAR_STARTS_FROM_2000[year + 1]);
+        let leap = next - start == 366;
+        let m = usize::from(month.wrapping_sub(1));
+        let bad = (m >= 12) | (day == 0) | (hour > 23) | (minute > 59) | (second > 60);
+        if bad || day > DAYS_IN_MONTH[m + 1] + u8::from((month == 2) & leap) {
+            return None;
+        }
+        let days =
+            i64::from(start) + i64::from(DAYS_BEFORE_MONTH[m]) + i64::from((month > 2) & leap) + i64::from(day - 1);
+        let seconds = (i64::from(hour) * 60 + i64::from(minute)) * 60 + i64::from(second);
+        let unix_ms = days * MS_PER_DAY + seconds * 1000 - i64::from(utc_offset_minutes) * 60_000;
+        Some(Timestamp { unix_ms, has_millis: false })
     }
 
     pub fn from_unix_ms(unix_ms: i64, has_millis: bool) -> Self {
@@ -362,6 +376,28 @@ impl<'de> serde::Deserialize<'de> for Timestamp {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// The table path of `from_local_fields` against `Date::new`, `from_date_time` and
+    /// `shifted_minutes`: every year and day, months and times in and out of range.
+    #[test]
+    fn local_fields_agree_with_the_general_path() {
+        let general = |[yy, month, day, hour, minute, second]: [u8; 6], offset: i32| {
+            let date = Date::new(2000 + i32::from(yy), month, day)?;
+            Some(Timestamp::from_date_time(date, hour, minute, second, None)?.shifted_minutes(-offset))
+        };
+        for yy in 0..=255u8 {
+            for month in 0..=13u8 {
+                for day in 0..=32u8 {
+                    for (hour, minute, second, offset) in
+                        [(0, 0, 0, 0), (23, 59, 60, 480), (24, 0, 0, 0), (0, 60, 0, -300), (12, 30, 61, 0)]
+                    {
+                        let fields = [yy, month, day, hour, minute, second];
+                        assert_eq!(Timestamp::from_local_fields(fields, offset), general(fields, offset), "{fields:?}");
+                    }
+                }
+            }
+        }
+    }
 
     /// The table path of `days_since_epoch` against the general civil-date arithmetic, for
     /// every valid date of the years it covers and the years on either side.

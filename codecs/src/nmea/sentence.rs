@@ -15,6 +15,7 @@ use std::fmt;
 
 use super::fields::{self, Coordinate, NmeaDate, NmeaTime};
 use crate::framing::{Reject, RejectKind};
+use crate::wire::swar::byte_mask;
 
 /// The two-character talker id (`GP`, `GN`, …). Unknown talkers are kept, not rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -280,15 +281,6 @@ struct Fields<'a> {
     formatter: &'static str,
 }
 
-/// The high bit of every byte of `word` that is a comma, and no other bit. (The exact form
-/// of the zero-byte test: the shorter `(x - 0x01…) & !x` also marks a `-` after a comma.)
-#[inline(always)]
-fn comma_bytes(word: u64) -> u64 {
-    const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
-    let x = word ^ 0x2C2C_2C2C_2C2C_2C2C;
-    !(((x & LOW7) + LOW7) | x | LOW7)
-}
-
 impl<'a> Fields<'a> {
     fn split(text: Option<&'a str>, formatter: &'static str) -> Result<Self, Reject> {
         let mut ends = [0; MAX_FIELDS];
@@ -309,7 +301,7 @@ impl<'a> Fields<'a> {
             // pay off, and a byte loop was a third of a GGA parse.
             let (words, tail) = text.as_bytes().as_chunks::<8>();
             for (i, word) in words.iter().enumerate() {
-                let mut commas = comma_bytes(u64::from_le_bytes(*word));
+                let mut commas = byte_mask(u64::from_le_bytes(*word), b',');
                 while commas != 0 {
                     push(i * 8 + (commas.trailing_zeros() / 8) as usize)?;
                     commas &= commas - 1;
