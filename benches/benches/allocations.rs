@@ -43,8 +43,10 @@ fn gt06_views(buf: &[u8]) -> u64 {
 
 fn jt808_views(buf: &[u8]) -> u64 {
     let (mut framer, mut pos, mut n) = (Jt808Framer::new(DEFAULT_LIMITS), 0, 0);
+    // One un-escaping buffer for the run, as a views user keeps per connection.
+    let mut scratch = Vec::new();
     while let Framing::Frame { len, consumed } = framer.next_frame(&buf[pos..]) {
-        if let Ok(frame) = Jt808Frame::parse(inner(&buf[pos..pos + len])) {
+        if let Ok(frame) = Jt808Frame::parse_with(inner(&buf[pos..pos + len]), &mut scratch) {
             if let Ok(l) = Location::parse(&frame.body) {
                 n += u64::from(l.items().count() > 0);
             }

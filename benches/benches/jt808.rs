@@ -7,8 +7,9 @@
 //! time field 0–9 and at most two escapes per frame. `any_frames` benches ours alone on
 //! unrestricted frames.
 //!
-//! * `trackgate_views`: flags, un-escaping (borrowed when there is nothing to un-escape),
-//!   XOR check, header, the location block and its items read in place.
+//! * `trackgate_views`: flags, un-escaping (borrowed when there is nothing to un-escape,
+//!   into one reused buffer otherwise: `Frame::parse_with`), XOR check, header, the
+//!   location block and its items read in place.
 //! * `jt808_header`: the peer's `Jt808Codec::decode` loop: flags, un-escaping and header
 //!   only; it does not verify the check code and does not read the body.
 //! * `jt808_location`: the same plus `Jt0x0200::fill_new` for the body.
@@ -42,8 +43,9 @@ fn trackgate_views(buf: &[u8]) -> Acc {
     let mut acc = Acc::default();
     let mut framer = Jt808Framer::new(DEFAULT_LIMITS);
     let mut pos = 0;
+    let mut scratch = Vec::new();
     while let Framing::Frame { len, consumed } = framer.next_frame(&buf[pos..]) {
-        if let Ok(frame) = Frame::parse(inner(&buf[pos..pos + len])) {
+        if let Ok(frame) = Frame::parse_with(inner(&buf[pos..pos + len]), &mut scratch) {
             if let Ok(l) = Location::parse(&frame.body) {
                 acc.1 += 1;
                 acc.add(u64::from(frame.header.serial) + u64::from(l.latitude_raw) + u64::from(l.longitude_raw));

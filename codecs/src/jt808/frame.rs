@@ -13,6 +13,7 @@
 //! the same frames however it is cut into reads.
 
 use crate::framing::{Framer, Framing, Limits, Reject, RejectKind};
+use crate::wire::swar;
 
 use super::FLAG;
 
@@ -93,7 +94,8 @@ impl Framer for Jt808Framer {
         let limit = self.limits.max_frame_len;
         let end = buf.len().min(flags + limit + 1);
         let from = self.scanned.clamp(flags, end);
-        match memchr::memchr(FLAG, &buf[from..end]) {
+        // Words first: a frame is usually tens of bytes, too short for memchr's set-up.
+        match swar::find_byte(&buf[from..end], FLAG) {
             Some(j) => {
                 self.open = true;
                 self.scanned = 0;

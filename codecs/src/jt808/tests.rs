@@ -751,3 +751,36 @@ fn message_type_labels_from_the_table_are_the_formatted_ids() {
         assert_eq!(stream::hex_id(id), format!("0x{id:04x}"));
     }
 }
+
+proptest! {
+    /// `parse_with` (un-escaping into a reused buffer) gives what `parse` gives, frame or
+    /// error, for real frames with and without escapes and for byte soup rich in escapes.
+    #[test]
+    fn parse_with_a_scratch_buffer_agrees_with_parse(
+        t in arb_terminal(),
+        serial in any::<u16>(),
+        body in proptest::collection::vec(prop_oneof![Just(0x7Du8), Just(0x7E), any::<u8>()], 0..80),
+        soup in proptest::collection::vec(prop_oneof![Just(0x7Du8), Just(0x01), Just(0x02), any::<u8>()], 0..80),
+        junk in proptest::collection::vec(any::<u8>(), 0..200),
+    ) {
+        let wire = encode(id::PASSTHROUGH_UP, &t, serial, &body).unwrap();
+        let escaped = frame::inner(&wire[..wire.len() - 1]);
+        // The scratch buffer starts with leftovers, as it would after an earlier frame.
+        let mut scratch = junk.clone();
+        let with = Frame::parse_with(escaped, &mut scratch).unwrap();
+        prop_assert_eq!(&with, &Frame::parse(escaped).unwrap());
+        prop_assert_eq!(with.body.as_ref(), body.as_slice());
+        let mut scratch = junk;
+        prop_assert_eq!(Frame::parse_with(&soup, &mut scratch), Frame::parse(&soup));
+    }
+}
+
+#[test]
+fn a_bad_escape_is_named_at_its_byte() {
+    let e = unescape(&hex("30 31 7D 01 32 7D 03")).unwrap_err();
+    assert_eq!(e.kind, RejectKind::Malformed);
+    assert!(e.detail.contains("7D followed by 03 at byte 5"), "{}", e.detail);
+    let mut out = vec![9];
+    unescape_into(&hex("7D 02 7D 01 41"), &mut out).unwrap();
+    assert_eq!(out, hex("09 7E 7D 41"), "appended, both escapes undone");
+}
