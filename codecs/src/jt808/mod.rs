@@ -304,9 +304,11 @@ pub fn unescape(escaped: &[u8]) -> Result<Cow<'_, [u8]>, Reject> {
 }
 
 /// Appends the un-escaped `escaped` to `out`: the runs between escapes are copied whole.
-pub fn unescape_into(escaped: &[u8], out: &mut Vec<u8>) -> Result<(), Reject> {
+/// Returns how many escape pairs there were.
+pub fn unescape_into(escaped: &[u8], out: &mut Vec<u8>) -> Result<usize, Reject> {
     out.reserve(escaped.len());
     let mut rest = escaped;
+    let mut pairs = 0;
     while let Some(i) = swar::find_byte(rest, ESCAPE) {
         out.extend_from_slice(&rest[..i]);
         match rest.get(i + 1) {
@@ -322,9 +324,17 @@ pub fn unescape_into(escaped: &[u8], out: &mut Vec<u8>) -> Result<(), Reject> {
             None => return Err(Reject::new(RejectKind::Malformed, "frame ends with a lone escape byte 7D")),
         }
         rest = &rest[i + 2..];
+        pairs += 1;
     }
     out.extend_from_slice(rest);
-    Ok(())
+    Ok(pairs)
+}
+
+/// The XOR of the un-escaped bytes from the XOR of the escaped ones: each pair (`7D 01` for
+/// `7D`, `7D 02` for `7E`) differs from its byte by bit 0 alone, so only the parity of the
+/// pair count matters, and the un-escaped copy need not be read again.
+fn unescaped_xor(escaped_xor: u8, pairs: usize) -> u8 {
+    escaped_xor ^ (pairs & 1) as u8
 }
 
 /// Appends `raw` escaped (§1): `7E` → `7D 02`, `7D` → `7D 01`.
@@ -353,8 +363,8 @@ impl<'a> Frame<'a> {
             return Self::split(escaped, xor_all);
         }
         let mut raw = Vec::with_capacity(escaped.len());
-        unescape_into(escaped, &mut raw)?;
-        let (header, body_range, length_field_ok) = parse_header(&raw, xor8(&raw))?;
+        let pairs = unescape_into(escaped, &mut raw)?;
+        let (header, body_range, length_field_ok) = parse_header(&raw, unescaped_xor(xor_all, pairs))?;
         raw.truncate(body_range.end);
         raw.drain(..body_range.start);
         Ok(Frame { header, body: Cow::Owned(raw), length_field_ok })
@@ -370,9 +380,9 @@ impl<'a> Frame<'a> {
             return Self::split(escaped, xor_all);
         }
         scratch.clear();
-        unescape_into(escaped, scratch)?;
+        let pairs = unescape_into(escaped, scratch)?;
         let raw: &'a [u8] = scratch;
-        Self::split(raw, xor8(raw))
+        Self::split(raw, unescaped_xor(xor_all, pairs))
     }
 
     #[inline(always)]

@@ -770,6 +770,13 @@ proptest! {
         let with = Frame::parse_with(escaped, &mut scratch).unwrap();
         prop_assert_eq!(&with, &Frame::parse(escaped).unwrap());
         prop_assert_eq!(with.body.as_ref(), body.as_slice());
+        // The check code is tested on the un-escaped bytes (escapes or not): a changed
+        // message id byte (0x09 -> 0x19, never an escape) fails it.
+        let mut bad = escaped.to_vec();
+        bad[0] ^= 0x10;
+        let mut scratch = Vec::new();
+        prop_assert_eq!(Frame::parse_with(&bad, &mut scratch).unwrap_err().kind, RejectKind::Checksum);
+        prop_assert_eq!(Frame::parse(&bad).unwrap_err().kind, RejectKind::Checksum);
         let mut scratch = junk;
         prop_assert_eq!(Frame::parse_with(&soup, &mut scratch), Frame::parse(&soup));
     }
@@ -781,6 +788,6 @@ fn a_bad_escape_is_named_at_its_byte() {
     assert_eq!(e.kind, RejectKind::Malformed);
     assert!(e.detail.contains("7D followed by 03 at byte 5"), "{}", e.detail);
     let mut out = vec![9];
-    unescape_into(&hex("7D 02 7D 01 41"), &mut out).unwrap();
+    assert_eq!(unescape_into(&hex("7D 02 7D 01 41"), &mut out).unwrap(), 2, "two pairs");
     assert_eq!(out, hex("09 7E 7D 41"), "appended, both escapes undone");
 }
