@@ -118,9 +118,11 @@ fn main() {
     assert_eq!(report("gt06 0x12 views", 10_000, (a, b)), 0, "GT06 views allocate");
     let (a, b, n) = count(|| jt808_views(&jt808));
     assert!(n > 0);
-    // Frames with escapes are un-escaped into one buffer each; the rest are borrowed.
+    // Frames with escapes are un-escaped into one buffer for the run (`Frame::parse_with`),
+    // which grows a few times to the longest frame; the rest are borrowed.
     let escaped = jt808.split(|&b| b == 0x7E).filter(|f| f.contains(&0x7D)).count();
-    assert!(a <= escaped, "JT808 views: {a} allocations for {escaped} escaped frames");
+    assert!(escaped > 100, "the set has escaped frames to un-escape");
+    assert!(a <= 4, "JT808 views: {a} allocations for {escaped} escaped frames");
     report("jt808 0x0200 views", 10_000, (a, b));
     let (a, b, n) = count(|| teltonika_views(&teltonika));
     assert!(n > 0);
