@@ -43,6 +43,20 @@ transport=${TRANSPORT:-tcp}
 gateways=${GATEWAYS:-1}
 ramp=${RAMP:-5s}
 
+# HOLD in seconds (the sim's duration syntax: 250ms, 10s, 1m), for the snapshots and the summary.
+hold_s=
+if [[ -n ${HOLD:-} ]]; then
+  hold_s=$(python3 -c '
+import sys
+text = sys.argv[1]
+for unit, scale in (("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)):
+    if text.endswith(unit) and text[: -len(unit)].replace(".", "", 1).isdigit():
+        print(float(text[: -len(unit)]) * scale)
+        break
+else:
+    sys.exit(f"HOLD={text}: not a duration")' "$HOLD")
+fi
+
 # Prefixes, not a shell function: `$!` must be the gateway's own pid for the TERM at the end.
 gw_pin=()
 [[ -n ${GATEWAY_CPUS:-} ]] && gw_pin=(taskset -c "$GATEWAY_CPUS")
@@ -116,10 +130,12 @@ peak_kb=0
 peak_slab=0
 peak_used=0
 records_now() { cat "$work"/records-*.jsonl 2>/dev/null | wc -l; }
+snapshot_until=0 # whole seconds since the epoch; snapshots stop a second after the hold
+if [[ -n $hold_s ]]; then snapshot_until=$(awk -v s="$start" -v h="$hold_s" 'BEGIN {print int(s + h) + 1}'); fi
 while kill -0 "${pids[@]}" 2>/dev/null; do
-  if [[ -n ${HOLD:-} ]]; then
-    # (seconds since the start, gateway CPU ticks, records in the sinks), ten times a second
-    # until the hold is over: the logins are done when the sinks hold their records.
+  if (($(date +%s) <= snapshot_until)); then
+    # (time, gateway CPU ticks, records in the sinks), ten times a second until the hold is
+    # over: the logins are done when the sinks hold their records.
     echo "$(date +%s.%N) $(cpu_ticks) $(records_now)" >>"$work/snapshots"
   fi
   kb=$(rss_kb)
@@ -128,7 +144,7 @@ while kill -0 "${pids[@]}" 2>/dev/null; do
   ((slab > peak_slab)) && peak_slab=$slab
   used=$(used_kb)
   ((used > peak_used)) && peak_used=$used
-  if [[ -n ${HOLD:-} ]]; then sleep 0.1; else sleep 0.5; fi
+  if (($(date +%s) <= snapshot_until)); then sleep 0.1; else sleep 0.5; fi
 done
 failed=0
 for p in "${pids[@]}"; do wait "$p" || failed=1; done
@@ -146,28 +162,25 @@ records=()
 for g in $(seq 0 $((gateways - 1))); do records+=("$(wc -l <"$work/records-$g.jsonl")"); done
 hz=$(getconf CLK_TCK)
 python3 - "$work" "$protocol" "$transport" "$peak_kb" "$start" "$end" "$start_ticks" "$end_ticks" "$hz" \
-  "$failed" "$slab_before" "$peak_slab" "$sims" "${records[*]}" "$used_before" "$peak_used" "${HOLD:-}" <<'EOF'
+  "$failed" "$slab_before" "$peak_slab" "$sims" "${records[*]}" "$used_before" "$peak_used" "$hold_s" <<'EOF'
 import json, sys
-work, p, t, peak_kb, start, end, t0, t1, hz, failed, slab0, slab1, sims, records, used0, used1, hold = sys.argv[1:]
+work, p, t, peak_kb, start, end, t0, t1, hz, failed, slab0, slab1, sims, records, used0, used1, hold_s = sys.argv[1:]
 wall = float(end) - float(start)
-
-def seconds(text):  # the sim's duration syntax: 250ms, 10s, 1m
-    for unit, scale in (("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)):
-        if text.endswith(unit) and text[: -len(unit)].replace(".", "", 1).isdigit():
-            return float(text[: -len(unit)]) * scale
-    raise SystemExit(f"HOLD={text}: not a duration")
 
 def login_cpu(login_records):
     """Gateway CPU seconds at the last snapshot inside the hold, if every login record was in
     the sinks by then and nothing else: the logins' own cost (accept, login, commit, ack)."""
-    if not hold:
+    if not hold_s:
         return None
-    hold_s = seconds(hold)
     inside = []
-    for line in open(f"{work}/snapshots").read().splitlines():
+    try:
+        lines = open(f"{work}/snapshots").read().splitlines()
+    except FileNotFoundError:
+        return None
+    for line in lines:
         at, ticks, n = line.split()
         # The sims started after `start`, so their holds end after start + hold.
-        if float(at) - float(start) < hold_s:
+        if float(at) - float(start) < float(hold_s):
             inside.append((int(ticks), int(n)))
     if not inside or inside[-1][1] != login_records:
         return None  # the logins outlasted the hold, or something else was recorded
