@@ -26,6 +26,23 @@ static YEAR_STARTS_FROM_2000: [i32; 257] = {
 /// Days of a common year before each month.
 const DAYS_BEFORE_MONTH: [u16; 12] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
 
+/// Year 2000 + `i` of the table (`i` below 256): the days from 1970-01-01 to its 1 January,
+/// and whether it is a leap year (its length, from the next entry).
+#[inline(always)]
+fn table_year(i: usize) -> (i64, bool) {
+    let (start, next) = (YEAR_STARTS_FROM_2000[i], YEAR_STARTS_FROM_2000[i + 1]);
+    (i64::from(start), next - start == 366)
+}
+
+/// Days since 1970-01-01 of an existing date of a table year: `month` 1-12, `day` from 1.
+#[inline(always)]
+fn table_days(year_start: i64, leap: bool, month: u8, day: u8) -> i64 {
+    year_start
+        + i64::from(DAYS_BEFORE_MONTH[usize::from(month - 1)])
+        + i64::from((month > 2) & leap)
+        + i64::from(day - 1)
+}
+
 /// An instant in UTC, to the millisecond, and whether the source carried milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Timestamp {
@@ -66,12 +83,8 @@ impl Date {
         // arithmetic's divisions were a tenth of a GT06 view decode.
         match usize::try_from(self.year - 2000) {
             Ok(i) if i + 1 < YEAR_STARTS_FROM_2000.len() => {
-                let (start, next) = (YEAR_STARTS_FROM_2000[i], YEAR_STARTS_FROM_2000[i + 1]);
-                let leap = next - start == 366;
-                i64::from(start)
-                    + i64::from(DAYS_BEFORE_MONTH[usize::from(self.month - 1)])
-                    + i64::from(self.month > 2 && leap)
-                    + i64::from(self.day - 1)
+                let (start, leap) = table_year(i);
+                table_days(start, leap, self.month, self.day)
             }
             _ => days_from_civil(self.year, self.month, self.day),
         }
@@ -97,13 +110,20 @@ const DAYS_IN_MONTH: [u8; 13] = [0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 
 
 /// A table and non-short-circuit logic, not a match: a stream from many devices carries
 /// many months, and the match's branches on the month were mispredicted (5 % of a JT808
-/// location view on the bench's random dates).
+/// location view on the bench's random dates, when those went through here).
 #[inline]
 fn days_in_month(y: i32, m: u8) -> u8 {
-    match DAYS_IN_MONTH.get(usize::from(m)) {
-        Some(&days) => days + u8::from((m == 2) & is_leap(y)),
-        None => 0,
+    if usize::from(m) < DAYS_IN_MONTH.len() {
+        month_len(m, is_leap(y))
+    } else {
+        0
     }
+}
+
+/// Days in `month` (0-12; 0 has none) of a year that is or is not a leap year.
+#[inline(always)]
+fn month_len(month: u8, leap: bool) -> u8 {
+    DAYS_IN_MONTH[usize::from(month)] + u8::from((month == 2) & leap)
 }
 
 // Howard Hinnant's days_from_civil / civil_from_days, in i64 so no input can overflow.
@@ -147,28 +167,23 @@ impl Timestamp {
     /// From the `[YY, MM, DD, hh, mm, ss]` values binary trackers send (years from 2000), in
     /// a device clock `utc_offset_minutes` ahead of UTC. `None` for an impossible date or
     /// time (such as the all-zero time of a tracker without one).
-    // Inline, as are the date helpers it calls: every binary fix comes through here, and
-    // without LTO a caller in another crate paid a call and a stall reloading the result
-    // (BENCHMARKS.md, GT06 and JT808).
+    // Inline: every binary fix comes through here, and without LTO a caller in another
+    // crate paid a call and a stall reloading the result (BENCHMARKS.md, GT06 and JT808).
     #[inline]
     pub fn from_local_fields(fields: [u8; 6], utc_offset_minutes: i32) -> Option<Self> {
         let [yy, month, day, hour, minute, second] = fields;
         // Years 2000-2255, all in the year table: the date is checked and counted from the
         // tables in one go, with no branch per field (`Date::new` then `days_since_epoch`
         // was half of a JT808 fix's time; the tests hold the two ways to each other).
-        let year = usize::from(yy);
-        let (start, next) = (YEAR_STARTS_FROM_2000[year], YEAR_STARTS_FROM_2000[year + 1]);
-        let leap = next - start == 366;
-        let m = usize::from(month.wrapping_sub(1));
-        let bad = (m >= 12) | (day == 0) | (hour > 23) | (minute > 59) | (second > 60);
-        if bad || day > DAYS_IN_MONTH[m + 1] + u8::from((month == 2) & leap) {
+        let (start, leap) = table_year(usize::from(yy));
+        let bad = !(1..=12).contains(&month) | (day == 0) | (hour > 23) | (minute > 59) | (second > 60);
+        if bad || day > month_len(month, leap) {
             return None;
         }
-        let days =
-            i64::from(start) + i64::from(DAYS_BEFORE_MONTH[m]) + i64::from((month > 2) & leap) + i64::from(day - 1);
+        let days = table_days(start, leap, month, day);
         let seconds = (i64::from(hour) * 60 + i64::from(minute)) * 60 + i64::from(second);
-        let unix_ms = days * MS_PER_DAY + seconds * 1000 - i64::from(utc_offset_minutes) * 60_000;
-        Some(Timestamp { unix_ms, has_millis: false })
+        let local = Timestamp { unix_ms: days * MS_PER_DAY + seconds * 1000, has_millis: false };
+        Some(local.shifted_minutes(-utc_offset_minutes))
     }
 
     pub fn from_unix_ms(unix_ms: i64, has_millis: bool) -> Self {
