@@ -22,6 +22,8 @@
 #   GATEWAY_CPUS=0      pin the gateways (taskset list), so their CPU time is not shared
 #   SIM_CPUS=1          pin the sims
 #   TRACKGATE_BIN=path  use this binary instead of building the release one (CI's smoke run)
+#   SIM_BIN=path        run the sims from this binary (default: the gateway's), e.g. to
+#                       compare an older gateway build with sims that know `--hold`
 #   SYSCALLS=1          count the gateways' system calls with `perf stat` (needs perf and
 #                       tracepoint access); the summary gains `gateway_syscalls`
 #
@@ -69,6 +71,7 @@ else
   cargo build --release -q
   bin=target/release/trackgate
 fi
+sim_bin=${SIM_BIN:-$bin}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
@@ -120,7 +123,7 @@ start=$(date +%s.%N)
 
 pids=()
 for i in $(seq 0 $((sims - 1))); do
-  "${sim_pin[@]}" "$bin" sim --protocol "$protocol" --transport "$transport" --target "$addr" \
+  "${sim_pin[@]}" "$sim_bin" sim --protocol "$protocol" --transport "$transport" --target "$addr" \
     --devices "$per_sim" --interval "$interval" --duration "$duration" --ramp "$ramp" --hold "${HOLD:-0s}" --batch "$batch" \
     --first-id $((i * per_sim)) --seed $((i + 1)) --source "127.0.0.$((2 + i % 250))" >"$work/sim-$i.json" &
   pids+=($!)
