@@ -107,6 +107,7 @@ fn two_digits(d: &[u8]) -> Option<u8> {
 }
 
 /// `hhmmss` with an optional `.f…` of up to 9 digits.
+#[inline]
 pub fn time(field: &str) -> Option<NmeaTime> {
     let b = field.as_bytes();
     let hour = two_digits(b.get(0..2)?)?;
@@ -146,23 +147,27 @@ const EXACT_POWERS_OF_TEN_U64: [u64; 16] = {
     p
 };
 
-/// Digits with at most one `.` (already checked to be the field's only other byte) as an
-/// `f64`, rounded exactly as `f64::from_str` rounds. With at most 15 digits the digits form
-/// an integer below 2^53 and the point divides by an exactly held power of ten, so one IEEE
-/// division gives the correctly rounded value (Clinger's fast path); longer fields, which
-/// receivers do not send, go to the standard library's parser.
+/// Digits with at most one `.` as an `f64`, rounded exactly as `f64::from_str` rounds, or
+/// `None` for any other byte, a second point or no digit. Checked and converted in one pass.
+/// With at most 15 digits the digits form an integer below 2^53 and the point divides by an
+/// exactly held power of ten, so one IEEE division gives the correctly rounded value
+/// (Clinger's fast path); longer fields, which receivers do not send, go to the standard
+/// library's parser.
 fn unsigned_decimal(text: &str) -> Option<f64> {
     let mut mantissa = 0u64;
     let mut digits = 0u32;
     let mut fraction_digits = 0u32;
     let mut point = false;
     for &b in text.as_bytes() {
-        if b == b'.' {
-            point = true;
-        } else {
-            mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(b - b'0'));
+        let digit = b.wrapping_sub(b'0');
+        if digit < 10 {
+            mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(digit));
             digits += 1;
             fraction_digits += u32::from(point);
+        } else if b == b'.' && !point {
+            point = true;
+        } else {
+            return None;
         }
     }
     if digits == 0 {
@@ -174,40 +179,26 @@ fn unsigned_decimal(text: &str) -> Option<f64> {
     text.parse().ok().filter(|v: &f64| v.is_finite())
 }
 
-/// Whether `text` is digits with at most one `.` among them.
-fn digits_and_point(text: &[u8]) -> bool {
-    let mut points = 0;
-    for &b in text {
-        if b == b'.' {
-            points += 1;
-        } else if !b.is_ascii_digit() {
-            return false;
-        }
-    }
-    points <= 1
-}
-
 /// A decimal number: optional sign, digits, optional fraction (`5`, `-21.3`, `000.`, `.5`).
 /// No exponents, no `inf`/`NaN` (which `f64::from_str` would accept), and nothing so long
 /// that it overflows to infinity (300 digits of zeros after an 8 is a finite-looking field
 /// that `f64` cannot hold).
+#[inline]
 pub fn decimal(field: &str) -> Option<f64> {
     let (negative, rest) = match field.as_bytes().first()? {
         b'-' => (true, &field[1..]),
         b'+' => (false, &field[1..]),
         _ => (false, field),
     };
-    if !digits_and_point(rest.as_bytes()) {
-        return None;
-    }
     let v = unsigned_decimal(rest)?;
     Some(if negative { -v } else { v })
 }
 
-/// An unsigned integer of plain digits (leading zeros allowed).
-pub fn unsigned<T: std::str::FromStr>(field: &str) -> Option<T> {
-    // `from_str` alone would also take a leading `+`.
-    (!field.is_empty() && all_digits(field.as_bytes())).then(|| field.parse().ok())?
+/// An unsigned integer of plain digits (leading zeros allowed), read as a `u32` first (plain digits only: no sign) and narrowed, rather than through
+/// `FromStr`, whose sign and radix handling cost more than the two-digit fields here.
+#[inline]
+pub fn unsigned<T: TryFrom<u32>>(field: &str) -> Option<T> {
+    T::try_from(digits_value(field.as_bytes())?).ok()
 }
 
 /// A signed integer: optional sign then digits.
@@ -219,6 +210,7 @@ pub fn signed<T: std::str::FromStr>(field: &str) -> Option<T> {
 /// `ddmm.mmmm` (latitude, `max_degrees` 90) or `dddmm.mmmm` (longitude, 180) with its
 /// hemisphere letter. The two digits left of the point are whole minutes; everything before
 /// them is degrees, so a missing leading zero still reads right.
+#[inline]
 pub fn coordinate(value: &str, hemisphere: &str, max_degrees: u16) -> Option<Coordinate> {
     let hemi = match (max_degrees, hemisphere) {
         (90, "N" | "S") | (180, "E" | "W") => hemisphere.as_bytes()[0],
@@ -331,6 +323,27 @@ mod tests {
             };
             let got = decimal(&text);
             proptest::prop_assert_eq!(got.map(f64::to_bits), expected.map(f64::to_bits), "{:?}", text);
+        }
+
+        /// Any text at all: accepted exactly when it is an optional sign, then digits with at
+        /// most one point and at least one digit, and then with `from_str`'s value.
+        #[test]
+        fn decimals_accept_only_their_grammar(text in "[-+0-9.e ]{0,10}") {
+            let unsigned = text.strip_prefix(['-', '+']).unwrap_or(&text);
+            let grammatical = unsigned.bytes().any(|b| b.is_ascii_digit())
+                && unsigned.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+                && unsigned.bytes().filter(|&b| b == b'.').count() <= 1;
+            let expected = grammatical.then(|| text.parse::<f64>().unwrap());
+            proptest::prop_assert_eq!(decimal(&text).map(f64::to_bits), expected.map(f64::to_bits), "{:?}", text);
+        }
+
+        /// Plain digits only (no sign, which `from_str` would take), with `from_str`'s range.
+        #[test]
+        fn unsigned_is_from_str_without_signs(text in "[-+0-9 ]{0,12}") {
+            let plain = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+            proptest::prop_assert_eq!(unsigned::<u8>(&text), plain.then(|| text.parse().ok()).flatten());
+            proptest::prop_assert_eq!(unsigned::<u16>(&text), plain.then(|| text.parse().ok()).flatten());
+            proptest::prop_assert_eq!(unsigned::<u32>(&text), plain.then(|| text.parse().ok()).flatten());
         }
 
         #[test]

@@ -371,7 +371,7 @@ impl<'a> Fields<'a> {
     }
 
     #[inline(always)]
-    fn unsigned<T: std::str::FromStr>(&self, n: usize, what: &str) -> Result<Option<T>, Reject> {
+    fn unsigned<T: TryFrom<u32>>(&self, n: usize, what: &str) -> Result<Option<T>, Reject> {
         self.opt(n, what, fields::unsigned::<T>)
     }
 
@@ -460,8 +460,9 @@ pub fn parse(text: &[u8]) -> Result<ParsedSentence<'_>, Reject> {
     }
     // Printable ASCII is valid UTF-8.
     let body = std::str::from_utf8(body).map_err(|_| malformed("not ASCII".into()))?;
-    let (address, fields_text) = match body.split_once(',') {
-        Some((a, f)) => (a, Some(f)),
+    // A byte search: `str::split_once` goes through the general `char` searcher.
+    let (address, fields_text) = match body.as_bytes().iter().position(|&b| b == b',') {
+        Some(comma) => (&body[..comma], Some(&body[comma + 1..])),
         None => (body, None),
     };
     if address.is_empty() || !address.bytes().all(|b| b.is_ascii_alphanumeric()) {
