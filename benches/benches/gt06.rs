@@ -8,6 +8,11 @@
 //!   stream mode), every location's fields read.
 //! * `gt06_parse_packet`: `parse_packet` per frame, the frames cut out beforehand (no
 //!   stream work at all, the peer's best case).
+//! * `crc_only`: nothing but the CRC-16/X-25 every frame must pass, computed over each
+//!   frame's covered bytes (the frames cut out beforehand) and compared with the one it
+//!   carries. A floor, not a decoder: any decoder that checks the CRC with this code costs
+//!   at least this much, so the peer's time over this row bounds the ratio any of ours
+//!   could reach.
 //! * `trackgate_records`: the stream decoder producing the contract's records and acks.
 //! * `trackgate_records_jsonl`: the same, then each record written as the gateway's JSON
 //!   Lines sink writes it (into memory), which is the sink thread's work.
@@ -17,7 +22,7 @@
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use trackgate_benches::gt06_locations;
 use trackgate_codecs::framing::{Framer, Framing};
-use trackgate_codecs::gt06::{Frame, Gt06Decoder, Gt06Framer, Gt06Options, Message};
+use trackgate_codecs::gt06::{self as tg, Frame, Gt06Decoder, Gt06Framer, Gt06Options, Message};
 use trackgate_codecs::{RecordDecoder, StreamEvent};
 
 /// Folds what was read into numbers nothing can optimise away: (fix sum, locations, cell
@@ -94,6 +99,17 @@ fn gt06_parse_packet(frames: &[&[u8]]) -> Acc {
     acc
 }
 
+/// The floor: each frame's CRC (length byte to serial) against the one it carries.
+fn crc_only(frames: &[&[u8]]) -> u64 {
+    let mut good = 0;
+    for f in frames {
+        let covered = &f[2..f.len() - 4];
+        let carried = u16::from_be_bytes([f[f.len() - 4], f[f.len() - 3]]);
+        good += u64::from(tg::frame_crc(covered) == carried);
+    }
+    good
+}
+
 fn trackgate_records(decoder: &mut Gt06Decoder, buf: &[u8], events: &mut Vec<StreamEvent>) -> u64 {
     events.clear();
     decoder.decode(buf, true, events);
@@ -124,6 +140,7 @@ fn bench(c: &mut Criterion) {
         assert_eq!(ours.1, 10_000);
         assert_eq!(ours, gt06_push(&buf), "0x{protocol:02x}");
         assert_eq!(ours, gt06_parse_packet(&frames), "0x{protocol:02x}");
+        assert_eq!(crc_only(&frames), 10_000);
         let mut events = Vec::new();
         assert_eq!(trackgate_records(&mut Gt06Decoder::new(Gt06Options::default()), &buf, &mut events), 10_000);
         let mut jsonl = Vec::new();
@@ -135,6 +152,7 @@ fn bench(c: &mut Criterion) {
         g.bench_function("trackgate_views", |b| b.iter(|| trackgate_views(black_box(&buf))));
         g.bench_function("gt06_push", |b| b.iter(|| gt06_push(black_box(&buf))));
         g.bench_function("gt06_parse_packet", |b| b.iter(|| gt06_parse_packet(black_box(&frames))));
+        g.bench_function("crc_only", |b| b.iter(|| crc_only(black_box(&frames))));
         g.bench_function("trackgate_records", |b| {
             b.iter(|| {
                 // A fresh decoder per pass, as a new connection would have.
