@@ -107,6 +107,9 @@ fn two_digits(d: &[u8]) -> Option<u8> {
 }
 
 /// `hhmmss` with an optional `.f…` of up to 9 digits.
+// `time`, `decimal` and `coordinate` are `#[inline]`: called, their results went back to the
+// sentence parser through memory, written field by field and read back whole, and the
+// parser stalled on those reads (a `perf` profile of GGA; BENCHMARKS.md, NMEA, 11-24).
 #[inline]
 pub fn time(field: &str) -> Option<NmeaTime> {
     let b = field.as_bytes();
