@@ -136,6 +136,9 @@ impl<'a> Frame<'a> {
 /// is too long for any frame.
 pub fn encode_frame(out: &mut Vec<u8>, long: bool, protocol: u8, content: &[u8], serial: u16) -> Option<()> {
     let length = content.len().checked_add(LENGTH_OVERHEAD)?;
+    // One growth check for the whole frame (start, length, protocol, serial, CRC, stop: at
+    // most 11 bytes besides the content) instead of one per piece.
+    out.reserve(content.len() + 11);
     let start = out.len();
     if long || length > usize::from(u8::MAX) {
         let length = u16::try_from(length).ok()?;
@@ -158,8 +161,24 @@ pub fn encode_frame(out: &mut Vec<u8>, long: bool, protocol: u8, content: &[u8],
 /// (`78 78 05 proto SN CRC 0D 0A`; a long frame answers a long frame).
 pub fn ack(long: bool, protocol: u8, serial: u16) -> Vec<u8> {
     let mut out = Vec::with_capacity(11);
-    encode_frame(&mut out, long, protocol, &[], serial).expect("an empty frame fits");
+    ack_into(&mut out, long, protocol, serial);
     out
+}
+
+/// Appends the generic ack (as [`ack`]) to `out`: the bytes [`encode_frame`] writes for an
+/// empty frame, built from the values rather than written and read back for the CRC.
+pub fn ack_into(out: &mut Vec<u8>, long: bool, protocol: u8, serial: u16) {
+    let [s0, s1] = serial.to_be_bytes();
+    let length = LENGTH_OVERHEAD as u8;
+    if long {
+        let [c0, c1] = CRC16_X25.checksum_array([0, length, protocol, s0, s1]).to_be_bytes();
+        let [a, b] = LONG_START;
+        out.extend_from_slice(&[a, b, 0, length, protocol, s0, s1, c0, c1, STOP[0], STOP[1]]);
+    } else {
+        let [c0, c1] = CRC16_X25.checksum_array([length, protocol, s0, s1]).to_be_bytes();
+        let [a, b] = SHORT_START;
+        out.extend_from_slice(&[a, b, length, protocol, s0, s1, c0, c1, STOP[0], STOP[1]]);
+    }
 }
 
 /// The 0x8A reply: the server's UTC time as YY MM DD hh mm ss (gt06.md §5.5), echoing the

@@ -388,6 +388,17 @@ fn parse_back(bytes: &[u8]) -> (u8, Vec<u8>) {
 }
 
 proptest! {
+
+    /// The ack built from its values is the empty frame `encode_frame` writes.
+    #[test]
+    fn acks_are_empty_frames(long in any::<bool>(), protocol in any::<u8>(), serial in any::<u16>()) {
+        let mut framed = Vec::new();
+        encode_frame(&mut framed, long, protocol, &[], serial).unwrap();
+        let mut out = vec![0xAA];
+        ack_into(&mut out, long, protocol, serial);
+        prop_assert_eq!(&out[1..], &framed[..]);
+        prop_assert_eq!(ack(long, protocol, serial), framed);
+    }
     #[test]
     fn login_round_trip(id in "[0-9]{15}", type_id in proptest::option::of(any::<u16>()), zone in any::<u16>(), serial in any::<u16>()) {
         let login = Login { terminal_id: imei_to_bcd(&id).unwrap(), type_id, zone_language: type_id.map(|_| zone) };
