@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use bytes::BufMut;
 
-use super::fields::{Coordinate, NmeaDate, NmeaTime};
+use super::fields::{Coordinate, NmeaDate, NmeaTime, EXACT_POWERS_OF_TEN};
 use super::sentence::{Message, Sentence, Talker};
 use crate::wire::checksum::xor8;
 
@@ -24,23 +24,28 @@ impl std::error::Error for EncodeError {}
 
 /// Writes `sentence` as one line, `$`, body, `*HH`, CR LF.
 pub fn encode(sentence: &Sentence<'_>, out: &mut impl BufMut) -> Result<(), EncodeError> {
-    let mut body = String::with_capacity(96);
+    let mut body = Body::new();
     match sentence {
         Sentence::Standard { talker, message } => standard(&mut body, *talker, message)?,
         Sentence::Proprietary { address, fields } | Sentence::Unrecognised { address, fields } => {
             body.push_str(address);
             if let Some(f) = fields {
-                body.push(',');
+                body.push(b',');
                 body.push_str(f);
             }
         }
     }
-    if let Some(bad) = body.bytes().find(|&b| !(0x20..=0x7e).contains(&b) || b == b'$' || b == b'*') {
+    let body = body.as_bytes();
+    // Two folds without early exits, which vectorise (as the parser's `scan_body`); the
+    // offending byte is looked for only when there is one.
+    let not_allowed = |b: u8| !(0x20..=0x7e).contains(&b) || b == b'$' || b == b'*';
+    if body.iter().fold(false, |any, &b| any | not_allowed(b)) {
+        let bad = body.iter().find(|&&b| not_allowed(b)).copied().unwrap_or_default();
         return Err(EncodeError(format!("byte 0x{bad:02X} cannot appear in a sentence")));
     }
     out.put_u8(b'$');
-    out.put_slice(body.as_bytes());
-    let cs = xor8(body.as_bytes());
+    out.put_slice(body);
+    let cs = xor8(body);
     out.put_slice(&[b'*', hex_upper(cs >> 4), hex_upper(cs & 0x0f), b'\r', b'\n']);
     Ok(())
 }
@@ -57,61 +62,225 @@ fn hex_upper(n: u8) -> u8 {
     b"0123456789ABCDEF"[usize::from(n & 0x0f)]
 }
 
+/// The body while it is built: on the stack up to `STACK` bytes, which every standard
+/// sentence fits (the standard's limit is 82 characters), and on the heap past that (long
+/// proprietary sentences). A `String` per sentence, and one per zero-padded field through
+/// `format!`, had made encoding slower than parsing.
+struct Body {
+    stack: [u8; Body::STACK],
+    len: usize,
+    heap: Vec<u8>,
+}
+
+impl Body {
+    const STACK: usize = 200;
+
+    fn new() -> Self {
+        Body { stack: [0; Body::STACK], len: 0, heap: Vec::new() }
+    }
+
+    #[inline]
+    fn push_slice(&mut self, bytes: &[u8]) {
+        if self.heap.is_empty() {
+            if let Some(room) = self.stack.get_mut(self.len..self.len + bytes.len()) {
+                room.copy_from_slice(bytes);
+                self.len += bytes.len();
+                return;
+            }
+            self.heap.extend_from_slice(&self.stack[..self.len]);
+        }
+        self.heap.extend_from_slice(bytes);
+    }
+
+    #[inline]
+    fn push(&mut self, b: u8) {
+        match self.stack.get_mut(self.len) {
+            Some(slot) if self.heap.is_empty() => {
+                *slot = b;
+                self.len += 1;
+            }
+            _ => self.push_slice(&[b]),
+        }
+    }
+
+    fn push_str(&mut self, s: &str) {
+        self.push_slice(s.as_bytes());
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        if self.heap.is_empty() {
+            &self.stack[..self.len]
+        } else {
+            &self.heap
+        }
+    }
+
+    /// `v` in decimal, zero-padded to `width` digits: written in place, last digit first
+    /// (through a buffer only when the body has moved to the heap).
+    fn uint(&mut self, v: u64, width: usize) {
+        let mut len = 1;
+        let mut rest = v / 10;
+        while rest > 0 {
+            len += 1;
+            rest /= 10;
+        }
+        let len = len.max(width);
+        let fill = |room: &mut [u8]| {
+            let mut rest = v;
+            for d in room.iter_mut().rev() {
+                *d = b'0' + (rest % 10) as u8;
+                rest /= 10;
+            }
+        };
+        match self.stack.get_mut(self.len..self.len + len) {
+            Some(room) if self.heap.is_empty() => {
+                fill(room);
+                self.len += len;
+            }
+            _ => {
+                let mut digits = vec![0; len];
+                fill(&mut digits);
+                self.push_slice(&digits);
+            }
+        }
+    }
+
+    /// `v` as plain decimal text that parses back to the same `f64`: the fewest fraction
+    /// digits (up to 9) for which the digits, divided by that power of ten, give `v` again.
+    /// That division is how [`super::fields::decimal`] reads the text (and is correctly
+    /// rounded, as `f64::from_str` is), so the check is the round trip itself. Anything else
+    /// (more digits, beyond 2^53, not finite) goes through `Display`.
+    fn decimal(&mut self, v: f64) {
+        // `Display` gives no sign to a NaN, whatever its sign bit.
+        if v.is_sign_negative() && !v.is_nan() {
+            self.push(b'-');
+        }
+        let a = v.abs();
+        // Not finite: no digits to find (`Display` writes `inf` or `NaN`).
+        let candidates = if a.is_finite() { 10 } else { 0 };
+        for (k, &scale) in EXACT_POWERS_OF_TEN.iter().enumerate().take(candidates) {
+            let scaled = a * scale;
+            // Below 2^52 adding a half is exact, so the truncation rounds half up (`round`
+            // is a library call on baseline x86-64).
+            if scaled >= 4_503_599_627_370_496.0 {
+                break;
+            }
+            let m = (scaled + 0.5) as u64;
+            if (m as f64 / scale).to_bits() == a.to_bits() {
+                let whole = m / 10u64.pow(k as u32);
+                self.uint(whole, 1);
+                if k > 0 {
+                    self.push(b'.');
+                    self.uint(m % 10u64.pow(k as u32), k);
+                }
+                return;
+            }
+        }
+        let _ = write!(self, "{a}");
+    }
+}
+
+impl std::fmt::Write for Body {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.push_str(s);
+        Ok(())
+    }
+}
+
 /// Builds the comma-separated field list after the address.
 struct Out<'s> {
-    s: &'s mut String,
+    s: &'s mut Body,
 }
 
 impl Out<'_> {
-    fn sep(&mut self) -> &mut String {
-        self.s.push(',');
+    fn sep(&mut self) -> &mut Body {
+        self.s.push(b',');
         self.s
     }
     fn text(&mut self, t: &str) {
         self.sep().push_str(t);
     }
-    fn num<T: std::fmt::Display>(&mut self, v: Option<T>) {
+    /// A number field, empty when absent.
+    fn dec(&mut self, v: Option<f64>) {
         let s = self.sep();
         if let Some(v) = v {
-            let _ = write!(s, "{v}");
+            s.decimal(v);
+        }
+    }
+    /// An unsigned field, zero-padded to `width` digits, empty when absent.
+    fn uint(&mut self, v: Option<impl Into<u64>>, width: usize) {
+        let s = self.sep();
+        if let Some(v) = v {
+            s.uint(v.into(), width);
+        }
+    }
+    /// A signed field: `-` then the digits, zero-padded to `width` characters with the
+    /// sign (as `{:02}` pads), empty when absent.
+    fn int(&mut self, v: Option<impl Into<i64>>, width: usize) {
+        let s = self.sep();
+        if let Some(v) = v {
+            let v: i64 = v.into();
+            if v < 0 {
+                s.push(b'-');
+                s.uint(v.unsigned_abs(), width.saturating_sub(1));
+            } else {
+                s.uint(v as u64, width);
+            }
+        }
+    }
+    fn opt_text(&mut self, t: Option<&str>) {
+        let s = self.sep();
+        if let Some(t) = t {
+            s.push_str(t);
+        }
+    }
+    /// A one-digit hexadecimal id (GSA's system id, GSV's signal id), left out when absent.
+    fn hex_id(&mut self, v: Option<u8>) {
+        if let Some(v) = v {
+            let _ = write!(self.sep(), "{v:X}");
         }
     }
     fn letter(&mut self, v: Option<u8>) {
         let s = self.sep();
         if let Some(c) = v {
-            s.push(char::from(c));
+            s.push(c);
         }
     }
     fn time(&mut self, t: Option<NmeaTime>) {
         let s = self.sep();
         if let Some(t) = t {
-            let _ = write!(s, "{:02}{:02}{:02}", t.hour, t.minute, t.second);
+            s.uint(t.hour.into(), 2);
+            s.uint(t.minute.into(), 2);
+            s.uint(t.second.into(), 2);
             if t.fraction_digits > 0 {
-                let _ = write!(s, ".{:0w$}", t.fraction, w = usize::from(t.fraction_digits));
+                s.push(b'.');
+                s.uint(t.fraction.into(), usize::from(t.fraction_digits));
             }
         }
     }
     fn date(&mut self, d: Option<NmeaDate>) {
         let s = self.sep();
         if let Some(d) = d {
-            let _ = write!(s, "{:02}{:02}{:02}", d.day, d.month, d.year2);
+            s.uint(d.day.into(), 2);
+            s.uint(d.month.into(), 2);
+            s.uint(d.year2.into(), 2);
         }
     }
     /// Value and hemisphere fields: `ddmm.mmmm,N` / `dddmm.mmmm,E`.
     fn coordinate(&mut self, c: Option<Coordinate>, degree_digits: usize) {
         let s = self.sep();
         if let Some(c) = c {
-            let _ = write!(s, "{:0w$}", c.whole_degrees, w = degree_digits);
+            s.uint(c.whole_degrees.into(), degree_digits);
             if c.minutes < 10.0 {
-                s.push('0');
+                s.push(b'0');
             }
-            let _ = write!(s, "{}", c.minutes);
+            s.decimal(c.minutes);
         }
         self.letter(c.map(|c| c.hemisphere));
     }
 }
 
-fn standard(body: &mut String, talker: Talker, message: &Message<'_>) -> Result<(), EncodeError> {
+fn standard(body: &mut Body, talker: Talker, message: &Message<'_>) -> Result<(), EncodeError> {
     body.push_str(talker.as_str());
     body.push_str(message.formatter());
     let mut o = Out { s: body };
@@ -121,10 +290,10 @@ fn standard(body: &mut String, talker: Talker, message: &Message<'_>) -> Result<
             o.letter(m.status);
             o.coordinate(m.latitude, 2);
             o.coordinate(m.longitude, 3);
-            o.num(m.speed_knots);
-            o.num(m.course_deg);
+            o.dec(m.speed_knots);
+            o.dec(m.course_deg);
             o.date(m.date);
-            o.num(m.magnetic_variation_deg);
+            o.dec(m.magnetic_variation_deg);
             o.letter(m.magnetic_variation_dir);
             // Optional trailing fields are written only up to the last one present.
             if m.mode.is_some() || m.nav_status.is_some() {
@@ -138,15 +307,15 @@ fn standard(body: &mut String, talker: Talker, message: &Message<'_>) -> Result<
             o.time(m.time);
             o.coordinate(m.latitude, 2);
             o.coordinate(m.longitude, 3);
-            o.num(m.quality);
-            o.num(m.satellites);
-            o.num(m.hdop);
-            o.num(m.altitude_m);
+            o.uint(m.quality, 1);
+            o.uint(m.satellites, 1);
+            o.dec(m.hdop);
+            o.dec(m.altitude_m);
             o.text("M");
-            o.num(m.geoid_separation_m);
+            o.dec(m.geoid_separation_m);
             o.text("M");
-            o.num(m.dgps_age_s);
-            o.num(m.dgps_station.map(|s| format!("{s:04}")));
+            o.dec(m.dgps_age_s);
+            o.uint(m.dgps_station, 4);
         }
         Message::Gll(m) => {
             o.coordinate(m.latitude, 2);
@@ -161,19 +330,19 @@ fn standard(body: &mut String, talker: Talker, message: &Message<'_>) -> Result<
             if m.mode.is_some() {
                 return Err(EncodeError("the legacy VTG form has no mode field".into()));
             }
-            o.num(m.course_true_deg);
-            o.num(m.course_magnetic_deg);
-            o.num(m.speed_knots);
-            o.num(m.speed_kmh);
+            o.dec(m.course_true_deg);
+            o.dec(m.course_magnetic_deg);
+            o.dec(m.speed_knots);
+            o.dec(m.speed_kmh);
         }
         Message::Vtg(m) => {
-            o.num(m.course_true_deg);
+            o.dec(m.course_true_deg);
             o.text("T");
-            o.num(m.course_magnetic_deg);
+            o.dec(m.course_magnetic_deg);
             o.text("M");
-            o.num(m.speed_knots);
+            o.dec(m.speed_knots);
             o.text("N");
-            o.num(m.speed_kmh);
+            o.dec(m.speed_kmh);
             o.text("K");
             if m.mode.is_some() {
                 o.letter(m.mode);
@@ -184,50 +353,46 @@ fn standard(body: &mut String, talker: Talker, message: &Message<'_>) -> Result<
                 return Err(EncodeError(format!("GSA has 12 id slots, not {}", m.satellite_ids.len())));
             }
             o.letter(m.selection_mode);
-            o.num(m.fix_type);
+            o.uint(m.fix_type, 1);
             for slot in 0..12 {
-                o.num(m.satellite_ids.get(slot).map(|id| format!("{id:02}")));
+                o.uint(m.satellite_ids.get(slot).copied(), 2);
             }
-            o.num(m.pdop);
-            o.num(m.hdop);
-            o.num(m.vdop);
-            if let Some(id) = m.system_id {
-                o.text(&format!("{id:X}"));
-            }
+            o.dec(m.pdop);
+            o.dec(m.hdop);
+            o.dec(m.vdop);
+            o.hex_id(m.system_id);
         }
         Message::Gsv(m) => {
-            o.num(m.sentences);
-            o.num(m.sentence);
-            o.num(m.in_view.map(|n| format!("{n:02}")));
+            o.uint(m.sentences, 1);
+            o.uint(m.sentence, 1);
+            o.uint(m.in_view, 2);
             for sat in &m.satellites {
-                o.num(sat.id.map(|id| format!("{id:02}")));
-                o.num(sat.elevation_deg.map(|e| format!("{e:02}")));
-                o.num(sat.azimuth_deg.map(|a| format!("{a:03}")));
-                o.num(sat.snr_db.map(|s| format!("{s:02}")));
+                o.uint(sat.id, 2);
+                o.int(sat.elevation_deg, 2);
+                o.uint(sat.azimuth_deg, 3);
+                o.uint(sat.snr_db, 2);
             }
-            if let Some(sig) = m.signal_id {
-                o.text(&format!("{sig:X}"));
-            }
+            o.hex_id(m.signal_id);
         }
         Message::Zda(m) => {
             o.time(m.time);
-            o.num(m.day.map(|d| format!("{d:02}")));
-            o.num(m.month.map(|d| format!("{d:02}")));
-            o.num(m.year.map(|y| format!("{y:04}")));
-            o.num(m.zone_hours.map(|h| format!("{h:02}")));
-            o.num(m.zone_minutes.map(|mi| format!("{mi:02}")));
+            o.uint(m.day, 2);
+            o.uint(m.month, 2);
+            o.uint(m.year, 4);
+            o.int(m.zone_hours, 2);
+            o.int(m.zone_minutes, 2);
         }
         Message::Gns(m) => {
             o.time(m.time);
             o.coordinate(m.latitude, 2);
             o.coordinate(m.longitude, 3);
-            o.num(m.mode);
-            o.num(m.satellites.map(|n| format!("{n:02}")));
-            o.num(m.hdop);
-            o.num(m.altitude_m);
-            o.num(m.geoid_separation_m);
-            o.num(m.dgps_age_s);
-            o.num(m.dgps_station.map(|s| format!("{s:04}")));
+            o.opt_text(m.mode);
+            o.uint(m.satellites, 2);
+            o.dec(m.hdop);
+            o.dec(m.altitude_m);
+            o.dec(m.geoid_separation_m);
+            o.dec(m.dgps_age_s);
+            o.uint(m.dgps_station, 4);
             if m.nav_status.is_some() {
                 o.letter(m.nav_status);
             }
@@ -243,11 +408,11 @@ fn standard(body: &mut String, talker: Talker, message: &Message<'_>) -> Result<
                 m.sigma_longitude_m,
                 m.sigma_altitude_m,
             ] {
-                o.num(v);
+                o.dec(v);
             }
         }
         Message::Hdt(m) => {
-            o.num(m.heading_deg);
+            o.dec(m.heading_deg);
             o.text("T");
         }
         Message::Txt(m) => {
@@ -266,4 +431,72 @@ fn standard(body: &mut String, talker: Talker, message: &Message<'_>) -> Result<
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn decimal_text(v: f64) -> String {
+        let mut b = Body::new();
+        b.decimal(v);
+        String::from_utf8(b.as_bytes().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn decimals_are_written_short_and_plain() {
+        for (v, text) in [
+            (12.5, "12.5"),
+            (0.146, "0.146"),
+            (0.005, "0.005"),
+            (5.0, "5"),
+            (545.4, "545.4"),
+            (-21.3, "-21.3"),
+            (-0.0, "-0"),
+            (4.13993, "4.13993"),
+            (1e-12, "0.000000000001"),
+            (f64::NEG_INFINITY, "-inf"),
+            (-f64::NAN, "NaN"),
+        ] {
+            assert_eq!(decimal_text(v), text, "{v}");
+        }
+        let mut b = Body::new();
+        b.uint(7, 3);
+        b.uint(1234, 2);
+        b.uint(0, 1);
+        assert_eq!(b.as_bytes(), b"00712340");
+    }
+
+    #[test]
+    fn long_bodies_move_to_the_heap_whole() {
+        let mut b = Body::new();
+        let long = "A,".repeat(150);
+        b.push_str(&long[..Body::STACK - 1]);
+        b.push_str(&long[Body::STACK - 1..]);
+        assert_eq!(b.as_bytes(), long.as_bytes());
+    }
+
+    proptest! {
+        /// Any finite value reads back to the same bits through the field parser.
+        #[test]
+        fn written_decimals_read_back(bits in any::<u64>()) {
+            let v = f64::from_bits(bits);
+            prop_assume!(v.is_finite());
+            let text = decimal_text(v);
+            prop_assert!(!text.contains(['e', 'E']), "{}", text);
+            prop_assert_eq!(super::super::fields::decimal(&text).map(f64::to_bits), Some(v.to_bits()), "{}", text);
+        }
+
+        /// Values read from receiver-style text come back as short as they went in (or
+        /// shorter: trailing zeros of the fraction are not kept).
+        #[test]
+        fn decimals_from_text_keep_their_digits(int in 0u32..100_000, frac in "[0-9]{0,7}") {
+            let text = if frac.is_empty() { int.to_string() } else { format!("{int}.{frac}") };
+            let v = super::super::fields::decimal(&text).unwrap();
+            let written = decimal_text(v);
+            prop_assert!(written.len() <= text.len().max(1), "{} -> {}", text, written);
+            prop_assert_eq!(written.parse::<f64>().unwrap().to_bits(), v.to_bits());
+        }
+    }
 }
