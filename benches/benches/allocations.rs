@@ -17,6 +17,9 @@ use trackgate_codecs::nmea::NmeaDecoder;
 use trackgate_codecs::teltonika::{AvlData, AvlPacket, TcpFramer, TeltonikaDecoder, HEADER_LEN};
 use trackgate_codecs::{RecordDecoder, StreamEvent};
 
+#[path = "common/corpus_cases.rs"]
+mod corpus_cases;
+
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
@@ -103,10 +106,10 @@ fn main() {
     let jt808 = jt808_locations(10_000, 17, false);
     let (teltonika, teltonika_records) = teltonika_packets(0x08, 10_000, 7);
     let nmea = nmea_rmc(10_000, 3);
-    println!("{:<28} {:>10} {:>14} {:>16}", "path", "messages", "allocs/msg", "bytes/msg");
+    println!("{:<36} {:>10} {:>14} {:>16}", "path", "messages", "allocs/msg", "bytes/msg");
     let report = |name: &str, messages: usize, (allocs, bytes): (usize, usize)| {
         println!(
-            "{name:<28} {messages:>10} {:>14.2} {:>16.1}",
+            "{name:<36} {messages:>10} {:>14.2} {:>16.1}",
             allocs as f64 / messages as f64,
             bytes as f64 / messages as f64
         );
@@ -145,4 +148,44 @@ fn main() {
     report("teltonika codec8 records", n, (a, b));
     let (a, b, n) = count(|| records(NmeaDecoder::default(), &nmea));
     report("nmea rmc records", n, (a, b));
+
+    // The corpus's mix (the `corpus` bench's sets): every message type, typed views and
+    // records. Typed messages that hold lists (NMEA GSV satellites and GSA ids, JT808
+    // batches and parameter lists) own them, so these views may allocate.
+    use corpus_cases as cc;
+    use trackgate_codecs::Protocol;
+    let mut events = Vec::new();
+    for protocol in [Protocol::Nmea, Protocol::Gt06, Protocol::Jt808, Protocol::Teltonika] {
+        let cases = cc::load(protocol);
+        let (a, b, (frames, parsed)) = count(|| match protocol {
+            Protocol::Nmea => {
+                let lines = cc::nmea_lines(&cases);
+                (lines.len(), cc::nmea_views(&lines))
+            }
+            Protocol::Gt06 => {
+                let frames = cc::gt06_frames(&cases);
+                (frames.len(), cc::gt06_views(&frames))
+            }
+            Protocol::Jt808 => {
+                let frames = cc::jt808_frames(&cases);
+                (frames.len(), cc::jt808_views(&frames, &mut Vec::new()))
+            }
+            Protocol::Teltonika => {
+                let frames = cc::teltonika_frames(&cases);
+                (frames.len(), cc::teltonika_views(&frames))
+            }
+        });
+        assert!(parsed > 0);
+        // The frame lists themselves are allocations too: counted apart and taken off.
+        let (list_allocs, list_bytes, _) = count(|| match protocol {
+            Protocol::Nmea => cc::nmea_lines(&cases).len(),
+            Protocol::Gt06 => cc::gt06_frames(&cases).len(),
+            Protocol::Jt808 => cc::jt808_frames(&cases).len(),
+            Protocol::Teltonika => cc::teltonika_frames(&cases).len(),
+        });
+        let name = format!("corpus {protocol:?} views ({frames} frames)").to_lowercase();
+        report(&name, parsed as usize, (a - list_allocs, b - list_bytes));
+        let (a, b, n) = count(|| cc::records(protocol, &cases, &mut events));
+        report(&format!("corpus {protocol:?} records").to_lowercase(), n as usize, (a, b));
+    }
 }
