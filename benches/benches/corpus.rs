@@ -238,8 +238,8 @@ fn bench_gt06(c: &mut Criterion) {
             let frame = tg::gt06::Frame::split(bytes, shape)?;
             let message = tg::gt06::Message::parse(&frame).ok()?;
             let mut content = Vec::new();
-            // Only what writes back to the same content: a message kept opaque (unknown
-            // protocol numbers) is written as it came, and is in the set too.
+            // The messages `write_content` can write (all of the corpus's, as printed below);
+            // one kept opaque (an unknown protocol number) is written back as it came.
             message.write_content(frame.protocol, &mut content)?;
             Some((frame, message))
         })

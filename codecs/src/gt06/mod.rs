@@ -136,8 +136,8 @@ impl<'a> Frame<'a> {
 /// is too long for any frame.
 pub fn encode_frame(out: &mut Vec<u8>, long: bool, protocol: u8, content: &[u8], serial: u16) -> Option<()> {
     let length = content.len().checked_add(LENGTH_OVERHEAD)?;
-    // One growth check for the whole frame (start, length, protocol, serial, CRC, stop: at
-    // most 11 bytes besides the content) instead of one per piece.
+    // Room for the whole frame at once (start, length, protocol, serial, CRC, stop: at most
+    // 11 bytes besides the content), so the pieces below never reallocate one by one.
     out.reserve(content.len() + 11);
     let start = out.len();
     if long || length > usize::from(u8::MAX) {
