@@ -496,13 +496,32 @@ pub fn encode_frame(
         properties |= VERSION_2019;
     }
     let header = Header { message_id, properties, terminal: *terminal, serial, package };
-    let mut raw = Vec::with_capacity(header.byte_len() + body.len() + 1);
-    header.write(&mut raw);
-    raw.extend_from_slice(body);
-    raw.push(xor8(&raw));
-    out.reserve(raw.len() + raw.len() / 8 + 2);
+    // Written un-escaped after the opening flag, then escaped where it lies: most frames
+    // have nothing to escape, and the others grow by a byte per escape, moved from the back.
+    // No second buffer (a reply used to cost two allocations, one of them this copy).
+    let raw_len = header.byte_len() + body.len() + 1;
+    out.reserve(raw_len + raw_len / 8 + 2);
     out.push(FLAG);
-    escape_into(&raw, out);
+    let start = out.len();
+    header.write(out);
+    out.extend_from_slice(body);
+    out.push(xor8(&out[start..]));
+    let raw_end = out.len();
+    let escapes = out[start..].iter().filter(|&&b| b == FLAG || b == ESCAPE).count();
+    if escapes > 0 {
+        out.resize(raw_end + escapes, 0);
+        let mut at = out.len();
+        for i in (start..raw_end).rev() {
+            let b = out[i];
+            if b == FLAG || b == ESCAPE {
+                out[at - 2..at].copy_from_slice(&[ESCAPE, if b == FLAG { 0x02 } else { 0x01 }]);
+                at -= 2;
+            } else {
+                out[at - 1] = b;
+                at -= 1;
+            }
+        }
+    }
     out.push(FLAG);
     Some(())
 }

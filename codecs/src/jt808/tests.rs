@@ -753,6 +753,33 @@ fn message_type_labels_from_the_table_are_the_formatted_ids() {
 }
 
 proptest! {
+
+    /// Escaping in place gives what escaping a separate copy of the raw frame gives, with
+    /// and without bytes to escape, after whatever the buffer already held.
+    #[test]
+    fn frames_escaped_in_place_equal_escaped_copies(
+        terminal in arb_terminal(),
+        id in any::<u16>(),
+        serial in any::<u16>(),
+        body in proptest::collection::vec(prop_oneof![Just(0x7Eu8), Just(0x7D), any::<u8>()], 0..80),
+        before in proptest::collection::vec(any::<u8>(), 0..4),
+    ) {
+        let mut out = before.clone();
+        encode_frame(&mut out, id, &terminal, serial, None, &body).unwrap();
+        let mut properties = body.len() as u16;
+        if let Edition::V2019 { .. } = terminal.edition {
+            properties |= 0x4000;
+        }
+        let mut raw = Vec::new();
+        Header { message_id: id, properties, terminal, serial, package: None }.write(&mut raw);
+        raw.extend_from_slice(&body);
+        raw.push(raw.iter().fold(0, |a, b| a ^ b));
+        let mut expected = before;
+        expected.push(0x7E);
+        escape_into(&raw, &mut expected);
+        expected.push(0x7E);
+        prop_assert_eq!(out, expected);
+    }
     /// `parse_with` (un-escaping into a reused buffer) gives what `parse` gives, frame or
     /// error, for real frames with and without escapes and for byte soup rich in escapes.
     #[test]
