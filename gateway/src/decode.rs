@@ -83,6 +83,18 @@ pub struct HexHeader {
     pub gt06_crc: Option<CrcPolicy>,
 }
 
+impl HexHeader {
+    /// `base` with the options this header sets put over it.
+    pub fn options_over(&self, base: &StreamOptions) -> StreamOptions {
+        StreamOptions {
+            transport: self.transport.unwrap_or(base.transport),
+            jt808_tz_minutes: self.jt808_tz_minutes.unwrap_or(base.jt808_tz_minutes),
+            gt06_crc: self.gt06_crc.unwrap_or(base.gt06_crc),
+            allow: base.allow.clone(),
+        }
+    }
+}
+
 pub fn parse_hex_header(text: &str) -> Result<HexHeader, String> {
     let mut h = HexHeader::default();
     for line in text.lines() {
@@ -217,13 +229,7 @@ pub fn decode_hex_case(
     base: &StreamOptions,
     text: &str,
 ) -> Result<(Vec<u8>, DecodeSummary), String> {
-    let header = parse_hex_header(text)?;
-    let options = StreamOptions {
-        transport: header.transport.unwrap_or(base.transport),
-        jt808_tz_minutes: header.jt808_tz_minutes.unwrap_or(base.jt808_tz_minutes),
-        gt06_crc: header.gt06_crc.unwrap_or(base.gt06_crc),
-        allow: base.allow.clone(),
-    };
+    let options = parse_hex_header(text)?.options_over(base);
     let chunks = parse_hex(text, options.transport == Transport::Udp).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     let summary = decode_to(protocol, &options, chunks, &mut out).map_err(|e| e.to_string())?;
