@@ -33,14 +33,7 @@ pub fn load(protocol: Protocol) -> Vec<Case> {
             continue;
         }
         let text = std::fs::read_to_string(&path).expect("a readable case");
-        let header = parse_hex_header(&text).expect("a valid case header");
-        let base = StreamOptions::default();
-        let options = StreamOptions {
-            transport: header.transport.unwrap_or(base.transport),
-            jt808_tz_minutes: header.jt808_tz_minutes.unwrap_or(base.jt808_tz_minutes),
-            gt06_crc: header.gt06_crc.unwrap_or(base.gt06_crc),
-            allow: None,
-        };
+        let options = parse_hex_header(&text).expect("a valid case header").options_over(&StreamOptions::default());
         let chunks = parse_hex(&text, options.transport == Transport::Udp).expect("valid case hex");
         cases.push(Case { options, chunks });
     }
@@ -48,8 +41,13 @@ pub fn load(protocol: Protocol) -> Vec<Case> {
     cases
 }
 
-/// Every frame the framer cuts from `stream`, rejected stretches skipped as in service.
-pub fn frames<'a>(framer: &mut impl Framer, stream: &'a [u8]) -> Vec<&'a [u8]> {
+/// Every frame the framer cuts from `stream`, rejected stretches skipped as in service,
+/// each as `keep` takes it from the framer (just after the cut) and the frame.
+pub fn frames_with<'a, F: Framer, T>(
+    framer: &mut F,
+    stream: &'a [u8],
+    mut keep: impl FnMut(&F, &'a [u8]) -> T,
+) -> Vec<T> {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < stream.len() {
@@ -60,7 +58,7 @@ pub fn frames<'a>(framer: &mut impl Framer, stream: &'a [u8]) -> Vec<&'a [u8]> {
         };
         match framing {
             Framing::Frame { len, consumed } => {
-                out.push(&rest[..len]);
+                out.push(keep(framer, &rest[..len]));
                 pos += consumed;
             }
             Framing::Rejected { consumed, .. } => pos += consumed,
@@ -68,6 +66,17 @@ pub fn frames<'a>(framer: &mut impl Framer, stream: &'a [u8]) -> Vec<&'a [u8]> {
         }
     }
     out
+}
+
+/// Every frame the framer cuts from `stream`.
+pub fn frames<'a>(framer: &mut impl Framer, stream: &'a [u8]) -> Vec<&'a [u8]> {
+    frames_with(framer, stream, |_, f| f)
+}
+
+/// The streams of the TCP cases (the views and encode rows read these; UDP cases only go
+/// through the records row).
+fn tcp_chunks(cases: &[Case]) -> impl Iterator<Item = &[u8]> {
+    cases.iter().filter(|c| c.is_tcp()).flat_map(|c| &c.chunks).map(Vec::as_slice)
 }
 
 /// The records row: a fresh stream decoder per case, as a new connection gets.
@@ -88,7 +97,7 @@ pub fn records(protocol: Protocol, cases: &[Case], events: &mut Vec<StreamEvent>
 }
 
 pub fn tcp_bytes(cases: &[Case]) -> u64 {
-    cases.iter().filter(|c| c.is_tcp()).flat_map(|c| &c.chunks).map(|c| c.len() as u64).sum()
+    tcp_chunks(cases).map(|c| c.len() as u64).sum()
 }
 
 pub fn all_bytes(cases: &[Case]) -> u64 {
@@ -100,15 +109,12 @@ pub fn sum<'a>(frames: impl IntoIterator<Item = &'a &'a [u8]>) -> u64 {
 }
 
 pub fn nmea_lines(cases: &[Case]) -> Vec<&[u8]> {
-    let mut lines = Vec::new();
-    for case in cases.iter().filter(|c| c.is_tcp()) {
-        for chunk in &case.chunks {
-            // The framer gives the empty line between `\r\n` pairs as a line; the stream
-            // decoder skips those, and so do the views.
-            lines.extend(frames(&mut tg::nmea::LineFramer::default(), chunk).into_iter().filter(|l| !l.is_empty()));
-        }
-    }
-    lines
+    // The framer gives the empty line between `\r\n` pairs as a line; the stream decoder
+    // skips those, and so do the views.
+    tcp_chunks(cases)
+        .flat_map(|chunk| frames(&mut tg::nmea::LineFramer::default(), chunk))
+        .filter(|l| !l.is_empty())
+        .collect()
 }
 
 pub fn nmea_views(lines: &[&[u8]]) -> u64 {
@@ -125,29 +131,9 @@ pub fn nmea_views(lines: &[&[u8]]) -> u64 {
 /// The frames of the TCP cases, each with the shape its framer judged (strict CRC, as the
 /// gateway runs by default: the corpus's bad-CRC cases are rejected).
 pub fn gt06_frames(cases: &[Case]) -> Vec<(&[u8], tg::gt06::FrameShape)> {
-    let mut out = Vec::new();
-    for case in cases.iter().filter(|c| c.is_tcp()) {
-        for chunk in &case.chunks {
-            let mut framer = tg::gt06::Gt06Framer::default();
-            let mut pos = 0;
-            while pos < chunk.len() {
-                let rest = &chunk[pos..];
-                let framing = match framer.next_frame(rest) {
-                    Framing::Incomplete { .. } => framer.next_frame_at_end(rest),
-                    other => other,
-                };
-                match framing {
-                    Framing::Frame { len, consumed } => {
-                        out.push((&rest[..len], framer.last_shape()));
-                        pos += consumed;
-                    }
-                    Framing::Rejected { consumed, .. } => pos += consumed,
-                    Framing::Incomplete { .. } | Framing::Fatal(_) => break,
-                }
-            }
-        }
-    }
-    out
+    tcp_chunks(cases)
+        .flat_map(|chunk| frames_with(&mut tg::gt06::Gt06Framer::default(), chunk, |f, frame| (frame, f.last_shape())))
+        .collect()
 }
 
 pub fn gt06_views(frames: &[(&[u8], tg::gt06::FrameShape)]) -> u64 {
@@ -163,21 +149,15 @@ pub fn gt06_views(frames: &[(&[u8], tg::gt06::FrameShape)]) -> u64 {
     ok
 }
 
+/// The escaped bytes of the binary frames of the TCP cases (the `( … )` text frames some
+/// terminals send are left out).
 pub fn jt808_frames(cases: &[Case]) -> Vec<&[u8]> {
-    let mut out = Vec::new();
-    for case in cases.iter().filter(|c| c.is_tcp()) {
-        for chunk in &case.chunks {
-            let mut framer = tg::jt808::Jt808Framer::new(tg::jt808::DEFAULT_LIMITS);
-            out.extend(
-                frames(&mut framer, chunk)
-                    .into_iter()
-                    .filter(|f| !tg::jt808::frame::is_text(f))
-                    .map(tg::jt808::frame::inner)
-                    .filter(|f| !f.is_empty()),
-            );
-        }
-    }
-    out
+    tcp_chunks(cases)
+        .flat_map(|chunk| frames(&mut tg::jt808::Jt808Framer::new(tg::jt808::DEFAULT_LIMITS), chunk))
+        .filter(|f| !tg::jt808::frame::is_text(f))
+        .map(tg::jt808::frame::inner)
+        .filter(|f| !f.is_empty())
+        .collect()
 }
 
 pub fn jt808_views(frames: &[&[u8]], scratch: &mut Vec<u8>) -> u64 {
@@ -194,13 +174,7 @@ pub fn jt808_views(frames: &[&[u8]], scratch: &mut Vec<u8>) -> u64 {
 }
 
 pub fn teltonika_frames(cases: &[Case]) -> Vec<&[u8]> {
-    let mut out = Vec::new();
-    for case in cases.iter().filter(|c| c.is_tcp()) {
-        for chunk in &case.chunks {
-            out.extend(frames(&mut tg::teltonika::TcpFramer::default(), chunk));
-        }
-    }
-    out
+    tcp_chunks(cases).flat_map(|chunk| frames(&mut tg::teltonika::TcpFramer::default(), chunk)).collect()
 }
 
 /// The data field of a packet frame (codec … N2 or the command quantity), or `None` for an
