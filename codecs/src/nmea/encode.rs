@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use bytes::BufMut;
 
-use super::fields::{Coordinate, NmeaDate, NmeaTime, EXACT_POWERS_OF_TEN};
+use super::fields::{Coordinate, NmeaDate, NmeaTime, EXACT_POWERS_OF_TEN, EXACT_POWERS_OF_TEN_U64};
 use super::sentence::{Message, Sentence, Talker};
 use crate::wire::checksum::xor8;
 
@@ -149,7 +149,7 @@ impl Body {
     /// digits (up to 9) for which the digits, divided by that power of ten, give `v` again.
     /// That division is how [`super::fields::decimal`] reads the text (and is correctly
     /// rounded, as `f64::from_str` is), so the check is the round trip itself. Anything else
-    /// (more digits, beyond 2^53, not finite) goes through `Display`.
+    /// (more digits, from 2^52 up, not finite) goes through `Display`.
     fn decimal(&mut self, v: f64) {
         // `Display` gives no sign to a NaN, whatever its sign bit.
         if v.is_sign_negative() && !v.is_nan() {
@@ -167,11 +167,11 @@ impl Body {
             }
             let m = (scaled + 0.5) as u64;
             if (m as f64 / scale).to_bits() == a.to_bits() {
-                let whole = m / 10u64.pow(k as u32);
-                self.uint(whole, 1);
+                let ten_to_k = EXACT_POWERS_OF_TEN_U64[k];
+                self.uint(m / ten_to_k, 1);
                 if k > 0 {
                     self.push(b'.');
-                    self.uint(m % 10u64.pow(k as u32), k);
+                    self.uint(m % ten_to_k, k);
                 }
                 return;
             }

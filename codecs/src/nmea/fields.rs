@@ -140,7 +140,7 @@ pub(crate) const EXACT_POWERS_OF_TEN: [f64; 23] = [
 ];
 
 /// The same powers as integers, up to the 10^15 that 15 digits can need.
-const EXACT_POWERS_OF_TEN_U64: [u64; 16] = {
+pub(crate) const EXACT_POWERS_OF_TEN_U64: [u64; 16] = {
     let mut p = [1u64; 16];
     let mut i = 1;
     while i < 16 {
