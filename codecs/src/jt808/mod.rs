@@ -342,11 +342,30 @@ fn unescaped_xor(escaped_xor: u8, pairs: usize) -> u8 {
 
 /// Appends `raw` escaped (§1): `7E` → `7D 02`, `7D` → `7D 01`.
 pub fn escape_into(raw: &[u8], out: &mut Vec<u8>) {
-    for &b in raw {
-        match b {
-            FLAG => out.extend_from_slice(&[ESCAPE, 0x02]),
-            ESCAPE => out.extend_from_slice(&[ESCAPE, 0x01]),
-            _ => out.push(b),
+    let start = out.len();
+    out.extend_from_slice(raw);
+    escape_from(out, start);
+}
+
+/// Escapes `out[start..]` where it lies: nothing moves when there is nothing to escape, and
+/// otherwise the bytes move back from the end, one place further per escape still ahead of
+/// them, so no second buffer is needed.
+fn escape_from(out: &mut Vec<u8>, start: usize) {
+    let raw_end = out.len();
+    let escapes = out[start..].iter().filter(|&&b| b == FLAG || b == ESCAPE).count();
+    if escapes == 0 {
+        return;
+    }
+    out.resize(raw_end + escapes, 0);
+    let mut at = out.len();
+    for i in (start..raw_end).rev() {
+        let b = out[i];
+        if b == FLAG || b == ESCAPE {
+            out[at - 2..at].copy_from_slice(&[ESCAPE, if b == FLAG { 0x02 } else { 0x01 }]);
+            at -= 2;
+        } else {
+            out[at - 1] = b;
+            at -= 1;
         }
     }
 }
@@ -496,9 +515,8 @@ pub fn encode_frame(
         properties |= VERSION_2019;
     }
     let header = Header { message_id, properties, terminal: *terminal, serial, package };
-    // Written un-escaped after the opening flag, then escaped where it lies: most frames
-    // have nothing to escape, and the others grow by a byte per escape, moved from the back.
-    // No second buffer (a reply used to cost two allocations, one of them this copy).
+    // Written un-escaped after the opening flag, then escaped where it lies (a reply used to
+    // cost two allocations, one of them an un-escaped copy).
     let raw_len = header.byte_len() + body.len() + 1;
     out.reserve(raw_len + raw_len / 8 + 2);
     out.push(FLAG);
@@ -506,22 +524,7 @@ pub fn encode_frame(
     header.write(out);
     out.extend_from_slice(body);
     out.push(xor8(&out[start..]));
-    let raw_end = out.len();
-    let escapes = out[start..].iter().filter(|&&b| b == FLAG || b == ESCAPE).count();
-    if escapes > 0 {
-        out.resize(raw_end + escapes, 0);
-        let mut at = out.len();
-        for i in (start..raw_end).rev() {
-            let b = out[i];
-            if b == FLAG || b == ESCAPE {
-                out[at - 2..at].copy_from_slice(&[ESCAPE, if b == FLAG { 0x02 } else { 0x01 }]);
-                at -= 2;
-            } else {
-                out[at - 1] = b;
-                at -= 1;
-            }
-        }
-    }
+    escape_from(out, start);
     out.push(FLAG);
     Some(())
 }
