@@ -11,7 +11,7 @@ use trackgate_codecs::teltonika::TeltonikaDecoder;
 use trackgate_codecs::{Protocol, RecordDecoder};
 
 /// How the device's bytes arrived.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Transport {
     #[default]
     Tcp,

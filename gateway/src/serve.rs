@@ -434,6 +434,30 @@ fn read_drained(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
     }
 }
 
+/// The most a connection reads once shutdown has begun: what its device had sent before
+/// (the kernel has acknowledged those bytes to it, and an NMEA device never resends) is
+/// read, decoded and delivered, but a device that keeps sending cannot hold the shutdown.
+const SHUTDOWN_READ_CAP: usize = 1 << 20;
+
+/// One read of what the socket already holds, straight from the socket and never waiting:
+/// for the shutdown, when tokio may not yet have seen the socket become readable (its
+/// readiness arrives with the next poll of the driver), so `read_drained` could find
+/// nothing where there are bytes. `WouldBlock` when the socket holds nothing.
+fn read_held(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    use std::io::Read;
+    let socket = socket2::SockRef::from(stream);
+    let len = buf.len();
+    buf.resize(buf.capacity(), 0);
+    let read = loop {
+        match (&*socket).read(&mut buf[len..]) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => break r,
+        }
+    };
+    buf.truncate(len + *read.as_ref().unwrap_or(&0));
+    read
+}
+
 async fn tcp_connection(
     shard: Arc<Shard>,
     protocol: Protocol,
@@ -460,24 +484,39 @@ async fn tcp_connection(
     // registered timer later touches no timer wheel, where a new timer per read would.
     let idle = tokio::time::sleep_until(session.deadline().into());
     tokio::pin!(idle);
+    // Once shutdown begins: the bytes read since (see `read_held`).
+    let mut stopping: Option<usize> = None;
     let reason = loop {
         let deadline = tokio::time::Instant::from_std(session.deadline());
         if idle.deadline() != deadline {
             idle.as_mut().reset(deadline);
         }
-        tokio::select! {
-            biased;
-            _ = stopped(&mut stop) => break CloseReason::Shutdown,
-            _ = kicked(&kick) => break CloseReason::Takeover,
-            _ = &mut idle => break CloseReason::Idle,
-            r = stream.readable() => if r.is_err() { break CloseReason::Error },
+        if stopping.is_none() {
+            tokio::select! {
+                biased;
+                _ = stopped(&mut stop) => stopping = Some(0),
+                _ = kicked(&kick) => break CloseReason::Takeover,
+                _ = &mut idle => break CloseReason::Idle,
+                r = stream.readable() => if r.is_err() { break CloseReason::Error },
+            }
         }
         buf.reserve(shard.limits.read_buffer);
-        let at_end = match read_drained(&stream, &mut buf) {
+        let read = match stopping {
+            Some(_) => read_held(&stream, &mut buf),
+            None => read_drained(&stream, &mut buf),
+        };
+        let at_end = match read {
             Ok(0) => true,
             Ok(n) => {
                 counters.bytes_in(n);
+                if let Some(held) = &mut stopping {
+                    *held += n;
+                }
                 false
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && stopping.is_some() => {
+                // Everything the device had sent before the shutdown has been read.
+                break CloseReason::Shutdown;
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 // A spurious wake-up: keep no buffer for it.
@@ -533,6 +572,9 @@ async fn tcp_connection(
         if at_end {
             break CloseReason::Eof;
         }
+        if stopping.is_some_and(|held| held >= SHUTDOWN_READ_CAP) {
+            break CloseReason::Shutdown;
+        }
         if buf.is_empty() {
             // Nothing pending: give back the output's vectors too, so an idle connection
             // holds none of them (a vector of records alone is a kilobyte).
@@ -570,6 +612,10 @@ struct UdpPeer {
 /// Datagrams taken from the socket per sink hand-over.
 const UDP_BATCH: usize = 64;
 
+/// The most datagrams a UDP socket reads once shutdown has begun: those sent before are
+/// read, but devices that keep sending cannot hold the shutdown.
+const SHUTDOWN_DATAGRAM_CAP: usize = 1 << 16;
+
 async fn udp_loop(shard: Arc<Shard>, protocol: Protocol, settings: Arc<SessionSettings>, socket: UdpSocket) {
     let counters = shard.metrics().listener(protocol, Transport::Udp);
     let mut peers: HashMap<SocketAddr, UdpPeer> = HashMap::new();
@@ -581,28 +627,53 @@ async fn udp_loop(shard: Arc<Shard>, protocol: Protocol, settings: Arc<SessionSe
     let sweep_every = (settings.idle_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
     let mut sweep = tokio::time::interval(sweep_every);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Once shutdown begins, the datagrams the socket already holds are still read (NMEA
+    // devices never resend): through this second handle to the socket, which reads without
+    // waiting for tokio to learn of them, and with the count read so far.
+    let mut stopping: Option<(std::net::UdpSocket, usize)> = None;
     loop {
-        let first = tokio::select! {
-            _ = stopped(&mut stop) => break,
-            _ = sweep.tick() => {
-                // Forget peers silent past the idle timeout; what they held is reported.
-                let now = Instant::now();
-                let expired: Vec<SocketAddr> =
-                    peers.iter().filter(|(_, p)| p.session.expired(now)).map(|(a, _)| *a).collect();
-                out.clear();
-                for addr in &expired {
-                    if let Some(mut p) = peers.remove(addr) {
-                        p.session.finish(SystemTime::now(), &mut out);
-                        counters.closed(CloseReason::Idle);
-                    }
-                }
-                if !out.is_empty() {
-                    let any = expired.first().copied().unwrap_or(([0, 0, 0, 0], 0).into());
-                    deliver(&shard, protocol, Transport::Udp, any, &mut out).await;
-                }
-                continue;
+        let first = if let Some((held, taken)) = &stopping {
+            if *taken >= SHUTDOWN_DATAGRAM_CAP {
+                break;
             }
-            r = socket.recv_from(&mut datagram) => r,
+            match held.recv_from(&mut datagram) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                r => r,
+            }
+        } else {
+            tokio::select! {
+                // Shutdown first, as in `tcp_connection`: what the socket holds is read after.
+                biased;
+                _ = stopped(&mut stop) => {
+                    match socket2::SockRef::from(&socket).try_clone() {
+                        Ok(held) => stopping = Some((held.into(), 0)),
+                        Err(e) => {
+                            warn!(%protocol, error = %e, "cannot read the UDP datagrams held at shutdown");
+                            break;
+                        }
+                    }
+                    continue;
+                }
+                _ = sweep.tick() => {
+                    // Forget peers silent past the idle timeout; what they held is reported.
+                    let now = Instant::now();
+                    let expired: Vec<SocketAddr> =
+                        peers.iter().filter(|(_, p)| p.session.expired(now)).map(|(a, _)| *a).collect();
+                    out.clear();
+                    for addr in &expired {
+                        if let Some(mut p) = peers.remove(addr) {
+                            p.session.finish(SystemTime::now(), &mut out);
+                            counters.closed(CloseReason::Idle);
+                        }
+                    }
+                    if !out.is_empty() {
+                        let any = expired.first().copied().unwrap_or(([0, 0, 0, 0], 0).into());
+                        deliver(&shard, protocol, Transport::Udp, any, &mut out).await;
+                    }
+                    continue;
+                }
+                r = socket.recv_from(&mut datagram) => r,
+            }
         };
         out.clear();
         replies.clear();
@@ -637,12 +708,19 @@ async fn udp_loop(shard: Arc<Shard>, protocol: Protocol, settings: Arc<SessionSe
             }
             if taken < UDP_BATCH {
                 // More already waiting: decode it into the same sink hand-over.
-                match socket.try_recv_from(&mut datagram) {
+                let more = match &stopping {
+                    Some((held, _)) => held.recv_from(&mut datagram),
+                    None => socket.try_recv_from(&mut datagram),
+                };
+                match more {
                     Ok(x) => next = Some(Ok(x)),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) => next = Some(Err(e)),
                 }
             }
+        }
+        if let Some((_, held)) = &mut stopping {
+            *held += taken;
         }
         let Some(peer) = last_peer else { continue };
         if !deliver(&shard, protocol, Transport::Udp, peer, &mut out).await {
@@ -705,8 +783,8 @@ mod tests {
     use std::sync::{Condvar, Mutex};
     use trackgate_codecs::Record;
 
-    /// Whether the gate is open, and the message types written.
-    type Gate = (Mutex<(bool, Vec<String>)>, Condvar);
+    /// Whether the gate is open, the message types written, and the writes begun.
+    type Gate = (Mutex<(bool, Vec<String>, usize)>, Condvar);
 
     /// A sink whose writes wait until the test opens the gate.
     #[derive(Clone, Default)]
@@ -722,12 +800,22 @@ mod tests {
         fn committed(&self) -> Vec<String> {
             self.state.0.lock().unwrap().1.clone()
         }
+        /// Waits until a write has begun (and is held at the gate, if it is closed).
+        fn wait_for_a_write(&self) {
+            let (lock, cv) = &*self.state;
+            let (_guard, timeout) =
+                cv.wait_timeout_while(lock.lock().unwrap(), Duration::from_secs(60), |s| s.2 == 0).unwrap();
+            assert!(!timeout.timed_out(), "nothing reached the sink");
+        }
     }
 
     impl RecordSink for GatedSink {
         fn write(&mut self, records: &[Record]) -> io::Result<()> {
             let (lock, cv) = &*self.state;
-            let mut s = cv.wait_while(lock.lock().unwrap(), |s| !s.0).unwrap();
+            let mut s = lock.lock().unwrap();
+            s.2 += 1;
+            cv.notify_all();
+            let mut s = cv.wait_while(s, |s| !s.0).unwrap();
             s.1.extend(records.iter().map(|r| r.message_type.to_string()));
             Ok(())
         }
@@ -864,5 +952,100 @@ mod tests {
         assert_eq!(gate.committed(), ["0x01"]);
         gateway.shutdown();
         sink_thread.join().unwrap();
+    }
+
+    /// A gateway serving `protocol` alone on loopback (every transport it has), with its
+    /// records going to `sink`. Returns the gateway, the sink's thread, the bound addresses
+    /// by transport, and the metrics.
+    fn serve_one(
+        protocol: Protocol,
+        sink: Box<dyn RecordSink>,
+        limits: ServeLimits,
+    ) -> (Gateway, sink::SinkThread, HashMap<Transport, SocketAddr>, Arc<Metrics>) {
+        let (handle, sink_thread) = sink::start(vec![sink], 4).unwrap();
+        let config = ServeConfig {
+            shards: 1,
+            listeners: vec![ListenerConfig::new(protocol, ([127, 0, 0, 1], 0).into())],
+            limits,
+            ..ServeConfig::default()
+        };
+        let bound = bind_all(&config).unwrap();
+        let addrs = bound.iter().map(|b| (b.transport, b.addr)).collect();
+        let metrics = Metrics::new(1);
+        let gateway =
+            Gateway::start(bound, 1, handle, config.limits.clone(), metrics.clone(), Registry::new()).unwrap();
+        (gateway, sink_thread, addrs, metrics)
+    }
+
+    /// A valid RMC sentence, its checksum computed.
+    fn rmc(second: u32) -> Vec<u8> {
+        let body = format!("GPRMC,1200{second:02}.00,A,4807.0380,N,01131.0000,E,0.0,0.0,230394,,,A");
+        let sum = body.bytes().fold(0u8, |a, b| a ^ b);
+        format!("${body}*{sum:02X}\r\n").into_bytes()
+    }
+
+    /// Starts the shutdown on another thread, waits until it has begun, then opens the
+    /// gate; the shutdown must then end (a hang fails after a minute, not the suite).
+    fn shut_down_then_open(gateway: Gateway, gate: &GatedSink, sink_thread: sink::SinkThread) {
+        let stopping = gateway.stopping();
+        let (done_tx, done) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            gateway.shutdown();
+            let _ = done_tx.send(());
+        });
+        while !*stopping.borrow() {
+            thread::sleep(Duration::from_millis(5));
+        }
+        gate.open();
+        done.recv_timeout(Duration::from_secs(60)).expect("the shutdown did not end");
+        sink_thread.join().unwrap();
+    }
+
+    /// Bytes a device sent before the shutdown but the gateway had not yet read (it was
+    /// waiting for the sink) are read, decoded and delivered, not dropped with the socket:
+    /// the kernel had acknowledged them, and an NMEA device never sends them again.
+    #[test]
+    fn bytes_held_by_a_tcp_socket_at_shutdown_are_delivered() {
+        let gate = GatedSink::default();
+        let (gateway, sink_thread, addrs, _) =
+            serve_one(Protocol::Nmea, Box::new(gate.clone()), ServeLimits::default());
+        let mut device = std::net::TcpStream::connect(addrs[&Transport::Tcp]).unwrap();
+        device.write_all(b"$IMEI=123456789012345\r\n").unwrap();
+        device.write_all(&rmc(1)).unwrap();
+        // The gateway has read what came so far and waits for the sink: the rest stays in
+        // the kernel's buffer until shutdown.
+        gate.wait_for_a_write();
+        for second in 2..=4 {
+            device.write_all(&rmc(second)).unwrap();
+        }
+        // Half a sentence: judged at the close, as before.
+        device.write_all(b"$GPRMC,1200").unwrap();
+        shut_down_then_open(gateway, &gate, sink_thread);
+        let committed = gate.committed();
+        let positions = committed.iter().filter(|t| *t == "RMC").count();
+        assert_eq!(positions, 4, "{committed:?}");
+    }
+
+    /// The same for datagrams held by a UDP socket at shutdown.
+    #[test]
+    fn datagrams_held_by_a_udp_socket_at_shutdown_are_delivered() {
+        let gate = GatedSink::default();
+        let (gateway, sink_thread, addrs, _) =
+            serve_one(Protocol::Nmea, Box::new(gate.clone()), ServeLimits::default());
+        let device = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = addrs[&Transport::Udp];
+        let mut first = b"$IMEI=123456789012345\r\n".to_vec();
+        first.extend_from_slice(&rmc(1));
+        device.send_to(&first, to).unwrap();
+        gate.wait_for_a_write();
+        for second in 2..=40 {
+            let mut datagram = b"$IMEI=123456789012345\r\n".to_vec();
+            datagram.extend_from_slice(&rmc(second));
+            device.send_to(&datagram, to).unwrap();
+        }
+        shut_down_then_open(gateway, &gate, sink_thread);
+        let committed = gate.committed();
+        let positions = committed.iter().filter(|t| *t == "RMC").count();
+        assert_eq!(positions, 40, "{committed:?}");
     }
 }
