@@ -561,9 +561,29 @@ async fn tcp_connection(
             replies.extend_from_slice(r);
         }
         if !replies.is_empty() {
-            if let Err(e) = stream.write_all(&replies).await {
-                debug!(%protocol, %peer, error = %e, "write failed");
-                break CloseReason::Error;
+            // A device that does not read its acks fills the socket's send buffer and the
+            // write waits: for the idle timeout at most, and not past a shutdown, or one
+            // such device would hold its task (and the gateway's exit) forever.
+            let deadline = tokio::time::Instant::from_std(session.deadline());
+            if idle.deadline() != deadline {
+                idle.as_mut().reset(deadline);
+            }
+            let written = tokio::select! {
+                biased;
+                r = stream.write_all(&replies) => r.map(|()| None),
+                _ = &mut idle => Ok(Some(CloseReason::Idle)),
+                _ = stopped(&mut stop) => Ok(Some(CloseReason::Shutdown)),
+            };
+            match written {
+                Ok(None) => {}
+                Ok(Some(reason)) => {
+                    debug!(%protocol, %peer, conn, "the device is not reading its acks; closing");
+                    break reason;
+                }
+                Err(e) => {
+                    debug!(%protocol, %peer, error = %e, "write failed");
+                    break CloseReason::Error;
+                }
             }
         }
         if let Some(c) = step.close {
@@ -796,6 +816,11 @@ mod tests {
         fn open(&self) {
             self.state.0.lock().unwrap().0 = true;
             self.state.1.notify_all();
+        }
+        fn opened() -> Self {
+            let gate = GatedSink::default();
+            gate.open();
+            gate
         }
         fn committed(&self) -> Vec<String> {
             self.state.0.lock().unwrap().1.clone()
@@ -1047,5 +1072,80 @@ mod tests {
         let committed = gate.committed();
         let positions = committed.iter().filter(|t| *t == "RMC").count();
         assert_eq!(positions, 40, "{committed:?}");
+    }
+
+    /// A GT06 device that logs in and then sends heartbeats without ever reading its acks,
+    /// until its writes would block: the gateway's writes of acks to it are stuck too.
+    fn device_that_never_reads(addr: SocketAddr) -> std::net::TcpStream {
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        // A small window, so the acks back up quickly.
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.connect(&addr.into()).unwrap();
+        let mut device: std::net::TcpStream = socket.into();
+        let mut frames = Vec::new();
+        let mut content = trackgate_codecs::gt06::imei_to_bcd("123456789012345").unwrap().to_vec();
+        content.extend_from_slice(&[0x36, 0x08, 0x32, 0x00]);
+        trackgate_codecs::gt06::encode_frame(&mut frames, false, 0x01, &content, 1).unwrap();
+        device.write_all(&frames).unwrap();
+        frames.clear();
+        for serial in 0..256u16 {
+            trackgate_codecs::gt06::encode_frame(&mut frames, false, 0x13, &[0x44, 0x01, 0x04, 0x00, 0x01], serial)
+                .unwrap();
+        }
+        device.set_nonblocking(true).unwrap();
+        let mut at = 0;
+        let mut idle_rounds = 0;
+        // Writes stop being taken once the gateway has stopped reading (its ack write
+        // waits) and both sockets' buffers between are full. Wait for a few seconds of
+        // nothing taken to be sure it is not just slow.
+        while idle_rounds < 200 {
+            match device.write(&frames[at..]) {
+                Ok(n) => {
+                    at = (at + n) % frames.len();
+                    idle_rounds = 0;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    idle_rounds += 1;
+                    thread::sleep(Duration::from_millis(10));
+                }
+                // The gateway closed it already (a short idle timeout).
+                Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        device
+    }
+
+    /// A device that does not read its acks cannot hold the gateway's shutdown.
+    #[test]
+    fn a_device_that_never_reads_its_acks_does_not_hold_the_shutdown() {
+        let (gateway, sink_thread, addrs, metrics) =
+            serve_one(Protocol::Gt06, Box::new(GatedSink::opened()), ServeLimits::default());
+        let _device = device_that_never_reads(addrs[&Transport::Tcp]);
+        let (done_tx, done) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            gateway.shutdown();
+            let _ = done_tx.send(());
+        });
+        done.recv_timeout(Duration::from_secs(60)).expect("the shutdown waited for a device that never reads");
+        sink_thread.join().unwrap();
+        assert_eq!(metrics.closed(CloseReason::Shutdown), 1);
+    }
+
+    /// Nor can it hold its connection past the idle timeout: not reading is not talking.
+    #[test]
+    fn a_device_that_never_reads_its_acks_is_closed_at_the_idle_timeout() {
+        let limits = ServeLimits { idle_timeout: Duration::from_secs(2), ..ServeLimits::default() };
+        let (gateway, sink_thread, addrs, metrics) = serve_one(Protocol::Gt06, Box::new(GatedSink::opened()), limits);
+        let _device = device_that_never_reads(addrs[&Transport::Tcp]);
+        let mut waited = 0;
+        while metrics.closed(CloseReason::Idle) == 0 {
+            assert!(waited < 6000, "the stuck connection was never closed");
+            thread::sleep(Duration::from_millis(10));
+            waited += 1;
+        }
+        gateway.shutdown();
+        sink_thread.join().unwrap();
+        assert_eq!(metrics.closed(CloseReason::Shutdown), 0);
     }
 }
