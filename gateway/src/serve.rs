@@ -10,6 +10,11 @@
 //! Every frame is acknowledged only after the sink has accepted its records; a connection
 //! waiting for the sink does not read, so a slow sink slows devices instead of filling
 //! memory. Read buffers exist only while bytes are pending.
+//!
+//! At shutdown nothing a device had already sent is dropped unread: each connection and UDP
+//! socket reads what the kernel holds for it (bounded, see `SHUTDOWN_READ_CAP` and
+//! `SHUTDOWN_DATAGRAM_CAP`), delivers and acknowledges it, then closes. A device that does
+//! not read its acks cannot hold a connection past the idle timeout, nor the shutdown.
 
 use std::collections::HashMap;
 use std::io;
