@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use trackgate::protocols::Transport;
@@ -23,6 +24,8 @@ struct Gateway {
     /// Every socket by its listening line's `<proto> <tcp|udp>` (and `metrics http`).
     addrs: HashMap<String, SocketAddr>,
     sink: PathBuf,
+    /// The `payload` lines of its log (`log_payloads`), as they come.
+    payloads: Arc<Mutex<Vec<String>>>,
 }
 
 impl Gateway {
@@ -102,12 +105,21 @@ impl Gateway {
                 addrs.insert(key.to_owned(), addr.parse::<SocketAddr>().unwrap());
             }
         }
-        // Keep draining stderr so the gateway never blocks on a full pipe.
-        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        // Keep draining stderr so the gateway never blocks on a full pipe, keeping only the
+        // payload lines.
+        let payloads = Arc::new(Mutex::new(Vec::new()));
+        let kept = payloads.clone();
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                if line.contains(" payload ") {
+                    kept.lock().unwrap().push(line);
+                }
+            }
+        });
         let first = protocols[0];
         let tcp = addrs[&format!("{first} tcp")];
         let udp = addrs.get(&format!("{first} udp")).copied().unwrap_or_else(|| ([127, 0, 0, 1], 9).into());
-        Gateway { child, tcp, udp, addrs, sink }
+        Gateway { child, tcp, udp, addrs, sink, payloads }
     }
 
     fn addr(&self, key: &str) -> SocketAddr {
@@ -386,6 +398,64 @@ fn gt06_acks_are_byte_exact_and_follow_the_sink() {
     let kinds: Vec<&str> = records.iter().map(|r| r["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["login", "position", "heartbeat", "time_request"]);
     assert!(records.iter().all(|r| r["device_id"] == "123456789012345"));
+}
+
+/// An operator who sets `log_payloads` on a listener gets each read's bytes as hex in the
+/// log, and those lines replay through `trackgate decode --hex` to the same records; other
+/// listeners log no payload (IMEIs and positions are personal data).
+#[test]
+fn payloads_are_logged_only_where_asked_and_replay_through_decode() {
+    let dir = std::env::temp_dir().join(format!("trackgate-payloads-{}-{}", std::process::id(), rand_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("trackgate.toml");
+    std::fs::write(
+        &config,
+        "[[listen]]\nprotocol = \"gt06\"\nlog_payloads = true\n\n[[listen]]\nprotocol = \"nmea\"\n",
+    )
+    .unwrap();
+    let gw = Gateway::launch(&["gt06", "nmea"], &["--config", config.to_str().unwrap()]);
+    let mut conn = TcpStream::connect(gw.tcp).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    conn.write_all(&unhex_spaced(GT06_LOGIN)).unwrap();
+    read_frame(&mut conn);
+    conn.write_all(&unhex_spaced(GT06_LOCATION)).unwrap();
+    read_frame(&mut conn);
+    let mut nmea = TcpStream::connect(gw.addr("nmea tcp")).unwrap();
+    let sentence = format!("$IMEI=123456789012345\r\n{}", rmc(7));
+    nmea.write_all(sentence.as_bytes()).unwrap();
+    UdpSocket::bind("127.0.0.1:0").unwrap().send_to(sentence.as_bytes(), gw.addr("nmea udp")).unwrap();
+    gw.wait_for_records(6);
+    drop((conn, nmea));
+    let payloads = gw.payloads.clone();
+    let (code, records) = gw.stop();
+    assert_eq!(code, Some(0));
+    let lines = payloads.lock().unwrap().clone();
+    assert!(!lines.is_empty(), "no payload lines");
+    assert!(lines.iter().all(|l| l.contains("INFO") && l.contains("protocol=gt06")), "{lines:#?}");
+    let hex: Vec<&str> = lines
+        .iter()
+        .map(|l| l.split_whitespace().skip_while(|w| *w != "payload").nth(1).expect("hex after payload"))
+        .collect();
+    let mut sent = unhex_spaced(GT06_LOGIN);
+    sent.extend(unhex_spaced(GT06_LOCATION));
+    assert_eq!(unhex(&hex.concat()), sent, "the log holds exactly the bytes the device sent");
+    // Replayed, the log gives the records the gateway stored (less the server's time).
+    let mut decode = Command::new(env!("CARGO_BIN_EXE_trackgate"))
+        .args(["decode", "--protocol", "gt06", "--hex"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    decode.stdin.take().unwrap().write_all(hex.join("\n").as_bytes()).unwrap();
+    let out = decode.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let replayed: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let mut stored: Vec<serde_json::Value> = records.into_iter().filter(|r| r["protocol"] == "gt06").collect();
+    for r in &mut stored {
+        r.as_object_mut().unwrap().remove("received_at");
+    }
+    assert_eq!(replayed, stored);
 }
 
 /// Reads one JT808 frame (flag to flag) off the connection.

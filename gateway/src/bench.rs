@@ -72,6 +72,7 @@ pub fn run_sessions(b: &SessionBench) -> SessionBenchReport {
         stream: StreamOptions { transport: Transport::Tcp, ..StreamOptions::default() },
         idle_timeout: Duration::from_secs(600),
         junk_bytes: 2048,
+        log_payloads: false,
     };
     // The devices are the far side of the transport: made first, so their memory is not
     // counted as the sessions'.

@@ -27,6 +27,7 @@
 //! protocol = "gt06"
 //! addr = "0.0.0.0:5023"
 //! gt06_crc = "lenient"
+//! log_payloads = true               # each read's bytes as hex, at info level
 //!
 //! [[listen]]
 //! protocol = "teltonika"
@@ -57,11 +58,14 @@ pub struct ListenerConfig {
     pub stream: StreamOptions,
     /// Overrides the server's idle timeout for this listener.
     pub idle_timeout: Option<Duration>,
+    /// Log every read's bytes (each TCP read, each datagram) as hex, at info level: for an
+    /// operator debugging a device. Off by default: payloads hold IMEIs and positions.
+    pub log_payloads: bool,
 }
 
 impl ListenerConfig {
     pub fn new(protocol: Protocol, addr: SocketAddr) -> Self {
-        ListenerConfig { protocol, addr, stream: StreamOptions::default(), idle_timeout: None }
+        ListenerConfig { protocol, addr, stream: StreamOptions::default(), idle_timeout: None, log_payloads: false }
     }
 }
 
@@ -173,6 +177,7 @@ struct FileListener {
     gt06_crc: Option<String>,
     allow: Option<Vec<String>>,
     allow_file: Option<PathBuf>,
+    log_payloads: Option<bool>,
 }
 
 pub fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
@@ -310,6 +315,7 @@ impl FileListener {
             }
             l.stream.allow = Some(Arc::new(ids));
         }
+        l.log_payloads = self.log_payloads.unwrap_or(false);
         Ok(l)
     }
 }
@@ -353,6 +359,7 @@ mod tests {
             [[listen]]
             protocol = "gt06"
             gt06_crc = "lenient"
+            log_payloads = true
             [[listen]]
             protocol = "teltonika"
             addr = "127.0.0.1:6027"
@@ -373,6 +380,7 @@ mod tests {
         assert!(jt.stream.allow.as_ref().unwrap().contains("13800138000"));
         let gt = &c.listeners[1];
         assert_eq!((gt.addr.port(), gt.stream.gt06_crc), (5023, CrcPolicy::Lenient));
+        assert!(gt.log_payloads && !jt.log_payloads, "only where the file sets it");
         let allow = c.listeners[2].stream.allow.as_ref().unwrap();
         assert_eq!(allow.len(), 2);
         assert!(allow.contains("356307042441014"));

@@ -178,7 +178,16 @@ fn session_settings(l: &ListenerConfig, transport: Transport, config: &ServeConf
         stream: StreamOptions { transport, ..l.stream.clone() },
         idle_timeout: l.idle_timeout.unwrap_or(config.limits.idle_timeout),
         junk_bytes: config.limits.junk_bytes,
+        log_payloads: l.log_payloads,
     }
+}
+
+/// The bytes of one read (or datagram) as hex, when the listener's operator asked for them
+/// (`log_payloads`): one line each, which `trackgate decode --hex` reads back (with
+/// `--transport udp`, a line per datagram, as these are).
+fn log_payload(protocol: Protocol, transport: Transport, peer: SocketAddr, bytes: &[u8]) {
+    let hex = trackgate_codecs::wire::hex::to_hex(bytes);
+    info!(target: "trackgate::payload", %protocol, transport = %transport.as_str(), %peer, "payload {hex}");
 }
 
 /// One listener's socket in one shard.
@@ -514,6 +523,9 @@ async fn tcp_connection(
             Ok(0) => true,
             Ok(n) => {
                 counters.bytes_in(n);
+                if settings.log_payloads {
+                    log_payload(protocol, Transport::Tcp, peer, &buf[buf.len() - n..]);
+                }
                 if let Some(held) = &mut stopping {
                     *held += n;
                 }
@@ -710,6 +722,9 @@ async fn udp_loop(shard: Arc<Shard>, protocol: Protocol, settings: Arc<SessionSe
             match received {
                 Ok((n, peer)) => {
                     counters.bytes_in(n);
+                    if settings.log_payloads {
+                        log_payload(protocol, Transport::Udp, peer, &datagram[..n]);
+                    }
                     let now = Instant::now();
                     make_room(&mut peers, peer, shard.limits.max_udp_peers, now, &mut out, counters);
                     let p = peers.entry(peer).or_insert_with(|| {

@@ -30,11 +30,13 @@ pub struct SessionSettings {
     /// events: decoders merge a run of junk into one rejection reported only when the run
     /// ends, and a scanner's run may never end.
     pub junk_bytes: u64,
+    /// See [`crate::config::ListenerConfig::log_payloads`].
+    pub log_payloads: bool,
 }
 
 impl SessionSettings {
     pub fn new(stream: StreamOptions) -> Self {
-        SessionSettings { stream, idle_timeout: Duration::from_secs(600), junk_bytes: 2048 }
+        SessionSettings { stream, idle_timeout: Duration::from_secs(600), junk_bytes: 2048, log_payloads: false }
     }
 }
 
