@@ -1029,9 +1029,10 @@ mod tests {
         format!("${body}*{sum:02X}\r\n").into_bytes()
     }
 
-    /// Starts the shutdown on another thread, waits until it has begun, then opens the
-    /// gate; the shutdown must then end (a hang fails after a minute, not the suite).
-    fn shut_down_then_open(gateway: Gateway, gate: &GatedSink, sink_thread: sink::SinkThread) {
+    /// Shuts `gateway` down on another thread, runs `once_begun` when the shutdown has
+    /// begun, and waits for the end, then for the sink's thread: a hang fails after a
+    /// minute instead of holding the suite.
+    fn shut_down(gateway: Gateway, sink_thread: sink::SinkThread, once_begun: impl FnOnce()) {
         let stopping = gateway.stopping();
         let (done_tx, done) = std::sync::mpsc::channel();
         thread::spawn(move || {
@@ -1041,7 +1042,7 @@ mod tests {
         while !*stopping.borrow() {
             thread::sleep(Duration::from_millis(5));
         }
-        gate.open();
+        once_begun();
         done.recv_timeout(Duration::from_secs(60)).expect("the shutdown did not end");
         sink_thread.join().unwrap();
     }
@@ -1065,7 +1066,7 @@ mod tests {
         }
         // Half a sentence: judged at the close, as before.
         device.write_all(b"$GPRMC,1200").unwrap();
-        shut_down_then_open(gateway, &gate, sink_thread);
+        shut_down(gateway, sink_thread, || gate.open());
         let committed = gate.committed();
         let positions = committed.iter().filter(|t| *t == "RMC").count();
         assert_eq!(positions, 4, "{committed:?}");
@@ -1088,7 +1089,7 @@ mod tests {
             datagram.extend_from_slice(&rmc(second));
             device.send_to(&datagram, to).unwrap();
         }
-        shut_down_then_open(gateway, &gate, sink_thread);
+        shut_down(gateway, sink_thread, || gate.open());
         let committed = gate.committed();
         let positions = committed.iter().filter(|t| *t == "RMC").count();
         assert_eq!(positions, 40, "{committed:?}");
@@ -1142,13 +1143,7 @@ mod tests {
         let (gateway, sink_thread, addrs, metrics) =
             serve_one(Protocol::Gt06, Box::new(GatedSink::opened()), ServeLimits::default());
         let _device = device_that_never_reads(addrs[&Transport::Tcp]);
-        let (done_tx, done) = std::sync::mpsc::channel();
-        thread::spawn(move || {
-            gateway.shutdown();
-            let _ = done_tx.send(());
-        });
-        done.recv_timeout(Duration::from_secs(60)).expect("the shutdown waited for a device that never reads");
-        sink_thread.join().unwrap();
+        shut_down(gateway, sink_thread, || {});
         assert_eq!(metrics.closed(CloseReason::Shutdown), 1);
     }
 
