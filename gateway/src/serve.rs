@@ -970,22 +970,10 @@ mod tests {
     #[test]
     fn the_ack_waits_for_the_sink() {
         let gate = GatedSink::default();
-        let (handle, sink_thread) = sink::start(vec![Box::new(gate.clone())], 4).unwrap();
-        let config = ServeConfig {
-            shards: 1,
-            listeners: vec![ListenerConfig::new(Protocol::Gt06, ([127, 0, 0, 1], 0).into())],
-            ..ServeConfig::default()
-        };
-        let bound = bind_all(&config).unwrap();
-        let addr = bound[0].addr;
-        let gateway =
-            Gateway::start(bound, 1, handle, config.limits.clone(), Metrics::new(1), Registry::new()).unwrap();
-        let mut device = std::net::TcpStream::connect(addr).unwrap();
-        let mut login = Vec::new();
-        let mut content = trackgate_codecs::gt06::imei_to_bcd("123456789012345").unwrap().to_vec();
-        content.extend_from_slice(&[0x36, 0x08, 0x32, 0x00]);
-        trackgate_codecs::gt06::encode_frame(&mut login, false, 0x01, &content, 1).unwrap();
-        device.write_all(&login).unwrap();
+        let (gateway, sink_thread, addrs, _) =
+            serve_one(Protocol::Gt06, Box::new(gate.clone()), ServeLimits::default());
+        let mut device = std::net::TcpStream::connect(addrs[&Transport::Tcp]).unwrap();
+        device.write_all(&gt06_login()).unwrap();
         // The sink has not accepted the login: no ack may come.
         device.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
         let mut ack = [0u8; 10];
@@ -1022,6 +1010,15 @@ mod tests {
         let gateway =
             Gateway::start(bound, 1, handle, config.limits.clone(), metrics.clone(), Registry::new()).unwrap();
         (gateway, sink_thread, addrs, metrics)
+    }
+
+    /// A GT06 login (serial 1) of device 123456789012345.
+    fn gt06_login() -> Vec<u8> {
+        let mut login = Vec::new();
+        let mut content = trackgate_codecs::gt06::imei_to_bcd("123456789012345").unwrap().to_vec();
+        content.extend_from_slice(&[0x36, 0x08, 0x32, 0x00]);
+        trackgate_codecs::gt06::encode_frame(&mut login, false, 0x01, &content, 1).unwrap();
+        login
     }
 
     /// A valid RMC sentence, its checksum computed.
@@ -1105,12 +1102,8 @@ mod tests {
         socket.set_recv_buffer_size(4096).unwrap();
         socket.connect(&addr.into()).unwrap();
         let mut device: std::net::TcpStream = socket.into();
+        device.write_all(&gt06_login()).unwrap();
         let mut frames = Vec::new();
-        let mut content = trackgate_codecs::gt06::imei_to_bcd("123456789012345").unwrap().to_vec();
-        content.extend_from_slice(&[0x36, 0x08, 0x32, 0x00]);
-        trackgate_codecs::gt06::encode_frame(&mut frames, false, 0x01, &content, 1).unwrap();
-        device.write_all(&frames).unwrap();
-        frames.clear();
         for serial in 0..256u16 {
             trackgate_codecs::gt06::encode_frame(&mut frames, false, 0x13, &[0x44, 0x01, 0x04, 0x00, 0x01], serial)
                 .unwrap();
