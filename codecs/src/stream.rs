@@ -21,6 +21,41 @@ pub enum StreamEvent {
     Reply(Vec<u8>),
 }
 
+/// A command for a connected device, in the form its protocol takes (see
+/// [`RecordDecoder::command`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Downlink {
+    /// Text in the device's own command syntax (the one its SMS commands use): sent as the
+    /// GT06 0x80 online command, or as a Teltonika Codec 12 command.
+    Text(String),
+    /// A JT808 platform message (parameters, terminal control, text to the driver, ...).
+    Jt808(crate::jt808::Command),
+}
+
+/// Why a decoder wrote no bytes for a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DownlinkError {
+    /// The protocol, or this transport of it, has no such command.
+    Unsupported(&'static str),
+    /// The device has not yet said enough for the command to be addressed (a JT808
+    /// terminal before its first frame, a Teltonika device before its handshake).
+    NotReady,
+    /// The command cannot be written (text a frame cannot carry, a value too long).
+    Invalid(String),
+}
+
+impl std::fmt::Display for DownlinkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DownlinkError::Unsupported(why) => write!(f, "unsupported: {why}"),
+            DownlinkError::NotReady => f.write_str("the device has not identified itself on this stream yet"),
+            DownlinkError::Invalid(why) => write!(f, "cannot be written: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for DownlinkError {}
+
 /// A per-connection (or per-peer) decoder that keeps stream state between calls.
 pub trait RecordDecoder {
     fn protocol(&self) -> Protocol;
@@ -45,6 +80,13 @@ pub trait RecordDecoder {
     /// server sends the replies it has and closes.
     fn refused(&self) -> bool {
         false
+    }
+
+    /// The bytes that send `command` to this stream's device. The decoder numbers the
+    /// command from its own counters and remembers it where the protocol's answer can be
+    /// matched to it (GT06 server flag, JT808 serial), so the answer's record names it.
+    fn command(&mut self, _command: &Downlink) -> Result<Vec<u8>, DownlinkError> {
+        Err(DownlinkError::Unsupported("this protocol has no commands"))
     }
 }
 

@@ -196,6 +196,33 @@ fn commands_encode_byte_exact_and_replies_name_them() {
     assert!(replies(&ev).is_empty());
 }
 
+/// The gateway's way in: `RecordDecoder::command` numbers the command like the inherent
+/// method, so the device's reply names it; what cannot be sent is said, not sent.
+#[test]
+fn downlink_text_goes_out_as_0x80_and_its_reply_names_it() {
+    use crate::stream::{Downlink, DownlinkError};
+    let mut d = Gt06Decoder::default();
+    let sent = RecordDecoder::command(&mut d, &Downlink::Text("RELAY,1#".into())).unwrap();
+    assert_eq!(sent, encode_command(1, "RELAY,1#", None, 1).unwrap());
+    let mut content = vec![12u8]; // the server flag and the text
+    content.extend_from_slice(&1u32.to_be_bytes());
+    content.extend_from_slice(b"RELAY=OK\x00\x02");
+    let mut reply = Vec::new();
+    encode_frame(&mut reply, false, COMMAND_REPLY, &content, 7).unwrap();
+    let ev = decode_with(&mut d, &reply);
+    assert_eq!(records(&ev)[0].attributes.get("command").unwrap(), "RELAY,1#");
+    assert_eq!(records(&ev)[0].attributes.get("text").unwrap(), "RELAY=OK");
+    for (command, why) in [
+        (Downlink::Text(String::new()), "empty"),
+        (Downlink::Text("Relé#".into()), "not ASCII"),
+        (Downlink::Text("X".repeat(300)), "longer than a short frame holds"),
+    ] {
+        assert!(matches!(RecordDecoder::command(&mut d, &command), Err(DownlinkError::Invalid(_))), "{why}");
+    }
+    let jt808 = Downlink::Jt808(crate::jt808::Command::QueryLocation);
+    assert!(matches!(RecordDecoder::command(&mut d, &jt808), Err(DownlinkError::Unsupported(_))));
+}
+
 #[test]
 fn wifi_count_frame_is_measured_by_its_counts_and_answered() {
     let ev = decode(&hex(WIFI_69));

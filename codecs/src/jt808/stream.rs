@@ -15,7 +15,7 @@ use super::message::{
 use super::*;
 use crate::framing::{Framer, Framing, Limits, Reject, RejectKind};
 use crate::record::{Kind, Protocol, Record, Timestamp};
-use crate::stream::{RecordDecoder, SkippedRun, StreamEvent};
+use crate::stream::{Downlink, DownlinkError, RecordDecoder, SkippedRun, StreamEvent};
 use crate::wire::hex::to_hex;
 
 /// Decides whether a terminal (by device id) may register and authenticate: the gateway's
@@ -985,6 +985,19 @@ fn set_driver(r: &mut Record, d: &DriverIdentity<'_>, tz: i32) {
 impl RecordDecoder for Jt808Decoder {
     fn protocol(&self) -> Protocol {
         Protocol::Jt808
+    }
+
+    fn command(&mut self, command: &Downlink) -> Result<Vec<u8>, DownlinkError> {
+        let Downlink::Jt808(command) = command else {
+            // Text has no one JT808 meaning (0x8300 shows it to the driver, 0x8900 tunnels
+            // it to a vendor's module): the caller says which.
+            return Err(DownlinkError::Unsupported("JT808 commands are typed (0x8300 text, 0x8900 pass-through, ...)"));
+        };
+        if self.terminal().is_none() {
+            return Err(DownlinkError::NotReady);
+        }
+        Jt808Decoder::command(self, command)
+            .ok_or_else(|| DownlinkError::Invalid(format!("0x{:04X} does not fit a frame", command.message_id())))
     }
 
     fn set_now(&mut self, now: Timestamp) {

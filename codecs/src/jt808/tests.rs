@@ -197,6 +197,23 @@ fn traccar_command_vectors() {
 }
 
 #[test]
+fn downlink_commands_wait_for_the_terminal_and_are_typed() {
+    use crate::stream::{Downlink, DownlinkError};
+    let mut d = Jt808Decoder::default();
+    let query = Downlink::Jt808(Command::QueryLocation);
+    assert_eq!(RecordDecoder::command(&mut d, &query), Err(DownlinkError::NotReady));
+    decode_with(&mut d, &hex(HEARTBEAT));
+    let t = *d.terminal().unwrap();
+    assert_eq!(RecordDecoder::command(&mut d, &query).unwrap(), Command::QueryLocation.encode(&t, 2).unwrap());
+    let answer = encode(id::TERMINAL_RESPONSE, &t, 0xB8, &general_response_body(2, 0x8201, 0)).unwrap();
+    assert_eq!(records(&decode_with(&mut d, &answer))[0].attributes.get("command").unwrap(), "query_location");
+    assert!(matches!(
+        RecordDecoder::command(&mut d, &Downlink::Text("RESET".into())),
+        Err(DownlinkError::Unsupported(_))
+    ));
+}
+
+#[test]
 fn commands_use_the_connection_serial_and_answers_name_them() {
     let mut d = Jt808Decoder::default();
     assert!(d.command(&Command::QueryLocation).is_none(), "no terminal yet");

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::framing::{Framer, Framing, Reject, RejectKind};
 use crate::record::{Kind, Protocol, Record, Timestamp};
-use crate::stream::{RecordDecoder, SkippedRun, StreamEvent};
+use crate::stream::{Downlink, DownlinkError, RecordDecoder, SkippedRun, StreamEvent};
 use crate::wire::hex::to_hex;
 
 /// Decides whether a device may connect (the gateway's allow-list).
@@ -244,6 +244,28 @@ impl TeltonikaDecoder {
 impl RecordDecoder for TeltonikaDecoder {
     fn refused(&self) -> bool {
         self.refused
+    }
+
+    /// A Codec 12 command. Its response (Codec 12, type 0x06) carries no reference to the
+    /// command, so the response record does not name it.
+    fn command(&mut self, command: &Downlink) -> Result<Vec<u8>, DownlinkError> {
+        let Downlink::Text(text) = command else {
+            return Err(DownlinkError::Unsupported("a JT808 command for a Teltonika device"));
+        };
+        if self.udp {
+            // A UDP command must go to the address the device last sent from, which only the
+            // gateway's UDP loop knows; this decoder writes TCP framing.
+            return Err(DownlinkError::Unsupported("Teltonika commands are sent over TCP"));
+        }
+        if self.imei.is_none() || self.refused {
+            return Err(DownlinkError::NotReady);
+        }
+        if text.is_empty() || u32::try_from(text.len()).is_err() {
+            return Err(DownlinkError::Invalid("a command is 1 to 2^32-1 bytes of text".into()));
+        }
+        let mut out = Vec::with_capacity(text.len() + 20);
+        super::encode_command(CODEC_12, super::TYPE_COMMAND, None, text.as_bytes(), &mut out);
+        Ok(out)
     }
 
     fn protocol(&self) -> Protocol {

@@ -140,6 +140,20 @@ fn command_responses_are_records_and_never_acked() {
 }
 
 #[test]
+fn downlink_text_is_a_codec12_command_after_the_handshake_and_over_tcp_only() {
+    use crate::stream::{Downlink, DownlinkError};
+    let getinfo = Downlink::Text("getinfo".into());
+    let mut d = TeltonikaDecoder::tcp();
+    assert_eq!(d.command(&getinfo), Err(DownlinkError::NotReady));
+    decode_all(&mut d, &hex(IMEI));
+    assert_eq!(d.command(&getinfo).unwrap(), hex("000000000000000F0C010500000007676574696E666F0100004312"));
+    assert!(matches!(d.command(&Downlink::Text(String::new())), Err(DownlinkError::Invalid(_))));
+    let jt808 = Downlink::Jt808(crate::jt808::Command::QueryLocation);
+    assert!(matches!(d.command(&jt808), Err(DownlinkError::Unsupported(_))));
+    assert!(matches!(TeltonikaDecoder::udp().command(&getinfo), Err(DownlinkError::Unsupported(_))));
+}
+
+#[test]
 fn command_encoders_are_byte_exact() {
     // teltonika.md §7.6 and §7.7, and both Traccar encoder vectors (commands.tsv).
     let cases: [(u8, Option<&str>, &[u8], &str); 4] = [
