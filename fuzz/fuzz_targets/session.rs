@@ -5,8 +5,10 @@
 //!
 //! Input: one configuration byte (protocol, transport, junk limit), then operations:
 //! `0x00..=0xEF n` the next n+1 bytes arrive (one read, or one datagram over UDP);
-//! `0xF0` the stream ends; `0xF1..=0xFE` the clock moves on (k minutes); `0xFF` the session
-//! is finished and a new one starts.
+//! `0xF0` the stream ends; `0xF1..=0xFD` the clock moves on (k minutes); `0xFE n` a command
+//! to the device: the next n bytes as text, or a JT808 location query when n is 0 (never a
+//! panic, whatever the session's state; bytes only where the protocol has the command);
+//! `0xFF` the session is finished and a new one starts.
 #![no_main]
 
 use std::time::{Duration, Instant, SystemTime};
@@ -14,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use libfuzzer_sys::fuzz_target;
 use trackgate::protocols::{StreamOptions, Transport};
 use trackgate::session::{CloseReason, Output, Session, SessionSettings};
-use trackgate_codecs::Protocol;
+use trackgate_codecs::{jt808, Downlink, Protocol};
 
 /// More than any protocol's frame limit plus one read: what a TCP session may hold.
 const MAX_HELD: usize = 70_000;
@@ -117,7 +119,20 @@ fuzz_target!(|data: &[u8]| {
                 d.out.clear();
                 d.restart();
             }
-            0xF1..=0xFE => {
+            0xFE => {
+                let Some((&n, rest)) = ops.split_first() else { break };
+                let (text, rest) = rest.split_at(usize::from(n).min(rest.len()));
+                ops = rest;
+                let command = match n {
+                    0 => Downlink::Jt808(jt808::Command::QueryLocation),
+                    _ => Downlink::Text(String::from_utf8_lossy(text).into_owned()),
+                };
+                if let Ok(bytes) = d.session.command(&command) {
+                    assert!(!bytes.is_empty());
+                    assert!(protocol != Protocol::Nmea, "NMEA has no commands");
+                }
+            }
+            0xF1..=0xFD => {
                 let minutes = u64::from(op - 0xF0);
                 d.now += Duration::from_secs(60 * minutes);
                 d.wall += Duration::from_secs(60 * minutes);
