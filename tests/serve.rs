@@ -459,6 +459,96 @@ fn payloads_are_logged_only_where_asked_and_replay_through_decode() {
 }
 
 /// Reads one JT808 frame (flag to flag) off the connection.
+/// One HTTP request to the gateway's endpoint: the status code and the body.
+fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let request = format!("{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: {}\r\n\r\n{body}", body.len());
+    c.write_all(request.as_bytes()).unwrap();
+    let mut text = String::new();
+    c.read_to_string(&mut text).unwrap();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
+}
+
+/// An operator with the commands token sends a text command to a connected device over
+/// HTTP: it goes out as the device's protocol frame (Codec 12 here), the device's response
+/// reaches the sink, and what cannot be sent (no token, wrong token, a device that is not
+/// connected, text GT06 cannot carry) is answered with why.
+#[test]
+fn commands_over_http_reach_the_device_and_its_response_the_sink() {
+    let dir = std::env::temp_dir().join(format!("trackgate-commands-{}-{}", std::process::id(), rand_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token = "s3cret-0123456789abcdef";
+    std::fs::write(dir.join("token"), format!("{token}\n")).unwrap();
+    let config = dir.join("trackgate.toml");
+    std::fs::write(&config, "commands_token_file = \"token\"\n").unwrap();
+    let gw =
+        Gateway::launch(&["teltonika", "gt06"], &["--config", config.to_str().unwrap(), "--metrics", "127.0.0.1:0"]);
+    let endpoint = gw.addr("metrics http");
+    let path = "/devices/teltonika/356307042441013/commands";
+    assert_eq!(http(endpoint, "POST", path, Some(token), "getinfo").0, 404, "not connected yet");
+
+    let mut device = TcpStream::connect(gw.tcp).unwrap();
+    device.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    device.write_all(&unhex(TELTONIKA_IMEI)).unwrap();
+    let mut accepted = [0u8; 1];
+    device.read_exact(&mut accepted).unwrap();
+    assert_eq!(http(endpoint, "POST", path, None, "getinfo").0, 401);
+    assert_eq!(http(endpoint, "POST", path, Some("s3cret-0123456789abcdeF"), "getinfo").0, 401);
+    let (status, body) = http(endpoint, "POST", path, Some(token), "getinfo");
+    assert_eq!(status, 200, "{body}");
+    // teltonika.md §7.6's getinfo, byte for byte.
+    let expected = unhex("000000000000000F0C010500000007676574696E666F0100004312");
+    let mut command = vec![0u8; expected.len()];
+    device.read_exact(&mut command).unwrap();
+    assert_eq!(command, expected);
+    // The device's response (Codec 12, type 0x06).
+    let mut response = Vec::new();
+    trackgate::codecs::teltonika::encode_command(
+        0x0C,
+        0x06,
+        None,
+        b"RTC:2019/7/22 7:53 Init:2019/7/22 7:22",
+        &mut response,
+    );
+    device.write_all(&response).unwrap();
+    gw.wait_for_records(2);
+
+    // GT06 frames ASCII only: refused with the reason, and the connection carries on.
+    let mut gt06 = TcpStream::connect(gw.addr("gt06 tcp")).unwrap();
+    gt06.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    gt06.write_all(&unhex(GT06_LOGIN)).unwrap();
+    read_frame(&mut gt06);
+    let (status, body) = http(endpoint, "POST", "/devices/gt06/123456789012345/commands", Some(token), "Relé,1#");
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(http(endpoint, "POST", "/devices/gt06/123456789012345/commands", Some(token), "Relay,1#").0, 200);
+    assert_eq!(&read_frame(&mut gt06)[..4], &[0x78, 0x78, 0x12, 0x80]);
+    assert_eq!(gw.metric("trackgate_commands_total{protocol=\"gt06\",transport=\"tcp\",result=\"refused\"}"), 1);
+    assert_eq!(gw.metric("trackgate_commands_total{protocol=\"teltonika\",transport=\"tcp\",result=\"written\"}"), 1);
+    let (code, records) = gw.stop();
+    assert_eq!(code, Some(0));
+    let response = records.iter().find(|r| r["kind"] == "command_response").expect("the response is a record");
+    assert_eq!(response["device_id"], "356307042441013");
+    assert_eq!(response["attributes"]["text"], "RTC:2019/7/22 7:53 Init:2019/7/22 7:22");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Without a commands token the endpoint serves no commands, whatever is presented.
+#[test]
+fn commands_are_off_without_a_token() {
+    let gw = Gateway::launch(&["gt06"], &["--metrics", "127.0.0.1:0"]);
+    let mut device = TcpStream::connect(gw.tcp).unwrap();
+    device.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    device.write_all(&unhex(GT06_LOGIN)).unwrap();
+    read_frame(&mut device);
+    let (status, body) =
+        http(gw.addr("metrics http"), "POST", "/devices/gt06/123456789012345/commands", Some("x"), "WHERE#");
+    assert_eq!((status, body.trim()), (404, "commands are off (no commands token is configured)"));
+    assert_eq!(gw.stop().0, Some(0));
+}
+
 fn read_jt808(conn: &mut TcpStream) -> Vec<u8> {
     let mut frame = Vec::new();
     let mut byte = [0u8];

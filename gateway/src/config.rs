@@ -4,6 +4,7 @@
 //! ```toml
 //! shards = 2                       # default: one per core
 //! metrics = "127.0.0.1:9100"       # Prometheus /metrics; default: off
+//! commands_token_file = "token"    # enables POST /devices/<protocol>/<id>/commands there
 //! sinks = ["jsonl:records.jsonl"]  # default: jsonl:- (standard output)
 //! fsync = "every-commit"           # or "never"
 //!
@@ -45,6 +46,7 @@ use serde::Deserialize;
 use trackgate_codecs::gt06::CrcPolicy;
 use trackgate_codecs::Protocol;
 
+use crate::http::CommandsToken;
 use crate::protocols::{parse_utc_offset, StreamOptions};
 use crate::serve::{default_port, ListenSpec, ServeLimits};
 use crate::sink::{FsyncPolicy, SinkSpec};
@@ -77,6 +79,8 @@ pub struct ServeConfig {
     pub sinks: Vec<SinkSpec>,
     pub fsync: FsyncPolicy,
     pub metrics: Option<SocketAddr>,
+    /// Enables commands on the metrics endpoint ([`crate::http`]); off without one.
+    pub commands_token: Option<CommandsToken>,
     pub limits: ServeLimits,
 }
 
@@ -92,6 +96,7 @@ impl Default for ServeConfig {
             sinks: vec![SinkSpec::JsonlStdout],
             fsync: FsyncPolicy::EveryCommit,
             metrics: None,
+            commands_token: None,
             limits: ServeLimits::default(),
         }
     }
@@ -149,6 +154,7 @@ pub fn parse_duration(t: &str) -> Result<Duration, String> {
 struct FileConfig {
     shards: Option<usize>,
     metrics: Option<SocketAddr>,
+    commands_token_file: Option<PathBuf>,
     sinks: Option<Vec<String>>,
     fsync: Option<String>,
     limits: Option<FileLimits>,
@@ -210,6 +216,9 @@ impl ServeConfig {
             config = Self::from_toml(&text, base).map_err(|e| format!("{}: {e}", path.display()))?;
         }
         config.apply(overrides);
+        if config.commands_token.is_some() && config.metrics.is_none() {
+            return Err("commands_token_file is set, but not metrics (the endpoint that serves commands)".into());
+        }
         Ok(config)
     }
 
@@ -224,6 +233,15 @@ impl ServeConfig {
             config.shards = n;
         }
         config.metrics = file.metrics;
+        if let Some(path) = file.commands_token_file {
+            // The token lives in a file of its own, so the configuration can be shared
+            // (or committed) without it.
+            let path = base.join(path);
+            let token = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read commands_token_file {}: {e}", path.display()))?;
+            config.commands_token =
+                Some(CommandsToken::new(&token).map_err(|e| format!("commands_token_file {}: {e}", path.display()))?);
+        }
         if let Some(sinks) = file.sinks {
             config.sinks = sinks.iter().map(|s| s.parse()).collect::<Result<_, _>>()?;
         }
@@ -341,9 +359,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("trackgate-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("imeis.txt"), "# fleet A\n356307042441013\n\n356307042441014 # spare\n").unwrap();
+        std::fs::write(dir.join("token"), "0123456789abcdef-token\n").unwrap();
         let text = r#"
             shards = 3
             metrics = "127.0.0.1:9100"
+            commands_token_file = "token"
             sinks = ["jsonl:records.jsonl"]
             fsync = "never"
             [limits]
@@ -368,6 +388,7 @@ mod tests {
         let c = ServeConfig::from_toml(text, &dir).unwrap();
         assert_eq!(c.shards, 3);
         assert_eq!(c.metrics, Some("127.0.0.1:9100".parse().unwrap()));
+        assert_eq!(c.commands_token, Some(CommandsToken::new("0123456789abcdef-token").unwrap()));
         assert_eq!(c.sinks, [SinkSpec::JsonlFile("records.jsonl".into())]);
         assert_eq!(c.fsync, FsyncPolicy::Never);
         assert_eq!(c.limits.idle_timeout, Duration::from_secs(300));
@@ -397,6 +418,17 @@ mod tests {
         assert_eq!((c2.listeners[0].addr.port(), c2.listeners[0].stream.jt808_tz_minutes), (0, -180));
         assert_eq!(c2.listeners[1].stream, StreamOptions::default());
         assert_eq!((c2.shards, c2.limits.idle_timeout), (1, Duration::from_secs(7)));
+
+        // Commands need the endpoint that serves them, and a token worth the name.
+        let config = dir.join("commands.toml");
+        std::fs::write(&config, "commands_token_file = \"token\"\n").unwrap();
+        let e = ServeConfig::load(Some(&config), Overrides::default()).unwrap_err();
+        assert!(e.contains("not metrics"), "{e}");
+        let metrics = Some("127.0.0.1:0".parse().unwrap());
+        assert!(ServeConfig::load(Some(&config), Overrides { metrics, ..Overrides::default() }).is_ok());
+        std::fs::write(dir.join("token"), "password\n").unwrap();
+        let e = ServeConfig::load(Some(&config), Overrides { metrics, ..Overrides::default() }).unwrap_err();
+        assert!(e.contains("at least 16 characters"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

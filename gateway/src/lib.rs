@@ -5,7 +5,8 @@
 //! * [`corpus`]: the corpus runner behind `corpus verify|bless` and `cargo test`.
 //! * [`serve`]: the sharded server behind `trackgate serve`, configured by [`config`];
 //!   [`session`]: one device's session without sockets; [`registry`]: what crosses shards
-//!   (which connection holds a device); [`metrics`]: counters and `/metrics`.
+//!   (which connection holds a device, and commands to it); [`metrics`]: counters;
+//!   [`http`]: the operator's endpoint (`/metrics`, `/healthz`, commands when enabled).
 //! * [`sink`]: where records go, and the group-committing sink thread whose answer gates
 //!   every acknowledgement.
 //!
@@ -16,6 +17,7 @@ pub mod bench;
 pub mod config;
 pub mod corpus;
 pub mod decode;
+pub mod http;
 pub mod metrics;
 pub mod protocols;
 pub mod registry;

@@ -1,17 +1,13 @@
-//! Counters, and the Prometheus `/metrics` endpoint that shows them.
+//! Counters, and their Prometheus text (served by [`crate::http`]).
 //!
 //! Each shard writes only its own block of relaxed atomics (no lock, no cache line shared
 //! with another shard's frames); a scrape adds the blocks up.
 
 use std::fmt::Write as _;
-use std::io;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
 use trackgate_codecs::framing::RejectKind;
 use trackgate_codecs::Protocol;
 
@@ -80,7 +76,11 @@ pub struct Listener {
     replies: AtomicU64,
     rejects: [AtomicU64; REJECT_KINDS.len() + 1],
     rejected_bytes: AtomicU64,
+    /// Commands written to devices, and refused by their protocol ([`COMMAND_RESULTS`]).
+    commands: [AtomicU64; 2],
 }
+
+const COMMAND_RESULTS: [&str; 2] = ["written", "refused"];
 
 impl Listener {
     pub fn opened(&self) {
@@ -117,6 +117,11 @@ impl Listener {
         if n > 0 {
             self.rejected_bytes.fetch_add(n, Relaxed);
         }
+    }
+
+    /// A command was written to the device's socket, or its protocol refused it.
+    pub fn command(&self, written: bool) {
+        self.commands[usize::from(!written)].fetch_add(1, Relaxed);
     }
 }
 
@@ -282,6 +287,14 @@ impl Metrics {
             &refusal_names,
             &|l, i| l.refused[i].load(Relaxed),
         );
+        labelled(
+            &mut out,
+            "trackgate_commands_total",
+            "Commands to devices: written to the socket, or refused by the protocol.",
+            "result",
+            &COMMAND_RESULTS,
+            &|l, i| l.commands[i].load(Relaxed),
+        );
         let _ = writeln!(out, "# HELP trackgate_accept_errors_total Failed accepts (out of descriptors, resets in the queue).\n# TYPE trackgate_accept_errors_total counter\ntrackgate_accept_errors_total {}", self.sum(|s| s.accept_errors.load(Relaxed)));
         let _ = writeln!(out, "# HELP trackgate_devices Devices identified and connected (TCP).\n# TYPE trackgate_devices gauge\ntrackgate_devices {}", registry.devices());
         let _ = writeln!(out, "# HELP trackgate_sink_failures_total Hand-overs the sink refused.\n# TYPE trackgate_sink_failures_total counter\ntrackgate_sink_failures_total {}", self.sum(|s| s.sink_failures.load(Relaxed)));
@@ -309,64 +322,6 @@ impl Metrics {
     }
 }
 
-/// Serves `GET /metrics` (and `/healthz`) until shutdown. A minimal HTTP/1.1 responder:
-/// one request per connection, which is what Prometheus scrapes need.
-pub async fn serve_http(
-    listener: TcpListener,
-    metrics: Arc<Metrics>,
-    registry: Arc<Registry>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        let (mut stream, _) = tokio::select! {
-            _ = stopped(&mut shutdown) => return,
-            a = listener.accept() => match a {
-                Ok(x) => x,
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let (metrics, registry) = (metrics.clone(), registry.clone());
-        tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(5), answer(&mut stream, &metrics, &registry)).await;
-        });
-    }
-}
-
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
-}
-
-async fn answer(stream: &mut tokio::net::TcpStream, metrics: &Metrics, registry: &Registry) -> io::Result<()> {
-    let mut head = Vec::with_capacity(1024);
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = stream.read(&mut buf).await?;
-        if n == 0 || head.len() > 16 * 1024 {
-            return Ok(());
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
-    let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
-    let mut parts = line.split(|&b| b == b' ');
-    let (method, path) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
-    let path = path.split(|&b| b == b'?').next().unwrap_or_default();
-    let (status, content_type, body) = match (method, path) {
-        (b"GET", b"/metrics") => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", metrics.render(registry)),
-        (b"GET", b"/healthz") => ("200 OK", "text/plain; charset=utf-8", "ok\n".to_owned()),
-        (b"GET", _) => ("404 Not Found", "text/plain; charset=utf-8", "try /metrics\n".to_owned()),
-        _ => ("405 Method Not Allowed", "text/plain; charset=utf-8", "GET only\n".to_owned()),
-    };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,6 +339,9 @@ mod tests {
         m.shard(0).listener(Protocol::Nmea, Transport::Tcp).rejected_bytes(40);
         m.shard(0).sink_latency(Duration::from_micros(300), true);
         m.shard(1).sink_latency(Duration::from_millis(3), true);
+        m.shard(0).listener(Protocol::Gt06, Transport::Tcp).command(true);
+        m.shard(1).listener(Protocol::Gt06, Transport::Tcp).command(true);
+        m.shard(1).listener(Protocol::Gt06, Transport::Tcp).command(false);
         let text = m.render(&r);
         for line in [
             "trackgate_connections_opened_total{protocol=\"gt06\",transport=\"tcp\"} 2",
@@ -392,6 +350,8 @@ mod tests {
             "trackgate_records_total{protocol=\"jt808\",transport=\"udp\"} 4",
             "trackgate_acks_total{protocol=\"jt808\",transport=\"udp\"} 3",
             "trackgate_rejects_total{protocol=\"nmea\",transport=\"tcp\",reason=\"checksum\"} 1",
+            "trackgate_commands_total{protocol=\"gt06\",transport=\"tcp\",result=\"written\"} 2",
+            "trackgate_commands_total{protocol=\"gt06\",transport=\"tcp\",result=\"refused\"} 1",
             "trackgate_rejected_bytes_total{protocol=\"nmea\",transport=\"tcp\"} 40",
             "trackgate_sink_latency_seconds_bucket{le=\"0.00025\"} 0",
             "trackgate_sink_latency_seconds_bucket{le=\"0.0005\"} 1",

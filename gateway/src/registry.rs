@@ -1,23 +1,110 @@
-//! What crosses shards: which connection holds which device, and how many connections each
-//! source address has open. Touched when a connection opens, identifies itself and closes,
-//! never per frame, so one mutex is enough and keeps it obviously correct.
+//! What crosses shards: which connection holds which device, how many connections each
+//! source address has open, and the way to a device's connection for commands (downlink).
+//! Touched when a connection opens, identifies itself and closes, and per command, never
+//! per frame, so one mutex is enough and keeps it obviously correct.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::Notify;
-use trackgate_codecs::Protocol;
+use tokio::sync::{oneshot, Notify};
+use trackgate_codecs::{Downlink, DownlinkError, Protocol};
 
 /// A connection's identity in the registry: unique for the life of the process.
 pub type ConnId = u64;
 
+/// Commands one connection holds before writing them: a device that is not reading holds
+/// its commands, not the caller's memory.
+pub const MAX_QUEUED_COMMANDS: usize = 16;
+
+/// What others can ask of the connection holding a device. Made when the device
+/// identifies itself; an anonymous connection has none.
+///
+/// One `Notify` for both kinds of request: a connection's task waits on one future for
+/// them, not two (each waiter is part of every connection's future, for its whole life).
+#[derive(Debug, Default)]
+pub struct Control {
+    /// Notified when the device has logged in on another connection, or a command is queued.
+    wake: Notify,
+    /// The device has logged in on another connection: close.
+    kicked: AtomicBool,
+    commands: Mutex<VecDeque<QueuedCommand>>,
+}
+
+/// A command waiting for its connection, and who to tell how it went.
+#[derive(Debug)]
+pub struct QueuedCommand {
+    pub command: Downlink,
+    pub done: oneshot::Sender<Result<(), SendError>>,
+}
+
+/// Why a command did not reach the device's socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// No connection holds this device (never connected, gone, or over UDP, which holds
+    /// no connection).
+    NotConnected,
+    /// The connection already holds [`MAX_QUEUED_COMMANDS`] commands it has not written.
+    QueueFull,
+    /// The protocol cannot carry this command to this device.
+    Refused(DownlinkError),
+    /// The connection closed (or the gateway stopped) before the command was written.
+    Closed,
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::NotConnected => f.write_str("the device is not connected"),
+            SendError::QueueFull => write!(f, "the connection already holds {MAX_QUEUED_COMMANDS} unsent commands"),
+            SendError::Refused(e) => write!(f, "refused: {e}"),
+            SendError::Closed => f.write_str("the connection closed before the command was written"),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}
+
+impl Control {
+    /// Resolves when there may be something to do: see [`Control::kicked`], then
+    /// [`Control::take_commands`].
+    pub async fn woken(&self) {
+        self.wake.notified().await
+    }
+
+    /// Whether the device has logged in on another connection.
+    pub fn kicked(&self) -> bool {
+        self.kicked.load(Ordering::Acquire)
+    }
+
+    fn kick(&self) {
+        self.kicked.store(true, Ordering::Release);
+        // notify_one keeps the permit if the task is not waiting right now.
+        self.wake.notify_one();
+    }
+
+    /// Every command queued so far, oldest first.
+    pub fn take_commands(&self) -> Vec<QueuedCommand> {
+        self.commands.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).drain(..).collect()
+    }
+
+    fn queue(&self, command: QueuedCommand) -> Result<(), QueuedCommand> {
+        let mut commands = self.commands.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if commands.len() >= MAX_QUEUED_COMMANDS {
+            return Err(command);
+        }
+        commands.push_back(command);
+        drop(commands);
+        self.wake.notify_one();
+        Ok(())
+    }
+}
+
 struct Holder {
     conn: ConnId,
     shard: usize,
-    /// Notified to close the connection when the device logs in somewhere else.
-    kick: Arc<Notify>,
+    control: Arc<Control>,
 }
 
 #[derive(Default)]
@@ -91,26 +178,43 @@ impl Registry {
         self.lock().per_ip.get(&ip).copied().unwrap_or(0)
     }
 
-    /// Records that connection `conn` on `shard` now holds the device. An older connection
-    /// holding it is told to close (a device that reconnects must not leave its old session
-    /// behind); returns the shard it was on.
+    /// Records that connection `conn` on `shard` now holds the device, reachable through
+    /// `control`. An older connection holding it is told to close (a device that reconnects
+    /// must not leave its old session behind); returns the shard it was on.
     pub fn claim(
         &self,
         protocol: Protocol,
         device_id: &str,
         conn: ConnId,
         shard: usize,
-        kick: Arc<Notify>,
+        control: Arc<Control>,
     ) -> Option<usize> {
-        let old = self.lock().devices.insert((protocol, device_id.into()), Holder { conn, shard, kick });
+        let old = self.lock().devices.insert((protocol, device_id.into()), Holder { conn, shard, control });
         match old {
             Some(old) if old.conn != conn => {
-                // notify_one keeps the permit if the old task is not waiting right now.
-                old.kick.notify_one();
+                old.control.kick();
                 Some(old.shard)
             }
             _ => None,
         }
+    }
+
+    /// Sends `command` to the device over the connection that holds it, and resolves once
+    /// the connection has written it to the socket. The device's answer, where the
+    /// protocol has one, arrives later as a `command_response` record through the sink.
+    /// Written is not delivered: a connection that closes right after may have lost it,
+    /// and nothing is resent.
+    pub async fn send_command(&self, protocol: Protocol, device_id: &str, command: Downlink) -> Result<(), SendError> {
+        let control = self
+            .lock()
+            .devices
+            .get(&(protocol, Box::<str>::from(device_id)))
+            .map(|h| h.control.clone())
+            .ok_or(SendError::NotConnected)?;
+        let (done, answer) = oneshot::channel();
+        control.queue(QueuedCommand { command, done }).map_err(|_| SendError::QueueFull)?;
+        // A dropped sender is a connection that ended with the command still queued.
+        answer.await.unwrap_or(Err(SendError::Closed))
     }
 
     /// The connection is gone: forget the device unless a newer connection holds it.
@@ -141,15 +245,16 @@ mod tests {
     fn a_second_login_kicks_the_first_and_the_first_cannot_release_the_second() {
         let r = Registry::new();
         let (a, b) = (r.next_conn(), r.next_conn());
-        let (kick_a, kick_b) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let (kick_a, kick_b) = (Arc::new(Control::default()), Arc::new(Control::default()));
         assert_eq!(r.claim(Protocol::Gt06, "123", a, 0, kick_a.clone()), None);
         assert_eq!(r.shard_of(Protocol::Gt06, "123"), Some(0));
         assert_eq!(r.claim(Protocol::Gt06, "123", b, 1, kick_b.clone()), Some(0));
         // The permit waits for the old connection's task.
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         rt.block_on(async {
-            tokio::time::timeout(std::time::Duration::from_secs(1), kick_a.notified()).await.unwrap();
+            tokio::time::timeout(std::time::Duration::from_secs(1), kick_a.woken()).await.unwrap();
         });
+        assert!(kick_a.kicked() && !kick_b.kicked());
         // The old connection closing does not forget the new one.
         r.release(Protocol::Gt06, "123", a);
         assert_eq!(r.shard_of(Protocol::Gt06, "123"), Some(1));
@@ -160,6 +265,48 @@ mod tests {
         assert_eq!(r.shard_of(Protocol::Gt06, "123"), None);
         // Claiming again from the same connection kicks no one.
         assert_eq!(r.claim(Protocol::Teltonika, "123", a, 0, kick_b), None);
+    }
+
+    #[test]
+    fn commands_queue_up_to_a_bound_and_hear_closed_when_their_connection_goes() {
+        let r = Registry::new();
+        let control = Arc::new(Control::default());
+        r.claim(Protocol::Gt06, "123", r.next_conn(), 0, control.clone());
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        rt.block_on(async {
+            let text = |i: usize| Downlink::Text(format!("C{i}"));
+            let unknown = r.send_command(Protocol::Gt06, "999", text(0)).await;
+            assert_eq!(unknown, Err(SendError::NotConnected));
+            let waiting: Vec<_> = (0..MAX_QUEUED_COMMANDS)
+                .map(|i| {
+                    let r = r.clone();
+                    tokio::spawn(async move { r.send_command(Protocol::Gt06, "123", text(i)).await })
+                })
+                .collect();
+            while control.commands.lock().unwrap().len() < MAX_QUEUED_COMMANDS {
+                tokio::task::yield_now().await;
+            }
+            assert_eq!(r.send_command(Protocol::Gt06, "123", text(99)).await, Err(SendError::QueueFull));
+            // The connection wakes, takes them in order, writes the first, and closes.
+            tokio::time::timeout(std::time::Duration::from_secs(60), control.woken()).await.unwrap();
+            assert!(!control.kicked());
+            let mut taken = control.take_commands().into_iter();
+            let first = taken.next().unwrap();
+            assert_eq!(first.command, text(0));
+            first.done.send(Ok(())).unwrap();
+            drop(taken);
+            let results: Vec<_> = join_all(waiting).await;
+            assert_eq!(results[0], Ok(()));
+            assert!(results[1..].iter().all(|r| *r == Err(SendError::Closed)), "{results:?}");
+        });
+    }
+
+    async fn join_all(tasks: Vec<tokio::task::JoinHandle<Result<(), SendError>>>) -> Vec<Result<(), SendError>> {
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
     }
 
     #[test]

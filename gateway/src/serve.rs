@@ -15,6 +15,10 @@
 //! socket reads what the kernel holds for it (bounded, see `SHUTDOWN_READ_CAP` and
 //! `SHUTDOWN_DATAGRAM_CAP`), delivers and acknowledges it, then closes. A device that does
 //! not read its acks cannot hold a connection past the idle timeout, nor the shutdown.
+//!
+//! Commands to devices (downlink) go through the registry to the connection holding the
+//! device ([`Registry::send_command`]): the connection wakes, has its session write the
+//! protocol's frame and writes it between reads, never in the middle of a read's acks.
 
 use std::collections::HashMap;
 use std::io;
@@ -27,15 +31,16 @@ use bytes::{Buf, BytesMut};
 use socket2::{Domain, Socket, Type};
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 use trackgate_codecs::Protocol;
 
 use crate::config::{ListenerConfig, ServeConfig};
+use crate::http;
 use crate::metrics::{self, Metrics, Refusal, ShardMetrics};
 use crate::protocols::{StreamOptions, Transport};
-use crate::registry::{IpSlot, Registry};
+use crate::registry::{Control, IpSlot, Registry, SendError};
 use crate::session::{CloseReason, Output, Session, SessionSettings};
 use crate::sink::SinkHandle;
 
@@ -310,7 +315,8 @@ pub fn run(config: &ServeConfig, sink: SinkHandle, stop: impl std::future::Futur
         if let Some(l) = metrics_listener {
             l.set_nonblocking(true)?;
             let l = TcpListener::from_std(l)?;
-            tokio::spawn(metrics::serve_http(l, metrics, registry, stopping));
+            let endpoint = http::Endpoint { metrics, registry, commands: config.commands_token.clone() };
+            tokio::spawn(http::serve(l, endpoint, stopping));
         }
         stop.await;
         Ok::<(), io::Error>(())
@@ -415,11 +421,73 @@ async fn deliver(shard: &Shard, protocol: Protocol, transport: Transport, peer: 
     true
 }
 
-/// Waits for a takeover kick, or forever when the device has not identified itself.
-async fn kicked(kick: &Option<Arc<Notify>>) {
-    match kick {
-        Some(k) => k.notified().await,
+/// Waits for a takeover or a command, or forever when the device has not identified itself.
+async fn woken(control: &Option<Arc<Control>>) {
+    match control {
+        Some(c) => c.woken().await,
         None => std::future::pending().await,
+    }
+}
+
+/// Writes the commands queued for the device, framed by its session, in one write; each
+/// caller hears once its bytes are out, or why its command was refused. On an error the
+/// callers of the written commands hear `Closed` (their senders are dropped).
+async fn send_commands(
+    control: &Control,
+    session: &mut Session,
+    stream: &mut TcpStream,
+    idle: std::pin::Pin<&mut tokio::time::Sleep>,
+    stop: &mut watch::Receiver<bool>,
+    counters: &metrics::Listener,
+) -> Result<(), CloseReason> {
+    let mut frames = Vec::new();
+    let mut written = Vec::new();
+    for queued in control.take_commands() {
+        match session.command(&queued.command) {
+            Ok(bytes) => {
+                frames.extend_from_slice(&bytes);
+                written.push(queued.done);
+            }
+            Err(e) => {
+                counters.command(false);
+                let _ = queued.done.send(Err(SendError::Refused(e)));
+            }
+        }
+    }
+    if frames.is_empty() {
+        return Ok(());
+    }
+    debug!(protocol = %session.protocol(), commands = written.len(), "writing commands");
+    write_bounded(stream, &frames, idle, session.deadline(), stop).await?;
+    for done in written {
+        counters.command(true);
+        let _ = done.send(Ok(()));
+    }
+    Ok(())
+}
+
+/// Writes to a device that may not be reading. Once the device's window and the socket's
+/// send buffer are full the write waits: for the idle timeout at most, and not past a
+/// shutdown, or one such device would hold its task (and the gateway's exit) forever.
+async fn write_bounded(
+    stream: &mut TcpStream,
+    bytes: &[u8],
+    mut idle: std::pin::Pin<&mut tokio::time::Sleep>,
+    deadline: Instant,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), CloseReason> {
+    let deadline = tokio::time::Instant::from_std(deadline);
+    if idle.deadline() != deadline {
+        idle.as_mut().reset(deadline);
+    }
+    tokio::select! {
+        biased;
+        r = stream.write_all(bytes) => r.map_err(|e| {
+            debug!(error = %e, "write failed");
+            CloseReason::Error
+        }),
+        _ = &mut idle => Err(CloseReason::Idle),
+        _ = stopped(stop) => Err(CloseReason::Shutdown),
     }
 }
 
@@ -486,7 +554,8 @@ async fn tcp_connection(
     debug!(%protocol, %peer, conn, "connection opened");
     let mut session = Session::new(protocol, &settings, Instant::now());
     let mut stop = shard.stop.clone();
-    let mut kick: Option<Arc<Notify>> = None;
+    // Made when the device identifies itself: the registry's way to it.
+    let mut control: Option<Arc<Control>> = None;
     // The device id this connection holds in the registry.
     let mut claimed: Option<Box<str>> = None;
     // Allocated when bytes arrive and released when nothing is pending, so an idle
@@ -509,7 +578,20 @@ async fn tcp_connection(
             tokio::select! {
                 biased;
                 _ = stopped(&mut stop) => stopping = Some(0),
-                _ = kicked(&kick) => break CloseReason::Takeover,
+                _ = woken(&control) => {
+                    if let Some(c) = &control {
+                        if c.kicked() {
+                            break CloseReason::Takeover;
+                        }
+                        // Boxed: commands are rare, and their state would otherwise make every
+                        // connection's future larger for its whole life.
+                        let sent = Box::pin(send_commands(c, &mut session, &mut stream, idle.as_mut(), &mut stop, counters));
+                        if let Err(reason) = sent.await {
+                            break reason;
+                        }
+                    }
+                    continue;
+                }
                 _ = &mut idle => break CloseReason::Idle,
                 r = stream.readable() => if r.is_err() { break CloseReason::Error },
             }
@@ -562,8 +644,8 @@ async fn tcp_connection(
                 if let Some(previous) = claimed.take() {
                     shard.registry.release(protocol, &previous, conn);
                 }
-                let k = kick.get_or_insert_with(|| Arc::new(Notify::new())).clone();
-                if shard.registry.claim(protocol, id, conn, shard.index, k).is_some() {
+                let c = control.get_or_insert_with(|| Arc::new(Control::default())).clone();
+                if shard.registry.claim(protocol, id, conn, shard.index, c).is_some() {
                     debug!(%protocol, %peer, conn, "device logged in again; its older connection is closed");
                 }
                 claimed = Some(id.into());
@@ -578,29 +660,13 @@ async fn tcp_connection(
             replies.extend_from_slice(r);
         }
         if !replies.is_empty() {
-            // A device that does not read its acks fills the socket's send buffer and the
-            // write waits: for the idle timeout at most, and not past a shutdown, or one
-            // such device would hold its task (and the gateway's exit) forever.
-            let deadline = tokio::time::Instant::from_std(session.deadline());
-            if idle.deadline() != deadline {
-                idle.as_mut().reset(deadline);
-            }
-            let written = tokio::select! {
-                biased;
-                r = stream.write_all(&replies) => r.map(|()| None),
-                _ = &mut idle => Ok(Some(CloseReason::Idle)),
-                _ = stopped(&mut stop) => Ok(Some(CloseReason::Shutdown)),
-            };
-            match written {
-                Ok(None) => {}
-                Ok(Some(reason)) => {
+            if let Err(reason) =
+                write_bounded(&mut stream, &replies, idle.as_mut(), session.deadline(), &mut stop).await
+            {
+                if reason != CloseReason::Error {
                     debug!(%protocol, %peer, conn, "the device is not reading its acks; closing");
-                    break reason;
                 }
-                Err(e) => {
-                    debug!(%protocol, %peer, error = %e, "write failed");
-                    break CloseReason::Error;
-                }
+                break reason;
             }
         }
         if let Some(c) = step.close {
@@ -823,8 +889,8 @@ mod tests {
     use std::sync::{Condvar, Mutex};
     use trackgate_codecs::Record;
 
-    /// Whether the gate is open, the message types written, and the writes begun.
-    type Gate = (Mutex<(bool, Vec<String>, usize)>, Condvar);
+    /// Whether the gate is open, the records written, and the writes begun.
+    type Gate = (Mutex<(bool, Vec<Record>, usize)>, Condvar);
 
     /// A sink whose writes wait until the test opens the gate.
     #[derive(Clone, Default)]
@@ -842,8 +908,20 @@ mod tests {
             gate.open();
             gate
         }
+        /// The message types of the records written.
         fn committed(&self) -> Vec<String> {
-            self.state.0.lock().unwrap().1.clone()
+            self.state.0.lock().unwrap().1.iter().map(|r| r.message_type.to_string()).collect()
+        }
+        /// Waits for a record of `kind` to be written, and returns it.
+        fn wait_for(&self, kind: trackgate_codecs::Kind) -> Record {
+            let (lock, cv) = &*self.state;
+            let (state, timeout) = cv
+                .wait_timeout_while(lock.lock().unwrap(), Duration::from_secs(60), |s| {
+                    !s.1.iter().any(|r| r.kind == kind)
+                })
+                .unwrap();
+            assert!(!timeout.timed_out(), "no {kind:?} record reached the sink");
+            state.1.iter().find(|r| r.kind == kind).cloned().unwrap()
         }
         /// Waits until a write has begun (and is held at the gate, if it is closed).
         fn wait_for_a_write(&self) {
@@ -861,7 +939,8 @@ mod tests {
             s.2 += 1;
             cv.notify_all();
             let mut s = cv.wait_while(s, |s| !s.0).unwrap();
-            s.1.extend(records.iter().map(|r| r.message_type.to_string()));
+            s.1.extend_from_slice(records);
+            cv.notify_all();
             Ok(())
         }
         fn commit(&mut self) -> io::Result<()> {
@@ -871,7 +950,7 @@ mod tests {
 
     /// Every open connection is one of these futures: its size is the gateway's memory per
     /// connection before any heap (1048 bytes when this test was written, 1128 after the
-    /// bounded ack write; `-- --nocapture` prints it).
+    /// bounded ack write, 1160 with commands; `-- --nocapture` prints it).
     #[test]
     fn a_connection_task_stays_small() {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -970,7 +1049,7 @@ mod tests {
     #[test]
     fn the_ack_waits_for_the_sink() {
         let gate = GatedSink::default();
-        let (gateway, sink_thread, addrs, _) =
+        let (gateway, sink_thread, addrs, ..) =
             serve_one(Protocol::Gt06, Box::new(gate.clone()), ServeLimits::default());
         let mut device = std::net::TcpStream::connect(addrs[&Transport::Tcp]).unwrap();
         device.write_all(&gt06_login()).unwrap();
@@ -991,12 +1070,12 @@ mod tests {
 
     /// A gateway serving `protocol` alone on loopback (every transport it has), with its
     /// records going to `sink`. Returns the gateway, the sink's thread, the bound addresses
-    /// by transport, and the metrics.
+    /// by transport, the metrics and the registry.
     fn serve_one(
         protocol: Protocol,
         sink: Box<dyn RecordSink>,
         limits: ServeLimits,
-    ) -> (Gateway, sink::SinkThread, HashMap<Transport, SocketAddr>, Arc<Metrics>) {
+    ) -> (Gateway, sink::SinkThread, HashMap<Transport, SocketAddr>, Arc<Metrics>, Arc<Registry>) {
         let (handle, sink_thread) = sink::start(vec![sink], 4).unwrap();
         let config = ServeConfig {
             shards: 1,
@@ -1006,10 +1085,63 @@ mod tests {
         };
         let bound = bind_all(&config).unwrap();
         let addrs = bound.iter().map(|b| (b.transport, b.addr)).collect();
-        let metrics = Metrics::new(1);
+        let (metrics, registry) = (Metrics::new(1), Registry::new());
         let gateway =
-            Gateway::start(bound, 1, handle, config.limits.clone(), metrics.clone(), Registry::new()).unwrap();
-        (gateway, sink_thread, addrs, metrics)
+            Gateway::start(bound, 1, handle, config.limits.clone(), metrics.clone(), registry.clone()).unwrap();
+        (gateway, sink_thread, addrs, metrics, registry)
+    }
+
+    /// A command goes through the registry to the connection holding the device and out
+    /// as the protocol's frame; the device's answer reaches the sink naming the command.
+    /// A command the protocol cannot carry is refused with the reason, and the connection
+    /// carries on.
+    #[test]
+    fn a_command_reaches_the_device_and_its_answer_names_it() {
+        use trackgate_codecs::gt06;
+        use trackgate_codecs::{Downlink, DownlinkError, Kind};
+        let gate = GatedSink::opened();
+        let (gateway, sink_thread, addrs, metrics, registry) =
+            serve_one(Protocol::Gt06, Box::new(gate.clone()), ServeLimits::default());
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let send = |text: &str| {
+            rt.block_on(registry.send_command(Protocol::Gt06, "123456789012345", Downlink::Text(text.into())))
+        };
+        assert_eq!(send("WHERE#"), Err(SendError::NotConnected));
+        let mut device = std::net::TcpStream::connect(addrs[&Transport::Tcp]).unwrap();
+        device.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        device.write_all(&gt06_login()).unwrap();
+        let mut ack = [0u8; 10];
+        device.read_exact(&mut ack).unwrap();
+
+        assert_eq!(send("WHERE#"), Ok(()));
+        // The session's first command: server flag 1, serial 1.
+        let expected = gt06::encode_command(1, "WHERE#", None, 1).unwrap();
+        let mut frame = vec![0u8; expected.len()];
+        device.read_exact(&mut frame).unwrap();
+        assert_eq!(frame, expected);
+        assert!(matches!(send("Relé#"), Err(SendError::Refused(DownlinkError::Invalid(_)))));
+
+        // The device answers (0x15: the command's length, its server flag, the text).
+        let mut content = vec![4 + 12];
+        content.extend_from_slice(&1u32.to_be_bytes());
+        content.extend_from_slice(b"Lat:N22.5,E1\x00\x02");
+        let mut answer = Vec::new();
+        gt06::encode_frame(&mut answer, false, gt06::COMMAND_REPLY, &content, 2).unwrap();
+        device.write_all(&answer).unwrap();
+        let record = gate.wait_for(Kind::CommandResponse);
+        assert_eq!(record.attributes.get("command").unwrap(), "WHERE#");
+        assert_eq!(record.attributes.get("text").unwrap(), "Lat:N22.5,E1");
+        let text = metrics.render(&registry);
+        for line in [
+            "trackgate_commands_total{protocol=\"gt06\",transport=\"tcp\",result=\"written\"} 1",
+            "trackgate_commands_total{protocol=\"gt06\",transport=\"tcp\",result=\"refused\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        gateway.shutdown();
+        sink_thread.join().unwrap();
+        // Once the connection is gone, so is the way to the device.
+        assert_eq!(send("WHERE#"), Err(SendError::NotConnected));
     }
 
     /// A GT06 login (serial 1) of device 123456789012345.
@@ -1052,7 +1184,7 @@ mod tests {
     #[test]
     fn bytes_held_by_a_tcp_socket_at_shutdown_are_delivered() {
         let gate = GatedSink::default();
-        let (gateway, sink_thread, addrs, _) =
+        let (gateway, sink_thread, addrs, ..) =
             serve_one(Protocol::Nmea, Box::new(gate.clone()), ServeLimits::default());
         let mut device = std::net::TcpStream::connect(addrs[&Transport::Tcp]).unwrap();
         device.write_all(b"$IMEI=123456789012345\r\n").unwrap();
@@ -1075,7 +1207,7 @@ mod tests {
     #[test]
     fn datagrams_held_by_a_udp_socket_at_shutdown_are_delivered() {
         let gate = GatedSink::default();
-        let (gateway, sink_thread, addrs, _) =
+        let (gateway, sink_thread, addrs, ..) =
             serve_one(Protocol::Nmea, Box::new(gate.clone()), ServeLimits::default());
         let device = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let to = addrs[&Transport::Udp];
@@ -1135,7 +1267,7 @@ mod tests {
     /// A device that does not read its acks cannot hold the gateway's shutdown.
     #[test]
     fn a_device_that_never_reads_its_acks_does_not_hold_the_shutdown() {
-        let (gateway, sink_thread, addrs, metrics) =
+        let (gateway, sink_thread, addrs, metrics, _) =
             serve_one(Protocol::Gt06, Box::new(GatedSink::opened()), ServeLimits::default());
         let _device = device_that_never_reads(addrs[&Transport::Tcp]);
         shut_down(gateway, sink_thread, || {});
@@ -1146,7 +1278,8 @@ mod tests {
     #[test]
     fn a_device_that_never_reads_its_acks_is_closed_at_the_idle_timeout() {
         let limits = ServeLimits { idle_timeout: Duration::from_secs(2), ..ServeLimits::default() };
-        let (gateway, sink_thread, addrs, metrics) = serve_one(Protocol::Gt06, Box::new(GatedSink::opened()), limits);
+        let (gateway, sink_thread, addrs, metrics, _) =
+            serve_one(Protocol::Gt06, Box::new(GatedSink::opened()), limits);
         let _device = device_that_never_reads(addrs[&Transport::Tcp]);
         let mut waited = 0;
         while metrics.closed(CloseReason::Idle) == 0 {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use trackgate_codecs::framing::Reject;
 use trackgate_codecs::record::Timestamp;
-use trackgate_codecs::{Protocol, Record, RecordDecoder, StreamEvent};
+use trackgate_codecs::{Downlink, DownlinkError, Protocol, Record, RecordDecoder, StreamEvent};
 
 use crate::protocols::{stream_decoder, StreamOptions};
 
@@ -199,6 +199,12 @@ impl Session {
         }
         let close = if self.decoder.refused() { Some(CloseReason::Refused) } else { self.junk_verdict() };
         Step { used, identified, close }
+    }
+
+    /// The bytes that send `command` to the device (numbered by the session, so the
+    /// device's answer names it), or why the protocol cannot send it.
+    pub fn command(&mut self, command: &Downlink) -> Result<Vec<u8>, DownlinkError> {
+        self.decoder.command(command)
     }
 
     /// The session is over: anything the decoder still held (a message whose

@@ -1,0 +1,272 @@
+//! The operator's HTTP endpoint (`--metrics ADDR`): `GET /metrics` (Prometheus text),
+//! `GET /healthz`, and, only when a commands token is configured, commands to connected
+//! devices:
+//!
+//! ```text
+//! POST /devices/<protocol>/<device id>/commands
+//! Authorization: Bearer <token>
+//! Content-Length: <n>
+//!
+//! <the command text, as the device's SMS commands spell it>
+//! ```
+//!
+//! Answers `200` once the command is written to the device's socket, `202` if it is still
+//! queued after [`COMMAND_WAIT`] (it will be written when the connection gets to it),
+//! `404` when no connection holds the device, `422` when its protocol cannot carry the
+//! command, `503` when the connection already holds its maximum of unsent commands or
+//! closed first, `401` without the right token. The device's answer arrives through the
+//! sink as a `command_response` record.
+//!
+//! A minimal HTTP/1.1 responder: one request per connection, which is what Prometheus
+//! scrapes and `curl` need. Commands move vehicles' relays, so the endpoint is off unless
+//! the operator sets a token, and the token is compared in constant time.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{debug, info};
+use trackgate_codecs::{Downlink, Protocol};
+
+use crate::metrics::Metrics;
+use crate::registry::{Registry, SendError};
+
+/// How long a command request waits for the write before answering `202`.
+pub const COMMAND_WAIT: Duration = Duration::from_secs(3);
+
+/// The longest command body taken.
+const MAX_COMMAND_BODY: usize = 4096;
+
+/// The longest request head read.
+const MAX_HEAD: usize = 16 * 1024;
+
+/// The bearer token that enables commands. Not printed by `Debug`: configurations end up
+/// in logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CommandsToken(String);
+
+impl CommandsToken {
+    /// At least 16 characters, without whitespace: a guessable token would hand anyone who
+    /// reaches the port the vehicles' relays.
+    pub fn new(token: &str) -> Result<Self, String> {
+        let token = token.trim();
+        if token.len() < 16 || token.chars().any(char::is_whitespace) {
+            return Err("a commands token is at least 16 characters, without whitespace".into());
+        }
+        Ok(CommandsToken(token.to_owned()))
+    }
+
+    /// Whether `presented` is the token, in time that does not depend on where they differ.
+    fn matches(&self, presented: &[u8]) -> bool {
+        let expected = self.0.as_bytes();
+        presented.len() == expected.len() && presented.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    }
+}
+
+impl std::fmt::Debug for CommandsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CommandsToken(..)")
+    }
+}
+
+/// What the endpoint serves.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub metrics: Arc<Metrics>,
+    pub registry: Arc<Registry>,
+    /// Commands are served only with a token.
+    pub commands: Option<CommandsToken>,
+}
+
+/// Serves requests on `listener` until shutdown.
+pub async fn serve(listener: TcpListener, endpoint: Endpoint, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let (mut stream, _) = tokio::select! {
+            _ = stopped(&mut shutdown) => return,
+            a = listener.accept() => match a {
+                Ok(x) => x,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let endpoint = endpoint.clone();
+        tokio::spawn(async move {
+            // The command wait is inside this bound, so a slow client is cut off, not a command.
+            let _ = tokio::time::timeout(COMMAND_WAIT + Duration::from_secs(5), answer(&mut stream, &endpoint)).await;
+        });
+    }
+}
+
+/// Resolves once shutdown has begun. The guard `wait_for` returns is not `Send` and must
+/// not live across an await, so it is dropped here.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// A response: status line, content type, body.
+type Response = (&'static str, &'static str, String);
+
+fn text(status: &'static str, body: impl Into<String>) -> Response {
+    let mut body = body.into();
+    body.push('\n');
+    (status, "text/plain; charset=utf-8", body)
+}
+
+/// The parts of a request this endpoint reads.
+struct Request<'a> {
+    method: &'a [u8],
+    path: &'a [u8],
+    authorization: Option<&'a [u8]>,
+    content_length: Option<usize>,
+}
+
+fn parse_head(head: &[u8]) -> Request<'_> {
+    let mut lines = head.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let mut parts = lines.next().unwrap_or_default().split(|&b| b == b' ');
+    let (method, target) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    let path = target.split(|&b| b == b'?').next().unwrap_or_default();
+    let mut request = Request { method, path, authorization: None, content_length: None };
+    for line in lines {
+        let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
+        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+        if name.eq_ignore_ascii_case(b"authorization") {
+            request.authorization = Some(value);
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            request.content_length = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
+        }
+    }
+    request
+}
+
+async fn answer(stream: &mut tokio::net::TcpStream, endpoint: &Endpoint) -> io::Result<()> {
+    let mut data = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    let head_end = loop {
+        if let Some(i) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = stream.read(&mut buf).await?;
+        if n == 0 || data.len() > MAX_HEAD {
+            return Ok(());
+        }
+        data.extend_from_slice(&buf[..n]);
+    };
+    let (head, rest) = data.split_at(head_end);
+    let request = parse_head(head);
+    let response = match (request.method, request.path) {
+        (b"GET", b"/metrics") => {
+            ("200 OK", "text/plain; version=0.0.4; charset=utf-8", endpoint.metrics.render(&endpoint.registry))
+        }
+        (b"GET", b"/healthz") => text("200 OK", "ok"),
+        (b"POST", path) if path.starts_with(b"/devices/") => {
+            let mut body = rest.to_vec();
+            match command_body(stream, &request, &mut body).await? {
+                Ok(()) => command(endpoint, &request, &body).await,
+                Err(response) => response,
+            }
+        }
+        (b"GET", _) => text("404 Not Found", "try /metrics"),
+        _ => text("405 Method Not Allowed", "GET /metrics, /healthz; POST /devices/<protocol>/<id>/commands"),
+    };
+    let (status, content_type, body) = response;
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+/// Reads the rest of a command request's body into `body` (which holds what came with the
+/// head), or says why not.
+async fn command_body(
+    stream: &mut tokio::net::TcpStream,
+    request: &Request<'_>,
+    body: &mut Vec<u8>,
+) -> io::Result<Result<(), Response>> {
+    let Some(length) = request.content_length else {
+        return Ok(Err(text("411 Length Required", "a command needs a Content-Length")));
+    };
+    if length > MAX_COMMAND_BODY {
+        return Ok(Err(text("413 Content Too Large", format!("a command is at most {MAX_COMMAND_BODY} bytes"))));
+    }
+    let mut buf = [0u8; 1024];
+    while body.len() < length {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(Err(text("400 Bad Request", "the body ended before its Content-Length")));
+        }
+        body.extend_from_slice(&buf[..n]);
+    }
+    body.truncate(length);
+    Ok(Ok(()))
+}
+
+/// `POST /devices/<protocol>/<device id>/commands`.
+async fn command(endpoint: &Endpoint, request: &Request<'_>, body: &[u8]) -> Response {
+    let Some(token) = &endpoint.commands else {
+        return text("404 Not Found", "commands are off (no commands token is configured)");
+    };
+    let presented = request.authorization.and_then(|a| a.strip_prefix(b"Bearer ")).unwrap_or_default();
+    if !token.matches(presented.trim_ascii()) {
+        return text("401 Unauthorized", "a command needs 'Authorization: Bearer <the commands token>'");
+    }
+    let target = std::str::from_utf8(request.path).unwrap_or_default();
+    let parts: Vec<&str> = target.trim_start_matches('/').split('/').collect();
+    let (protocol, device_id) = match parts[..] {
+        ["devices", protocol, device_id, "commands"] if !device_id.is_empty() => (protocol, device_id),
+        _ => return text("404 Not Found", "POST /devices/<protocol>/<device id>/commands"),
+    };
+    let protocol: Protocol = match protocol.parse() {
+        Ok(p) => p,
+        Err(e) => return text("400 Bad Request", e),
+    };
+    let command = match std::str::from_utf8(body) {
+        Ok(t) if !t.trim().is_empty() => t.trim_end_matches(['\r', '\n']).to_owned(),
+        _ => return text("400 Bad Request", "the body is the command, as UTF-8 text"),
+    };
+    // No device id or command text at info level: both are personal data or secrets
+    // (commands carry device passwords).
+    info!(%protocol, "command requested over HTTP");
+    let sent = tokio::time::timeout(
+        COMMAND_WAIT,
+        endpoint.registry.send_command(protocol, device_id, Downlink::Text(command)),
+    )
+    .await;
+    debug!(%protocol, result = ?sent, "command request answered");
+    match sent {
+        Ok(Ok(())) => text("200 OK", "written to the device"),
+        Err(_) => text("202 Accepted", "queued; the connection has not written it yet"),
+        Ok(Err(SendError::NotConnected)) => text("404 Not Found", "the device is not connected (over TCP)"),
+        Ok(Err(e @ SendError::Refused(_))) => text("422 Unprocessable Content", e.to_string()),
+        Ok(Err(e @ (SendError::QueueFull | SendError::Closed))) => text("503 Service Unavailable", e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads_are_read_case_blind_and_tokens_compared_whole() {
+        let r = parse_head(
+            b"POST /devices/gt06/1/commands?x=1 HTTP/1.1\r\nauthorization:  Bearer abc \r\nContent-length: 12\r\n\r\n",
+        );
+        assert_eq!((r.method, r.path), (&b"POST"[..], &b"/devices/gt06/1/commands"[..]));
+        assert_eq!(r.authorization, Some(&b"Bearer abc"[..]));
+        assert_eq!(r.content_length, Some(12));
+        let token = CommandsToken::new("0123456789abcdef").unwrap();
+        assert!(token.matches(b"0123456789abcdef"));
+        for wrong in [&b""[..], b"0123456789abcde", b"0123456789abcdeF", b"0123456789abcdef0"] {
+            assert!(!token.matches(wrong), "{wrong:?}");
+        }
+        assert!(CommandsToken::new("short").is_err());
+        assert!(CommandsToken::new("0123456789 abcdef").is_err());
+        assert_eq!(format!("{token:?}"), "CommandsToken(..)");
+    }
+}
