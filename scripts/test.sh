@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one gate (README: "run all the tests"): formatting, lints, every test, the benches in
+# The one gate (README: "run all the tests"): formatting, lints, the API docs, every test, the benches in
 # test mode, a short run of every fuzz target and the decode corpus. CI runs exactly this
 # through .ci/run.
 set -euo pipefail
@@ -13,6 +13,9 @@ cargo fmt --all -- --check
 
 step "lints (clippy, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "docs (rustdoc, warnings are errors: broken links in the API docs fail the gate)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 
 step "tests (unit, property, CLI, corpus)"
 cargo test --workspace --locked

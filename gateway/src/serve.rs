@@ -974,6 +974,8 @@ mod tests {
             let task = tcp_connection(shard, Protocol::Gt06, settings, stream, peer, slot);
             let size = std::mem::size_of_val(&task);
             eprintln!("a connection's future: {size} bytes");
+            // And on the heap once the device identifies itself: the registry's way to it.
+            eprintln!("an identified device's control: {} bytes in an Arc", std::mem::size_of::<Control>());
             assert!(size <= 1536, "a connection's future grew to {size} bytes");
             drop(task);
             drop(sink_thread);

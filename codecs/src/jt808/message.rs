@@ -350,7 +350,7 @@ pub struct TerminalAttributes<'a> {
     pub manufacturer: &'a [u8],
     pub model: &'a [u8],
     pub terminal_id: &'a [u8],
-    /// BCD[10].
+    /// BCD\[10\].
     pub iccid: &'a [u8],
     pub hardware_version: &'a [u8],
     pub firmware_version: &'a [u8],
