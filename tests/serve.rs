@@ -535,6 +535,42 @@ fn commands_over_http_reach_the_device_and_its_response_the_sink() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// JT808 commands are typed, so over HTTP the body is the command in JSON: it goes out with
+/// the connection's next platform serial, and the terminal's general response, in the
+/// sink, names it.
+#[test]
+fn a_jt808_command_over_http_is_json_and_its_answer_names_it() {
+    let dir = std::env::temp_dir().join(format!("trackgate-jt808-commands-{}-{}", std::process::id(), rand_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token = "jt808-token-0123456789";
+    std::fs::write(dir.join("token"), token).unwrap();
+    let config = dir.join("trackgate.toml");
+    std::fs::write(&config, "commands_token_file = \"token\"\n").unwrap();
+    let gw = Gateway::launch(&["jt808"], &["--config", config.to_str().unwrap(), "--metrics", "127.0.0.1:0"]);
+    let mut conn = TcpStream::connect(gw.tcp).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    conn.write_all(&jt808_wire("0002 0000 014130567872 0001")).unwrap();
+    assert_eq!(read_jt808(&mut conn), jt808_wire("8001 0005 014130567872 0001 0001 0002 00"));
+    let path = "/devices/jt808/14130567872/commands";
+    let endpoint = gw.addr("metrics http");
+    let (status, body) = http(endpoint, "POST", path, Some(token), "RESET");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("JSON"), "{body}");
+    let command = r#"{"terminal_control": {"command": 4, "parameters": ""}}"#;
+    let (status, body) = http(endpoint, "POST", path, Some(token), command);
+    assert_eq!(status, 200, "{body}");
+    // 0x8105, platform serial 2, control word 4 (reset).
+    assert_eq!(read_jt808(&mut conn), jt808_wire("8105 0001 014130567872 0002 04"));
+    conn.write_all(&jt808_wire("0001 0005 014130567872 0002 0002 8105 00")).unwrap();
+    gw.wait_for_records(2);
+    let (code, records) = gw.stop();
+    assert_eq!(code, Some(0));
+    let answer = records.iter().find(|r| r["kind"] == "command_response").expect("the answer is a record");
+    assert_eq!(answer["attributes"]["command"], "terminal_control");
+    assert_eq!(answer["attributes"]["result"], "ok");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Without a commands token the endpoint serves no commands, whatever is presented.
 #[test]
 fn commands_are_off_without_a_token() {

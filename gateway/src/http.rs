@@ -7,7 +7,8 @@
 //! Authorization: Bearer <token>
 //! Content-Length: <n>
 //!
-//! <the command text, as the device's SMS commands spell it>
+//! <the command text, as the device's SMS commands spell it; for JT808, the command in
+//!  JSON, such as "query_location" or {"terminal_control": {"command": 4, "parameters": ""}}>
 //! ```
 //!
 //! Answers `200` once the command is written to the device's socket, `202` if it is still
@@ -226,18 +227,24 @@ async fn command(endpoint: &Endpoint, request: &Request<'_>, body: &[u8]) -> Res
         Ok(p) => p,
         Err(e) => return text("400 Bad Request", e),
     };
-    let command = match std::str::from_utf8(body) {
-        Ok(t) if !t.trim().is_empty() => t.trim_end_matches(['\r', '\n']).to_owned(),
-        _ => return text("400 Bad Request", "the body is the command, as UTF-8 text"),
+    let command = if protocol == Protocol::Jt808 {
+        // JT808 commands are typed: the body names one in JSON (`jt808::Command`).
+        match serde_json::from_slice(body) {
+            Ok(c) => Downlink::Jt808(c),
+            Err(e) => {
+                return text("400 Bad Request", format!("a JT808 command is JSON, such as \"query_location\": {e}"));
+            }
+        }
+    } else {
+        match std::str::from_utf8(body) {
+            Ok(t) if !t.trim().is_empty() => Downlink::Text(t.trim_end_matches(['\r', '\n']).to_owned()),
+            _ => return text("400 Bad Request", "the body is the command, as UTF-8 text"),
+        }
     };
     // No device id or command text at info level: both are personal data or secrets
     // (commands carry device passwords).
     info!(%protocol, "command requested over HTTP");
-    let sent = tokio::time::timeout(
-        COMMAND_WAIT,
-        endpoint.registry.send_command(protocol, device_id, Downlink::Text(command)),
-    )
-    .await;
+    let sent = tokio::time::timeout(COMMAND_WAIT, endpoint.registry.send_command(protocol, device_id, command)).await;
     debug!(%protocol, result = ?sent, "command request answered");
     match sent {
         Ok(Ok(())) => text("200 OK", "written to the device"),

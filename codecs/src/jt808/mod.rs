@@ -681,7 +681,10 @@ pub fn gbk(s: &str) -> Vec<u8> {
 }
 
 /// A parameter value for 0x8103 (and as read from 0x0104), typed as the standard types it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// In JSON (a command sent over the gateway's HTTP endpoint): `{"dword": 30}`,
+/// `{"text": "a.b.c"}`, `{"bytes": [1, 2]}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ParamValue {
     Byte(u8),
     Word(u16),
@@ -754,7 +757,12 @@ impl ParamValue {
 
 /// A command the platform sends a terminal (§7). Each is answered by a 0x0001 general
 /// response, or by 0x0104 (parameter queries) or 0x0201 (location query).
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// In JSON, each is its name in snake case, with its fields where it has them:
+/// `"query_location"`, `{"terminal_control": {"command": 4, "parameters": ""}}`,
+/// `{"text": {"flags": 8, "text": "Hello"}}`, `{"set_parameters": [[1, {"dword": 30}]]}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Command {
     /// 0x8103: parameter id and value, in order.
     SetParameters(Vec<(u32, ParamValue)>),

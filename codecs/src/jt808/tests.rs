@@ -196,6 +196,32 @@ fn traccar_command_vectors() {
     assert_eq!(jimi.encode(&t, 0).unwrap(), hex("7e890000050b3a73ce2ff20000f0544553543b7e"));
 }
 
+/// The JSON an operator writes for a command (the gateway's HTTP endpoint) reads as the
+/// typed command.
+#[test]
+fn commands_read_from_json() {
+    let read = |json: &str| serde_json::from_str::<Command>(json).unwrap();
+    assert_eq!(read(r#""query_location""#), Command::QueryLocation);
+    assert_eq!(
+        read(r#"{"terminal_control": {"command": 4, "parameters": ""}}"#),
+        Command::TerminalControl { command: 4, parameters: String::new() }
+    );
+    assert_eq!(
+        read(r#"{"text": {"flags": 8, "text": "Hello"}}"#),
+        Command::Text { flags: 8, kind: None, text: "Hello".into() }
+    );
+    assert_eq!(
+        read(r#"{"set_parameters": [[1, {"dword": 30}], [19, {"text": "a.b.c:80"}]]}"#),
+        Command::SetParameters(vec![(1, ParamValue::Dword(30)), (0x13, ParamValue::Text("a.b.c:80".into()))])
+    );
+    assert_eq!(
+        read(r#"{"passthrough": {"kind": 240, "data": [84, 69]}}"#),
+        Command::Passthrough { kind: 0xF0, data: b"TE".to_vec() }
+    );
+    assert!(serde_json::from_str::<Command>(r#"{"reboot": {}}"#).is_err());
+    assert!(serde_json::from_str::<Command>(r#"{"tracking": {"interval_s": 70000, "validity_s": 1}}"#).is_err());
+}
+
 #[test]
 fn downlink_commands_wait_for_the_terminal_and_are_typed() {
     use crate::stream::{Downlink, DownlinkError};
