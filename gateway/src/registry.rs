@@ -245,26 +245,26 @@ mod tests {
     fn a_second_login_kicks_the_first_and_the_first_cannot_release_the_second() {
         let r = Registry::new();
         let (a, b) = (r.next_conn(), r.next_conn());
-        let (kick_a, kick_b) = (Arc::new(Control::default()), Arc::new(Control::default()));
-        assert_eq!(r.claim(Protocol::Gt06, "123", a, 0, kick_a.clone()), None);
+        let (control_a, control_b) = (Arc::new(Control::default()), Arc::new(Control::default()));
+        assert_eq!(r.claim(Protocol::Gt06, "123", a, 0, control_a.clone()), None);
         assert_eq!(r.shard_of(Protocol::Gt06, "123"), Some(0));
-        assert_eq!(r.claim(Protocol::Gt06, "123", b, 1, kick_b.clone()), Some(0));
+        assert_eq!(r.claim(Protocol::Gt06, "123", b, 1, control_b.clone()), Some(0));
         // The permit waits for the old connection's task.
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         rt.block_on(async {
-            tokio::time::timeout(std::time::Duration::from_secs(1), kick_a.woken()).await.unwrap();
+            tokio::time::timeout(std::time::Duration::from_secs(1), control_a.woken()).await.unwrap();
         });
-        assert!(kick_a.kicked() && !kick_b.kicked());
+        assert!(control_a.kicked() && !control_b.kicked());
         // The old connection closing does not forget the new one.
         r.release(Protocol::Gt06, "123", a);
         assert_eq!(r.shard_of(Protocol::Gt06, "123"), Some(1));
         // The same id under another protocol is another device.
-        assert_eq!(r.claim(Protocol::Teltonika, "123", a, 0, kick_a), None);
+        assert_eq!(r.claim(Protocol::Teltonika, "123", a, 0, control_a), None);
         assert_eq!(r.devices(), 2);
         r.release(Protocol::Gt06, "123", b);
         assert_eq!(r.shard_of(Protocol::Gt06, "123"), None);
         // Claiming again from the same connection kicks no one.
-        assert_eq!(r.claim(Protocol::Teltonika, "123", a, 0, kick_b), None);
+        assert_eq!(r.claim(Protocol::Teltonika, "123", a, 0, control_b), None);
     }
 
     #[test]

@@ -482,10 +482,7 @@ async fn write_bounded(
     }
     tokio::select! {
         biased;
-        r = stream.write_all(bytes) => r.map_err(|e| {
-            debug!(error = %e, "write failed");
-            CloseReason::Error
-        }),
+        r = stream.write_all(bytes) => r.map_err(|_| CloseReason::Error),
         _ = &mut idle => Err(CloseReason::Idle),
         _ = stopped(stop) => Err(CloseReason::Shutdown),
     }
@@ -587,6 +584,7 @@ async fn tcp_connection(
                         // connection's future larger for its whole life.
                         let sent = Box::pin(send_commands(c, &mut session, &mut stream, idle.as_mut(), &mut stop, counters));
                         if let Err(reason) = sent.await {
+                            debug!(%protocol, %peer, conn, reason = reason.label(), "writing commands ended the connection");
                             break reason;
                         }
                     }
@@ -663,9 +661,8 @@ async fn tcp_connection(
             if let Err(reason) =
                 write_bounded(&mut stream, &replies, idle.as_mut(), session.deadline(), &mut stop).await
             {
-                if reason != CloseReason::Error {
-                    debug!(%protocol, %peer, conn, "the device is not reading its acks; closing");
-                }
+                // Idle or shutdown here: the device is not reading its acks.
+                debug!(%protocol, %peer, conn, reason = reason.label(), "writing acks ended the connection");
                 break reason;
             }
         }
