@@ -166,14 +166,14 @@ impl TeltonikaDecoder {
         // keys are the ids in decimal, ordered as text ("10" before "2"); sorting first by
         // an integer with the same order leaves the map's own sort a single pass, where
         // comparing the strings was a tenth of a record's instructions.
-        let mut io: Vec<(u64, u16, Value)> = Vec::with_capacity(v.io_elements() as usize);
+        let mut io: Vec<(u64, Value)> = Vec::with_capacity(v.io_elements() as usize);
         let (mut iccid1, mut iccid2) = (None, None);
         v.for_each_io(|e| {
             let value = match e.value {
                 IoValue::Bytes(b) => Value::from(to_hex(b)),
                 other => Value::from(other.as_u64().unwrap_or(0)),
             };
-            io.push((decimal_text_order(e.id), e.id, value));
+            io.push((decimal_key(e.id), value));
             // The well-known ids of the FMB/FMC/FMM families (teltonika.md §3.2), named only
             // when the value has the width the AVL table gives them: other families reuse
             // ids. The raw map above stays complete whatever is named here.
@@ -201,8 +201,8 @@ impl TeltonikaDecoder {
             _ => {}
         }
         // Stable: a repeated id keeps its last value, as inserting one by one did.
-        io.sort_by_key(|&(order, ..)| order);
-        let io = io.into_iter().map(|(_, id, value)| (decimal(id), value));
+        io.sort_by_key(|&(key, _)| key);
+        let io = io.into_iter().map(|(key, value)| (key_text(key), value));
         r.attributes.set("io", Value::Object(io.collect::<Map<String, Value>>()));
         r
     }
@@ -246,35 +246,29 @@ impl TeltonikaDecoder {
     }
 }
 
-/// The decimal digits of `n`, and how many there are.
-fn digits(n: u16) -> ([u8; 5], usize) {
-    let mut out = [0u8; 5];
+/// `n`'s decimal digits left-aligned in an integer, the bytes after them zero: ordered as
+/// the text orders ("1" < "10" < "100" < "2", zero being below any digit), and holding the
+/// text ([`key_text`]).
+fn decimal_key(n: u16) -> u64 {
+    let mut digits = [0u8; 5];
     let mut len = 0;
     let mut rest = n;
     loop {
-        out[len] = b'0' + (rest % 10) as u8;
+        digits[len] = b'0' + (rest % 10) as u8;
         len += 1;
         rest /= 10;
         if rest == 0 {
             break;
         }
     }
-    out[..len].reverse();
-    (out, len)
+    digits[..len].reverse();
+    let [a, b, c, d, e] = digits;
+    u64::from_be_bytes([0, 0, 0, a, b, c, d, e])
 }
 
-/// `n` in decimal.
-fn decimal(n: u16) -> String {
-    let (d, len) = digits(n);
-    // Digits only: ASCII.
-    d[..len].iter().map(|&b| char::from(b)).collect()
-}
-
-/// An integer that orders ids as their decimal text orders: the digits left-aligned, a
-/// shorter number padded below any digit, so "1" < "10" < "100" < "2".
-fn decimal_text_order(n: u16) -> u64 {
-    let (d, _) = digits(n);
-    u64::from_be_bytes([0, 0, 0, d[0], d[1], d[2], d[3], d[4]])
+/// The decimal text a [`decimal_key`] holds.
+fn key_text(key: u64) -> String {
+    key.to_be_bytes().iter().filter(|&&b| b != 0).map(|&b| char::from(b)).collect()
 }
 
 impl RecordDecoder for TeltonikaDecoder {
@@ -360,18 +354,18 @@ mod order_tests {
     use proptest::prelude::*;
 
     proptest! {
-        /// The integer order is the text order, and the text is `to_string`'s.
+        /// The key's order is the text's order, and the text it holds is `to_string`'s.
         #[test]
-        fn decimal_text_order_is_the_order_of_the_text(a: u16, b: u16) {
-            prop_assert_eq!(decimal(a), a.to_string());
-            prop_assert_eq!(decimal_text_order(a).cmp(&decimal_text_order(b)), a.to_string().cmp(&b.to_string()));
+        fn decimal_keys_order_as_their_text(a: u16, b: u16) {
+            prop_assert_eq!(key_text(decimal_key(a)), a.to_string());
+            prop_assert_eq!(decimal_key(a).cmp(&decimal_key(b)), a.to_string().cmp(&b.to_string()));
         }
     }
 
     #[test]
     fn edges_of_the_order() {
         let mut ids = [2u16, 100, 1, 10, 0, 65535, 9, 99, 6553];
-        ids.sort_by_key(|&n| decimal_text_order(n));
+        ids.sort_by_key(|&n| decimal_key(n));
         assert_eq!(ids, [0, 1, 10, 100, 2, 6553, 65535, 9, 99]);
     }
 }
