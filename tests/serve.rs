@@ -128,11 +128,8 @@ impl Gateway {
 
     /// The gateway's /metrics text.
     fn metrics(&self) -> String {
-        let mut c = TcpStream::connect(self.addr("metrics http")).unwrap();
-        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-        let mut text = String::new();
-        c.read_to_string(&mut text).unwrap();
-        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        let (status, text) = http(self.addr("metrics http"), "GET", "/metrics", None, "");
+        assert_eq!(status, 200, "{text}");
         text
     }
 
@@ -472,20 +469,27 @@ fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: &
     (status, text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
 }
 
+/// A gateway serving `protocols` with its metrics endpoint taking commands, the token file
+/// holding `token_file`. Returns the gateway and the directory of its files.
+fn launch_with_commands(protocols: &[&str], token_file: &str) -> (Gateway, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("trackgate-commands-{}-{}", std::process::id(), rand_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("token"), token_file).unwrap();
+    let config = dir.join("trackgate.toml");
+    std::fs::write(&config, "commands_token_file = \"token\"\n").unwrap();
+    let gw = Gateway::launch(protocols, &["--config", config.to_str().unwrap(), "--metrics", "127.0.0.1:0"]);
+    (gw, dir)
+}
+
 /// An operator with the commands token sends a text command to a connected device over
 /// HTTP: it goes out as the device's protocol frame (Codec 12 here), the device's response
 /// reaches the sink, and what cannot be sent (no token, wrong token, a device that is not
 /// connected, text GT06 cannot carry) is answered with why.
 #[test]
 fn commands_over_http_reach_the_device_and_its_response_the_sink() {
-    let dir = std::env::temp_dir().join(format!("trackgate-commands-{}-{}", std::process::id(), rand_suffix()));
-    std::fs::create_dir_all(&dir).unwrap();
     let token = "s3cret-0123456789abcdef";
-    std::fs::write(dir.join("token"), format!("{token}\n")).unwrap();
-    let config = dir.join("trackgate.toml");
-    std::fs::write(&config, "commands_token_file = \"token\"\n").unwrap();
-    let gw =
-        Gateway::launch(&["teltonika", "gt06"], &["--config", config.to_str().unwrap(), "--metrics", "127.0.0.1:0"]);
+    // The file's trailing newline is not part of the token.
+    let (gw, dir) = launch_with_commands(&["teltonika", "gt06"], &format!("{token}\n"));
     let endpoint = gw.addr("metrics http");
     let path = "/devices/teltonika/356307042441013/commands";
     assert_eq!(http(endpoint, "POST", path, Some(token), "getinfo").0, 404, "not connected yet");
@@ -540,13 +544,8 @@ fn commands_over_http_reach_the_device_and_its_response_the_sink() {
 /// sink, names it.
 #[test]
 fn a_jt808_command_over_http_is_json_and_its_answer_names_it() {
-    let dir = std::env::temp_dir().join(format!("trackgate-jt808-commands-{}-{}", std::process::id(), rand_suffix()));
-    std::fs::create_dir_all(&dir).unwrap();
     let token = "jt808-token-0123456789";
-    std::fs::write(dir.join("token"), token).unwrap();
-    let config = dir.join("trackgate.toml");
-    std::fs::write(&config, "commands_token_file = \"token\"\n").unwrap();
-    let gw = Gateway::launch(&["jt808"], &["--config", config.to_str().unwrap(), "--metrics", "127.0.0.1:0"]);
+    let (gw, dir) = launch_with_commands(&["jt808"], token);
     let mut conn = TcpStream::connect(gw.tcp).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     conn.write_all(&jt808_wire("0002 0000 014130567872 0001")).unwrap();

@@ -34,6 +34,7 @@ use trackgate_codecs::{Downlink, Protocol};
 
 use crate::metrics::Metrics;
 use crate::registry::{Registry, SendError};
+use crate::serve::stopped;
 
 /// How long a command request waits for the write before answering `202`.
 pub const COMMAND_WAIT: Duration = Duration::from_secs(3);
@@ -101,12 +102,6 @@ pub async fn serve(listener: TcpListener, endpoint: Endpoint, mut shutdown: watc
             let _ = tokio::time::timeout(COMMAND_WAIT + Duration::from_secs(5), answer(&mut stream, &endpoint)).await;
         });
     }
-}
-
-/// Resolves once shutdown has begun. The guard `wait_for` returns is not `Send` and must
-/// not live across an await, so it is dropped here.
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
 }
 
 /// A response: status line, content type, body.

@@ -328,7 +328,7 @@ pub fn run(config: &ServeConfig, sink: SinkHandle, stop: impl std::future::Futur
 
 /// Resolves once shutdown has been asked for (or the sender is gone). The guard `wait_for`
 /// returns is dropped here: it is not `Send` and must not live across an await.
-async fn stopped(stop: &mut watch::Receiver<bool>) {
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
