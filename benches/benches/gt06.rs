@@ -123,7 +123,7 @@ fn trackgate_records_jsonl(buf: &[u8], events: &mut Vec<StreamEvent>, out: &mut 
     out.clear();
     for e in events.iter() {
         if let StreamEvent::Record(r) = e {
-            serde_json::to_writer(&mut *out, r).expect("a record serializes");
+            r.write_json(out);
             out.push(b'\n');
         }
     }

@@ -14,6 +14,8 @@ use serde_json::Value;
 
 pub use crate::time::Timestamp;
 
+mod json;
+
 /// The schema version this crate writes.
 pub const SCHEMA_VERSION: u8 = 1;
 
@@ -254,10 +256,10 @@ impl Record {
 
     /// The record as one line of JSON (no trailing newline).
     pub fn to_json(&self) -> String {
-        // Serializing this struct cannot fail: every key is a string and no value is a map
-        // with non-string keys. Non-finite floats never get here (parsers reject them), and
-        // serde_json would write them as null rather than fail.
-        serde_json::to_string(self).unwrap_or_default()
+        let mut out = Vec::with_capacity(256);
+        self.write_json(&mut out);
+        // Only whole UTF-8 strings and ASCII were written.
+        String::from_utf8(out).unwrap_or_default()
     }
 }
 
@@ -348,6 +350,151 @@ mod tests {
         );
         let back: Record = serde_json::from_str(&json).unwrap();
         assert_eq!(back, r);
+    }
+
+    /// Any text, control characters, quotes, backslashes and non-ASCII well represented.
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z_0-9]{0,12}",
+            proptest::collection::vec(
+                prop_oneof![
+                    Just('"'),
+                    Just('\\'),
+                    Just('\u{7f}'),
+                    Just('é'),
+                    Just('😀'),
+                    (0u8..0x20).prop_map(char::from),
+                    any::<char>()
+                ],
+                0..12
+            )
+            .prop_map(|c| c.into_iter().collect()),
+        ]
+    }
+
+    /// Any float, the values that print specially (integers, tiny, huge, signed zero, NaN
+    /// and the infinities) well represented.
+    fn float() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            any::<f64>(),
+            (-1_000_000i64..1_000_000).prop_map(|i| i as f64),
+            (-(1i64 << 53)..(1i64 << 53)).prop_map(|i| i as f64),
+            Just(1e15 - 1.0),
+            Just(1e15),
+            Just(-1e15 + 1.0),
+            (-1_000_000i64..1_000_000).prop_map(|i| i as f64 / 1e6),
+            Just(0.0),
+            Just(-0.0),
+            Just(f64::NAN),
+            Just(f64::INFINITY),
+            Just(1e21),
+            Just(1e-7),
+            Just(f64::MAX),
+            Just(f64::MIN_POSITIVE),
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            float().prop_map(Value::from),
+            text().prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::btree_map(text(), inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn timestamp() -> impl Strategy<Value = Timestamp> {
+        // Years -300,000 to 300,000: the four-digit fast path and the general one.
+        (-10_000_000_000_000_000i64..10_000_000_000_000_000, any::<bool>())
+            .prop_map(|(ms, millis)| Timestamp::from_unix_ms(ms, millis))
+    }
+
+    fn record() -> impl Strategy<Value = Record> {
+        let kinds = [
+            Kind::Login,
+            Kind::Heartbeat,
+            Kind::Position,
+            Kind::Status,
+            Kind::Register,
+            Kind::Auth,
+            Kind::CommandResponse,
+            Kind::TimeRequest,
+            Kind::Info,
+            Kind::Unknown,
+        ];
+        let head = (
+            proptest::sample::select(Protocol::ALL.to_vec()),
+            proptest::sample::select(kinds.to_vec()),
+            text(),
+            proptest::option::of(text()),
+            proptest::option::of(any::<u32>()),
+            proptest::option::of(timestamp()),
+            proptest::option::of(timestamp()),
+            proptest::option::of(any::<bool>()),
+        );
+        let fix = (
+            proptest::option::of(float()),
+            proptest::option::of(float()),
+            proptest::option::of(float()),
+            proptest::option::of(float()),
+            proptest::option::of(float()),
+            proptest::option::of(any::<u32>()),
+            proptest::option::of(float()),
+        );
+        let rest =
+            (proptest::collection::vec(text(), 0..4), proptest::collection::vec((text(), value()), 0..8), any::<u8>());
+        (head, fix, rest).prop_map(
+            |(
+                (protocol, kind, message_type, device_id, seq, received_at, fix_time, valid),
+                (latitude, longitude, altitude_m, speed_kmh, course_deg, satellites, hdop),
+                (alarms, attributes, schema),
+            )| {
+                let mut r = Record::new(protocol, kind, message_type);
+                r.schema = schema;
+                r.device_id = device_id;
+                r.seq = seq;
+                r.received_at = received_at;
+                r.fix_time = fix_time;
+                r.valid = valid;
+                r.latitude = latitude;
+                r.longitude = longitude;
+                r.altitude_m = altitude_m;
+                r.speed_kmh = speed_kmh;
+                r.course_deg = course_deg;
+                r.satellites = satellites;
+                r.hdop = hdop;
+                r.alarms = alarms.into_iter().map(Cow::Owned).collect();
+                for (k, v) in attributes {
+                    r.attributes.set(k, v);
+                }
+                r
+            },
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// The hand-written JSON is serde_json's for the derived `Serialize`, byte for byte.
+        #[test]
+        fn record_json_is_serde_json_s(r in record()) {
+            let mut ours = b"[kept]".to_vec();
+            r.write_json(&mut ours);
+            let theirs = serde_json::to_vec(&r).unwrap();
+            prop_assert_eq!(String::from_utf8_lossy(&ours[6..]), String::from_utf8_lossy(&theirs));
+            prop_assert_eq!(&ours[..6], b"[kept]", "appends, does not replace");
+            let json = r.to_json();
+            prop_assert_eq!(json.as_bytes(), &theirs[..]);
+        }
     }
 
     #[test]

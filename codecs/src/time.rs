@@ -342,6 +342,16 @@ impl Rfc3339 {
     }
 }
 
+impl Timestamp {
+    /// Appends the RFC 3339 text (as `Display` writes it) to `out`, the JSON writer's way.
+    pub(crate) fn write_rfc3339(&self, out: &mut Vec<u8>) {
+        match Rfc3339::new(*self) {
+            Some(text) => out.extend_from_slice(&text.bytes[..text.len]),
+            None => out.extend_from_slice(self.to_string().as_bytes()),
+        }
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match Rfc3339::new(*self) {

@@ -116,7 +116,7 @@ pub fn run_sessions(b: &SessionBench) -> SessionBenchReport {
             if b.serialize {
                 for r in &out.records {
                     json.clear();
-                    serde_json::to_writer(&mut json, r).expect("records serialise");
+                    r.write_json(&mut json);
                 }
             }
         }

@@ -181,11 +181,14 @@ fn write_events<W: Write>(
     out: &mut W,
     summary: &mut DecodeSummary,
 ) -> Result<(), DecodeError> {
+    let mut line = Vec::new();
     for e in events.drain(..) {
         match e {
             StreamEvent::Record(r) => {
                 summary.records += 1;
-                serde_json::to_writer(&mut *out, &r).map_err(io::Error::from)?;
+                line.clear();
+                r.write_json(&mut line);
+                out.write_all(&line)?;
             }
             StreamEvent::Rejected { offset, reason, .. } => {
                 summary.rejected += 1;

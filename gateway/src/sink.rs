@@ -39,6 +39,9 @@ pub enum FsyncPolicy {
 pub struct JsonlSink {
     out: JsonlTarget,
     fsync: FsyncPolicy,
+    /// One record's line, reused: built whole, then handed to the buffered writer in one
+    /// call (through `serde_json` it was a call per token).
+    line: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -56,23 +59,29 @@ impl JsonlSink {
                 OpenOptions::new().create(true).append(true).open(path)?,
             )),
         };
-        Ok(JsonlSink { out, fsync })
+        Ok(JsonlSink { out, fsync, line: Vec::with_capacity(1024) })
     }
 
     fn writer(&mut self) -> &mut dyn Write {
-        match &mut self.out {
-            JsonlTarget::File(w) => w,
-            JsonlTarget::Stdout(w) => w,
-        }
+        writer(&mut self.out)
+    }
+}
+
+fn writer(out: &mut JsonlTarget) -> &mut dyn Write {
+    match out {
+        JsonlTarget::File(w) => w,
+        JsonlTarget::Stdout(w) => w,
     }
 }
 
 impl RecordSink for JsonlSink {
     fn write(&mut self, records: &[Record]) -> io::Result<()> {
-        let w = self.writer();
+        let w = writer(&mut self.out);
         for r in records {
-            serde_json::to_writer(&mut *w, r)?;
-            w.write_all(b"\n")?;
+            self.line.clear();
+            r.write_json(&mut self.line);
+            self.line.push(b'\n');
+            w.write_all(&self.line)?;
         }
         Ok(())
     }

@@ -1,0 +1,267 @@
+//! A record's JSON written straight into bytes: the same text `serde_json` writes for the
+//! derived `Serialize` (a property test holds the two equal, byte for byte), without its
+//! generic machinery. Through `serde_json` a GT06 position's JSON cost twice its decode: a
+//! write call per token, and every key escaped a byte at a time through a table. Here the
+//! fixed keys are literals, strings with nothing to escape are copied whole, and numbers go
+//! through the same formatters `serde_json` uses (`itoa`, `zmij`), so they print the same.
+
+use serde_json::Value;
+
+use super::{Attributes, Kind, Record};
+use crate::time::Timestamp;
+
+impl Kind {
+    /// The name the record's `kind` field carries (its serde name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Login => "login",
+            Kind::Heartbeat => "heartbeat",
+            Kind::Position => "position",
+            Kind::Status => "status",
+            Kind::Register => "register",
+            Kind::Auth => "auth",
+            Kind::CommandResponse => "command_response",
+            Kind::TimeRequest => "time_request",
+            Kind::Info => "info",
+            Kind::Unknown => "unknown",
+        }
+    }
+}
+
+impl Record {
+    /// Appends the record as one line of JSON (no newline) to `out`: the text
+    /// [`Record::to_json`] returns and `serde_json` writes, without allocating when `out`
+    /// has room.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        // Every field named, so a field added to `Record` fails to compile here instead of
+        // going missing from the JSON.
+        let Record {
+            schema,
+            protocol,
+            device_id,
+            kind,
+            message_type,
+            seq,
+            received_at,
+            fix_time,
+            valid,
+            latitude,
+            longitude,
+            altitude_m,
+            speed_kmh,
+            course_deg,
+            satellites,
+            hdop,
+            alarms,
+            attributes,
+        } = self;
+        out.extend_from_slice(b"{\"schema\":");
+        write_int(out, *schema);
+        out.extend_from_slice(b",\"protocol\":\"");
+        out.extend_from_slice(protocol.as_str().as_bytes());
+        out.push(b'"');
+        if let Some(id) = device_id {
+            out.extend_from_slice(b",\"device_id\":");
+            write_str(out, id);
+        }
+        out.extend_from_slice(b",\"kind\":\"");
+        out.extend_from_slice(kind.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"message_type\":");
+        write_str(out, message_type);
+        if let Some(seq) = seq {
+            out.extend_from_slice(b",\"seq\":");
+            write_int(out, *seq);
+        }
+        if let Some(t) = received_at {
+            out.extend_from_slice(b",\"received_at\":");
+            write_time(out, *t);
+        }
+        if let Some(t) = fix_time {
+            out.extend_from_slice(b",\"fix_time\":");
+            write_time(out, *t);
+        }
+        if let Some(valid) = valid {
+            out.extend_from_slice(if *valid { b",\"valid\":true" } else { b",\"valid\":false" });
+        }
+        put_f64(out, b",\"latitude\":", *latitude);
+        put_f64(out, b",\"longitude\":", *longitude);
+        put_f64(out, b",\"altitude_m\":", *altitude_m);
+        put_f64(out, b",\"speed_kmh\":", *speed_kmh);
+        put_f64(out, b",\"course_deg\":", *course_deg);
+        if let Some(n) = satellites {
+            out.extend_from_slice(b",\"satellites\":");
+            write_int(out, *n);
+        }
+        if let Some(v) = hdop {
+            out.extend_from_slice(b",\"hdop\":");
+            write_f64(out, *v);
+        }
+        if !alarms.is_empty() {
+            out.extend_from_slice(b",\"alarms\":[");
+            for (i, alarm) in alarms.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_str(out, alarm);
+            }
+            out.push(b']');
+        }
+        if !attributes.is_empty() {
+            out.extend_from_slice(b",\"attributes\":");
+            write_attributes(out, attributes);
+        }
+        out.push(b'}');
+    }
+}
+
+fn write_attributes(out: &mut Vec<u8>, attributes: &Attributes) {
+    out.push(b'{');
+    for (i, (key, value)) in attributes.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(out, key);
+        out.push(b':');
+        write_value(out, value);
+    }
+    out.push(b'}');
+}
+
+fn write_value(out: &mut Vec<u8>, value: &Value) {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        // In serde_json's own order: a number is a u64, else an i64, else a float.
+        Value::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
+            (Some(u), _, _) => write_int(out, u),
+            (None, Some(i), _) => write_int(out, i),
+            (None, None, Some(f)) => write_f64(out, f),
+            // Not reachable without serde_json's arbitrary_precision, which is off; its
+            // text is what serde_json would print.
+            (None, None, None) => out.extend_from_slice(n.to_string().as_bytes()),
+        },
+        Value::String(s) => write_str(out, s),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(out, item);
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => {
+            out.push(b'{');
+            for (i, (key, item)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_str(out, key);
+                out.push(b':');
+                write_value(out, item);
+            }
+            out.push(b'}');
+        }
+    }
+}
+
+/// `key` and the value, when there is one. Generic over the key's length so the key is
+/// copied as a constant-size block, not through a `memcpy` call.
+#[inline(always)]
+fn put_f64<const N: usize>(out: &mut Vec<u8>, key: &[u8; N], value: Option<f64>) {
+    if let Some(v) = value {
+        out.extend_from_slice(key);
+        write_f64(out, v);
+    }
+}
+
+fn write_int(out: &mut Vec<u8>, n: impl itoa::Integer) {
+    put_short(out, itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// `out.extend_from_slice(src)` for the short pieces a record is made of (numbers, keys,
+/// ids). A copy of variable length is a `memcpy` call, which was a fifth of a record's
+/// JSON; up to 32 bytes here it is two overlapping copies of constant size instead (the
+/// way `memcpy` itself does small sizes), after room is made with one constant-size
+/// append.
+#[inline(always)]
+fn put_short(out: &mut Vec<u8>, src: &[u8]) {
+    let n = src.len();
+    if n > 32 {
+        out.extend_from_slice(src);
+        return;
+    }
+    let at = out.len();
+    out.extend_from_slice(&[0u8; 32]);
+    let dst = &mut out[at..at + n];
+    if n >= 16 {
+        dst[..16].copy_from_slice(&src[..16]);
+        dst[n - 16..].copy_from_slice(&src[n - 16..]);
+    } else if n >= 8 {
+        dst[..8].copy_from_slice(&src[..8]);
+        dst[n - 8..].copy_from_slice(&src[n - 8..]);
+    } else if n >= 4 {
+        dst[..4].copy_from_slice(&src[..4]);
+        dst[n - 4..].copy_from_slice(&src[n - 4..]);
+    } else {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = *s;
+        }
+    }
+    out.truncate(at + n);
+}
+
+/// As serde_json: the shortest text that reads back the same value, `null` for NaN and
+/// the infinities (which the parsers never produce).
+fn write_f64(out: &mut Vec<u8>, v: f64) {
+    // Whole numbers below 10^15 (speeds and courses often are) print as the integer and
+    // `.0`, as the shortest form does; that is an integer's formatting instead of the
+    // float's. Not -0.0, which keeps its sign.
+    if v.fract() == 0.0 && v.abs() < 1e15 && v.to_bits() != (-0.0f64).to_bits() {
+        write_int(out, v as i64);
+        out.extend_from_slice(b".0");
+    } else if v.is_finite() {
+        put_short(out, zmij::Buffer::new().format_finite(v).as_bytes());
+    } else {
+        out.extend_from_slice(b"null");
+    }
+}
+
+fn write_time(out: &mut Vec<u8>, t: Timestamp) {
+    out.push(b'"');
+    t.write_rfc3339(out);
+    out.push(b'"');
+}
+
+/// `s` as a JSON string, escaped as serde_json escapes: `"` and `\` with a backslash, the
+/// control characters below 0x20 as `\b \t \n \f \r` or `\u00xx`, everything else (DEL
+/// and non-ASCII included) as it is.
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b >= 0x20 && b != b'"' && b != b'\\' {
+            continue;
+        }
+        put_short(out, &bytes[start..i]);
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x09 => out.extend_from_slice(b"\\t"),
+            0x0A => out.extend_from_slice(b"\\n"),
+            0x0C => out.extend_from_slice(b"\\f"),
+            0x0D => out.extend_from_slice(b"\\r"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xF)]]);
+            }
+        }
+        start = i + 1;
+    }
+    put_short(out, &bytes[start..]);
+    out.push(b'"');
+}
