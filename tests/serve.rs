@@ -503,6 +503,8 @@ fn commands_over_http_reach_the_device_and_its_response_the_sink() {
     assert_eq!(http(endpoint, "POST", path, Some("s3cret-0123456789abcdeF"), "getinfo").0, 401);
     let (status, body) = http(endpoint, "POST", path, Some(token), "getinfo");
     assert_eq!(status, 200, "{body}");
+    // A Codec 12 response does not refer to its command: nothing to match it by.
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap(), serde_json::json!({"result": "written"}));
     // teltonika.md §7.6's getinfo, byte for byte.
     let expected = unhex("000000000000000F0C010500000007676574696E666F0100004312");
     let mut command = vec![0u8; expected.len()];
@@ -527,7 +529,10 @@ fn commands_over_http_reach_the_device_and_its_response_the_sink() {
     read_frame(&mut gt06);
     let (status, body) = http(endpoint, "POST", "/devices/gt06/123456789012345/commands", Some(token), "Relé,1#");
     assert_eq!(status, 422, "{body}");
-    assert_eq!(http(endpoint, "POST", "/devices/gt06/123456789012345/commands", Some(token), "Relay,1#").0, 200);
+    let (status, body) = http(endpoint, "POST", "/devices/gt06/123456789012345/commands", Some(token), "Relay,1#");
+    assert_eq!(status, 200, "{body}");
+    let written: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(written, serde_json::json!({"result": "written", "answer": {"server_flag": 1}}));
     assert_eq!(&read_frame(&mut gt06)[..4], &[0x78, 0x78, 0x12, 0x80]);
     assert_eq!(gw.metric("trackgate_commands_total{protocol=\"gt06\",transport=\"tcp\",result=\"refused\"}"), 1);
     assert_eq!(gw.metric("trackgate_commands_total{protocol=\"teltonika\",transport=\"tcp\",result=\"written\"}"), 1);
@@ -558,6 +563,8 @@ fn a_jt808_command_over_http_is_json_and_its_answer_names_it() {
     let command = r#"{"terminal_control": {"command": 4, "parameters": ""}}"#;
     let (status, body) = http(endpoint, "POST", path, Some(token), command);
     assert_eq!(status, 200, "{body}");
+    let written: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(written, serde_json::json!({"result": "written", "answer": {"reply_serial": 2}}));
     // 0x8105, platform serial 2, control word 4 (reset).
     assert_eq!(read_jt808(&mut conn), jt808_wire("8105 0001 014130567872 0002 04"));
     conn.write_all(&jt808_wire("0001 0005 014130567872 0002 0002 8105 00")).unwrap();
@@ -566,6 +573,7 @@ fn a_jt808_command_over_http_is_json_and_its_answer_names_it() {
     assert_eq!(code, Some(0));
     let answer = records.iter().find(|r| r["kind"] == "command_response").expect("the answer is a record");
     assert_eq!(answer["attributes"]["command"], "terminal_control");
+    assert_eq!(answer["attributes"]["reply_serial"], written["answer"]["reply_serial"], "matched as the 200 said");
     assert_eq!(answer["attributes"]["result"], "ok");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -27,4 +27,6 @@ pub mod wire;
 
 pub use framing::{Framer, Framing, Limits, Reject, RejectKind};
 pub use record::{Kind, Protocol, Record};
-pub use stream::{decode_in_reads, Downlink, DownlinkError, RecordDecoder, Replay, StreamEvent};
+pub use stream::{
+    decode_in_reads, AnswerMatch, Downlink, DownlinkError, FramedCommand, RecordDecoder, Replay, StreamEvent,
+};

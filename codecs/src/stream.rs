@@ -32,6 +32,25 @@ pub enum Downlink {
     Jt808(crate::jt808::Command),
 }
 
+/// A command framed for one device: the bytes to write, and how to recognise the device's
+/// answer among its records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FramedCommand {
+    pub bytes: Vec<u8>,
+    /// Where the protocol's answer refers to the command (GT06 server flag, JT808 platform
+    /// serial); `None` where it does not (Teltonika).
+    pub answer: Option<AnswerMatch>,
+}
+
+/// The answer to a command is the record whose `attributes[attribute]` is `value` (GT06:
+/// `server_flag`; JT808: `reply_serial`), on the same device's stream. Numbers restart per
+/// connection, so match on a record from the connection the command was written to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnswerMatch {
+    pub attribute: &'static str,
+    pub value: u32,
+}
+
 /// Why a decoder wrote no bytes for a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DownlinkError {
@@ -84,8 +103,9 @@ pub trait RecordDecoder {
 
     /// The bytes that send `command` to this stream's device. The decoder numbers the
     /// command from its own counters and remembers it where the protocol's answer can be
-    /// matched to it (GT06 server flag, JT808 serial), so the answer's record names it.
-    fn command(&mut self, _command: &Downlink) -> Result<Vec<u8>, DownlinkError> {
+    /// matched to it (GT06 server flag, JT808 serial), so the answer's record names it; the
+    /// number comes back as [`FramedCommand::answer`].
+    fn command(&mut self, _command: &Downlink) -> Result<FramedCommand, DownlinkError> {
         Err(DownlinkError::Unsupported("this protocol has no commands"))
     }
 }

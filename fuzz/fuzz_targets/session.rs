@@ -127,8 +127,10 @@ fuzz_target!(|data: &[u8]| {
                     0 => Downlink::Jt808(jt808::Command::QueryLocation),
                     _ => Downlink::Text(String::from_utf8_lossy(text).into_owned()),
                 };
-                if let Ok(bytes) = d.session.command(&command) {
-                    assert!(!bytes.is_empty());
+                if let Ok(framed) = d.session.command(&command) {
+                    assert!(!framed.bytes.is_empty());
+                    // Where the protocol refers to its commands, they are numbered.
+                    assert_eq!(framed.answer.is_some(), protocol != Protocol::Teltonika);
                     assert!(protocol != Protocol::Nmea, "NMEA has no commands");
                 }
             }

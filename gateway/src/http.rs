@@ -11,8 +11,12 @@
 //!  JSON, such as "query_location" or {"terminal_control": {"command": 4, "parameters": ""}}>
 //! ```
 //!
-//! Answers `200` once the command is written to the device's socket, `202` if it is still
-//! queued after [`COMMAND_WAIT`] (it will be written when the connection gets to it),
+//! Answers `200` once the command is written to the device's socket, with JSON naming the
+//! attribute and value the device's answer will carry where its protocol refers to the
+//! command (`{"result":"written","answer":{"server_flag":3}}` for GT06, `reply_serial` for
+//! JT808; Teltonika answers carry no reference, so `{"result":"written"}`), `202` with
+//! `{"result":"queued"}` if it is still queued after [`COMMAND_WAIT`] (it will be written
+//! when the connection gets to it),
 //! `404` when no connection holds the device, `422` when its protocol cannot carry the
 //! command, `503` when the connection already holds its maximum of unsent commands or
 //! closed first, `401` without the right token. The device's answer arrives through the
@@ -30,7 +34,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, info};
-use trackgate_codecs::{Downlink, Protocol};
+use trackgate_codecs::{AnswerMatch, Downlink, Protocol};
 
 use crate::metrics::Metrics;
 use crate::registry::{Registry, SendError};
@@ -102,6 +106,19 @@ pub async fn serve(listener: TcpListener, endpoint: Endpoint, mut shutdown: watc
             let _ = tokio::time::timeout(COMMAND_WAIT + Duration::from_secs(5), answer(&mut stream, &endpoint)).await;
         });
     }
+}
+
+/// What a `200` says: written, and where the protocol's answer refers to the command, the
+/// attribute and value its record will carry (`{"server_flag": 3}`).
+fn written_body(answer: Option<AnswerMatch>) -> serde_json::Value {
+    match answer {
+        Some(a) => serde_json::json!({"result": "written", "answer": {a.attribute: a.value}}),
+        None => serde_json::json!({"result": "written"}),
+    }
+}
+
+fn json(status: &'static str, body: &serde_json::Value) -> Response {
+    (status, "application/json", format!("{body}\n"))
 }
 
 /// A response: status line, content type, body.
@@ -242,8 +259,8 @@ async fn command(endpoint: &Endpoint, request: &Request<'_>, body: &[u8]) -> Res
     let sent = tokio::time::timeout(COMMAND_WAIT, endpoint.registry.send_command(protocol, device_id, command)).await;
     debug!(%protocol, result = ?sent, "command request answered");
     match sent {
-        Ok(Ok(())) => text("200 OK", "written to the device"),
-        Err(_) => text("202 Accepted", "queued; the connection has not written it yet"),
+        Ok(Ok(answer)) => json("200 OK", &written_body(answer)),
+        Err(_) => json("202 Accepted", &serde_json::json!({"result": "queued"})),
         Ok(Err(SendError::NotConnected)) => text("404 Not Found", "the device is not connected (over TCP)"),
         Ok(Err(e @ SendError::Refused(_))) => text("422 Unprocessable Content", e.to_string()),
         Ok(Err(e @ (SendError::QueueFull | SendError::Closed))) => text("503 Service Unavailable", e.to_string()),

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{oneshot, Notify};
-use trackgate_codecs::{Downlink, DownlinkError, Protocol};
+use trackgate_codecs::{AnswerMatch, Downlink, DownlinkError, Protocol};
 
 /// A connection's identity in the registry: unique for the life of the process.
 pub type ConnId = u64;
@@ -36,7 +36,7 @@ pub struct Control {
 #[derive(Debug)]
 pub struct QueuedCommand {
     pub command: Downlink,
-    pub done: oneshot::Sender<Result<(), SendError>>,
+    pub done: oneshot::Sender<Result<Option<AnswerMatch>, SendError>>,
 }
 
 /// Why a command did not reach the device's socket.
@@ -201,10 +201,17 @@ impl Registry {
 
     /// Sends `command` to the device over the connection that holds it, and resolves once
     /// the connection has written it to the socket. The device's answer, where the
-    /// protocol has one, arrives later as a `command_response` record through the sink.
+    /// protocol has one, arrives later as a `command_response` record through the sink;
+    /// the [`AnswerMatch`] returned says which record that is, where the protocol's answer
+    /// refers to its command.
     /// Written is not delivered: a connection that closes right after may have lost it,
     /// and nothing is resent.
-    pub async fn send_command(&self, protocol: Protocol, device_id: &str, command: Downlink) -> Result<(), SendError> {
+    pub async fn send_command(
+        &self,
+        protocol: Protocol,
+        device_id: &str,
+        command: Downlink,
+    ) -> Result<Option<AnswerMatch>, SendError> {
         let control = self
             .lock()
             .devices
@@ -293,15 +300,18 @@ mod tests {
             let mut taken = control.take_commands().into_iter();
             let first = taken.next().unwrap();
             assert_eq!(first.command, text(0));
-            first.done.send(Ok(())).unwrap();
+            let answer = AnswerMatch { attribute: "server_flag", value: 1 };
+            first.done.send(Ok(Some(answer))).unwrap();
             drop(taken);
             let results: Vec<_> = join_all(waiting).await;
-            assert_eq!(results[0], Ok(()));
+            assert_eq!(results[0], Ok(Some(answer)));
             assert!(results[1..].iter().all(|r| *r == Err(SendError::Closed)), "{results:?}");
         });
     }
 
-    async fn join_all(tasks: Vec<tokio::task::JoinHandle<Result<(), SendError>>>) -> Vec<Result<(), SendError>> {
+    type Sent = Result<Option<AnswerMatch>, SendError>;
+
+    async fn join_all(tasks: Vec<tokio::task::JoinHandle<Sent>>) -> Vec<Sent> {
         let mut out = Vec::new();
         for t in tasks {
             out.push(t.await.unwrap());

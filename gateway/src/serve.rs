@@ -444,9 +444,9 @@ async fn send_commands(
     let mut written = Vec::new();
     for queued in control.take_commands() {
         match session.command(&queued.command) {
-            Ok(bytes) => {
-                frames.extend_from_slice(&bytes);
-                written.push(queued.done);
+            Ok(framed) => {
+                frames.extend_from_slice(&framed.bytes);
+                written.push((queued.done, framed.answer));
             }
             Err(e) => {
                 counters.command(false);
@@ -459,9 +459,9 @@ async fn send_commands(
     }
     debug!(protocol = %session.protocol(), commands = written.len(), "writing commands");
     write_bounded(stream, &frames, idle, session.deadline(), stop).await?;
-    for done in written {
+    for (done, answer) in written {
         counters.command(true);
-        let _ = done.send(Ok(()));
+        let _ = done.send(Ok(answer));
     }
     Ok(())
 }
@@ -1112,8 +1112,9 @@ mod tests {
         let mut ack = [0u8; 10];
         device.read_exact(&mut ack).unwrap();
 
-        assert_eq!(send("WHERE#"), Ok(()));
-        // The session's first command: server flag 1, serial 1.
+        // The session's first command: server flag 1, serial 1; its answer will carry the flag.
+        let sent = send("WHERE#").unwrap().unwrap();
+        assert_eq!((sent.attribute, sent.value), ("server_flag", 1));
         let expected = gt06::encode_command(1, "WHERE#", None, 1).unwrap();
         let mut frame = vec![0u8; expected.len()];
         device.read_exact(&mut frame).unwrap();
@@ -1129,6 +1130,7 @@ mod tests {
         device.write_all(&answer).unwrap();
         let record = gate.wait_for(Kind::CommandResponse);
         assert_eq!(record.attributes.get("command").unwrap(), "WHERE#");
+        assert_eq!(record.attributes.get(sent.attribute).unwrap(), sent.value);
         assert_eq!(record.attributes.get("text").unwrap(), "Lat:N22.5,E1");
         let text = metrics.render(&registry);
         for line in [

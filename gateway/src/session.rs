@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use trackgate_codecs::framing::Reject;
 use trackgate_codecs::record::Timestamp;
-use trackgate_codecs::{Downlink, DownlinkError, Protocol, Record, RecordDecoder, StreamEvent};
+use trackgate_codecs::{Downlink, DownlinkError, FramedCommand, Protocol, Record, RecordDecoder, StreamEvent};
 
 use crate::protocols::{stream_decoder, StreamOptions};
 
@@ -203,7 +203,7 @@ impl Session {
 
     /// The bytes that send `command` to the device (numbered by the session, so the
     /// device's answer names it), or why the protocol cannot send it.
-    pub fn command(&mut self, command: &Downlink) -> Result<Vec<u8>, DownlinkError> {
+    pub fn command(&mut self, command: &Downlink) -> Result<FramedCommand, DownlinkError> {
         self.decoder.command(command)
     }
 

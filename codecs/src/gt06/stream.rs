@@ -10,7 +10,7 @@ use super::message::{info_alarm, Cell, Heartbeat, Message, StatusBlock, WifiAp};
 use super::*;
 use crate::framing::{Framer, Framing, Limits, Reject, RejectKind};
 use crate::record::{Kind, Protocol, Record, Timestamp};
-use crate::stream::{Downlink, DownlinkError, RecordDecoder, SkippedRun, StreamEvent};
+use crate::stream::{AnswerMatch, Downlink, DownlinkError, FramedCommand, RecordDecoder, SkippedRun, StreamEvent};
 use crate::wire::hex::to_hex;
 
 /// What to do with a frame whose CRC is wrong.
@@ -434,11 +434,15 @@ impl RecordDecoder for Gt06Decoder {
         Protocol::Gt06
     }
 
-    fn command(&mut self, command: &Downlink) -> Result<Vec<u8>, DownlinkError> {
+    fn command(&mut self, command: &Downlink) -> Result<FramedCommand, DownlinkError> {
         match command {
             Downlink::Text(text) if text.is_empty() => Err(DownlinkError::Invalid("an empty command".into())),
-            Downlink::Text(text) => Gt06Decoder::command(self, text, None)
-                .ok_or_else(|| DownlinkError::Invalid("GT06 commands are ASCII text that fits one frame".into())),
+            Downlink::Text(text) => {
+                let flag = self.next_server_flag;
+                let bytes = Gt06Decoder::command(self, text, None)
+                    .ok_or_else(|| DownlinkError::Invalid("GT06 commands are ASCII text that fits one frame".into()))?;
+                Ok(FramedCommand { bytes, answer: Some(AnswerMatch { attribute: "server_flag", value: flag }) })
+            }
             Downlink::Jt808(_) => Err(DownlinkError::Unsupported("a JT808 command for a GT06 device")),
         }
     }

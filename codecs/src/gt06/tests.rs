@@ -203,7 +203,9 @@ fn downlink_text_goes_out_as_0x80_and_its_reply_names_it() {
     use crate::stream::{Downlink, DownlinkError};
     let mut d = Gt06Decoder::default();
     let sent = RecordDecoder::command(&mut d, &Downlink::Text("RELAY,1#".into())).unwrap();
-    assert_eq!(sent, encode_command(1, "RELAY,1#", None, 1).unwrap());
+    assert_eq!(sent.bytes, encode_command(1, "RELAY,1#", None, 1).unwrap());
+    let answer = sent.answer.unwrap();
+    assert_eq!((answer.attribute, answer.value), ("server_flag", 1));
     let mut content = vec![12u8]; // the server flag and the text
     content.extend_from_slice(&1u32.to_be_bytes());
     content.extend_from_slice(b"RELAY=OK\x00\x02");
@@ -211,6 +213,7 @@ fn downlink_text_goes_out_as_0x80_and_its_reply_names_it() {
     encode_frame(&mut reply, false, COMMAND_REPLY, &content, 7).unwrap();
     let ev = decode_with(&mut d, &reply);
     assert_eq!(records(&ev)[0].attributes.get("command").unwrap(), "RELAY,1#");
+    assert_eq!(records(&ev)[0].attributes.get(answer.attribute).unwrap(), answer.value, "the answer matches");
     assert_eq!(records(&ev)[0].attributes.get("text").unwrap(), "RELAY=OK");
     for (command, why) in [
         (Downlink::Text(String::new()), "empty"),

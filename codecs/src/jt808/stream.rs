@@ -15,7 +15,7 @@ use super::message::{
 use super::*;
 use crate::framing::{Framer, Framing, Limits, Reject, RejectKind};
 use crate::record::{Kind, Protocol, Record, Timestamp};
-use crate::stream::{Downlink, DownlinkError, RecordDecoder, SkippedRun, StreamEvent};
+use crate::stream::{AnswerMatch, Downlink, DownlinkError, FramedCommand, RecordDecoder, SkippedRun, StreamEvent};
 use crate::wire::hex::to_hex;
 
 /// Decides whether a terminal (by device id) may register and authenticate: the gateway's
@@ -987,7 +987,7 @@ impl RecordDecoder for Jt808Decoder {
         Protocol::Jt808
     }
 
-    fn command(&mut self, command: &Downlink) -> Result<Vec<u8>, DownlinkError> {
+    fn command(&mut self, command: &Downlink) -> Result<FramedCommand, DownlinkError> {
         let Downlink::Jt808(command) = command else {
             // Text has no one JT808 meaning (0x8300 shows it to the driver, 0x8900 tunnels
             // it to a vendor's module): the caller says which.
@@ -996,8 +996,10 @@ impl RecordDecoder for Jt808Decoder {
         if self.terminal().is_none() {
             return Err(DownlinkError::NotReady);
         }
-        Jt808Decoder::command(self, command)
-            .ok_or_else(|| DownlinkError::Invalid(format!("0x{:04X} does not fit a frame", command.message_id())))
+        let serial = self.next_serial;
+        let bytes = Jt808Decoder::command(self, command)
+            .ok_or_else(|| DownlinkError::Invalid(format!("0x{:04X} does not fit a frame", command.message_id())))?;
+        Ok(FramedCommand { bytes, answer: Some(AnswerMatch { attribute: "reply_serial", value: u32::from(serial) }) })
     }
 
     fn set_now(&mut self, now: Timestamp) {

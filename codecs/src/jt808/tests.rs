@@ -230,9 +230,15 @@ fn downlink_commands_wait_for_the_terminal_and_are_typed() {
     assert_eq!(RecordDecoder::command(&mut d, &query), Err(DownlinkError::NotReady));
     decode_with(&mut d, &hex(HEARTBEAT));
     let t = *d.terminal().unwrap();
-    assert_eq!(RecordDecoder::command(&mut d, &query).unwrap(), Command::QueryLocation.encode(&t, 2).unwrap());
+    let sent = RecordDecoder::command(&mut d, &query).unwrap();
+    assert_eq!(sent.bytes, Command::QueryLocation.encode(&t, 2).unwrap());
+    let matching = sent.answer.unwrap();
+    assert_eq!((matching.attribute, matching.value), ("reply_serial", 2));
     let answer = encode(id::TERMINAL_RESPONSE, &t, 0xB8, &general_response_body(2, 0x8201, 0)).unwrap();
-    assert_eq!(records(&decode_with(&mut d, &answer))[0].attributes.get("command").unwrap(), "query_location");
+    let events = decode_with(&mut d, &answer);
+    let answered = records(&events);
+    assert_eq!(answered[0].attributes.get("command").unwrap(), "query_location");
+    assert_eq!(answered[0].attributes.get(matching.attribute).unwrap(), matching.value, "the answer matches");
     assert!(matches!(
         RecordDecoder::command(&mut d, &Downlink::Text("RESET".into())),
         Err(DownlinkError::Unsupported(_))

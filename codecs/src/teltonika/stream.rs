@@ -15,7 +15,7 @@ use super::{
 };
 use crate::framing::{Framer, Framing, Reject, RejectKind};
 use crate::record::{Kind, Protocol, Record, Timestamp};
-use crate::stream::{Downlink, DownlinkError, RecordDecoder, SkippedRun, StreamEvent};
+use crate::stream::{Downlink, DownlinkError, FramedCommand, RecordDecoder, SkippedRun, StreamEvent};
 use crate::wire::hex::to_hex;
 
 /// Decides whether a device may connect (the gateway's allow-list).
@@ -278,7 +278,7 @@ impl RecordDecoder for TeltonikaDecoder {
 
     /// A Codec 12 command. Its response (Codec 12, type 0x06) carries no reference to the
     /// command, so the response record does not name it.
-    fn command(&mut self, command: &Downlink) -> Result<Vec<u8>, DownlinkError> {
+    fn command(&mut self, command: &Downlink) -> Result<FramedCommand, DownlinkError> {
         let Downlink::Text(text) = command else {
             return Err(DownlinkError::Unsupported("a JT808 command for a Teltonika device"));
         };
@@ -295,7 +295,7 @@ impl RecordDecoder for TeltonikaDecoder {
         }
         let mut out = Vec::with_capacity(text.len() + 20);
         super::encode_command(CODEC_12, super::TYPE_COMMAND, None, text.as_bytes(), &mut out);
-        Ok(out)
+        Ok(FramedCommand { bytes: out, answer: None })
     }
 
     fn protocol(&self) -> Protocol {

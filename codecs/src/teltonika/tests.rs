@@ -146,7 +146,9 @@ fn downlink_text_is_a_codec12_command_after_the_handshake_and_over_tcp_only() {
     let mut d = TeltonikaDecoder::tcp();
     assert_eq!(d.command(&getinfo), Err(DownlinkError::NotReady));
     decode_all(&mut d, &hex(IMEI));
-    assert_eq!(d.command(&getinfo).unwrap(), hex("000000000000000F0C010500000007676574696E666F0100004312"));
+    let sent = d.command(&getinfo).unwrap();
+    assert_eq!(sent.bytes, hex("000000000000000F0C010500000007676574696E666F0100004312"));
+    assert_eq!(sent.answer, None, "a Codec 12 response does not refer to its command");
     assert!(matches!(d.command(&Downlink::Text(String::new())), Err(DownlinkError::Invalid(_))));
     let jt808 = Downlink::Jt808(crate::jt808::Command::QueryLocation);
     assert!(matches!(d.command(&jt808), Err(DownlinkError::Unsupported(_))));
