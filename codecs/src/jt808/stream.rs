@@ -681,7 +681,9 @@ impl Jt808Decoder {
             // codec does not know for its id is kept as an unknown message, never dropped.
             Err(e) => (Message::Unknown(body), Some(e)),
         };
-        let mut records = Vec::new();
+        // Records go straight into `out` (a vector per message was an allocation per
+        // record); the replies, rarer, after them.
+        let start = out.len();
         let mut replies = Vec::new();
         let mut ack = Some(result::OK);
         match &message {
@@ -693,7 +695,7 @@ impl Jt808Decoder {
                 if let Some(id) = self.answered(Some(*reply_serial), Some(*reply_id)) {
                     r.attributes.set("command", command_name(id));
                 }
-                records.push(r);
+                out.push(StreamEvent::Record(r));
                 ack = None;
             }
             Message::Heartbeat(extra) => {
@@ -701,15 +703,15 @@ impl Jt808Decoder {
                 if !extra.is_empty() {
                     r.attributes.set("extra", to_hex(extra));
                 }
-                records.push(r);
+                out.push(StreamEvent::Record(r));
             }
             Message::Deregister => {
                 let mut r = self.record(Kind::Register, header);
                 r.attributes.set("deregister", true);
-                records.push(r);
+                out.push(StreamEvent::Record(r));
             }
             Message::TimeQuery => {
-                records.push(self.record(Kind::TimeRequest, header));
+                out.push(StreamEvent::Record(self.record(Kind::TimeRequest, header)));
                 // The codec reads no clock: without the caller's time there is no honest answer.
                 if let Some(now) = self.now {
                     let serial = self.serial();
@@ -721,11 +723,11 @@ impl Jt808Decoder {
                 let mut r = self.record(Kind::Info, header);
                 r.attributes.set("resend_first_serial", *first_serial);
                 r.attributes.set("resend_packages", indexes.clone());
-                records.push(r);
+                out.push(StreamEvent::Record(r));
             }
             Message::Register(reg) => {
                 let accepted = self.allowed();
-                records.push(self.register_record(header, reg, accepted));
+                out.push(StreamEvent::Record(self.register_record(header, reg, accepted)));
                 let serial = self.serial();
                 let code = self.device_id().unwrap_or_default().to_owned();
                 let result = if accepted { 0 } else { 4 };
@@ -743,7 +745,7 @@ impl Jt808Decoder {
                     set_text(&mut r, "software_version", v);
                 }
                 r.attributes.set("accepted", accepted);
-                records.push(r);
+                out.push(StreamEvent::Record(r));
                 ack = Some(if accepted { result::OK } else { result::FAILURE });
             }
             Message::Parameters(p) => {
@@ -762,7 +764,7 @@ impl Jt808Decoder {
                 if let Some(id) = self.answered(Some(p.reply_serial), None) {
                     r.attributes.set("command", command_name(id));
                 }
-                records.push(r);
+                out.push(StreamEvent::Record(r));
                 ack = None;
             }
             Message::Attributes(a) => {
@@ -771,7 +773,7 @@ impl Jt808Decoder {
                 if let Some(id) = self.answered(None, Some(QUERY_ATTRIBUTES)) {
                     r.attributes.set("command", command_name(id));
                 }
-                records.push(r);
+                out.push(StreamEvent::Record(r));
                 ack = None;
             }
             Message::UpgradeResult { kind, result } => {
@@ -786,12 +788,12 @@ impl Jt808Decoder {
                         _ => "other",
                     },
                 );
-                records.push(r);
+                out.push(StreamEvent::Record(r));
             }
             Message::Location(l) => {
                 let mut r = self.record(Kind::Position, header);
                 set_location(&mut r, l, tz, edition);
-                records.push(r);
+                out.push(StreamEvent::Record(r));
             }
             Message::LocationReply { reply_serial, location } => {
                 let mut r = self.record(Kind::Position, header);
@@ -800,19 +802,19 @@ impl Jt808Decoder {
                 if let Some(id) = self.answered(Some(*reply_serial), None) {
                     r.attributes.set("command", command_name(id));
                 }
-                records.push(r);
+                out.push(StreamEvent::Record(r));
                 ack = None;
             }
-            Message::Batch(b) => records.extend(self.batch_records(header, b)),
+            Message::Batch(b) => out.extend(self.batch_records(header, b).into_iter().map(StreamEvent::Record)),
             Message::MediaEvent(e) => {
                 let mut r = self.record(Kind::Info, header);
                 set_media(&mut r, e);
-                records.push(r);
+                out.push(StreamEvent::Record(r));
             }
             Message::MediaData(d) => {
                 let mut r = self.record(Kind::Info, header);
                 set_media_data(&mut r, d, tz, edition);
-                records.push(r);
+                out.push(StreamEvent::Record(r));
                 // A single-frame upload is finished now; a sub-packaged one gets its 0x8800
                 // from the caller after the last package's 0x8001.
                 if packages.is_none() {
@@ -824,18 +826,18 @@ impl Jt808Decoder {
                 let mut r = self.record(Kind::Info, header);
                 let content = if b.len() >= 4 { &b[4..] } else { &b[..] };
                 r.attributes.set("waybill", text(content));
-                records.push(r);
+                out.push(StreamEvent::Record(r));
             }
             Message::DriverIdentity(d) => {
                 let mut r = self.record(Kind::Info, header);
                 set_driver(&mut r, d, tz);
-                records.push(r);
+                out.push(StreamEvent::Record(r));
             }
             Message::Passthrough { kind, data } => {
                 let mut r = self.record(Kind::Info, header);
                 r.attributes.set("passthrough_type", *kind);
                 r.attributes.set_text_or_data(data);
-                records.push(r);
+                out.push(StreamEvent::Record(r));
             }
             Message::Unknown(b) => {
                 let mut r = self.record(Kind::Unknown, header);
@@ -845,10 +847,11 @@ impl Jt808Decoder {
                 if !b.is_empty() {
                     r.attributes.set("data", to_hex(b));
                 }
-                records.push(r);
+                out.push(StreamEvent::Record(r));
             }
         }
-        for r in &mut records {
+        for event in &mut out[start..] {
+            let StreamEvent::Record(r) = event else { continue };
             if !length_field_ok {
                 r.attributes.set("length_field_ok", false);
             }
@@ -856,7 +859,6 @@ impl Jt808Decoder {
                 r.attributes.set("packages", n);
             }
         }
-        out.extend(records.into_iter().map(StreamEvent::Record));
         out.extend(replies.into_iter().map(StreamEvent::Reply));
         ack
     }
