@@ -544,6 +544,46 @@ fn commands_over_http_reach_the_device_and_its_response_the_sink() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// With `hold=`, a command for a device that is not connected waits for it: written after
+/// the ack of its login, and the request answered `200` if that happens within the
+/// request's wait; a device that does not connect in time is answered `404`.
+#[test]
+fn a_held_command_reaches_the_device_when_it_logs_in() {
+    let token = "held-token-0123456789";
+    let (gw, dir) = launch_with_commands(&["gt06"], token);
+    let endpoint = gw.addr("metrics http");
+    let path = "/devices/gt06/123456789012345/commands";
+    for bad in ["?hold=0", "?hold=x", "?hold=999999999", "?later=1"] {
+        let (status, body) = http(endpoint, "POST", &format!("{path}{bad}"), Some(token), "WHERE#");
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    let (status, body) = http(endpoint, "POST", "/devices/gt06/999999999999999/commands?hold=1", Some(token), "X#");
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("did not connect"), "{body}");
+
+    let request = std::thread::spawn(move || http(endpoint, "POST", &format!("{path}?hold=60"), Some(token), "WHERE#"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while gw.metric("trackgate_devices_with_held_commands") != 1 {
+        assert!(Instant::now() < deadline, "the command was never held");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut device = TcpStream::connect(gw.tcp).unwrap();
+    device.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    device.write_all(&unhex(GT06_LOGIN)).unwrap();
+    let ack = read_frame(&mut device);
+    assert_eq!(ack[3], 0x01, "the login's ack comes first");
+    let command = read_frame(&mut device);
+    assert_eq!(command, trackgate::codecs::gt06::encode_command(1, "WHERE#", None, 1).unwrap());
+    let (status, body) = request.join().unwrap();
+    assert_eq!(status, 200, "{body}");
+    let written: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(written, serde_json::json!({"result": "written", "answer": {"server_flag": 1}}));
+    assert_eq!(gw.metric("trackgate_devices_with_held_commands"), 0);
+    let (code, _) = gw.stop();
+    assert_eq!(code, Some(0));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// JT808 commands are typed, so over HTTP the body is the command in JSON: it goes out with
 /// the connection's next platform serial, and the terminal's general response, in the
 /// sink, names it.

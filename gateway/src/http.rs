@@ -16,11 +16,16 @@
 //! command (`{"result":"written","answer":{"server_flag":3}}` for GT06, `reply_serial` for
 //! JT808; Teltonika answers carry no reference, so `{"result":"written"}`), `202` with
 //! `{"result":"queued"}` if it is still queued after [`COMMAND_WAIT`] (it will be written
-//! when the connection gets to it),
+//! when the connection gets to it, or held for the device: see `hold`),
 //! `404` when no connection holds the device, `422` when its protocol cannot carry the
 //! command, `503` when the connection already holds its maximum of unsent commands or
 //! closed first, `401` without the right token. The device's answer arrives through the
 //! sink as a `command_response` record.
+//!
+//! `?hold=<seconds>` holds a command for a device that is not connected (instead of `404`):
+//! it is written once the device connects and identifies itself, and the request answers as
+//! above if that happens within its wait, `404` if the hold runs out first
+//! ([`Registry::send_command_or_hold`]).
 //!
 //! A minimal HTTP/1.1 responder: one request per connection, which is what Prometheus
 //! scrapes and `curl` need. Commands move vehicles' relays, so the endpoint is off unless
@@ -134,6 +139,8 @@ fn text(status: &'static str, body: impl Into<String>) -> Response {
 struct Request<'a> {
     method: &'a [u8],
     path: &'a [u8],
+    /// What follows `?` in the target, if anything.
+    query: &'a [u8],
     authorization: Option<&'a [u8]>,
     content_length: Option<usize>,
 }
@@ -142,8 +149,10 @@ fn parse_head(head: &[u8]) -> Request<'_> {
     let mut lines = head.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
     let mut parts = lines.next().unwrap_or_default().split(|&b| b == b' ');
     let (method, target) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
-    let path = target.split(|&b| b == b'?').next().unwrap_or_default();
-    let mut request = Request { method, path, authorization: None, content_length: None };
+    let mut target = target.splitn(2, |&b| b == b'?');
+    let path = target.next().unwrap_or_default();
+    let query = target.next().unwrap_or_default();
+    let mut request = Request { method, path, query, authorization: None, content_length: None };
     for line in lines {
         let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
         let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
@@ -253,18 +262,52 @@ async fn command(endpoint: &Endpoint, request: &Request<'_>, body: &[u8]) -> Res
             _ => return text("400 Bad Request", "the body is the command, as UTF-8 text"),
         }
     };
+    let hold = match hold_of(request.query) {
+        Ok(hold) => hold,
+        Err(e) => return text("400 Bad Request", e),
+    };
     // No device id or command text at info level: both are personal data or secrets
     // (commands carry device passwords).
-    info!(%protocol, "command requested over HTTP");
-    let sent = tokio::time::timeout(COMMAND_WAIT, endpoint.registry.send_command(protocol, device_id, command)).await;
+    info!(%protocol, held = hold.is_some(), "command requested over HTTP");
+    let registry = &endpoint.registry;
+    let sent = match hold {
+        Some(hold) => {
+            tokio::time::timeout(COMMAND_WAIT, registry.send_command_or_hold(protocol, device_id, command, hold)).await
+        }
+        None => tokio::time::timeout(COMMAND_WAIT, registry.send_command(protocol, device_id, command)).await,
+    };
     debug!(%protocol, result = ?sent, "command request answered");
     match sent {
         Ok(Ok(answer)) => json("200 OK", &written_body(answer)),
+        // Still queued at the connection, or held for the device to connect.
         Err(_) => json("202 Accepted", &serde_json::json!({"result": "queued"})),
         Ok(Err(SendError::NotConnected)) => text("404 Not Found", "the device is not connected (over TCP)"),
         Ok(Err(e @ SendError::Refused(_))) => text("422 Unprocessable Content", e.to_string()),
-        Ok(Err(e @ (SendError::QueueFull | SendError::Closed))) => text("503 Service Unavailable", e.to_string()),
+        Ok(Err(e @ SendError::Expired)) => text("404 Not Found", e.to_string()),
+        Ok(Err(e @ (SendError::QueueFull | SendError::Closed | SendError::TooManyHeld))) => {
+            text("503 Service Unavailable", e.to_string())
+        }
     }
+}
+
+/// `hold=<seconds>` from the query: how long to hold the command for a device that is not
+/// connected. Absent: not held (`404` when not connected).
+fn hold_of(query: &[u8]) -> Result<Option<Duration>, String> {
+    let query = std::str::from_utf8(query).map_err(|_| "the query is not UTF-8".to_owned())?;
+    let mut hold = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("hold", seconds)) => {
+                let max = crate::registry::MAX_HOLD.as_secs();
+                match seconds.parse::<u64>() {
+                    Ok(s) if (1..=max).contains(&s) => hold = Some(Duration::from_secs(s)),
+                    _ => return Err(format!("hold is a whole number of seconds from 1 to {max}")),
+                }
+            }
+            _ => return Err(format!("unknown query parameter {pair:?} (commands take hold=<seconds>)")),
+        }
+    }
+    Ok(hold)
 }
 
 #[cfg(test)]

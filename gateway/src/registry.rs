@@ -7,6 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, Notify};
 use trackgate_codecs::{AnswerMatch, Downlink, DownlinkError, Protocol};
@@ -17,6 +18,12 @@ pub type ConnId = u64;
 /// Commands one connection holds before writing them: a device that is not reading holds
 /// its commands, not the caller's memory.
 pub const MAX_QUEUED_COMMANDS: usize = 16;
+
+/// The longest a command may be held for a device that is not connected.
+pub const MAX_HOLD: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Devices with commands held for them, at most: what callers can make the gateway keep.
+pub const MAX_HOLDING_DEVICES: usize = 65_536;
 
 /// What others can ask of the connection holding a device. Made when the device
 /// identifies itself; an anonymous connection has none.
@@ -51,6 +58,10 @@ pub enum SendError {
     Refused(DownlinkError),
     /// The connection closed (or the gateway stopped) before the command was written.
     Closed,
+    /// Held for a device that did not connect in time ([`Registry::send_command_or_hold`]).
+    Expired,
+    /// Commands are already held for [`MAX_HOLDING_DEVICES`] other devices.
+    TooManyHeld,
 }
 
 impl std::fmt::Display for SendError {
@@ -60,6 +71,8 @@ impl std::fmt::Display for SendError {
             SendError::QueueFull => write!(f, "the connection already holds {MAX_QUEUED_COMMANDS} unsent commands"),
             SendError::Refused(e) => write!(f, "refused: {e}"),
             SendError::Closed => f.write_str("the connection closed before the command was written"),
+            SendError::Expired => f.write_str("the device did not connect while the command was held"),
+            SendError::TooManyHeld => write!(f, "commands are already held for {MAX_HOLDING_DEVICES} other devices"),
         }
     }
 }
@@ -107,10 +120,37 @@ struct Holder {
     control: Arc<Control>,
 }
 
+/// A command held until its device connects.
+struct Held {
+    id: u64,
+    queued: QueuedCommand,
+    until: Instant,
+}
+
 #[derive(Default)]
 struct Inner {
     devices: HashMap<(Protocol, Box<str>), Holder>,
     per_ip: HashMap<IpAddr, u32>,
+    /// Commands for devices that are not connected, handed to the device's connection when
+    /// it identifies itself. In memory only: a restart loses them.
+    held: HashMap<(Protocol, Box<str>), Vec<Held>>,
+    next_held: u64,
+}
+
+impl Inner {
+    /// Drops the held commands whose time has passed, telling their callers.
+    fn expire_held(&mut self, now: Instant) {
+        self.held.retain(|_, list| {
+            expire(list, now);
+            !list.is_empty()
+        });
+    }
+}
+
+fn expire(list: &mut Vec<Held>, now: Instant) {
+    for h in list.extract_if(.., |h| h.until <= now) {
+        let _ = h.queued.done.send(Err(SendError::Expired));
+    }
 }
 
 /// Shared by every shard.
@@ -189,7 +229,20 @@ impl Registry {
         shard: usize,
         control: Arc<Control>,
     ) -> Option<usize> {
-        let old = self.lock().devices.insert((protocol, device_id.into()), Holder { conn, shard, control });
+        let key: (Protocol, Box<str>) = (protocol, device_id.into());
+        let mut inner = self.lock();
+        if let Some(mut held) = inner.held.remove(&key) {
+            // Its held commands go to the connection, which writes them after the replies
+            // to the frame that identified the device.
+            expire(&mut held, Instant::now());
+            for h in held {
+                if let Err(refused) = control.queue(h.queued) {
+                    let _ = refused.done.send(Err(SendError::QueueFull));
+                }
+            }
+        }
+        let old = inner.devices.insert(key, Holder { conn, shard, control });
+        drop(inner);
         match old {
             Some(old) if old.conn != conn => {
                 old.control.kick();
@@ -222,6 +275,85 @@ impl Registry {
         control.queue(QueuedCommand { command, done }).map_err(|_| SendError::QueueFull)?;
         // A dropped sender is a connection that ended with the command still queued.
         answer.await.unwrap_or(Err(SendError::Closed))
+    }
+
+    /// As [`Registry::send_command`], but when the device is not connected the command is
+    /// held for it, for `hold` at most ([`MAX_HOLD`]), and written once it connects and
+    /// identifies itself (after the replies to that frame); [`SendError::Expired`] if it
+    /// does not connect in time. A caller that stops waiting leaves the command held. Held
+    /// commands live in memory only.
+    pub async fn send_command_or_hold(
+        &self,
+        protocol: Protocol,
+        device_id: &str,
+        command: Downlink,
+        hold: Duration,
+    ) -> Result<Option<AnswerMatch>, SendError> {
+        let hold = hold.min(MAX_HOLD);
+        let key: (Protocol, Box<str>) = (protocol, device_id.into());
+        let (done, mut answer) = oneshot::channel();
+        let held_id = self.queue_or_hold(&key, QueuedCommand { command, done }, hold)?;
+        let Some(id) = held_id else {
+            return answer.await.unwrap_or(Err(SendError::Closed));
+        };
+        if let Ok(sent) = tokio::time::timeout(hold, &mut answer).await {
+            return sent.unwrap_or(Err(SendError::Closed));
+        }
+        // Time is up. Still held: take it back, it expired. Already handed to a connection
+        // that claimed the device meanwhile: that connection answers.
+        let still_held = {
+            let mut inner = self.lock();
+            let taken = inner.held.get_mut(&key).and_then(|list| {
+                let at = list.iter().position(|h| h.id == id)?;
+                Some(list.remove(at))
+            });
+            if inner.held.get(&key).is_some_and(Vec::is_empty) {
+                inner.held.remove(&key);
+            }
+            taken.is_some()
+        };
+        if still_held {
+            return Err(SendError::Expired);
+        }
+        answer.await.unwrap_or(Err(SendError::Closed))
+    }
+
+    /// Queues the command at the device's connection (`None`), or holds it for the device
+    /// (the held command's id).
+    fn queue_or_hold(
+        &self,
+        key: &(Protocol, Box<str>),
+        queued: QueuedCommand,
+        hold: Duration,
+    ) -> Result<Option<u64>, SendError> {
+        let mut inner = self.lock();
+        if let Some(h) = inner.devices.get(key) {
+            let control = h.control.clone();
+            drop(inner);
+            control.queue(queued).map_err(|_| SendError::QueueFull)?;
+            return Ok(None);
+        }
+        let now = Instant::now();
+        if !inner.held.contains_key(key) && inner.held.len() >= MAX_HOLDING_DEVICES {
+            inner.expire_held(now);
+            if inner.held.len() >= MAX_HOLDING_DEVICES {
+                return Err(SendError::TooManyHeld);
+            }
+        }
+        let id = inner.next_held;
+        inner.next_held += 1;
+        let list = inner.held.entry(key.clone()).or_default();
+        expire(list, now);
+        if list.len() >= MAX_QUEUED_COMMANDS {
+            return Err(SendError::QueueFull);
+        }
+        list.push(Held { id, queued, until: now + hold });
+        Ok(Some(id))
+    }
+
+    /// Devices with commands held for them (some may have expired, not yet swept).
+    pub fn holding(&self) -> usize {
+        self.lock().held.len()
     }
 
     /// The connection is gone: forget the device unless a newer connection holds it.
@@ -306,6 +438,78 @@ mod tests {
             let results: Vec<_> = join_all(waiting).await;
             assert_eq!(results[0], Ok(Some(answer)));
             assert!(results[1..].iter().all(|r| *r == Err(SendError::Closed)), "{results:?}");
+        });
+    }
+
+    /// A command for a device that is not connected waits for it: handed to its connection
+    /// when it claims the device, answered once written; one whose time passes first
+    /// expires, at the caller and at the claim.
+    #[test]
+    fn held_commands_reach_the_device_when_it_connects_or_expire() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        rt.block_on(async {
+            let r = Registry::new();
+            let text = |i: usize| Downlink::Text(format!("C{i}"));
+            let long = Duration::from_secs(600);
+            // Held, then the device connects.
+            let waiting = {
+                let r = r.clone();
+                tokio::spawn(async move { r.send_command_or_hold(Protocol::Gt06, "123", text(0), long).await })
+            };
+            tokio::task::yield_now().await;
+            assert_eq!(r.holding(), 1);
+            let control = Arc::new(Control::default());
+            r.claim(Protocol::Gt06, "123", r.next_conn(), 0, control.clone());
+            assert_eq!(r.holding(), 0);
+            tokio::time::timeout(Duration::from_secs(60), control.woken()).await.unwrap();
+            let taken = control.take_commands();
+            assert_eq!(taken.len(), 1);
+            assert_eq!(taken[0].command, text(0));
+            let answer = AnswerMatch { attribute: "server_flag", value: 7 };
+            taken.into_iter().next().unwrap().done.send(Ok(Some(answer))).unwrap();
+            assert_eq!(waiting.await.unwrap(), Ok(Some(answer)));
+            // Connected now: no holding, straight to the connection.
+            let direct = {
+                let r = r.clone();
+                tokio::spawn(async move { r.send_command_or_hold(Protocol::Gt06, "123", text(1), long).await })
+            };
+            tokio::time::timeout(Duration::from_secs(60), control.woken()).await.unwrap();
+            assert_eq!(r.holding(), 0);
+            control.take_commands().into_iter().next().unwrap().done.send(Ok(None)).unwrap();
+            assert_eq!(direct.await.unwrap(), Ok(None));
+
+            // Nobody connects: the caller hears it expired, and nothing stays held.
+            let short = Duration::from_millis(50);
+            assert_eq!(r.send_command_or_hold(Protocol::Gt06, "456", text(2), short).await, Err(SendError::Expired));
+            assert_eq!(r.holding(), 0);
+            // A caller that stopped waiting leaves its command held; past its time, the
+            // device connecting does not get it.
+            let gave_up = tokio::time::timeout(
+                Duration::from_millis(1),
+                r.send_command_or_hold(Protocol::Gt06, "456", text(3), Duration::from_millis(20)),
+            )
+            .await;
+            assert!(gave_up.is_err());
+            assert_eq!(r.holding(), 1);
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            let late = Arc::new(Control::default());
+            r.claim(Protocol::Gt06, "456", r.next_conn(), 0, late.clone());
+            assert!(late.take_commands().is_empty());
+            assert_eq!(r.holding(), 0);
+
+            // At most MAX_QUEUED_COMMANDS held per device.
+            let held: Vec<_> = (0..MAX_QUEUED_COMMANDS)
+                .map(|i| {
+                    let r = r.clone();
+                    tokio::spawn(async move { r.send_command_or_hold(Protocol::Jt808, "789", text(i), long).await })
+                })
+                .collect();
+            tokio::task::yield_now().await;
+            let over = r.send_command_or_hold(Protocol::Jt808, "789", text(99), long).await;
+            assert_eq!(over, Err(SendError::QueueFull));
+            for h in held {
+                h.abort();
+            }
         });
     }
 
