@@ -584,6 +584,79 @@ fn a_held_command_reaches_the_device_when_it_logs_in() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A JT808 terminal over UDP has no connection to write to: its commands go out after the
+/// acks of its next datagram, to the address it sent from, and its answer names them.
+#[test]
+fn a_jt808_command_reaches_a_udp_terminal_after_its_next_datagram() {
+    let token = "udp-token-0123456789ab";
+    let (gw, dir) = launch_with_commands(&["jt808"], token);
+    let endpoint = gw.addr("metrics http");
+    let device = UdpSocket::bind("127.0.0.1:0").unwrap();
+    device.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let receive = || {
+        let mut buf = [0u8; 2048];
+        let n = device.recv(&mut buf).unwrap();
+        buf[..n].to_vec()
+    };
+    device.send_to(&jt808_wire("0002 0000 014130567872 0001"), gw.udp).unwrap();
+    assert_eq!(receive(), jt808_wire("8001 0005 014130567872 0001 0001 0002 00"));
+    let path = "/devices/jt808/14130567872/commands";
+    let request = std::thread::spawn(move || http(endpoint, "POST", path, Some(token), r#""query_location""#));
+    // The command waits for the terminal's next datagram; heartbeats until it comes.
+    let mut serial = 2u16;
+    let command = loop {
+        device.send_to(&jt808_wire(&format!("0002 0000 014130567872 {serial:04X}")), gw.udp).unwrap();
+        assert_eq!(receive(), jt808_wire(&format!("8001 0005 014130567872 {serial:04X} {serial:04X} 0002 00")));
+        serial += 1;
+        device.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let mut buf = [0u8; 2048];
+        let next = device.recv(&mut buf);
+        device.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        if let Ok(n) = next {
+            break buf[..n].to_vec();
+        }
+        assert!(serial < 600, "the command never came");
+    };
+    // 0x8201, the gateway's next platform serial after its acks.
+    let platform_serial = u16::from_be_bytes([command[11], command[12]]);
+    assert_eq!(command, jt808_wire(&format!("8201 0000 014130567872 {platform_serial:04X}")));
+    let (status, body) = request.join().unwrap();
+    assert_eq!(status, 200, "{body}");
+    let written: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(written["answer"]["reply_serial"], platform_serial);
+    // The answer: 0x0201 with the reply serial and a location block.
+    let location = "00000000 00040001 005DE1F7 065C6CEF 0000 0000 0000 170117100442";
+    let answer = format!("0201 001E 014130567872 {serial:04X} {platform_serial:04X} {location}");
+    // (A location reply gets no 0x8001.) A datagram the socket holds at shutdown is read.
+    device.send_to(&jt808_wire(&answer), gw.udp).unwrap();
+    let (code, records) = gw.stop();
+    assert_eq!(code, Some(0));
+    let reply = records.iter().find(|r| r["message_type"] == "0x0201").expect("the answer is a record");
+    assert_eq!(reply["attributes"]["command"], "query_location");
+    assert_eq!(reply["attributes"]["reply_serial"], platform_serial);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A UDP peer holds its device in the registry while it is remembered, and gives it back
+/// when it is forgotten (here: the idle timeout's sweep).
+#[test]
+fn a_udp_terminal_is_reachable_until_its_peer_is_forgotten() {
+    let gw = Gateway::launch(&["jt808"], &["--metrics", "127.0.0.1:0", "--idle-timeout", "1s"]);
+    let device = UdpSocket::bind("127.0.0.1:0").unwrap();
+    device.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    device.send_to(&jt808_wire("0002 0000 014130567872 0001"), gw.udp).unwrap();
+    let mut ack = [0u8; 64];
+    device.recv(&mut ack).unwrap();
+    assert_eq!(gw.metric("trackgate_devices"), 1);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while gw.metric("trackgate_devices") != 0 {
+        assert!(Instant::now() < deadline, "the forgotten peer still holds its device");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, _) = gw.stop();
+    assert_eq!(code, Some(0));
+}
+
 /// JT808 commands are typed, so over HTTP the body is the command in JSON: it goes out with
 /// the connection's next platform serial, and the terminal's general response, in the
 /// sink, names it.

@@ -281,7 +281,9 @@ async fn command(endpoint: &Endpoint, request: &Request<'_>, body: &[u8]) -> Res
         Ok(Ok(answer)) => json("200 OK", &written_body(answer)),
         // Still queued at the connection, or held for the device to connect.
         Err(_) => json("202 Accepted", &serde_json::json!({"result": "queued"})),
-        Ok(Err(SendError::NotConnected)) => text("404 Not Found", "the device is not connected (over TCP)"),
+        Ok(Err(SendError::NotConnected)) => {
+            text("404 Not Found", "the device is not connected (Teltonika and NMEA: over TCP)")
+        }
         Ok(Err(e @ SendError::Refused(_))) => text("422 Unprocessable Content", e.to_string()),
         Ok(Err(e @ SendError::Expired)) => text("404 Not Found", e.to_string()),
         Ok(Err(e @ (SendError::QueueFull | SendError::Closed | SendError::TooManyHeld))) => {

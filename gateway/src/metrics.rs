@@ -296,7 +296,7 @@ impl Metrics {
             &|l, i| l.commands[i].load(Relaxed),
         );
         let _ = writeln!(out, "# HELP trackgate_accept_errors_total Failed accepts (out of descriptors, resets in the queue).\n# TYPE trackgate_accept_errors_total counter\ntrackgate_accept_errors_total {}", self.sum(|s| s.accept_errors.load(Relaxed)));
-        let _ = writeln!(out, "# HELP trackgate_devices Devices identified and connected (TCP).\n# TYPE trackgate_devices gauge\ntrackgate_devices {}", registry.devices());
+        let _ = writeln!(out, "# HELP trackgate_devices Devices identified and connected (TCP, and UDP peers of JT808).\n# TYPE trackgate_devices gauge\ntrackgate_devices {}", registry.devices());
         let _ = writeln!(out, "# HELP trackgate_devices_with_held_commands Devices not connected with commands held for them (hold=).\n# TYPE trackgate_devices_with_held_commands gauge\ntrackgate_devices_with_held_commands {}", registry.holding());
         let _ = writeln!(out, "# HELP trackgate_sink_failures_total Hand-overs the sink refused.\n# TYPE trackgate_sink_failures_total counter\ntrackgate_sink_failures_total {}", self.sum(|s| s.sink_failures.load(Relaxed)));
         let _ = writeln!(out, "# HELP trackgate_sink_latency_seconds Time from handing records to the sink until it committed them.\n# TYPE trackgate_sink_latency_seconds histogram");

@@ -43,14 +43,17 @@ pub struct Control {
 #[derive(Debug)]
 pub struct QueuedCommand {
     pub command: Downlink,
-    pub done: oneshot::Sender<Result<Option<AnswerMatch>, SendError>>,
+    pub done: CommandDone,
 }
+
+/// Told once a command is written (with how its answer will be recognised) or why not.
+pub type CommandDone = oneshot::Sender<Result<Option<AnswerMatch>, SendError>>;
 
 /// Why a command did not reach the device's socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendError {
-    /// No connection holds this device (never connected, gone, or over UDP, which holds
-    /// no connection).
+    /// No connection holds this device (never connected, gone, or over UDP in a protocol
+    /// that takes no commands over UDP: Teltonika, NMEA; JT808 UDP peers are held).
     NotConnected,
     /// The connection already holds [`MAX_QUEUED_COMMANDS`] commands it has not written.
     QueueFull,
@@ -118,6 +121,8 @@ struct Holder {
     conn: ConnId,
     shard: usize,
     control: Arc<Control>,
+    /// A UDP peer, which never takes a device from a TCP connection (see `claim_udp`).
+    udp: bool,
 }
 
 /// A command held until its device connects.
@@ -230,18 +235,42 @@ impl Registry {
         control: Arc<Control>,
     ) -> Option<usize> {
         let key: (Protocol, Box<str>) = (protocol, device_id.into());
-        let mut inner = self.lock();
+        self.take_over(self.lock(), key, Holder { conn, shard, control, udp: false })
+    }
+
+    /// As [`Registry::claim`] for a UDP peer, which holds the device only if no TCP
+    /// connection does: a datagram is easily sent with another's id and source address, and
+    /// must not close a device's connection. Returns whether the peer now holds it.
+    pub fn claim_udp(
+        &self,
+        protocol: Protocol,
+        device_id: &str,
+        conn: ConnId,
+        shard: usize,
+        control: Arc<Control>,
+    ) -> bool {
+        let key: (Protocol, Box<str>) = (protocol, device_id.into());
+        let inner = self.lock();
+        if inner.devices.get(&key).is_some_and(|h| !h.udp && h.conn != conn) {
+            return false;
+        }
+        self.take_over(inner, key, Holder { conn, shard, control, udp: true });
+        true
+    }
+
+    fn take_over(&self, mut inner: MutexGuard<'_, Inner>, key: (Protocol, Box<str>), holder: Holder) -> Option<usize> {
         if let Some(mut held) = inner.held.remove(&key) {
             // Its held commands go to the connection, which writes them after the replies
             // to the frame that identified the device.
             expire(&mut held, Instant::now());
             for h in held {
-                if let Err(refused) = control.queue(h.queued) {
+                if let Err(refused) = holder.control.queue(h.queued) {
                     let _ = refused.done.send(Err(SendError::QueueFull));
                 }
             }
         }
-        let old = inner.devices.insert(key, Holder { conn, shard, control });
+        let conn = holder.conn;
+        let old = inner.devices.insert(key, holder);
         drop(inner);
         match old {
             Some(old) if old.conn != conn => {
@@ -439,6 +468,24 @@ mod tests {
             assert_eq!(results[0], Ok(Some(answer)));
             assert!(results[1..].iter().all(|r| *r == Err(SendError::Closed)), "{results:?}");
         });
+    }
+
+    /// A UDP peer never takes a device from a TCP connection (a datagram is easily forged);
+    /// a TCP login takes it from a UDP peer, and a newer UDP peer from an older one.
+    #[test]
+    fn udp_peers_hold_a_device_only_when_no_tcp_connection_does() {
+        let r = Registry::new();
+        let controls: Vec<Arc<Control>> = (0..4).map(|_| Arc::new(Control::default())).collect();
+        let (tcp, udp_a, udp_b) = (r.next_conn(), r.next_conn(), r.next_conn());
+        r.claim(Protocol::Jt808, "1", tcp, 0, controls[0].clone());
+        assert!(!r.claim_udp(Protocol::Jt808, "1", udp_a, 1, controls[1].clone()));
+        assert!(!controls[0].kicked());
+        r.release(Protocol::Jt808, "1", tcp);
+        assert!(r.claim_udp(Protocol::Jt808, "1", udp_a, 1, controls[1].clone()));
+        assert!(r.claim_udp(Protocol::Jt808, "1", udp_b, 1, controls[2].clone()));
+        assert!(controls[1].kicked(), "a newer UDP peer (NAT rebinding) takes over");
+        assert_eq!(r.claim(Protocol::Jt808, "1", r.next_conn(), 0, controls[3].clone()), Some(1));
+        assert!(controls[2].kicked(), "a TCP login takes over from UDP");
     }
 
     /// A command for a device that is not connected waits for it: handed to its connection

@@ -34,13 +34,13 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
-use trackgate_codecs::Protocol;
+use trackgate_codecs::{AnswerMatch, Protocol};
 
 use crate::config::{ListenerConfig, ServeConfig};
 use crate::http;
 use crate::metrics::{self, Metrics, Refusal, ShardMetrics};
 use crate::protocols::{StreamOptions, Transport};
-use crate::registry::{Control, IpSlot, Registry, SendError};
+use crate::registry::{CommandDone, ConnId, Control, IpSlot, Registry, SendError};
 use crate::session::{CloseReason, Output, Session, SessionSettings};
 use crate::sink::SinkHandle;
 
@@ -707,6 +707,84 @@ async fn tcp_connection(
 
 struct UdpPeer {
     session: Session,
+    /// Where commands for the peer's device wait: UDP has no connection to wake, so they
+    /// go out with the replies to the device's next datagram (a device behind NAT can only
+    /// be reached just after it sends).
+    claim: Option<UdpClaim>,
+}
+
+/// A UDP peer's hold on its device in the registry, given back when the peer is forgotten
+/// (idle, evicted, shutdown), whichever way that happens.
+struct UdpClaim {
+    registry: Arc<Registry>,
+    protocol: Protocol,
+    device_id: Box<str>,
+    conn: ConnId,
+    control: Arc<Control>,
+}
+
+impl Drop for UdpClaim {
+    fn drop(&mut self) {
+        self.registry.release(self.protocol, &self.device_id, self.conn);
+    }
+}
+
+/// The protocols whose devices take commands over UDP: JT808. GT06 is served on TCP only,
+/// Teltonika's Codec 12 over UDP is not confirmed in the notes, and NMEA has no commands:
+/// their UDP devices are not reachable (`NotConnected`) rather than refused on their next
+/// datagram.
+fn udp_commands(protocol: Protocol) -> bool {
+    protocol == Protocol::Jt808
+}
+
+impl UdpPeer {
+    fn new(session: Session) -> Self {
+        UdpPeer { session, claim: None }
+    }
+
+    /// After each datagram: holds the device in the registry once the session knows it.
+    fn claim(&mut self, shard: &Shard, protocol: Protocol) {
+        let Some(id) = self.session.device_id() else { return };
+        // Claimed already, unless another connection has taken the device over since and it
+        // now speaks here again.
+        if !udp_commands(protocol) || self.claim.as_ref().is_some_and(|c| *c.device_id == *id && !c.control.kicked()) {
+            return;
+        }
+        // The previous claim, if the peer now speaks for another device or lost this one,
+        // is given back first.
+        self.claim = None;
+        let control = Arc::new(Control::default());
+        let conn = shard.registry.next_conn();
+        if shard.registry.claim_udp(protocol, id, conn, shard.index, control.clone()) {
+            self.claim =
+                Some(UdpClaim { registry: shard.registry.clone(), protocol, device_id: id.into(), conn, control });
+        }
+    }
+
+    /// Frames the commands queued for the peer's device into `replies`, after what is
+    /// there; returns who to tell once they are sent.
+    fn commands(
+        &mut self,
+        to: SocketAddr,
+        replies: &mut Vec<(SocketAddr, Vec<u8>)>,
+        counters: &metrics::Listener,
+    ) -> Vec<(CommandDone, Option<AnswerMatch>)> {
+        let Some(claim) = &self.claim else { return Vec::new() };
+        let mut written = Vec::new();
+        for queued in claim.control.take_commands() {
+            match self.session.command(&queued.command) {
+                Ok(framed) => {
+                    replies.push((to, framed.bytes));
+                    written.push((queued.done, framed.answer));
+                }
+                Err(e) => {
+                    counters.command(false);
+                    let _ = queued.done.send(Err(SendError::Refused(e)));
+                }
+            }
+        }
+        written
+    }
 }
 
 /// Datagrams taken from the socket per sink hand-over.
@@ -777,6 +855,9 @@ async fn udp_loop(shard: Arc<Shard>, protocol: Protocol, settings: Arc<SessionSe
         };
         out.clear();
         replies.clear();
+        // The identified peers heard from in this batch: their devices' commands go out
+        // after the replies.
+        let mut heard: Vec<SocketAddr> = Vec::new();
         let mut next = Some(first);
         let mut taken = 0;
         let mut last_peer = None;
@@ -792,7 +873,7 @@ async fn udp_loop(shard: Arc<Shard>, protocol: Protocol, settings: Arc<SessionSe
                     make_room(&mut peers, peer, shard.limits.max_udp_peers, now, &mut out, counters);
                     let p = peers.entry(peer).or_insert_with(|| {
                         counters.opened();
-                        UdpPeer { session: Session::new(protocol, &settings, now) }
+                        UdpPeer::new(Session::new(protocol, &settings, now))
                     });
                     if p.session.expired(now) {
                         // A peer silent past the idle timeout starts over, as a new TCP
@@ -804,7 +885,13 @@ async fn udp_loop(shard: Arc<Shard>, protocol: Protocol, settings: Arc<SessionSe
                     // A datagram is complete in itself: nothing after it can finish a
                     // frame it started.
                     p.session.receive(&datagram[..n], true, now, SystemTime::now(), &mut out);
+                    if udp_commands(protocol) {
+                        p.claim(&shard, protocol);
+                    }
                     replies.extend(out.replies.drain(before..).map(|r| (peer, r)));
+                    if p.claim.is_some() && !heard.contains(&peer) {
+                        heard.push(peer);
+                    }
                     last_peer = Some(peer);
                 }
                 Err(e) => debug!(%protocol, error = %e, "UDP receive failed"),
@@ -829,12 +916,31 @@ async fn udp_loop(shard: Arc<Shard>, protocol: Protocol, settings: Arc<SessionSe
         if !deliver(&shard, protocol, Transport::Udp, peer, &mut out).await {
             continue;
         }
-        for (to, reply) in &replies {
-            if let Err(e) = socket.send_to(reply, to).await {
-                debug!(%protocol, peer = %to, error = %e, "UDP reply failed");
+        let acks = replies.len();
+        let mut commands = Vec::new();
+        for addr in &heard {
+            if let Some(p) = peers.get_mut(addr) {
+                commands.push((replies.len(), p.commands(*addr, &mut replies, counters)));
             }
         }
-        counters.delivered(0, replies.len());
+        let mut failed = vec![false; replies.len()];
+        for (i, (to, reply)) in replies.iter().enumerate() {
+            if let Err(e) = socket.send_to(reply, to).await {
+                debug!(%protocol, peer = %to, error = %e, "UDP reply failed");
+                failed[i] = true;
+            }
+        }
+        counters.delivered(0, acks);
+        for (first, written) in commands {
+            for (i, (done, answer)) in written.into_iter().enumerate() {
+                if failed[first + i] {
+                    let _ = done.send(Err(SendError::Closed));
+                } else {
+                    counters.command(true);
+                    let _ = done.send(Ok(answer));
+                }
+            }
+        }
     }
     // Shutdown: every peer's session ends; what it held is reported.
     out.clear();
