@@ -22,6 +22,10 @@ fuzz_target!(|data: &[u8]| {
         let whole = run(input, input.len().max(1), crc);
         assert_eq!(whole, run(input, usize::from(chunk), crc));
         for e in &whole {
+            if let StreamEvent::Record(r) = e {
+                // The hand-written JSON (`Record::write_json`) is serde_json's, on real records.
+                assert_eq!(r.to_json(), serde_json::to_string(r).unwrap());
+            }
             if let StreamEvent::Reply(b) = e {
                 assert!(b.len() >= 6 && (b.starts_with(&[0x78, 0x78]) || b.starts_with(&[0x79, 0x79])));
                 assert!(b.ends_with(&[0x0D, 0x0A]));

@@ -25,6 +25,10 @@ fuzz_target!(|data: &[u8]| {
         let whole = run(input, input.len().max(1), datagram);
         assert_eq!(whole, run(input, usize::from(chunk), datagram));
         for e in &whole {
+            if let StreamEvent::Record(r) = e {
+                // The hand-written JSON (`Record::write_json`) is serde_json's, on real records.
+                assert_eq!(r.to_json(), serde_json::to_string(r).unwrap());
+            }
             if let StreamEvent::Reply(b) = e {
                 assert!(b.len() >= 15 && b[0] == 0x7E && b[b.len() - 1] == 0x7E, "{b:02x?}");
                 Frame::parse(&b[1..b.len() - 1]).expect("a reply is a valid frame");

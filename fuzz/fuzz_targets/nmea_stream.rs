@@ -30,6 +30,8 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(whole, chunked);
     for e in &whole {
         if let StreamEvent::Record(r) = e {
+            // The hand-written JSON (`Record::write_json`) is serde_json's, on real records.
+            assert_eq!(r.to_json(), serde_json::to_string(r).unwrap());
             // Absent fields are omitted, never null. (Checked on the parsed JSON: a device id
             // may well contain the letters "null", which a text search once took for one.)
             let json = r.to_json();

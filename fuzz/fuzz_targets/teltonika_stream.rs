@@ -21,6 +21,10 @@ fuzz_target!(|data: &[u8]| {
     // A count ack (4 bytes) always follows the records it counts.
     let mut records_since_ack = 0u32;
     for e in &whole {
+        if let StreamEvent::Record(r) = e {
+            // The hand-written JSON (`Record::write_json`) is serde_json's, on real records.
+            assert_eq!(r.to_json(), serde_json::to_string(r).unwrap());
+        }
         match e {
             StreamEvent::Record(r) if r.kind == trackgate_codecs::Kind::Position => records_since_ack += 1,
             StreamEvent::Reply(b) if b.len() == 4 => {
