@@ -14,7 +14,10 @@ use serde_json::Value;
 
 pub use crate::time::Timestamp;
 
+mod io;
 mod json;
+
+pub use io::{IoAttributeValue, IoElements};
 
 /// The schema version this crate writes.
 pub const SCHEMA_VERSION: u8 = 1;
@@ -80,8 +83,35 @@ pub enum Kind {
 /// Kept as one vector sorted by key rather than a `BTreeMap`: records carry a handful to a
 /// few dozen attributes, built once and printed once, and a flat vector is one allocation
 /// with no node bookkeeping on the records path (the gateway builds one per frame).
+///
+/// Teltonika's raw IO elements (`io`) are held typed ([`Attributes::io`]) and written as
+/// the JSON object they stand for: as a JSON object they were most of a Teltonika record's
+/// allocations.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Attributes(Vec<(Cow<'static, str>, Value)>);
+pub struct Attributes(Vec<(Cow<'static, str>, Slot)>);
+
+/// What an attribute holds: a JSON value, or (under `io`) typed IO elements. The same size
+/// as a `Value` alone, so no record grows for it.
+#[derive(Debug, Clone, PartialEq)]
+enum Slot {
+    Value(Value),
+    Io(IoElements),
+}
+
+/// One entry of the attributes object, in key order: a JSON value, or the typed IO elements.
+pub(crate) enum Entry<'a> {
+    Value(&'a Value),
+    Io(&'a IoElements),
+}
+
+impl Serialize for Entry<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Entry::Value(v) => v.serialize(s),
+            Entry::Io(io) => io.serialize(s),
+        }
+    }
+}
 
 /// Room the first insert makes, so a typical record's attributes fit without regrowing.
 const ATTRIBUTES_FIRST_CAPACITY: usize = 12;
@@ -111,17 +141,33 @@ impl Attributes {
         }
     }
 
-    /// Sets `key`, replacing any earlier value.
-    pub fn set(&mut self, key: impl Into<Cow<'static, str>>, value: impl Into<Value>) {
-        let key = key.into();
+    fn put(&mut self, key: Cow<'static, str>, slot: Slot) {
         match self.position(&key) {
-            Ok(i) => self.0[i].1 = value.into(),
+            Ok(i) => self.0[i].1 = slot,
             Err(i) => {
                 if self.0.capacity() == 0 {
                     self.0.reserve(ATTRIBUTES_FIRST_CAPACITY);
                 }
-                self.0.insert(i, (key, value.into()));
+                self.0.insert(i, (key, slot));
             }
+        }
+    }
+
+    /// Sets `key`, replacing any earlier value (for `io`, typed IO elements too).
+    pub fn set(&mut self, key: impl Into<Cow<'static, str>>, value: impl Into<Value>) {
+        self.put(key.into(), Slot::Value(value.into()));
+    }
+
+    /// Sets `io` to typed IO elements, replacing any earlier value.
+    pub fn set_io(&mut self, io: IoElements) {
+        self.put(Cow::Borrowed(IO), Slot::Io(io));
+    }
+
+    /// The typed IO elements (Teltonika's `io`); [`Attributes::get`] does not see them.
+    pub fn io(&self) -> Option<&IoElements> {
+        match self.position(IO).ok().map(|i| &self.0[i].1) {
+            Some(Slot::Io(io)) => Some(io),
+            _ => None,
         }
     }
 
@@ -145,39 +191,78 @@ impl Attributes {
         }
     }
 
+    /// The JSON value of `key`. Typed IO elements are read with [`Attributes::io`]: there
+    /// is no JSON value of them to borrow.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.position(key).ok().map(|i| &self.0[i].1)
+        match self.position(key).ok().map(|i| &self.0[i].1) {
+            Some(Slot::Value(v)) => Some(v),
+            _ => None,
+        }
     }
 
+    /// Removes `key` and returns its JSON value (typed IO elements as their JSON object).
     pub fn remove(&mut self, key: &str) -> Option<Value> {
-        self.position(key).ok().map(|i| self.0.remove(i).1)
+        self.position(key).ok().map(|i| match self.0.remove(i).1 {
+            Slot::Value(v) => v,
+            Slot::Io(io) => io.to_value(),
+        })
     }
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
+    /// Keys, typed IO elements included.
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
-    /// In key order.
+    /// The JSON values in key order; typed IO elements are not among them (see
+    /// [`Attributes::io`]).
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
-        self.0.iter().map(|(k, v)| (k.as_ref(), v))
+        self.0.iter().filter_map(|(k, slot)| match slot {
+            Slot::Value(v) => Some((k.as_ref(), v)),
+            Slot::Io(_) => None,
+        })
+    }
+
+    /// Every key in order with what the JSON object holds for it.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (&str, Entry<'_>)> {
+        self.0.iter().map(|(k, slot)| {
+            let entry = match slot {
+                Slot::Value(v) => Entry::Value(v),
+                Slot::Io(io) => Entry::Io(io),
+            };
+            (k.as_ref(), entry)
+        })
     }
 }
 
+/// The key typed IO elements are written under.
+const IO: &str = "io";
+
 impl Serialize for Attributes {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+        serializer.collect_map(self.entries())
     }
 }
 
 impl<'de> Deserialize<'de> for Attributes {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         // Through a map: sorted, and a key given twice keeps its last value, as before.
-        let map = BTreeMap::<Cow<'static, str>, Value>::deserialize(deserializer)?;
-        Ok(Attributes(map.into_iter().collect()))
+        let mut map = BTreeMap::<Cow<'static, str>, Value>::deserialize(deserializer)?;
+        // An `io` this crate writes comes back typed, so a record read back equals the one
+        // written; any other `io` stays a JSON value.
+        let io = map.remove(IO).map(|v| match IoElements::from_value(&v) {
+            Some(io) => Slot::Io(io),
+            None => Slot::Value(v),
+        });
+        let mut items: Vec<(Cow<'static, str>, Slot)> = map.into_iter().map(|(k, v)| (k, Slot::Value(v))).collect();
+        if let Some(io) = io {
+            let at = items.partition_point(|(k, _)| k.as_ref() < IO);
+            items.insert(at, (Cow::Borrowed(IO), io));
+        }
+        Ok(Attributes(items))
     }
 }
 
@@ -450,13 +535,19 @@ mod tests {
             proptest::option::of(any::<u32>()),
             proptest::option::of(float()),
         );
-        let rest =
-            (proptest::collection::vec(text(), 0..4), proptest::collection::vec((text(), value()), 0..8), any::<u8>());
+        let io_value =
+            prop_oneof![any::<u64>().prop_map(IoAttributeValue::Unsigned), text().prop_map(IoAttributeValue::Hex),];
+        let rest = (
+            proptest::collection::vec(text(), 0..4),
+            proptest::collection::vec((prop_oneof![Just("io".to_owned()), text()], value()), 0..8),
+            any::<u8>(),
+            proptest::option::of(proptest::collection::vec((any::<u16>(), io_value), 0..10)),
+        );
         (head, fix, rest).prop_map(
             |(
                 (protocol, kind, message_type, device_id, seq, received_at, fix_time, valid),
                 (latitude, longitude, altitude_m, speed_kmh, course_deg, satellites, hdop),
-                (alarms, attributes, schema),
+                (alarms, attributes, schema, io),
             )| {
                 let mut r = Record::new(protocol, kind, message_type);
                 r.schema = schema;
@@ -473,6 +564,10 @@ mod tests {
                 r.satellites = satellites;
                 r.hdop = hdop;
                 r.alarms = alarms.into_iter().map(Cow::Owned).collect();
+                if let Some(io) = io {
+                    r.attributes.set_io(IoElements::new(io));
+                }
+                // After the typed `io` as well as before: a JSON `io` set later replaces it.
                 for (k, v) in attributes {
                     r.attributes.set(k, v);
                 }
@@ -494,7 +589,36 @@ mod tests {
             prop_assert_eq!(&ours[..6], b"[kept]", "appends, does not replace");
             let json = r.to_json();
             prop_assert_eq!(json.as_bytes(), &theirs[..]);
+            // The attributes in key order, typed `io` in its place: as a sorted map prints them.
+            let sorted = serde_json::to_string(&serde_json::to_value(&r.attributes).unwrap()).unwrap();
+            prop_assert_eq!(serde_json::to_string(&r.attributes).unwrap(), sorted);
         }
+    }
+
+    /// Typed IO elements take `io`'s place in the JSON, replace and are replaced by a JSON
+    /// `io`, and come back typed from the JSON.
+    #[test]
+    fn typed_io_is_the_io_attribute() {
+        let mut r = Record::new(Protocol::Teltonika, Kind::Position, "0x08");
+        r.attributes.set("ignition", true);
+        r.attributes.set("priority", 1);
+        r.attributes.set("io", 5);
+        let io = IoElements::new(vec![(239, IoAttributeValue::Unsigned(1)), (10, IoAttributeValue::Hex("ab".into()))]);
+        r.attributes.set_io(io.clone());
+        assert_eq!(r.attributes.get("io"), None, "the JSON io was replaced");
+        assert_eq!(r.attributes.len(), 3);
+        let json = r.to_json();
+        assert!(json.ends_with(r#""attributes":{"ignition":true,"io":{"10":"ab","239":1},"priority":1}}"#), "{json}");
+        assert_eq!(serde_json::to_string(&r).unwrap(), json);
+        let back: Record = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, r);
+        assert_eq!(back.attributes.io(), Some(&io));
+        r.attributes.set("io", "text");
+        assert_eq!(r.attributes.io(), None);
+        assert!(r.to_json().contains(r#""io":"text""#));
+        r.attributes.set_io(io.clone());
+        assert_eq!(r.attributes.remove("io"), Some(io.to_value()));
+        assert_eq!(r.attributes.len(), 2);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use super::{Attributes, Kind, Record};
+use super::{Attributes, Entry, IoAttributeValue, IoElements, Kind, Record};
 use crate::time::Timestamp;
 
 impl Kind {
@@ -116,13 +116,30 @@ impl Record {
 
 fn write_attributes(out: &mut Vec<u8>, attributes: &Attributes) {
     out.push(b'{');
-    for (i, (key, value)) in attributes.iter().enumerate() {
+    for (i, (key, entry)) in attributes.entries().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         write_str(out, key);
         out.push(b':');
-        write_value(out, value);
+        match entry {
+            Entry::Value(value) => write_value(out, value),
+            Entry::Io(io) => write_io(out, io),
+        }
+    }
+    out.push(b'}');
+}
+
+fn write_io(out: &mut Vec<u8>, io: &IoElements) {
+    out.push(b'{');
+    for (i, (id, element)) in io.iter().enumerate() {
+        out.extend_from_slice(if i > 0 { b",\"" } else { b"\"" });
+        write_int(out, id);
+        out.extend_from_slice(b"\":");
+        match element {
+            IoAttributeValue::Unsigned(n) => write_int(out, *n),
+            IoAttributeValue::Hex(h) => write_str(out, h),
+        }
     }
     out.push(b'}');
 }

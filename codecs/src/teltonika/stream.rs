@@ -5,8 +5,6 @@
 
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
-
 use super::avl::{AvlData, IoValue, RecordView};
 use super::frame::{frame_kind, TcpFrameKind, TcpFramer, HEADER_LEN};
 use super::{
@@ -14,7 +12,7 @@ use super::{
     IMEI_ACCEPT, IMEI_REJECT,
 };
 use crate::framing::{Framer, Framing, Reject, RejectKind};
-use crate::record::{Kind, Protocol, Record, Timestamp};
+use crate::record::{IoAttributeValue, IoElements, Kind, Protocol, Record, Timestamp};
 use crate::stream::{Downlink, DownlinkError, FramedCommand, RecordDecoder, SkippedRun, StreamEvent};
 use crate::wire::hex::to_hex;
 
@@ -161,19 +159,16 @@ impl TeltonikaDecoder {
         r.attributes.set("priority", v.priority);
         r.attributes.set("event_io_id", v.event_io_id);
         r.attributes.set_opt("generation_type", v.generation_type);
-        // Collected, then built into the map in one go: the map sorts once and fills its
-        // nodes in order, where an insert per element searched and split them. The map's
-        // keys are the ids in decimal, ordered as text ("10" before "2"); sorting first by
-        // an integer with the same order leaves the map's own sort a single pass, where
-        // comparing the strings was a tenth of a record's instructions.
-        let mut io: Vec<(u64, Value)> = Vec::with_capacity(v.io_elements() as usize);
+        // Collected, then kept typed (`IoElements`): one vector, where a JSON map cost a
+        // string per id and its nodes.
+        let mut io: Vec<(u16, IoAttributeValue)> = Vec::with_capacity(v.io_elements() as usize);
         let (mut iccid1, mut iccid2) = (None, None);
         v.for_each_io(|e| {
             let value = match e.value {
-                IoValue::Bytes(b) => Value::from(to_hex(b)),
-                other => Value::from(other.as_u64().unwrap_or(0)),
+                IoValue::Bytes(b) => IoAttributeValue::Hex(to_hex(b)),
+                other => IoAttributeValue::Unsigned(other.as_u64().unwrap_or(0)),
             };
-            io.push((decimal_key(e.id), value));
+            io.push((e.id, value));
             // The well-known ids of the FMB/FMC/FMM families (teltonika.md §3.2), named only
             // when the value has the width the AVL table gives them: other families reuse
             // ids. The raw map above stays complete whatever is named here.
@@ -200,10 +195,8 @@ impl TeltonikaDecoder {
             (Some(a), None) => r.attributes.set("iccid", a.to_string()),
             _ => {}
         }
-        // Stable: a repeated id keeps its last value, as inserting one by one did.
-        io.sort_by_key(|&(key, _)| key);
-        let io = io.into_iter().map(|(key, value)| (key_text(key), value));
-        r.attributes.set("io", Value::Object(io.collect::<Map<String, Value>>()));
+        // A repeated id keeps its last value, as inserting one by one into a map did.
+        r.attributes.set_io(IoElements::new(io));
         r
     }
 
@@ -244,31 +237,6 @@ impl TeltonikaDecoder {
         }
         self.data_field(packet.data, Some(&packet), out)
     }
-}
-
-/// `n`'s decimal digits left-aligned in an integer, the bytes after them zero: ordered as
-/// the text orders ("1" < "10" < "100" < "2", zero being below any digit), and holding the
-/// text ([`key_text`]).
-fn decimal_key(n: u16) -> u64 {
-    let mut digits = [0u8; 5];
-    let mut len = 0;
-    let mut rest = n;
-    loop {
-        digits[len] = b'0' + (rest % 10) as u8;
-        len += 1;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    digits[..len].reverse();
-    let [a, b, c, d, e] = digits;
-    u64::from_be_bytes([0, 0, 0, a, b, c, d, e])
-}
-
-/// The decimal text a [`decimal_key`] holds.
-fn key_text(key: u64) -> String {
-    key.to_be_bytes().iter().filter(|&&b| b != 0).map(|&b| char::from(b)).collect()
 }
 
 impl RecordDecoder for TeltonikaDecoder {
@@ -345,27 +313,5 @@ impl RecordDecoder for TeltonikaDecoder {
         }
         self.offset += pos as u64;
         pos
-    }
-}
-
-#[cfg(test)]
-mod order_tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    proptest! {
-        /// The key's order is the text's order, and the text it holds is `to_string`'s.
-        #[test]
-        fn decimal_keys_order_as_their_text(a: u16, b: u16) {
-            prop_assert_eq!(key_text(decimal_key(a)), a.to_string());
-            prop_assert_eq!(decimal_key(a).cmp(&decimal_key(b)), a.to_string().cmp(&b.to_string()));
-        }
-    }
-
-    #[test]
-    fn edges_of_the_order() {
-        let mut ids = [2u16, 100, 1, 10, 0, 65535, 9, 99, 6553];
-        ids.sort_by_key(|&n| decimal_key(n));
-        assert_eq!(ids, [0, 1, 10, 100, 2, 6553, 65535, 9, 99]);
     }
 }

@@ -2,7 +2,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::framing::{Framer, Framing, RejectKind};
-use crate::record::Kind;
+use crate::record::{IoAttributeValue, Kind};
 use crate::stream::{decode_in_reads, RecordDecoder, Replay, StreamEvent};
 use crate::test_support::{hex, records, replies};
 
@@ -46,7 +46,8 @@ fn handshake_then_codec8_gives_login_records_and_byte_exact_acks() {
     let r = rs[1];
     assert_eq!(r.fix_time.unwrap().to_string(), "2019-06-10T10:04:46.000Z");
     assert_eq!((r.valid, r.latitude, r.longitude, r.satellites), (Some(false), None, None, Some(0)));
-    assert_eq!(r.attributes.get("io"), Some(&serde_json::json!({"21": 3, "1": 1, "66": 24079, "241": 24602, "78": 0})));
+    let io = r.attributes.io().unwrap().to_value();
+    assert_eq!(io, serde_json::json!({"21": 3, "1": 1, "66": 24079, "241": 24602, "78": 0}));
     assert_eq!(r.attributes.get("power_v"), Some(&24.079.into()));
     assert_eq!(r.attributes.get("priority"), Some(&1.into()));
     assert_eq!(r.attributes.get("ibutton"), None, "iButton 0 is no key");
@@ -72,8 +73,8 @@ fn codec8e_variable_length_element_is_hex() {
     assert_eq!((r.latitude, r.longitude), (Some(54.70086), Some(25.25975)));
     assert_eq!(r.attributes.get("event_io_id"), Some(&10831.into()));
     assert_eq!(
-        r.attributes.get("io").unwrap()["10831"],
-        serde_json::json!("011c0001a40110eb47706aa38255aa96f21a154e2d00550d01000e020bd6")
+        r.attributes.io().unwrap().get(10831),
+        Some(&IoAttributeValue::Hex("011c0001a40110eb47706aa38255aa96f21a154e2d00550d01000e020bd6".into()))
     );
     assert_eq!(replies(&ev), [vec![0, 0, 0, 1]]);
 }
@@ -117,8 +118,11 @@ fn io_object_orders_ids_as_text_and_keeps_a_repeated_ids_last_value() {
         ..AvlRecord::default()
     };
     let r = records(&decode_all(&mut TeltonikaDecoder::tcp(), &avl_packet(CODEC_8E, &[rec])))[0].clone();
-    let io = serde_json::to_string(r.attributes.get("io").unwrap()).unwrap();
+    let io = serde_json::to_string(r.attributes.io().unwrap()).unwrap();
     assert_eq!(io, r#"{"10":8,"100":300,"2":7,"239":0}"#);
+    // In the record's own JSON, in `io`'s place among the other attributes.
+    let json = r.to_json();
+    assert!(json.contains(r#""ignition":false,"io":{"10":8,"100":300,"2":7,"239":0},"priority""#), "{json}");
     assert_eq!(r.attributes.get("ignition"), Some(&false.into()));
 }
 

@@ -1,0 +1,184 @@
+//! Teltonika's raw IO elements, the record's `attributes.io`: kept as ids and values, not as
+//! a JSON object. As a `serde_json` map every element cost a `String` for its key and the
+//! map its nodes, most of a Teltonika record's allocations; here the elements are one
+//! vector, and the JSON text is written from it.
+
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value};
+
+/// One IO element's value as the contract writes it: an unsigned integer, or, for the
+/// variable-length elements, lowercase hex.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IoAttributeValue {
+    Unsigned(u64),
+    Hex(String),
+}
+
+impl IoAttributeValue {
+    fn to_value(&self) -> Value {
+        match self {
+            IoAttributeValue::Unsigned(n) => Value::from(*n),
+            IoAttributeValue::Hex(h) => Value::from(h.as_str()),
+        }
+    }
+}
+
+impl Serialize for IoAttributeValue {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            IoAttributeValue::Unsigned(n) => s.serialize_u64(*n),
+            IoAttributeValue::Hex(h) => s.serialize_str(h),
+        }
+    }
+}
+
+/// The IO elements by id, in the order the JSON object's keys take (the ids' decimal text
+/// sorted as text: "1" < "10" < "2"), one value per id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IoElements(Vec<(u16, IoAttributeValue)>);
+
+impl IoElements {
+    /// From elements in any order; an id given twice keeps its last value.
+    pub fn new(mut elements: Vec<(u16, IoAttributeValue)>) -> Self {
+        // Stable, so the last of a repeated id is the last of its run.
+        elements.sort_by_key(|(id, _)| decimal_key(*id));
+        let mut kept: Vec<(u16, IoAttributeValue)> = Vec::with_capacity(elements.len());
+        for (id, value) in elements {
+            match kept.last_mut() {
+                Some(last) if last.0 == id => last.1 = value,
+                _ => kept.push((id, value)),
+            }
+        }
+        IoElements(kept)
+    }
+
+    pub fn get(&self, id: u16) -> Option<&IoAttributeValue> {
+        self.0.binary_search_by_key(&decimal_key(id), |(k, _)| decimal_key(*k)).ok().map(|i| &self.0[i].1)
+    }
+
+    /// In the JSON object's key order.
+    pub fn iter(&self) -> impl Iterator<Item = (u16, &IoAttributeValue)> {
+        self.0.iter().map(|(id, v)| (*id, v))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The JSON object `attributes.io` is.
+    pub fn to_value(&self) -> Value {
+        Value::Object(self.0.iter().map(|(id, v)| (id.to_string(), v.to_value())).collect::<Map<String, Value>>())
+    }
+
+    /// The elements a JSON object holds, if it is one this type writes: keys the decimal
+    /// text of a `u16` (no sign, no leading zero), values unsigned integers or strings.
+    pub fn from_value(value: &Value) -> Option<Self> {
+        let Value::Object(map) = value else { return None };
+        let mut elements = Vec::with_capacity(map.len());
+        for (key, v) in map {
+            let id: u16 = key.parse().ok()?;
+            if id.to_string() != *key {
+                return None;
+            }
+            let v = match v {
+                Value::Number(n) => IoAttributeValue::Unsigned(n.as_u64()?),
+                Value::String(s) => IoAttributeValue::Hex(s.clone()),
+                _ => return None,
+            };
+            elements.push((id, v));
+        }
+        Some(IoElements::new(elements))
+    }
+}
+
+impl Serialize for IoElements {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (id, v) in &self.0 {
+            // As text: JSON object keys are strings (serde_json would quote a number too,
+            // other formats might not).
+            map.serialize_entry(itoa::Buffer::new().format(*id), v)?;
+        }
+        map.end()
+    }
+}
+
+/// `n`'s decimal digits left-aligned in an integer, the bytes after them zero: ordered as
+/// the text orders ("1" < "10" < "100" < "2", zero being below any digit).
+pub(crate) fn decimal_key(n: u16) -> u64 {
+    let mut digits = [0u8; 5];
+    let mut len = 0;
+    let mut rest = n;
+    loop {
+        digits[len] = b'0' + (rest % 10) as u8;
+        len += 1;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    digits[..len].reverse();
+    let [a, b, c, d, e] = digits;
+    u64::from_be_bytes([0, 0, 0, a, b, c, d, e])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn element() -> impl Strategy<Value = IoAttributeValue> {
+        prop_oneof![any::<u64>().prop_map(IoAttributeValue::Unsigned), "[0-9a-f]{0,8}".prop_map(IoAttributeValue::Hex)]
+    }
+
+    proptest! {
+        /// The key's order is the text's order.
+        #[test]
+        fn decimal_keys_order_as_their_text(a: u16, b: u16) {
+            prop_assert_eq!(decimal_key(a).cmp(&decimal_key(b)), a.to_string().cmp(&b.to_string()));
+        }
+
+        /// The elements behave as the JSON map they replace, inserted one by one (a repeated
+        /// id keeps its last value), and come back from it.
+        #[test]
+        fn io_elements_are_the_json_object(
+            elements in proptest::collection::vec((prop_oneof![0u16..20, any::<u16>()], element()), 0..24)
+        ) {
+            let mut model = Map::new();
+            for (id, v) in &elements {
+                model.insert(id.to_string(), v.to_value());
+            }
+            let io = IoElements::new(elements.clone());
+            prop_assert_eq!(io.to_value(), Value::Object(model.clone()));
+            prop_assert_eq!(serde_json::to_string(&io).unwrap(), serde_json::to_string(&model).unwrap());
+            prop_assert_eq!(IoElements::from_value(&io.to_value()), Some(io.clone()));
+            for (id, _) in &elements {
+                let got = io.get(*id).map(IoAttributeValue::to_value);
+                prop_assert_eq!(got.as_ref(), model.get(&id.to_string()));
+            }
+        }
+    }
+
+    #[test]
+    fn edges_of_the_order_and_what_is_not_io() {
+        let mut ids = [2u16, 100, 1, 10, 0, 65535, 9, 99, 6553];
+        ids.sort_by_key(|&n| decimal_key(n));
+        assert_eq!(ids, [0, 1, 10, 100, 2, 6553, 65535, 9, 99]);
+        for other in [
+            serde_json::json!({"01": 1}),
+            serde_json::json!({"65536": 1}),
+            serde_json::json!({"-1": 1}),
+            serde_json::json!({"1": -1}),
+            serde_json::json!({"1": 1.5}),
+            serde_json::json!({"1": true}),
+            serde_json::json!([1]),
+        ] {
+            assert_eq!(IoElements::from_value(&other), None, "{other}");
+        }
+    }
+}
