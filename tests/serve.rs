@@ -561,12 +561,19 @@ fn a_held_command_reaches_the_device_when_it_logs_in() {
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("did not connect"), "{body}");
 
+    let device_status = |token| {
+        let (code, body) = http(endpoint, "GET", "/devices/gt06/123456789012345", token, "");
+        (code, serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default())
+    };
+    assert_eq!(device_status(None).0, 401, "who is online is behind the token");
+    assert_eq!(device_status(Some(token)), (200, serde_json::json!({"connected": false, "held_commands": 0})));
     let request = std::thread::spawn(move || http(endpoint, "POST", &format!("{path}?hold=60"), Some(token), "WHERE#"));
     let deadline = Instant::now() + Duration::from_secs(60);
     while gw.metric("trackgate_devices_with_held_commands") != 1 {
         assert!(Instant::now() < deadline, "the command was never held");
         std::thread::sleep(Duration::from_millis(10));
     }
+    assert_eq!(device_status(Some(token)).1["held_commands"], 1);
     let mut device = TcpStream::connect(gw.tcp).unwrap();
     device.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     device.write_all(&unhex(GT06_LOGIN)).unwrap();
@@ -579,6 +586,8 @@ fn a_held_command_reaches_the_device_when_it_logs_in() {
     let written: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(written, serde_json::json!({"result": "written", "answer": {"server_flag": 1}}));
     assert_eq!(gw.metric("trackgate_devices_with_held_commands"), 0);
+    let connected = serde_json::json!({"connected": true, "transport": "tcp", "held_commands": 0});
+    assert_eq!(device_status(Some(token)), (200, connected));
     let (code, _) = gw.stop();
     assert_eq!(code, Some(0));
     std::fs::remove_dir_all(&dir).unwrap();
@@ -624,6 +633,9 @@ fn a_jt808_command_reaches_a_udp_terminal_after_its_next_datagram() {
     assert_eq!(status, 200, "{body}");
     let written: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(written["answer"]["reply_serial"], platform_serial);
+    let (code, status) = http(endpoint, "GET", "/devices/jt808/14130567872", Some(token), "");
+    assert_eq!(code, 200, "{status}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&status).unwrap()["transport"], "udp");
     // The answer: 0x0201 with the reply serial and a location block.
     let location = "00000000 00040001 005DE1F7 065C6CEF 0000 0000 0000 170117100442";
     let answer = format!("0201 001E 014130567872 {serial:04X} {platform_serial:04X} {location}");

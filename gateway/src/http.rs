@@ -22,6 +22,9 @@
 //! closed first, `401` without the right token. The device's answer arrives through the
 //! sink as a `command_response` record.
 //!
+//! `GET /devices/<protocol>/<device id>` (with the token) answers whether the device is
+//! connected: `{"connected":true,"transport":"tcp","held_commands":0}`.
+//!
 //! `?hold=<seconds>` holds a command for a device that is not connected (instead of `404`):
 //! it is written once the device connects and identifies itself, and the request answers as
 //! above if that happens within its wait, `404` if the hold runs out first
@@ -192,8 +195,12 @@ async fn answer(stream: &mut tokio::net::TcpStream, endpoint: &Endpoint) -> io::
                 Err(response) => response,
             }
         }
+        (b"GET", path) if path.starts_with(b"/devices/") => device_status(endpoint, &request),
         (b"GET", _) => text("404 Not Found", "try /metrics"),
-        _ => text("405 Method Not Allowed", "GET /metrics, /healthz; POST /devices/<protocol>/<id>/commands"),
+        _ => text(
+            "405 Method Not Allowed",
+            "GET /metrics, /healthz, /devices/<protocol>/<id>; POST /devices/<protocol>/<id>/commands",
+        ),
     };
     let (status, content_type, body) = response;
     let response = format!(
@@ -229,14 +236,49 @@ async fn command_body(
     Ok(Ok(()))
 }
 
-/// `POST /devices/<protocol>/<device id>/commands`.
-async fn command(endpoint: &Endpoint, request: &Request<'_>, body: &[u8]) -> Response {
+/// The token check of the `/devices/` endpoints: `None` when the request may go on.
+fn refused(endpoint: &Endpoint, request: &Request<'_>) -> Option<Response> {
     let Some(token) = &endpoint.commands else {
-        return text("404 Not Found", "commands are off (no commands token is configured)");
+        return Some(text("404 Not Found", "commands are off (no commands token is configured)"));
     };
     let presented = request.authorization.and_then(|a| a.strip_prefix(b"Bearer ")).unwrap_or_default();
     if !token.matches(presented.trim_ascii()) {
-        return text("401 Unauthorized", "a command needs 'Authorization: Bearer <the commands token>'");
+        return Some(text("401 Unauthorized", "this needs 'Authorization: Bearer <the commands token>'"));
+    }
+    None
+}
+
+/// `GET /devices/<protocol>/<device id>`: whether the device is connected (and how), and
+/// the commands held for it. Behind the commands token: which devices are online is
+/// personal data.
+fn device_status(endpoint: &Endpoint, request: &Request<'_>) -> Response {
+    if let Some(response) = refused(endpoint, request) {
+        return response;
+    }
+    let target = std::str::from_utf8(request.path).unwrap_or_default();
+    let parts: Vec<&str> = target.trim_start_matches('/').split('/').collect();
+    let (protocol, device_id) = match parts[..] {
+        ["devices", protocol, device_id] if !device_id.is_empty() => (protocol, device_id),
+        _ => return text("404 Not Found", "GET /devices/<protocol>/<device id>"),
+    };
+    let protocol: Protocol = match protocol.parse() {
+        Ok(p) => p,
+        Err(e) => return text("400 Bad Request", e),
+    };
+    let status = endpoint.registry.status(protocol, device_id);
+    let body = match status.connected {
+        Some(transport) => {
+            serde_json::json!({"connected": true, "transport": transport, "held_commands": status.held})
+        }
+        None => serde_json::json!({"connected": false, "held_commands": status.held}),
+    };
+    json("200 OK", &body)
+}
+
+/// `POST /devices/<protocol>/<device id>/commands`.
+async fn command(endpoint: &Endpoint, request: &Request<'_>, body: &[u8]) -> Response {
+    if let Some(response) = refused(endpoint, request) {
+        return response;
     }
     let target = std::str::from_utf8(request.path).unwrap_or_default();
     let parts: Vec<&str> = target.trim_start_matches('/').split('/').collect();

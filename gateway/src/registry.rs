@@ -125,6 +125,15 @@ struct Holder {
     udp: bool,
 }
 
+/// What [`Registry::status`] tells of a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceStatus {
+    /// `"tcp"` or `"udp"` while a connection or a UDP peer holds the device.
+    pub connected: Option<&'static str>,
+    /// Commands held for the device until it connects.
+    pub held: usize,
+}
+
 /// A command held until its device connects.
 struct Held {
     id: u64,
@@ -378,6 +387,26 @@ impl Registry {
         }
         list.push(Held { id, queued, until: now + hold });
         Ok(Some(id))
+    }
+
+    /// Where the device is: whether a connection (or a UDP peer) holds it, and how many
+    /// commands are held for it while it is not connected.
+    pub fn status(&self, protocol: Protocol, device_id: &str) -> DeviceStatus {
+        let key = (protocol, Box::<str>::from(device_id));
+        let mut inner = self.lock();
+        let connected = inner.devices.get(&key).map(|h| if h.udp { "udp" } else { "tcp" });
+        let now = Instant::now();
+        let held = match inner.held.get_mut(&key) {
+            Some(list) => {
+                expire(list, now);
+                list.len()
+            }
+            None => 0,
+        };
+        if held == 0 {
+            inner.held.remove(&key);
+        }
+        DeviceStatus { connected, held }
     }
 
     /// Devices with commands held for them (some may have expired, not yet swept).
