@@ -441,19 +441,7 @@ async fn send_commands(
     counters: &metrics::Listener,
 ) -> Result<(), CloseReason> {
     let mut frames = Vec::new();
-    let mut written = Vec::new();
-    for queued in control.take_commands() {
-        match session.command(&queued.command) {
-            Ok(framed) => {
-                frames.extend_from_slice(&framed.bytes);
-                written.push((queued.done, framed.answer));
-            }
-            Err(e) => {
-                counters.command(false);
-                let _ = queued.done.send(Err(SendError::Refused(e)));
-            }
-        }
-    }
+    let written = frame_commands(control, session, counters, |bytes| frames.extend_from_slice(&bytes));
     if frames.is_empty() {
         return Ok(());
     }
@@ -464,6 +452,31 @@ async fn send_commands(
         let _ = done.send(Ok(answer));
     }
     Ok(())
+}
+
+/// Frames the commands queued at `control` through the device's session, handing each
+/// one's bytes to `out` in order; a refused command's caller hears why at once. Returns,
+/// in the same order, who to tell once the bytes are out.
+fn frame_commands(
+    control: &Control,
+    session: &mut Session,
+    counters: &metrics::Listener,
+    mut out: impl FnMut(Vec<u8>),
+) -> Vec<(CommandDone, Option<AnswerMatch>)> {
+    let mut written = Vec::new();
+    for queued in control.take_commands() {
+        match session.command(&queued.command) {
+            Ok(framed) => {
+                out(framed.bytes);
+                written.push((queued.done, framed.answer));
+            }
+            Err(e) => {
+                counters.command(false);
+                let _ = queued.done.send(Err(SendError::Refused(e)));
+            }
+        }
+    }
+    written
 }
 
 /// Writes to a device that may not be reading. Once the device's window and the socket's
@@ -770,20 +783,7 @@ impl UdpPeer {
         counters: &metrics::Listener,
     ) -> Vec<(CommandDone, Option<AnswerMatch>)> {
         let Some(claim) = &self.claim else { return Vec::new() };
-        let mut written = Vec::new();
-        for queued in claim.control.take_commands() {
-            match self.session.command(&queued.command) {
-                Ok(framed) => {
-                    replies.push((to, framed.bytes));
-                    written.push((queued.done, framed.answer));
-                }
-                Err(e) => {
-                    counters.command(false);
-                    let _ = queued.done.send(Err(SendError::Refused(e)));
-                }
-            }
-        }
-        written
+        frame_commands(&claim.control, &mut self.session, counters, |bytes| replies.push((to, bytes)))
     }
 }
 
