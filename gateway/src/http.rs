@@ -248,6 +248,18 @@ fn refused(endpoint: &Endpoint, request: &Request<'_>) -> Option<Response> {
     None
 }
 
+/// The protocol and device id of `/devices/<protocol>/<device id><suffix>`, or the answer
+/// for a path that is not one (`usage` says what is).
+fn device_path<'a>(path: &'a [u8], suffix: &str, usage: &'static str) -> Result<(Protocol, &'a str), Response> {
+    let not_found = || text("404 Not Found", usage);
+    let path = std::str::from_utf8(path).map_err(|_| not_found())?;
+    let target = path.strip_prefix("/devices/").and_then(|t| t.strip_suffix(suffix)).ok_or_else(not_found)?;
+    let (protocol, device_id) =
+        target.split_once('/').filter(|(_, id)| !id.is_empty() && !id.contains('/')).ok_or_else(not_found)?;
+    let protocol = protocol.parse().map_err(|e: String| text("400 Bad Request", e))?;
+    Ok((protocol, device_id))
+}
+
 /// `GET /devices/<protocol>/<device id>`: whether the device is connected (and how), and
 /// the commands held for it. Behind the commands token: which devices are online is
 /// personal data.
@@ -255,15 +267,9 @@ fn device_status(endpoint: &Endpoint, request: &Request<'_>) -> Response {
     if let Some(response) = refused(endpoint, request) {
         return response;
     }
-    let target = std::str::from_utf8(request.path).unwrap_or_default();
-    let parts: Vec<&str> = target.trim_start_matches('/').split('/').collect();
-    let (protocol, device_id) = match parts[..] {
-        ["devices", protocol, device_id] if !device_id.is_empty() => (protocol, device_id),
-        _ => return text("404 Not Found", "GET /devices/<protocol>/<device id>"),
-    };
-    let protocol: Protocol = match protocol.parse() {
-        Ok(p) => p,
-        Err(e) => return text("400 Bad Request", e),
+    let (protocol, device_id) = match device_path(request.path, "", "GET /devices/<protocol>/<device id>") {
+        Ok(target) => target,
+        Err(response) => return response,
     };
     let status = endpoint.registry.status(protocol, device_id);
     let body = match status.connected {
@@ -280,15 +286,10 @@ async fn command(endpoint: &Endpoint, request: &Request<'_>, body: &[u8]) -> Res
     if let Some(response) = refused(endpoint, request) {
         return response;
     }
-    let target = std::str::from_utf8(request.path).unwrap_or_default();
-    let parts: Vec<&str> = target.trim_start_matches('/').split('/').collect();
-    let (protocol, device_id) = match parts[..] {
-        ["devices", protocol, device_id, "commands"] if !device_id.is_empty() => (protocol, device_id),
-        _ => return text("404 Not Found", "POST /devices/<protocol>/<device id>/commands"),
-    };
-    let protocol: Protocol = match protocol.parse() {
-        Ok(p) => p,
-        Err(e) => return text("400 Bad Request", e),
+    let usage = "POST /devices/<protocol>/<device id>/commands";
+    let (protocol, device_id) = match device_path(request.path, "/commands", usage) {
+        Ok(target) => target,
+        Err(response) => return response,
     };
     let command = if protocol == Protocol::Jt808 {
         // JT808 commands are typed: the body names one in JSON (`jt808::Command`).
@@ -357,6 +358,25 @@ fn hold_of(query: &[u8]) -> Result<Option<Duration>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_paths_name_a_protocol_and_one_device() {
+        fn status(path: &'static str, suffix: &str) -> Result<(Protocol, &'static str), &'static str> {
+            device_path(path.as_bytes(), suffix, "usage").map_err(|r| r.0)
+        }
+        assert_eq!(status("/devices/gt06/123/commands", "/commands"), Ok((Protocol::Gt06, "123")));
+        assert_eq!(status("/devices/jt808/14130567872", ""), Ok((Protocol::Jt808, "14130567872")));
+        for (path, suffix) in [
+            ("/devices/gt06/123/commands", ""),
+            ("/devices/gt06/", ""),
+            ("/devices/gt06/123", "/commands"),
+            ("/devices/gt06//commands", "/commands"),
+            ("/device/gt06/123", ""),
+        ] {
+            assert_eq!(status(path, suffix), Err("404 Not Found"), "{path}");
+        }
+        assert_eq!(status("/devices/traccar/1", ""), Err("400 Bad Request"));
+    }
 
     #[test]
     fn heads_are_read_case_blind_and_tokens_compared_whole() {

@@ -885,9 +885,7 @@ async fn udp_loop(shard: Arc<Shard>, protocol: Protocol, settings: Arc<SessionSe
                     // A datagram is complete in itself: nothing after it can finish a
                     // frame it started.
                     p.session.receive(&datagram[..n], true, now, SystemTime::now(), &mut out);
-                    if udp_commands(protocol) {
-                        p.claim(&shard, protocol);
-                    }
+                    p.claim(&shard, protocol);
                     replies.extend(out.replies.drain(before..).map(|r| (peer, r)));
                     if p.claim.is_some() && !heard.contains(&peer) {
                         heard.push(peer);
