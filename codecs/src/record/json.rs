@@ -97,14 +97,8 @@ impl Record {
             write_f64(out, *v);
         }
         if !alarms.is_empty() {
-            out.extend_from_slice(b",\"alarms\":[");
-            for (i, alarm) in alarms.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_str(out, alarm);
-            }
-            out.push(b']');
+            out.extend_from_slice(b",\"alarms\":");
+            write_list(out, *b"[]", alarms, |out, alarm| write_str(out, alarm));
         }
         if !attributes.is_empty() {
             out.extend_from_slice(b",\"attributes\":");
@@ -114,34 +108,51 @@ impl Record {
     }
 }
 
-fn write_attributes(out: &mut Vec<u8>, attributes: &Attributes) {
-    out.push(b'{');
-    for (i, (key, entry)) in attributes.entries().enumerate() {
+/// `items` between the two brackets, comma-separated, each written by `write`.
+#[inline(always)]
+fn write_list<T>(
+    out: &mut Vec<u8>,
+    [open, close]: [u8; 2],
+    items: impl IntoIterator<Item = T>,
+    mut write: impl FnMut(&mut Vec<u8>, T),
+) {
+    out.push(open);
+    for (i, item) in items.into_iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        write_str(out, key);
-        out.push(b':');
+        write(out, item);
+    }
+    out.push(close);
+}
+
+/// `"key":` for a string key.
+fn write_key(out: &mut Vec<u8>, key: &str) {
+    write_str(out, key);
+    out.push(b':');
+}
+
+fn write_attributes(out: &mut Vec<u8>, attributes: &Attributes) {
+    write_list(out, *b"{}", attributes.entries(), |out, (key, entry)| {
+        write_key(out, key);
         match entry {
             Entry::Value(value) => write_value(out, value),
             Entry::Io(io) => write_io(out, io),
         }
-    }
-    out.push(b'}');
+    });
 }
 
 fn write_io(out: &mut Vec<u8>, io: &IoElements) {
-    out.push(b'{');
-    for (i, (id, element)) in io.iter().enumerate() {
-        out.extend_from_slice(if i > 0 { b",\"" } else { b"\"" });
+    write_list(out, *b"{}", io.iter(), |out, (id, element)| {
+        // The id as a key: its digits need no escaping.
+        out.push(b'"');
         write_int(out, id);
         out.extend_from_slice(b"\":");
         match element {
             IoAttributeValue::Unsigned(n) => write_int(out, *n),
             IoAttributeValue::Hex(h) => write_str(out, h),
         }
-    }
-    out.push(b'}');
+    });
 }
 
 fn write_value(out: &mut Vec<u8>, value: &Value) {
@@ -159,28 +170,11 @@ fn write_value(out: &mut Vec<u8>, value: &Value) {
             (None, None, None) => out.extend_from_slice(n.to_string().as_bytes()),
         },
         Value::String(s) => write_str(out, s),
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_value(out, item);
-            }
-            out.push(b']');
-        }
-        Value::Object(map) => {
-            out.push(b'{');
-            for (i, (key, item)) in map.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_str(out, key);
-                out.push(b':');
-                write_value(out, item);
-            }
-            out.push(b'}');
-        }
+        Value::Array(items) => write_list(out, *b"[]", items, write_value),
+        Value::Object(map) => write_list(out, *b"{}", map, |out, (key, item)| {
+            write_key(out, key);
+            write_value(out, item);
+        }),
     }
 }
 
