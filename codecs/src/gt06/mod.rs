@@ -30,7 +30,7 @@ pub use message::{
 };
 pub use stream::{CrcPolicy, Gt06Decoder, Gt06Options};
 
-use crate::wire::checksum::CRC16_X25;
+use crate::wire::checksum::{TrailingCrc16, CRC16_X25};
 
 /// `78 78`: a frame with a one-byte length.
 pub const SHORT_START: [u8; 2] = [0x78, 0x78];
@@ -165,17 +165,23 @@ pub fn ack(long: bool, protocol: u8, serial: u16) -> Vec<u8> {
     out
 }
 
+/// The CRC of a short-form ack: the length, then protocol and serial.
+const SHORT_ACK_CRC: TrailingCrc16<3> = TrailingCrc16::new(&crc::CRC_16_IBM_SDLC, &[LENGTH_OVERHEAD as u8]);
+/// The CRC of a long-form ack: the two-byte length, then protocol and serial.
+const LONG_ACK_CRC: TrailingCrc16<3> = TrailingCrc16::new(&crc::CRC_16_IBM_SDLC, &[0, LENGTH_OVERHEAD as u8]);
+
 /// Appends the generic ack (as [`ack`]) to `out`: the bytes [`encode_frame`] writes for an
 /// empty frame, built from the values rather than written and read back for the CRC.
+#[inline]
 pub fn ack_into(out: &mut Vec<u8>, long: bool, protocol: u8, serial: u16) {
     let [s0, s1] = serial.to_be_bytes();
     let length = LENGTH_OVERHEAD as u8;
     if long {
-        let [c0, c1] = CRC16_X25.checksum_array([0, length, protocol, s0, s1]).to_be_bytes();
+        let [c0, c1] = LONG_ACK_CRC.checksum([protocol, s0, s1]).to_be_bytes();
         let [a, b] = LONG_START;
         out.extend_from_slice(&[a, b, 0, length, protocol, s0, s1, c0, c1, STOP[0], STOP[1]]);
     } else {
-        let [c0, c1] = CRC16_X25.checksum_array([length, protocol, s0, s1]).to_be_bytes();
+        let [c0, c1] = SHORT_ACK_CRC.checksum([protocol, s0, s1]).to_be_bytes();
         let [a, b] = SHORT_START;
         out.extend_from_slice(&[a, b, length, protocol, s0, s1, c0, c1, STOP[0], STOP[1]]);
     }

@@ -68,26 +68,6 @@ impl SlicedCrc16 {
         register ^ xorout
     }
 
-    /// The CRC of a few bytes given as an array by value, for replies built from a few
-    /// values (a GT06 ack's length, protocol and serial). Taken whole and inlined, the array
-    /// stays in registers; written out first and read back, the bytes were loaded as one word
-    /// from several smaller stores, a store-forwarding stall that made an ack three times
-    /// slower than the `gt06` crate's.
-    #[inline]
-    pub fn checksum_array<const N: usize>(&self, bytes: [u8; N]) -> u16 {
-        let t0 = &self.crc.table()[0];
-        let init = self.crc.algorithm.init.reverse_bits();
-        // The first four bytes in one step (their lookups independent of each other).
-        let (mut register, rest) = match bytes.split_first_chunk::<4>() {
-            Some((head, rest)) => (self.block(init, head), rest),
-            None => (init, &bytes[..]),
-        };
-        for &b in rest {
-            register = (register >> 8) ^ t0[usize::from(b ^ register as u8)];
-        }
-        register ^ self.crc.algorithm.xorout
-    }
-
     /// `N` bytes at once (4, 8 or 16): `tables[k][b]` is byte `b` followed by `k` zero
     /// bytes, and the register only overlaps the first two bytes, looked up last so the
     /// other lookups need not wait for it.
@@ -107,6 +87,62 @@ impl SlicedCrc16 {
         };
         rest ^ t[N - 2][usize::from(block[1] ^ (register >> 8) as u8)]
             ^ t[N - 1][usize::from(block[0] ^ register as u8)]
+    }
+}
+
+/// A CRC over a fixed prefix and `K` bytes that vary, for replies built from a few values
+/// (a GT06 ack: the length, then the protocol and serial). A CRC is affine in its input, so
+/// for a given length the CRC is a constant (the prefix and `K` zero bytes) XOR one table
+/// entry per varying byte, each looked up on its own: `K` loads, where a byte-wise CRC chains
+/// `K` + prefix dependent steps. Built at compile time; kept in a `const` so that a caller in
+/// another crate sees the constant as an immediate (read through a `static`, it was loaded,
+/// and bit-reversed, once per ack).
+#[derive(Debug, Clone, Copy)]
+pub struct TrailingCrc16<const K: usize> {
+    base: u16,
+    /// `tables[i][b]`: what byte `b` at position `i` of the varying bytes changes.
+    tables: [[u16; 256]; K],
+}
+
+impl<const K: usize> TrailingCrc16<K> {
+    /// Panics (at compile time, in a `const`) for a prefix longer than 16 bytes or a `K`
+    /// above 16.
+    pub const fn new(algorithm: &'static Algorithm<u16>, prefix: &[u8]) -> Self {
+        const MAX: usize = 16;
+        assert!(prefix.len() <= MAX && K <= MAX, "prefix and varying bytes fit 16 each");
+        let crc = Crc::<u16, crc::NoTable>::new(algorithm);
+        let mut message = [0u8; 2 * MAX];
+        let mut i = 0;
+        while i < prefix.len() {
+            message[i] = prefix[i];
+            i += 1;
+        }
+        let length = prefix.len() + K;
+        let base = crc.checksum(message.split_at(length).0);
+        let mut tables = [[0u16; 256]; K];
+        let mut position = 0;
+        while position < K {
+            let mut byte = 0;
+            while byte < 256 {
+                message[prefix.len() + position] = byte as u8;
+                // crc(m) ^ crc(zeros there): the part that byte alone adds, whatever the rest.
+                tables[position][byte] = crc.checksum(message.split_at(length).0) ^ base;
+                byte += 1;
+            }
+            message[prefix.len() + position] = 0;
+            position += 1;
+        }
+        TrailingCrc16 { base, tables }
+    }
+
+    /// The CRC of the prefix followed by `varying`.
+    #[inline]
+    pub fn checksum(&self, varying: [u8; K]) -> u16 {
+        let mut crc = self.base;
+        for (table, byte) in self.tables.iter().zip(varying) {
+            crc ^= table[usize::from(byte)];
+        }
+        crc
     }
 }
 
@@ -134,11 +170,11 @@ mod tests {
         }
 
         #[test]
-        fn array_crcs_equal_the_slice_ones(four in any::<[u8; 4]>(), five in any::<[u8; 5]>(), nine in any::<[u8; 9]>()) {
-            prop_assert_eq!(CRC16_X25.checksum_array(four), CRC16_X25.checksum(&four));
-            prop_assert_eq!(CRC16_X25.checksum_array(five), CRC16_X25.checksum(&five));
-            prop_assert_eq!(CRC16_ARC.checksum_array(nine), CRC16_ARC.checksum(&nine));
-            prop_assert_eq!(CRC16_X25.checksum_array([]), CRC16_X25.checksum(&[]));
+        fn trailing_crcs_equal_the_crc_crate(prefix in proptest::collection::vec(any::<u8>(), 0..=16), three in any::<[u8; 3]>()) {
+            let whole = [&prefix[..], &three].concat();
+            prop_assert_eq!(TrailingCrc16::<3>::new(&CRC_16_IBM_SDLC, &prefix).checksum(three), CRC16_X25.checksum(&whole));
+            prop_assert_eq!(TrailingCrc16::<3>::new(&CRC_16_ARC, &prefix).checksum(three), CRC16_ARC.checksum(&whole));
+            prop_assert_eq!(TrailingCrc16::<0>::new(&CRC_16_ARC, &prefix).checksum([]), CRC16_ARC.checksum(&prefix));
         }
     }
 
