@@ -81,6 +81,31 @@ impl Body {
 
     #[inline]
     fn push_slice(&mut self, bytes: &[u8]) {
+        let n = bytes.len();
+        // Fields are short: up to 16 bytes go in as two overlapping fixed-size copies, where
+        // a copy of a length known only at run time is a `memcpy` call each.
+        if n <= 16 && self.heap.is_empty() {
+            if let Some(room) = self.stack.get_mut(self.len..self.len + 16) {
+                if n >= 8 {
+                    room[..8].copy_from_slice(&bytes[..8]);
+                    room[n - 8..n].copy_from_slice(&bytes[n - 8..]);
+                } else if n >= 4 {
+                    room[..4].copy_from_slice(&bytes[..4]);
+                    room[n - 4..n].copy_from_slice(&bytes[n - 4..]);
+                } else {
+                    for (d, s) in room.iter_mut().zip(bytes) {
+                        *d = *s;
+                    }
+                }
+                self.len += n;
+                return;
+            }
+        }
+        self.push_slice_slow(bytes);
+    }
+
+    #[cold]
+    fn push_slice_slow(&mut self, bytes: &[u8]) {
         if self.heap.is_empty() {
             if let Some(room) = self.stack.get_mut(self.len..self.len + bytes.len()) {
                 room.copy_from_slice(bytes);
@@ -115,34 +140,29 @@ impl Body {
         }
     }
 
-    /// `v` in decimal, zero-padded to `width` digits: written in place, last digit first
-    /// (through a buffer only when the body has moved to the heap).
+    /// `v` in decimal, zero-padded to `width` digits: two digits a step from the last into
+    /// a buffer of zeros, whose last `width` (or more) bytes then go in as one short copy.
+    #[inline]
     fn uint(&mut self, v: u64, width: usize) {
-        let mut len = 1;
-        let mut rest = v / 10;
-        while rest > 0 {
-            len += 1;
-            rest /= 10;
+        const MAX: usize = 20; // u64::MAX has 20 digits
+        let mut digits = [b'0'; MAX];
+        let mut rest = v;
+        let mut start = MAX;
+        while rest >= 100 {
+            let pair = (rest % 100) as usize;
+            rest /= 100;
+            digits[start - 2..start].copy_from_slice(&DIGIT_PAIRS[2 * pair..2 * pair + 2]);
+            start -= 2;
         }
-        let len = len.max(width);
-        let fill = |room: &mut [u8]| {
-            let mut rest = v;
-            for d in room.iter_mut().rev() {
-                *d = b'0' + (rest % 10) as u8;
-                rest /= 10;
-            }
-        };
-        match self.stack.get_mut(self.len..self.len + len) {
-            Some(room) if self.heap.is_empty() => {
-                fill(room);
-                self.len += len;
-            }
-            _ => {
-                let mut digits = vec![0; len];
-                fill(&mut digits);
-                self.push_slice(&digits);
+        let pair = rest as usize;
+        digits[start - 2..start].copy_from_slice(&DIGIT_PAIRS[2 * pair..2 * pair + 2]);
+        start -= if rest >= 10 { 2 } else { 1 };
+        if width > MAX {
+            for _ in MAX..width {
+                self.push(b'0');
             }
         }
+        self.push_slice(&digits[start.min(MAX.saturating_sub(width))..]);
     }
 
     /// `v` as plain decimal text that parses back to the same `f64`: the fewest fraction
@@ -165,13 +185,17 @@ impl Body {
             if scaled >= 4_503_599_627_370_496.0 {
                 break;
             }
-            let m = (scaled + 0.5) as u64;
+            // Below 2^52 the conversions can go through `i64`, one instruction each way
+            // (`u64`'s take several on baseline x86-64).
+            let m = (scaled + 0.5) as i64;
             if (m as f64 / scale).to_bits() == a.to_bits() {
-                let ten_to_k = EXACT_POWERS_OF_TEN_U64[k];
-                self.uint(m / ten_to_k, 1);
+                // The whole part is `a`'s: the quotient rounds to `a`, and rounding never
+                // crosses the integer below it. That spares a division by a run-time 10^k.
+                let whole = a as i64;
+                self.uint(whole as u64, 1);
                 if k > 0 {
                     self.push(b'.');
-                    self.uint(m % ten_to_k, k);
+                    self.uint((m - whole * EXACT_POWERS_OF_TEN_U64[k] as i64) as u64, k);
                 }
                 return;
             }
@@ -179,6 +203,14 @@ impl Body {
         let _ = write!(self, "{a}");
     }
 }
+
+/// "00" to "99", two bytes each.
+const DIGIT_PAIRS: &[u8; 200] = b"\
+    0001020304050607080910111213141516171819\
+    2021222324252627282930313233343536373839\
+    4041424344454647484950515253545556575859\
+    6061626364656667686970717273747576777879\
+    8081828384858687888990919293949596979899";
 
 impl std::fmt::Write for Body {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
@@ -478,6 +510,17 @@ mod tests {
     }
 
     proptest! {
+        /// Integers as `format!` pads them, at any width (past the 20 digits of the buffer too).
+        #[test]
+        fn unsigned_integers_are_padded_as_format_pads(v in any::<u64>(), small in 0u64..1000, width in 0usize..24) {
+            for v in [v, small] {
+                let mut b = Body::new();
+                b.uint(v, width);
+                let expected = format!("{v:0width$}");
+                prop_assert_eq!(b.as_bytes(), expected.as_bytes());
+            }
+        }
+
         /// Any finite value reads back to the same bits through the field parser.
         #[test]
         fn written_decimals_read_back(bits in any::<u64>()) {
