@@ -546,7 +546,8 @@ fn commands_over_http_reach_the_device_and_its_response_the_sink() {
 
 /// With `hold=`, a command for a device that is not connected waits for it: written after
 /// the ack of its login, and the request answered `200` if that happens within the
-/// request's wait; a device that does not connect in time is answered `404`.
+/// request's wait; a device that does not connect in time is answered `404`, and one still
+/// awaited when the request stops waiting `202` held.
 #[test]
 fn a_held_command_reaches_the_device_when_it_logs_in() {
     let token = "held-token-0123456789";
@@ -557,6 +558,18 @@ fn a_held_command_reaches_the_device_when_it_logs_in() {
         let (status, body) = http(endpoint, "POST", &format!("{path}{bad}"), Some(token), "WHERE#");
         assert_eq!(status, 400, "{bad}: {body}");
     }
+    // A device that never connects while the request waits: `202`, and the body says held.
+    let unanswered = std::thread::spawn(move || {
+        http(endpoint, "POST", "/devices/gt06/111111111111111/commands?hold=600", Some(token), "X#")
+    });
+    let held_for = |devices: u64| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while gw.metric("trackgate_devices_with_held_commands") != devices {
+            assert!(Instant::now() < deadline, "commands were never held for {devices} devices");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    held_for(1);
     let (status, body) = http(endpoint, "POST", "/devices/gt06/999999999999999/commands?hold=1", Some(token), "X#");
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("did not connect"), "{body}");
@@ -568,11 +581,7 @@ fn a_held_command_reaches_the_device_when_it_logs_in() {
     assert_eq!(device_status(None).0, 401, "who is online is behind the token");
     assert_eq!(device_status(Some(token)), (200, serde_json::json!({"connected": false, "held_commands": 0})));
     let request = std::thread::spawn(move || http(endpoint, "POST", &format!("{path}?hold=60"), Some(token), "WHERE#"));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while gw.metric("trackgate_devices_with_held_commands") != 1 {
-        assert!(Instant::now() < deadline, "the command was never held");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    held_for(2);
     assert_eq!(device_status(Some(token)).1["held_commands"], 1);
     let mut device = TcpStream::connect(gw.tcp).unwrap();
     device.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -585,9 +594,11 @@ fn a_held_command_reaches_the_device_when_it_logs_in() {
     assert_eq!(status, 200, "{body}");
     let written: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(written, serde_json::json!({"result": "written", "answer": {"server_flag": 1}}));
-    assert_eq!(gw.metric("trackgate_devices_with_held_commands"), 0);
+    assert_eq!(gw.metric("trackgate_devices_with_held_commands"), 1, "only 111111111111111's is held");
     let connected = serde_json::json!({"connected": true, "transport": "tcp", "held_commands": 0});
     assert_eq!(device_status(Some(token)), (200, connected));
+    let (status, body) = unanswered.join().unwrap();
+    assert_eq!((status, body.trim_end()), (202, r#"{"result":"held"}"#));
     let (code, _) = gw.stop();
     assert_eq!(code, Some(0));
     std::fs::remove_dir_all(&dir).unwrap();

@@ -15,8 +15,9 @@
 //! attribute and value the device's answer will carry where its protocol refers to the
 //! command (`{"result":"written","answer":{"server_flag":3}}` for GT06, `reply_serial` for
 //! JT808; Teltonika answers carry no reference, so `{"result":"written"}`), `202` with
-//! `{"result":"queued"}` if it is still queued after [`COMMAND_WAIT`] (it will be written
-//! when the connection gets to it, or held for the device: see `hold`),
+//! `{"result":"queued"}` if it is still queued at the device's connection after
+//! [`COMMAND_WAIT`] (it will be written when the connection gets to it), or
+//! `{"result":"held"}` if it is held for a device that is not connected (see `hold`),
 //! `404` when no connection holds the device, `422` when its protocol cannot carry the
 //! command, `503` when the connection already holds its maximum of unsent commands or
 //! closed first, `401` without the right token. The device's answer arrives through the
@@ -28,7 +29,8 @@
 //! `?hold=<seconds>` holds a command for a device that is not connected (instead of `404`):
 //! it is written once the device connects and identifies itself, and the request answers as
 //! above if that happens within its wait, `404` if the hold runs out first
-//! ([`Registry::send_command_or_hold`]).
+//! ([`Registry::send_command_or_hold`]). A held command queued at a connection that closes
+//! before writing it is held again for the rest of its time.
 //!
 //! A minimal HTTP/1.1 responder: one request per connection, which is what Prometheus
 //! scrapes and `curl` need. Commands move vehicles' relays, so the endpoint is off unless
@@ -322,8 +324,12 @@ async fn command(endpoint: &Endpoint, request: &Request<'_>, body: &[u8]) -> Res
     debug!(%protocol, result = ?sent, "command request answered");
     match sent {
         Ok(Ok(answer)) => json("200 OK", &written_body(answer)),
-        // Still queued at the connection, or held for the device to connect.
-        Err(_) => json("202 Accepted", &serde_json::json!({"result": "queued"})),
+        // Still queued at the connection, or held for the device to connect: which one, as
+        // far as the registry knows now.
+        Err(_) => {
+            let result = if registry.status(protocol, device_id).connected.is_some() { "queued" } else { "held" };
+            json("202 Accepted", &serde_json::json!({"result": result}))
+        }
         Ok(Err(SendError::NotConnected)) => {
             text("404 Not Found", "the device is not connected (Teltonika and NMEA: over TCP)")
         }

@@ -44,6 +44,17 @@ pub struct Control {
 pub struct QueuedCommand {
     pub command: Downlink,
     pub done: CommandDone,
+    /// Sent with a hold ([`Registry::send_command_or_hold`]): held while its device is not
+    /// connected, and held again if its connection closes before taking it.
+    hold: Option<Hold>,
+}
+
+/// How long a command may wait for its device, and which one it is (for its caller to take
+/// back when the time is up).
+#[derive(Debug, Clone, Copy)]
+struct Hold {
+    id: u64,
+    until: Instant,
 }
 
 /// Told once a command is written (with how its answer will be recognised) or why not.
@@ -134,24 +145,41 @@ pub struct DeviceStatus {
     pub held: usize,
 }
 
-/// A command held until its device connects.
-struct Held {
-    id: u64,
-    queued: QueuedCommand,
-    until: Instant,
-}
-
 #[derive(Default)]
 struct Inner {
     devices: HashMap<(Protocol, Box<str>), Holder>,
     per_ip: HashMap<IpAddr, u32>,
     /// Commands for devices that are not connected, handed to the device's connection when
     /// it identifies itself. In memory only: a restart loses them.
-    held: HashMap<(Protocol, Box<str>), Vec<Held>>,
+    /// Every command in here has a `hold`.
+    held: HashMap<(Protocol, Box<str>), Vec<QueuedCommand>>,
     next_held: u64,
 }
 
 impl Inner {
+    /// Holds `queued` (which has a hold) for the device `key`, within the bounds; gives it
+    /// back with the reason when they are reached.
+    fn hold(
+        &mut self,
+        key: &(Protocol, Box<str>),
+        queued: QueuedCommand,
+        now: Instant,
+    ) -> Result<(), (QueuedCommand, SendError)> {
+        if !self.held.contains_key(key) && self.held.len() >= MAX_HOLDING_DEVICES {
+            self.expire_held(now);
+            if self.held.len() >= MAX_HOLDING_DEVICES {
+                return Err((queued, SendError::TooManyHeld));
+            }
+        }
+        let list = self.held.entry(key.clone()).or_default();
+        expire(list, now);
+        if list.len() >= MAX_QUEUED_COMMANDS {
+            return Err((queued, SendError::QueueFull));
+        }
+        list.push(queued);
+        Ok(())
+    }
+
     /// Drops the held commands whose time has passed, telling their callers.
     fn expire_held(&mut self, now: Instant) {
         self.held.retain(|_, list| {
@@ -161,9 +189,9 @@ impl Inner {
     }
 }
 
-fn expire(list: &mut Vec<Held>, now: Instant) {
-    for h in list.extract_if(.., |h| h.until <= now) {
-        let _ = h.queued.done.send(Err(SendError::Expired));
+fn expire(list: &mut Vec<QueuedCommand>, now: Instant) {
+    for q in list.extract_if(.., |q| q.hold.is_none_or(|h| h.until <= now)) {
+        let _ = q.done.send(Err(SendError::Expired));
     }
 }
 
@@ -272,8 +300,8 @@ impl Registry {
             // Its held commands go to the connection, which writes them after the replies
             // to the frame that identified the device.
             expire(&mut held, Instant::now());
-            for h in held {
-                if let Err(refused) = holder.control.queue(h.queued) {
+            for q in held {
+                if let Err(refused) = holder.control.queue(q) {
                     let _ = refused.done.send(Err(SendError::QueueFull));
                 }
             }
@@ -310,7 +338,7 @@ impl Registry {
             .map(|h| h.control.clone())
             .ok_or(SendError::NotConnected)?;
         let (done, answer) = oneshot::channel();
-        control.queue(QueuedCommand { command, done }).map_err(|_| SendError::QueueFull)?;
+        control.queue(QueuedCommand { command, done, hold: None }).map_err(|_| SendError::QueueFull)?;
         // A dropped sender is a connection that ended with the command still queued.
         answer.await.unwrap_or(Err(SendError::Closed))
     }
@@ -318,8 +346,10 @@ impl Registry {
     /// As [`Registry::send_command`], but when the device is not connected the command is
     /// held for it, for `hold` at most ([`MAX_HOLD`]), and written once it connects and
     /// identifies itself (after the replies to that frame); [`SendError::Expired`] if it
-    /// does not connect in time. A caller that stops waiting leaves the command held. Held
-    /// commands live in memory only.
+    /// does not connect in time. A command queued at a connection that closes before
+    /// writing it is held again for the rest of its time (or goes to the device's newer
+    /// connection). A caller that stops waiting leaves the command held. Held commands live
+    /// in memory only.
     pub async fn send_command_or_hold(
         &self,
         protocol: Protocol,
@@ -330,19 +360,16 @@ impl Registry {
         let hold = hold.min(MAX_HOLD);
         let key: (Protocol, Box<str>) = (protocol, device_id.into());
         let (done, mut answer) = oneshot::channel();
-        let held_id = self.queue_or_hold(&key, QueuedCommand { command, done }, hold)?;
-        let Some(id) = held_id else {
-            return answer.await.unwrap_or(Err(SendError::Closed));
-        };
+        let id = self.queue_or_hold(&key, command, done, hold)?;
         if let Ok(sent) = tokio::time::timeout(hold, &mut answer).await {
             return sent.unwrap_or(Err(SendError::Closed));
         }
-        // Time is up. Still held: take it back, it expired. Already handed to a connection
-        // that claimed the device meanwhile: that connection answers.
+        // Time is up. Still held: take it back, it expired. At a connection: that
+        // connection answers (and if it closes first, the command is not held again).
         let still_held = {
             let mut inner = self.lock();
             let taken = inner.held.get_mut(&key).and_then(|list| {
-                let at = list.iter().position(|h| h.id == id)?;
+                let at = list.iter().position(|q| q.hold.is_some_and(|h| h.id == id))?;
                 Some(list.remove(at))
             });
             if inner.held.get(&key).is_some_and(Vec::is_empty) {
@@ -356,37 +383,28 @@ impl Registry {
         answer.await.unwrap_or(Err(SendError::Closed))
     }
 
-    /// Queues the command at the device's connection (`None`), or holds it for the device
-    /// (the held command's id).
+    /// Queues the command at the device's connection, or holds it for the device; returns
+    /// its id either way.
     fn queue_or_hold(
         &self,
         key: &(Protocol, Box<str>),
-        queued: QueuedCommand,
+        command: Downlink,
+        done: CommandDone,
         hold: Duration,
-    ) -> Result<Option<u64>, SendError> {
+    ) -> Result<u64, SendError> {
         let mut inner = self.lock();
+        let now = Instant::now();
+        let id = inner.next_held;
+        inner.next_held += 1;
+        let queued = QueuedCommand { command, done, hold: Some(Hold { id, until: now + hold }) };
         if let Some(h) = inner.devices.get(key) {
             let control = h.control.clone();
             drop(inner);
             control.queue(queued).map_err(|_| SendError::QueueFull)?;
-            return Ok(None);
+            return Ok(id);
         }
-        let now = Instant::now();
-        if !inner.held.contains_key(key) && inner.held.len() >= MAX_HOLDING_DEVICES {
-            inner.expire_held(now);
-            if inner.held.len() >= MAX_HOLDING_DEVICES {
-                return Err(SendError::TooManyHeld);
-            }
-        }
-        let id = inner.next_held;
-        inner.next_held += 1;
-        let list = inner.held.entry(key.clone()).or_default();
-        expire(list, now);
-        if list.len() >= MAX_QUEUED_COMMANDS {
-            return Err(SendError::QueueFull);
-        }
-        list.push(Held { id, queued, until: now + hold });
-        Ok(Some(id))
+        inner.hold(key, queued, now).map_err(|(_, e)| e)?;
+        Ok(id)
     }
 
     /// Where the device is: whether a connection (or a UDP peer) holds it, and how many
@@ -414,12 +432,46 @@ impl Registry {
         self.lock().held.len()
     }
 
-    /// The connection is gone: forget the device unless a newer connection holds it.
-    pub fn release(&self, protocol: Protocol, device_id: &str, conn: ConnId) {
+    /// The connection is gone, or now speaks for another device: forget the device unless
+    /// a newer connection holds it. The commands still queued at its `control`, not yet
+    /// taken for writing, are not lost with it: they go to the device's newer connection if
+    /// there is one (a device that reconnected), else those sent with a hold are held again
+    /// for the rest of their time; the others hear [`SendError::Closed`].
+    pub fn release(&self, protocol: Protocol, device_id: &str, conn: ConnId, control: &Control) {
+        let unwritten = control.take_commands();
         let mut inner = self.lock();
         let key = (protocol, Box::<str>::from(device_id));
         if inner.devices.get(&key).is_some_and(|h| h.conn == conn) {
             inner.devices.remove(&key);
+        }
+        if unwritten.is_empty() {
+            return;
+        }
+        if let Some(newer) = inner.devices.get(&key) {
+            let newer = newer.control.clone();
+            drop(inner);
+            for q in unwritten {
+                if let Err(refused) = newer.queue(q) {
+                    let _ = refused.done.send(Err(SendError::QueueFull));
+                }
+            }
+            return;
+        }
+        let now = Instant::now();
+        for q in unwritten {
+            match q.hold {
+                Some(h) if h.until > now => {
+                    if let Err((q, e)) = inner.hold(&key, q, now) {
+                        let _ = q.done.send(Err(e));
+                    }
+                }
+                Some(_) => {
+                    let _ = q.done.send(Err(SendError::Expired));
+                }
+                None => {
+                    let _ = q.done.send(Err(SendError::Closed));
+                }
+            }
         }
     }
 
@@ -453,12 +505,12 @@ mod tests {
         });
         assert!(control_a.kicked() && !control_b.kicked());
         // The old connection closing does not forget the new one.
-        r.release(Protocol::Gt06, "123", a);
+        r.release(Protocol::Gt06, "123", a, &control_a);
         assert_eq!(r.shard_of(Protocol::Gt06, "123"), Some(1));
         // The same id under another protocol is another device.
         assert_eq!(r.claim(Protocol::Teltonika, "123", a, 0, control_a), None);
         assert_eq!(r.devices(), 2);
-        r.release(Protocol::Gt06, "123", b);
+        r.release(Protocol::Gt06, "123", b, &control_b);
         assert_eq!(r.shard_of(Protocol::Gt06, "123"), None);
         // Claiming again from the same connection kicks no one.
         assert_eq!(r.claim(Protocol::Teltonika, "123", a, 0, control_b), None);
@@ -509,7 +561,7 @@ mod tests {
         r.claim(Protocol::Jt808, "1", tcp, 0, controls[0].clone());
         assert!(!r.claim_udp(Protocol::Jt808, "1", udp_a, 1, controls[1].clone()));
         assert!(!controls[0].kicked());
-        r.release(Protocol::Jt808, "1", tcp);
+        r.release(Protocol::Jt808, "1", tcp, &controls[0]);
         assert!(r.claim_udp(Protocol::Jt808, "1", udp_a, 1, controls[1].clone()));
         assert!(r.claim_udp(Protocol::Jt808, "1", udp_b, 1, controls[2].clone()));
         assert!(controls[1].kicked(), "a newer UDP peer (NAT rebinding) takes over");
@@ -586,6 +638,76 @@ mod tests {
             for h in held {
                 h.abort();
             }
+        });
+    }
+
+    /// Commands still queued when their connection goes are not lost with it: they follow
+    /// the device to its newer connection, or, sent with a hold, are held again for the rest
+    /// of their time; without a hold and with no newer connection they hear `Closed`.
+    #[test]
+    fn unwritten_commands_follow_the_device_or_are_held_again() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        rt.block_on(async {
+            let r = Registry::new();
+            let text = |i: usize| Downlink::Text(format!("C{i}"));
+            let long = Duration::from_secs(600);
+            let send = |i: usize, hold: Option<Duration>| {
+                let r = r.clone();
+                tokio::spawn(async move {
+                    match hold {
+                        Some(hold) => r.send_command_or_hold(Protocol::Gt06, "123", text(i), hold).await,
+                        None => r.send_command(Protocol::Gt06, "123", text(i)).await,
+                    }
+                })
+            };
+            let queued_at = |control: &Arc<Control>, n: usize| {
+                let control = control.clone();
+                async move {
+                    while control.commands.lock().unwrap().len() < n {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            };
+            let (a, b, c) = (r.next_conn(), r.next_conn(), r.next_conn());
+            let controls: Vec<Arc<Control>> = (0..3).map(|_| Arc::new(Control::default())).collect();
+
+            // Queued at the first connection; the device reconnects before it writes them.
+            r.claim(Protocol::Gt06, "123", a, 0, controls[0].clone());
+            let plain = send(0, None);
+            queued_at(&controls[0], 1).await;
+            let held = send(1, Some(long));
+            queued_at(&controls[0], 2).await;
+            r.claim(Protocol::Gt06, "123", b, 0, controls[1].clone());
+            r.release(Protocol::Gt06, "123", a, &controls[0]);
+            let moved = controls[1].take_commands();
+            assert_eq!(moved.iter().map(|q| q.command.clone()).collect::<Vec<_>>(), [text(0), text(1)]);
+            for q in moved {
+                q.done.send(Ok(None)).unwrap();
+            }
+            assert_eq!((plain.await.unwrap(), held.await.unwrap()), (Ok(None), Ok(None)));
+
+            // The device goes with nothing newer: the held one waits for it, the other is closed.
+            let plain = send(2, None);
+            queued_at(&controls[1], 1).await;
+            let held = send(3, Some(long));
+            queued_at(&controls[1], 2).await;
+            r.release(Protocol::Gt06, "123", b, &controls[1]);
+            assert_eq!(plain.await.unwrap(), Err(SendError::Closed));
+            assert_eq!(r.status(Protocol::Gt06, "123"), DeviceStatus { connected: None, held: 1 });
+            r.claim(Protocol::Gt06, "123", c, 0, controls[2].clone());
+            let handed = controls[2].take_commands();
+            assert_eq!(handed.len(), 1);
+            assert_eq!(handed[0].command, text(3));
+            handed.into_iter().next().unwrap().done.send(Ok(None)).unwrap();
+            assert_eq!(held.await.unwrap(), Ok(None));
+
+            // A hold that ran out while queued at the connection is not held again.
+            let short = send(4, Some(Duration::from_millis(20)));
+            queued_at(&controls[2], 1).await;
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            r.release(Protocol::Gt06, "123", c, &controls[2]);
+            assert_eq!(short.await.unwrap(), Err(SendError::Expired));
+            assert_eq!(r.holding(), 0);
         });
     }
 

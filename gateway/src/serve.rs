@@ -652,8 +652,8 @@ async fn tcp_connection(
             if let Some(id) = session.device_id().filter(|id| claimed.as_deref() != Some(*id)) {
                 // A connection that logs in as another device gives up the first one, or a
                 // later login of the first would close this connection by mistake.
-                if let Some(previous) = claimed.take() {
-                    shard.registry.release(protocol, &previous, conn);
+                if let (Some(previous), Some(c)) = (claimed.take(), &control) {
+                    shard.registry.release(protocol, &previous, conn, c);
                 }
                 let c = control.get_or_insert_with(|| Arc::new(Control::default())).clone();
                 if shard.registry.claim(protocol, id, conn, shard.index, c).is_some() {
@@ -710,8 +710,8 @@ async fn tcp_connection(
         // Tell the device we are going rather than leave it to find out.
         let _ = stream.shutdown().await;
     }
-    if let Some(id) = claimed {
-        shard.registry.release(protocol, &id, conn);
+    if let (Some(id), Some(c)) = (claimed, &control) {
+        shard.registry.release(protocol, &id, conn, c);
     }
     counters.closed(reason);
     drop(slot);
@@ -738,7 +738,7 @@ struct UdpClaim {
 
 impl Drop for UdpClaim {
     fn drop(&mut self) {
-        self.registry.release(self.protocol, &self.device_id, self.conn);
+        self.registry.release(self.protocol, &self.device_id, self.conn, &self.control);
     }
 }
 
