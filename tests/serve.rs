@@ -604,6 +604,70 @@ fn a_held_command_reaches_the_device_when_it_logs_in() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `trackgate sim` devices answer commands as firmware does, over TCP for the three
+/// protocols with commands and over UDP for JT808: the answer is a record that the
+/// command's `AnswerMatch` finds, and the acks around it stay exact (JT808's platform
+/// serials move on by the command's).
+#[test]
+fn sim_devices_answer_commands() {
+    let cases = [
+        ("gt06", "tcp", "350000000000007", "WHERE#"),
+        ("jt808", "tcp", "10000000007", r#""query_location""#),
+        ("jt808", "udp", "10000000007", r#"{"text": {"flags": 1, "text": "hello"}}"#),
+        ("teltonika", "tcp", "350000000000007", "getinfo"),
+    ];
+    let runs: Vec<_> = cases
+        .into_iter()
+        .map(|(protocol, transport, id, command)| {
+            std::thread::spawn(move || {
+                let token = "sim-answers-0123456789";
+                let (gw, dir) = launch_with_commands(&[protocol], token);
+                let endpoint = gw.addr("metrics http");
+                let target = gw.addr(&format!("{protocol} {transport}")).to_string();
+                let sim = Command::new(env!("CARGO_BIN_EXE_trackgate"))
+                    .args(["sim", "--protocol", protocol, "--transport", transport, "--target", &target])
+                    .args(["--devices", "1", "--first-id", "7", "--interval", "50ms", "--duration", "3s"])
+                    .args(["--ramp", "0s"])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                // Held until the device has logged in, then written after an ack.
+                let path = format!("/devices/{protocol}/{id}/commands?hold=30");
+                let (status, body) = http(endpoint, "POST", &path, Some(token), command);
+                assert_eq!(status, 200, "{protocol}/{transport}: {body}");
+                let written: serde_json::Value = serde_json::from_str(&body).unwrap();
+                let out = sim.wait_with_output().unwrap();
+                let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                assert_eq!(report["commands_answered"], 1, "{protocol}/{transport}: {report}");
+                assert_eq!(report["acks_wrong"], 0, "{protocol}/{transport}: {report}");
+                assert_eq!(report["acks_ok"], report["acks_expected"], "{protocol}/{transport}: {report}");
+                gw.wait_for_records(report["records_expected"].as_u64().unwrap() as usize);
+                let (code, records) = gw.stop();
+                assert_eq!(code, Some(0));
+                assert_eq!(records.len() as u64, report["records_expected"].as_u64().unwrap());
+                // The answer is the record the 200's match names (a JT808 location reply is a
+                // position record), and it names its command; Teltonika's carry no reference.
+                let answers: Vec<_> = match written["answer"].as_object() {
+                    Some(matching) => records
+                        .iter()
+                        .filter(|r| matching.iter().all(|(attribute, value)| r["attributes"][attribute] == *value))
+                        .collect(),
+                    None => records.iter().filter(|r| r["kind"] == "command_response").collect(),
+                };
+                assert_eq!(answers.len(), 1, "{protocol}/{transport}: {records:?}");
+                if protocol != "teltonika" {
+                    assert!(answers[0]["attributes"]["command"].is_string(), "{protocol}/{transport}: {answers:?}");
+                }
+                std::fs::remove_dir_all(&dir).unwrap();
+            })
+        })
+        .collect();
+    for run in runs {
+        run.join().unwrap();
+    }
+}
+
 /// A JT808 terminal over UDP has no connection to write to: its commands go out after the
 /// acks of its next datagram, to the address it sent from, and its answer names them.
 #[test]

@@ -1,7 +1,8 @@
 //! `trackgate sim`: simulated devices for all four protocols. Each device logs in the way
 //! its protocol does, reports positions (and heartbeats) at an interval, optionally sends
 //! damaged frames, and checks every reply it gets against the one it must get, byte for
-//! byte. The report says what was sent, what was acknowledged and how fast.
+//! byte, and answers the commands the gateway sends. The report says what was sent, what
+//! was acknowledged and how fast.
 //!
 //! The device side ([`Device`]) is plain code: frames out, the exact replies they call for.
 //! The tokio driver around it only connects, writes, reads and times.
@@ -87,6 +88,16 @@ pub struct Exchange {
     pub records: u64,
 }
 
+/// What starts a buffer of bytes from the gateway, as far as commands go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Downlink {
+    /// A whole command frame of this many bytes.
+    Command(usize),
+    /// The start of one: more bytes are needed.
+    Partial,
+    NotCommand,
+}
+
 /// A small deterministic generator (xorshift64*); the sim needs repeatable, not secure.
 #[derive(Debug, Clone)]
 struct Rng(u64);
@@ -117,8 +128,11 @@ pub struct Device {
     id: String,
     rng: Rng,
     serial: u16,
-    /// JT808: the platform's serial for its next reply to us.
+    /// JT808: the platform's serial for its next reply to us, counting replies only.
     platform_serial: u16,
+    /// JT808: commands received, each of which took one of the platform's serials, so the
+    /// replies built with `platform_serial` come this much later.
+    serial_shift: u16,
     terminal: Option<Terminal>,
     /// Teltonika UDP ids.
     packet_id: u16,
@@ -146,6 +160,7 @@ impl Device {
             rng,
             serial: 0,
             platform_serial: 1,
+            serial_shift: 0,
             terminal,
             packet_id: 0,
             avl_packet_id: 0,
@@ -264,6 +279,158 @@ impl Device {
         x
     }
 
+    /// A JT808 location block (0x0200's body) at the device's position.
+    fn jt808_location(&self, unix_ms: i64, speed: u64, course: u64, out: &mut Vec<u8>) {
+        let mut status = jt808::message::status::POSITIONED | jt808::message::status::ACC;
+        if self.lat < 0.0 {
+            status |= jt808::message::status::SOUTH;
+        }
+        if self.lon < 0.0 {
+            status |= jt808::message::status::WEST;
+        }
+        let mut items = Vec::new();
+        jt808::message::write_item(&mut items, 0x01, &(self.reports as u32 * 100).to_be_bytes());
+        Location {
+            alarm: 0,
+            status,
+            latitude_raw: (self.lat.abs() * 1e6) as u32,
+            longitude_raw: (self.lon.abs() * 1e6) as u32,
+            altitude_raw: 42,
+            speed_raw: (speed * 10) as u16,
+            course: course as u16,
+            // Device-local time at GMT+8, the standard's default.
+            time: jt808::bcd_time(Timestamp::from_unix_ms(unix_ms + 8 * 3_600_000, false)).unwrap_or_default(),
+            items: &items,
+        }
+        .write(out);
+    }
+
+    /// How long the command frame at the start of `buf` (bytes from the gateway) is, if
+    /// one starts there: the protocol's online command (GT06 0x80), any platform message of
+    /// the command range (JT808 0x8103 and up, answered below), a Codec 12/14 command
+    /// packet (Teltonika).
+    fn command_at(&self, buf: &[u8]) -> Downlink {
+        let need = |total: usize| if buf.len() >= total { Downlink::Command(total) } else { Downlink::Partial };
+        match self.protocol {
+            Protocol::Gt06 => match buf {
+                [0x78, 0x78, len, 0x80, ..] => need(usize::from(*len) + 5),
+                [0x79, 0x79, hi, lo, 0x80, ..] => need(usize::from(u16::from_be_bytes([*hi, *lo])) + 6),
+                [0x78]
+                | [0x78, 0x78]
+                | [0x78, 0x78, _]
+                | [0x79]
+                | [0x79, 0x79]
+                | [0x79, 0x79, _]
+                | [0x79, 0x79, _, _] => Downlink::Partial,
+                _ => Downlink::NotCommand,
+            },
+            Protocol::Jt808 => {
+                let [0x7E, rest @ ..] = buf else { return Downlink::NotCommand };
+                let Some(end) = rest.iter().position(|&b| b == 0x7E) else { return Downlink::Partial };
+                let id = jt808::Frame::parse(&rest[..end]).map(|f| f.header.message_id);
+                match id {
+                    Ok(id) if id >= jt808::id::SET_PARAMETERS && id != jt808::id::MEDIA_UPLOAD_RESPONSE => {
+                        Downlink::Command(end + 2)
+                    }
+                    _ => Downlink::NotCommand,
+                }
+            }
+            Protocol::Teltonika => match buf {
+                [0, 0, 0, 0, l0, l1, l2, l3, ..] => {
+                    let len = u32::from_be_bytes([*l0, *l1, *l2, *l3]) as usize;
+                    need(len.saturating_add(12))
+                }
+                _ if buf.len() < 8 && buf.iter().all(|&b| b == 0) => Downlink::Partial,
+                _ => Downlink::NotCommand,
+            },
+            Protocol::Nmea => Downlink::NotCommand,
+        }
+    }
+
+    /// The reply `want` as the gateway sends it now: JT808 replies carry the platform's
+    /// serial, and every command the gateway sent took one.
+    fn expected_now<'w>(&self, want: &'w [u8]) -> std::borrow::Cow<'w, [u8]> {
+        use std::borrow::Cow;
+        if self.protocol != Protocol::Jt808 || self.serial_shift == 0 {
+            return Cow::Borrowed(want);
+        }
+        let Some(Ok(frame)) = between_flags(want).map(jt808::Frame::parse) else { return Cow::Borrowed(want) };
+        let h = frame.header;
+        let mut out = Vec::with_capacity(want.len() + 4);
+        let serial = h.serial.wrapping_add(self.serial_shift);
+        match jt808::encode_frame(&mut out, h.message_id, &h.terminal, serial, h.package, &frame.body) {
+            Some(_) => Cow::Owned(out),
+            None => Cow::Borrowed(want),
+        }
+    }
+
+    /// The device's answer to a whole command frame, as its protocol's firmware answers:
+    /// GT06 0x21 echoing the server flag; JT808 0x0201 / 0x0500 with a location for 0x8201 /
+    /// 0x8500, 0x0104 (no parameters) for the parameter queries and the terminal's general
+    /// response 0x0001 for the others; Teltonika a Codec 12 (or 14) response. The gateway
+    /// stores one record for it and replies nothing.
+    fn answer(&mut self, command: &[u8], now: SystemTime) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        match self.protocol {
+            Protocol::Gt06 => {
+                // The command-length byte, then the server flag.
+                let at = if command.starts_with(&gt06::LONG_START) { 5 } else { 4 };
+                let flag = command.get(at + 1..at + 5)?;
+                let server_flag = u32::from_be_bytes(flag.try_into().ok()?);
+                let reply = gt06::Message::CommandReply(gt06::CommandReply {
+                    server_flag,
+                    text: "OK".into(),
+                    encoding: Some(1),
+                    irregular_length: None,
+                    extra: &[],
+                });
+                let mut content = Vec::new();
+                reply.write_content(0x21, &mut content)?;
+                let serial = self.next_serial();
+                // 0x21 in the long form, as Concox firmware sends it.
+                gt06::encode_frame(&mut out, true, 0x21, &content, serial)?;
+            }
+            Protocol::Jt808 => {
+                let header = jt808::Frame::parse(between_flags(command)?).ok()?.header;
+                self.serial_shift = self.serial_shift.wrapping_add(1);
+                let terminal = self.terminal?;
+                let serial = self.next_serial();
+                let mut body = header.serial.to_be_bytes().to_vec();
+                let id = match header.message_id {
+                    jt808::id::QUERY_LOCATION | jt808::id::VEHICLE_CONTROL => {
+                        let unix = Timestamp::from_system_time(now).unix_ms();
+                        self.jt808_location(unix, 0, 0, &mut body);
+                        match header.message_id {
+                            jt808::id::QUERY_LOCATION => jt808::id::LOCATION_REPLY,
+                            _ => jt808::id::VEHICLE_CONTROL_REPLY,
+                        }
+                    }
+                    jt808::id::QUERY_PARAMETERS | jt808::id::QUERY_GIVEN_PARAMETERS => {
+                        body.push(0); // no parameters kept here
+                        jt808::id::PARAMETERS
+                    }
+                    _ => {
+                        body.extend_from_slice(&header.message_id.to_be_bytes());
+                        body.push(0); // success
+                        jt808::id::TERMINAL_RESPONSE
+                    }
+                };
+                jt808::encode_frame(&mut out, id, &terminal, serial, None, &body)?;
+            }
+            Protocol::Teltonika => {
+                // 00000000, length, codec, quantity, type, size, [IMEI for Codec 14], text.
+                let codec = *command.get(8)?;
+                let imei = match codec {
+                    teltonika::CODEC_14 => Some(command.get(15..23)?.try_into().ok()?),
+                    _ => None,
+                };
+                teltonika::encode_command(codec, teltonika::TYPE_RESPONSE, imei, b"OK", &mut out);
+            }
+            Protocol::Nmea => return None,
+        }
+        Some(out)
+    }
+
     /// Appends one frame; returns the reply it calls for and how many records it gives.
     fn frame(&mut self, heartbeat: bool, now: SystemTime, out: &mut Vec<u8>) -> (Option<Vec<u8>>, u64) {
         let t = Timestamp::from_system_time(now);
@@ -302,29 +469,8 @@ impl Device {
                     jt808::encode_frame(out, jt808::id::HEARTBEAT, &terminal, serial, None, &[]).expect("fits");
                     return (Some(self.jt808_reply(serial, jt808::id::HEARTBEAT)), 1);
                 }
-                let mut status = jt808::message::status::POSITIONED | jt808::message::status::ACC;
-                if self.lat < 0.0 {
-                    status |= jt808::message::status::SOUTH;
-                }
-                if self.lon < 0.0 {
-                    status |= jt808::message::status::WEST;
-                }
-                let mut items = Vec::new();
-                jt808::message::write_item(&mut items, 0x01, &(self.reports as u32 * 100).to_be_bytes());
-                let location = Location {
-                    alarm: 0,
-                    status,
-                    latitude_raw: (self.lat.abs() * 1e6) as u32,
-                    longitude_raw: (self.lon.abs() * 1e6) as u32,
-                    altitude_raw: 42,
-                    speed_raw: (speed * 10) as u16,
-                    course: course as u16,
-                    // Device-local time at GMT+8, the standard's default.
-                    time: jt808::bcd_time(Timestamp::from_unix_ms(unix + 8 * 3_600_000, false)).unwrap_or_default(),
-                    items: &items,
-                };
                 let mut body = Vec::new();
-                location.write(&mut body);
+                self.jt808_location(unix, speed, course, &mut body);
                 jt808::encode_frame(out, jt808::id::LOCATION, &terminal, serial, None, &body).expect("fits");
                 (Some(self.jt808_reply(serial, jt808::id::LOCATION)), 1)
             }
@@ -423,6 +569,11 @@ impl Device {
 }
 
 /// `[yy, mo, dd, hh, mi, ss]` of a UTC time.
+/// A JT808 frame without its two flags, which `Frame::parse` takes.
+fn between_flags(frame: &[u8]) -> Option<&[u8]> {
+    frame.strip_prefix(&[0x7E])?.strip_suffix(&[0x7E])
+}
+
 fn utc_fields(unix_ms: i64) -> [u8; 6] {
     let (date, h, m, sec) = Timestamp::from_unix_ms(unix_ms, false).date_time();
     [(date.year() - 2000) as u8, date.month(), date.day(), h, m, sec]
@@ -457,6 +608,11 @@ pub struct SimReport {
     pub login_phase_s: f64,
     /// Devices logged in per second of the login phase.
     pub logins_per_s: f64,
+    /// Commands from the gateway the devices answered (each answer is one more record in
+    /// `records_expected`).
+    pub commands_answered: u64,
+    /// Commands that arrived after a device had finished (TCP: read at its hang-up).
+    pub commands_unanswered: u64,
     pub ack_latency_ms: Latency,
 }
 
@@ -489,6 +645,8 @@ impl SimReport {
         self.closed_by_gateway += d.closed;
         self.records_expected += d.records;
         self.login_records += d.login_records;
+        self.commands_answered += d.commands_answered;
+        self.commands_unanswered += d.commands_unanswered;
         if let Some(t) = d.logged_in_after {
             self.login_phase_s = self.login_phase_s.max(t.as_secs_f64());
         }
@@ -510,6 +668,8 @@ struct DeviceResult {
     /// When the login finished, from the start of the run (`None`: it did not).
     logged_in_after: Option<Duration>,
     login_records: u64,
+    commands_answered: u64,
+    commands_unanswered: u64,
 }
 
 impl DeviceResult {
@@ -573,45 +733,80 @@ pub async fn run_async(config: SimConfig) -> std::io::Result<SimReport> {
     Ok(report)
 }
 
-/// Reads exactly the expected replies in order; false when the stream is out of step.
+/// Reads the expected replies in order, exactly; false when the stream is out of step.
+/// Commands from the gateway may come before or between them (a command is written after
+/// the acks of a read, or whenever it arrives while the device is quiet): each is answered
+/// at once, as firmware does. `inbox` keeps what was read and not used yet (the start of a
+/// command split over reads) for the next call.
 async fn read_replies(
     stream: &mut TcpStream,
+    device: &mut Device,
     x: &Exchange,
     timeout: Duration,
     r: &mut DeviceResult,
     sent_at: Instant,
+    inbox: &mut Vec<u8>,
 ) -> bool {
-    let mut buf = Vec::new();
-    for want in &x.expect {
-        buf.resize(want.len(), 0);
-        match tokio::time::timeout(timeout, stream.read_exact(&mut buf)).await {
-            Ok(Ok(_)) if buf == *want => {
-                r.ok += 1;
-                r.latencies_us.push(sent_at.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+    let mut expected = x.expect.iter().peekable();
+    loop {
+        // Use what is there: a whole command at the front, else the reply expected next.
+        loop {
+            match device.command_at(inbox) {
+                Downlink::Command(n) => {
+                    let command: Vec<u8> = inbox.drain(..n).collect();
+                    let Some(answer) = device.answer(&command, SystemTime::now()) else {
+                        r.wrong += 1;
+                        return false;
+                    };
+                    if stream.write_all(&answer).await.is_err() {
+                        r.missing += expected.len() as u64;
+                        return false;
+                    }
+                    r.commands_answered += 1;
+                    r.records += 1;
+                }
+                Downlink::Partial => break,
+                Downlink::NotCommand => {
+                    let Some(want) = expected.peek() else { break };
+                    let want = device.expected_now(want);
+                    if inbox.len() < want.len() {
+                        break;
+                    }
+                    if inbox[..want.len()] != want[..] {
+                        r.wrong += 1;
+                        return false;
+                    }
+                    inbox.drain(..want.len());
+                    expected.next();
+                    r.ok += 1;
+                    r.latencies_us.push(sent_at.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                }
             }
+        }
+        if expected.peek().is_none() {
+            // Whatever else is there (the start of a command) waits for the next exchange.
+            return true;
+        }
+        match tokio::time::timeout(timeout, stream.read_buf(inbox)).await {
+            Ok(Ok(n)) if n > 0 => {}
             Ok(Ok(_)) => {
-                r.wrong += 1;
+                r.missing += expected.len() as u64;
+                r.closed += 1;
                 return false;
             }
             Ok(Err(e)) => {
-                r.missing += 1;
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::UnexpectedEof
-                        | std::io::ErrorKind::ConnectionReset
-                        | std::io::ErrorKind::ConnectionAborted
-                ) {
+                r.missing += expected.len() as u64;
+                if matches!(e.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted) {
                     r.closed += 1;
                 }
                 return false;
             }
             Err(_) => {
-                r.missing += 1;
+                r.missing += expected.len() as u64;
                 return false;
             }
         }
     }
-    true
 }
 
 async fn connect(config: &SimConfig) -> std::io::Result<TcpStream> {
@@ -627,10 +822,12 @@ async fn tcp_device(config: &SimConfig, device: &mut Device, r: &mut DeviceResul
     };
     r.connected = true;
     let _ = stream.set_nodelay(true);
+    let mut inbox = Vec::new();
     for x in device.login() {
         r.sent(&x);
         let at = Instant::now();
-        if stream.write_all(&x.bytes).await.is_err() || !read_replies(&mut stream, &x, config.ack_timeout, r, at).await
+        if stream.write_all(&x.bytes).await.is_err()
+            || !read_replies(&mut stream, device, &x, config.ack_timeout, r, at, &mut inbox).await
         {
             return;
         }
@@ -646,18 +843,23 @@ async fn tcp_device(config: &SimConfig, device: &mut Device, r: &mut DeviceResul
         r.sent(&x);
         r.records += x.records;
         let at = Instant::now();
-        if stream.write_all(&x.bytes).await.is_err() || !read_replies(&mut stream, &x, config.ack_timeout, r, at).await
+        if stream.write_all(&x.bytes).await.is_err()
+            || !read_replies(&mut stream, device, &x, config.ack_timeout, r, at, &mut inbox).await
         {
             return;
         }
         next += config.interval;
         tokio::time::sleep_until(next).await;
     }
-    // Nothing more must come: an ack for a damaged frame would show up here.
+    // Nothing more must come but commands, which the device, done, leaves unanswered: an
+    // ack for a damaged frame would show up here.
     let _ = stream.shutdown().await;
-    let mut rest = Vec::new();
-    if let Ok(Ok(n)) = tokio::time::timeout(config.ack_timeout, stream.read_to_end(&mut rest)).await {
-        if n > 0 {
+    if let Ok(Ok(_)) = tokio::time::timeout(config.ack_timeout, stream.read_to_end(&mut inbox)).await {
+        while let Downlink::Command(n) = device.command_at(&inbox) {
+            inbox.drain(..n);
+            r.commands_unanswered += 1;
+        }
+        if !inbox.is_empty() {
             r.wrong += 1;
         }
     }
@@ -677,7 +879,7 @@ async fn udp_device(config: &SimConfig, device: &mut Device, r: &mut DeviceResul
     let mut buf = vec![0u8; 2048];
     for x in device.login() {
         r.sent(&x);
-        if !udp_exchange(&socket, &x, config.ack_timeout, r, &mut buf).await {
+        if !udp_exchange(&socket, device, &x, config.ack_timeout, r, &mut buf).await {
             return;
         }
         r.records += x.records;
@@ -693,7 +895,7 @@ async fn udp_device(config: &SimConfig, device: &mut Device, r: &mut DeviceResul
         for x in xs {
             r.sent(&x);
             r.records += x.records;
-            if !udp_exchange(&socket, &x, config.ack_timeout, r, &mut buf).await {
+            if !udp_exchange(&socket, device, &x, config.ack_timeout, r, &mut buf).await {
                 return;
             }
         }
@@ -704,6 +906,7 @@ async fn udp_device(config: &SimConfig, device: &mut Device, r: &mut DeviceResul
 
 async fn udp_exchange(
     socket: &UdpSocket,
+    device: &mut Device,
     x: &Exchange,
     timeout: Duration,
     r: &mut DeviceResult,
@@ -714,13 +917,30 @@ async fn udp_exchange(
         r.missing += x.expect.len() as u64;
         return false;
     }
-    for want in &x.expect {
+    let mut expected = x.expect.iter();
+    let mut want = expected.next();
+    while let Some(w) = want {
         match tokio::time::timeout(timeout, socket.recv(buf)).await {
-            Ok(Ok(n)) if buf[..n] == want[..] => {
+            Ok(Ok(n)) if buf[..n] == device.expected_now(w)[..] => {
                 r.ok += 1;
                 r.latencies_us.push(at.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                want = expected.next();
             }
-            Ok(Ok(_)) => r.wrong += 1,
+            // A command (sent after the acks of an earlier datagram): answered, and the
+            // reply is still awaited.
+            Ok(Ok(n)) if device.command_at(&buf[..n]) == Downlink::Command(n) => {
+                match device.answer(&buf[..n], SystemTime::now()) {
+                    Some(answer) if socket.send(&answer).await.is_ok() => {
+                        r.commands_answered += 1;
+                        r.records += 1;
+                    }
+                    _ => r.wrong += 1,
+                }
+            }
+            Ok(Ok(_)) => {
+                r.wrong += 1;
+                want = expected.next();
+            }
             _ => {
                 r.missing += 1;
                 return false;
@@ -787,6 +1007,64 @@ mod tests {
                 assert_eq!(replies, expected, "{protocol} {transport:?}");
                 assert_eq!(records, wanted_records, "{protocol} {transport:?}");
             }
+        }
+    }
+
+    /// A command the codec frames is found whole in the device's input however it is split,
+    /// the device's answer is the one record its `AnswerMatch` names (and gets no reply),
+    /// and the JT808 acks after it come with the serials the device now expects.
+    #[test]
+    fn simulated_devices_answer_the_codecs_commands() {
+        use trackgate_codecs::jt808::Command as Jt808Command;
+        use trackgate_codecs::Downlink as Command;
+        let cases = [
+            (Protocol::Gt06, Command::Text("WHERE#".into())),
+            (Protocol::Jt808, Command::Jt808(Jt808Command::QueryLocation)),
+            (Protocol::Jt808, Command::Jt808(Jt808Command::QueryParameters)),
+            (Protocol::Jt808, Command::Jt808(Jt808Command::VehicleControl { flags: 1 })),
+            (Protocol::Jt808, Command::Jt808(Jt808Command::Tracking { interval_s: 5, validity_s: 60 })),
+            (Protocol::Teltonika, Command::Text("getinfo".into())),
+        ];
+        let start = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        for (protocol, command) in cases {
+            let mut device = Device::new(protocol, Transport::Tcp, 42, 7, 0.0);
+            let mut decoder = stream_decoder(protocol, &StreamOptions::default());
+            let mut events = Vec::new();
+            for x in device.login() {
+                decoder.decode(&x.bytes, false, &mut events);
+            }
+            let framed = decoder.command(&command).unwrap();
+            let n = framed.bytes.len();
+            for cut in 1..n {
+                assert_eq!(device.command_at(&framed.bytes[..cut]), Downlink::Partial, "{protocol}: {cut} of {n}");
+            }
+            let mut input = framed.bytes.clone();
+            let next = device.report(1, start);
+            input.extend_from_slice(&next.expect[0]);
+            assert_eq!(device.command_at(&input), Downlink::Command(n), "{protocol}");
+            assert_eq!(device.command_at(&next.expect[0]), Downlink::NotCommand, "{protocol}: an ack is no command");
+            let answer = device.answer(&framed.bytes, start).unwrap();
+            events.clear();
+            decoder.decode(&answer, false, &mut events);
+            let records: Vec<_> = events
+                .iter()
+                .map(|e| match e {
+                    StreamEvent::Record(r) => r,
+                    other => panic!("{protocol}: the answer gets no {other:?}"),
+                })
+                .collect();
+            assert_eq!(records.len(), 1, "{protocol}: {command:?}");
+            if let Some(m) = framed.answer {
+                assert_eq!(records[0].attributes.get(m.attribute), Some(&m.value.into()), "{protocol}: {command:?}");
+            }
+            assert!(records[0].attributes.get("command").is_some() || protocol == Protocol::Teltonika);
+            // The report built before the command: its ack as the decoder sends it now.
+            events.clear();
+            decoder.decode(&next.bytes, false, &mut events);
+            let Some(StreamEvent::Reply(ack)) = events.iter().find(|e| matches!(e, StreamEvent::Reply(_))) else {
+                panic!("{protocol}: the report is acked")
+            };
+            assert_eq!(*ack, *device.expected_now(&next.expect[0]), "{protocol}: {command:?}");
         }
     }
 
