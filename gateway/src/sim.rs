@@ -88,14 +88,15 @@ pub struct Exchange {
     pub records: u64,
 }
 
-/// What starts a buffer of bytes from the gateway, as far as commands go.
+/// What the bytes from the gateway start with, as far as commands go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Downlink {
+enum FromGateway {
     /// A whole command frame of this many bytes.
     Command(usize),
     /// The start of one: more bytes are needed.
-    Partial,
-    NotCommand,
+    PartialCommand,
+    /// No command (a reply, or nothing).
+    Other,
 }
 
 /// A small deterministic generator (xorshift64*); the sim needs repeatable, not secure.
@@ -309,8 +310,9 @@ impl Device {
     /// one starts there: the protocol's online command (GT06 0x80), any platform message of
     /// the command range (JT808 0x8103 and up, answered below), a Codec 12/14 command
     /// packet (Teltonika).
-    fn command_at(&self, buf: &[u8]) -> Downlink {
-        let need = |total: usize| if buf.len() >= total { Downlink::Command(total) } else { Downlink::Partial };
+    fn command_at(&self, buf: &[u8]) -> FromGateway {
+        let need =
+            |total: usize| if buf.len() >= total { FromGateway::Command(total) } else { FromGateway::PartialCommand };
         match self.protocol {
             Protocol::Gt06 => match buf {
                 [0x78, 0x78, len, 0x80, ..] => need(usize::from(*len) + 5),
@@ -321,18 +323,18 @@ impl Device {
                 | [0x79]
                 | [0x79, 0x79]
                 | [0x79, 0x79, _]
-                | [0x79, 0x79, _, _] => Downlink::Partial,
-                _ => Downlink::NotCommand,
+                | [0x79, 0x79, _, _] => FromGateway::PartialCommand,
+                _ => FromGateway::Other,
             },
             Protocol::Jt808 => {
-                let [0x7E, rest @ ..] = buf else { return Downlink::NotCommand };
-                let Some(end) = rest.iter().position(|&b| b == 0x7E) else { return Downlink::Partial };
+                let [0x7E, rest @ ..] = buf else { return FromGateway::Other };
+                let Some(end) = rest.iter().position(|&b| b == 0x7E) else { return FromGateway::PartialCommand };
                 let id = jt808::Frame::parse(&rest[..end]).map(|f| f.header.message_id);
                 match id {
                     Ok(id) if id >= jt808::id::SET_PARAMETERS && id != jt808::id::MEDIA_UPLOAD_RESPONSE => {
-                        Downlink::Command(end + 2)
+                        FromGateway::Command(end + 2)
                     }
-                    _ => Downlink::NotCommand,
+                    _ => FromGateway::Other,
                 }
             }
             Protocol::Teltonika => match buf {
@@ -340,10 +342,10 @@ impl Device {
                     let len = u32::from_be_bytes([*l0, *l1, *l2, *l3]) as usize;
                     need(len.saturating_add(12))
                 }
-                _ if buf.len() < 8 && buf.iter().all(|&b| b == 0) => Downlink::Partial,
-                _ => Downlink::NotCommand,
+                _ if buf.len() < 8 && buf.iter().all(|&b| b == 0) => FromGateway::PartialCommand,
+                _ => FromGateway::Other,
             },
-            Protocol::Nmea => Downlink::NotCommand,
+            Protocol::Nmea => FromGateway::Other,
         }
     }
 
@@ -568,12 +570,12 @@ impl Device {
     }
 }
 
-/// `[yy, mo, dd, hh, mi, ss]` of a UTC time.
 /// A JT808 frame without its two flags, which `Frame::parse` takes.
 fn between_flags(frame: &[u8]) -> Option<&[u8]> {
     frame.strip_prefix(&[0x7E])?.strip_suffix(&[0x7E])
 }
 
+/// `[yy, mo, dd, hh, mi, ss]` of a UTC time.
 fn utc_fields(unix_ms: i64) -> [u8; 6] {
     let (date, h, m, sec) = Timestamp::from_unix_ms(unix_ms, false).date_time();
     [(date.year() - 2000) as u8, date.month(), date.day(), h, m, sec]
@@ -752,7 +754,7 @@ async fn read_replies(
         // Use what is there: a whole command at the front, else the reply expected next.
         loop {
             match device.command_at(inbox) {
-                Downlink::Command(n) => {
+                FromGateway::Command(n) => {
                     let command: Vec<u8> = inbox.drain(..n).collect();
                     let Some(answer) = device.answer(&command, SystemTime::now()) else {
                         r.wrong += 1;
@@ -765,8 +767,8 @@ async fn read_replies(
                     r.commands_answered += 1;
                     r.records += 1;
                 }
-                Downlink::Partial => break,
-                Downlink::NotCommand => {
+                FromGateway::PartialCommand => break,
+                FromGateway::Other => {
                     let Some(want) = expected.peek() else { break };
                     let want = device.expected_now(want);
                     if inbox.len() < want.len() {
@@ -855,7 +857,7 @@ async fn tcp_device(config: &SimConfig, device: &mut Device, r: &mut DeviceResul
     // ack for a damaged frame would show up here.
     let _ = stream.shutdown().await;
     if let Ok(Ok(_)) = tokio::time::timeout(config.ack_timeout, stream.read_to_end(&mut inbox)).await {
-        while let Downlink::Command(n) = device.command_at(&inbox) {
+        while let FromGateway::Command(n) = device.command_at(&inbox) {
             inbox.drain(..n);
             r.commands_unanswered += 1;
         }
@@ -928,7 +930,7 @@ async fn udp_exchange(
             }
             // A command (sent after the acks of an earlier datagram): answered, and the
             // reply is still awaited.
-            Ok(Ok(n)) if device.command_at(&buf[..n]) == Downlink::Command(n) => {
+            Ok(Ok(n)) if device.command_at(&buf[..n]) == FromGateway::Command(n) => {
                 match device.answer(&buf[..n], SystemTime::now()) {
                     Some(answer) if socket.send(&answer).await.is_ok() => {
                         r.commands_answered += 1;
@@ -1016,14 +1018,14 @@ mod tests {
     #[test]
     fn simulated_devices_answer_the_codecs_commands() {
         use trackgate_codecs::jt808::Command as Jt808Command;
-        use trackgate_codecs::Downlink as Command;
+        use trackgate_codecs::Downlink;
         let cases = [
-            (Protocol::Gt06, Command::Text("WHERE#".into())),
-            (Protocol::Jt808, Command::Jt808(Jt808Command::QueryLocation)),
-            (Protocol::Jt808, Command::Jt808(Jt808Command::QueryParameters)),
-            (Protocol::Jt808, Command::Jt808(Jt808Command::VehicleControl { flags: 1 })),
-            (Protocol::Jt808, Command::Jt808(Jt808Command::Tracking { interval_s: 5, validity_s: 60 })),
-            (Protocol::Teltonika, Command::Text("getinfo".into())),
+            (Protocol::Gt06, Downlink::Text("WHERE#".into())),
+            (Protocol::Jt808, Downlink::Jt808(Jt808Command::QueryLocation)),
+            (Protocol::Jt808, Downlink::Jt808(Jt808Command::QueryParameters)),
+            (Protocol::Jt808, Downlink::Jt808(Jt808Command::VehicleControl { flags: 1 })),
+            (Protocol::Jt808, Downlink::Jt808(Jt808Command::Tracking { interval_s: 5, validity_s: 60 })),
+            (Protocol::Teltonika, Downlink::Text("getinfo".into())),
         ];
         let start = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
         for (protocol, command) in cases {
@@ -1036,13 +1038,17 @@ mod tests {
             let framed = decoder.command(&command).unwrap();
             let n = framed.bytes.len();
             for cut in 1..n {
-                assert_eq!(device.command_at(&framed.bytes[..cut]), Downlink::Partial, "{protocol}: {cut} of {n}");
+                assert_eq!(
+                    device.command_at(&framed.bytes[..cut]),
+                    FromGateway::PartialCommand,
+                    "{protocol}: {cut} of {n}"
+                );
             }
             let mut input = framed.bytes.clone();
             let next = device.report(1, start);
             input.extend_from_slice(&next.expect[0]);
-            assert_eq!(device.command_at(&input), Downlink::Command(n), "{protocol}");
-            assert_eq!(device.command_at(&next.expect[0]), Downlink::NotCommand, "{protocol}: an ack is no command");
+            assert_eq!(device.command_at(&input), FromGateway::Command(n), "{protocol}");
+            assert_eq!(device.command_at(&next.expect[0]), FromGateway::Other, "{protocol}: an ack is no command");
             let answer = device.answer(&framed.bytes, start).unwrap();
             events.clear();
             decoder.decode(&answer, false, &mut events);
