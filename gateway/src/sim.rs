@@ -789,6 +789,8 @@ async fn read_replies(
             // Whatever else is there (the start of a command) waits for the next exchange.
             return true;
         }
+        // Room for a batch's acks in one read (a `Vec` grows by 64 bytes a read otherwise).
+        inbox.reserve(expected.clone().map(|w| w.len()).sum::<usize>().max(256));
         match tokio::time::timeout(timeout, stream.read_buf(inbox)).await {
             Ok(Ok(n)) if n > 0 => {}
             Ok(Ok(_)) => {
