@@ -499,8 +499,7 @@ mod tests {
         assert_eq!(r.shard_of(Protocol::Gt06, "123"), Some(0));
         assert_eq!(r.claim(Protocol::Gt06, "123", b, 1, control_b.clone()), Some(0));
         // The permit waits for the old connection's task.
-        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
-        rt.block_on(async {
+        block_on(async {
             tokio::time::timeout(std::time::Duration::from_secs(1), control_a.woken()).await.unwrap();
         });
         assert!(control_a.kicked() && !control_b.kicked());
@@ -521,9 +520,7 @@ mod tests {
         let r = Registry::new();
         let control = Arc::new(Control::default());
         r.claim(Protocol::Gt06, "123", r.next_conn(), 0, control.clone());
-        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
-        rt.block_on(async {
-            let text = |i: usize| Downlink::Text(format!("C{i}"));
+        block_on(async {
             let unknown = r.send_command(Protocol::Gt06, "999", text(0)).await;
             assert_eq!(unknown, Err(SendError::NotConnected));
             let waiting: Vec<_> = (0..MAX_QUEUED_COMMANDS)
@@ -574,15 +571,12 @@ mod tests {
     /// expires, at the caller and at the claim.
     #[test]
     fn held_commands_reach_the_device_when_it_connects_or_expire() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
-        rt.block_on(async {
+        block_on(async {
             let r = Registry::new();
-            let text = |i: usize| Downlink::Text(format!("C{i}"));
-            let long = Duration::from_secs(600);
             // Held, then the device connects.
             let waiting = {
                 let r = r.clone();
-                tokio::spawn(async move { r.send_command_or_hold(Protocol::Gt06, "123", text(0), long).await })
+                tokio::spawn(async move { r.send_command_or_hold(Protocol::Gt06, "123", text(0), LONG).await })
             };
             tokio::task::yield_now().await;
             assert_eq!(r.holding(), 1);
@@ -599,7 +593,7 @@ mod tests {
             // Connected now: no holding, straight to the connection.
             let direct = {
                 let r = r.clone();
-                tokio::spawn(async move { r.send_command_or_hold(Protocol::Gt06, "123", text(1), long).await })
+                tokio::spawn(async move { r.send_command_or_hold(Protocol::Gt06, "123", text(1), LONG).await })
             };
             tokio::time::timeout(Duration::from_secs(60), control.woken()).await.unwrap();
             assert_eq!(r.holding(), 0);
@@ -629,11 +623,11 @@ mod tests {
             let held: Vec<_> = (0..MAX_QUEUED_COMMANDS)
                 .map(|i| {
                     let r = r.clone();
-                    tokio::spawn(async move { r.send_command_or_hold(Protocol::Jt808, "789", text(i), long).await })
+                    tokio::spawn(async move { r.send_command_or_hold(Protocol::Jt808, "789", text(i), LONG).await })
                 })
                 .collect();
             tokio::task::yield_now().await;
-            let over = r.send_command_or_hold(Protocol::Jt808, "789", text(99), long).await;
+            let over = r.send_command_or_hold(Protocol::Jt808, "789", text(99), LONG).await;
             assert_eq!(over, Err(SendError::QueueFull));
             for h in held {
                 h.abort();
@@ -646,11 +640,8 @@ mod tests {
     /// of their time; without a hold and with no newer connection they hear `Closed`.
     #[test]
     fn unwritten_commands_follow_the_device_or_are_held_again() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
-        rt.block_on(async {
+        block_on(async {
             let r = Registry::new();
-            let text = |i: usize| Downlink::Text(format!("C{i}"));
-            let long = Duration::from_secs(600);
             let send = |i: usize, hold: Option<Duration>| {
                 let r = r.clone();
                 tokio::spawn(async move {
@@ -675,7 +666,7 @@ mod tests {
             r.claim(Protocol::Gt06, "123", a, 0, controls[0].clone());
             let plain = send(0, None);
             queued_at(&controls[0], 1).await;
-            let held = send(1, Some(long));
+            let held = send(1, Some(LONG));
             queued_at(&controls[0], 2).await;
             r.claim(Protocol::Gt06, "123", b, 0, controls[1].clone());
             r.release(Protocol::Gt06, "123", a, &controls[0]);
@@ -689,7 +680,7 @@ mod tests {
             // The device goes with nothing newer: the held one waits for it, the other is closed.
             let plain = send(2, None);
             queued_at(&controls[1], 1).await;
-            let held = send(3, Some(long));
+            let held = send(3, Some(LONG));
             queued_at(&controls[1], 2).await;
             r.release(Protocol::Gt06, "123", b, &controls[1]);
             assert_eq!(plain.await.unwrap(), Err(SendError::Closed));
@@ -709,6 +700,18 @@ mod tests {
             assert_eq!(short.await.unwrap(), Err(SendError::Expired));
             assert_eq!(r.holding(), 0);
         });
+    }
+
+    /// The tests' commands: distinct texts.
+    fn text(i: usize) -> Downlink {
+        Downlink::Text(format!("C{i}"))
+    }
+
+    /// Long enough never to run out during a test.
+    const LONG: Duration = Duration::from_secs(600);
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(f)
     }
 
     type Sent = Result<Option<AnswerMatch>, SendError>;
