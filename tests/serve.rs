@@ -668,6 +668,43 @@ fn sim_devices_answer_commands() {
     }
 }
 
+/// A sim device answers a command as soon as it comes, not only when it next reports: here
+/// the device is silent after its login (`--hold`) and never reports again.
+#[test]
+fn a_silent_sim_device_answers_a_command_at_once() {
+    let token = "sim-silent-0123456789";
+    let (gw, dir) = launch_with_commands(&["gt06"], token);
+    let endpoint = gw.addr("metrics http");
+    let sim = Command::new(env!("CARGO_BIN_EXE_trackgate"))
+        .args(["sim", "--protocol", "gt06", "--target", &gw.tcp.to_string(), "--devices", "1", "--first-id", "7"])
+        .args(["--ramp", "0s", "--hold", "4s", "--duration", "0s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let (_, status) = http(endpoint, "GET", "/devices/gt06/350000000000007", Some(token), "");
+        if status.contains(r#""connected":true"#) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the sim device never logged in: {status}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (status, body) = http(endpoint, "POST", "/devices/gt06/350000000000007/commands", Some(token), "WHERE#");
+    assert_eq!(status, 200, "{body}");
+    // The answer reaches the sink while the device is still silent.
+    gw.wait_for_records(2);
+    let out = sim.wait_with_output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["commands_answered"], 1, "{report}");
+    assert_eq!(report["frames_sent"], 1, "the login only: {report}");
+    let (code, records) = gw.stop();
+    assert_eq!(code, Some(0));
+    assert_eq!(records[1]["attributes"]["command"], "WHERE#", "{records:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// A JT808 terminal over UDP has no connection to write to: its commands go out after the
 /// acks of its next datagram, to the address it sent from, and its answer names them.
 #[test]

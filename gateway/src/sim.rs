@@ -751,23 +751,18 @@ async fn read_replies(
 ) -> bool {
     let mut expected = x.expect.iter().peekable();
     loop {
-        // Use what is there: a whole command at the front, else the reply expected next.
+        // Use what is there: the whole commands at the front, then the reply expected next.
         loop {
-            match device.command_at(inbox) {
-                FromGateway::Command(n) => {
-                    let command: Vec<u8> = inbox.drain(..n).collect();
-                    let Some(answer) = device.answer(&command, SystemTime::now()) else {
-                        r.wrong += 1;
-                        return false;
-                    };
-                    if stream.write_all(&answer).await.is_err() {
-                        r.missing += expected.len() as u64;
-                        return false;
-                    }
-                    r.commands_answered += 1;
-                    r.records += 1;
+            match answer_commands(stream, device, inbox, r).await {
+                Ok(()) => {}
+                Err(Unanswered::Wrong) => return false,
+                Err(Unanswered::NotWritten) => {
+                    r.missing += expected.len() as u64;
+                    return false;
                 }
-                FromGateway::PartialCommand => break,
+            }
+            match device.command_at(inbox) {
+                FromGateway::Command(_) | FromGateway::PartialCommand => break,
                 FromGateway::Other => {
                     let Some(want) = expected.peek() else { break };
                     let want = device.expected_now(want);
@@ -813,6 +808,65 @@ async fn read_replies(
     }
 }
 
+/// Why a command at the front of the input was not answered.
+enum Unanswered {
+    /// It could not be read as the command it looked like (counted as a wrong reply).
+    Wrong,
+    /// The answer could not be written: the connection is gone.
+    NotWritten,
+}
+
+/// Answers the whole commands at the front of `inbox`, taking them out, as firmware
+/// answers: at once.
+async fn answer_commands(
+    stream: &mut TcpStream,
+    device: &mut Device,
+    inbox: &mut Vec<u8>,
+    r: &mut DeviceResult,
+) -> Result<(), Unanswered> {
+    while let FromGateway::Command(n) = device.command_at(inbox) {
+        let command: Vec<u8> = inbox.drain(..n).collect();
+        let Some(answer) = device.answer(&command, SystemTime::now()) else {
+            r.wrong += 1;
+            return Err(Unanswered::Wrong);
+        };
+        stream.write_all(&answer).await.map_err(|_| Unanswered::NotWritten)?;
+        r.commands_answered += 1;
+        r.records += 1;
+    }
+    Ok(())
+}
+
+/// Waits until `deadline` as a device does between reports: reading, and answering the
+/// commands that come meanwhile. Anything else read stays in `inbox` for the next exchange
+/// to judge; a connection that ends (or a command that cannot be read) is left for it to
+/// find too, so a quiet device counts a lost connection as it always has.
+async fn idle_until(
+    stream: &mut TcpStream,
+    device: &mut Device,
+    inbox: &mut Vec<u8>,
+    r: &mut DeviceResult,
+    deadline: tokio::time::Instant,
+) {
+    loop {
+        inbox.reserve(256);
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => return,
+            // Cancel-safe: when the sleep wins, nothing was read.
+            read = stream.read_buf(inbox) => {
+                let answered = match read {
+                    Ok(n) if n > 0 => answer_commands(stream, device, inbox, r).await.is_ok(),
+                    _ => false,
+                };
+                if !answered {
+                    tokio::time::sleep_until(deadline).await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
 async fn connect(config: &SimConfig) -> std::io::Result<TcpStream> {
     let Some(source) = config.source else { return TcpStream::connect(config.target).await };
     let socket = if config.target.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
@@ -839,7 +893,7 @@ async fn tcp_device(config: &SimConfig, device: &mut Device, r: &mut DeviceResul
     }
     r.logged_in_after = Some(started.elapsed());
     r.login_records = r.records;
-    tokio::time::sleep_until((started + config.hold).into()).await;
+    idle_until(&mut stream, device, &mut inbox, r, (started + config.hold).into()).await;
     let end = Instant::now() + config.duration;
     let mut next = tokio::time::Instant::now();
     while Instant::now() < end {
@@ -853,7 +907,7 @@ async fn tcp_device(config: &SimConfig, device: &mut Device, r: &mut DeviceResul
             return;
         }
         next += config.interval;
-        tokio::time::sleep_until(next).await;
+        idle_until(&mut stream, device, &mut inbox, r, next).await;
     }
     // Nothing more must come but commands, which the device, done, leaves unanswered: an
     // ack for a damaged frame would show up here.
@@ -890,7 +944,7 @@ async fn udp_device(config: &SimConfig, device: &mut Device, r: &mut DeviceResul
     }
     r.logged_in_after = Some(started.elapsed());
     r.login_records = r.records;
-    tokio::time::sleep_until((started + config.hold).into()).await;
+    udp_idle_until(&socket, device, r, &mut buf, (started + config.hold).into()).await;
     let end = Instant::now() + config.duration;
     let mut next = tokio::time::Instant::now();
     while Instant::now() < end {
@@ -904,7 +958,47 @@ async fn udp_device(config: &SimConfig, device: &mut Device, r: &mut DeviceResul
             }
         }
         next += config.interval;
-        tokio::time::sleep_until(next).await;
+        udp_idle_until(&socket, device, r, &mut buf, next).await;
+    }
+}
+
+/// As `idle_until` for a UDP device: a command (which comes after the acks of the device's
+/// last datagram) is answered at once; any other datagram now is one the gateway should
+/// not have sent.
+async fn udp_idle_until(
+    socket: &UdpSocket,
+    device: &mut Device,
+    r: &mut DeviceResult,
+    buf: &mut [u8],
+    deadline: tokio::time::Instant,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => return,
+            // Cancel-safe: when the sleep wins, no datagram was taken.
+            received = socket.recv(buf) => match received {
+                Ok(n) => answer_datagram(socket, device, r, &buf[..n]).await,
+                Err(_) => {
+                    tokio::time::sleep_until(deadline).await;
+                    return;
+                }
+            },
+        }
+    }
+}
+
+/// Answers a datagram that should be a command; counts it wrong if it is not one.
+async fn answer_datagram(socket: &UdpSocket, device: &mut Device, r: &mut DeviceResult, datagram: &[u8]) {
+    let answer = match device.command_at(datagram) {
+        FromGateway::Command(n) if n == datagram.len() => device.answer(datagram, SystemTime::now()),
+        _ => None,
+    };
+    match answer {
+        Some(answer) if socket.send(&answer).await.is_ok() => {
+            r.commands_answered += 1;
+            r.records += 1;
+        }
+        _ => r.wrong += 1,
     }
 }
 
@@ -933,13 +1027,7 @@ async fn udp_exchange(
             // A command (sent after the acks of an earlier datagram): answered, and the
             // reply is still awaited.
             Ok(Ok(n)) if device.command_at(&buf[..n]) == FromGateway::Command(n) => {
-                match device.answer(&buf[..n], SystemTime::now()) {
-                    Some(answer) if socket.send(&answer).await.is_ok() => {
-                        r.commands_answered += 1;
-                        r.records += 1;
-                    }
-                    _ => r.wrong += 1,
-                }
+                answer_datagram(socket, device, r, &buf[..n]).await;
             }
             Ok(Ok(_)) => {
                 r.wrong += 1;
