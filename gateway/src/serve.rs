@@ -131,6 +131,9 @@ impl Bound {
     }
 }
 
+/// The receive buffer asked for on each UDP socket (one per shard and protocol).
+const UDP_RECEIVE_BUFFER: usize = 4 << 20;
+
 fn reuseport_socket(addr: SocketAddr, transport: Transport) -> io::Result<Socket> {
     let ty = match transport {
         Transport::Tcp => Type::STREAM,
@@ -142,6 +145,16 @@ fn reuseport_socket(addr: SocketAddr, transport: Transport) -> io::Result<Socket
         // Acks go out as soon as they are written. Linux hands the listener's option to
         // every accepted socket, which saves a setsockopt per connection (see accept_loop).
         socket.set_tcp_nodelay(true)?;
+    }
+    if transport == Transport::Udp {
+        // Devices that report on the same schedule (or come back together after an outage)
+        // send in bursts. The default buffer (208 KiB here) held about 250 datagrams, and the
+        // kernel dropped the rest of a burst of 1,000 before the shard could read them (the
+        // load run with `HOLD`, counted in UdpRcvbufErrors). The kernel caps the size at
+        // net.core.rmem_max; memory is only taken while datagrams wait.
+        if let Err(e) = socket.set_recv_buffer_size(UDP_RECEIVE_BUFFER) {
+            debug!(error = %e, "cannot enlarge a UDP socket's receive buffer");
+        }
     }
     socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
@@ -1095,6 +1108,17 @@ mod tests {
         listener.set_nonblocking(false).unwrap();
         let (accepted, _) = listener.accept().unwrap();
         assert!(accepted.nodelay().unwrap(), "an accepted socket did not inherit TCP_NODELAY");
+    }
+
+    /// UDP sockets ask for a receive buffer that holds a burst of datagrams, as much of it
+    /// as the kernel allows (Linux reports twice what it granted, up to `rmem_max`).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn udp_sockets_get_a_large_receive_buffer() {
+        let socket = reuseport_socket(([127, 0, 0, 1], 0).into(), Transport::Udp).unwrap();
+        let granted = socket.recv_buffer_size().unwrap();
+        let max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max").unwrap().trim().parse().unwrap();
+        assert!(granted >= 2 * UDP_RECEIVE_BUFFER.min(max), "{granted} bytes (rmem_max {max})");
     }
 
     /// A short read clears the stream's readiness (no read that finds nothing), and neither
