@@ -927,29 +927,32 @@ async fn udp_loop(shard: Arc<Shard>, protocol: Protocol, settings: Arc<SessionSe
         if !deliver(&shard, protocol, Transport::Udp, peer, &mut out).await {
             continue;
         }
+        // The commands go after the acks, one datagram each: `replies[acks + i]` is
+        // `written[i]`. Nothing is allocated for them in a batch without commands.
         let acks = replies.len();
-        let mut commands = Vec::new();
+        let mut written = Vec::new();
         for addr in &heard {
             if let Some(p) = peers.get_mut(addr) {
-                commands.push((replies.len(), p.commands(*addr, &mut replies, counters)));
+                written.extend(p.commands(*addr, &mut replies, counters));
             }
         }
-        let mut failed = vec![false; replies.len()];
+        let mut commands_sent = Vec::new();
         for (i, (to, reply)) in replies.iter().enumerate() {
-            if let Err(e) = socket.send_to(reply, to).await {
+            let sent = socket.send_to(reply, to).await;
+            if let Err(e) = &sent {
                 debug!(%protocol, peer = %to, error = %e, "UDP reply failed");
-                failed[i] = true;
+            }
+            if i >= acks {
+                commands_sent.push(sent.is_ok());
             }
         }
         counters.delivered(0, acks);
-        for (first, written) in commands {
-            for (i, (done, answer)) in written.into_iter().enumerate() {
-                if failed[first + i] {
-                    let _ = done.send(Err(SendError::Closed));
-                } else {
-                    counters.command(true);
-                    let _ = done.send(Ok(answer));
-                }
+        for ((done, answer), sent) in written.into_iter().zip(commands_sent) {
+            if sent {
+                counters.command(true);
+                let _ = done.send(Ok(answer));
+            } else {
+                let _ = done.send(Err(SendError::Closed));
             }
         }
     }
