@@ -753,15 +753,15 @@ async fn read_replies(
     loop {
         // Use what is there: the whole commands at the front, then the reply expected next.
         loop {
-            match answer_commands(stream, device, inbox, r).await {
-                Ok(()) => {}
+            let front = match answer_commands(stream, device, inbox, r).await {
+                Ok(front) => front,
                 Err(Unanswered::Wrong) => return false,
                 Err(Unanswered::NotWritten) => {
                     r.missing += expected.len() as u64;
                     return false;
                 }
-            }
-            match device.command_at(inbox) {
+            };
+            match front {
                 FromGateway::Command(_) | FromGateway::PartialCommand => break,
                 FromGateway::Other => {
                     let Some(want) = expected.peek() else { break };
@@ -817,14 +817,19 @@ enum Unanswered {
 }
 
 /// Answers the whole commands at the front of `inbox`, taking them out, as firmware
-/// answers: at once.
+/// answers: at once. Returns what the front holds then: the start of a command, or no
+/// command.
 async fn answer_commands(
     stream: &mut TcpStream,
     device: &mut Device,
     inbox: &mut Vec<u8>,
     r: &mut DeviceResult,
-) -> Result<(), Unanswered> {
-    while let FromGateway::Command(n) = device.command_at(inbox) {
+) -> Result<FromGateway, Unanswered> {
+    loop {
+        let n = match device.command_at(inbox) {
+            FromGateway::Command(n) => n,
+            front => return Ok(front),
+        };
         let command: Vec<u8> = inbox.drain(..n).collect();
         let Some(answer) = device.answer(&command, SystemTime::now()) else {
             r.wrong += 1;
@@ -834,7 +839,6 @@ async fn answer_commands(
         r.commands_answered += 1;
         r.records += 1;
     }
-    Ok(())
 }
 
 /// Waits until `deadline` as a device does between reports: reading, and answering the
