@@ -332,8 +332,7 @@ fn teltonika_udp_ack_echoes_the_device_ids() {
     let gw = Gateway::start_for("teltonika", &[]);
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let datagram = unhex("003DCAFE0105000F33353230393330383634303336353508010000016B4F815B30010000000000000000000000000000000103021503010101425DBC000001");
-    sock.send_to(&datagram, gw.udp).unwrap();
+    sock.send_to(&unhex(TELTONIKA_UDP), gw.udp).unwrap();
     let mut buf = [0u8; 64];
     let (n, from) = sock.recv_from(&mut buf).unwrap();
     assert_eq!(from, gw.udp);
@@ -344,6 +343,8 @@ fn teltonika_udp_ack_echoes_the_device_ids() {
     assert_eq!(records[0]["device_id"], "352093086403655");
 }
 
+/// teltonika.md §7.9: one Codec 8 record from 352093086403655, packet id 0xCAFE, AVL packet id 5.
+const TELTONIKA_UDP: &str = "003DCAFE0105000F33353230393330383634303336353508010000016B4F815B30010000000000000000000000000000000103021503010101425DBC000001";
 const GT06_LOGIN: &str = "78780D01012345678901234500018CDD0D0A";
 const GT06_LOCATION: &str = "78781F120B081D112E10CF027AC7EB0C46584900148F01CC00287D001FB80003 80810D0A";
 const GT06_HEARTBEAT: &str = "78780A13440104000100050845 0D0A";
@@ -605,7 +606,7 @@ fn a_held_command_reaches_the_device_when_it_logs_in() {
 }
 
 /// `trackgate sim` devices answer commands as firmware does, over TCP for the three
-/// protocols with commands and over UDP for JT808: the answer is a record that the
+/// protocols with commands and over UDP for JT808 and Teltonika: the answer is a record that the
 /// command's `AnswerMatch` finds, and the acks around it stay exact (JT808's platform
 /// serials move on by the command's).
 #[test]
@@ -615,6 +616,7 @@ fn sim_devices_answer_commands() {
         ("jt808", "tcp", "10000000007", r#""query_location""#),
         ("jt808", "udp", "10000000007", r#"{"text": {"flags": 1, "text": "hello"}}"#),
         ("teltonika", "tcp", "350000000000007", "getinfo"),
+        ("teltonika", "udp", "350000000000007", "getinfo"),
     ];
     let runs: Vec<_> = cases
         .into_iter()
@@ -725,19 +727,12 @@ fn a_jt808_command_reaches_a_udp_terminal_after_its_next_datagram() {
     let request = std::thread::spawn(move || http(endpoint, "POST", path, Some(token), r#""query_location""#));
     // The command waits for the terminal's next datagram; heartbeats until it comes.
     let mut serial = 2u16;
-    let command = loop {
-        device.send_to(&jt808_wire(&format!("0002 0000 014130567872 {serial:04X}")), gw.udp).unwrap();
-        assert_eq!(receive(), jt808_wire(&format!("8001 0005 014130567872 {serial:04X} {serial:04X} 0002 00")));
+    let command = datagrams_until_command(&device, gw.udp, || {
+        let heartbeat = jt808_wire(&format!("0002 0000 014130567872 {serial:04X}"));
+        let ack = jt808_wire(&format!("8001 0005 014130567872 {serial:04X} {serial:04X} 0002 00"));
         serial += 1;
-        device.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-        let mut buf = [0u8; 2048];
-        let next = device.recv(&mut buf);
-        device.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        if let Ok(n) = next {
-            break buf[..n].to_vec();
-        }
-        assert!(serial < 600, "the command never came");
-    };
+        (heartbeat, ack)
+    });
     // 0x8201, the gateway's next platform serial after its acks.
     let platform_serial = u16::from_be_bytes([command[11], command[12]]);
     assert_eq!(command, jt808_wire(&format!("8201 0000 014130567872 {platform_serial:04X}")));
@@ -758,6 +753,98 @@ fn a_jt808_command_reaches_a_udp_terminal_after_its_next_datagram() {
     let reply = records.iter().find(|r| r["message_type"] == "0x0201").expect("the answer is a record");
     assert_eq!(reply["attributes"]["command"], "query_location");
     assert_eq!(reply["attributes"]["reply_serial"], platform_serial);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Sends the datagrams `next` makes, each answered by the ack it names, until a command
+/// follows an ack; returns the command.
+fn datagrams_until_command(
+    device: &UdpSocket,
+    gateway: SocketAddr,
+    mut next: impl FnMut() -> (Vec<u8>, Vec<u8>),
+) -> Vec<u8> {
+    let mut buf = [0u8; 2048];
+    for _ in 0..600 {
+        let (datagram, ack) = next();
+        device.send_to(&datagram, gateway).unwrap();
+        device.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let n = device.recv(&mut buf).unwrap();
+        assert_eq!(buf[..n], ack);
+        device.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let command = device.recv(&mut buf);
+        device.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        if let Ok(n) = command {
+            return buf[..n].to_vec();
+        }
+    }
+    panic!("the command never came");
+}
+
+/// Teltonika over UDP: a Codec 12 command goes out after the ack of the device's next
+/// datagram, as the same packet TCP carries (Teltonika's wiki: "UDP commands are sent the
+/// same exact way as TCP commands"), and the response is read in that framing as well as in
+/// the channel header's.
+#[test]
+fn a_teltonika_command_reaches_a_udp_device_after_its_next_datagram() {
+    let token = "udp-teltonika-0123456789";
+    let (gw, dir) = launch_with_commands(&["teltonika"], token);
+    let endpoint = gw.addr("metrics http");
+    let device = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let path = "/devices/teltonika/352093086403655/commands";
+    // The wiki's datagram (teltonika.md §7.9), its packet ids moved on each time.
+    let mut packet_id = 0xCAFEu16;
+    let mut datagram = || {
+        let mut d = unhex(TELTONIKA_UDP);
+        packet_id = packet_id.wrapping_add(1);
+        d[2..4].copy_from_slice(&packet_id.to_be_bytes());
+        let ack = [&[0x00, 0x05][..], &packet_id.to_be_bytes(), &[0x01, 0x05, 0x01]].concat();
+        (d, ack)
+    };
+    let first = datagram();
+    device.send_to(&first.0, gw.udp).unwrap();
+    let mut buf = [0u8; 2048];
+    device.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let n = device.recv(&mut buf).unwrap();
+    assert_eq!(buf[..n], first.1);
+    let request = std::thread::spawn(move || http(endpoint, "POST", path, Some(token), "getinfo"));
+    let command = datagrams_until_command(&device, gw.udp, &mut datagram);
+    // teltonika.md §7.6's getinfo, byte for byte: the packet TCP carries.
+    assert_eq!(command, unhex("000000000000000F0C010500000007676574696E666F0100004312"));
+    let (status, body) = request.join().unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap(), serde_json::json!({"result": "written"}));
+    let (code, status) = http(endpoint, "GET", "/devices/teltonika/352093086403655", Some(token), "");
+    assert_eq!(code, 200, "{status}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&status).unwrap()["transport"], "udp");
+    // One response as a bare TCP packet, one in the channel header; neither is acked.
+    let mut bare = Vec::new();
+    trackgate::codecs::teltonika::encode_command(0x0C, 0x06, None, b"Ver:03.27.07", &mut bare);
+    device.send_to(&bare, gw.udp).unwrap();
+    let mut channel = Vec::new();
+    let mut info = Vec::new();
+    trackgate::codecs::teltonika::encode_command(0x0C, 0x06, None, b"RTC:2019/7/22 7:53", &mut info);
+    trackgate::codecs::teltonika::UdpPacket::encode(
+        7,
+        0x01,
+        6,
+        "352093086403655",
+        &info[8..info.len() - 4],
+        &mut channel,
+    );
+    device.send_to(&channel, gw.udp).unwrap();
+    gw.wait_for_records(4);
+    device.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    assert!(device.recv(&mut buf).is_err(), "a command response is never acked");
+    assert_eq!(gw.metric("trackgate_commands_total{protocol=\"teltonika\",transport=\"udp\",result=\"written\"}"), 1);
+    let (code, records) = gw.stop();
+    assert_eq!(code, Some(0));
+    let mut texts: Vec<_> = records
+        .iter()
+        .filter(|r| r["kind"] == "command_response")
+        .map(|r| (r["device_id"].as_str().unwrap(), r["attributes"]["text"].as_str().unwrap()))
+        .collect();
+    texts.sort();
+    assert_eq!(texts, [("352093086403655", "RTC:2019/7/22 7:53"), ("352093086403655", "Ver:03.27.07")]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

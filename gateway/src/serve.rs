@@ -755,12 +755,12 @@ impl Drop for UdpClaim {
     }
 }
 
-/// The protocols whose devices take commands over UDP: JT808. GT06 is served on TCP only,
-/// Teltonika's Codec 12 over UDP is not confirmed in the notes, and NMEA has no commands:
-/// their UDP devices are not reachable (`NotConnected`) rather than refused on their next
-/// datagram.
+/// The protocols whose devices take commands over UDP: JT808 and Teltonika (whose wiki has
+/// UDP commands sent "the same exact way as TCP commands"). GT06 is served on TCP only and
+/// NMEA has no commands: their UDP devices are not reachable (`NotConnected`) rather than
+/// refused on their next datagram.
 fn udp_commands(protocol: Protocol) -> bool {
-    protocol == Protocol::Jt808
+    matches!(protocol, Protocol::Jt808 | Protocol::Teltonika)
 }
 
 impl UdpPeer {

@@ -427,6 +427,15 @@ impl Device {
                     _ => None,
                 };
                 teltonika::encode_command(codec, teltonika::TYPE_RESPONSE, imei, b"OK", &mut out);
+                if self.transport == Transport::Udp {
+                    // A datagram from the device carries the channel header, as its data does
+                    // (the gateway reads a bare TCP packet too).
+                    let data = out.get(teltonika::HEADER_LEN..out.len() - 4)?.to_vec();
+                    out.clear();
+                    self.packet_id = self.packet_id.wrapping_add(1);
+                    self.avl_packet_id = self.avl_packet_id.wrapping_add(1);
+                    UdpPacket::encode(self.packet_id, 0x01, self.avl_packet_id, &self.id, &data, &mut out);
+                }
             }
             Protocol::Nmea => return None,
         }
@@ -1113,21 +1122,29 @@ mod tests {
     fn simulated_devices_answer_the_codecs_commands() {
         use trackgate_codecs::jt808::Command as Jt808Command;
         use trackgate_codecs::Downlink;
+        let (tcp, udp) = (Transport::Tcp, Transport::Udp);
         let cases = [
-            (Protocol::Gt06, Downlink::Text("WHERE#".into())),
-            (Protocol::Jt808, Downlink::Jt808(Jt808Command::QueryLocation)),
-            (Protocol::Jt808, Downlink::Jt808(Jt808Command::QueryParameters)),
-            (Protocol::Jt808, Downlink::Jt808(Jt808Command::VehicleControl { flags: 1 })),
-            (Protocol::Jt808, Downlink::Jt808(Jt808Command::Tracking { interval_s: 5, validity_s: 60 })),
-            (Protocol::Teltonika, Downlink::Text("getinfo".into())),
+            (Protocol::Gt06, tcp, Downlink::Text("WHERE#".into())),
+            (Protocol::Jt808, tcp, Downlink::Jt808(Jt808Command::QueryLocation)),
+            (Protocol::Jt808, tcp, Downlink::Jt808(Jt808Command::QueryParameters)),
+            (Protocol::Jt808, tcp, Downlink::Jt808(Jt808Command::VehicleControl { flags: 1 })),
+            (Protocol::Jt808, tcp, Downlink::Jt808(Jt808Command::Tracking { interval_s: 5, validity_s: 60 })),
+            (Protocol::Jt808, udp, Downlink::Jt808(Jt808Command::QueryLocation)),
+            (Protocol::Teltonika, tcp, Downlink::Text("getinfo".into())),
+            (Protocol::Teltonika, udp, Downlink::Text("getinfo".into())),
         ];
         let start = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
-        for (protocol, command) in cases {
-            let mut device = Device::new(protocol, Transport::Tcp, 42, 7, 0.0);
-            let mut decoder = stream_decoder(protocol, &StreamOptions::default());
+        for (protocol, transport, command) in cases {
+            let mut device = Device::new(protocol, transport, 42, 7, 0.0);
+            let mut decoder = stream_decoder(protocol, &StreamOptions { transport, ..StreamOptions::default() });
+            let whole = transport == Transport::Udp;
             let mut events = Vec::new();
             for x in device.login() {
-                decoder.decode(&x.bytes, false, &mut events);
+                decoder.decode(&x.bytes, whole, &mut events);
+            }
+            if protocol == Protocol::Teltonika && transport == Transport::Udp {
+                // No login over UDP: the device is named by its first datagram.
+                decoder.decode(&device.report(1, start).bytes, whole, &mut events);
             }
             let framed = decoder.command(&command).unwrap();
             let n = framed.bytes.len();
@@ -1145,12 +1162,12 @@ mod tests {
             assert_eq!(device.command_at(&next.expect[0]), FromGateway::Other, "{protocol}: an ack is no command");
             let answer = device.answer(&framed.bytes, start).unwrap();
             events.clear();
-            decoder.decode(&answer, false, &mut events);
+            decoder.decode(&answer, whole, &mut events);
             let records: Vec<_> = events
                 .iter()
                 .map(|e| match e {
                     StreamEvent::Record(r) => r,
-                    other => panic!("{protocol}: the answer gets no {other:?}"),
+                    other => panic!("{protocol} {transport:?}: the answer gets no {other:?}"),
                 })
                 .collect();
             assert_eq!(records.len(), 1, "{protocol}: {command:?}");
@@ -1160,7 +1177,7 @@ mod tests {
             assert!(records[0].attributes.get("command").is_some() || protocol == Protocol::Teltonika);
             // The report built before the command: its ack as the decoder sends it now.
             events.clear();
-            decoder.decode(&next.bytes, false, &mut events);
+            decoder.decode(&next.bytes, whole, &mut events);
             let Some(StreamEvent::Reply(ack)) = events.iter().find(|e| matches!(e, StreamEvent::Reply(_))) else {
                 panic!("{protocol}: the report is acked")
             };

@@ -228,6 +228,10 @@ impl TeltonikaDecoder {
     }
 
     fn datagram(&mut self, datagram: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), Reject> {
+        if datagram.starts_with(&[0, 0, 0, 0]) {
+            // No UDP channel header starts so: its length field is never zero.
+            return self.packet_datagram(datagram, out);
+        }
         let packet = UdpPacket::parse(datagram).map_err(|e| Reject::new(RejectKind::Malformed, e))?;
         if self.policy.as_ref().is_some_and(|p| !p(packet.imei)) {
             return Err(Reject::new(RejectKind::Unsupported, "datagram from a device that is not allowed"));
@@ -239,22 +243,59 @@ impl TeltonikaDecoder {
     }
 }
 
+impl TeltonikaDecoder {
+    /// A whole TCP packet (preamble, length, data, CRC) sent as one datagram. Teltonika's
+    /// wiki has UDP commands sent "the same exact way as TCP commands", which is how this
+    /// decoder writes them, so a device may answer in that form too; the channel-header form
+    /// (`UdpPacket`) is read as well. Only command packets are taken so: AVL data in this form
+    /// has no channel packet id to acknowledge, and records need the IMEI that a channel
+    /// header carries and this form does not.
+    fn packet_datagram(&mut self, datagram: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), Reject> {
+        // The TCP framer's own rules (length bounds, CRC), on a framer of its own: a datagram
+        // is complete, so nothing carries over from one to the next.
+        match TcpFramer::default().next_frame_at_end(datagram) {
+            Framing::Frame { len, .. } if len == datagram.len() && frame_kind(datagram) == TcpFrameKind::Packet => {}
+            Framing::Frame { len, .. } => {
+                return Err(Reject::new(
+                    RejectKind::Length,
+                    format!("a {}-byte datagram holding a {len}-byte packet", datagram.len()),
+                ))
+            }
+            Framing::Rejected { reason, .. } | Framing::Fatal(reason) => return Err(reason),
+            Framing::Incomplete { .. } => {
+                return Err(Reject::new(RejectKind::Truncated, "datagram ends inside a packet"))
+            }
+        }
+        let data = &datagram[HEADER_LEN..datagram.len() - 4];
+        if !matches!(data.first(), Some(&(CODEC_12 | CODEC_13 | CODEC_14 | CODEC_15))) {
+            return Err(Reject::new(
+                RejectKind::Unsupported,
+                "AVL data over UDP comes in the UDP channel header, not in TCP framing",
+            ));
+        }
+        if self.imei.is_none() {
+            return Err(Reject::new(
+                RejectKind::Unsupported,
+                "a command packet from a UDP peer that has not sent its IMEI in a channel header",
+            ));
+        }
+        self.data_field(data, None, out)
+    }
+}
+
 impl RecordDecoder for TeltonikaDecoder {
     fn refused(&self) -> bool {
         self.refused
     }
 
     /// A Codec 12 command. Its response (Codec 12, type 0x06) carries no reference to the
-    /// command, so the response record does not name it.
+    /// command, so the response record does not name it. Over UDP the packet is the same
+    /// (Teltonika's wiki: "UDP commands are sent the same exact way as TCP commands"); the
+    /// gateway sends it to the address the device last wrote from.
     fn command(&mut self, command: &Downlink) -> Result<FramedCommand, DownlinkError> {
         let Downlink::Text(text) = command else {
             return Err(DownlinkError::Unsupported("a JT808 command for a Teltonika device"));
         };
-        if self.udp {
-            // A UDP command must go to the address the device last sent from, which only the
-            // gateway's UDP loop knows; this decoder writes TCP framing.
-            return Err(DownlinkError::Unsupported("Teltonika commands are sent over TCP"));
-        }
         if self.imei.is_none() || self.refused {
             return Err(DownlinkError::NotReady);
         }

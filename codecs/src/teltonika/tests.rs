@@ -144,7 +144,7 @@ fn command_responses_are_records_and_never_acked() {
 }
 
 #[test]
-fn downlink_text_is_a_codec12_command_after_the_handshake_and_over_tcp_only() {
+fn downlink_text_is_a_codec12_command_after_the_handshake() {
     use crate::stream::{Downlink, DownlinkError};
     let getinfo = Downlink::Text("getinfo".into());
     let mut d = TeltonikaDecoder::tcp();
@@ -156,7 +156,57 @@ fn downlink_text_is_a_codec12_command_after_the_handshake_and_over_tcp_only() {
     assert!(matches!(d.command(&Downlink::Text(String::new())), Err(DownlinkError::Invalid(_))));
     let jt808 = Downlink::Jt808(crate::jt808::Command::QueryLocation);
     assert!(matches!(d.command(&jt808), Err(DownlinkError::Unsupported(_))));
-    assert!(matches!(TeltonikaDecoder::udp().command(&getinfo), Err(DownlinkError::Unsupported(_))));
+    // Over UDP: once a datagram has named the device, the same packet as over TCP.
+    let mut udp = TeltonikaDecoder::udp();
+    assert_eq!(udp.command(&getinfo), Err(DownlinkError::NotReady));
+    decode_all(&mut udp, &hex(UDP_WIKI));
+    assert_eq!(udp.command(&getinfo).unwrap().bytes, sent.bytes);
+}
+
+/// teltonika.md §7.9: one Codec 8 record from 352093086403655 in the UDP channel header.
+const UDP_WIKI: &str = "003DCAFE0105000F33353230393330383634303336353508010000016B4F815B30010000000000000000000000000000000103021503010101425DBC000001";
+
+#[test]
+fn command_responses_over_udp_come_in_either_framing() {
+    let mut response = Vec::new();
+    encode_command(CODEC_12, TYPE_RESPONSE, None, b"Ver:03.27.07", &mut response);
+    let data = &response[HEADER_LEN..response.len() - 4];
+    let mut channel = Vec::new();
+    UdpPacket::encode(0x0102, 0x01, 7, "352093086403655", data, &mut channel);
+
+    // In TCP framing it needs a device already named by a channel-header datagram.
+    let ev = decode_all(&mut TeltonikaDecoder::udp(), &response);
+    assert!(matches!(&ev[..], [StreamEvent::Rejected { reason, .. }] if reason.kind == RejectKind::Unsupported));
+
+    for datagram in [&response, &channel] {
+        let mut dec = TeltonikaDecoder::udp();
+        decode_all(&mut dec, &hex(UDP_WIKI));
+        let ev = decode_all(&mut dec, datagram);
+        assert!(replies(&ev).is_empty(), "a command response is never acked");
+        let r = records(&ev)[0];
+        assert_eq!(r.kind, Kind::CommandResponse);
+        assert_eq!(r.device_id.as_deref(), Some("352093086403655"));
+        assert_eq!(r.attributes.get("text"), Some(&"Ver:03.27.07".into()));
+    }
+
+    // Damage in TCP framing: a bad CRC, bytes after the packet, a cut packet; and AVL data,
+    // which has no channel packet id to acknowledge in that form.
+    let mut bad_crc = response.clone();
+    *bad_crc.last_mut().unwrap() ^= 1;
+    let trailing = [response.clone(), vec![0]].concat();
+    let cut = response[..response.len() - 1].to_vec();
+    let avl = hex(C8_WIKI);
+    for (datagram, kind) in [
+        (bad_crc, RejectKind::Checksum),
+        (trailing, RejectKind::Length),
+        (cut, RejectKind::Truncated),
+        (avl, RejectKind::Unsupported),
+    ] {
+        let mut dec = TeltonikaDecoder::udp();
+        decode_all(&mut dec, &hex(UDP_WIKI));
+        let ev = decode_all(&mut dec, &datagram);
+        assert!(matches!(&ev[..], [StreamEvent::Rejected { reason, .. }] if reason.kind == kind), "{kind:?}: {ev:?}");
+    }
 }
 
 #[test]
@@ -209,7 +259,7 @@ fn codec13_and_codec15_times() {
 #[test]
 fn udp_datagram_and_its_ack_echo_the_device_ids() {
     // teltonika.md §7.9
-    let dg = hex("003DCAFE0105000F33353230393330383634303336353508010000016B4F815B30010000000000000000000000000000000103021503010101425DBC000001");
+    let dg = hex(UDP_WIKI);
     let mut dec = TeltonikaDecoder::udp();
     let ev = decode_all(&mut dec, &dg);
     assert_eq!(replies(&ev), [hex("0005CAFE010501")]);
