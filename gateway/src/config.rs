@@ -14,6 +14,7 @@
 //! max_connections_per_ip = 4096    # 0 = no cap
 //! junk_bytes = 2048                # 0 = never close a connection for junk
 //! max_udp_peers = 100000           # per UDP socket
+//! udp_receive_buffer = 4194304     # bytes per UDP socket (capped by net.core.rmem_max)
 //! read_buffer = 4096
 //! sink_queue = 1024
 //!
@@ -169,6 +170,7 @@ struct FileLimits {
     max_connections_per_ip: Option<u32>,
     junk_bytes: Option<u64>,
     max_udp_peers: Option<usize>,
+    udp_receive_buffer: Option<usize>,
     read_buffer: Option<usize>,
     sink_queue: Option<usize>,
 }
@@ -257,6 +259,13 @@ impl ServeConfig {
             limits.max_connections_per_ip = l.max_connections_per_ip.unwrap_or(limits.max_connections_per_ip);
             limits.junk_bytes = l.junk_bytes.unwrap_or(limits.junk_bytes);
             limits.max_udp_peers = l.max_udp_peers.unwrap_or(limits.max_udp_peers).max(1);
+            if let Some(bytes) = l.udp_receive_buffer {
+                // The kernel's own floor is about 2 KiB; past 1 GiB is a typo, not a plan.
+                if !(4096..=1 << 30).contains(&bytes) {
+                    return Err(format!("limits.udp_receive_buffer must be 4096 to 1073741824 bytes, not {bytes}"));
+                }
+                limits.udp_receive_buffer = bytes;
+            }
             limits.read_buffer = l.read_buffer.unwrap_or(limits.read_buffer).clamp(256, 1 << 20);
             limits.sink_queue = l.sink_queue.unwrap_or(limits.sink_queue).max(1);
         }
@@ -370,6 +379,7 @@ mod tests {
             idle_timeout = "5m"
             max_connections_per_ip = 10
             junk_bytes = 0
+            udp_receive_buffer = 1048576
             [[listen]]
             protocol = "jt808"
             addr = "127.0.0.1:6015"
@@ -394,6 +404,7 @@ mod tests {
         assert_eq!(c.limits.idle_timeout, Duration::from_secs(300));
         assert_eq!(c.limits.max_connections_per_ip, 10);
         assert_eq!(c.limits.junk_bytes, 0);
+        assert_eq!(c.limits.udp_receive_buffer, 1 << 20);
         assert_eq!(c.listeners.len(), 3);
         let jt = &c.listeners[0];
         assert_eq!((jt.protocol, jt.addr.port(), jt.stream.jt808_tz_minutes), (Protocol::Jt808, 6015, -180));
@@ -444,6 +455,7 @@ mod tests {
             ("[[listen]]\nprotocol = \"gt06\"\ngt06_crc = \"sloppy\"", "sloppy"),
             ("[limits]\nidle_timeout = \"10 days\"", "idle_timeout"),
             ("[limits]\nidle_timeout = 0", "at least one second"),
+            ("[limits]\nudp_receive_buffer = 100", "udp_receive_buffer must be"),
             ("sinks = [\"kafka:x\"]", "unknown sink kind"),
             ("[[listen]]\nprotocol = \"teltonika\"\nallow_file = \"/nonexistent/imeis\"", "cannot read allow_file"),
         ] {

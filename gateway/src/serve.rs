@@ -86,6 +86,9 @@ pub struct ServeLimits {
     pub idle_timeout: Duration,
     /// Most UDP peers remembered per socket; the least recently heard are forgotten first.
     pub max_udp_peers: usize,
+    /// Receive buffer asked for on each UDP socket, in bytes (the kernel caps it at
+    /// `net.core.rmem_max`; less than asked is logged as a warning when the listener binds).
+    pub udp_receive_buffer: usize,
     /// Bytes reserved per read.
     pub read_buffer: usize,
     /// Connections one shard holds at most; more are closed at accept.
@@ -104,6 +107,7 @@ impl Default for ServeLimits {
         ServeLimits {
             idle_timeout: Duration::from_secs(600),
             max_udp_peers: 100_000,
+            udp_receive_buffer: UDP_RECEIVE_BUFFER,
             read_buffer: 4096,
             max_connections_per_shard: 100_000,
             max_connections_per_ip: 4096,
@@ -131,10 +135,11 @@ impl Bound {
     }
 }
 
-/// The receive buffer asked for on each UDP socket (one per shard and protocol).
-const UDP_RECEIVE_BUFFER: usize = 4 << 20;
+/// The receive buffer asked for on each UDP socket (one per shard and protocol) unless the
+/// configuration says otherwise.
+pub const UDP_RECEIVE_BUFFER: usize = 4 << 20;
 
-fn reuseport_socket(addr: SocketAddr, transport: Transport) -> io::Result<Socket> {
+fn reuseport_socket(addr: SocketAddr, transport: Transport, udp_receive_buffer: usize) -> io::Result<Socket> {
     let ty = match transport {
         Transport::Tcp => Type::STREAM,
         Transport::Udp => Type::DGRAM,
@@ -152,8 +157,8 @@ fn reuseport_socket(addr: SocketAddr, transport: Transport) -> io::Result<Socket
         // kernel dropped the rest of a burst of 1,000 before the shard could read them (the
         // load run with `HOLD`, counted in UdpRcvbufErrors). The kernel caps the size at
         // net.core.rmem_max; memory is only taken while datagrams wait.
-        if let Err(e) = socket.set_recv_buffer_size(UDP_RECEIVE_BUFFER) {
-            debug!(error = %e, "cannot enlarge a UDP socket's receive buffer");
+        if let Err(e) = socket.set_recv_buffer_size(udp_receive_buffer) {
+            warn!(%addr, error = %e, "cannot set a UDP socket's receive buffer");
         }
     }
     socket.set_reuse_port(true)?;
@@ -173,11 +178,22 @@ pub fn bind_all(config: &ServeConfig) -> io::Result<Vec<Bound>> {
         for &transport in transports(l.protocol) {
             let with_addr =
                 |e: io::Error| io::Error::new(e.kind(), format!("cannot listen for {} on {}: {e}", l.protocol, l.addr));
-            let first = reuseport_socket(l.addr, transport).map_err(with_addr)?;
+            let asked = config.limits.udp_receive_buffer;
+            let first = reuseport_socket(l.addr, transport, asked).map_err(with_addr)?;
             let addr = first.local_addr()?.as_socket().ok_or_else(|| io::Error::other("not an IP socket"))?;
+            if let Some(granted) = (transport == Transport::Udp).then(|| capped_receive_buffer(&first, asked)).flatten()
+            {
+                warn!(
+                    %addr,
+                    asked,
+                    granted,
+                    "the kernel granted a smaller UDP receive buffer than limits.udp_receive_buffer asks \
+                     (raise net.core.rmem_max); a burst of datagrams past it is dropped by the kernel"
+                );
+            }
             let mut sockets = vec![first];
             for _ in 1..config.shards.max(1) {
-                sockets.push(reuseport_socket(addr, transport).map_err(with_addr)?);
+                sockets.push(reuseport_socket(addr, transport, asked).map_err(with_addr)?);
             }
             bound.push(Bound {
                 protocol: l.protocol,
@@ -189,6 +205,16 @@ pub fn bind_all(config: &ServeConfig) -> io::Result<Vec<Bound>> {
         }
     }
     Ok(bound)
+}
+
+/// The receive buffer the kernel granted `socket`, when that is less than `asked`. Bursts of
+/// datagrams past it are dropped by the kernel (counted in its `UdpRcvbufErrors`, never seen
+/// by the gateway), so `bind_all` warns the operator at start, once per listener.
+fn capped_receive_buffer(socket: &Socket, asked: usize) -> Option<usize> {
+    let reported = socket.recv_buffer_size().ok()?;
+    // Linux reports twice the size it granted (the other half is its bookkeeping).
+    let granted = if cfg!(target_os = "linux") { reported / 2 } else { reported };
+    (granted < asked).then_some(granted)
 }
 
 fn session_settings(l: &ListenerConfig, transport: Transport, config: &ServeConfig) -> SessionSettings {
@@ -1105,7 +1131,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn accepted_connections_inherit_nodelay_from_the_listener() {
-        let socket = reuseport_socket(([127, 0, 0, 1], 0).into(), Transport::Tcp).unwrap();
+        let socket = reuseport_socket(([127, 0, 0, 1], 0).into(), Transport::Tcp, UDP_RECEIVE_BUFFER).unwrap();
         let listener: std::net::TcpListener = socket.into();
         let _device = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         listener.set_nonblocking(false).unwrap();
@@ -1118,10 +1144,19 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn udp_sockets_get_a_large_receive_buffer() {
-        let socket = reuseport_socket(([127, 0, 0, 1], 0).into(), Transport::Udp).unwrap();
+        let socket = reuseport_socket(([127, 0, 0, 1], 0).into(), Transport::Udp, UDP_RECEIVE_BUFFER).unwrap();
         let granted = socket.recv_buffer_size().unwrap();
         let max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max").unwrap().trim().parse().unwrap();
         assert!(granted >= 2 * UDP_RECEIVE_BUFFER.min(max), "{granted} bytes (rmem_max {max})");
+        // Asked for more than the kernel allows: the size granted is what is told (where
+        // twice rmem_max still fits the kernel's `int`).
+        if max > 1 << 29 {
+            return;
+        }
+        let capped = reuseport_socket(([127, 0, 0, 1], 0).into(), Transport::Udp, 2 * max).unwrap();
+        assert_eq!(capped_receive_buffer(&capped, 2 * max), Some(max));
+        let modest = reuseport_socket(([127, 0, 0, 1], 0).into(), Transport::Udp, 64 << 10).unwrap();
+        assert_eq!(capped_receive_buffer(&modest, 64 << 10), None);
     }
 
     /// A short read clears the stream's readiness (no read that finds nothing), and neither
