@@ -140,10 +140,27 @@ impl Body {
         }
     }
 
+    /// `v` in decimal, zero-padded to `width` digits. Most fields are below 100 with at most
+    /// two digits' padding (times, dates, satellite ids, counts): those take one table read
+    /// here, inlined; the rest go to `uint_any`.
+    #[inline(always)]
+    fn uint(&mut self, v: u64, width: usize) {
+        if v < 100 && width <= 2 {
+            let pair = 2 * v as usize;
+            let digits = &DIGIT_PAIRS[pair..pair + 2];
+            if v >= 10 || width == 2 {
+                self.push_slice(digits);
+            } else {
+                self.push(digits[1]);
+            }
+            return;
+        }
+        self.uint_any(v, width);
+    }
+
     /// `v` in decimal, zero-padded to `width` digits: two digits a step from the last into
     /// a buffer of zeros, whose last `width` (or more) bytes then go in as one short copy.
-    #[inline]
-    fn uint(&mut self, v: u64, width: usize) {
+    fn uint_any(&mut self, v: u64, width: usize) {
         const MAX: usize = 20; // u64::MAX has 20 digits
         let mut digits = [b'0'; MAX];
         let mut rest = v;
@@ -188,6 +205,15 @@ impl Body {
             // Below 2^52 the conversions can go through `i64`, one instruction each way
             // (`u64`'s take several on baseline x86-64).
             let m = (scaled + 0.5) as i64;
+            // A candidate that reads back lies within 1.5 units in the last place of
+            // `scaled` of `m` (half an ulp of `a`, times 10^k, is at most an ulp of
+            // `scaled`; the multiplication adds half of one), and an ulp of `scaled` is at most
+            // `scaled` × 2^-52: so one farther than `scaled` × 2^-50 cannot read back, and is
+            // passed over without the division (most candidates: their fraction is plainly
+            // not zero).
+            if (scaled - m as f64).abs() > scaled * (1.0 / 1_125_899_906_842_624.0) {
+                continue;
+            }
             if (m as f64 / scale).to_bits() == a.to_bits() {
                 // The whole part is `a`'s: the quotient rounds to `a`, and rounding never
                 // crosses the integer below it. That spares a division by a run-time 10^k.
@@ -529,6 +555,28 @@ mod tests {
             let text = decimal_text(v);
             prop_assert!(!text.contains(['e', 'E']), "{}", text);
             prop_assert_eq!(super::super::fields::decimal(&text).map(f64::to_bits), Some(v.to_bits()), "{}", text);
+        }
+
+        /// The filter in `decimal` passes over no candidate that reads back: the text is
+        /// the one the plain search (every candidate divided back) finds, for values from
+        /// text of up to 9 fraction digits and for any bits.
+        #[test]
+        fn the_candidate_filter_loses_no_candidate(int in 0u64..10_000_000, frac in "[0-9]{0,9}", bits in any::<u64>()) {
+            let from_text = super::super::fields::decimal(&format!("{int}.{frac}0")).unwrap();
+            for v in [from_text, f64::from_bits(bits).abs()] {
+                prop_assume!(v.is_finite());
+                let plain = (0..10).find_map(|k| {
+                    let scale = EXACT_POWERS_OF_TEN[k];
+                    let scaled = v * scale;
+                    let m = (scaled + 0.5) as i64;
+                    (scaled < 4_503_599_627_370_496.0 && (m as f64 / scale).to_bits() == v.to_bits()).then_some(k)
+                });
+                let text = decimal_text(v);
+                if let Some(k) = plain {
+                    let digits = text.split_once('.').map_or(0, |(_, f)| f.len());
+                    prop_assert_eq!(digits, k, "{} -> {}", v, text);
+                }
+            }
         }
 
         /// Values read from receiver-style text come back as short as they went in (or
