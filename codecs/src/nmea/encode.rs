@@ -565,11 +565,11 @@ mod tests {
             let from_text = super::super::fields::decimal(&format!("{int}.{frac}0")).unwrap();
             for v in [from_text, f64::from_bits(bits).abs()] {
                 prop_assume!(v.is_finite());
-                let plain = (0..10).find_map(|k| {
+                let plain = (0..10).find(|&k| {
                     let scale = EXACT_POWERS_OF_TEN[k];
                     let scaled = v * scale;
                     let m = (scaled + 0.5) as i64;
-                    (scaled < 4_503_599_627_370_496.0 && (m as f64 / scale).to_bits() == v.to_bits()).then_some(k)
+                    scaled < 4_503_599_627_370_496.0 && (m as f64 / scale).to_bits() == v.to_bits()
                 });
                 let text = decimal_text(v);
                 if let Some(k) = plain {
