@@ -36,7 +36,32 @@ pub struct Control {
     wake: Notify,
     /// The device has logged in on another connection: close.
     kicked: AtomicBool,
-    commands: Mutex<VecDeque<QueuedCommand>>,
+    commands: Mutex<Commands>,
+}
+
+/// A connection's queue of commands. Closed when the registry releases the connection
+/// (under the registry's lock, in the same step that forgets it), after which nothing more
+/// is queued there: a command left in a queue nobody reads would be lost.
+#[derive(Debug, Default)]
+struct Commands {
+    queued: VecDeque<QueuedCommand>,
+    closed: bool,
+}
+
+/// Why a connection's queue did not take a command (which comes back with it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum QueueRefusal {
+    Full,
+    Closed,
+}
+
+impl From<QueueRefusal> for SendError {
+    fn from(why: QueueRefusal) -> Self {
+        match why {
+            QueueRefusal::Full => SendError::QueueFull,
+            QueueRefusal::Closed => SendError::Closed,
+        }
+    }
 }
 
 /// A command waiting for its connection, and who to tell how it went.
@@ -111,17 +136,34 @@ impl Control {
         self.wake.notify_one();
     }
 
-    /// Every command queued so far, oldest first.
-    pub fn take_commands(&self) -> Vec<QueuedCommand> {
-        self.commands.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).drain(..).collect()
+    fn commands(&self) -> MutexGuard<'_, Commands> {
+        self.commands.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn queue(&self, command: QueuedCommand) -> Result<(), QueuedCommand> {
-        let mut commands = self.commands.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if commands.len() >= MAX_QUEUED_COMMANDS {
-            return Err(command);
+    /// Every command queued so far, oldest first.
+    pub fn take_commands(&self) -> Vec<QueuedCommand> {
+        self.commands().queued.drain(..).collect()
+    }
+
+    /// Closes the queue and takes what it holds: called by the registry only, under its
+    /// lock, as it forgets the connection.
+    fn close(&self) -> Vec<QueuedCommand> {
+        let mut commands = self.commands();
+        commands.closed = true;
+        commands.queued.drain(..).collect()
+    }
+
+    /// Callers hold the registry's lock, so that the queue cannot be closed between their
+    /// finding this connection in the registry and the command going in.
+    fn queue(&self, command: QueuedCommand) -> Result<(), (QueuedCommand, QueueRefusal)> {
+        let mut commands = self.commands();
+        if commands.closed {
+            return Err((command, QueueRefusal::Closed));
         }
-        commands.push_back(command);
+        if commands.queued.len() >= MAX_QUEUED_COMMANDS {
+            return Err((command, QueueRefusal::Full));
+        }
+        commands.queued.push_back(command);
         drop(commands);
         self.wake.notify_one();
         Ok(())
@@ -296,13 +338,16 @@ impl Registry {
     }
 
     fn take_over(&self, mut inner: MutexGuard<'_, Inner>, key: (Protocol, Box<str>), holder: Holder) -> Option<usize> {
+        // A control released before (its connection spoke for another device) takes
+        // commands again once it holds a device.
+        holder.control.commands().closed = false;
         if let Some(mut held) = inner.held.remove(&key) {
             // Its held commands go to the connection, which writes them after the replies
             // to the frame that identified the device.
             expire(&mut held, Instant::now());
             for q in held {
-                if let Err(refused) = holder.control.queue(q) {
-                    let _ = refused.done.send(Err(SendError::QueueFull));
+                if let Err((refused, why)) = holder.control.queue(q) {
+                    let _ = refused.done.send(Err(why.into()));
                 }
             }
         }
@@ -331,14 +376,14 @@ impl Registry {
         device_id: &str,
         command: Downlink,
     ) -> Result<Option<AnswerMatch>, SendError> {
-        let control = self
-            .lock()
-            .devices
-            .get(&(protocol, Box::<str>::from(device_id)))
-            .map(|h| h.control.clone())
-            .ok_or(SendError::NotConnected)?;
         let (done, answer) = oneshot::channel();
-        control.queue(QueuedCommand { command, done, hold: None }).map_err(|_| SendError::QueueFull)?;
+        {
+            let inner = self.lock();
+            let holder = inner.devices.get(&(protocol, Box::<str>::from(device_id))).ok_or(SendError::NotConnected)?;
+            // Queued under the registry's lock: the connection cannot be released in between
+            // (so never closed here: a released connection is no longer in `devices`).
+            holder.control.queue(QueuedCommand { command, done, hold: None }).map_err(|(_, why)| why)?;
+        }
         // A dropped sender is a connection that ended with the command still queued.
         answer.await.unwrap_or(Err(SendError::Closed))
     }
@@ -396,12 +441,15 @@ impl Registry {
         let now = Instant::now();
         let id = inner.next_held;
         inner.next_held += 1;
-        let queued = QueuedCommand { command, done, hold: Some(Hold { id, until: now + hold }) };
+        let mut queued = QueuedCommand { command, done, hold: Some(Hold { id, until: now + hold }) };
         if let Some(h) = inner.devices.get(key) {
-            let control = h.control.clone();
-            drop(inner);
-            control.queue(queued).map_err(|_| SendError::QueueFull)?;
-            return Ok(id);
+            // Queued under the registry's lock, as in `send_command`.
+            match h.control.queue(queued) {
+                Ok(()) => return Ok(id),
+                Err((_, QueueRefusal::Full)) => return Err(SendError::QueueFull),
+                // Not reached (see `send_command`); held, as for a device not connected.
+                Err((back, QueueRefusal::Closed)) => queued = back,
+            }
         }
         inner.hold(key, queued, now).map_err(|(_, e)| e)?;
         Ok(id)
@@ -437,9 +485,13 @@ impl Registry {
     /// taken for writing, are not lost with it: they go to the device's newer connection if
     /// there is one (a device that reconnected), else those sent with a hold are held again
     /// for the rest of their time; the others hear [`SendError::Closed`].
+    ///
+    /// `control`'s queue is closed until it claims a device again.
     pub fn release(&self, protocol: Protocol, device_id: &str, conn: ConnId, control: &Control) {
-        let unwritten = control.take_commands();
         let mut inner = self.lock();
+        // Closed and emptied in the same step that forgets the connection (under the lock
+        // senders queue under), so no command can go in after the queue was taken.
+        let unwritten = control.close();
         let key = (protocol, Box::<str>::from(device_id));
         if inner.devices.get(&key).is_some_and(|h| h.conn == conn) {
             inner.devices.remove(&key);
@@ -448,11 +500,10 @@ impl Registry {
             return;
         }
         if let Some(newer) = inner.devices.get(&key) {
-            let newer = newer.control.clone();
-            drop(inner);
             for q in unwritten {
-                if let Err(refused) = newer.queue(q) {
-                    let _ = refused.done.send(Err(SendError::QueueFull));
+                // Never closed: `newer` is still in `devices`, so not released.
+                if let Err((refused, why)) = newer.control.queue(q) {
+                    let _ = refused.done.send(Err(why.into()));
                 }
             }
             return;
@@ -529,7 +580,7 @@ mod tests {
                     tokio::spawn(async move { r.send_command(Protocol::Gt06, "123", text(i)).await })
                 })
                 .collect();
-            while control.commands.lock().unwrap().len() < MAX_QUEUED_COMMANDS {
+            while control.commands().queued.len() < MAX_QUEUED_COMMANDS {
                 tokio::task::yield_now().await;
             }
             assert_eq!(r.send_command(Protocol::Gt06, "123", text(99)).await, Err(SendError::QueueFull));
@@ -654,7 +705,7 @@ mod tests {
             let queued_at = |control: &Arc<Control>, n: usize| {
                 let control = control.clone();
                 async move {
-                    while control.commands.lock().unwrap().len() < n {
+                    while control.commands().queued.len() < n {
                         tokio::task::yield_now().await;
                     }
                 }
@@ -700,6 +751,54 @@ mod tests {
             assert_eq!(short.await.unwrap(), Err(SendError::Expired));
             assert_eq!(r.holding(), 0);
         });
+    }
+
+    /// Commands sent with a hold while connections for their device come and go (each
+    /// takes the device, writes what it finds, and is released) are all written in the end:
+    /// none is lost to a connection released between a sender finding it and queueing
+    /// there.
+    #[test]
+    fn commands_sent_while_connections_come_and_go_are_never_lost() {
+        let r = Registry::new();
+        let key: (Protocol, Box<str>) = (Protocol::Gt06, "1".into());
+        let stop = Arc::new(AtomicBool::new(false));
+        let write_all = |control: &Control| {
+            for q in control.take_commands() {
+                let _ = q.done.send(Ok(None));
+            }
+        };
+        let connections = {
+            let (r, stop) = (r.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Acquire) {
+                    let control = Arc::new(Control::default());
+                    let conn = r.next_conn();
+                    r.claim(Protocol::Gt06, "1", conn, 0, control.clone());
+                    write_all(&control);
+                    r.release(Protocol::Gt06, "1", conn, &control);
+                }
+            })
+        };
+        let senders: Vec<_> = (0..2)
+            .map(|t| {
+                let (r, key) = (r.clone(), key.clone());
+                std::thread::spawn(move || {
+                    // One at a time: the device's queue and held list stay within bounds.
+                    let mut outcomes = Vec::new();
+                    for i in 0..3000 {
+                        let (done, answer) = oneshot::channel();
+                        r.queue_or_hold(&key, text(t * 10_000 + i), done, LONG).unwrap();
+                        outcomes.push(answer.blocking_recv());
+                    }
+                    outcomes
+                })
+            })
+            .collect();
+        let outcomes: Vec<_> = senders.into_iter().flat_map(|s| s.join().unwrap()).collect();
+        stop.store(true, Ordering::Release);
+        connections.join().unwrap();
+        let lost = outcomes.iter().filter(|o| **o != Ok(Ok(None))).count();
+        assert_eq!(lost, 0, "{:?}", outcomes.iter().find(|o| **o != Ok(Ok(None))));
     }
 
     /// The tests' commands: distinct texts.

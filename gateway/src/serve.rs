@@ -691,8 +691,9 @@ async fn tcp_connection(
             if let Some(id) = session.device_id().filter(|id| claimed.as_deref() != Some(*id)) {
                 // A connection that logs in as another device gives up the first one, or a
                 // later login of the first would close this connection by mistake.
-                if let (Some(previous), Some(c)) = (claimed.take(), &control) {
-                    shard.registry.release(protocol, &previous, conn, c);
+                if let (Some(previous), Some(c)) = (claimed.take(), control.take()) {
+                    // Releasing closes the control's queue: the new device gets a new one.
+                    shard.registry.release(protocol, &previous, conn, &c);
                 }
                 let c = control.get_or_insert_with(|| Arc::new(Control::default())).clone();
                 if shard.registry.claim(protocol, id, conn, shard.index, c).is_some() {
