@@ -764,7 +764,14 @@ struct UdpPeer {
     /// go out with the replies to the device's next datagram (a device behind NAT can only
     /// be reached just after it sends).
     claim: Option<UdpClaim>,
+    /// A TCP connection held the device at the last try: no new try before this (each costs
+    /// a `Control` and the registry's lock, and a device that also keeps a TCP connection
+    /// would otherwise pay them on every datagram).
+    retry_claim_at: Option<Instant>,
 }
+
+/// How long a UDP peer waits to try again for a device a TCP connection holds.
+const UDP_CLAIM_RETRY: Duration = Duration::from_secs(1);
 
 /// A UDP peer's hold on its device in the registry, given back when the peer is forgotten
 /// (idle, evicted, shutdown), whichever way that happens.
@@ -792,25 +799,30 @@ fn udp_commands(protocol: Protocol) -> bool {
 
 impl UdpPeer {
     fn new(session: Session) -> Self {
-        UdpPeer { session, claim: None }
+        UdpPeer { session, claim: None, retry_claim_at: None }
     }
 
     /// After each datagram: holds the device in the registry once the session knows it.
-    fn claim(&mut self, shard: &Shard, protocol: Protocol) {
+    fn claim(&mut self, registry: &Arc<Registry>, shard: usize, protocol: Protocol, now: Instant) {
         let Some(id) = self.session.device_id() else { return };
         // Claimed already, unless another connection has taken the device over since and it
         // now speaks here again.
         if !udp_commands(protocol) || self.claim.as_ref().is_some_and(|c| *c.device_id == *id && !c.control.kicked()) {
             return;
         }
+        if self.claim.is_none() && self.retry_claim_at.is_some_and(|at| now < at) {
+            return;
+        }
         // The previous claim, if the peer now speaks for another device or lost this one,
         // is given back first.
         self.claim = None;
         let control = Arc::new(Control::default());
-        let conn = shard.registry.next_conn();
-        if shard.registry.claim_udp(protocol, id, conn, shard.index, control.clone()) {
-            self.claim =
-                Some(UdpClaim { registry: shard.registry.clone(), protocol, device_id: id.into(), conn, control });
+        let conn = registry.next_conn();
+        if registry.claim_udp(protocol, id, conn, shard, control.clone()) {
+            self.claim = Some(UdpClaim { registry: registry.clone(), protocol, device_id: id.into(), conn, control });
+            self.retry_claim_at = None;
+        } else {
+            self.retry_claim_at = Some(now + UDP_CLAIM_RETRY);
         }
     }
 
@@ -925,7 +937,7 @@ async fn udp_loop(shard: Arc<Shard>, protocol: Protocol, settings: Arc<SessionSe
                     // A datagram is complete in itself: nothing after it can finish a
                     // frame it started.
                     p.session.receive(&datagram[..n], true, now, SystemTime::now(), &mut out);
-                    p.claim(&shard, protocol);
+                    p.claim(&shard.registry, shard.index, protocol, now);
                     replies.extend(out.replies.drain(before..).map(|r| (peer, r)));
                     if p.claim.is_some() && !heard.contains(&peer) {
                         heard.push(peer);
@@ -1138,6 +1150,36 @@ mod tests {
         listener.set_nonblocking(false).unwrap();
         let (accepted, _) = listener.accept().unwrap();
         assert!(accepted.nodelay().unwrap(), "an accepted socket did not inherit TCP_NODELAY");
+    }
+
+    /// A UDP peer whose device a TCP connection holds tries again for it once a second, not
+    /// on every datagram, and takes it once the TCP connection has gone.
+    #[test]
+    fn a_udp_peer_refused_its_device_tries_again_after_a_pause() {
+        let registry = Registry::new();
+        let tcp = Arc::new(Control::default());
+        let tcp_conn = registry.next_conn();
+        registry.claim(Protocol::Jt808, "14130567872", tcp_conn, 0, tcp.clone());
+        let settings = SessionSettings::new(StreamOptions { transport: Transport::Udp, ..StreamOptions::default() });
+        let start = Instant::now();
+        let mut peer = UdpPeer::new(Session::new(Protocol::Jt808, &settings, start));
+        // A heartbeat names the terminal.
+        use trackgate_codecs::jt808;
+        let terminal = jt808::Terminal::for_device_id("14130567872", jt808::Edition::V2013).unwrap();
+        let heartbeat = jt808::encode(jt808::id::HEARTBEAT, &terminal, 1, &[]).unwrap();
+        let mut out = Output::default();
+        peer.session.receive(&heartbeat, true, start, SystemTime::now(), &mut out);
+        assert_eq!(peer.session.device_id(), Some("14130567872"));
+        // Each try takes a connection id: the ids taken between two of our own count them.
+        let before = registry.next_conn();
+        peer.claim(&registry, 0, Protocol::Jt808, start);
+        peer.claim(&registry, 0, Protocol::Jt808, start + Duration::from_millis(500));
+        assert!(peer.claim.is_none());
+        assert_eq!(registry.next_conn() - before, 2, "one try in the first second");
+        registry.release(Protocol::Jt808, "14130567872", tcp_conn, &tcp);
+        peer.claim(&registry, 0, Protocol::Jt808, start + UDP_CLAIM_RETRY);
+        assert!(peer.claim.is_some(), "taken once the TCP connection has gone");
+        assert_eq!(registry.status(Protocol::Jt808, "14130567872").connected, Some("udp"));
     }
 
     /// UDP sockets ask for a receive buffer that holds a burst of datagrams, as much of it
