@@ -473,13 +473,20 @@ fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: &
 /// A gateway serving `protocols` with its metrics endpoint taking commands, the token file
 /// holding `token_file`. Returns the gateway and the directory of its files.
 fn launch_with_commands(protocols: &[&str], token_file: &str) -> (Gateway, PathBuf) {
+    let dir = commands_config(token_file, "");
+    let config = dir.join("trackgate.toml");
+    let gw = Gateway::launch(protocols, &["--config", config.to_str().unwrap(), "--metrics", "127.0.0.1:0"]);
+    (gw, dir)
+}
+
+/// A fresh directory with the token file and a `trackgate.toml` enabling commands, plus
+/// `more` configuration.
+fn commands_config(token_file: &str, more: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("trackgate-commands-{}-{}", std::process::id(), rand_suffix()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("token"), token_file).unwrap();
-    let config = dir.join("trackgate.toml");
-    std::fs::write(&config, "commands_token_file = \"token\"\n").unwrap();
-    let gw = Gateway::launch(protocols, &["--config", config.to_str().unwrap(), "--metrics", "127.0.0.1:0"]);
-    (gw, dir)
+    std::fs::write(dir.join("trackgate.toml"), format!("commands_token_file = \"token\"\n{more}")).unwrap();
+    dir
 }
 
 /// An operator with the commands token sends a text command to a connected device over
@@ -600,6 +607,39 @@ fn a_held_command_reaches_the_device_when_it_logs_in() {
     assert_eq!(device_status(Some(token)), (200, connected));
     let (status, body) = unanswered.join().unwrap();
     assert_eq!((status, body.trim_end()), (202, r#"{"result":"held"}"#));
+    let (code, _) = gw.stop();
+    assert_eq!(code, Some(0));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// With `commands_hold_file`, a command held for a device that is not connected outlives a
+/// restart of the gateway: the device that logs in to the new process gets it, after its
+/// login's ack, and the process after that holds nothing more.
+#[test]
+fn a_held_command_outlives_a_restart_with_a_hold_file() {
+    let token = "hold-file-token-0123456789";
+    let dir = commands_config(token, "commands_hold_file = \"held.jsonl\"\n");
+    let config = dir.join("trackgate.toml");
+    let launch = || Gateway::launch(&["gt06"], &["--config", config.to_str().unwrap(), "--metrics", "127.0.0.1:0"]);
+    let gw = launch();
+    let path = "/devices/gt06/123456789012345/commands?hold=600";
+    let (status, body) = http(gw.addr("metrics http"), "POST", path, Some(token), "WHERE#");
+    assert_eq!((status, body.trim_end()), (202, r#"{"result":"held"}"#));
+    let (code, _) = gw.stop();
+    assert_eq!(code, Some(0));
+
+    let gw = launch();
+    assert_eq!(gw.metric("trackgate_devices_with_held_commands"), 1, "read back from the file");
+    let mut device = TcpStream::connect(gw.tcp).unwrap();
+    device.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    device.write_all(&unhex(GT06_LOGIN)).unwrap();
+    assert_eq!(read_frame(&mut device)[3], 0x01, "the login's ack comes first");
+    assert_eq!(read_frame(&mut device), trackgate::codecs::gt06::encode_command(1, "WHERE#", None, 1).unwrap());
+    let (code, _) = gw.stop();
+    assert_eq!(code, Some(0));
+
+    let gw = launch();
+    assert_eq!(gw.metric("trackgate_devices_with_held_commands"), 0, "written: done");
     let (code, _) = gw.stop();
     assert_eq!(code, Some(0));
     std::fs::remove_dir_all(&dir).unwrap();

@@ -22,8 +22,10 @@ pub enum StreamEvent {
 }
 
 /// A command for a connected device, in the form its protocol takes (see
-/// [`RecordDecoder::command`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// [`RecordDecoder::command`]). In JSON (as the gateway keeps held commands):
+/// `{"text": "RELAY,1#"}`, `{"jt808": "query_location"}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Downlink {
     /// Text in the device's own command syntax (the one its SMS commands use): sent as the
     /// GT06 0x80 online command, or as a Teltonika Codec 12 command.

@@ -5,6 +5,7 @@
 //! shards = 2                       # default: one per core
 //! metrics = "127.0.0.1:9100"       # Prometheus /metrics; default: off
 //! commands_token_file = "token"    # enables POST /devices/<protocol>/<id>/commands there
+//! commands_hold_file = "held.jsonl" # commands held for devices, kept across restarts
 //! sinks = ["jsonl:records.jsonl"]  # default: jsonl:- (standard output)
 //! fsync = "every-commit"           # or "never"
 //!
@@ -82,6 +83,9 @@ pub struct ServeConfig {
     pub metrics: Option<SocketAddr>,
     /// Enables commands on the metrics endpoint ([`crate::http`]); off without one.
     pub commands_token: Option<CommandsToken>,
+    /// Where commands sent with a hold are kept across restarts ([`crate::holds`]); in
+    /// memory only without one.
+    pub commands_hold_file: Option<PathBuf>,
     pub limits: ServeLimits,
 }
 
@@ -98,6 +102,7 @@ impl Default for ServeConfig {
             fsync: FsyncPolicy::EveryCommit,
             metrics: None,
             commands_token: None,
+            commands_hold_file: None,
             limits: ServeLimits::default(),
         }
     }
@@ -156,6 +161,7 @@ struct FileConfig {
     shards: Option<usize>,
     metrics: Option<SocketAddr>,
     commands_token_file: Option<PathBuf>,
+    commands_hold_file: Option<PathBuf>,
     sinks: Option<Vec<String>>,
     fsync: Option<String>,
     limits: Option<FileLimits>,
@@ -243,6 +249,12 @@ impl ServeConfig {
                 .map_err(|e| format!("cannot read commands_token_file {}: {e}", path.display()))?;
             config.commands_token =
                 Some(CommandsToken::new(&token).map_err(|e| format!("commands_token_file {}: {e}", path.display()))?);
+        }
+        if let Some(path) = file.commands_hold_file {
+            if config.commands_token.is_none() {
+                return Err("commands_hold_file is set, but not commands_token_file (commands are off)".into());
+            }
+            config.commands_hold_file = Some(base.join(path));
         }
         if let Some(sinks) = file.sinks {
             config.sinks = sinks.iter().map(|s| s.parse()).collect::<Result<_, _>>()?;
@@ -373,6 +385,7 @@ mod tests {
             shards = 3
             metrics = "127.0.0.1:9100"
             commands_token_file = "token"
+            commands_hold_file = "held.jsonl"
             sinks = ["jsonl:records.jsonl"]
             fsync = "never"
             [limits]
@@ -399,6 +412,7 @@ mod tests {
         assert_eq!(c.shards, 3);
         assert_eq!(c.metrics, Some("127.0.0.1:9100".parse().unwrap()));
         assert_eq!(c.commands_token, Some(CommandsToken::new("0123456789abcdef-token").unwrap()));
+        assert_eq!(c.commands_hold_file, Some(dir.join("held.jsonl")));
         assert_eq!(c.sinks, [SinkSpec::JsonlFile("records.jsonl".into())]);
         assert_eq!(c.fsync, FsyncPolicy::Never);
         assert_eq!(c.limits.idle_timeout, Duration::from_secs(300));
@@ -457,6 +471,7 @@ mod tests {
             ("[limits]\nidle_timeout = 0", "at least one second"),
             ("[limits]\nudp_receive_buffer = 100", "udp_receive_buffer must be"),
             ("sinks = [\"kafka:x\"]", "unknown sink kind"),
+            ("commands_hold_file = \"held.jsonl\"", "not commands_token_file"),
             ("[[listen]]\nprotocol = \"teltonika\"\nallow_file = \"/nonexistent/imeis\"", "cannot read allow_file"),
         ] {
             let e = ServeConfig::from_toml(text, base).unwrap_err();

@@ -335,7 +335,7 @@ async fn command(endpoint: &Endpoint, request: &Request<'_>, body: &[u8]) -> Res
         }
         Ok(Err(e @ SendError::Refused(_))) => text("422 Unprocessable Content", e.to_string()),
         Ok(Err(e @ SendError::Expired)) => text("404 Not Found", e.to_string()),
-        Ok(Err(e @ (SendError::QueueFull | SendError::Closed | SendError::TooManyHeld))) => {
+        Ok(Err(e @ (SendError::QueueFull | SendError::Closed | SendError::TooManyHeld | SendError::NotKept(_)))) => {
             text("503 Service Unavailable", e.to_string())
         }
     }

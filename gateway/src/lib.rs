@@ -17,6 +17,7 @@ pub mod bench;
 pub mod config;
 pub mod corpus;
 pub mod decode;
+pub mod holds;
 pub mod http;
 pub mod metrics;
 pub mod protocols;

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, Notify};
 use trackgate_codecs::{AnswerMatch, Downlink, DownlinkError, Protocol};
 
+use crate::holds::{HoldFile, Restored};
+
 /// A connection's identity in the registry: unique for the life of the process.
 pub type ConnId = u64;
 
@@ -82,8 +84,50 @@ struct Hold {
     until: Instant,
 }
 
-/// Told once a command is written (with how its answer will be recognised) or why not.
-pub type CommandDone = oneshot::Sender<Result<Option<AnswerMatch>, SendError>>;
+/// What a command's caller hears: written (with how its answer will be recognised), or why
+/// not.
+pub type Sent = Result<Option<AnswerMatch>, SendError>;
+
+/// Who to tell once a command is written or cannot be. For a command kept in the hold
+/// file, telling also notes there that it is done; so does dropping it untold (its caller
+/// hears `Closed`), unless the file has been detached at shutdown.
+pub struct CommandDone {
+    tx: Option<oneshot::Sender<Sent>>,
+    kept: Option<(Arc<HoldFile>, u64)>,
+}
+
+impl CommandDone {
+    fn new(tx: oneshot::Sender<Sent>, kept: Option<(Arc<HoldFile>, u64)>) -> Self {
+        CommandDone { tx: Some(tx), kept }
+    }
+
+    /// Tells the caller; gives `result` back if it has stopped listening.
+    pub fn send(mut self, result: Sent) -> Result<(), Sent> {
+        self.note_done();
+        match self.tx.take() {
+            Some(tx) => tx.send(result),
+            None => Err(result),
+        }
+    }
+
+    fn note_done(&mut self) {
+        if let Some((file, id)) = self.kept.take() {
+            file.done(id);
+        }
+    }
+}
+
+impl Drop for CommandDone {
+    fn drop(&mut self) {
+        self.note_done();
+    }
+}
+
+impl std::fmt::Debug for CommandDone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommandDone").field("kept", &self.kept.as_ref().map(|(_, id)| id)).finish_non_exhaustive()
+    }
+}
 
 /// Why a command did not reach the device's socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +141,8 @@ pub enum SendError {
     Refused(DownlinkError),
     /// The connection closed (or the gateway stopped) before the command was written.
     Closed,
+    /// The command could not be noted in the hold file, so it is not held.
+    NotKept(String),
     /// Held for a device that did not connect in time ([`Registry::send_command_or_hold`]).
     Expired,
     /// Commands are already held for [`MAX_HOLDING_DEVICES`] other devices.
@@ -110,6 +156,7 @@ impl std::fmt::Display for SendError {
             SendError::QueueFull => write!(f, "the connection already holds {MAX_QUEUED_COMMANDS} unsent commands"),
             SendError::Refused(e) => write!(f, "refused: {e}"),
             SendError::Closed => f.write_str("the connection closed before the command was written"),
+            SendError::NotKept(e) => write!(f, "the command could not be kept in the hold file: {e}"),
             SendError::Expired => f.write_str("the device did not connect while the command was held"),
             SendError::TooManyHeld => write!(f, "commands are already held for {MAX_HOLDING_DEVICES} other devices"),
         }
@@ -143,6 +190,19 @@ impl Control {
     /// Every command queued so far, oldest first.
     pub fn take_commands(&self) -> Vec<QueuedCommand> {
         self.commands().queued.drain(..).collect()
+    }
+
+    /// Puts commands taken for writing back at the front of the queue, in their order: the
+    /// write failed, and the connection's release hands them on. A closed queue hands them
+    /// back (dropped, their callers hear `Closed`).
+    pub fn put_back(&self, commands: Vec<QueuedCommand>) {
+        let mut queue = self.commands();
+        if queue.closed {
+            return;
+        }
+        for q in commands.into_iter().rev() {
+            queue.queued.push_front(q);
+        }
     }
 
     /// Closes the queue and takes what it holds: called by the registry only, under its
@@ -192,10 +252,9 @@ struct Inner {
     devices: HashMap<(Protocol, Box<str>), Holder>,
     per_ip: HashMap<IpAddr, u32>,
     /// Commands for devices that are not connected, handed to the device's connection when
-    /// it identifies itself. In memory only: a restart loses them.
+    /// it identifies itself. In memory, and in the hold file when there is one.
     /// Every command in here has a `hold`.
     held: HashMap<(Protocol, Box<str>), Vec<QueuedCommand>>,
-    next_held: u64,
 }
 
 impl Inner {
@@ -242,6 +301,10 @@ fn expire(list: &mut Vec<QueuedCommand>, now: Instant) {
 pub struct Registry {
     inner: Mutex<Inner>,
     next_conn: AtomicU64,
+    /// Ids of commands sent with a hold (the hold file's ids too).
+    next_held: AtomicU64,
+    /// Where commands sent with a hold are kept across restarts, if anywhere.
+    hold_file: Option<Arc<HoldFile>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -273,6 +336,40 @@ impl Drop for IpSlot {
 impl Registry {
     pub fn new() -> Arc<Self> {
         Arc::new(Registry::default())
+    }
+
+    /// A registry that keeps commands sent with a hold in `file` until they are done, and
+    /// holds again those `restored` from it (read back by [`HoldFile::open`] at start; their
+    /// callers are gone, so their outcomes are noted in the file only).
+    pub fn with_hold_file(file: HoldFile, restored: Vec<Restored>) -> Arc<Self> {
+        let file = Arc::new(file);
+        let next = restored.iter().map(|r| r.id + 1).max().unwrap_or(0);
+        let registry =
+            Registry { next_held: AtomicU64::new(next), hold_file: Some(file.clone()), ..Registry::default() };
+        {
+            let mut inner = registry.lock();
+            let now = Instant::now();
+            for r in restored {
+                let key: (Protocol, Box<str>) = (r.protocol, r.device_id.into());
+                let (tx, _) = oneshot::channel();
+                let done = CommandDone::new(tx, Some((file.clone(), r.id)));
+                let queued =
+                    QueuedCommand { command: r.command, done, hold: Some(Hold { id: r.id, until: now + r.remaining }) };
+                // Past the bounds (a file edited by hand): refused, and noted done.
+                if let Err((q, e)) = inner.hold(&key, queued, now) {
+                    let _ = q.done.send(Err(e));
+                }
+            }
+        }
+        Arc::new(registry)
+    }
+
+    /// Stops writing to the hold file: called once the gateway has stopped, so that the
+    /// commands still held (dropped from memory on exit) stay in the file for the next start.
+    pub fn detach_hold_file(&self) {
+        if let Some(f) = &self.hold_file {
+            f.detach();
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -376,7 +473,8 @@ impl Registry {
         device_id: &str,
         command: Downlink,
     ) -> Result<Option<AnswerMatch>, SendError> {
-        let (done, answer) = oneshot::channel();
+        let (tx, answer) = oneshot::channel();
+        let done = CommandDone::new(tx, None);
         {
             let inner = self.lock();
             let holder = inner.devices.get(&(protocol, Box::<str>::from(device_id))).ok_or(SendError::NotConnected)?;
@@ -404,8 +502,8 @@ impl Registry {
     ) -> Result<Option<AnswerMatch>, SendError> {
         let hold = hold.min(MAX_HOLD);
         let key: (Protocol, Box<str>) = (protocol, device_id.into());
-        let (done, mut answer) = oneshot::channel();
-        let id = self.queue_or_hold(&key, command, done, hold)?;
+        let (tx, mut answer) = oneshot::channel();
+        let id = self.queue_or_hold(&key, command, tx, hold)?;
         if let Ok(sent) = tokio::time::timeout(hold, &mut answer).await {
             return sent.unwrap_or(Err(SendError::Closed));
         }
@@ -420,7 +518,8 @@ impl Registry {
             if inner.held.get(&key).is_some_and(Vec::is_empty) {
                 inner.held.remove(&key);
             }
-            taken.is_some()
+            // Told (to no one: this is the caller) so that the hold file notes it done.
+            taken.map(|q| q.done.send(Err(SendError::Expired))).is_some()
         };
         if still_held {
             return Err(SendError::Expired);
@@ -434,14 +533,24 @@ impl Registry {
         &self,
         key: &(Protocol, Box<str>),
         command: Downlink,
-        done: CommandDone,
+        tx: oneshot::Sender<Sent>,
         hold: Duration,
     ) -> Result<u64, SendError> {
+        let id = self.next_held.fetch_add(1, Ordering::Relaxed);
+        let until = Instant::now() + hold;
+        // Noted in the file (and synced) before anyone can take the command, and outside
+        // the registry's lock, which every shard takes.
+        let kept = match &self.hold_file {
+            Some(file) => {
+                file.held(id, key.0, &key.1, &command, until).map_err(|e| SendError::NotKept(e.to_string()))?;
+                Some((file.clone(), id))
+            }
+            None => None,
+        };
+        let done = CommandDone::new(tx, kept);
         let mut inner = self.lock();
         let now = Instant::now();
-        let id = inner.next_held;
-        inner.next_held += 1;
-        let mut queued = QueuedCommand { command, done, hold: Some(Hold { id, until: now + hold }) };
+        let mut queued = QueuedCommand { command, done, hold: Some(Hold { id, until }) };
         if let Some(h) = inner.devices.get(key) {
             // Queued under the registry's lock, as in `send_command`.
             match h.control.queue(queued) {
@@ -786,8 +895,8 @@ mod tests {
                     // One at a time: the device's queue and held list stay within bounds.
                     let mut outcomes = Vec::new();
                     for i in 0..3000 {
-                        let (done, answer) = oneshot::channel();
-                        r.queue_or_hold(&key, text(t * 10_000 + i), done, LONG).unwrap();
+                        let (tx, answer) = oneshot::channel();
+                        r.queue_or_hold(&key, text(t * 10_000 + i), tx, LONG).unwrap();
                         outcomes.push(answer.blocking_recv());
                     }
                     outcomes
@@ -799,6 +908,46 @@ mod tests {
         connections.join().unwrap();
         let lost = outcomes.iter().filter(|o| **o != Ok(Ok(None))).count();
         assert_eq!(lost, 0, "{:?}", outcomes.iter().find(|o| **o != Ok(Ok(None))));
+    }
+
+    /// With a hold file, a command held for a device that is not connected survives a
+    /// restart (a new registry from the file) and reaches the device when it connects; once
+    /// written it is done, and the next start holds nothing. One dropped from memory while
+    /// the gateway stops (the file detached) is still held.
+    #[test]
+    fn held_commands_outlive_a_restart_with_a_hold_file() {
+        let dir = std::env::temp_dir().join(format!("trackgate-registry-holds-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("held.jsonl");
+        let key: (Protocol, Box<str>) = (Protocol::Gt06, "123".into());
+        let (file, restored) = HoldFile::open(&path).unwrap();
+        let r = Registry::with_hold_file(file, restored);
+        let (tx, _caller_gone) = oneshot::channel();
+        let id = r.queue_or_hold(&key, text(1), tx, LONG).unwrap();
+        assert_eq!(r.status(Protocol::Gt06, "123").held, 1);
+        // The gateway stops: the file is detached, then the registry goes.
+        r.detach_hold_file();
+        drop(r);
+
+        let (file, restored) = HoldFile::open(&path).unwrap();
+        assert_eq!(restored.iter().map(|c| (c.id, &c.command)).collect::<Vec<_>>(), [(id, &text(1))]);
+        let r = Registry::with_hold_file(file, restored);
+        // New ids go on after the ones read back.
+        let (tx, _) = oneshot::channel();
+        assert!(r.queue_or_hold(&(Protocol::Gt06, "456".into()), text(2), tx, LONG).unwrap() > id);
+        let control = Arc::new(Control::default());
+        r.claim(Protocol::Gt06, "123", r.next_conn(), 0, control.clone());
+        let taken = control.take_commands();
+        assert_eq!(taken.iter().map(|q| &q.command).collect::<Vec<_>>(), [&text(1)]);
+        for q in taken {
+            let _ = q.done.send(Ok(None));
+        }
+        r.detach_hold_file();
+        drop(r);
+        let (_, restored) = HoldFile::open(&path).unwrap();
+        assert_eq!(restored.iter().map(|c| &c.command).collect::<Vec<_>>(), [&text(2)], "123's is done");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// The tests' commands: distinct texts.

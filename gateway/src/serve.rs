@@ -37,10 +37,11 @@ use tracing::{debug, info, warn};
 use trackgate_codecs::{AnswerMatch, Protocol};
 
 use crate::config::{ListenerConfig, ServeConfig};
+use crate::holds::HoldFile;
 use crate::http;
 use crate::metrics::{self, Metrics, Refusal, ShardMetrics};
 use crate::protocols::{StreamOptions, Transport};
-use crate::registry::{CommandDone, ConnId, Control, IpSlot, Registry, SendError};
+use crate::registry::{ConnId, Control, IpSlot, QueuedCommand, Registry, SendError};
 use crate::session::{CloseReason, Output, Session, SessionSettings};
 use crate::sink::SinkHandle;
 
@@ -346,15 +347,26 @@ pub fn run(config: &ServeConfig, sink: SinkHandle, stop: impl std::future::Futur
         eprintln!("listening metrics http {}", l.local_addr()?);
     }
     let metrics = Metrics::new(config.shards);
-    let registry = Registry::new();
+    let registry = match &config.commands_hold_file {
+        Some(path) => {
+            let (file, restored) = HoldFile::open(path)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot open the hold file {}: {e}", path.display())))?;
+            // A count only: the commands and their devices are personal data.
+            info!(commands = restored.len(), "held commands read back from the hold file");
+            Registry::with_hold_file(file, restored)
+        }
+        None => Registry::new(),
+    };
     info!(listeners = bound.len(), shards = config.shards, "trackgate serving");
     let gateway = Gateway::start(bound, config.shards, sink, config.limits.clone(), metrics.clone(), registry.clone())?;
     let stopping = gateway.stopping();
+    let endpoint_registry = registry.clone();
     runtime.block_on(async move {
         if let Some(l) = metrics_listener {
             l.set_nonblocking(true)?;
             let l = TcpListener::from_std(l)?;
-            let endpoint = http::Endpoint { metrics, registry, commands: config.commands_token.clone() };
+            let endpoint =
+                http::Endpoint { metrics, registry: endpoint_registry, commands: config.commands_token.clone() };
             tokio::spawn(http::serve(l, endpoint, stopping));
         }
         stop.await;
@@ -362,6 +374,9 @@ pub fn run(config: &ServeConfig, sink: SinkHandle, stop: impl std::future::Futur
     })?;
     info!("shutting down: no new connections, flushing the sink");
     gateway.shutdown();
+    // Every connection has closed and handed its unwritten commands back to the registry:
+    // what it holds now stays in the hold file for the next start.
+    registry.detach_hold_file();
     Ok(())
 }
 
@@ -485,29 +500,34 @@ async fn send_commands(
         return Ok(());
     }
     debug!(protocol = %session.protocol(), commands = written.len(), "writing commands");
-    write_bounded(stream, &frames, idle, session.deadline(), stop).await?;
-    for (done, answer) in written {
+    if let Err(reason) = write_bounded(stream, &frames, idle, session.deadline(), stop).await {
+        // Perhaps written in part: back in the queue, which the connection's release hands
+        // on (held again, for commands sent with a hold). At least once, not at most.
+        control.put_back(written.into_iter().map(|(queued, _)| queued).collect());
+        return Err(reason);
+    }
+    for (queued, answer) in written {
         counters.command(true);
-        let _ = done.send(Ok(answer));
+        let _ = queued.done.send(Ok(answer));
     }
     Ok(())
 }
 
 /// Frames the commands queued at `control` through the device's session, handing each
 /// one's bytes to `out` in order; a refused command's caller hears why at once. Returns,
-/// in the same order, who to tell once the bytes are out.
+/// in the same order, the commands framed, to tell once the bytes are out.
 fn frame_commands(
     control: &Control,
     session: &mut Session,
     counters: &metrics::Listener,
     mut out: impl FnMut(Vec<u8>),
-) -> Vec<(CommandDone, Option<AnswerMatch>)> {
+) -> Vec<(QueuedCommand, Option<AnswerMatch>)> {
     let mut written = Vec::new();
     for queued in control.take_commands() {
         match session.command(&queued.command) {
             Ok(framed) => {
                 out(framed.bytes);
-                written.push((queued.done, framed.answer));
+                written.push((queued, framed.answer));
             }
             Err(e) => {
                 counters.command(false);
@@ -833,7 +853,7 @@ impl UdpPeer {
         to: SocketAddr,
         replies: &mut Vec<(SocketAddr, Vec<u8>)>,
         counters: &metrics::Listener,
-    ) -> Vec<(CommandDone, Option<AnswerMatch>)> {
+    ) -> Vec<(QueuedCommand, Option<AnswerMatch>)> {
         let Some(claim) = &self.claim else { return Vec::new() };
         frame_commands(&claim.control, &mut self.session, counters, |bytes| replies.push((to, bytes)))
     }
@@ -986,12 +1006,12 @@ async fn udp_loop(shard: Arc<Shard>, protocol: Protocol, settings: Arc<SessionSe
             }
         }
         counters.delivered(0, acks);
-        for ((done, answer), sent) in written.into_iter().zip(commands_sent) {
+        for ((queued, answer), sent) in written.into_iter().zip(commands_sent) {
             if sent {
                 counters.command(true);
-                let _ = done.send(Ok(answer));
+                let _ = queued.done.send(Ok(answer));
             } else {
-                let _ = done.send(Err(SendError::Closed));
+                let _ = queued.done.send(Err(SendError::Closed));
             }
         }
     }

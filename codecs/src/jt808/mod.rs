@@ -683,7 +683,7 @@ pub fn gbk(s: &str) -> Vec<u8> {
 /// A parameter value for 0x8103 (and as read from 0x0104), typed as the standard types it.
 /// In JSON (a command sent over the gateway's HTTP endpoint): `{"dword": 30}`,
 /// `{"text": "a.b.c"}`, `{"bytes": [1, 2]}`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ParamValue {
     Byte(u8),
@@ -761,7 +761,7 @@ impl ParamValue {
 /// In JSON, each is its name in snake case, with its fields where it has them:
 /// `"query_location"`, `{"terminal_control": {"command": 4, "parameters": ""}}`,
 /// `{"text": {"flags": 8, "text": "Hello"}}`, `{"set_parameters": [[1, {"dword": 30}]]}`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Command {
     /// 0x8103: parameter id and value, in order.

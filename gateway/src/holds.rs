@@ -1,0 +1,229 @@
+//! Commands held for devices, kept in a file (`commands_hold_file`) so that a restart does
+//! not lose what a `202 held` answer promised.
+//!
+//! The file is a log, one JSON object a line:
+//!
+//! ```text
+//! {"held":7,"protocol":"gt06","device":"123456789012345","until_ms":1764000000000,"command":{"text":"RELAY,1#"}}
+//! {"done":7}
+//! ```
+//!
+//! A `held` line is written (and synced to disk) before the command is held or queued, and
+//! a `done` line once it has an outcome: written to its device, refused, expired. Opening
+//! the file reads back the commands still held and rewrites it with only those, so it
+//! grows by two lines a held command between restarts. `done` lines are not synced: after
+//! the machine itself crashes (not the gateway), a command written just before may be
+//! written again once its device reconnects; commands are delivered at least once.
+//!
+//! Device ids and commands are personal data and secrets: the file is the operator's, like
+//! the records the sink writes.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use tracing::warn;
+use trackgate_codecs::{Downlink, Protocol};
+
+/// The file, open for appending.
+#[derive(Debug)]
+pub struct HoldFile {
+    path: PathBuf,
+    file: Mutex<File>,
+    /// Set once the gateway has stopped: commands dropped from memory after that are still
+    /// held, so nothing more is written.
+    detached: AtomicBool,
+}
+
+/// A command read back from the file, still held.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Restored {
+    /// Its id in the file (the registry goes on numbering after the largest).
+    pub id: u64,
+    pub protocol: Protocol,
+    pub device_id: String,
+    pub command: Downlink,
+    /// How much of its hold is left.
+    pub remaining: Duration,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum Line {
+    Held { held: u64, protocol: String, device: String, until_ms: u64, command: Downlink },
+    Done { done: u64 },
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl HoldFile {
+    /// Opens `path` (created if missing), returns the commands still held in it (in the
+    /// order they were sent), and leaves the file holding only those. A line that cannot be
+    /// read (a write cut short by a crash) is skipped with a warning.
+    pub fn open(path: &Path) -> io::Result<(HoldFile, Vec<Restored>)> {
+        let now_ms = unix_ms(SystemTime::now());
+        let mut held: Vec<(u64, Line)> = Vec::new();
+        match File::open(path) {
+            Ok(f) => {
+                for (n, line) in BufReader::new(f).lines().enumerate() {
+                    let line = line?;
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    match serde_json::from_str::<Line>(&line) {
+                        Ok(Line::Done { done }) => held.retain(|(id, _)| *id != done),
+                        Ok(l @ Line::Held { held: id, .. }) => held.push((id, l)),
+                        Err(e) => {
+                            warn!(file = %path.display(), line = n + 1, error = %e, "skipped a line of the hold file")
+                        }
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let mut restored = Vec::new();
+        let mut kept = String::new();
+        for (id, line) in held {
+            let Line::Held { protocol, device, until_ms, command, .. } = &line else { continue };
+            let Ok(p) = protocol.parse::<Protocol>() else {
+                warn!(file = %path.display(), id, "skipped a held command for an unknown protocol");
+                continue;
+            };
+            if *until_ms <= now_ms {
+                continue; // its time ran out while the gateway was down
+            }
+            kept.push_str(&serde_json::to_string(&line).map_err(io::Error::other)?);
+            kept.push('\n');
+            restored.push(Restored {
+                id,
+                protocol: p,
+                device_id: device.clone(),
+                command: command.clone(),
+                remaining: Duration::from_millis(until_ms - now_ms),
+            });
+        }
+        // The compacted file replaces the old one whole: written beside it, synced, renamed.
+        let fresh = path.with_extension("compacting");
+        {
+            let mut f = File::create(&fresh)?;
+            f.write_all(kept.as_bytes())?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&fresh, path)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir)?.sync_all()?;
+        }
+        let file = OpenOptions::new().append(true).open(path)?;
+        Ok((HoldFile { path: path.to_owned(), file: Mutex::new(file), detached: AtomicBool::new(false) }, restored))
+    }
+
+    /// Notes a command about to be held (or queued with a hold), synced before it returns.
+    pub fn held(
+        &self,
+        id: u64,
+        protocol: Protocol,
+        device_id: &str,
+        command: &Downlink,
+        until: Instant,
+    ) -> io::Result<()> {
+        let left = until.saturating_duration_since(Instant::now());
+        let until_ms = unix_ms(SystemTime::now() + left);
+        let line = Line::Held {
+            held: id,
+            protocol: protocol.as_str().to_owned(),
+            device: device_id.to_owned(),
+            until_ms,
+            command: command.clone(),
+        };
+        let file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        self.append(&file, &line)?;
+        file.sync_data()
+    }
+
+    /// Notes that a command has its outcome (not synced: see the module's notes).
+    pub fn done(&self, id: u64) {
+        if self.detached.load(Ordering::Acquire) {
+            return;
+        }
+        let file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = self.append(&file, &Line::Done { done: id }) {
+            warn!(file = %self.path.display(), error = %e, "cannot note a command's outcome in the hold file");
+        }
+    }
+
+    /// From now on nothing is written: the gateway has stopped, and the commands it still
+    /// held stay in the file for the next start.
+    pub fn detach(&self) {
+        self.detached.store(true, Ordering::Release);
+    }
+
+    fn append(&self, mut file: &File, line: &Line) -> io::Result<()> {
+        let mut text = serde_json::to_string(line).map_err(io::Error::other)?;
+        text.push('\n');
+        // One write of the whole line: the file is opened for appending, so lines from
+        // different writers never interleave.
+        file.write_all(text.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_path(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("trackgate-holds-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("held.jsonl")
+    }
+
+    fn lines(path: &Path) -> usize {
+        std::fs::read_to_string(path).unwrap().lines().count()
+    }
+
+    /// What is held and not done comes back on the next open, in order, with the rest of
+    /// its hold; done, expired and unreadable lines do not, and the file is left holding
+    /// only what came back.
+    #[test]
+    fn the_file_gives_back_what_is_still_held() {
+        let path = temp_path("back");
+        let (file, restored) = HoldFile::open(&path).unwrap();
+        assert!(restored.is_empty());
+        let hour = Instant::now() + Duration::from_secs(3600);
+        let relay = Downlink::Text("RELAY,1#".into());
+        let locate = Downlink::Jt808(trackgate_codecs::jt808::Command::QueryLocation);
+        file.held(3, Protocol::Gt06, "123456789012345", &relay, hour).unwrap();
+        file.held(4, Protocol::Jt808, "14130567872", &locate, hour).unwrap();
+        file.held(5, Protocol::Gt06, "123456789012345", &Downlink::Text("WHERE#".into()), Instant::now()).unwrap();
+        file.held(6, Protocol::Gt06, "9", &relay, hour).unwrap();
+        file.done(6);
+        drop(file);
+        // A write cut short by a crash.
+        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"held\":7,\"prot").unwrap();
+
+        let (file, restored) = HoldFile::open(&path).unwrap();
+        let got: Vec<_> = restored.iter().map(|r| (r.id, r.protocol, r.device_id.as_str(), &r.command)).collect();
+        assert_eq!(got, [(3, Protocol::Gt06, "123456789012345", &relay), (4, Protocol::Jt808, "14130567872", &locate)]);
+        assert!(restored.iter().all(|r| r.remaining > Duration::from_secs(3500)), "{restored:?}");
+        assert_eq!(lines(&path), 2, "compacted to what is still held");
+        // Once detached (the gateway stopped), outcomes are no longer noted.
+        file.detach();
+        file.done(3);
+        assert_eq!(lines(&path), 2);
+        drop(file);
+        let (file, restored) = HoldFile::open(&path).unwrap();
+        assert_eq!(restored.len(), 2);
+        file.done(3);
+        file.done(4);
+        drop(file);
+        assert!(HoldFile::open(&path).unwrap().1.is_empty());
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+}
