@@ -15,8 +15,13 @@
 //! the machine itself crashes (not the gateway), a command written just before may be
 //! written again once its device reconnects; commands are delivered at least once.
 //!
-//! Device ids and commands are personal data and secrets: the file is the operator's, like
-//! the records the sink writes.
+//! Device ids and commands are personal data and secrets (commands carry device
+//! passwords): the file is created readable by its owner only.
+//!
+//! Writes are plain blocking file calls, made by whoever holds or finishes a command: the
+//! HTTP endpoint's task (one synced write a held command) and the connections' tasks (one
+//! unsynced write a command done). Commands are rare next to frames; a slow disk delays
+//! command requests, not acks.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
@@ -112,7 +117,12 @@ impl HoldFile {
         // The compacted file replaces the old one whole: written beside it, synced, renamed.
         let fresh = path.with_extension("compacting");
         {
-            let mut f = File::create(&fresh)?;
+            let mut options = OpenOptions::new();
+            options.write(true).create(true).truncate(true);
+            // Commands carry device passwords: the file is the operator's alone.
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut f = options.open(&fresh)?;
             f.write_all(kept.as_bytes())?;
             f.sync_all()?;
         }
@@ -213,6 +223,11 @@ mod tests {
         assert_eq!(got, [(3, Protocol::Gt06, "123456789012345", &relay), (4, Protocol::Jt808, "14130567872", &locate)]);
         assert!(restored.iter().all(|r| r.remaining > Duration::from_secs(3500)), "{restored:?}");
         assert_eq!(lines(&path), 2, "compacted to what is still held");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
         // Once detached (the gateway stopped), outcomes are no longer noted.
         file.detach();
         file.done(3);
