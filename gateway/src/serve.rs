@@ -1006,12 +1006,19 @@ async fn udp_loop(shard: Arc<Shard>, protocol: Protocol, settings: Arc<SessionSe
             }
         }
         counters.delivered(0, acks);
-        for ((queued, answer), sent) in written.into_iter().zip(commands_sent) {
+        for (i, ((queued, answer), sent)) in written.into_iter().zip(commands_sent).enumerate() {
             if sent {
                 counters.command(true);
                 let _ = queued.done.send(Ok(answer));
-            } else {
-                let _ = queued.done.send(Err(SendError::Closed));
+                continue;
+            }
+            // Not sent at all: back in the peer's queue, for after its next datagram (or held
+            // again when the peer is forgotten, if it was sent with a hold).
+            match peers.get(&replies[acks + i].0).and_then(|p| p.claim.as_ref()) {
+                Some(claim) => claim.control.put_back(vec![queued]),
+                None => {
+                    let _ = queued.done.send(Err(SendError::Closed));
+                }
             }
         }
     }
