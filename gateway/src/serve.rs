@@ -357,6 +357,9 @@ pub fn run(config: &ServeConfig, sink: SinkHandle, stop: impl std::future::Futur
         }
         None => Registry::new(),
     };
+    // However `run` ends (an error included), the commands still held when it does stay in
+    // the hold file for the next start.
+    let _detach = DetachHoldFile(registry.clone());
     info!(listeners = bound.len(), shards = config.shards, "trackgate serving");
     let gateway = Gateway::start(bound, config.shards, sink, config.limits.clone(), metrics.clone(), registry.clone())?;
     let stopping = gateway.stopping();
@@ -373,11 +376,19 @@ pub fn run(config: &ServeConfig, sink: SinkHandle, stop: impl std::future::Futur
         Ok::<(), io::Error>(())
     })?;
     info!("shutting down: no new connections, flushing the sink");
+    // Every connection closes and hands its unwritten commands back to the registry before
+    // this returns; `_detach` then keeps what is held in the hold file.
     gateway.shutdown();
-    // Every connection has closed and handed its unwritten commands back to the registry:
-    // what it holds now stays in the hold file for the next start.
-    registry.detach_hold_file();
     Ok(())
+}
+
+/// Detaches the registry's hold file when dropped (see [`Registry::detach_hold_file`]).
+struct DetachHoldFile(Arc<Registry>);
+
+impl Drop for DetachHoldFile {
+    fn drop(&mut self) {
+        self.0.detach_hold_file();
+    }
 }
 
 /// Resolves once shutdown has been asked for (or the sender is gone). The guard `wait_for`
