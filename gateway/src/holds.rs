@@ -23,6 +23,7 @@
 //! unsynced write a command done). Commands are rare next to frames; a slow disk delays
 //! command requests, not acks.
 
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -59,7 +60,7 @@ pub struct Restored {
 #[derive(Serialize, Deserialize)]
 #[serde(untagged)]
 enum Line {
-    Held { held: u64, protocol: String, device: String, until_ms: u64, command: Downlink },
+    Held { held: u64, protocol: Protocol, device: String, until_ms: u64, command: Downlink },
     Done { done: u64 },
 }
 
@@ -70,10 +71,11 @@ fn unix_ms(t: SystemTime) -> u64 {
 impl HoldFile {
     /// Opens `path` (created if missing), returns the commands still held in it (in the
     /// order they were sent), and leaves the file holding only those. A line that cannot be
-    /// read (a write cut short by a crash) is skipped with a warning.
+    /// read (a write cut short by a crash, an unknown protocol) is skipped with a warning.
     pub fn open(path: &Path) -> io::Result<(HoldFile, Vec<Restored>)> {
         let now_ms = unix_ms(SystemTime::now());
-        let mut held: Vec<(u64, Line)> = Vec::new();
+        let mut held: Vec<Line> = Vec::new();
+        let mut done: HashSet<u64> = HashSet::new();
         match File::open(path) {
             Ok(f) => {
                 for (n, line) in BufReader::new(f).lines().enumerate() {
@@ -82,8 +84,10 @@ impl HoldFile {
                         continue;
                     }
                     match serde_json::from_str::<Line>(&line) {
-                        Ok(Line::Done { done }) => held.retain(|(id, _)| *id != done),
-                        Ok(l @ Line::Held { held: id, .. }) => held.push((id, l)),
+                        Ok(Line::Done { done: id }) => {
+                            done.insert(id);
+                        }
+                        Ok(l) => held.push(l),
                         Err(e) => {
                             warn!(file = %path.display(), line = n + 1, error = %e, "skipped a line of the hold file")
                         }
@@ -95,20 +99,17 @@ impl HoldFile {
         }
         let mut restored = Vec::new();
         let mut kept = String::new();
-        for (id, line) in held {
-            let Line::Held { protocol, device, until_ms, command, .. } = &line else { continue };
-            let Ok(p) = protocol.parse::<Protocol>() else {
-                warn!(file = %path.display(), id, "skipped a held command for an unknown protocol");
+        for line in held {
+            let Line::Held { held: id, protocol, device, until_ms, command } = &line else { continue };
+            // Done, or its time ran out while the gateway was down.
+            if done.contains(id) || *until_ms <= now_ms {
                 continue;
-            };
-            if *until_ms <= now_ms {
-                continue; // its time ran out while the gateway was down
             }
             kept.push_str(&serde_json::to_string(&line).map_err(io::Error::other)?);
             kept.push('\n');
             restored.push(Restored {
-                id,
-                protocol: p,
+                id: *id,
+                protocol: *protocol,
                 device_id: device.clone(),
                 command: command.clone(),
                 remaining: Duration::from_millis(until_ms - now_ms),
@@ -145,13 +146,7 @@ impl HoldFile {
     ) -> io::Result<()> {
         let left = until.saturating_duration_since(Instant::now());
         let until_ms = unix_ms(SystemTime::now() + left);
-        let line = Line::Held {
-            held: id,
-            protocol: protocol.as_str().to_owned(),
-            device: device_id.to_owned(),
-            until_ms,
-            command: command.clone(),
-        };
+        let line = Line::Held { held: id, protocol, device: device_id.to_owned(), until_ms, command: command.clone() };
         let file = self.file.lock().unwrap_or_else(|p| p.into_inner());
         self.append(&file, &line)?;
         file.sync_data()
@@ -215,8 +210,12 @@ mod tests {
         file.held(6, Protocol::Gt06, "9", &relay, hour).unwrap();
         file.done(6);
         drop(file);
-        // A write cut short by a crash.
-        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"held\":7,\"prot").unwrap();
+        // A protocol this build does not know, and a write cut short by a crash.
+        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"held\":8,\"protocol\":\"tk103\",\"device\":\"1\",\"until_ms\":99999999999999,\"command\":{\"text\":\"X\"}}\n")
+            .unwrap();
+        f.write_all(b"{\"held\":7,\"prot").unwrap();
+        drop(f);
 
         let (file, restored) = HoldFile::open(&path).unwrap();
         let got: Vec<_> = restored.iter().map(|r| (r.id, r.protocol, r.device_id.as_str(), &r.command)).collect();
