@@ -20,7 +20,7 @@
 //! `{"result":"held"}` if it is held for a device that is not connected (see `hold`),
 //! `404` when no connection holds the device, `422` when its protocol cannot carry the
 //! command, `503` when the connection already holds its maximum of unsent commands or
-//! closed first, `401` without the right token. The device's answer arrives through the
+//! closed first (or the hold file could not be written), `401` without the right token. The device's answer arrives through the
 //! sink as a `command_response` record.
 //!
 //! `GET /devices/<protocol>/<device id>` (with the token) answers whether the device is
@@ -30,7 +30,8 @@
 //! it is written once the device connects and identifies itself, and the request answers as
 //! above if that happens within its wait, `404` if the hold runs out first
 //! ([`Registry::send_command_or_hold`]). A held command queued at a connection that closes
-//! before writing it is held again for the rest of its time.
+//! before writing it is held again for the rest of its time. With `commands_hold_file`,
+//! held commands are also kept across restarts ([`crate::holds`]).
 //!
 //! A minimal HTTP/1.1 responder: one request per connection, which is what Prometheus
 //! scrapes and `curl` need. Commands move vehicles' relays, so the endpoint is off unless
@@ -331,7 +332,7 @@ async fn command(endpoint: &Endpoint, request: &Request<'_>, body: &[u8]) -> Res
             json("202 Accepted", &serde_json::json!({"result": result}))
         }
         Ok(Err(SendError::NotConnected)) => {
-            text("404 Not Found", "the device is not connected (Teltonika and NMEA: over TCP)")
+            text("404 Not Found", "the device is not connected (NMEA devices over UDP never are)")
         }
         Ok(Err(e @ SendError::Refused(_))) => text("422 Unprocessable Content", e.to_string()),
         Ok(Err(e @ SendError::Expired)) => text("404 Not Found", e.to_string()),

@@ -132,8 +132,8 @@ impl std::fmt::Debug for CommandDone {
 /// Why a command did not reach the device's socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendError {
-    /// No connection holds this device (never connected, gone, or over UDP in a protocol
-    /// that takes no commands over UDP: Teltonika, NMEA; JT808 UDP peers are held).
+    /// No connection holds this device (never connected, gone, or an NMEA device over UDP:
+    /// JT808 and Teltonika UDP peers hold their devices, GT06 is served on TCP only).
     NotConnected,
     /// The connection already holds [`MAX_QUEUED_COMMANDS`] commands it has not written.
     QueueFull,
@@ -193,8 +193,8 @@ impl Control {
     }
 
     /// Puts commands taken for writing back at the front of the queue, in their order: the
-    /// write failed, and the connection's release hands them on. A closed queue hands them
-    /// back (dropped, their callers hear `Closed`).
+    /// write failed, and the connection's release hands them on. A closed queue drops them
+    /// (their callers hear `Closed`).
     pub fn put_back(&self, commands: Vec<QueuedCommand>) {
         let mut queue = self.commands();
         if queue.closed {
@@ -492,7 +492,8 @@ impl Registry {
     /// does not connect in time. A command queued at a connection that closes before
     /// writing it is held again for the rest of its time (or goes to the device's newer
     /// connection). A caller that stops waiting leaves the command held. Held commands live
-    /// in memory only.
+    /// in memory, and in the hold file when the registry has one
+    /// ([`Registry::with_hold_file`]).
     pub async fn send_command_or_hold(
         &self,
         protocol: Protocol,
