@@ -193,6 +193,24 @@ impl Body {
             self.push(b'-');
         }
         let a = v.abs();
+        // Below 2^50 / 10^9 (about 1.1 million: every NMEA value but large altitudes), the
+        // nine-digit candidate settles it in one step. If any candidate of k ≤ 9 digits reads
+        // back, it lies within 0.25 of `a` × 10^9 after scaling (half an ulp of `a` times
+        // 10^9, plus the product's rounding), so the nine-digit rounding *is* that candidate
+        // followed by 9 − k zeros: it reads back too (the same rational, one correctly
+        // rounded division), and dropping its trailing zeros gives the fewest digits. When
+        // it does not read back, no candidate does, and the search below finds none either.
+        let scaled = a * 1e9;
+        if scaled < 1_125_899_906_842_624.0 {
+            let m = (scaled + 0.5) as i64;
+            if (m as f64 / 1e9).to_bits() == a.to_bits() {
+                // The whole part is `a`'s, as in the search below.
+                let whole = a as i64;
+                self.uint(whole as u64, 1);
+                self.fraction_of_nine((m - whole * 1_000_000_000) as u32);
+                return;
+            }
+        }
         // Not finite: no digits to find (`Display` writes `inf` or `NaN`).
         let candidates = if a.is_finite() { 10 } else { 0 };
         for (k, &scale) in EXACT_POWERS_OF_TEN.iter().enumerate().take(candidates) {
@@ -227,6 +245,34 @@ impl Body {
             }
         }
         let _ = write!(self, "{a}");
+    }
+}
+
+impl Body {
+    /// `.` and the nine digits of `frac` (below 10^9), its trailing zeros left off; nothing
+    /// when it is zero. The last eight digits are made at once in one word (each step
+    /// splits every lane in two by a multiplication that divides exactly in range: 10,000
+    /// into 100s, then 100 into 10s), and the zeros are counted off that word.
+    #[inline]
+    fn fraction_of_nine(&mut self, frac: u32) {
+        if frac == 0 {
+            return;
+        }
+        let first = frac / 100_000_000;
+        let last8 = u64::from(frac % 100_000_000);
+        // Little-endian lanes, the most significant digits in the lowest bytes: 4 + 4 digits
+        // in 32-bit lanes, then 2 + 2 in 16-bit lanes, then 1 + 1 in bytes.
+        let x = last8 / 10_000 | (last8 % 10_000) << 32;
+        let hundreds = ((x * 5243) >> 19) & 0x0000_007f_0000_007f;
+        let x = hundreds | (x - hundreds * 100) << 16;
+        let tens = ((x * 103) >> 10) & 0x000f_000f_000f_000f;
+        let digits = (tens | (x - tens * 10) << 8) | 0x3030_3030_3030_3030;
+        // '0' bytes become zero; the high ones are the trailing zeros (frac is not zero, so
+        // when all eight are, `first` is not).
+        let trailing_zeros = ((digits ^ 0x3030_3030_3030_3030).leading_zeros() / 8) as usize;
+        let mut text = [b'.', b'0' + first as u8, 0, 0, 0, 0, 0, 0, 0, 0];
+        text[2..].copy_from_slice(&digits.to_le_bytes());
+        self.push_slice(&text[..10 - trailing_zeros]);
     }
 }
 
@@ -514,6 +560,12 @@ mod tests {
             (-0.0, "-0"),
             (4.13993, "4.13993"),
             (1e-12, "0.000000000001"),
+            (1e-9, "0.000000001"),
+            (0.1, "0.1"),
+            (59.99999, "59.99999"),
+            (999_999.999_999_999, "999999.999999999"),
+            (1_125_899.5, "1125899.5"),
+            (1_125_900.25, "1125900.25"),
             (f64::NEG_INFINITY, "-inf"),
             (-f64::NAN, "NaN"),
         ] {
@@ -547,6 +599,19 @@ mod tests {
             }
         }
 
+        /// The fraction's digits made in one word: `.` and nine digits as `format!` pads
+        /// them, less their trailing zeros.
+        #[test]
+        fn nine_fraction_digits_are_written_as_format_writes_them(frac in 0u32..1_000_000_000, small in 0u32..1000) {
+            for frac in [frac, small, small * 1_000_000, small * 1000] {
+                let mut b = Body::new();
+                b.fraction_of_nine(frac);
+                let padded = format!(".{frac:09}");
+                let expected = if frac == 0 { "" } else { padded.trim_end_matches('0') };
+                prop_assert_eq!(b.as_bytes(), expected.as_bytes());
+            }
+        }
+
         /// Any finite value reads back to the same bits through the field parser.
         #[test]
         fn written_decimals_read_back(bits in any::<u64>()) {
@@ -557,9 +622,9 @@ mod tests {
             prop_assert_eq!(super::super::fields::decimal(&text).map(f64::to_bits), Some(v.to_bits()), "{}", text);
         }
 
-        /// The filter in `decimal` passes over no candidate that reads back: the text is
-        /// the one the plain search (every candidate divided back) finds, for values from
-        /// text of up to 9 fraction digits and for any bits.
+        /// Neither the nine-digit step nor the filter in `decimal` passes over a candidate
+        /// that reads back: the text is the one the plain search (every candidate divided
+        /// back) finds, for values from text of up to 9 fraction digits and for any bits.
         #[test]
         fn the_candidate_filter_loses_no_candidate(int in 0u64..10_000_000, frac in "[0-9]{0,9}", bits in any::<u64>()) {
             let from_text = super::super::fields::decimal(&format!("{int}.{frac}0")).unwrap();
@@ -573,8 +638,11 @@ mod tests {
                 });
                 let text = decimal_text(v);
                 if let Some(k) = plain {
-                    let digits = text.split_once('.').map_or(0, |(_, f)| f.len());
-                    prop_assert_eq!(digits, k, "{} -> {}", v, text);
+                    let m = (v * EXACT_POWERS_OF_TEN[k] + 0.5) as u64;
+                    let scale = EXACT_POWERS_OF_TEN_U64[k];
+                    let expected =
+                        if k == 0 { m.to_string() } else { format!("{}.{:0k$}", m / scale, m % scale) };
+                    prop_assert_eq!(&text, &expected, "{}", v);
                 }
             }
         }
