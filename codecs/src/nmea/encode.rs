@@ -262,11 +262,11 @@ impl Body {
         let last8 = u64::from(frac % 100_000_000);
         // Little-endian lanes, the most significant digits in the lowest bytes: 4 + 4 digits
         // in 32-bit lanes, then 2 + 2 in 16-bit lanes, then 1 + 1 in bytes.
-        let x = last8 / 10_000 | (last8 % 10_000) << 32;
+        let x = (last8 / 10_000) | ((last8 % 10_000) << 32);
         let hundreds = ((x * 5243) >> 19) & 0x0000_007f_0000_007f;
-        let x = hundreds | (x - hundreds * 100) << 16;
+        let x = hundreds | ((x - hundreds * 100) << 16);
         let tens = ((x * 103) >> 10) & 0x000f_000f_000f_000f;
-        let digits = (tens | (x - tens * 10) << 8) | 0x3030_3030_3030_3030;
+        let digits = (tens | ((x - tens * 10) << 8)) | 0x3030_3030_3030_3030;
         // '0' bytes become zero; the high ones are the trailing zeros (frac is not zero, so
         // when all eight are, `first` is not).
         let trailing_zeros = ((digits ^ 0x3030_3030_3030_3030).leading_zeros() / 8) as usize;
