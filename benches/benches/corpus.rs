@@ -53,11 +53,24 @@ fn nmea_peer_nmea(lines: &[&[u8]]) -> u64 {
     lines.iter().filter(|l| black_box(::nmea::parse_bytes(l)).is_ok()).count() as u64
 }
 
+/// What `nmea_peer_nmeasis` does with each sentence its stream parser hands out.
+#[derive(Clone, Copy, PartialEq)]
+enum Nmeasis {
+    /// Every getter of the message called: every field parsed, as ours parses them.
+    Getters,
+    /// Nothing beyond the parser's own work: fields stay text (its floor).
+    Lazy,
+    /// Written back with `Sentence::encode`, fields left as text.
+    Encode,
+    /// Every getter called, then written back: the same work as ours decoding and encoding.
+    GettersEncode,
+}
+
 /// `nmeasis` is a stream parser: the lines go through it as one stream. It parses most
-/// fields only when their getter is called, so every getter of every message type it has is
-/// called (ours parses every field up front). With `encode`, each sentence is also written
-/// back with its `Sentence::encode`.
-fn nmea_peer_nmeasis(stream: &[u8], encode: bool) -> u64 {
+/// fields only when their getter is called, so with getters every getter of every message
+/// type it has is called (ours parses every field up front). With encoding, each sentence
+/// is also written back with its `Sentence::encode`.
+fn nmea_peer_nmeasis(stream: &[u8], mode: Nmeasis) -> u64 {
     use nmeasis::message::Message as M;
     let mut ok = 0;
     let mut written = 0;
@@ -72,8 +85,14 @@ fn nmea_peer_nmeasis(stream: &[u8], encode: bool) -> u64 {
         p.commit(n, |r| {
             let Ok(s) = r else { return };
             ok += 1;
-            if encode {
+            if mode == Nmeasis::Lazy {
+                black_box(&s);
+                return;
+            }
+            if matches!(mode, Nmeasis::Encode | Nmeasis::GettersEncode) {
                 written += s.encode(&mut buf).unwrap_or(0);
+            }
+            if mode == Nmeasis::Encode {
                 return;
             }
             match &s.message {
@@ -148,11 +167,13 @@ fn bench_nmea(c: &mut Criterion) {
     let sentences: Vec<tg::nmea::ParsedSentence<'_>> = accepted.iter().map(|l| tg::nmea::parse(l).unwrap()).collect();
     let for_nmea: Vec<&[u8]> = accepted.iter().copied().filter(|l| ::nmea::parse_bytes(l).is_ok()).collect();
     let for_nmeasis: Vec<&[u8]> =
-        accepted.iter().copied().filter(|l| nmea_peer_nmeasis(&crlf(&[l]), false) == 1).collect();
+        accepted.iter().copied().filter(|l| nmea_peer_nmeasis(&crlf(&[l]), Nmeasis::Getters) == 1).collect();
     let nmeasis_stream = crlf(&for_nmeasis);
+    let sentences_for_nmeasis: Vec<tg::nmea::ParsedSentence<'_>> =
+        for_nmeasis.iter().map(|l| tg::nmea::parse(l).unwrap()).collect();
     report("nmea", "nmea 0.8", accepted.len(), for_nmea.len());
     report("nmea", "nmeasis 26.4", accepted.len(), for_nmeasis.len());
-    assert_eq!(nmea_peer_nmeasis(&nmeasis_stream, false), for_nmeasis.len() as u64);
+    assert_eq!(nmea_peer_nmeasis(&nmeasis_stream, Nmeasis::Getters), for_nmeasis.len() as u64);
     let mut events = Vec::new();
     let mut out = Vec::new();
     eprintln!(
@@ -174,9 +195,18 @@ fn bench_nmea(c: &mut Criterion) {
     g.bench_function("nmea_0.8", |b| b.iter(|| nmea_peer_nmea(black_box(&for_nmea))));
     g.bench_function("trackgate_views_on_nmea_frames", |b| b.iter(|| nmea_views(black_box(&for_nmea))));
     g.throughput(Throughput::Bytes(nmeasis_stream.len() as u64));
-    g.bench_function("nmeasis_26.4", |b| b.iter(|| nmea_peer_nmeasis(black_box(&nmeasis_stream), false)));
+    g.bench_function("nmeasis_26.4", |b| b.iter(|| nmea_peer_nmeasis(black_box(&nmeasis_stream), Nmeasis::Getters)));
     g.bench_function("trackgate_views_on_nmeasis_frames", |b| b.iter(|| nmea_views(black_box(&for_nmeasis))));
-    g.bench_function("nmeasis_26.4_decode_encode", |b| b.iter(|| nmea_peer_nmeasis(black_box(&nmeasis_stream), true)));
+    g.bench_function("nmeasis_26.4_lazy", |b| b.iter(|| nmea_peer_nmeasis(black_box(&nmeasis_stream), Nmeasis::Lazy)));
+    g.bench_function("nmeasis_26.4_decode_encode", |b| {
+        b.iter(|| nmea_peer_nmeasis(black_box(&nmeasis_stream), Nmeasis::Encode))
+    });
+    g.bench_function("nmeasis_26.4_getters_encode", |b| {
+        b.iter(|| nmea_peer_nmeasis(black_box(&nmeasis_stream), Nmeasis::GettersEncode))
+    });
+    g.bench_function("trackgate_encode_on_nmeasis_frames", |b| {
+        b.iter(|| nmea_encode(black_box(&sentences_for_nmeasis), &mut out))
+    });
     g.bench_function("trackgate_decode_encode_on_nmeasis_frames", |b| {
         b.iter(|| nmea_decode_encode(black_box(&for_nmeasis), &mut out))
     });
