@@ -252,7 +252,10 @@ pub fn coordinate(value: &str, hemisphere: &str, max_degrees: u16) -> Option<Coo
         (whole_degrees, unsigned_decimal(&value[split..])?)
     };
     let c = Coordinate { whole_degrees, minutes, hemisphere: hemi };
-    (minutes < 60.0 && c.degrees().abs() <= f64::from(max_degrees)).then_some(c)
+    // Below the limit in whole degrees, the minutes (under 60) cannot take the value past
+    // it, so the division in `degrees` is only needed at the limit itself.
+    let in_range = whole_degrees < max_degrees || c.degrees().abs() <= f64::from(max_degrees);
+    (minutes < 60.0 && in_range).then_some(c)
 }
 
 #[cfg(test)]
