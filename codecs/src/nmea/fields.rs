@@ -399,6 +399,13 @@ mod tests {
         assert!(coordinate("4404.1", "E", 90).is_none(), "lat with E");
         assert!(coordinate("4404.1", "", 90).is_none(), "no hemisphere");
         assert!(coordinate("9100.0", "N", 90).is_none(), "beyond the pole");
+        // At the limit the minutes decide; below it they cannot reach it.
+        assert!(coordinate("9000.0000", "S", 90).is_some());
+        assert!(coordinate("9000.0001", "N", 90).is_none());
+        assert!(coordinate("8959.99999999", "N", 90).is_some());
+        assert!(coordinate("18000.00", "W", 180).is_some());
+        assert!(coordinate("18000.01", "E", 180).is_none());
+        assert!(coordinate("17959.9999", "E", 180).is_some());
         assert!(coordinate("4460.0", "N", 90).is_none(), "60 minutes");
         assert!(coordinate("-4404.1", "N", 90).is_none(), "sign instead of hemisphere");
         assert!(coordinate("44x4.1", "N", 90).is_none());
