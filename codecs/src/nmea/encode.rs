@@ -270,9 +270,24 @@ impl Body {
         // '0' bytes become zero; the high ones are the trailing zeros (frac is not zero, so
         // when all eight are, `first` is not).
         let trailing_zeros = ((digits ^ 0x3030_3030_3030_3030).leading_zeros() / 8) as usize;
-        let mut text = [b'.', b'0' + first as u8, 0, 0, 0, 0, 0, 0, 0, 0];
-        text[2..].copy_from_slice(&digits.to_le_bytes());
-        self.push_slice(&text[..10 - trailing_zeros]);
+        // The ten bytes `.`, first digit, eight digits as two words made in registers and
+        // stored whole: gathered in a byte array first, they were read back across the
+        // smaller stores that wrote it, a load the CPU cannot forward and waits on.
+        let head = u64::from(b'.') | u64::from(b'0' + first as u8) << 8 | digits << 16;
+        let tail = (digits >> 48) as u16;
+        let len = 10 - trailing_zeros;
+        if self.heap.is_empty() {
+            if let Some(room) = self.stack.get_mut(self.len..self.len + 10) {
+                room[..8].copy_from_slice(&head.to_le_bytes());
+                room[8..].copy_from_slice(&tail.to_le_bytes());
+                self.len += len;
+                return;
+            }
+        }
+        let mut text = [0; 10];
+        text[..8].copy_from_slice(&head.to_le_bytes());
+        text[8..].copy_from_slice(&tail.to_le_bytes());
+        self.push_slice_slow(&text[..len]);
     }
 }
 
