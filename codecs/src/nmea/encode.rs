@@ -155,6 +155,13 @@ impl Body {
             }
             return;
         }
+        // Three digits exactly (longitude degrees, whole parts of 100–999, millisecond
+        // fractions): a digit and a pair.
+        if v < 1000 && width <= 3 && (v >= 100 || width == 3) {
+            let pair = 2 * (v % 100) as usize;
+            self.push_slice(&[b'0' + (v / 100) as u8, DIGIT_PAIRS[pair], DIGIT_PAIRS[pair + 1]]);
+            return;
+        }
         self.uint_any(v, width);
     }
 
