@@ -282,40 +282,45 @@ struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    fn split(text: Option<&'a str>, formatter: &'static str) -> Result<Self, Reject> {
-        let mut ends = [0; MAX_FIELDS];
-        let mut len = 0;
-        if let Some(text) = text {
-            if text.len() > usize::from(u16::MAX) {
-                return Err(malformed(format!("{formatter} is over 64 KiB long")));
-            }
-            let mut push = |end: usize| -> Result<(), Reject> {
-                let slot = ends
-                    .get_mut(len)
-                    .ok_or_else(|| malformed(format!("{formatter} has more than {MAX_FIELDS} fields")))?;
-                *slot = end as u16; // within the 64 KiB checked above
-                len += 1;
-                Ok(())
-            };
-            // Eight bytes at a time: fields are a few bytes long, too short for `memchr` to
-            // pay off, and a byte loop was a third of a GGA parse.
-            let (words, tail) = text.as_bytes().as_chunks::<8>();
-            for (i, word) in words.iter().enumerate() {
-                let mut commas = byte_mask(u64::from_le_bytes(*word), b',');
-                while commas != 0 {
-                    push(i * 8 + (commas.trailing_zeros() / 8) as usize)?;
-                    commas &= commas - 1;
-                }
-            }
-            for (j, &b) in tail.iter().enumerate() {
-                if b == b',' {
-                    push(words.len() * 8 + j)?;
-                }
-            }
-            push(text.len())?;
+    fn new(formatter: &'static str) -> Self {
+        Fields { text: "", ends: [0; MAX_FIELDS], len: 0, formatter }
+    }
+
+    /// Splits `text` into this table, in place: the table is written two bytes an entry,
+    /// and a table returned by value was moved in 16-byte pieces across those stores,
+    /// loads the CPU cannot forward from them and waits on.
+    fn split(&mut self, text: Option<&'a str>) -> Result<(), Reject> {
+        let Some(text) = text else { return Ok(()) };
+        let formatter = self.formatter;
+        if text.len() > usize::from(u16::MAX) {
+            return Err(malformed(format!("{formatter} is over 64 KiB long")));
         }
-        let text = text.unwrap_or_default();
-        Ok(Fields { text, ends, len, formatter })
+        self.text = text;
+        let (ends, len) = (&mut self.ends, &mut self.len);
+        let mut push = |end: usize| -> Result<(), Reject> {
+            let slot = ends
+                .get_mut(*len)
+                .ok_or_else(|| malformed(format!("{formatter} has more than {MAX_FIELDS} fields")))?;
+            *slot = end as u16; // within the 64 KiB checked above
+            *len += 1;
+            Ok(())
+        };
+        // Eight bytes at a time: fields are a few bytes long, too short for `memchr` to
+        // pay off, and a byte loop was a third of a GGA parse.
+        let (words, tail) = text.as_bytes().as_chunks::<8>();
+        for (i, word) in words.iter().enumerate() {
+            let mut commas = byte_mask(u64::from_le_bytes(*word), b',');
+            while commas != 0 {
+                push(i * 8 + (commas.trailing_zeros() / 8) as usize)?;
+                commas &= commas - 1;
+            }
+        }
+        for (j, &b) in tail.iter().enumerate() {
+            if b == b',' {
+                push(words.len() * 8 + j)?;
+            }
+        }
+        push(text.len())
     }
 
     /// Field `n`, counting from 1 after the address as the standard does.
@@ -524,7 +529,8 @@ fn parse_message<'a>(
         "TXT" => ("TXT", 4),
         _ => return Ok(standard(Message::Other { formatter, fields: text })),
     };
-    let f = Fields::split(text, name)?;
+    let mut f = Fields::new(name);
+    f.split(text)?;
     // The pre-3.01 VTG is four bare numbers; every later form has the literal `T` in field 2.
     let legacy_vtg = name == "VTG" && f.len == 4 && f.get(2) != "T";
     if !verified {
@@ -710,8 +716,9 @@ mod tests {
         fn the_field_split_is_the_plain_one(text in "[,\\-0-9A-Z.]{0,120}") {
             let plain: Vec<usize> =
                 text.bytes().enumerate().filter(|&(_, b)| b == b',').map(|(i, _)| i).chain([text.len()]).collect();
-            match Fields::split(Some(&text), "TST") {
-                Ok(f) => {
+            let mut f = Fields::new("TST");
+            match f.split(Some(&text)) {
+                Ok(()) => {
                     let ends: Vec<usize> = f.ends[..f.len].iter().map(|&e| usize::from(e)).collect();
                     proptest::prop_assert_eq!(ends, plain);
                 }
