@@ -177,7 +177,9 @@ fn unsigned_decimal(text: &str) -> Option<f64> {
         return None;
     }
     if digits <= 15 {
-        return Some(mantissa as f64 / EXACT_POWERS_OF_TEN[fraction_digits as usize]);
+        // Below 2^53 the conversion can go through `i64`: one instruction, where `u64`'s
+        // takes several on baseline x86-64.
+        return Some(mantissa as i64 as f64 / EXACT_POWERS_OF_TEN[fraction_digits as usize]);
     }
     text.parse().ok().filter(|v: &f64| v.is_finite())
 }
@@ -245,7 +247,7 @@ pub fn coordinate(value: &str, hemisphere: &str, max_degrees: u16) -> Option<Coo
         // `f64` the minutes text would parse to.
         let minutes_scale = 100 * EXACT_POWERS_OF_TEN_U64[fraction_digits];
         let whole_degrees = u16::try_from(mantissa / minutes_scale).ok()?;
-        (whole_degrees, (mantissa % minutes_scale) as f64 / EXACT_POWERS_OF_TEN[fraction_digits])
+        (whole_degrees, (mantissa % minutes_scale) as i64 as f64 / EXACT_POWERS_OF_TEN[fraction_digits])
     } else {
         let split = int_len.saturating_sub(2);
         let whole_degrees = if split == 0 { 0 } else { u16::try_from(digits_value(&b[..split])?).ok()? };
