@@ -111,8 +111,8 @@ fn two_digits(d: &[u8]) -> Option<u8> {
 // sentence parser through memory, written field by field and read back whole, and the
 // parser stalled on those reads (a `perf` profile of GGA; BENCHMARKS.md, NMEA, 11-24).
 #[inline]
-pub fn time(field: &str) -> Option<NmeaTime> {
-    let b = field.as_bytes();
+pub fn time(field: &[u8]) -> Option<NmeaTime> {
+    let b = field;
     let hour = two_digits(b.get(0..2)?)?;
     let minute = two_digits(b.get(2..4)?)?;
     let second = two_digits(b.get(4..6)?)?;
@@ -127,8 +127,8 @@ pub fn time(field: &str) -> Option<NmeaTime> {
 }
 
 /// `ddmmyy`, validated as a real calendar date.
-pub fn date(field: &str) -> Option<NmeaDate> {
-    let [d0, d1, m0, m1, y0, y1] = *field.as_bytes() else { return None };
+pub fn date(field: &[u8]) -> Option<NmeaDate> {
+    let [d0, d1, m0, m1, y0, y1] = *field else { return None };
     let d = NmeaDate { day: two_digits(&[d0, d1])?, month: two_digits(&[m0, m1])?, year2: two_digits(&[y0, y1])? };
     d.date().map(|_| d)
 }
@@ -156,12 +156,12 @@ pub(crate) const EXACT_POWERS_OF_TEN_U64: [u64; 16] = {
 /// exactly held power of ten, so one IEEE division gives the correctly rounded value
 /// (Clinger's fast path); longer fields, which receivers do not send, go to the standard
 /// library's parser.
-fn unsigned_decimal(text: &str) -> Option<f64> {
+fn unsigned_decimal(text: &[u8]) -> Option<f64> {
     let mut mantissa = 0u64;
     let mut digits = 0u32;
     let mut fraction_digits = 0u32;
     let mut point = false;
-    for &b in text.as_bytes() {
+    for &b in text {
         let digit = b.wrapping_sub(b'0');
         if digit < 10 {
             mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(digit));
@@ -181,7 +181,7 @@ fn unsigned_decimal(text: &str) -> Option<f64> {
         // takes several on baseline x86-64.
         return Some(mantissa as i64 as f64 / EXACT_POWERS_OF_TEN[fraction_digits as usize]);
     }
-    text.parse().ok().filter(|v: &f64| v.is_finite())
+    std::str::from_utf8(text).ok()?.parse().ok().filter(|v: &f64| v.is_finite())
 }
 
 /// A decimal number: optional sign, digits, optional fraction (`5`, `-21.3`, `000.`, `.5`).
@@ -189,8 +189,8 @@ fn unsigned_decimal(text: &str) -> Option<f64> {
 /// that it overflows to infinity (300 digits of zeros after an 8 is a finite-looking field
 /// that `f64` cannot hold).
 #[inline]
-pub fn decimal(field: &str) -> Option<f64> {
-    let (negative, rest) = match field.as_bytes().first()? {
+pub fn decimal(field: &[u8]) -> Option<f64> {
+    let (negative, rest) = match field.first()? {
         b'-' => (true, &field[1..]),
         b'+' => (false, &field[1..]),
         _ => (false, field),
@@ -202,28 +202,28 @@ pub fn decimal(field: &str) -> Option<f64> {
 /// An unsigned integer of plain digits (leading zeros allowed), read as a `u32` first (plain digits only: no sign) and narrowed, rather than through
 /// `FromStr`, whose sign and radix handling cost more than the two-digit fields here.
 #[inline]
-pub fn unsigned<T: TryFrom<u32>>(field: &str) -> Option<T> {
-    T::try_from(digits_value(field.as_bytes())?).ok()
+pub fn unsigned<T: TryFrom<u32>>(field: &[u8]) -> Option<T> {
+    T::try_from(digits_value(field)?).ok()
 }
 
 /// A signed integer: optional sign then digits.
-pub fn signed<T: std::str::FromStr>(field: &str) -> Option<T> {
-    let digits = field.strip_prefix(['+', '-']).unwrap_or(field);
-    (!digits.is_empty() && all_digits(digits.as_bytes())).then(|| field.parse().ok())?
+pub fn signed<T: std::str::FromStr>(field: &[u8]) -> Option<T> {
+    let digits = field.strip_prefix(b"+").or_else(|| field.strip_prefix(b"-")).unwrap_or(field);
+    (!digits.is_empty() && all_digits(digits)).then(|| std::str::from_utf8(field).ok()?.parse().ok())?
 }
 
 /// `ddmm.mmmm` (latitude, `max_degrees` 90) or `dddmm.mmmm` (longitude, 180) with its
 /// hemisphere letter. The two digits left of the point are whole minutes; everything before
 /// them is degrees, so a missing leading zero still reads right.
 #[inline]
-pub fn coordinate(value: &str, hemisphere: &str, max_degrees: u16) -> Option<Coordinate> {
+pub fn coordinate(value: &[u8], hemisphere: &[u8], max_degrees: u16) -> Option<Coordinate> {
     let hemi = match (max_degrees, hemisphere) {
-        (90, "N" | "S") | (180, "E" | "W") => hemisphere.as_bytes()[0],
+        (90, [h @ (b'N' | b'S')]) | (180, [h @ (b'E' | b'W')]) => *h,
         _ => return None,
     };
     // One pass: digits with at most one point, at least one digit before it, and the digits'
     // value as an integer (wrapping: only used when there are at most 15 digits).
-    let b = value.as_bytes();
+    let b = value;
     let (mut mantissa, mut digits, mut fraction_digits, mut point) = (0u64, 0usize, 0usize, None);
     for (i, &c) in b.iter().enumerate() {
         let digit = c.wrapping_sub(b'0');
@@ -263,6 +263,26 @@ pub fn coordinate(value: &str, hemisphere: &str, max_degrees: u16) -> Option<Coo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // The grammars take bytes; the cases here are written as text.
+    fn time(field: &str) -> Option<NmeaTime> {
+        super::time(field.as_bytes())
+    }
+    fn date(field: &str) -> Option<NmeaDate> {
+        super::date(field.as_bytes())
+    }
+    fn decimal(field: &str) -> Option<f64> {
+        super::decimal(field.as_bytes())
+    }
+    fn unsigned<T: TryFrom<u32>>(field: &str) -> Option<T> {
+        super::unsigned(field.as_bytes())
+    }
+    fn signed<T: std::str::FromStr>(field: &str) -> Option<T> {
+        super::signed(field.as_bytes())
+    }
+    fn coordinate(value: &str, hemisphere: &str, max_degrees: u16) -> Option<Coordinate> {
+        super::coordinate(value.as_bytes(), hemisphere.as_bytes(), max_degrees)
+    }
 
     #[test]
     fn fractions_running_to_the_end_of_the_field_are_kept_whole() {

@@ -274,7 +274,7 @@ const MAX_FIELDS: usize = 64;
 /// The comma-separated fields after the address, with missing trailing fields read as empty.
 /// Kept as end offsets rather than slices so the table is 128 bytes, not 1 KiB, to fill.
 struct Fields<'a> {
-    text: &'a str,
+    text: &'a [u8],
     /// Where each field ends in `text`; the next one starts one byte (the comma) later.
     ends: [u16; MAX_FIELDS],
     len: usize,
@@ -283,13 +283,13 @@ struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     fn new(formatter: &'static str) -> Self {
-        Fields { text: "", ends: [0; MAX_FIELDS], len: 0, formatter }
+        Fields { text: &[], ends: [0; MAX_FIELDS], len: 0, formatter }
     }
 
     /// Splits `text` into this table, in place: the table is written two bytes an entry,
     /// and a table returned by value was moved in 16-byte pieces across those stores,
     /// loads the CPU cannot forward from them and waits on.
-    fn split(&mut self, text: Option<&'a str>) -> Result<(), Reject> {
+    fn split(&mut self, text: Option<&'a [u8]>) -> Result<(), Reject> {
         let Some(text) = text else { return Ok(()) };
         let formatter = self.formatter;
         if text.len() > usize::from(u16::MAX) {
@@ -307,7 +307,7 @@ impl<'a> Fields<'a> {
         };
         // Eight bytes at a time: fields are a few bytes long, too short for `memchr` to
         // pay off, and a byte loop was a third of a GGA parse.
-        let (words, tail) = text.as_bytes().as_chunks::<8>();
+        let (words, tail) = text.as_chunks::<8>();
         for (i, word) in words.iter().enumerate() {
             let mut commas = byte_mask(u64::from_le_bytes(*word), b',');
             while commas != 0 {
@@ -325,9 +325,9 @@ impl<'a> Fields<'a> {
 
     /// Field `n`, counting from 1 after the address as the standard does.
     #[inline(always)]
-    fn get(&self, n: usize) -> &'a str {
+    fn get(&self, n: usize) -> &'a [u8] {
         if n == 0 || n > self.len {
-            return "";
+            return &[];
         }
         let start = if n == 1 { 0 } else { usize::from(self.ends[n - 2]) + 1 };
         self.text.get(start..usize::from(self.ends[n - 1])).unwrap_or_default()
@@ -347,17 +347,19 @@ impl<'a> Fields<'a> {
     #[inline(never)]
     fn bad_coordinate(&self, value: usize, hemi: usize, what: &str) -> Reject {
         let (v, h) = (self.get(value), self.get(hemi));
+        let (v, h) = (String::from_utf8_lossy(v), String::from_utf8_lossy(h));
         malformed(format!("{} fields {value}-{hemi} ({what}): {v:?},{h:?} is not valid", self.formatter))
     }
 
     #[cold]
     #[inline(never)]
     fn bad(&self, n: usize, what: &str) -> Reject {
-        malformed(format!("{} field {n} ({what}): {:?} is not valid", self.formatter, self.get(n)))
+        let field = String::from_utf8_lossy(self.get(n));
+        malformed(format!("{} field {n} ({what}): {field:?} is not valid", self.formatter))
     }
 
     #[inline(always)]
-    fn opt<T>(&self, n: usize, what: &str, parse: impl Fn(&'a str) -> Option<T>) -> Result<Option<T>, Reject> {
+    fn opt<T>(&self, n: usize, what: &str, parse: impl Fn(&'a [u8]) -> Option<T>) -> Result<Option<T>, Reject> {
         let f = self.get(n);
         if f.is_empty() {
             return Ok(None);
@@ -383,7 +385,7 @@ impl<'a> Fields<'a> {
     /// A one-letter indicator drawn from `allowed`.
     #[inline(always)]
     fn letter(&self, n: usize, what: &str, allowed: &[u8]) -> Result<Option<u8>, Reject> {
-        self.opt(n, what, |f| match f.as_bytes() {
+        self.opt(n, what, |f| match f {
             [c] if allowed.contains(c) => Some(*c),
             _ => None,
         })
@@ -391,7 +393,7 @@ impl<'a> Fields<'a> {
 
     /// A literal unit or flag letter that carries no information (`M` after altitudes).
     #[inline(always)]
-    fn literal(&self, n: usize, what: &str, expected: &str) -> Result<(), Reject> {
+    fn literal(&self, n: usize, what: &str, expected: &[u8]) -> Result<(), Reject> {
         let f = self.get(n);
         if f.is_empty() || f == expected {
             Ok(())
@@ -463,18 +465,20 @@ pub fn parse(text: &[u8]) -> Result<ParsedSentence<'_>, Reject> {
         let i = memchr::memchr(b'$', body).unwrap_or(0);
         return Err(Reject::new(RejectKind::Truncated, format!("a new '$' at {} inside the sentence", i + 1)));
     }
-    // Printable ASCII is valid UTF-8.
-    let body = std::str::from_utf8(body).map_err(|_| malformed("not ASCII".into()))?;
-    // A byte search: `str::split_once` goes through the general `char` searcher.
-    let (address, fields_text) = match body.as_bytes().iter().position(|&b| b == b',') {
+    // The body stays bytes: the typed fields are read from bytes, and only what is kept as
+    // text (the address, and the fields of sentences kept raw) is made a `str`, from bytes
+    // checked printable ASCII above.
+    let (address, fields_text) = match body.iter().position(|&b| b == b',') {
         Some(comma) => (&body[..comma], Some(&body[comma + 1..])),
         None => (body, None),
     };
-    if address.is_empty() || !address.bytes().all(|b| b.is_ascii_alphanumeric()) {
+    if address.is_empty() || !address.iter().all(|b| b.is_ascii_alphanumeric()) {
+        let address = String::from_utf8_lossy(address);
         return Err(malformed(format!("address field {address:?} is not alphanumeric")));
     }
+    let address = ascii(address);
     let sentence = if address.starts_with('P') {
-        Sentence::Proprietary { address, fields: fields_text }
+        Sentence::Proprietary { address, fields: fields_text.map(ascii) }
     } else if address.len() == 5 {
         let talker = Talker([address.as_bytes()[0], address.as_bytes()[1]]);
         // The message is built in the place it is returned in: returned to here and moved
@@ -483,9 +487,15 @@ pub fn parse(text: &[u8]) -> Result<ParsedSentence<'_>, Reject> {
         // function's time).
         return parse_message(talker, &address[2..], fields_text, checksum_present);
     } else {
-        Sentence::Unrecognised { address, fields: fields_text }
+        Sentence::Unrecognised { address, fields: fields_text.map(ascii) }
     };
     Ok(ParsedSentence { sentence, checksum_present })
+}
+
+/// Bytes already checked to be printable ASCII, as text (valid UTF-8, so never empty for
+/// want of it).
+fn ascii(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap_or_default()
 }
 
 /// The XOR checksum of a body, and whether every byte of it is printable ASCII other than
@@ -501,6 +511,14 @@ fn scan_body(body: &[u8]) -> (u8, bool) {
     (xor, flags == 0)
 }
 
+/// A one-digit hexadecimal field (GSA's system id, GSV's signal id).
+fn one_hex_digit(field: &[u8]) -> Option<u8> {
+    match field {
+        [b] => hex_digit(*b),
+        _ => None,
+    }
+}
+
 fn hex_digit(b: u8) -> Option<u8> {
     char::from(b).to_digit(16).map(|d| d as u8)
 }
@@ -509,7 +527,7 @@ fn hex_digit(b: u8) -> Option<u8> {
 fn parse_message<'a>(
     talker: Talker,
     formatter: &'a str,
-    text: Option<&'a str>,
+    text: Option<&'a [u8]>,
     verified: bool,
 ) -> Result<ParsedSentence<'a>, Reject> {
     let standard =
@@ -527,12 +545,12 @@ fn parse_message<'a>(
         "GST" => ("GST", 8),
         "HDT" => ("HDT", 2),
         "TXT" => ("TXT", 4),
-        _ => return Ok(standard(Message::Other { formatter, fields: text })),
+        _ => return Ok(standard(Message::Other { formatter, fields: text.map(ascii) })),
     };
     let mut f = Fields::new(name);
     f.split(text)?;
     // The pre-3.01 VTG is four bare numbers; every later form has the literal `T` in field 2.
-    let legacy_vtg = name == "VTG" && f.len == 4 && f.get(2) != "T";
+    let legacy_vtg = name == "VTG" && f.len == 4 && f.get(2) != b"T";
     if !verified {
         f.require(if legacy_vtg { 4 } else { complete })?;
     }
@@ -551,8 +569,8 @@ fn parse_message<'a>(
             nav_status: f.letter(13, "navigational status", NAV_STATUS)?,
         }),
         "GGA" => {
-            f.literal(10, "altitude unit", "M")?;
-            f.literal(12, "geoid separation unit", "M")?;
+            f.literal(10, "altitude unit", b"M")?;
+            f.literal(12, "geoid separation unit", b"M")?;
             Message::Gga(Gga {
                 time: f.time(1)?,
                 latitude: f.coordinate(2, 3, 90)?,
@@ -574,9 +592,9 @@ fn parse_message<'a>(
             mode: f.letter(7, "mode indicator", MODES)?,
         }),
         "VTG" if !legacy_vtg => {
-            f.literal(4, "magnetic course unit", "M")?;
-            f.literal(6, "knots unit", "N")?;
-            f.literal(8, "km/h unit", "K")?;
+            f.literal(4, "magnetic course unit", b"M")?;
+            f.literal(6, "knots unit", b"N")?;
+            f.literal(8, "km/h unit", b"K")?;
             Message::Vtg(Vtg {
                 course_true_deg: f.decimal(1, "course, true")?,
                 course_magnetic_deg: f.decimal(3, "course, magnetic")?,
@@ -611,7 +629,7 @@ fn parse_message<'a>(
                 pdop: f.decimal(15, "PDOP")?,
                 hdop: f.decimal(16, "HDOP")?,
                 vdop: f.decimal(17, "VDOP")?,
-                system_id: f.opt(18, "system id", |s| u8::from_str_radix(s, 16).ok().filter(|_| s.len() == 1))?,
+                system_id: f.opt(18, "system id", one_hex_digit)?,
             })
         }
         "GSV" => {
@@ -630,11 +648,7 @@ fn parse_message<'a>(
                     snr_db: f.unsigned(n + 3, "SNR")?,
                 });
             }
-            let signal_id = if has_signal {
-                f.opt(f.len, "signal id", |s| u8::from_str_radix(s, 16).ok().filter(|_| s.len() == 1))?
-            } else {
-                None
-            };
+            let signal_id = if has_signal { f.opt(f.len, "signal id", one_hex_digit)? } else { None };
             Message::Gsv(Gsv {
                 sentences: f.unsigned(1, "number of sentences")?,
                 sentence: f.unsigned(2, "sentence number")?,
@@ -665,7 +679,7 @@ fn parse_message<'a>(
             time: f.time(1)?,
             latitude: f.coordinate(2, 3, 90)?,
             longitude: f.coordinate(4, 5, 180)?,
-            mode: f.opt(6, "mode", |s| s.bytes().all(|c| MODES.contains(&c)).then_some(s))?,
+            mode: f.opt(6, "mode", |s| s.iter().all(|c| MODES.contains(c)).then(|| ascii(s)))?,
             satellites: f.unsigned(7, "satellites used")?,
             hdop: f.decimal(8, "HDOP")?,
             altitude_m: f.decimal(9, "altitude")?,
@@ -685,12 +699,12 @@ fn parse_message<'a>(
             sigma_altitude_m: f.decimal(8, "altitude sigma")?,
         }),
         "HDT" => {
-            f.literal(2, "true indicator", "T")?;
+            f.literal(2, "true indicator", b"T")?;
             Message::Hdt(Hdt { heading_deg: f.decimal(1, "heading")? })
         }
         "TXT" => {
             // Rejoin fields 4..n: text may contain commas (nmea.md §4, TXT).
-            let text = text.unwrap_or("");
+            let text = text.map(ascii).unwrap_or("");
             let mut parts = text.splitn(4, ',');
             Message::Txt(Txt {
                 sentences: parts.next().unwrap_or(""),
@@ -699,7 +713,7 @@ fn parse_message<'a>(
                 text: parts.next().unwrap_or(""),
             })
         }
-        _ => Message::Other { formatter, fields: text },
+        _ => Message::Other { formatter, fields: text.map(ascii) },
     }))
 }
 
@@ -717,7 +731,7 @@ mod tests {
             let plain: Vec<usize> =
                 text.bytes().enumerate().filter(|&(_, b)| b == b',').map(|(i, _)| i).chain([text.len()]).collect();
             let mut f = Fields::new("TST");
-            match f.split(Some(&text)) {
+            match f.split(Some(text.as_bytes())) {
                 Ok(()) => {
                     let ends: Vec<usize> = f.ends[..f.len].iter().map(|&e| usize::from(e)).collect();
                     proptest::prop_assert_eq!(ends, plain);
