@@ -318,15 +318,20 @@ struct Out<'s> {
     s: &'s mut Body,
 }
 
+// Every helper is inlined into `standard` (out of line, each call read and wrote the body's
+// length through memory): ~2.5% of an encode.
 impl Out<'_> {
+    #[inline(always)]
     fn sep(&mut self) -> &mut Body {
         self.s.push(b',');
         self.s
     }
+    #[inline(always)]
     fn text(&mut self, t: &str) {
         self.sep().push_str(t);
     }
     /// A number field, empty when absent.
+    #[inline(always)]
     fn dec(&mut self, v: Option<f64>) {
         let s = self.sep();
         if let Some(v) = v {
@@ -334,6 +339,7 @@ impl Out<'_> {
         }
     }
     /// An unsigned field, zero-padded to `width` digits, empty when absent.
+    #[inline(always)]
     fn uint(&mut self, v: Option<impl Into<u64>>, width: usize) {
         let s = self.sep();
         if let Some(v) = v {
@@ -342,6 +348,7 @@ impl Out<'_> {
     }
     /// A signed field: `-` then the digits, zero-padded to `width` characters with the
     /// sign (as `{:02}` pads), empty when absent.
+    #[inline(always)]
     fn int(&mut self, v: Option<impl Into<i64>>, width: usize) {
         let s = self.sep();
         if let Some(v) = v {
@@ -354,6 +361,7 @@ impl Out<'_> {
             }
         }
     }
+    #[inline(always)]
     fn opt_text(&mut self, t: Option<&str>) {
         let s = self.sep();
         if let Some(t) = t {
@@ -361,17 +369,20 @@ impl Out<'_> {
         }
     }
     /// A one-digit hexadecimal id (GSA's system id, GSV's signal id), left out when absent.
+    #[inline(always)]
     fn hex_id(&mut self, v: Option<u8>) {
         if let Some(v) = v {
             let _ = write!(self.sep(), "{v:X}");
         }
     }
+    #[inline(always)]
     fn letter(&mut self, v: Option<u8>) {
         let s = self.sep();
         if let Some(c) = v {
             s.push(c);
         }
     }
+    #[inline(always)]
     fn time(&mut self, t: Option<NmeaTime>) {
         let s = self.sep();
         if let Some(t) = t {
@@ -384,6 +395,7 @@ impl Out<'_> {
             }
         }
     }
+    #[inline(always)]
     fn date(&mut self, d: Option<NmeaDate>) {
         let s = self.sep();
         if let Some(d) = d {
@@ -393,6 +405,7 @@ impl Out<'_> {
         }
     }
     /// Value and hemisphere fields: `ddmm.mmmm,N` / `dddmm.mmmm,E`.
+    #[inline(always)]
     fn coordinate(&mut self, c: Option<Coordinate>, degree_digits: usize) {
         let s = self.sep();
         if let Some(c) = c {
