@@ -476,18 +476,17 @@ pub fn parse(text: &[u8]) -> Result<ParsedSentence<'_>, Reject> {
         let address = String::from_utf8_lossy(address);
         return Err(malformed(format!("address field {address:?} is not alphanumeric")));
     }
-    let address = ascii(address);
-    let sentence = if address.starts_with('P') {
-        Sentence::Proprietary { address, fields: fields_text.map(ascii) }
+    let sentence = if address[0] == b'P' {
+        Sentence::Proprietary { address: ascii(address), fields: fields_text.map(ascii) }
     } else if address.len() == 5 {
-        let talker = Talker([address.as_bytes()[0], address.as_bytes()[1]]);
+        let (talker, formatter) = (Talker([address[0], address[1]]), &address[2..]);
         // The message is built in the place it is returned in: returned to here and moved
         // into the sentence, it was read back in 16-byte pieces across the smaller stores
         // that wrote it, loads the CPU cannot forward and waits on (a fifth of this
         // function's time).
-        return parse_message(talker, &address[2..], fields_text, checksum_present);
+        return parse_message(talker, formatter, fields_text, checksum_present);
     } else {
-        Sentence::Unrecognised { address, fields: fields_text.map(ascii) }
+        Sentence::Unrecognised { address: ascii(address), fields: fields_text.map(ascii) }
     };
     Ok(ParsedSentence { sentence, checksum_present })
 }
@@ -526,7 +525,7 @@ fn hex_digit(b: u8) -> Option<u8> {
 /// A standard sentence's message, built straight into the sentence that is returned.
 fn parse_message<'a>(
     talker: Talker,
-    formatter: &'a str,
+    formatter: &'a [u8],
     text: Option<&'a [u8]>,
     verified: bool,
 ) -> Result<ParsedSentence<'a>, Reject> {
@@ -534,18 +533,18 @@ fn parse_message<'a>(
         |message| ParsedSentence { sentence: Sentence::Standard { talker, message }, checksum_present: verified };
     // The complete standard layout each sentence must have when no checksum vouches for it.
     let (name, complete): (&'static str, usize) = match formatter {
-        "RMC" => ("RMC", 11),
-        "GGA" => ("GGA", 14),
-        "GLL" => ("GLL", 6),
-        "VTG" => ("VTG", 8),
-        "GSA" => ("GSA", 17),
-        "GSV" => ("GSV", 7),
-        "ZDA" => ("ZDA", 6),
-        "GNS" => ("GNS", 12),
-        "GST" => ("GST", 8),
-        "HDT" => ("HDT", 2),
-        "TXT" => ("TXT", 4),
-        _ => return Ok(standard(Message::Other { formatter, fields: text.map(ascii) })),
+        b"RMC" => ("RMC", 11),
+        b"GGA" => ("GGA", 14),
+        b"GLL" => ("GLL", 6),
+        b"VTG" => ("VTG", 8),
+        b"GSA" => ("GSA", 17),
+        b"GSV" => ("GSV", 7),
+        b"ZDA" => ("ZDA", 6),
+        b"GNS" => ("GNS", 12),
+        b"GST" => ("GST", 8),
+        b"HDT" => ("HDT", 2),
+        b"TXT" => ("TXT", 4),
+        _ => return Ok(standard(Message::Other { formatter: ascii(formatter), fields: text.map(ascii) })),
     };
     let mut f = Fields::new(name);
     f.split(text)?;
@@ -713,7 +712,7 @@ fn parse_message<'a>(
                 text: parts.next().unwrap_or(""),
             })
         }
-        _ => Message::Other { formatter, fields: text.map(ascii) },
+        _ => Message::Other { formatter: ascii(formatter), fields: text.map(ascii) },
     }))
 }
 
