@@ -17,9 +17,12 @@
 //!   accepts, and ours on exactly those frames, so the two rows compare the same bytes. Which
 //!   frames a peer rejects is printed before the timing.
 //!
-//! Encoding against peers, where a peer has an encoder: `nmeasis` writes sentences
-//! (`nmeasis_26.4_decode_encode` against ours doing the same, decode then encode, on the same
-//! lines, since its sentences only live inside its parser's callback), and `gt06` writes acks
+//! Encoding against peers, where a peer has an encoder: `nmeasis` writes sentences, timed
+//! decode then encode on the same lines as ours (its sentences only live inside its parser's
+//! callback), both as it does by default (`nmeasis_26.4_decode_encode`: no field parsed, the
+//! received text written back) and doing the same work as ours
+//! (`nmeasis_26.4_getters_encode`: every getter called first); `nmeasis_26.4_lazy`, its parse
+//! alone, is there so that its encode can be read off by difference; and `gt06` writes acks
 //! (`gt06_0.4_acks` against `trackgate_acks`). The others' encoders are `serde`
 //! serialisation (`nom-teltonika`, `nmea`) or absent (`jt808`'s is commented out).
 //!
