@@ -10,8 +10,11 @@
 //!
 //! A `held` line is written (and synced to disk) before the command is held or queued, and
 //! a `done` line once it has an outcome: written to its device, refused, expired. Opening
-//! the file reads back the commands still held and rewrites it with only those, so it
-//! grows by two lines a held command between restarts. `done` lines are not synced: after
+//! the file reads back the commands still held and rewrites it with only those; so does a
+//! `done` that leaves more than `2 × held + COMPACT_SLACK` lines in the file, so a gateway
+//! that runs for months keeps a file about the size of what it holds (each compaction reads
+//! and rewrites the file once, after at least `COMPACT_SLACK` lines of outcomes: a few
+//! milliseconds every few thousand commands). `done` lines are not synced: after
 //! the machine itself crashes (not the gateway), a command written just before may be
 //! written again once its device reconnects; commands are delivered at least once.
 //!
@@ -35,14 +38,29 @@ use serde::{Deserialize, Serialize};
 use tracing::warn;
 use trackgate_codecs::{Downlink, Protocol};
 
+/// How many lines past twice the commands held the file may grow before it is compacted.
+const COMPACT_SLACK: u64 = 4096;
+
 /// The file, open for appending.
 #[derive(Debug)]
 pub struct HoldFile {
     path: PathBuf,
-    file: Mutex<File>,
+    log: Mutex<Log>,
     /// Set once the gateway has stopped: commands dropped from memory after that are still
     /// held, so nothing more is written.
     detached: AtomicBool,
+    compact_slack: u64,
+}
+
+/// The open file and what it holds, counted as lines are written.
+#[derive(Debug)]
+struct Log {
+    file: File,
+    /// Lines in the file.
+    lines: u64,
+    /// `held` lines without their `done` (an estimate between compactions: a command done
+    /// twice counts twice, which only brings the next compaction forward).
+    held: u64,
 }
 
 /// A command read back from the file, still held.
@@ -73,66 +91,16 @@ impl HoldFile {
     /// order they were sent), and leaves the file holding only those. A line that cannot be
     /// read (a write cut short by a crash, an unknown protocol) is skipped with a warning.
     pub fn open(path: &Path) -> io::Result<(HoldFile, Vec<Restored>)> {
-        let now_ms = unix_ms(SystemTime::now());
-        let mut held: Vec<Line> = Vec::new();
-        let mut done: HashSet<u64> = HashSet::new();
-        match File::open(path) {
-            Ok(f) => {
-                for (n, line) in BufReader::new(f).lines().enumerate() {
-                    let line = line?;
-                    if line.trim().is_empty() {
-                        continue;
-                    }
-                    match serde_json::from_str::<Line>(&line) {
-                        Ok(Line::Done { done: id }) => {
-                            done.insert(id);
-                        }
-                        Ok(l) => held.push(l),
-                        Err(e) => {
-                            warn!(file = %path.display(), line = n + 1, error = %e, "skipped a line of the hold file")
-                        }
-                    }
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        let mut restored = Vec::new();
-        let mut kept = String::new();
-        for line in held {
-            let Line::Held { held: id, protocol, device, until_ms, command } = &line else { continue };
-            // Done, or its time ran out while the gateway was down.
-            if done.contains(id) || *until_ms <= now_ms {
-                continue;
-            }
-            kept.push_str(&serde_json::to_string(&line).map_err(io::Error::other)?);
-            kept.push('\n');
-            restored.push(Restored {
-                id: *id,
-                protocol: *protocol,
-                device_id: device.clone(),
-                command: command.clone(),
-                remaining: Duration::from_millis(until_ms - now_ms),
-            });
-        }
-        // The compacted file replaces the old one whole: written beside it, synced, renamed.
-        let fresh = path.with_extension("compacting");
-        {
-            let mut options = OpenOptions::new();
-            options.write(true).create(true).truncate(true);
-            // Commands carry device passwords: the file is the operator's alone.
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut f = options.open(&fresh)?;
-            f.write_all(kept.as_bytes())?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&fresh, path)?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            File::open(dir)?.sync_all()?;
-        }
-        let file = OpenOptions::new().append(true).open(path)?;
-        Ok((HoldFile { path: path.to_owned(), file: Mutex::new(file), detached: AtomicBool::new(false) }, restored))
+        HoldFile::open_with_slack(path, COMPACT_SLACK)
+    }
+
+    fn open_with_slack(path: &Path, compact_slack: u64) -> io::Result<(HoldFile, Vec<Restored>)> {
+        let (file, restored) = compact(path)?;
+        let held = restored.len() as u64;
+        let log = Log { file, lines: held, held };
+        let hold_file =
+            HoldFile { path: path.to_owned(), log: Mutex::new(log), detached: AtomicBool::new(false), compact_slack };
+        Ok((hold_file, restored))
     }
 
     /// Notes a command about to be held (or queued with a hold), synced before it returns.
@@ -147,9 +115,11 @@ impl HoldFile {
         let left = until.saturating_duration_since(Instant::now());
         let until_ms = unix_ms(SystemTime::now() + left);
         let line = Line::Held { held: id, protocol, device: device_id.to_owned(), until_ms, command: command.clone() };
-        let file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        self.append(&file, &line)?;
-        file.sync_data()
+        let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        append(&log.file, &line)?;
+        log.lines += 1;
+        log.held += 1;
+        log.file.sync_data()
     }
 
     /// Notes that a command has its outcome (not synced: see the module's notes).
@@ -157,9 +127,23 @@ impl HoldFile {
         if self.detached.load(Ordering::Acquire) {
             return;
         }
-        let file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = self.append(&file, &Line::Done { done: id }) {
+        let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = append(&log.file, &Line::Done { done: id }) {
             warn!(file = %self.path.display(), error = %e, "cannot note a command's outcome in the hold file");
+            return;
+        }
+        log.lines += 1;
+        log.held = log.held.saturating_sub(1);
+        if log.lines > 2 * log.held + self.compact_slack {
+            // Under the lock: no line is written while the file is read and replaced.
+            match compact(&self.path) {
+                Ok((file, restored)) => {
+                    let held = restored.len() as u64;
+                    *log = Log { file, lines: held, held };
+                }
+                // The old file is still there and still appended to; the next `done` tries again.
+                Err(e) => warn!(file = %self.path.display(), error = %e, "cannot compact the hold file"),
+            }
         }
     }
 
@@ -168,14 +152,83 @@ impl HoldFile {
     pub fn detach(&self) {
         self.detached.store(true, Ordering::Release);
     }
+}
 
-    fn append(&self, mut file: &File, line: &Line) -> io::Result<()> {
-        let mut text = serde_json::to_string(line).map_err(io::Error::other)?;
-        text.push('\n');
-        // One write of the whole line: the file is opened for appending, so lines from
-        // different writers never interleave.
-        file.write_all(text.as_bytes())
+fn append(mut file: &File, line: &Line) -> io::Result<()> {
+    let mut text = serde_json::to_string(line).map_err(io::Error::other)?;
+    text.push('\n');
+    // One write of the whole line: the file is opened for appending, so lines from
+    // different writers never interleave.
+    file.write_all(text.as_bytes())
+}
+
+/// Reads `path` back (missing: nothing held) and replaces it with only the commands still
+/// held: not done, time not run out. Returns the new file open for appending, and those
+/// commands in the order they were sent.
+fn compact(path: &Path) -> io::Result<(File, Vec<Restored>)> {
+    let now_ms = unix_ms(SystemTime::now());
+    let mut held: Vec<Line> = Vec::new();
+    let mut done: HashSet<u64> = HashSet::new();
+    match File::open(path) {
+        Ok(f) => {
+            for (n, line) in BufReader::new(f).lines().enumerate() {
+                let line = line?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                match serde_json::from_str::<Line>(&line) {
+                    Ok(Line::Done { done: id }) => {
+                        done.insert(id);
+                    }
+                    Ok(l) => held.push(l),
+                    Err(e) => {
+                        warn!(file = %path.display(), line = n + 1, error = %e, "skipped a line of the hold file")
+                    }
+                }
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
     }
+    let mut restored = Vec::new();
+    let mut kept = String::new();
+    for line in held {
+        let Line::Held { held: id, protocol, device, until_ms, command } = &line else { continue };
+        // Done, or its time ran out (while the gateway was down, or since the last compaction:
+        // its `done` line follows when the registry sweeps it, and finds nothing to cancel).
+        if done.contains(id) || *until_ms <= now_ms {
+            continue;
+        }
+        kept.push_str(&serde_json::to_string(&line).map_err(io::Error::other)?);
+        kept.push('\n');
+        restored.push(Restored {
+            id: *id,
+            protocol: *protocol,
+            device_id: device.clone(),
+            command: command.clone(),
+            remaining: Duration::from_millis(until_ms - now_ms),
+        });
+    }
+    // The compacted file replaces the old one whole: written beside it, synced, opened for
+    // appending, renamed over it. The handle is taken before the rename, so it is the new
+    // file's whatever happens after; if the rename fails, the old file stays as it was.
+    let fresh = path.with_extension("compacting");
+    {
+        let mut options = OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        // Commands carry device passwords: the file is the operator's alone.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut f = options.open(&fresh)?;
+        f.write_all(kept.as_bytes())?;
+        f.sync_all()?;
+    }
+    let file = OpenOptions::new().append(true).open(&fresh)?;
+    std::fs::rename(&fresh, path)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok((file, restored))
 }
 
 #[cfg(test)]
@@ -238,6 +291,41 @@ mod tests {
         file.done(4);
         drop(file);
         assert!(HoldFile::open(&path).unwrap().1.is_empty());
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    /// A running gateway's file is compacted once outcomes outnumber what is held by the
+    /// slack, and the lines written after that go to the new file.
+    #[test]
+    fn the_file_is_compacted_while_running() {
+        let path = temp_path("compact");
+        let (file, _) = HoldFile::open_with_slack(&path, 4).unwrap();
+        let hour = Instant::now() + Duration::from_secs(3600);
+        let relay = Downlink::Text("RELAY,1#".into());
+        for id in 1..=10 {
+            file.held(id, Protocol::Gt06, "123456789012345", &relay, hour).unwrap();
+        }
+        for id in 1..=4 {
+            file.done(id);
+        }
+        // 14 lines, 6 held: 14 is not past 2 × 6 + 4.
+        assert_eq!(lines(&path), 14);
+        // 15 lines, 5 held: past it, so the file now holds only the five.
+        file.done(5);
+        assert_eq!(lines(&path), 5);
+        for id in 6..=8 {
+            file.done(id);
+        }
+        assert_eq!(lines(&path), 8, "outcomes after the compaction are in the new file");
+        file.held(11, Protocol::Gt06, "123456789012345", &relay, hour).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        drop(file);
+        let ids: Vec<u64> = HoldFile::open(&path).unwrap().1.iter().map(|r| r.id).collect();
+        assert_eq!(ids, [9, 10, 11]);
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 }
