@@ -621,9 +621,30 @@ impl Jt808Decoder {
         Ok(Package::Whole { header, body, packages: a.total })
     }
 
-    /// The records and replies for one binary frame (escaped bytes, flags removed).
+    /// The records and replies for one binary frame (escaped bytes, flags removed). A frame
+    /// with escapes is un-escaped into the thread's scratch buffer: a buffer of its own was
+    /// an allocation per such frame (about one frame in three carries a 0x7d or 0x7e), and
+    /// one kept per decoder would add its longest frame to every idle session.
     fn frame(&mut self, escaped: &[u8], at: u64, wire_len: usize, out: &mut Vec<StreamEvent>) -> Result<(), Reject> {
-        let frame = Frame::parse(escaped)?;
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut scratch) => self.frame_in(escaped, &mut scratch, at, wire_len, out),
+            // Not reached (nothing here decodes inside a decode), but never a panic.
+            Err(_) => self.frame_in(escaped, &mut Vec::new(), at, wire_len, out),
+        })
+    }
+
+    fn frame_in<'a>(
+        &mut self,
+        escaped: &'a [u8],
+        scratch: &'a mut Vec<u8>,
+        at: u64,
+        wire_len: usize,
+        out: &mut Vec<StreamEvent>,
+    ) -> Result<(), Reject> {
+        let frame = Frame::parse_with(escaped, scratch)?;
         let header = frame.header;
         if self.terminal.as_ref().is_none_or(|(t, _)| *t != header.terminal) {
             self.terminal = Some((header.terminal, header.terminal.number.device_id()));
