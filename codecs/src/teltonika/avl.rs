@@ -460,6 +460,10 @@ impl<'a> AvlData<'a> {
     /// Validates `data` (codec id … N2): known codec, N1 = N2, and N1 records that end
     /// exactly at N2. Codec 8 data that only fits with Traccar's 16-byte IO group is read
     /// with it.
+    // Inline (the record walks stay out of line): returned through memory, the layout's
+    // one-byte fields were written one by one and read back two or four at a time, loads
+    // the CPU cannot forward from those stores and waits on.
+    #[inline(always)]
     pub fn parse(data: &'a [u8]) -> Result<Self, AvlError> {
         let [codec, n1, ref body @ .., n2] = *data else { return Err(AvlError::Layout) };
         let layout = IoLayout::for_codec(codec).ok_or(AvlError::UnknownCodec(codec))?;
