@@ -491,8 +491,8 @@ pub fn parse(text: &[u8]) -> Result<ParsedSentence<'_>, Reject> {
     Ok(ParsedSentence { sentence, checksum_present })
 }
 
-/// Bytes already checked to be printable ASCII, as text (valid UTF-8, so never empty for
-/// want of it).
+/// Bytes already checked to be printable ASCII, as text: ASCII is valid UTF-8, so the
+/// empty fallback is never taken.
 fn ascii(bytes: &[u8]) -> &str {
     std::str::from_utf8(bytes).unwrap_or_default()
 }
