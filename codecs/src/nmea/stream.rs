@@ -368,31 +368,6 @@ fn time_of_day(t: NmeaTime) -> String {
     s
 }
 
-#[cfg(test)]
-mod time_of_day_tests {
-    use super::*;
-
-    proptest::proptest! {
-        /// The same text `format!` writes, for any time, valid or built by hand.
-        #[test]
-        fn time_of_day_is_what_format_writes(
-            hour in 0u8..=255, minute in 0u8..=255, second in 0u8..=255,
-            fraction in 0u32..2_000_000, fraction_digits in 0u8..=6, small in proptest::bool::ANY,
-        ) {
-            let t = if small {
-                NmeaTime { hour: hour % 24, minute: minute % 60, second: second % 61, fraction: fraction % 1000, fraction_digits: 3 }
-            } else {
-                NmeaTime { hour, minute, second, fraction, fraction_digits }
-            };
-            let mut expected = format!("{:02}:{:02}:{:02}", t.hour, t.minute, t.second);
-            if let Some(ms) = t.millis() {
-                expected.push_str(&format!(".{ms:03}"));
-            }
-            proptest::prop_assert_eq!(time_of_day(t), expected);
-        }
-    }
-}
-
 /// Sets the coordinates, except the all-zero placeholder receivers send without a fix
 /// (nmea.md §6): that is "no position", not a point in the Gulf of Guinea.
 fn set_position(r: &mut Record, lat: Option<Coordinate>, lon: Option<Coordinate>) {
@@ -438,5 +413,30 @@ impl RecordDecoder for NmeaDecoder {
         }
         self.offset += pos as u64;
         pos
+    }
+}
+
+#[cfg(test)]
+mod time_of_day_tests {
+    use super::*;
+
+    proptest::proptest! {
+        /// The same text `format!` writes, for any time, valid or built by hand.
+        #[test]
+        fn time_of_day_is_what_format_writes(
+            hour in 0u8..=255, minute in 0u8..=255, second in 0u8..=255,
+            fraction in 0u32..2_000_000, fraction_digits in 0u8..=6, small in proptest::bool::ANY,
+        ) {
+            let t = if small {
+                NmeaTime { hour: hour % 24, minute: minute % 60, second: second % 61, fraction: fraction % 1000, fraction_digits: 3 }
+            } else {
+                NmeaTime { hour, minute, second, fraction, fraction_digits }
+            };
+            let mut expected = format!("{:02}:{:02}:{:02}", t.hour, t.minute, t.second);
+            if let Some(ms) = t.millis() {
+                expected.push_str(&format!(".{ms:03}"));
+            }
+            proptest::prop_assert_eq!(time_of_day(t), expected);
+        }
     }
 }
