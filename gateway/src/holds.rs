@@ -11,10 +11,11 @@
 //! A `held` line is written (and synced to disk) before the command is held or queued, and
 //! a `done` line once it has an outcome: written to its device, refused, expired. Opening
 //! the file reads back the commands still held and rewrites it with only those; so does a
-//! `done` that leaves more than `2 × held + COMPACT_SLACK` lines in the file, so a gateway
-//! that runs for months keeps a file about the size of what it holds (each compaction reads
-//! and rewrites the file once, after at least `COMPACT_SLACK` lines of outcomes: a few
-//! milliseconds every few thousand commands). `done` lines are not synced: after
+//! new held command that finds more than `2 × held + COMPACT_SLACK` lines in the file, so a
+//! gateway that runs for months keeps a file about the size of what it holds (each
+//! compaction reads and rewrites the file once, after at least `COMPACT_SLACK` lines of
+//! outcomes: a few milliseconds every few thousand commands, on the HTTP endpoint's task,
+//! under the file's lock and outside the registry's). `done` lines are not synced: after
 //! the machine itself crashes (not the gateway), a command written just before may be
 //! written again once its device reconnects; commands are delivered at least once.
 //!
@@ -116,6 +117,20 @@ impl HoldFile {
         let until_ms = unix_ms(SystemTime::now() + left);
         let line = Line::Held { held: id, protocol, device: device_id.to_owned(), until_ms, command: command.clone() };
         let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        // Compacted here rather than where outcomes are noted: this runs on the HTTP
+        // endpoint's task, outside the registry's lock, where outcomes are sometimes noted
+        // under it (expiry, take-over), and a compaction there would stall every shard. The
+        // file only grows through new held commands, so checking here bounds it as well.
+        if log.lines > 2 * log.held + self.compact_slack {
+            match compact(&self.path) {
+                Ok((file, restored)) => {
+                    let held = restored.len() as u64;
+                    *log = Log { file, lines: held, held };
+                }
+                // The old file is still there and still appended to; the next command tries again.
+                Err(e) => warn!(file = %self.path.display(), error = %e, "cannot compact the hold file"),
+            }
+        }
         append(&log.file, &line)?;
         log.lines += 1;
         log.held += 1;
@@ -134,17 +149,6 @@ impl HoldFile {
         }
         log.lines += 1;
         log.held = log.held.saturating_sub(1);
-        if log.lines > 2 * log.held + self.compact_slack {
-            // Under the lock: no line is written while the file is read and replaced.
-            match compact(&self.path) {
-                Ok((file, restored)) => {
-                    let held = restored.len() as u64;
-                    *log = Log { file, lines: held, held };
-                }
-                // The old file is still there and still appended to; the next `done` tries again.
-                Err(e) => warn!(file = %self.path.display(), error = %e, "cannot compact the hold file"),
-            }
-        }
     }
 
     /// From now on nothing is written: the gateway has stopped, and the commands it still
@@ -294,30 +298,35 @@ mod tests {
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 
-    /// A running gateway's file is compacted once outcomes outnumber what is held by the
-    /// slack, and the lines written after that go to the new file.
+    /// A running gateway's file is compacted, when the next command is held, once outcomes
+    /// outnumber what is held by the slack, and the lines written after that go to the new
+    /// file.
     #[test]
     fn the_file_is_compacted_while_running() {
         let path = temp_path("compact");
         let (file, _) = HoldFile::open_with_slack(&path, 4).unwrap();
         let hour = Instant::now() + Duration::from_secs(3600);
         let relay = Downlink::Text("RELAY,1#".into());
-        for id in 1..=10 {
+        for id in 1..=9 {
             file.held(id, Protocol::Gt06, "123456789012345", &relay, hour).unwrap();
         }
-        for id in 1..=4 {
+        for id in 1..=3 {
             file.done(id);
         }
-        // 14 lines, 6 held: 14 is not past 2 × 6 + 4.
-        assert_eq!(lines(&path), 14);
-        // 15 lines, 5 held: past it, so the file now holds only the five.
+        // 12 lines, 6 held: 12 is not past 2 × 6 + 4, so the next command is appended.
+        file.held(10, Protocol::Gt06, "123456789012345", &relay, hour).unwrap();
+        assert_eq!(lines(&path), 13);
+        // 15 lines, 5 held: past it. Outcomes do not compact (they may be noted under the
+        // registry's lock); the next held command does, and is appended to the new file.
+        file.done(4);
         file.done(5);
-        assert_eq!(lines(&path), 5);
+        assert_eq!(lines(&path), 15);
+        file.held(11, Protocol::Gt06, "123456789012345", &relay, hour).unwrap();
+        assert_eq!(lines(&path), 6, "the five still held (6-10), then 11");
         for id in 6..=8 {
             file.done(id);
         }
-        assert_eq!(lines(&path), 8, "outcomes after the compaction are in the new file");
-        file.held(11, Protocol::Gt06, "123456789012345", &relay, hour).unwrap();
+        assert_eq!(lines(&path), 9, "outcomes after the compaction are in the new file");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
