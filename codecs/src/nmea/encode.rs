@@ -206,8 +206,10 @@ impl Body {
         // 10^9, plus the product's rounding), so the nine-digit rounding *is* that candidate
         // followed by 9 − k zeros: it reads back too (the same rational, one correctly
         // rounded division), and dropping its trailing zeros gives the fewest digits. When
-        // it does not read back, no candidate does, and the search below finds none either.
+        // it does not read back, no candidate does: the search below is skipped.
         let scaled = a * 1e9;
+        // Not finite: no digits to find (`Display` writes `inf` or `NaN`).
+        let mut candidates = if a.is_finite() { 10 } else { 0 };
         if scaled < 1_125_899_906_842_624.0 {
             let m = (scaled + 0.5) as i64;
             if (m as f64 / 1e9).to_bits() == a.to_bits() {
@@ -217,9 +219,8 @@ impl Body {
                 self.fraction_of_nine((m - whole * 1_000_000_000) as u32);
                 return;
             }
+            candidates = 0;
         }
-        // Not finite: no digits to find (`Display` writes `inf` or `NaN`).
-        let candidates = if a.is_finite() { 10 } else { 0 };
         for (k, &scale) in EXACT_POWERS_OF_TEN.iter().enumerate().take(candidates) {
             let scaled = a * scale;
             // Below 2^52 adding a half is exact, so the truncation rounds half up (`round`
@@ -601,11 +602,18 @@ mod tests {
             (999_999.999_999_999, "999999.999999999"),
             (1_125_899.5, "1125899.5"),
             (1_125_900.25, "1125900.25"),
+            // No candidate of nine digits or fewer reads back: the shortest text that does.
+            (0.1 + 0.2, "0.30000000000000004"),
             (f64::NEG_INFINITY, "-inf"),
             (-f64::NAN, "NaN"),
         ] {
             assert_eq!(decimal_text(v), text, "{v}");
         }
+        // Past the nine-digit step's range, one ulp off a short value: the search finds no
+        // candidate either, and `Display` writes it.
+        let odd = f64::from_bits(2_000_000.3f64.to_bits() + 1);
+        assert_eq!(decimal_text(odd), odd.to_string());
+        assert!(decimal_text(odd).len() > "2000000.3".len());
         let mut b = Body::new();
         b.uint(7, 3);
         b.uint(1234, 2);
