@@ -20,8 +20,8 @@
 //! `{"result":"held"}` if it is held for a device that is not connected (see `hold`),
 //! `404` when no connection holds the device, `422` when its protocol cannot carry the
 //! command, `503` when the connection already holds its maximum of unsent commands or
-//! closed first (or the hold file could not be written), `401` without the right token. The device's answer arrives through the
-//! sink as a `command_response` record.
+//! closed first (or the hold file could not be written), `401` without the right token.
+//! The device's answer arrives through the sink as a `command_response` record.
 //!
 //! `GET /devices/<protocol>/<device id>` (with the token) answers whether the device is
 //! connected: `{"connected":true,"transport":"tcp","held_commands":0}`.
