@@ -23,6 +23,10 @@ cargo test --workspace --locked
 step "benches, built and run once each in test mode (no timing)"
 cargo test --locked -p trackgate-benches --benches
 
+step "the crc-fast comparison, its own workspace (format and lints: it builds; no timing)"
+cargo fmt --manifest-path benches/crc-fast/Cargo.toml -- --check
+cargo clippy --locked --manifest-path benches/crc-fast/Cargo.toml -- -D warnings
+
 step "fuzz smoke (every target, \${FUZZ_RUNS:-300000} inputs from a fixed seed, nightly)"
 scripts/fuzz-smoke.sh
 
