@@ -75,7 +75,7 @@ impl NmeaDecoder {
                     }
                     // Filled where it lies in `out`: built and returned, the record was
                     // moved (about 250 bytes) three times on its way there.
-                    out.push(StreamEvent::Record(Record::new(Protocol::Nmea, Kind::Unknown, "")));
+                    out.push(StreamEvent::Record(blank()));
                     if let Some(StreamEvent::Record(r)) = out.last_mut() {
                         self.fill_sentence_record(&parsed, text, r);
                     }
@@ -103,8 +103,8 @@ impl NmeaDecoder {
     }
 
     fn record(&self, kind: Kind, message_type: impl Into<std::borrow::Cow<'static, str>>) -> Record {
-        let mut r = Record::new(Protocol::Nmea, kind, message_type);
-        r.device_id.clone_from(&self.device_id);
+        let mut r = blank();
+        self.start(&mut r, kind, message_type);
         r
     }
 
@@ -124,7 +124,7 @@ impl NmeaDecoder {
 
     /// The record for one parsed sentence. Updates the stream state (date, device id).
     pub fn sentence_record(&mut self, parsed: &ParsedSentence<'_>, text: &[u8]) -> Record {
-        let mut r = Record::new(Protocol::Nmea, Kind::Unknown, "");
+        let mut r = blank();
         self.fill_sentence_record(parsed, text, &mut r);
         r
     }
@@ -343,8 +343,13 @@ fn letter(c: u8) -> String {
     char::from(c).to_string()
 }
 
+/// A record for `NmeaDecoder::start` to make this stream's.
+fn blank() -> Record {
+    Record::new(Protocol::Nmea, Kind::Unknown, "")
+}
+
 /// `hh:mm:ss[.mmm]`, as `format!("{:02}:{:02}:{:02}")` and `".{ms:03}"` write it. Digits
-/// are pushed one by one: the two `format!` calls were a tenth of a GGA record's cost.
+/// are pushed one by one: the two `format!` calls were an eighth of a GGA record's cost.
 fn time_of_day(t: NmeaTime) -> String {
     let ms = t.millis();
     // Out of range only for a time built by hand (the parser checks them): `format!` then.
