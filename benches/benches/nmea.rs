@@ -3,7 +3,8 @@
 //! fields of every sentence (RMC: time, date, lat, lon, speed, course; GGA: time, lat, lon,
 //! altitude, HDOP, satellites), so none is credited for laziness.
 //!
-//! * `trackgate_typed`: line framer + `nmea::parse` into typed sentences (checksum verified).
+//! * `trackgate_typed`: line framer + `nmea::parse` into typed sentences (checksum verified),
+//!   each number then converted from the `Decimal` it is kept as to the `f64` the peers give.
 //! * `trackgate_records`: the stream decoder, producing the contract's records.
 //! * `nmea_0.8`: `nmea::parse_bytes` per line (eager, typed).
 //! * `nmeasis_26.4`: `NmeaParser<256>` streaming, typed getters.
@@ -40,15 +41,15 @@ fn trackgate_typed(buf: &[u8]) -> (u64, f64) {
                         acc.f(m.date.map(|d| f64::from(d.day)));
                         acc.f(m.latitude.map(|c| c.degrees()));
                         acc.f(m.longitude.map(|c| c.degrees()));
-                        acc.f(m.speed_knots);
-                        acc.f(m.course_deg);
+                        acc.f(m.speed_knots.map(f64::from));
+                        acc.f(m.course_deg.map(f64::from));
                     }
                     Message::Gga(m) => {
                         acc.f(m.time.map(|t| t.ms_of_day() as f64));
                         acc.f(m.latitude.map(|c| c.degrees()));
                         acc.f(m.longitude.map(|c| c.degrees()));
-                        acc.f(m.altitude_m);
-                        acc.f(m.hdop);
+                        acc.f(m.altitude_m.map(f64::from));
+                        acc.f(m.hdop.map(f64::from));
                         acc.f(m.satellites.map(f64::from));
                     }
                     _ => {}

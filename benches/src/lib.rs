@@ -5,7 +5,7 @@
 use trackgate_codecs::gt06;
 use trackgate_codecs::jt808::message::{write_item, Location};
 use trackgate_codecs::jt808::{self, Edition, Terminal};
-use trackgate_codecs::nmea::{self, Coordinate, Gga, Message, NmeaDate, NmeaTime, Rmc, Sentence, Talker};
+use trackgate_codecs::nmea::{self, Coordinate, Decimal, Gga, Message, NmeaDate, NmeaTime, Rmc, Sentence, Talker};
 use trackgate_codecs::teltonika::{self, AvlRecord, GpsElement};
 
 /// A small deterministic generator (xorshift64*), so every run benches the same bytes.
@@ -27,10 +27,17 @@ impl Rng {
     }
 }
 
+/// `digits` / 10^`scale` in its shortest text (`12.5`, not `12.50`): the streams' bytes are
+/// those the benches have always timed, from when the sentences held `f64`s.
+fn short(digits: i64, scale: u32) -> Decimal {
+    let v = digits as f64 / 10f64.powi(scale as i32);
+    Decimal::from_f64(v).expect("a short value")
+}
+
 fn coordinate(rng: &mut Rng, max_deg: u64, hemis: [u8; 2]) -> Coordinate {
     Coordinate {
         whole_degrees: rng.below(max_deg) as u16,
-        minutes: rng.below(60_000_000) as f64 / 1e6,
+        minutes: short(rng.below(60_000_000) as i64, 6).with_whole_digits(2).expect("two whole digits fit"),
         hemisphere: hemis[rng.below(2) as usize],
     }
 }
@@ -55,8 +62,8 @@ pub fn nmea_rmc(n: usize, seed: u64) -> Vec<u8> {
             status: Some(b'A'),
             latitude: Some(coordinate(&mut rng, 90, [b'N', b'S'])),
             longitude: Some(coordinate(&mut rng, 180, [b'E', b'W'])),
-            speed_knots: Some(rng.below(10_000) as f64 / 100.0),
-            course_deg: Some(rng.below(36_000) as f64 / 100.0),
+            speed_knots: Some(short(rng.below(10_000) as i64, 2)),
+            course_deg: Some(short(rng.below(36_000) as i64, 2)),
             date: Some(NmeaDate {
                 day: 1 + rng.below(28) as u8,
                 month: 1 + rng.below(12) as u8,
@@ -82,11 +89,9 @@ pub fn nmea_gga(n: usize, seed: u64) -> Vec<u8> {
             longitude: Some(coordinate(&mut rng, 180, [b'E', b'W'])),
             quality: Some(1),
             satellites: Some(rng.below(20) as u16),
-            hdop: Some(rng.below(500) as f64 / 100.0),
-            // Offsets applied to the integers, so the values print as receivers write them
-            // (`-168.73`, not `-168.73000000000002`).
-            altitude_m: Some((rng.below(400_000) as i64 - 50_000) as f64 / 100.0),
-            geoid_separation_m: Some((rng.below(2000) as i64 - 1000) as f64 / 10.0),
+            hdop: Some(short(rng.below(500) as i64, 2)),
+            altitude_m: Some(short(rng.below(400_000) as i64 - 50_000, 2)),
+            geoid_separation_m: Some(short(rng.below(2000) as i64 - 1000, 1)),
             ..Gga::default()
         };
         let s = Sentence::Standard { talker: Talker::GN, message: Message::Gga(m) };

@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 
 use bytes::BufMut;
 
-use super::fields::{Coordinate, NmeaDate, NmeaTime, EXACT_POWERS_OF_TEN, EXACT_POWERS_OF_TEN_U64};
+use super::decimal::Decimal;
+use super::fields::{Coordinate, NmeaDate, NmeaTime};
 use super::sentence::{Message, Sentence, Talker};
 use crate::wire::checksum::xor8;
 
@@ -37,7 +38,8 @@ pub fn encode(sentence: &Sentence<'_>, out: &mut impl BufMut) -> Result<(), Enco
     }
     let body = body.as_bytes();
     // Two folds without early exits, which vectorise (as the parser's `scan_body`); the
-    // offending byte is looked for only when there is one.
+    // offending byte is looked for only when there is one. (One pass doing both, 16 lanes
+    // of each, was a fifth slower.)
     let not_allowed = |b: u8| !(0x20..=0x7e).contains(&b) || b == b'$' || b == b'*';
     if body.iter().fold(false, |any, &b| any | not_allowed(b)) {
         let bad = body.iter().find(|&&b| not_allowed(b)).copied().unwrap_or_default();
@@ -189,114 +191,76 @@ impl Body {
         self.push_slice(&digits[start.min(MAX.saturating_sub(width))..]);
     }
 
-    /// `v` as plain decimal text that parses back to the same `f64`: the fewest fraction
-    /// digits (up to 9) for which the digits, divided by that power of ten, give `v` again.
-    /// That division is how [`super::fields::decimal`] reads the text (and is correctly
-    /// rounded, as `f64::from_str` is), so the check is the round trip itself. Anything else
-    /// (more digits, from 2^52 up, not finite) goes through `Display`.
-    fn decimal(&mut self, v: f64) {
-        // `Display` gives no sign to a NaN, whatever its sign bit.
-        if v.is_sign_negative() && !v.is_nan() {
+    /// `d` as sent: its digits zero-padded to its width, and to at least `whole_digits`
+    /// before the point, with the point before the last `scale` of them. Up to eight digits
+    /// (every field receivers send but long coordinates) the text is made in registers:
+    /// the digits in one word, split at the point's place, stored as one 16-byte write.
+    #[inline(always)]
+    fn decimal(&mut self, d: Decimal, whole_digits: usize) {
+        if d.is_negative() {
             self.push(b'-');
         }
-        let a = v.abs();
-        // Below 2^50 / 10^9 (about 1.1 million: every NMEA value but large altitudes), the
-        // nine-digit candidate settles it in one step. If any candidate of k ≤ 9 digits reads
-        // back, it lies within 0.25 of `a` × 10^9 after scaling (half an ulp of `a` times
-        // 10^9, plus the product's rounding), so the nine-digit rounding *is* that candidate
-        // followed by 9 − k zeros: it reads back too (the same rational, one correctly
-        // rounded division), and dropping its trailing zeros gives the fewest digits. When
-        // it does not read back, no candidate does: the search below is skipped.
-        let scaled = a * 1e9;
-        // Not finite: no digits to find (`Display` writes `inf` or `NaN`).
-        let mut candidates = if a.is_finite() { 10 } else { 0 };
-        if scaled < 1_125_899_906_842_624.0 {
-            let m = (scaled + 0.5) as i64;
-            if (m as f64 / 1e9).to_bits() == a.to_bits() {
-                // The whole part is `a`'s, as in the search below.
-                let whole = a as i64;
-                self.uint(whole as u64, 1);
-                self.fraction_of_nine((m - whole * 1_000_000_000) as u32);
+        let scale = usize::from(d.scale());
+        let width = usize::from(d.width()).max(scale + whole_digits);
+        if width <= 8 && self.heap.is_empty() {
+            if let Some(room) = self.stack.get_mut(self.len..self.len + 16) {
+                // The digits are below 10^width (`Decimal`'s invariant), so below 10^8: the
+                // last `width` of the eight digits are all of them, padded.
+                let text = eight_digits(d.digits() as u32) >> (8 * (8 - width));
+                let text = if scale == 0 {
+                    u128::from(text)
+                } else {
+                    // The whole part is at most 7 digits here (the fraction has one).
+                    let whole = width - scale;
+                    let low = text & ((1u64 << (8 * whole)) - 1);
+                    let high = text >> (8 * whole);
+                    u128::from(low) | u128::from(b'.') << (8 * whole) | u128::from(high) << (8 * (whole + 1))
+                };
+                room.copy_from_slice(&text.to_le_bytes());
+                self.len += width + usize::from(scale > 0);
                 return;
             }
-            candidates = 0;
         }
-        for (k, &scale) in EXACT_POWERS_OF_TEN.iter().enumerate().take(candidates) {
-            let scaled = a * scale;
-            // Below 2^52 adding a half is exact, so the truncation rounds half up (`round`
-            // is a library call on baseline x86-64).
-            if scaled >= 4_503_599_627_370_496.0 {
+        self.decimal_long(d, width);
+    }
+
+    /// `decimal` past eight digits (or near the end of the stack buffer).
+    fn decimal_long(&mut self, d: Decimal, width: usize) {
+        const MAX: usize = Decimal::MAX_DIGITS;
+        let mut digits = [b'0'; MAX];
+        let mut rest = d.digits();
+        for slot in digits.iter_mut().rev() {
+            if rest == 0 {
                 break;
             }
-            // Below 2^52 the conversions can go through `i64`, one instruction each way
-            // (`u64`'s take several on baseline x86-64).
-            let m = (scaled + 0.5) as i64;
-            // A candidate that reads back lies within 1.5 units in the last place of
-            // `scaled` of `m` (half an ulp of `a`, times 10^k, is at most an ulp of
-            // `scaled`; the multiplication adds half of one), and an ulp of `scaled` is at most
-            // `scaled` × 2^-52: so one farther than `scaled` × 2^-50 cannot read back, and is
-            // passed over without the division (most candidates: their fraction is plainly
-            // not zero).
-            if (scaled - m as f64).abs() > scaled * (1.0 / 1_125_899_906_842_624.0) {
-                continue;
-            }
-            if (m as f64 / scale).to_bits() == a.to_bits() {
-                // The whole part is `a`'s: the quotient rounds to `a`, and rounding never
-                // crosses the integer below it. That spares a division by a run-time 10^k.
-                let whole = a as i64;
-                self.uint(whole as u64, 1);
-                if k > 0 {
-                    self.push(b'.');
-                    self.uint((m - whole * EXACT_POWERS_OF_TEN_U64[k] as i64) as u64, k);
-                }
-                return;
-            }
+            *slot = b'0' + (rest % 10) as u8;
+            rest /= 10;
         }
-        let _ = write!(self, "{a}");
+        // The width is at most 19 (`Decimal`'s, or a scale of at most 19 plus 2 whole digits
+        // for minutes, which the coordinate parser keeps within 19).
+        let padded = &digits[MAX.saturating_sub(width)..];
+        let whole = padded.len().saturating_sub(usize::from(d.scale()));
+        self.push_slice(&padded[..whole]);
+        if d.scale() > 0 {
+            self.push(b'.');
+            self.push_slice(&padded[whole..]);
+        }
     }
 }
 
-impl Body {
-    /// `.` and the nine digits of `frac` (below 10^9), its trailing zeros left off; nothing
-    /// when it is zero. The last eight digits are made at once in one word (each step
-    /// splits every lane in two by a multiplication that divides exactly in range: 10,000
-    /// into 100s, then 100 into 10s), and the zeros are counted off that word.
-    #[inline]
-    fn fraction_of_nine(&mut self, frac: u32) {
-        if frac == 0 {
-            return;
-        }
-        let first = frac / 100_000_000;
-        let last8 = u64::from(frac % 100_000_000);
-        // Little-endian lanes, the most significant digits in the lowest bytes: 4 + 4 digits
-        // in 32-bit lanes, then 2 + 2 in 16-bit lanes, then 1 + 1 in bytes.
-        let x = (last8 / 10_000) | ((last8 % 10_000) << 32);
-        let hundreds = ((x * 5243) >> 19) & 0x0000_007f_0000_007f;
-        let x = hundreds | ((x - hundreds * 100) << 16);
-        let tens = ((x * 103) >> 10) & 0x000f_000f_000f_000f;
-        let digits = (tens | ((x - tens * 10) << 8)) | 0x3030_3030_3030_3030;
-        // '0' bytes become zero; the high ones are the trailing zeros (frac is not zero, so
-        // when all eight are, `first` is not).
-        let trailing_zeros = ((digits ^ 0x3030_3030_3030_3030).leading_zeros() / 8) as usize;
-        // The ten bytes `.`, first digit, eight digits as two words made in registers and
-        // stored whole: gathered in a byte array first, they were read back across the
-        // smaller stores that wrote it, a load the CPU cannot forward and waits on.
-        let head = u64::from(b'.') | u64::from(b'0' + first as u8) << 8 | digits << 16;
-        let tail = (digits >> 48) as u16;
-        let len = 10 - trailing_zeros;
-        if self.heap.is_empty() {
-            if let Some(room) = self.stack.get_mut(self.len..self.len + 10) {
-                room[..8].copy_from_slice(&head.to_le_bytes());
-                room[8..].copy_from_slice(&tail.to_le_bytes());
-                self.len += len;
-                return;
-            }
-        }
-        let mut text = [0; 10];
-        text[..8].copy_from_slice(&head.to_le_bytes());
-        text[8..].copy_from_slice(&tail.to_le_bytes());
-        self.push_slice_slow(&text[..len]);
-    }
+/// The eight decimal digits of `v` (below 10^8) as ASCII in one word, the most significant
+/// in the lowest byte: each step splits every lane in two by a multiplication that divides
+/// exactly in range (10,000 into 100s, then 100 into 10s).
+#[inline(always)]
+fn eight_digits(v: u32) -> u64 {
+    let v = u64::from(v);
+    // Little-endian lanes, the most significant digits in the lowest bytes: 4 + 4 digits in
+    // 32-bit lanes, then 2 + 2 in 16-bit lanes, then 1 + 1 in bytes.
+    let x = (v / 10_000) | ((v % 10_000) << 32);
+    let hundreds = ((x * 5243) >> 19) & 0x0000_007f_0000_007f;
+    let x = hundreds | ((x - hundreds * 100) << 16);
+    let tens = ((x * 103) >> 10) & 0x000f_000f_000f_000f;
+    (tens | ((x - tens * 10) << 8)) | 0x3030_3030_3030_3030
 }
 
 /// "00" to "99", two bytes each.
@@ -333,10 +297,10 @@ impl Out<'_> {
     }
     /// A number field, empty when absent.
     #[inline(always)]
-    fn dec(&mut self, v: Option<f64>) {
+    fn dec(&mut self, v: Option<Decimal>) {
         let s = self.sep();
         if let Some(v) = v {
-            s.decimal(v);
+            s.decimal(v, 0);
         }
     }
     /// An unsigned field, zero-padded to `width` digits, empty when absent.
@@ -411,10 +375,8 @@ impl Out<'_> {
         let s = self.sep();
         if let Some(c) = c {
             s.uint(c.whole_degrees.into(), degree_digits);
-            if c.minutes < 10.0 {
-                s.push(b'0');
-            }
-            s.decimal(c.minutes);
+            // Two whole digits of minutes, always: fewer would read back as other degrees.
+            s.decimal(c.minutes, 2);
         }
         self.letter(c.map(|c| c.hemisphere));
     }
@@ -578,47 +540,45 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn decimal_text(v: f64) -> String {
+    fn decimal_text(d: Decimal, whole_digits: usize) -> String {
         let mut b = Body::new();
-        b.decimal(v);
+        b.decimal(d, whole_digits);
         String::from_utf8(b.as_bytes().to_vec()).unwrap()
     }
 
+    fn parsed(text: &str) -> Decimal {
+        Decimal::parse(text.as_bytes()).unwrap()
+    }
+
     #[test]
-    fn decimals_are_written_short_and_plain() {
-        for (v, text) in [
-            (12.5, "12.5"),
-            (0.146, "0.146"),
-            (0.005, "0.005"),
-            (5.0, "5"),
-            (545.4, "545.4"),
-            (-21.3, "-21.3"),
-            (-0.0, "-0"),
-            (4.13993, "4.13993"),
-            (1e-12, "0.000000000001"),
-            (1e-9, "0.000000001"),
-            (0.1, "0.1"),
-            (59.99999, "59.99999"),
-            (999_999.999_999_999, "999999.999999999"),
-            (1_125_899.5, "1125899.5"),
-            (1_125_900.25, "1125900.25"),
-            // No candidate of nine digits or fewer reads back: the shortest text that does.
-            (0.1 + 0.2, "0.30000000000000004"),
-            (f64::NEG_INFINITY, "-inf"),
-            (-f64::NAN, "NaN"),
-        ] {
-            assert_eq!(decimal_text(v), text, "{v}");
+    fn decimals_are_written_as_sent() {
+        for text in ["12.5", "022.4", "0.146", "0.005", "5", "545.40", "-21.3", "-0", ".5", "00000000", "1234567.8"] {
+            assert_eq!(decimal_text(parsed(text), 0), text);
         }
-        // Past the nine-digit step's range, one ulp off a short value: the search finds no
-        // candidate either, and `Display` writes it.
-        let odd = f64::from_bits(2_000_000.3f64.to_bits() + 1);
-        assert_eq!(decimal_text(odd), odd.to_string());
-        assert!(decimal_text(odd).len() > "2000000.3".len());
+        // Past eight digits, out of line.
+        for text in ["04.1234567", "123456789", "-1234567890123456789", "0.000000000000000001"] {
+            assert_eq!(decimal_text(parsed(text), 0), text);
+        }
+        // Minutes get two whole digits whatever was sent.
+        assert_eq!(decimal_text(parsed("4.13993"), 2), "04.13993");
+        assert_eq!(decimal_text(parsed(".5"), 2), "00.5");
+        assert_eq!(decimal_text(parsed("04.1234567"), 2), "04.1234567");
+        assert_eq!(decimal_text(Decimal::new(413_993, 5).unwrap(), 2), "04.13993");
         let mut b = Body::new();
         b.uint(7, 3);
         b.uint(1234, 2);
         b.uint(0, 1);
         assert_eq!(b.as_bytes(), b"00712340");
+    }
+
+    #[test]
+    fn decimals_near_the_end_of_the_stack_buffer_are_whole() {
+        let mut b = Body::new();
+        let filler = "A".repeat(Body::STACK - 6);
+        b.push_str(&filler);
+        b.decimal(parsed("123.4567"), 0);
+        b.decimal(parsed("-0.5"), 0);
+        assert_eq!(b.as_bytes(), format!("{filler}123.4567-0.5").as_bytes());
     }
 
     #[test]
@@ -642,63 +602,38 @@ mod tests {
             }
         }
 
-        /// The fraction's digits made in one word: `.` and nine digits as `format!` pads
-        /// them, less their trailing zeros.
+        /// The digits made in one word are `format!`'s.
         #[test]
-        fn nine_fraction_digits_are_written_as_format_writes_them(frac in 0u32..1_000_000_000, small in 0u32..1000) {
-            for frac in [frac, small, small * 1_000_000, small * 1000] {
-                let mut b = Body::new();
-                b.fraction_of_nine(frac);
-                let padded = format!(".{frac:09}");
-                let expected = if frac == 0 { "" } else { padded.trim_end_matches('0') };
-                prop_assert_eq!(b.as_bytes(), expected.as_bytes());
+        fn eight_digits_are_formats(v in 0u32..100_000_000, small in 0u32..1000) {
+            for v in [v, small, small * 100_000] {
+                let expected = format!("{v:08}");
+                prop_assert_eq!(&eight_digits(v).to_le_bytes(), expected.as_bytes());
             }
         }
 
-        /// Any finite value reads back to the same bits through the field parser.
+        /// Any decimal the parser keeps is written back as its text (`Decimal`'s `Display`,
+        /// itself held to the text by `Decimal`'s tests), padded to two whole digits when
+        /// asked, in the register path and out of line alike.
         #[test]
-        fn written_decimals_read_back(bits in any::<u64>()) {
-            let v = f64::from_bits(bits);
-            prop_assume!(v.is_finite());
-            let text = decimal_text(v);
-            prop_assert!(!text.contains(['e', 'E']), "{}", text);
-            prop_assert_eq!(super::super::fields::decimal(text.as_bytes()).map(f64::to_bits), Some(v.to_bits()), "{}", text);
-        }
-
-        /// Neither the nine-digit step nor the filter in `decimal` passes over a candidate
-        /// that reads back: the text is the one the plain search (every candidate divided
-        /// back) finds, for values from text of up to 9 fraction digits and for any bits.
-        #[test]
-        fn the_candidate_filter_loses_no_candidate(int in 0u64..10_000_000, frac in "[0-9]{0,9}", bits in any::<u64>()) {
-            let from_text = super::super::fields::decimal(format!("{int}.{frac}0").as_bytes()).unwrap();
-            for v in [from_text, f64::from_bits(bits).abs()] {
-                prop_assume!(v.is_finite());
-                let plain = (0..10).find(|&k| {
-                    let scale = EXACT_POWERS_OF_TEN[k];
-                    let scaled = v * scale;
-                    let m = (scaled + 0.5) as i64;
-                    scaled < 4_503_599_627_370_496.0 && (m as f64 / scale).to_bits() == v.to_bits()
-                });
-                let text = decimal_text(v);
-                if let Some(k) = plain {
-                    let m = (v * EXACT_POWERS_OF_TEN[k] + 0.5) as u64;
-                    let scale = EXACT_POWERS_OF_TEN_U64[k];
-                    let expected =
-                        if k == 0 { m.to_string() } else { format!("{}.{:0k$}", m / scale, m % scale) };
-                    prop_assert_eq!(&text, &expected, "{}", v);
-                }
-            }
-        }
-
-        /// Values read from receiver-style text come back as short as they went in (or
-        /// shorter: trailing zeros of the fraction are not kept).
-        #[test]
-        fn decimals_from_text_keep_their_digits(int in 0u32..100_000, frac in "[0-9]{0,7}") {
-            let text = if frac.is_empty() { int.to_string() } else { format!("{int}.{frac}") };
-            let v = super::super::fields::decimal(text.as_bytes()).unwrap();
-            let written = decimal_text(v);
-            prop_assert!(written.len() <= text.len().max(1), "{} -> {}", text, written);
-            prop_assert_eq!(written.parse::<f64>().unwrap().to_bits(), v.to_bits());
+        fn decimals_are_written_as_display_writes_them(
+            sign in "-?",
+            whole in "[0-9]{0,10}",
+            frac in proptest::option::of("[0-9]{0,9}"),
+            whole_digits in 0usize..3,
+        ) {
+            let text = match &frac {
+                Some(f) => format!("{sign}{whole}.{f}"),
+                None => format!("{sign}{whole}"),
+            };
+            let Some(d) = Decimal::parse(text.as_bytes()) else { return Ok(()) };
+            let shown = d.to_string();
+            let expected = match shown.split_once('.') {
+                Some((w, f)) if !sign.is_empty() => format!("-{:0>whole_digits$}.{f}", &w[1..]),
+                Some((w, f)) => format!("{w:0>whole_digits$}.{f}"),
+                None if !sign.is_empty() => format!("-{:0>whole_digits$}", &shown[1..]),
+                None => format!("{shown:0>whole_digits$}"),
+            };
+            prop_assert_eq!(decimal_text(d, whole_digits), expected);
         }
     }
 }

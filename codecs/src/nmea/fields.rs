@@ -9,6 +9,7 @@
 //! with a stray character is damage, not a shorter value. Empty fields are "no data" and
 //! are handled by the caller before these run.
 
+use super::decimal::Decimal;
 use crate::time::Date;
 
 /// A time of day in UTC, `hhmmss[.f…]`, with the fraction kept exactly as sent (value and
@@ -62,17 +63,18 @@ impl NmeaDate {
 /// One coordinate as sent: whole degrees, decimal minutes and the hemisphere letter.
 /// Kept in wire form so it re-encodes exactly; [`Coordinate::degrees`] gives WGS-84 decimal
 /// degrees with south and west negative.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Coordinate {
     pub whole_degrees: u16,
-    pub minutes: f64,
+    /// Below 60, not negative; written with at least two digits before the point.
+    pub minutes: Decimal,
     /// `N`, `S`, `E` or `W`.
     pub hemisphere: u8,
 }
 
 impl Coordinate {
     pub fn degrees(self) -> f64 {
-        let v = f64::from(self.whole_degrees) + self.minutes / 60.0;
+        let v = f64::from(self.whole_degrees) + self.minutes.to_f64() / 60.0;
         if matches!(self.hemisphere, b'S' | b'W') {
             -v
         } else {
@@ -139,64 +141,23 @@ pub(crate) const EXACT_POWERS_OF_TEN: [f64; 23] = [
     1e21, 1e22,
 ];
 
-/// The same powers as integers, up to the 10^15 that 15 digits can need.
-pub(crate) const EXACT_POWERS_OF_TEN_U64: [u64; 16] = {
-    let mut p = [1u64; 16];
+/// The same powers as integers, up to the 10^19 that a `u64` holds.
+pub(crate) const EXACT_POWERS_OF_TEN_U64: [u64; 20] = {
+    let mut p = [1u64; 20];
     let mut i = 1;
-    while i < 16 {
+    while i < 20 {
         p[i] = p[i - 1] * 10;
         i += 1;
     }
     p
 };
 
-/// Digits with at most one `.` as an `f64`, rounded exactly as `f64::from_str` rounds, or
-/// `None` for any other byte, a second point or no digit. Checked and converted in one pass.
-/// With at most 15 digits the digits form an integer below 2^53 and the point divides by an
-/// exactly held power of ten, so one IEEE division gives the correctly rounded value
-/// (Clinger's fast path); longer fields, which receivers do not send, go to the standard
-/// library's parser.
-fn unsigned_decimal(text: &[u8]) -> Option<f64> {
-    let mut mantissa = 0u64;
-    let mut digits = 0u32;
-    let mut fraction_digits = 0u32;
-    let mut point = false;
-    for &b in text {
-        let digit = b.wrapping_sub(b'0');
-        if digit < 10 {
-            mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(digit));
-            digits += 1;
-            fraction_digits += u32::from(point);
-        } else if b == b'.' && !point {
-            point = true;
-        } else {
-            return None;
-        }
-    }
-    if digits == 0 {
-        return None;
-    }
-    if digits <= 15 {
-        // Below 2^53 the conversion can go through `i64`: one instruction, where `u64`'s
-        // takes several on baseline x86-64.
-        return Some(mantissa as i64 as f64 / EXACT_POWERS_OF_TEN[fraction_digits as usize]);
-    }
-    std::str::from_utf8(text).ok()?.parse().ok().filter(|v: &f64| v.is_finite())
-}
-
-/// A decimal number: optional sign, digits, optional fraction (`5`, `-21.3`, `000.`, `.5`).
-/// No exponents, no `inf`/`NaN` (which `f64::from_str` would accept), and nothing so long
-/// that it overflows to infinity (300 digits of zeros after an 8 is a finite-looking field
-/// that `f64` cannot hold).
+/// A decimal number: optional sign, digits, optional fraction (`5`, `-21.3`, `000.`, `.5`),
+/// kept as sent (see [`Decimal`]). No exponents, no `inf`/`NaN` (which `f64::from_str` would
+/// accept), and no more than [`Decimal::MAX_DIGITS`] digits.
 #[inline]
-pub fn decimal(field: &[u8]) -> Option<f64> {
-    let (negative, rest) = match field.first()? {
-        b'-' => (true, &field[1..]),
-        b'+' => (false, &field[1..]),
-        _ => (false, field),
-    };
-    let v = unsigned_decimal(rest)?;
-    Some(if negative { -v } else { v })
+pub fn decimal(field: &[u8]) -> Option<Decimal> {
+    Decimal::parse(field)
 }
 
 /// An unsigned integer of plain digits (leading zeros allowed), read as a `u32` first (plain digits only: no sign) and narrowed, rather than through
@@ -222,7 +183,7 @@ pub fn coordinate(value: &[u8], hemisphere: &[u8], max_degrees: u16) -> Option<C
         _ => return None,
     };
     // One pass: digits with at most one point, at least one digit before it, and the digits'
-    // value as an integer (wrapping: only used when there are at most 15 digits).
+    // value as an integer (wrapping: refused below past 19 digits, where it could wrap).
     let b = value;
     let (mut mantissa, mut digits, mut fraction_digits, mut point) = (0u64, 0usize, 0usize, None);
     for (i, &c) in b.iter().enumerate() {
@@ -238,26 +199,24 @@ pub fn coordinate(value: &[u8], hemisphere: &[u8], max_degrees: u16) -> Option<C
         }
     }
     let int_len = point.unwrap_or(b.len());
-    if int_len == 0 {
+    // At most 19 digits, as any decimal (so the integer above did not wrap), also as the
+    // encoder writes them back: degrees in their standard width, two whole digits of minutes.
+    let degree_digits = if max_degrees < 100 { 2 } else { 3 };
+    if int_len == 0 || digits > Decimal::MAX_DIGITS || degree_digits + 2 + fraction_digits > Decimal::MAX_DIGITS {
         return None;
     }
-    let (whole_degrees, minutes) = if digits <= 15 {
-        // The last two whole digits and the fraction are the minutes: split the integer,
-        // then one exact division (see `unsigned_decimal`), so the minutes are the same
-        // `f64` the minutes text would parse to.
-        let minutes_scale = 100 * EXACT_POWERS_OF_TEN_U64[fraction_digits];
-        let whole_degrees = u16::try_from(mantissa / minutes_scale).ok()?;
-        (whole_degrees, (mantissa % minutes_scale) as i64 as f64 / EXACT_POWERS_OF_TEN[fraction_digits])
-    } else {
-        let split = int_len.saturating_sub(2);
-        let whole_degrees = if split == 0 { 0 } else { u16::try_from(digits_value(&b[..split])?).ok()? };
-        (whole_degrees, unsigned_decimal(&value[split..])?)
-    };
-    let c = Coordinate { whole_degrees, minutes, hemisphere: hemi };
-    // Below the limit in whole degrees, the minutes (under 60) cannot take the value past
-    // it, so the division in `degrees` is only needed at the limit itself.
-    let in_range = whole_degrees < max_degrees || c.degrees().abs() <= f64::from(max_degrees);
-    (minutes < 60.0 && in_range).then_some(c)
+    // The last two whole digits and the fraction are the minutes: one split of the integer.
+    let fraction_scale = EXACT_POWERS_OF_TEN_U64[fraction_digits];
+    let whole_degrees = u16::try_from(mantissa / (100 * fraction_scale)).ok()?;
+    let minutes = mantissa % (100 * fraction_scale);
+    // Under 60 minutes, and within the limit: at the limit itself in whole degrees, only
+    // with no minutes at all.
+    let in_range = minutes < 60 * fraction_scale
+        && (whole_degrees < max_degrees || (whole_degrees == max_degrees && minutes == 0));
+    // Two whole digits of minutes, as the encoder writes them, even when fewer were sent
+    // (`5.5`): a sentence read back from its encoding is the same sentence.
+    let minutes = Decimal::from_parts(minutes, fraction_digits as u8, 2 + fraction_digits as u8);
+    in_range.then_some(Coordinate { whole_degrees, minutes, hemisphere: hemi })
 }
 
 #[cfg(test)]
@@ -271,8 +230,9 @@ mod tests {
     fn date(field: &str) -> Option<NmeaDate> {
         super::date(field.as_bytes())
     }
+    /// The value, which is what most cases here are about (the text is `Decimal`'s tests').
     fn decimal(field: &str) -> Option<f64> {
-        super::decimal(field.as_bytes())
+        super::decimal(field.as_bytes()).map(Decimal::to_f64)
     }
     fn unsigned<T: TryFrom<u32>>(field: &str) -> Option<T> {
         super::unsigned(field.as_bytes())
@@ -289,7 +249,7 @@ mod tests {
         // Regression from the nom-based grammars: nom 8.0.0's digit0 under recognize cut these
         // to "0." and "4404.".
         assert_eq!(decimal("0.146"), Some(0.146));
-        assert_eq!(coordinate("4404.13993", "N", 90).map(|c| c.minutes), Some(4.13993));
+        assert_eq!(coordinate("4404.13993", "N", 90).map(|c| c.minutes.to_f64()), Some(4.13993));
     }
 
     #[test]
@@ -336,7 +296,8 @@ mod tests {
 
     proptest::proptest! {
         /// The fast conversion rounds exactly as the standard library's parser does, on
-        /// both sides of the 15-digit limit, with and without a sign and a fraction.
+        /// both sides of 2^53, with and without a sign and a fraction; past 19 digits the
+        /// field is refused.
         #[test]
         fn decimals_round_like_from_str(
             sign in proptest::sample::select(vec!["", "-", "+"]),
@@ -344,7 +305,8 @@ mod tests {
             frac in proptest::option::of("[0-9]{0,12}"),
         ) {
             let text = format!("{sign}{int}{}", frac.as_ref().map_or(String::new(), |f| format!(".{f}")));
-            let expected = if int.is_empty() && frac.as_deref().unwrap_or("").is_empty() {
+            let digits = int.len() + frac.as_deref().map_or(0, str::len);
+            let expected = if digits == 0 || digits > Decimal::MAX_DIGITS {
                 None
             } else {
                 Some(text.parse::<f64>().unwrap())
@@ -380,19 +342,23 @@ mod tests {
             let c = coordinate(&value, "N", 90).unwrap();
             let expected: f64 = format!("{min:02}.{frac}").parse().unwrap();
             proptest::prop_assert_eq!(c.whole_degrees, deg);
-            proptest::prop_assert_eq!(c.minutes.to_bits(), expected.to_bits());
+            proptest::prop_assert_eq!(c.minutes.to_f64().to_bits(), expected.to_bits());
+            let sent = format!("{min:02}.{frac}");
+            proptest::prop_assert_eq!(c.minutes.to_string(), sent.trim_end_matches('.'));
         }
     }
 
     #[test]
     fn long_and_odd_decimals() {
-        // Past 15 digits the standard parser takes over, with the same result.
-        let long = "12345678901234567.123456789";
+        // Past 2^53 the standard parser takes over, with the same result; past 19 digits
+        // the field is refused (a `u64` holds 19).
+        let long = "1234567890123456.789";
         assert_eq!(decimal(long), long.parse().ok());
+        assert_eq!(decimal("12345678901234567.891"), None);
         assert_eq!(decimal("-0"), Some(-0.0));
         assert!(decimal("-0").unwrap().is_sign_negative());
         let huge = format!("8{}", "0".repeat(400));
-        assert_eq!(decimal(&huge), None, "overflows to infinity");
+        assert_eq!(decimal(&huge), None, "would overflow to infinity");
         assert_eq!(signed::<i16>("+90"), Some(90));
         assert_eq!(signed::<i16>("--9"), None);
         assert_eq!(signed::<i16>("-"), None);
@@ -405,13 +371,24 @@ mod tests {
         assert!(coordinate(".5", "N", 90).is_none(), "no whole minutes");
         assert!(coordinate("4404.1.2", "N", 90).is_none());
         assert!(coordinate("99999994404.1", "N", 90).is_none(), "degrees overflow");
-        assert_eq!(coordinate("5.5", "N", 90).map(|c| (c.whole_degrees, c.minutes)), Some((0, 5.5)));
+        assert_eq!(
+            coordinate("5.5", "N", 90).map(|c| (c.whole_degrees, c.minutes.to_string())),
+            Some((0, "05.5".into()))
+        );
+        assert!(coordinate("4404.12345678901234567", "N", 90).is_none(), "past 19 digits");
+        // 19 digits as written back with two digits of degrees, not as sent.
+        assert!(coordinate("4404.123456789012345", "N", 90).is_some());
+        assert!(coordinate("04.123456789012345", "N", 90).is_some());
+        assert!(coordinate("04.1234567890123456", "N", 90).is_none());
+        assert!(coordinate("00004.12345678901234", "E", 180).is_some());
+        assert!(coordinate("00004.123456789012345", "E", 180).is_none());
     }
 
     #[test]
     fn coordinates() {
         let c = coordinate("4404.13993", "N", 90).unwrap();
         assert!((c.degrees() - 44.068_998_833).abs() < 1e-9);
+        assert_eq!((c.whole_degrees, c.minutes.to_string()), (44, "04.13993".into()), "kept as sent");
         let c = coordinate("12118.86023", "W", 180).unwrap();
         assert!((c.degrees() + 121.314_337_166).abs() < 1e-9);
         // No leading zero: still degrees 13, minutes 53.52.

@@ -12,11 +12,13 @@
 //!
 //! This module does no I/O and keeps no clock.
 
+mod decimal;
 mod encode;
 pub mod fields;
 mod sentence;
 mod stream;
 
+pub use decimal::{Decimal, ParseDecimalError};
 pub use encode::{encode, to_line, EncodeError};
 pub use fields::{Coordinate, NmeaDate, NmeaTime};
 pub use sentence::{

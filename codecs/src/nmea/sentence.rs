@@ -13,6 +13,7 @@
 
 use std::fmt;
 
+use super::decimal::Decimal;
 use super::fields::{self, Coordinate, NmeaDate, NmeaTime};
 use crate::framing::{Reject, RejectKind};
 use crate::wire::swar::byte_mask;
@@ -58,7 +59,7 @@ impl fmt::Display for Talker {
 }
 
 /// One parsed sentence.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sentence<'a> {
     /// Talker + three-letter formatter (`GNRMC`).
     Standard { talker: Talker, message: Message<'a> },
@@ -69,7 +70,7 @@ pub enum Sentence<'a> {
 }
 
 /// The standard sentences this codec understands, and the rest kept raw.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message<'a> {
     Rmc(Rmc),
     Gga(Gga),
@@ -110,17 +111,17 @@ impl Message<'_> {
 }
 
 /// RMC, recommended minimum data (§4).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rmc {
     pub time: Option<NmeaTime>,
     /// `A` valid, `V` void.
     pub status: Option<u8>,
     pub latitude: Option<Coordinate>,
     pub longitude: Option<Coordinate>,
-    pub speed_knots: Option<f64>,
-    pub course_deg: Option<f64>,
+    pub speed_knots: Option<Decimal>,
+    pub course_deg: Option<Decimal>,
     pub date: Option<NmeaDate>,
-    pub magnetic_variation_deg: Option<f64>,
+    pub magnetic_variation_deg: Option<Decimal>,
     /// `E` or `W`.
     pub magnetic_variation_dir: Option<u8>,
     /// FAA mode indicator (NMEA 2.3+).
@@ -130,7 +131,7 @@ pub struct Rmc {
 }
 
 /// GGA, fix data.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Gga {
     pub time: Option<NmeaTime>,
     pub latitude: Option<Coordinate>,
@@ -138,15 +139,15 @@ pub struct Gga {
     /// 0 no fix, 1 GPS, 2 DGPS, 3 PPS, 4 RTK fixed, 5 RTK float, 6 estimated, 7 manual, 8 simulation.
     pub quality: Option<u8>,
     pub satellites: Option<u16>,
-    pub hdop: Option<f64>,
-    pub altitude_m: Option<f64>,
-    pub geoid_separation_m: Option<f64>,
-    pub dgps_age_s: Option<f64>,
+    pub hdop: Option<Decimal>,
+    pub altitude_m: Option<Decimal>,
+    pub geoid_separation_m: Option<Decimal>,
+    pub dgps_age_s: Option<Decimal>,
     pub dgps_station: Option<u16>,
 }
 
 /// GLL, latitude and longitude.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Gll {
     pub latitude: Option<Coordinate>,
     pub longitude: Option<Coordinate>,
@@ -156,19 +157,19 @@ pub struct Gll {
 }
 
 /// VTG, course and speed over ground.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Vtg {
-    pub course_true_deg: Option<f64>,
-    pub course_magnetic_deg: Option<f64>,
-    pub speed_knots: Option<f64>,
-    pub speed_kmh: Option<f64>,
+    pub course_true_deg: Option<Decimal>,
+    pub course_magnetic_deg: Option<Decimal>,
+    pub speed_knots: Option<Decimal>,
+    pub speed_kmh: Option<Decimal>,
     pub mode: Option<u8>,
     /// The pre-3.01 form `$--VTG,true,mag,kn,kmh` without unit letters.
     pub legacy: bool,
 }
 
 /// GSA, DOP and active satellites.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Gsa {
     /// `M` manual, `A` automatic.
     pub selection_mode: Option<u8>,
@@ -176,9 +177,9 @@ pub struct Gsa {
     pub fix_type: Option<u8>,
     /// Ids of the satellites used, in slot order (at most 12).
     pub satellite_ids: Vec<u16>,
-    pub pdop: Option<f64>,
-    pub hdop: Option<f64>,
-    pub vdop: Option<f64>,
+    pub pdop: Option<Decimal>,
+    pub hdop: Option<Decimal>,
+    pub vdop: Option<Decimal>,
     /// NMEA 4.10+ GNSS system id (1 GPS … 6 NavIC).
     pub system_id: Option<u8>,
 }
@@ -193,7 +194,7 @@ pub struct SatelliteInView {
 }
 
 /// GSV, satellites in view (one sentence of a group).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Gsv {
     pub sentences: Option<u8>,
     pub sentence: Option<u8>,
@@ -204,7 +205,7 @@ pub struct Gsv {
 }
 
 /// ZDA, time and date.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Zda {
     pub time: Option<NmeaTime>,
     pub day: Option<u8>,
@@ -215,7 +216,7 @@ pub struct Zda {
 }
 
 /// GNS, multi-GNSS fix data.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Gns<'a> {
     pub time: Option<NmeaTime>,
     pub latitude: Option<Coordinate>,
@@ -223,36 +224,36 @@ pub struct Gns<'a> {
     /// One mode letter per constellation (GPS, GLONASS, Galileo, BeiDou, …).
     pub mode: Option<&'a str>,
     pub satellites: Option<u16>,
-    pub hdop: Option<f64>,
-    pub altitude_m: Option<f64>,
-    pub geoid_separation_m: Option<f64>,
-    pub dgps_age_s: Option<f64>,
+    pub hdop: Option<Decimal>,
+    pub altitude_m: Option<Decimal>,
+    pub geoid_separation_m: Option<Decimal>,
+    pub dgps_age_s: Option<Decimal>,
     pub dgps_station: Option<u16>,
     pub nav_status: Option<u8>,
 }
 
 /// GST, pseudorange noise statistics.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Gst {
     pub time: Option<NmeaTime>,
-    pub rms_range_residual: Option<f64>,
-    pub sigma_semi_major_m: Option<f64>,
-    pub sigma_semi_minor_m: Option<f64>,
-    pub semi_major_orientation_deg: Option<f64>,
-    pub sigma_latitude_m: Option<f64>,
-    pub sigma_longitude_m: Option<f64>,
-    pub sigma_altitude_m: Option<f64>,
+    pub rms_range_residual: Option<Decimal>,
+    pub sigma_semi_major_m: Option<Decimal>,
+    pub sigma_semi_minor_m: Option<Decimal>,
+    pub semi_major_orientation_deg: Option<Decimal>,
+    pub sigma_latitude_m: Option<Decimal>,
+    pub sigma_longitude_m: Option<Decimal>,
+    pub sigma_altitude_m: Option<Decimal>,
 }
 
 /// HDT, true heading.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Hdt {
-    pub heading_deg: Option<f64>,
+    pub heading_deg: Option<Decimal>,
 }
 
 /// TXT, a text transmission. The count and id fields are kept as sent: devices put labels
 /// there as often as numbers. `text` is everything after the third field, commas included.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Txt<'a> {
     pub sentences: &'a str,
     pub sentence: &'a str,
@@ -262,7 +263,7 @@ pub struct Txt<'a> {
 
 /// A sentence as it came off the wire: the parsed content, and whether a checksum vouched
 /// for it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsedSentence<'a> {
     pub sentence: Sentence<'a>,
     pub checksum_present: bool,
@@ -373,7 +374,7 @@ impl<'a> Fields<'a> {
     }
 
     #[inline(always)]
-    fn decimal(&self, n: usize, what: &str) -> Result<Option<f64>, Reject> {
+    fn decimal(&self, n: usize, what: &str) -> Result<Option<Decimal>, Reject> {
         self.opt(n, what, fields::decimal)
     }
 

@@ -4,6 +4,7 @@
 
 use serde_json::{json, Value};
 
+use super::decimal::Decimal;
 use super::fields::{Coordinate, NmeaTime};
 use super::sentence::{self, Message, ParsedSentence, Sentence};
 use super::{split_line, IdForm, LineFramer, LinePiece};
@@ -173,10 +174,15 @@ impl NmeaDecoder {
                 };
                 self.time_of_day_if_undated(r, m.time);
                 set_position(r, m.latitude, m.longitude);
-                r.speed_kmh = m.speed_knots.map(knots_to_kmh);
-                r.course_deg = m.course_deg;
-                let variation =
-                    m.magnetic_variation_deg.map(|v| if m.magnetic_variation_dir == Some(b'W') { -v } else { v });
+                r.speed_kmh = m.speed_knots.map(|v| knots_to_kmh(v.to_f64()));
+                r.course_deg = m.course_deg.map(Decimal::to_f64);
+                let variation = m.magnetic_variation_deg.map(|v| {
+                    if m.magnetic_variation_dir == Some(b'W') {
+                        -v.to_f64()
+                    } else {
+                        v.to_f64()
+                    }
+                });
                 r.attributes.set_opt("magnetic_variation_deg", variation);
                 r.attributes.set_opt("mode", m.mode.map(letter));
                 r.attributes.set_opt("nav_status", m.nav_status.map(letter));
@@ -187,12 +193,12 @@ impl NmeaDecoder {
                 r.fix_time = m.time.and_then(|t| self.on_last_date(t));
                 self.time_of_day_if_undated(r, m.time);
                 set_position(r, m.latitude, m.longitude);
-                r.altitude_m = m.altitude_m;
+                r.altitude_m = m.altitude_m.map(Decimal::to_f64);
                 r.satellites = m.satellites.map(u32::from);
-                r.hdop = m.hdop;
+                r.hdop = m.hdop.map(Decimal::to_f64);
                 r.attributes.set_opt("fix_quality", m.quality);
-                r.attributes.set_opt("geoid_separation_m", m.geoid_separation_m);
-                r.attributes.set_opt("dgps_age_s", m.dgps_age_s);
+                r.attributes.set_opt("geoid_separation_m", m.geoid_separation_m.map(Decimal::to_f64));
+                r.attributes.set_opt("dgps_age_s", m.dgps_age_s.map(Decimal::to_f64));
                 r.attributes.set_opt("dgps_station", m.dgps_station);
             }
             Message::Gll(m) => {
@@ -210,32 +216,32 @@ impl NmeaDecoder {
                 r.fix_time = m.time.and_then(|t| self.on_last_date(t));
                 self.time_of_day_if_undated(r, m.time);
                 set_position(r, m.latitude, m.longitude);
-                r.altitude_m = m.altitude_m;
+                r.altitude_m = m.altitude_m.map(Decimal::to_f64);
                 r.satellites = m.satellites.map(u32::from);
-                r.hdop = m.hdop;
+                r.hdop = m.hdop.map(Decimal::to_f64);
                 r.attributes.set_opt("mode", m.mode.map(str::to_owned));
-                r.attributes.set_opt("geoid_separation_m", m.geoid_separation_m);
-                r.attributes.set_opt("dgps_age_s", m.dgps_age_s);
+                r.attributes.set_opt("geoid_separation_m", m.geoid_separation_m.map(Decimal::to_f64));
+                r.attributes.set_opt("dgps_age_s", m.dgps_age_s.map(Decimal::to_f64));
                 r.attributes.set_opt("dgps_station", m.dgps_station);
                 r.attributes.set_opt("nav_status", m.nav_status.map(letter));
             }
             Message::Vtg(m) => {
                 self.start(r, Kind::Info, "VTG");
-                r.course_deg = m.course_true_deg;
-                r.speed_kmh = m.speed_kmh.or(m.speed_knots.map(knots_to_kmh));
-                r.attributes.set_opt("course_magnetic_deg", m.course_magnetic_deg);
+                r.course_deg = m.course_true_deg.map(Decimal::to_f64);
+                r.speed_kmh = m.speed_kmh.map(Decimal::to_f64).or(m.speed_knots.map(|v| knots_to_kmh(v.to_f64())));
+                r.attributes.set_opt("course_magnetic_deg", m.course_magnetic_deg.map(Decimal::to_f64));
                 r.attributes.set_opt("mode", m.mode.map(letter));
             }
             Message::Gsa(m) => {
                 self.start(r, Kind::Info, "GSA");
-                r.hdop = m.hdop;
+                r.hdop = m.hdop.map(Decimal::to_f64);
                 r.attributes.set_opt("selection_mode", m.selection_mode.map(letter));
                 r.attributes.set_opt("fix_type", m.fix_type);
                 if !m.satellite_ids.is_empty() {
                     r.attributes.set("satellite_ids", m.satellite_ids.clone());
                 }
-                r.attributes.set_opt("pdop", m.pdop);
-                r.attributes.set_opt("vdop", m.vdop);
+                r.attributes.set_opt("pdop", m.pdop.map(Decimal::to_f64));
+                r.attributes.set_opt("vdop", m.vdop.map(Decimal::to_f64));
                 r.attributes.set_opt("system_id", m.system_id);
             }
             Message::Gsv(m) => {
@@ -289,17 +295,17 @@ impl NmeaDecoder {
             Message::Gst(m) => {
                 self.start(r, Kind::Info, "GST");
                 r.attributes.set_opt("utc_time", m.time.map(time_of_day));
-                r.attributes.set_opt("rms_range_residual", m.rms_range_residual);
-                r.attributes.set_opt("sigma_semi_major_m", m.sigma_semi_major_m);
-                r.attributes.set_opt("sigma_semi_minor_m", m.sigma_semi_minor_m);
-                r.attributes.set_opt("semi_major_orientation_deg", m.semi_major_orientation_deg);
-                r.attributes.set_opt("sigma_latitude_m", m.sigma_latitude_m);
-                r.attributes.set_opt("sigma_longitude_m", m.sigma_longitude_m);
-                r.attributes.set_opt("sigma_altitude_m", m.sigma_altitude_m);
+                r.attributes.set_opt("rms_range_residual", m.rms_range_residual.map(Decimal::to_f64));
+                r.attributes.set_opt("sigma_semi_major_m", m.sigma_semi_major_m.map(Decimal::to_f64));
+                r.attributes.set_opt("sigma_semi_minor_m", m.sigma_semi_minor_m.map(Decimal::to_f64));
+                r.attributes.set_opt("semi_major_orientation_deg", m.semi_major_orientation_deg.map(Decimal::to_f64));
+                r.attributes.set_opt("sigma_latitude_m", m.sigma_latitude_m.map(Decimal::to_f64));
+                r.attributes.set_opt("sigma_longitude_m", m.sigma_longitude_m.map(Decimal::to_f64));
+                r.attributes.set_opt("sigma_altitude_m", m.sigma_altitude_m.map(Decimal::to_f64));
             }
             Message::Hdt(m) => {
                 self.start(r, Kind::Info, "HDT");
-                r.attributes.set_opt("heading_deg", m.heading_deg);
+                r.attributes.set_opt("heading_deg", m.heading_deg.map(Decimal::to_f64));
             }
             Message::Txt(m) => {
                 self.start(r, Kind::Info, "TXT");

@@ -304,6 +304,21 @@ fn regression_fuzz_number_too_large_for_f64_is_not_a_number() {
     }
 }
 
+/// Fuzz finding (nmea_roundtrip, crash-2d5216fb): a latitude of 19 digits as sent
+/// (`53.21041040222222222`, no degrees) was accepted, and written back with the degrees'
+/// two digits it had 21, which no parser reads. Coordinates are now held to 19 digits as
+/// written.
+#[test]
+fn regression_fuzz_coordinate_longer_once_written_back() {
+    let line = b"$GPGGA,121531.0001,53.21041040222222222,N,0000007.6500,W,1,08,1.2,3104,M,47.0,M,0000,";
+    assert_eq!(parse(line).unwrap_err().kind, RejectKind::Malformed);
+    let line = b"$GPGGA,121531.0001,53.210410402222222,N,0000007.6500,W,1,08,1.2,3104,M,47.0,M,0000,";
+    let first = parse(line).unwrap();
+    let written = to_line(&first.sentence).unwrap();
+    assert!(written.contains(",0053.210410402222222,N,"), "{written}");
+    assert_eq!(parse(written.trim_end().as_bytes()).unwrap().sentence, first.sentence);
+}
+
 /// Fuzz finding (nmea_stream, crash-4c091698): how much of an over-long line was skipped
 /// depended on how much had been read, so the decode changed with the read size.
 #[test]
@@ -433,10 +448,13 @@ fn opt<T: std::fmt::Debug + Clone + 'static>(s: impl Strategy<Value = T> + 'stat
     prop::option::of(s).boxed()
 }
 
-/// Decimals as receivers write them: an integer scaled by 10^-k.
-fn dec(max: i64, signed: bool) -> BoxedStrategy<f64> {
+/// Decimals as receivers write them: an integer scaled by 10^-k, sometimes with leading
+/// zeros (`022.4`).
+fn dec(max: i64, signed: bool) -> BoxedStrategy<Decimal> {
     let lo = if signed { -max } else { 0 };
-    (lo..=max, 0u32..5).prop_map(|(v, k)| v as f64 / 10f64.powi(k as i32)).boxed()
+    (lo..=max, 0u8..5, 0u8..4)
+        .prop_map(|(v, k, whole)| Decimal::new(v, k).and_then(|d| d.with_whole_digits(whole)).unwrap())
+        .boxed()
 }
 
 fn time() -> impl Strategy<Value = NmeaTime> {
@@ -457,10 +475,13 @@ fn date() -> impl Strategy<Value = NmeaDate> {
 
 fn coord(lat: bool) -> impl Strategy<Value = Coordinate> {
     let (max_deg, hemis) = if lat { (89u16, [b'N', b'S']) } else { (179, [b'E', b'W']) };
-    (0..=max_deg, 0u64..60_000_000, 0usize..2).prop_map(move |(whole_degrees, m, h)| Coordinate {
-        whole_degrees,
-        minutes: m as f64 / 1e6,
-        hemisphere: hemis[h],
+    // Minutes as receivers write them: two whole digits, 0–7 fraction digits.
+    (0..=max_deg, 0u8..8, 0usize..2).prop_flat_map(move |(whole_degrees, scale, h)| {
+        (0..60 * 10i64.pow(u32::from(scale))).prop_map(move |m| Coordinate {
+            whole_degrees,
+            minutes: Decimal::new(m, scale).and_then(|d| d.with_whole_digits(2)).unwrap(),
+            hemisphere: hemis[h],
+        })
     })
 }
 
@@ -698,9 +719,9 @@ fn full_position() -> impl Strategy<Value = Message<'static>> {
             longitude: Some(lo),
             quality: Some(1),
             satellites: Some(n),
-            hdop: Some(0.9),
+            hdop: Decimal::new(9, 1),
             altitude_m: Some(alt),
-            geoid_separation_m: Some(-21.3),
+            geoid_separation_m: Decimal::new(-213, 1),
             dgps_age_s: None,
             dgps_station: None,
         })
