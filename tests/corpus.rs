@@ -36,3 +36,64 @@ fn the_corpus_covers_every_nmea_sentence_type() {
     }
     assert!(seen.contains("\"kind\":\"error\""), "no corpus case rejects a frame");
 }
+
+/// Every sentence with a checksum in the corpus, parsed and encoded again, is the line it
+/// came from (less the checksum's case): numbers keep their digits as sent. The exceptions
+/// are sentences off the standard's layout, which the encoder writes in it.
+#[test]
+fn every_corpus_sentence_is_written_back_as_sent() {
+    use trackgate::decode::{parse_hex, parse_hex_header};
+    use trackgate::protocols::{StreamOptions, Transport};
+    use trackgate_codecs::framing::{Framer, Framing};
+    use trackgate_codecs::nmea::{parse, to_line, LineFramer};
+    // The standard's form of each: longitude degrees in three digits, GGA's last two fields
+    // (DGPS age and station) present even when empty.
+    let off_standard = [
+        ("$GPRMC,012006,A,4828.10,N,1353.52,E,0.00,0.00,180915,020.3,E*42", "01353.52"),
+        ("$GNGGA,001043.00,4404.14036,N,12118.85961,W,1,12,0.98,1113.0,M,-21.3,M*47", "-21.3,M,,*"),
+    ];
+    let mut checked = 0;
+    let mut differ = Vec::new();
+    for case in find_cases(&corpus_dir().join("nmea")).unwrap() {
+        let text = std::fs::read_to_string(&case).unwrap();
+        let options = parse_hex_header(&text).unwrap().options_over(&StreamOptions::default());
+        for chunk in parse_hex(&text, options.transport == Transport::Udp).unwrap() {
+            let mut framer = LineFramer::default();
+            let mut rest = &chunk[..];
+            while !rest.is_empty() {
+                let framing = match framer.next_frame(rest) {
+                    Framing::Incomplete { .. } => framer.next_frame_at_end(rest),
+                    other => other,
+                };
+                let (line, consumed) = match framing {
+                    Framing::Frame { len, consumed } => (&rest[..len], consumed),
+                    Framing::Rejected { consumed, .. } => (&rest[..0], consumed),
+                    Framing::Incomplete { .. } | Framing::Fatal(_) => break,
+                };
+                rest = &rest[consumed..];
+                // Lines that are not one whole sentence (ids, spliced sentences) and
+                // sentences without a checksum (the encoder always writes one) are left out.
+                let Ok(p) = parse(line) else { continue };
+                if !p.checksum_present {
+                    continue;
+                }
+                checked += 1;
+                let written = to_line(&p.sentence).unwrap();
+                let written = written.trim_end();
+                // The checksum's hex digits may be lower case on the wire.
+                let sent = String::from_utf8_lossy(line);
+                let sent = match sent.rsplit_once('*') {
+                    Some((body, sum)) => format!("{body}*{}", sum.to_ascii_uppercase()),
+                    None => sent.into_owned(),
+                };
+                match off_standard.iter().find(|(line, _)| *line == sent) {
+                    Some((_, standard_form)) => assert!(written.contains(standard_form), "{written}"),
+                    None if written != sent => differ.push(format!("sent    {sent}\nwritten {written}")),
+                    None => {}
+                }
+            }
+        }
+    }
+    assert!(checked > 60, "only {checked} sentences with a checksum in the NMEA corpus");
+    assert!(differ.is_empty(), "{} of {checked} differ:\n{}", differ.len(), differ.join("\n"));
+}

@@ -410,7 +410,8 @@ fn standard(body: &mut Body, talker: Talker, message: &Message<'_>) -> Result<()
             o.coordinate(m.latitude, 2);
             o.coordinate(m.longitude, 3);
             o.uint(m.quality, 1);
-            o.uint(m.satellites, 1);
+            // The standard's `xx` (00–12), as receivers write it.
+            o.uint(m.satellites, 2);
             o.dec(m.hdop);
             o.dec(m.altitude_m);
             o.text("M");
