@@ -73,6 +73,8 @@ pub struct Coordinate {
 }
 
 impl Coordinate {
+    // Inlined into callers in other crates too: called, it was ~6% of a typed RMC read.
+    #[inline]
     pub fn degrees(self) -> f64 {
         let v = f64::from(self.whole_degrees) + self.minutes.to_f64() / 60.0;
         if matches!(self.hemisphere, b'S' | b'W') {
