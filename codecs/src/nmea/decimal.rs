@@ -141,10 +141,17 @@ impl Decimal {
     #[cold]
     #[inline(never)]
     fn long_magnitude(self) -> f64 {
-        let mut text = Text::default();
-        text.write_unsigned(self);
+        let text = self.unsigned_text();
         // Plain digits and a point always parse.
         std::str::from_utf8(text.as_bytes()).ok().and_then(|t| t.parse().ok()).unwrap_or(f64::NAN)
+    }
+
+    /// The text without its sign: the digits zero-padded to the width, the point before
+    /// the last `scale` of them. `Display` and the encoder's long path both write this.
+    pub(crate) fn unsigned_text(self) -> Text {
+        let mut text = Text::default();
+        text.write_unsigned(self);
+        text
     }
 
     /// The shortest plain decimal that reads back as `v` (`0.1` → `0.1`, never
@@ -222,7 +229,7 @@ fn digit_count(n: u64) -> u32 {
 
 /// A sign, 19 digits and a point.
 #[derive(Default)]
-struct Text {
+pub(crate) struct Text {
     bytes: [u8; 21],
     len: usize,
 }
@@ -251,7 +258,7 @@ impl Text {
         }
     }
 
-    fn as_bytes(&self) -> &[u8] {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.bytes[..self.len]
     }
 }

@@ -221,30 +221,15 @@ impl Body {
                 return;
             }
         }
-        self.decimal_long(d, width);
+        self.decimal_long(d, whole_digits);
     }
 
-    /// `decimal` past eight digits (or near the end of the stack buffer).
-    fn decimal_long(&mut self, d: Decimal, width: usize) {
-        const MAX: usize = Decimal::MAX_DIGITS;
-        let mut digits = [b'0'; MAX];
-        let mut rest = d.digits();
-        for slot in digits.iter_mut().rev() {
-            if rest == 0 {
-                break;
-            }
-            *slot = b'0' + (rest % 10) as u8;
-            rest /= 10;
-        }
-        // The width is at most 19 (`Decimal`'s, or a scale of at most 19 plus 2 whole digits
-        // for minutes, which the coordinate parser keeps within 19).
-        let padded = &digits[MAX.saturating_sub(width)..];
-        let whole = padded.len().saturating_sub(usize::from(d.scale()));
-        self.push_slice(&padded[..whole]);
-        if d.scale() > 0 {
-            self.push(b'.');
-            self.push_slice(&padded[whole..]);
-        }
+    /// `decimal` past eight digits (or near the end of the stack buffer): `Decimal`'s own
+    /// text (as `Display` writes it), padded to `whole_digits` first. Padding past 19
+    /// digits (only a hand-built coordinate's minutes can ask for it) writes them unpadded.
+    fn decimal_long(&mut self, d: Decimal, whole_digits: usize) {
+        let padded = u8::try_from(whole_digits).ok().and_then(|w| d.with_whole_digits(w)).unwrap_or(d);
+        self.push_slice(padded.unsigned_text().as_bytes());
     }
 }
 
@@ -565,6 +550,8 @@ mod tests {
         assert_eq!(decimal_text(parsed(".5"), 2), "00.5");
         assert_eq!(decimal_text(parsed("04.1234567"), 2), "04.1234567");
         assert_eq!(decimal_text(Decimal::new(413_993, 5).unwrap(), 2), "04.13993");
+        // Two whole digits would make 20: written unpadded rather than not at all.
+        assert_eq!(decimal_text(Decimal::new(1, 18).unwrap(), 2), "0.000000000000000001");
         let mut b = Body::new();
         b.uint(7, 3);
         b.uint(1234, 2);
