@@ -4,7 +4,9 @@
 //!
 //! * `*_validate`: frame, CRC and structure checked, records counted.
 //! * `*_views`: the same, then every field of every record and every IO value read
-//!   (trackgate through `RecordView::for_each_io`).
+//!   (trackgate in one walk through `AvlData::for_each_record`; `trackgate_views_iter` the
+//!   same through the `AvlData::records` iterator and `RecordView::for_each_io`, which walks
+//!   each record's IO groups twice: once to find where the record ends, once to read them).
 //! * `trackgate_owned` / `nom_teltonika_owned`: owned copies of the records
 //!   (`AvlPacket::from_data` / `take_frame(..).evaluate()`).
 //! * `teltonika_rs_owned`: teltonika-rs 0.1.1's owned parse, Codec 8 only.
@@ -49,7 +51,7 @@ fn trackgate_validate(buf: &[u8]) -> u64 {
     n
 }
 
-fn trackgate_views(buf: &[u8]) -> (u64, u64) {
+fn trackgate_views_iter(buf: &[u8]) -> (u64, u64) {
     let mut acc = Acc::default();
     ours(buf, |avl| {
         for r in avl.records() {
@@ -70,6 +72,34 @@ fn trackgate_views(buf: &[u8]) -> (u64, u64) {
                 });
             });
         }
+    });
+    (acc.1, acc.0)
+}
+
+fn trackgate_views(buf: &[u8]) -> (u64, u64) {
+    let mut acc = Acc::default();
+    ours(buf, |avl| {
+        avl.for_each_record(
+            &mut acc,
+            |acc, r| {
+                acc.1 += 1;
+                acc.add(r.timestamp_ms);
+                acc.add(u64::from(r.priority));
+                acc.add(r.gps.latitude().to_bits() ^ r.gps.longitude().to_bits());
+                acc.add(r.gps.altitude_m as u64 + u64::from(r.gps.angle_deg) + u64::from(r.gps.satellites));
+                acc.add(u64::from(r.gps.speed_kmh) + u64::from(r.event_io_id));
+            },
+            |acc, io| {
+                acc.add(u64::from(io.id));
+                acc.add(match io.value {
+                    IoValue::U8(v) => v.into(),
+                    IoValue::U16(v) => v.into(),
+                    IoValue::U32(v) => v.into(),
+                    IoValue::U64(v) => v,
+                    IoValue::Bytes(b) => b.len() as u64,
+                });
+            },
+        );
     });
     (acc.1, acc.0)
 }
@@ -160,12 +190,14 @@ fn bench(c: &mut Criterion) {
         assert_eq!(trackgate_validate(&buf), records as u64, "{name}");
         assert_eq!(nom_validate(&buf), records as u64, "{name}");
         assert_eq!(trackgate_views(&buf).0, nom_views(&buf).0);
+        assert_eq!(trackgate_views(&buf), trackgate_views_iter(&buf), "{name}: the two ways to view differ");
         assert_eq!(trackgate_records(&buf), records as u64);
         let mut g = c.benchmark_group(format!("teltonika_{name}"));
         g.throughput(Throughput::Bytes(buf.len() as u64));
         g.bench_function("trackgate_validate", |b| b.iter(|| trackgate_validate(black_box(&buf))));
         g.bench_function("nom_teltonika_validate", |b| b.iter(|| nom_validate(black_box(&buf))));
         g.bench_function("trackgate_views", |b| b.iter(|| trackgate_views(black_box(&buf))));
+        g.bench_function("trackgate_views_iter", |b| b.iter(|| trackgate_views_iter(black_box(&buf))));
         g.bench_function("nom_teltonika_views", |b| b.iter(|| nom_views(black_box(&buf))));
         g.bench_function("trackgate_owned", |b| b.iter(|| trackgate_owned(black_box(&buf))));
         g.bench_function("nom_teltonika_owned", |b| b.iter(|| nom_owned(black_box(&buf))));

@@ -534,7 +534,10 @@ impl<'a> AvlData<'a> {
         Some(())
     }
 
-    /// The records, in order. Never fails: `parse` validated them.
+    /// The records, in order. Never fails: `parse` validated them. To read every record's
+    /// IO as well, [`AvlData::for_each_record`] is faster: this iterator walks each record's
+    /// IO groups to find where the next record starts, and [`RecordView::for_each_io`]
+    /// walks them again.
     pub fn records(&self) -> impl Iterator<Item = RecordView<'a>> + 'a {
         let layout = self.layout;
         let mut rest = self.records;
