@@ -44,7 +44,7 @@ fn the_corpus_covers_every_nmea_sentence_type() {
 fn every_corpus_sentence_is_written_back_as_sent() {
     use trackgate::decode::{parse_hex, parse_hex_header};
     use trackgate::protocols::{StreamOptions, Transport};
-    use trackgate_codecs::framing::{Framer, Framing};
+    use trackgate_codecs::framing::frames;
     use trackgate_codecs::nmea::{parse, to_line, LineFramer};
     // The standard's form of each: longitude degrees in three digits, GGA's last two fields
     // (DGPS age and station) present even when empty.
@@ -58,21 +58,10 @@ fn every_corpus_sentence_is_written_back_as_sent() {
         let text = std::fs::read_to_string(&case).unwrap();
         let options = parse_hex_header(&text).unwrap().options_over(&StreamOptions::default());
         for chunk in parse_hex(&text, options.transport == Transport::Udp).unwrap() {
-            let mut framer = LineFramer::default();
-            let mut rest = &chunk[..];
-            while !rest.is_empty() {
-                let framing = match framer.next_frame(rest) {
-                    Framing::Incomplete { .. } => framer.next_frame_at_end(rest),
-                    other => other,
-                };
-                let (line, consumed) = match framing {
-                    Framing::Frame { len, consumed } => (&rest[..len], consumed),
-                    Framing::Rejected { consumed, .. } => (&rest[..0], consumed),
-                    Framing::Incomplete { .. } | Framing::Fatal(_) => break,
-                };
-                rest = &rest[consumed..];
-                // Lines that are not one whole sentence (ids, spliced sentences) and
-                // sentences without a checksum (the encoder always writes one) are left out.
+            // Over-long lines (rejected by the framer), lines that are not one whole
+            // sentence (ids, spliced sentences) and sentences without a checksum (the
+            // encoder always writes one) are left out.
+            for line in frames(&mut LineFramer::default(), &chunk).flatten() {
                 let Ok(p) = parse(line) else { continue };
                 if !p.checksum_present {
                     continue;

@@ -129,6 +129,83 @@ impl RejectKind {
     }
 }
 
+/// Every frame `framer` cuts from `stream`, a whole stream (a capture, a file, a finished
+/// connection's bytes), in order: `Ok` with each frame's bytes (without a terminator that
+/// is not part of it), `Err` for each run of bytes the framer rejects. Bytes left waiting
+/// for more at the end are judged with [`Framer::next_frame_at_end`]; a fatal framing error
+/// is the last item. For a live connection, whose frames arrive in pieces, use the
+/// protocol's stream decoder instead.
+///
+/// ```
+/// use trackgate_codecs::framing::frames;
+/// use trackgate_codecs::nmea::LineFramer;
+///
+/// // A sentence, and one cut short: framing only finds the lines' ends.
+/// let capture = b"$GPGLL,4916.45,N,12311.12,W,225444,A*31\n$GPGLL,4916.4";
+/// let mut framer = LineFramer::default();
+/// let cut: Vec<_> = frames(&mut framer, capture).collect();
+/// assert_eq!(cut, [Ok(&b"$GPGLL,4916.45,N,12311.12,W,225444,A*31"[..]), Ok(&b"$GPGLL,4916.4"[..])]);
+/// ```
+pub fn frames<'a, 'f, F: Framer>(framer: &'f mut F, stream: &'a [u8]) -> Frames<'a, 'f, F> {
+    Frames { framer, stream, offset: 0, done: false }
+}
+
+/// The iterator [`frames`] returns.
+#[derive(Debug)]
+pub struct Frames<'a, 'f, F> {
+    framer: &'f mut F,
+    stream: &'a [u8],
+    offset: usize,
+    done: bool,
+}
+
+impl<F> Frames<'_, '_, F> {
+    /// Where the next item starts in the stream (after the last one: its length).
+    pub fn offset(&self) -> usize {
+        self.offset
+    }
+
+    /// The framer, for what it has learned on the way (a detected dialect, a handshake).
+    pub fn framer(&self) -> &F {
+        self.framer
+    }
+}
+
+impl<'a, F: Framer> Iterator for Frames<'a, '_, F> {
+    type Item = Result<&'a [u8], Reject>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let rest = self.stream.get(self.offset..).filter(|r| !r.is_empty() && !self.done)?;
+        let framing = match self.framer.next_frame(rest) {
+            Framing::Incomplete { .. } => self.framer.next_frame_at_end(rest),
+            other => other,
+        };
+        // A framer that breaks its contract (nothing consumed, more than there is, a frame
+        // longer than what it consumes) ends the iteration rather than looping or panicking.
+        let item = match framing {
+            Framing::Frame { len, consumed } if len <= consumed && consumed > 0 && consumed <= rest.len() => {
+                self.offset += consumed;
+                Ok(&rest[..len])
+            }
+            Framing::Rejected { consumed, reason } if consumed > 0 && consumed <= rest.len() => {
+                self.offset += consumed;
+                Err(reason)
+            }
+            Framing::Fatal(reason) => {
+                self.done = true;
+                Err(reason)
+            }
+            Framing::Frame { .. } | Framing::Rejected { .. } | Framing::Incomplete { .. } => {
+                self.done = true;
+                Err(Reject::new(RejectKind::Truncated, "the framer made no progress at the end of the stream"))
+            }
+        };
+        Some(item)
+    }
+}
+
+impl<F: Framer> std::iter::FusedIterator for Frames<'_, '_, F> {}
+
 /// Limits a framer enforces before it allocates or waits for anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -163,6 +240,46 @@ mod tests {
             other => panic!("expected a rejection, got {other:?}"),
         }
         assert_eq!(Fixed.next_frame_at_end(b"abcd"), Framing::Frame { len: 4, consumed: 4 });
+    }
+
+    #[test]
+    fn frames_cuts_a_whole_stream() {
+        let mut framer = Fixed;
+        let mut it = frames(&mut framer, b"abcdefghij");
+        assert_eq!(it.next(), Some(Ok(&b"abcd"[..])));
+        assert_eq!(it.offset(), 4);
+        assert_eq!(it.next(), Some(Ok(&b"efgh"[..])));
+        // The last two bytes are a frame cut short by the end of the stream.
+        assert!(matches!(it.next(), Some(Err(Reject { kind: RejectKind::Truncated, .. }))));
+        assert_eq!((it.offset(), it.next()), (10, None));
+        assert_eq!(frames(&mut Fixed, b"").count(), 0);
+    }
+
+    /// Rejected bytes are skipped and iteration goes on; a fatal error is the last item; a
+    /// framer that consumes nothing ends the iteration instead of looping.
+    #[test]
+    fn frames_skips_rejections_and_stops_at_fatal_or_no_progress() {
+        struct Scripted(Vec<Framing>);
+        impl Framer for Scripted {
+            fn next_frame(&mut self, _: &[u8]) -> Framing {
+                if self.0.is_empty() {
+                    Framing::Incomplete { needed: 1 }
+                } else {
+                    self.0.remove(0)
+                }
+            }
+        }
+        let bad = || Reject::new(RejectKind::Garbage, "junk");
+        let mut framer = Scripted(vec![
+            Framing::Rejected { consumed: 2, reason: bad() },
+            Framing::Frame { len: 2, consumed: 3 },
+            Framing::Fatal(bad()),
+        ]);
+        let got: Vec<_> = frames(&mut framer, b"xxab\nrest").collect();
+        assert_eq!(got, vec![Err(bad()), Ok(&b"ab"[..]), Err(bad())]);
+        let mut framer = Scripted(vec![Framing::Frame { len: 1, consumed: 0 }]);
+        let got: Vec<_> = frames(&mut framer, b"abc").collect();
+        assert!(matches!(got[..], [Err(Reject { kind: RejectKind::Truncated, .. })]), "{got:?}");
     }
 
     #[test]

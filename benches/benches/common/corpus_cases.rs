@@ -10,7 +10,7 @@ use std::path::Path;
 use trackgate::corpus::{case_protocol, find_cases};
 use trackgate::decode::{parse_hex, parse_hex_header};
 use trackgate::protocols::{stream_decoder, StreamOptions, Transport};
-use trackgate_codecs::framing::{Framer, Framing};
+use trackgate_codecs::framing::Framer;
 use trackgate_codecs::{self as tg, Protocol, StreamEvent};
 
 /// One `.hex` case: its bytes (one stream, or one datagram each) and its options.
@@ -48,21 +48,11 @@ pub fn frames_with<'a, F: Framer, T>(
     stream: &'a [u8],
     mut keep: impl FnMut(&F, &'a [u8]) -> T,
 ) -> Vec<T> {
+    let mut cut = tg::framing::frames(framer, stream);
     let mut out = Vec::new();
-    let mut pos = 0;
-    while pos < stream.len() {
-        let rest = &stream[pos..];
-        let framing = match framer.next_frame(rest) {
-            Framing::Incomplete { .. } => framer.next_frame_at_end(rest),
-            other => other,
-        };
-        match framing {
-            Framing::Frame { len, consumed } => {
-                out.push(keep(framer, &rest[..len]));
-                pos += consumed;
-            }
-            Framing::Rejected { consumed, .. } => pos += consumed,
-            Framing::Incomplete { .. } | Framing::Fatal(_) => break,
+    while let Some(item) = cut.next() {
+        if let Ok(frame) = item {
+            out.push(keep(cut.framer(), frame));
         }
     }
     out
@@ -70,7 +60,7 @@ pub fn frames_with<'a, F: Framer, T>(
 
 /// Every frame the framer cuts from `stream`.
 pub fn frames<'a>(framer: &mut impl Framer, stream: &'a [u8]) -> Vec<&'a [u8]> {
-    frames_with(framer, stream, |_, f| f)
+    tg::framing::frames(framer, stream).flatten().collect()
 }
 
 /// The streams of the TCP cases (the views and encode rows read these; UDP cases only go
