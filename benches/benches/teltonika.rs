@@ -19,7 +19,9 @@ use nom_teltonika::decoder::take_frame;
 use nom_teltonika::protocol::{FrameView, IoValueView};
 use trackgate_benches::teltonika_packets;
 use trackgate_codecs::framing::{Framer, Framing};
-use trackgate_codecs::teltonika::{AvlData, AvlPacket, IoValue, TcpFramer, TeltonikaDecoder, HEADER_LEN};
+use trackgate_codecs::teltonika::{
+    AvlData, AvlPacket, IoElement, IoValue, RecordView, TcpFramer, TeltonikaDecoder, HEADER_LEN,
+};
 use trackgate_codecs::{RecordDecoder, StreamEvent};
 
 /// Folds everything read into one number so nothing is optimised away.
@@ -51,56 +53,43 @@ fn trackgate_validate(buf: &[u8]) -> u64 {
     n
 }
 
+/// Every field of a record, read into `acc` (the IO elements are read by `read_io`).
+fn read_record(acc: &mut Acc, r: &RecordView<'_>) {
+    acc.1 += 1;
+    acc.add(r.timestamp_ms);
+    acc.add(u64::from(r.priority));
+    acc.add(r.gps.latitude().to_bits() ^ r.gps.longitude().to_bits());
+    acc.add(r.gps.altitude_m as u64 + u64::from(r.gps.angle_deg) + u64::from(r.gps.satellites));
+    acc.add(u64::from(r.gps.speed_kmh) + u64::from(r.event_io_id));
+}
+
+fn read_io(acc: &mut Acc, io: IoElement<'_>) {
+    acc.add(u64::from(io.id));
+    acc.add(match io.value {
+        IoValue::U8(v) => v.into(),
+        IoValue::U16(v) => v.into(),
+        IoValue::U32(v) => v.into(),
+        IoValue::U64(v) => v,
+        IoValue::Bytes(b) => b.len() as u64,
+    });
+}
+
+/// Views through the iterator: `records()`, then each record's IO.
 fn trackgate_views_iter(buf: &[u8]) -> (u64, u64) {
     let mut acc = Acc::default();
     ours(buf, |avl| {
         for r in avl.records() {
-            acc.1 += 1;
-            acc.add(r.timestamp_ms);
-            acc.add(u64::from(r.priority));
-            acc.add(r.gps.latitude().to_bits() ^ r.gps.longitude().to_bits());
-            acc.add(r.gps.altitude_m as u64 + u64::from(r.gps.angle_deg) + u64::from(r.gps.satellites));
-            acc.add(u64::from(r.gps.speed_kmh) + u64::from(r.event_io_id));
-            r.for_each_io(|io| {
-                acc.add(u64::from(io.id));
-                acc.add(match io.value {
-                    IoValue::U8(v) => v.into(),
-                    IoValue::U16(v) => v.into(),
-                    IoValue::U32(v) => v.into(),
-                    IoValue::U64(v) => v,
-                    IoValue::Bytes(b) => b.len() as u64,
-                });
-            });
+            read_record(&mut acc, &r);
+            r.for_each_io(|io| read_io(&mut acc, io));
         }
     });
     (acc.1, acc.0)
 }
 
+/// Views in one walk over each record and its IO.
 fn trackgate_views(buf: &[u8]) -> (u64, u64) {
     let mut acc = Acc::default();
-    ours(buf, |avl| {
-        avl.for_each_record(
-            &mut acc,
-            |acc, r| {
-                acc.1 += 1;
-                acc.add(r.timestamp_ms);
-                acc.add(u64::from(r.priority));
-                acc.add(r.gps.latitude().to_bits() ^ r.gps.longitude().to_bits());
-                acc.add(r.gps.altitude_m as u64 + u64::from(r.gps.angle_deg) + u64::from(r.gps.satellites));
-                acc.add(u64::from(r.gps.speed_kmh) + u64::from(r.event_io_id));
-            },
-            |acc, io| {
-                acc.add(u64::from(io.id));
-                acc.add(match io.value {
-                    IoValue::U8(v) => v.into(),
-                    IoValue::U16(v) => v.into(),
-                    IoValue::U32(v) => v.into(),
-                    IoValue::U64(v) => v,
-                    IoValue::Bytes(b) => b.len() as u64,
-                });
-            },
-        );
-    });
+    ours(buf, |avl| avl.for_each_record(&mut acc, |acc, r| read_record(acc, &r), read_io));
     (acc.1, acc.0)
 }
 
