@@ -72,18 +72,6 @@ pub struct Coordinate {
     pub hemisphere: u8,
 }
 
-/// 60 × 10^s for the minutes' scale s: the denominator of a coordinate in degrees. Each is
-/// exact as an `f64` too (3 × 5^(s+1) stays below 2^53).
-const MINUTES_DENOMINATORS: [u64; 16] = {
-    let mut t = [60u64; 16];
-    let mut s = 1;
-    while s < 16 {
-        t[s] = t[s - 1] * 10;
-        s += 1;
-    }
-    t
-};
-
 impl Coordinate {
     /// Decimal degrees, negative to the south and west: the `f64` nearest the exact value.
     // Inlined into callers in other crates too: called, it was ~6% of a typed RMC read.
@@ -94,11 +82,13 @@ impl Coordinate {
         // both integers exact in an `f64`, that is one correctly rounded division, where
         // the minutes' division, then a division by 60, then the addition rounded three
         // times and were off by an ulp now and then. (Measured no faster: the typed reads'
-        // time did not move.)
-        let exact = MINUTES_DENOMINATORS
+        // time did not move.) 60 × 10^s is exact as an `f64` (and below 2^63) wherever it
+        // fits a `u64`: its odd part, 3 × 5^(s+1), stays below 2^53.
+        let exact = EXACT_POWERS_OF_TEN_U64
             .get(usize::from(m.scale()))
+            .and_then(|power| power.checked_mul(60))
             .filter(|_| !m.is_negative())
-            .and_then(|&den| Some((u64::from(self.whole_degrees).checked_mul(den)?.checked_add(m.digits())?, den)))
+            .and_then(|den| Some((u64::from(self.whole_degrees).checked_mul(den)?.checked_add(m.digits())?, den)))
             .filter(|&(num, _)| num < 1 << 53);
         let v = match exact {
             Some((num, den)) => num as i64 as f64 / den as i64 as f64,
@@ -426,14 +416,22 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// The degrees are the `f64` nearest the exact value of what was sent, for every
-        /// minutes' scale the one-division path takes and the three-step path past it.
+        /// The degrees are the `f64` nearest the exact value of what was sent wherever the
+        /// one-division path takes them (up to 17 digits after the point, the numerator
+        /// below 2^53), and within a few ulps on the three-step path past it.
         #[test]
-        fn degrees_are_the_nearest_f64(whole in 1u16..=180, minutes in 0u64..60_000_000_000, scale in 0u8..=9) {
-            let digits = minutes / 10u64.pow(9 - u32::from(scale));
-            let c = Coordinate { whole_degrees: whole, minutes: Decimal::new(digits as i64, scale).unwrap(), hemisphere: b'E' };
+        fn degrees_are_the_nearest_f64(whole in 1u16..=180, minutes in proptest::num::u64::ANY, scale in 0u8..=17) {
             let den = 60 * 10u64.pow(u32::from(scale));
-            proptest::prop_assert!(nearest(c.degrees(), u64::from(whole) * den + digits, den), "{}", c.degrees());
+            let digits = minutes % den;
+            let c = Coordinate { whole_degrees: whole, minutes: Decimal::new(digits as i64, scale).unwrap(), hemisphere: b'E' };
+            let num = u128::from(whole) * u128::from(den) + u128::from(digits);
+            match u64::try_from(num).ok().filter(|&n| n < 1 << 53) {
+                Some(num) => proptest::prop_assert!(nearest(c.degrees(), num, den), "{}", c.degrees()),
+                None => {
+                    let approx = f64::from(whole) + digits as f64 / den as f64;
+                    proptest::prop_assert!((c.degrees() - approx).abs() <= 4.0 * f64::EPSILON * approx, "{}", c.degrees());
+                }
+            }
             let west = Coordinate { hemisphere: b'W', ..c };
             proptest::prop_assert_eq!(west.degrees(), -c.degrees());
         }
