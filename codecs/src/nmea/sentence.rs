@@ -297,8 +297,12 @@ impl<'a> Fields<'a> {
             return Err(malformed(format!("{formatter} is over 64 KiB long")));
         }
         self.text = text;
-        let (ends, len) = (&mut self.ends, &mut self.len);
-        let mut push = |end: usize| -> Result<(), Reject> {
+        // The count lives in a local until the end: kept in `self.len` and bumped through
+        // it, each comma's store waited on the one before through memory (a store-to-load
+        // forwarding round trip a field, on the loop's one dependency chain).
+        let mut len = 0;
+        let ends = &mut self.ends;
+        let mut push = |end: usize, len: &mut usize| -> Result<(), Reject> {
             let slot = ends
                 .get_mut(*len)
                 .ok_or_else(|| malformed(format!("{formatter} has more than {MAX_FIELDS} fields")))?;
@@ -312,16 +316,18 @@ impl<'a> Fields<'a> {
         for (i, word) in words.iter().enumerate() {
             let mut commas = byte_mask(u64::from_le_bytes(*word), b',');
             while commas != 0 {
-                push(i * 8 + (commas.trailing_zeros() / 8) as usize)?;
+                push(i * 8 + (commas.trailing_zeros() / 8) as usize, &mut len)?;
                 commas &= commas - 1;
             }
         }
         for (j, &b) in tail.iter().enumerate() {
             if b == b',' {
-                push(words.len() * 8 + j)?;
+                push(words.len() * 8 + j, &mut len)?;
             }
         }
-        push(text.len())
+        push(text.len(), &mut len)?;
+        self.len = len;
+        Ok(())
     }
 
     /// Field `n`, counting from 1 after the address as the standard does.
