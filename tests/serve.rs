@@ -1062,15 +1062,29 @@ fn every_protocol_with_many_simulated_devices_and_damaged_frames() {
         assert_eq!(report.logged_in as usize, report.devices, "{protocol} {transport:?}");
         assert!(report.damaged_sent > 0, "{protocol} {transport:?}: damage was sent");
         records += report.records_expected;
-        let series = format!("trackgate_records_total{{protocol=\"{protocol}\",transport=\"{}\"}}", transport.as_str());
-        per_listener.push((series, report.records_expected));
+        let labels = format!("{{protocol=\"{protocol}\",transport=\"{}\"}}", transport.as_str());
+        let undamaged = report.frames_sent - report.damaged_sent;
+        per_listener.push((labels, transport, report.records_expected, undamaged));
     }
     // NMEA devices get no acks, so a sim is done when its last datagram or sentence is sent,
     // not when the gateway has read it: wait until every listener's records have reached the
     // sink before stopping (a loss still fails below, after the wait runs out).
     let deadline = Instant::now() + Duration::from_secs(20);
-    while per_listener.iter().any(|(series, expected)| gw.metric(series) < *expected) && Instant::now() < deadline {
+    let records_of = |labels: &str| gw.metric(&format!("trackgate_records_total{labels}"));
+    while per_listener.iter().any(|(labels, _, expected, _)| records_of(labels) < *expected)
+        && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(50));
+    }
+    // Every undamaged frame is counted once, however many records it gave (a Teltonika
+    // packet, a JT808 batch); damaged ones are rejects, not frames. UDP may lose datagrams
+    // on loopback, so there the count is a ceiling.
+    for (labels, transport, _, undamaged) in &per_listener {
+        let frames = gw.metric(&format!("trackgate_frames_total{labels}"));
+        match transport {
+            Transport::Tcp => assert_eq!(frames, *undamaged, "{labels}"),
+            Transport::Udp => assert!(frames > 0 && frames <= *undamaged, "{labels}: {frames} of {undamaged}"),
+        }
     }
     assert!(gw.metric("trackgate_rejects_total{protocol=\"gt06\",transport=\"tcp\",reason=\"checksum\"}") > 0);
     let (code, sunk) = gw.stop();

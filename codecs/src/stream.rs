@@ -87,6 +87,16 @@ pub trait RecordDecoder {
     /// instead of kept.
     fn decode(&mut self, buf: &[u8], at_end: bool, out: &mut Vec<StreamEvent>) -> usize;
 
+    /// Frames taken whole and sound since the last call, and the count starts again: each
+    /// frame whose framing, integrity check and layout passed counts once, however many
+    /// records it gave (a Teltonika packet of 20 records is one frame; a JT808 sub-package
+    /// is one). Rejected frames are not counted; their [`StreamEvent::Rejected`] events are
+    /// the count of those. The gateway adds this to its `frames` counter after each
+    /// `decode`. Decoders that do not count return 0.
+    fn take_frame_count(&mut self) -> u32 {
+        0
+    }
+
     /// The server's time, for replies that carry it (the GT06 0x8A time reply). Decoders
     /// read no clock themselves; the gateway calls this before each `decode`. Without it such
     /// replies are not sent.
@@ -169,6 +179,8 @@ pub struct Replay {
     pub used: usize,
     /// The most bytes ever held waiting for the rest of a frame after a read was decoded.
     pub max_held: usize,
+    /// Frames taken whole and sound ([`RecordDecoder::take_frame_count`] over every read).
+    pub frames: u64,
 }
 
 /// Decodes `input` as a stream that arrives in reads of `chunk` bytes (at least 1), then
@@ -177,15 +189,17 @@ pub struct Replay {
 pub fn decode_in_reads(decoder: &mut dyn RecordDecoder, input: &[u8], chunk: usize) -> Replay {
     let mut buf = Vec::new();
     let mut events = Vec::new();
-    let (mut used, mut max_held) = (0, 0);
+    let (mut used, mut max_held, mut frames) = (0, 0, 0);
     for piece in input.chunks(chunk.max(1)) {
         buf.extend_from_slice(piece);
         let n = decoder.decode(&buf, false, &mut events);
+        frames += u64::from(decoder.take_frame_count());
         used += n;
         buf.drain(..n);
         max_held = max_held.max(buf.len());
     }
     used += decoder.decode(&buf, true, &mut events);
     decoder.finish(&mut events);
-    Replay { events, used, max_held }
+    frames += u64::from(decoder.take_frame_count());
+    Replay { events, used, max_held, frames }
 }

@@ -9,21 +9,23 @@ use trackgate_codecs::jt808::{Frame, Jt808Decoder, Jt808Options, DEFAULT_LIMITS}
 use trackgate_codecs::record::Timestamp;
 use trackgate_codecs::{decode_in_reads, RecordDecoder, StreamEvent};
 
-fn run(input: &[u8], chunk: usize, datagram: bool) -> Vec<StreamEvent> {
+fn run(input: &[u8], chunk: usize, datagram: bool) -> (Vec<StreamEvent>, u64) {
     let mut decoder = Jt808Decoder::new(Jt808Options { datagram, ..Jt808Options::default() });
     decoder.set_now(Timestamp::from_unix_ms(1_700_000_000_000, false));
     let replay = decode_in_reads(&mut decoder, input, chunk);
     assert_eq!(replay.used, input.len());
     assert!(replay.max_held <= DEFAULT_LIMITS.max_frame_len + 1 + chunk);
     assert!(decoder.held().1 <= Jt808Options::default().max_reassembly_bytes);
-    replay.events
+    (replay.events, replay.frames)
 }
 
 fuzz_target!(|data: &[u8]| {
     let Some((&chunk, input)) = data.split_first() else { return };
     for datagram in [false, true] {
-        let whole = run(input, input.len().max(1), datagram);
-        assert_eq!(whole, run(input, usize::from(chunk), datagram));
+        let (whole, frames) = run(input, input.len().max(1), datagram);
+        // The same events and the same frame count for every read size.
+        let chunked = run(input, usize::from(chunk), datagram);
+        assert_eq!((&whole, frames), (&chunked.0, chunked.1));
         for e in &whole {
             if let StreamEvent::Record(r) = e {
                 // The hand-written JSON (`Record::write_json`) is serde_json's, on real records.

@@ -6,12 +6,12 @@ use libfuzzer_sys::fuzz_target;
 use trackgate_codecs::nmea::NmeaDecoder;
 use trackgate_codecs::{decode_in_reads, StreamEvent};
 
-fn run(input: &[u8], chunk: usize) -> Vec<StreamEvent> {
+fn run(input: &[u8], chunk: usize) -> (Vec<StreamEvent>, u64) {
     let replay = decode_in_reads(&mut NmeaDecoder::default(), input, chunk);
     assert_eq!(replay.used, input.len());
     // Nothing unbounded is held: at most one frame's worth waits for the rest of it.
     assert!(replay.max_held <= trackgate_codecs::nmea::DEFAULT_MAX_LINE + chunk);
-    replay.events
+    (replay.events, replay.frames)
 }
 
 fn has_null(v: &serde_json::Value) -> bool {
@@ -25,9 +25,11 @@ fn has_null(v: &serde_json::Value) -> bool {
 
 fuzz_target!(|data: &[u8]| {
     let Some((&chunk, input)) = data.split_first() else { return };
-    let whole = run(input, input.len().max(1));
+    let (whole, frames) = run(input, input.len().max(1));
     let chunked = run(input, usize::from(chunk));
-    assert_eq!(whole, chunked);
+    assert_eq!((&whole, frames), (&chunked.0, chunked.1));
+    // Every sentence or identification line taken gives one record, and nothing else does.
+    assert_eq!(frames, whole.iter().filter(|e| matches!(e, StreamEvent::Record(_))).count() as u64);
     for e in &whole {
         if let StreamEvent::Record(r) = e {
             // The hand-written JSON (`Record::write_json`) is serde_json's, on real records.

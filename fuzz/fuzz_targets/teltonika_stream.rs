@@ -6,18 +6,20 @@ use libfuzzer_sys::fuzz_target;
 use trackgate_codecs::teltonika::TeltonikaDecoder;
 use trackgate_codecs::{decode_in_reads, RecordDecoder, StreamEvent};
 
-fn run(input: &[u8], chunk: usize) -> Vec<StreamEvent> {
+fn run(input: &[u8], chunk: usize) -> (Vec<StreamEvent>, u64) {
     let replay = decode_in_reads(&mut TeltonikaDecoder::tcp(), input, chunk);
     assert_eq!(replay.used, input.len());
     // Nothing unbounded is held: at most one frame's worth waits for the rest of it.
     assert!(replay.max_held <= trackgate_codecs::teltonika::DEFAULT_LIMITS.max_frame_len + chunk);
-    replay.events
+    (replay.events, replay.frames)
 }
 
 fuzz_target!(|data: &[u8]| {
     let Some((&chunk, input)) = data.split_first() else { return };
-    let whole = run(input, input.len().max(1));
-    assert_eq!(whole, run(input, usize::from(chunk)));
+    let (whole, frames) = run(input, input.len().max(1));
+    // The same events and the same frame count for every read size.
+    let chunked = run(input, usize::from(chunk));
+    assert_eq!((&whole, frames), (&chunked.0, chunked.1));
     // A count ack (4 bytes) always follows the records it counts.
     let mut records_since_ack = 0u32;
     for e in &whole {

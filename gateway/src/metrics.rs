@@ -72,6 +72,8 @@ pub struct Listener {
     closed: [AtomicU64; CloseReason::ALL.len()],
     refused: [AtomicU64; REFUSALS.len()],
     bytes_in: AtomicU64,
+    /// Frames taken whole and sound; the rejected ones are in `rejects`.
+    frames: AtomicU64,
     records: AtomicU64,
     replies: AtomicU64,
     rejects: [AtomicU64; REJECT_KINDS.len() + 1],
@@ -101,6 +103,12 @@ impl Listener {
 
     pub fn bytes_in(&self, n: usize) {
         self.bytes_in.fetch_add(n as u64, Relaxed);
+    }
+
+    pub fn decoded(&self, frames: u64) {
+        if frames > 0 {
+            self.frames.fetch_add(frames, Relaxed);
+        }
     }
 
     pub fn delivered(&self, records: usize, replies: usize) {
@@ -227,6 +235,13 @@ impl Metrics {
             &|l| l.active.load(Relaxed),
         );
         each(&mut out, "trackgate_bytes_received_total", "counter", "Bytes read from devices.", &|l| load(&l.bytes_in));
+        each(
+            &mut out,
+            "trackgate_frames_total",
+            "counter",
+            "Frames decoded whole and sound (a packet of several records counts once; rejected frames are in trackgate_rejects_total).",
+            &|l| load(&l.frames),
+        );
         each(&mut out, "trackgate_records_total", "counter", "Records accepted by the sink.", &|l| load(&l.records));
         each(
             &mut out,
@@ -334,6 +349,8 @@ mod tests {
         m.shard(0).listener(Protocol::Gt06, Transport::Tcp).opened();
         m.shard(1).listener(Protocol::Gt06, Transport::Tcp).opened();
         m.shard(1).listener(Protocol::Gt06, Transport::Tcp).closed(CloseReason::Junk);
+        m.shard(0).listener(Protocol::Jt808, Transport::Udp).decoded(2);
+        m.shard(1).listener(Protocol::Jt808, Transport::Udp).decoded(1);
         m.shard(0).listener(Protocol::Jt808, Transport::Udp).delivered(3, 2);
         m.shard(1).listener(Protocol::Jt808, Transport::Udp).delivered(1, 1);
         m.shard(0).listener(Protocol::Nmea, Transport::Tcp).rejected(RejectKind::Checksum);
@@ -348,6 +365,7 @@ mod tests {
             "trackgate_connections_opened_total{protocol=\"gt06\",transport=\"tcp\"} 2",
             "trackgate_connections_active{protocol=\"gt06\",transport=\"tcp\"} 1",
             "trackgate_connections_closed_total{protocol=\"gt06\",transport=\"tcp\",reason=\"junk\"} 1",
+            "trackgate_frames_total{protocol=\"jt808\",transport=\"udp\"} 3",
             "trackgate_records_total{protocol=\"jt808\",transport=\"udp\"} 4",
             "trackgate_acks_total{protocol=\"jt808\",transport=\"udp\"} 3",
             "trackgate_rejects_total{protocol=\"nmea\",transport=\"tcp\",reason=\"checksum\"} 1",

@@ -472,6 +472,7 @@ async fn deliver(shard: &Shard, protocol: Protocol, transport: Transport, peer: 
         debug!(%protocol, %peer, reason = %reject, "rejected frame");
     }
     counters.rejected_bytes(out.rejected_bytes);
+    counters.decoded(out.frames);
     let records = out.records.len();
     if records > 0 {
         let started = Instant::now();

@@ -49,13 +49,15 @@ pub struct Output {
     pub rejects: Vec<Reject>,
     /// Bytes the rejections skipped.
     pub rejected_bytes: u64,
+    /// Frames taken whole and sound (a frame of several records counts once).
+    pub frames: u64,
     /// The decoder's raw events; kept to reuse the allocation.
     events: Vec<StreamEvent>,
 }
 
 impl Output {
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty() && self.replies.is_empty() && self.rejects.is_empty()
+        self.records.is_empty() && self.replies.is_empty() && self.rejects.is_empty() && self.frames == 0
     }
 
     /// Empties the output for the next call, keeping its allocations.
@@ -64,6 +66,7 @@ impl Output {
         self.replies.clear();
         self.rejects.clear();
         self.rejected_bytes = 0;
+        self.frames = 0;
     }
 
     /// Gives back the allocations (an idle connection holds none).
@@ -193,6 +196,7 @@ impl Session {
         let stamp = Timestamp::from_system_time(wall);
         self.decoder.set_now(stamp);
         let used = self.decoder.decode(buf, at_end, &mut out.events);
+        out.frames += u64::from(self.decoder.take_frame_count());
         let identified = self.collect(stamp, out);
         if !self.spoke {
             self.unspoken_bytes += used as u64;
@@ -278,6 +282,7 @@ mod tests {
         assert_eq!(step, Step { used: login.len(), identified: true, close: None });
         assert_eq!(s.device_id(), Some("123456789012345"));
         assert_eq!(out.records.len(), 1);
+        assert_eq!(out.frames, 1);
         assert_eq!(out.records[0].received_at, Some(Timestamp::from_system_time(wall)));
         assert_eq!(out.replies, [gt06::ack(false, 0x01, 1)]);
         // The same device again is not a new identity.
@@ -321,6 +326,7 @@ mod tests {
         assert_eq!(step.close, None);
         assert!(!out.rejects.is_empty() && out.rejects.iter().all(|r| r.kind == RejectKind::Garbage));
         assert_eq!(out.rejected_bytes, 200);
+        assert_eq!(out.frames, 1, "the login's frame only: garbage is no frame");
     }
 
     #[test]

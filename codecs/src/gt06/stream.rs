@@ -62,6 +62,8 @@ pub struct Gt06Decoder {
     skipped: SkippedRun,
     next_server_flag: u32,
     next_serial: u16,
+    /// Frames taken whole since the last [`RecordDecoder::take_frame_count`].
+    frames: u32,
     commands: Vec<(u32, String)>,
 }
 
@@ -165,6 +167,7 @@ impl Gt06Decoder {
             skipped: SkippedRun::new("GT06", |r, _| r.kind == RejectKind::Garbage),
             next_server_flag: 1,
             next_serial: 1,
+            frames: 0,
             commands: Vec::new(),
         }
     }
@@ -451,6 +454,10 @@ impl RecordDecoder for Gt06Decoder {
         self.now = Some(now);
     }
 
+    fn take_frame_count(&mut self) -> u32 {
+        std::mem::take(&mut self.frames)
+    }
+
     fn decode(&mut self, buf: &[u8], at_end: bool, out: &mut Vec<StreamEvent>) -> usize {
         let mut pos = 0;
         while pos < buf.len() {
@@ -461,8 +468,9 @@ impl RecordDecoder for Gt06Decoder {
                 Framing::Frame { len, consumed } => {
                     self.skipped.flush(out);
                     let shape = self.framer.last_shape();
-                    if let Err(reason) = self.frame(&rest[..len], shape, out) {
-                        self.skipped.reject(at, len, reason, out);
+                    match self.frame(&rest[..len], shape, out) {
+                        Ok(()) => self.frames = self.frames.wrapping_add(1),
+                        Err(reason) => self.skipped.reject(at, len, reason, out),
                     }
                     pos += consumed;
                 }

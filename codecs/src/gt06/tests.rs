@@ -343,9 +343,12 @@ fn every_read_size_decodes_the_same() {
     let whole = decode_in_reads(&mut Gt06Decoder::default(), &input, input.len());
     assert_eq!(whole.used, input.len());
     assert_eq!(records(&whole.events).len(), 9);
+    // The nine frames that gave them, counted once each; the damaged ones are rejects.
+    assert_eq!(whole.frames, 9);
     for chunk in [1, 2, 3, 5, 7, 16, 64, 100] {
         let replay = decode_in_reads(&mut Gt06Decoder::default(), &input, chunk);
         assert_eq!(replay.events, whole.events, "read size {chunk}");
+        assert_eq!(replay.frames, whole.frames, "read size {chunk}");
         assert!(replay.max_held <= 260, "read size {chunk} held {}", replay.max_held);
     }
 }

@@ -138,6 +138,8 @@ pub struct Jt808Decoder {
     commands: Vec<(u16, u16)>,
     assemblies: Vec<Assembly>,
     assembly_bytes: usize,
+    /// Frames taken whole since the last [`RecordDecoder::take_frame_count`].
+    frames: u32,
 }
 
 impl Default for Jt808Decoder {
@@ -425,6 +427,7 @@ impl Jt808Decoder {
             commands: Vec::new(),
             assemblies: Vec::new(),
             assembly_bytes: 0,
+            frames: 0,
         }
     }
 
@@ -1029,6 +1032,10 @@ impl RecordDecoder for Jt808Decoder {
         self.now = Some(now);
     }
 
+    fn take_frame_count(&mut self) -> u32 {
+        std::mem::take(&mut self.frames)
+    }
+
     fn decode(&mut self, buf: &[u8], at_end: bool, out: &mut Vec<StreamEvent>) -> usize {
         self.expire(out);
         let mut pos = 0;
@@ -1042,14 +1049,16 @@ impl RecordDecoder for Jt808Decoder {
                     if is_text(frame) {
                         self.skipped.flush(out);
                         self.text_frame(frame, out);
+                        self.frames = self.frames.wrapping_add(1);
                     } else {
                         let escaped = inner(frame);
                         // Flags alone (close-and-open) are not a frame and not an error.
                         if !escaped.is_empty() {
                             self.skipped.flush(out);
                             let start = at + (len - escaped.len()) as u64;
-                            if let Err(reason) = self.frame(escaped, start, consumed, out) {
-                                self.skipped.reject(start, escaped.len(), reason, out);
+                            match self.frame(escaped, start, consumed, out) {
+                                Ok(()) => self.frames = self.frames.wrapping_add(1),
+                                Err(reason) => self.skipped.reject(start, escaped.len(), reason, out),
                             }
                         }
                     }

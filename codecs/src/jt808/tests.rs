@@ -581,9 +581,14 @@ fn every_read_size_decodes_the_same() {
     let whole = decode_in_reads(&mut Jt808Decoder::default(), &stream, stream.len());
     assert_eq!(whole.used, stream.len());
     assert_eq!(records(&whole.events).len(), 7);
+    // Nine frames: the heartbeat, registration, text line, location, the three packages of
+    // the media upload (one record once they are all in), the batch and the last
+    // heartbeat, which the damaged frame's closing flag opens.
+    assert_eq!(whole.frames, 9);
     for chunk in 1..64 {
         let got = decode_in_reads(&mut Jt808Decoder::default(), &stream, chunk);
         assert_eq!(got.events, whole.events, "read size {chunk}");
+        assert_eq!(got.frames, whole.frames, "read size {chunk}");
         assert!(got.max_held <= 4096);
     }
 }

@@ -14,9 +14,12 @@ use crate::stream::{RecordDecoder, StreamEvent};
 use crate::time::{Date, Timestamp};
 
 /// Decodes a device's NMEA stream into records. One per connection (TCP) or per peer (UDP).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NmeaDecoder {
-    framer: LineFramer,
+    /// The line framer's one setting, as 4 bytes: with the frame count below the decoder
+    /// then still fits the allocator's 64-byte class (an idle session keeps one on the heap;
+    /// a whole `LineFramer` made it 16 bytes larger). Lines past 4 GiB are not a concern.
+    max_line_len: u32,
     device_id: Option<String>,
     /// The last calendar date the stream gave (RMC or ZDA).
     last_date: Option<Date>,
@@ -26,11 +29,30 @@ pub struct NmeaDecoder {
     checksums_seen: bool,
     /// Stream offset of the first byte of the buffer passed to the next `decode` call.
     offset: u64,
+    /// Frames taken whole since the last [`RecordDecoder::take_frame_count`].
+    frames: u32,
+}
+
+impl Default for NmeaDecoder {
+    fn default() -> Self {
+        NmeaDecoder::new(super::DEFAULT_LIMITS)
+    }
 }
 
 impl NmeaDecoder {
     pub fn new(limits: Limits) -> Self {
-        NmeaDecoder { framer: LineFramer::new(limits), ..Default::default() }
+        NmeaDecoder {
+            max_line_len: u32::try_from(limits.max_frame_len).unwrap_or(u32::MAX),
+            device_id: None,
+            last_date: None,
+            checksums_seen: false,
+            offset: 0,
+            frames: 0,
+        }
+    }
+
+    fn framer(&self) -> LineFramer {
+        LineFramer { max_line_len: self.max_line_len as usize }
     }
 
     /// The id the device gave, if it gave one.
@@ -52,6 +74,7 @@ impl NmeaDecoder {
                 self.announce(id);
                 let message_type = if form == IdForm::ImeiLine { "IMEI" } else { "ID" };
                 out.push(StreamEvent::Record(self.record(Kind::Login, message_type)));
+                self.frames = self.frames.wrapping_add(1);
             }
             LinePiece::Rejected { offset: at, len, reason } => {
                 out.push(StreamEvent::Rejected { offset: offset + at as u64, len, reason });
@@ -80,6 +103,7 @@ impl NmeaDecoder {
                     if let Some(StreamEvent::Record(r)) = out.last_mut() {
                         self.fill_sentence_record(&parsed, text, r);
                     }
+                    self.frames = self.frames.wrapping_add(1);
                 }
                 Err(reason) => {
                     out.push(StreamEvent::Rejected { offset: offset + at as u64, len: text.len(), reason });
@@ -400,11 +424,16 @@ impl RecordDecoder for NmeaDecoder {
         Protocol::Nmea
     }
 
+    fn take_frame_count(&mut self) -> u32 {
+        std::mem::take(&mut self.frames)
+    }
+
     fn decode(&mut self, buf: &[u8], at_end: bool, out: &mut Vec<StreamEvent>) -> usize {
         let mut pos = 0;
         while pos < buf.len() {
             let rest = &buf[pos..];
-            let framing = if at_end { self.framer.next_frame_at_end(rest) } else { self.framer.next_frame(rest) };
+            let mut framer = self.framer();
+            let framing = if at_end { framer.next_frame_at_end(rest) } else { framer.next_frame(rest) };
             let at = self.offset + pos as u64;
             match framing {
                 Framing::Frame { len, consumed } => {

@@ -674,8 +674,10 @@ proptest! {
 
     #[test]
     fn any_bytes_never_panic_and_account_for_every_byte(input in prop::collection::vec(any::<u8>(), 0..600), chunk in 1usize..64) {
-        let Replay { events: out, used: used_total, .. } = decode_in_reads(&mut NmeaDecoder::default(), &input, chunk);
+        let Replay { events: out, used: used_total, frames, .. } = decode_in_reads(&mut NmeaDecoder::default(), &input, chunk);
         prop_assert_eq!(used_total, input.len());
+        // Every sentence or identification line taken gives one record, and nothing else does.
+        prop_assert_eq!(frames, out.iter().filter(|e| matches!(e, StreamEvent::Record(_))).count() as u64);
         for e in &out {
             if let StreamEvent::Rejected { offset, len, .. } = e {
                 prop_assert!(*offset as usize + len <= input.len());

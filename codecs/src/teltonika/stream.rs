@@ -28,6 +28,8 @@ pub struct TeltonikaDecoder {
     refused: bool,
     policy: Option<ImeiPolicy>,
     offset: u64,
+    /// Frames taken whole since the last [`RecordDecoder::take_frame_count`].
+    frames: u32,
     skipped: SkippedRun,
 }
 
@@ -46,6 +48,7 @@ impl TeltonikaDecoder {
             refused: false,
             policy: None,
             offset: 0,
+            frames: 0,
             // The framer rejects junk, and a header with an impossible length and what
             // follows it, one byte at a time.
             skipped: SkippedRun::new("Teltonika", |r, len| {
@@ -311,6 +314,10 @@ impl RecordDecoder for TeltonikaDecoder {
         Protocol::Teltonika
     }
 
+    fn take_frame_count(&mut self) -> u32 {
+        std::mem::take(&mut self.frames)
+    }
+
     fn decode(&mut self, buf: &[u8], at_end: bool, out: &mut Vec<StreamEvent>) -> usize {
         if self.udp {
             // Each call is one datagram (UDP has no stream to resynchronise).
@@ -318,8 +325,9 @@ impl RecordDecoder for TeltonikaDecoder {
                 return 0;
             }
             let at = self.offset;
-            if let Err(reason) = self.datagram(buf, out) {
-                out.push(StreamEvent::Rejected { offset: at, len: buf.len(), reason });
+            match self.datagram(buf, out) {
+                Ok(()) => self.frames = self.frames.wrapping_add(1),
+                Err(reason) => out.push(StreamEvent::Rejected { offset: at, len: buf.len(), reason }),
             }
             self.offset += buf.len() as u64;
             return buf.len();
@@ -333,8 +341,9 @@ impl RecordDecoder for TeltonikaDecoder {
                 Framing::Frame { len, consumed } => {
                     // A frame ends any run of skipped bytes before it.
                     self.skipped.flush(out);
-                    if let Err(reason) = self.tcp_frame(&rest[..len], out) {
-                        self.skipped.reject(at, len, reason, out);
+                    match self.tcp_frame(&rest[..len], out) {
+                        Ok(()) => self.frames = self.frames.wrapping_add(1),
+                        Err(reason) => self.skipped.reject(at, len, reason, out),
                     }
                     pos += consumed;
                 }

@@ -427,8 +427,11 @@ fn every_chunk_size_decodes_identically() {
     assert_eq!(records(&whole).len(), 6);
     assert_eq!(whole.iter().filter(|e| matches!(e, StreamEvent::Rejected { .. })).count(), 2);
     for chunk in 1..=input.len() {
-        let out = decode_in_reads(&mut TeltonikaDecoder::tcp(), &input, chunk).events;
-        assert_eq!(out, whole, "chunk size {chunk}");
+        let replay = decode_in_reads(&mut TeltonikaDecoder::tcp(), &input, chunk);
+        assert_eq!(replay.events, whole, "chunk size {chunk}");
+        // Two keep-alives, the handshake, three AVL packets and the command response: a
+        // frame each, whatever records they gave; the damaged packet is a reject.
+        assert_eq!(replay.frames, 7, "chunk size {chunk}");
     }
 }
 
