@@ -26,6 +26,8 @@ struct Gateway {
     sink: PathBuf,
     /// The `payload` lines of its log (`log_payloads`), as they come.
     payloads: Arc<Mutex<Vec<String>>>,
+    /// Its error-level log lines and its own last words (`trackgate: …`).
+    errors: Arc<Mutex<Vec<String>>>,
 }
 
 impl Gateway {
@@ -106,20 +108,23 @@ impl Gateway {
             }
         }
         // Keep draining stderr so the gateway never blocks on a full pipe, keeping only the
-        // payload lines.
+        // payload and error lines.
         let payloads = Arc::new(Mutex::new(Vec::new()));
-        let kept = payloads.clone();
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let (kept, kept_errors) = (payloads.clone(), errors.clone());
         std::thread::spawn(move || {
             for line in stderr.lines().map_while(Result::ok) {
                 if line.contains(" payload ") {
                     kept.lock().unwrap().push(line);
+                } else if line.contains("ERROR") || line.starts_with("trackgate:") {
+                    kept_errors.lock().unwrap().push(line);
                 }
             }
         });
         let first = protocols[0];
         let tcp = addrs[&format!("{first} tcp")];
         let udp = addrs.get(&format!("{first} udp")).copied().unwrap_or_else(|| ([127, 0, 0, 1], 9).into());
-        Gateway { child, tcp, udp, addrs, sink, payloads }
+        Gateway { child, tcp, udp, addrs, sink, payloads, errors }
     }
 
     fn addr(&self, key: &str) -> SocketAddr {
@@ -396,6 +401,40 @@ fn gt06_acks_are_byte_exact_and_follow_the_sink() {
     let kinds: Vec<&str> = records.iter().map(|r| r["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["login", "position", "heartbeat", "time_request"]);
     assert!(records.iter().all(|r| r["device_id"] == "123456789012345"));
+}
+
+/// A sink that cannot write (a full disk: `/dev/full` beside the file sink) acknowledges
+/// nothing, and the gateway does not stay up taking data it cannot store: it shuts down by
+/// itself and exits 1 naming the sink's error, for its supervisor or operator to see.
+#[test]
+fn a_failing_sink_acknowledges_nothing_and_stops_the_gateway() {
+    let mut gw = Gateway::start_for("gt06", &["--sink", "jsonl:/dev/full"]);
+    let mut conn = TcpStream::connect(gw.tcp).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    conn.write_all(&unhex_spaced(GT06_LOGIN)).unwrap();
+    // The login's record was refused: no ack, and the connection is closed.
+    let mut got = Vec::new();
+    let _ = conn.read_to_end(&mut got);
+    assert!(got.is_empty(), "acknowledged although the sink failed: {got:02x?}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = gw.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the gateway is still serving with a failed sink");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(1));
+    // The drain thread reads the last lines after the exit: give it a moment.
+    let said = |needle: &str| gw.errors.lock().unwrap().iter().any(|l| l.contains(needle));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !said("sink failed:") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let errors = gw.errors.lock().unwrap().clone();
+    assert!(said("the sink failed: nothing more can be acknowledged"), "{errors:#?}");
+    assert!(said("trackgate: sink failed:") && said("No space left on device"), "{errors:#?}");
+    let _ = std::fs::remove_file(&gw.sink);
 }
 
 /// An operator who sets `log_payloads` on a listener gets each read's bytes as hex in the

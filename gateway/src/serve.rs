@@ -33,7 +33,7 @@ use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 use trackgate_codecs::{AnswerMatch, Protocol};
 
 use crate::config::{ListenerConfig, ServeConfig};
@@ -312,9 +312,12 @@ impl Gateway {
     }
 }
 
-/// Serves a whole configuration on the calling thread until `stop` resolves: binds, prints
-/// the listening lines to stderr, starts the shards and the metrics endpoint. The sink
-/// handle is dropped before returning, so the caller can join the sink thread.
+/// Serves a whole configuration on the calling thread until `stop` resolves, or until the
+/// sink fails: binds, prints the listening lines to stderr, starts the shards and the
+/// metrics endpoint. A failed sink can acknowledge nothing more, so rather than go on
+/// taking devices' data it cannot store (and answering `/healthz` as if all were well) the
+/// gateway shuts down; the sink thread's join then gives the sink's error. The sink handle
+/// is dropped before returning, so the caller can join the sink thread.
 pub fn run(config: &ServeConfig, sink: SinkHandle, stop: impl std::future::Future<Output = ()>) -> io::Result<()> {
     // This thread's runtime, and the signal handling `stop` registers when first polled, are
     // set up before any shard runs: at the descriptor limit the shards' accepts take every
@@ -361,6 +364,7 @@ pub fn run(config: &ServeConfig, sink: SinkHandle, stop: impl std::future::Futur
     // the hold file for the next start.
     let _detach = DetachHoldFile(registry.clone());
     info!(listeners = bound.len(), shards = config.shards, "trackgate serving");
+    let sink_watch = sink.clone();
     let gateway = Gateway::start(bound, config.shards, sink, config.limits.clone(), metrics.clone(), registry.clone())?;
     let stopping = gateway.stopping();
     let endpoint_registry = registry.clone();
@@ -372,7 +376,14 @@ pub fn run(config: &ServeConfig, sink: SinkHandle, stop: impl std::future::Futur
                 http::Endpoint { metrics, registry: endpoint_registry, commands: config.commands_token.clone() };
             tokio::spawn(http::serve(l, endpoint, stopping));
         }
-        stop.await;
+        tokio::select! {
+            _ = &mut stop => {}
+            _ = sink_watch.closed() => {
+                error!("the sink failed: nothing more can be acknowledged; shutting down");
+            }
+        }
+        // Dropped here, not at the end: the sink thread finishes only once every handle is.
+        drop(sink_watch);
         Ok::<(), io::Error>(())
     })?;
     info!("shutting down: no new connections, flushing the sink");

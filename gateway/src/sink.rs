@@ -171,6 +171,13 @@ impl SinkHandle {
         wait.await.map_err(|_| SinkClosed("sink thread dropped the batch".into()))?
     }
 
+    /// Resolves once the sink thread has stopped taking records: a sink failed (the thread
+    /// stops at the first error, since nothing after it could be acknowledged honestly), or
+    /// every other handle is gone and the thread has finished.
+    pub async fn closed(&self) {
+        self.tx.closed().await;
+    }
+
     /// A handle that goes to the sink thread and back through two tasks on the calling
     /// thread's tokio runtime, so that the two threads wake each other once per turn of the
     /// runtime instead of once per submit:
