@@ -1,0 +1,112 @@
+//! The gateway as a library, run the way a program that embeds it runs it: its own
+//! `RecordSink` in place of the JSONL file, listeners bound with `serve::bind_all` (so `:0`
+//! ports are known before any device comes), `serve::Gateway::start`, and a shutdown that
+//! hands the sink every record before the sink thread is joined. Devices are `trackgate
+//! sim`'s, over real loopback sockets.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use trackgate::codecs::{Protocol, Record};
+use trackgate::config::{ListenerConfig, ServeConfig};
+use trackgate::metrics::Metrics;
+use trackgate::protocols::Transport;
+use trackgate::registry::Registry;
+use trackgate::serve::{bind_all, Gateway, ServeLimits};
+use trackgate::sim::{self, SimConfig};
+use trackgate::sink::{self, RecordSink};
+
+/// An embedder's store: records count as stored only once committed, as a database's
+/// transaction would make them.
+#[derive(Clone, Default)]
+struct Store {
+    pending: Arc<Mutex<Vec<Record>>>,
+    stored: Arc<Mutex<Vec<Record>>>,
+    commits: Arc<Mutex<u64>>,
+}
+
+impl RecordSink for Store {
+    fn write(&mut self, records: &[Record]) -> std::io::Result<()> {
+        self.pending.lock().unwrap().extend_from_slice(records);
+        Ok(())
+    }
+
+    fn commit(&mut self) -> std::io::Result<()> {
+        let mut pending = self.pending.lock().unwrap();
+        self.stored.lock().unwrap().append(&mut pending);
+        *self.commits.lock().unwrap() += 1;
+        Ok(())
+    }
+}
+
+fn devices(protocol: Protocol, transport: Transport, target: std::net::SocketAddr, first_id: u64) -> SimConfig {
+    SimConfig {
+        protocol,
+        transport,
+        target,
+        devices: 30,
+        interval: Duration::from_millis(100),
+        duration: Duration::from_millis(1000),
+        ramp: Duration::from_millis(200),
+        hold: Duration::ZERO,
+        batch: 3,
+        damage: 0.05,
+        ack_timeout: Duration::from_secs(20),
+        seed: first_id,
+        first_id,
+        source: None,
+    }
+}
+
+#[test]
+fn an_embedding_program_runs_the_gateway_with_its_own_store() {
+    let localhost = |p| ListenerConfig::new(p, ([127, 0, 0, 1], 0).into());
+    let config = ServeConfig {
+        shards: 2,
+        listeners: vec![localhost(Protocol::Gt06), localhost(Protocol::Jt808), localhost(Protocol::Teltonika)],
+        ..ServeConfig::default()
+    };
+    let store = Store::default();
+    let (handle, sink_thread) = sink::start(vec![Box::new(store.clone())], 64).unwrap();
+    let bound = bind_all(&config).unwrap();
+    let addr = |p: Protocol, t: Transport| bound.iter().find(|b| b.protocol == p && b.transport == t).unwrap().addr;
+    let runs = [
+        (Protocol::Gt06, Transport::Tcp, 0),
+        (Protocol::Jt808, Transport::Tcp, 10_000),
+        (Protocol::Teltonika, Transport::Tcp, 20_000),
+        (Protocol::Teltonika, Transport::Udp, 30_000),
+    ]
+    .map(|(p, t, first_id)| devices(p, t, addr(p, t), first_id));
+    let metrics = Metrics::new(config.shards);
+    let registry = Registry::new();
+    let gateway =
+        Gateway::start(bound, config.shards, handle, ServeLimits::default(), metrics.clone(), registry.clone())
+            .unwrap();
+
+    let sims: Vec<_> = runs.into_iter().map(|c| std::thread::spawn(move || sim::run(c).unwrap())).collect();
+    let mut expected = 0;
+    for s in sims {
+        let report = s.join().unwrap();
+        // Every undamaged frame acknowledged byte for byte, no damaged one.
+        assert!(report.all_acked(), "{report:#?}");
+        assert!(report.damaged_sent > 0, "{report:#?}");
+        expected += report.records_expected;
+    }
+    // Every acknowledged record was committed to the store before its ack went out.
+    let stored_before_shutdown = store.stored.lock().unwrap().len() as u64;
+    assert_eq!(stored_before_shutdown, expected);
+    // The embedder's metrics and registry are the gateway's own.
+    let text = metrics.render(&registry);
+    assert!(text.contains("trackgate_records_total{protocol=\"teltonika\",transport=\"udp\"}"), "{text}");
+
+    gateway.shutdown();
+    sink_thread.join().unwrap();
+    let stored = store.stored.lock().unwrap();
+    assert_eq!(stored.len() as u64, expected, "nothing more, nothing less after the shutdown");
+    assert!(store.pending.lock().unwrap().is_empty(), "nothing written and left uncommitted");
+    // Group commit: the store committed fewer times than it took records.
+    assert!(*store.commits.lock().unwrap() < expected, "{} commits", store.commits.lock().unwrap());
+    for p in [Protocol::Gt06, Protocol::Jt808, Protocol::Teltonika] {
+        assert!(stored.iter().any(|r| r.protocol == p && r.received_at.is_some()), "{p}");
+    }
+}
