@@ -87,12 +87,13 @@ pub trait RecordDecoder {
     /// instead of kept.
     fn decode(&mut self, buf: &[u8], at_end: bool, out: &mut Vec<StreamEvent>) -> usize;
 
-    /// Frames taken whole and sound since the last call, and the count starts again: each
-    /// frame whose framing, integrity check and layout passed counts once, however many
-    /// records it gave (a Teltonika packet of 20 records is one frame; a JT808 sub-package
-    /// is one). Rejected frames are not counted; their [`StreamEvent::Rejected`] events are
-    /// the count of those. The gateway adds this to its `frames` counter after each
-    /// `decode`. Decoders that do not count return 0.
+    /// Frames taken since the last call, and the count starts again: each frame that was
+    /// not rejected (its framing and integrity check passed, and the decoder took it, if
+    /// need be as a message of unknown layout) counts once, however many records it gave
+    /// (a Teltonika packet of 20 records is one frame; a JT808 sub-package is one, the whole
+    /// message only a record once all are in). Rejected frames are not counted; their
+    /// [`StreamEvent::Rejected`] events are the count of those. The gateway adds this to
+    /// its `frames` counter after each `decode`. Decoders that do not count return 0.
     fn take_frame_count(&mut self) -> u32 {
         0
     }
