@@ -2,7 +2,6 @@
 //! out, checksum computed over what was written. Mirrors the parser field by field so that
 //! decode → encode → decode gives back the same sentence (checked by property tests).
 
-use std::fmt::Write as _;
 
 use bytes::BufMut;
 
@@ -25,18 +24,8 @@ impl std::error::Error for EncodeError {}
 
 /// Writes `sentence` as one line, `$`, body, `*HH`, CR LF.
 pub fn encode(sentence: &Sentence<'_>, out: &mut impl BufMut) -> Result<(), EncodeError> {
-    let mut body = Body::new();
-    match sentence {
-        Sentence::Standard { talker, message } => standard(&mut body, *talker, message)?,
-        Sentence::Proprietary { address, fields } | Sentence::Unrecognised { address, fields } => {
-            body.push_str(address);
-            if let Some(f) = fields {
-                body.push(b',');
-                body.push_str(f);
-            }
-        }
-    }
-    let body = body.as_bytes();
+    let mut buffers = Buffers::new();
+    let body = write_body(sentence, &mut buffers)?;
     // Two folds without early exits, which vectorise (as the parser's `scan_body`); the
     // offending byte is looked for only when there is one. (One pass doing both, 16 lanes
     // of each, was a fifth slower.)
@@ -52,6 +41,23 @@ pub fn encode(sentence: &Sentence<'_>, out: &mut impl BufMut) -> Result<(), Enco
     Ok(())
 }
 
+/// The body of `sentence` (between `$` and `*`), in `buffers`. Not generic over the output,
+/// so the field writers are compiled once.
+fn write_body<'b>(sentence: &Sentence<'_>, buffers: &'b mut Buffers) -> Result<&'b [u8], EncodeError> {
+    let mut body = Body::new(buffers);
+    match sentence {
+        Sentence::Standard { talker, message } => standard(&mut body, *talker, message)?,
+        Sentence::Proprietary { address, fields } | Sentence::Unrecognised { address, fields } => {
+            body.push_str(address);
+            if let Some(f) = fields {
+                body.push(b',');
+                body.push_str(f);
+            }
+        }
+    }
+    Ok(body.into_bytes())
+}
+
 /// Encodes into a fresh `String` (convenient for simulators and tests).
 pub fn to_line(sentence: &Sentence<'_>) -> Result<String, EncodeError> {
     let mut out = Vec::with_capacity(96);
@@ -64,30 +70,50 @@ fn hex_upper(n: u8) -> u8 {
     b"0123456789ABCDEF"[usize::from(n & 0x0f)]
 }
 
-/// The body while it is built: on the stack up to `STACK` bytes, which every standard
-/// sentence fits (the standard's limit is 82 characters), and on the heap past that (long
+/// Where a body is built: on the stack up to `STACK` bytes, which every standard sentence
+/// fits (the standard's limit is 82 characters), and on the heap past that (long
 /// proprietary sentences). A `String` per sentence, and one per zero-padded field through
 /// `format!`, had made encoding slower than parsing.
-struct Body {
-    stack: [u8; Body::STACK],
-    len: usize,
+struct Buffers {
+    stack: [u8; Buffers::STACK],
     heap: Vec<u8>,
 }
 
-impl Body {
+impl Buffers {
     const STACK: usize = 200;
 
     fn new() -> Self {
-        Body { stack: [0; Body::STACK], len: 0, heap: Vec::new() }
+        Buffers { stack: [0; Buffers::STACK], heap: Vec::new() }
+    }
+}
+
+/// A body while it is built. Its length lives here, apart from the bytes: the writers are
+/// all inlined into one function where this struct is a local, so the length stays in a
+/// register. (Kept beside the bytes, behind the same `&mut`, it went through memory on
+/// every push: a store of the bytes, then a load of the length the compiler could not
+/// prove untouched by that store, a store-to-load round trip on the one chain every field
+/// is written along.) The out-of-line paths take the buffers and the length as values and
+/// hand the length back, so the struct's address never leaves the function.
+struct Body<'b> {
+    buf: &'b mut Buffers,
+    len: usize,
+    /// The body outgrew the stack: everything is in `buf.heap` from then on.
+    spilled: bool,
+}
+
+impl<'b> Body<'b> {
+    #[inline(always)]
+    fn new(buf: &'b mut Buffers) -> Self {
+        Body { buf, len: 0, spilled: false }
     }
 
-    #[inline]
+    #[inline(always)]
     fn push_slice(&mut self, bytes: &[u8]) {
         let n = bytes.len();
         // Fields are short: up to 16 bytes go in as two overlapping fixed-size copies, where
         // a copy of a length known only at run time is a `memcpy` call each.
-        if n <= 16 && self.heap.is_empty() {
-            if let Some(room) = self.stack.get_mut(self.len..self.len + 16) {
+        if n <= 16 && !self.spilled {
+            if let Some(room) = self.buf.stack.get_mut(self.len..self.len + 16) {
                 if n >= 8 {
                     room[..8].copy_from_slice(&bytes[..8]);
                     room[n - 8..n].copy_from_slice(&bytes[n - 8..]);
@@ -103,26 +129,13 @@ impl Body {
                 return;
             }
         }
-        self.push_slice_slow(bytes);
+        (self.len, self.spilled) = push_slow(self.buf, self.len, self.spilled, bytes);
     }
 
-    #[cold]
-    fn push_slice_slow(&mut self, bytes: &[u8]) {
-        if self.heap.is_empty() {
-            if let Some(room) = self.stack.get_mut(self.len..self.len + bytes.len()) {
-                room.copy_from_slice(bytes);
-                self.len += bytes.len();
-                return;
-            }
-            self.heap.extend_from_slice(&self.stack[..self.len]);
-        }
-        self.heap.extend_from_slice(bytes);
-    }
-
-    #[inline]
+    #[inline(always)]
     fn push(&mut self, b: u8) {
-        match self.stack.get_mut(self.len) {
-            Some(slot) if self.heap.is_empty() => {
+        match self.buf.stack.get_mut(self.len) {
+            Some(slot) if !self.spilled => {
                 *slot = b;
                 self.len += 1;
             }
@@ -130,15 +143,17 @@ impl Body {
         }
     }
 
+    #[inline(always)]
     fn push_str(&mut self, s: &str) {
         self.push_slice(s.as_bytes());
     }
 
-    fn as_bytes(&self) -> &[u8] {
-        if self.heap.is_empty() {
-            &self.stack[..self.len]
+    #[inline(always)]
+    fn into_bytes(self) -> &'b [u8] {
+        if self.spilled {
+            &self.buf.heap
         } else {
-            &self.heap
+            &self.buf.stack[..self.len]
         }
     }
 
@@ -164,31 +179,7 @@ impl Body {
             self.push_slice(&[b'0' + (v / 100) as u8, DIGIT_PAIRS[pair], DIGIT_PAIRS[pair + 1]]);
             return;
         }
-        self.uint_any(v, width);
-    }
-
-    /// `v` in decimal, zero-padded to `width` digits: two digits a step from the last into
-    /// a buffer of zeros, whose last `width` (or more) bytes then go in as one short copy.
-    fn uint_any(&mut self, v: u64, width: usize) {
-        const MAX: usize = 20; // u64::MAX has 20 digits
-        let mut digits = [b'0'; MAX];
-        let mut rest = v;
-        let mut start = MAX;
-        while rest >= 100 {
-            let pair = (rest % 100) as usize;
-            rest /= 100;
-            digits[start - 2..start].copy_from_slice(&DIGIT_PAIRS[2 * pair..2 * pair + 2]);
-            start -= 2;
-        }
-        let pair = rest as usize;
-        digits[start - 2..start].copy_from_slice(&DIGIT_PAIRS[2 * pair..2 * pair + 2]);
-        start -= if rest >= 10 { 2 } else { 1 };
-        if width > MAX {
-            for _ in MAX..width {
-                self.push(b'0');
-            }
-        }
-        self.push_slice(&digits[start.min(MAX.saturating_sub(width))..]);
+        (self.len, self.spilled) = uint_slow(self.buf, self.len, self.spilled, v, width);
     }
 
     /// `d` as sent: its digits zero-padded to its width, and to at least `whole_digits`
@@ -202,8 +193,8 @@ impl Body {
         }
         let scale = usize::from(d.scale());
         let width = usize::from(d.width()).max(scale + whole_digits);
-        if width <= 8 && self.heap.is_empty() {
-            if let Some(room) = self.stack.get_mut(self.len..self.len + 16) {
+        if width <= 8 && !self.spilled {
+            if let Some(room) = self.buf.stack.get_mut(self.len..self.len + 16) {
                 // The digits are below 10^width (`Decimal`'s invariant), so below 10^8: the
                 // last `width` of the eight digits are all of them, padded.
                 let text = eight_digits(d.digits() as u32) >> (8 * (8 - width));
@@ -221,16 +212,64 @@ impl Body {
                 return;
             }
         }
-        self.decimal_long(d, whole_digits);
+        (self.len, self.spilled) = decimal_slow(self.buf, self.len, self.spilled, d, whole_digits);
     }
+}
 
-    /// `decimal` past eight digits (or near the end of the stack buffer): `Decimal`'s own
-    /// text (as `Display` writes it), padded to `whole_digits` first. Padding past 19
-    /// digits (only a hand-built coordinate's minutes can ask for it) writes them unpadded.
-    fn decimal_long(&mut self, d: Decimal, whole_digits: usize) {
-        let padded = u8::try_from(whole_digits).ok().and_then(|w| d.with_whole_digits(w)).unwrap_or(d);
-        self.push_slice(padded.unsigned_text().as_bytes());
+// The out-of-line paths: each takes the body's parts as values and returns its new length,
+// so that `Body` itself stays in registers where it is inlined (see `Body`).
+
+/// `Body::push_slice` past 16 bytes, near the end of the stack buffer, or on the heap.
+#[cold]
+#[inline(never)]
+fn push_slow(buf: &mut Buffers, len: usize, spilled: bool, bytes: &[u8]) -> (usize, bool) {
+    if !spilled {
+        if let Some(room) = buf.stack.get_mut(len..len + bytes.len()) {
+            room.copy_from_slice(bytes);
+            return (len + bytes.len(), false);
+        }
+        buf.heap.extend_from_slice(&buf.stack[..len]);
     }
+    buf.heap.extend_from_slice(bytes);
+    (len + bytes.len(), true)
+}
+
+/// `Body::uint` past its inlined cases: two digits a step from the last into a buffer of
+/// zeros, whose last `width` (or more) bytes then go in as one short copy.
+#[inline(never)]
+fn uint_slow(buf: &mut Buffers, len: usize, spilled: bool, v: u64, width: usize) -> (usize, bool) {
+    const MAX: usize = 20; // u64::MAX has 20 digits
+    let mut body = Body { buf, len, spilled };
+    let mut digits = [b'0'; MAX];
+    let mut rest = v;
+    let mut start = MAX;
+    while rest >= 100 {
+        let pair = (rest % 100) as usize;
+        rest /= 100;
+        digits[start - 2..start].copy_from_slice(&DIGIT_PAIRS[2 * pair..2 * pair + 2]);
+        start -= 2;
+    }
+    let pair = rest as usize;
+    digits[start - 2..start].copy_from_slice(&DIGIT_PAIRS[2 * pair..2 * pair + 2]);
+    start -= if rest >= 10 { 2 } else { 1 };
+    if width > MAX {
+        for _ in MAX..width {
+            body.push(b'0');
+        }
+    }
+    body.push_slice(&digits[start.min(MAX.saturating_sub(width))..]);
+    (body.len, body.spilled)
+}
+
+/// `Body::decimal` past eight digits (or near the end of the stack buffer): `Decimal`'s own
+/// text (as `Display` writes it), padded to `whole_digits` first. Padding past 19 digits
+/// (only a hand-built coordinate's minutes can ask for it) writes them unpadded.
+#[inline(never)]
+fn decimal_slow(buf: &mut Buffers, len: usize, spilled: bool, d: Decimal, whole_digits: usize) -> (usize, bool) {
+    let mut body = Body { buf, len, spilled };
+    let padded = u8::try_from(whole_digits).ok().and_then(|w| d.with_whole_digits(w)).unwrap_or(d);
+    body.push_slice(padded.unsigned_text().as_bytes());
+    (body.len, body.spilled)
 }
 
 /// The eight decimal digits of `v` (below 10^8) as ASCII in one word, the most significant
@@ -256,23 +295,16 @@ const DIGIT_PAIRS: &[u8; 200] = b"\
     6061626364656667686970717273747576777879\
     8081828384858687888990919293949596979899";
 
-impl std::fmt::Write for Body {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.push_str(s);
-        Ok(())
-    }
-}
-
 /// Builds the comma-separated field list after the address.
-struct Out<'s> {
-    s: &'s mut Body,
+struct Out<'s, 'b> {
+    s: &'s mut Body<'b>,
 }
 
 // Every helper is inlined into `standard` (out of line, each call read and wrote the body's
 // length through memory): ~2.5% of an encode.
-impl Out<'_> {
+impl<'b> Out<'_, 'b> {
     #[inline(always)]
-    fn sep(&mut self) -> &mut Body {
+    fn sep(&mut self) -> &mut Body<'b> {
         self.s.push(b',');
         self.s
     }
@@ -322,7 +354,12 @@ impl Out<'_> {
     #[inline(always)]
     fn hex_id(&mut self, v: Option<u8>) {
         if let Some(v) = v {
-            let _ = write!(self.sep(), "{v:X}");
+            // As `{:X}` writes it: one digit, or two past 15.
+            let s = self.sep();
+            if v > 0x0f {
+                s.push(hex_upper(v >> 4));
+            }
+            s.push(hex_upper(v));
         }
     }
     #[inline(always)]
@@ -367,7 +404,8 @@ impl Out<'_> {
     }
 }
 
-fn standard(body: &mut Body, talker: Talker, message: &Message<'_>) -> Result<(), EncodeError> {
+#[inline(always)]
+fn standard(body: &mut Body<'_>, talker: Talker, message: &Message<'_>) -> Result<(), EncodeError> {
     body.push_str(talker.as_str());
     body.push_str(message.formatter());
     let mut o = Out { s: body };
@@ -526,10 +564,16 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// What `write` puts in a fresh body.
+    fn written(write: impl FnOnce(&mut Body<'_>)) -> Vec<u8> {
+        let mut buffers = Buffers::new();
+        let mut b = Body::new(&mut buffers);
+        write(&mut b);
+        b.into_bytes().to_vec()
+    }
+
     fn decimal_text(d: Decimal, whole_digits: usize) -> String {
-        let mut b = Body::new();
-        b.decimal(d, whole_digits);
-        String::from_utf8(b.as_bytes().to_vec()).unwrap()
+        String::from_utf8(written(|b| b.decimal(d, whole_digits))).unwrap()
     }
 
     fn parsed(text: &str) -> Decimal {
@@ -552,30 +596,37 @@ mod tests {
         assert_eq!(decimal_text(Decimal::new(413_993, 5).unwrap(), 2), "04.13993");
         // Two whole digits would make 20: written unpadded rather than not at all.
         assert_eq!(decimal_text(Decimal::new(1, 18).unwrap(), 2), "0.000000000000000001");
-        let mut b = Body::new();
-        b.uint(7, 3);
-        b.uint(1234, 2);
-        b.uint(0, 1);
-        assert_eq!(b.as_bytes(), b"00712340");
+        let b = written(|b| {
+            b.uint(7, 3);
+            b.uint(1234, 2);
+            b.uint(0, 1);
+        });
+        assert_eq!(b, b"00712340");
     }
 
     #[test]
     fn decimals_near_the_end_of_the_stack_buffer_are_whole() {
-        let mut b = Body::new();
-        let filler = "A".repeat(Body::STACK - 6);
-        b.push_str(&filler);
-        b.decimal(parsed("123.4567"), 0);
-        b.decimal(parsed("-0.5"), 0);
-        assert_eq!(b.as_bytes(), format!("{filler}123.4567-0.5").as_bytes());
+        let filler = "A".repeat(Buffers::STACK - 6);
+        let b = written(|b| {
+            b.push_str(&filler);
+            b.decimal(parsed("123.4567"), 0);
+            b.decimal(parsed("-0.5"), 0);
+        });
+        assert_eq!(b, format!("{filler}123.4567-0.5").as_bytes());
     }
 
     #[test]
     fn long_bodies_move_to_the_heap_whole() {
-        let mut b = Body::new();
         let long = "A,".repeat(150);
-        b.push_str(&long[..Body::STACK - 1]);
-        b.push_str(&long[Body::STACK - 1..]);
-        assert_eq!(b.as_bytes(), long.as_bytes());
+        let b = written(|b| {
+            b.push_str(&long[..Buffers::STACK - 1]);
+            b.push_str(&long[Buffers::STACK - 1..]);
+            // And on, one byte and a number at a time, once on the heap.
+            b.push(b'x');
+            b.uint(12345, 7);
+            b.decimal(parsed("-1.25"), 2);
+        });
+        assert_eq!(b, format!("{long}x0012345-01.25").as_bytes());
     }
 
     proptest! {
@@ -583,10 +634,8 @@ mod tests {
         #[test]
         fn unsigned_integers_are_padded_as_format_pads(v in any::<u64>(), small in 0u64..1000, width in 0usize..24) {
             for v in [v, small] {
-                let mut b = Body::new();
-                b.uint(v, width);
                 let expected = format!("{v:0width$}");
-                prop_assert_eq!(b.as_bytes(), expected.as_bytes());
+                prop_assert_eq!(written(|b| b.uint(v, width)), expected.as_bytes());
             }
         }
 
