@@ -2,7 +2,6 @@
 //! out, checksum computed over what was written. Mirrors the parser field by field so that
 //! decode → encode → decode gives back the same sentence (checked by property tests).
 
-
 use bytes::BufMut;
 
 use super::decimal::Decimal;
