@@ -17,12 +17,13 @@ use trackgate::sim::{self, SimConfig};
 use trackgate::sink::{self, RecordSink};
 
 /// An embedder's store: records count as stored only once committed, as a database's
-/// transaction would make them.
+/// transaction would make them. With `failing`, every commit fails (a lost database).
 #[derive(Clone, Default)]
 struct Store {
     pending: Arc<Mutex<Vec<Record>>>,
     stored: Arc<Mutex<Vec<Record>>>,
     commits: Arc<Mutex<u64>>,
+    failing: bool,
 }
 
 impl RecordSink for Store {
@@ -32,6 +33,9 @@ impl RecordSink for Store {
     }
 
     fn commit(&mut self) -> std::io::Result<()> {
+        if self.failing {
+            return Err(std::io::Error::other("the database is gone"));
+        }
         let mut pending = self.pending.lock().unwrap();
         self.stored.lock().unwrap().append(&mut pending);
         *self.commits.lock().unwrap() += 1;
@@ -48,13 +52,12 @@ fn devices(protocol: Protocol, transport: Transport, target: std::net::SocketAdd
         interval: Duration::from_millis(100),
         duration: Duration::from_millis(1000),
         ramp: Duration::from_millis(200),
-        hold: Duration::ZERO,
         batch: 3,
         damage: 0.05,
         ack_timeout: Duration::from_secs(20),
         seed: first_id,
         first_id,
-        source: None,
+        ..SimConfig::default()
     }
 }
 
@@ -110,4 +113,38 @@ fn an_embedding_program_runs_the_gateway_with_its_own_store() {
     for p in [Protocol::Gt06, Protocol::Jt808, Protocol::Teltonika] {
         assert!(stored.iter().any(|r| r.protocol == p && r.received_at.is_some()), "{p}");
     }
+}
+
+/// A store that fails stops the embedded gateway by itself, as it stops `trackgate serve`:
+/// nothing is acknowledged, `stopping()` turns true without the owner asking, and the sink
+/// thread's join gives the store's error.
+#[test]
+fn a_failing_store_stops_the_embedded_gateway() {
+    let config = ServeConfig {
+        shards: 2,
+        listeners: vec![ListenerConfig::new(Protocol::Gt06, ([127, 0, 0, 1], 0).into())],
+        ..ServeConfig::default()
+    };
+    let store = Store { failing: true, ..Store::default() };
+    let (handle, sink_thread) = sink::start(vec![Box::new(store.clone())], 64).unwrap();
+    let bound = bind_all(&config).unwrap();
+    let target = bound[0].addr;
+    let gateway =
+        Gateway::start(bound, config.shards, handle, ServeLimits::default(), Metrics::new(2), Registry::new()).unwrap();
+    let stopping = gateway.stopping();
+    assert!(!*stopping.borrow());
+
+    let mut one = devices(Protocol::Gt06, Transport::Tcp, target, 0);
+    (one.devices, one.damage, one.ack_timeout) = (1, 0.0, Duration::from_secs(5));
+    let report = sim::run(one).unwrap();
+    assert_eq!((report.acks_ok, report.logged_in), (0, 0), "{report:#?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !*stopping.borrow() {
+        assert!(std::time::Instant::now() < deadline, "the gateway goes on with a failed store");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    gateway.shutdown();
+    let error = sink_thread.join().unwrap_err();
+    assert!(error.to_string().contains("the database is gone"), "{error}");
+    assert!(store.stored.lock().unwrap().is_empty());
 }

@@ -258,11 +258,18 @@ impl Shard {
 #[derive(Debug)]
 pub struct Gateway {
     threads: Vec<thread::JoinHandle<()>>,
-    stop: watch::Sender<bool>,
+    /// Shared with the task that stops the shards when the sink fails.
+    stop: Arc<watch::Sender<bool>>,
 }
 
 impl Gateway {
     /// Starts one thread per shard serving `bound`. Records go to `sink`.
+    ///
+    /// A failed sink can acknowledge nothing more, so rather than go on taking devices'
+    /// data it cannot store (while `/healthz` answers as if all were well), the gateway
+    /// then begins its shutdown by itself: [`Gateway::stopping`] turns true, and the owner
+    /// calls [`Gateway::shutdown`] to wait for the shards, then joins the sink thread for
+    /// the sink's error.
     pub fn start(
         bound: Vec<Bound>,
         shards: usize,
@@ -273,6 +280,7 @@ impl Gateway {
     ) -> io::Result<Gateway> {
         let shards = shards.max(1);
         let (stop_tx, stop_rx) = watch::channel(false);
+        let stop_tx = Arc::new(stop_tx);
         // Deal each listener's sockets out to the shards.
         let mut per_shard: Vec<Vec<ShardSocket>> = (0..shards).map(|_| Vec::new()).collect();
         for b in bound {
@@ -284,9 +292,24 @@ impl Gateway {
         for (index, sockets) in per_shard.into_iter().enumerate() {
             let (sink, metrics, registry, limits, stop) =
                 (sink.clone(), metrics.clone(), registry.clone(), limits.clone(), stop_rx.clone());
+            // The first shard also watches the sink.
+            let watch = (index == 0).then(|| (sink.clone(), stop_tx.clone(), stop_rx.clone()));
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             threads.push(thread::Builder::new().name(format!("trackgate-shard-{index}")).spawn(move || {
                 runtime.block_on(async move {
+                    if let Some((sink, stop_tx, mut stop)) = watch {
+                        // Ends with the shutdown too: its handle must not outlive the
+                        // shards, or the sink thread would wait for it.
+                        tokio::spawn(async move {
+                            tokio::select! {
+                                _ = sink.closed() => {
+                                    error!("the sink failed: nothing more can be acknowledged; shutting down");
+                                    stop_tx.send_replace(true);
+                                }
+                                _ = stopped(&mut stop) => {}
+                            }
+                        });
+                    }
                     // The sink's answers for this shard arrive as one wake-up per commit.
                     let sink = sink.answered_on_this_runtime();
                     let shard = Shard { index, sink, metrics, registry, limits, stop };
@@ -297,7 +320,8 @@ impl Gateway {
         Ok(Gateway { threads, stop: stop_tx })
     }
 
-    /// A receiver that turns true when shutdown begins (for the metrics endpoint).
+    /// A receiver that turns true when shutdown begins: asked for, or because the sink
+    /// failed.
     pub fn stopping(&self) -> watch::Receiver<bool> {
         self.stop.subscribe()
     }
@@ -305,7 +329,7 @@ impl Gateway {
     /// Stops accepting, lets every connection hand its last records to the sink and close,
     /// and waits for the shards to end.
     pub fn shutdown(self) {
-        let _ = self.stop.send(true);
+        self.stop.send_replace(true);
         for t in self.threads {
             let _ = t.join();
         }
@@ -313,11 +337,9 @@ impl Gateway {
 }
 
 /// Serves a whole configuration on the calling thread until `stop` resolves, or until the
-/// sink fails: binds, prints the listening lines to stderr, starts the shards and the
-/// metrics endpoint. A failed sink can acknowledge nothing more, so rather than go on
-/// taking devices' data it cannot store (and answering `/healthz` as if all were well) the
-/// gateway shuts down; the sink thread's join then gives the sink's error. The sink handle
-/// is dropped before returning, so the caller can join the sink thread.
+/// sink fails (see [`Gateway::start`]; the sink thread's join then gives the sink's error):
+/// binds, prints the listening lines to stderr, starts the shards and the metrics endpoint.
+/// The sink handle is dropped before returning, so the caller can join the sink thread.
 pub fn run(config: &ServeConfig, sink: SinkHandle, stop: impl std::future::Future<Output = ()>) -> io::Result<()> {
     // This thread's runtime, and the signal handling `stop` registers when first polled, are
     // set up before any shard runs: at the descriptor limit the shards' accepts take every
@@ -364,9 +386,9 @@ pub fn run(config: &ServeConfig, sink: SinkHandle, stop: impl std::future::Futur
     // the hold file for the next start.
     let _detach = DetachHoldFile(registry.clone());
     info!(listeners = bound.len(), shards = config.shards, "trackgate serving");
-    let sink_watch = sink.clone();
     let gateway = Gateway::start(bound, config.shards, sink, config.limits.clone(), metrics.clone(), registry.clone())?;
     let stopping = gateway.stopping();
+    let mut stopped_by_itself = gateway.stopping();
     let endpoint_registry = registry.clone();
     runtime.block_on(async move {
         if let Some(l) = metrics_listener {
@@ -378,12 +400,8 @@ pub fn run(config: &ServeConfig, sink: SinkHandle, stop: impl std::future::Futur
         }
         tokio::select! {
             _ = &mut stop => {}
-            _ = sink_watch.closed() => {
-                error!("the sink failed: nothing more can be acknowledged; shutting down");
-            }
+            _ = stopped(&mut stopped_by_itself) => {}
         }
-        // Dropped here, not at the end: the sink thread finishes only once every handle is.
-        drop(sink_watch);
         Ok::<(), io::Error>(())
     })?;
     info!("shutting down: no new connections, flushing the sink");

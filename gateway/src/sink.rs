@@ -174,7 +174,7 @@ impl SinkHandle {
     /// Resolves once the sink thread has stopped taking records: a sink failed (the thread
     /// stops at the first error, since nothing after it could be acknowledged honestly), or
     /// every other handle is gone and the thread has finished.
-    pub async fn closed(&self) {
+    pub(crate) async fn closed(&self) {
         self.tx.closed().await;
     }
 
