@@ -526,14 +526,12 @@ impl Device {
                 let (lat, ns) = (self.lat.abs(), if self.lat < 0.0 { 'S' } else { 'N' });
                 let (lon, ew) = (self.lon.abs(), if self.lon < 0.0 { 'W' } else { 'E' });
                 let body = format!(
-                    "GPRMC,{:02}{:02}{:02}.00,A,{:02}{:07.4},{ns},{:03}{:07.4},{ew},{:.1},{course:.1},{:02}{:02}{:02},,,A",
+                    "GPRMC,{:02}{:02}{:02}.00,A,{},{ns},{},{ew},{:.1},{course:.1},{:02}{:02}{:02},,,A",
                     f[3],
                     f[4],
                     f[5],
-                    lat.trunc() as u32,
-                    lat.fract() * 60.0,
-                    lon.trunc() as u32,
-                    lon.fract() * 60.0,
+                    nmea_degrees_minutes(lat, 2),
+                    nmea_degrees_minutes(lon, 3),
                     speed as f64 / 1.852,
                     f[2],
                     f[1],
@@ -582,6 +580,15 @@ impl Device {
 /// A JT808 frame without its two flags, which `Frame::parse` takes.
 fn between_flags(frame: &[u8]) -> Option<&[u8]> {
     frame.strip_prefix(&[0x7E])?.strip_suffix(&[0x7E])
+}
+
+/// `degrees` (not negative) as NMEA writes it: whole degrees in `degree_digits` digits, then
+/// minutes to four decimals. Rounded once, on the whole value: rounding the minutes alone
+/// turns 59.99996 into "60.0000", which no receiver accepts.
+fn nmea_degrees_minutes(degrees: f64, degree_digits: usize) -> String {
+    let ten_thousandths = (degrees * 600_000.0).round() as u64;
+    let (whole, minutes) = (ten_thousandths / 600_000, ten_thousandths % 600_000);
+    format!("{whole:0degree_digits$}{:02}.{:04}", minutes / 10_000, minutes % 10_000)
 }
 
 /// `[yy, mo, dd, hh, mi, ss]` of a UTC time.
@@ -1182,6 +1189,37 @@ mod tests {
                 panic!("{protocol}: the report is acked")
             };
             assert_eq!(*ack, *device.expected_now(&next.expect[0]), "{protocol}: {command:?}");
+        }
+    }
+
+    /// A position a hair below a whole degree is written as the next degree, never as 60
+    /// minutes, and every simulated NMEA sentence near one decodes (a CI run once lost an
+    /// undamaged sentence to "4560.0000").
+    #[test]
+    fn nmea_positions_near_a_whole_degree_are_valid() {
+        assert_eq!(nmea_degrees_minutes(45.999_999_9, 2), "4600.0000");
+        assert_eq!(nmea_degrees_minutes(45.999_99, 2), "4559.9994");
+        assert_eq!(nmea_degrees_minutes(0.0, 2), "0000.0000");
+        assert_eq!(nmea_degrees_minutes(7.5, 3), "00730.0000");
+        assert_eq!(nmea_degrees_minutes(179.0, 3), "17900.0000");
+        let start = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        let mut decoder = stream_decoder(Protocol::Nmea, &StreamOptions::default());
+        let mut device = Device::new(Protocol::Nmea, Transport::Tcp, 42, 7, 0.0);
+        for (i, whole) in [-89.0, -45.0, -1.0, 0.0, 1.0, 12.0, 45.0, 89.0].into_iter().enumerate() {
+            for offset in [-1e-7, -1e-9, 0.0, 1e-9] {
+                let (lat, lon) = (whole + offset, (whole * 2.0) + offset);
+                device.lat = lat;
+                device.lon = lon;
+                let mut bytes = Vec::new();
+                device.frame(false, start + std::time::Duration::from_secs(i as u64), &mut bytes);
+                let mut events = Vec::new();
+                decoder.decode(&bytes, false, &mut events);
+                let [StreamEvent::Record(r)] = &events[..] else {
+                    panic!("{}: {events:?}", String::from_utf8_lossy(&bytes))
+                };
+                assert!((r.latitude.unwrap() - lat).abs() < 1e-5, "{}", String::from_utf8_lossy(&bytes));
+                assert!((r.longitude.unwrap() - lon).abs() < 1e-5, "{}", String::from_utf8_lossy(&bytes));
+            }
         }
     }
 
