@@ -709,6 +709,47 @@ mod tests {
         });
     }
 
+    /// Commands taken for writing and not written go back in front of the ones queued since,
+    /// in their own order; once the queue is closed they are dropped and their callers hear
+    /// `Closed`.
+    #[test]
+    fn unwritten_commands_are_put_back_in_front_in_order() {
+        let r = Registry::new();
+        let (conn, control) = (r.next_conn(), Arc::new(Control::default()));
+        r.claim(Protocol::Gt06, "123", conn, 0, control.clone());
+        block_on(async {
+            let send = |i: usize| {
+                let r = r.clone();
+                tokio::spawn(async move { r.send_command(Protocol::Gt06, "123", text(i)).await })
+            };
+            let queued_up_to = |n: usize| {
+                let control = control.clone();
+                async move {
+                    while control.commands().queued.len() < n {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            };
+            let mut waiting = Vec::new();
+            for i in 0..3 {
+                waiting.push(send(i));
+                queued_up_to(i + 1).await;
+            }
+            let taken = control.take_commands();
+            waiting.push(send(3));
+            queued_up_to(1).await;
+            control.put_back(taken);
+            let order = |q: &[QueuedCommand]| q.iter().map(|q| q.command.clone()).collect::<Vec<_>>();
+            let again = control.take_commands();
+            assert_eq!(order(&again), [text(0), text(1), text(2), text(3)]);
+            r.release(Protocol::Gt06, "123", conn, &control);
+            control.put_back(again);
+            assert!(control.commands().queued.is_empty(), "a closed queue takes nothing back");
+            let results = join_all(waiting).await;
+            assert!(results.iter().all(|r| *r == Err(SendError::Closed)), "{results:?}");
+        });
+    }
+
     /// A UDP peer never takes a device from a TCP connection (a datagram is easily forged);
     /// a TCP login takes it from a UDP peer, and a newer UDP peer from an older one.
     #[test]

@@ -1047,18 +1047,29 @@ async fn udp_loop(shard: Arc<Shard>, protocol: Protocol, settings: Arc<SessionSe
             }
         }
         counters.delivered(0, acks);
+        // Commands not sent at all go back in their peer's queue, for after its next datagram
+        // (or held again when the peer is forgotten, if sent with a hold). A peer's commands
+        // are consecutive in `written`; they go back together so they keep their order.
+        let mut unsent: Vec<(SocketAddr, Vec<QueuedCommand>)> = Vec::new();
         for (i, ((queued, answer), sent)) in written.into_iter().zip(commands_sent).enumerate() {
             if sent {
                 counters.command(true);
                 let _ = queued.done.send(Ok(answer));
                 continue;
             }
-            // Not sent at all: back in the peer's queue, for after its next datagram (or held
-            // again when the peer is forgotten, if it was sent with a hold).
-            match peers.get(&replies[acks + i].0).and_then(|p| p.claim.as_ref()) {
-                Some(claim) => claim.control.put_back(vec![queued]),
+            let to = replies[acks + i].0;
+            match unsent.last_mut() {
+                Some((addr, commands)) if *addr == to => commands.push(queued),
+                _ => unsent.push((to, vec![queued])),
+            }
+        }
+        for (to, commands) in unsent {
+            match peers.get(&to).and_then(|p| p.claim.as_ref()) {
+                Some(claim) => claim.control.put_back(commands),
                 None => {
-                    let _ = queued.done.send(Err(SendError::Closed));
+                    for queued in commands {
+                        let _ = queued.done.send(Err(SendError::Closed));
+                    }
                 }
             }
         }
