@@ -237,6 +237,30 @@ fn teltonika_capture_decodes_with_the_imei_from_the_handshake() {
     assert_eq!(out[1]["attributes"]["io"]["16"], 2_656_224);
 }
 
+/// `--summary` adds one line on stderr (a packet of several records is one frame) and
+/// changes nothing on stdout or in the exit code.
+#[test]
+fn decode_summary_counts_frames_records_and_rejections_by_reason() {
+    let handshake = "000f333536333037303432343431303133\n";
+    // A Codec 8 packet of two records, then the same packet with a byte changed (its CRC
+    // no longer matches).
+    let packet = "000000000000003F080200000174876E8000000F0DC39B209CCA800064005A09001E00000000000000000174876EA710\
+                  000F0DC39B209CCA800064005A09001E0000000000000200008064";
+    let damaged = packet.replacen("0F0DC39B", "0F0DC39C", 1);
+    let capture = format!("{handshake}{packet}\n{damaged}\n");
+    let plain = trackgate(&["decode", "--protocol", "teltonika", "--hex"], capture.as_bytes());
+    let counted = trackgate(&["decode", "--protocol", "teltonika", "--hex", "--summary"], capture.as_bytes());
+    assert_eq!(counted.stdout, plain.stdout);
+    assert_eq!((counted.status.code(), plain.status.code()), (Some(1), Some(1)));
+    assert!(plain.stderr.is_empty());
+    let records = lines(&counted);
+    assert_eq!(records.iter().filter(|r| r["kind"] == "position").count(), 2, "{records:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&counted.stderr),
+        "trackgate: 2 frames, 3 records, 1 rejected (bad checksum 1)\n"
+    );
+}
+
 #[test]
 fn corpus_verify_reports_each_case_and_a_summary() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../corpus");

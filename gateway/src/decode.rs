@@ -2,10 +2,12 @@
 //! §2). Also the engine behind the corpus runner, so a case decodes exactly as the command
 //! line would decode it.
 
+use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 
 use serde::Serialize;
-use trackgate_codecs::{Protocol, StreamEvent};
+use trackgate_codecs::framing::RejectKind;
+use trackgate_codecs::{Protocol, RecordDecoder, StreamEvent};
 
 use crate::protocols::{parse_utc_offset, stream_decoder, StreamOptions, Transport};
 use trackgate_codecs::gt06::CrcPolicy;
@@ -115,10 +117,39 @@ pub fn parse_hex_header(text: &str) -> Result<HexHeader, String> {
 }
 
 /// Counts of what a decode produced.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DecodeSummary {
+    /// Frames decoded whole and sound; a packet of several records counts once.
+    pub frames: u64,
     pub records: u64,
     pub rejected: u64,
+    /// The rejections by reason (they add up to `rejected`).
+    pub rejected_by: BTreeMap<RejectKind, u64>,
+}
+
+impl std::fmt::Display for DecodeSummary {
+    /// One line for a person: `3 frames, 4 records, 2 rejected (bad checksum 1, garbage 1)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plural = |n: u64| if n == 1 { "" } else { "s" };
+        write!(
+            f,
+            "{} frame{}, {} record{}, {} rejected",
+            self.frames,
+            plural(self.frames),
+            self.records,
+            plural(self.records),
+            self.rejected
+        )?;
+        let mut kinds = self.rejected_by.iter();
+        if let Some((kind, n)) = kinds.next() {
+            write!(f, " ({} {n}", kind.as_str())?;
+            for (kind, n) in kinds {
+                write!(f, ", {} {n}", kind.as_str())?;
+            }
+            f.write_str(")")?;
+        }
+        Ok(())
+    }
 }
 
 /// Decodes the byte streams (one for TCP, one per datagram for UDP) of one device and
@@ -136,12 +167,12 @@ pub fn decode_to<W: Write>(
         // Each chunk is a whole stream (TCP) or a whole datagram (UDP): nothing after it
         // can complete a frame it started.
         decoder.decode(&chunk, true, &mut events);
-        write_events(&mut events, out, &mut summary)?;
+        write_events(&mut *decoder, &mut events, out, &mut summary)?;
     }
     // A UDP session ends with the input: report what is still held (unfinished JT808
     // sub-packages).
     decoder.finish(&mut events);
-    write_events(&mut events, out, &mut summary)?;
+    write_events(&mut *decoder, &mut events, out, &mut summary)?;
     Ok(summary)
 }
 
@@ -167,20 +198,23 @@ pub fn decode_reader<R: Read, W: Write>(
         buf.extend_from_slice(&chunk[..n]);
         let used = decoder.decode(&buf, at_end, &mut events);
         buf.drain(..used);
-        write_events(&mut events, out, &mut summary)?;
+        write_events(&mut *decoder, &mut events, out, &mut summary)?;
         if at_end {
             decoder.finish(&mut events);
-            write_events(&mut events, out, &mut summary)?;
+            write_events(&mut *decoder, &mut events, out, &mut summary)?;
             return Ok(summary);
         }
     }
 }
 
+/// Writes what the decoder just gave and counts it, with the frames it took.
 fn write_events<W: Write>(
+    decoder: &mut (dyn RecordDecoder + Send),
     events: &mut Vec<StreamEvent>,
     out: &mut W,
     summary: &mut DecodeSummary,
 ) -> Result<(), DecodeError> {
+    summary.frames += u64::from(decoder.take_frame_count());
     let mut line = Vec::new();
     for e in events.drain(..) {
         match e {
@@ -192,6 +226,7 @@ fn write_events<W: Write>(
             }
             StreamEvent::Rejected { offset, reason, .. } => {
                 summary.rejected += 1;
+                *summary.rejected_by.entry(reason.kind).or_default() += 1;
                 let detail = reason.to_string();
                 serde_json::to_writer(&mut *out, &ErrorRecord { kind: "error", offset, error: &detail })
                     .map_err(io::Error::from)?;
@@ -269,7 +304,9 @@ mod tests {
         let input = b"$GPHDT,274.07,T*03\r\n$GPHDT,274.07,T*04\r\n$GPHDT,,T*1B\r\n".to_vec();
         let mut out = Vec::new();
         let s = decode_to(Protocol::Nmea, &StreamOptions::default(), [input], &mut out).unwrap();
-        assert_eq!(s, DecodeSummary { records: 2, rejected: 1 });
+        let by_kind = BTreeMap::from([(RejectKind::Checksum, 1)]);
+        assert_eq!(s, DecodeSummary { frames: 2, records: 2, rejected: 1, rejected_by: by_kind });
+        assert_eq!(s.to_string(), "2 frames, 2 records, 1 rejected (bad checksum 1)");
         let lines: Vec<&str> = std::str::from_utf8(&out).unwrap().lines().collect();
         assert_eq!(
             lines[1],

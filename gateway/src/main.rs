@@ -75,6 +75,10 @@ enum Command {
         /// with crc_ok false).
         #[arg(long = "gt06-crc")]
         gt06_crc: Option<CrcPolicy>,
+        /// At the end, print one line to stderr counting the frames, records and rejections
+        /// (by reason). Standard output stays exactly the records.
+        #[arg(long)]
+        summary: bool,
         /// The capture to read; - or nothing for standard input.
         file: Option<PathBuf>,
     },
@@ -191,8 +195,9 @@ fn main() -> ExitCode {
                 Err(e) => usage_error(e),
             }
         }
-        Command::Decode { protocol, transport, hex, jt808_tz, gt06_crc, file } => {
-            run_decode(protocol, transport, hex, jt808_tz, gt06_crc, file)
+        Command::Decode { protocol, transport, hex, jt808_tz, gt06_crc, summary, file } => {
+            let options = DecodeArgs { transport, hex, jt808_tz, gt06_crc, summary };
+            run_decode(protocol, options, file)
         }
         Command::Sim {
             protocol,
@@ -259,14 +264,17 @@ fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(EXIT_USAGE)
 }
 
-fn run_decode(
-    protocol: Protocol,
+/// `decode`'s options, as given.
+struct DecodeArgs {
     transport: Option<Transport>,
     hex: bool,
     jt808_tz: Option<i32>,
     gt06_crc: Option<CrcPolicy>,
-    file: Option<PathBuf>,
-) -> ExitCode {
+    summary: bool,
+}
+
+fn run_decode(protocol: Protocol, args: DecodeArgs, file: Option<PathBuf>) -> ExitCode {
+    let DecodeArgs { transport, hex, jt808_tz, gt06_crc, summary } = args;
     let mut input: Box<dyn Read> = match file.as_deref() {
         None => Box::new(io::stdin().lock()),
         Some(p) if p.as_os_str() == "-" => Box::new(io::stdin().lock()),
@@ -312,6 +320,9 @@ fn run_decode(
         }
     };
     let flushed = out.flush();
+    if let (true, Ok(counts)) = (summary, &result) {
+        eprintln!("trackgate: {counts}");
+    }
     match (result, flushed) {
         (Ok(DecodeSummary { rejected: 0, .. }), Ok(())) => ExitCode::SUCCESS,
         (Ok(_), Ok(())) => ExitCode::from(EXIT_REJECTED),
