@@ -6,7 +6,7 @@
 //! metrics = "127.0.0.1:9100"       # Prometheus /metrics; default: off
 //! commands_token_file = "token"    # enables POST /devices/<protocol>/<id>/commands there
 //! commands_hold_file = "held.jsonl" # commands held for devices, kept across restarts
-//! sinks = ["jsonl:records.jsonl"]  # default: jsonl:- (standard output)
+//! sinks = ["jsonl:records.jsonl"]  # default: jsonl:- (standard output); also "mqtt://HOST/TOPIC"
 //! fsync = "every-commit"           # or "never"
 //!
 //! [limits]
@@ -386,7 +386,7 @@ mod tests {
             metrics = "127.0.0.1:9100"
             commands_token_file = "token"
             commands_hold_file = "held.jsonl"
-            sinks = ["jsonl:records.jsonl"]
+            sinks = ["jsonl:records.jsonl", "mqtt://broker:1884/fleet/{device_id}?reconnect=5"]
             fsync = "never"
             [limits]
             idle_timeout = "5m"
@@ -413,7 +413,10 @@ mod tests {
         assert_eq!(c.metrics, Some("127.0.0.1:9100".parse().unwrap()));
         assert_eq!(c.commands_token, Some(CommandsToken::new("0123456789abcdef-token").unwrap()));
         assert_eq!(c.commands_hold_file, Some(dir.join("held.jsonl")));
-        assert_eq!(c.sinks, [SinkSpec::JsonlFile("records.jsonl".into())]);
+        assert_eq!(c.sinks[0], SinkSpec::JsonlFile("records.jsonl".into()));
+        let SinkSpec::Mqtt(mqtt) = &c.sinks[1] else { panic!("{:?}", c.sinks) };
+        assert_eq!((mqtt.host.as_str(), mqtt.port, mqtt.topic.as_str()), ("broker", 1884, "fleet/{device_id}"));
+        assert_eq!((c.sinks.len(), mqtt.reconnect), (2, Duration::from_secs(5)));
         assert_eq!(c.fsync, FsyncPolicy::Never);
         assert_eq!(c.limits.idle_timeout, Duration::from_secs(300));
         assert_eq!(c.limits.max_connections_per_ip, 10);

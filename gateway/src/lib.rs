@@ -8,7 +8,7 @@
 //!   (which connection holds a device, and commands to it); [`metrics`]: counters;
 //!   [`http`]: the operator's endpoint (`/metrics`, `/healthz`, commands when enabled).
 //! * [`sink`]: where records go, and the group-committing sink thread whose answer gates
-//!   every acknowledgement.
+//!   every acknowledgement; [`mqtt`]: the sink that publishes to an MQTT broker.
 //!
 //! Protocol logic lives in `trackgate-codecs`; this crate moves bytes and records around.
 #![forbid(unsafe_code)]
@@ -20,6 +20,7 @@ pub mod decode;
 pub mod holds;
 pub mod http;
 pub mod metrics;
+pub mod mqtt;
 pub mod protocols;
 pub mod registry;
 pub mod serve;

@@ -13,7 +13,7 @@ use trackgate::decode::{decode_reader, decode_to, parse_hex, parse_hex_header, D
 use trackgate::protocols::{parse_utc_offset, StreamOptions, Transport};
 use trackgate::serve::{default_port, ListenSpec};
 use trackgate::sim::{self, SimConfig};
-use trackgate::sink::{self, FsyncPolicy, JsonlSink, RecordSink, SinkSpec};
+use trackgate::sink::{self, FsyncPolicy, RecordSink, SinkSpec};
 use trackgate_codecs::gt06::CrcPolicy;
 use trackgate_codecs::Protocol;
 
@@ -406,9 +406,9 @@ fn run_serve(config: &ServeConfig) -> ExitCode {
     init_logging();
     let mut opened: Vec<Box<dyn RecordSink>> = Vec::new();
     for spec in &config.sinks {
-        match JsonlSink::open(spec, config.fsync) {
-            Ok(s) => opened.push(Box::new(s)),
-            Err(e) => return usage_error(format!("cannot open sink {spec:?}: {e}")),
+        match spec.open(config.fsync) {
+            Ok(s) => opened.push(s),
+            Err(e) => return usage_error(format!("cannot open sink {spec}: {e}")),
         }
     }
     let (handle, sink_thread) = match sink::start(opened, config.limits.sink_queue) {

@@ -17,6 +17,8 @@ use std::thread;
 use tokio::sync::{mpsc, oneshot};
 use trackgate_codecs::Record;
 
+use crate::mqtt::{MqttSink, MqttTarget};
+
 /// A destination for records. Implement this to send records to your own store.
 pub trait RecordSink: Send + 'static {
     /// Writes records (buffering is fine: nothing is acknowledged until `commit`).
@@ -58,6 +60,9 @@ impl JsonlSink {
                 256 * 1024,
                 OpenOptions::new().create(true).append(true).open(path)?,
             )),
+            SinkSpec::Mqtt(_) => {
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{spec} is not a JSONL sink")));
+            }
         };
         Ok(JsonlSink { out, fsync, line: Vec::with_capacity(1024) })
     }
@@ -95,11 +100,33 @@ impl RecordSink for JsonlSink {
     }
 }
 
-/// A sink named on the command line: `jsonl:PATH`, `jsonl:-` (standard output).
+/// A sink named on the command line: `jsonl:PATH`, `jsonl:-` (standard output),
+/// `mqtt://HOST[:PORT]/TOPIC` (see [`crate::mqtt`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SinkSpec {
     JsonlStdout,
     JsonlFile(PathBuf),
+    Mqtt(MqttTarget),
+}
+
+impl SinkSpec {
+    /// Opens the sink (an MQTT sink connects now). `fsync` applies to JSONL files.
+    pub fn open(&self, fsync: FsyncPolicy) -> io::Result<Box<dyn RecordSink>> {
+        Ok(match self {
+            SinkSpec::JsonlStdout | SinkSpec::JsonlFile(_) => Box::new(JsonlSink::open(self, fsync)?),
+            SinkSpec::Mqtt(target) => Box::new(MqttSink::connect(target)?),
+        })
+    }
+}
+
+impl std::fmt::Display for SinkSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SinkSpec::JsonlStdout => f.write_str("jsonl:-"),
+            SinkSpec::JsonlFile(path) => write!(f, "jsonl:{}", path.display()),
+            SinkSpec::Mqtt(target) => target.fmt(f),
+        }
+    }
 }
 
 impl std::str::FromStr for SinkSpec {
@@ -108,7 +135,10 @@ impl std::str::FromStr for SinkSpec {
         match s.split_once(':') {
             Some(("jsonl", "-")) => Ok(SinkSpec::JsonlStdout),
             Some(("jsonl", path)) if !path.is_empty() => Ok(SinkSpec::JsonlFile(path.into())),
-            Some((kind, _)) => Err(format!("unknown sink kind {kind:?} (this version has jsonl:PATH and jsonl:-)")),
+            Some(("mqtt", rest)) => Ok(SinkSpec::Mqtt(MqttTarget::parse(rest)?)),
+            Some((kind, _)) => {
+                Err(format!("unknown sink kind {kind:?} (this version has jsonl:PATH, jsonl:- and mqtt://HOST/TOPIC)"))
+            }
             None => Err(format!("sink {s:?} is not KIND:TARGET (for example jsonl:records.jsonl)")),
         }
     }
@@ -407,5 +437,9 @@ mod tests {
         assert_eq!("jsonl:/tmp/x.jsonl".parse(), Ok(SinkSpec::JsonlFile("/tmp/x.jsonl".into())));
         assert!("nats:subject".parse::<SinkSpec>().unwrap_err().contains("unknown sink kind"));
         assert!("records.jsonl".parse::<SinkSpec>().is_err());
+        let mqtt: SinkSpec = "mqtt://127.0.0.1:1884/fleet/{protocol}".parse().unwrap();
+        assert!(matches!(&mqtt, SinkSpec::Mqtt(t) if t.port == 1884 && t.topic == "fleet/{protocol}"));
+        assert_eq!(mqtt.to_string(), "mqtt://127.0.0.1:1884/fleet/{protocol}");
+        assert!("mqtt:broker/t".parse::<SinkSpec>().is_err());
     }
 }
