@@ -43,7 +43,7 @@ pub const DEFAULT_PORT: u16 = 1883;
 pub const DEFAULT_RECONNECT: Duration = Duration::from_secs(30);
 /// How long one connection attempt, or one wait for the broker's answer, may take.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
-/// Publishes written and not yet acknowledged before the sink stops to read acks: bounds the
+/// Publishes written and not yet acknowledged before the sink waits for the broker: bounds the
 /// memory kept for re-sending and keeps packet ids far from wrapping onto a waiting one.
 const MAX_IN_FLIGHT: usize = 4096;
 /// Bytes gathered before they are written to the socket.
@@ -412,8 +412,8 @@ impl MqttSink {
         }
     }
 
-    /// Reads packets until an ack comes (or, with `until_empty`, until nothing waits).
-    fn read_acks(&mut self, until_empty: bool) -> io::Result<()> {
+    /// Reads acks until nothing waits.
+    fn read_acks(&mut self) -> io::Result<()> {
         let Some(c) = self.connection.as_mut() else { return Err(broken("not connected")) };
         c.writer.flush()?;
         loop {
@@ -425,9 +425,6 @@ impl MqttSink {
                 packet::PUBACK if body.len() == 2 => {
                     // An ack for an id not waiting (a late one from before a re-send) is harmless.
                     self.in_flight.remove(&u16::from_be_bytes([body[0], body[1]]));
-                    if !until_empty {
-                        return Ok(());
-                    }
                 }
                 packet::PINGRESP => {}
                 _ => return Err(broken(format!("unexpected packet type {kind:#04x} from the broker"))),
@@ -453,9 +450,10 @@ impl MqttSink {
 impl RecordSink for MqttSink {
     fn write(&mut self, records: &[Record]) -> io::Result<()> {
         for r in records {
-            if self.in_flight.len() >= MAX_IN_FLIGHT && self.connection.is_some() && self.read_acks(false).is_err() {
-                // The commit connects again and re-sends; nothing is lost by waiting for it.
-                self.connection = None;
+            if self.in_flight.len() >= MAX_IN_FLIGHT {
+                // The broker catches up (connected again if need be) before more is taken: an
+                // early commit is harmless, and it keeps packet ids from running out.
+                self.commit()?;
             }
             self.target.topic_for(r, &mut self.topic);
             self.payload.clear();
@@ -481,8 +479,8 @@ impl RecordSink for MqttSink {
         let mut pause = Duration::from_millis(100);
         loop {
             let attempt = match self.connection {
-                Some(_) => self.read_acks(true),
-                None => self.reconnect_and_resend().and_then(|()| self.read_acks(true)),
+                Some(_) => self.read_acks(),
+                None => self.reconnect_and_resend().and_then(|()| self.read_acks()),
             };
             let e = match attempt {
                 Ok(()) => return Ok(()),
