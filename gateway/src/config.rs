@@ -415,7 +415,7 @@ mod tests {
         assert_eq!(c.commands_hold_file, Some(dir.join("held.jsonl")));
         assert_eq!(c.sinks[0], SinkSpec::JsonlFile("records.jsonl".into()));
         let SinkSpec::Mqtt(mqtt) = &c.sinks[1] else { panic!("{:?}", c.sinks) };
-        assert_eq!((mqtt.host.as_str(), mqtt.port, mqtt.topic.as_str()), ("broker", 1884, "fleet/{device_id}"));
+        assert_eq!((mqtt.host.as_str(), mqtt.port, mqtt.topic()), ("broker", 1884, "fleet/{device_id}"));
         assert_eq!((c.sinks.len(), mqtt.reconnect), (2, Duration::from_secs(5)));
         assert_eq!(c.fsync, FsyncPolicy::Never);
         assert_eq!(c.limits.idle_timeout, Duration::from_secs(300));

@@ -59,8 +59,10 @@ pub struct MqttTarget {
     pub user: Option<String>,
     /// From [`PASSWORD_VAR`] when the sink is opened, never from the URL.
     pub password: Option<String>,
-    /// The topic with its `{…}` placeholders.
-    pub topic: String,
+    /// The topic with its `{…}` placeholders, as given ([`MqttTarget::topic`]).
+    topic: String,
+    /// `topic` taken apart once, at parse time, for filling per record.
+    parts: Vec<TopicPart>,
     pub client_id: String,
     pub reconnect: Duration,
 }
@@ -102,13 +104,14 @@ impl MqttTarget {
             None => (None, authority),
         };
         let (host, port) = split_host_port(host_port).ok_or_else(|| format!("{usage}: bad host or port"))?;
-        check_topic(topic)?;
+        let parts = parse_topic(topic)?;
         let mut target = MqttTarget {
             host,
             port,
             user,
             password: None,
             topic: topic.to_owned(),
+            parts,
             client_id: format!("trackgate-{}", std::process::id()),
             reconnect: DEFAULT_RECONNECT,
         };
@@ -130,28 +133,41 @@ impl MqttTarget {
         Ok(target)
     }
 
+    /// The topic as given, placeholders and all.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
     /// The topic for `record`: the placeholders filled, each value made one safe level.
     fn topic_for(&self, record: &Record, out: &mut String) {
         out.clear();
-        let mut rest = self.topic.as_str();
-        while let Some(open) = rest.find('{') {
-            out.push_str(&rest[..open]);
-            let after = &rest[open..];
-            let (value, len) = if after.starts_with("{protocol}") {
-                (record.protocol.as_str(), "{protocol}".len())
-            } else if after.starts_with("{device_id}") {
-                (record.device_id.as_deref().unwrap_or("unknown"), "{device_id}".len())
-            } else if after.starts_with("{kind}") {
-                (record.kind.as_str(), "{kind}".len())
-            } else {
-                // `check_topic` allows no other brace.
-                ("{", 1)
-            };
-            push_level(out, value);
-            rest = &after[len..];
+        for part in &self.parts {
+            match part {
+                TopicPart::Text(text) => out.push_str(text),
+                TopicPart::Field(Field::Protocol) => push_level(out, record.protocol.as_str()),
+                TopicPart::Field(Field::DeviceId) => push_level(out, record.device_id.as_deref().unwrap_or("unknown")),
+                TopicPart::Field(Field::Kind) => push_level(out, record.kind.as_str()),
+            }
         }
-        out.push_str(rest);
     }
+}
+
+/// A record field a topic can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Protocol,
+    DeviceId,
+    Kind,
+}
+
+const PLACEHOLDERS: [(&str, Field); 3] =
+    [("{protocol}", Field::Protocol), ("{device_id}", Field::DeviceId), ("{kind}", Field::Kind)];
+
+/// A piece of a topic: text as given, or a field filled per record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TopicPart {
+    Text(String),
+    Field(Field),
 }
 
 fn split_host_port(s: &str) -> Option<(String, u16)> {
@@ -171,26 +187,32 @@ fn split_host_port(s: &str) -> Option<(String, u16)> {
     (!host.is_empty()).then(|| (host.to_owned(), port))
 }
 
-/// A topic to publish to: not empty, no wildcards, placeholders known.
-fn check_topic(topic: &str) -> Result<(), String> {
-    if topic.is_empty() {
-        return Err("the MQTT topic is empty".into());
+/// Takes a topic to publish to apart: not empty, no wildcards, every brace a known
+/// placeholder's.
+fn parse_topic(topic: &str) -> Result<Vec<TopicPart>, String> {
+    if topic.is_empty() || topic.len() > 1024 {
+        return Err(format!("the MQTT topic {topic:?} is empty or over 1024 bytes"));
     }
     if topic.contains(['+', '#', '\0']) {
         return Err(format!("the MQTT topic {topic:?} has a wildcard; records are published to one topic each"));
     }
+    let mut parts = Vec::new();
     let mut rest = topic;
-    while let Some(open) = rest.find('{') {
-        let after = &rest[open..];
-        let Some(name) = ["{protocol}", "{device_id}", "{kind}"].into_iter().find(|p| after.starts_with(p)) else {
+    while let Some(brace) = rest.find(['{', '}']) {
+        let after = &rest[brace..];
+        let Some((name, field)) = PLACEHOLDERS.iter().find(|(name, _)| after.starts_with(name)) else {
             return Err(format!("the MQTT topic {topic:?}: placeholders are {{protocol}}, {{device_id}} and {{kind}}"));
         };
+        if brace > 0 {
+            parts.push(TopicPart::Text(rest[..brace].to_owned()));
+        }
+        parts.push(TopicPart::Field(*field));
         rest = &after[name.len()..];
     }
-    if rest.contains('}') || topic.len() > 1024 {
-        return Err(format!("the MQTT topic {topic:?} is not valid"));
+    if !rest.is_empty() {
+        parts.push(TopicPart::Text(rest.to_owned()));
     }
-    Ok(())
+    Ok(parts)
 }
 
 /// Appends `value` as (part of) one topic level.
@@ -524,7 +546,7 @@ mod tests {
     fn urls_parse_with_defaults_and_options() {
         let t = MqttTarget::parse("//broker.local/trackgate/{protocol}/{device_id}").unwrap();
         assert_eq!((t.host.as_str(), t.port, t.user.as_deref()), ("broker.local", 1883, None));
-        assert_eq!(t.topic, "trackgate/{protocol}/{device_id}");
+        assert_eq!(t.topic(), "trackgate/{protocol}/{device_id}");
         assert_eq!(t.reconnect, DEFAULT_RECONNECT);
         let t = MqttTarget::parse("//fleet@10.0.0.5:8883/t?client_id=gw1&reconnect=5").unwrap();
         assert_eq!((t.host.as_str(), t.port, t.user.as_deref()), ("10.0.0.5", 8883, Some("fleet")));
@@ -541,6 +563,8 @@ mod tests {
             "//broker/t/+/x",
             "//broker/{imei}",
             "//broker/t}",
+            "//broker/a}/{kind}",
+            "//broker/{kind",
             "//broker/t?qos=2",
             "//broker/t?client_id=",
             "//broker/t?reconnect=soon",
@@ -564,6 +588,9 @@ mod tests {
         r.device_id = Some(String::new());
         t.topic_for(&r, &mut topic);
         assert_eq!(topic, "fleet/gt06/_/position");
+        let joined = MqttTarget::parse("//b/{kind}-{protocol}.v1").unwrap();
+        joined.topic_for(&r, &mut topic);
+        assert_eq!(topic, "position-gt06.v1");
     }
 
     #[test]

@@ -438,7 +438,7 @@ mod tests {
         assert!("nats:subject".parse::<SinkSpec>().unwrap_err().contains("unknown sink kind"));
         assert!("records.jsonl".parse::<SinkSpec>().is_err());
         let mqtt: SinkSpec = "mqtt://127.0.0.1:1884/fleet/{protocol}".parse().unwrap();
-        assert!(matches!(&mqtt, SinkSpec::Mqtt(t) if t.port == 1884 && t.topic == "fleet/{protocol}"));
+        assert!(matches!(&mqtt, SinkSpec::Mqtt(t) if t.port == 1884 && t.topic() == "fleet/{protocol}"));
         assert_eq!(mqtt.to_string(), "mqtt://127.0.0.1:1884/fleet/{protocol}");
         assert!("mqtt:broker/t".parse::<SinkSpec>().is_err());
     }
