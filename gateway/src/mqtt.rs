@@ -231,7 +231,6 @@ mod packet {
     pub const CONNACK: u8 = 0x20;
     pub const PUBLISH_QOS1: u8 = 0x32;
     pub const PUBACK: u8 = 0x40;
-    pub const PINGRESP: u8 = 0xD0;
     pub const DISCONNECT: u8 = 0xE0;
     /// The DUP flag of a PUBLISH: this packet may have reached the broker before.
     pub const DUP: u8 = 0x08;
@@ -448,7 +447,6 @@ impl MqttSink {
                     // An ack for an id not waiting (a late one from before a re-send) is harmless.
                     self.in_flight.remove(&u16::from_be_bytes([body[0], body[1]]));
                 }
-                packet::PINGRESP => {}
                 _ => return Err(broken(format!("unexpected packet type {kind:#04x} from the broker"))),
             }
         }
