@@ -8,8 +8,14 @@ export CARGO_TERM_COLOR=never
 
 step() { printf '\n==> %s\n' "$*"; }
 
+step "set-up (installs what is missing: scripts/setup.sh)"
+scripts/setup.sh
+
 step "format (cargo fmt --check)"
 cargo fmt --all -- --check
+
+step "the gateway's module graph (no cycles between its folders)"
+scripts/module-graph.py >/dev/null
 
 step "lints (clippy, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings

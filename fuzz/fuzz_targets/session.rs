@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use libfuzzer_sys::fuzz_target;
-use trackgate::protocols::{StreamOptions, Transport};
+use trackgate::protocol::{StreamOptions, Transport};
 use trackgate::session::{CloseReason, Output, Session, SessionSettings};
 use trackgate_codecs::{jt808, Downlink, Protocol};
 

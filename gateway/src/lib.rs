@@ -1,31 +1,24 @@
 //! trackgate: the gateway library and the `trackgate` command line.
 //!
-//! * [`protocols`]: which stream decoder serves which protocol, and the stream options.
-//! * [`decode`]: the `decode` command (capture in, JSON Lines out).
-//! * [`corpus`]: the corpus runner behind `corpus verify|bless` and `cargo test`.
-//! * [`serve`]: the sharded server behind `trackgate serve`, configured by [`config`];
-//!   [`session`]: one device's session without sockets; [`registry`]: what crosses shards
-//!   (which connection holds a device, and commands to it); [`metrics`]: counters;
-//!   [`http`]: the operator's endpoint (`/metrics`, `/healthz`, commands when enabled).
-//! * [`sink`]: where records go, and the group-committing sink thread whose answer gates
-//!   every acknowledgement; [`mqtt`]: the sink that publishes to an MQTT broker.
+//! A frame's journey reads down this list: a [`server`] socket hands bytes to a [`session`]
+//! (the codec's decoder plus identity, commands and deadlines, without I/O); its records go
+//! to the [`sink`] and only once it has them do the acks go back. The [`registry`] is what
+//! crosses shards (who holds a device, commands, held commands); [`config`] holds every
+//! setting and spec type; [`protocol`] the per-protocol facts; [`ops`] the operator's HTTP
+//! endpoint and the metrics; [`tools`] the `decode`, `corpus`, `sim` and `bench` commands.
 //!
 //! Protocol logic lives in `trackgate-codecs`; this crate moves bytes and records around.
+//! The manuals are in the repository's `docs/`.
 #![forbid(unsafe_code)]
 
-pub mod bench;
+pub mod close;
 pub mod config;
-pub mod corpus;
-pub mod decode;
-pub mod holds;
-pub mod http;
-pub mod metrics;
-pub mod mqtt;
-pub mod protocols;
+pub mod ops;
+pub mod protocol;
 pub mod registry;
-pub mod serve;
+pub mod server;
 pub mod session;
-pub mod sim;
 pub mod sink;
+pub mod tools;
 
 pub use trackgate_codecs as codecs;

@@ -7,13 +7,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use trackgate::config::ListenSpec;
 use trackgate::config::{parse_duration, parse_fsync, Overrides, ServeConfig};
-use trackgate::corpus;
-use trackgate::decode::{decode_reader, decode_to, parse_hex, parse_hex_header, DecodeError, DecodeSummary};
-use trackgate::protocols::{parse_utc_offset, StreamOptions, Transport};
-use trackgate::serve::{default_port, ListenSpec};
-use trackgate::sim::{self, SimConfig};
-use trackgate::sink::{self, FsyncPolicy, RecordSink, SinkSpec};
+use trackgate::config::{FsyncPolicy, SinkSpec};
+use trackgate::protocol::default_port;
+use trackgate::protocol::{self, parse_utc_offset, StreamOptions, Transport};
+use trackgate::sink::{self, RecordSink};
+use trackgate::tools::corpus;
+use trackgate::tools::decode::{decode_reader, decode_to, parse_hex, parse_hex_header, DecodeError, DecodeSummary};
+use trackgate::tools::sim::{self, SimConfig};
 use trackgate_codecs::gt06::CrcPolicy;
 use trackgate_codecs::Protocol;
 
@@ -215,8 +217,8 @@ fn main() -> ExitCode {
             first_id,
             source,
         } => {
-            if protocol == Protocol::Gt06 && transport == Transport::Udp {
-                return usage_error("gt06 devices use TCP only");
+            if !protocol::serves(protocol, transport) {
+                return usage_error(format!("{protocol} devices do not use {}", transport.as_str()));
             }
             if !(0.0..=1.0).contains(&damage) {
                 return usage_error("--damage is a probability between 0 and 1");
@@ -245,7 +247,7 @@ fn main() -> ExitCode {
             run_sim(config)
         }
         Command::Bench { what: BenchWhat::Sessions { protocol, sessions, rounds, serialize } } => {
-            let report = trackgate::bench::run_sessions(&trackgate::bench::SessionBench {
+            let report = trackgate::tools::bench::run_sessions(&trackgate::tools::bench::SessionBench {
                 protocol,
                 sessions,
                 rounds,
@@ -406,7 +408,7 @@ fn run_serve(config: &ServeConfig) -> ExitCode {
     init_logging();
     let mut opened: Vec<Box<dyn RecordSink>> = Vec::new();
     for spec in &config.sinks {
-        match spec.open(config.fsync) {
+        match sink::open(spec, config.fsync) {
             Ok(s) => opened.push(s),
             Err(e) => return usage_error(format!("cannot open sink {spec}: {e}")),
         }
@@ -415,7 +417,7 @@ fn run_serve(config: &ServeConfig) -> ExitCode {
         Ok(x) => x,
         Err(e) => return usage_error(format!("cannot start the sink: {e}")),
     };
-    let served = trackgate::serve::run(config, handle, wait_for_signal());
+    let served = trackgate::server::run(config, handle, wait_for_signal());
     // Every connection has returned and dropped its handle: the sink drains and commits.
     let flushed = sink_thread.join();
     match (served, flushed) {

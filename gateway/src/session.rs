@@ -14,7 +14,8 @@ use trackgate_codecs::framing::Reject;
 use trackgate_codecs::record::Timestamp;
 use trackgate_codecs::{Downlink, DownlinkError, FramedCommand, Protocol, Record, RecordDecoder, StreamEvent};
 
-use crate::protocols::{stream_decoder, StreamOptions};
+pub use crate::close::CloseReason;
+use crate::protocol::{stream_decoder, StreamOptions};
 
 /// Settings every session of one listener shares.
 #[derive(Debug, Clone)]
@@ -72,53 +73,6 @@ impl Output {
     /// Gives back the allocations (an idle connection holds none).
     pub fn shrink(&mut self) {
         *self = Output::default();
-    }
-}
-
-/// Why a session ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseReason {
-    /// The device closed the connection.
-    Eof,
-    /// Nothing heard for the idle timeout.
-    Idle,
-    /// Only rejected bytes from a peer that never produced a record.
-    Junk,
-    /// The same device logged in again on another connection.
-    Takeover,
-    /// A read or write failed.
-    Error,
-    /// The sink refused records: nothing more could be acknowledged.
-    SinkFailed,
-    /// The gateway is shutting down.
-    Shutdown,
-    /// The device was refused (not on the allow-list).
-    Refused,
-}
-
-impl CloseReason {
-    pub const ALL: [CloseReason; 8] = [
-        CloseReason::Eof,
-        CloseReason::Idle,
-        CloseReason::Junk,
-        CloseReason::Takeover,
-        CloseReason::Error,
-        CloseReason::SinkFailed,
-        CloseReason::Shutdown,
-        CloseReason::Refused,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            CloseReason::Eof => "eof",
-            CloseReason::Idle => "idle",
-            CloseReason::Junk => "junk",
-            CloseReason::Takeover => "takeover",
-            CloseReason::Error => "error",
-            CloseReason::SinkFailed => "sink_failed",
-            CloseReason::Shutdown => "shutdown",
-            CloseReason::Refused => "refused",
-        }
     }
 }
 
@@ -354,7 +308,7 @@ mod tests {
         use trackgate_codecs::jt808::{self, Edition, Terminal};
         let t0 = Instant::now();
         let mut st = settings();
-        st.stream.transport = crate::protocols::Transport::Udp;
+        st.stream.transport = crate::protocol::Transport::Udp;
         let mut s = Session::new(Protocol::Jt808, &st, t0);
         let terminal = Terminal::for_device_id("13800138000", Edition::V2013).unwrap();
         let body = vec![0u8; 3000];

@@ -7,9 +7,9 @@
 use std::hint::black_box;
 use std::path::Path;
 
-use trackgate::corpus::{case_protocol, find_cases};
-use trackgate::decode::{parse_hex, parse_hex_header};
-use trackgate::protocols::{stream_decoder, StreamOptions, Transport};
+use trackgate::protocol::{stream_decoder, StreamOptions, Transport};
+use trackgate::tools::corpus::{case_protocol, find_cases};
+use trackgate::tools::decode::{parse_hex, parse_hex_header};
 use trackgate_codecs::framing::Framer;
 use trackgate_codecs::{self as tg, Protocol, StreamEvent};
 

@@ -9,7 +9,7 @@ use serde::Serialize;
 use trackgate_codecs::framing::RejectKind;
 use trackgate_codecs::{Protocol, RecordDecoder, StreamEvent};
 
-use crate::protocols::{parse_utc_offset, stream_decoder, StreamOptions, Transport};
+use crate::protocol::{parse_utc_offset, stream_decoder, StreamOptions, Transport};
 use trackgate_codecs::gt06::CrcPolicy;
 
 /// The line `decode` prints where a frame was rejected.

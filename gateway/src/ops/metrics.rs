@@ -1,4 +1,4 @@
-//! Counters, and their Prometheus text (served by [`crate::http`]).
+//! Counters, and their Prometheus text (served by [`crate::ops::http`]).
 //!
 //! Each shard writes only its own block of relaxed atomics (no lock, no cache line shared
 //! with another shard's frames); a scrape adds the blocks up.
@@ -11,9 +11,8 @@ use std::time::Duration;
 use trackgate_codecs::framing::RejectKind;
 use trackgate_codecs::Protocol;
 
-use crate::protocols::Transport;
-use crate::registry::Registry;
-use crate::session::CloseReason;
+use crate::close::CloseReason;
+use crate::protocol::{self, Transport};
 
 const REJECT_KINDS: [RejectKind; 7] = [
     RejectKind::Checksum,
@@ -167,6 +166,15 @@ impl ShardMetrics {
     }
 }
 
+/// What the registry counts, read when the metrics are rendered.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RegistryGauges {
+    /// Devices identified and connected.
+    pub devices: usize,
+    /// Devices not connected with commands held for them.
+    pub holding: usize,
+}
+
 /// Every shard's counters.
 #[derive(Debug)]
 pub struct Metrics {
@@ -205,13 +213,13 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition (format 0.0.4).
-    pub fn render(&self, registry: &Registry) -> String {
+    pub fn render(&self, gauges: RegistryGauges) -> String {
         let mut out = String::with_capacity(8192);
         let each = |out: &mut String, name: &str, kind: &str, help: &str, value: &dyn Fn(&Listener) -> i64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for (pi, p) in Protocol::ALL.iter().enumerate() {
                 for (ti, t) in TRANSPORTS.iter().enumerate() {
-                    if *p == Protocol::Gt06 && *t == Transport::Udp {
+                    if !protocol::serves(*p, *t) {
                         continue;
                     }
                     let v: i64 = self.shards.iter().map(|s| value(&s.listeners[pi][ti])).sum();
@@ -311,8 +319,8 @@ impl Metrics {
             &|l, i| l.commands[i].load(Relaxed),
         );
         let _ = writeln!(out, "# HELP trackgate_accept_errors_total Failed accepts (out of descriptors, resets in the queue).\n# TYPE trackgate_accept_errors_total counter\ntrackgate_accept_errors_total {}", self.sum(|s| s.accept_errors.load(Relaxed)));
-        let _ = writeln!(out, "# HELP trackgate_devices Devices identified and connected (TCP, and UDP peers of JT808).\n# TYPE trackgate_devices gauge\ntrackgate_devices {}", registry.devices());
-        let _ = writeln!(out, "# HELP trackgate_devices_with_held_commands Devices not connected with commands held for them (hold=).\n# TYPE trackgate_devices_with_held_commands gauge\ntrackgate_devices_with_held_commands {}", registry.holding());
+        let _ = writeln!(out, "# HELP trackgate_devices Devices identified and connected (TCP, and UDP peers of JT808).\n# TYPE trackgate_devices gauge\ntrackgate_devices {}", gauges.devices);
+        let _ = writeln!(out, "# HELP trackgate_devices_with_held_commands Devices not connected with commands held for them (hold=).\n# TYPE trackgate_devices_with_held_commands gauge\ntrackgate_devices_with_held_commands {}", gauges.holding);
         let _ = writeln!(out, "# HELP trackgate_sink_failures_total Hand-overs the sink refused.\n# TYPE trackgate_sink_failures_total counter\ntrackgate_sink_failures_total {}", self.sum(|s| s.sink_failures.load(Relaxed)));
         let _ = writeln!(out, "# HELP trackgate_sink_latency_seconds Time from handing records to the sink until it committed them.\n# TYPE trackgate_sink_latency_seconds histogram");
         let mut cumulative = 0;
@@ -345,7 +353,6 @@ mod tests {
     #[test]
     fn shards_add_up_in_the_exposition() {
         let m = Metrics::new(2);
-        let r = Registry::default();
         m.shard(0).listener(Protocol::Gt06, Transport::Tcp).opened();
         m.shard(1).listener(Protocol::Gt06, Transport::Tcp).opened();
         m.shard(1).listener(Protocol::Gt06, Transport::Tcp).closed(CloseReason::Junk);
@@ -360,7 +367,7 @@ mod tests {
         m.shard(0).listener(Protocol::Gt06, Transport::Tcp).command(true);
         m.shard(1).listener(Protocol::Gt06, Transport::Tcp).command(true);
         m.shard(1).listener(Protocol::Gt06, Transport::Tcp).command(false);
-        let text = m.render(&r);
+        let text = m.render(RegistryGauges { devices: 5, holding: 1 });
         for line in [
             "trackgate_connections_opened_total{protocol=\"gt06\",transport=\"tcp\"} 2",
             "trackgate_connections_active{protocol=\"gt06\",transport=\"tcp\"} 1",
@@ -378,6 +385,8 @@ mod tests {
             "trackgate_sink_latency_seconds_bucket{le=\"+Inf\"} 2",
             "trackgate_sink_latency_seconds_count 2",
             "trackgate_shards 2",
+            "trackgate_devices 5",
+            "trackgate_devices_with_held_commands 1",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }

@@ -4,9 +4,9 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-#[path = "support/jt808.rs"]
-mod jt808;
-use jt808::jt808_frame;
+mod support;
+use support::frames::jt808_frame;
+use support::hex;
 
 fn trackgate(args: &[&str], stdin: &[u8]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_trackgate"))
@@ -34,10 +34,6 @@ fn lines(o: &Output) -> Vec<serde_json::Value> {
 }
 
 const GOOD: &[u8] = b"$GNRMC,001031.00,A,4404.13993,N,12118.86023,W,0.146,,100117,,,A*7B\r\n";
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 #[test]
 fn raw_input_decodes_to_json_lines_and_exits_0() {

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use trackgate_codecs::Protocol;
 
-use crate::decode::decode_hex_case;
-use crate::protocols::StreamOptions;
+use crate::protocol::StreamOptions;
+use crate::tools::decode::decode_hex_case;
 
 /// The outcome of one case.
 #[derive(Debug, Clone, PartialEq, Eq)]

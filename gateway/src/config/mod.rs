@@ -48,10 +48,18 @@ use serde::Deserialize;
 use trackgate_codecs::gt06::CrcPolicy;
 use trackgate_codecs::Protocol;
 
-use crate::http::CommandsToken;
-use crate::protocols::{parse_utc_offset, StreamOptions};
-use crate::serve::{default_port, ListenSpec, ServeLimits};
-use crate::sink::{FsyncPolicy, SinkSpec};
+use crate::protocol::{default_port, parse_utc_offset, StreamOptions};
+
+pub mod listen;
+pub mod mqtt;
+pub mod sink;
+pub mod token;
+pub mod topic;
+
+pub use self::listen::{ListenSpec, ServeLimits, UDP_RECEIVE_BUFFER};
+pub use self::mqtt::MqttTarget;
+pub use self::sink::{FsyncPolicy, SinkSpec};
+pub use self::token::CommandsToken;
 
 /// One listener: a protocol on an address (TCP, and UDP where the protocol has it), with
 /// its own decode options and idle timeout.
@@ -81,9 +89,9 @@ pub struct ServeConfig {
     pub sinks: Vec<SinkSpec>,
     pub fsync: FsyncPolicy,
     pub metrics: Option<SocketAddr>,
-    /// Enables commands on the metrics endpoint ([`crate::http`]); off without one.
+    /// Enables commands on the metrics endpoint ([`crate::ops::http`]); off without one.
     pub commands_token: Option<CommandsToken>,
-    /// Where commands sent with a hold are kept across restarts ([`crate::holds`]); in
+    /// Where commands sent with a hold are kept across restarts ([`crate::registry::holds`]); in
     /// memory only without one.
     pub commands_hold_file: Option<PathBuf>,
     pub limits: ServeLimits,
@@ -415,7 +423,7 @@ mod tests {
         assert_eq!(c.commands_hold_file, Some(dir.join("held.jsonl")));
         assert_eq!(c.sinks[0], SinkSpec::JsonlFile("records.jsonl".into()));
         let SinkSpec::Mqtt(mqtt) = &c.sinks[1] else { panic!("{:?}", c.sinks) };
-        assert_eq!((mqtt.host.as_str(), mqtt.port, mqtt.topic()), ("broker", 1884, "fleet/{device_id}"));
+        assert_eq!((mqtt.host.as_str(), mqtt.port, mqtt.topic.as_str()), ("broker", 1884, "fleet/{device_id}"));
         assert_eq!((c.sinks.len(), mqtt.reconnect), (2, Duration::from_secs(5)));
         assert_eq!(c.fsync, FsyncPolicy::Never);
         assert_eq!(c.limits.idle_timeout, Duration::from_secs(300));

@@ -10,8 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use trackgate::codecs::{gt06, Protocol};
-use trackgate::protocols::Transport;
-use trackgate::sim::SimConfig;
+use trackgate::protocol::Transport;
+use trackgate::tools::sim::SimConfig;
+
+mod support;
+use support::frames::{gt06_heartbeat, gt06_login};
 
 const MOSQUITTO: &str = "/usr/sbin/mosquitto";
 
@@ -244,7 +247,7 @@ fn records_reach_the_broker_on_their_devices_topics_before_their_acks() {
                     first_id: 7000,
                     ..SimConfig::default()
                 };
-                std::thread::spawn(move || trackgate::sim::run(config).unwrap())
+                std::thread::spawn(move || trackgate::tools::sim::run(config).unwrap())
             })
             .collect();
     let mut expected = 0;
@@ -275,22 +278,6 @@ fn records_reach_the_broker_on_their_devices_topics_before_their_acks() {
     assert_eq!(from_broker, from_file, "the same records, byte for byte, in both sinks");
 }
 
-fn gt06_frame(protocol_number: u8, content: &[u8], serial: u16) -> Vec<u8> {
-    let mut out = Vec::new();
-    gt06::encode_frame(&mut out, false, protocol_number, content, serial).unwrap();
-    out
-}
-
-fn gt06_login(serial: u16) -> Vec<u8> {
-    let mut content = gt06::imei_to_bcd("358000000000001").unwrap().to_vec();
-    content.extend_from_slice(&[0x36, 0x08, 0x32, 0x00]);
-    gt06_frame(0x01, &content, serial)
-}
-
-fn gt06_heartbeat(serial: u16) -> Vec<u8> {
-    gt06_frame(0x13, &[0x44, 0x01, 0x04, 0x00, 0x01], serial)
-}
-
 /// Reads one GT06 ack (10 bytes) or times out.
 fn read_ack(device: &mut TcpStream, wait: Duration) -> Option<Vec<u8>> {
     device.set_read_timeout(Some(wait)).unwrap();
@@ -308,7 +295,7 @@ fn while_the_broker_is_away_nothing_is_acked_and_it_all_goes_out_when_it_returns
     let mqtt = format!("mqtt://127.0.0.1:{}/fleet/{{device_id}}?reconnect=60", broker.port);
     let gw = Gateway::start(&["gt06"], &[mqtt, format!("jsonl:{}", file.display())]).expect("the gateway starts");
     let mut device = TcpStream::connect(gw.addrs["gt06 tcp"]).unwrap();
-    device.write_all(&gt06_login(1)).unwrap();
+    device.write_all(&gt06_login("358000000000001", 1)).unwrap();
     assert_eq!(read_ack(&mut device, Duration::from_secs(20)), Some(gt06::ack(false, 0x01, 1)));
 
     let port = broker.stop();
@@ -331,7 +318,7 @@ fn a_broker_that_stays_away_stops_the_gateway_without_acking() {
     let mqtt = format!("mqtt://127.0.0.1:{}/fleet/{{device_id}}?reconnect=1", broker.port);
     let mut gw = Gateway::start(&["gt06"], &[mqtt]).expect("the gateway starts");
     let mut device = TcpStream::connect(gw.addrs["gt06 tcp"]).unwrap();
-    device.write_all(&gt06_login(1)).unwrap();
+    device.write_all(&gt06_login("358000000000001", 1)).unwrap();
     assert_eq!(read_ack(&mut device, Duration::from_secs(20)), Some(gt06::ack(false, 0x01, 1)));
     broker.stop();
     device.write_all(&gt06_heartbeat(2)).unwrap();
@@ -375,7 +362,8 @@ fn an_unreachable_or_refusing_broker_fails_at_start() {
 #[test]
 fn a_commit_larger_than_the_in_flight_bound_arrives_whole_and_in_order() {
     use trackgate::codecs::{Kind, Record};
-    use trackgate::mqtt::{MqttSink, MqttTarget};
+    use trackgate::config::MqttTarget;
+    use trackgate::sink::MqttSink;
     use trackgate::sink::RecordSink;
     let broker = Broker::start();
     let subscriber = Subscriber::start(&broker, "bulk/#", "bulk/probe");

@@ -31,7 +31,7 @@
 //! above if that happens within its wait, `404` if the hold runs out first
 //! ([`Registry::send_command_or_hold`]). A held command queued at a connection that closes
 //! before writing it is held again for the rest of its time. With `commands_hold_file`,
-//! held commands are also kept across restarts ([`crate::holds`]).
+//! held commands are also kept across restarts ([`crate::registry::holds`]).
 //!
 //! A minimal HTTP/1.1 responder: one request per connection, which is what Prometheus
 //! scrapes and `curl` need. Commands move vehicles' relays, so the endpoint is off unless
@@ -47,9 +47,9 @@ use tokio::sync::watch;
 use tracing::{debug, info};
 use trackgate_codecs::{AnswerMatch, Downlink, Protocol};
 
-use crate::metrics::Metrics;
+use super::metrics::{Metrics, RegistryGauges};
+use crate::config::CommandsToken;
 use crate::registry::{Registry, SendError};
-use crate::serve::stopped;
 
 /// How long a command request waits for the write before answering `202`.
 pub const COMMAND_WAIT: Duration = Duration::from_secs(3);
@@ -60,33 +60,14 @@ const MAX_COMMAND_BODY: usize = 4096;
 /// The longest request head read.
 const MAX_HEAD: usize = 16 * 1024;
 
-/// The bearer token that enables commands. Not printed by `Debug`: configurations end up
-/// in logs.
-#[derive(Clone, PartialEq, Eq)]
-pub struct CommandsToken(String);
-
-impl CommandsToken {
-    /// At least 16 characters, without whitespace: a guessable token would hand anyone who
-    /// reaches the port the vehicles' relays.
-    pub fn new(token: &str) -> Result<Self, String> {
-        let token = token.trim();
-        if token.len() < 16 || token.chars().any(char::is_whitespace) {
-            return Err("a commands token is at least 16 characters, without whitespace".into());
-        }
-        Ok(CommandsToken(token.to_owned()))
-    }
-
-    /// Whether `presented` is the token, in time that does not depend on where they differ.
-    fn matches(&self, presented: &[u8]) -> bool {
-        let expected = self.0.as_bytes();
-        presented.len() == expected.len() && presented.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
-    }
+/// What the metrics show of the registry.
+pub fn gauges(registry: &Registry) -> RegistryGauges {
+    RegistryGauges { devices: registry.devices(), holding: registry.holding() }
 }
 
-impl std::fmt::Debug for CommandsToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("CommandsToken(..)")
-    }
+/// Resolves once shutdown has been signalled.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 /// What the endpoint serves.
@@ -188,7 +169,7 @@ async fn answer(stream: &mut tokio::net::TcpStream, endpoint: &Endpoint) -> io::
     let request = parse_head(head);
     let response = match (request.method, request.path) {
         (b"GET", b"/metrics") => {
-            ("200 OK", "text/plain; version=0.0.4; charset=utf-8", endpoint.metrics.render(&endpoint.registry))
+            ("200 OK", "text/plain; version=0.0.4; charset=utf-8", endpoint.metrics.render(gauges(&endpoint.registry)))
         }
         (b"GET", b"/healthz") => text("200 OK", "ok"),
         (b"POST", path) if path.starts_with(b"/devices/") => {

@@ -20,7 +20,7 @@ use trackgate_codecs::record::Timestamp;
 use trackgate_codecs::teltonika::{self, AvlRecord, GpsElement, UdpPacket};
 use trackgate_codecs::{gt06, Protocol};
 
-use crate::protocols::Transport;
+use crate::protocol::Transport;
 
 /// What to simulate.
 #[derive(Debug, Clone)]
@@ -1065,7 +1065,7 @@ async fn udp_exchange(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocols::{stream_decoder, StreamOptions};
+    use crate::protocol::{stream_decoder, StreamOptions};
     use trackgate_codecs::StreamEvent;
 
     /// The sim's frames, fed straight to the codec, give exactly the replies the sim expects

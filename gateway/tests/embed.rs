@@ -8,13 +8,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use trackgate::codecs::{Protocol, Record};
+use trackgate::config::ServeLimits;
 use trackgate::config::{ListenerConfig, ServeConfig};
-use trackgate::metrics::Metrics;
-use trackgate::protocols::Transport;
+use trackgate::ops::metrics::Metrics;
+use trackgate::protocol::Transport;
 use trackgate::registry::Registry;
-use trackgate::serve::{bind_all, Gateway, ServeLimits};
-use trackgate::sim::{self, SimConfig};
+use trackgate::server::{bind_all, Gateway};
 use trackgate::sink::{self, RecordSink};
+use trackgate::tools::sim::{self, SimConfig};
 
 /// An embedder's store: records count as stored only once committed, as a database's
 /// transaction would make them. With `failing`, every commit fails (a lost database).
@@ -99,7 +100,7 @@ fn an_embedding_program_runs_the_gateway_with_its_own_store() {
     let stored_before_shutdown = store.stored.lock().unwrap().len() as u64;
     assert_eq!(stored_before_shutdown, expected);
     // The embedder's metrics and registry are the gateway's own.
-    let text = metrics.render(&registry);
+    let text = metrics.render(trackgate::ops::http::gauges(&registry));
     assert!(text.contains("trackgate_records_total{protocol=\"teltonika\",transport=\"udp\"}"), "{text}");
 
     gateway.shutdown();

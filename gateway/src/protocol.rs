@@ -1,5 +1,8 @@
-//! Which stream decoder serves which protocol, with the per-stream options the command line
-//! and listeners pass.
+//! The per-protocol facts the gateway needs (transports, default port, what identifies a
+//! device, who takes commands over UDP) in one table, and which stream decoder serves which
+//! protocol with the options the command line and listeners pass.
+//!
+//! A leaf: it depends on the codecs only, so every other module may ask it.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -36,6 +39,59 @@ impl std::str::FromStr for Transport {
             _ => Err(format!("unknown transport {s:?} (expected tcp or udp)")),
         }
     }
+}
+
+/// What the gateway knows of one protocol.
+#[derive(Debug)]
+pub struct ProtocolFacts {
+    /// The port devices in the field are already configured for.
+    pub default_port: u16,
+    /// The transports the protocol is served on.
+    pub transports: &'static [Transport],
+    /// Whether devices heard over UDP can be sent commands (after their next datagram).
+    pub udp_commands: bool,
+    /// What the device id in its records is.
+    pub device_id: &'static str,
+}
+
+const BOTH: &[Transport] = &[Transport::Tcp, Transport::Udp];
+
+/// The table. GT06 is served on TCP only: its devices have no UDP mode. JT808 and Teltonika
+/// take commands over UDP "the same way as over TCP"; NMEA has no commands at all.
+pub fn facts(protocol: Protocol) -> &'static ProtocolFacts {
+    const GT06: ProtocolFacts =
+        ProtocolFacts { default_port: 5023, transports: &[Transport::Tcp], udp_commands: false, device_id: "IMEI" };
+    const JT808: ProtocolFacts =
+        ProtocolFacts { default_port: 5015, transports: BOTH, udp_commands: true, device_id: "terminal phone number" };
+    const TELTONIKA: ProtocolFacts =
+        ProtocolFacts { default_port: 5027, transports: BOTH, udp_commands: true, device_id: "IMEI" };
+    const NMEA: ProtocolFacts = ProtocolFacts {
+        default_port: 5005,
+        transports: BOTH,
+        udp_commands: false,
+        device_id: "the id the device writes on a line of its own or before a sentence (`IMEI:…`, `359…,$GPRMC`)",
+    };
+    match protocol {
+        Protocol::Gt06 => &GT06,
+        Protocol::Jt808 => &JT808,
+        Protocol::Teltonika => &TELTONIKA,
+        Protocol::Nmea => &NMEA,
+    }
+}
+
+/// The port devices in the field are already configured for.
+pub fn default_port(protocol: Protocol) -> u16 {
+    facts(protocol).default_port
+}
+
+/// The transports a protocol is served on.
+pub fn transports(protocol: Protocol) -> &'static [Transport] {
+    facts(protocol).transports
+}
+
+/// Whether `protocol` is served on `transport`.
+pub fn serves(protocol: Protocol, transport: Transport) -> bool {
+    transports(protocol).contains(&transport)
 }
 
 /// The devices a listener accepts: Teltonika IMEIs answered `01` at the handshake, JT808

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 use trackgate_codecs::Protocol;
 
-use crate::protocols::{StreamOptions, Transport};
+use crate::protocol::{StreamOptions, Transport};
 use crate::session::{Output, Session, SessionSettings};
-use crate::sim::Device;
+use crate::tools::sim::Device;
 
 /// What to run.
 #[derive(Debug, Clone)]

@@ -1,23 +1,14 @@
-//! Where records go, and the promise the gateway keeps with devices: a frame is acknowledged
-//! only after its records have been accepted here.
-//!
-//! A [`RecordSink`] is a plain blocking writer that runs on a thread of its own. Connections
-//! hand batches to a [`SinkHandle`]; the sink thread takes every batch waiting, writes them
-//! all, commits once (flush, and fsync when asked), and only then answers each batch. Under
-//! load many connections share one commit (group commit), so throughput does not pay one
-//! syscall per record; and the channel is bounded, so a slow sink slows reads instead of
-//! letting memory grow.
+//! The sink thread and its group commit: connections hand batches to a [`SinkHandle`]; the
+//! thread takes every batch waiting, writes them all to every [`RecordSink`], commits once,
+//! and only then answers each batch. Under load many connections share one commit, and the
+//! channel is bounded, so a slow sink slows reads instead of letting memory grow.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Write};
-use std::path::PathBuf;
+use std::io;
 use std::sync::mpsc as std_mpsc;
 use std::thread;
 
 use tokio::sync::{mpsc, oneshot};
 use trackgate_codecs::Record;
-
-use crate::mqtt::{MqttSink, MqttTarget};
 
 /// A destination for records. Implement this to send records to your own store.
 pub trait RecordSink: Send + 'static {
@@ -25,123 +16,6 @@ pub trait RecordSink: Send + 'static {
     fn write(&mut self, records: &[Record]) -> io::Result<()>;
     /// Makes everything written so far durable by this sink's policy. Returns when done.
     fn commit(&mut self) -> io::Result<()>;
-}
-
-/// When the JSONL file sink calls fsync.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FsyncPolicy {
-    /// Flush to the operating system only (survives a gateway crash, not a power cut).
-    Never,
-    /// fsync on every commit (every group of batches).
-    EveryCommit,
-}
-
-/// JSON Lines to a file (appending) or to standard output.
-#[derive(Debug)]
-pub struct JsonlSink {
-    out: JsonlTarget,
-    fsync: FsyncPolicy,
-    /// One record's line, reused: built whole, then handed to the buffered writer in one
-    /// call (through `serde_json` it was a call per token).
-    line: Vec<u8>,
-}
-
-#[derive(Debug)]
-enum JsonlTarget {
-    File(BufWriter<File>),
-    Stdout(BufWriter<io::Stdout>),
-}
-
-impl JsonlSink {
-    pub fn open(spec: &SinkSpec, fsync: FsyncPolicy) -> io::Result<Self> {
-        let out = match spec {
-            SinkSpec::JsonlStdout => JsonlTarget::Stdout(BufWriter::with_capacity(256 * 1024, io::stdout())),
-            SinkSpec::JsonlFile(path) => JsonlTarget::File(BufWriter::with_capacity(
-                256 * 1024,
-                OpenOptions::new().create(true).append(true).open(path)?,
-            )),
-            SinkSpec::Mqtt(_) => {
-                return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{spec} is not a JSONL sink")));
-            }
-        };
-        Ok(JsonlSink { out, fsync, line: Vec::with_capacity(1024) })
-    }
-
-    fn writer(&mut self) -> &mut dyn Write {
-        writer(&mut self.out)
-    }
-}
-
-fn writer(out: &mut JsonlTarget) -> &mut dyn Write {
-    match out {
-        JsonlTarget::File(w) => w,
-        JsonlTarget::Stdout(w) => w,
-    }
-}
-
-impl RecordSink for JsonlSink {
-    fn write(&mut self, records: &[Record]) -> io::Result<()> {
-        let w = writer(&mut self.out);
-        for r in records {
-            self.line.clear();
-            r.write_json(&mut self.line);
-            self.line.push(b'\n');
-            w.write_all(&self.line)?;
-        }
-        Ok(())
-    }
-
-    fn commit(&mut self) -> io::Result<()> {
-        self.writer().flush()?;
-        if let (JsonlTarget::File(w), FsyncPolicy::EveryCommit) = (&self.out, self.fsync) {
-            w.get_ref().sync_data()?;
-        }
-        Ok(())
-    }
-}
-
-/// A sink named on the command line: `jsonl:PATH`, `jsonl:-` (standard output),
-/// `mqtt://HOST[:PORT]/TOPIC` (see [`crate::mqtt`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SinkSpec {
-    JsonlStdout,
-    JsonlFile(PathBuf),
-    Mqtt(MqttTarget),
-}
-
-impl SinkSpec {
-    /// Opens the sink (an MQTT sink connects now). `fsync` applies to JSONL files.
-    pub fn open(&self, fsync: FsyncPolicy) -> io::Result<Box<dyn RecordSink>> {
-        Ok(match self {
-            SinkSpec::JsonlStdout | SinkSpec::JsonlFile(_) => Box::new(JsonlSink::open(self, fsync)?),
-            SinkSpec::Mqtt(target) => Box::new(MqttSink::connect(target)?),
-        })
-    }
-}
-
-impl std::fmt::Display for SinkSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SinkSpec::JsonlStdout => f.write_str("jsonl:-"),
-            SinkSpec::JsonlFile(path) => write!(f, "jsonl:{}", path.display()),
-            SinkSpec::Mqtt(target) => target.fmt(f),
-        }
-    }
-}
-
-impl std::str::FromStr for SinkSpec {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.split_once(':') {
-            Some(("jsonl", "-")) => Ok(SinkSpec::JsonlStdout),
-            Some(("jsonl", path)) if !path.is_empty() => Ok(SinkSpec::JsonlFile(path.into())),
-            Some(("mqtt", rest)) => Ok(SinkSpec::Mqtt(MqttTarget::parse(rest)?)),
-            Some((kind, _)) => {
-                Err(format!("unknown sink kind {kind:?} (this version has jsonl:PATH, jsonl:- and mqtt://HOST/TOPIC)"))
-            }
-            None => Err(format!("sink {s:?} is not KIND:TARGET (for example jsonl:records.jsonl)")),
-        }
-    }
 }
 
 /// The sink is gone (its thread failed or shut down); nothing more can be acknowledged.
@@ -429,17 +303,5 @@ mod tests {
         drop(handle);
         drop(rt);
         assert!(thread.join().is_err());
-    }
-
-    #[test]
-    fn sink_specs() {
-        assert_eq!("jsonl:-".parse(), Ok(SinkSpec::JsonlStdout));
-        assert_eq!("jsonl:/tmp/x.jsonl".parse(), Ok(SinkSpec::JsonlFile("/tmp/x.jsonl".into())));
-        assert!("nats:subject".parse::<SinkSpec>().unwrap_err().contains("unknown sink kind"));
-        assert!("records.jsonl".parse::<SinkSpec>().is_err());
-        let mqtt: SinkSpec = "mqtt://127.0.0.1:1884/fleet/{protocol}".parse().unwrap();
-        assert!(matches!(&mqtt, SinkSpec::Mqtt(t) if t.port == 1884 && t.topic() == "fleet/{protocol}"));
-        assert_eq!(mqtt.to_string(), "mqtt://127.0.0.1:1884/fleet/{protocol}");
-        assert!("mqtt:broker/t".parse::<SinkSpec>().is_err());
     }
 }

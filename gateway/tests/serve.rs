@@ -9,12 +9,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use trackgate::protocols::Transport;
-use trackgate::sim::SimConfig;
+use trackgate::protocol::Transport;
+use trackgate::tools::sim::SimConfig;
 
-#[path = "support/jt808.rs"]
-mod jt808;
-use jt808::jt808_frame;
+mod support;
+use support::frames::jt808_wire;
+use support::unhex;
 
 struct Gateway {
     child: Child,
@@ -291,10 +291,6 @@ fn an_unknown_sink_is_a_usage_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown sink kind"));
 }
 
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
-}
-
 const TELTONIKA_IMEI: &str = "000f333536333037303432343431303133";
 const TELTONIKA_C8: &str = "000000000000004C08010000016818D500580009C28D9F1CB3757A00BE00C60F0053000F06F0011503C80001011D00FC0007423799180053CDF80DCE426F430F88190BB8560BB802F100005AA110002887E000010000EE8D";
 
@@ -355,10 +351,6 @@ const GT06_LOCATION: &str = "78781F120B081D112E10CF027AC7EB0C46584900148F01CC002
 const GT06_HEARTBEAT: &str = "78780A13440104000100050845 0D0A";
 const GT06_TIME_REQUEST: &str = "7878058A0006 88290D0A";
 
-fn unhex_spaced(s: &str) -> Vec<u8> {
-    unhex(&s.replace(' ', ""))
-}
-
 fn read_frame(conn: &mut TcpStream) -> Vec<u8> {
     let mut head = [0u8; 3];
     conn.read_exact(&mut head).unwrap();
@@ -373,10 +365,10 @@ fn gt06_acks_are_byte_exact_and_follow_the_sink() {
     let gw = Gateway::start_for("gt06", &[]);
     let mut conn = TcpStream::connect(gw.tcp).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    conn.write_all(&unhex_spaced(GT06_LOGIN)).unwrap();
+    conn.write_all(&unhex(GT06_LOGIN)).unwrap();
     assert_eq!(read_frame(&mut conn), unhex("787805010001D9DC0D0A"));
     // A position split mid-frame: its ack comes once the record is in the sink.
-    let location = unhex_spaced(GT06_LOCATION);
+    let location = unhex(GT06_LOCATION);
     conn.write_all(&location[..9]).unwrap();
     std::thread::sleep(Duration::from_millis(50));
     conn.write_all(&location[9..]).unwrap();
@@ -387,10 +379,10 @@ fn gt06_acks_are_byte_exact_and_follow_the_sink() {
     let mut bad = location.clone();
     bad[12] ^= 1;
     conn.write_all(&bad).unwrap();
-    conn.write_all(&unhex_spaced(GT06_HEARTBEAT)).unwrap();
+    conn.write_all(&unhex(GT06_HEARTBEAT)).unwrap();
     assert_eq!(read_frame(&mut conn), unhex("787805130005AFD50D0A"));
     // The time request is answered with the server's UTC time and the request's serial.
-    conn.write_all(&unhex_spaced(GT06_TIME_REQUEST)).unwrap();
+    conn.write_all(&unhex(GT06_TIME_REQUEST)).unwrap();
     let reply = read_frame(&mut conn);
     assert_eq!(&reply[..4], &[0x78, 0x78, 0x0B, 0x8A]);
     assert!(reply[4] >= 24, "year {} after 2024", reply[4]);
@@ -411,7 +403,7 @@ fn a_failing_sink_acknowledges_nothing_and_stops_the_gateway() {
     let mut gw = Gateway::start_for("gt06", &["--sink", "jsonl:/dev/full"]);
     let mut conn = TcpStream::connect(gw.tcp).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    conn.write_all(&unhex_spaced(GT06_LOGIN)).unwrap();
+    conn.write_all(&unhex(GT06_LOGIN)).unwrap();
     // The login's record was refused: no ack, and the connection is closed.
     let mut got = Vec::new();
     let _ = conn.read_to_end(&mut got);
@@ -453,9 +445,9 @@ fn payloads_are_logged_only_where_asked_and_replay_through_decode() {
     let gw = Gateway::launch(&["gt06", "nmea"], &["--config", config.to_str().unwrap()]);
     let mut conn = TcpStream::connect(gw.tcp).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    conn.write_all(&unhex_spaced(GT06_LOGIN)).unwrap();
+    conn.write_all(&unhex(GT06_LOGIN)).unwrap();
     read_frame(&mut conn);
-    conn.write_all(&unhex_spaced(GT06_LOCATION)).unwrap();
+    conn.write_all(&unhex(GT06_LOCATION)).unwrap();
     read_frame(&mut conn);
     let mut nmea = TcpStream::connect(gw.addr("nmea tcp")).unwrap();
     let sentence = format!("$IMEI=123456789012345\r\n{}", rmc(7));
@@ -473,8 +465,8 @@ fn payloads_are_logged_only_where_asked_and_replay_through_decode() {
         .iter()
         .map(|l| l.split_whitespace().skip_while(|w| *w != "payload").nth(1).expect("hex after payload"))
         .collect();
-    let mut sent = unhex_spaced(GT06_LOGIN);
-    sent.extend(unhex_spaced(GT06_LOCATION));
+    let mut sent = unhex(GT06_LOGIN);
+    sent.extend(unhex(GT06_LOCATION));
     assert_eq!(unhex(&hex.concat()), sent, "the log holds exactly the bytes the device sent");
     // Replayed, the log gives the records the gateway stored (less the server's time).
     let mut decode = Command::new(env!("CARGO_BIN_EXE_trackgate"))
@@ -1007,11 +999,6 @@ fn read_jt808(conn: &mut TcpStream) -> Vec<u8> {
     }
 }
 
-/// Header and body (hex, spaces allowed) as a JT808 frame.
-fn jt808_wire(header_and_body: &str) -> Vec<u8> {
-    jt808_frame(&unhex(&header_and_body.replace(' ', "")))
-}
-
 #[test]
 fn jt808_register_auth_and_location_acks_are_byte_exact() {
     // jt808.md §8.2 and §8.3; the gateway's own serial counts 1, 2, 3 … per connection.
@@ -1090,7 +1077,7 @@ fn every_protocol_with_many_simulated_devices_and_damaged_frames() {
             // check about the gateway, not the kernel's buffers.
             let devices = if transport == Transport::Tcp { 150 } else { 40 };
             let config = sim(protocol, transport, target, devices);
-            runs.push(std::thread::spawn(move || (protocol, transport, trackgate::sim::run(config).unwrap())));
+            runs.push(std::thread::spawn(move || (protocol, transport, trackgate::tools::sim::run(config).unwrap())));
         }
     }
     let mut records = 0;
@@ -1148,7 +1135,7 @@ fn two_gateway_processes_share_one_port() {
             config.damage = 0.0;
             config.first_id = first_id;
             config.source = Some([127, 0, 0, last_octet].into());
-            std::thread::spawn(move || trackgate::sim::run(config).unwrap())
+            std::thread::spawn(move || trackgate::tools::sim::run(config).unwrap())
         })
         .collect();
     let mut expected = 0;
@@ -1213,7 +1200,7 @@ fn held_devices_stay_connected_and_silent_until_the_hold_ends() {
     config.hold = Duration::from_secs(6);
     config.duration = Duration::from_millis(300);
     let started = Instant::now();
-    let run = std::thread::spawn(move || trackgate::sim::run(config).unwrap());
+    let run = std::thread::spawn(move || trackgate::tools::sim::run(config).unwrap());
     gw.wait_for_records(20); // one login record a device
     std::thread::sleep(Duration::from_millis(500));
     let logins = std::fs::read_to_string(&gw.sink).unwrap().lines().count();
@@ -1271,7 +1258,7 @@ fn a_second_login_closes_the_older_connection() {
         assert!(closed_by_gateway(c), "connection {i} was left open");
     }
     // The newest is still served.
-    newest.write_all(&unhex_spaced(GT06_HEARTBEAT)).unwrap();
+    newest.write_all(&unhex(GT06_HEARTBEAT)).unwrap();
     assert_eq!(read_frame(&mut newest), unhex("787805130005AFD50D0A"));
     assert_eq!(
         gw.metric("trackgate_connections_closed_total{protocol=\"gt06\",transport=\"tcp\",reason=\"takeover\"}"),
@@ -1290,11 +1277,11 @@ fn a_second_login_closes_the_older_connection() {
 #[test]
 fn a_connection_that_changes_device_gives_up_the_first() {
     use trackgate::codecs::Protocol;
-    use trackgate::sim::Device;
+    use trackgate::tools::sim::Device;
     let gw = Gateway::launch(&["gt06"], &["--metrics", "127.0.0.1:0"]);
     let mut first = Device::new(Protocol::Gt06, Transport::Tcp, 1, 11, 0.0);
     let mut second = Device::new(Protocol::Gt06, Transport::Tcp, 2, 12, 0.0);
-    let exchange = |conn: &mut TcpStream, x: trackgate::sim::Exchange| {
+    let exchange = |conn: &mut TcpStream, x: trackgate::tools::sim::Exchange| {
         conn.write_all(&x.bytes).unwrap();
         let want = x.expect.concat();
         let mut got = vec![0u8; want.len()];
@@ -1351,7 +1338,7 @@ fn junk_on_every_port_is_closed_and_counted_and_devices_are_still_served() {
         assert_eq!(gw.metric(&series), 1, "{protocol}");
         let mut config = sim(protocol, Transport::Tcp, gw.addr(&format!("{protocol} tcp")), 3);
         config.duration = Duration::from_millis(300);
-        let report = trackgate::sim::run(config).unwrap();
+        let report = trackgate::tools::sim::run(config).unwrap();
         assert!(report.all_acked(), "{protocol}: {report:#?}");
     }
     let (code, _) = gw.stop();
@@ -1499,7 +1486,7 @@ fn at_the_descriptor_limit_accepts_pause_and_resume() {
 #[test]
 fn every_protocol_with_frames_split_at_random_points() {
     use trackgate::codecs::Protocol;
-    use trackgate::sim::Device;
+    use trackgate::tools::sim::Device;
     let gw = Gateway::launch(&["gt06", "jt808", "teltonika", "nmea"], &[]);
     let mut seed = rand_suffix() | 1;
     let mut next = move || {

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use trackgate::corpus::{find_cases, verify_dir};
+use trackgate::tools::corpus::{find_cases, verify_dir};
 
 fn corpus_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../corpus"))
@@ -29,7 +29,7 @@ fn the_corpus_covers_every_nmea_sentence_type() {
     // appears in at least one expectation.
     let mut seen = String::new();
     for case in find_cases(&corpus_dir().join("nmea")).unwrap() {
-        seen.push_str(&std::fs::read_to_string(trackgate::corpus::expectation_path(&case)).unwrap());
+        seen.push_str(&std::fs::read_to_string(trackgate::tools::corpus::expectation_path(&case)).unwrap());
     }
     for t in ["RMC", "GGA", "GLL", "VTG", "GSA", "GSV", "ZDA", "GNS", "GST", "HDT", "TXT", "PGID", "IMEI"] {
         assert!(seen.contains(&format!("\"message_type\":\"{t}\"")), "no corpus case decodes {t}");
@@ -42,8 +42,8 @@ fn the_corpus_covers_every_nmea_sentence_type() {
 /// are sentences off the standard's layout, which the encoder writes in it.
 #[test]
 fn every_corpus_sentence_is_written_back_as_sent() {
-    use trackgate::decode::{parse_hex, parse_hex_header};
-    use trackgate::protocols::{StreamOptions, Transport};
+    use trackgate::protocol::{StreamOptions, Transport};
+    use trackgate::tools::decode::{parse_hex, parse_hex_header};
     use trackgate_codecs::framing::frames;
     use trackgate_codecs::nmea::{parse, to_line, LineFramer};
     // The standard's form of each: longitude degrees in three digits, GGA's last two fields

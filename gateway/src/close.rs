@@ -1,0 +1,49 @@
+//! Why a connection or UDP peer ended: the vocabulary the session, the server and the
+//! metrics share. A leaf, so the metrics need not depend on the session.
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The device closed the connection.
+    Eof,
+    /// Nothing heard for the idle timeout.
+    Idle,
+    /// Only rejected bytes from a peer that never produced a record.
+    Junk,
+    /// The same device logged in again on another connection.
+    Takeover,
+    /// A read or write failed.
+    Error,
+    /// The sink refused records: nothing more could be acknowledged.
+    SinkFailed,
+    /// The gateway is shutting down.
+    Shutdown,
+    /// The device was refused (not on the allow-list).
+    Refused,
+}
+
+impl CloseReason {
+    pub const ALL: [CloseReason; 8] = [
+        CloseReason::Eof,
+        CloseReason::Idle,
+        CloseReason::Junk,
+        CloseReason::Takeover,
+        CloseReason::Error,
+        CloseReason::SinkFailed,
+        CloseReason::Shutdown,
+        CloseReason::Refused,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            CloseReason::Eof => "eof",
+            CloseReason::Idle => "idle",
+            CloseReason::Junk => "junk",
+            CloseReason::Takeover => "takeover",
+            CloseReason::Error => "error",
+            CloseReason::SinkFailed => "sink_failed",
+            CloseReason::Shutdown => "shutdown",
+            CloseReason::Refused => "refused",
+        }
+    }
+}

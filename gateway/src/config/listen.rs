@@ -1,0 +1,65 @@
+//! `--listen PROTO=ADDR` and the server's limits (`[limits]`).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use trackgate_codecs::Protocol;
+
+/// `--listen PROTO=ADDR`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenSpec {
+    pub protocol: Protocol,
+    pub addr: SocketAddr,
+}
+
+impl std::str::FromStr for ListenSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (p, a) =
+            s.split_once('=').ok_or_else(|| format!("{s:?} is not PROTO=ADDR (for example nmea=0.0.0.0:5005)"))?;
+        Ok(ListenSpec { protocol: p.parse()?, addr: a.parse().map_err(|e| format!("bad listen address {a:?}: {e}"))? })
+    }
+}
+
+/// Limits and timeouts of the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeLimits {
+    /// A connection (or UDP peer) that sends nothing for this long is closed (forgotten),
+    /// unless its listener sets its own.
+    pub idle_timeout: Duration,
+    /// Most UDP peers remembered per socket; the least recently heard are forgotten first.
+    pub max_udp_peers: usize,
+    /// Receive buffer asked for on each UDP socket, in bytes (the kernel caps it at
+    /// `net.core.rmem_max`; less than asked is logged as a warning when the listener binds).
+    pub udp_receive_buffer: usize,
+    /// Bytes reserved per read.
+    pub read_buffer: usize,
+    /// Connections one shard holds at most; more are closed at accept.
+    pub max_connections_per_shard: usize,
+    /// Connections one source address holds at most, over all shards (0 = no cap).
+    pub max_connections_per_ip: u32,
+    /// See [`crate::session::SessionSettings::junk_bytes`].
+    pub junk_bytes: u64,
+    /// Messages waiting for the sink at most (back-pressure beyond): each is the batches a
+    /// shard's connections submitted in one turn of its runtime.
+    pub sink_queue: usize,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        ServeLimits {
+            idle_timeout: Duration::from_secs(600),
+            max_udp_peers: 100_000,
+            udp_receive_buffer: UDP_RECEIVE_BUFFER,
+            read_buffer: 4096,
+            max_connections_per_shard: 100_000,
+            max_connections_per_ip: 4096,
+            junk_bytes: 2048,
+            sink_queue: 1024,
+        }
+    }
+}
+
+/// The receive buffer asked for on each UDP socket (one per shard and protocol) unless the
+/// configuration says otherwise.
+pub const UDP_RECEIVE_BUFFER: usize = 4 << 20;

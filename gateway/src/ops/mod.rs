@@ -1,0 +1,6 @@
+//! What the operator sees: the counters ([`metrics`], a leaf that depends on no runtime
+//! module) and the HTTP endpoint that serves them, the health check and device commands
+//! ([`http`]). The API itself is documented in docs/http-api.md.
+
+pub mod http;
+pub mod metrics;
