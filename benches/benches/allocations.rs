@@ -1,5 +1,5 @@
 //! Allocations per message, counted through the global allocator: the zero-copy views
-//! (which must allocate nothing per frame) and the contract records (the gateway's path),
+//! (which must allocate nothing per frame) and the normalized records (the gateway's path),
 //! for every protocol, on the same frame sets as the speed benches. Counts, not times: the
 //! result is the same on every machine, so this runs (and its view checks hold) in CI too.
 //!
@@ -139,7 +139,7 @@ fn main() {
     let (a, b, n) = count(|| nom_teltonika_owned(&teltonika));
     assert_eq!(n, 10_000);
     report("nom-teltonika codec8 owned", 10_000, (a, b));
-    // Records: the contract's owned records, with replies (the gateway's path).
+    // Records: the normalized owned records, with replies (the gateway's path).
     let (a, b, n) = count(|| records(Gt06Decoder::new(Gt06Options::default()), &gt06));
     report("gt06 0x12 records", n, (a, b));
     let (a, b, n) = count(|| records(Jt808Decoder::new(Jt808Options::default()), &jt808));

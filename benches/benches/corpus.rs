@@ -1,5 +1,5 @@
 //! Every codec on the repository's corpus (`corpus/<protocol>/**/*.hex`): real device
-//! traffic from Traccar's test suite, worked frames from the protocol notes, gpsd's logs and
+//! traffic from Traccar's test suite, worked frames from the protocol documents, gpsd's logs and
 //! edge cases, in the mix of message types devices actually send (logins, heartbeats,
 //! alarms, status, command replies, positions), not just the random position frames of
 //! the per-protocol benches.
@@ -10,7 +10,7 @@
 //!   fields), any message type; the frames the corpus marks as damaged are rejected on the
 //!   way, as in service.
 //! * `trackgate_records`: the stream decoder per case (one case is one connection), giving
-//!   the contract's records and the replies.
+//!   the normalized records and the replies.
 //! * `trackgate_encode`: every message the views accepted written back to wire bytes
 //!   (checksums, escaping, length fields) from its typed form.
 //! * `<peer>` and `trackgate_views_on_<peer>_frames`: the peer's decode on the frames it
@@ -359,7 +359,7 @@ fn bench_jt808(c: &mut Criterion) {
     let parsed: Vec<tg::jt808::Frame<'_>> = accepted.iter().map(|f| tg::jt808::Frame::parse(f).unwrap()).collect();
     let messages: Vec<_> =
         parsed.iter().map(|f| (f.header, tg::jt808::Message::parse(&f.header, &f.body).unwrap())).collect();
-    // The crate panics on many real frames (shared/peers.md): each frame is tried alone
+    // The crate panics on many real frames (BENCHMARKS.md): each frame is tried alone
     // first, the panic caught and kept quiet, and only the frames it survives and decodes
     // go into its set.
     let hook = std::panic::take_hook();

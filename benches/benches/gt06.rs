@@ -13,7 +13,7 @@
 //!   carries. A floor, not a decoder: any decoder that checks the CRC with this code costs
 //!   at least this much, so the peer's time over this row bounds the ratio any of ours
 //!   could reach.
-//! * `trackgate_records`: the stream decoder producing the contract's records and acks.
+//! * `trackgate_records`: the stream decoder producing the normalized records and acks.
 //! * `trackgate_records_jsonl`: the same, then each record written as the gateway's JSON
 //!   Lines sink writes it (into memory), which is the sink thread's work.
 //!

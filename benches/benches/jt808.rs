@@ -13,7 +13,7 @@
 //! * `jt808_header`: the peer's `Jt808Codec::decode` loop: flags, un-escaping and header
 //!   only; it does not verify the check code and does not read the body.
 //! * `jt808_location`: the same plus `Jt0x0200::fill_new` for the body.
-//! * `trackgate_records`: the stream decoder producing the contract's records and 0x8001s.
+//! * `trackgate_records`: the stream decoder producing the normalized records and 0x8001s.
 //!
 //! cargo bench -p trackgate-benches --bench jt808
 

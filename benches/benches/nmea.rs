@@ -5,7 +5,7 @@
 //!
 //! * `trackgate_typed`: line framer + `nmea::parse` into typed sentences (checksum verified),
 //!   each number then converted from the `Decimal` it is kept as to the `f64` the peers give.
-//! * `trackgate_records`: the stream decoder, producing the contract's records.
+//! * `trackgate_records`: the stream decoder, producing the normalized records.
 //! * `nmea_0.8`: `nmea::parse_bytes` per line (eager, typed).
 //! * `nmeasis_26.4`: `NmeaParser<256>` streaming, typed getters.
 //!

@@ -10,7 +10,7 @@
 //! * `trackgate_owned` / `nom_teltonika_owned`: owned copies of the records
 //!   (`AvlPacket::from_data` / `take_frame(..).evaluate()`).
 //! * `teltonika_rs_owned`: teltonika-rs 0.1.1's owned parse, Codec 8 only.
-//! * `trackgate_records`: the stream decoder producing the contract's records (with acks).
+//! * `trackgate_records`: the stream decoder producing the normalized records (with acks).
 //!
 //! cargo bench -p trackgate-benches --bench teltonika
 

@@ -101,7 +101,7 @@ pub fn nmea_gga(n: usize, seed: u64) -> Vec<u8> {
 }
 
 /// `n` random valid Teltonika TCP packets back to back in `codec` (0x08 or 0x8E), each with
-/// 1–4 records of 0–3 IO elements per width, as in `shared/peers.md`. Returns the bytes and
+/// 1–4 records of 0–3 IO elements per width, the mix the peers' own benches use. Returns the bytes and
 /// the number of records.
 pub fn teltonika_packets(codec: u8, n: usize, seed: u64) -> (Vec<u8>, usize) {
     let mut rng = Rng::new(seed);

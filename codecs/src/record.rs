@@ -1,4 +1,4 @@
-//! The normalized record every decoded uplink becomes (contract §1, `"schema": 1`).
+//! The normalized record every decoded uplink becomes (`"schema": 1`; the README's "The record").
 //!
 //! One JSON object per record; fields a message does not carry are omitted, never `null`.
 //! Protocol modules fill records; sinks and the command line serialize them. Changing what a
@@ -266,7 +266,7 @@ impl<'de> Deserialize<'de> for Attributes {
     }
 }
 
-/// One normalized record (contract §1). Build one with [`Record::new`] and fill the fields
+/// One normalized record (`"schema": 1`). Build one with [`Record::new`] and fill the fields
 /// the message carries; everything else stays `None` and is left out of the JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {

@@ -1,4 +1,4 @@
-//! The `trackgate` binary: `serve`, `decode`, `corpus verify|bless` (contract §2, §3).
+//! The `trackgate` binary: `serve`, `decode`, `corpus verify|bless` (docs/operations.md, docs/tools.md).
 
 use std::io::{self, BufWriter, Read, Write};
 use std::net::{IpAddr, SocketAddr};
@@ -19,7 +19,7 @@ use trackgate::tools::sim::{self, SimConfig};
 use trackgate_codecs::gt06::CrcPolicy;
 use trackgate_codecs::Protocol;
 
-/// Exit codes of the contract: 0 clean, 1 something rejected or failed, 2 usage.
+/// Exit codes (docs/tools.md): 0 clean, 1 something rejected or failed, 2 usage.
 const EXIT_REJECTED: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 

@@ -1,5 +1,5 @@
 //! The `trackgate` binary as a user runs it: arguments, input forms, output and exit codes
-//! (contract §2, §3).
+//! (docs/operations.md, docs/tools.md).
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
@@ -291,7 +291,7 @@ fn corpus_verify_fails_on_a_wrong_expectation_and_bless_repairs_it() {
 
 #[test]
 fn gt06_capture_strict_and_lenient() {
-    // A v1 login, a location with one flipped byte, a heartbeat (gt06.md §7).
+    // A v1 login, a location with one flipped byte, a heartbeat (Concox's document's examples).
     let login = "78780D01012345678901234500018CDD0D0A";
     let mut location = "78781F120B081D112E10CF027AC7EB0C46584900148F01CC00287D001FB8000380810D0A".to_string();
     location.replace_range(20..22, "CE");

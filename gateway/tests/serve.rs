@@ -81,7 +81,7 @@ impl Gateway {
             .stderr(Stdio::piped())
             .spawn()
             .expect("trackgate serve starts");
-        // The listening lines come first, one per socket (contract §2). GT06 is served on
+        // The listening lines come first, one per socket (docs/operations.md). GT06 is served on
         // TCP only.
         let mut wanted: Vec<String> = protocols
             .iter()
@@ -344,7 +344,7 @@ fn teltonika_udp_ack_echoes_the_device_ids() {
     assert_eq!(records[0]["device_id"], "352093086403655");
 }
 
-/// teltonika.md §7.9: one Codec 8 record from 352093086403655, packet id 0xCAFE, AVL packet id 5.
+/// The wiki's UDP example: one Codec 8 record from 352093086403655, packet id 0xCAFE, AVL packet id 5.
 const TELTONIKA_UDP: &str = "003DCAFE0105000F33353230393330383634303336353508010000016B4F815B30010000000000000000000000000000000103021503010101425DBC000001";
 const GT06_LOGIN: &str = "78780D01012345678901234500018CDD0D0A";
 const GT06_LOCATION: &str = "78781F120B081D112E10CF027AC7EB0C46584900148F01CC00287D001FB80003 80810D0A";
@@ -544,7 +544,7 @@ fn commands_over_http_reach_the_device_and_its_response_the_sink() {
     assert_eq!(status, 200, "{body}");
     // A Codec 12 response does not refer to its command: nothing to match it by.
     assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap(), serde_json::json!({"result": "written"}));
-    // teltonika.md §7.6's getinfo, byte for byte.
+    // The wiki's getinfo command, byte for byte.
     let expected = unhex("000000000000000F0C010500000007676574696E666F0100004312");
     let mut command = vec![0u8; expected.len()];
     device.read_exact(&mut command).unwrap();
@@ -862,7 +862,7 @@ fn a_teltonika_command_reaches_a_udp_device_after_its_next_datagram() {
     let endpoint = gw.addr("metrics http");
     let device = UdpSocket::bind("127.0.0.1:0").unwrap();
     let path = "/devices/teltonika/352093086403655/commands";
-    // The wiki's datagram (teltonika.md §7.9), its packet ids moved on each time.
+    // The wiki's UDP example, its packet ids moved on each time.
     let mut packet_id = 0xCAFEu16;
     let mut datagram = || {
         let mut d = unhex(TELTONIKA_UDP);
@@ -879,7 +879,7 @@ fn a_teltonika_command_reaches_a_udp_device_after_its_next_datagram() {
     assert_eq!(buf[..n], first.1);
     let request = std::thread::spawn(move || http(endpoint, "POST", path, Some(token), "getinfo"));
     let command = datagrams_until_command(&device, gw.udp, &mut datagram);
-    // teltonika.md §7.6's getinfo, byte for byte: the packet TCP carries.
+    // The wiki's getinfo command, byte for byte: the packet TCP carries.
     assert_eq!(command, unhex("000000000000000F0C010500000007676574696E666F0100004312"));
     let (status, body) = request.join().unwrap();
     assert_eq!(status, 200, "{body}");
@@ -1001,7 +1001,8 @@ fn read_jt808(conn: &mut TcpStream) -> Vec<u8> {
 
 #[test]
 fn jt808_register_auth_and_location_acks_are_byte_exact() {
-    // jt808.md §8.2 and §8.3; the gateway's own serial counts 1, 2, 3 … per connection.
+    // A 2013 terminal registering, authenticating and reporting (from the standard's examples and
+    // a real terminal); the gateway's own serial counts 1, 2, 3 … per connection.
     let gw = Gateway::start_for("jt808", &[]);
     let mut conn = TcpStream::connect(gw.tcp).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();

@@ -1,4 +1,4 @@
-//! Cutting a GT06 TCP stream into frames (gt06.md §1–§2, §8).
+//! Cutting a GT06 TCP stream into frames (docs/protocols/gt06.md §1–§2, §8).
 //!
 //! A frame is found by its length field and proven by its stop bytes and CRC. What devices
 //! in the field send besides that, in the order tried:

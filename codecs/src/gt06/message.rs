@@ -1,4 +1,4 @@
-//! The GT06 message catalogue (gt06.md §3–§6): typed views of a frame's content, and their
+//! The GT06 message catalogue (docs/protocols/gt06.md §3–§6): typed views of a frame's content, and their
 //! encoders. Vendor bytes after a known layout are kept (`extra`), never dropped.
 //!
 //! ```text
@@ -13,7 +13,7 @@ use super::*;
 use crate::time::Timestamp;
 use crate::wire::cursor::Cursor;
 
-/// Course/status word bits (gt06.md §3).
+/// Course/status word bits (docs/protocols/gt06.md §3).
 const COURSE_MASK: u16 = 0x03FF;
 const NORTH: u16 = 1 << 10;
 const WEST: u16 = 1 << 11;
@@ -511,7 +511,7 @@ impl<'a> Message<'a> {
                     acc = c.u8();
                     upload_mode = c.u8();
                     reupload = c.u8();
-                    // The mileage is only known when it is all that is left (gt06.md §5.2).
+                    // The mileage is only known when it is all that is left (docs/protocols/gt06.md §5.2).
                     if c.remaining() == 4 {
                         mileage = c.u32();
                     }

@@ -7,8 +7,8 @@
 //!               start   L = 1 + content + 2 + 2      CRC-16/X-25 over L … serial
 //! ```
 //!
-//! Two dialects carry no serial and no CRC and are accepted as devices send them (§8 of the
-//! notes, Traccar's frame tests):
+//! Two dialects carry no serial and no CRC and are accepted as devices send them (docs/protocols/gt06.md
+//! §8; Traccar's frame tests):
 //! * the Wi-Fi/LBS "count" frames 0x17 and 0x69, whose length byte is the number of access
 //!   points: `78 78 n proto | BCD time 6 | n × (MAC 6, RSSI 1) | m | MCC 2 | MNC 1 |
 //!   m × (LAC 2, CI 2, RSSI 1) | 0D 0A`;
@@ -187,7 +187,7 @@ pub fn ack_into(out: &mut Vec<u8>, long: bool, protocol: u8, serial: u16) {
     }
 }
 
-/// The 0x8A reply: the server's UTC time as YY MM DD hh mm ss (gt06.md §5.5), echoing the
+/// The 0x8A reply: the server's UTC time as YY MM DD hh mm ss (docs/protocols/gt06.md §5.5), echoing the
 /// request's serial. `None` for a year outside 2000–2255.
 pub fn time_reply(now: crate::time::Timestamp, serial: u16) -> Option<Vec<u8>> {
     let (date, h, m, s) = now.date_time();
@@ -210,7 +210,7 @@ pub fn wifi_count_reply(protocol: u8, bcd_time: [u8; 6]) -> Vec<u8> {
 }
 
 /// The answer to an address request when there is no geocoder: a long 0x97 frame with the
-/// text `NA&&NA&&0##`, server flag 0 and serial 0 (what fielded servers send; gt06.md §8).
+/// text `NA&&NA&&0##`, server flag 0 and serial 0 (what fielded servers send; docs/protocols/gt06.md §8).
 pub fn no_address_reply() -> Vec<u8> {
     const TEXT: &[u8] = b"NA&&NA&&0##";
     let mut content = Vec::with_capacity(5 + TEXT.len());
@@ -226,7 +226,7 @@ pub fn no_address_reply() -> Vec<u8> {
 pub const LANGUAGE_CHINESE: u16 = 0x0001;
 pub const LANGUAGE_ENGLISH: u16 = 0x0002;
 
-/// The 0x80 online command (gt06.md §6): command length (server flag + text, the language
+/// The 0x80 online command (docs/protocols/gt06.md §6): command length (server flag + text, the language
 /// field not counted), server flag, ASCII text, optional language, server serial. `None` if
 /// the text is not ASCII or too long for a short frame.
 pub fn encode_command(server_flag: u32, command: &str, language: Option<u16>, serial: u16) -> Option<Vec<u8>> {
@@ -250,7 +250,7 @@ pub fn encode_command(server_flag: u32, command: &str, language: Option<u16>, se
 }
 
 /// The IMEI of a login: 16 BCD nibbles with a leading `0` pad, so the last 15 digits. Clones
-/// that send non-decimal nibbles keep all 16 hex digits as their id (gt06.md §8).
+/// that send non-decimal nibbles keep all 16 hex digits as their id (docs/protocols/gt06.md §8).
 pub fn imei_from_bcd(bytes: &[u8; 8]) -> String {
     let mut digits = String::with_capacity(16);
     if crate::wire::bcd::decode_digits(bytes, &mut digits).is_some() {

@@ -1,5 +1,5 @@
 //! Turns one GT06 connection's bytes into records and replies: the IMEI and time zone from
-//! the login, one record per message, the acks the notes require (after the records, so the
+//! the login, one record per message, the acks the protocol requires (docs/protocols/gt06.md §4) (after the records, so the
 //! gateway sends them only once the sink has them), the 0x8A time reply, and 0x80 commands
 //! with their replies matched by server flag.
 
@@ -73,7 +73,7 @@ impl Default for Gt06Decoder {
     }
 }
 
-/// The v1 types whose times are the device's local time on some firmware (gt06.md §3); the
+/// The v1 types whose times are the device's local time on some firmware (docs/protocols/gt06.md §3); the
 /// v2 types are UTC by definition.
 fn local_time(protocol: u8) -> bool {
     matches!(protocol, GPS | GPS_LBS_6 | GPS_LBS | ALARM | GPS_PHONE | LBS_EXTEND)
@@ -118,7 +118,7 @@ fn set_fix(r: &mut Record, fix: &GpsFix, offset_minutes: i32) {
     r.attributes.set_opt("ignition", fix.acc());
 }
 
-/// Terminal information byte, voltage and GSM levels (gt06.md §3).
+/// Terminal information byte, voltage and GSM levels (docs/protocols/gt06.md §3).
 fn set_terminal_info(r: &mut Record, info: u8) {
     r.attributes.set("status_raw", info);
     r.attributes.set("output_cut", info & 0x80 != 0);
@@ -415,7 +415,7 @@ impl Gt06Decoder {
                     r.attributes.set("data", to_hex(content));
                 }
                 // Fielded servers ack every unknown short-frame type except the command range,
-                // and devices expect it (gt06.md §8).
+                // and devices expect it (docs/protocols/gt06.md §8).
                 reply = ack.filter(|_| !frame.long && !(0x80..=0x82).contains(&p));
                 r
             }

@@ -1,4 +1,4 @@
-//! Cutting JT808 frames off a byte stream (§1, §9).
+//! Cutting JT808 frames off a byte stream (docs/protocols/jt808.md §1, §8).
 //!
 //! A frame is the escaped bytes between two `7E` flags. Terminals send frames back to back
 //! (`… 7E 7E …`), and some let one flag close a frame and open the next, so after a frame

@@ -1,4 +1,4 @@
-//! The uplink messages (§6), as views over the frame body that borrow rather than copy, and
+//! The uplink messages (docs/protocols/jt808.md §6), as views over the frame body that borrow rather than copy, and
 //! the encoders that write them back (for round-trip tests, fuzzing and the simulator).
 
 use std::fmt;
@@ -23,14 +23,14 @@ fn short(what: &str, need: usize, have: usize) -> LayoutError {
     LayoutError(format!("{what} needs at least {need} bytes, the body has {have}"))
 }
 
-/// The 28-byte basic location block and its additional items (§6.2).
+/// The 28-byte basic location block and its additional items (docs/protocols/jt808.md §6.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Location<'a> {
     pub alarm: u32,
     pub status: u32,
     pub latitude_raw: u32,
     pub longitude_raw: u32,
-    /// Metres; a WORD in the standard, sent as two's complement below sea level (§9).
+    /// Metres; a WORD in the standard, sent as two's complement below sea level (docs/protocols/jt808.md §8).
     pub altitude_raw: u16,
     /// 1/10 km/h.
     pub speed_raw: u16,
@@ -41,7 +41,7 @@ pub struct Location<'a> {
     pub items: &'a [u8],
 }
 
-/// Status bits (§6.2).
+/// Status bits (docs/protocols/jt808.md §6.2).
 pub mod status {
     pub const ACC: u32 = 1 << 0;
     pub const POSITIONED: u32 = 1 << 1;
@@ -57,7 +57,7 @@ pub struct Item<'a> {
 }
 
 /// The additional items in order. A last item whose length runs past the body ends the
-/// iteration; [`Items::truncated`] then says so (§6.2: stop, don't fail).
+/// iteration; [`Items::truncated`] then says so (docs/protocols/jt808.md §6.2: stop, don't fail).
 #[derive(Debug, Clone)]
 pub struct Items<'a> {
     rest: &'a [u8],
@@ -133,7 +133,7 @@ impl<'a> Location<'a> {
     }
 
     /// Degrees, south negative. With the hemisphere bit set the value is unsigned and
-    /// negated; without it, terminals that send signed values are read as signed (§9).
+    /// negated; without it, terminals that send signed values are read as signed (docs/protocols/jt808.md §8).
     pub fn latitude(&self) -> f64 {
         signed_degrees(self.latitude_raw, self.status & status::SOUTH != 0)
     }
@@ -169,7 +169,7 @@ pub fn write_item(out: &mut Vec<u8>, id: u8, value: &[u8]) {
     out.extend_from_slice(&value[..value.len().min(255)]);
 }
 
-/// Which 0x0100 layout a register body has (§6.1).
+/// Which 0x0100 layout a register body has (docs/protocols/jt808.md §6.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RegisterLayout {
     V2011,
@@ -217,7 +217,7 @@ pub struct Register<'a> {
 }
 
 impl<'a> Register<'a> {
-    /// The layout follows the header edition and the body length (§6.1: a body shorter
+    /// The layout follows the header edition and the body length (docs/protocols/jt808.md §6.1: a body shorter
     /// than the 2013 fixed part is 2011).
     pub fn parse(body: &'a [u8], edition: Edition) -> Result<Self, LayoutError> {
         let layout = if matches!(edition, Edition::V2019 { .. }) && body.len() >= RegisterLayout::V2019.fixed_len() {
@@ -489,7 +489,7 @@ impl<'a> MediaData<'a> {
         let event = MediaEvent::read(&mut c).ok_or_else(|| short("0x0801 multimedia data", 8, body.len()))?;
         let rest = c.rest();
         // 2013 and 2019 put a 28-byte location block before the data; some vendor firmware
-        // does not (§6). A JPEG starts FF D8, which no location block can (its alarm word
+        // does not (docs/protocols/jt808.md §6). A JPEG starts FF D8, which no location block can (its alarm word
         // would have all of bits 24–31 set and more), so that tells them apart for images.
         let jpeg_first = rest.starts_with(&[0xFF, 0xD8]);
         if rest.len() >= Location::BASIC_LEN && !jpeg_first {

@@ -10,7 +10,7 @@
 //! * [`stream`]: the per-connection decoder: records, replies, sub-package reassembly,
 //!   commands and their confirmations.
 //!
-//! Reference: `jt808.md` in the protocol notes (section numbers below are that file's).
+//! Reference: docs/protocols/jt808.md, whose section numbers the comments cite.
 
 use std::borrow::Cow;
 
@@ -35,7 +35,7 @@ pub const FLAG: u8 = 0x7E;
 /// The escape byte: `7D 01` is `7D`, `7D 02` is `7E`.
 pub const ESCAPE: u8 = 0x7D;
 
-/// The longest body a header can declare (10-bit length, §1).
+/// The longest body a header can declare (10-bit length, docs/protocols/jt808.md §1).
 pub const MAX_BODY_LEN: usize = 1023;
 
 /// The default frame limit, in wire bytes between two flags. The largest legal frame is
@@ -82,7 +82,7 @@ pub mod id {
     pub const PASSTHROUGH_DOWN: u16 = 0x8900;
 }
 
-/// Header property bits (§3.1).
+/// Header property bits (docs/protocols/jt808.md §3.1).
 const BODY_LEN_MASK: u16 = 0x03FF;
 const ENCRYPTION_MASK: u16 = 0x1C00;
 const SUBPACKAGE: u16 = 0x2000;
@@ -111,7 +111,7 @@ pub mod result {
     }
 }
 
-/// Which header layout a frame uses (§3.4). 2011 and 2013 share a header; they differ in a
+/// Which header layout a frame uses (docs/protocols/jt808.md §3.4). 2011 and 2013 share a header; they differ in a
 /// few bodies (0x0100), told apart by length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Edition {
@@ -145,7 +145,7 @@ impl TerminalNumber {
 
     /// The number for a device id, in the width `edition` uses: BCD digits left-padded with
     /// zeros; for a 15-digit IMEI that does not fit the 6 bytes of a 2013 header, the
-    /// 48-bit binary form some terminals use (the IMEI without its check digit, §3.2).
+    /// 48-bit binary form some terminals use (the IMEI without its check digit, docs/protocols/jt808.md §3.2).
     pub fn for_device_id(device_id: &str, edition: Edition) -> Option<Self> {
         let width = match edition {
             Edition::V2013 => 6,
@@ -175,7 +175,7 @@ impl TerminalNumber {
 
     /// The device id of the contract: the BCD digits without leading zeros (`0` for an
     /// all-zero number). A 6-byte number that is not BCD is the 48-bit binary form of an
-    /// IMEI without its check digit (§3.2): the id is that IMEI with the digit restored. A
+    /// IMEI without its check digit (docs/protocols/jt808.md §3.2): the id is that IMEI with the digit restored. A
     /// 10-byte number that is not BCD has no known reading and is given in hex.
     pub fn device_id(&self) -> String {
         let mut digits = String::with_capacity(20);
@@ -232,7 +232,7 @@ impl Terminal {
     }
 }
 
-/// One frame's header (§3.1).
+/// One frame's header (docs/protocols/jt808.md §3.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
     pub message_id: u16,
@@ -290,7 +290,7 @@ pub struct Frame<'a> {
     pub header: Header,
     pub body: Cow<'a, [u8]>,
     /// False when the properties declare another body length than the frame has. The body
-    /// the frame carries is what is parsed (§9: devices get this wrong; the check code
+    /// the frame carries is what is parsed (docs/protocols/jt808.md §8: devices get this wrong; the check code
     /// vouches for the bytes).
     pub length_field_ok: bool,
 }
@@ -340,7 +340,7 @@ fn unescaped_xor(escaped_xor: u8, pairs: usize) -> u8 {
     escaped_xor ^ (pairs & 1) as u8
 }
 
-/// Appends `raw` escaped (§1): `7E` → `7D 02`, `7D` → `7D 01`.
+/// Appends `raw` escaped (docs/protocols/jt808.md §1): `7E` → `7D 02`, `7D` → `7D 01`.
 pub fn escape_into(raw: &[u8], out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(raw);
@@ -440,7 +440,7 @@ fn parse_header(raw: &[u8], xor_all: u8) -> Result<(Header, std::ops::Range<usiz
     // `Frame::parse` inlined, the header reaches the caller in registers; either change
     // alone was slower (BENCHMARKS.md, JT808).
     let edition = if properties & VERSION_2019 != 0 {
-        // Some 2013 terminals set the version bit anyway (§3.4): when only the 2013 reading
+        // Some 2013 terminals set the version bit anyway (docs/protocols/jt808.md §3.4): when only the 2013 reading
         // makes the declared length come out right, it is the 2013 layout.
         if !fits(header_len(Edition::V2019 { version: 0 }, package)) && fits(header_len(Edition::V2013, package)) {
             Edition::V2013
@@ -537,7 +537,7 @@ pub fn encode(message_id: u16, terminal: &Terminal, serial: u16, body: &[u8]) ->
 }
 
 /// A body of any length as frames, split into sub-packages of at most `package_len` bytes
-/// (1..=1023) with consecutive serials from `first_serial` (§3.3). A body that fits one
+/// (1..=1023) with consecutive serials from `first_serial` (docs/protocols/jt808.md §3.3). A body that fits one
 /// frame is sent as one frame without sub-package fields.
 pub fn encode_packages(
     message_id: u16,
@@ -576,13 +576,13 @@ pub fn general_response_body(reply_serial: u16, reply_id: u16, result: u8) -> [u
     [s0, s1, i0, i1, result]
 }
 
-/// 0x8001 platform general response (§5).
+/// 0x8001 platform general response (docs/protocols/jt808.md §5).
 pub fn platform_response(terminal: &Terminal, serial: u16, reply_serial: u16, reply_id: u16, result: u8) -> Vec<u8> {
     encode(id::PLATFORM_RESPONSE, terminal, serial, &general_response_body(reply_serial, reply_id, result))
         .expect("a 5-byte body fits a frame")
 }
 
-/// 0x8100 register response (§6.1): the auth code only with result 0.
+/// 0x8100 register response (docs/protocols/jt808.md §6.1): the auth code only with result 0.
 pub fn register_response(
     terminal: &Terminal,
     serial: u16,
@@ -598,7 +598,7 @@ pub fn register_response(
     encode(id::REGISTER_RESPONSE, terminal, serial, &body)
 }
 
-/// 0x8003 re-send request (§3.3): the first sub-package's serial and the missing package
+/// 0x8003 re-send request (docs/protocols/jt808.md §3.3): the first sub-package's serial and the missing package
 /// indexes (count is a BYTE in 2013, a WORD in 2019).
 pub fn resend_request(terminal: &Terminal, serial: u16, first_serial: u16, missing: &[u16]) -> Option<Vec<u8>> {
     let mut body = first_serial.to_be_bytes().to_vec();
@@ -649,7 +649,7 @@ pub fn time_from_bcd(t: [u8; 6], utc_offset_minutes: i32) -> Option<Timestamp> {
     Timestamp::from_local_fields(bcd::values(t)?, utc_offset_minutes)
 }
 
-/// GBK text (§4) as UTF-8; trailing NUL padding dropped. Undecodable bytes become U+FFFD.
+/// GBK text (docs/protocols/jt808.md §4) as UTF-8; trailing NUL padding dropped. Undecodable bytes become U+FFFD.
 pub fn text(bytes: &[u8]) -> String {
     let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
     let (s, _, _) = encoding_rs::GBK.decode(&bytes[..end]);
@@ -693,7 +693,7 @@ pub enum ParamValue {
     Bytes(Vec<u8>),
 }
 
-/// How the standard types a parameter id's value (§7.1).
+/// How the standard types a parameter id's value (docs/protocols/jt808.md §7.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParamType {
     Byte,
@@ -703,7 +703,7 @@ pub enum ParamType {
     Bytes,
 }
 
-/// The type §7.1 gives a parameter id; ids it does not list are typed by their length.
+/// The type docs/protocols/jt808.md §7.1 gives a parameter id; ids it does not list are typed by their length.
 pub fn param_type(param: u32) -> Option<ParamType> {
     Some(match param {
         0x0010..=0x0017 | 0x0040..=0x0049 | 0x0083 => ParamType::Text,
@@ -755,7 +755,7 @@ impl ParamValue {
     }
 }
 
-/// A command the platform sends a terminal (§7). Each is answered by a 0x0001 general
+/// A command the platform sends a terminal (docs/protocols/jt808.md §7). Each is answered by a 0x0001 general
 /// response, or by 0x0104 (parameter queries) or 0x0201 (location query).
 ///
 /// In JSON, each is its name in snake case, with its fields where it has them:
@@ -770,13 +770,13 @@ pub enum Command {
     QueryParameters,
     /// 0x8106: the listed parameters.
     QueryGivenParameters(Vec<u32>),
-    /// 0x8105: command word (§7.2) and its `;`-separated parameters.
+    /// 0x8105: command word (docs/protocols/jt808.md §7.2) and its `;`-separated parameters.
     TerminalControl { command: u8, parameters: String },
     /// 0x8201.
     QueryLocation,
     /// 0x8202: report every `interval_s` seconds (0 stops) for `validity_s` seconds.
     Tracking { interval_s: u16, validity_s: u32 },
-    /// 0x8300: flag bits (§7.3) and text; 2019 terminals also get the text type (1 notice,
+    /// 0x8300: flag bits (docs/protocols/jt808.md §7.3) and text; 2019 terminals also get the text type (1 notice,
     /// 2 service; 1 when not given).
     Text { flags: u8, kind: Option<u8>, text: String },
     /// 0x8500 (2013 layout): control flag, bit 0 = lock doors.

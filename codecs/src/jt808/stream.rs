@@ -1,4 +1,4 @@
-//! Turns one JT808 connection's (or UDP peer's) bytes into records and replies (§5):
+//! Turns one JT808 connection's (or UDP peer's) bytes into records and replies (docs/protocols/jt808.md §5):
 //! 0x8100 for registrations, 0x8001 for everything the terminal expects one for (after the
 //! records, so the gateway sends it only once the sink has them), 0x8004 for time queries,
 //! sub-packages reassembled with 0x8003 for the missing ones and 0x8800 for finished media,
@@ -26,7 +26,7 @@ pub type RegisterPolicy = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 /// Per-connection settings.
 #[derive(Clone)]
 pub struct Jt808Options {
-    /// The terminals' clock offset from UTC in minutes: BCD times are local (§4; GMT+8
+    /// The terminals' clock offset from UTC in minutes: BCD times are local (docs/protocols/jt808.md §4; GMT+8
     /// by the standard, so 480 unless configured).
     pub utc_offset_minutes: i32,
     pub limits: Limits,
@@ -148,7 +148,7 @@ impl Default for Jt808Decoder {
     }
 }
 
-/// Alarm bit names (§6.2). Bits 15–17 are reserved in 2013 and remapped by vendors, so they
+/// Alarm bit names (docs/protocols/jt808.md §6.2). Bits 15–17 are reserved in 2013 and remapped by vendors, so they
 /// are left to `alarm_raw`. Bit 20 (area) and 21 (route) are refined by item 0x12.
 const ALARMS: [Option<&str>; 32] = [
     Some("sos"),
@@ -231,7 +231,7 @@ fn sign_magnitude_tenths(v: u16) -> f64 {
     }
 }
 
-/// The additional items the notes define, as attributes; everything else, and any standard
+/// The additional items the standard defines, as attributes; everything else, and any standard
 /// item whose length is not the standard's, goes to `items` raw (keyed `0xNN`).
 fn set_items(r: &mut Record, location: &Location<'_>) {
     let mut raw = Map::new();
@@ -286,7 +286,7 @@ fn set_items(r: &mut Record, location: &Location<'_>) {
             }
             (0x30, 1) => a.set("gsm_signal", v[0]),
             (0x31, 1) => r.satellites = Some(u32::from(v[0])),
-            // Common vendor items (§6.2, "seen in the wild").
+            // Common vendor items (docs/protocols/jt808.md §6.2, "seen in the wild").
             (0x51, n) if n >= 2 && n % 2 == 0 => {
                 for (i, pair) in v.chunks_exact(2).enumerate() {
                     let t = be16(pair);
@@ -606,7 +606,7 @@ impl Jt808Decoder {
             a.header = header;
         }
         if a.parts.len() < usize::from(total) {
-            // After the last package the platform asks for the missing ones (§3.3): one
+            // After the last package the platform asks for the missing ones (docs/protocols/jt808.md §3.3): one
             // request's worth (a 2013 count is a BYTE); a message missing more than that ends
             // by the timeout.
             let resend = (index == total).then(|| (first_serial, a.missing(255)));
@@ -897,7 +897,7 @@ impl Jt808Decoder {
         set_text(&mut r, "terminal_model", reg.model);
         set_text(&mut r, "terminal_id", reg.terminal_id);
         r.attributes.set("plate_color", reg.plate_color);
-        // Colour 0 means the vehicle has no plate and the text is its VIN (§6.1).
+        // Colour 0 means the vehicle has no plate and the text is its VIN (docs/protocols/jt808.md §6.1).
         set_text(&mut r, if reg.plate_color == 0 { "vin" } else { "plate" }, reg.plate);
         r.attributes.set("accepted", accepted);
         r

@@ -23,7 +23,7 @@ fn decode(input: &[u8]) -> Vec<StreamEvent> {
     decode_with(&mut Jt808Decoder::default(), input)
 }
 
-// Worked examples of jt808.md §8.
+// Frames from the standard's own examples and from real terminals.
 const HEARTBEAT: &str = "7E 0002 0000 043048325465 00B7 CA 7E";
 const REGISTER: &str = "7E0100002D0141305678720024002C012F373031313142534A2D41362D424400000000000000000000003035363738373201D4C14238383838386D7E";
 const AUTH: &str = "7E01020008014130567872002541555448313233340E7E";
@@ -61,7 +61,7 @@ fn register_then_authenticate_byte_exact() {
     body.extend_from_slice(code);
     encode_frame(&mut expected, 0x8100, &terminal_2013("014130567872"), 1, None, &body).unwrap();
     assert_eq!(replies(&ev), vec![expected]);
-    // The notes' own register response, with their auth code.
+    // A register response from the standard's examples, with its auth code.
     assert_eq!(
         register_response(&terminal_2013("014130567872"), 1, 0x24, 0, "AUTH1234").unwrap(),
         hex("7E8100000B014130567872000100240041555448313233348F7E")
@@ -127,7 +127,7 @@ fn batch_2019_gives_a_record_per_item_and_one_ack() {
 
 #[test]
 fn escaping_both_ways() {
-    // §8.5: a 0x8001 with platform serial 0x007D acking terminal serial 0x007E.
+    // A 0x8001 with platform serial 0x007D acking terminal serial 0x007E: both need escaping.
     let t = terminal_2013("013912345678");
     assert_eq!(
         platform_response(&t, 0x7D, 0x7E, 0x0200, 0),
@@ -522,7 +522,7 @@ fn alarms_status_and_items() {
     assert_eq!(a.get("items").unwrap(), &serde_json::json!({"0xeb": ["0102", "03"], "0x01": "000001"}));
     assert_eq!(a.get("items_truncated").unwrap(), true);
     assert_eq!(a.get("alarm_raw").unwrap(), 1 | (1 << 20) | (1 << 16));
-    // Signed coordinates without the hemisphere bits (§9).
+    // Signed coordinates without the hemisphere bits (docs/protocols/jt808.md §8).
     let signed = Location { status: 0, latitude_raw: (-1_000_000i32) as u32, items: &[], ..l };
     assert_eq!(signed.latitude(), -1.0);
 }
@@ -828,7 +828,7 @@ proptest! {
         Header { message_id: id, properties, terminal, serial, package: None }.write(&mut raw);
         raw.extend_from_slice(&body);
         raw.push(raw.iter().fold(0, |a, b| a ^ b));
-        // The escaping spelt out byte by byte (§1), not through the code under test.
+        // The escaping spelt out byte by byte (docs/protocols/jt808.md §1), not through the code under test.
         let mut expected = before;
         expected.push(0x7E);
         for b in raw {

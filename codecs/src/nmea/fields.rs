@@ -1,4 +1,4 @@
-//! Field grammars of NMEA 0183 (nmea.md §3), over one already-split field.
+//! Field grammars of NMEA 0183 (docs/protocols/nmea.md §3), over one already-split field.
 //!
 //! These are hand-written rather than nom combinators (the style guide's default for frame
 //! bodies): the fields are 1–12 ASCII bytes, and in callgrind nom's per-field combinator

@@ -207,7 +207,7 @@ pub fn split_line<'a>(line: &'a [u8], mut each: impl FnMut(LinePiece<'a>)) {
     }
     let mut start = first;
     loop {
-        // `$` is reserved (nmea.md §1): one inside a sentence starts a new one, and whatever
+        // `$` is reserved (docs/protocols/nmea.md §1): one inside a sentence starts a new one, and whatever
         // came before it was cut short.
         let next = memchr::memchr(b'$', &body[start + 1..]).map(|p| start + 1 + p);
         let seg = &body[start..next.unwrap_or(body.len())];

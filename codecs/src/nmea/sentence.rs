@@ -110,7 +110,7 @@ impl Message<'_> {
     }
 }
 
-/// RMC, recommended minimum data (§4).
+/// RMC, recommended minimum data (docs/protocols/nmea.md §4).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rmc {
     pub time: Option<NmeaTime>,
@@ -425,7 +425,7 @@ fn malformed(detail: String) -> Reject {
     Reject::new(RejectKind::Malformed, detail)
 }
 
-/// FAA mode letters (nmea.md §3.2), including the Quectel `C`/`U` quirks.
+/// FAA mode letters (docs/protocols/nmea.md §3.2), including the Quectel `C`/`U` quirks.
 const MODES: &[u8] = b"ADEFRPMSNCU";
 const STATUS: &[u8] = b"AV";
 const NAV_STATUS: &[u8] = b"SCUV";
@@ -467,7 +467,7 @@ pub fn parse(text: &[u8]) -> Result<ParsedSentence<'_>, Reject> {
         if let Some(i) = body.iter().position(|&b| !(0x20..=0x7e).contains(&b)) {
             return Err(malformed(format!("byte 0x{:02X} at {} is not printable ASCII", body[i], i + 1)));
         }
-        // `$` is reserved as the start marker (nmea.md §1); inside a body it means two
+        // `$` is reserved as the start marker (docs/protocols/nmea.md §1); inside a body it means two
         // sentences ran together.
         let i = memchr::memchr(b'$', body).unwrap_or(0);
         return Err(Reject::new(RejectKind::Truncated, format!("a new '$' at {} inside the sentence", i + 1)));
@@ -709,7 +709,7 @@ fn parse_message<'a>(
             Message::Hdt(Hdt { heading_deg: f.decimal(1, "heading")? })
         }
         "TXT" => {
-            // Rejoin fields 4..n: text may contain commas (nmea.md §4, TXT).
+            // Rejoin fields 4..n: text may contain commas (docs/protocols/nmea.md §4, TXT).
             let text = text.map(ascii).unwrap_or("");
             let mut parts = text.splitn(4, ',');
             Message::Txt(Txt {

@@ -409,7 +409,7 @@ fn time_of_day(t: NmeaTime) -> String {
 }
 
 /// Sets the coordinates, except the all-zero placeholder receivers send without a fix
-/// (nmea.md §6): that is "no position", not a point in the Gulf of Guinea.
+/// (docs/protocols/nmea.md §6): that is "no position", not a point in the Gulf of Guinea.
 fn set_position(r: &mut Record, lat: Option<Coordinate>, lon: Option<Coordinate>) {
     let (lat, lon) = (lat.map(Coordinate::degrees), lon.map(Coordinate::degrees));
     if lat == Some(0.0) && lon == Some(0.0) && r.valid != Some(true) {

@@ -54,7 +54,7 @@ fn close(a: Option<f64>, b: f64) -> bool {
 
 #[test]
 fn rmc_worked_example() {
-    // nmea.md §5.1
+    // A u-blox receiver's RMC from gpsd's logs.
     let r = one("$GNRMC,001031.00,A,4404.13993,N,12118.86023,W,0.146,,100117,,,A*7B\r\n");
     assert_eq!(r.kind, Kind::Position);
     assert_eq!(r.message_type, "RMC");
@@ -71,7 +71,7 @@ fn rmc_worked_example() {
 
 #[test]
 fn gga_without_a_date_keeps_its_time_of_day() {
-    // nmea.md §5.2: fields 13-14 absent entirely.
+    // The same receiver's GGA: fields 13-14 absent entirely.
     let r = one("$GNGGA,001043.00,4404.14036,N,12118.85961,W,1,12,0.98,1113.0,M,-21.3,M*47\n");
     assert_eq!(r.fix_time, None);
     assert_eq!(r.attributes.get("utc_time"), Some(&"00:10:43.000".into()));
@@ -85,7 +85,7 @@ fn gga_without_a_date_keeps_its_time_of_day() {
 
 #[test]
 fn an_epoch_takes_its_date_from_rmc_and_zda() {
-    // nmea.md §5.3, SkyTraq RTK float epoch: GGA and GLL before RMC get no date; ZDA's
+    // A SkyTraq RTK float epoch from gpsd's logs: GGA and GLL before RMC get no date; ZDA's
     // date then applies to what follows.
     let epoch = "$GPGGA,003832.000,4404.1271062,N,12118.8438377,W,5,14,0.8,1127.630,M,-20.300,M,1.000,0000*74\r\n\
 $GNGSA,A,3,05,12,25,29,,,,,,,,,1.7,0.8,1.6,1*32\r\n\

@@ -1,4 +1,4 @@
-//! AVL data (teltonika.md §2–§4): the data field of Codec 8, 8 Extended and 16 packets, read
+//! AVL data (docs/protocols/teltonika.md §2–§4): the data field of Codec 8, 8 Extended and 16 packets, read
 //! as zero-copy views. [`AvlData::parse`] walks every record once to validate it; after that
 //! [`AvlData::records`] and [`RecordView::io`] iterate without allocating or failing.
 //!
@@ -68,7 +68,7 @@ impl GpsElement {
     pub fn longitude(&self) -> f64 {
         f64::from(self.longitude_e7) / 1e7
     }
-    /// An all-zero element with no satellites: the device had no fix (teltonika.md §8).
+    /// An all-zero element with no satellites: the device had no fix (docs/protocols/teltonika.md §8).
     pub fn is_no_fix_placeholder(&self) -> bool {
         self.satellites == 0 && self.longitude_e7 == 0 && self.latitude_e7 == 0
     }

@@ -1,4 +1,4 @@
-//! Cutting Teltonika TCP streams into frames (teltonika.md §1–§2).
+//! Cutting Teltonika TCP streams into frames (docs/protocols/teltonika.md §1–§2).
 //!
 //! ```text
 //!  IMEI handshake   00 0F  33 35 36 …            u16 length + ASCII digits

@@ -35,7 +35,7 @@ pub const CODEC_15: u8 = 0x0F;
 /// GH3000's bit-masked codec: recognised, not decoded.
 pub const CODEC_7: u8 = 0x07;
 
-/// Command packet types (teltonika.md §6).
+/// Command packet types (docs/protocols/teltonika.md §6).
 pub const TYPE_COMMAND: u8 = 0x05;
 pub const TYPE_RESPONSE: u8 = 0x06;
 /// Codec 14: the device's IMEI did not match the command's.
@@ -135,7 +135,7 @@ impl<'a> Command<'a> {
         match codec {
             CODEC_12 => {}
             CODEC_13 => {
-                // The timestamp's width is not fixed in the field (teltonika.md §6): 8-byte
+                // The timestamp's width is not fixed in the field (docs/protocols/teltonika.md §6): 8-byte
                 // milliseconds in some captures, 4-byte seconds in others. Take the one
                 // that gives a plausible time.
                 let ms8 = content.get(..8).map(|b| u64::from_be_bytes(b.try_into().unwrap_or([0; 8])));
@@ -179,7 +179,7 @@ pub fn encode_command(codec: u8, kind: u8, imei: Option<[u8; 8]>, payload: &[u8]
     encode_packet(&data, out);
 }
 
-/// A UDP datagram (teltonika.md §5): channel header, AVL packet id, IMEI, then a data field.
+/// A UDP datagram (docs/protocols/teltonika.md §5): channel header, AVL packet id, IMEI, then a data field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UdpPacket<'a> {
     /// Echoed in the ack.

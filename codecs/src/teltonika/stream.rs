@@ -105,7 +105,7 @@ impl TeltonikaDecoder {
             }
             CODEC_12 | CODEC_13 | CODEC_14 | CODEC_15 => {
                 let cmd = Command::parse(data).map_err(|e| Reject::new(RejectKind::Malformed, e.to_string()))?;
-                // Command responses are never acked (teltonika.md §6).
+                // Command responses are never acked (docs/protocols/teltonika.md §6).
                 out.push(StreamEvent::Record(self.command_record(&cmd)));
                 Ok(())
             }
@@ -140,7 +140,7 @@ impl TeltonikaDecoder {
         r
     }
 
-    /// One contract record for one AVL record (contract §1, teltonika.md §3).
+    /// One normalized record for one AVL record (docs/protocols/teltonika.md §3).
     pub fn avl_record(&self, v: &RecordView<'_>, codec: u8) -> Record {
         let message_type = match codec {
             CODEC_8 => "0x08",
@@ -172,7 +172,7 @@ impl TeltonikaDecoder {
                 other => IoAttributeValue::Unsigned(other.as_u64().unwrap_or(0)),
             };
             io.push((e.id, value));
-            // The well-known ids of the FMB/FMC/FMM families (teltonika.md §3.2), named only
+            // The well-known ids of the FMB/FMC/FMM families (docs/protocols/teltonika.md §3.2), named only
             // when the value has the width the AVL table gives them: other families reuse
             // ids. The raw map above stays complete whatever is named here.
             match (e.id, e.value) {

@@ -22,15 +22,15 @@ fn decode_all(dec: &mut TeltonikaDecoder, input: &[u8]) -> Vec<StreamEvent> {
 }
 
 const IMEI: &str = "000f333536333037303432343431303133";
-/// teltonika.md §7.2: Codec 8, no fix.
+/// Teltonika's wiki example: Codec 8, no fix.
 const C8_WIKI: &str = "000000000000003608010000016B40D8EA30010000000000000000000000000000000105021503010101425E0F01F10000601A014E0000000000000000010000C7CF";
-/// §7.3: Codec 8, a real fix in Vienna.
+/// A real device's Codec 8 packet: a fix in Vienna.
 const C8_FIX: &str = "000000000000004C08010000016818D500580009C28D9F1CB3757A00BE00C60F0053000F06F0011503C80001011D00FC0007423799180053CDF80DCE426F430F88190BB8560BB802F100005AA110002887E000010000EE8D";
-/// §7.4: Codec 8 Extended with an NX element.
+/// A real device's Codec 8 Extended packet with an NX element.
 const C8E_NX: &str = "000000000000004B8E010000018368952793000F0E54FC209AB05800B300B40E00002A4F0001000000000000000000012A4F001E011C0001A40110EB47706AA38255AA96F21A154E2D00550D01000E020BD6010000823F";
-/// §7.5: the wiki's Codec 16 example, two records.
+/// The wiki's Codec 16 example, two records.
 const C16_WIKI: &str = "000000000000005F10020000016BDBC7833000000000000000000000000000000000000B05040200010000030002000B00270042563A00000000016BDBC7871800000000000000000000000000000000000B05040200010000030002000B00260042563A00000200005FB3";
-/// §7.6: a Codec 12 response.
+/// A Codec 12 response (the wiki's getinfo answer).
 const C12_RESPONSE: &str = "00000000000000900C010600000088494E493A323031392F372F323220373A323220525443";
 
 #[test]
@@ -42,7 +42,7 @@ fn handshake_then_codec8_gives_login_records_and_byte_exact_acks() {
     let rs = records(&ev);
     assert_eq!(rs.len(), 3);
     assert_eq!((rs[0].kind, rs[0].device_id.as_deref()), (Kind::Login, Some("356307042441013")));
-    // §7.2: all-zero GPS element, 0 satellites: not valid, no position.
+    // All-zero GPS element, 0 satellites: not valid, no position (docs/protocols/teltonika.md §8).
     let r = rs[1];
     assert_eq!(r.fix_time.unwrap().to_string(), "2019-06-10T10:04:46.000Z");
     assert_eq!((r.valid, r.latitude, r.longitude, r.satellites), (Some(false), None, None, Some(0)));
@@ -51,7 +51,7 @@ fn handshake_then_codec8_gives_login_records_and_byte_exact_acks() {
     assert_eq!(r.attributes.get("power_v"), Some(&24.079.into()));
     assert_eq!(r.attributes.get("priority"), Some(&1.into()));
     assert_eq!(r.attributes.get("ibutton"), None, "iButton 0 is no key");
-    // §7.3
+    // The Vienna fix.
     let r = rs[2];
     assert_eq!((r.latitude, r.longitude), (Some(48.1523066), Some(16.3745183)));
     assert_eq!(
@@ -87,7 +87,7 @@ fn codec16_negative_coordinates_and_generation_type() {
     assert_eq!(rs[0].attributes.get("generation_type"), Some(&5.into()));
     assert_eq!(rs[0].attributes.get("event_io_id"), Some(&11.into()));
     assert_eq!(replies(&ev), [vec![0, 0, 0, 2]]);
-    // §7.5's record, rebuilt with our encoder: the coordinates are two's complement.
+    // The Codec 16 example's record, rebuilt with our encoder: the coordinates are two's complement.
     let rec = AvlRecord {
         timestamp_ms: 1_532_637_823_000,
         gps: GpsElement {
@@ -128,7 +128,7 @@ fn io_object_orders_ids_as_text_and_keeps_a_repeated_ids_last_value() {
 
 #[test]
 fn command_responses_are_records_and_never_acked() {
-    // §7.6 response (truncated in the notes' text, so rebuilt around its first words).
+    // The getinfo response, rebuilt around its first words.
     let mut packet = Vec::new();
     encode_command(CODEC_12, TYPE_RESPONSE, None, b"INI:2019/7/22 7:22 RTC:2019/7/22 7:53", &mut packet);
     let ev = decode_all(&mut TeltonikaDecoder::tcp(), &packet);
@@ -163,7 +163,7 @@ fn downlink_text_is_a_codec12_command_after_the_handshake() {
     assert_eq!(udp.command(&getinfo).unwrap().bytes, sent.bytes);
 }
 
-/// teltonika.md §7.9: one Codec 8 record from 352093086403655 in the UDP channel header.
+/// The wiki's UDP example: one Codec 8 record from 352093086403655 in the UDP channel header.
 const UDP_WIKI: &str = "003DCAFE0105000F33353230393330383634303336353508010000016B4F815B30010000000000000000000000000000000103021503010101425DBC000001";
 
 #[test]
@@ -211,7 +211,7 @@ fn command_responses_over_udp_come_in_either_framing() {
 
 #[test]
 fn command_encoders_are_byte_exact() {
-    // teltonika.md §7.6 and §7.7, and both Traccar encoder vectors (commands.tsv).
+    // The wiki's getinfo and its Codec 14 form, and both Traccar encoder vectors (commands.tsv).
     let cases: [(u8, Option<&str>, &[u8], &str); 4] = [
         (CODEC_12, None, b"getinfo", "000000000000000F0C010500000007676574696E666F0100004312"),
         (
@@ -242,12 +242,12 @@ fn command_encoders_are_byte_exact() {
 
 #[test]
 fn codec13_and_codec15_times() {
-    // Traccar's codec 13 row: a 4-byte seconds timestamp (teltonika.md §6).
+    // Traccar's codec 13 row: a 4-byte seconds timestamp (docs/protocols/teltonika.md §6).
     let data = hex("0d01060000001c642b3ad14754534c7c367c317c307c31323734393838347c317c0d0a01");
     let cmd = Command::parse(&data).unwrap();
     assert_eq!(cmd.timestamp_ms, Some(0x642b_3ad1 * 1000));
     assert_eq!(cmd.payload, b"GTSL|6|1|0|12749884|1|\r\n");
-    // §7.8 codec 15.
+    // Codec 15 (docs/protocols/teltonika.md §6).
     let packet = hex("000000000000001B0F010B00000013654B65A4012345678912345648656C6C6F210A01000093D6");
     let ev = decode_all(&mut TeltonikaDecoder::tcp(), &packet);
     let r = records(&ev)[0];
@@ -258,7 +258,7 @@ fn codec13_and_codec15_times() {
 
 #[test]
 fn udp_datagram_and_its_ack_echo_the_device_ids() {
-    // teltonika.md §7.9
+    // The wiki's UDP example.
     let dg = hex(UDP_WIKI);
     let mut dec = TeltonikaDecoder::udp();
     let ev = decode_all(&mut dec, &dg);

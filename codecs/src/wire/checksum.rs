@@ -187,7 +187,7 @@ mod tests {
 
     #[test]
     fn xor_of_an_nmea_sentence_body() {
-        // $GPHDT,274.07,T*03 (nmea.md §5.5)
+        // $GPHDT,274.07,T*03, a gyro heading from gpsd's logs
         assert_eq!(xor8(b"GPHDT,274.07,T"), 0x03);
         assert_eq!(xor8(b""), 0);
     }

@@ -1,4 +1,4 @@
-//! Lowercase hex text of bytes, as records carry binary values (contract §1: variable-length
+//! Lowercase hex text of bytes, as records carry binary values (records carry variable-length
 //! IO values are "lowercase hex string").
 
 const DIGITS: &[u8; 16] = b"0123456789abcdef";

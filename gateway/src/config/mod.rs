@@ -1,42 +1,7 @@
-//! `trackgate serve --config FILE`: everything the flags can set, plus limits, timeouts and
-//! per-listener options. Flags given on the command line win over the file.
-//!
-//! ```toml
-//! shards = 2                       # default: one per core
-//! metrics = "127.0.0.1:9100"       # Prometheus /metrics; default: off
-//! commands_token_file = "token"    # enables POST /devices/<protocol>/<id>/commands there
-//! commands_hold_file = "held.jsonl" # commands held for devices, kept across restarts
-//! sinks = ["jsonl:records.jsonl"]  # default: jsonl:- (standard output); also "mqtt://HOST/TOPIC"
-//! fsync = "every-commit"           # or "never"
-//!
-//! [limits]
-//! idle_timeout = "10m"             # seconds as a number, or "90s", "10m", "1h"
-//! max_connections_per_shard = 100000
-//! max_connections_per_ip = 4096    # 0 = no cap
-//! junk_bytes = 2048                # 0 = never close a connection for junk
-//! max_udp_peers = 100000           # per UDP socket
-//! udp_receive_buffer = 4194304     # bytes per UDP socket (capped by net.core.rmem_max)
-//! read_buffer = 4096
-//! sink_queue = 1024
-//!
-//! [[listen]]
-//! protocol = "jt808"
-//! addr = "0.0.0.0:5015"
-//! jt808_tz = "+08:00"
-//! idle_timeout = "5m"
-//! allow = ["13800138000"]         # JT808: terminals given an auth code
-//!
-//! [[listen]]
-//! protocol = "gt06"
-//! addr = "0.0.0.0:5023"
-//! gt06_crc = "lenient"
-//! log_payloads = true               # each read's bytes as hex, at info level
-//!
-//! [[listen]]
-//! protocol = "teltonika"
-//! addr = "0.0.0.0:5027"
-//! allow_file = "imeis.txt"         # one IMEI per line, # comments
-//! ```
+//! Every setting of `trackgate serve`: the config file (`--config`, TOML), the flags that
+//! override it, and the spec types they are made of (listeners, limits, sinks, the commands
+//! token). Plain data and its parsing: nothing here opens a socket or a file other than the
+//! ones the config names to read (token, allow-list). The manual is docs/configuration.md.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;

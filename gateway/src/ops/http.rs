@@ -1,41 +1,10 @@
-//! The operator's HTTP endpoint (`--metrics ADDR`): `GET /metrics` (Prometheus text),
-//! `GET /healthz`, and, only when a commands token is configured, commands to connected
-//! devices:
+//! The operator's HTTP endpoint (`--metrics ADDR`): `/metrics`, `/healthz`, and device
+//! status and commands when a commands token is configured. What it answers is documented
+//! once, in docs/http-api.md; this module owns the parsing and the answers, and must not
+//! decide anything about devices (that is the registry's).
 //!
-//! ```text
-//! POST /devices/<protocol>/<device id>/commands
-//! Authorization: Bearer <token>
-//! Content-Length: <n>
-//!
-//! <the command text, as the device's SMS commands spell it; for JT808, the command in
-//!  JSON, such as "query_location" or {"terminal_control": {"command": 4, "parameters": ""}}>
-//! ```
-//!
-//! Answers `200` once the command is written to the device's socket, with JSON naming the
-//! attribute and value the device's answer will carry where its protocol refers to the
-//! command (`{"result":"written","answer":{"server_flag":3}}` for GT06, `reply_serial` for
-//! JT808; Teltonika answers carry no reference, so `{"result":"written"}`), `202` with
-//! `{"result":"queued"}` if it is still queued at the device's connection after
-//! [`COMMAND_WAIT`] (it will be written when the connection gets to it), or
-//! `{"result":"held"}` if it is held for a device that is not connected (see `hold`),
-//! `404` when no connection holds the device, `422` when its protocol cannot carry the
-//! command, `503` when the connection already holds its maximum of unsent commands or
-//! closed first (or the hold file could not be written), `401` without the right token.
-//! The device's answer arrives through the sink as a `command_response` record.
-//!
-//! `GET /devices/<protocol>/<device id>` (with the token) answers whether the device is
-//! connected: `{"connected":true,"transport":"tcp","held_commands":0}`.
-//!
-//! `?hold=<seconds>` holds a command for a device that is not connected (instead of `404`):
-//! it is written once the device connects and identifies itself, and the request answers as
-//! above if that happens within its wait, `404` if the hold runs out first
-//! ([`Registry::send_command_or_hold`]). A held command queued at a connection that closes
-//! before writing it is held again for the rest of its time. With `commands_hold_file`,
-//! held commands are also kept across restarts ([`crate::registry::holds`]).
-//!
-//! A minimal HTTP/1.1 responder: one request per connection, which is what Prometheus
-//! scrapes and `curl` need. Commands move vehicles' relays, so the endpoint is off unless
-//! the operator sets a token, and the token is compared in constant time.
+//! A minimal HTTP/1.1 responder: one request per connection. The token is compared in
+//! constant time.
 
 use std::io;
 use std::sync::Arc;

@@ -26,7 +26,7 @@ pub struct Bound {
 }
 
 impl Bound {
-    /// The `listening <proto> <tcp|udp> <addr>` line (contract §2).
+    /// The `listening <proto> <tcp|udp> <addr>` line (docs/operations.md).
     pub fn listening_line(&self) -> String {
         format!("listening {} {} {}", self.protocol, self.transport.as_str(), self.addr)
     }

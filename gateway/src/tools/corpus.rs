@@ -1,4 +1,4 @@
-//! The corpus runner (contract §3): every `<case>.hex` under a directory is decoded exactly
+//! The corpus runner (corpus/README.md): every `<case>.hex` under a directory is decoded exactly
 //! as `trackgate decode --hex` would, and compared field by field with its
 //! `<case>.expected.jsonl` (numbers within 1e-9 relative). `bless` writes the expectation
 //! once a human has read the decode.

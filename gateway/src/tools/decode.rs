@@ -1,5 +1,5 @@
-//! `trackgate decode`: what one device sent on one connection, in, JSON Lines out (contract
-//! §2). Also the engine behind the corpus runner, so a case decodes exactly as the command
+//! `trackgate decode`: what one device sent on one connection, in, JSON Lines out
+//! (docs/tools.md). Also the engine behind the corpus runner, so a case decodes exactly as the command
 //! line would decode it.
 
 use std::collections::BTreeMap;
