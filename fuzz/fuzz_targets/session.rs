@@ -53,8 +53,11 @@ impl Driver {
             assert!(r.received_at.is_some());
         }
         self.spoke |= !self.out.records.is_empty() || !self.out.replies.is_empty();
-        if step.identified {
-            assert!(self.session.device_id().is_some());
+        if let Some(claim) = &step.claim {
+            // A claim names the device the session now is, and gives up a different one.
+            assert_eq!(self.session.device_id(), Some(&*claim.device_id));
+            assert_eq!(self.session.claimed(), Some(&*claim.device_id));
+            assert_ne!(claim.release.as_deref(), Some(&*claim.device_id));
         }
         if step.close == Some(CloseReason::Junk) {
             assert!(!self.spoke, "a session that produced something is not junk");
@@ -127,12 +130,20 @@ fuzz_target!(|data: &[u8]| {
                     0 => Downlink::Jt808(jt808::Command::QueryLocation),
                     _ => Downlink::Text(String::from_utf8_lossy(text).into_owned()),
                 };
-                if let Ok(framed) = d.session.command(&command) {
-                    assert!(!framed.bytes.is_empty());
-                    // Where the protocol refers to its commands, they are numbered.
-                    assert_eq!(framed.answer.is_some(), protocol != Protocol::Teltonika);
-                    assert!(protocol != Protocol::Nmea, "NMEA has no commands");
+                let before = d.out.commands.len();
+                match d.session.command(&command, &mut d.out) {
+                    Ok(answer) => {
+                        assert_eq!(d.out.commands.len(), before + 1);
+                        assert!(!d.out.commands[before].is_empty());
+                        // Where the protocol refers to its commands, they are numbered.
+                        assert_eq!(answer.is_some(), protocol != Protocol::Teltonika);
+                        assert!(protocol != Protocol::Nmea, "NMEA has no commands");
+                    }
+                    Err(_) => assert_eq!(d.out.commands.len(), before, "a refused command frames nothing"),
                 }
+                // Whatever is framed goes out after the replies of the reads before it.
+                assert_eq!(d.out.transmit().count(), d.out.replies.len() + d.out.commands.len());
+                d.out.clear();
             }
             0xF1..=0xFD => {
                 let minutes = u64::from(op - 0xF0);

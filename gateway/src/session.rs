@@ -1,7 +1,13 @@
 //! One device's session, without sockets: bytes in; records, replies, rejections and the
 //! session's own verdicts out. The server's tasks only move bytes and wait; everything a
-//! session decides (who the device is, whether the peer is speaking the protocol at all,
-//! when it has been idle too long) is decided here, so it can be tested without a network.
+//! session decides is decided here, with the clock passed in, so it is tested without a
+//! network or a wall clock:
+//!
+//! * who the device is, and when the connection must claim it in the registry or give up a
+//!   claim ([`Step::claim`]; a UDP peer refused a claim tries again a second later);
+//! * whether the peer speaks the protocol at all (junk) and when it has been idle too long;
+//! * what goes out and in which order: the acks of a read, once the sink has its records,
+//!   then the commands framed for the device ([`Output::transmit`]).
 //!
 //! The protocol state proper (the Teltonika IMEI handshake, GT06 login, JT808
 //! registration and authentication, serial counters, sub-package reassembly, commands
@@ -12,10 +18,15 @@ use std::time::{Duration, Instant, SystemTime};
 
 use trackgate_codecs::framing::Reject;
 use trackgate_codecs::record::Timestamp;
-use trackgate_codecs::{Downlink, DownlinkError, FramedCommand, Protocol, Record, RecordDecoder, StreamEvent};
+use trackgate_codecs::{AnswerMatch, Downlink, DownlinkError, Protocol, Record, RecordDecoder, StreamEvent};
 
 pub use crate::close::CloseReason;
-use crate::protocol::{stream_decoder, StreamOptions};
+use crate::protocol::{self, stream_decoder, StreamOptions, Transport};
+
+/// How long a UDP peer whose claim was refused (a TCP connection holds the device) waits
+/// before it tries again: each try costs the registry's lock, and a device that also keeps a
+/// TCP connection would otherwise pay it on every datagram.
+pub const CLAIM_RETRY: Duration = Duration::from_secs(1);
 
 /// Settings every session of one listener shares.
 #[derive(Debug, Clone)]
@@ -42,11 +53,15 @@ impl SessionSettings {
 }
 
 /// What one call gave: records to hand to the sink (stamped with the server time), then
-/// the replies that may be sent once the sink has accepted them, and the rejections.
+/// the replies that may be sent once the sink has accepted them, the commands framed for
+/// the device, and the rejections.
 #[derive(Debug, Default)]
 pub struct Output {
     pub records: Vec<Record>,
+    /// Acks and answers to the device's frames: sent only once the sink has the records.
     pub replies: Vec<Vec<u8>>,
+    /// Commands framed by [`Session::command`], in the order they were asked for.
+    pub commands: Vec<Vec<u8>>,
     pub rejects: Vec<Reject>,
     /// Bytes the rejections skipped.
     pub rejected_bytes: u64,
@@ -58,13 +73,26 @@ pub struct Output {
 
 impl Output {
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty() && self.replies.is_empty() && self.rejects.is_empty() && self.frames == 0
+        self.records.is_empty()
+            && self.replies.is_empty()
+            && self.commands.is_empty()
+            && self.rejects.is_empty()
+            && self.frames == 0
+    }
+
+    /// What goes to the device, in the order it must: the replies to its frames first (the
+    /// caller has had the sink accept their records), then the commands. A device answers a
+    /// command only once it has its acks; a command written in the middle of them would be
+    /// read as a stray frame by firmware that waits for an ack.
+    pub fn transmit(&self) -> impl Iterator<Item = &[u8]> {
+        self.replies.iter().chain(&self.commands).map(Vec::as_slice)
     }
 
     /// Empties the output for the next call, keeping its allocations.
     pub fn clear(&mut self) {
         self.records.clear();
         self.replies.clear();
+        self.commands.clear();
         self.rejects.clear();
         self.rejected_bytes = 0;
         self.frames = 0;
@@ -77,14 +105,37 @@ impl Output {
 }
 
 /// What the caller should do after [`Session::receive`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
     /// Bytes of the input the decoder used; drop them from the read buffer.
     pub used: usize,
-    /// The device identified itself (first login, or a new identity): register it.
-    pub identified: bool,
+    /// The connection must now hold this device in the registry (giving up the one it held).
+    pub claim: Option<Claim>,
     /// Close the session after delivering this output.
     pub close: Option<CloseReason>,
+}
+
+/// A change of the device a connection holds in the registry: made when the device first
+/// identifies itself, when the connection starts speaking for another device, and, for a
+/// UDP peer, when it tries again after a refusal or after losing the device to another
+/// connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The device to hold now; its older connection, if any, is closed.
+    pub device_id: Box<str>,
+    /// The device held so far, to give up first, or a later login of that device would
+    /// close this connection by mistake.
+    pub release: Option<Box<str>>,
+}
+
+/// Whether this session holds its device in the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClaimState {
+    Unclaimed,
+    /// Held: the device id is [`Session::device_id`].
+    Held,
+    /// Refused (a TCP connection holds the device); no new try before then.
+    RetryAt(Instant),
 }
 
 /// One TCP connection's or UDP peer's session.
@@ -93,9 +144,13 @@ pub struct Session {
     device_id: Option<Box<str>>,
     /// A record or reply has come out: the peer speaks this protocol.
     spoke: bool,
-    /// Bytes used up before the peer spoke.
-    unspoken_bytes: u64,
-    junk_bytes: u64,
+    /// Whether this session holds its device in the registry at all: every TCP connection
+    /// does; a UDP peer only where its protocol takes commands over UDP.
+    claims: bool,
+    claim: ClaimState,
+    /// Bytes used up before the peer spoke (saturating: only compared with `junk_bytes`).
+    unspoken_bytes: u32,
+    junk_bytes: u32,
     idle_timeout: Duration,
     last_heard: Instant,
 }
@@ -112,12 +167,15 @@ impl std::fmt::Debug for Session {
 
 impl Session {
     pub fn new(protocol: Protocol, settings: &SessionSettings, now: Instant) -> Self {
+        let claims = settings.stream.transport == Transport::Tcp || protocol::facts(protocol).udp_commands;
         Session {
             decoder: stream_decoder(protocol, &settings.stream),
             device_id: None,
             spoke: false,
+            claims,
+            claim: ClaimState::Unclaimed,
             unspoken_bytes: 0,
-            junk_bytes: settings.junk_bytes,
+            junk_bytes: u32::try_from(settings.junk_bytes).unwrap_or(u32::MAX),
             idle_timeout: settings.idle_timeout,
             last_heard: now,
         }
@@ -130,6 +188,23 @@ impl Session {
     /// The device's id once it has identified itself.
     pub fn device_id(&self) -> Option<&str> {
         self.device_id.as_deref()
+    }
+
+    /// The device this session holds in the registry, to give up when it ends.
+    pub fn claimed(&self) -> Option<&str> {
+        self.device_id.as_deref().filter(|_| self.claim == ClaimState::Held)
+    }
+
+    /// The registry refused the claim the last step asked for (a TCP connection holds the
+    /// device, and a UDP peer never takes it from one): try again after [`CLAIM_RETRY`].
+    pub fn claim_refused(&mut self, now: Instant) {
+        self.claim = ClaimState::RetryAt(now + CLAIM_RETRY);
+    }
+
+    /// Another connection has taken the device over. A TCP connection closes then; a UDP
+    /// peer, which cannot be closed, claims the device again when it next speaks.
+    pub fn claim_lost(&mut self) {
+        self.claim = ClaimState::Unclaimed;
     }
 
     /// When the session is over unless something is heard before.
@@ -151,18 +226,23 @@ impl Session {
         self.decoder.set_now(stamp);
         let used = self.decoder.decode(buf, at_end, &mut out.events);
         out.frames += u64::from(self.decoder.take_frame_count());
-        let identified = self.collect(stamp, out);
+        let previous = self.collect(stamp, out);
         if !self.spoke {
-            self.unspoken_bytes += used as u64;
+            let used = u32::try_from(used).unwrap_or(u32::MAX);
+            self.unspoken_bytes = self.unspoken_bytes.saturating_add(used);
         }
+        let claim = self.claim_step(previous, now);
         let close = if self.decoder.refused() { Some(CloseReason::Refused) } else { self.junk_verdict() };
-        Step { used, identified, close }
+        Step { used, claim, close }
     }
 
-    /// The bytes that send `command` to the device (numbered by the session, so the
-    /// device's answer names it), or why the protocol cannot send it.
-    pub fn command(&mut self, command: &Downlink) -> Result<FramedCommand, DownlinkError> {
-        self.decoder.command(command)
+    /// Frames `command` for the device into `out.commands`, numbered by the session so the
+    /// device's answer names it; returns how that answer will be recognised, or why the
+    /// protocol cannot send it.
+    pub fn command(&mut self, command: &Downlink, out: &mut Output) -> Result<Option<AnswerMatch>, DownlinkError> {
+        let framed = self.decoder.command(command)?;
+        out.commands.push(framed.bytes);
+        Ok(framed.answer)
     }
 
     /// The session is over: anything the decoder still held (a message whose
@@ -172,16 +252,35 @@ impl Session {
         self.collect(Timestamp::from_system_time(wall), out);
     }
 
-    /// Sorts the decoder's events into the output; true when the device id changed.
-    fn collect(&mut self, stamp: Timestamp, out: &mut Output) -> bool {
-        let mut identified = false;
+    /// Whether the connection must claim its device now: see [`Claim`]. `previous` is what
+    /// [`Session::collect`] returned.
+    fn claim_step(&mut self, previous: Option<Option<Box<str>>>, now: Instant) -> Option<Claim> {
+        if !self.claims {
+            return None;
+        }
+        let device_id = self.device_id.as_deref()?;
+        let release = match (self.claim, previous) {
+            (ClaimState::Held, None) => return None,
+            (ClaimState::Held, Some(previous)) => previous,
+            (ClaimState::RetryAt(at), _) if now < at => return None,
+            _ => None,
+        };
+        self.claim = ClaimState::Held;
+        Some(Claim { device_id: device_id.into(), release })
+    }
+
+    /// Sorts the decoder's events into the output. When the device id changed, returns the
+    /// one before (`Some(None)` for a first identification).
+    fn collect(&mut self, stamp: Timestamp, out: &mut Output) -> Option<Option<Box<str>>> {
+        let mut previous = None;
         for event in out.events.drain(..) {
             match event {
                 StreamEvent::Record(mut r) => {
                     if let Some(id) = r.device_id.as_deref() {
                         if self.device_id.as_deref() != Some(id) {
-                            self.device_id = Some(id.into());
-                            identified = true;
+                            let before = self.device_id.replace(id.into());
+                            // Two identities in one read: the first one held is what to give up.
+                            previous.get_or_insert(before);
                         }
                     }
                     r.received_at = Some(stamp);
@@ -198,7 +297,7 @@ impl Session {
                 }
             }
         }
-        identified
+        previous
     }
 
     fn junk_verdict(&self) -> Option<CloseReason> {
@@ -225,28 +324,116 @@ mod tests {
         out
     }
 
+    fn gt06_heartbeat(serial: u16) -> Vec<u8> {
+        let mut out = Vec::new();
+        gt06::encode_frame(&mut out, false, 0x13, &[0x44, 0x01, 0x04, 0x00, 0x01], serial).unwrap();
+        out
+    }
+
+    fn jt808_heartbeat(serial: u16) -> Vec<u8> {
+        use trackgate_codecs::jt808::{self, Edition, Terminal};
+        let terminal = Terminal::for_device_id("14130567872", Edition::V2013).unwrap();
+        jt808::encode(jt808::id::HEARTBEAT, &terminal, serial, &[]).unwrap()
+    }
+
+    fn claim(id: &str, release: Option<&str>) -> Option<Claim> {
+        Some(Claim { device_id: id.into(), release: release.map(Into::into) })
+    }
+
     #[test]
-    fn a_login_identifies_the_device_once_and_stamps_records() {
+    fn a_login_claims_the_device_once_and_stamps_records() {
         let t0 = Instant::now();
         let mut s = Session::new(Protocol::Gt06, &settings(), t0);
         let mut out = Output::default();
         let login = gt06_login("123456789012345", 1);
         let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let step = s.receive(&login, false, t0, wall, &mut out);
-        assert_eq!(step, Step { used: login.len(), identified: true, close: None });
-        assert_eq!(s.device_id(), Some("123456789012345"));
+        assert_eq!(step, Step { used: login.len(), claim: claim("123456789012345", None), close: None });
+        assert_eq!((s.device_id(), s.claimed()), (Some("123456789012345"), Some("123456789012345")));
         assert_eq!(out.records.len(), 1);
         assert_eq!(out.frames, 1);
         assert_eq!(out.records[0].received_at, Some(Timestamp::from_system_time(wall)));
         assert_eq!(out.replies, [gt06::ack(false, 0x01, 1)]);
-        // The same device again is not a new identity.
+        // The same device again is not a new claim.
         out.clear();
         let step = s.receive(&gt06_login("123456789012345", 2), false, t0, wall, &mut out);
-        assert!(!step.identified);
-        // Another IMEI on the same connection is.
+        assert_eq!(step.claim, None);
+        // Another IMEI on the same connection is, giving up the first.
         out.clear();
-        assert!(s.receive(&gt06_login("999999999999999", 3), false, t0, wall, &mut out).identified);
-        assert_eq!(s.device_id(), Some("999999999999999"));
+        let step = s.receive(&gt06_login("999999999999999", 3), false, t0, wall, &mut out);
+        assert_eq!(step.claim, claim("999999999999999", Some("123456789012345")));
+        assert_eq!(s.claimed(), Some("999999999999999"));
+        // Two identities in one read: the first was never held, the one held before is given up.
+        out.clear();
+        let mut both = gt06_login("111111111111111", 4);
+        both.extend(gt06_login("222222222222222", 5));
+        let step = s.receive(&both, false, t0, wall, &mut out);
+        assert_eq!(step.claim, claim("222222222222222", Some("999999999999999")));
+    }
+
+    /// A JT808 terminal heard over UDP while a TCP connection holds it: the claim is refused,
+    /// tried again no sooner than a second later (on the session's clock, not the wall's),
+    /// and made again at once after the device was taken over elsewhere.
+    #[test]
+    fn a_refused_udp_claim_is_tried_again_after_a_second() {
+        let t0 = Instant::now();
+        let mut st = settings();
+        st.stream.transport = Transport::Udp;
+        let mut s = Session::new(Protocol::Jt808, &st, t0);
+        let heartbeat = jt808_heartbeat(1);
+        let mut out = Output::default();
+        let step = s.receive(&heartbeat, true, t0, SystemTime::now(), &mut out);
+        assert_eq!(step.claim, claim("14130567872", None));
+        s.claim_refused(t0);
+        assert_eq!(s.claimed(), None);
+        for (after, again) in [(0, false), (999, false), (1000, true)] {
+            let now = t0 + Duration::from_millis(after);
+            let step = s.receive(&jt808_heartbeat(2), true, now, SystemTime::now(), &mut out);
+            assert_eq!(step.claim.is_some(), again, "{after} ms after the refusal");
+        }
+        assert_eq!(s.claimed(), Some("14130567872"));
+        s.claim_lost();
+        let step = s.receive(&jt808_heartbeat(3), true, t0, SystemTime::now(), &mut out);
+        assert_eq!(step.claim, claim("14130567872", None), "taken back when it speaks again");
+    }
+
+    /// NMEA has no commands and GT06 no UDP: their UDP peers never hold a device, so the
+    /// registry is never asked; over TCP every protocol's connection does.
+    #[test]
+    fn only_peers_that_can_take_commands_claim() {
+        let t0 = Instant::now();
+        let line = b"$PGID,359853000144328*0F\r\n";
+        for (transport, claims) in [(Transport::Udp, false), (Transport::Tcp, true)] {
+            let mut st = settings();
+            st.stream.transport = transport;
+            let mut s = Session::new(Protocol::Nmea, &st, t0);
+            let step = s.receive(line, true, t0, SystemTime::now(), &mut Output::default());
+            assert_eq!(s.device_id(), Some("359853000144328"));
+            assert_eq!(step.claim.is_some(), claims, "{transport:?}");
+        }
+    }
+
+    /// The acks of a read go out before any command framed with them, whatever the order
+    /// they were made in: a device reads its acks first.
+    #[test]
+    fn acks_go_out_before_commands() {
+        let t0 = Instant::now();
+        let mut s = Session::new(Protocol::Gt06, &settings(), t0);
+        let mut out = Output::default();
+        s.receive(&gt06_login("123456789012345", 1), false, t0, SystemTime::now(), &mut out);
+        out.clear();
+        let answer = s.command(&Downlink::Text("WHERE#".into()), &mut out).unwrap();
+        assert!(answer.is_some(), "GT06 answers name the command's server flag");
+        s.receive(&gt06_heartbeat(2), false, t0, SystemTime::now(), &mut out);
+        let sent: Vec<&[u8]> = out.transmit().collect();
+        assert_eq!(sent.len(), 2);
+        assert_eq!(sent[0], gt06::ack(false, 0x13, 2));
+        assert_eq!(sent[1], gt06::encode_command(1, "WHERE#", None, 1).unwrap());
+        // A protocol that cannot carry a command frames nothing.
+        let mut nmea = Session::new(Protocol::Nmea, &settings(), t0);
+        out.clear();
+        assert!(nmea.command(&Downlink::Text("x".into()), &mut out).is_err());
+        assert_eq!(out.transmit().count(), 0);
     }
 
     #[test]
@@ -297,7 +484,7 @@ mod tests {
         let t1 = t0 + Duration::from_secs(20);
         let mut out = Output::default();
         let step = s.receive(&hello, false, t1, SystemTime::now(), &mut out);
-        assert!(step.identified);
+        assert!(step.claim.is_some());
         assert_eq!(out.replies, [vec![0x01]]);
         assert!(!s.expired(t0 + Duration::from_secs(30)));
         assert_eq!(s.deadline(), t1 + Duration::from_secs(30));
@@ -308,7 +495,7 @@ mod tests {
         use trackgate_codecs::jt808::{self, Edition, Terminal};
         let t0 = Instant::now();
         let mut st = settings();
-        st.stream.transport = crate::protocol::Transport::Udp;
+        st.stream.transport = Transport::Udp;
         let mut s = Session::new(Protocol::Jt808, &st, t0);
         let terminal = Terminal::for_device_id("13800138000", Edition::V2013).unwrap();
         let body = vec![0u8; 3000];

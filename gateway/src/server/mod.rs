@@ -307,27 +307,24 @@ async fn deliver(shard: &Shard, protocol: Protocol, transport: Transport, peer: 
     true
 }
 
-/// Frames the commands queued at `control` through the device's session, handing each
-/// one's bytes to `out` in order; a refused command's caller hears why at once. Returns,
-/// in the same order, the commands framed, to tell once the bytes are out.
-fn frame_commands(
+/// Frames the commands queued at `control` through the device's session into
+/// `out.commands`; a refused command's caller hears why at once. Returns the commands framed,
+/// in the order of `out.commands`, to tell each caller once its bytes are out.
+fn queue_commands(
     control: &Control,
     session: &mut Session,
+    out: &mut Output,
     counters: &metrics::Listener,
-    mut out: impl FnMut(Vec<u8>),
 ) -> Vec<(QueuedCommand, Option<AnswerMatch>)> {
-    let mut written = Vec::new();
+    let mut framed = Vec::new();
     for queued in control.take_commands() {
-        match session.command(&queued.command) {
-            Ok(framed) => {
-                out(framed.bytes);
-                written.push((queued, framed.answer));
-            }
+        match session.command(&queued.command, out) {
+            Ok(answer) => framed.push((queued, answer)),
             Err(e) => {
                 counters.command(false);
                 let _ = queued.done.send(Err(SendError::Refused(e)));
             }
         }
     }
-    written
+    framed
 }

@@ -14,11 +14,12 @@ use tokio::task::JoinSet;
 use tracing::{debug, warn};
 use trackgate_codecs::Protocol;
 
-use super::{deliver, frame_commands, log_payload, stopped, Shard};
+use super::{deliver, log_payload, queue_commands, stopped, Shard};
 use crate::ops::metrics::{self, Refusal};
 use crate::protocol::Transport;
+use crate::registry::ConnId;
 use crate::registry::{Control, IpSlot};
-use crate::session::{CloseReason, Output, Session, SessionSettings};
+use crate::session::{Claim, CloseReason, Output, Session, SessionSettings};
 
 /// Accept errors that concern one queued connection only; anything else (out of
 /// descriptors above all) pauses accepting so the loop never spins.
@@ -89,11 +90,12 @@ async fn send_commands(
     stop: &mut watch::Receiver<bool>,
     counters: &metrics::Listener,
 ) -> Result<(), CloseReason> {
-    let mut frames = Vec::new();
-    let written = frame_commands(control, session, counters, |bytes| frames.extend_from_slice(&bytes));
-    if frames.is_empty() {
+    let mut out = Output::default();
+    let written = queue_commands(control, session, &mut out, counters);
+    if written.is_empty() {
         return Ok(());
     }
+    let frames: Vec<u8> = out.transmit().flatten().copied().collect();
     debug!(protocol = %session.protocol(), commands = written.len(), "writing commands");
     if let Err(reason) = write_bounded(stream, &frames, idle, session.deadline(), stop).await {
         // Perhaps written in part: back in the queue, which the connection's release hands
@@ -195,8 +197,6 @@ pub(super) async fn tcp_connection(
     let mut stop = shard.stop.clone();
     // Made when the device identifies itself: the registry's way to it.
     let mut control: Option<Arc<Control>> = None;
-    // The device id this connection holds in the registry.
-    let mut claimed: Option<Box<str>> = None;
     // Allocated when bytes arrive and released when nothing is pending, so an idle
     // connection holds no buffer.
     let mut buf = BytesMut::new();
@@ -277,19 +277,9 @@ pub(super) async fn tcp_connection(
             // thousands of connections waiting on one commit hold no read buffers.
             buf = BytesMut::new();
         }
-        if step.identified {
-            if let Some(id) = session.device_id().filter(|id| claimed.as_deref() != Some(*id)) {
-                // A connection that logs in as another device gives up the first one, or a
-                // later login of the first would close this connection by mistake.
-                if let (Some(previous), Some(c)) = (claimed.take(), control.take()) {
-                    // Releasing closes the control's queue: the new device gets a new one.
-                    shard.registry.release(protocol, &previous, conn, &c);
-                }
-                let c = control.get_or_insert_with(|| Arc::new(Control::default())).clone();
-                if shard.registry.claim(protocol, id, conn, shard.index, c).is_some() {
-                    debug!(%protocol, %peer, conn, "device logged in again; its older connection is closed");
-                }
-                claimed = Some(id.into());
+        if let Some(claim) = &step.claim {
+            if claim_device(&shard, protocol, conn, &mut control, claim) {
+                debug!(%protocol, %peer, conn, "device logged in again; its older connection is closed");
             }
         }
         if !deliver(&shard, protocol, Transport::Tcp, peer, &mut out).await {
@@ -297,7 +287,7 @@ pub(super) async fn tcp_connection(
         }
         // One write for every reply of this read.
         replies.clear();
-        for r in &out.replies {
+        for r in out.transmit() {
             replies.extend_from_slice(r);
         }
         if !replies.is_empty() {
@@ -340,10 +330,27 @@ pub(super) async fn tcp_connection(
         // Tell the device we are going rather than leave it to find out.
         let _ = stream.shutdown().await;
     }
-    if let (Some(id), Some(c)) = (claimed, &control) {
-        shard.registry.release(protocol, &id, conn, c);
+    if let (Some(id), Some(c)) = (session.claimed(), &control) {
+        shard.registry.release(protocol, id, conn, c);
     }
     counters.closed(reason);
     drop(slot);
     debug!(%protocol, %peer, conn, reason = reason.label(), "connection closed");
+}
+
+/// Holds the device `claim` names for this connection, giving up the one it held (releasing
+/// closes that device's command queue: the new device gets a new one). True when an older
+/// connection of the device was closed for it.
+fn claim_device(
+    shard: &Shard,
+    protocol: Protocol,
+    conn: ConnId,
+    control: &mut Option<Arc<Control>>,
+    claim: &Claim,
+) -> bool {
+    if let (Some(previous), Some(c)) = (&claim.release, control.take()) {
+        shard.registry.release(protocol, previous, conn, &c);
+    }
+    let c = control.get_or_insert_with(|| Arc::new(Control::default())).clone();
+    shard.registry.claim(protocol, &claim.device_id, conn, shard.index, c).is_some()
 }

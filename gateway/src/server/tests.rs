@@ -1,17 +1,17 @@
 use super::bind::{capped_receive_buffer, reuseport_socket};
 use super::tcp::{read_drained, tcp_connection};
-use super::udp::{UdpPeer, UDP_CLAIM_RETRY};
+use super::udp::UdpPeer;
 use super::*;
 use crate::config::ListenerConfig;
 use crate::config::UDP_RECEIVE_BUFFER;
-use crate::session::CloseReason;
+use crate::session::{CloseReason, CLAIM_RETRY};
 use crate::sink::{self, RecordSink};
 use bytes::BytesMut;
 use socket2::{Domain, Type};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::sync::{Condvar, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use trackgate_codecs::Record;
@@ -136,16 +136,21 @@ fn a_udp_peer_refused_its_device_tries_again_after_a_pause() {
     let terminal = jt808::Terminal::for_device_id("14130567872", jt808::Edition::V2013).unwrap();
     let heartbeat = jt808::encode(jt808::id::HEARTBEAT, &terminal, 1, &[]).unwrap();
     let mut out = Output::default();
-    peer.session.receive(&heartbeat, true, start, SystemTime::now(), &mut out);
-    assert_eq!(peer.session.device_id(), Some("14130567872"));
     // Each try takes a connection id: the ids taken between two of our own count them.
     let before = registry.next_conn();
-    peer.claim(&registry, 0, Protocol::Jt808, start);
-    peer.claim(&registry, 0, Protocol::Jt808, start + Duration::from_millis(500));
+    let mut hear = |peer: &mut UdpPeer, at: Duration| {
+        let now = start + at;
+        if let Some(claim) = peer.receive(&heartbeat, now, &mut out).claim {
+            peer.claim(claim, &registry, 0, Protocol::Jt808, now);
+        }
+    };
+    hear(&mut peer, Duration::ZERO);
+    assert_eq!(peer.session.device_id(), Some("14130567872"));
+    hear(&mut peer, Duration::from_millis(500));
     assert!(peer.claim.is_none());
     assert_eq!(registry.next_conn() - before, 2, "one try in the first second");
     registry.release(Protocol::Jt808, "14130567872", tcp_conn, &tcp);
-    peer.claim(&registry, 0, Protocol::Jt808, start + UDP_CLAIM_RETRY);
+    hear(&mut peer, CLAIM_RETRY);
     assert!(peer.claim.is_some(), "taken once the TCP connection has gone");
     assert_eq!(registry.status(Protocol::Jt808, "14130567872").connected, Some("udp"));
 }

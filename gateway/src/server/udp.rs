@@ -11,11 +11,11 @@ use tokio::net::UdpSocket;
 use tracing::{debug, warn};
 use trackgate_codecs::{AnswerMatch, Protocol};
 
-use super::{deliver, frame_commands, log_payload, stopped, Shard};
+use super::{deliver, log_payload, queue_commands, stopped, Shard};
 use crate::ops::metrics;
-use crate::protocol::{self, Transport};
-use crate::registry::{ConnId, Control, QueuedCommand, Registry, SendError};
-use crate::session::{CloseReason, Output, Session, SessionSettings};
+use crate::protocol::Transport;
+use crate::registry::{ConnId, Control, QueuedCommand, Registry};
+use crate::session::{Claim, CloseReason, Output, Session, SessionSettings, Step};
 
 pub(super) struct UdpPeer {
     pub(super) session: Session,
@@ -23,14 +23,7 @@ pub(super) struct UdpPeer {
     /// go out with the replies to the device's next datagram (a device behind NAT can only
     /// be reached just after it sends).
     pub(super) claim: Option<UdpClaim>,
-    /// A TCP connection held the device at the last try: no new try before this (each costs
-    /// a `Control` and the registry's lock, and a device that also keeps a TCP connection
-    /// would otherwise pay them on every datagram).
-    retry_claim_at: Option<Instant>,
 }
-
-/// How long a UDP peer waits to try again for a device a TCP connection holds.
-pub(super) const UDP_CLAIM_RETRY: Duration = Duration::from_secs(1);
 
 /// A UDP peer's hold on its device in the registry, given back when the peer is forgotten
 /// (idle, evicted, shutdown), whichever way that happens.
@@ -50,45 +43,50 @@ impl Drop for UdpClaim {
 
 impl UdpPeer {
     pub(super) fn new(session: Session) -> Self {
-        UdpPeer { session, claim: None, retry_claim_at: None }
+        UdpPeer { session, claim: None }
     }
 
-    /// After each datagram: holds the device in the registry once the session knows it.
-    pub(super) fn claim(&mut self, registry: &Arc<Registry>, shard: usize, protocol: Protocol, now: Instant) {
-        let Some(id) = self.session.device_id() else { return };
-        // Claimed already, unless another connection has taken the device over since and it
-        // now speaks here again.
-        if !protocol::facts(protocol).udp_commands
-            || self.claim.as_ref().is_some_and(|c| *c.device_id == *id && !c.control.kicked())
-        {
-            return;
+    /// Decodes one datagram. A peer whose device was taken over by another connection since
+    /// it last spoke claims it again now, as the session decides.
+    pub(super) fn receive(&mut self, datagram: &[u8], now: Instant, out: &mut Output) -> Step {
+        if self.claim.as_ref().is_some_and(|c| c.control.kicked()) {
+            self.claim = None;
+            self.session.claim_lost();
         }
-        if self.claim.is_none() && self.retry_claim_at.is_some_and(|at| now < at) {
-            return;
-        }
-        // The previous claim, if the peer now speaks for another device or lost this one,
-        // is given back first.
+        // A datagram is complete in itself: nothing after it can finish a frame it started.
+        self.session.receive(datagram, true, now, SystemTime::now(), out)
+    }
+
+    /// Holds the device `claim` names, giving back what the peer held; a refusal (a TCP
+    /// connection holds the device) goes back to the session, which tries again later.
+    pub(super) fn claim(
+        &mut self,
+        claim: Claim,
+        registry: &Arc<Registry>,
+        shard: usize,
+        protocol: Protocol,
+        now: Instant,
+    ) {
         self.claim = None;
         let control = Arc::new(Control::default());
         let conn = registry.next_conn();
-        if registry.claim_udp(protocol, id, conn, shard, control.clone()) {
-            self.claim = Some(UdpClaim { registry: registry.clone(), protocol, device_id: id.into(), conn, control });
-            self.retry_claim_at = None;
+        if registry.claim_udp(protocol, &claim.device_id, conn, shard, control.clone()) {
+            let registry = registry.clone();
+            self.claim = Some(UdpClaim { registry, protocol, device_id: claim.device_id, conn, control });
         } else {
-            self.retry_claim_at = Some(now + UDP_CLAIM_RETRY);
+            self.session.claim_refused(now);
         }
     }
 
-    /// Frames the commands queued for the peer's device into `replies`, after what is
-    /// there; returns who to tell once they are sent.
+    /// Frames the commands queued for the peer's device into `out.commands`; returns who to
+    /// tell once they are sent, in the same order.
     fn commands(
         &mut self,
-        to: SocketAddr,
-        replies: &mut Vec<(SocketAddr, Vec<u8>)>,
+        out: &mut Output,
         counters: &metrics::Listener,
     ) -> Vec<(QueuedCommand, Option<AnswerMatch>)> {
         let Some(claim) = &self.claim else { return Vec::new() };
-        frame_commands(&claim.control, &mut self.session, counters, |bytes| replies.push((to, bytes)))
+        queue_commands(&claim.control, &mut self.session, out, counters)
     }
 }
 
@@ -187,10 +185,9 @@ pub(super) async fn udp_loop(shard: Arc<Shard>, protocol: Protocol, settings: Ar
                         p.session = Session::new(protocol, &settings, now);
                     }
                     let before = out.replies.len();
-                    // A datagram is complete in itself: nothing after it can finish a
-                    // frame it started.
-                    p.session.receive(&datagram[..n], true, now, SystemTime::now(), &mut out);
-                    p.claim(&shard.registry, shard.index, protocol, now);
+                    if let Some(claim) = p.receive(&datagram[..n], now, &mut out).claim {
+                        p.claim(claim, &shard.registry, shard.index, protocol, now);
+                    }
                     replies.extend(out.replies.drain(before..).map(|r| (peer, r)));
                     if p.claim.is_some() && !heard.contains(&peer) {
                         heard.push(peer);
@@ -219,50 +216,16 @@ pub(super) async fn udp_loop(shard: Arc<Shard>, protocol: Protocol, settings: Ar
         if !deliver(&shard, protocol, Transport::Udp, peer, &mut out).await {
             continue;
         }
-        // The commands go after the acks, one datagram each: `replies[acks + i]` is
-        // `written[i]`. Nothing is allocated for them in a batch without commands.
-        let acks = replies.len();
-        let mut written = Vec::new();
-        for addr in &heard {
-            if let Some(p) = peers.get_mut(addr) {
-                written.extend(p.commands(*addr, &mut replies, counters));
-            }
-        }
-        let mut commands_sent = Vec::new();
-        for (i, (to, reply)) in replies.iter().enumerate() {
-            let sent = socket.send_to(reply, to).await;
-            if let Err(e) = &sent {
+        // The acks the sink commit earned, then the commands waiting for the devices heard.
+        for (to, reply) in &replies {
+            if let Err(e) = socket.send_to(reply, to).await {
                 debug!(%protocol, peer = %to, error = %e, "UDP reply failed");
             }
-            if i >= acks {
-                commands_sent.push(sent.is_ok());
-            }
         }
-        counters.delivered(0, acks);
-        // Commands not sent at all go back in their peer's queue, for after its next datagram
-        // (or held again when the peer is forgotten, if sent with a hold). A peer's commands
-        // are consecutive in `written`; they go back together so they keep their order.
-        let mut unsent: Vec<(SocketAddr, Vec<QueuedCommand>)> = Vec::new();
-        for (i, ((queued, answer), sent)) in written.into_iter().zip(commands_sent).enumerate() {
-            if sent {
-                counters.command(true);
-                let _ = queued.done.send(Ok(answer));
-                continue;
-            }
-            let to = replies[acks + i].0;
-            match unsent.last_mut() {
-                Some((addr, commands)) if *addr == to => commands.push(queued),
-                _ => unsent.push((to, vec![queued])),
-            }
-        }
-        for (to, commands) in unsent {
-            match peers.get(&to).and_then(|p| p.claim.as_ref()) {
-                Some(claim) => claim.control.put_back(commands),
-                None => {
-                    for queued in commands {
-                        let _ = queued.done.send(Err(SendError::Closed));
-                    }
-                }
+        counters.delivered(0, replies.len());
+        for addr in &heard {
+            if let Some(p) = peers.get_mut(addr) {
+                send_commands(&socket, *addr, p, &mut out, counters).await;
             }
         }
     }
@@ -274,6 +237,37 @@ pub(super) async fn udp_loop(shard: Arc<Shard>, protocol: Protocol, settings: Ar
     }
     if !out.is_empty() {
         deliver(&shard, protocol, Transport::Udp, ([0, 0, 0, 0], 0).into(), &mut out).await;
+    }
+}
+
+/// Writes the commands waiting for the peer's device, one datagram each. A command whose
+/// datagram could not be sent goes back in the queue, in order with the others not sent, for
+/// after the device's next datagram (or held again when the peer is forgotten, if it was
+/// sent with a hold).
+async fn send_commands(
+    socket: &UdpSocket,
+    to: SocketAddr,
+    peer: &mut UdpPeer,
+    out: &mut Output,
+    counters: &metrics::Listener,
+) {
+    out.clear();
+    let framed = peer.commands(out, counters);
+    let mut unsent = Vec::new();
+    for ((queued, answer), bytes) in framed.into_iter().zip(&out.commands) {
+        match socket.send_to(bytes, to).await {
+            Ok(_) => {
+                counters.command(true);
+                let _ = queued.done.send(Ok(answer));
+            }
+            Err(e) => {
+                debug!(peer = %to, error = %e, "UDP command failed");
+                unsent.push(queued);
+            }
+        }
+    }
+    if let (false, Some(claim)) = (unsent.is_empty(), &peer.claim) {
+        claim.control.put_back(unsent);
     }
 }
 
