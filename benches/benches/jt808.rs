@@ -3,7 +3,7 @@
 //! satellites, about 52 bytes a frame) back to back in one buffer.
 //!
 //! The peer panics on most real frames (it reads BCD times as binary and escapes past the
-//! second wrongly; peers.md), so the side-by-side set keeps to frames it survives: every
+//! second wrongly: BENCHMARKS.md, JT808), so the side-by-side set keeps to frames it survives: every
 //! time field 0–9 and at most two escapes per frame. `any_frames` benches ours alone on
 //! unrestricted frames.
 //!

@@ -178,7 +178,7 @@ pub fn gt06_locations(protocol: u8, n: usize, seed: u64) -> Vec<u8> {
 /// `n` random valid JT808 0x0200 location frames (2013 header, items 0x01 mileage and 0x31
 /// satellites), back to back.
 ///
-/// `peer_safe` keeps to what the jt808 0.1.1 crate survives (peers.md): times whose BCD
+/// `peer_safe` keeps to what the jt808 0.1.1 crate survives: times whose BCD
 /// bytes read the same as binary (every field 0–9), and at most two escapes per frame. The
 /// other set uses any time and any escapes.
 pub fn jt808_locations(n: usize, seed: u64, peer_safe: bool) -> Vec<u8> {

@@ -34,7 +34,7 @@ struct Cli {
 enum Command {
     /// Run the gateway: accept devices, decode, write records to the sinks, acknowledge.
     Serve {
-        /// A TOML file with listeners, sinks, limits and per-listener options (see README).
+        /// A TOML file with listeners, sinks, limits and per-listener options (docs/configuration.md).
         /// Flags given here win over the file.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,

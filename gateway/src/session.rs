@@ -118,11 +118,10 @@ pub struct Step {
 /// A change of the device a connection holds in the registry: made when the device first
 /// identifies itself, when the connection starts speaking for another device, and, for a
 /// UDP peer, when it tries again after a refusal or after losing the device to another
-/// connection.
+/// connection. The device to hold now is [`Session::claimed`]; its older connection, if
+/// any, is closed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
-    /// The device to hold now; its older connection, if any, is closed.
-    pub device_id: Box<str>,
     /// The device held so far, to give up first, or a later login of that device would
     /// close this connection by mistake.
     pub release: Option<Box<str>>,
@@ -258,7 +257,7 @@ impl Session {
         if !self.claims {
             return None;
         }
-        let device_id = self.device_id.as_deref()?;
+        self.device_id.as_ref()?;
         let release = match (self.claim, previous) {
             (ClaimState::Held, None) => return None,
             (ClaimState::Held, Some(previous)) => previous,
@@ -266,7 +265,7 @@ impl Session {
             _ => None,
         };
         self.claim = ClaimState::Held;
-        Some(Claim { device_id: device_id.into(), release })
+        Some(Claim { release })
     }
 
     /// Sorts the decoder's events into the output. When the device id changed, returns the
@@ -336,8 +335,14 @@ mod tests {
         jt808::encode(jt808::id::HEARTBEAT, &terminal, serial, &[]).unwrap()
     }
 
-    fn claim(id: &str, release: Option<&str>) -> Option<Claim> {
-        Some(Claim { device_id: id.into(), release: release.map(Into::into) })
+    /// The claim a step asked for, with the device it is for.
+    fn claim(s: &Session, step: &Step) -> Option<(String, Option<String>)> {
+        let claim = step.claim.as_ref()?;
+        Some((s.claimed()?.to_owned(), claim.release.as_deref().map(str::to_owned)))
+    }
+
+    fn wants(id: &str, release: Option<&str>) -> Option<(String, Option<String>)> {
+        Some((id.to_owned(), release.map(str::to_owned)))
     }
 
     #[test]
@@ -348,7 +353,8 @@ mod tests {
         let login = gt06_login("123456789012345", 1);
         let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let step = s.receive(&login, false, t0, wall, &mut out);
-        assert_eq!(step, Step { used: login.len(), claim: claim("123456789012345", None), close: None });
+        assert_eq!((step.used, step.close), (login.len(), None));
+        assert_eq!(claim(&s, &step), wants("123456789012345", None));
         assert_eq!((s.device_id(), s.claimed()), (Some("123456789012345"), Some("123456789012345")));
         assert_eq!(out.records.len(), 1);
         assert_eq!(out.frames, 1);
@@ -361,14 +367,14 @@ mod tests {
         // Another IMEI on the same connection is, giving up the first.
         out.clear();
         let step = s.receive(&gt06_login("999999999999999", 3), false, t0, wall, &mut out);
-        assert_eq!(step.claim, claim("999999999999999", Some("123456789012345")));
+        assert_eq!(claim(&s, &step), wants("999999999999999", Some("123456789012345")));
         assert_eq!(s.claimed(), Some("999999999999999"));
         // Two identities in one read: the first was never held, the one held before is given up.
         out.clear();
         let mut both = gt06_login("111111111111111", 4);
         both.extend(gt06_login("222222222222222", 5));
         let step = s.receive(&both, false, t0, wall, &mut out);
-        assert_eq!(step.claim, claim("222222222222222", Some("999999999999999")));
+        assert_eq!(claim(&s, &step), wants("222222222222222", Some("999999999999999")));
     }
 
     /// A JT808 terminal heard over UDP while a TCP connection holds it: the claim is refused,
@@ -383,7 +389,7 @@ mod tests {
         let heartbeat = jt808_heartbeat(1);
         let mut out = Output::default();
         let step = s.receive(&heartbeat, true, t0, SystemTime::now(), &mut out);
-        assert_eq!(step.claim, claim("14130567872", None));
+        assert_eq!(claim(&s, &step), wants("14130567872", None));
         s.claim_refused(t0);
         assert_eq!(s.claimed(), None);
         for (after, again) in [(0, false), (999, false), (1000, true)] {
@@ -394,7 +400,7 @@ mod tests {
         assert_eq!(s.claimed(), Some("14130567872"));
         s.claim_lost();
         let step = s.receive(&jt808_heartbeat(3), true, t0, SystemTime::now(), &mut out);
-        assert_eq!(step.claim, claim("14130567872", None), "taken back when it speaks again");
+        assert_eq!(claim(&s, &step), wants("14130567872", None), "taken back when it speaks again");
     }
 
     /// NMEA has no commands and GT06 no UDP: their UDP peers never hold a device, so the

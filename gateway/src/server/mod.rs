@@ -179,8 +179,8 @@ impl Gateway {
 pub fn run(config: &ServeConfig, sink: SinkHandle, stop: impl std::future::Future<Output = ()>) -> io::Result<()> {
     // This thread's runtime, and the signal handling `stop` registers when first polled, are
     // set up before any shard runs: at the descriptor limit the shards' accepts take every
-    // free descriptor, and a runtime or signal pipe made after that fails (a failed signal
-    // registration used to end `stop` at once, so the gateway quietly shut down).
+    // free descriptor, and a runtime or signal pipe made after that fails (and a failed
+    // signal registration would end `stop` at once: the gateway would quietly shut down).
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let mut stop = Box::pin(stop);
     let stopped_already = runtime.block_on(async {

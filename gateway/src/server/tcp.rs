@@ -277,8 +277,8 @@ pub(super) async fn tcp_connection(
             // thousands of connections waiting on one commit hold no read buffers.
             buf = BytesMut::new();
         }
-        if let Some(claim) = &step.claim {
-            if claim_device(&shard, protocol, conn, &mut control, claim) {
+        if let (Some(claim), Some(device_id)) = (&step.claim, session.claimed()) {
+            if claim_device(&shard, protocol, conn, &mut control, claim, device_id) {
                 debug!(%protocol, %peer, conn, "device logged in again; its older connection is closed");
             }
         }
@@ -338,7 +338,7 @@ pub(super) async fn tcp_connection(
     debug!(%protocol, %peer, conn, reason = reason.label(), "connection closed");
 }
 
-/// Holds the device `claim` names for this connection, giving up the one it held (releasing
+/// Holds `device_id` for this connection, giving up the device `claim` releases (releasing
 /// closes that device's command queue: the new device gets a new one). True when an older
 /// connection of the device was closed for it.
 fn claim_device(
@@ -347,10 +347,11 @@ fn claim_device(
     conn: ConnId,
     control: &mut Option<Arc<Control>>,
     claim: &Claim,
+    device_id: &str,
 ) -> bool {
     if let (Some(previous), Some(c)) = (&claim.release, control.take()) {
         shard.registry.release(protocol, previous, conn, &c);
     }
     let c = control.get_or_insert_with(|| Arc::new(Control::default())).clone();
-    shard.registry.claim(protocol, &claim.device_id, conn, shard.index, c).is_some()
+    shard.registry.claim(protocol, device_id, conn, shard.index, c).is_some()
 }

@@ -140,8 +140,8 @@ fn a_udp_peer_refused_its_device_tries_again_after_a_pause() {
     let before = registry.next_conn();
     let mut hear = |peer: &mut UdpPeer, at: Duration| {
         let now = start + at;
-        if let Some(claim) = peer.receive(&heartbeat, now, &mut out).claim {
-            peer.claim(claim, &registry, 0, Protocol::Jt808, now);
+        if peer.receive(&heartbeat, now, &mut out).claim.is_some() {
+            peer.claim(&registry, 0, Protocol::Jt808, now);
         }
     };
     hear(&mut peer, Duration::ZERO);

@@ -15,7 +15,7 @@ use super::{deliver, log_payload, queue_commands, stopped, Shard};
 use crate::ops::metrics;
 use crate::protocol::Transport;
 use crate::registry::{ConnId, Control, QueuedCommand, Registry};
-use crate::session::{Claim, CloseReason, Output, Session, SessionSettings, Step};
+use crate::session::{CloseReason, Output, Session, SessionSettings, Step};
 
 pub(super) struct UdpPeer {
     pub(super) session: Session,
@@ -57,22 +57,17 @@ impl UdpPeer {
         self.session.receive(datagram, true, now, SystemTime::now(), out)
     }
 
-    /// Holds the device `claim` names, giving back what the peer held; a refusal (a TCP
+    /// Holds the device the session now claims, giving back what the peer held (a UDP peer
+    /// holds one device at a time, so whatever the step released is this); a refusal (a TCP
     /// connection holds the device) goes back to the session, which tries again later.
-    pub(super) fn claim(
-        &mut self,
-        claim: Claim,
-        registry: &Arc<Registry>,
-        shard: usize,
-        protocol: Protocol,
-        now: Instant,
-    ) {
+    pub(super) fn claim(&mut self, registry: &Arc<Registry>, shard: usize, protocol: Protocol, now: Instant) {
         self.claim = None;
+        let Some(device_id) = self.session.claimed() else { return };
         let control = Arc::new(Control::default());
         let conn = registry.next_conn();
-        if registry.claim_udp(protocol, &claim.device_id, conn, shard, control.clone()) {
-            let registry = registry.clone();
-            self.claim = Some(UdpClaim { registry, protocol, device_id: claim.device_id, conn, control });
+        if registry.claim_udp(protocol, device_id, conn, shard, control.clone()) {
+            let (registry, device_id) = (registry.clone(), device_id.into());
+            self.claim = Some(UdpClaim { registry, protocol, device_id, conn, control });
         } else {
             self.session.claim_refused(now);
         }
@@ -185,8 +180,8 @@ pub(super) async fn udp_loop(shard: Arc<Shard>, protocol: Protocol, settings: Ar
                         p.session = Session::new(protocol, &settings, now);
                     }
                     let before = out.replies.len();
-                    if let Some(claim) = p.receive(&datagram[..n], now, &mut out).claim {
-                        p.claim(claim, &shard.registry, shard.index, protocol, now);
+                    if p.receive(&datagram[..n], now, &mut out).claim.is_some() {
+                        p.claim(&shard.registry, shard.index, protocol, now);
                     }
                     replies.extend(out.replies.drain(before..).map(|r| (peer, r)));
                     if p.claim.is_some() && !heard.contains(&peer) {
