@@ -56,7 +56,7 @@ pub struct ServeConfig {
     pub metrics: Option<SocketAddr>,
     /// Enables commands on the metrics endpoint ([`crate::ops::http`]); off without one.
     pub commands_token: Option<CommandsToken>,
-    /// Where commands sent with a hold are kept across restarts ([`crate::registry::holds`]); in
+    /// Where commands sent with a hold are kept across restarts (docs/http-api.md); in
     /// memory only without one.
     pub commands_hold_file: Option<PathBuf>,
     pub limits: ServeLimits,

@@ -41,7 +41,7 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 
 /// What the endpoint serves.
 #[derive(Debug, Clone)]
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     pub metrics: Arc<Metrics>,
     pub registry: Arc<Registry>,
     /// Commands are served only with a token.
@@ -49,7 +49,7 @@ pub struct Endpoint {
 }
 
 /// Serves requests on `listener` until shutdown.
-pub async fn serve(listener: TcpListener, endpoint: Endpoint, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn serve(listener: TcpListener, endpoint: Endpoint, mut shutdown: watch::Receiver<bool>) {
     loop {
         let (mut stream, _) = tokio::select! {
             _ = stopped(&mut shutdown) => return,

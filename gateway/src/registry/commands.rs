@@ -27,7 +27,7 @@ pub const MAX_HOLDING_DEVICES: usize = 65_536;
 /// One `Notify` for both kinds of request: a connection's task waits on one future for
 /// them, not two (each waiter is part of every connection's future, for its whole life).
 #[derive(Debug, Default)]
-pub struct Control {
+pub(crate) struct Control {
     /// Notified when the device has logged in on another connection, or a command is queued.
     wake: Notify,
     /// The device has logged in on another connection: close.
@@ -62,7 +62,7 @@ impl From<QueueRefusal> for SendError {
 
 /// A command waiting for its connection, and who to tell how it went.
 #[derive(Debug)]
-pub struct QueuedCommand {
+pub(crate) struct QueuedCommand {
     pub command: Downlink,
     pub done: CommandDone,
     /// Sent with a hold ([`super::Registry::send_command_or_hold`]): held while its device is not
@@ -85,7 +85,7 @@ pub type Sent = Result<Option<AnswerMatch>, SendError>;
 /// Who to tell once a command is written or cannot be. For a command kept in the hold
 /// file, telling also notes there that it is done; so does dropping it untold (its caller
 /// hears `Closed`), unless the file has been detached at shutdown.
-pub struct CommandDone {
+pub(crate) struct CommandDone {
     tx: Option<oneshot::Sender<Sent>>,
     kept: Option<(Arc<HoldFile>, u64)>,
 }
@@ -96,7 +96,7 @@ impl CommandDone {
     }
 
     /// Tells the caller; gives `result` back if it has stopped listening.
-    pub fn send(mut self, result: Sent) -> Result<(), Sent> {
+    pub(crate) fn send(mut self, result: Sent) -> Result<(), Sent> {
         self.note_done();
         match self.tx.take() {
             Some(tx) => tx.send(result),
@@ -167,7 +167,7 @@ impl Control {
     }
 
     /// Whether the device has logged in on another connection.
-    pub fn kicked(&self) -> bool {
+    pub(crate) fn kicked(&self) -> bool {
         self.kicked.load(Ordering::Acquire)
     }
 
@@ -182,14 +182,14 @@ impl Control {
     }
 
     /// Every command queued so far, oldest first.
-    pub fn take_commands(&self) -> Vec<QueuedCommand> {
+    pub(crate) fn take_commands(&self) -> Vec<QueuedCommand> {
         self.commands().queued.drain(..).collect()
     }
 
     /// Puts commands taken for writing back at the front of the queue, in their order: the
     /// write failed, and the connection's release hands them on. A closed queue drops them
     /// (their callers hear `Closed`).
-    pub fn put_back(&self, commands: Vec<QueuedCommand>) {
+    pub(crate) fn put_back(&self, commands: Vec<QueuedCommand>) {
         let mut queue = self.commands();
         if queue.closed {
             return;

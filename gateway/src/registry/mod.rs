@@ -15,17 +15,16 @@ use trackgate_codecs::{AnswerMatch, Downlink, Protocol};
 use self::commands::{Hold, QueueRefusal};
 use self::holds::{HoldFile, Restored};
 
-pub mod commands;
-pub mod holds;
+mod commands;
+pub(crate) mod holds;
 #[cfg(test)]
 mod tests;
 
-pub use self::commands::{
-    CommandDone, Control, QueuedCommand, SendError, Sent, MAX_HOLD, MAX_HOLDING_DEVICES, MAX_QUEUED_COMMANDS,
-};
+pub(crate) use self::commands::{CommandDone, Control, QueuedCommand};
+pub use self::commands::{SendError, Sent, MAX_HOLD, MAX_HOLDING_DEVICES, MAX_QUEUED_COMMANDS};
 
 /// A connection's identity in the registry: unique for the life of the process.
-pub type ConnId = u64;
+pub(crate) type ConnId = u64;
 
 struct Holder {
     conn: ConnId,
@@ -113,7 +112,7 @@ impl std::fmt::Debug for Registry {
 
 /// A source address's slot; dropping it gives the slot back.
 #[derive(Debug)]
-pub struct IpSlot {
+pub(crate) struct IpSlot {
     registry: Arc<Registry>,
     ip: IpAddr,
 }
@@ -138,7 +137,7 @@ impl Registry {
     /// A registry that keeps commands sent with a hold in `file` until they are done, and
     /// holds again those `restored` from it (read back by [`HoldFile::open`] at start; their
     /// callers are gone, so their outcomes are noted in the file only).
-    pub fn with_hold_file(file: HoldFile, restored: Vec<Restored>) -> Arc<Self> {
+    pub(crate) fn with_hold_file(file: HoldFile, restored: Vec<Restored>) -> Arc<Self> {
         let file = Arc::new(file);
         let next = restored.iter().map(|r| r.id + 1).max().unwrap_or(0);
         let registry =
@@ -163,7 +162,7 @@ impl Registry {
 
     /// Stops writing to the hold file: called once the gateway has stopped, so that the
     /// commands still held (dropped from memory on exit) stay in the file for the next start.
-    pub fn detach_hold_file(&self) {
+    pub(crate) fn detach_hold_file(&self) {
         if let Some(f) = &self.hold_file {
             f.detach();
         }
@@ -175,13 +174,13 @@ impl Registry {
     }
 
     /// A fresh connection id.
-    pub fn next_conn(&self) -> ConnId {
+    pub(crate) fn next_conn(&self) -> ConnId {
         self.next_conn.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Takes a slot for a connection from `ip`, or `None` when it already has `cap` open
     /// (0 = no cap).
-    pub fn admit(self: &Arc<Self>, ip: IpAddr, cap: u32) -> Option<IpSlot> {
+    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr, cap: u32) -> Option<IpSlot> {
         let mut inner = self.lock();
         let n = inner.per_ip.entry(ip).or_insert(0);
         if cap > 0 && *n >= cap {
@@ -191,15 +190,16 @@ impl Registry {
         Some(IpSlot { registry: self.clone(), ip })
     }
 
-    /// Connections open from `ip`.
-    pub fn open_from(&self, ip: IpAddr) -> u32 {
+    /// Connections open from `ip` (what the per-address cap counts; the tests read it).
+    #[cfg(test)]
+    pub(crate) fn open_from(&self, ip: IpAddr) -> u32 {
         self.lock().per_ip.get(&ip).copied().unwrap_or(0)
     }
 
     /// Records that connection `conn` on `shard` now holds the device, reachable through
     /// `control`. An older connection holding it is told to close (a device that reconnects
     /// must not leave its old session behind); returns the shard it was on.
-    pub fn claim(
+    pub(crate) fn claim(
         &self,
         protocol: Protocol,
         device_id: &str,
@@ -214,7 +214,7 @@ impl Registry {
     /// As [`Registry::claim`] for a UDP peer, which holds the device only if no TCP
     /// connection does: a datagram is easily sent with another's id and source address, and
     /// must not close a device's connection. Returns whether the peer now holds it.
-    pub fn claim_udp(
+    pub(crate) fn claim_udp(
         &self,
         protocol: Protocol,
         device_id: &str,
@@ -289,8 +289,7 @@ impl Registry {
     /// does not connect in time. A command queued at a connection that closes before
     /// writing it is held again for the rest of its time (or goes to the device's newer
     /// connection). A caller that stops waiting leaves the command held. Held commands live
-    /// in memory, and in the hold file when the registry has one
-    /// ([`Registry::with_hold_file`]).
+    /// in memory, and in the hold file when the gateway was given one (`commands_hold_file`).
     pub async fn send_command_or_hold(
         &self,
         protocol: Protocol,
@@ -394,7 +393,7 @@ impl Registry {
     /// for the rest of their time; the others hear [`SendError::Closed`].
     ///
     /// `control`'s queue is closed until it claims a device again.
-    pub fn release(&self, protocol: Protocol, device_id: &str, conn: ConnId, control: &Control) {
+    pub(crate) fn release(&self, protocol: Protocol, device_id: &str, conn: ConnId, control: &Control) {
         let mut inner = self.lock();
         // Closed and emptied in the same step that forgets the connection (under the lock
         // senders queue under), so no command can go in after the queue was taken.
@@ -433,8 +432,9 @@ impl Registry {
         }
     }
 
-    /// The shard holding the device, if it is connected.
-    pub fn shard_of(&self, protocol: Protocol, device_id: &str) -> Option<usize> {
+    /// The shard holding the device, if it is connected (the tests read it).
+    #[cfg(test)]
+    pub(crate) fn shard_of(&self, protocol: Protocol, device_id: &str) -> Option<usize> {
         self.lock().devices.get(&(protocol, Box::<str>::from(device_id))).map(|h| h.shard)
     }
 
