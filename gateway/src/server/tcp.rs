@@ -3,6 +3,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -11,6 +12,7 @@ use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio::time::Sleep;
 use tracing::{debug, warn};
 use trackgate_codecs::Protocol;
 
@@ -86,7 +88,7 @@ async fn send_commands(
     control: &Control,
     session: &mut Session,
     stream: &mut TcpStream,
-    idle: std::pin::Pin<&mut tokio::time::Sleep>,
+    idle: Pin<&mut Sleep>,
     stop: &mut watch::Receiver<bool>,
     counters: &metrics::Listener,
 ) -> Result<(), CloseReason> {
@@ -116,7 +118,7 @@ async fn send_commands(
 async fn write_bounded(
     stream: &mut TcpStream,
     bytes: &[u8],
-    mut idle: std::pin::Pin<&mut tokio::time::Sleep>,
+    mut idle: Pin<&mut Sleep>,
     deadline: Instant,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), CloseReason> {
@@ -181,161 +183,244 @@ fn read_held(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
     read
 }
 
+/// A connection's turn: `Err` when the connection is over, and why.
+type Turn = Result<(), CloseReason>;
+
+/// One TCP connection's state between reads. Its task, [`tcp_connection`], goes round:
+/// wait, read, hand the bytes to the session, deliver the records, write the answers.
+struct Connection {
+    shard: Arc<Shard>,
+    protocol: Protocol,
+    settings: Arc<SessionSettings>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    conn: ConnId,
+    session: Session,
+    stop: watch::Receiver<bool>,
+    /// Made when the device identifies itself: the registry's way to it.
+    control: Option<Arc<Control>>,
+    /// Allocated when bytes arrive and released when nothing is pending, so an idle
+    /// connection holds no buffer.
+    buf: BytesMut,
+    out: Output,
+    /// The answers of one read, written at once.
+    replies: Vec<u8>,
+    /// Once shutdown begins: the bytes read since (see `read_held`).
+    stopping: Option<usize>,
+}
+
 pub(super) async fn tcp_connection(
     shard: Arc<Shard>,
     protocol: Protocol,
     settings: Arc<SessionSettings>,
-    mut stream: TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
     slot: IpSlot,
 ) {
-    let conn = shard.registry.next_conn();
-    let counters = shard.metrics().listener(protocol, Transport::Tcp);
-    counters.opened();
-    debug!(%protocol, %peer, conn, "connection opened");
-    let mut session = Session::new(protocol, &settings, Instant::now());
-    let mut stop = shard.stop.clone();
-    // Made when the device identifies itself: the registry's way to it.
-    let mut control: Option<Arc<Control>> = None;
-    // Allocated when bytes arrive and released when nothing is pending, so an idle
-    // connection holds no buffer.
-    let mut buf = BytesMut::new();
-    let mut out = Output::default();
-    let mut replies = Vec::new();
+    let mut c = Connection {
+        conn: shard.registry.next_conn(),
+        session: Session::new(protocol, &settings, Instant::now()),
+        stop: shard.stop.clone(),
+        shard,
+        protocol,
+        settings,
+        stream,
+        peer,
+        control: None,
+        buf: BytesMut::new(),
+        out: Output::default(),
+        replies: Vec::new(),
+        stopping: None,
+    };
+    c.counters().opened();
+    debug!(%protocol, %peer, conn = c.conn, "connection opened");
     // One timer for the connection's life, moved as the session's deadline moves: moving a
     // registered timer later touches no timer wheel, where a new timer per read would.
-    let idle = tokio::time::sleep_until(session.deadline().into());
+    let idle = tokio::time::sleep_until(c.session.deadline().into());
     tokio::pin!(idle);
-    // Once shutdown begins: the bytes read since (see `read_held`).
-    let mut stopping: Option<usize> = None;
     let reason = loop {
-        let deadline = tokio::time::Instant::from_std(session.deadline());
-        if idle.deadline() != deadline {
-            idle.as_mut().reset(deadline);
-        }
-        if stopping.is_none() {
-            tokio::select! {
-                biased;
-                _ = stopped(&mut stop) => stopping = Some(0),
-                _ = woken(&control) => {
-                    if let Some(c) = &control {
-                        if c.kicked() {
-                            break CloseReason::Takeover;
-                        }
-                        // Boxed: commands are rare, and their state would otherwise make every
-                        // connection's future larger for its whole life.
-                        let sent = Box::pin(send_commands(c, &mut session, &mut stream, idle.as_mut(), &mut stop, counters));
-                        if let Err(reason) = sent.await {
-                            debug!(%protocol, %peer, conn, reason = reason.label(), "writing commands ended the connection");
-                            break reason;
-                        }
-                    }
-                    continue;
-                }
-                _ = &mut idle => break CloseReason::Idle,
-                r = stream.readable() => if r.is_err() { break CloseReason::Error },
+        c.move_deadline(idle.as_mut());
+        if c.stopping.is_none() {
+            match c.wait(idle.as_mut()).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(reason) => break reason,
             }
         }
-        buf.reserve(shard.limits.read_buffer);
-        let read = match stopping {
-            Some(_) => read_held(&stream, &mut buf),
-            None => read_drained(&stream, &mut buf),
+        let at_end = match c.read() {
+            Ok(Some(at_end)) => at_end,
+            Ok(None) => continue,
+            Err(reason) => break reason,
         };
-        let at_end = match read {
-            Ok(0) => true,
-            Ok(n) => {
-                counters.bytes_in(n);
-                if settings.log_payloads {
-                    log_payload(protocol, Transport::Tcp, peer, &buf[buf.len() - n..]);
-                }
-                if let Some(held) = &mut stopping {
-                    *held += n;
-                }
-                false
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock && stopping.is_some() => {
-                // Everything the device had sent before the shutdown has been read.
-                break CloseReason::Shutdown;
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                // A spurious wake-up: keep no buffer for it.
-                if buf.is_empty() {
-                    buf = BytesMut::new();
-                }
-                continue;
-            }
-            Err(e) => {
-                debug!(%protocol, %peer, error = %e, "read failed");
-                break CloseReason::Error;
-            }
-        };
-        out.clear();
-        let step = session.receive(&buf, at_end, Instant::now(), SystemTime::now(), &mut out);
-        buf.advance(step.used);
-        if buf.is_empty() {
-            // Nothing pending: the read buffer goes before the wait for the sink, so
-            // thousands of connections waiting on one commit hold no read buffers.
-            buf = BytesMut::new();
-        }
-        if let (Some(claim), Some(device_id)) = (&step.claim, session.claimed()) {
-            if claim_device(&shard, protocol, conn, &mut control, claim, device_id) {
-                debug!(%protocol, %peer, conn, "device logged in again; its older connection is closed");
-            }
-        }
-        if !deliver(&shard, protocol, Transport::Tcp, peer, &mut out).await {
-            break CloseReason::SinkFailed;
-        }
-        // One write for every reply of this read.
-        replies.clear();
-        for r in out.transmit() {
-            replies.extend_from_slice(r);
-        }
-        if !replies.is_empty() {
-            if let Err(reason) =
-                write_bounded(&mut stream, &replies, idle.as_mut(), session.deadline(), &mut stop).await
-            {
-                // Idle or shutdown here: the device is not reading its acks.
-                debug!(%protocol, %peer, conn, reason = reason.label(), "writing acks ended the connection");
-                break reason;
-            }
-        }
-        if let Some(c) = step.close {
-            break c;
-        }
-        if at_end {
-            break CloseReason::Eof;
-        }
-        if stopping.is_some_and(|held| held >= SHUTDOWN_READ_CAP) {
-            break CloseReason::Shutdown;
-        }
-        if buf.is_empty() {
-            // Nothing pending: give back the output's vectors too, so an idle connection
-            // holds none of them (a vector of records alone is a kilobyte).
-            replies = Vec::new();
-            out.shrink();
+        if let Err(reason) = c.receive(at_end, idle.as_mut()).await {
+            break reason;
         }
     };
-    // A partial frame held at shutdown or timeout is not a frame: judge it, then let the
-    // decoder report anything else it held. Nothing here is acknowledged: the peer is gone
-    // or going.
-    out.clear();
-    if !buf.is_empty() && reason != CloseReason::Eof {
-        session.receive(&buf, true, Instant::now(), SystemTime::now(), &mut out);
-    }
-    session.finish(SystemTime::now(), &mut out);
-    if !out.is_empty() {
-        deliver(&shard, protocol, Transport::Tcp, peer, &mut out).await;
-    }
-    if reason == CloseReason::Shutdown {
-        // Tell the device we are going rather than leave it to find out.
-        let _ = stream.shutdown().await;
-    }
-    if let (Some(id), Some(c)) = (session.claimed(), &control) {
-        shard.registry.release(protocol, id, conn, c);
-    }
-    counters.closed(reason);
+    c.close(reason).await;
     drop(slot);
-    debug!(%protocol, %peer, conn, reason = reason.label(), "connection closed");
+}
+
+impl Connection {
+    fn counters(&self) -> &metrics::Listener {
+        self.shard.metrics().listener(self.protocol, Transport::Tcp)
+    }
+
+    /// Moves the idle timer to the session's deadline.
+    fn move_deadline(&self, idle: Pin<&mut Sleep>) {
+        let deadline = tokio::time::Instant::from_std(self.session.deadline());
+        if idle.deadline() != deadline {
+            idle.reset(deadline);
+        }
+    }
+
+    /// Waits until the socket is readable (true), or shutdown begins (true: what the socket
+    /// holds is read next), or a command was written or refused (false).
+    async fn wait(&mut self, mut idle: Pin<&mut Sleep>) -> Result<bool, CloseReason> {
+        tokio::select! {
+            biased;
+            _ = stopped(&mut self.stop) => {
+                self.stopping = Some(0);
+                Ok(true)
+            }
+            _ = woken(&self.control) => self.commands(idle).await.map(|()| false),
+            _ = &mut idle => Err(CloseReason::Idle),
+            r = self.stream.readable() => r.map(|()| true).map_err(|_| CloseReason::Error),
+        }
+    }
+
+    /// A takeover closes the connection; otherwise the commands queued for the device go out.
+    async fn commands(&mut self, idle: Pin<&mut Sleep>) -> Turn {
+        let Some(control) = &self.control else { return Ok(()) };
+        if control.kicked() {
+            return Err(CloseReason::Takeover);
+        }
+        let counters = self.shard.metrics().listener(self.protocol, Transport::Tcp);
+        // Boxed: commands are rare, and their state would otherwise make every connection's
+        // future larger for its whole life.
+        let sent =
+            Box::pin(send_commands(control, &mut self.session, &mut self.stream, idle, &mut self.stop, counters));
+        sent.await.inspect_err(|reason| {
+            debug!(protocol = %self.protocol, peer = %self.peer, conn = self.conn, reason = reason.label(), "writing commands ended the connection");
+        })
+    }
+
+    /// Reads what the socket holds: whether the stream ended, or `None` after a wake-up that
+    /// found nothing.
+    fn read(&mut self) -> Result<Option<bool>, CloseReason> {
+        self.buf.reserve(self.shard.limits.read_buffer);
+        let read = match self.stopping {
+            Some(_) => read_held(&self.stream, &mut self.buf),
+            None => read_drained(&self.stream, &mut self.buf),
+        };
+        match read {
+            Ok(0) => Ok(Some(true)),
+            Ok(n) => {
+                self.counters().bytes_in(n);
+                if self.settings.log_payloads {
+                    log_payload(self.protocol, Transport::Tcp, self.peer, &self.buf[self.buf.len() - n..]);
+                }
+                if let Some(held) = &mut self.stopping {
+                    *held += n;
+                }
+                Ok(Some(false))
+            }
+            // Everything the device had sent before the shutdown has been read.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && self.stopping.is_some() => Err(CloseReason::Shutdown),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // A spurious wake-up: keep no buffer for it.
+                if self.buf.is_empty() {
+                    self.buf = BytesMut::new();
+                }
+                Ok(None)
+            }
+            Err(e) => {
+                debug!(protocol = %self.protocol, peer = %self.peer, error = %e, "read failed");
+                Err(CloseReason::Error)
+            }
+        }
+    }
+
+    /// Hands what was read to the session, claims the device when it says so, delivers the
+    /// records and only then writes the answers, in one write.
+    async fn receive(&mut self, at_end: bool, idle: Pin<&mut Sleep>) -> Turn {
+        self.out.clear();
+        let step = self.session.receive(&self.buf, at_end, Instant::now(), SystemTime::now(), &mut self.out);
+        self.buf.advance(step.used);
+        if self.buf.is_empty() {
+            // Nothing pending: the read buffer goes before the wait for the sink, so
+            // thousands of connections waiting on one commit hold no read buffers.
+            self.buf = BytesMut::new();
+        }
+        if let Some(claim) = &step.claim {
+            self.claim(claim);
+        }
+        if !deliver(&self.shard, self.protocol, Transport::Tcp, self.peer, &mut self.out).await {
+            return Err(CloseReason::SinkFailed);
+        }
+        self.write_replies(idle).await?;
+        if let Some(reason) = step.close {
+            return Err(reason);
+        }
+        if at_end {
+            return Err(CloseReason::Eof);
+        }
+        if self.stopping.is_some_and(|held| held >= SHUTDOWN_READ_CAP) {
+            return Err(CloseReason::Shutdown);
+        }
+        if self.buf.is_empty() {
+            // Nothing pending: give back the output's vectors too, so an idle connection
+            // holds none of them (a vector of records alone is a kilobyte).
+            self.replies = Vec::new();
+            self.out.shrink();
+        }
+        Ok(())
+    }
+
+    fn claim(&mut self, claim: &Claim) {
+        let Some(device_id) = self.session.claimed() else { return };
+        if claim_device(&self.shard, self.protocol, self.conn, &mut self.control, claim, device_id) {
+            debug!(protocol = %self.protocol, peer = %self.peer, conn = self.conn, "device logged in again; its older connection is closed");
+        }
+    }
+
+    /// Writes what the session has for the device, once its records are in the sink.
+    async fn write_replies(&mut self, idle: Pin<&mut Sleep>) -> Turn {
+        self.replies.clear();
+        for r in self.out.transmit() {
+            self.replies.extend_from_slice(r);
+        }
+        if self.replies.is_empty() {
+            return Ok(());
+        }
+        let deadline = self.session.deadline();
+        write_bounded(&mut self.stream, &self.replies, idle, deadline, &mut self.stop).await.inspect_err(|reason| {
+            // Idle or shutdown here: the device is not reading its acks.
+            debug!(protocol = %self.protocol, peer = %self.peer, conn = self.conn, reason = reason.label(), "writing acks ended the connection");
+        })
+    }
+
+    /// The connection is over. A partial frame held at shutdown or timeout is not a frame:
+    /// it is judged, then the decoder reports anything else it held. Nothing here is
+    /// acknowledged: the peer is gone or going.
+    async fn close(&mut self, reason: CloseReason) {
+        self.out.clear();
+        if !self.buf.is_empty() && reason != CloseReason::Eof {
+            self.session.receive(&self.buf, true, Instant::now(), SystemTime::now(), &mut self.out);
+        }
+        self.session.finish(SystemTime::now(), &mut self.out);
+        if !self.out.is_empty() {
+            deliver(&self.shard, self.protocol, Transport::Tcp, self.peer, &mut self.out).await;
+        }
+        if reason == CloseReason::Shutdown {
+            // Tell the device we are going rather than leave it to find out.
+            let _ = self.stream.shutdown().await;
+        }
+        if let (Some(id), Some(c)) = (self.session.claimed(), &self.control) {
+            self.shard.registry.release(self.protocol, id, self.conn, c);
+        }
+        self.counters().closed(reason);
+        debug!(protocol = %self.protocol, peer = %self.peer, conn = self.conn, reason = reason.label(), "connection closed");
+    }
 }
 
 /// Holds `device_id` for this connection, giving up the device `claim` releases (releasing

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::net::UdpSocket;
+use tokio::sync::watch;
 use tracing::{debug, warn};
 use trackgate_codecs::{AnswerMatch, Protocol};
 
@@ -92,146 +93,220 @@ const UDP_BATCH: usize = 64;
 /// read, but devices that keep sending cannot hold the shutdown.
 const SHUTDOWN_DATAGRAM_CAP: usize = 1 << 16;
 
+/// One UDP socket's state: its peers and the batch being decoded.
+struct UdpListener {
+    shard: Arc<Shard>,
+    protocol: Protocol,
+    settings: Arc<SessionSettings>,
+    socket: UdpSocket,
+    peers: HashMap<SocketAddr, UdpPeer>,
+    datagram: Vec<u8>,
+    out: Output,
+    /// Replies wait here, addressed, until the sink has accepted the batch's records.
+    replies: Vec<(SocketAddr, Vec<u8>)>,
+    /// The identified peers heard from in the batch: their devices' commands go out after
+    /// the replies.
+    heard: Vec<SocketAddr>,
+    /// Once shutdown begins, the datagrams the socket already holds are still read (NMEA
+    /// devices never resend): through this second handle to the socket, which reads without
+    /// waiting for tokio to learn of them, and with the count read so far.
+    stopping: Option<(std::net::UdpSocket, usize)>,
+}
+
+/// What the socket gave.
+enum Next {
+    Datagram(io::Result<(usize, SocketAddr)>),
+    /// Something else was done (shutdown begun, a sweep); wait again.
+    Again,
+    /// Nothing more will be read.
+    Done,
+}
+
 pub(super) async fn udp_loop(shard: Arc<Shard>, protocol: Protocol, settings: Arc<SessionSettings>, socket: UdpSocket) {
-    let counters = shard.metrics().listener(protocol, Transport::Udp);
-    let mut peers: HashMap<SocketAddr, UdpPeer> = HashMap::new();
-    let mut datagram = vec![0u8; 65_536];
-    let mut stop = shard.stop.clone();
-    let mut out = Output::default();
-    // Replies wait here, addressed, until the sink has accepted the batch's records.
-    let mut replies: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
     let sweep_every = (settings.idle_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
     let mut sweep = tokio::time::interval(sweep_every);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Once shutdown begins, the datagrams the socket already holds are still read (NMEA
-    // devices never resend): through this second handle to the socket, which reads without
-    // waiting for tokio to learn of them, and with the count read so far.
-    let mut stopping: Option<(std::net::UdpSocket, usize)> = None;
+    let mut stop = shard.stop.clone();
+    let mut l = UdpListener {
+        shard,
+        protocol,
+        settings,
+        socket,
+        peers: HashMap::new(),
+        datagram: vec![0u8; 65_536],
+        out: Output::default(),
+        replies: Vec::new(),
+        heard: Vec::new(),
+        stopping: None,
+    };
     loop {
-        let first = if let Some((held, taken)) = &stopping {
+        match l.next(&mut stop, &mut sweep).await {
+            Next::Datagram(first) => {
+                if let Some(peer) = l.decode_batch(first) {
+                    l.answer(peer).await;
+                }
+            }
+            Next::Again => {}
+            Next::Done => break,
+        }
+    }
+    l.close().await;
+}
+
+impl UdpListener {
+    fn counters(&self) -> &metrics::Listener {
+        self.shard.metrics().listener(self.protocol, Transport::Udp)
+    }
+
+    /// Waits for a datagram; on the way, begins the shutdown or sweeps idle peers.
+    async fn next(&mut self, stop: &mut watch::Receiver<bool>, sweep: &mut tokio::time::Interval) -> Next {
+        if let Some((held, taken)) = &self.stopping {
             if *taken >= SHUTDOWN_DATAGRAM_CAP {
-                break;
+                return Next::Done;
             }
-            match held.recv_from(&mut datagram) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                r => r,
-            }
-        } else {
-            tokio::select! {
-                // Shutdown first, as in `tcp_connection`: what the socket holds is read after.
-                biased;
-                _ = stopped(&mut stop) => {
-                    match socket2::SockRef::from(&socket).try_clone() {
-                        Ok(held) => stopping = Some((held.into(), 0)),
-                        Err(e) => {
-                            warn!(%protocol, error = %e, "cannot read the UDP datagrams held at shutdown");
-                            break;
-                        }
-                    }
-                    continue;
+            return match held.recv_from(&mut self.datagram) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Next::Done,
+                r => Next::Datagram(r),
+            };
+        }
+        tokio::select! {
+            // Shutdown first, as in `tcp_connection`: what the socket holds is read after.
+            biased;
+            _ = stopped(stop) => match socket2::SockRef::from(&self.socket).try_clone() {
+                Ok(held) => {
+                    self.stopping = Some((held.into(), 0));
+                    Next::Again
                 }
-                _ = sweep.tick() => {
-                    // Forget peers silent past the idle timeout; what they held is reported.
-                    let now = Instant::now();
-                    let expired: Vec<SocketAddr> =
-                        peers.iter().filter(|(_, p)| p.session.expired(now)).map(|(a, _)| *a).collect();
-                    out.clear();
-                    for addr in &expired {
-                        if let Some(mut p) = peers.remove(addr) {
-                            p.session.finish(SystemTime::now(), &mut out);
-                            counters.closed(CloseReason::Idle);
-                        }
-                    }
-                    if !out.is_empty() {
-                        let any = expired.first().copied().unwrap_or(([0, 0, 0, 0], 0).into());
-                        deliver(&shard, protocol, Transport::Udp, any, &mut out).await;
-                    }
-                    continue;
+                Err(e) => {
+                    warn!(protocol = %self.protocol, error = %e, "cannot read the UDP datagrams held at shutdown");
+                    Next::Done
                 }
-                r = socket.recv_from(&mut datagram) => r,
+            },
+            _ = sweep.tick() => {
+                self.sweep().await;
+                Next::Again
             }
-        };
-        out.clear();
-        replies.clear();
-        // The identified peers heard from in this batch: their devices' commands go out
-        // after the replies.
-        let mut heard: Vec<SocketAddr> = Vec::new();
+            r = self.socket.recv_from(&mut self.datagram) => Next::Datagram(r),
+        }
+    }
+
+    /// Forgets peers silent past the idle timeout; what they held is reported.
+    async fn sweep(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<SocketAddr> =
+            self.peers.iter().filter(|(_, p)| p.session.expired(now)).map(|(a, _)| *a).collect();
+        self.out.clear();
+        for addr in &expired {
+            if let Some(mut p) = self.peers.remove(addr) {
+                p.session.finish(SystemTime::now(), &mut self.out);
+                self.counters().closed(CloseReason::Idle);
+            }
+        }
+        if !self.out.is_empty() {
+            let any = expired.first().copied().unwrap_or(([0, 0, 0, 0], 0).into());
+            deliver(&self.shard, self.protocol, Transport::Udp, any, &mut self.out).await;
+        }
+    }
+
+    /// Decodes `first` and the datagrams already waiting behind it (up to a batch) into one
+    /// sink hand-over. Returns the last peer heard, if any datagram came through.
+    fn decode_batch(&mut self, first: io::Result<(usize, SocketAddr)>) -> Option<SocketAddr> {
+        self.out.clear();
+        self.replies.clear();
+        self.heard.clear();
         let mut next = Some(first);
-        let mut taken = 0;
-        let mut last_peer = None;
+        let (mut taken, mut last_peer) = (0, None);
         while let Some(received) = next.take() {
             taken += 1;
             match received {
                 Ok((n, peer)) => {
-                    counters.bytes_in(n);
-                    if settings.log_payloads {
-                        log_payload(protocol, Transport::Udp, peer, &datagram[..n]);
-                    }
-                    let now = Instant::now();
-                    make_room(&mut peers, peer, shard.limits.max_udp_peers, now, &mut out, counters);
-                    let p = peers.entry(peer).or_insert_with(|| {
-                        counters.opened();
-                        UdpPeer::new(Session::new(protocol, &settings, now))
-                    });
-                    if p.session.expired(now) {
-                        // A peer silent past the idle timeout starts over, as a new TCP
-                        // connection would.
-                        p.session.finish(SystemTime::now(), &mut out);
-                        p.session = Session::new(protocol, &settings, now);
-                    }
-                    let before = out.replies.len();
-                    if p.receive(&datagram[..n], now, &mut out).claim.is_some() {
-                        p.claim(&shard.registry, shard.index, protocol, now);
-                    }
-                    replies.extend(out.replies.drain(before..).map(|r| (peer, r)));
-                    if p.claim.is_some() && !heard.contains(&peer) {
-                        heard.push(peer);
-                    }
+                    self.decode(n, peer);
                     last_peer = Some(peer);
                 }
-                Err(e) => debug!(%protocol, error = %e, "UDP receive failed"),
+                Err(e) => debug!(protocol = %self.protocol, error = %e, "UDP receive failed"),
             }
             if taken < UDP_BATCH {
-                // More already waiting: decode it into the same sink hand-over.
-                let more = match &stopping {
-                    Some((held, _)) => held.recv_from(&mut datagram),
-                    None => socket.try_recv_from(&mut datagram),
-                };
-                match more {
-                    Ok(x) => next = Some(Ok(x)),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => next = Some(Err(e)),
-                }
+                next = self.waiting();
             }
         }
-        if let Some((_, held)) = &mut stopping {
+        if let Some((_, held)) = &mut self.stopping {
             *held += taken;
         }
-        let Some(peer) = last_peer else { continue };
-        if !deliver(&shard, protocol, Transport::Udp, peer, &mut out).await {
-            continue;
+        last_peer
+    }
+
+    /// A datagram that is already waiting, if any.
+    fn waiting(&mut self) -> Option<io::Result<(usize, SocketAddr)>> {
+        let more = match &self.stopping {
+            Some((held, _)) => held.recv_from(&mut self.datagram),
+            None => self.socket.try_recv_from(&mut self.datagram),
+        };
+        match more {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+            r => Some(r),
         }
-        // The acks the sink commit earned, then the commands waiting for the devices heard.
-        for (to, reply) in &replies {
-            if let Err(e) = socket.send_to(reply, to).await {
-                debug!(%protocol, peer = %to, error = %e, "UDP reply failed");
+    }
+
+    /// One datagram of `n` bytes from `peer`, to its session.
+    fn decode(&mut self, n: usize, peer: SocketAddr) {
+        let counters = self.shard.metrics().listener(self.protocol, Transport::Udp);
+        counters.bytes_in(n);
+        if self.settings.log_payloads {
+            log_payload(self.protocol, Transport::Udp, peer, &self.datagram[..n]);
+        }
+        let now = Instant::now();
+        make_room(&mut self.peers, peer, self.shard.limits.max_udp_peers, now, &mut self.out, counters);
+        let (protocol, settings) = (self.protocol, &self.settings);
+        let p = self.peers.entry(peer).or_insert_with(|| {
+            counters.opened();
+            UdpPeer::new(Session::new(protocol, settings, now))
+        });
+        if p.session.expired(now) {
+            // A peer silent past the idle timeout starts over, as a new TCP connection would.
+            p.session.finish(SystemTime::now(), &mut self.out);
+            p.session = Session::new(protocol, settings, now);
+        }
+        let before = self.out.replies.len();
+        if p.receive(&self.datagram[..n], now, &mut self.out).claim.is_some() {
+            p.claim(&self.shard.registry, self.shard.index, protocol, now);
+        }
+        self.replies.extend(self.out.replies.drain(before..).map(|r| (peer, r)));
+        if p.claim.is_some() && !self.heard.contains(&peer) {
+            self.heard.push(peer);
+        }
+    }
+
+    /// Delivers the batch's records; once the sink has them, the acks they earned go out,
+    /// then the commands waiting for the devices heard. `peer` names the batch in logs.
+    async fn answer(&mut self, peer: SocketAddr) {
+        if !deliver(&self.shard, self.protocol, Transport::Udp, peer, &mut self.out).await {
+            return;
+        }
+        for (to, reply) in &self.replies {
+            if let Err(e) = self.socket.send_to(reply, to).await {
+                debug!(protocol = %self.protocol, peer = %to, error = %e, "UDP reply failed");
             }
         }
-        counters.delivered(0, replies.len());
-        for addr in &heard {
-            if let Some(p) = peers.get_mut(addr) {
-                send_commands(&socket, *addr, p, &mut out, counters).await;
+        let counters = self.shard.metrics().listener(self.protocol, Transport::Udp);
+        counters.delivered(0, self.replies.len());
+        for addr in &self.heard {
+            if let Some(p) = self.peers.get_mut(addr) {
+                send_commands(&self.socket, *addr, p, &mut self.out, counters).await;
             }
         }
     }
-    // Shutdown: every peer's session ends; what it held is reported.
-    out.clear();
-    for (_, mut p) in peers.drain() {
-        p.session.finish(SystemTime::now(), &mut out);
-        counters.closed(CloseReason::Shutdown);
-    }
-    if !out.is_empty() {
-        deliver(&shard, protocol, Transport::Udp, ([0, 0, 0, 0], 0).into(), &mut out).await;
+
+    /// Shutdown: every peer's session ends; what it held is reported.
+    async fn close(&mut self) {
+        self.out.clear();
+        let counters = self.shard.metrics().listener(self.protocol, Transport::Udp);
+        for (_, mut p) in self.peers.drain() {
+            p.session.finish(SystemTime::now(), &mut self.out);
+            counters.closed(CloseReason::Shutdown);
+        }
+        if !self.out.is_empty() {
+            deliver(&self.shard, self.protocol, Transport::Udp, ([0, 0, 0, 0], 0).into(), &mut self.out).await;
+        }
     }
 }
 
