@@ -398,6 +398,30 @@ fn gt06_acks_are_byte_exact_and_follow_the_sink() {
 /// A sink that cannot write (a full disk: `/dev/full` beside the file sink) acknowledges
 /// nothing, and the gateway does not stay up taking data it cannot store: it shuts down by
 /// itself and exits 1 naming the sink's error, for its supervisor or operator to see.
+/// The gateway restarted on a records file whose last line a power cut tore: the record a
+/// device is then acked for starts on a line of its own, and the fragment is left as it was.
+#[test]
+fn a_restart_on_a_torn_records_file_keeps_every_acked_record_whole() {
+    let torn = std::env::temp_dir().join(format!("trackgate-torn-{}-{}.jsonl", std::process::id(), rand_suffix()));
+    let fragment = "{\"schema\":1,\"protocol\":\"gt06\",\"device_id\":\"1234";
+    std::fs::write(&torn, fragment).unwrap();
+    let sink = format!("jsonl:{}", torn.display());
+    let gw = Gateway::start_for("gt06", &["--sink", &sink]);
+    let mut conn = TcpStream::connect(gw.tcp).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    conn.write_all(&unhex(GT06_LOGIN)).unwrap();
+    assert_eq!(read_frame(&mut conn), unhex("787805010001D9DC0D0A"));
+    drop(conn);
+    let (code, _) = gw.stop();
+    assert_eq!(code, Some(0));
+    let text = std::fs::read_to_string(&torn).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], fragment);
+    let login: serde_json::Value = serde_json::from_str(lines[1]).expect("the acked record is a whole line");
+    assert_eq!((login["kind"].as_str(), login["device_id"].as_str()), (Some("login"), Some("123456789012345")));
+    std::fs::remove_file(&torn).unwrap();
+}
+
 #[test]
 fn a_failing_sink_acknowledges_nothing_and_stops_the_gateway() {
     let mut gw = Gateway::start_for("gt06", &["--sink", "jsonl:/dev/full"]);
