@@ -670,6 +670,42 @@ fn a_held_command_reaches_the_device_when_it_logs_in() {
 /// With `commands_hold_file`, a command held for a device that is not connected outlives a
 /// restart of the gateway: the device that logs in to the new process gets it, after its
 /// login's ack, and the process after that holds nothing more.
+/// A hold file damaged while the gateway was down (a line torn inside `停`, so not UTF-8,
+/// and a line of 256 KiB) does not stop the next start: those lines are copied to
+/// `held.jsonl.rejected`, and the command held beside them still reaches its device.
+#[test]
+fn a_damaged_hold_file_is_set_aside_and_the_gateway_starts() {
+    let token = "hold-file-token-0123456789";
+    let dir = commands_config(token, "commands_hold_file = \"held.jsonl\"\n");
+    let config = dir.join("trackgate.toml");
+    let launch = || Gateway::launch(&["gt06"], &["--config", config.to_str().unwrap(), "--metrics", "127.0.0.1:0"]);
+    let gw = launch();
+    let path = "/devices/gt06/123456789012345/commands?hold=600";
+    let (status, _) = http(gw.addr("metrics http"), "POST", path, Some(token), "WHERE#");
+    assert_eq!(status, 202);
+    let (code, _) = gw.stop();
+    assert_eq!(code, Some(0));
+    // A second held command whose write was cut inside the first of `停`'s three bytes.
+    let stop = "{\"held\":99,\"protocol\":\"gt06\",\"device\":\"123456789012345\",\"until_ms\":99999999999999,\"command\":{\"text\":\"停";
+    let torn = &stop.as_bytes()[..stop.len() - 2];
+    let damage = [torn, b"\n", &vec![b'x'; 256 << 10], b"\n"].concat();
+    let mut file = std::fs::OpenOptions::new().append(true).open(dir.join("held.jsonl")).unwrap();
+    file.write_all(&damage).unwrap();
+    drop(file);
+
+    let gw = launch();
+    assert_eq!(gw.metric("trackgate_devices_with_held_commands"), 1, "the good line read back");
+    let mut device = TcpStream::connect(gw.tcp).unwrap();
+    device.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    device.write_all(&unhex(GT06_LOGIN)).unwrap();
+    assert_eq!(read_frame(&mut device)[3], 0x01, "the login's ack comes first");
+    assert_eq!(read_frame(&mut device), trackgate::codecs::gt06::encode_command(1, "WHERE#", None, 1).unwrap());
+    let (code, _) = gw.stop();
+    assert_eq!(code, Some(0));
+    assert!(std::fs::read(dir.join("held.jsonl.rejected")).unwrap() == damage, "set aside byte for byte");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn a_held_command_outlives_a_restart_with_a_hold_file() {
     let token = "hold-file-token-0123456789";

@@ -22,6 +22,12 @@
 //! Device ids and commands are personal data and secrets (commands carry device
 //! passwords): the file is created readable by its owner only.
 //!
+//! A line that cannot be read back (cut short by a crash, not UTF-8, longer than any held
+//! command's line can be, or not a line this file writes) is never erased silently: it is
+//! copied to `<file>.rejected` beside the file, with a warning naming the line, and the
+//! gateway starts with the rest. Lines are read with a length limit, so a damaged file
+//! cannot make the start read hundreds of megabytes into memory.
+//!
 //! Writes are plain blocking file calls, made by whoever holds or finishes a command: the
 //! HTTP endpoint's task (one synced write a held command) and the connections' tasks (one
 //! unsynced write a command done). Commands are rare next to frames; a slow disk delays
@@ -41,6 +47,10 @@ use trackgate_codecs::{Downlink, Protocol};
 
 /// How many lines past twice the commands held the file may grow before it is compacted.
 const COMPACT_SLACK: u64 = 4096;
+
+/// The longest line read back. A held command's line is its JSON: a command body of at most
+/// 4 KiB, escaped, plus the device id and a few numbers.
+const MAX_LINE: usize = 64 * 1024;
 
 /// The file, open for appending.
 #[derive(Debug)]
@@ -166,34 +176,129 @@ fn append(mut file: &File, line: &Line) -> io::Result<()> {
     file.write_all(text.as_bytes())
 }
 
+/// Reads the log at `path` (missing: nothing held): the `held` lines in order, and the ids
+/// done. Lines that cannot be read are copied to the `.rejected` file (see the module's notes).
+fn read_back(path: &Path) -> io::Result<(Vec<Line>, HashSet<u64>)> {
+    let (mut held, mut done) = (Vec::new(), HashSet::new());
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((held, done)),
+        Err(e) => return Err(e),
+    };
+    let mut reader = BufReader::new(file);
+    let mut rejected = Rejected::new(path);
+    let mut line = Vec::new();
+    let mut number = 0;
+    while let Some(whole) = next_line(&mut reader, &mut line, |over| rejected.write(over))? {
+        number += 1;
+        let parsed = if !whole {
+            Err("longer than any line this file holds".to_owned())
+        } else if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        } else {
+            std::str::from_utf8(&line)
+                .map_err(|_| "not UTF-8".to_owned())
+                .and_then(|text| serde_json::from_str::<Line>(text).map_err(|e| e.to_string()))
+        };
+        match parsed {
+            Ok(Line::Done { done: id }) => {
+                done.insert(id);
+            }
+            Ok(l) => held.push(l),
+            Err(why) => {
+                if whole {
+                    rejected.write(&line)?;
+                }
+                rejected.end_line()?;
+                warn!(file = %path.display(), line = number, reason = %why, copied_to = %rejected.path.display(), "skipped a line of the hold file");
+            }
+        }
+    }
+    Ok((held, done))
+}
+
+/// Reads the next line, without its `\n`, into `line` if it is at most [`MAX_LINE`] bytes;
+/// the bytes of a longer line go to `overflow` as they are read, and only as much is held as
+/// one read gives. `Some(true)` a line in `line`, `Some(false)` a line too long, `None` the
+/// end of the file. A last line without a newline counts as a line.
+fn next_line(
+    reader: &mut impl BufRead,
+    line: &mut Vec<u8>,
+    mut overflow: impl FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<Option<bool>> {
+    line.clear();
+    let (mut any, mut whole) = (false, true);
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(any.then_some(whole));
+        }
+        any = true;
+        let end = buf.iter().position(|&b| b == b'\n');
+        let chunk = &buf[..end.unwrap_or(buf.len())];
+        if whole && line.len() + chunk.len() > MAX_LINE {
+            whole = false;
+            overflow(line)?;
+            line.clear();
+        }
+        if whole {
+            line.extend_from_slice(chunk);
+        } else {
+            overflow(chunk)?;
+        }
+        let used = chunk.len() + usize::from(end.is_some());
+        reader.consume(used);
+        if end.is_some() {
+            return Ok(Some(whole));
+        }
+    }
+}
+
+/// `<file>.rejected`: the lines the hold file could not read back, as they were. Made when
+/// the first one comes, readable by its owner only (commands carry device passwords).
+struct Rejected {
+    path: PathBuf,
+    file: Option<File>,
+}
+
+impl Rejected {
+    fn new(of: &Path) -> Self {
+        let mut name = of.as_os_str().to_owned();
+        name.push(".rejected");
+        Rejected { path: name.into(), file: None }
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if self.file.is_none() {
+            let mut options = OpenOptions::new();
+            options.create(true).append(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            self.file = Some(options.open(&self.path)?);
+        }
+        match &mut self.file {
+            Some(f) => f.write_all(bytes),
+            None => Ok(()),
+        }
+    }
+
+    /// Ends the line just copied, and makes it durable: the compaction that follows removes
+    /// it from the hold file.
+    fn end_line(&mut self) -> io::Result<()> {
+        self.write(b"\n")?;
+        match &self.file {
+            Some(f) => f.sync_data(),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Reads `path` back (missing: nothing held) and replaces it with only the commands still
 /// held: not done, time not run out. Returns the new file open for appending, and those
 /// commands in the order they were sent.
 fn compact(path: &Path) -> io::Result<(File, Vec<Restored>)> {
     let now_ms = unix_ms(SystemTime::now());
-    let mut held: Vec<Line> = Vec::new();
-    let mut done: HashSet<u64> = HashSet::new();
-    match File::open(path) {
-        Ok(f) => {
-            for (n, line) in BufReader::new(f).lines().enumerate() {
-                let line = line?;
-                if line.trim().is_empty() {
-                    continue;
-                }
-                match serde_json::from_str::<Line>(&line) {
-                    Ok(Line::Done { done: id }) => {
-                        done.insert(id);
-                    }
-                    Ok(l) => held.push(l),
-                    Err(e) => {
-                        warn!(file = %path.display(), line = n + 1, error = %e, "skipped a line of the hold file")
-                    }
-                }
-            }
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
+    let (held, done) = read_back(path)?;
     let mut restored = Vec::new();
     let mut kept = String::new();
     for line in held {
@@ -296,6 +401,69 @@ mod tests {
         drop(file);
         assert!(HoldFile::open(&path).unwrap().1.is_empty());
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    /// Lines that cannot be read back (a held command torn inside a multi-byte character,
+    /// so not UTF-8; one cut short; one far longer than any held command) are copied to the
+    /// `.rejected` file as they were, and the commands around them come back.
+    #[test]
+    fn damaged_lines_are_set_aside_not_erased() {
+        let path = temp_path("damaged");
+        let (file, _) = HoldFile::open(&path).unwrap();
+        let hour = Instant::now() + Duration::from_secs(3600);
+        let stop = Downlink::Text("停车#".into());
+        file.held(1, Protocol::Gt06, "123456789012345", &stop, hour).unwrap();
+        drop(file);
+        let whole = std::fs::read(&path).unwrap();
+        // The same line again, cut inside the first byte pair of `停`, then a good one.
+        let cut = whole.iter().position(|&b| b >= 0x80).unwrap() + 1;
+        let mut torn = whole[..cut].to_vec();
+        torn.push(b'\n');
+        let long = vec![b'x'; 3 * MAX_LINE];
+        let mut text = whole.clone();
+        text.extend_from_slice(&torn);
+        text.extend_from_slice(&long);
+        text.push(b'\n');
+        text.extend_from_slice(b"{\"held\":4,\"prot");
+        std::fs::write(&path, &text).unwrap();
+
+        let (_file, restored) = HoldFile::open(&path).expect("a damaged file does not stop the start");
+        assert_eq!(restored.iter().map(|r| (r.id, &r.command)).collect::<Vec<_>>(), [(1, &stop)]);
+        let rejected = std::fs::read(path.with_file_name("held.jsonl.rejected")).unwrap();
+        let mut expected = torn.clone();
+        expected.extend_from_slice(&long);
+        expected.push(b'\n');
+        expected.extend_from_slice(b"{\"held\":4,\"prot\n");
+        assert!(rejected == expected, "the rejected lines, byte for byte");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path.with_file_name("held.jsonl.rejected")).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    /// Lines are read with a limit: a line longer than it is handed on in pieces, never
+    /// held whole.
+    #[test]
+    fn lines_are_read_with_a_limit() {
+        let text = [b"short\n".to_vec(), vec![b'y'; MAX_LINE + 10], b"\nlast".to_vec()].concat();
+        let mut reader = BufReader::with_capacity(1024, &text[..]);
+        let (mut line, mut over, mut most) = (Vec::new(), 0, 0);
+        let mut got = Vec::new();
+        while let Some(whole) = next_line(&mut reader, &mut line, |b| {
+            over += b.len();
+            Ok(())
+        })
+        .unwrap()
+        {
+            most = most.max(line.len());
+            got.push((whole, String::from_utf8_lossy(&line).into_owned()));
+        }
+        assert_eq!(got, [(true, "short".to_owned()), (false, String::new()), (true, "last".to_owned())]);
+        assert_eq!(over, MAX_LINE + 10);
+        assert!(most <= MAX_LINE);
     }
 
     /// A running gateway's file is compacted, when the next command is held, once outcomes
