@@ -260,6 +260,8 @@ impl Session {
         self.device_id.as_ref()?;
         let release = match (self.claim, previous) {
             (ClaimState::Held, None) => return None,
+            // Back to the device held, within one read: nothing changed.
+            (ClaimState::Held, Some(previous)) if previous.as_deref() == self.device_id.as_deref() => return None,
             (ClaimState::Held, Some(previous)) => previous,
             (ClaimState::RetryAt(at), _) if now < at => return None,
             _ => None,
@@ -368,6 +370,13 @@ mod tests {
         out.clear();
         let step = s.receive(&gt06_login("999999999999999", 3), false, t0, wall, &mut out);
         assert_eq!(claim(&s, &step), wants("999999999999999", Some("123456789012345")));
+        assert_eq!(s.claimed(), Some("999999999999999"));
+        // Away and back within one read: the device held is still the one held.
+        out.clear();
+        let mut there_and_back = gt06_login("123456789012345", 4);
+        there_and_back.extend(gt06_login("999999999999999", 5));
+        let step = s.receive(&there_and_back, false, t0, wall, &mut out);
+        assert_eq!(claim(&s, &step), None);
         assert_eq!(s.claimed(), Some("999999999999999"));
         // Two identities in one read: the first was never held, the one held before is given up.
         out.clear();
