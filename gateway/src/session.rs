@@ -32,7 +32,7 @@ pub const CLAIM_RETRY: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
     pub stream: StreamOptions,
-    /// A session that hears nothing for this long is over.
+    /// A session that hears no whole frame for this long is over.
     pub idle_timeout: Duration,
     /// A peer whose first this-many bytes were all skipped as no frame, with no record or
     /// reply ever, is not a device of this protocol (an HTTP scanner, a device on the wrong
@@ -218,13 +218,19 @@ impl Session {
 
     /// Decodes what arrived: `buf` is everything not yet used, `at_end` says no more will
     /// come (end of stream, or a whole datagram). `now` is the monotonic clock for the idle
-    /// deadline, `wall` the server time records are stamped with.
+    /// deadline, which only a whole frame moves; `wall` the server time records are stamped
+    /// with.
     pub fn receive(&mut self, buf: &[u8], at_end: bool, now: Instant, wall: SystemTime, out: &mut Output) -> Step {
-        self.last_heard = now;
         let stamp = Timestamp::from_system_time(wall);
         self.decoder.set_now(stamp);
         let used = self.decoder.decode(buf, at_end, &mut out.events);
-        out.frames += u64::from(self.decoder.take_frame_count());
+        let frames = self.decoder.take_frame_count();
+        out.frames += u64::from(frames);
+        // Only a whole frame is hearing from the device: bytes that complete none (a frame
+        // trickled a byte at a time, junk) would otherwise hold the connection open forever.
+        if frames > 0 {
+            self.last_heard = now;
+        }
         let previous = self.collect(stamp, out);
         if !self.spoke {
             let used = u32::try_from(used).unwrap_or(u32::MAX);
@@ -503,6 +509,40 @@ mod tests {
         assert_eq!(out.replies, [vec![0x01]]);
         assert!(!s.expired(t0 + Duration::from_secs(30)));
         assert_eq!(s.deadline(), t1 + Duration::from_secs(30));
+    }
+
+    /// A frame trickled a byte at a time, and junk, do not move the idle deadline: only a
+    /// whole frame does.
+    #[test]
+    fn only_whole_frames_keep_a_session_alive() {
+        let t0 = Instant::now();
+        let mut st = settings();
+        st.idle_timeout = Duration::from_secs(15);
+        let mut s = Session::new(Protocol::Gt06, &st, t0);
+        let mut out = Output::default();
+        s.receive(&gt06_login("123456789012345", 1), false, t0, SystemTime::now(), &mut out);
+        assert_eq!(s.deadline(), t0 + Duration::from_secs(15));
+        // A heartbeat a byte every 3 s: none of it is a frame until the last byte.
+        let heartbeat = gt06_heartbeat(2);
+        let mut buf = Vec::new();
+        for (i, &b) in heartbeat[..heartbeat.len() - 1].iter().enumerate() {
+            buf.push(b);
+            let now = t0 + Duration::from_secs(3 * (i as u64 + 1));
+            let step = s.receive(&buf, false, now, SystemTime::now(), &mut out);
+            buf.drain(..step.used);
+        }
+        assert_eq!(s.deadline(), t0 + Duration::from_secs(15), "partial bytes moved the deadline");
+        assert!(s.expired(t0 + Duration::from_secs(15)));
+        // Junk is not hearing from the device either.
+        s.receive(&[0x55; 40], false, t0 + Duration::from_secs(14), SystemTime::now(), &mut out);
+        assert_eq!(s.deadline(), t0 + Duration::from_secs(15));
+        // The frame's last byte completes it: heard.
+        buf.extend_from_slice(&heartbeat[heartbeat.len() - 1..]);
+        let t1 = t0 + Duration::from_secs(14);
+        out.clear();
+        s.receive(&buf, false, t1, SystemTime::now(), &mut out);
+        assert_eq!(out.frames, 1);
+        assert_eq!(s.deadline(), t1 + Duration::from_secs(15));
     }
 
     #[test]

@@ -271,6 +271,47 @@ fn idle_connections_are_closed() {
     assert_eq!(records.len(), 1);
 }
 
+/// A device that trickles a frame a byte at a time is closed at the idle timeout: bytes
+/// that complete no frame do not keep a connection open.
+#[test]
+fn a_sender_trickling_bytes_is_closed_at_the_idle_timeout() {
+    let gw = Gateway::start_for("gt06", &["--idle-timeout", "2", "--metrics", "127.0.0.1:0"]);
+    let mut conn = TcpStream::connect(gw.tcp).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    conn.write_all(&unhex(GT06_LOGIN)).unwrap();
+    assert_eq!(read_frame(&mut conn), unhex("787805010001D9DC0D0A"));
+    let logged_in = Instant::now();
+    // A location frame, one byte every 250 ms: 9 s in all, were it let through.
+    let location = unhex(GT06_LOCATION);
+    conn.set_read_timeout(Some(Duration::from_millis(250))).unwrap();
+    let mut closed_after = None;
+    'trickle: for &b in &location {
+        if conn.write_all(&[b]).is_err() {
+            closed_after = Some(logged_in.elapsed());
+            break;
+        }
+        let mut buf = [0u8; 64];
+        match conn.read(&mut buf) {
+            Ok(0) => {
+                closed_after = Some(logged_in.elapsed());
+                break 'trickle;
+            }
+            Ok(n) => panic!("the gateway answered a partial frame: {:02X?}", &buf[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => {
+                closed_after = Some(logged_in.elapsed());
+                break 'trickle;
+            }
+        }
+    }
+    let closed_after = closed_after.expect("the trickling connection was still open after the whole frame");
+    assert!(closed_after < Duration::from_secs(6), "closed after {closed_after:?}");
+    assert_eq!(gw.metric("trackgate_connections_closed_total{protocol=\"gt06\",transport=\"tcp\",reason=\"idle\"}"), 1);
+    let (code, records) = gw.stop();
+    assert_eq!(code, Some(0));
+    assert_eq!(records.len(), 1, "the login only: the trickled frame never completed");
+}
+
 #[test]
 fn a_partial_sentence_at_shutdown_is_judged_not_lost() {
     let gw = Gateway::start(&[]);
