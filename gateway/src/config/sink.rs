@@ -4,14 +4,17 @@
 use std::path::PathBuf;
 
 use super::mqtt::MqttTarget;
+use super::nats::NatsTarget;
 
 /// A sink named on the command line: `jsonl:PATH`, `jsonl:-` (standard output),
-/// `mqtt://HOST[:PORT]/TOPIC` ([`MqttTarget`]).
+/// `mqtt://HOST[:PORT]/TOPIC` ([`MqttTarget`]), `nats://HOST[:PORT]/SUBJECT?stream=NAME`
+/// (JetStream, [`NatsTarget`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SinkSpec {
     JsonlStdout,
     JsonlFile(PathBuf),
     Mqtt(MqttTarget),
+    Nats(NatsTarget),
 }
 
 impl std::fmt::Display for SinkSpec {
@@ -20,6 +23,7 @@ impl std::fmt::Display for SinkSpec {
             SinkSpec::JsonlStdout => f.write_str("jsonl:-"),
             SinkSpec::JsonlFile(path) => write!(f, "jsonl:{}", path.display()),
             SinkSpec::Mqtt(target) => target.fmt(f),
+            SinkSpec::Nats(target) => target.fmt(f),
         }
     }
 }
@@ -31,9 +35,11 @@ impl std::str::FromStr for SinkSpec {
             Some(("jsonl", "-")) => Ok(SinkSpec::JsonlStdout),
             Some(("jsonl", path)) if !path.is_empty() => Ok(SinkSpec::JsonlFile(path.into())),
             Some(("mqtt", rest)) => Ok(SinkSpec::Mqtt(MqttTarget::parse(rest)?)),
-            Some((kind, _)) => {
-                Err(format!("unknown sink kind {kind:?} (this version has jsonl:PATH, jsonl:- and mqtt://HOST/TOPIC)"))
-            }
+            Some((scheme @ ("nats" | "tls"), rest)) => Ok(SinkSpec::Nats(NatsTarget::parse(scheme, rest)?)),
+            Some((kind, _)) => Err(format!(
+                "unknown sink kind {kind:?} (this version has jsonl:PATH, jsonl:-, mqtt://HOST/TOPIC and \
+                 nats://HOST/SUBJECT)"
+            )),
             None => Err(format!("sink {s:?} is not KIND:TARGET (for example jsonl:records.jsonl)")),
         }
     }
@@ -56,7 +62,10 @@ mod tests {
     fn sink_specs() {
         assert_eq!("jsonl:-".parse(), Ok(SinkSpec::JsonlStdout));
         assert_eq!("jsonl:/tmp/x.jsonl".parse(), Ok(SinkSpec::JsonlFile("/tmp/x.jsonl".into())));
-        assert!("nats:subject".parse::<SinkSpec>().unwrap_err().contains("unknown sink kind"));
+        assert!("kafka:topic".parse::<SinkSpec>().unwrap_err().contains("unknown sink kind"));
+        assert!(
+            matches!("nats://127.0.0.1:4333".parse(), Ok(SinkSpec::Nats(t)) if t.servers.servers == ["127.0.0.1:4333"])
+        );
         assert!("records.jsonl".parse::<SinkSpec>().is_err());
         let mqtt: SinkSpec = "mqtt://127.0.0.1:1884/fleet/{protocol}".parse().unwrap();
         assert!(matches!(&mqtt, SinkSpec::Mqtt(t) if t.port == 1884 && t.topic.as_str() == "fleet/{protocol}"));

@@ -5,7 +5,7 @@
 
 use trackgate_codecs::Record;
 
-/// How one bus names things: MQTT topics, later NATS subjects.
+/// How one bus names things: MQTT topics, NATS subjects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Naming {
     /// What the bus calls a name, for errors ("MQTT topic").
@@ -14,10 +14,25 @@ pub struct Naming {
     pub forbidden: &'static [char],
     /// Characters a filled-in value may not bring in (the level separator and the above).
     pub unsafe_in_value: &'static [char],
+    /// The level separator, where an empty level is not a name (NATS: `a..b`).
+    pub no_empty_levels: Option<char>,
 }
 
 /// MQTT 3.1.1: levels split by `/`, wildcards `+` and `#`.
-pub const MQTT: Naming = Naming { what: "MQTT topic", forbidden: &['+', '#', '\0'], unsafe_in_value: &['/', '+', '#'] };
+pub const MQTT: Naming = Naming {
+    what: "MQTT topic",
+    forbidden: &['+', '#', '\0'],
+    unsafe_in_value: &['/', '+', '#'],
+    no_empty_levels: None,
+};
+
+/// NATS: tokens split by `.`, wildcards `*` and `>`, no white space, no empty token.
+pub const NATS: Naming = Naming {
+    what: "NATS subject",
+    forbidden: &['*', '>', ' ', '\t', '\r', '\n', '\0'],
+    unsafe_in_value: &['.', '*', '>', ' '],
+    no_empty_levels: Some('.'),
+};
 
 /// A record field a template can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +69,11 @@ impl TopicTemplate {
         }
         if text.contains(naming.forbidden) {
             return Err(format!("the {what} {text:?} has a wildcard; records are published to one name each"));
+        }
+        if let Some(sep) = naming.no_empty_levels {
+            if text.split(sep).any(str::is_empty) {
+                return Err(format!("the {what} {text:?} has an empty level"));
+            }
         }
         let mut parts = Vec::new();
         let mut rest = text;
@@ -125,5 +145,9 @@ mod tests {
         let joined = TopicTemplate::parse("{kind}-{protocol}.v1", MQTT).unwrap();
         joined.fill(&r, &mut topic);
         assert_eq!(topic, "position-gt06.v1");
+        let nats = TopicTemplate::parse("fleet.{protocol}.{device_id}", NATS).unwrap();
+        r.device_id = Some("a.b* >c".into());
+        nats.fill(&r, &mut topic);
+        assert_eq!(topic, "fleet.gt06.a_b___c");
     }
 }

@@ -11,7 +11,8 @@
 //! * [`group`]: the sink thread, its group commit, and the [`RecordSink`] trait that every
 //!   destination implements (implement it to send records to your own store);
 //! * [`jsonl`]: JSON Lines to a file or standard output;
-//! * [`mqtt`]: QoS 1 publishes to an MQTT broker.
+//! * [`mqtt`]: QoS 1 publishes to an MQTT broker;
+//! * [`nats`]: publishes to a NATS JetStream stream, each acknowledged by JetStream.
 
 use std::io;
 
@@ -20,16 +21,19 @@ use crate::config::{FsyncPolicy, SinkSpec};
 pub mod group;
 pub mod jsonl;
 pub mod mqtt;
+pub mod nats;
 
 pub use self::group::{start, RecordSink, SinkClosed, SinkHandle, SinkThread};
 pub use self::jsonl::JsonlSink;
 pub use self::mqtt::MqttSink;
+pub use self::nats::JetStreamSink;
 
-/// Opens the sink `spec` names (an MQTT sink connects now). `fsync` applies to JSONL files.
+/// Opens the sink `spec` names (an MQTT or NATS sink connects now). `fsync` applies to JSONL files.
 pub fn open(spec: &SinkSpec, fsync: FsyncPolicy) -> io::Result<Box<dyn RecordSink>> {
     Ok(match spec {
         SinkSpec::JsonlStdout => Box::new(JsonlSink::stdout()),
         SinkSpec::JsonlFile(path) => Box::new(JsonlSink::file(path, fsync)?),
         SinkSpec::Mqtt(target) => Box::new(MqttSink::connect(target)?),
+        SinkSpec::Nats(target) => Box::new(JetStreamSink::connect(target)?),
     })
 }

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod frames;
+pub mod gateway;
+pub mod nats;
 
 /// Bytes as lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {

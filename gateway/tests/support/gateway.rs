@@ -1,0 +1,121 @@
+//! `trackgate serve` as a child process of a test, its listening addresses read off its
+//! standard error and its last words kept.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A running `trackgate serve`, killed when dropped.
+pub struct Gateway {
+    pub child: Child,
+    /// `"gt06 tcp"`, `"nmea udp"`, `"metrics http"` → address.
+    pub addrs: HashMap<String, SocketAddr>,
+    /// What it printed after its listening lines.
+    pub last_words: Arc<Mutex<Vec<String>>>,
+}
+
+impl Gateway {
+    /// `trackgate serve` with a listener per protocol on a free loopback port, and `sinks`.
+    /// The exit code and what it said, if it stopped before listening.
+    pub fn start(listens: &[&str], sinks: &[String]) -> Result<Gateway, (Option<i32>, String)> {
+        Gateway::start_with(listens, sinks, &[], &[])
+    }
+
+    /// As [`Gateway::start`], with more arguments and environment variables.
+    pub fn start_with(
+        listens: &[&str],
+        sinks: &[String],
+        args: &[String],
+        env: &[(&str, &str)],
+    ) -> Result<Gateway, (Option<i32>, String)> {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_trackgate"));
+        command.arg("serve");
+        for l in listens {
+            command.args(["--listen", &format!("{l}=127.0.0.1:0")]);
+        }
+        for s in sinks {
+            command.args(["--sink", s]);
+        }
+        command.args(args).envs(env.iter().copied());
+        let mut child = command
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("trackgate serve starts");
+        let mut wanted = listens.iter().map(|p| if *p == "gt06" { 1 } else { 2 }).sum::<usize>();
+        wanted += usize::from(args.iter().any(|a| a == "--metrics"));
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut addrs = HashMap::new();
+        let mut line = String::new();
+        let mut said = String::new();
+        while addrs.len() < wanted {
+            line.clear();
+            if stderr.read_line(&mut line).unwrap() == 0 {
+                return Err((child.wait().unwrap().code(), said));
+            }
+            said.push_str(&line);
+            if let Some(listening) = line.trim().strip_prefix("listening ") {
+                let (key, addr) = listening.rsplit_once(' ').unwrap();
+                addrs.insert(key.to_owned(), addr.parse().unwrap());
+            }
+        }
+        let last_words = Arc::new(Mutex::new(Vec::new()));
+        let kept = last_words.clone();
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                kept.lock().unwrap().push(line);
+            }
+        });
+        Ok(Gateway { child, addrs, last_words })
+    }
+
+    /// SIGTERM, then the exit code.
+    pub fn stop(mut self) -> Option<i32> {
+        assert!(Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap().success());
+        self.child.wait().unwrap().code()
+    }
+
+    /// Waits (up to `wait`) until a line it printed contains `what`.
+    pub fn said(&self, what: &str, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        loop {
+            if self.last_words.lock().unwrap().iter().any(|l| l.contains(what)) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port nothing listens on now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A path in the temporary directory no other test run uses.
+pub fn temp_path(name: &str) -> std::path::PathBuf {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    std::env::temp_dir().join(format!("trackgate-{name}-{}-{nanos}", std::process::id()))
+}
+
+/// Reads one GT06 ack (10 bytes) or times out.
+pub fn read_ack(device: &mut TcpStream, wait: Duration) -> Option<Vec<u8>> {
+    device.set_read_timeout(Some(wait)).unwrap();
+    let mut ack = vec![0u8; 10];
+    device.read_exact(&mut ack).ok().map(|()| ack)
+}
