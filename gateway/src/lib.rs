@@ -4,7 +4,8 @@
 //! (the codec's decoder plus identity, commands and deadlines, without I/O); its records go
 //! to the [`sink`] and only once it has them do the acks go back. The [`registry`] is what
 //! crosses shards (who holds a device, commands, held commands); [`config`] holds every
-//! setting and spec type; [`protocol`] the per-protocol facts; [`ops`] the operator's HTTP
+//! setting and spec type; [`protocol`] the per-protocol facts; [`cluster`] what several
+//! nodes on one NATS share (presence, commands, held commands); [`ops`] the operator's HTTP
 //! endpoint and the metrics; [`tools`] the `decode`, `corpus`, `sim` and `bench` commands.
 //!
 //! Protocol logic lives in `trackgate-codecs`; this crate moves bytes and records around.
@@ -13,6 +14,7 @@
 
 pub(crate) mod bus;
 pub mod close;
+pub mod cluster;
 pub mod config;
 pub mod ops;
 pub mod protocol;

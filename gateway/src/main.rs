@@ -58,6 +58,12 @@ enum Command {
         /// Serve Prometheus metrics at http://ADDR/metrics.
         #[arg(long, value_name = "ADDR")]
         metrics: Option<SocketAddr>,
+        /// Join the nodes on this NATS: nats://HOST[:PORT][,HOST[:PORT]…] (docs/cluster.md).
+        #[arg(long, value_name = "URL")]
+        cluster: Option<String>,
+        /// This node's name in the cluster (default: host name and process id).
+        #[arg(long, value_name = "NAME")]
+        node: Option<String>,
     },
     /// Decode what one device sent on one connection and print one JSON record per line.
     Decode {
@@ -190,8 +196,8 @@ fn parse_transport(s: &str) -> Result<Transport, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config, listen, sink, idle_timeout, fsync, shards, metrics } => {
-            let overrides = Overrides { listen, sinks: sink, idle_timeout, fsync, shards, metrics };
+        Command::Serve { config, listen, sink, idle_timeout, fsync, shards, metrics, cluster, node } => {
+            let overrides = Overrides { listen, sinks: sink, idle_timeout, fsync, shards, metrics, cluster, node };
             match ServeConfig::load(config.as_deref(), overrides) {
                 Ok(config) => run_serve(&config),
                 Err(e) => usage_error(e),

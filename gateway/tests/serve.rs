@@ -14,6 +14,7 @@ use trackgate::tools::sim::SimConfig;
 
 mod support;
 use support::frames::jt808_wire;
+use support::gateway::http;
 use support::unhex;
 
 struct Gateway {
@@ -553,19 +554,6 @@ fn payloads_are_logged_only_where_asked_and_replay_through_decode() {
 }
 
 /// Reads one JT808 frame (flag to flag) off the connection.
-/// One HTTP request to the gateway's endpoint: the status code and the body.
-fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
-    let mut c = TcpStream::connect(addr).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    let request = format!("{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: {}\r\n\r\n{body}", body.len());
-    c.write_all(request.as_bytes()).unwrap();
-    let mut text = String::new();
-    c.read_to_string(&mut text).unwrap();
-    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    (status, text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
-}
-
 /// A gateway serving `protocols` with its metrics endpoint taking commands, the token file
 /// holding `token_file`. Returns the gateway and the directory of its files.
 fn launch_with_commands(protocols: &[&str], token_file: &str) -> (Gateway, PathBuf) {

@@ -15,6 +15,7 @@ use trackgate_codecs::Protocol;
 
 use crate::protocol::{default_port, parse_utc_offset, StreamOptions};
 
+pub mod cluster;
 pub mod listen;
 pub mod mqtt;
 pub mod nats;
@@ -22,6 +23,7 @@ pub mod sink;
 pub mod token;
 pub mod topic;
 
+pub use self::cluster::ClusterConfig;
 pub use self::listen::{ListenSpec, ServeLimits, UDP_RECEIVE_BUFFER};
 pub use self::mqtt::MqttTarget;
 pub use self::nats::{NatsServers, NatsTarget};
@@ -61,6 +63,8 @@ pub struct ServeConfig {
     /// Where commands sent with a hold are kept across restarts (docs/http-api.md); in
     /// memory only without one.
     pub commands_hold_file: Option<PathBuf>,
+    /// Several nodes on one NATS (docs/cluster.md); a node on its own without.
+    pub cluster: Option<ClusterConfig>,
     pub limits: ServeLimits,
 }
 
@@ -78,6 +82,7 @@ impl Default for ServeConfig {
             metrics: None,
             commands_token: None,
             commands_hold_file: None,
+            cluster: None,
             limits: ServeLimits::default(),
         }
     }
@@ -92,6 +97,9 @@ pub struct Overrides {
     pub fsync: Option<FsyncPolicy>,
     pub shards: Option<usize>,
     pub metrics: Option<SocketAddr>,
+    /// `--cluster URL`, with `--node NAME`.
+    pub cluster: Option<String>,
+    pub node: Option<String>,
 }
 
 /// A duration written as seconds (`600`) or with a unit (`"90s"`, `"10m"`, `"1h"`).
@@ -141,6 +149,14 @@ struct FileConfig {
     fsync: Option<String>,
     limits: Option<FileLimits>,
     listen: Option<Vec<FileListener>>,
+    cluster: Option<FileCluster>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCluster {
+    servers: String,
+    node: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -198,7 +214,7 @@ impl ServeConfig {
             let base = path.parent().unwrap_or(Path::new("."));
             config = Self::from_toml(&text, base).map_err(|e| format!("{}: {e}", path.display()))?;
         }
-        config.apply(overrides);
+        config.apply(overrides)?;
         if config.commands_token.is_some() && config.metrics.is_none() {
             return Err("commands_token_file is set, but not metrics (the endpoint that serves commands)".into());
         }
@@ -256,13 +272,16 @@ impl ServeConfig {
             limits.read_buffer = l.read_buffer.unwrap_or(limits.read_buffer).clamp(256, 1 << 20);
             limits.sink_queue = l.sink_queue.unwrap_or(limits.sink_queue).max(1);
         }
+        if let Some(c) = file.cluster {
+            config.cluster = Some(ClusterConfig::parse(&c.servers, c.node.as_deref())?);
+        }
         if let Some(listeners) = file.listen {
             config.listeners = listeners.into_iter().map(|l| l.resolve(base)).collect::<Result<_, _>>()?;
         }
         Ok(config)
     }
 
-    fn apply(&mut self, o: Overrides) {
+    fn apply(&mut self, o: Overrides) -> Result<(), String> {
         if !o.listen.is_empty() {
             // A --listen for a protocol the file configures keeps the file's options for
             // that protocol at the new address; other listeners of the file are dropped.
@@ -296,6 +315,15 @@ impl ServeConfig {
         if o.metrics.is_some() {
             self.metrics = o.metrics;
         }
+        match (o.cluster, o.node) {
+            (Some(url), node) => self.cluster = Some(ClusterConfig::parse(&url, node.as_deref())?),
+            (None, Some(node)) => match &mut self.cluster {
+                Some(c) => c.node = cluster::checked_node(&node)?,
+                None => return Err("--node names this node in a cluster, but no --cluster is given".into()),
+            },
+            (None, None) => {}
+        }
+        Ok(())
     }
 }
 
@@ -416,7 +444,8 @@ mod tests {
             shards: Some(1),
             idle_timeout: Some(Duration::from_secs(7)),
             ..Overrides::default()
-        });
+        })
+        .unwrap();
         assert_eq!(c2.listeners.len(), 2);
         assert_eq!((c2.listeners[0].addr.port(), c2.listeners[0].stream.jt808_tz_minutes), (0, -180));
         assert_eq!(c2.listeners[1].stream, StreamOptions::default());
@@ -435,6 +464,24 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// The cluster from the file, the command line's `--cluster` and `--node` over it, and
+    /// `--node` alone refused (it would name a node of no cluster).
+    #[test]
+    fn cluster_from_the_file_and_the_command_line() {
+        let base = Path::new(".");
+        let mut c =
+            ServeConfig::from_toml("[cluster]\nservers = \"nats://n1,n2:4223\"\nnode = \"gw-1\"", base).unwrap();
+        let cluster = c.cluster.clone().unwrap();
+        assert_eq!((cluster.servers.servers.len(), cluster.node.as_str()), (2, "gw-1"));
+        c.apply(Overrides { node: Some("gw-2".into()), ..Overrides::default() }).unwrap();
+        assert_eq!(c.cluster.as_ref().unwrap().node, "gw-2");
+        c.apply(Overrides { cluster: Some("nats://n3".into()), ..Overrides::default() }).unwrap();
+        assert_eq!(c.cluster.as_ref().unwrap().servers.servers, ["n3:4222"]);
+        let mut alone = ServeConfig::default();
+        let e = alone.apply(Overrides { node: Some("gw-1".into()), ..Overrides::default() }).unwrap_err();
+        assert!(e.contains("no --cluster"), "{e}");
+    }
+
     #[test]
     fn mistakes_are_named() {
         let base = Path::new(".");
@@ -450,6 +497,8 @@ mod tests {
             ("[limits]\nudp_receive_buffer = 100", "udp_receive_buffer must be"),
             ("sinks = [\"kafka:x\"]", "unknown sink kind"),
             ("commands_hold_file = \"held.jsonl\"", "not commands_token_file"),
+            ("[cluster]\nservers = \"nats://a\"\nnode = \"a.b\"", "node name"),
+            ("[cluster]\nnode = \"a\"", "missing field `servers`"),
             ("[[listen]]\nprotocol = \"teltonika\"\nallow_file = \"/nonexistent/imeis\"", "cannot read allow_file"),
         ] {
             let e = ServeConfig::from_toml(text, base).unwrap_err();

@@ -13,15 +13,16 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tracing::{debug, info};
-use trackgate_codecs::{AnswerMatch, Downlink, Protocol};
+use tracing::info;
+use trackgate_codecs::Protocol;
 
+use super::command;
 use super::metrics::{Metrics, RegistryGauges};
+use crate::cluster::{Cluster, Reply};
 use crate::config::CommandsToken;
-use crate::registry::{Registry, SendError};
+use crate::registry::Registry;
 
-/// How long a command request waits for the write before answering `202`.
-pub const COMMAND_WAIT: Duration = Duration::from_secs(3);
+pub use super::command::COMMAND_WAIT;
 
 /// The longest command body taken.
 const MAX_COMMAND_BODY: usize = 4096;
@@ -46,6 +47,8 @@ pub(crate) struct Endpoint {
     pub registry: Arc<Registry>,
     /// Commands are served only with a token.
     pub commands: Option<CommandsToken>,
+    /// In cluster mode: the way to devices on other nodes.
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 /// Serves requests on `listener` until shutdown.
@@ -66,15 +69,6 @@ pub(crate) async fn serve(listener: TcpListener, endpoint: Endpoint, mut shutdow
             // The command wait is inside this bound, so a slow client is cut off, not a command.
             let _ = tokio::time::timeout(COMMAND_WAIT + Duration::from_secs(5), answer(&mut stream, &endpoint)).await;
         });
-    }
-}
-
-/// What a `200` says: written, and where the protocol's answer refers to the command, the
-/// attribute and value its record will carry (`{"server_flag": 3}`).
-fn written_body(answer: Option<AnswerMatch>) -> serde_json::Value {
-    match answer {
-        Some(a) => serde_json::json!({"result": "written", "answer": {a.attribute: a.value}}),
-        None => serde_json::json!({"result": "written"}),
     }
 }
 
@@ -148,7 +142,7 @@ async fn answer(stream: &mut tokio::net::TcpStream, endpoint: &Endpoint) -> io::
                 Err(response) => response,
             }
         }
-        (b"GET", path) if path.starts_with(b"/devices/") => device_status(endpoint, &request),
+        (b"GET", path) if path.starts_with(b"/devices/") => device_status(endpoint, &request).await,
         (b"GET", _) => text("404 Not Found", "try /metrics"),
         _ => text(
             "405 Method Not Allowed",
@@ -216,7 +210,7 @@ fn device_path<'a>(path: &'a [u8], suffix: &str, usage: &'static str) -> Result<
 /// `GET /devices/<protocol>/<device id>`: whether the device is connected (and how), and
 /// the commands held for it. Behind the commands token: which devices are online is
 /// personal data.
-fn device_status(endpoint: &Endpoint, request: &Request<'_>) -> Response {
+async fn device_status(endpoint: &Endpoint, request: &Request<'_>) -> Response {
     if let Some(response) = refused(endpoint, request) {
         return response;
     }
@@ -225,11 +219,23 @@ fn device_status(endpoint: &Endpoint, request: &Request<'_>) -> Response {
         Err(response) => return response,
     };
     let status = endpoint.registry.status(protocol, device_id);
-    let body = match status.connected {
-        Some(transport) => {
-            serde_json::json!({"connected": true, "transport": transport, "held_commands": status.held})
+    let Some(cluster) = &endpoint.cluster else {
+        let body = match status.connected {
+            Some(transport) => {
+                serde_json::json!({"connected": true, "transport": transport, "held_commands": status.held})
+            }
+            None => serde_json::json!({"connected": false, "held_commands": status.held}),
+        };
+        return json("200 OK", &body);
+    };
+    // In a cluster: where in the cluster, and what the cluster holds for it besides.
+    let held = status.held + cluster.held(protocol, device_id).await;
+    let here = status.connected.map(|t| (cluster.node().to_owned(), t.to_owned()));
+    let body = match here.or(cluster.whereabouts(protocol, device_id).await) {
+        Some((node, transport)) => {
+            serde_json::json!({"connected": true, "transport": transport, "node": node, "held_commands": held})
         }
-        None => serde_json::json!({"connected": false, "held_commands": status.held}),
+        None => serde_json::json!({"connected": false, "held_commands": held}),
     };
     json("200 OK", &body)
 }
@@ -244,19 +250,9 @@ async fn command(endpoint: &Endpoint, request: &Request<'_>, body: &[u8]) -> Res
         Ok(target) => target,
         Err(response) => return response,
     };
-    let command = if protocol == Protocol::Jt808 {
-        // JT808 commands are typed: the body names one in JSON (`jt808::Command`).
-        match serde_json::from_slice(body) {
-            Ok(c) => Downlink::Jt808(c),
-            Err(e) => {
-                return text("400 Bad Request", format!("a JT808 command is JSON, such as \"query_location\": {e}"));
-            }
-        }
-    } else {
-        match std::str::from_utf8(body) {
-            Ok(t) if !t.trim().is_empty() => Downlink::Text(t.trim_end_matches(['\r', '\n']).to_owned()),
-            _ => return text("400 Bad Request", "the body is the command, as UTF-8 text"),
-        }
+    let command = match command::parse(protocol, body) {
+        Ok(command) => command,
+        Err(reply) => return reply.into(),
     };
     let hold = match hold_of(request.query) {
         Ok(hold) => hold,
@@ -265,30 +261,29 @@ async fn command(endpoint: &Endpoint, request: &Request<'_>, body: &[u8]) -> Res
     // No device id or command text at info level: both are personal data or secrets
     // (commands carry device passwords).
     info!(%protocol, held = hold.is_some(), "command requested over HTTP");
-    let registry = &endpoint.registry;
-    let sent = match hold {
-        Some(hold) => {
-            tokio::time::timeout(COMMAND_WAIT, registry.send_command_or_hold(protocol, device_id, command, hold)).await
+    let reply = match &endpoint.cluster {
+        // In a cluster, a device this node does not hold may be on another node.
+        Some(cluster) if !endpoint.registry.holds(protocol, device_id) => {
+            cluster.route(protocol, device_id, body, &command, hold).await
         }
-        None => tokio::time::timeout(COMMAND_WAIT, registry.send_command(protocol, device_id, command)).await,
+        _ => command::send(&endpoint.registry, protocol, device_id, command, hold).await,
     };
-    debug!(%protocol, result = ?sent, "command request answered");
-    match sent {
-        Ok(Ok(answer)) => json("200 OK", &written_body(answer)),
-        // Still queued at the connection, or held for the device to connect: which one, as
-        // far as the registry knows now.
-        Err(_) => {
-            let result = if registry.status(protocol, device_id).connected.is_some() { "queued" } else { "held" };
-            json("202 Accepted", &serde_json::json!({"result": result}))
-        }
-        Ok(Err(SendError::NotConnected)) => {
-            text("404 Not Found", "the device is not connected (NMEA devices over UDP never are)")
-        }
-        Ok(Err(e @ SendError::Refused(_))) => text("422 Unprocessable Content", e.to_string()),
-        Ok(Err(e @ SendError::Expired)) => text("404 Not Found", e.to_string()),
-        Ok(Err(e @ (SendError::QueueFull | SendError::Closed | SendError::TooManyHeld | SendError::NotKept(_)))) => {
-            text("503 Service Unavailable", e.to_string())
-        }
+    reply.into()
+}
+
+impl From<Reply> for Response {
+    fn from(reply: Reply) -> Response {
+        let status = match reply.code {
+            200 => "200 OK",
+            202 => "202 Accepted",
+            400 => "400 Bad Request",
+            404 => "404 Not Found",
+            422 => "422 Unprocessable Content",
+            503 => "503 Service Unavailable",
+            _ => "500 Internal Server Error",
+        };
+        let content_type = if reply.is_json() { "application/json" } else { "text/plain; charset=utf-8" };
+        (status, content_type, reply.body)
     }
 }
 

@@ -6,10 +6,10 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use trackgate_codecs::{AnswerMatch, Downlink, Protocol};
 
 use self::commands::{Hold, QueueRefusal};
@@ -32,6 +32,22 @@ struct Holder {
     control: Arc<Control>,
     /// A UDP peer, which never takes a device from a TCP connection (see `claim_udp`).
     udp: bool,
+    /// When the claim was made (wall clock, Unix milliseconds): across nodes of a cluster,
+    /// the older of two connections of one device is the one closed.
+    since_ms: u64,
+}
+
+/// What the registry tells the cluster plane (`crate::cluster`) of its devices, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Presence {
+    /// A connection of this node now holds the device (again, if it was a newer one).
+    Claimed { protocol: Protocol, device_id: Box<str>, udp: bool, since_ms: u64 },
+    /// No connection of this node holds the device any more.
+    Released { protocol: Protocol, device_id: Box<str> },
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// What [`Registry::status`] tells of a device.
@@ -101,6 +117,8 @@ pub struct Registry {
     next_held: AtomicU64,
     /// Where commands sent with a hold are kept across restarts, if anywhere.
     hold_file: Option<Arc<HoldFile>>,
+    /// The cluster plane's ear, in cluster mode.
+    presence: OnceLock<mpsc::UnboundedSender<Presence>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -168,6 +186,20 @@ impl Registry {
         }
     }
 
+    /// From now on, every claim and release is told to `tx` (the cluster plane), in the
+    /// order they happen. Set once.
+    pub(crate) fn tell_presence(&self, tx: mpsc::UnboundedSender<Presence>) {
+        let _ = self.presence.set(tx);
+    }
+
+    /// Tells the cluster plane, if there is one. Called under the registry's lock, so the
+    /// order of the messages is the order of the changes.
+    fn told(&self, event: Presence) {
+        if let Some(tx) = self.presence.get() {
+            let _ = tx.send(event);
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // Nothing in here can be left half-updated by a panic: keep going with what is there.
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -208,7 +240,7 @@ impl Registry {
         control: Arc<Control>,
     ) -> Option<usize> {
         let key: (Protocol, Box<str>) = (protocol, device_id.into());
-        self.take_over(self.lock(), key, Holder { conn, shard, control, udp: false })
+        self.take_over(self.lock(), key, Holder { conn, shard, control, udp: false, since_ms: now_ms() })
     }
 
     /// As [`Registry::claim`] for a UDP peer, which holds the device only if no TCP
@@ -227,7 +259,7 @@ impl Registry {
         if inner.devices.get(&key).is_some_and(|h| !h.udp && h.conn != conn) {
             return false;
         }
-        self.take_over(inner, key, Holder { conn, shard, control, udp: true });
+        self.take_over(inner, key, Holder { conn, shard, control, udp: true, since_ms: now_ms() });
         true
     }
 
@@ -246,6 +278,12 @@ impl Registry {
             }
         }
         let conn = holder.conn;
+        self.told(Presence::Claimed {
+            protocol: key.0,
+            device_id: key.1.clone(),
+            udp: holder.udp,
+            since_ms: holder.since_ms,
+        });
         let old = inner.devices.insert(key, holder);
         drop(inner);
         match old {
@@ -401,6 +439,7 @@ impl Registry {
         let key = (protocol, Box::<str>::from(device_id));
         if inner.devices.get(&key).is_some_and(|h| h.conn == conn) {
             inner.devices.remove(&key);
+            self.told(Presence::Released { protocol, device_id: key.1.clone() });
         }
         if unwritten.is_empty() {
             return;
@@ -430,6 +469,27 @@ impl Registry {
                 }
             }
         }
+    }
+
+    /// Another node of the cluster took the device on a connection made at `since_ms`: the
+    /// connection here is closed if it is the older one (as a newer connection on this node
+    /// would close it). Returns whether it was.
+    pub(crate) fn evict(&self, protocol: Protocol, device_id: &str, since_ms: u64) -> bool {
+        let key = (protocol, Box::<str>::from(device_id));
+        let mut inner = self.lock();
+        if inner.devices.get(&key).is_none_or(|h| h.since_ms > since_ms) {
+            return false;
+        }
+        let Some(old) = inner.devices.remove(&key) else { return false };
+        self.told(Presence::Released { protocol, device_id: key.1 });
+        drop(inner);
+        old.control.kick();
+        true
+    }
+
+    /// Whether a connection of this node holds the device.
+    pub(crate) fn holds(&self, protocol: Protocol, device_id: &str) -> bool {
+        self.lock().devices.contains_key(&(protocol, Box::<str>::from(device_id)))
     }
 
     /// The shard holding the device, if it is connected (the tests read it).

@@ -385,3 +385,36 @@ fn ip_slots_are_capped_and_given_back() {
     drop(many);
     assert_eq!(r.open_from(ip), 1);
 }
+
+/// What the cluster plane hears (claims and releases, in order), and its eviction of a
+/// connection older than another node's: a newer connection here is kept.
+#[test]
+fn the_cluster_hears_every_claim_and_release_and_evicts_only_older_connections() {
+    let r = Registry::new();
+    let (tx, mut heard) = mpsc::unbounded_channel();
+    r.tell_presence(tx);
+    let (a, b) = (r.next_conn(), r.next_conn());
+    let (control_a, control_b) = (Arc::new(Control::default()), Arc::new(Control::default()));
+    r.claim(Protocol::Gt06, "123", a, 0, control_a.clone());
+    let Ok(Presence::Claimed { since_ms, udp: false, .. }) = heard.try_recv() else { panic!("no claim heard") };
+    // Another node's connection made before this one's: this one stays.
+    assert!(!r.evict(Protocol::Gt06, "123", since_ms - 1));
+    assert!(r.holds(Protocol::Gt06, "123") && !control_a.kicked());
+    assert!(heard.try_recv().is_err());
+    // A newer one elsewhere: this one is closed and released, once.
+    assert!(r.evict(Protocol::Gt06, "123", since_ms + 1));
+    assert!(control_a.kicked() && !r.holds(Protocol::Gt06, "123"));
+    let released = Presence::Released { protocol: Protocol::Gt06, device_id: "123".into() };
+    assert_eq!(heard.try_recv(), Ok(released.clone()));
+    r.release(Protocol::Gt06, "123", a, &control_a);
+    assert!(heard.try_recv().is_err(), "released twice");
+    // A takeover inside the node is a claim, not a release.
+    r.claim(Protocol::Gt06, "123", a, 0, control_a.clone());
+    r.claim(Protocol::Gt06, "123", b, 0, control_b.clone());
+    r.release(Protocol::Gt06, "123", a, &control_a);
+    assert!(matches!(heard.try_recv(), Ok(Presence::Claimed { .. })));
+    assert!(matches!(heard.try_recv(), Ok(Presence::Claimed { .. })));
+    assert!(heard.try_recv().is_err());
+    r.release(Protocol::Gt06, "123", b, &control_b);
+    assert_eq!(heard.try_recv(), Ok(released));
+}

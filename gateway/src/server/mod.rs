@@ -35,9 +35,10 @@ use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 use trackgate_codecs::{AnswerMatch, Protocol};
 
+use crate::cluster::{Cluster, Handler, StopCluster};
 use crate::config::{ListenerConfig, ServeConfig, ServeLimits};
-use crate::ops::http;
 use crate::ops::metrics::{self, Metrics, ShardMetrics};
+use crate::ops::{self, http};
 use crate::protocol::{StreamOptions, Transport};
 use crate::registry::holds::HoldFile;
 use crate::registry::{Control, QueuedCommand, Registry, SendError};
@@ -221,6 +222,13 @@ pub fn run(config: &ServeConfig, sink: SinkHandle, stop: impl std::future::Futur
     // However `run` ends (an error included), the commands still held when it does stay in
     // the hold file for the next start.
     let _detach = DetachHoldFile(registry.clone());
+    let cluster = match &config.cluster {
+        Some(c) => Some(Cluster::start(c, registry.clone(), command_handler(&registry))?),
+        None => None,
+    };
+    // Stopped explicitly once the shards are done; on an early return (an error below), when
+    // this guard drops.
+    let mut stop_cluster = StopCluster(cluster.clone());
     info!(listeners = bound.len(), shards = config.shards, "trackgate serving");
     let gateway = Gateway::start(bound, config.shards, sink, config.limits.clone(), metrics.clone(), registry.clone())?;
     let stopping = gateway.stopping();
@@ -230,8 +238,12 @@ pub fn run(config: &ServeConfig, sink: SinkHandle, stop: impl std::future::Futur
         if let Some(l) = metrics_listener {
             l.set_nonblocking(true)?;
             let l = TcpListener::from_std(l)?;
-            let endpoint =
-                http::Endpoint { metrics, registry: endpoint_registry, commands: config.commands_token.clone() };
+            let endpoint = http::Endpoint {
+                metrics,
+                registry: endpoint_registry,
+                commands: config.commands_token.clone(),
+                cluster,
+            };
             tokio::spawn(http::serve(l, endpoint, stopping));
         }
         tokio::select! {
@@ -244,7 +256,20 @@ pub fn run(config: &ServeConfig, sink: SinkHandle, stop: impl std::future::Futur
     // Every connection closes and hands its unwritten commands back to the registry before
     // this returns; `_detach` then keeps what is held in the hold file.
     gateway.shutdown();
+    // Every release is told by now: the plane removes this node's presence and beat.
+    if let Some(c) = stop_cluster.0.take() {
+        c.stop();
+    }
     Ok(())
+}
+
+/// How this node answers command requests that reach it through the cluster.
+fn command_handler(registry: &Arc<Registry>) -> Handler {
+    let registry = registry.clone();
+    Arc::new(move |protocol, device_id, body, hold| {
+        let registry = registry.clone();
+        Box::pin(async move { ops::command::answer(&registry, protocol, &device_id, &body, hold).await })
+    })
 }
 
 /// Detaches the registry's hold file when dropped (see [`Registry::detach_hold_file`]).
