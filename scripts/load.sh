@@ -26,6 +26,10 @@
 #                       compare an older gateway build with sims that know `--hold`
 #   SYSCALLS=1          count the gateways' system calls with `perf stat` (needs perf and
 #                       tracepoint access); the summary gains `gateway_syscalls`
+#   NATS=HOST:PORT      records go to a JetStream stream of this run's own on that server
+#   NATS_MONITOR=URL    instead of a JSONL file, counted through the server's monitoring
+#                       endpoint (nats-server -m PORT: http://127.0.0.1:PORT); see
+#                       scripts/nats-curve.sh
 #
 # Each sim connects from its own loopback address (127.0.0.2, 127.0.0.3, ...): connections
 # from one address to one port run out of ephemeral ports near 28,000.
@@ -78,9 +82,17 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 # Every simulated device comes from loopback: lift the per-address cap.
 printf '[limits]\nmax_connections_per_ip = 0\n' >"$work/trackgate.toml"
 
+stream="LOAD$$"
+sink_of() { # gateway index
+  if [[ -n ${NATS:-} ]]; then
+    echo "nats://$NATS/load$$.{protocol}.{device_id}?stream=$stream"
+  else
+    echo "jsonl:$work/records-$1.jsonl"
+  fi
+}
 start_gateway() { # index, listen address
   "${gw_pin[@]}" "$bin" serve --config "$work/trackgate.toml" --listen "$protocol=$2" \
-    --sink "jsonl:$work/records-$1.jsonl" --fsync "${FSYNC:-every-commit}" ${SHARDS:+--shards "$SHARDS"} --metrics 127.0.0.1:0 \
+    --sink "$(sink_of "$1")" --fsync "${FSYNC:-every-commit}" ${SHARDS:+--shards "$SHARDS"} --metrics 127.0.0.1:0 \
     2>"$work/serve-$1.log" &
   gws+=($!)
   for _ in $(seq 100); do
@@ -132,7 +144,16 @@ done
 peak_kb=0
 peak_slab=0
 peak_used=0
-records_now() { cat "$work"/records-*.jsonl 2>/dev/null | wc -l; }
+stream_messages() { # what the run's stream holds, from the server's monitoring endpoint
+  python3 -c '
+import json, sys, urllib.request
+jsz = json.load(urllib.request.urlopen(sys.argv[1] + "/jsz?streams=true"))
+print(sum(s["state"]["messages"] for a in jsz.get("account_details", []) for s in a.get("stream_detail", [])
+          if s["name"] == sys.argv[2]))' "$NATS_MONITOR" "$stream"
+}
+records_now() {
+  if [[ -n ${NATS:-} ]]; then stream_messages; else cat "$work"/records-*.jsonl 2>/dev/null | wc -l; fi
+}
 snapshot_until=0 # whole seconds since the epoch; snapshots stop a second after the hold
 if [[ -n $hold_s ]]; then snapshot_until=$(awk -v s="$start" -v h="$hold_s" 'BEGIN {print int(s + h) + 1}'); fi
 while kill -0 "${pids[@]}" 2>/dev/null; do
@@ -162,7 +183,11 @@ for g in "${gws[@]}"; do wait "$g"; done
 
 for i in $(seq 0 $((sims - 1))); do cat "$work/sim-$i.json"; done
 records=()
-for g in $(seq 0 $((gateways - 1))); do records+=("$(wc -l <"$work/records-$g.jsonl")"); done
+if [[ -n ${NATS:-} ]]; then
+  records=("$(stream_messages)") # one stream for every gateway
+else
+  for g in $(seq 0 $((gateways - 1))); do records+=("$(wc -l <"$work/records-$g.jsonl")"); done
+fi
 hz=$(getconf CLK_TCK)
 python3 - "$work" "$protocol" "$transport" "$peak_kb" "$start" "$end" "$start_ticks" "$end_ticks" "$hz" \
   "$failed" "$slab_before" "$peak_slab" "$sims" "${records[*]}" "$used_before" "$peak_used" "$hold_s" <<'EOF'

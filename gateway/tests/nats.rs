@@ -242,3 +242,96 @@ fn a_record_sent_again_is_stored_once() {
     assert!(stored.iter().all(|m| m.payload.contains("\"received_at\":\"2025-12-06T05:46:40.000Z\"")), "{stored:#?}");
     assert_eq!(stored[0].subject, "fleet.358000000000001");
 }
+
+/// Makes a CA and a server certificate for 127.0.0.1 signed by it, with the openssl command;
+/// returns the directory holding ca.pem, server.pem and server.key.
+fn certificates() -> std::path::PathBuf {
+    let dir = temp_path("nats-tls");
+    std::fs::create_dir_all(&dir).unwrap();
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).current_dir(&dir).output().expect("openssl runs");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-subj",
+        "/CN=test-ca",
+    ]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=nats",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    dir
+}
+
+/// TLS to NATS (`tls://…?ca=`): the sink checks the server against the CA it is given, and
+/// refuses a server it cannot check; a user's password comes from the environment, never
+/// the URL, and a wrong one fails the start.
+#[test]
+fn tls_and_a_password_from_the_environment() {
+    let certs = certificates();
+    let (cert, key) = (certs.join("server.pem"), certs.join("server.key"));
+    let nats = NatsServer::start_with(&[
+        "--tls",
+        "--tlscert",
+        cert.to_str().unwrap(),
+        "--tlskey",
+        key.to_str().unwrap(),
+        "--user",
+        "gateway",
+        "--pass",
+        "s3cret-pass",
+    ]);
+    let sink = format!("tls://gateway@{}?ca={}", nats.url(), certs.join("ca.pem").display());
+    let password = [("TRACKGATE_NATS_PASSWORD", "s3cret-pass")];
+    let gw = Gateway::start_with(&["gt06"], std::slice::from_ref(&sink), &[], &password)
+        .expect("the gateway starts over TLS");
+    let mut device = TcpStream::connect(gw.addrs["gt06 tcp"]).unwrap();
+    device.write_all(&gt06_login("358000000000001", 1)).unwrap();
+    assert_eq!(read_ack(&mut device, Duration::from_secs(20)), Some(gt06::ack(false, 0x01, 1)));
+    assert_eq!(gw.stop(), Some(0));
+
+    let unchecked = format!("tls://gateway@{}", nats.url());
+    let (code, said) = Gateway::start_with(&["gt06"], &[unchecked], &[], &password).err().expect("no unknown CA");
+    assert_eq!(code, Some(2));
+    assert!(said.contains("cannot connect to NATS"), "{said}");
+    let wrong = [("TRACKGATE_NATS_PASSWORD", "guess")];
+    let (code, said) = Gateway::start_with(&["gt06"], &[sink], &[], &wrong).err().expect("no wrong password");
+    assert_eq!(code, Some(2));
+    assert!(said.contains("authorization") && !said.contains("guess"), "{said}");
+    let _ = std::fs::remove_dir_all(&certs);
+}

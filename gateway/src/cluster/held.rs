@@ -24,8 +24,9 @@ use crate::registry::{Registry, SendError, MAX_HOLD, MAX_QUEUED_COMMANDS};
 /// Tries of a compare-and-set before giving up (another node kept changing the key).
 const TRIES: usize = 8;
 /// How long a read may keep failing (JetStream electing a new leader for the bucket after a
-/// NATS server died takes a few seconds) before the request is answered `503`.
-const UNAVAILABLE_FOR: Duration = Duration::from_secs(10);
+/// NATS server died takes a few seconds) before the request is answered `503`: within the
+/// HTTP endpoint's own bound on a request.
+const UNAVAILABLE_FOR: Duration = Duration::from_secs(4);
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct HeldCommand {

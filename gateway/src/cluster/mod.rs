@@ -3,7 +3,7 @@
 //! is docs/cluster.md.
 //!
 //! * **Presence.** The registry tells the plane of every claim and release
-//!   ([`Presence`]); the plane keeps `TRACKGATE_DEVICES` (`{protocol}.{device}` → node,
+//!   (`registry::Presence`); the plane keeps `TRACKGATE_DEVICES` (`{protocol}.{device}` → node,
 //!   transport, since) and watches it: a node that sees another node take a device it holds
 //!   on an older connection closes that connection, the rule one node keeps inside itself.
 //!   Nodes beat in `TRACKGATE_NODES`, whose keys age out, so a dead node's entries are known
@@ -12,10 +12,10 @@
 //!   `trackgate.commands.{protocol}.{device}` (a subscription per device it holds, so a
 //!   request for a device no node holds gets NATS's "no responders" at once, never a wait
 //!   for nobody). Any node's HTTP endpoint routes a command for a device it does not hold
-//!   there ([`Cluster::route`]).
+//!   there (`Cluster::route`).
 //! * **Held commands** for devices no node holds live in `TRACKGATE_HELD`; the node a device
 //!   connects to takes them, deleting them on a compare-and-set before writing, so exactly one
-//!   node writes each, and none after its expiry ([`held`]).
+//!   node writes each, and none after its expiry (`held.rs`).
 //!
 //! The plane runs on a runtime of its own; records never pass through it (they go to the
 //! sinks, the JetStream sink among them).

@@ -114,12 +114,16 @@ impl TopicTemplate {
 
     /// Appends `value` as (part of) one level.
     fn push_level(&self, out: &mut String, value: &str) {
+        let unsafe_char = |c: char| self.naming.unsafe_in_value.contains(&c) || c.is_control();
         if value.is_empty() {
             out.push('_');
+        } else if !value.contains(unsafe_char) {
+            // The usual case (an IMEI): as it is.
+            out.push_str(value);
+            return;
         }
         for c in value.chars() {
-            let unsafe_char = self.naming.unsafe_in_value.contains(&c) || c.is_control();
-            out.push(if unsafe_char { '_' } else { c });
+            out.push(if unsafe_char(c) { '_' } else { c });
         }
     }
 }

@@ -4,7 +4,7 @@
 //! The promise is the file sink's: `commit` returns only when JetStream has acknowledged
 //! (PubAck: stored, and replicated as the stream asks) every record written since the last
 //! commit, so a device is acked only for records the stream holds. Publishes are pipelined:
-//! `write` sends them all, `commit` then collects the acks.
+//! `commit` sends everything written, then collects the acks: one round trip per commit.
 //!
 //! Each message carries a `Nats-Msg-Id` made from the record's identity, so a record sent
 //! twice within the stream's duplicate window is stored once: the sink re-sending after a
@@ -18,15 +18,14 @@
 //! away for `reconnect` seconds does the commit fail, and the gateway stop as it does for a
 //! full disk. Settings: docs/configuration.md; subjects and the stream: docs/cluster.md.
 
-use std::collections::HashMap;
-use std::fmt;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::{self, Write as _};
 use std::io;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::context::PublishAckFuture;
-use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{self, stream};
 use bytes::Bytes;
+use futures_util::StreamExt;
 use tracing::{info, warn};
 use trackgate_codecs::Record;
 
@@ -37,24 +36,40 @@ use crate::config::NatsTarget;
 /// Publishes sent and not yet acknowledged before the sink waits for JetStream: bounds the
 /// memory kept for sending again.
 const MAX_IN_FLIGHT: usize = 4096;
-/// How long one publish, or one wait for its ack, may take before it is sent again.
+/// How long one round (sending, then waiting for every ack) may take before what is not
+/// acknowledged is sent again.
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A publish not yet acknowledged.
 struct Pending {
-    subject: String,
+    /// Shares its bytes: sent again without a copy.
+    subject: async_nats::Subject,
     id: String,
     payload: Bytes,
-    /// `None` until sent, and again once a send or its ack failed.
-    ack: Option<PublishAckFuture>,
+}
+
+/// What a round works with, handed to the NATS runtime's thread and back.
+struct Wire {
+    client: async_nats::Client,
+    /// `{inbox}.{token}` is where JetStream answers the publish numbered `token`.
+    inbox: String,
+    acks: async_nats::Subscriber,
+    /// By token: the tokens of one round are new, so an ack from an earlier round (late,
+    /// after the record was sent again) finds nothing and is ignored.
+    pending: BTreeMap<u64, Pending>,
+    /// Refused or unanswered: sent again, under new tokens, in the next round.
+    retry: Vec<Pending>,
+    next_token: u64,
 }
 
 /// Publishes records to a JetStream stream; see the module's notes.
 pub struct JetStreamSink {
     target: NatsTarget,
     runtime: tokio::runtime::Runtime,
-    js: jetstream::Context,
-    pending: Vec<Pending>,
+    /// `None` only while a round has it.
+    wire: Option<Wire>,
+    /// Written since the last round, not yet sent.
+    unsent: Vec<Pending>,
     /// Identical records of one read, counted so each gets its own id.
     seen: HashMap<[u8; 16], u32>,
     payload: Vec<u8>,
@@ -62,7 +77,7 @@ pub struct JetStreamSink {
 
 impl fmt::Debug for JetStreamSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JetStreamSink").field("target", &self.target).field("pending", &self.pending.len()).finish()
+        f.debug_struct("JetStreamSink").field("target", &self.target).field("waiting", &self.waiting()).finish()
     }
 }
 
@@ -72,66 +87,114 @@ impl JetStreamSink {
     /// start rather than at the first record.
     pub fn connect(target: &NatsTarget) -> io::Result<JetStreamSink> {
         let runtime = bus::runtime("trackgate-nats-sink")?;
-        let js = runtime.block_on(async {
+        let wire = runtime.block_on(async {
             let client = bus::connect(&target.servers, &format!("trackgate-sink-{}", std::process::id())).await?;
-            let mut js = jetstream::new(client);
+            let mut js = jetstream::new(client.clone());
             js.set_timeout(ACK_TIMEOUT);
             ensure_stream(&js, target).await?;
-            Ok::<_, io::Error>(js)
+            let inbox = client.new_inbox();
+            let acks = client.subscribe(format!("{inbox}.*")).await.map_err(io::Error::other)?;
+            Ok::<_, io::Error>(Wire { client, inbox, acks, pending: BTreeMap::new(), retry: Vec::new(), next_token: 0 })
         })?;
         info!(nats = %target.servers, stream = %target.stream, "JetStream sink connected");
         Ok(JetStreamSink {
             target: target.clone(),
             runtime,
-            js,
-            pending: Vec::new(),
+            wire: Some(wire),
+            unsent: Vec::new(),
             seen: HashMap::new(),
             payload: Vec::with_capacity(1024),
         })
     }
 
-    /// Sends every pending publish not yet sent; one that cannot be sent now waits for the
-    /// next round of `commit`.
-    fn send_unsent(&mut self) {
-        let js = &self.js;
-        let pending = &mut self.pending;
-        self.runtime.block_on(async {
-            for p in pending.iter_mut().filter(|p| p.ack.is_none()) {
-                let publish = PublishMessage::build().payload(p.payload.clone()).message_id(&p.id);
-                match js.send_publish(p.subject.clone(), publish).await {
-                    Ok(ack) => p.ack = Some(ack),
-                    // Sent again by the commit that waits for it.
-                    Err(e) => {
-                        warn!(error = %e, "JetStream publish not sent");
-                        break;
-                    }
-                }
-            }
+    /// One round on the NATS runtime's own thread (where the client's connection task runs,
+    /// so no ack wakes another thread; the sink thread wakes once, when the round is over):
+    /// sends what was written and what is waiting to be sent again, then waits for every
+    /// ack. Returns a failure if any publish was not acknowledged.
+    fn round(&mut self) -> Option<String> {
+        let Some(mut wire) = self.wire.take() else { return Some("the sink lost its connection".to_owned()) };
+        let unsent = std::mem::take(&mut self.unsent);
+        let round = self.runtime.spawn(async move {
+            let failure = wire.round(unsent).await;
+            (wire, failure)
         });
+        match self.runtime.block_on(round) {
+            Ok((wire, failure)) => {
+                self.wire = Some(wire);
+                failure
+            }
+            // Not reached (the round does not panic); the sink cannot go on without its wire.
+            Err(e) => Some(format!("the publishing task failed: {e}")),
+        }
     }
 
-    /// Waits for every sent publish's ack; keeps (to send again) those that failed and
-    /// returns the last failure.
-    fn collect_acks(&mut self) -> Option<String> {
-        let pending = std::mem::take(&mut self.pending);
-        let (kept, failure) = self.runtime.block_on(async {
-            let mut kept = Vec::new();
-            let mut failure = None;
-            for mut p in pending {
-                match p.ack.take() {
-                    Some(ack) => match ack.await {
-                        Ok(_) => continue,
-                        Err(e) => failure = Some(e.to_string()),
-                    },
-                    None => failure = failure.or_else(|| Some("not sent".to_owned())),
-                }
-                kept.push(p);
+    /// Records written and not yet acknowledged.
+    fn waiting(&self) -> usize {
+        self.wire.as_ref().map_or(0, |w| w.pending.len() + w.retry.len()) + self.unsent.len()
+    }
+}
+
+impl Wire {
+    /// Every publish not yet acknowledged (those of earlier rounds again, under new
+    /// tokens, then `unsent`), then their acks, for [`ACK_TIMEOUT`] at most. Returns why
+    /// not all were acknowledged, if they were not.
+    async fn round(&mut self, unsent: Vec<Pending>) -> Option<String> {
+        self.retry.extend(unsent);
+        let failure = match tokio::time::timeout(ACK_TIMEOUT, self.send_and_collect()).await {
+            Ok(failure) => failure,
+            Err(_) => Some(format!("{} publishes not acknowledged within {ACK_TIMEOUT:?}", self.pending.len())),
+        };
+        // Unanswered ones are sent again next round; their late acks find nothing.
+        let unanswered = std::mem::take(&mut self.pending).into_values();
+        self.retry.extend(unanswered);
+        failure.or_else(|| (!self.retry.is_empty()).then(|| "not every publish was acknowledged".to_owned()))
+    }
+
+    /// Sends everything in `retry`, then reads acks until none is awaited. Cancellable at any
+    /// await (the round's timeout) without losing a record: each is in `retry` or `pending`.
+    async fn send_and_collect(&mut self) -> Option<String> {
+        let to_send = std::mem::take(&mut self.retry);
+        let first = self.next_token;
+        self.next_token += to_send.len() as u64;
+        self.pending.extend((first..).zip(to_send));
+        for token in first..self.next_token {
+            let Some(p) = self.pending.get(&token) else { continue };
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(async_nats::header::NATS_MESSAGE_ID, p.id.as_str());
+            let reply = format!("{}.{token}", self.inbox);
+            let (subject, payload) = (p.subject.clone(), p.payload.clone());
+            if let Err(e) = self.client.publish_with_reply_and_headers(subject, reply, headers, payload).await {
+                return Some(format!("not sent: {e}"));
             }
-            (kept, failure)
-        });
-        self.pending = kept;
+        }
+        let mut failure = None;
+        while !self.pending.is_empty() {
+            let Some(ack) = self.acks.next().await else {
+                return Some("the subscription for acks has ended".to_owned());
+            };
+            let Some(token) = ack.subject.rsplit_once('.').and_then(|(_, t)| t.parse::<u64>().ok()) else { continue };
+            let Some(p) = self.pending.remove(&token) else { continue };
+            if let Err(e) = stored(&ack) {
+                failure = Some(e);
+                self.retry.push(p);
+            }
+        }
         failure
     }
+}
+
+/// Whether JetStream's answer to a publish says it stored the message (a duplicate it had
+/// already stored counts), or why not.
+fn stored(ack: &async_nats::Message) -> Result<(), String> {
+    if let Some(status) = ack.status {
+        return Err(format!("NATS answered {status} (no stream takes the subject?)"));
+    }
+    let body = &ack.payload[..];
+    let has = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
+    if has(b"\"error\"") || !has(b"\"seq\"") {
+        return Err(format!("JetStream refused a publish: {}", String::from_utf8_lossy(body)));
+    }
+    Ok(())
 }
 
 /// The stream the sink publishes to: found, or created with the target's subjects.
@@ -169,7 +232,12 @@ fn message_id(record: &Record, json: &[u8], seen: &mut HashMap<[u8; 16], u32>) -
     let mut key = [0u8; 16];
     key.copy_from_slice(&digest.finish().as_ref()[..16]);
     let n = seen.entry(key).or_insert(0);
-    let id = format!("tg1-{}-{n}", trackgate_codecs::wire::hex::to_hex(&key));
+    let mut id = String::with_capacity(48);
+    id.push_str("tg1-");
+    for b in key {
+        let _ = write!(id, "{b:02x}");
+    }
+    let _ = write!(id, "-{n}");
     *n += 1;
     id
 }
@@ -191,7 +259,7 @@ impl RecordSink for JetStreamSink {
     fn write(&mut self, records: &[Record]) -> io::Result<()> {
         self.seen.clear();
         for r in records {
-            if self.pending.len() >= MAX_IN_FLIGHT {
+            if self.waiting() >= MAX_IN_FLIGHT {
                 // JetStream catches up before more is taken: an early commit is harmless.
                 self.commit()?;
             }
@@ -200,9 +268,10 @@ impl RecordSink for JetStreamSink {
             self.payload.clear();
             r.write_json(&mut self.payload);
             let id = message_id(r, &self.payload, &mut self.seen);
-            self.pending.push(Pending { subject, id, payload: Bytes::copy_from_slice(&self.payload), ack: None });
+            let (subject, payload) = (subject.into(), Bytes::copy_from_slice(&self.payload));
+            self.unsent.push(Pending { subject, id, payload });
         }
-        self.send_unsent();
+        // Sent by the commit, all together.
         Ok(())
     }
 
@@ -212,8 +281,7 @@ impl RecordSink for JetStreamSink {
         let deadline = Instant::now() + self.target.reconnect;
         let mut pause = Duration::from_millis(100);
         loop {
-            self.send_unsent();
-            let Some(failure) = self.collect_acks() else { return Ok(()) };
+            let Some(failure) = self.round() else { return Ok(()) };
             if Instant::now() + pause > deadline {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
@@ -221,14 +289,22 @@ impl RecordSink for JetStreamSink {
                         "NATS {} stream {}: {failure} ({} records unacknowledged)",
                         self.target.servers,
                         self.target.stream,
-                        self.pending.len()
+                        self.waiting()
                     ),
                 ));
             }
-            warn!(error = %failure, waiting = self.pending.len(), "JetStream did not acknowledge; sending again");
+            warn!(error = %failure, waiting = self.waiting(), "JetStream did not acknowledge; sending again");
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_secs(2));
         }
+    }
+}
+
+impl Drop for JetStreamSink {
+    fn drop(&mut self) {
+        // The subscription says goodbye through a task of the client's runtime.
+        let _inside = self.runtime.enter();
+        self.wire = None;
     }
 }
 

@@ -36,6 +36,11 @@ impl NatsServer {
         NatsServer::spawn(port, store, Vec::new())
     }
 
+    /// A lone server with JetStream and more arguments (TLS, a user).
+    pub fn start_with(args: &[&str]) -> NatsServer {
+        NatsServer::spawn(free_port(), temp_path("nats-store"), args.iter().map(|a| a.to_string()).collect())
+    }
+
     /// Three servers routed into one cluster, JetStream on each.
     pub fn cluster() -> Vec<NatsServer> {
         let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
@@ -118,33 +123,45 @@ pub struct Stored {
     pub payload: String,
 }
 
-/// Every message of `stream`, read back with an ordered consumer from the first.
+/// Every message of `stream`, read back with an ordered consumer from the first. Tried again
+/// (bounded) while JetStream cannot answer, as after losing a server of a cluster.
 pub fn read_stream(url: &str, stream: &str) -> Vec<Stored> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let client = async_nats::connect(url).await.expect("the reader connects");
         let js = async_nats::jetstream::new(client);
-        let mut s = js.get_stream(stream).await.expect("the stream exists");
-        let total = s.info().await.unwrap().state.messages as usize;
-        let consumer = s
-            .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig::default())
-            .await
-            .expect("an ordered consumer");
-        let mut messages = consumer.messages().await.unwrap();
-        let mut out = Vec::with_capacity(total);
-        while out.len() < total {
-            let m = tokio::time::timeout(Duration::from_secs(10), messages.next())
-                .await
-                .expect("the stream's messages come")
-                .expect("the stream goes on")
-                .expect("a message");
-            let msg_id = m.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.as_str().to_owned());
-            out.push(Stored {
-                subject: m.subject.to_string(),
-                msg_id,
-                payload: String::from_utf8(m.payload.to_vec()).unwrap(),
-            });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match try_read(&js, stream).await {
+                Ok(out) => return out,
+                Err(e) => assert!(Instant::now() < deadline, "cannot read the stream {stream}: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        out
     })
+}
+
+async fn try_read(js: &async_nats::jetstream::Context, stream: &str) -> Result<Vec<Stored>, String> {
+    let mut s = js.get_stream(stream).await.map_err(|e| e.to_string())?;
+    let total = s.info().await.map_err(|e| e.to_string())?.state.messages as usize;
+    let consumer = s
+        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(total);
+    while out.len() < total {
+        let m = tokio::time::timeout(Duration::from_secs(10), messages.next())
+            .await
+            .map_err(|_| "the stream's messages stopped coming".to_owned())?
+            .ok_or("the stream ended")?
+            .map_err(|e| e.to_string())?;
+        let msg_id = m.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.as_str().to_owned());
+        out.push(Stored {
+            subject: m.subject.to_string(),
+            msg_id,
+            payload: String::from_utf8(m.payload.to_vec()).unwrap(),
+        });
+    }
+    Ok(out)
 }
