@@ -167,7 +167,7 @@ fn nats_request(url: &str, subject: &str, body: &str, hold: Option<u64>) -> Resu
 #[test]
 fn a_command_reaches_a_device_on_another_node_over_http_and_over_nats() {
     let nats = NatsServer::start();
-    let (a, b) = (Node::start(&nats.url(), "a"), Node::start(&nats.url(), "b"));
+    let (a, mut b) = (Node::start(&nats.url(), "a"), Node::start(&nats.url(), "b"));
     let imei = "358000000000101";
     let path = format!("/devices/gt06/{imei}/commands");
     assert_eq!(a.http("POST", &path, "RELAY,1#").0, 404, "no node holds it yet");
@@ -199,6 +199,10 @@ fn a_command_reaches_a_device_on_another_node_over_http_and_over_nats() {
     };
     assert_eq!(answers.len(), 2, "{answers:#?}");
     assert_eq!(answers[0]["attributes"]["server_flag"], flag["answer"]["server_flag"]);
+
+    // A node that stops takes its devices out of the cluster's view.
+    assert_eq!(b.gw.terminate(), Some(0));
+    assert!(a.status_once(imei, "\"connected\":false").contains("\"connected\":false"));
 }
 
 /// A command held through node A while the device is offline is written when the device
@@ -264,6 +268,8 @@ fn a_killed_node_s_devices_take_commands_on_the_other() {
     a.gw.child.wait().unwrap();
     device.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     assert!(matches!(device.read(&mut [0u8; 16]), Ok(0) | Err(_)), "the device sees its node go");
+    // The dead node's entry is stale once its beat has aged out.
+    assert!(b.status_once(imei, "\"connected\":false").contains("\"connected\":false"));
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (code, body) = b.http("POST", &path, "RELAY,1#");

@@ -178,8 +178,9 @@ fn unreachable_nats_or_a_missing_stream_fails_at_start() {
 }
 
 /// Three NATS servers, a stream with three replicas, two gateway nodes each with simulated
-/// devices of the three acknowledging protocols: one NATS server killed (SIGKILL) mid-stream.
-/// Every acknowledged record is in the stream, none twice.
+/// devices of all four protocols: one NATS server killed (SIGKILL) mid-stream. Every
+/// acknowledged record (and every NMEA record, which nothing acknowledges) is in the stream,
+/// none twice.
 #[test]
 fn losing_one_of_three_nats_servers_loses_no_acknowledged_record() {
     let mut cluster = NatsServer::cluster();
@@ -187,16 +188,17 @@ fn losing_one_of_three_nats_servers_loses_no_acknowledged_record() {
     // The cluster elects its JetStream leader first; until then the stream cannot be made.
     let deadline = Instant::now() + Duration::from_secs(60);
     let first = loop {
-        match Gateway::start(&["gt06", "jt808", "teltonika"], std::slice::from_ref(&sink)) {
+        match Gateway::start(&["gt06", "jt808", "teltonika", "nmea"], std::slice::from_ref(&sink)) {
             Ok(gw) => break gw,
             Err((code, said)) => assert!(Instant::now() < deadline, "{code:?}: {said}"),
         }
         std::thread::sleep(Duration::from_millis(500));
     };
-    let second = Gateway::start(&["gt06", "jt808", "teltonika"], &[sink]).expect("the second node starts");
+    let second = Gateway::start(&["gt06", "jt808", "teltonika", "nmea"], &[sink]).expect("the second node starts");
     let mut runs = Vec::new();
     for (n, gw) in [&first, &second].into_iter().enumerate() {
-        for (i, &(p, t)) in ACKED.iter().enumerate() {
+        let all_four = ACKED.iter().copied().chain([(Protocol::Nmea, Transport::Tcp)]);
+        for (i, (p, t)) in all_four.enumerate() {
             runs.push(simulate(gw, p, t, 10_000 * (n as u64 + 1) + 100 * i as u64, Duration::from_secs(4)));
         }
     }

@@ -16,6 +16,8 @@ pub const NODES_BUCKET: &str = "TRACKGATE_NODES";
 pub const HELD_BUCKET: &str = "TRACKGATE_HELD";
 /// Requests to the node holding a device: `trackgate.commands.{protocol}.{device}`.
 pub const COMMANDS_PREFIX: &str = "trackgate.commands";
+/// The queue group of the command subscriptions: each request reaches one node.
+pub const COMMANDS_QUEUE: &str = "trackgate";
 /// Request header: hold the command this many seconds if the device is not connected.
 pub const HOLD_HEADER: &str = "Trackgate-Hold";
 /// Reply header: the HTTP status code of the answer (`200`, `202`, `404`, …).

@@ -174,7 +174,10 @@ impl Plane {
         if self.responders.contains_key(&key) {
             return;
         }
-        let mut subscription = match self.client.subscribe(names::command_subject(protocol, device_id)).await {
+        // A queue group: while a device moves between nodes both may be subscribed for a
+        // moment, and a request must still be written by one of them only.
+        let subject = names::command_subject(protocol, device_id);
+        let mut subscription = match self.client.queue_subscribe(subject, names::COMMANDS_QUEUE.into()).await {
             Ok(s) => s,
             Err(e) => {
                 warn!(error = %e, "cannot take commands for a device from the cluster");
@@ -202,7 +205,7 @@ impl Plane {
             return;
         }
         if let Some((protocol, device_id)) = names::parse_key(&entry.key) {
-            if self.registry.evict(protocol, &device_id, seen.since_ms) {
+            if self.registry.evict(protocol, &device_id, seen.since_ms, seen.transport == "udp") {
                 debug!(%protocol, "a device moved to another node; its connection here is closed");
             }
         }

@@ -471,13 +471,14 @@ impl Registry {
         }
     }
 
-    /// Another node of the cluster took the device on a connection made at `since_ms`: the
-    /// connection here is closed if it is the older one (as a newer connection on this node
-    /// would close it). Returns whether it was.
-    pub(crate) fn evict(&self, protocol: Protocol, device_id: &str, since_ms: u64) -> bool {
+    /// Another node of the cluster took the device on a connection made at `since_ms` (a UDP
+    /// peer's if `udp`): the connection here is closed if it is the older one, as a newer
+    /// connection on this node would close it, and a UDP peer elsewhere never closes a TCP
+    /// connection here (see `claim_udp`). Returns whether it was closed.
+    pub(crate) fn evict(&self, protocol: Protocol, device_id: &str, since_ms: u64, udp: bool) -> bool {
         let key = (protocol, Box::<str>::from(device_id));
         let mut inner = self.lock();
-        if inner.devices.get(&key).is_none_or(|h| h.since_ms > since_ms) {
+        if inner.devices.get(&key).is_none_or(|h| h.since_ms > since_ms || (udp && !h.udp)) {
             return false;
         }
         let Some(old) = inner.devices.remove(&key) else { return false };

@@ -397,12 +397,13 @@ fn the_cluster_hears_every_claim_and_release_and_evicts_only_older_connections()
     let (control_a, control_b) = (Arc::new(Control::default()), Arc::new(Control::default()));
     r.claim(Protocol::Gt06, "123", a, 0, control_a.clone());
     let Ok(Presence::Claimed { since_ms, udp: false, .. }) = heard.try_recv() else { panic!("no claim heard") };
-    // Another node's connection made before this one's: this one stays.
-    assert!(!r.evict(Protocol::Gt06, "123", since_ms - 1));
+    // Another node's connection made before this one's, or a UDP peer's: this one stays.
+    assert!(!r.evict(Protocol::Gt06, "123", since_ms - 1, false));
+    assert!(!r.evict(Protocol::Gt06, "123", since_ms + 1, true));
     assert!(r.holds(Protocol::Gt06, "123") && !control_a.kicked());
     assert!(heard.try_recv().is_err());
     // A newer one elsewhere: this one is closed and released, once.
-    assert!(r.evict(Protocol::Gt06, "123", since_ms + 1));
+    assert!(r.evict(Protocol::Gt06, "123", since_ms + 1, false));
     assert!(control_a.kicked() && !r.holds(Protocol::Gt06, "123"));
     let released = Presence::Released { protocol: Protocol::Gt06, device_id: "123".into() };
     assert_eq!(heard.try_recv(), Ok(released.clone()));

@@ -76,6 +76,11 @@ impl Gateway {
 
     /// SIGTERM, then the exit code.
     pub fn stop(mut self) -> Option<i32> {
+        self.terminate()
+    }
+
+    /// As [`Gateway::stop`], for a gateway held inside something else.
+    pub fn terminate(&mut self) -> Option<i32> {
         assert!(Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap().success());
         self.child.wait().unwrap().code()
     }
