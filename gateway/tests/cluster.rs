@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use trackgate::codecs::gt06;
 
 mod support;
-use support::frames::gt06_login;
+use support::frames::{gt06_login, read_command};
 use support::gateway::{http, read_ack, temp_path, Gateway};
 use support::nats::{authority, NatsServer};
 
@@ -104,22 +104,6 @@ fn logged_in(node: &Node, imei: &str) -> TcpStream {
     device.write_all(&gt06_login(imei, 1)).unwrap();
     assert_eq!(read_ack(&mut device, Duration::from_secs(20)), Some(gt06::ack(false, 0x01, 1)));
     device
-}
-
-/// Reads one GT06 0x80 online command (short or long form), or `None` within `wait`.
-fn read_command(device: &mut TcpStream, wait: Duration) -> Option<Vec<u8>> {
-    device.set_read_timeout(Some(wait)).unwrap();
-    let mut head = [0u8; 4];
-    device.read_exact(&mut head).ok()?;
-    let rest = match head {
-        [0x78, 0x78, len, 0x80] => usize::from(len) + 1,
-        [0x79, 0x79, hi, lo] => usize::from(u16::from_be_bytes([hi, lo])) + 2,
-        other => panic!("not a command: {other:02x?}"),
-    };
-    let mut frame = head.to_vec();
-    frame.resize(4 + rest, 0);
-    device.read_exact(&mut frame[4..]).ok()?;
-    Some(frame)
 }
 
 /// The device's 0x21 answer to `command`, echoing its server flag.

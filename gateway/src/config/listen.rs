@@ -43,6 +43,9 @@ pub struct ServeLimits {
     /// Messages waiting for the sink at most (back-pressure beyond): each is the batches a
     /// shard's connections submitted in one turn of its runtime.
     pub sink_queue: usize,
+    /// A login from another address does not close a device's connection heard from within
+    /// this long (`crate::registry::Registry::set_takeover_window`); zero: it always does.
+    pub takeover_window: Duration,
 }
 
 impl Default for ServeLimits {
@@ -54,6 +57,7 @@ impl Default for ServeLimits {
             read_buffer: 4096,
             max_connections_per_shard: 100_000,
             max_connections_per_ip: 4096,
+            takeover_window: Duration::from_secs(30),
             junk_bytes: 2048,
             sink_queue: 1024,
         }

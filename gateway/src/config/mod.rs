@@ -170,6 +170,7 @@ struct FileLimits {
     udp_receive_buffer: Option<usize>,
     read_buffer: Option<usize>,
     sink_queue: Option<usize>,
+    takeover_window: Option<DurationText>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -271,6 +272,11 @@ impl ServeConfig {
             }
             limits.read_buffer = l.read_buffer.unwrap_or(limits.read_buffer).clamp(256, 1 << 20);
             limits.sink_queue = l.sink_queue.unwrap_or(limits.sink_queue).max(1);
+            limits.takeover_window = match l.takeover_window {
+                Some(DurationText::Seconds(0)) => Duration::ZERO,
+                Some(d) => d.get("limits.takeover_window")?,
+                None => limits.takeover_window,
+            };
         }
         if let Some(c) = file.cluster {
             config.cluster = Some(ClusterConfig::parse(&c.servers, c.node.as_deref())?);

@@ -79,6 +79,7 @@ pub struct Listener {
     rejected_bytes: AtomicU64,
     /// Commands written to devices, and refused by their protocol ([`COMMAND_RESULTS`]).
     commands: [AtomicU64; 2],
+    takeovers_refused: AtomicU64,
 }
 
 const COMMAND_RESULTS: [&str; 2] = ["written", "refused"];
@@ -129,6 +130,11 @@ impl Listener {
     /// A command was written to the device's socket, or its protocol refused it.
     pub fn command(&self, written: bool) {
         self.commands[usize::from(!written)].fetch_add(1, Relaxed);
+    }
+
+    /// A login for a device held by a live connection from another address was refused.
+    pub fn takeover_refused(&self) {
+        self.takeovers_refused.fetch_add(1, Relaxed);
     }
 }
 
@@ -251,6 +257,13 @@ impl Metrics {
             &|l| load(&l.frames),
         );
         each(&mut out, "trackgate_records_total", "counter", "Records accepted by the sink.", &|l| load(&l.records));
+        each(
+            &mut out,
+            "trackgate_takeovers_refused_total",
+            "counter",
+            "Logins for a device held by a live connection from another address, refused (the takeover policy).",
+            &|l| load(&l.takeovers_refused),
+        );
         each(
             &mut out,
             "trackgate_acks_total",

@@ -2,8 +2,8 @@
 //! what a caller waits on ([`CommandDone`]) and why a command did not go ([`SendError`]).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, Notify};
@@ -33,6 +33,16 @@ pub(crate) struct Control {
     /// The device has logged in on another connection: close.
     kicked: AtomicBool,
     commands: Mutex<Commands>,
+    /// When the connection last took a whole frame (milliseconds on [`clock_ms`]): the
+    /// takeover policy leaves a connection heard from recently alone.
+    heard_ms: AtomicU64,
+}
+
+/// Milliseconds since the first call: a monotonic clock the registry's rules can compare.
+pub(crate) fn clock_ms(now: Instant) -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let start = *START.get_or_init(|| now);
+    now.saturating_duration_since(start).as_millis() as u64
 }
 
 /// A connection's queue of commands. Closed when the registry releases the connection
@@ -164,6 +174,16 @@ impl Control {
     /// [`Control::take_commands`].
     pub async fn woken(&self) {
         self.wake.notified().await
+    }
+
+    /// The connection took a whole frame at `now`.
+    pub(crate) fn heard(&self, now: Instant) {
+        self.heard_ms.store(clock_ms(now), Ordering::Relaxed);
+    }
+
+    /// Whether the connection took a whole frame within `window` before `now`.
+    pub(crate) fn heard_within(&self, window: Duration, now: Instant) -> bool {
+        clock_ms(now).saturating_sub(self.heard_ms.load(Ordering::Relaxed)) < window.as_millis() as u64
     }
 
     /// Whether the device has logged in on another connection.

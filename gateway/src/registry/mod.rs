@@ -30,6 +30,8 @@ struct Holder {
     conn: ConnId,
     shard: usize,
     control: Arc<Control>,
+    /// A TCP connection's source address (the takeover policy compares them).
+    ip: Option<IpAddr>,
     /// A UDP peer, which never takes a device from a TCP connection (see `claim_udp`).
     udp: bool,
     /// When the claim was made (wall clock, Unix milliseconds): across nodes of a cluster,
@@ -119,7 +121,14 @@ pub struct Registry {
     hold_file: Option<Arc<HoldFile>>,
     /// The cluster plane's ear, in cluster mode.
     presence: OnceLock<mpsc::UnboundedSender<Presence>>,
+    /// See [`Registry::set_takeover_window`]; 0 (the default) takes over always.
+    takeover_window_ms: AtomicU64,
 }
+
+/// A login for a device that a live connection from another address holds: refused by the
+/// takeover policy ([`Registry::set_takeover_window`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TakeoverRefused;
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -231,6 +240,7 @@ impl Registry {
     /// Records that connection `conn` on `shard` now holds the device, reachable through
     /// `control`. An older connection holding it is told to close (a device that reconnects
     /// must not leave its old session behind); returns the shard it was on.
+    #[cfg(test)]
     pub(crate) fn claim(
         &self,
         protocol: Protocol,
@@ -240,7 +250,45 @@ impl Registry {
         control: Arc<Control>,
     ) -> Option<usize> {
         let key: (Protocol, Box<str>) = (protocol, device_id.into());
-        self.take_over(self.lock(), key, Holder { conn, shard, control, udp: false, since_ms: now_ms() })
+        self.take_over(self.lock(), key, Holder { conn, shard, control, ip: None, udp: false, since_ms: now_ms() })
+    }
+
+    /// Devices that cannot prove who they are (GT06, Teltonika, NMEA) are taken over by
+    /// whoever sends their id. With a `window`, a login from another address than the one
+    /// holding the device does not close that connection while it has been heard from within
+    /// the window ([`Registry::claim_from`] refuses it); a silent one, or one from the same
+    /// address (a device reconnecting through the same NAT), is taken over as before.
+    pub fn set_takeover_window(&self, window: Duration) {
+        self.takeover_window_ms.store(window.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// As [`Registry::claim`] for a TCP connection from `ip`, under the takeover policy: a
+    /// live connection of the device from another address keeps it, and this claim is
+    /// refused.
+    pub(crate) fn claim_from(
+        &self,
+        protocol: Protocol,
+        device_id: &str,
+        conn: ConnId,
+        shard: usize,
+        control: Arc<Control>,
+        ip: IpAddr,
+    ) -> Result<Option<usize>, TakeoverRefused> {
+        let key: (Protocol, Box<str>) = (protocol, device_id.into());
+        let inner = self.lock();
+        let window = Duration::from_millis(self.takeover_window_ms.load(Ordering::Relaxed));
+        let now = Instant::now();
+        let kept = inner.devices.get(&key).is_some_and(|h| {
+            h.conn != conn
+                && !window.is_zero()
+                && h.ip.is_some_and(|old| old != ip)
+                && h.control.heard_within(window, now)
+        });
+        if kept {
+            return Err(TakeoverRefused);
+        }
+        control.heard(now);
+        Ok(self.take_over(inner, key, Holder { conn, shard, control, ip: Some(ip), udp: false, since_ms: now_ms() }))
     }
 
     /// As [`Registry::claim`] for a UDP peer, which holds the device only if no TCP
@@ -259,7 +307,7 @@ impl Registry {
         if inner.devices.get(&key).is_some_and(|h| !h.udp && h.conn != conn) {
             return false;
         }
-        self.take_over(inner, key, Holder { conn, shard, control, udp: true, since_ms: now_ms() });
+        self.take_over(inner, key, Holder { conn, shard, control, ip: None, udp: true, since_ms: now_ms() });
         true
     }
 

@@ -419,3 +419,27 @@ fn the_cluster_hears_every_claim_and_release_and_evicts_only_older_connections()
     r.release(Protocol::Gt06, "123", b, &control_b);
     assert_eq!(heard.try_recv(), Ok(released));
 }
+
+/// The takeover policy: a login from another address leaves a connection heard from within
+/// the window alone (refused); the same address, a silent connection, or no window: taken
+/// over as always.
+#[test]
+fn a_live_connection_from_another_address_keeps_its_device() {
+    let r = Registry::new();
+    let (home, away): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+    let claim = |conn, ip| r.claim_from(Protocol::Gt06, "123", conn, 0, Arc::new(Control::default()), ip);
+    let (a, b, c, d) = (r.next_conn(), r.next_conn(), r.next_conn(), r.next_conn());
+    assert_eq!(claim(a, home), Ok(None));
+    // No window (the library's default): taken over.
+    assert_eq!(claim(b, away), Ok(Some(0)));
+    r.set_takeover_window(Duration::from_secs(30));
+    // b was heard at its claim, from `away`: a login from `home` is refused...
+    assert_eq!(claim(c, home), Err(TakeoverRefused));
+    assert_eq!(r.shard_of(Protocol::Gt06, "123"), Some(0));
+    // ...one from the same address is the device reconnecting.
+    assert_eq!(claim(c, away), Ok(Some(0)));
+    // A connection not heard from within the window is taken over from anywhere.
+    r.set_takeover_window(Duration::from_millis(1));
+    std::thread::sleep(Duration::from_millis(5));
+    assert_eq!(claim(d, home), Ok(Some(0)));
+}

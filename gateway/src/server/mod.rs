@@ -219,6 +219,7 @@ pub fn run(config: &ServeConfig, sink: SinkHandle, stop: impl std::future::Futur
         }
         None => Registry::new(),
     };
+    registry.set_takeover_window(config.limits.takeover_window);
     // However `run` ends (an error included), the commands still held when it does stay in
     // the hold file for the next start.
     let _detach = DetachHoldFile(registry.clone());

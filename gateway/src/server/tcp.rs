@@ -2,7 +2,7 @@
 //! deliver to the sink, write the acks, then the commands; nothing else is decided here.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -19,8 +19,7 @@ use trackgate_codecs::Protocol;
 use super::{deliver, log_payload, queue_commands, stopped, Shard};
 use crate::ops::metrics::{self, Refusal};
 use crate::protocol::Transport;
-use crate::registry::ConnId;
-use crate::registry::{Control, IpSlot};
+use crate::registry::{ConnId, Control, IpSlot, TakeoverRefused};
 use crate::session::{Claim, CloseReason, Output, Session, SessionSettings};
 
 /// Accept errors that concern one queued connection only; anything else (out of
@@ -351,9 +350,15 @@ impl Connection {
             // thousands of connections waiting on one commit hold no read buffers.
             self.buf = BytesMut::new();
         }
+        if self.out.frames > 0 {
+            if let Some(c) = &self.control {
+                c.heard(Instant::now());
+            }
+        }
         if let Some(claim) = &step.claim {
             self.claim(claim);
         }
+        self.mark_unclaimed();
         if !deliver(&self.shard, self.protocol, Transport::Tcp, self.peer, &mut self.out).await {
             return Err(CloseReason::SinkFailed);
         }
@@ -376,10 +381,32 @@ impl Connection {
         Ok(())
     }
 
+    /// Holds the device the session now claims, or, refused by the takeover policy, leaves
+    /// it to its live connection elsewhere: this connection's records are then marked
+    /// `takeover_refused`, and the session tries again a second later.
     fn claim(&mut self, claim: &Claim) {
         let Some(device_id) = self.session.claimed() else { return };
-        if claim_device(&self.shard, self.protocol, self.conn, &mut self.control, claim, device_id) {
-            debug!(protocol = %self.protocol, peer = %self.peer, conn = self.conn, "device logged in again; its older connection is closed");
+        let ip = self.peer.ip();
+        match claim_device(&self.shard, self.protocol, self.conn, &mut self.control, claim, device_id, ip) {
+            Ok(true) => {
+                debug!(protocol = %self.protocol, peer = %self.peer, conn = self.conn, "device logged in again; its older connection is closed");
+            }
+            Ok(false) => {}
+            Err(TakeoverRefused) => {
+                self.session.claim_refused(Instant::now());
+                self.counters().takeover_refused();
+                // No device id at warn level: the count and the protocol show the conflict.
+                warn!(protocol = %self.protocol, "a login for a device held by a live connection from another address was refused; this connection's records are marked takeover_refused");
+            }
+        }
+    }
+
+    /// Marks the records of a connection that speaks for a device it could not claim.
+    fn mark_unclaimed(&mut self) {
+        if self.session.device_id().is_some() && self.session.claimed().is_none() {
+            for r in &mut self.out.records {
+                r.attributes.set("takeover_refused", true);
+            }
         }
     }
 
@@ -423,9 +450,9 @@ impl Connection {
     }
 }
 
-/// Holds `device_id` for this connection, giving up the device `claim` releases (releasing
-/// closes that device's command queue: the new device gets a new one). True when an older
-/// connection of the device was closed for it.
+/// Holds `device_id` for this connection from `ip`, giving up the device `claim` releases
+/// (releasing closes that device's command queue: the new device gets a new one). True when
+/// an older connection of the device was closed for it; refused by the takeover policy.
 fn claim_device(
     shard: &Shard,
     protocol: Protocol,
@@ -433,10 +460,11 @@ fn claim_device(
     control: &mut Option<Arc<Control>>,
     claim: &Claim,
     device_id: &str,
-) -> bool {
+    ip: IpAddr,
+) -> Result<bool, TakeoverRefused> {
     if let (Some(previous), Some(c)) = (&claim.release, control.take()) {
         shard.registry.release(protocol, previous, conn, &c);
     }
     let c = control.get_or_insert_with(|| Arc::new(Control::default())).clone();
-    shard.registry.claim(protocol, device_id, conn, shard.index, c).is_some()
+    Ok(shard.registry.claim_from(protocol, device_id, conn, shard.index, c, ip)?.is_some())
 }

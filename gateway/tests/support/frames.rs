@@ -2,6 +2,10 @@
 //! the tests check the codec against an independent writer; the GT06 ones use the codec's
 //! encoder where the test is about the gateway, not the codec.
 
+use std::io::Read;
+use std::net::TcpStream;
+use std::time::Duration;
+
 use trackgate::codecs::gt06;
 
 /// Header and body as a frame: XOR check code appended, `7E`/`7D` escaped, between flags.
@@ -41,4 +45,20 @@ pub fn gt06_login(imei: &str, serial: u16) -> Vec<u8> {
 /// A GT06 heartbeat (0x13).
 pub fn gt06_heartbeat(serial: u16) -> Vec<u8> {
     gt06_frame(0x13, &[0x44, 0x01, 0x04, 0x00, 0x01], serial)
+}
+
+/// Reads one GT06 0x80 online command (short or long form), or `None` within `wait`.
+pub fn read_command(device: &mut TcpStream, wait: Duration) -> Option<Vec<u8>> {
+    device.set_read_timeout(Some(wait)).unwrap();
+    let mut head = [0u8; 4];
+    device.read_exact(&mut head).ok()?;
+    let rest = match head {
+        [0x78, 0x78, len, 0x80] => usize::from(len) + 1,
+        [0x79, 0x79, hi, lo] => usize::from(u16::from_be_bytes([hi, lo])) + 2,
+        other => panic!("not a command: {other:02x?}"),
+    };
+    let mut frame = head.to_vec();
+    frame.resize(4 + rest, 0);
+    device.read_exact(&mut frame[4..]).ok()?;
+    Some(frame)
 }
