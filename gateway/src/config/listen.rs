@@ -21,6 +21,9 @@ impl std::str::FromStr for ListenSpec {
     }
 }
 
+/// Connections the operator's HTTP endpoint serves at once, unless the limits say.
+pub const HTTP_CONNECTIONS: usize = 64;
+
 /// Limits and timeouts of the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServeLimits {
@@ -46,6 +49,8 @@ pub struct ServeLimits {
     /// A login from another address does not close a device's connection heard from within
     /// this long (`crate::registry::Registry::set_takeover_window`); zero: it always does.
     pub takeover_window: Duration,
+    /// Connections the operator's HTTP endpoint serves at once (more wait in the backlog).
+    pub http_connections: usize,
 }
 
 impl Default for ServeLimits {
@@ -58,6 +63,7 @@ impl Default for ServeLimits {
             max_connections_per_shard: 100_000,
             max_connections_per_ip: 4096,
             takeover_window: Duration::from_secs(30),
+            http_connections: HTTP_CONNECTIONS,
             junk_bytes: 2048,
             sink_queue: 1024,
         }

@@ -171,6 +171,7 @@ struct FileLimits {
     read_buffer: Option<usize>,
     sink_queue: Option<usize>,
     takeover_window: Option<DurationText>,
+    http_connections: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -272,6 +273,7 @@ impl ServeConfig {
             }
             limits.read_buffer = l.read_buffer.unwrap_or(limits.read_buffer).clamp(256, 1 << 20);
             limits.sink_queue = l.sink_queue.unwrap_or(limits.sink_queue).max(1);
+            limits.http_connections = l.http_connections.unwrap_or(limits.http_connections).clamp(1, 4096);
             limits.takeover_window = match l.takeover_window {
                 Some(DurationText::Seconds(0)) => Duration::ZERO,
                 Some(d) => d.get("limits.takeover_window")?,

@@ -1,19 +1,29 @@
 //! The operator's HTTP endpoint (`--metrics ADDR`): `/metrics`, `/healthz`, and device
 //! status and commands when a commands token is configured. What it answers is documented
-//! once, in docs/http-api.md; this module owns the parsing and the answers, and must not
+//! once, in docs/http-api.md; this module owns the routes and the answers, and must not
 //! decide anything about devices (that is the registry's).
 //!
-//! A minimal HTTP/1.1 responder: one request per connection. The token is compared in
-//! constant time.
+//! HTTP/1.1 by hyper, one request per connection, within bounds: a request head of 16 KiB
+//! (larger: `431`), a command body of 4 KiB (`413`), 5 s to send the head, a whole request
+//! bounded, and at most [`MAX_CONNECTIONS`] at once (or `limits.http_connections`) (more wait in the kernel's backlog, never
+//! taking the descriptors device ports need). Conflicting `Content-Length`s and other broken
+//! framing get hyper's `400`; chunked bodies are taken as what they carry. The token is
+//! compared in constant time.
 
-use std::io;
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
+use hyper::service::service_fn;
+use hyper::{Method, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tracing::info;
+use tokio::sync::{watch, Semaphore};
+use tracing::{debug, info};
 use trackgate_codecs::Protocol;
 
 use super::command;
@@ -27,8 +37,15 @@ pub use super::command::COMMAND_WAIT;
 /// The longest command body taken.
 const MAX_COMMAND_BODY: usize = 4096;
 
-/// The longest request head read.
+/// The longest request head read (hyper's buffer; its floor is 8 KiB).
 const MAX_HEAD: usize = 16 * 1024;
+
+/// Connections served at once unless the limits say (`limits.http_connections`): the
+/// endpoint's whole descriptor budget.
+pub const MAX_CONNECTIONS: usize = crate::config::listen::HTTP_CONNECTIONS;
+
+/// How long a client may take to send its request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the metrics show of the registry.
 pub fn gauges(registry: &Registry) -> RegistryGauges {
@@ -49,12 +66,23 @@ pub(crate) struct Endpoint {
     pub commands: Option<CommandsToken>,
     /// In cluster mode: the way to devices on other nodes.
     pub cluster: Option<Arc<Cluster>>,
+    /// Connections served at once.
+    pub connections: usize,
 }
 
 /// Serves requests on `listener` until shutdown.
 pub(crate) async fn serve(listener: TcpListener, endpoint: Endpoint, mut shutdown: watch::Receiver<bool>) {
+    let slots = Arc::new(Semaphore::new(endpoint.connections.max(1)));
     loop {
-        let (mut stream, _) = tokio::select! {
+        // A slot before the accept: past the cap, clients wait in the backlog.
+        let slot = tokio::select! {
+            _ = stopped(&mut shutdown) => return,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => return,
+            },
+        };
+        let (stream, _) = tokio::select! {
             _ = stopped(&mut shutdown) => return,
             a = listener.accept() => match a {
                 Ok(x) => x,
@@ -64,11 +92,80 @@ pub(crate) async fn serve(listener: TcpListener, endpoint: Endpoint, mut shutdow
                 }
             },
         };
-        let endpoint = endpoint.clone();
+        let endpoint = Arc::new(endpoint.clone());
         tokio::spawn(async move {
+            let _slot = slot;
+            let service = service_fn(move |request| {
+                let endpoint = endpoint.clone();
+                async move { Ok::<_, Infallible>(respond(&endpoint, request).await) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEAD_TIMEOUT)
+                .max_buf_size(MAX_HEAD)
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(stream), service);
             // The command wait is inside this bound, so a slow client is cut off, not a command.
-            let _ = tokio::time::timeout(COMMAND_WAIT + Duration::from_secs(5), answer(&mut stream, &endpoint)).await;
+            match tokio::time::timeout(COMMAND_WAIT + HEAD_TIMEOUT, connection).await {
+                Ok(Err(e)) => debug!(error = %e, "HTTP connection ended with an error"),
+                Err(_) => debug!("HTTP connection cut off at its time limit"),
+                Ok(Ok(())) => {}
+            }
         });
+    }
+}
+
+/// One request's answer.
+async fn respond(endpoint: &Endpoint, request: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
+    let (status, content_type, body) = route(endpoint, request).await;
+    let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = StatusCode::from_bytes(status.as_bytes().get(..3).unwrap_or(b"500"))
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+async fn route(endpoint: &Endpoint, request: hyper::Request<Incoming>) -> Response {
+    let (parts, body) = request.into_parts();
+    let head = Request {
+        path: parts.uri.path().as_bytes(),
+        query: parts.uri.query().unwrap_or("").as_bytes(),
+        authorization: parts.headers.get(AUTHORIZATION).map(HeaderValue::as_bytes),
+    };
+    let devices = head.path.starts_with(b"/devices/");
+    match (&parts.method, head.path) {
+        (&Method::GET, b"/metrics") => {
+            ("200 OK", "text/plain; version=0.0.4; charset=utf-8", endpoint.metrics.render(gauges(&endpoint.registry)))
+        }
+        (&Method::GET, b"/healthz") => text("200 OK", "ok"),
+        (&Method::POST, _) if devices => {
+            let framed = parts.headers.contains_key(CONTENT_LENGTH) || parts.headers.contains_key(TRANSFER_ENCODING);
+            match command_body(framed, body).await {
+                Ok(body) => command(endpoint, &head, &body).await,
+                Err(response) => response,
+            }
+        }
+        (&Method::GET, _) if devices => device_status(endpoint, &head).await,
+        (&Method::GET, _) => text("404 Not Found", "try /metrics"),
+        _ => text(
+            "405 Method Not Allowed",
+            "GET /metrics, /healthz, /devices/<protocol>/<id>; POST /devices/<protocol>/<id>/commands",
+        ),
+    }
+}
+
+/// A command request's body, whole, or why not: no length given (`411`), more than
+/// [`MAX_COMMAND_BODY`] (`413`), cut short (`400`).
+async fn command_body(framed: bool, body: Incoming) -> Result<Vec<u8>, Response> {
+    if !framed {
+        return Err(text("411 Length Required", "a command needs a Content-Length"));
+    }
+    match Limited::new(body, MAX_COMMAND_BODY).collect().await {
+        Ok(collected) => Ok(collected.to_bytes().to_vec()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(text("413 Content Too Large", format!("a command is at most {MAX_COMMAND_BODY} bytes")))
+        }
+        Err(_) => Err(text("400 Bad Request", "the body ended before its length")),
     }
 }
 
@@ -85,102 +182,12 @@ fn text(status: &'static str, body: impl Into<String>) -> Response {
     (status, "text/plain; charset=utf-8", body)
 }
 
-/// The parts of a request this endpoint reads.
+/// The parts of a request the routes read.
 struct Request<'a> {
-    method: &'a [u8],
     path: &'a [u8],
     /// What follows `?` in the target, if anything.
     query: &'a [u8],
     authorization: Option<&'a [u8]>,
-    content_length: Option<usize>,
-}
-
-fn parse_head(head: &[u8]) -> Request<'_> {
-    let mut lines = head.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
-    let mut parts = lines.next().unwrap_or_default().split(|&b| b == b' ');
-    let (method, target) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
-    let mut target = target.splitn(2, |&b| b == b'?');
-    let path = target.next().unwrap_or_default();
-    let query = target.next().unwrap_or_default();
-    let mut request = Request { method, path, query, authorization: None, content_length: None };
-    for line in lines {
-        let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
-        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
-        if name.eq_ignore_ascii_case(b"authorization") {
-            request.authorization = Some(value);
-        } else if name.eq_ignore_ascii_case(b"content-length") {
-            request.content_length = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
-        }
-    }
-    request
-}
-
-async fn answer(stream: &mut tokio::net::TcpStream, endpoint: &Endpoint) -> io::Result<()> {
-    let mut data = Vec::with_capacity(1024);
-    let mut buf = [0u8; 1024];
-    let head_end = loop {
-        if let Some(i) = data.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        let n = stream.read(&mut buf).await?;
-        if n == 0 || data.len() > MAX_HEAD {
-            return Ok(());
-        }
-        data.extend_from_slice(&buf[..n]);
-    };
-    let (head, rest) = data.split_at(head_end);
-    let request = parse_head(head);
-    let response = match (request.method, request.path) {
-        (b"GET", b"/metrics") => {
-            ("200 OK", "text/plain; version=0.0.4; charset=utf-8", endpoint.metrics.render(gauges(&endpoint.registry)))
-        }
-        (b"GET", b"/healthz") => text("200 OK", "ok"),
-        (b"POST", path) if path.starts_with(b"/devices/") => {
-            let mut body = rest.to_vec();
-            match command_body(stream, &request, &mut body).await? {
-                Ok(()) => command(endpoint, &request, &body).await,
-                Err(response) => response,
-            }
-        }
-        (b"GET", path) if path.starts_with(b"/devices/") => device_status(endpoint, &request).await,
-        (b"GET", _) => text("404 Not Found", "try /metrics"),
-        _ => text(
-            "405 Method Not Allowed",
-            "GET /metrics, /healthz, /devices/<protocol>/<id>; POST /devices/<protocol>/<id>/commands",
-        ),
-    };
-    let (status, content_type, body) = response;
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
-}
-
-/// Reads the rest of a command request's body into `body` (which holds what came with the
-/// head), or says why not.
-async fn command_body(
-    stream: &mut tokio::net::TcpStream,
-    request: &Request<'_>,
-    body: &mut Vec<u8>,
-) -> io::Result<Result<(), Response>> {
-    let Some(length) = request.content_length else {
-        return Ok(Err(text("411 Length Required", "a command needs a Content-Length")));
-    };
-    if length > MAX_COMMAND_BODY {
-        return Ok(Err(text("413 Content Too Large", format!("a command is at most {MAX_COMMAND_BODY} bytes"))));
-    }
-    let mut buf = [0u8; 1024];
-    while body.len() < length {
-        let n = stream.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(Err(text("400 Bad Request", "the body ended before its Content-Length")));
-        }
-        body.extend_from_slice(&buf[..n]);
-    }
-    body.truncate(length);
-    Ok(Ok(()))
 }
 
 /// The token check of the `/devices/` endpoints: `None` when the request may go on.
@@ -331,13 +338,7 @@ mod tests {
     }
 
     #[test]
-    fn heads_are_read_case_blind_and_tokens_compared_whole() {
-        let r = parse_head(
-            b"POST /devices/gt06/1/commands?x=1 HTTP/1.1\r\nauthorization:  Bearer abc \r\nContent-length: 12\r\n\r\n",
-        );
-        assert_eq!((r.method, r.path), (&b"POST"[..], &b"/devices/gt06/1/commands"[..]));
-        assert_eq!(r.authorization, Some(&b"Bearer abc"[..]));
-        assert_eq!(r.content_length, Some(12));
+    fn tokens_are_compared_whole() {
         let token = CommandsToken::new("0123456789abcdef").unwrap();
         assert!(token.matches(b"0123456789abcdef"));
         for wrong in [&b""[..], b"0123456789abcde", b"0123456789abcdeF", b"0123456789abcdef0"] {

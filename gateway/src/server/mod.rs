@@ -244,6 +244,7 @@ pub fn run(config: &ServeConfig, sink: SinkHandle, stop: impl std::future::Futur
                 registry: endpoint_registry,
                 commands: config.commands_token.clone(),
                 cluster,
+                connections: config.limits.http_connections,
             };
             tokio::spawn(http::serve(l, endpoint, stopping));
         }
