@@ -8,6 +8,8 @@ pub enum CloseReason {
     Eof,
     /// Nothing heard for the idle timeout.
     Idle,
+    /// A frame begun was not finished within the frame timeout.
+    FrameTimeout,
     /// Only rejected bytes from a peer that never produced a record.
     Junk,
     /// The same device logged in again on another connection.
@@ -23,9 +25,10 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 8] = [
+    pub const ALL: [CloseReason; 9] = [
         CloseReason::Eof,
         CloseReason::Idle,
+        CloseReason::FrameTimeout,
         CloseReason::Junk,
         CloseReason::Takeover,
         CloseReason::Error,
@@ -38,6 +41,7 @@ impl CloseReason {
         match self {
             CloseReason::Eof => "eof",
             CloseReason::Idle => "idle",
+            CloseReason::FrameTimeout => "frame_timeout",
             CloseReason::Junk => "junk",
             CloseReason::Takeover => "takeover",
             CloseReason::Error => "error",

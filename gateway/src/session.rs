@@ -34,6 +34,10 @@ pub struct SessionSettings {
     pub stream: StreamOptions,
     /// A session that hears no whole frame for this long is over.
     pub idle_timeout: Duration,
+    /// A frame begun (bytes held that complete no frame yet) must be finished within this
+    /// long, or the session is over: a sender trickling a frame cannot hold its buffer for
+    /// the whole idle timeout.
+    pub frame_timeout: Duration,
     /// A peer whose first this-many bytes were all skipped as no frame, with no record or
     /// reply ever, is not a device of this protocol (an HTTP scanner, a device on the wrong
     /// port): the session says so and the connection is closed. 0 turns the check off.
@@ -48,7 +52,13 @@ pub struct SessionSettings {
 
 impl SessionSettings {
     pub fn new(stream: StreamOptions) -> Self {
-        SessionSettings { stream, idle_timeout: Duration::from_secs(600), junk_bytes: 2048, log_payloads: false }
+        SessionSettings {
+            stream,
+            idle_timeout: Duration::from_secs(600),
+            frame_timeout: Duration::from_secs(30),
+            junk_bytes: 2048,
+            log_payloads: false,
+        }
     }
 }
 
@@ -150,8 +160,21 @@ pub struct Session {
     /// Bytes used up before the peer spoke (saturating: only compared with `junk_bytes`).
     unspoken_bytes: u32,
     junk_bytes: u32,
-    idle_timeout: Duration,
+    /// When the frame now held began, in milliseconds after `last_heard` (a frame that
+    /// completes moves `last_heard` and starts any next one at 0, so it is never before);
+    /// [`NO_PARTIAL`] when no bytes are held.
+    partial_ms: u32,
+    /// Both timeouts in milliseconds: [`SessionSettings`]'s, kept small.
+    idle_ms: u32,
+    frame_ms: u32,
     last_heard: Instant,
+}
+
+/// `partial_ms` when nothing is held.
+const NO_PARTIAL: u32 = u32::MAX;
+
+fn millis(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
 }
 
 impl std::fmt::Debug for Session {
@@ -175,7 +198,9 @@ impl Session {
             claim: ClaimState::Unclaimed,
             unspoken_bytes: 0,
             junk_bytes: u32::try_from(settings.junk_bytes).unwrap_or(u32::MAX),
-            idle_timeout: settings.idle_timeout,
+            partial_ms: NO_PARTIAL,
+            idle_ms: millis(settings.idle_timeout),
+            frame_ms: millis(settings.frame_timeout),
             last_heard: now,
         }
     }
@@ -206,14 +231,42 @@ impl Session {
         self.claim = ClaimState::Unclaimed;
     }
 
-    /// When the session is over unless something is heard before.
+    /// When the session is over unless something is heard before: the idle timeout after
+    /// the last whole frame, or sooner, the frame timeout after a frame held began.
     pub fn deadline(&self) -> Instant {
-        self.last_heard + self.idle_timeout
+        let idle = self.last_heard + Duration::from_millis(u64::from(self.idle_ms));
+        match self.frame_began() {
+            Some(began) => idle.min(began + Duration::from_millis(u64::from(self.frame_ms))),
+            None => idle,
+        }
     }
 
     /// Whether the session has been silent past its idle timeout at `now`.
     pub fn expired(&self, now: Instant) -> bool {
         now >= self.deadline()
+    }
+
+    /// Why the session is over at its deadline: a frame left unfinished, or silence.
+    pub fn timeout_reason(&self) -> CloseReason {
+        let idle = self.last_heard + Duration::from_millis(u64::from(self.idle_ms));
+        if self.deadline() < idle {
+            CloseReason::FrameTimeout
+        } else {
+            CloseReason::Idle
+        }
+    }
+
+    fn frame_began(&self) -> Option<Instant> {
+        (self.partial_ms != NO_PARTIAL).then(|| self.last_heard + Duration::from_millis(u64::from(self.partial_ms)))
+    }
+
+    /// Notes whether bytes are held after a read, and since when.
+    fn hold_partial(&mut self, held: bool, now: Instant) {
+        if !held {
+            self.partial_ms = NO_PARTIAL;
+        } else if self.partial_ms == NO_PARTIAL {
+            self.partial_ms = millis(now.saturating_duration_since(self.last_heard)).min(NO_PARTIAL - 1);
+        }
     }
 
     /// Decodes what arrived: `buf` is everything not yet used, `at_end` says no more will
@@ -230,7 +283,10 @@ impl Session {
         // trickled a byte at a time, junk) would otherwise hold the connection open forever.
         if frames > 0 {
             self.last_heard = now;
+            // What is held now began with this read, at the earliest.
+            self.partial_ms = NO_PARTIAL;
         }
+        self.hold_partial(used < buf.len() && !at_end, now);
         let previous = self.collect(stamp, out);
         if !self.spoke {
             let used = u32::try_from(used).unwrap_or(u32::MAX);
@@ -543,6 +599,41 @@ mod tests {
         s.receive(&buf, false, t1, SystemTime::now(), &mut out);
         assert_eq!(out.frames, 1);
         assert_eq!(s.deadline(), t1 + Duration::from_secs(15));
+    }
+
+    /// A frame begun must be finished within the frame timeout, however long the idle
+    /// timeout; finishing it (or holding nothing) gives the idle timeout back.
+    #[test]
+    fn a_frame_begun_must_finish_within_the_frame_timeout() {
+        let t0 = Instant::now();
+        let mut st = settings();
+        st.idle_timeout = Duration::from_secs(60);
+        st.frame_timeout = Duration::from_secs(5);
+        let mut s = Session::new(Protocol::Gt06, &st, t0);
+        let mut out = Output::default();
+        s.receive(&gt06_login("123456789012345", 1), false, t0, SystemTime::now(), &mut out);
+        assert_eq!((s.deadline(), s.timeout_reason()), (t0 + Duration::from_secs(60), CloseReason::Idle));
+        let heartbeat = gt06_heartbeat(2);
+        let (half, rest) = heartbeat.split_at(6);
+        let t1 = t0 + Duration::from_secs(1);
+        let step = s.receive(half, false, t1, SystemTime::now(), &mut out);
+        assert_eq!(step.used, 0);
+        assert_eq!((s.deadline(), s.timeout_reason()), (t1 + Duration::from_secs(5), CloseReason::FrameTimeout));
+        // More bytes of the same frame do not restart its clock.
+        let mut held = half.to_vec();
+        held.push(rest[0]);
+        s.receive(&held, false, t0 + Duration::from_secs(3), SystemTime::now(), &mut out);
+        assert_eq!(s.deadline(), t1 + Duration::from_secs(5));
+        // Finished, with the next frame begun in the same read: that one's clock starts now.
+        let t2 = t0 + Duration::from_secs(4);
+        let mut whole = heartbeat.clone();
+        whole.extend_from_slice(&gt06_heartbeat(3)[..4]);
+        let step = s.receive(&whole, false, t2, SystemTime::now(), &mut out);
+        assert_eq!(step.used, heartbeat.len());
+        assert_eq!(s.deadline(), t2 + Duration::from_secs(5));
+        // Nothing held: the idle timeout again.
+        s.receive(&gt06_heartbeat(4), false, t2, SystemTime::now(), &mut out);
+        assert_eq!((s.deadline(), s.timeout_reason()), (t2 + Duration::from_secs(60), CloseReason::Idle));
     }
 
     #[test]

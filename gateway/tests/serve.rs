@@ -313,6 +313,31 @@ fn a_sender_trickling_bytes_is_closed_at_the_idle_timeout() {
     assert_eq!(records.len(), 1, "the login only: the trickled frame never completed");
 }
 
+/// A frame begun and left unfinished closes the connection at the frame timeout, long
+/// before the idle timeout, and says why in the metrics.
+#[test]
+fn a_frame_left_unfinished_is_closed_at_the_frame_timeout() {
+    let dir = std::env::temp_dir().join(format!("trackgate-frame-timeout-{}-{}", std::process::id(), rand_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("trackgate.toml");
+    std::fs::write(&config, "[limits]\nidle_timeout = 60\nframe_timeout = 1\n").unwrap();
+    let gw = Gateway::start_for("gt06", &["--config", config.to_str().unwrap(), "--metrics", "127.0.0.1:0"]);
+    let mut conn = TcpStream::connect(gw.tcp).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    conn.write_all(&unhex(GT06_LOGIN)).unwrap();
+    assert_eq!(read_frame(&mut conn), unhex("787805010001D9DC0D0A"));
+    let location = unhex(GT06_LOCATION);
+    conn.write_all(&location[..location.len() / 2]).unwrap();
+    let sent = Instant::now();
+    let mut buf = [0u8; 64];
+    assert!(matches!(conn.read(&mut buf), Ok(0) | Err(_)), "the gateway answered a partial frame");
+    assert!(sent.elapsed() < Duration::from_secs(20), "held for {:?}", sent.elapsed());
+    let reason = "trackgate_connections_closed_total{protocol=\"gt06\",transport=\"tcp\",reason=\"frame_timeout\"}";
+    assert_eq!(gw.metric(reason), 1);
+    assert_eq!(gw.stop().0, Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn a_partial_sentence_at_shutdown_is_judged_not_lost() {
     let gw = Gateway::start(&[]);

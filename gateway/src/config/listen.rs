@@ -30,6 +30,8 @@ pub struct ServeLimits {
     /// A connection (or UDP peer) that sends nothing for this long is closed (forgotten),
     /// unless its listener sets its own.
     pub idle_timeout: Duration,
+    /// See [`crate::session::SessionSettings::frame_timeout`].
+    pub frame_timeout: Duration,
     /// Most UDP peers remembered per socket; the least recently heard are forgotten first.
     pub max_udp_peers: usize,
     /// Receive buffer asked for on each UDP socket, in bytes (the kernel caps it at
@@ -57,6 +59,7 @@ impl Default for ServeLimits {
     fn default() -> Self {
         ServeLimits {
             idle_timeout: Duration::from_secs(600),
+            frame_timeout: Duration::from_secs(30),
             max_udp_peers: 100_000,
             udp_receive_buffer: UDP_RECEIVE_BUFFER,
             read_buffer: 4096,

@@ -163,6 +163,7 @@ struct FileCluster {
 #[serde(deny_unknown_fields)]
 struct FileLimits {
     idle_timeout: Option<DurationText>,
+    frame_timeout: Option<DurationText>,
     max_connections_per_shard: Option<usize>,
     max_connections_per_ip: Option<u32>,
     junk_bytes: Option<u64>,
@@ -259,6 +260,9 @@ impl ServeConfig {
             let limits = &mut config.limits;
             if let Some(d) = l.idle_timeout {
                 limits.idle_timeout = d.get("limits.idle_timeout")?;
+            }
+            if let Some(d) = l.frame_timeout {
+                limits.frame_timeout = d.get("limits.frame_timeout")?;
             }
             limits.max_connections_per_shard = l.max_connections_per_shard.unwrap_or(limits.max_connections_per_shard);
             limits.max_connections_per_ip = l.max_connections_per_ip.unwrap_or(limits.max_connections_per_ip);

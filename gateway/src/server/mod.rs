@@ -59,6 +59,7 @@ fn session_settings(l: &ListenerConfig, transport: Transport, config: &ServeConf
     SessionSettings {
         stream: StreamOptions { transport, ..l.stream.clone() },
         idle_timeout: l.idle_timeout.unwrap_or(config.limits.idle_timeout),
+        frame_timeout: config.limits.frame_timeout,
         junk_bytes: config.limits.junk_bytes,
         log_payloads: l.log_payloads,
     }

@@ -282,7 +282,7 @@ impl Connection {
                 Ok(true)
             }
             _ = woken(&self.control) => self.commands(idle).await.map(|()| false),
-            _ = &mut idle => Err(CloseReason::Idle),
+            _ = &mut idle => Err(self.session.timeout_reason()),
             r = self.stream.readable() => r.map(|()| true).map_err(|_| CloseReason::Error),
         }
     }

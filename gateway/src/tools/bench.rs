@@ -7,7 +7,7 @@
 //! Memory is read from the kernel (resident set size, `/proc/self/statm`), so it includes
 //! allocator overhead and fragmentation, which is what a deployment pays.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
 use trackgate_codecs::Protocol;
@@ -70,9 +70,7 @@ fn mib(b: u64) -> f64 {
 pub fn run_sessions(b: &SessionBench) -> SessionBenchReport {
     let settings = SessionSettings {
         stream: StreamOptions { transport: Transport::Tcp, ..StreamOptions::default() },
-        idle_timeout: Duration::from_secs(600),
-        junk_bytes: 2048,
-        log_payloads: false,
+        ..SessionSettings::new(StreamOptions::default())
     };
     // The devices are the far side of the transport: made first, so their memory is not
     // counted as the sessions'.
