@@ -256,7 +256,7 @@ impl Registry {
     /// Devices that cannot prove who they are (GT06, Teltonika, NMEA) are taken over by
     /// whoever sends their id. With a `window`, a login from another address than the one
     /// holding the device does not close that connection while it has been heard from within
-    /// the window ([`Registry::claim_from`] refuses it); a silent one, or one from the same
+    /// the window (`Registry::claim_from` refuses it); a silent one, or one from the same
     /// address (a device reconnecting through the same NAT), is taken over as before.
     pub fn set_takeover_window(&self, window: Duration) {
         self.takeover_window_ms.store(window.as_millis() as u64, Ordering::Relaxed);
