@@ -5,12 +5,15 @@
 # benches/results/gateway.csv for scripts/bench-report.py. Takes about three minutes.
 #
 #   scripts/gateway-curve.sh [BATCHES...]        default: 1 2 5 10
+#
+# OUT=path writes the table elsewhere; the environment reaches scripts/load.sh (NATS=… for
+# the JetStream sink: scripts/nats-curve.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 batches=("$@")
 [ ${#batches[@]} -gt 0 ] || batches=(1 2 5 10)
 mkdir -p benches/results
-out=benches/results/gateway.csv
+out=${OUT:-benches/results/gateway.csv}
 echo "frames_per_write,records_per_cpu_s,records_in_sinks,gateway_cpu_s,every_ack_ok" > "$out.tmp"
 for batch in "${batches[@]}"; do
   # One frame per write needs a shorter interval to offer more than a core takes.

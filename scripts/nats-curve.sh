@@ -22,19 +22,5 @@ for _ in $(seq 100); do
   python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$monitor/healthz')" 2>/dev/null && break
   sleep 0.1
 done
-mkdir -p benches/results
-out=benches/results/gateway-nats.csv
-echo "frames_per_write,records_per_cpu_s,records_in_sinks,gateway_cpu_s,every_ack_ok" > "$out.tmp"
-for batch in "${batches[@]}"; do
-  interval=1s
-  [ "$batch" -lt 5 ] && interval=250ms
-  line=$(NATS="127.0.0.1:$port" NATS_MONITOR="http://127.0.0.1:$monitor" GATEWAY_CPUS=0 SIM_CPUS=1 \
-    scripts/load.sh gt06 4750 4 20s "$interval" "$batch" | tail -n 1)
-  python3 -c '
-import json, sys
-r = json.loads(sys.argv[2])
-print(",".join(str(v) for v in (sys.argv[1], r["records_per_cpu_s"], r["records_in_sinks"], r["gateway_cpu_s"], r["every_ack_ok"])))
-' "$batch" "$line" >> "$out.tmp"
-  tail -n 1 "$out.tmp"
-done
-mv "$out.tmp" "$out"
+NATS="127.0.0.1:$port" NATS_MONITOR="http://127.0.0.1:$monitor" OUT=benches/results/gateway-nats.csv \
+  scripts/gateway-curve.sh "${batches[@]}"
