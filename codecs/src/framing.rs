@@ -39,6 +39,8 @@ pub trait Framer {
     /// truncated frame; line protocols override it to accept an unterminated last line.
     fn next_frame_at_end(&mut self, buf: &[u8]) -> Framing {
         match self.next_frame(buf) {
+            // No bytes are not a truncated frame: there is nothing to reject.
+            Framing::Incomplete { needed } if buf.is_empty() => Framing::Incomplete { needed },
             Framing::Incomplete { needed } => Framing::Rejected {
                 consumed: buf.len(),
                 reason: Reject::new(
@@ -287,5 +289,75 @@ mod tests {
         let r = Reject::checksum(0x7b, 0x7c, 2);
         assert_eq!(r.to_string(), "bad checksum: computed 0x7B, frame carries 0x7C");
         assert_eq!(r.kind.label(), "checksum");
+    }
+}
+
+/// The outcome contract every protocol's framer keeps, on any bytes: too few bytes (the
+/// empty buffer included) are `Incomplete`, never a rejection of bytes that are not there;
+/// what a framer cuts or skips is within the buffer; at the end of a stream nothing is
+/// left waiting for bytes that will not come.
+#[cfg(test)]
+mod contract {
+    use super::*;
+    use crate::{gt06, jt808, nmea, teltonika};
+    use proptest::prelude::*;
+
+    fn framers() -> Vec<(&'static str, Box<dyn Framer>)> {
+        vec![
+            ("gt06", Box::new(gt06::Gt06Framer::default())),
+            ("jt808", Box::new(jt808::Jt808Framer::new(jt808::DEFAULT_LIMITS))),
+            ("teltonika", Box::new(teltonika::TcpFramer::default())),
+            ("nmea", Box::new(nmea::LineFramer::default())),
+        ]
+    }
+
+    fn check(name: &str, buf: &[u8], at_end: bool, got: &Framing) -> Result<(), TestCaseError> {
+        match got {
+            Framing::Frame { len, consumed } => {
+                // An empty frame (a blank NMEA line) is a frame; consuming nothing is not.
+                prop_assert!(
+                    len <= consumed && 0 < *consumed && *consumed <= buf.len(),
+                    "{name}: {got:?} of {}",
+                    buf.len()
+                );
+            }
+            Framing::Rejected { consumed, .. } => {
+                prop_assert!(0 < *consumed && *consumed <= buf.len(), "{name}: {got:?} of {}", buf.len());
+            }
+            Framing::Incomplete { needed } => {
+                prop_assert!(*needed > 0, "{name}: {got:?}");
+                prop_assert!(!at_end || buf.is_empty(), "{name}: at the end, {got:?} of {}", buf.len());
+            }
+            Framing::Fatal(_) => prop_assert!(!buf.is_empty(), "{name}: fatal on nothing"),
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_empty_buffer_is_incomplete_for_every_framer() {
+        for (name, mut framer) in framers() {
+            assert!(matches!(framer.next_frame(&[]), Framing::Incomplete { .. }), "{name}");
+            assert!(matches!(framer.next_frame_at_end(&[]), Framing::Incomplete { .. }), "{name}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn every_framer_keeps_the_outcome_contract(
+            bytes in proptest::collection::vec(prop_oneof![
+                4 => any::<u8>(),
+                // The bytes that start frames, so more of them are tried than chance gives.
+                1 => prop::sample::select(vec![0x78u8, 0x79, 0x7e, 0x24, 0x0d, 0x0a, 0x00, 0x0f]),
+            ], 0..96),
+            at_end in any::<bool>(),
+        ) {
+            for (name, mut framer) in framers() {
+                for cut in 0..=bytes.len() {
+                    let buf = &bytes[..cut];
+                    let got = if at_end { framer.next_frame_at_end(buf) } else { framer.next_frame(buf) };
+                    check(name, buf, at_end, &got)?;
+                }
+            }
+        }
     }
 }

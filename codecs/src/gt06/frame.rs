@@ -113,6 +113,10 @@ impl Gt06Framer {
 
     fn judge(&self, b: &[u8], at_end: bool) -> Judged {
         use Judged::Other;
+        // No bytes are no frame yet, not garbage: there is nothing to skip.
+        if b.is_empty() {
+            return Other(Framing::Incomplete { needed: 1 });
+        }
         if !is_start(b) {
             if b.len() == 1 && matches!(b[0], 0x78 | 0x79) && !at_end {
                 return Other(Framing::Incomplete { needed: 1 });

@@ -118,6 +118,8 @@ impl Framer for Jt808Framer {
 
     fn next_frame_at_end(&mut self, buf: &[u8]) -> Framing {
         match self.next_frame(buf) {
+            // Nothing at all: nothing to cut (a frame of no bytes would be consumed forever).
+            Framing::Incomplete { needed } if buf.is_empty() => Framing::Incomplete { needed },
             // Flags alone at the end are the close of the last frame, not a truncated one.
             Framing::Incomplete { .. } if buf.iter().all(|&b| b == FLAG) => {
                 self.scanned = 0;

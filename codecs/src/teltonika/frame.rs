@@ -143,6 +143,10 @@ impl TcpFramer {
     }
 
     fn judge(&self, buf: &[u8], at_end: bool) -> Framing {
+        // No bytes are no frame yet, not garbage: there is nothing to skip.
+        if buf.is_empty() {
+            return Framing::Incomplete { needed: 1 };
+        }
         match self.classify(buf, self.resyncing) {
             Start::KeepAlive => Framing::Frame { len: 1, consumed: 1 },
             Start::No(kind, detail) => {
