@@ -80,7 +80,7 @@ fuzz_target!(|data: &[u8]| {
         stream: StreamOptions { transport, ..StreamOptions::default() },
         idle_timeout: Duration::from_secs(600),
         junk_bytes: u64::from(config >> 3) * 64,
-        log_payloads: false,
+        ..SessionSettings::new(StreamOptions::default())
     };
     let now = Instant::now();
     let mut d = Driver {
