@@ -101,6 +101,9 @@ pub enum RejectKind {
     Malformed,
     /// A valid frame this implementation cannot interpret (for example an encrypted body).
     Unsupported,
+    /// A sound frame from a device that has not proved who it is where its protocol asks it
+    /// to (a JT808 terminal before its authentication): no record, no acknowledgement.
+    Unauthenticated,
 }
 
 impl RejectKind {
@@ -114,6 +117,7 @@ impl RejectKind {
             RejectKind::Truncated => "truncated frame",
             RejectKind::Malformed => "malformed frame",
             RejectKind::Unsupported => "unsupported frame",
+            RejectKind::Unauthenticated => "unauthenticated",
         }
     }
 
@@ -127,6 +131,7 @@ impl RejectKind {
             RejectKind::Truncated => "truncated",
             RejectKind::Malformed => "malformed",
             RejectKind::Unsupported => "unsupported",
+            RejectKind::Unauthenticated => "unauthenticated",
         }
     }
 }

@@ -63,6 +63,9 @@ pub enum DownlinkError {
     NotReady,
     /// The command cannot be written (text a frame cannot carry, a value too long).
     Invalid(String),
+    /// The device has not proved who it is (a JT808 terminal before its authentication):
+    /// nothing is sent to a connection that may not be the device.
+    NotAuthenticated,
 }
 
 impl std::fmt::Display for DownlinkError {
@@ -71,6 +74,7 @@ impl std::fmt::Display for DownlinkError {
             DownlinkError::Unsupported(why) => write!(f, "unsupported: {why}"),
             DownlinkError::NotReady => f.write_str("the device has not identified itself on this stream yet"),
             DownlinkError::Invalid(why) => write!(f, "cannot be written: {why}"),
+            DownlinkError::NotAuthenticated => f.write_str("the device has not authenticated on this stream"),
         }
     }
 }
@@ -112,6 +116,13 @@ pub trait RecordDecoder {
     /// server sends the replies it has and closes.
     fn refused(&self) -> bool {
         false
+    }
+
+    /// Whether the stream's device has proved who it is as far as its protocol lets it (a
+    /// JT808 terminal with authentication enforced: once its 0x0102 passed). Until then a
+    /// server must not let the stream speak for the device (take it over, send it commands).
+    fn proven(&self) -> bool {
+        true
     }
 
     /// The bytes that send `command` to this stream's device. The decoder numbers the

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use trackgate_codecs::gt06::{CrcPolicy, Gt06Decoder, Gt06Options};
-use trackgate_codecs::jt808::{Jt808Decoder, Jt808Options};
+use trackgate_codecs::jt808::{AuthCodes, Jt808Decoder, Jt808Options};
 use trackgate_codecs::nmea::{self, NmeaDecoder};
 use trackgate_codecs::teltonika::TeltonikaDecoder;
 use trackgate_codecs::{Protocol, RecordDecoder};
@@ -109,11 +109,39 @@ pub struct StreamOptions {
     pub gt06_crc: CrcPolicy,
     /// Teltonika and JT808: only these devices are accepted. `None` accepts every device.
     pub allow: Option<AllowList>,
+    /// JT808: authentication enforced with these codes; `None` takes every terminal's
+    /// messages, as before (`trackgate decode`, and `jt808_accept_unauthenticated`).
+    pub jt808_auth: Option<Jt808Auth>,
 }
+
+/// A listener's JT808 auth codes (the gateway's `registry::auth::AuthStore`), shared by its
+/// sockets; equal when they are the same store.
+#[derive(Clone)]
+pub struct Jt808Auth(pub Arc<dyn AuthCodes>);
+
+impl std::fmt::Debug for Jt808Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Jt808Auth(..)")
+    }
+}
+
+impl PartialEq for Jt808Auth {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Jt808Auth {}
 
 impl Default for StreamOptions {
     fn default() -> Self {
-        StreamOptions { transport: Transport::Tcp, jt808_tz_minutes: 8 * 60, gt06_crc: CrcPolicy::Strict, allow: None }
+        StreamOptions {
+            transport: Transport::Tcp,
+            jt808_tz_minutes: 8 * 60,
+            gt06_crc: CrcPolicy::Strict,
+            allow: None,
+            jt808_auth: None,
+        }
     }
 }
 
@@ -152,6 +180,7 @@ pub fn stream_decoder(protocol: Protocol, options: &StreamOptions) -> Box<dyn Re
             utc_offset_minutes: options.jt808_tz_minutes,
             datagram: options.transport == Transport::Udp,
             policy,
+            auth: options.jt808_auth.as_ref().map(|a| a.0.clone()),
             ..Jt808Options::default()
         })),
         Protocol::Teltonika => {

@@ -582,7 +582,16 @@ fn payloads_are_logged_only_where_asked_and_replay_through_decode() {
 /// A gateway serving `protocols` with its metrics endpoint taking commands, the token file
 /// holding `token_file`. Returns the gateway and the directory of its files.
 fn launch_with_commands(protocols: &[&str], token_file: &str) -> (Gateway, PathBuf) {
-    let dir = commands_config(token_file, "");
+    launch_with_commands_and(protocols, token_file, "")
+}
+
+/// JT808 as it was before authentication was enforced: for the tests about other things
+/// that speak to a terminal with hand-made frames (the opt-out's own test is among them).
+const JT808_UNAUTHENTICATED: &str = "[[listen]]\nprotocol = \"jt808\"\njt808_accept_unauthenticated = true\n";
+
+/// As `launch_with_commands`, with `more` configuration.
+fn launch_with_commands_and(protocols: &[&str], token_file: &str, more: &str) -> (Gateway, PathBuf) {
+    let dir = commands_config(token_file, more);
     let config = dir.join("trackgate.toml");
     let gw = Gateway::launch(protocols, &["--config", config.to_str().unwrap(), "--metrics", "127.0.0.1:0"]);
     (gw, dir)
@@ -897,7 +906,7 @@ fn a_silent_sim_device_answers_a_command_at_once() {
 #[test]
 fn a_jt808_command_reaches_a_udp_terminal_after_its_next_datagram() {
     let token = "udp-token-0123456789ab";
-    let (gw, dir) = launch_with_commands(&["jt808"], token);
+    let (gw, dir) = launch_with_commands_and(&["jt808"], token, JT808_UNAUTHENTICATED);
     let endpoint = gw.addr("metrics http");
     let device = UdpSocket::bind("127.0.0.1:0").unwrap();
     device.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -1037,7 +1046,12 @@ fn a_teltonika_command_reaches_a_udp_device_after_its_next_datagram() {
 /// when it is forgotten (here: the idle timeout's sweep).
 #[test]
 fn a_udp_terminal_is_reachable_until_its_peer_is_forgotten() {
-    let gw = Gateway::launch(&["jt808"], &["--metrics", "127.0.0.1:0", "--idle-timeout", "1s"]);
+    let dir = commands_config("udp-reachable-0123456789", JT808_UNAUTHENTICATED);
+    let config = dir.join("trackgate.toml");
+    let gw = Gateway::launch(
+        &["jt808"],
+        &["--config", config.to_str().unwrap(), "--metrics", "127.0.0.1:0", "--idle-timeout", "1s"],
+    );
     let device = UdpSocket::bind("127.0.0.1:0").unwrap();
     device.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     device.send_to(&jt808_wire("0002 0000 014130567872 0001"), gw.udp).unwrap();
@@ -1059,7 +1073,7 @@ fn a_udp_terminal_is_reachable_until_its_peer_is_forgotten() {
 #[test]
 fn a_jt808_command_over_http_is_json_and_its_answer_names_it() {
     let token = "jt808-token-0123456789";
-    let (gw, dir) = launch_with_commands(&["jt808"], token);
+    let (gw, dir) = launch_with_commands_and(&["jt808"], token, JT808_UNAUTHENTICATED);
     let mut conn = TcpStream::connect(gw.tcp).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     conn.write_all(&jt808_wire("0002 0000 014130567872 0001")).unwrap();
@@ -1117,7 +1131,11 @@ fn read_jt808(conn: &mut TcpStream) -> Vec<u8> {
 fn jt808_register_auth_and_location_acks_are_byte_exact() {
     // A 2013 terminal registering, authenticating and reporting (from the standard's examples and
     // a real terminal); the gateway's own serial counts 1, 2, 3 … per connection.
-    let gw = Gateway::start_for("jt808", &[]);
+    // With authentication off (jt808_accept_unauthenticated), as every terminal was served
+    // before it was enforced: the code is the terminal's number, and any code passes.
+    let config = std::env::temp_dir().join(format!("trackgate-open-{}-{}.toml", std::process::id(), rand_suffix()));
+    std::fs::write(&config, JT808_UNAUTHENTICATED).unwrap();
+    let gw = Gateway::start_for("jt808", &["--config", config.to_str().unwrap()]);
     let mut conn = TcpStream::connect(gw.tcp).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     conn.write_all(&unhex("7E0100002D0141305678720024002C012F373031313142534A2D41362D424400000000000000000000003035363738373201D4C14238383838386D7E")).unwrap();
@@ -1191,7 +1209,10 @@ fn every_protocol_with_many_simulated_devices_and_damaged_frames() {
             // UDP on loopback drops datagrams under a burst; fewer UDP devices keep the
             // check about the gateway, not the kernel's buffers.
             let devices = if transport == Transport::Tcp { 150 } else { 40 };
-            let config = sim(protocol, transport, target, devices);
+            let mut config = sim(protocol, transport, target, devices);
+            // Other terminals over UDP: one registering on both at once would replace the
+            // auth code the other was given.
+            config.first_id += if transport == Transport::Udp { 5000 } else { 0 };
             runs.push(std::thread::spawn(move || (protocol, transport, trackgate::tools::sim::run(config).unwrap())));
         }
     }
@@ -1602,7 +1623,11 @@ fn at_the_descriptor_limit_accepts_pause_and_resume() {
 fn every_protocol_with_frames_split_at_random_points() {
     use trackgate::codecs::Protocol;
     use trackgate::tools::sim::Device;
-    let gw = Gateway::launch(&["gt06", "jt808", "teltonika", "nmea"], &[]);
+    // JT808 as before authentication was enforced: the test reads the replies it expects
+    // byte for byte, a random auth code included.
+    let config = std::env::temp_dir().join(format!("trackgate-split-{}-{}.toml", std::process::id(), rand_suffix()));
+    std::fs::write(&config, JT808_UNAUTHENTICATED).unwrap();
+    let gw = Gateway::launch(&["gt06", "jt808", "teltonika", "nmea"], &["--config", config.to_str().unwrap()]);
     let mut seed = rand_suffix() | 1;
     let mut next = move || {
         seed ^= seed << 13;
@@ -1617,6 +1642,7 @@ fn every_protocol_with_frames_split_at_random_points() {
         conn.set_nodelay(true).unwrap();
         conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         let mut exchanges = device.login();
+        exchanges.extend(device.login_more());
         exchanges.extend((0..15).map(|_| device.report(3, std::time::SystemTime::now())));
         for x in exchanges {
             let mut rest = &x.bytes[..];

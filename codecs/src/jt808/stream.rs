@@ -23,6 +23,37 @@ use crate::wire::hex::to_hex;
 /// failed 0x8001 for authentication; their records still come out, marked `accepted: false`.
 pub type RegisterPolicy = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
+/// Where a terminal's auth codes come from and are checked (docs/protocols/jt808.md §5):
+/// the gateway's durable store. With one, registration hands out the code [`AuthCodes::issue`]
+/// gives, a terminal must authenticate (0x0102) with its code before anything else it sends
+/// is taken, and a wrong code gets 0x8001 result 1 and ends the stream.
+pub trait AuthCodes: Send + Sync {
+    /// A new code for a terminal that registers, kept (durably) before this returns.
+    fn issue(&self, device_id: &str) -> Issued;
+    /// Whether `code` is the terminal's.
+    fn check(&self, device_id: &str, code: &[u8]) -> bool;
+    /// The terminal deregistered (0x0003, once authenticated): its code is void, and it may
+    /// register again.
+    fn revoke(&self, device_id: &str);
+}
+
+/// What a registration gets from [`AuthCodes::issue`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Issued {
+    /// This code, kept: 0x8100 result 0 carries it.
+    Code(String),
+    /// The terminal already has a code (it registered before, or the operator enrolled it):
+    /// 0x8100 result 3, and no new code, so nobody who knows a terminal's number can void
+    /// the real terminal's code by registering in its name.
+    AlreadyRegistered,
+    /// The code could not be kept: no answer, and the terminal tries again.
+    Unavailable,
+}
+
+/// Messages a terminal may send before it has authenticated: registration, authentication
+/// and deregistration.
+const BEFORE_AUTH: [u16; 3] = [id::REGISTER, id::AUTHENTICATE, id::DEREGISTER];
+
 /// Per-connection settings.
 #[derive(Clone)]
 pub struct Jt808Options {
@@ -43,6 +74,9 @@ pub struct Jt808Options {
     /// sub-packaged messages wait for the next datagrams.
     pub datagram: bool,
     pub policy: Option<RegisterPolicy>,
+    /// Authentication enforced with these codes; `None` keeps the older behaviour (the code
+    /// handed out is the terminal's number, and every message is taken).
+    pub auth: Option<Arc<dyn AuthCodes>>,
 }
 
 impl Default for Jt808Options {
@@ -55,6 +89,7 @@ impl Default for Jt808Options {
             reassembly_timeout_ms: 60_000,
             datagram: false,
             policy: None,
+            auth: None,
         }
     }
 }
@@ -69,6 +104,7 @@ impl std::fmt::Debug for Jt808Options {
             .field("reassembly_timeout_ms", &self.reassembly_timeout_ms)
             .field("datagram", &self.datagram)
             .field("policy", &self.policy.as_ref().map(|_| "…"))
+            .field("auth", &self.auth.as_ref().map(|_| "…"))
             .finish()
     }
 }
@@ -140,6 +176,10 @@ pub struct Jt808Decoder {
     assembly_bytes: usize,
     /// Frames taken whole since the last [`RecordDecoder::take_frame_count`].
     frames: u32,
+    /// The terminal has authenticated with its code (only asked with [`Jt808Options::auth`]).
+    authenticated: bool,
+    /// A wrong auth code: the stream ends after the replies.
+    refused: bool,
 }
 
 impl Default for Jt808Decoder {
@@ -428,7 +468,15 @@ impl Jt808Decoder {
             assemblies: Vec::new(),
             assembly_bytes: 0,
             frames: 0,
+            authenticated: false,
+            refused: false,
         }
+    }
+
+    /// Whether a message with this id is taken now: everything, unless authentication is
+    /// enforced and the terminal has not authenticated yet.
+    fn admits(&self, message_id: u16) -> bool {
+        self.options.auth.is_none() || self.authenticated || BEFORE_AUTH.contains(&message_id)
     }
 
     /// The terminal of the last frame: where commands go.
@@ -650,7 +698,15 @@ impl Jt808Decoder {
         let frame = Frame::parse_with(escaped, scratch)?;
         let header = frame.header;
         if self.terminal.as_ref().is_none_or(|(t, _)| *t != header.terminal) {
+            // Another terminal number on this stream has proved nothing yet.
+            self.authenticated = false;
             self.terminal = Some((header.terminal, header.terminal.number.device_id()));
+        }
+        if !self.admits(header.message_id) {
+            return Err(Reject::new(
+                RejectKind::Unauthenticated,
+                format!("0x{:04X} before the terminal authenticated", header.message_id),
+            ));
         }
         if header.package.is_some_and(|(total, _)| total > 1) {
             match self.package(header, &frame.body, at, wire_len, out)? {
@@ -733,6 +789,11 @@ impl Jt808Decoder {
                 let mut r = self.record(Kind::Register, header);
                 r.attributes.set("deregister", true);
                 out.push(StreamEvent::Record(r));
+                // Only the terminal itself (authenticated) can give its code up.
+                if let (Some(auth), true) = (&self.options.auth, self.authenticated) {
+                    auth.revoke(self.device_id().unwrap_or_default());
+                    self.authenticated = false;
+                }
             }
             Message::TimeQuery => {
                 out.push(StreamEvent::Record(self.record(Kind::TimeRequest, header)));
@@ -750,16 +811,36 @@ impl Jt808Decoder {
                 out.push(StreamEvent::Record(r));
             }
             Message::Register(reg) => {
-                let accepted = self.allowed();
-                out.push(StreamEvent::Record(self.register_record(header, reg, accepted)));
-                let serial = self.serial();
-                let code = self.device_id().unwrap_or_default().to_owned();
-                let result = if accepted { 0 } else { 4 };
-                replies.extend(register_response(&header.terminal, serial, header.serial, result, &code));
+                let id = self.device_id().unwrap_or_default().to_owned();
+                // With enforced authentication the code is the store's (kept before it is
+                // sent); without, the terminal's number. Results: docs/protocols/jt808.md §5.
+                let (result, code) = match (&self.options.auth, self.allowed()) {
+                    (_, false) => (Some(4), String::new()),
+                    (None, true) => (Some(0), id),
+                    (Some(auth), true) => match auth.issue(&id) {
+                        Issued::Code(code) => (Some(0), code),
+                        Issued::AlreadyRegistered => (Some(3), String::new()),
+                        Issued::Unavailable => (None, String::new()),
+                    },
+                };
+                out.push(StreamEvent::Record(self.register_record(header, reg, result == Some(0))));
+                if let Some(result) = result {
+                    let serial = self.serial();
+                    replies.extend(register_response(&header.terminal, serial, header.serial, result, &code));
+                }
                 ack = None;
             }
             Message::Auth(auth) => {
-                let accepted = self.allowed();
+                let accepted = match &self.options.auth {
+                    Some(codes) => {
+                        let ok = self.allowed() && codes.check(self.device_id().unwrap_or_default(), auth.code);
+                        self.authenticated = ok;
+                        // A wrong code ends the stream once its 0x8001 is out.
+                        self.refused = !ok;
+                        ok
+                    }
+                    None => self.allowed(),
+                };
                 let mut r = self.record(Kind::Auth, header);
                 r.attributes.set("auth_code", text(auth.code));
                 if let Some(imei) = auth.imei {
@@ -1022,6 +1103,9 @@ impl RecordDecoder for Jt808Decoder {
         if self.terminal().is_none() {
             return Err(DownlinkError::NotReady);
         }
+        if self.options.auth.is_some() && !self.authenticated {
+            return Err(DownlinkError::NotAuthenticated);
+        }
         let serial = self.next_serial;
         let bytes = Jt808Decoder::command(self, command)
             .ok_or_else(|| DownlinkError::Invalid(format!("0x{:04X} does not fit a frame", command.message_id())))?;
@@ -1034,6 +1118,14 @@ impl RecordDecoder for Jt808Decoder {
 
     fn take_frame_count(&mut self) -> u32 {
         std::mem::take(&mut self.frames)
+    }
+
+    fn refused(&self) -> bool {
+        self.refused
+    }
+
+    fn proven(&self) -> bool {
+        self.options.auth.is_none() || self.authenticated
     }
 
     fn decode(&mut self, buf: &[u8], at_end: bool, out: &mut Vec<StreamEvent>) -> usize {

@@ -879,3 +879,90 @@ fn a_bad_escape_is_named_at_its_byte() {
     assert_eq!(unescape_into(&hex("7D 02 7D 01 41"), &mut out).unwrap(), 2, "two pairs");
     assert_eq!(out, hex("09 7E 7D 41"), "appended, both escapes undone");
 }
+
+/// A store of auth codes for the tests: hands out `code-N`, knows what it handed out.
+#[derive(Default)]
+struct Codes(std::sync::Mutex<std::collections::HashMap<String, String>>);
+
+impl AuthCodes for Codes {
+    fn issue(&self, device_id: &str) -> Issued {
+        let mut codes = self.0.lock().unwrap();
+        if codes.contains_key(device_id) {
+            return Issued::AlreadyRegistered;
+        }
+        let code = format!("code-{}", codes.len());
+        codes.insert(device_id.to_owned(), code.clone());
+        Issued::Code(code)
+    }
+    fn check(&self, device_id: &str, code: &[u8]) -> bool {
+        self.0.lock().unwrap().get(device_id).is_some_and(|c| c.as_bytes() == code)
+    }
+    fn revoke(&self, device_id: &str) {
+        self.0.lock().unwrap().remove(device_id);
+    }
+}
+
+fn enforcing(codes: &Arc<Codes>) -> Jt808Decoder {
+    Jt808Decoder::new(Jt808Options { auth: Some(codes.clone() as Arc<dyn AuthCodes>), ..Jt808Options::default() })
+}
+
+/// The terminal's own frame with `code` as its 0x0102 auth code.
+fn auth_with(code: &str, serial: u16) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_frame(&mut out, id::AUTHENTICATE, &terminal_2013("014130567872"), serial, None, code.as_bytes()).unwrap();
+    out
+}
+
+/// Authentication as the standard intends: registration hands out the store's code; nothing
+/// else is taken (no record, no 0x8001) and no command goes out before the terminal
+/// authenticates with it; a wrong code gets result 1 and ends the stream.
+#[test]
+fn authentication_is_enforced_with_the_stores_codes() {
+    use crate::stream::{Downlink, DownlinkError};
+    let codes = Arc::new(Codes::default());
+    let mut d = enforcing(&codes);
+    let heartbeat = {
+        let mut out = Vec::new();
+        encode_frame(&mut out, id::HEARTBEAT, &terminal_2013("014130567872"), 0x30, None, &[]).unwrap();
+        out
+    };
+    let ev = decode_with(&mut d, &heartbeat);
+    assert!(records(&ev).is_empty() && replies(&ev).is_empty(), "{ev:?}");
+    assert_eq!(rejects(&ev), vec![RejectKind::Unauthenticated]);
+    let query = Downlink::Jt808(Command::QueryLocation);
+    assert_eq!(RecordDecoder::command(&mut d, &query).unwrap_err(), DownlinkError::NotAuthenticated);
+
+    let ev = decode_with(&mut d, &hex(REGISTER));
+    let mut body = vec![0x00, 0x24, 0x00];
+    body.extend_from_slice(b"code-0");
+    let mut expected = Vec::new();
+    encode_frame(&mut expected, 0x8100, &terminal_2013("014130567872"), 1, None, &body).unwrap();
+    assert_eq!(replies(&ev), vec![expected]);
+
+    // The code the terminal had before (its number, or another platform's) is not it.
+    let ev = decode_with(&mut d, &hex(AUTH));
+    assert_eq!(records(&ev)[0].attributes.get("accepted").unwrap(), false);
+    assert_eq!(replies(&ev), vec![platform_response(&terminal_2013("014130567872"), 2, 0x25, 0x0102, 1)]);
+    assert!(d.refused(), "a wrong code ends the stream");
+
+    let mut d = enforcing(&codes);
+    let ev = decode_with(&mut d, &auth_with("code-0", 0x26));
+    assert_eq!(records(&ev)[0].attributes.get("accepted").unwrap(), true);
+    assert_eq!(replies(&ev), vec![platform_response(&terminal_2013("014130567872"), 1, 0x26, 0x0102, 0)]);
+    assert!(!d.refused());
+    let ev = decode_with(&mut d, &heartbeat);
+    assert_eq!((records(&ev).len(), replies(&ev).len()), (1, 1));
+    assert!(RecordDecoder::command(&mut d, &query).is_ok());
+
+    // Registering again in the terminal's name gets result 3 and voids nothing.
+    let ev = decode_with(&mut enforcing(&codes), &hex(REGISTER));
+    assert_eq!(replies(&ev), vec![register_response(&terminal_2013("014130567872"), 1, 0x24, 3, "").unwrap()]);
+    assert!(codes.check("14130567872", b"code-0"));
+    // The terminal itself deregisters: its code is void, and it may register again.
+    let mut dereg = Vec::new();
+    encode_frame(&mut dereg, id::DEREGISTER, &terminal_2013("014130567872"), 0x31, None, &[]).unwrap();
+    decode_with(&mut d, &dereg);
+    assert!(!codes.check("14130567872", b"code-0"));
+    let ev = decode_with(&mut enforcing(&codes), &hex(REGISTER));
+    assert!(replies(&ev)[0].windows(6).any(|w| w == b"code-0"), "a new code after deregistering");
+}

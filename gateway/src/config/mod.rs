@@ -42,11 +42,23 @@ pub struct ListenerConfig {
     /// Log every read's bytes (each TCP read, each datagram) as hex, at info level: for an
     /// operator debugging a device. Off by default: payloads hold IMEIs and positions.
     pub log_payloads: bool,
+    /// JT808: where auth codes are kept (and operators enroll terminals); in memory without.
+    pub jt808_auth_file: Option<PathBuf>,
+    /// JT808: take terminals' messages without authentication, as before it was enforced.
+    pub jt808_accept_unauthenticated: bool,
 }
 
 impl ListenerConfig {
     pub fn new(protocol: Protocol, addr: SocketAddr) -> Self {
-        ListenerConfig { protocol, addr, stream: StreamOptions::default(), idle_timeout: None, log_payloads: false }
+        ListenerConfig {
+            protocol,
+            addr,
+            stream: StreamOptions::default(),
+            idle_timeout: None,
+            log_payloads: false,
+            jt808_auth_file: None,
+            jt808_accept_unauthenticated: false,
+        }
     }
 }
 
@@ -186,6 +198,8 @@ struct FileListener {
     allow: Option<Vec<String>>,
     allow_file: Option<PathBuf>,
     log_payloads: Option<bool>,
+    jt808_auth_file: Option<PathBuf>,
+    jt808_accept_unauthenticated: Option<bool>,
 }
 
 pub fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
@@ -370,6 +384,13 @@ impl FileListener {
             l.stream.allow = Some(Arc::new(ids));
         }
         l.log_payloads = self.log_payloads.unwrap_or(false);
+        if self.jt808_auth_file.is_some() || self.jt808_accept_unauthenticated.is_some() {
+            if protocol != Protocol::Jt808 {
+                return Err(format!("jt808_auth_file and jt808_accept_unauthenticated are jt808 options, not {name}"));
+            }
+            l.jt808_auth_file = self.jt808_auth_file.map(|f| base.join(f));
+            l.jt808_accept_unauthenticated = self.jt808_accept_unauthenticated.unwrap_or(false);
+        }
         Ok(l)
     }
 }

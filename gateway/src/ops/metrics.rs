@@ -14,7 +14,7 @@ use trackgate_codecs::Protocol;
 use crate::close::CloseReason;
 use crate::protocol::{self, Transport};
 
-const REJECT_KINDS: [RejectKind; 7] = [
+const REJECT_KINDS: [RejectKind; 8] = [
     RejectKind::Checksum,
     RejectKind::Length,
     RejectKind::TooLong,
@@ -22,6 +22,7 @@ const REJECT_KINDS: [RejectKind; 7] = [
     RejectKind::Truncated,
     RejectKind::Malformed,
     RejectKind::Unsupported,
+    RejectKind::Unauthenticated,
 ];
 
 /// Upper bounds of the sink latency histogram, in microseconds.

@@ -15,6 +15,7 @@ use trackgate_codecs::{AnswerMatch, Downlink, Protocol};
 use self::commands::{Hold, QueueRefusal};
 use self::holds::{HoldFile, Restored};
 
+pub mod auth;
 mod commands;
 pub(crate) mod holds;
 #[cfg(test)]

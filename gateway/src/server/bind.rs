@@ -6,12 +6,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use socket2::{Domain, Socket, Type};
-use tracing::warn;
+use tracing::{info, warn};
 use trackgate_codecs::Protocol;
 
 use super::session_settings;
-use crate::config::ServeConfig;
-use crate::protocol::{transports, Transport};
+use crate::config::{ListenerConfig, ServeConfig};
+use crate::protocol::{transports, Jt808Auth, Transport};
+use crate::registry::auth::AuthStore;
 use crate::session::SessionSettings;
 
 /// One listener's sockets, one per shard, bound to the same address.
@@ -72,6 +73,7 @@ pub(super) fn reuseport_socket(
 pub fn bind_all(config: &ServeConfig) -> io::Result<Vec<Bound>> {
     let mut bound = Vec::new();
     for l in &config.listeners {
+        let auth = jt808_auth(l)?;
         for &transport in transports(l.protocol) {
             let with_addr =
                 |e: io::Error| io::Error::new(e.kind(), format!("cannot listen for {} on {}: {e}", l.protocol, l.addr));
@@ -96,12 +98,33 @@ pub fn bind_all(config: &ServeConfig) -> io::Result<Vec<Bound>> {
                 protocol: l.protocol,
                 transport,
                 addr,
-                settings: Arc::new(session_settings(l, transport, config)),
+                settings: Arc::new(session_settings(l, transport, config, auth.clone())),
                 sockets,
             });
         }
     }
     Ok(bound)
+}
+
+/// The auth codes of a JT808 listener, shared by its TCP and UDP sockets in every shard:
+/// from its file, or in memory; none where the operator turned authentication off.
+fn jt808_auth(l: &ListenerConfig) -> io::Result<Option<Jt808Auth>> {
+    if l.protocol != Protocol::Jt808 || l.jt808_accept_unauthenticated {
+        if l.protocol == Protocol::Jt808 {
+            warn!(addr = %l.addr, "JT808 authentication is off (jt808_accept_unauthenticated): any terminal's messages are taken");
+        }
+        return Ok(None);
+    }
+    let store = match &l.jt808_auth_file {
+        Some(path) => AuthStore::open(path).map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot open the JT808 auth file {}: {e}", path.display()))
+        })?,
+        None => {
+            info!(addr = %l.addr, "JT808 auth codes are kept in memory (no jt808_auth_file): terminals register again after a restart");
+            AuthStore::in_memory()
+        }
+    };
+    Ok(Some(Jt808Auth(store)))
 }
 
 /// The receive buffer the kernel granted `socket`, when that is less than `asked`. Bursts of

@@ -39,7 +39,7 @@ use crate::cluster::{Cluster, Handler, StopCluster};
 use crate::config::{ListenerConfig, ServeConfig, ServeLimits};
 use crate::ops::metrics::{self, Metrics, ShardMetrics};
 use crate::ops::{self, http};
-use crate::protocol::{StreamOptions, Transport};
+use crate::protocol::{Jt808Auth, StreamOptions, Transport};
 use crate::registry::holds::HoldFile;
 use crate::registry::{Control, QueuedCommand, Registry, SendError};
 use crate::session::{Output, Session, SessionSettings};
@@ -55,9 +55,14 @@ pub use self::bind::{bind_all, Bound};
 use self::tcp::accept_loop;
 use self::udp::udp_loop;
 
-fn session_settings(l: &ListenerConfig, transport: Transport, config: &ServeConfig) -> SessionSettings {
+fn session_settings(
+    l: &ListenerConfig,
+    transport: Transport,
+    config: &ServeConfig,
+    jt808_auth: Option<Jt808Auth>,
+) -> SessionSettings {
     SessionSettings {
-        stream: StreamOptions { transport, ..l.stream.clone() },
+        stream: StreamOptions { transport, jt808_auth, ..l.stream.clone() },
         idle_timeout: l.idle_timeout.unwrap_or(config.limits.idle_timeout),
         frame_timeout: config.limits.frame_timeout,
         junk_bytes: config.limits.junk_bytes,

@@ -403,7 +403,7 @@ impl Connection {
 
     /// Marks the records of a connection that speaks for a device it could not claim.
     fn mark_unclaimed(&mut self) {
-        if self.session.device_id().is_some() && self.session.claimed().is_none() {
+        if self.session.claim_refused_now() {
             for r in &mut self.out.records {
                 r.attributes.set("takeover_refused", true);
             }

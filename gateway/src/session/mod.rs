@@ -225,6 +225,12 @@ impl Session {
         self.claim = ClaimState::RetryAt(now + CLAIM_RETRY);
     }
 
+    /// Whether the last claim was refused (the device is held by a live connection elsewhere),
+    /// until the session tries again and succeeds.
+    pub fn claim_refused_now(&self) -> bool {
+        matches!(self.claim, ClaimState::RetryAt(_))
+    }
+
     /// Another connection has taken the device over. A TCP connection closes then; a UDP
     /// peer, which cannot be closed, claims the device again when it next speaks.
     pub fn claim_lost(&mut self) {
@@ -316,7 +322,10 @@ impl Session {
     /// Whether the connection must claim its device now: see [`Claim`]. `previous` is what
     /// [`Session::collect`] returned.
     fn claim_step(&mut self, previous: Option<Option<Box<str>>>, now: Instant) -> Option<Claim> {
-        if !self.claims {
+        // A device that has not proved who it is (a JT808 terminal before its
+        // authentication) holds nothing: its registration must not close the real device's
+        // connection, nor receive its commands.
+        if !self.claims || !self.decoder.proven() {
             return None;
         }
         self.device_id.as_ref()?;

@@ -76,8 +76,16 @@ pub fn run_sessions(b: &SessionBench) -> SessionBenchReport {
     // counted as the sessions'.
     let mut devices: Vec<Device> =
         (0..b.sessions).map(|i| Device::new(b.protocol, Transport::Tcp, i as u64, 1, 0.0)).collect();
-    let logins: Vec<Vec<Vec<u8>>> =
-        devices.iter_mut().map(|d| d.login().into_iter().map(|x| x.bytes).collect()).collect();
+    // The whole login, its later steps included (with no gateway replying, a JT808
+    // terminal authenticates with its number, which these sessions take).
+    let logins: Vec<Vec<Vec<u8>>> = devices
+        .iter_mut()
+        .map(|d| {
+            let mut steps = d.login();
+            steps.extend(d.login_more());
+            steps.into_iter().map(|x| x.bytes).collect()
+        })
+        .collect();
     let before = rss_bytes();
     let mut out = Output::default();
     let mut sessions = Vec::with_capacity(b.sessions);

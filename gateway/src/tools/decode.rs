@@ -93,6 +93,7 @@ impl HexHeader {
             jt808_tz_minutes: self.jt808_tz_minutes.unwrap_or(base.jt808_tz_minutes),
             gt06_crc: self.gt06_crc.unwrap_or(base.gt06_crc),
             allow: base.allow.clone(),
+            jt808_auth: base.jt808_auth.clone(),
         }
     }
 }

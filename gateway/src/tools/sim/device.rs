@@ -31,6 +31,17 @@ impl Exchange {
     }
 }
 
+/// How bytes from the gateway compare with an expected reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Accepted {
+    /// The reply, this many bytes of it.
+    Took(usize),
+    /// Not enough bytes yet to tell.
+    Need,
+    /// Another reply.
+    Wrong,
+}
+
 /// What the bytes from the gateway start with, as far as commands go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum FromGateway {
@@ -138,6 +149,22 @@ pub(super) trait Firmware: std::fmt::Debug + Send {
     fn expected_now<'w>(&self, want: &'w [u8]) -> Cow<'w, [u8]> {
         Cow::Borrowed(want)
     }
+    /// Whether `got` starts with the reply `want` stands for: the length it takes, or what
+    /// is missing. Exactly `want` unless the firmware learns something from the reply (a
+    /// JT808 auth code).
+    fn accept(&mut self, want: &[u8], got: &[u8]) -> Accepted {
+        let want = self.expected_now(want);
+        match got.get(..want.len()) {
+            None => Accepted::Need,
+            Some(head) if head == &want[..] => Accepted::Took(want.len()),
+            Some(_) => Accepted::Wrong,
+        }
+    }
+    /// The next login steps, once the earlier ones' replies are in (a JT808 terminal
+    /// authenticates with the code its registration brought). None by default.
+    fn login_more(&mut self, _dev: &mut Common) -> Vec<Exchange> {
+        Vec::new()
+    }
     /// The device's answer to a whole command frame, as its firmware answers.
     fn answer(&mut self, dev: &mut Common, command: &[u8], now: SystemTime) -> Option<Vec<u8>>;
 }
@@ -214,8 +241,15 @@ impl Device {
         self.firmware.command_at(buf)
     }
 
-    pub(super) fn expected_now<'w>(&self, want: &'w [u8]) -> Cow<'w, [u8]> {
-        self.firmware.expected_now(want)
+    /// See [`Firmware::accept`].
+    pub(super) fn accept(&mut self, want: &[u8], got: &[u8]) -> Accepted {
+        self.firmware.accept(want, got)
+    }
+
+    /// What a device sends after its login's first steps, given their replies (empty when
+    /// the login is over).
+    pub fn login_more(&mut self) -> Vec<Exchange> {
+        self.firmware.login_more(&mut self.common)
     }
 
     pub(super) fn answer(&mut self, command: &[u8], now: SystemTime) -> Option<Vec<u8>> {

@@ -8,7 +8,7 @@ use trackgate_codecs::jt808::message::{Location, Register};
 use trackgate_codecs::jt808::{self, Edition, Terminal};
 use trackgate_codecs::record::Timestamp;
 
-use super::device::{Common, Exchange, Firmware, Fix, FromGateway};
+use super::device::{Accepted, Common, Exchange, Firmware, Fix, FromGateway};
 
 #[derive(Debug)]
 pub(super) struct Jt808Firmware {
@@ -18,12 +18,16 @@ pub(super) struct Jt808Firmware {
     /// Commands received, each of which took one of the platform's serials, so the replies
     /// built with `platform_serial` come this much later.
     serial_shift: u16,
+    /// The auth code the registration's 0x8100 brought, until the terminal authenticates.
+    code: Option<String>,
+    /// The authentication is sent (once).
+    authenticated: bool,
 }
 
 impl Jt808Firmware {
     pub(super) fn new(id: &str) -> Self {
         let terminal = Terminal::for_device_id(id, Edition::V2013).expect("an 11-digit terminal number");
-        Jt808Firmware { terminal, platform_serial: 1, serial_shift: 0 }
+        Jt808Firmware { terminal, platform_serial: 1, serial_shift: 0, code: None, authenticated: false }
     }
 
     /// The 0x8001 the platform owes for our message `id` with `serial`.
@@ -52,13 +56,50 @@ impl Firmware for Jt808Firmware {
         let register = jt808::encode(jt808::id::REGISTER, &self.terminal, serial, &body).expect("fits");
         let ps = self.platform_serial;
         self.platform_serial += 1;
+        // Any code will do: `accept` takes the one the gateway hands out.
         let registered =
             jt808::register_response(&self.terminal, ps, serial, 0, &dev.id).expect("a register response fits");
-        // The auth code the gateway hands out is the device id.
+        vec![Exchange::one(register, Some(registered))]
+    }
+
+    /// The authentication, with the code the registration brought (the terminal's number
+    /// where none came: a gateway that does not enforce authentication takes any).
+    fn login_more(&mut self, dev: &mut Common) -> Vec<Exchange> {
+        if self.authenticated {
+            return Vec::new();
+        }
+        self.authenticated = true;
+        let code = self.code.take().unwrap_or_else(|| dev.id.clone());
         let serial = dev.next_serial();
-        let auth = jt808::encode(jt808::id::AUTHENTICATE, &self.terminal, serial, dev.id.as_bytes()).expect("fits");
+        let auth = jt808::encode(jt808::id::AUTHENTICATE, &self.terminal, serial, code.as_bytes()).expect("fits");
         let authenticated = self.platform_response(serial, jt808::id::AUTHENTICATE);
-        vec![Exchange::one(register, Some(registered)), Exchange::one(auth, Some(authenticated))]
+        vec![Exchange::one(auth, Some(authenticated))]
+    }
+
+    /// A 0x8100 is taken with whatever code it carries (random, at a gateway that enforces
+    /// authentication), and the code is kept for `login_more`; other replies must match.
+    fn accept(&mut self, want: &[u8], got: &[u8]) -> Accepted {
+        let Some(Ok(wanted)) = between_flags(want).map(jt808::Frame::parse) else { return Accepted::Wrong };
+        if wanted.header.message_id != jt808::id::REGISTER_RESPONSE {
+            let want = self.expected_now(want);
+            return match got.get(..want.len()) {
+                None => Accepted::Need,
+                Some(head) if head == &want[..] => Accepted::Took(want.len()),
+                Some(_) => Accepted::Wrong,
+            };
+        }
+        let Some(end) = got.iter().skip(1).position(|&b| b == 0x7E).map(|i| i + 2) else { return Accepted::Need };
+        let Some(Ok(frame)) = between_flags(&got[..end]).map(jt808::Frame::parse) else {
+            eprintln!("DEBUG unparsable: got {:02x?}", &got[..end]);
+            return Accepted::Wrong;
+        };
+        let (body, want_body) = (&frame.body[..], &wanted.body[..]);
+        if frame.header.message_id != jt808::id::REGISTER_RESPONSE || body.len() < 3 || body[..3] != want_body[..3] {
+            eprintln!("DEBUG wrong 8100: got {:02x?} want {:02x?}", &got[..end], want);
+            return Accepted::Wrong;
+        }
+        self.code = Some(String::from_utf8_lossy(&body[3..]).into_owned());
+        Accepted::Took(end)
     }
 
     fn frame(&mut self, dev: &mut Common, fix: Fix, out: &mut Vec<u8>) -> (Option<Vec<u8>>, u64) {

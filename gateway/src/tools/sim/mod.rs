@@ -18,6 +18,7 @@ use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 use trackgate_codecs::record::Timestamp;
 use trackgate_codecs::Protocol;
 
+use self::device::Accepted;
 use self::device::FromGateway;
 pub use self::device::{Device, Exchange};
 use crate::protocol::Transport;
@@ -274,15 +275,15 @@ async fn read_replies(
                 FromGateway::Command(_) | FromGateway::PartialCommand => break,
                 FromGateway::Other => {
                     let Some(want) = expected.peek() else { break };
-                    let want = device.expected_now(want);
-                    if inbox.len() < want.len() {
-                        break;
-                    }
-                    if inbox[..want.len()] != want[..] {
-                        r.wrong += 1;
-                        return false;
-                    }
-                    inbox.drain(..want.len());
+                    let took = match device.accept(want, inbox) {
+                        Accepted::Took(n) => n,
+                        Accepted::Need => break,
+                        Accepted::Wrong => {
+                            r.wrong += 1;
+                            return false;
+                        }
+                    };
+                    inbox.drain(..took);
                     expected.next();
                     r.ok += 1;
                     r.latencies_us.push(sent_at.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
@@ -394,15 +395,19 @@ async fn tcp_device(config: &SimConfig, device: &mut Device, r: &mut DeviceResul
     r.connected = true;
     let _ = stream.set_nodelay(true);
     let mut inbox = Vec::new();
-    for x in device.login() {
-        r.sent(&x);
-        let at = Instant::now();
-        if stream.write_all(&x.bytes).await.is_err()
-            || !read_replies(&mut stream, device, &x, config.ack_timeout, r, at, &mut inbox).await
-        {
-            return;
+    let mut steps = device.login();
+    while !steps.is_empty() {
+        for x in steps {
+            r.sent(&x);
+            let at = Instant::now();
+            if stream.write_all(&x.bytes).await.is_err()
+                || !read_replies(&mut stream, device, &x, config.ack_timeout, r, at, &mut inbox).await
+            {
+                return;
+            }
+            r.records += x.records;
         }
-        r.records += x.records;
+        steps = device.login_more();
     }
     r.logged_in_after = Some(started.elapsed());
     r.login_records = r.records;
@@ -448,12 +453,16 @@ async fn udp_device(config: &SimConfig, device: &mut Device, r: &mut DeviceResul
     }
     r.connected = true;
     let mut buf = vec![0u8; 2048];
-    for x in device.login() {
-        r.sent(&x);
-        if !udp_exchange(&socket, device, &x, config.ack_timeout, r, &mut buf).await {
-            return;
+    let mut steps = device.login();
+    while !steps.is_empty() {
+        for x in steps {
+            r.sent(&x);
+            if !udp_exchange(&socket, device, &x, config.ack_timeout, r, &mut buf).await {
+                return;
+            }
+            r.records += x.records;
         }
-        r.records += x.records;
+        steps = device.login_more();
     }
     r.logged_in_after = Some(started.elapsed());
     r.login_records = r.records;
@@ -532,7 +541,7 @@ async fn udp_exchange(
     let mut want = expected.next();
     while let Some(w) = want {
         match tokio::time::timeout(timeout, socket.recv(buf)).await {
-            Ok(Ok(n)) if buf[..n] == device.expected_now(w)[..] => {
+            Ok(Ok(n)) if device.accept(w, &buf[..n]) == Accepted::Took(n) => {
                 r.ok += 1;
                 r.latencies_us.push(at.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
                 want = expected.next();
