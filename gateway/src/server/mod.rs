@@ -233,6 +233,15 @@ pub fn run(config: &ServeConfig, sink: SinkHandle, stop: impl std::future::Futur
         Some(c) => Some(Cluster::start(c, registry.clone(), command_handler(&registry))?),
         None => None,
     };
+    if cluster.is_some()
+        && config.listeners.iter().any(|l| l.protocol == Protocol::Jt808 && !l.jt808_accept_unauthenticated)
+    {
+        // Each node keeps its own codes (docs/cluster.md): say so where it bites.
+        warn!(
+            "JT808 auth codes are kept per node, not in the cluster: put JT808 terminals behind a \
+             load balancer that keeps each terminal on one node (source-address affinity)"
+        );
+    }
     // Stopped explicitly once the shards are done; on an early return (an error below), when
     // this guard drops.
     let mut stop_cluster = StopCluster(cluster.clone());
