@@ -65,18 +65,13 @@ pub(crate) async fn send(
             let result = if registry.status(protocol, device_id).connected.is_some() { "queued" } else { "held" };
             Reply::json(202, &serde_json::json!({"result": result}))
         }
-        Ok(Err(SendError::NotConnected)) => not_connected(),
+        Ok(Err(SendError::NotConnected)) => Reply::not_connected(),
         Ok(Err(e @ SendError::Refused(_))) => Reply::text(422, e.to_string()),
         Ok(Err(e @ SendError::Expired)) => Reply::text(404, e.to_string()),
         Ok(Err(e @ (SendError::QueueFull | SendError::Closed | SendError::TooManyHeld | SendError::NotKept(_)))) => {
             Reply::text(503, e.to_string())
         }
     }
-}
-
-/// The answer for a device no connection holds.
-pub(crate) fn not_connected() -> Reply {
-    Reply::not_connected()
 }
 
 /// What a `200` says: written, and where the protocol's answer refers to the command, the

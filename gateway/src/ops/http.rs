@@ -119,8 +119,7 @@ pub(crate) async fn serve(listener: TcpListener, endpoint: Endpoint, mut shutdow
 async fn respond(endpoint: &Endpoint, request: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
     let (status, content_type, body) = route(endpoint, request).await;
     let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = StatusCode::from_bytes(status.as_bytes().get(..3).unwrap_or(b"500"))
-        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() = status;
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
@@ -134,10 +133,12 @@ async fn route(endpoint: &Endpoint, request: hyper::Request<Incoming>) -> Respon
     };
     let devices = head.path.starts_with(b"/devices/");
     match (&parts.method, head.path) {
-        (&Method::GET, b"/metrics") => {
-            ("200 OK", "text/plain; version=0.0.4; charset=utf-8", endpoint.metrics.render(gauges(&endpoint.registry)))
-        }
-        (&Method::GET, b"/healthz") => text("200 OK", "ok"),
+        (&Method::GET, b"/metrics") => (
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            endpoint.metrics.render(gauges(&endpoint.registry)),
+        ),
+        (&Method::GET, b"/healthz") => text(StatusCode::OK, "ok"),
         (&Method::POST, _) if devices => {
             let framed = parts.headers.contains_key(CONTENT_LENGTH) || parts.headers.contains_key(TRANSFER_ENCODING);
             match command_body(framed, body).await {
@@ -146,9 +147,9 @@ async fn route(endpoint: &Endpoint, request: hyper::Request<Incoming>) -> Respon
             }
         }
         (&Method::GET, _) if devices => device_status(endpoint, &head).await,
-        (&Method::GET, _) => text("404 Not Found", "try /metrics"),
+        (&Method::GET, _) => text(StatusCode::NOT_FOUND, "try /metrics"),
         _ => text(
-            "405 Method Not Allowed",
+            StatusCode::METHOD_NOT_ALLOWED,
             "GET /metrics, /healthz, /devices/<protocol>/<id>; POST /devices/<protocol>/<id>/commands",
         ),
     }
@@ -158,25 +159,25 @@ async fn route(endpoint: &Endpoint, request: hyper::Request<Incoming>) -> Respon
 /// [`MAX_COMMAND_BODY`] (`413`), cut short (`400`).
 async fn command_body(framed: bool, body: Incoming) -> Result<Vec<u8>, Response> {
     if !framed {
-        return Err(text("411 Length Required", "a command needs a Content-Length"));
+        return Err(text(StatusCode::LENGTH_REQUIRED, "a command needs a Content-Length"));
     }
     match Limited::new(body, MAX_COMMAND_BODY).collect().await {
         Ok(collected) => Ok(collected.to_bytes().to_vec()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(text("413 Content Too Large", format!("a command is at most {MAX_COMMAND_BODY} bytes")))
+            Err(text(StatusCode::PAYLOAD_TOO_LARGE, format!("a command is at most {MAX_COMMAND_BODY} bytes")))
         }
-        Err(_) => Err(text("400 Bad Request", "the body ended before its length")),
+        Err(_) => Err(text(StatusCode::BAD_REQUEST, "the body ended before its length")),
     }
 }
 
-fn json(status: &'static str, body: &serde_json::Value) -> Response {
+fn json(status: StatusCode, body: &serde_json::Value) -> Response {
     (status, "application/json", format!("{body}\n"))
 }
 
-/// A response: status line, content type, body.
-type Response = (&'static str, &'static str, String);
+/// A response: status, content type, body.
+type Response = (StatusCode, &'static str, String);
 
-fn text(status: &'static str, body: impl Into<String>) -> Response {
+fn text(status: StatusCode, body: impl Into<String>) -> Response {
     let mut body = body.into();
     body.push('\n');
     (status, "text/plain; charset=utf-8", body)
@@ -193,11 +194,11 @@ struct Request<'a> {
 /// The token check of the `/devices/` endpoints: `None` when the request may go on.
 fn refused(endpoint: &Endpoint, request: &Request<'_>) -> Option<Response> {
     let Some(token) = &endpoint.commands else {
-        return Some(text("404 Not Found", "commands are off (no commands token is configured)"));
+        return Some(text(StatusCode::NOT_FOUND, "commands are off (no commands token is configured)"));
     };
     let presented = request.authorization.and_then(|a| a.strip_prefix(b"Bearer ")).unwrap_or_default();
     if !token.matches(presented.trim_ascii()) {
-        return Some(text("401 Unauthorized", "this needs 'Authorization: Bearer <the commands token>'"));
+        return Some(text(StatusCode::UNAUTHORIZED, "this needs 'Authorization: Bearer <the commands token>'"));
     }
     None
 }
@@ -205,12 +206,12 @@ fn refused(endpoint: &Endpoint, request: &Request<'_>) -> Option<Response> {
 /// The protocol and device id of `/devices/<protocol>/<device id><suffix>`, or the answer
 /// for a path that is not one (`usage` says what is).
 fn device_path<'a>(path: &'a [u8], suffix: &str, usage: &'static str) -> Result<(Protocol, &'a str), Response> {
-    let not_found = || text("404 Not Found", usage);
+    let not_found = || text(StatusCode::NOT_FOUND, usage);
     let path = std::str::from_utf8(path).map_err(|_| not_found())?;
     let target = path.strip_prefix("/devices/").and_then(|t| t.strip_suffix(suffix)).ok_or_else(not_found)?;
     let (protocol, device_id) =
         target.split_once('/').filter(|(_, id)| !id.is_empty() && !id.contains('/')).ok_or_else(not_found)?;
-    let protocol = protocol.parse().map_err(|e: String| text("400 Bad Request", e))?;
+    let protocol = protocol.parse().map_err(|e: String| text(StatusCode::BAD_REQUEST, e))?;
     Ok((protocol, device_id))
 }
 
@@ -233,7 +234,7 @@ async fn device_status(endpoint: &Endpoint, request: &Request<'_>) -> Response {
             }
             None => serde_json::json!({"connected": false, "held_commands": status.held}),
         };
-        return json("200 OK", &body);
+        return json(StatusCode::OK, &body);
     };
     // In a cluster: where in the cluster, and what the cluster holds for it besides.
     let held = status.held + cluster.held(protocol, device_id).await;
@@ -244,7 +245,7 @@ async fn device_status(endpoint: &Endpoint, request: &Request<'_>) -> Response {
         }
         None => serde_json::json!({"connected": false, "held_commands": held}),
     };
-    json("200 OK", &body)
+    json(StatusCode::OK, &body)
 }
 
 /// `POST /devices/<protocol>/<device id>/commands`.
@@ -263,7 +264,7 @@ async fn command(endpoint: &Endpoint, request: &Request<'_>, body: &[u8]) -> Res
     };
     let hold = match hold_of(request.query) {
         Ok(hold) => hold,
-        Err(e) => return text("400 Bad Request", e),
+        Err(e) => return text(StatusCode::BAD_REQUEST, e),
     };
     // No device id or command text at info level: both are personal data or secrets
     // (commands carry device passwords).
@@ -280,15 +281,7 @@ async fn command(endpoint: &Endpoint, request: &Request<'_>, body: &[u8]) -> Res
 
 impl From<Reply> for Response {
     fn from(reply: Reply) -> Response {
-        let status = match reply.code {
-            200 => "200 OK",
-            202 => "202 Accepted",
-            400 => "400 Bad Request",
-            404 => "404 Not Found",
-            422 => "422 Unprocessable Content",
-            503 => "503 Service Unavailable",
-            _ => "500 Internal Server Error",
-        };
+        let status = StatusCode::from_u16(reply.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let content_type = if reply.is_json() { "application/json" } else { "text/plain; charset=utf-8" };
         (status, content_type, reply.body)
     }
@@ -320,7 +313,7 @@ mod tests {
 
     #[test]
     fn device_paths_name_a_protocol_and_one_device() {
-        fn status(path: &'static str, suffix: &str) -> Result<(Protocol, &'static str), &'static str> {
+        fn status(path: &'static str, suffix: &str) -> Result<(Protocol, &'static str), StatusCode> {
             device_path(path.as_bytes(), suffix, "usage").map_err(|r| r.0)
         }
         assert_eq!(status("/devices/gt06/123/commands", "/commands"), Ok((Protocol::Gt06, "123")));
@@ -332,9 +325,9 @@ mod tests {
             ("/devices/gt06//commands", "/commands"),
             ("/device/gt06/123", ""),
         ] {
-            assert_eq!(status(path, suffix), Err("404 Not Found"), "{path}");
+            assert_eq!(status(path, suffix), Err(StatusCode::NOT_FOUND), "{path}");
         }
-        assert_eq!(status("/devices/traccar/1", ""), Err("400 Bad Request"));
+        assert_eq!(status("/devices/traccar/1", ""), Err(StatusCode::BAD_REQUEST));
     }
 
     #[test]
