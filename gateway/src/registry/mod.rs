@@ -238,9 +238,8 @@ impl Registry {
         self.lock().per_ip.get(&ip).copied().unwrap_or(0)
     }
 
-    /// Records that connection `conn` on `shard` now holds the device, reachable through
-    /// `control`. An older connection holding it is told to close (a device that reconnects
-    /// must not leave its old session behind); returns the shard it was on.
+    /// The tests' claim: [`Registry::claim_from`] from one address, which no takeover
+    /// policy refuses.
     #[cfg(test)]
     pub(crate) fn claim(
         &self,
@@ -250,8 +249,8 @@ impl Registry {
         shard: usize,
         control: Arc<Control>,
     ) -> Option<usize> {
-        let key: (Protocol, Box<str>) = (protocol, device_id.into());
-        self.take_over(self.lock(), key, Holder { conn, shard, control, ip: None, udp: false, since_ms: now_ms() })
+        self.claim_from(protocol, device_id, conn, shard, control, [127, 0, 0, 1].into())
+            .expect("one address is never refused")
     }
 
     /// Devices that cannot prove who they are (GT06, Teltonika, NMEA) are taken over by
@@ -263,9 +262,11 @@ impl Registry {
         self.takeover_window_ms.store(window.as_millis() as u64, Ordering::Relaxed);
     }
 
-    /// As [`Registry::claim`] for a TCP connection from `ip`, under the takeover policy: a
-    /// live connection of the device from another address keeps it, and this claim is
-    /// refused.
+    /// Records that TCP connection `conn` (from `ip`, on `shard`) now holds the device,
+    /// reachable through `control`. An older connection holding it is told to close (a device
+    /// that reconnects must not leave its old session behind) and the shard it was on is
+    /// returned, unless the takeover policy keeps it: a connection from another address heard
+    /// from within the window keeps the device, and this claim is refused.
     pub(crate) fn claim_from(
         &self,
         protocol: Protocol,
@@ -292,7 +293,7 @@ impl Registry {
         Ok(self.take_over(inner, key, Holder { conn, shard, control, ip: Some(ip), udp: false, since_ms: now_ms() }))
     }
 
-    /// As [`Registry::claim`] for a UDP peer, which holds the device only if no TCP
+    /// As [`Registry::claim_from`] for a UDP peer, which holds the device only if no TCP
     /// connection does: a datagram is easily sent with another's id and source address, and
     /// must not close a device's connection. Returns whether the peer now holds it.
     pub(crate) fn claim_udp(

@@ -343,7 +343,8 @@ impl Connection {
     /// records and only then writes the answers, in one write.
     async fn receive(&mut self, at_end: bool, idle: Pin<&mut Sleep>) -> Turn {
         self.out.clear();
-        let step = self.session.receive(&self.buf, at_end, Instant::now(), SystemTime::now(), &mut self.out);
+        let now = Instant::now();
+        let step = self.session.receive(&self.buf, at_end, now, SystemTime::now(), &mut self.out);
         self.buf.advance(step.used);
         if self.buf.is_empty() {
             // Nothing pending: the read buffer goes before the wait for the sink, so
@@ -352,11 +353,11 @@ impl Connection {
         }
         if self.out.frames > 0 {
             if let Some(c) = &self.control {
-                c.heard(Instant::now());
+                c.heard(now);
             }
         }
         if let Some(claim) = &step.claim {
-            self.claim(claim);
+            self.claim(claim, now);
         }
         self.mark_unclaimed();
         if !deliver(&self.shard, self.protocol, Transport::Tcp, self.peer, &mut self.out).await {
@@ -384,7 +385,7 @@ impl Connection {
     /// Holds the device the session now claims, or, refused by the takeover policy, leaves
     /// it to its live connection elsewhere: this connection's records are then marked
     /// `takeover_refused`, and the session tries again a second later.
-    fn claim(&mut self, claim: &Claim) {
+    fn claim(&mut self, claim: &Claim, now: Instant) {
         let Some(device_id) = self.session.claimed() else { return };
         let ip = self.peer.ip();
         match claim_device(&self.shard, self.protocol, self.conn, &mut self.control, claim, device_id, ip) {
@@ -393,7 +394,7 @@ impl Connection {
             }
             Ok(false) => {}
             Err(TakeoverRefused) => {
-                self.session.claim_refused(Instant::now());
+                self.session.claim_refused(now);
                 self.counters().takeover_refused();
                 // No device id at warn level: the count and the protocol show the conflict.
                 warn!(protocol = %self.protocol, "a login for a device held by a live connection from another address was refused; this connection's records are marked takeover_refused");
