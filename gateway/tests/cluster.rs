@@ -72,16 +72,32 @@ impl Node {
         http(self.gw.addrs["metrics http"], method, path, Some(TOKEN), body)
     }
 
-    /// The device's status as this node sees it, once `wanted` is in it (bounded wait).
-    fn status_once(&self, imei: &str, wanted: &str) -> String {
+    /// The device's status as this node sees it, once `wanted` is in it (within 10 s, or
+    /// the test fails).
+    fn status_with(&self, imei: &str, wanted: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let (code, body) = self.http("GET", &format!("/devices/gt06/{imei}"), "");
             assert_eq!(code, 200, "{body}");
-            if body.contains(wanted) || Instant::now() > deadline {
+            if body.contains(wanted) {
                 return body;
             }
+            assert!(Instant::now() < deadline, "{wanted} never in {body}");
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Posts until the answer is `want` (within 30 s, or the test fails): while a device
+    /// moves, or JetStream elects a leader, the cluster's answer changes.
+    fn post_until(&self, path: &str, body: &str, want: u16) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (code, answer) = self.http("POST", path, body);
+            if code == want {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{code} {answer}");
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 
@@ -159,7 +175,7 @@ fn a_command_reaches_a_device_on_another_node_over_http_and_over_nats() {
     assert_eq!(nats_request(&nats.url(), &subject, "RELAY,1#", None), Err("no responders".into()));
 
     let mut device = logged_in(&b, imei);
-    assert!(a.status_once(imei, "\"node\":\"b\"").contains("\"connected\":true"));
+    assert!(a.status_with(imei, "\"node\":\"b\"").contains("\"connected\":true"));
     let (code, body) = a.http("POST", &path, "RELAY,1#");
     assert_eq!(code, 200, "{body}");
     let flag: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -186,7 +202,7 @@ fn a_command_reaches_a_device_on_another_node_over_http_and_over_nats() {
 
     // A node that stops takes its devices out of the cluster's view.
     assert_eq!(b.gw.terminate(), Some(0));
-    assert!(a.status_once(imei, "\"connected\":false").contains("\"connected\":false"));
+    a.status_with(imei, "\"connected\":false");
 }
 
 /// A command held through node A while the device is offline is written when the device
@@ -198,7 +214,8 @@ fn a_command_held_through_one_node_is_written_once_where_the_device_connects() {
     let imei = "358000000000202";
     let (code, body) = a.http("POST", &format!("/devices/gt06/{imei}/commands?hold=60"), "RELAY,1#");
     assert_eq!((code, body.as_str()), (202, "{\"result\":\"held\"}\n"));
-    assert!(b.status_once(imei, "held").contains("\"held_commands\":1"), "every node sees it held");
+    // Every node sees it held.
+    b.status_with(imei, "\"held_commands\":1");
 
     let mut device = logged_in(&b, imei);
     let command = read_command(&mut device, Duration::from_secs(10)).expect("the held command is written");
@@ -208,7 +225,7 @@ fn a_command_held_through_one_node_is_written_once_where_the_device_connects() {
         let mut again = logged_in(node, imei);
         assert_eq!(read_command(&mut again, Duration::from_millis(1500)), None, "written twice");
     }
-    assert!(a.status_once(imei, "\"held_commands\":0").contains("\"held_commands\":0"));
+    a.status_with(imei, "\"held_commands\":0");
 
     let late = "358000000000203";
     assert_eq!(a.http("POST", &format!("/devices/gt06/{late}/commands?hold=1"), "RELAY,1#").0, 202);
@@ -226,7 +243,7 @@ fn a_device_that_connects_to_another_node_is_closed_on_the_first() {
     let (a, b) = (Node::start(&nats.url(), "a"), Node::start(&nats.url(), "b"));
     let imei = "358000000000303";
     let mut first = logged_in(&a, imei);
-    assert!(b.status_once(imei, "\"node\":\"a\"").contains("\"node\":\"a\""));
+    b.status_with(imei, "\"node\":\"a\"");
     let _second = logged_in(&b, imei);
     first.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
     let mut buf = [0u8; 16];
@@ -235,7 +252,7 @@ fn a_device_that_connects_to_another_node_is_closed_on_the_first() {
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
         other => panic!("A's connection is still open a second later: {other:?}"),
     }
-    assert!(a.status_once(imei, "\"node\":\"b\"").contains("\"node\":\"b\""));
+    a.status_with(imei, "\"node\":\"b\"");
 }
 
 /// A node killed (SIGKILL): its devices reconnect through the other node and take commands
@@ -247,22 +264,14 @@ fn a_killed_node_s_devices_take_commands_on_the_other() {
     let imei = "358000000000404";
     let path = format!("/devices/gt06/{imei}/commands");
     let mut device = logged_in(&a, imei);
-    assert!(b.status_once(imei, "\"node\":\"a\"").contains("\"node\":\"a\""));
+    b.status_with(imei, "\"node\":\"a\"");
     a.gw.child.kill().unwrap();
     a.gw.child.wait().unwrap();
     device.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     assert!(matches!(device.read(&mut [0u8; 16]), Ok(0) | Err(_)), "the device sees its node go");
     // The dead node's entry is stale once its beat has aged out.
-    assert!(b.status_once(imei, "\"connected\":false").contains("\"connected\":false"));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (code, body) = b.http("POST", &path, "RELAY,1#");
-        if code == 404 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{code} {body}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    b.status_with(imei, "\"connected\":false");
+    b.post_until(&path, "RELAY,1#", 404);
     let mut device = logged_in(&b, imei);
     let (code, body) = b.http("POST", &path, "RELAY,1#");
     assert_eq!(code, 200, "{body}");
@@ -280,30 +289,15 @@ fn the_plane_goes_on_when_one_of_three_nats_servers_dies() {
     let b = Node::start(&url, "b");
     let imei = "358000000000505";
     let mut device = logged_in(&b, imei);
-    assert!(a.status_once(imei, "\"node\":\"b\"").contains("\"node\":\"b\""));
+    a.status_with(imei, "\"node\":\"b\"");
     servers[0].kill();
     let path = format!("/devices/gt06/{imei}/commands");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (code, body) = a.http("POST", &path, "RELAY,1#");
-        if code == 200 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{code} {body}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    a.post_until(&path, "RELAY,1#", 200);
     assert!(contains(&read_command(&mut device, Duration::from_secs(10)).unwrap(), "RELAY,1#"));
 
     // A platform tries again on 503 while JetStream moves the bucket's leader.
     let away = "358000000000506";
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (code, body) = a.http("POST", &format!("/devices/gt06/{away}/commands?hold=60"), "RELAY,0#");
-        if code == 202 {
-            break;
-        }
-        assert!(code == 503 && Instant::now() < deadline, "{code} {body}");
-    }
+    a.post_until(&format!("/devices/gt06/{away}/commands?hold=60"), "RELAY,0#", 202);
     let mut late = logged_in(&b, away);
     assert!(contains(&read_command(&mut late, Duration::from_secs(10)).unwrap(), "RELAY,0#"));
 }

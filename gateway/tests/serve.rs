@@ -730,9 +730,6 @@ fn a_held_command_reaches_the_device_when_it_logs_in() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// With `commands_hold_file`, a command held for a device that is not connected outlives a
-/// restart of the gateway: the device that logs in to the new process gets it, after its
-/// login's ack, and the process after that holds nothing more.
 /// A hold file damaged while the gateway was down (a line torn inside `停`, so not UTF-8,
 /// and a line of 256 KiB) does not stop the next start: those lines are copied to
 /// `held.jsonl.rejected`, and the command held beside them still reaches its device.
@@ -769,6 +766,9 @@ fn a_damaged_hold_file_is_set_aside_and_the_gateway_starts() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// With `commands_hold_file`, a command held for a device that is not connected outlives a
+/// restart of the gateway: the device that logs in to the new process gets it, after its
+/// login's ack, and the process after that holds nothing more.
 #[test]
 fn a_held_command_outlives_a_restart_with_a_hold_file() {
     let token = "hold-file-token-0123456789";
