@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test command needs beyond a Rust toolchain, so `scripts/test.sh` runs on a
 # fresh Debian machine: rustfmt and clippy, prlimit (util-linux, for the descriptor-limit
-# tests), Mosquitto and its clients (the MQTT sink's tests start a real broker), openssl
-# (certificates for the NATS TLS test), nats-server (below), and cargo-fuzz
-# (scripts/fuzz-setup.sh, for the fuzz smoke). Each is installed only when missing, so on a
+# tests), Mosquitto and its clients (the MQTT sink's tests start a real broker), nats-server
+# (below), and cargo-fuzz (scripts/fuzz-setup.sh, for the fuzz smoke). Each is installed only when missing, so on a
 # machine that has them this costs a few lookups. Called by scripts/test.sh.
 set -euo pipefail
 
@@ -20,8 +19,6 @@ missing=()
 command -v prlimit >/dev/null || missing+=(util-linux)
 [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
 command -v mosquitto_sub >/dev/null || missing+=(mosquitto-clients)
-# The NATS TLS test makes its certificates with the openssl command.
-command -v openssl >/dev/null || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}" >&2
   sudo=""

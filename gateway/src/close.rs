@@ -22,10 +22,12 @@ pub enum CloseReason {
     Shutdown,
     /// The device was refused (not on the allow-list).
     Refused,
+    /// A TLS listener's handshake failed or did not finish in time.
+    TlsHandshake,
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 9] = [
+    pub const ALL: [CloseReason; 10] = [
         CloseReason::Eof,
         CloseReason::Idle,
         CloseReason::FrameTimeout,
@@ -35,6 +37,7 @@ impl CloseReason {
         CloseReason::SinkFailed,
         CloseReason::Shutdown,
         CloseReason::Refused,
+        CloseReason::TlsHandshake,
     ];
 
     pub fn label(self) -> &'static str {
@@ -48,6 +51,7 @@ impl CloseReason {
             CloseReason::SinkFailed => "sink_failed",
             CloseReason::Shutdown => "shutdown",
             CloseReason::Refused => "refused",
+            CloseReason::TlsHandshake => "tls_handshake",
         }
     }
 }

@@ -12,6 +12,7 @@ use trackgate::protocol::Transport;
 use trackgate::tools::sim::{SimConfig, SimReport};
 
 mod support;
+use support::certs::{Ca, Use};
 use support::frames::{gt06_heartbeat, gt06_login};
 use support::gateway::{free_port, read_ack, temp_path, Gateway};
 use support::nats::{authority, read_stream, NatsServer, Stored};
@@ -245,58 +246,14 @@ fn a_record_sent_again_is_stored_once() {
     assert_eq!(stored[0].subject, "fleet.358000000000001");
 }
 
-/// Makes a CA and a server certificate for 127.0.0.1 signed by it, with the openssl command;
-/// returns the directory holding ca.pem, server.pem and server.key.
+/// Makes a CA and a server certificate for 127.0.0.1 signed by it; returns the directory
+/// holding ca.pem, server.pem and server.key.
 fn certificates() -> std::path::PathBuf {
     let dir = temp_path("nats-tls");
     std::fs::create_dir_all(&dir).unwrap();
-    let openssl = |args: &[&str]| {
-        let out = std::process::Command::new("openssl").args(args).current_dir(&dir).output().expect("openssl runs");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-subj",
-        "/CN=test-ca",
-    ]);
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=nats",
-    ]);
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-    ]);
+    let ca = Ca::new("test-ca");
+    std::fs::write(dir.join("ca.pem"), &ca.pem).unwrap();
+    ca.issue("nats", Use::Server).write(&dir, "server");
     dir
 }
 

@@ -20,6 +20,7 @@ pub mod listen;
 pub mod mqtt;
 pub mod nats;
 pub mod sink;
+pub mod tls;
 pub mod token;
 pub mod topic;
 
@@ -28,6 +29,7 @@ pub use self::listen::{ListenSpec, ServeLimits, UDP_RECEIVE_BUFFER};
 pub use self::mqtt::MqttTarget;
 pub use self::nats::{NatsServers, NatsTarget};
 pub use self::sink::{FsyncPolicy, SinkSpec};
+pub use self::tls::TlsConfig;
 pub use self::token::CommandsToken;
 
 /// One listener: a protocol on an address (TCP, and UDP where the protocol has it), with
@@ -46,6 +48,8 @@ pub struct ListenerConfig {
     pub jt808_auth_file: Option<PathBuf>,
     /// JT808: take terminals' messages without authentication, as before it was enforced.
     pub jt808_accept_unauthenticated: bool,
+    /// TLS on this listener's TCP connections (and no UDP socket); plain TCP without.
+    pub tls: Option<TlsConfig>,
 }
 
 impl ListenerConfig {
@@ -58,6 +62,7 @@ impl ListenerConfig {
             log_payloads: false,
             jt808_auth_file: None,
             jt808_accept_unauthenticated: false,
+            tls: None,
         }
     }
 }
@@ -200,6 +205,10 @@ struct FileListener {
     log_payloads: Option<bool>,
     jt808_auth_file: Option<PathBuf>,
     jt808_accept_unauthenticated: Option<bool>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
+    tls_handshake_timeout: Option<DurationText>,
 }
 
 pub fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
@@ -358,6 +367,10 @@ impl FileListener {
         let protocol: Protocol = self.protocol.parse()?;
         let name = protocol.as_str();
         let mut l = ListenerConfig::new(protocol, self.addr.unwrap_or(([0, 0, 0, 0], default_port(protocol)).into()));
+        let handshake_timeout =
+            self.tls_handshake_timeout.map(|d| d.get(&format!("{name} tls_handshake_timeout"))).transpose()?;
+        let files = tls::TlsFiles { cert: self.tls_cert, key: self.tls_key, client_ca: self.tls_client_ca };
+        l.tls = files.resolve(name, handshake_timeout, base)?;
         if let Some(d) = self.idle_timeout {
             l.idle_timeout = Some(d.get(&format!("{name} idle_timeout"))?);
         }
@@ -525,6 +538,8 @@ mod tests {
             ("[[listen]]\nprotocol = \"nmea\"\nallow = [\"1\"]", "allow lists are for"),
             ("[[listen]]\nprotocol = \"gt07\"", "gt07"),
             ("[[listen]]\nprotocol = \"gt06\"\ngt06_crc = \"sloppy\"", "sloppy"),
+            ("[[listen]]\nprotocol = \"gt06\"\ntls_cert = \"a.pem\"", "tls_cert and tls_key go together"),
+            ("[[listen]]\nprotocol = \"gt06\"\ntls_client_ca = \"ca.pem\"", "need tls_cert and tls_key"),
             ("[limits]\nidle_timeout = \"10 days\"", "idle_timeout"),
             ("[limits]\nidle_timeout = 0", "at least one second"),
             ("[limits]\nudp_receive_buffer = 100", "udp_receive_buffer must be"),

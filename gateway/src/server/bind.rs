@@ -10,6 +10,7 @@ use tracing::{info, warn};
 use trackgate_codecs::Protocol;
 
 use super::session_settings;
+use super::tls::DeviceTls;
 use crate::config::{ListenerConfig, ServeConfig};
 use crate::protocol::{transports, Jt808Auth, Transport};
 use crate::registry::auth::AuthStore;
@@ -23,13 +24,21 @@ pub struct Bound {
     /// The address bound (a `:0` port resolved).
     pub addr: SocketAddr,
     pub(super) settings: Arc<SessionSettings>,
+    /// A TLS listener's acceptor (its connections are TCP underneath).
+    pub(super) tls: Option<DeviceTls>,
     pub(super) sockets: Vec<Socket>,
 }
 
 impl Bound {
-    /// The `listening <proto> <tcp|udp> <addr>` line (docs/operations.md).
+    /// The `listening <proto> <tcp|udp|tls> <addr>` line (docs/operations.md).
     pub fn listening_line(&self) -> String {
-        format!("listening {} {} {}", self.protocol, self.transport.as_str(), self.addr)
+        let transport = if self.tls.is_some() { "tls" } else { self.transport.as_str() };
+        format!("listening {} {transport} {}", self.protocol, self.addr)
+    }
+
+    /// Whether its connections speak TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 }
 
@@ -74,7 +83,10 @@ pub fn bind_all(config: &ServeConfig) -> io::Result<Vec<Bound>> {
     let mut bound = Vec::new();
     for l in &config.listeners {
         let auth = jt808_auth(l)?;
-        for &transport in transports(l.protocol) {
+        let tls = l.tls.as_ref().map(DeviceTls::load).transpose()?;
+        // There is no DTLS: a TLS listener binds no UDP socket.
+        let served = transports(l.protocol).iter().filter(|&&t| tls.is_none() || t == Transport::Tcp);
+        for &transport in served {
             let with_addr =
                 |e: io::Error| io::Error::new(e.kind(), format!("cannot listen for {} on {}: {e}", l.protocol, l.addr));
             let asked = config.limits.udp_receive_buffer;
@@ -99,6 +111,7 @@ pub fn bind_all(config: &ServeConfig) -> io::Result<Vec<Bound>> {
                 transport,
                 addr,
                 settings: Arc::new(session_settings(l, transport, config, auth.clone())),
+                tls: tls.clone(),
                 sockets,
             });
         }

@@ -46,13 +46,16 @@ use crate::session::{Output, Session, SessionSettings};
 use crate::sink::SinkHandle;
 
 mod bind;
+mod stream;
 mod tcp;
 #[cfg(test)]
 mod tests;
+mod tls;
 mod udp;
 
 pub use self::bind::{bind_all, Bound};
 use self::tcp::accept_loop;
+use self::tls::DeviceTls;
 use self::udp::udp_loop;
 
 fn session_settings(
@@ -79,7 +82,13 @@ fn log_payload(protocol: Protocol, transport: Transport, peer: SocketAddr, bytes
 }
 
 /// One listener's socket in one shard.
-type ShardSocket = (Protocol, Transport, Arc<SessionSettings>, Socket);
+struct ShardSocket {
+    protocol: Protocol,
+    transport: Transport,
+    settings: Arc<SessionSettings>,
+    tls: Option<DeviceTls>,
+    socket: Socket,
+}
 
 /// What every task of one shard shares.
 struct Shard {
@@ -127,8 +136,9 @@ impl Gateway {
         // Deal each listener's sockets out to the shards.
         let mut per_shard: Vec<Vec<ShardSocket>> = (0..shards).map(|_| Vec::new()).collect();
         for b in bound {
-            for (i, s) in b.sockets.into_iter().enumerate() {
-                per_shard[i % shards].push((b.protocol, b.transport, b.settings.clone(), s));
+            for (i, socket) in b.sockets.into_iter().enumerate() {
+                let (protocol, transport, settings, tls) = (b.protocol, b.transport, b.settings.clone(), b.tls.clone());
+                per_shard[i % shards].push(ShardSocket { protocol, transport, settings, tls, socket });
             }
         }
         let mut threads = Vec::with_capacity(shards);
@@ -306,11 +316,11 @@ pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
 
 async fn run_shard(shard: Arc<Shard>, sockets: Vec<ShardSocket>) {
     let mut tasks = JoinSet::new();
-    for (protocol, transport, settings, socket) in sockets {
+    for ShardSocket { protocol, transport, settings, tls, socket } in sockets {
         match transport {
             Transport::Tcp => match TcpListener::from_std(socket.into()) {
                 Ok(l) => {
-                    tasks.spawn(accept_loop(shard.clone(), protocol, settings, l));
+                    tasks.spawn(accept_loop(shard.clone(), protocol, settings, tls, l));
                 }
                 Err(e) => warn!(%protocol, error = %e, "cannot register a listener with the runtime"),
             },

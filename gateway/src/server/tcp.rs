@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -16,6 +15,8 @@ use tokio::time::Sleep;
 use tracing::{debug, warn};
 use trackgate_codecs::Protocol;
 
+use super::stream::DeviceStream;
+use super::tls::{DeviceTls, HandshakeFailed};
 use super::{deliver, log_payload, queue_commands, stopped, Shard};
 use crate::ops::metrics::{self, Refusal};
 use crate::protocol::Transport;
@@ -32,6 +33,7 @@ pub(super) async fn accept_loop(
     shard: Arc<Shard>,
     protocol: Protocol,
     settings: Arc<SessionSettings>,
+    tls: Option<DeviceTls>,
     listener: TcpListener,
 ) {
     let mut conns = JoinSet::new();
@@ -55,7 +57,8 @@ pub(super) async fn accept_loop(
                     if !cfg!(target_os = "linux") {
                         let _ = stream.set_nodelay(true);
                     }
-                    conns.spawn(tcp_connection(shard.clone(), protocol, settings.clone(), stream, peer, slot));
+                    let socket = Socket { tcp: stream, peer, slot, tls: tls.clone() };
+                    conns.spawn(tcp_connection(shard.clone(), protocol, settings.clone(), socket));
                 }
                 Err(e) => {
                     shard.metrics().accept_error();
@@ -86,7 +89,7 @@ async fn woken(control: &Option<Arc<Control>>) {
 async fn send_commands(
     control: &Control,
     session: &mut Session,
-    stream: &mut TcpStream,
+    stream: &mut DeviceStream,
     idle: Pin<&mut Sleep>,
     stop: &mut watch::Receiver<bool>,
     counters: &metrics::Listener,
@@ -115,7 +118,7 @@ async fn send_commands(
 /// send buffer are full the write waits: for the idle timeout at most, and not past a
 /// shutdown, or one such device would hold its task (and the gateway's exit) forever.
 async fn write_bounded(
-    stream: &mut TcpStream,
+    stream: &mut DeviceStream,
     bytes: &[u8],
     mut idle: Pin<&mut Sleep>,
     deadline: Instant,
@@ -133,54 +136,10 @@ async fn write_bounded(
     }
 }
 
-/// Reads what the socket holds into `buf`'s spare capacity. A read that leaves room
-/// unfilled has drained the socket (epoll(7): for stream sockets, a short read means the
-/// input is exhausted), so the stream's readiness is cleared then and there. Otherwise the
-/// next wait would return at once and cost a read that finds nothing: a system call per
-/// frame for devices that send one frame at a time. Readiness that arrives after the read
-/// is not lost: tokio clears only the readiness this read observed.
-pub(super) fn read_drained(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
-    let room = buf.capacity() - buf.len();
-    let mut got = None;
-    let result = stream.try_io(Interest::READABLE, || {
-        let n = stream.try_read_buf(buf)?;
-        got = Some(n);
-        if n > 0 && n < room {
-            // Not an error: the way to tell tokio the socket is drained.
-            Err(io::ErrorKind::WouldBlock.into())
-        } else {
-            Ok(n)
-        }
-    });
-    match (result, got) {
-        (_, Some(n)) => Ok(n),
-        (result, None) => result,
-    }
-}
-
 /// The most a connection reads once shutdown has begun: what its device had sent before
 /// (the kernel has acknowledged those bytes to it, and an NMEA device never resends) is
 /// read, decoded and delivered, but a device that keeps sending cannot hold the shutdown.
 const SHUTDOWN_READ_CAP: usize = 1 << 20;
-
-/// One read of what the socket already holds, straight from the socket and never waiting:
-/// for the shutdown, when tokio may not yet have seen the socket become readable (its
-/// readiness arrives with the next poll of the driver), so `read_drained` could find
-/// nothing where there are bytes. `WouldBlock` when the socket holds nothing.
-fn read_held(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
-    use std::io::Read;
-    let socket = socket2::SockRef::from(stream);
-    let len = buf.len();
-    buf.resize(buf.capacity(), 0);
-    let read = loop {
-        match (&*socket).read(&mut buf[len..]) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            r => break r,
-        }
-    };
-    buf.truncate(len + *read.as_ref().unwrap_or(&0));
-    read
-}
 
 /// A connection's turn: `Err` when the connection is over, and why.
 type Turn = Result<(), CloseReason>;
@@ -191,16 +150,18 @@ struct Connection {
     shard: Arc<Shard>,
     protocol: Protocol,
     settings: Arc<SessionSettings>,
-    stream: TcpStream,
+    stream: DeviceStream,
     peer: SocketAddr,
     conn: ConnId,
     session: Session,
     stop: watch::Receiver<bool>,
     /// Made when the device identifies itself: the registry's way to it.
     control: Option<Arc<Control>>,
-    /// Allocated when bytes arrive and released when nothing is pending, so an idle
-    /// connection holds no buffer.
+    /// Allocated when bytes arrive and released when nothing is pending, so an idle plain
+    /// connection holds no buffer (a TLS connection reads into it while it waits).
     buf: BytesMut,
+    /// What a TLS read took while the connection waited, for [`Connection::read`].
+    arrived: Option<usize>,
     out: Output,
     /// The answers of one read, written at once.
     replies: Vec<u8>,
@@ -208,14 +169,37 @@ struct Connection {
     stopping: Option<usize>,
 }
 
+/// An accepted connection, before its TLS handshake when its listener has TLS.
+pub(super) struct Socket {
+    pub(super) tcp: TcpStream,
+    pub(super) peer: SocketAddr,
+    /// Its place under the per-address cap, given back when the connection ends.
+    pub(super) slot: IpSlot,
+    pub(super) tls: Option<DeviceTls>,
+}
+
 pub(super) async fn tcp_connection(
     shard: Arc<Shard>,
     protocol: Protocol,
     settings: Arc<SessionSettings>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    slot: IpSlot,
+    socket: Socket,
 ) {
+    let Socket { tcp, peer, slot, tls } = socket;
+    let counters = shard.metrics().listener(protocol, Transport::Tcp);
+    let stream = match tls {
+        None => DeviceStream::Plain(tcp),
+        // Boxed: a handshake's state (rustls's, a kilobyte and more) would otherwise make
+        // every connection's future that much larger for its whole life.
+        Some(tls) => match Box::pin(handshake(&shard, &tls, tcp)).await {
+            Ok(stream) => stream,
+            Err(failed) => {
+                counters.opened();
+                counters.closed(failed.reason());
+                debug!(%protocol, %peer, %failed, "no TLS connection");
+                return;
+            }
+        },
+    };
     let mut c = Connection {
         conn: shard.registry.next_conn(),
         session: Session::new(protocol, &settings, Instant::now()),
@@ -227,6 +211,7 @@ pub(super) async fn tcp_connection(
         peer,
         control: None,
         buf: BytesMut::new(),
+        arrived: None,
         out: Output::default(),
         replies: Vec::new(),
         stopping: None,
@@ -283,7 +268,16 @@ impl Connection {
             }
             _ = woken(&self.control) => self.commands(idle).await.map(|()| false),
             _ = &mut idle => Err(self.session.timeout_reason()),
-            r = self.stream.readable() => r.map(|()| true).map_err(|_| CloseReason::Error),
+            r = self.stream.arrived(&mut self.buf, self.shard.limits.read_buffer) => match r {
+                Ok(arrived) => {
+                    self.arrived = arrived;
+                    Ok(true)
+                }
+                Err(e) => {
+                    debug!(protocol = %self.protocol, peer = %self.peer, error = %e, "read failed");
+                    Err(CloseReason::Error)
+                }
+            },
         }
     }
 
@@ -307,9 +301,10 @@ impl Connection {
     /// found nothing.
     fn read(&mut self) -> Result<Option<bool>, CloseReason> {
         self.buf.reserve(self.shard.limits.read_buffer);
-        let read = match self.stopping {
-            Some(_) => read_held(&self.stream, &mut self.buf),
-            None => read_drained(&self.stream, &mut self.buf),
+        let read = match (self.arrived.take(), self.stopping) {
+            (Some(n), _) => Ok(n),
+            (None, Some(_)) => self.stream.read_held(&mut self.buf),
+            (None, None) => self.stream.read_drained(&mut self.buf),
         };
         match read {
             Ok(0) => Ok(Some(true)),
@@ -441,13 +436,22 @@ impl Connection {
         }
         if reason == CloseReason::Shutdown {
             // Tell the device we are going rather than leave it to find out.
-            let _ = self.stream.shutdown().await;
+            self.stream.shutdown().await;
         }
         if let (Some(id), Some(c)) = (self.session.claimed(), &self.control) {
             self.shard.registry.release(self.protocol, id, self.conn, c);
         }
         self.counters().closed(reason);
         debug!(protocol = %self.protocol, peer = %self.peer, conn = self.conn, reason = reason.label(), "connection closed");
+    }
+}
+
+/// The TLS handshake of a connection, given up at shutdown.
+async fn handshake(shard: &Shard, tls: &DeviceTls, tcp: TcpStream) -> Result<DeviceStream, HandshakeFailed> {
+    let mut stop = shard.stop.clone();
+    tokio::select! {
+        accepted = tls.accept(tcp) => accepted.map(|stream| DeviceStream::Tls(Box::new(stream))),
+        _ = stopped(&mut stop) => Err(HandshakeFailed::Shutdown),
     }
 }
 

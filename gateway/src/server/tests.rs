@@ -1,5 +1,6 @@
 use super::bind::{capped_receive_buffer, reuseport_socket};
-use super::tcp::{read_drained, tcp_connection};
+use super::stream::read_drained;
+use super::tcp::{self, tcp_connection};
 use super::udp::UdpPeer;
 use super::*;
 use crate::config::ListenerConfig;
@@ -95,7 +96,7 @@ fn a_connection_task_stays_small() {
         });
         let settings = Arc::new(SessionSettings::new(StreamOptions::default()));
         let peer = stream.local_addr().unwrap();
-        let task = tcp_connection(shard, Protocol::Gt06, settings, stream, peer, slot);
+        let task = tcp_connection(shard, Protocol::Gt06, settings, tcp::Socket { tcp: stream, peer, slot, tls: None });
         let size = std::mem::size_of_val(&task);
         eprintln!("a connection's future: {size} bytes");
         // And on the heap once the device identifies itself: the registry's way to it.

@@ -50,6 +50,11 @@ pub fn gt06_heartbeat(serial: u16) -> Vec<u8> {
 /// Reads one GT06 0x80 online command (short or long form), or `None` within `wait`.
 pub fn read_command(device: &mut TcpStream, wait: Duration) -> Option<Vec<u8>> {
     device.set_read_timeout(Some(wait)).unwrap();
+    read_command_from(device)
+}
+
+/// As [`read_command`], from any stream (its read timeout already set).
+pub fn read_command_from(device: &mut impl Read) -> Option<Vec<u8>> {
     let mut head = [0u8; 4];
     device.read_exact(&mut head).ok()?;
     let rest = match head {

@@ -40,6 +40,24 @@ impl Gateway {
             command.args(["--sink", s]);
         }
         command.args(args).envs(env.iter().copied());
+        let mut wanted = listens.iter().map(|p| if *p == "gt06" { 1 } else { 2 }).sum::<usize>();
+        wanted += usize::from(args.iter().any(|a| a == "--metrics"));
+        Gateway::spawn(command, wanted)
+    }
+
+    /// `trackgate serve --config FILE` with `args`, once it has printed `lines` listening
+    /// lines (the file's listeners and endpoints).
+    pub fn start_config(
+        config: &std::path::Path,
+        args: &[&str],
+        lines: usize,
+    ) -> Result<Gateway, (Option<i32>, String)> {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_trackgate"));
+        command.args(["serve", "--config"]).arg(config).args(args);
+        Gateway::spawn(command, lines)
+    }
+
+    fn spawn(mut command: Command, wanted: usize) -> Result<Gateway, (Option<i32>, String)> {
         let mut child = command
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -47,8 +65,6 @@ impl Gateway {
             .stderr(Stdio::piped())
             .spawn()
             .expect("trackgate serve starts");
-        let mut wanted = listens.iter().map(|p| if *p == "gt06" { 1 } else { 2 }).sum::<usize>();
-        wanted += usize::from(args.iter().any(|a| a == "--metrics"));
         let mut stderr = BufReader::new(child.stderr.take().unwrap());
         let mut addrs = HashMap::new();
         let mut line = String::new();

@@ -2,6 +2,7 @@
 //! layouts. Each test binary uses a part of it.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod frames;
 pub mod gateway;
 pub mod nats;
