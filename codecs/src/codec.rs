@@ -43,10 +43,10 @@ impl<F: Framer> FrameDecoder<F> {
                 self.offset += consumed as u64;
                 Ok(Some(FrameItem::Frame { offset, bytes: frame.slice(..len) }))
             }
-            Framing::Incomplete { needed } => {
-                buf.reserve(needed);
-                Ok(None)
-            }
+            // No room is reserved for the rest: a frame's declared length is the sender's
+            // word, and reserving it would let a peer that sends the start of a 64 KiB frame
+            // (and nothing more) hold 64 KiB. The reader grows the buffer as bytes arrive.
+            Framing::Incomplete { .. } => Ok(None),
             Framing::Rejected { consumed, reason } => {
                 buf.advance(consumed);
                 self.offset += consumed as u64;
@@ -75,5 +75,23 @@ impl<F: Framer> Decoder for FrameDecoder<F> {
         }
         let framing = self.framer.next_frame_at_end(buf);
         self.take(buf, framing)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::teltonika::TcpFramer;
+
+    /// The start of a frame that declares 65,000 bytes holds what arrived, not what it declares.
+    #[test]
+    fn a_declared_length_reserves_nothing_ahead_of_the_bytes() {
+        let mut codec = FrameDecoder::new(TcpFramer::default());
+        let mut buf = BytesMut::with_capacity(64);
+        // A Teltonika AVL packet: preamble, data length 65,000, codec 8, one record.
+        buf.extend_from_slice(&[0, 0, 0, 0, 0x00, 0x00, 0xFD, 0xE8, 0x08, 0x01, 0x00]);
+        assert_eq!(codec.decode(&mut buf).unwrap(), None);
+        assert_eq!(buf.len(), 11);
+        assert!(buf.capacity() < 1024, "{} bytes reserved", buf.capacity());
     }
 }
