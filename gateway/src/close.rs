@@ -24,10 +24,13 @@ pub enum CloseReason {
     Refused,
     /// A TLS listener's handshake failed or did not finish in time.
     TlsHandshake,
+    /// Its partial frame was among the longest held when partial frames took the gateway
+    /// past its budget (`limits.partial_bytes`).
+    PartialBudget,
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 10] = [
+    pub const ALL: [CloseReason; 11] = [
         CloseReason::Eof,
         CloseReason::Idle,
         CloseReason::FrameTimeout,
@@ -38,6 +41,7 @@ impl CloseReason {
         CloseReason::Shutdown,
         CloseReason::Refused,
         CloseReason::TlsHandshake,
+        CloseReason::PartialBudget,
     ];
 
     pub fn label(self) -> &'static str {
@@ -52,6 +56,7 @@ impl CloseReason {
             CloseReason::Shutdown => "shutdown",
             CloseReason::Refused => "refused",
             CloseReason::TlsHandshake => "tls_handshake",
+            CloseReason::PartialBudget => "partial_budget",
         }
     }
 }

@@ -53,6 +53,10 @@ pub struct ServeLimits {
     pub takeover_window: Duration,
     /// Connections the operator's HTTP endpoint serves at once (more wait in the backlog).
     pub http_connections: usize,
+    /// Memory (read buffers' capacity) that partial frames may hold across all connections;
+    /// past it the connections holding one the longest are closed
+    /// (`crate::registry::partial`).
+    pub partial_bytes: usize,
 }
 
 impl Default for ServeLimits {
@@ -67,11 +71,16 @@ impl Default for ServeLimits {
             max_connections_per_ip: 4096,
             takeover_window: Duration::from_secs(30),
             http_connections: HTTP_CONNECTIONS,
+            partial_bytes: PARTIAL_BYTES,
             junk_bytes: 2048,
             sink_queue: 1024,
         }
     }
 }
+
+/// The memory partial frames may hold, over all connections, unless the limits say: room for
+/// 64k connections each holding one 4 KiB read buffer.
+pub const PARTIAL_BYTES: usize = 256 << 20;
 
 /// The receive buffer asked for on each UDP socket (one per shard and protocol) unless the
 /// configuration says otherwise.

@@ -190,6 +190,7 @@ struct FileLimits {
     sink_queue: Option<usize>,
     takeover_window: Option<DurationText>,
     http_connections: Option<usize>,
+    partial_bytes: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -301,6 +302,15 @@ impl ServeConfig {
             limits.read_buffer = l.read_buffer.unwrap_or(limits.read_buffer).clamp(256, 1 << 20);
             limits.sink_queue = l.sink_queue.unwrap_or(limits.sink_queue).max(1);
             limits.http_connections = l.http_connections.unwrap_or(limits.http_connections).clamp(1, 4096);
+            if let Some(bytes) = l.partial_bytes {
+                // Below one read buffer, one connection's partial frame would shed itself.
+                if bytes < limits.read_buffer.max(64 << 10) {
+                    return Err(format!(
+                        "limits.partial_bytes must be at least 65536 and one read_buffer, not {bytes}"
+                    ));
+                }
+                limits.partial_bytes = bytes;
+            }
             limits.takeover_window = match l.takeover_window {
                 Some(DurationText::Seconds(0)) => Duration::ZERO,
                 Some(d) => d.get("limits.takeover_window")?,
@@ -543,6 +553,7 @@ mod tests {
             ("[limits]\nidle_timeout = \"10 days\"", "idle_timeout"),
             ("[limits]\nidle_timeout = 0", "at least one second"),
             ("[limits]\nudp_receive_buffer = 100", "udp_receive_buffer must be"),
+            ("[limits]\npartial_bytes = 4096", "partial_bytes must be at least"),
             ("sinks = [\"kafka:x\"]", "unknown sink kind"),
             ("commands_hold_file = \"held.jsonl\"", "not commands_token_file"),
             ("[cluster]\nservers = \"nats://a\"\nnode = \"a.b\"", "node name"),

@@ -49,7 +49,7 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the metrics show of the registry.
 pub fn gauges(registry: &Registry) -> RegistryGauges {
-    RegistryGauges { devices: registry.devices(), holding: registry.holding() }
+    RegistryGauges { devices: registry.devices(), holding: registry.holding(), partial_bytes: registry.partial.held() }
 }
 
 /// Resolves once shutdown has been signalled.

@@ -180,6 +180,8 @@ pub struct RegistryGauges {
     pub devices: usize,
     /// Devices not connected with commands held for them.
     pub holding: usize,
+    /// Bytes held by partial frames, over every connection.
+    pub partial_bytes: usize,
 }
 
 /// Every shard's counters.
@@ -335,6 +337,7 @@ impl Metrics {
         let _ = writeln!(out, "# HELP trackgate_accept_errors_total Failed accepts (out of descriptors, resets in the queue).\n# TYPE trackgate_accept_errors_total counter\ntrackgate_accept_errors_total {}", self.sum(|s| s.accept_errors.load(Relaxed)));
         let _ = writeln!(out, "# HELP trackgate_devices Devices identified and connected (TCP, and UDP peers of JT808).\n# TYPE trackgate_devices gauge\ntrackgate_devices {}", gauges.devices);
         let _ = writeln!(out, "# HELP trackgate_devices_with_held_commands Devices not connected with commands held for them (hold=).\n# TYPE trackgate_devices_with_held_commands gauge\ntrackgate_devices_with_held_commands {}", gauges.holding);
+        let _ = writeln!(out, "# HELP trackgate_partial_frame_bytes Read-buffer bytes held by frames begun and not finished, over all connections (limits.partial_bytes).\n# TYPE trackgate_partial_frame_bytes gauge\ntrackgate_partial_frame_bytes {}", gauges.partial_bytes);
         let _ = writeln!(out, "# HELP trackgate_sink_failures_total Hand-overs the sink refused.\n# TYPE trackgate_sink_failures_total counter\ntrackgate_sink_failures_total {}", self.sum(|s| s.sink_failures.load(Relaxed)));
         let _ = writeln!(out, "# HELP trackgate_sink_latency_seconds Time from handing records to the sink until it committed them.\n# TYPE trackgate_sink_latency_seconds histogram");
         let mut cumulative = 0;
@@ -381,7 +384,7 @@ mod tests {
         m.shard(0).listener(Protocol::Gt06, Transport::Tcp).command(true);
         m.shard(1).listener(Protocol::Gt06, Transport::Tcp).command(true);
         m.shard(1).listener(Protocol::Gt06, Transport::Tcp).command(false);
-        let text = m.render(RegistryGauges { devices: 5, holding: 1 });
+        let text = m.render(RegistryGauges { devices: 5, holding: 1, partial_bytes: 8192 });
         for line in [
             "trackgate_connections_opened_total{protocol=\"gt06\",transport=\"tcp\"} 2",
             "trackgate_connections_active{protocol=\"gt06\",transport=\"tcp\"} 1",
@@ -401,6 +404,7 @@ mod tests {
             "trackgate_shards 2",
             "trackgate_devices 5",
             "trackgate_devices_with_held_commands 1",
+            "trackgate_partial_frame_bytes 8192",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }

@@ -14,10 +14,12 @@ use trackgate_codecs::{AnswerMatch, Downlink, Protocol};
 
 use self::commands::{Hold, QueueRefusal};
 use self::holds::{HoldFile, Restored};
+use self::partial::PartialBudget;
 
 pub mod auth;
 mod commands;
 pub(crate) mod holds;
+pub mod partial;
 #[cfg(test)]
 mod tests;
 
@@ -124,6 +126,8 @@ pub struct Registry {
     presence: OnceLock<mpsc::UnboundedSender<Presence>>,
     /// See [`Registry::set_takeover_window`]; 0 (the default) takes over always.
     takeover_window_ms: AtomicU64,
+    /// The memory partial frames may hold across every connection.
+    pub partial: PartialBudget,
 }
 
 /// A login for a device that a live connection from another address holds: refused by the

@@ -131,6 +131,7 @@ impl Gateway {
         registry: Arc<Registry>,
     ) -> io::Result<Gateway> {
         let shards = shards.max(1);
+        registry.partial.set_limit(limits.partial_bytes);
         let (stop_tx, stop_rx) = watch::channel(false);
         let stop_tx = Arc::new(stop_tx);
         // Deal each listener's sockets out to the shards.

@@ -20,6 +20,7 @@ use super::tls::{DeviceTls, HandshakeFailed};
 use super::{deliver, log_payload, queue_commands, stopped, Shard};
 use crate::ops::metrics::{self, Refusal};
 use crate::protocol::Transport;
+use crate::registry::partial::{Holding, Shed};
 use crate::registry::{ConnId, Control, IpSlot, TakeoverRefused};
 use crate::session::{Claim, CloseReason, Output, Session, SessionSettings};
 
@@ -162,6 +163,8 @@ struct Connection {
     buf: BytesMut,
     /// What a TLS read took while the connection waited, for [`Connection::read`].
     arrived: Option<usize>,
+    /// Its share of the gateway's budget for partial frames.
+    holding: Holding,
     out: Output,
     /// The answers of one read, written at once.
     replies: Vec<u8>,
@@ -212,6 +215,7 @@ pub(super) async fn tcp_connection(
         control: None,
         buf: BytesMut::new(),
         arrived: None,
+        holding: Holding::default(),
         out: Output::default(),
         replies: Vec::new(),
         stopping: None,
@@ -268,6 +272,7 @@ impl Connection {
             }
             _ = woken(&self.control) => self.commands(idle).await.map(|()| false),
             _ = &mut idle => Err(self.session.timeout_reason()),
+            _ = self.holding.shed_wait() => Err(CloseReason::PartialBudget),
             r = self.stream.arrived(&mut self.buf, self.shard.limits.read_buffer) => match r {
                 Ok(arrived) => {
                     self.arrived = arrived;
@@ -346,6 +351,7 @@ impl Connection {
             // thousands of connections waiting on one commit hold no read buffers.
             self.buf = BytesMut::new();
         }
+        let shed = self.hold_partial(now);
         if self.out.frames > 0 {
             if let Some(c) = &self.control {
                 c.heard(now);
@@ -362,6 +368,8 @@ impl Connection {
         if let Some(reason) = step.close {
             return Err(reason);
         }
+        // After the acks: the frames before the partial one are the device's, and stored.
+        shed?;
         if at_end {
             return Err(CloseReason::Eof);
         }
@@ -375,6 +383,16 @@ impl Connection {
             self.out.shrink();
         }
         Ok(())
+    }
+
+    /// Tells the budget what the partial frame now holds: the buffer's capacity, which is
+    /// what it costs. `Err` when the budget sheds this connection.
+    fn hold_partial(&mut self, now: Instant) -> Turn {
+        let held = if self.buf.is_empty() { 0 } else { self.buf.capacity() };
+        self.shard.registry.partial.hold(&mut self.holding, self.conn, held, now).map_err(|Shed| {
+            debug!(protocol = %self.protocol, peer = %self.peer, conn = self.conn, "closing a partial sender: partial frames are past their budget");
+            CloseReason::PartialBudget
+        })
     }
 
     /// Holds the device the session now claims, or, refused by the takeover policy, leaves
@@ -441,6 +459,7 @@ impl Connection {
         if let (Some(id), Some(c)) = (self.session.claimed(), &self.control) {
             self.shard.registry.release(self.protocol, id, self.conn, c);
         }
+        self.shard.registry.partial.release(&mut self.holding);
         self.counters().closed(reason);
         debug!(protocol = %self.protocol, peer = %self.peer, conn = self.conn, reason = reason.label(), "connection closed");
     }
