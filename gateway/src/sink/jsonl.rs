@@ -38,6 +38,11 @@ impl JsonlSink {
     /// Appends to the file at `path`, made if missing, after ending a torn last line.
     pub fn file(path: &Path, fsync: FsyncPolicy) -> io::Result<Self> {
         let mut file = OpenOptions::new().create(true).read(true).append(true).open(path)?;
+        if !file.metadata()?.is_file() {
+            // A device or a pipe (`/dev/null` for a benchmark, a FIFO to another program):
+            // it has no tail to mend and nothing to sync (Linux refuses fsync there, EINVAL).
+            return Ok(JsonlSink::new(JsonlTarget::File(BufWriter::with_capacity(BUFFER, file)), FsyncPolicy::Never));
+        }
         if let Some(offset) = torn_tail(&mut file)? {
             // The offset says where to look; the fragment itself may hold personal data.
             warn!(file = %path.display(), offset, "the file's last line was cut short; records go on from the next line");
@@ -121,6 +126,14 @@ impl RecordSink for JsonlSink {
 mod tests {
     use super::*;
     use trackgate_codecs::{Kind, Protocol};
+
+    /// `jsonl:/dev/null` takes records and commits, fsync or not.
+    #[test]
+    fn a_device_file_is_written_without_syncing() {
+        let mut sink = JsonlSink::file(Path::new("/dev/null"), FsyncPolicy::EveryCommit).unwrap();
+        sink.write(&[Record::new(Protocol::Nmea, Kind::Position, "RMC")]).unwrap();
+        sink.commit().unwrap();
+    }
 
     fn one_record(path: &Path) {
         let mut sink = JsonlSink::file(path, FsyncPolicy::EveryCommit).unwrap();
