@@ -100,6 +100,19 @@ fn closes(endpoint: SocketAddr, reason: &str) -> String {
     metrics.lines().find_map(|l| l.strip_prefix(&wanted)).unwrap_or("0").to_owned()
 }
 
+fn partial_bytes(endpoint: SocketAddr) -> u64 {
+    let (_, metrics) = http(endpoint, "GET", "/metrics", None, "");
+    metrics.lines().find_map(|l| l.strip_prefix("trackgate_partial_frame_bytes ")).unwrap().parse().unwrap()
+}
+
+/// Waits up to 10 s for `done`.
+fn wait_for(done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 const PLAIN_AND_TLS: &str = r#"
 [[listen]]
 protocol = "gt06"
@@ -137,6 +150,14 @@ fn a_tls_listener_beside_a_plain_one() {
     assert_eq!(code, 200, "{body}");
     let command = read_command_from(&mut device).expect("the command came through TLS");
     assert!(command.windows(8).any(|w| w == b"RELAY,1#"), "{command:02x?}");
+    // A frame sent in two parts: the first holds one read buffer, not more, until the rest.
+    let heartbeat = gt06_heartbeat(3);
+    device.write_all(&heartbeat[..4]).unwrap();
+    device.flush().unwrap();
+    wait_for(|| partial_bytes(endpoint) != 0);
+    assert_eq!(partial_bytes(endpoint), 4096);
+    assert_eq!(exchange(&mut device, &heartbeat[4..]), Some(gt06::ack(false, 0x13, 3)));
+    assert_eq!(partial_bytes(endpoint), 0);
 
     let mut plain_device = TcpStream::connect(plain).unwrap();
     plain_device.write_all(&gt06_login("358000000000102", 1)).unwrap();
@@ -155,7 +176,7 @@ fn a_tls_listener_beside_a_plain_one() {
 
     assert_eq!(gw.stop(), Some(0));
     let records = std::fs::read_to_string(dir.join("records.jsonl")).unwrap();
-    for (imei, count) in [("358000000000101", 2), ("358000000000102", 1), ("358000000000103", 0)] {
+    for (imei, count) in [("358000000000101", 3), ("358000000000102", 1), ("358000000000103", 0)] {
         assert_eq!(records.matches(&format!("\"device_id\":\"{imei}\"")).count(), count, "{imei}: {records}");
     }
     assert!(records.contains("\"protocol\":\"nmea\"") && records.contains("\"latitude\":50.0"), "{records}");
@@ -188,10 +209,7 @@ fn devices_must_show_a_certificate_from_the_client_ca() {
         };
         assert!(refused, "{imei} was taken");
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while closes(endpoint, "tls_handshake") != "3" && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for(|| closes(endpoint, "tls_handshake") == "3");
     assert_eq!(closes(endpoint, "tls_handshake"), "3");
     assert_eq!(gw.stop(), Some(0));
     let records = std::fs::read_to_string(dir.join("records.jsonl")).unwrap();

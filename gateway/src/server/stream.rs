@@ -35,7 +35,11 @@ impl DeviceStream {
         match self {
             DeviceStream::Plain(tcp) => tcp.readable().await.map(|()| None),
             DeviceStream::Tls(tls) => {
-                buf.reserve(reserve);
+                // Room for a read, but not a new reservation per wait: a partial frame held
+                // across waits would double its buffer each time before any byte came.
+                if buf.capacity() - buf.len() < reserve / 4 {
+                    buf.reserve(reserve);
+                }
                 match tls.read_buf(buf).await {
                     Ok(n) => Ok(Some(n)),
                     // Most devices close the socket without a close_notify; their bytes

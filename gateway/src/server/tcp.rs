@@ -305,11 +305,16 @@ impl Connection {
     /// Reads what the socket holds: whether the stream ended, or `None` after a wake-up that
     /// found nothing.
     fn read(&mut self) -> Result<Option<bool>, CloseReason> {
-        self.buf.reserve(self.shard.limits.read_buffer);
         let read = match (self.arrived.take(), self.stopping) {
+            // Read while waiting (TLS), into room it made.
             (Some(n), _) => Ok(n),
-            (None, Some(_)) => self.stream.read_held(&mut self.buf),
-            (None, None) => self.stream.read_drained(&mut self.buf),
+            (None, stopping) => {
+                self.buf.reserve(self.shard.limits.read_buffer);
+                match stopping {
+                    Some(_) => self.stream.read_held(&mut self.buf),
+                    None => self.stream.read_drained(&mut self.buf),
+                }
+            }
         };
         match read {
             Ok(0) => Ok(Some(true)),
