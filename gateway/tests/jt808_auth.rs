@@ -13,6 +13,7 @@ use trackgate::codecs::jt808;
 mod support;
 use support::frames::jt808_wire;
 use support::gateway::{http, temp_path, Gateway};
+use support::nats::NatsServer;
 use support::unhex;
 
 const TOKEN: &str = "jt808-auth-0123456789abcdef";
@@ -156,4 +157,85 @@ fn the_opt_out_takes_terminals_as_before() {
     let (id, _) = parsed(&read_frame(&mut conn, Duration::from_secs(20)).unwrap());
     assert_eq!(id, 0x8001, "acked without authentication");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A node of a cluster on `nats`, its JT808 listener enforcing authentication, with `enrolled`
+/// as its auth file (enrollment only, in a cluster).
+fn cluster_node(nats: &NatsServer, name: &str, enrolled: &str) -> (Gateway, PathBuf) {
+    let dir = temp_path(&format!("jt808-cluster-{name}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("codes.tsv"), enrolled).unwrap();
+    std::fs::write(dir.join("trackgate.toml"), "[[listen]]\nprotocol = \"jt808\"\njt808_auth_file = \"codes.tsv\"\n")
+        .unwrap();
+    let args: Vec<String> = [
+        "--config",
+        dir.join("trackgate.toml").to_str().unwrap(),
+        "--cluster",
+        &format!("nats://{}", nats.url()),
+        "--node",
+        name,
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let sink = format!("jsonl:{}", dir.join("records.jsonl").display());
+    (Gateway::start_with(&["jt808"], &[sink], &args, &[]).expect("the node starts"), dir)
+}
+
+/// The result of authenticating with `code` on a new connection to `gw`.
+fn authenticated(gw: &Gateway, code: &str) -> u8 {
+    let mut conn = TcpStream::connect(gw.addrs["jt808 tcp"]).unwrap();
+    conn.write_all(&auth(code, 0x30)).unwrap();
+    parsed(&read_frame(&mut conn, Duration::from_secs(20)).unwrap()).1[4]
+}
+
+/// In a cluster the codes are the cluster's: a terminal registered on one node authenticates
+/// on another, registering again anywhere gets result 3, a code enrolled in one node's file
+/// works on every node, and a deregistration on one node voids the code on all.
+#[test]
+fn a_terminal_registered_on_one_node_authenticates_on_another() {
+    let nats = NatsServer::start();
+    let (a, dir_a) = cluster_node(&nats, "a", "13800138000\tAUTH1234\n");
+    let (b, dir_b) = cluster_node(&nats, "b", "");
+    let mut conn = TcpStream::connect(a.addrs["jt808 tcp"]).unwrap();
+    conn.write_all(&unhex(REGISTER)).unwrap();
+    let (id, body) = parsed(&read_frame(&mut conn, Duration::from_secs(20)).unwrap());
+    assert_eq!((id, body[2]), (0x8100, 0));
+    let code = String::from_utf8(body[3..].to_vec()).unwrap();
+    drop(conn);
+    assert!(
+        !std::fs::read_to_string(dir_a.join("codes.tsv")).unwrap().contains(&code),
+        "kept in the cluster, not the file"
+    );
+
+    // On B: the code is taken, a wrong one is not, and a position is acked and stored there.
+    let mut conn = TcpStream::connect(b.addrs["jt808 tcp"]).unwrap();
+    conn.write_all(&auth(&code, 0x31)).unwrap();
+    assert_eq!(parsed(&read_frame(&mut conn, Duration::from_secs(20)).unwrap()).1[4], 0, "B knows A's code");
+    conn.write_all(&location(0x32)).unwrap();
+    let (id, body) = parsed(&read_frame(&mut conn, Duration::from_secs(20)).unwrap());
+    assert_eq!((id, &body[..2]), (0x8001, &[0x00, 0x32][..]));
+    assert_eq!(authenticated(&b, "0123456789abcdef0123456789abcdef"), 1);
+    let mut again = TcpStream::connect(b.addrs["jt808 tcp"]).unwrap();
+    again.write_all(&unhex(REGISTER)).unwrap();
+    assert_eq!(parsed(&read_frame(&mut again, Duration::from_secs(20)).unwrap()).1[2], 3, "registered already, on A");
+
+    // A's file enrolled a terminal for the whole cluster.
+    let mut enrolled = TcpStream::connect(b.addrs["jt808 tcp"]).unwrap();
+    enrolled.write_all(&jt808_wire("0102 0008 013800138000 0001 4155544831323334")).unwrap();
+    assert_eq!(parsed(&read_frame(&mut enrolled, Duration::from_secs(20)).unwrap()).1[4], 0, "enrolled on A");
+
+    // Deregistered on B: void on A too.
+    conn.write_all(&jt808_wire("0003 0000 014130567872 0033")).unwrap();
+    assert_eq!(parsed(&read_frame(&mut conn, Duration::from_secs(20)).unwrap()).0, 0x8001);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while authenticated(&a, &code) == 0 {
+        assert!(std::time::Instant::now() < deadline, "A still takes the deregistered code");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop((conn, again, enrolled));
+    assert_eq!(b.stop(), Some(0));
+    let records = std::fs::read_to_string(dir_b.join("records.jsonl")).unwrap();
+    assert!(records.contains("\"message_type\":\"0x0200\",\"seq\":50"), "{records}");
+    drop(a);
+    let _ = (std::fs::remove_dir_all(&dir_a), std::fs::remove_dir_all(&dir_b));
 }

@@ -17,6 +17,9 @@
 //!   connects to takes them, deleting them on a compare-and-set before writing, so exactly one
 //!   node writes each, and none after its expiry (`held.rs`).
 //!
+//! * **JT808 auth codes** live in `TRACKGATE_JT808_CODES`, so a terminal registered on one
+//!   node authenticates on any (`codes.rs`).
+//!
 //! The plane runs on a runtime of its own; records never pass through it (they go to the
 //! sinks, the JetStream sink among them).
 
@@ -33,8 +36,10 @@ use trackgate_codecs::{Downlink, Protocol};
 
 use crate::bus;
 use crate::config::ClusterConfig;
+use crate::registry::auth::AuthStore;
 use crate::registry::Registry;
 
+mod codes;
 mod held;
 pub mod names;
 mod plane;
@@ -96,12 +101,13 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
-/// The three buckets.
+/// The plane's buckets.
 #[derive(Clone)]
 struct Buckets {
     devices: kv::Store,
     nodes: kv::Store,
     held: kv::Store,
+    jt808_codes: kv::Store,
 }
 
 impl Cluster {
@@ -128,6 +134,17 @@ impl Cluster {
             running: Mutex::new(Some((runtime, task))),
             stop,
         }))
+    }
+
+    /// The JT808 listeners' auth codes go to the cluster's bucket: what their files held is
+    /// enrolled there, and they learn every code any node keeps. Call once, before the
+    /// listeners serve, from outside any runtime.
+    pub(crate) fn share_jt808_codes(&self, stores: Vec<Arc<AuthStore>>) -> io::Result<()> {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((runtime, _)) = running.as_ref() else { return Ok(()) };
+        let handle = runtime.handle().clone();
+        drop(running);
+        codes::share(self.buckets.jt808_codes.clone(), stores, &handle, self.stop.subscribe())
     }
 
     /// This node's name.
@@ -215,6 +232,7 @@ impl Buckets {
             nodes: open_bucket(js, bucket(names::NODES_BUCKET, BEAT_AGE)).await?,
             // A held command lives a week at most; the bucket forgets what nobody took.
             held: open_bucket(js, bucket(names::HELD_BUCKET, crate::registry::MAX_HOLD + BEAT_AGE)).await?,
+            jt808_codes: open_bucket(js, bucket(names::JT808_CODES_BUCKET, Duration::ZERO)).await?,
         })
     }
 }

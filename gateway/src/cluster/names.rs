@@ -14,6 +14,8 @@ pub const DEVICES_BUCKET: &str = "TRACKGATE_DEVICES";
 pub const NODES_BUCKET: &str = "TRACKGATE_NODES";
 /// Commands held for devices no node holds: `{protocol}.{device}` → a list.
 pub const HELD_BUCKET: &str = "TRACKGATE_HELD";
+/// JT808 auth codes: `{device}` → the terminal's code (`codes.rs`).
+pub const JT808_CODES_BUCKET: &str = "TRACKGATE_JT808_CODES";
 /// Requests to the node holding a device: `trackgate.commands.{protocol}.{device}`.
 pub const COMMANDS_PREFIX: &str = "trackgate.commands";
 /// The queue group of the command subscriptions: each request reaches one node.

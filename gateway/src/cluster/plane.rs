@@ -227,7 +227,7 @@ impl Plane {
 }
 
 /// Resolves once the stop is asked for; the guard `wait_for` gives is not `Send`.
-async fn stopped(stop: &mut watch::Receiver<bool>) {
+pub(super) async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 

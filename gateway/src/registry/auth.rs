@@ -7,12 +7,17 @@
 //! start (the last line for a terminal wins). The same file enrolls terminals that
 //! authenticate with a code they got elsewhere: the operator adds their lines. Without a
 //! file the codes live in memory, and terminals register again after a restart.
+//!
+//! In a cluster the codes are shared ([`SharedCodes`], the cluster's KV store): a code is
+//! kept there before it is sent, and every node's store learns every code from it, so a
+//! terminal authenticates on whichever node it reaches. The file then only enrolls: its
+//! codes are added to the cluster's for terminals that have none there.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use ring::rand::{SecureRandom, SystemRandom};
 use tracing::{info, warn};
@@ -23,7 +28,19 @@ pub struct AuthStore {
     codes: Mutex<HashMap<String, String>>,
     /// Where codes are kept, if anywhere.
     file: Option<(PathBuf, Mutex<File>)>,
+    /// The cluster's codes, once this store shares them (then the file is not written).
+    shared: OnceLock<Arc<dyn SharedCodes>>,
     random: SystemRandom,
+}
+
+/// Codes kept where several gateways see them (the cluster's KV store). Its owner tells
+/// each store sharing it what any node keeps or voids ([`AuthStore::learned`]).
+pub trait SharedCodes: Send + Sync {
+    /// Keeps `code` for the terminal unless one is kept already (`Ok(false)`); returns once
+    /// it is kept, so the 0x8100 that carries it may go. Called on a shard's thread.
+    fn create(&self, device_id: &str, code: &str) -> io::Result<bool>;
+    /// Voids the terminal's code (it deregistered).
+    fn delete(&self, device_id: &str);
 }
 
 impl std::fmt::Debug for AuthStore {
@@ -36,7 +53,7 @@ impl std::fmt::Debug for AuthStore {
 impl AuthStore {
     /// Codes in memory only.
     pub fn in_memory() -> Arc<AuthStore> {
-        Arc::new(AuthStore { codes: Mutex::new(HashMap::new()), file: None, random: SystemRandom::new() })
+        Arc::new(AuthStore::with(HashMap::new(), None))
     }
 
     /// Codes kept in `path` (created, readable by its owner only), with those it holds.
@@ -67,8 +84,28 @@ impl AuthStore {
             file.write_all(b"\n")?;
         }
         info!(file = %path.display(), terminals = codes.len(), "JT808 auth codes read back");
-        let file = Some((path.to_owned(), Mutex::new(file)));
-        Ok(Arc::new(AuthStore { codes: Mutex::new(codes), file, random: SystemRandom::new() }))
+        Ok(Arc::new(AuthStore::with(codes, Some((path.to_owned(), Mutex::new(file))))))
+    }
+
+    fn with(codes: HashMap<String, String>, file: Option<(PathBuf, Mutex<File>)>) -> AuthStore {
+        AuthStore { codes: Mutex::new(codes), file, shared: OnceLock::new(), random: SystemRandom::new() }
+    }
+
+    /// From now on codes are kept in `shared`, and this store knows only what it is told
+    /// there ([`AuthStore::learned`]); returns the codes it held (its file's), for the
+    /// cluster to enroll. Called once, before the listeners serve.
+    pub fn share(&self, shared: Arc<dyn SharedCodes>) -> Vec<(String, String)> {
+        let _ = self.shared.set(shared);
+        self.codes().drain().collect()
+    }
+
+    /// What the shared store holds for a terminal now: its code, or none (voided).
+    pub fn learned(&self, device_id: &str, code: Option<&str>) {
+        let mut codes = self.codes();
+        match code {
+            Some(code) => codes.insert(device_id.to_owned(), code.to_owned()),
+            None => codes.remove(device_id),
+        };
     }
 
     fn codes(&self) -> MutexGuard<'_, HashMap<String, String>> {
@@ -88,6 +125,29 @@ impl AuthStore {
         let mut bytes = [0u8; 16];
         self.random.fill(&mut bytes).ok()?;
         Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+}
+
+impl AuthStore {
+    /// A registration in a cluster: the shared store's create decides, cluster-wide, whether
+    /// the terminal already has a code. Not under the lock: the round trip would stall the
+    /// other shards' checks.
+    fn issue_shared(&self, shared: &dyn SharedCodes, device_id: &str) -> Issued {
+        if self.codes().contains_key(device_id) {
+            return Issued::AlreadyRegistered;
+        }
+        let Some(code) = self.new_code() else { return Issued::Unavailable };
+        match shared.create(device_id, &code) {
+            Ok(true) => {
+                self.learned(device_id, Some(&code));
+                Issued::Code(code)
+            }
+            Ok(false) => Issued::AlreadyRegistered,
+            Err(e) => {
+                warn!(error = %e, "a JT808 auth code could not be kept in the cluster; the registration is not answered");
+                Issued::Unavailable
+            }
+        }
     }
 }
 
@@ -113,6 +173,9 @@ impl AuthCodes for AuthStore {
         if device_id.contains(['\t', '\n', '\r']) {
             return Issued::Unavailable;
         }
+        if let Some(shared) = self.shared.get() {
+            return self.issue_shared(shared.as_ref(), device_id);
+        }
         // Held across the append, so two registrations of one terminal cannot both win.
         let mut codes = self.codes();
         if codes.contains_key(device_id) {
@@ -130,6 +193,11 @@ impl AuthCodes for AuthStore {
     /// Noted in the file as the terminal with an empty code.
     fn revoke(&self, device_id: &str) {
         let mut codes = self.codes();
+        if let Some(shared) = self.shared.get() {
+            codes.remove(device_id);
+            shared.delete(device_id);
+            return;
+        }
         if codes.remove(device_id).is_some() {
             if let Err(e) = self.append(device_id, "") {
                 warn!(error = %e, "a JT808 deregistration could not be noted in the auth file");

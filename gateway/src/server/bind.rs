@@ -26,6 +26,8 @@ pub struct Bound {
     pub(super) settings: Arc<SessionSettings>,
     /// A TLS listener's acceptor (its connections are TCP underneath).
     pub(super) tls: Option<DeviceTls>,
+    /// A JT808 listener's auth codes (shared by its TCP and UDP sockets).
+    pub(super) jt808_codes: Option<Arc<AuthStore>>,
     pub(super) sockets: Vec<Socket>,
 }
 
@@ -82,7 +84,8 @@ pub(super) fn reuseport_socket(
 pub fn bind_all(config: &ServeConfig) -> io::Result<Vec<Bound>> {
     let mut bound = Vec::new();
     for l in &config.listeners {
-        let auth = jt808_auth(l)?;
+        let codes = jt808_codes(l)?;
+        let auth = codes.clone().map(|store| Jt808Auth(store));
         let tls = l.tls.as_ref().map(DeviceTls::load).transpose()?;
         // There is no DTLS: a TLS listener binds no UDP socket.
         let served = transports(l.protocol).iter().filter(|&&t| tls.is_none() || t == Transport::Tcp);
@@ -112,6 +115,7 @@ pub fn bind_all(config: &ServeConfig) -> io::Result<Vec<Bound>> {
                 addr,
                 settings: Arc::new(session_settings(l, transport, config, auth.clone())),
                 tls: tls.clone(),
+                jt808_codes: codes.clone(),
                 sockets,
             });
         }
@@ -121,7 +125,7 @@ pub fn bind_all(config: &ServeConfig) -> io::Result<Vec<Bound>> {
 
 /// The auth codes of a JT808 listener, shared by its TCP and UDP sockets in every shard:
 /// from its file, or in memory; none where the operator turned authentication off.
-fn jt808_auth(l: &ListenerConfig) -> io::Result<Option<Jt808Auth>> {
+fn jt808_codes(l: &ListenerConfig) -> io::Result<Option<Arc<AuthStore>>> {
     if l.protocol != Protocol::Jt808 || l.jt808_accept_unauthenticated {
         if l.protocol == Protocol::Jt808 {
             warn!(addr = %l.addr, "JT808 authentication is off (jt808_accept_unauthenticated): any terminal's messages are taken");
@@ -137,7 +141,7 @@ fn jt808_auth(l: &ListenerConfig) -> io::Result<Option<Jt808Auth>> {
             AuthStore::in_memory()
         }
     };
-    Ok(Some(Jt808Auth(store)))
+    Ok(Some(store))
 }
 
 /// The receive buffer the kernel granted `socket`, when that is less than `asked`. Bursts of

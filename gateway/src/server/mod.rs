@@ -40,6 +40,7 @@ use crate::config::{ListenerConfig, ServeConfig, ServeLimits};
 use crate::ops::metrics::{self, Metrics, ShardMetrics};
 use crate::ops::{self, http};
 use crate::protocol::{Jt808Auth, StreamOptions, Transport};
+use crate::registry::auth::AuthStore;
 use crate::registry::holds::HoldFile;
 use crate::registry::{Control, QueuedCommand, Registry, SendError};
 use crate::session::{Output, Session, SessionSettings};
@@ -244,14 +245,8 @@ pub fn run(config: &ServeConfig, sink: SinkHandle, stop: impl std::future::Futur
         Some(c) => Some(Cluster::start(c, registry.clone(), command_handler(&registry))?),
         None => None,
     };
-    if cluster.is_some()
-        && config.listeners.iter().any(|l| l.protocol == Protocol::Jt808 && !l.jt808_accept_unauthenticated)
-    {
-        // Each node keeps its own codes (docs/cluster.md): say so where it bites.
-        warn!(
-            "JT808 auth codes are kept per node, not in the cluster: put JT808 terminals behind a \
-             load balancer that keeps each terminal on one node (source-address affinity)"
-        );
+    if let Some(cluster) = &cluster {
+        cluster.share_jt808_codes(jt808_codes(&bound))?;
     }
     // Stopped explicitly once the shards are done; on an early return (an error below), when
     // this guard drops.
@@ -289,6 +284,17 @@ pub fn run(config: &ServeConfig, sink: SinkHandle, stop: impl std::future::Futur
         c.stop();
     }
     Ok(())
+}
+
+/// The JT808 listeners' auth code stores, each once.
+fn jt808_codes(bound: &[Bound]) -> Vec<Arc<AuthStore>> {
+    let mut stores: Vec<Arc<AuthStore>> = Vec::new();
+    for store in bound.iter().filter_map(|b| b.jt808_codes.as_ref()) {
+        if !stores.iter().any(|s| Arc::ptr_eq(s, store)) {
+            stores.push(store.clone());
+        }
+    }
+    stores
 }
 
 /// How this node answers command requests that reach it through the cluster.
