@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use trackgate::codecs::gt06;
 
 mod support;
-use support::frames::{gt06_login, read_command};
-use support::gateway::{http, read_ack, temp_path, Gateway};
+use support::frames::{gt06_heartbeat, gt06_login, read_command};
+use support::gateway::{connect_from, http, read_ack, temp_path, Gateway};
 use support::nats::{authority, NatsServer};
 
 const TOKEN: &str = "cluster-0123456789abcdef";
@@ -45,7 +45,9 @@ impl Node {
         let dir = temp_path(&format!("cluster-{name}"));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("token"), TOKEN).unwrap();
-        std::fs::write(dir.join("trackgate.toml"), "commands_token_file = \"token\"\n").unwrap();
+        // A short takeover window, so that a device falling silent is seen in the tests.
+        let config = "commands_token_file = \"token\"\n[limits]\ntakeover_window = 2\n";
+        std::fs::write(dir.join("trackgate.toml"), config).unwrap();
         let records = dir.join("records.jsonl");
         let args: Vec<String> = [
             "--config",
@@ -253,6 +255,42 @@ fn a_device_that_connects_to_another_node_is_closed_on_the_first() {
         other => panic!("A's connection is still open a second later: {other:?}"),
     }
     a.status_with(imei, "\"node\":\"b\"");
+}
+
+/// The takeover policy across nodes: a login on B from another address, while the device
+/// reports on A, is refused (its records kept on B, marked), A keeps the device and its
+/// commands; once the device falls silent on A for the window, the login on B takes over.
+#[test]
+fn an_impostor_on_another_node_does_not_take_a_live_device() {
+    let nats = NatsServer::start();
+    let (a, b) = (Node::start(&nats.url(), "a"), Node::start(&nats.url(), "b"));
+    let imei = "358000000000404";
+    let mut device = logged_in(&a, imei);
+    b.status_with(imei, "\"node\":\"a\"");
+    let mut impostor = connect_from([127, 0, 0, 2], b.gw.addrs["gt06 tcp"]);
+    impostor.write_all(&gt06_login(imei, 1)).unwrap();
+    assert_eq!(read_ack(&mut impostor, Duration::from_secs(20)), Some(gt06::ack(false, 0x01, 1)), "acked, kept");
+    // The device goes on reporting on A and gets the commands sent through B.
+    for serial in 2..5 {
+        device.write_all(&gt06_heartbeat(serial)).unwrap();
+        assert_eq!(read_ack(&mut device, Duration::from_secs(5)), Some(gt06::ack(false, 0x13, serial)), "A closed it");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    b.post_until(&format!("/devices/gt06/{imei}/commands"), "RELAY,1#", 200);
+    assert!(read_command(&mut device, Duration::from_secs(5)).is_some(), "the command went to the device on A");
+    let (_, metrics) = http(b.gw.addrs["metrics http"], "GET", "/metrics", None, "");
+    assert!(metrics.contains("trackgate_takeovers_refused_total{protocol=\"gt06\",transport=\"tcp\"}"), "{metrics}");
+    assert!(!metrics.contains("trackgate_takeovers_refused_total{protocol=\"gt06\",transport=\"tcp\"} 0"), "{metrics}");
+    let login = b.records().into_iter().find(|r| r["kind"] == "login").expect("B stored the impostor's login");
+    assert_eq!(login["attributes"]["takeover_refused"], true, "{login}");
+
+    // Silent on A past the window: the next login attempt on B takes the device.
+    std::thread::sleep(Duration::from_secs(3));
+    impostor.write_all(&gt06_heartbeat(9)).unwrap();
+    assert_eq!(read_ack(&mut impostor, Duration::from_secs(5)), Some(gt06::ack(false, 0x13, 9)));
+    a.status_with(imei, "\"node\":\"b\"");
+    device.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert!(matches!(device.read(&mut [0u8; 16]), Ok(0) | Err(_)), "A's silent connection was closed");
 }
 
 /// A node killed (SIGKILL): its devices reconnect through the other node and take commands

@@ -3,27 +3,17 @@
 //! keeps its connection and its commands; the same device's silence lets a newcomer take over.
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, Socket, Type};
 use trackgate::codecs::gt06;
 
 mod support;
 use support::frames::{gt06_heartbeat, gt06_login, read_command};
-use support::gateway::{http, read_ack, temp_path, Gateway};
+use support::gateway::{connect_from, http, read_ack, temp_path, Gateway};
 
 const TOKEN: &str = "takeover-0123456789abcdef";
 const IMEI: &str = "358000000000777";
-
-/// A connection to `to` from the loopback address `from` (127.0.0.2 is another address on
-/// the same machine).
-fn connect_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    socket.bind(&SocketAddr::from((from, 0)).into()).unwrap();
-    socket.connect(&to.into()).unwrap();
-    socket.into()
-}
 
 fn logged_in(mut device: TcpStream, serial: u16) -> TcpStream {
     device.write_all(&gt06_login(IMEI, serial)).unwrap();

@@ -46,6 +46,8 @@ mod plane;
 
 /// How long a routed command may take: the holder's own wait for the write, and some.
 const ROUTE_WAIT: Duration = Duration::from_secs(6);
+/// How long a login waits for another node's answer on a takeover.
+const ASK_WAIT: Duration = Duration::from_secs(2);
 /// How often a node beats, and how long its beat stays (three beats missed: dead).
 const BEAT: Duration = Duration::from_secs(2);
 const BEAT_AGE: Duration = Duration::from_secs(6);
@@ -123,6 +125,7 @@ impl Cluster {
         })?;
         let (events_tx, events) = mpsc::unbounded_channel();
         registry.tell_presence(events_tx);
+        registry.set_asker(takeover_asker(client.clone()));
         let (stop, stopping) = watch::channel(false);
         let plane = plane::Plane::new(config.node.clone(), client.clone(), buckets.clone(), registry, handler);
         let task = runtime.spawn(plane.run(events, stopping));
@@ -235,6 +238,25 @@ impl Buckets {
             jt808_codes: open_bucket(js, bucket(names::JT808_CODES_BUCKET, Duration::ZERO)).await?,
         })
     }
+}
+
+/// How a login here asks the node holding its device from another address whether it may
+/// take it (`registry::remote`): no answer within [`ASK_WAIT`] (the node is gone or cut
+/// off) lets it.
+fn takeover_asker(client: Client) -> crate::registry::remote::Asker {
+    Box::new(move |node, protocol, device, ip| {
+        let client = client.clone();
+        Box::pin(async move {
+            let ask = plane::TakeoverAsk { protocol, device, ip };
+            let Ok(payload) = serde_json::to_vec(&ask) else { return true };
+            let subject = format!("{}.{node}", names::TAKEOVER_PREFIX);
+            let request = async_nats::Request::new().payload(payload.into()).timeout(Some(ASK_WAIT));
+            match client.send_request(subject, request).await {
+                Ok(answer) => answer.payload.as_ref() != plane::KEEP.as_bytes(),
+                Err(_) => true,
+            }
+        })
+    })
 }
 
 /// The bucket, created if missing (by whichever node comes first).

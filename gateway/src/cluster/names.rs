@@ -18,6 +18,9 @@ pub const HELD_BUCKET: &str = "TRACKGATE_HELD";
 pub const JT808_CODES_BUCKET: &str = "TRACKGATE_JT808_CODES";
 /// Requests to the node holding a device: `trackgate.commands.{protocol}.{device}`.
 pub const COMMANDS_PREFIX: &str = "trackgate.commands";
+/// A node's answers on whether a login elsewhere may take one of its devices:
+/// `trackgate.takeover.{node}` (`registry::remote`).
+pub const TAKEOVER_PREFIX: &str = "trackgate.takeover";
 /// The queue group of the command subscriptions: each request reaches one node.
 pub const COMMANDS_QUEUE: &str = "trackgate";
 /// Request header: hold the command this many seconds if the device is not connected.

@@ -3,6 +3,7 @@
 //! takes their device, takes held commands for the devices that arrive, and beats.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -16,15 +17,31 @@ use tracing::{debug, warn};
 use trackgate_codecs::Protocol;
 
 use super::{held, names, Buckets, Handler, Reply, BEAT};
+use crate::registry::remote::Elsewhere;
 use crate::registry::{Presence, Registry, MAX_HOLD};
 
-/// A presence entry's value: who holds the device, over what, since when.
+/// A presence entry's value: who holds the device, over what, since when, from where.
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct Seen {
     pub node: String,
     pub transport: String,
     pub since_ms: u64,
+    /// A TCP connection's source address, for the takeover policy across nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<IpAddr>,
 }
+
+/// A login on another node for a device this node holds, asking whether it may take it.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct TakeoverAsk {
+    pub protocol: Protocol,
+    pub device: String,
+    pub ip: IpAddr,
+}
+
+/// The answers to a [`TakeoverAsk`].
+pub(super) const KEEP: &str = "keep";
+pub(super) const YIELD: &str = "yield";
 
 pub(super) fn now_ms() -> u64 {
     SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
@@ -68,7 +85,9 @@ impl Plane {
     /// the node's beat, are taken away.
     pub(super) async fn run(mut self, mut events: mpsc::UnboundedReceiver<Presence>, mut stop: watch::Receiver<bool>) {
         self.forget_previous_life().await;
-        let mut devices = self.watch(&self.buckets.devices).await;
+        let takeovers = tokio::spawn(answer_takeovers(self.client.clone(), self.node.clone(), self.registry.clone()));
+        // With history: the devices other nodes hold now, for the takeover policy.
+        let mut devices = self.watch_devices().await;
         let mut held = self.watch(&self.buckets.held).await;
         let mut beat = tokio::time::interval(BEAT);
         loop {
@@ -76,7 +95,7 @@ impl Plane {
                 Some(event) = events.recv() => self.on_presence(event).await,
                 entry = devices.next() => match entry {
                     Some(Ok(entry)) => self.on_device_entry(&entry),
-                    _ => devices = self.watch(&self.buckets.devices).await,
+                    _ => devices = self.watch_devices().await,
                 },
                 entry = held.next() => match entry {
                     Some(Ok(entry)) => self.on_held_entry(&entry),
@@ -86,6 +105,7 @@ impl Plane {
                 _ = stopped(&mut stop) => break,
             }
         }
+        takeovers.abort();
         while let Ok(event) = events.try_recv() {
             self.on_presence(event).await;
         }
@@ -100,6 +120,19 @@ impl Plane {
                 Ok(w) => return w,
                 Err(e) => {
                     warn!(error = %e, "cannot watch a cluster bucket; trying again");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    /// Every presence entry there is, then every change; retried until NATS answers.
+    async fn watch_devices(&self) -> kv::Watch {
+        loop {
+            match self.buckets.devices.watch_with_history(">").await {
+                Ok(w) => return w,
+                Err(e) => {
+                    warn!(error = %e, "cannot watch the cluster's presence; trying again");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
@@ -130,12 +163,12 @@ impl Plane {
 
     async fn on_presence(&mut self, event: Presence) {
         match event {
-            Presence::Claimed { protocol, device_id, udp, since_ms } => {
+            Presence::Claimed { protocol, device_id, udp, since_ms, ip } => {
                 // Subscribed first: once the entry says "here", commands find their way.
                 self.respond(protocol, &device_id).await;
                 let key = names::key(protocol, &device_id);
-                let seen =
-                    Seen { node: self.node.clone(), transport: if udp { "udp" } else { "tcp" }.into(), since_ms };
+                let transport = if udp { "udp" } else { "tcp" }.into();
+                let seen = Seen { node: self.node.clone(), transport, since_ms, ip };
                 let value = serde_json::to_vec(&seen).unwrap_or_default();
                 if let Err(e) = self.buckets.devices.put(key.as_str(), value.into()).await {
                     warn!(error = %e, "presence not written");
@@ -194,20 +227,24 @@ impl Plane {
         self.responders.insert(key, task.abort_handle());
     }
 
-    /// Another node (or this one) wrote a presence entry: if it is another's, this node's
-    /// older connection of the device is closed.
+    /// Another node (or this one) wrote or removed a presence entry: this node's older
+    /// connection of the device is closed if another node took it, and the registry learns
+    /// who holds it elsewhere (for the takeover policy across nodes).
     fn on_device_entry(&self, entry: &kv::Entry) {
-        if entry.operation != kv::Operation::Put {
+        let Some((protocol, device_id)) = names::parse_key(&entry.key) else { return };
+        let seen = (entry.operation == kv::Operation::Put)
+            .then(|| serde_json::from_slice::<Seen>(&entry.value).ok())
+            .flatten()
+            .filter(|seen| seen.node != self.node);
+        let Some(seen) = seen else {
+            self.registry.seen_elsewhere(protocol, &device_id, None);
             return;
-        }
-        let Ok(seen) = serde_json::from_slice::<Seen>(&entry.value) else { return };
-        if seen.node == self.node {
-            return;
-        }
-        if let Some((protocol, device_id)) = names::parse_key(&entry.key) {
-            if self.registry.evict(protocol, &device_id, seen.since_ms, seen.transport == "udp") {
-                debug!(%protocol, "a device moved to another node; its connection here is closed");
-            }
+        };
+        let udp = seen.transport == "udp";
+        let elsewhere = Elsewhere { node: seen.node.clone(), ip: seen.ip.filter(|_| !udp) };
+        self.registry.seen_elsewhere(protocol, &device_id, Some(elsewhere));
+        if self.registry.evict(protocol, &device_id, seen.since_ms, udp) {
+            debug!(%protocol, "a device moved to another node; its connection here is closed");
         }
     }
 
@@ -223,6 +260,28 @@ impl Plane {
                 tokio::spawn(held::take(self.buckets.held.clone(), self.node.clone(), registry, protocol, device_id));
             }
         }
+    }
+}
+
+/// Answers other nodes' [`TakeoverAsk`]s on `trackgate.takeover.{node}` as this node's
+/// registry would decide a login of its own.
+async fn answer_takeovers(client: Client, node: String, registry: Arc<Registry>) {
+    let subject = format!("{}.{node}", names::TAKEOVER_PREFIX);
+    let mut asks = match client.subscribe(subject).await {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "cannot answer other nodes on takeovers; their logins will take this node's devices");
+            return;
+        }
+    };
+    while let Some(ask) = asks.next().await {
+        let Some(reply) = ask.reply else { continue };
+        let keep = serde_json::from_slice::<TakeoverAsk>(&ask.payload)
+            .is_ok_and(|a| registry.keeps_against(a.protocol, &a.device, a.ip));
+        if keep {
+            debug!("a login on another node for a device live here was refused");
+        }
+        let _ = client.publish(reply, if keep { KEEP } else { YIELD }.into()).await;
     }
 }
 

@@ -15,11 +15,13 @@ use trackgate_codecs::{AnswerMatch, Downlink, Protocol};
 use self::commands::{Hold, QueueRefusal};
 use self::holds::{HoldFile, Restored};
 use self::partial::PartialBudget;
+use self::remote::{Asker, Remote};
 
 pub mod auth;
 mod commands;
 pub(crate) mod holds;
 pub mod partial;
+pub(crate) mod remote;
 #[cfg(test)]
 mod tests;
 
@@ -42,11 +44,22 @@ struct Holder {
     since_ms: u64,
 }
 
+impl Holder {
+    /// Whether this holder keeps the device against a login from `ip` on connection `conn`:
+    /// a TCP connection from another address, heard from within the takeover `window`.
+    fn keeps_against(&self, ip: IpAddr, conn: ConnId, window: Duration, now: Instant) -> bool {
+        self.conn != conn
+            && !window.is_zero()
+            && self.ip.is_some_and(|old| old != ip)
+            && self.control.heard_within(window, now)
+    }
+}
+
 /// What the registry tells the cluster plane (`crate::cluster`) of its devices, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Presence {
     /// A connection of this node now holds the device (again, if it was a newer one).
-    Claimed { protocol: Protocol, device_id: Box<str>, udp: bool, since_ms: u64 },
+    Claimed { protocol: Protocol, device_id: Box<str>, udp: bool, since_ms: u64, ip: Option<IpAddr> },
     /// No connection of this node holds the device any more.
     Released { protocol: Protocol, device_id: Box<str> },
 }
@@ -128,6 +141,10 @@ pub struct Registry {
     takeover_window_ms: AtomicU64,
     /// The memory partial frames may hold across every connection.
     pub partial: PartialBudget,
+    /// Devices other nodes of the cluster hold (`remote.rs`).
+    remote: Mutex<Remote>,
+    /// How to ask another node before taking one of its devices (`remote.rs`).
+    asker: OnceLock<Asker>,
 }
 
 /// A login for a device that a live connection from another address holds: refused by the
@@ -282,15 +299,9 @@ impl Registry {
     ) -> Result<Option<usize>, TakeoverRefused> {
         let key: (Protocol, Box<str>) = (protocol, device_id.into());
         let inner = self.lock();
-        let window = Duration::from_millis(self.takeover_window_ms.load(Ordering::Relaxed));
+        let window = self.takeover_window();
         let now = Instant::now();
-        let kept = inner.devices.get(&key).is_some_and(|h| {
-            h.conn != conn
-                && !window.is_zero()
-                && h.ip.is_some_and(|old| old != ip)
-                && h.control.heard_within(window, now)
-        });
-        if kept {
+        if inner.devices.get(&key).is_some_and(|h| h.keeps_against(ip, conn, window, now)) {
             return Err(TakeoverRefused);
         }
         control.heard(now);
@@ -337,6 +348,7 @@ impl Registry {
             device_id: key.1.clone(),
             udp: holder.udp,
             since_ms: holder.since_ms,
+            ip: holder.ip,
         });
         let old = inner.devices.insert(key, holder);
         drop(inner);

@@ -443,3 +443,36 @@ fn a_live_connection_from_another_address_keeps_its_device() {
     std::thread::sleep(Duration::from_millis(5));
     assert_eq!(claim(d, home), Ok(Some(0)));
 }
+
+/// Across nodes: a login asks the node holding the device only when that node's connection
+/// is from another address and the policy keeps live connections; the holding node answers
+/// as it would for a login of its own.
+#[test]
+fn another_node_is_asked_only_when_its_policy_could_keep_the_device() {
+    let here = Registry::new();
+    let (ip, other): (IpAddr, IpAddr) = ([10, 0, 0, 1].into(), [10, 0, 0, 2].into());
+    let elsewhere = remote::Elsewhere { node: "a".into(), ip: Some(ip) };
+    here.seen_elsewhere(Protocol::Gt06, "123", Some(elsewhere));
+    here.set_takeover_window(Duration::from_secs(30));
+    assert_eq!(here.asks_first(Protocol::Gt06, "123", other), None, "nobody to ask without a cluster");
+    here.set_asker(Box::new(|_, _, _, _| Box::pin(async { false })));
+    assert_eq!(here.asks_first(Protocol::Gt06, "123", other), Some("a".into()));
+    assert!(!block_on(here.may_take_from("a".into(), Protocol::Gt06, "123", other)));
+    assert_eq!(here.asks_first(Protocol::Gt06, "123", ip), None, "the same address takes over");
+    assert_eq!(here.asks_first(Protocol::Gt06, "456", other), None, "not held elsewhere");
+    here.set_takeover_window(Duration::ZERO);
+    assert_eq!(here.asks_first(Protocol::Gt06, "123", other), None, "the newest login always wins");
+    here.set_takeover_window(Duration::from_secs(30));
+    here.seen_elsewhere(Protocol::Gt06, "123", None);
+    assert_eq!(here.asks_first(Protocol::Gt06, "123", other), None, "released there");
+
+    // The holding node's answer: kept while heard within the window, from another address.
+    let holder = Registry::new();
+    holder.set_takeover_window(Duration::from_secs(30));
+    holder.claim_from(Protocol::Gt06, "123", 1, 0, Arc::new(Control::default()), ip).unwrap();
+    assert!(holder.keeps_against(Protocol::Gt06, "123", other));
+    assert!(!holder.keeps_against(Protocol::Gt06, "123", ip));
+    assert!(!holder.keeps_against(Protocol::Gt06, "456", other));
+    holder.set_takeover_window(Duration::ZERO);
+    assert!(!holder.keeps_against(Protocol::Gt06, "123", other));
+}

@@ -363,7 +363,7 @@ impl Connection {
             }
         }
         if let Some(claim) = &step.claim {
-            self.claim(claim, now);
+            self.claim(claim, now).await;
         }
         self.mark_unclaimed();
         if !deliver(&self.shard, self.protocol, Transport::Tcp, self.peer, &mut self.out).await {
@@ -401,12 +401,23 @@ impl Connection {
     }
 
     /// Holds the device the session now claims, or, refused by the takeover policy, leaves
-    /// it to its live connection elsewhere: this connection's records are then marked
-    /// `takeover_refused`, and the session tries again a second later.
-    fn claim(&mut self, claim: &Claim, now: Instant) {
+    /// it to its live connection elsewhere (on this node or, asked first, another): this
+    /// connection's records are then marked `takeover_refused`, and the session tries again
+    /// a second later.
+    async fn claim(&mut self, claim: &Claim, now: Instant) {
         let Some(device_id) = self.session.claimed() else { return };
-        let ip = self.peer.ip();
-        match claim_device(&self.shard, self.protocol, self.conn, &mut self.control, claim, device_id, ip) {
+        let (registry, ip) = (&self.shard.registry, self.peer.ip());
+        let kept_elsewhere = match registry.asks_first(self.protocol, device_id, ip) {
+            // Boxed: rare, and its state would otherwise grow every connection's future.
+            Some(node) => !Box::pin(registry.may_take_from(node, self.protocol, device_id, ip)).await,
+            None => false,
+        };
+        release_previous(&self.shard, self.protocol, self.conn, &mut self.control, claim);
+        let claimed = match kept_elsewhere {
+            true => Err(TakeoverRefused),
+            false => claim_device(&self.shard, self.protocol, self.conn, &mut self.control, device_id, ip),
+        };
+        match claimed {
             Ok(true) => {
                 debug!(protocol = %self.protocol, peer = %self.peer, conn = self.conn, "device logged in again; its older connection is closed");
             }
@@ -479,21 +490,30 @@ async fn handshake(shard: &Shard, tls: &DeviceTls, tcp: TcpStream) -> Result<Dev
     }
 }
 
-/// Holds `device_id` for this connection from `ip`, giving up the device `claim` releases
-/// (releasing closes that device's command queue: the new device gets a new one). True when
-/// an older connection of the device was closed for it; refused by the takeover policy.
-fn claim_device(
+/// Gives up the device `claim` releases (releasing closes that device's command queue: the
+/// new device gets a new one).
+fn release_previous(
     shard: &Shard,
     protocol: Protocol,
     conn: ConnId,
     control: &mut Option<Arc<Control>>,
     claim: &Claim,
-    device_id: &str,
-    ip: IpAddr,
-) -> Result<bool, TakeoverRefused> {
+) {
     if let (Some(previous), Some(c)) = (&claim.release, control.take()) {
         shard.registry.release(protocol, previous, conn, &c);
     }
+}
+
+/// Holds `device_id` for this connection from `ip`. True when an older connection of the
+/// device was closed for it; refused by the takeover policy.
+fn claim_device(
+    shard: &Shard,
+    protocol: Protocol,
+    conn: ConnId,
+    control: &mut Option<Arc<Control>>,
+    device_id: &str,
+    ip: IpAddr,
+) -> Result<bool, TakeoverRefused> {
     let c = control.get_or_insert_with(|| Arc::new(Control::default())).clone();
     Ok(shard.registry.claim_from(protocol, device_id, conn, shard.index, c, ip)?.is_some())
 }

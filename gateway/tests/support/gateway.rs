@@ -123,6 +123,16 @@ impl Drop for Gateway {
     }
 }
 
+/// A connection to `to` from the loopback address `from` (127.0.0.2 is another address on
+/// the same machine, as a device elsewhere would be).
+pub fn connect_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::from((from, 0)).into()).unwrap();
+    socket.connect(&to.into()).unwrap();
+    socket.into()
+}
+
 /// A loopback port nothing listens on now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
