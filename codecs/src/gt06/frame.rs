@@ -102,7 +102,7 @@ impl Gt06Framer {
     }
 
     fn frame(&mut self, buf: &[u8], at_end: bool) -> Framing {
-        match self.judge(buf, at_end) {
+        match spare_sound_frames(buf, self.judge(buf, at_end)) {
             Judged::Frame(total, shape) => {
                 self.shape = shape;
                 Framing::Frame { len: total, consumed: total }
@@ -282,6 +282,47 @@ fn marker_bound(b: &[u8], window: usize, at_end: bool) -> Option<usize> {
 enum Judged {
     Frame(usize, FrameShape),
     Other(Framing),
+}
+
+/// A decision that would take a sound frame with it (one whose own stop bytes and CRC hold,
+/// inside the bytes taken) is cut short before that frame: the bytes up to it are rejected,
+/// and the frame is read next. Only a decision the CRC did not vouch for can do that: a
+/// damaged length (or protocol byte read as a CRC-less dialect) whose count runs through
+/// the frames after it. A frame whose CRC holds over all its bytes is left alone.
+fn spare_sound_frames(b: &[u8], judged: Judged) -> Judged {
+    let taken = match &judged {
+        Judged::Frame(_, shape) if shape.integrity == Integrity::Verified => return judged,
+        Judged::Frame(total, _) => *total,
+        Judged::Other(Framing::Rejected { consumed, .. }) => *consumed,
+        Judged::Other(_) => return judged,
+    };
+    match (1..taken.saturating_sub(MIN_FRAME - 1)).find(|&i| sound_frame_at(&b[i..taken])) {
+        Some(at) => Judged::Other(Framing::Rejected {
+            consumed: at,
+            reason: Reject::new(
+                RejectKind::Length,
+                format!("a frame whose length runs through the sound frame {at} bytes after its start"),
+            ),
+        }),
+        None => judged,
+    }
+}
+
+/// The fewest bytes a CRC-carrying frame has: start, length, protocol, serial, CRC, stop.
+const MIN_FRAME: usize = SHORT_HEADER + MIN_TAIL;
+
+/// Whether `b` begins with a whole standard frame, stop bytes and CRC where its length says.
+fn sound_frame_at(b: &[u8]) -> bool {
+    if !is_start(b) || b.len() < MIN_FRAME {
+        return false;
+    }
+    let (header, length) = match b[0] == LONG_START[0] {
+        true if b.len() >= LONG_HEADER => (LONG_HEADER, usize::from(u16::from_be_bytes([b[2], b[3]]))),
+        true => return false,
+        false => (SHORT_HEADER, usize::from(b[2])),
+    };
+    let total = length + header + STOP.len();
+    length >= LENGTH_OVERHEAD && b.get(..total).is_some_and(|f| f.ends_with(&STOP) && crc_ok(f))
 }
 
 /// CRC over length … serial of a frame that ends with serial, CRC and stop.

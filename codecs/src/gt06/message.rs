@@ -103,6 +103,12 @@ impl GpsFix {
     pub fn positioned(&self) -> bool {
         self.course_status & POSITIONED != 0
     }
+    /// A fix: the positioned bit set, and the GPS information byte not empty
+    /// (docs/protocols/gt06.md §5.2: no GPS information and no satellites is no fix, whatever
+    /// the bit says; either nibble alone is 0 on real fixes).
+    pub fn valid(&self) -> bool {
+        self.positioned() && self.length_satellites != 0
+    }
     pub fn differential(&self) -> bool {
         self.course_status & DIFFERENTIAL != 0
     }

@@ -102,7 +102,7 @@ fn set_cell(r: &mut Record, cell: &Cell) {
 
 fn set_fix(r: &mut Record, fix: &GpsFix, offset_minutes: i32) {
     r.fix_time = fix.timestamp(offset_minutes);
-    r.valid = Some(fix.positioned());
+    r.valid = Some(fix.valid());
     // A device without a fix yet sends zeros, which are not a place (and would read as a
     // point in the Gulf of Guinea).
     if fix.latitude_raw != 0 || fix.longitude_raw != 0 {
@@ -286,6 +286,7 @@ impl Gt06Decoder {
                         speed_kmh: 0,
                         course_status: *course_status,
                     };
+                    // This position carries no GPS information byte: the bit alone says.
                     r.valid = Some(fix.positioned());
                     r.latitude = Some(fix.latitude());
                     r.longitude = Some(fix.longitude());

@@ -370,6 +370,52 @@ fn imei_bcd_both_ways() {
     assert_eq!(imei_from_bcd(&[0xAB, 0, 0, 0, 0, 0, 0, 1]), "ab00000000000001");
 }
 
+/// A heartbeat whose protocol byte lost a bit (0x13 → 0x17) reads like a CRC-less Wi-Fi
+/// count frame whose count runs through the frames after it: it is rejected alone, and the
+/// login, position and time request it would have swallowed are read.
+#[test]
+fn a_damaged_frame_read_as_a_crc_less_dialect_swallows_nothing() {
+    let mut damaged = hex(HEARTBEAT_13);
+    damaged[3] = 0x17;
+    let mut input = damaged.clone();
+    // Ten "access points" and the cell count read from the time request's serial: the
+    // Wi-Fi frame would end exactly where the time request does.
+    for f in [LOGIN_V2, LOCATION_22, TIME_REQUEST_8A, HEARTBEAT_13] {
+        input.extend(hex(f));
+    }
+    let events = decode(&input);
+    let kinds: Vec<Kind> = records(&events).iter().map(|r| r.kind).collect();
+    assert_eq!(kinds, [Kind::Login, Kind::Position, Kind::TimeRequest, Kind::Heartbeat], "{events:#?}");
+    assert_eq!(rejects(&events).len(), 1);
+}
+
+/// A positioned GPS block whose information byte is 0 (no GPS information, no satellite
+/// used) is no fix; either nibble alone being 0 is one (real devices send both).
+#[test]
+fn a_gps_block_with_no_information_is_no_fix() {
+    let fix = |length_satellites| GpsFix {
+        time: [17, 6, 22, 9, 24, 53],
+        length_satellites,
+        latitude_raw: 38_517_040,
+        longitude_raw: 131_333_000,
+        speed_kmh: 61,
+        course_status: 0x14C5,
+    };
+    for (byte, valid) in [(0x00, false), (0xD0, true), (0x05, true), (0xCF, true)] {
+        let message = Message::Location {
+            fix: fix(byte),
+            cell: None,
+            acc: None,
+            upload_mode: None,
+            reupload: None,
+            mileage: None,
+            extra: &[],
+        };
+        let events = decode(&frame_of(GPS, &message, 1));
+        assert_eq!(records(&events)[0].valid, Some(valid), "{byte:02X}");
+    }
+}
+
 // ---- round trips of every type the codec encodes ----
 
 fn arb_fix() -> impl Strategy<Value = GpsFix> {
@@ -537,5 +583,44 @@ proptest! {
         prop_assert!(rejects(&replay.events).iter().all(|k| *k == RejectKind::Checksum));
         let whole = decode_in_reads(&mut Gt06Decoder::default(), &input, input.len());
         prop_assert_eq!(replay.events, whole.events);
+    }
+
+    /// Any one bit flipped anywhere in one frame of a stream costs at most that frame: every
+    /// other frame's record comes out, in order, and nothing is made up from their bytes
+    /// (a damaged protocol byte that reads as a CRC-less dialect must not swallow them).
+    #[test]
+    fn one_flipped_bit_costs_at_most_its_frame(
+        picks in proptest::collection::vec(0usize..9, 2..12),
+        damaged in any::<prop::sample::Index>(),
+        bit in any::<prop::sample::Index>(),
+    ) {
+        let pool = [LOGIN_V1, LOGIN_V2, LOCATION_12, HEARTBEAT_13, ALARM_16, LOCATION_22, LOCATION_12_ACC, REPLY_21, TIME_REQUEST_8A];
+        let frames: Vec<Vec<u8>> = picks.iter().map(|&i| hex(pool[i])).collect();
+        let k = damaged.index(frames.len());
+        let json = |input: &[u8]| -> Vec<String> {
+            records(&decode(input)).iter().map(|r| r.to_json()).collect()
+        };
+        // What the stream gives without the frame, and with it undamaged (a flip the frame
+        // survives, such as one in a CRC-verified frame's stop bytes... costs nothing).
+        let without: Vec<u8> = frames.iter().enumerate().filter(|&(i, _)| i != k).flat_map(|(_, f)| f.clone()).collect();
+        let (others, whole) = (json(&without), json(&frames.concat()));
+        let mut input: Vec<u8> = Vec::new();
+        for (i, f) in frames.iter().enumerate() {
+            let mut f = f.clone();
+            if i == k {
+                let b = bit.index(f.len() * 8);
+                f[b / 8] ^= 1 << (b % 8);
+            }
+            input.extend(f);
+        }
+        let got = json(&input);
+        if got == whole {
+            return Ok(());
+        }
+        let mut rest = got.iter();
+        for want in &others {
+            prop_assert!(rest.any(|g| g == want), "lost {} of frame {}'s neighbours; got {:#?}", want, k, got);
+        }
+        prop_assert!(got.len() <= others.len() + 1, "made up records: {:#?}", got);
     }
 }
