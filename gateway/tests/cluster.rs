@@ -289,8 +289,12 @@ fn an_impostor_on_another_node_does_not_take_a_live_device() {
     impostor.write_all(&gt06_heartbeat(9)).unwrap();
     assert_eq!(read_ack(&mut impostor, Duration::from_secs(5)), Some(gt06::ack(false, 0x13, 9)));
     a.status_with(imei, "\"node\":\"b\"");
-    device.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    assert!(matches!(device.read(&mut [0u8; 16]), Ok(0) | Err(_)), "A's silent connection was closed");
+    device.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    match device.read(&mut [0u8; 16]) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("A's silent connection is still open: {other:?}"),
+    }
 }
 
 /// A node killed (SIGKILL): its devices reconnect through the other node and take commands
