@@ -3,7 +3,7 @@
 //! longest are closed, the newest stay and can finish their frames, and whole frames from
 //! other devices are served throughout.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,7 @@ use trackgate::codecs::gt06;
 
 mod support;
 use support::frames::gt06_login;
-use support::gateway::{http, read_ack, temp_path, Gateway};
+use support::gateway::{closed_within, http, read_ack, temp_path, Gateway};
 
 /// A gauge or counter's value in the endpoint's text.
 fn metric(endpoint: SocketAddr, line_start: &str) -> u64 {
@@ -26,17 +26,6 @@ fn wait_metric(endpoint: SocketAddr, line_start: &str, want: u64) {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert_eq!(metric(endpoint, line_start), want, "{line_start}");
-}
-
-/// Whether the gateway closed the connection within `wait` (rather than leaving it open and
-/// silent).
-fn closed(conn: &mut TcpStream, wait: Duration) -> bool {
-    conn.set_read_timeout(Some(wait)).unwrap();
-    match conn.read(&mut [0u8; 16]) {
-        Ok(0) => true,
-        Ok(_) => false,
-        Err(e) => !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
-    }
 }
 
 #[test]
@@ -65,9 +54,9 @@ fn the_longest_partial_senders_are_closed_past_the_budget() {
     wait_metric(endpoint, shed, 8);
     for (i, conn) in senders.iter_mut().enumerate() {
         if i < 8 {
-            assert!(closed(conn, Duration::from_secs(10)), "sender {i} was left open");
+            assert!(closed_within(conn, Duration::from_secs(10)), "sender {i} was left open");
         } else {
-            assert!(!closed(conn, Duration::from_millis(300)), "sender {i} was closed");
+            assert!(!closed_within(conn, Duration::from_millis(300)), "sender {i} was closed");
         }
     }
 

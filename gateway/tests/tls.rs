@@ -4,7 +4,7 @@
 //! expired: refused), a gateway certificate a device will not take, a handshake that never
 //! comes, and certificate files that are not what they should be.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use trackgate::codecs::gt06;
 mod support;
 use support::certs::{Ca, Issued, Use};
 use support::frames::{gt06_heartbeat, gt06_login, read_command_from};
-use support::gateway::{http, read_ack, temp_path, Gateway};
+use support::gateway::{closed_within, http, read_ack, temp_path, Gateway};
 
 const TOKEN: &str = "tls-test-0123456789abcdef";
 
@@ -60,19 +60,6 @@ fn exchange(device: &mut TlsDevice, frame: &[u8]) -> Option<Vec<u8>> {
     device.write_all(frame).ok()?;
     let mut ack = vec![0u8; 10];
     device.read_exact(&mut ack).ok().map(|()| ack)
-}
-
-/// Whether the gateway ended the connection (rather than leaving it open and silent),
-/// after whatever TLS alert it sent.
-fn closed_by_gateway(device: &mut impl Read) -> bool {
-    let mut alert = [0u8; 64];
-    loop {
-        match device.read(&mut alert) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e) => return !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
-        }
-    }
 }
 
 /// A directory with the gateway's certificate (from `ca`) and token, and `listeners` as the
@@ -165,8 +152,7 @@ fn a_tls_listener_beside_a_plain_one() {
 
     let mut wrong_port = TcpStream::connect(tls).unwrap();
     wrong_port.write_all(&gt06_login("358000000000103", 1)).unwrap();
-    wrong_port.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    assert!(closed_by_gateway(&mut wrong_port), "plain bytes on the TLS port end the connection");
+    assert!(closed_within(&mut wrong_port, Duration::from_secs(20)), "plain bytes on the TLS port end the connection");
     assert_eq!(closes(endpoint, "tls_handshake"), "1");
 
     let mut receiver = connect(gw.addrs["nmea tls"], device_config(&ca, None)).unwrap();
@@ -236,8 +222,7 @@ fn a_connection_with_no_handshake_is_closed_in_time() {
     let dir = setup("tls-silent", &ca, listener);
     let gw = start(&dir, 2);
     let mut silent = TcpStream::connect(gw.addrs["gt06 tls"]).unwrap();
-    silent.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    assert!(closed_by_gateway(&mut silent), "the silent connection was left open");
+    assert!(closed_within(&mut silent, Duration::from_secs(30)), "the silent connection was left open");
     assert_eq!(closes(gw.addrs["metrics http"], "tls_handshake"), "1");
 }
 

@@ -133,6 +133,21 @@ pub fn connect_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
     socket.into()
 }
 
+/// Whether the gateway closed the connection within `wait` (its end, or a reset), rather
+/// than leaving it open and silent. Bytes before the end (a TLS alert) are read past.
+pub fn closed_within(conn: &mut TcpStream, wait: Duration) -> bool {
+    conn.set_read_timeout(Some(wait)).unwrap();
+    let mut buf = [0u8; 64];
+    for _ in 0..64 {
+        match conn.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) => return !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+        }
+    }
+    false
+}
+
 /// A loopback port nothing listens on now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
