@@ -277,10 +277,16 @@ impl Registry {
     /// Devices that cannot prove who they are (GT06, Teltonika, NMEA) are taken over by
     /// whoever sends their id. With a `window`, a login from another address than the one
     /// holding the device does not close that connection while it has been heard from within
-    /// the window (`Registry::claim_from` refuses it); a silent one, or one from the same
-    /// address (a device reconnecting through the same NAT), is taken over as before.
+    /// the window (`Registry::claim_from` refuses it; across the nodes of a cluster, the
+    /// holding node is asked first: `remote.rs`); a silent one, or one from the same address
+    /// (a device reconnecting through the same NAT), is taken over as before.
     pub fn set_takeover_window(&self, window: Duration) {
         self.takeover_window_ms.store(window.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// The takeover window, zero when logins always take over.
+    fn takeover_window(&self) -> Duration {
+        Duration::from_millis(self.takeover_window_ms.load(Ordering::Relaxed))
     }
 
     /// Records that TCP connection `conn` (from `ip`, on `shard`) now holds the device,

@@ -10,8 +10,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures_util::future::BoxFuture;
 use trackgate_codecs::Protocol;
@@ -36,11 +35,6 @@ pub(super) type Remote = HashMap<(Protocol, Box<str>), Elsewhere>;
 impl Registry {
     fn remote(&self) -> std::sync::MutexGuard<'_, Remote> {
         self.remote.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The takeover window, zero when logins always take over.
-    pub(super) fn takeover_window(&self) -> Duration {
-        Duration::from_millis(self.takeover_window_ms.load(Ordering::Relaxed))
     }
 
     /// What the plane heard: another node holds the device (`Some`), or nobody else does.
