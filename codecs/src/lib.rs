@@ -1,5 +1,6 @@
 //! Zero-copy, sans-IO codecs for GPS tracker protocols.
 //!
+//! * [`detect`]: which protocol a connection or datagram speaks, from its first bytes.
 //! * [`framing`]: the decode outcomes every protocol shares (frame / incomplete / rejected /
 //!   fatal) and the limits framers enforce.
 //! * [`record`]: the normalized record (`"schema": 1`) every decoded uplink becomes.
@@ -13,6 +14,7 @@
 
 #[cfg(feature = "tokio-codec")]
 pub mod codec;
+pub mod detect;
 pub mod framing;
 pub mod gt06;
 pub mod jt808;
