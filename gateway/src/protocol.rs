@@ -94,6 +94,86 @@ pub fn serves(protocol: Protocol, transport: Transport) -> bool {
     transports(protocol).contains(&transport)
 }
 
+/// What one listener serves: one protocol, or every protocol on one port (`auto`), each
+/// connection's and datagram's protocol told from its first bytes
+/// ([`trackgate_codecs::detect`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Listens {
+    One(Protocol),
+    Auto,
+}
+
+impl Listens {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Listens::One(p) => p.as_str(),
+            Listens::Auto => "auto",
+        }
+    }
+
+    /// The protocols it serves.
+    pub fn protocols(self) -> &'static [Protocol] {
+        match self {
+            Listens::One(p) => {
+                let all: &'static [Protocol; 4] = &Protocol::ALL;
+                let i = all.iter().position(|&q| q == p).unwrap_or(0);
+                std::slice::from_ref(&all[i])
+            }
+            Listens::Auto => &Protocol::ALL,
+        }
+    }
+
+    /// Whether it serves `protocol`.
+    pub fn serves(self, protocol: Protocol) -> bool {
+        self.protocols().contains(&protocol)
+    }
+
+    /// The transports it binds: every transport one of its protocols is served on.
+    pub fn transports(self) -> &'static [Transport] {
+        match self {
+            Listens::One(p) => transports(p),
+            Listens::Auto => BOTH,
+        }
+    }
+
+    /// Whether it serves `protocol` on `transport`.
+    pub fn serves_on(self, protocol: Protocol, transport: Transport) -> bool {
+        self.serves(protocol) && serves(protocol, transport)
+    }
+
+    /// Its port when the configuration names none; `auto` has no port of its own.
+    pub fn default_port(self) -> Option<u16> {
+        match self {
+            Listens::One(p) => Some(default_port(p)),
+            Listens::Auto => None,
+        }
+    }
+}
+
+impl From<Protocol> for Listens {
+    fn from(p: Protocol) -> Self {
+        Listens::One(p)
+    }
+}
+
+impl std::fmt::Display for Listens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Listens {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.eq_ignore_ascii_case("auto") {
+            return Ok(Listens::Auto);
+        }
+        s.parse()
+            .map(Listens::One)
+            .map_err(|_| format!("unknown protocol {s:?} (expected gt06, jt808, teltonika, nmea or auto)"))
+    }
+}
+
 /// The devices a listener accepts: Teltonika IMEIs answered `01` at the handshake, JT808
 /// terminals given an auth code at registration. Everyone else is refused by the protocol's
 /// own means (`00`, register result 4).

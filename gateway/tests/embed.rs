@@ -73,7 +73,8 @@ fn an_embedding_program_runs_the_gateway_with_its_own_store() {
     let store = Store::default();
     let (handle, sink_thread) = sink::start(vec![Box::new(store.clone())], 64).unwrap();
     let bound = bind_all(&config).unwrap();
-    let addr = |p: Protocol, t: Transport| bound.iter().find(|b| b.protocol == p && b.transport == t).unwrap().addr;
+    let addr =
+        |p: Protocol, t: Transport| bound.iter().find(|b| b.protocol == p.into() && b.transport == t).unwrap().addr;
     let runs = [
         (Protocol::Gt06, Transport::Tcp, 0),
         (Protocol::Jt808, Transport::Tcp, 10_000),

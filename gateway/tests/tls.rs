@@ -250,3 +250,43 @@ fn start_failing(dir: &Path) -> (Option<i32>, String) {
         Err(e) => e,
     }
 }
+
+/// An `auto` listener with TLS: the protocol is told from the first bytes inside TLS, a GT06
+/// device and an NMEA device are each served on the one port, frames split included, and
+/// the listener binds no UDP socket.
+#[test]
+fn an_auto_listener_with_tls() {
+    let ca = Ca::new("fleet-ca");
+    let auto_tls =
+        "[[listen]]\nprotocol = \"auto\"\naddr = \"127.0.0.1:0\"\ntls_cert = \"gateway.pem\"\ntls_key = \"gateway.key\"\n";
+    let dir = setup("tls-auto", &ca, auto_tls);
+    let gw = start(&dir, 2);
+    let (port, endpoint) = (gw.addrs["auto tls"], gw.addrs["metrics http"]);
+    assert!(!gw.addrs.contains_key("auto udp"));
+
+    let mut gt06_device = connect(port, device_config(&ca, None)).unwrap();
+    let login = gt06_login("358000000000201", 1);
+    gt06_device.write_all(&login[..1]).unwrap();
+    gt06_device.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(exchange(&mut gt06_device, &login[1..]), Some(gt06::ack(false, 0x01, 1)));
+    assert_eq!(exchange(&mut gt06_device, &gt06_heartbeat(2)), Some(gt06::ack(false, 0x13, 2)));
+
+    let mut nmea_device = connect(port, device_config(&ca, None)).unwrap();
+    nmea_device.write_all(b"IMEI:359853000144328\r\n").unwrap();
+    nmea_device.write_all(nmea("GPHDT,274.07,T").as_bytes()).unwrap();
+    nmea_device.flush().unwrap();
+    let nmea_records = "trackgate_records_total{protocol=\"nmea\",transport=\"tcp\"} ";
+    wait_for(|| {
+        let (_, m) = http(endpoint, "GET", "/metrics", None, "");
+        m.lines().any(|l| l == format!("{nmea_records}2"))
+    });
+    drop(nmea_device);
+    assert_eq!(gw.stop(), Some(0));
+    let records = std::fs::read_to_string(dir.join("records.jsonl")).unwrap();
+    let protocols: Vec<String> = records
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["protocol"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(protocols, ["gt06", "gt06", "nmea", "nmea"]);
+}

@@ -3,12 +3,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use trackgate_codecs::Protocol;
+use crate::protocol::Listens;
 
-/// `--listen PROTO=ADDR`.
+/// `--listen PROTO=ADDR` (`PROTO` may be `auto`: every protocol on one port).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListenSpec {
-    pub protocol: Protocol,
+    pub protocol: Listens,
     pub addr: SocketAddr,
 }
 

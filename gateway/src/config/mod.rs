@@ -13,7 +13,7 @@ use serde::Deserialize;
 use trackgate_codecs::gt06::CrcPolicy;
 use trackgate_codecs::Protocol;
 
-use crate::protocol::{default_port, parse_utc_offset, StreamOptions};
+use crate::protocol::{default_port, parse_utc_offset, Listens, StreamOptions};
 
 pub mod cluster;
 pub mod listen;
@@ -32,11 +32,12 @@ pub use self::sink::{FsyncPolicy, SinkSpec};
 pub use self::tls::TlsConfig;
 pub use self::token::CommandsToken;
 
-/// One listener: a protocol on an address (TCP, and UDP where the protocol has it), with
-/// its own decode options and idle timeout.
+/// One listener: a protocol (or `auto`, every protocol) on an address (TCP, and UDP where a
+/// protocol it serves has it), with its own decode options and idle timeout. The options of
+/// a protocol apply to that protocol's devices.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListenerConfig {
-    pub protocol: Protocol,
+    pub protocol: Listens,
     pub addr: SocketAddr,
     pub stream: StreamOptions,
     /// Overrides the server's idle timeout for this listener.
@@ -53,7 +54,8 @@ pub struct ListenerConfig {
 }
 
 impl ListenerConfig {
-    pub fn new(protocol: Protocol, addr: SocketAddr) -> Self {
+    pub fn new(protocol: impl Into<Listens>, addr: SocketAddr) -> Self {
+        let protocol = protocol.into();
         ListenerConfig {
             protocol,
             addr,
@@ -374,9 +376,19 @@ impl ServeConfig {
 
 impl FileListener {
     fn resolve(self, base: &Path) -> Result<ListenerConfig, String> {
-        let protocol: Protocol = self.protocol.parse()?;
-        let name = protocol.as_str();
-        let mut l = ListenerConfig::new(protocol, self.addr.unwrap_or(([0, 0, 0, 0], default_port(protocol)).into()));
+        let listens: Listens = self.protocol.parse()?;
+        let name = listens.as_str();
+        let addr = match (self.addr, listens.default_port()) {
+            (Some(addr), _) => addr,
+            (None, Some(port)) => ([0, 0, 0, 0], port).into(),
+            (None, None) => return Err(format!("an {name} listener needs an addr (it has no usual port)")),
+        };
+        let mut l = ListenerConfig::new(listens, addr);
+        // An option for a protocol the listener does not serve is a mistake in the file.
+        let only_for = |what: &str, protocols: &[Protocol]| match protocols.iter().any(|&p| listens.serves(p)) {
+            true => Ok(()),
+            false => Err(format!("{what}, not {name}")),
+        };
         let handshake_timeout =
             self.tls_handshake_timeout.map(|d| d.get(&format!("{name} tls_handshake_timeout"))).transpose()?;
         let files = tls::TlsFiles { cert: self.tls_cert, key: self.tls_key, client_ca: self.tls_client_ca };
@@ -385,21 +397,15 @@ impl FileListener {
             l.idle_timeout = Some(d.get(&format!("{name} idle_timeout"))?);
         }
         if let Some(tz) = self.jt808_tz {
-            if protocol != Protocol::Jt808 {
-                return Err(format!("jt808_tz is a jt808 option, not {name}"));
-            }
+            only_for("jt808_tz is a jt808 option", &[Protocol::Jt808])?;
             l.stream.jt808_tz_minutes = parse_utc_offset(&tz)?;
         }
         if let Some(crc) = self.gt06_crc {
-            if protocol != Protocol::Gt06 {
-                return Err(format!("gt06_crc is a gt06 option, not {name}"));
-            }
+            only_for("gt06_crc is a gt06 option", &[Protocol::Gt06])?;
             l.stream.gt06_crc = crc.parse::<CrcPolicy>()?;
         }
         if self.allow.is_some() || self.allow_file.is_some() {
-            if !matches!(protocol, Protocol::Teltonika | Protocol::Jt808) {
-                return Err(format!("allow lists are for teltonika and jt808, not {name}"));
-            }
+            only_for("allow lists are for teltonika and jt808", &[Protocol::Teltonika, Protocol::Jt808])?;
             let mut ids: HashSet<String> = self.allow.unwrap_or_default().into_iter().collect();
             if let Some(file) = self.allow_file {
                 ids.extend(read_allow_file(&base.join(file))?);
@@ -408,9 +414,7 @@ impl FileListener {
         }
         l.log_payloads = self.log_payloads.unwrap_or(false);
         if self.jt808_auth_file.is_some() || self.jt808_accept_unauthenticated.is_some() {
-            if protocol != Protocol::Jt808 {
-                return Err(format!("jt808_auth_file and jt808_accept_unauthenticated are jt808 options, not {name}"));
-            }
+            only_for("jt808_auth_file and jt808_accept_unauthenticated are jt808 options", &[Protocol::Jt808])?;
             l.jt808_auth_file = self.jt808_auth_file.map(|f| base.join(f));
             l.jt808_accept_unauthenticated = self.jt808_accept_unauthenticated.unwrap_or(false);
         }
@@ -483,7 +487,10 @@ mod tests {
         assert_eq!(c.limits.udp_receive_buffer, 1 << 20);
         assert_eq!(c.listeners.len(), 3);
         let jt = &c.listeners[0];
-        assert_eq!((jt.protocol, jt.addr.port(), jt.stream.jt808_tz_minutes), (Protocol::Jt808, 6015, -180));
+        assert_eq!(
+            (jt.protocol, jt.addr.port(), jt.stream.jt808_tz_minutes),
+            (Listens::One(Protocol::Jt808), 6015, -180)
+        );
         assert_eq!(jt.idle_timeout, Some(Duration::from_secs(90)));
         assert!(jt.stream.allow.as_ref().unwrap().contains("13800138000"));
         let gt = &c.listeners[1];
@@ -547,6 +554,7 @@ mod tests {
             ("[[listen]]\nprotocol = \"gt06\"\njt808_tz = \"+08:00\"", "jt808_tz is a jt808 option"),
             ("[[listen]]\nprotocol = \"nmea\"\nallow = [\"1\"]", "allow lists are for"),
             ("[[listen]]\nprotocol = \"gt07\"", "gt07"),
+            ("[[listen]]\nprotocol = \"auto\"", "an auto listener needs an addr"),
             ("[[listen]]\nprotocol = \"gt06\"\ngt06_crc = \"sloppy\"", "sloppy"),
             ("[[listen]]\nprotocol = \"gt06\"\ntls_cert = \"a.pem\"", "tls_cert and tls_key go together"),
             ("[[listen]]\nprotocol = \"gt06\"\ntls_client_ca = \"ca.pem\"", "need tls_cert and tls_key"),

@@ -139,10 +139,16 @@ impl Listener {
     }
 }
 
+/// The rows of the listener counters: one per protocol, then `auto`: what `auto` listeners
+/// counted before a connection's or datagram's protocol was told (refusals at accept,
+/// connections closed undetected, datagrams rejected as no protocol's).
+const ROWS: [&str; 5] = ["gt06", "jt808", "teltonika", "nmea", "auto"];
+const AUTO_ROW: usize = 4;
+
 /// One shard's counters.
 #[derive(Debug, Default)]
 pub struct ShardMetrics {
-    listeners: [[Listener; 2]; 4],
+    listeners: [[Listener; 2]; ROWS.len()],
     accept_errors: AtomicU64,
     sink_buckets: [AtomicU64; SINK_BUCKETS_US.len()],
     sink_count: AtomicU64,
@@ -153,6 +159,11 @@ pub struct ShardMetrics {
 impl ShardMetrics {
     pub fn listener(&self, p: Protocol, t: Transport) -> &Listener {
         &self.listeners[protocol_index(p)][transport_index(t)]
+    }
+
+    /// What an `auto` listener counts before a protocol is told.
+    pub fn undetected(&self, t: Transport) -> &Listener {
+        &self.listeners[AUTO_ROW][transport_index(t)]
     }
 
     pub fn accept_error(&self) {
@@ -215,7 +226,7 @@ impl Metrics {
     /// Connections closed for `why`, summed over protocols and shards.
     pub fn closed(&self, why: CloseReason) -> u64 {
         let i = CloseReason::ALL.iter().position(|&c| c == why).unwrap_or(0);
-        (0..4)
+        (0..ROWS.len())
             .flat_map(|p| (0..2).map(move |t| (p, t)))
             .map(|(p, t)| self.sum_listener(p, t, |l| l.closed[i].load(Relaxed)))
             .sum()
@@ -284,7 +295,7 @@ impl Metrics {
                         names: &[&str],
                         value: &dyn Fn(&Listener, usize) -> u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for (pi, p) in Protocol::ALL.iter().enumerate() {
+            for (pi, p) in ROWS.iter().enumerate() {
                 for (ti, t) in TRANSPORTS.iter().enumerate() {
                     for (i, n) in names.iter().enumerate() {
                         let v: u64 = self.shards.iter().map(|s| value(&s.listeners[pi][ti], i)).sum();
@@ -303,7 +314,7 @@ impl Metrics {
         labelled(
             &mut out,
             "trackgate_rejects_total",
-            "Frames rejected, by reason.",
+            "Frames rejected, by reason (protocol=\"auto\": datagrams to an auto listener that no protocol begins as).",
             "reason",
             &reject_names,
             &|l, i| l.rejects[i].load(Relaxed),
@@ -312,7 +323,7 @@ impl Metrics {
         labelled(
             &mut out,
             "trackgate_connections_closed_total",
-            "Connections closed (UDP peers forgotten), by reason.",
+            "Connections closed (UDP peers forgotten), by reason (protocol=\"auto\": connections to an auto listener that ended before their first bytes named a protocol).",
             "reason",
             &close_names,
             &|l, i| l.closed[i].load(Relaxed),
@@ -321,7 +332,7 @@ impl Metrics {
         labelled(
             &mut out,
             "trackgate_connections_refused_total",
-            "Connections closed at accept, by the cap that was reached.",
+            "Connections closed at accept, by the cap that was reached (protocol=\"auto\": at an auto listener).",
             "reason",
             &refusal_names,
             &|l, i| l.refused[i].load(Relaxed),
@@ -384,6 +395,8 @@ mod tests {
         m.shard(0).listener(Protocol::Gt06, Transport::Tcp).command(true);
         m.shard(1).listener(Protocol::Gt06, Transport::Tcp).command(true);
         m.shard(1).listener(Protocol::Gt06, Transport::Tcp).command(false);
+        m.shard(0).undetected(Transport::Tcp).closed(CloseReason::Junk);
+        m.shard(1).undetected(Transport::Udp).rejected(RejectKind::Garbage);
         let text = m.render(RegistryGauges { devices: 5, holding: 1, partial_bytes: 8192 });
         for line in [
             "trackgate_connections_opened_total{protocol=\"gt06\",transport=\"tcp\"} 2",
@@ -405,12 +418,16 @@ mod tests {
             "trackgate_devices 5",
             "trackgate_devices_with_held_commands 1",
             "trackgate_partial_frame_bytes 8192",
+            "trackgate_connections_closed_total{protocol=\"auto\",transport=\"tcp\",reason=\"junk\"} 1",
+            "trackgate_rejects_total{protocol=\"auto\",transport=\"udp\",reason=\"garbage\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }
         // GT06 has no UDP listener, so no UDP series.
         assert!(!text.contains("protocol=\"gt06\",transport=\"udp\""));
         assert_eq!(m.records(Protocol::Jt808), 4);
-        assert_eq!(m.closed(CloseReason::Junk), 1);
+        assert_eq!(m.closed(CloseReason::Junk), 2);
+        let names: Vec<&str> = Protocol::ALL.iter().map(|p| p.as_str()).collect();
+        assert_eq!(names, ROWS[..AUTO_ROW], "the rows follow Protocol::ALL");
     }
 }

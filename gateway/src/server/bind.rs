@@ -12,14 +12,15 @@ use trackgate_codecs::Protocol;
 use super::session_settings;
 use super::tls::DeviceTls;
 use crate::config::{ListenerConfig, ServeConfig};
-use crate::protocol::{transports, Jt808Auth, Transport};
+use crate::protocol::{Jt808Auth, Listens, Transport};
 use crate::registry::auth::AuthStore;
 use crate::session::SessionSettings;
 
 /// One listener's sockets, one per shard, bound to the same address.
 #[derive(Debug)]
 pub struct Bound {
-    pub protocol: Protocol,
+    /// One protocol, or `auto`: each connection's and datagram's told from its first bytes.
+    pub protocol: Listens,
     pub transport: Transport,
     /// The address bound (a `:0` port resolved).
     pub addr: SocketAddr,
@@ -88,7 +89,7 @@ pub fn bind_all(config: &ServeConfig) -> io::Result<Vec<Bound>> {
         let auth = codes.clone().map(|store| Jt808Auth(store));
         let tls = l.tls.as_ref().map(DeviceTls::load).transpose()?;
         // There is no DTLS: a TLS listener binds no UDP socket.
-        let served = transports(l.protocol).iter().filter(|&&t| tls.is_none() || t == Transport::Tcp);
+        let served = l.protocol.transports().iter().filter(|&&t| tls.is_none() || t == Transport::Tcp);
         for &transport in served {
             let with_addr =
                 |e: io::Error| io::Error::new(e.kind(), format!("cannot listen for {} on {}: {e}", l.protocol, l.addr));
@@ -126,8 +127,8 @@ pub fn bind_all(config: &ServeConfig) -> io::Result<Vec<Bound>> {
 /// The auth codes of a JT808 listener, shared by its TCP and UDP sockets in every shard:
 /// from its file, or in memory; none where the operator turned authentication off.
 fn jt808_codes(l: &ListenerConfig) -> io::Result<Option<Arc<AuthStore>>> {
-    if l.protocol != Protocol::Jt808 || l.jt808_accept_unauthenticated {
-        if l.protocol == Protocol::Jt808 {
+    if !l.protocol.serves(Protocol::Jt808) || l.jt808_accept_unauthenticated {
+        if l.protocol.serves(Protocol::Jt808) {
             warn!(addr = %l.addr, "JT808 authentication is off (jt808_accept_unauthenticated): any terminal's messages are taken");
         }
         return Ok(None);

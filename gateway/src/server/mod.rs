@@ -39,7 +39,7 @@ use crate::cluster::{Cluster, Handler, StopCluster};
 use crate::config::{ListenerConfig, ServeConfig, ServeLimits};
 use crate::ops::metrics::{self, Metrics, ShardMetrics};
 use crate::ops::{self, http};
-use crate::protocol::{Jt808Auth, StreamOptions, Transport};
+use crate::protocol::{Jt808Auth, Listens, StreamOptions, Transport};
 use crate::registry::auth::AuthStore;
 use crate::registry::holds::HoldFile;
 use crate::registry::{Control, QueuedCommand, Registry, SendError};
@@ -47,6 +47,7 @@ use crate::session::{Output, Session, SessionSettings};
 use crate::sink::SinkHandle;
 
 mod bind;
+mod detect;
 mod stream;
 mod tcp;
 #[cfg(test)]
@@ -84,7 +85,7 @@ fn log_payload(protocol: Protocol, transport: Transport, peer: SocketAddr, bytes
 
 /// One listener's socket in one shard.
 struct ShardSocket {
-    protocol: Protocol,
+    protocol: Listens,
     transport: Transport,
     settings: Arc<SessionSettings>,
     tls: Option<DeviceTls>,

@@ -15,11 +15,12 @@ use tokio::time::Sleep;
 use tracing::{debug, warn};
 use trackgate_codecs::Protocol;
 
+use super::detect::{detect, Detected};
 use super::stream::DeviceStream;
 use super::tls::{DeviceTls, HandshakeFailed};
 use super::{deliver, log_payload, queue_commands, stopped, Shard};
 use crate::ops::metrics::{self, Refusal};
-use crate::protocol::Transport;
+use crate::protocol::{Listens, Transport};
 use crate::registry::partial::{Holding, Shed};
 use crate::registry::{ConnId, Control, IpSlot, TakeoverRefused};
 use crate::session::{Claim, CloseReason, Output, Session, SessionSettings};
@@ -32,14 +33,14 @@ fn transient(e: &io::Error) -> bool {
 
 pub(super) async fn accept_loop(
     shard: Arc<Shard>,
-    protocol: Protocol,
+    protocol: Listens,
     settings: Arc<SessionSettings>,
     tls: Option<DeviceTls>,
     listener: TcpListener,
 ) {
     let mut conns = JoinSet::new();
     let mut stop = shard.stop.clone();
-    let counters = || shard.metrics().listener(protocol, Transport::Tcp);
+    let counters = || listener_counters(&shard, protocol);
     loop {
         tokio::select! {
             _ = stopped(&mut stop) => break,
@@ -181,74 +182,158 @@ pub(super) struct Socket {
     pub(super) tls: Option<DeviceTls>,
 }
 
+/// The counters of a listener's connections before they name a protocol: the protocol's
+/// own, or the `auto` row.
+fn listener_counters(shard: &Shard, listens: Listens) -> &metrics::Listener {
+    match listens {
+        Listens::One(p) => shard.metrics().listener(p, Transport::Tcp),
+        Listens::Auto => shard.metrics().undetected(Transport::Tcp),
+    }
+}
+
 pub(super) async fn tcp_connection(
     shard: Arc<Shard>,
-    protocol: Protocol,
+    listens: Listens,
     settings: Arc<SessionSettings>,
     socket: Socket,
 ) {
     let Socket { tcp, peer, slot, tls } = socket;
-    let counters = shard.metrics().listener(protocol, Transport::Tcp);
-    let stream = match tls {
-        None => DeviceStream::Plain(tcp),
-        // Boxed: a handshake's state (rustls's, a kilobyte and more) would otherwise make
-        // every connection's future that much larger for its whole life.
-        Some(tls) => match Box::pin(handshake(&shard, &tls, tcp)).await {
-            Ok(stream) => stream,
-            Err(failed) => {
-                counters.opened();
-                counters.closed(failed.reason());
-                debug!(%protocol, %peer, %failed, "no TLS connection");
-                return;
-            }
-        },
-    };
-    let mut c = Connection {
-        conn: shard.registry.next_conn(),
-        session: Session::new(protocol, &settings, Instant::now()),
-        stop: shard.stop.clone(),
-        shard,
-        protocol,
-        settings,
-        stream,
-        peer,
-        control: None,
-        buf: BytesMut::new(),
-        arrived: None,
-        holding: Holding::default(),
-        out: Output::default(),
-        replies: Vec::new(),
-        stopping: None,
+    // In a block of its own, so that what the opening held is not kept in the connection's
+    // future for its life.
+    let (mut c, at_end) = {
+        let opened = match (tls, listens) {
+            (None, Listens::One(protocol)) => Some((DeviceStream::Plain(tcp), Detected::told(protocol))),
+            // Boxed: a handshake's state (rustls's, a kilobyte and more) and the detection's
+            // would otherwise make every connection's future that much larger for its life.
+            (tls, listens) => Box::pin(open(&shard, listens, &settings, tls, tcp, peer)).await,
+        };
+        match opened {
+            Some((stream, first)) => Connection::new(shard, settings, stream, peer, first),
+            None => return,
+        }
     };
     c.counters().opened();
-    debug!(%protocol, %peer, conn = c.conn, "connection opened");
-    // One timer for the connection's life, moved as the session's deadline moves: moving a
-    // registered timer later touches no timer wheel, where a new timer per read would.
-    let idle = tokio::time::sleep_until(c.session.deadline().into());
-    tokio::pin!(idle);
-    let reason = loop {
-        c.move_deadline(idle.as_mut());
-        if c.stopping.is_none() {
-            match c.wait(idle.as_mut()).await {
-                Ok(true) => {}
-                Ok(false) => continue,
-                Err(reason) => break reason,
-            }
-        }
-        let at_end = match c.read() {
-            Ok(Some(at_end)) => at_end,
-            Ok(None) => continue,
-            Err(reason) => break reason,
-        };
-        if let Err(reason) = c.receive(at_end, idle.as_mut()).await {
-            break reason;
-        }
-    };
+    debug!(protocol = %c.protocol, %peer, conn = c.conn, "connection opened");
+    let reason = c.run(at_end).await;
     c.close(reason).await;
     drop(slot);
 }
 
+/// The connection's stream once its TLS handshake is done (when its listener has TLS), and
+/// its protocol once its first bytes name it (on an `auto` listener). `None` when either
+/// failed: counted and logged here.
+async fn open(
+    shard: &Shard,
+    listens: Listens,
+    settings: &SessionSettings,
+    tls: Option<DeviceTls>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+) -> Option<(DeviceStream, Detected)> {
+    let counters = listener_counters(shard, listens);
+    let mut stream = match tls {
+        None => DeviceStream::Plain(tcp),
+        Some(tls) => match handshake(shard, &tls, tcp).await {
+            Ok(stream) => stream,
+            Err(failed) => {
+                counters.opened();
+                counters.closed(failed.reason());
+                debug!(protocol = %listens, %peer, %failed, "no TLS connection");
+                return None;
+            }
+        },
+    };
+    let protocol = match listens {
+        Listens::One(protocol) => return Some((stream, Detected::told(protocol))),
+        Listens::Auto => detect(&mut stream, settings, shard.limits.read_buffer, shard.stop.clone()).await,
+    };
+    match protocol {
+        Ok(detected) => Some((stream, detected)),
+        Err(reason) => {
+            counters.opened();
+            counters.closed(reason);
+            debug!(%peer, reason = reason.label(), "a connection to an auto listener named no protocol");
+            if reason == CloseReason::Shutdown {
+                stream.shutdown().await;
+            }
+            None
+        }
+    }
+}
+
 impl Connection {
+    /// A connection speaking `first.protocol`, with the bytes already read; and whether the
+    /// device closed after them.
+    fn new(
+        shard: Arc<Shard>,
+        settings: Arc<SessionSettings>,
+        stream: DeviceStream,
+        peer: SocketAddr,
+        first: Detected,
+    ) -> (Connection, bool) {
+        let protocol = first.protocol;
+        let c = Connection {
+            conn: shard.registry.next_conn(),
+            session: Session::new(protocol, &settings, Instant::now()),
+            stop: shard.stop.clone(),
+            shard,
+            protocol,
+            settings,
+            stream,
+            peer,
+            control: None,
+            buf: first.buf,
+            arrived: None,
+            holding: Holding::default(),
+            out: Output::default(),
+            replies: Vec::new(),
+            stopping: first.stopping,
+        };
+        (c, first.at_end)
+    }
+
+    /// Goes round until the connection is over, and says why. Bytes already read (an `auto`
+    /// listener's first bytes, which named the protocol) are taken first; `at_end` when the
+    /// device closed after them.
+    async fn run(&mut self, at_end: bool) -> CloseReason {
+        // One timer for the connection's life, moved as the session's deadline moves: moving
+        // a registered timer later touches no timer wheel, where a new timer per read would.
+        let idle = tokio::time::sleep_until(self.session.deadline().into());
+        tokio::pin!(idle);
+        if !self.buf.is_empty() {
+            self.took(self.buf.len());
+            if let Err(reason) = self.receive(at_end, idle.as_mut()).await {
+                return reason;
+            }
+        }
+        loop {
+            self.move_deadline(idle.as_mut());
+            if self.stopping.is_none() {
+                match self.wait(idle.as_mut()).await {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(reason) => return reason,
+                }
+            }
+            let at_end = match self.read() {
+                Ok(Some(at_end)) => at_end,
+                Ok(None) => continue,
+                Err(reason) => return reason,
+            };
+            if let Err(reason) = self.receive(at_end, idle.as_mut()).await {
+                return reason;
+            }
+        }
+    }
+
+    /// Counts the last `n` bytes of the buffer as read, and logs them where asked.
+    fn took(&mut self, n: usize) {
+        self.counters().bytes_in(n);
+        if self.settings.log_payloads {
+            log_payload(self.protocol, Transport::Tcp, self.peer, &self.buf[self.buf.len() - n..]);
+        }
+    }
+
     fn counters(&self) -> &metrics::Listener {
         self.shard.metrics().listener(self.protocol, Transport::Tcp)
     }
@@ -319,10 +404,7 @@ impl Connection {
         match read {
             Ok(0) => Ok(Some(true)),
             Ok(n) => {
-                self.counters().bytes_in(n);
-                if self.settings.log_payloads {
-                    log_payload(self.protocol, Transport::Tcp, self.peer, &self.buf[self.buf.len() - n..]);
-                }
+                self.took(n);
                 if let Some(held) = &mut self.stopping {
                     *held += n;
                 }

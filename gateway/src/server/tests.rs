@@ -96,7 +96,8 @@ fn a_connection_task_stays_small() {
         });
         let settings = Arc::new(SessionSettings::new(StreamOptions::default()));
         let peer = stream.local_addr().unwrap();
-        let task = tcp_connection(shard, Protocol::Gt06, settings, tcp::Socket { tcp: stream, peer, slot, tls: None });
+        let task =
+            tcp_connection(shard, Protocol::Gt06.into(), settings, tcp::Socket { tcp: stream, peer, slot, tls: None });
         let size = std::mem::size_of_val(&task);
         eprintln!("a connection's future: {size} bytes");
         // And on the heap once the device identifies itself: the registry's way to it.

@@ -10,11 +10,13 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tracing::{debug, warn};
+use trackgate_codecs::detect::detect_datagram;
+use trackgate_codecs::framing::RejectKind;
 use trackgate_codecs::{AnswerMatch, Protocol};
 
 use super::{deliver, log_payload, queue_commands, stopped, Shard};
 use crate::ops::metrics;
-use crate::protocol::Transport;
+use crate::protocol::{serves, Listens, Transport};
 use crate::registry::{ConnId, Control, QueuedCommand, Registry};
 use crate::session::{CloseReason, Output, Session, SessionSettings, Step};
 
@@ -93,20 +95,44 @@ const UDP_BATCH: usize = 64;
 /// read, but devices that keep sending cannot hold the shutdown.
 const SHUTDOWN_DATAGRAM_CAP: usize = 1 << 16;
 
+/// A peer: its address and the protocol it speaks (on an `auto` listener, one address
+/// could speak two, each its own peer).
+type PeerKey = (SocketAddr, Protocol);
+
+/// What a batch gave, one output per protocol: the sink and the counters take each
+/// protocol's apart (a one-protocol listener uses one of them).
+struct Outputs([Output; 4]);
+
+impl Outputs {
+    fn of(&mut self, p: Protocol) -> &mut Output {
+        let i = Protocol::ALL.iter().position(|&q| q == p).unwrap_or(0);
+        &mut self.0[i]
+    }
+
+    fn clear(&mut self) {
+        self.0.iter_mut().for_each(Output::clear);
+    }
+
+    /// Each protocol with its output, where there is anything to deliver.
+    fn pending(&mut self) -> impl Iterator<Item = (Protocol, &mut Output)> {
+        Protocol::ALL.into_iter().zip(self.0.iter_mut()).filter(|(_, o)| !o.is_empty())
+    }
+}
+
 /// One UDP socket's state: its peers and the batch being decoded.
 struct UdpListener {
     shard: Arc<Shard>,
-    protocol: Protocol,
+    listens: Listens,
     settings: Arc<SessionSettings>,
     socket: UdpSocket,
-    peers: HashMap<SocketAddr, UdpPeer>,
+    peers: HashMap<PeerKey, UdpPeer>,
     datagram: Vec<u8>,
-    out: Output,
+    outs: Outputs,
     /// Replies wait here, addressed, until the sink has accepted the batch's records.
-    replies: Vec<(SocketAddr, Vec<u8>)>,
+    replies: Vec<(PeerKey, Vec<u8>)>,
     /// The identified peers heard from in the batch: their devices' commands go out after
     /// the replies.
-    heard: Vec<SocketAddr>,
+    heard: Vec<PeerKey>,
     /// Once shutdown begins, the datagrams the socket already holds are still read (NMEA
     /// devices never resend): through this second handle to the socket, which reads without
     /// waiting for tokio to learn of them, and with the count read so far.
@@ -122,19 +148,19 @@ enum Next {
     Done,
 }
 
-pub(super) async fn udp_loop(shard: Arc<Shard>, protocol: Protocol, settings: Arc<SessionSettings>, socket: UdpSocket) {
+pub(super) async fn udp_loop(shard: Arc<Shard>, listens: Listens, settings: Arc<SessionSettings>, socket: UdpSocket) {
     let sweep_every = (settings.idle_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
     let mut sweep = tokio::time::interval(sweep_every);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut stop = shard.stop.clone();
     let mut l = UdpListener {
         shard,
-        protocol,
+        listens,
         settings,
         socket,
         peers: HashMap::new(),
         datagram: vec![0u8; 65_536],
-        out: Output::default(),
+        outs: Outputs(std::array::from_fn(|_| Output::default())),
         replies: Vec::new(),
         heard: Vec::new(),
         stopping: None,
@@ -154,8 +180,8 @@ pub(super) async fn udp_loop(shard: Arc<Shard>, protocol: Protocol, settings: Ar
 }
 
 impl UdpListener {
-    fn counters(&self) -> &metrics::Listener {
-        self.shard.metrics().listener(self.protocol, Transport::Udp)
+    fn counters(&self, protocol: Protocol) -> &metrics::Listener {
+        self.shard.metrics().listener(protocol, Transport::Udp)
     }
 
     /// Waits for a datagram; on the way, begins the shutdown or sweeps idle peers.
@@ -178,7 +204,7 @@ impl UdpListener {
                     Next::Again
                 }
                 Err(e) => {
-                    warn!(protocol = %self.protocol, error = %e, "cannot read the UDP datagrams held at shutdown");
+                    warn!(protocol = %self.listens, error = %e, "cannot read the UDP datagrams held at shutdown");
                     Next::Done
                 }
             },
@@ -193,25 +219,22 @@ impl UdpListener {
     /// Forgets peers silent past the idle timeout; what they held is reported.
     async fn sweep(&mut self) {
         let now = Instant::now();
-        let expired: Vec<SocketAddr> =
-            self.peers.iter().filter(|(_, p)| p.session.expired(now)).map(|(a, _)| *a).collect();
-        self.out.clear();
-        for addr in &expired {
-            if let Some(mut p) = self.peers.remove(addr) {
-                p.session.finish(SystemTime::now(), &mut self.out);
-                self.counters().closed(CloseReason::Idle);
+        let expired: Vec<PeerKey> =
+            self.peers.iter().filter(|(_, p)| p.session.expired(now)).map(|(k, _)| *k).collect();
+        self.outs.clear();
+        for key in &expired {
+            if let Some(p) = self.peers.remove(key) {
+                forget(p, key.1, self.outs.of(key.1), self.shard.metrics(), CloseReason::Idle);
             }
         }
-        if !self.out.is_empty() {
-            let any = expired.first().copied().unwrap_or(([0, 0, 0, 0], 0).into());
-            deliver(&self.shard, self.protocol, Transport::Udp, any, &mut self.out).await;
-        }
+        let any = expired.first().map_or(([0, 0, 0, 0], 0).into(), |k| k.0);
+        self.deliver_all(any).await;
     }
 
     /// Decodes `first` and the datagrams already waiting behind it (up to a batch) into one
     /// sink hand-over. Returns the last peer heard, if any datagram came through.
     fn decode_batch(&mut self, first: io::Result<(usize, SocketAddr)>) -> Option<SocketAddr> {
-        self.out.clear();
+        self.outs.clear();
         self.replies.clear();
         self.heard.clear();
         let mut next = Some(first);
@@ -223,7 +246,7 @@ impl UdpListener {
                     self.decode(n, peer);
                     last_peer = Some(peer);
                 }
-                Err(e) => debug!(protocol = %self.protocol, error = %e, "UDP receive failed"),
+                Err(e) => debug!(protocol = %self.listens, error = %e, "UDP receive failed"),
             }
             if taken < UDP_BATCH {
                 next = self.waiting();
@@ -247,67 +270,101 @@ impl UdpListener {
         }
     }
 
+    /// The protocol of a datagram of `n` bytes: the listener's, or on an `auto` listener
+    /// what the datagram's own first bytes say. `None` (counted) when it names none that is
+    /// served over UDP.
+    fn protocol_of(&self, n: usize, peer: SocketAddr) -> Option<Protocol> {
+        let found = match self.listens {
+            Listens::One(p) => return Some(p),
+            Listens::Auto => detect_datagram(&self.datagram[..n]).filter(|&p| serves(p, Transport::Udp)),
+        };
+        if found.is_none() {
+            let counters = self.shard.metrics().undetected(Transport::Udp);
+            counters.bytes_in(n);
+            counters.rejected(RejectKind::Garbage);
+            counters.rejected_bytes(n as u64);
+            debug!(%peer, bytes = n, "a datagram to an auto listener named no protocol");
+        }
+        found
+    }
+
     /// One datagram of `n` bytes from `peer`, to its session.
     fn decode(&mut self, n: usize, peer: SocketAddr) {
-        let counters = self.shard.metrics().listener(self.protocol, Transport::Udp);
+        let Some(protocol) = self.protocol_of(n, peer) else { return };
+        let counters = self.shard.metrics().listener(protocol, Transport::Udp);
         counters.bytes_in(n);
         if self.settings.log_payloads {
-            log_payload(self.protocol, Transport::Udp, peer, &self.datagram[..n]);
+            log_payload(protocol, Transport::Udp, peer, &self.datagram[..n]);
         }
         let now = Instant::now();
-        make_room(&mut self.peers, peer, self.shard.limits.max_udp_peers, now, &mut self.out, counters);
-        let (protocol, settings) = (self.protocol, &self.settings);
-        let p = self.peers.entry(peer).or_insert_with(|| {
+        let key = (peer, protocol);
+        make_room(&mut self.peers, key, self.shard.limits.max_udp_peers, now, &mut self.outs, self.shard.metrics());
+        let (settings, out) = (&self.settings, self.outs.of(protocol));
+        let p = self.peers.entry(key).or_insert_with(|| {
             counters.opened();
             UdpPeer::new(Session::new(protocol, settings, now))
         });
         if p.session.expired(now) {
             // A peer silent past the idle timeout starts over, as a new TCP connection would.
-            p.session.finish(SystemTime::now(), &mut self.out);
+            p.session.finish(SystemTime::now(), out);
             p.session = Session::new(protocol, settings, now);
         }
-        let before = self.out.replies.len();
-        if p.receive(&self.datagram[..n], now, &mut self.out).claim.is_some() {
+        let before = out.replies.len();
+        if p.receive(&self.datagram[..n], now, out).claim.is_some() {
             p.claim(&self.shard.registry, self.shard.index, protocol, now);
         }
-        self.replies.extend(self.out.replies.drain(before..).map(|r| (peer, r)));
-        if p.claim.is_some() && !self.heard.contains(&peer) {
-            self.heard.push(peer);
+        self.replies.extend(out.replies.drain(before..).map(|r| (key, r)));
+        if p.claim.is_some() && !self.heard.contains(&key) {
+            self.heard.push(key);
         }
+    }
+
+    /// Hands each protocol's records to the sink; false when the sink refused (nothing may
+    /// be acknowledged). `peer` names the hand-over in logs.
+    async fn deliver_all(&mut self, peer: SocketAddr) -> bool {
+        for (protocol, out) in self.outs.pending() {
+            if !deliver(&self.shard, protocol, Transport::Udp, peer, out).await {
+                return false;
+            }
+        }
+        true
     }
 
     /// Delivers the batch's records; once the sink has them, the acks they earned go out,
     /// then the commands waiting for the devices heard. `peer` names the batch in logs.
     async fn answer(&mut self, peer: SocketAddr) {
-        if !deliver(&self.shard, self.protocol, Transport::Udp, peer, &mut self.out).await {
+        if !self.deliver_all(peer).await {
             return;
         }
-        for (to, reply) in &self.replies {
-            if let Err(e) = self.socket.send_to(reply, to).await {
-                debug!(protocol = %self.protocol, peer = %to, error = %e, "UDP reply failed");
+        for ((to, protocol), reply) in &self.replies {
+            match self.socket.send_to(reply, to).await {
+                Ok(_) => self.counters(*protocol).delivered(0, 1),
+                Err(e) => debug!(%protocol, peer = %to, error = %e, "UDP reply failed"),
             }
         }
-        let counters = self.shard.metrics().listener(self.protocol, Transport::Udp);
-        counters.delivered(0, self.replies.len());
-        for addr in &self.heard {
-            if let Some(p) = self.peers.get_mut(addr) {
-                send_commands(&self.socket, *addr, p, &mut self.out, counters).await;
+        let out = self.outs.of(Protocol::ALL[0]);
+        for key in &self.heard {
+            if let Some(p) = self.peers.get_mut(key) {
+                let counters = self.shard.metrics().listener(key.1, Transport::Udp);
+                send_commands(&self.socket, key.0, p, out, counters).await;
             }
         }
     }
 
     /// Shutdown: every peer's session ends; what it held is reported.
     async fn close(&mut self) {
-        self.out.clear();
-        let counters = self.shard.metrics().listener(self.protocol, Transport::Udp);
-        for (_, mut p) in self.peers.drain() {
-            p.session.finish(SystemTime::now(), &mut self.out);
-            counters.closed(CloseReason::Shutdown);
+        self.outs.clear();
+        for ((_, protocol), p) in self.peers.drain() {
+            forget(p, protocol, self.outs.of(protocol), self.shard.metrics(), CloseReason::Shutdown);
         }
-        if !self.out.is_empty() {
-            deliver(&self.shard, self.protocol, Transport::Udp, ([0, 0, 0, 0], 0).into(), &mut self.out).await;
-        }
+        self.deliver_all(([0, 0, 0, 0], 0).into()).await;
     }
+}
+
+/// A peer is forgotten: its session ends (what it held goes into `out`) and is counted.
+fn forget(mut p: UdpPeer, protocol: Protocol, out: &mut Output, metrics: &metrics::ShardMetrics, why: CloseReason) {
+    p.session.finish(SystemTime::now(), out);
+    metrics.listener(protocol, Transport::Udp).closed(why);
 }
 
 /// Writes the commands waiting for the peer's device, one datagram each. A command whose
@@ -342,30 +399,28 @@ async fn send_commands(
 }
 
 /// Keeps the peer table within its cap before `peer` is added: expired peers go first, then
-/// the one heard from least recently. Their sessions are finished into `out`.
+/// the one heard from least recently. Their sessions are finished into `outs`.
 fn make_room(
-    peers: &mut HashMap<SocketAddr, UdpPeer>,
-    peer: SocketAddr,
+    peers: &mut HashMap<PeerKey, UdpPeer>,
+    peer: PeerKey,
     cap: usize,
     now: Instant,
-    out: &mut Output,
-    counters: &metrics::Listener,
+    outs: &mut Outputs,
+    metrics: &metrics::ShardMetrics,
 ) {
     if peers.contains_key(&peer) || peers.len() < cap {
         return;
     }
-    let expired: Vec<SocketAddr> = peers.iter().filter(|(_, p)| p.session.expired(now)).map(|(a, _)| *a).collect();
-    for addr in expired {
-        if let Some(mut p) = peers.remove(&addr) {
-            p.session.finish(SystemTime::now(), out);
-            counters.closed(CloseReason::Idle);
+    let expired: Vec<PeerKey> = peers.iter().filter(|(_, p)| p.session.expired(now)).map(|(k, _)| *k).collect();
+    for key in expired {
+        if let Some(p) = peers.remove(&key) {
+            forget(p, key.1, outs.of(key.1), metrics, CloseReason::Idle);
         }
     }
     if peers.len() >= cap {
-        if let Some(oldest) = peers.iter().min_by_key(|(_, p)| p.session.deadline()).map(|(a, _)| *a) {
-            if let Some(mut p) = peers.remove(&oldest) {
-                p.session.finish(SystemTime::now(), out);
-                counters.closed(CloseReason::Idle);
+        if let Some(oldest) = peers.iter().min_by_key(|(_, p)| p.session.deadline()).map(|(k, _)| *k) {
+            if let Some(p) = peers.remove(&oldest) {
+                forget(p, oldest.1, outs.of(oldest.1), metrics, CloseReason::Idle);
             }
         }
     }
