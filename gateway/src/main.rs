@@ -11,7 +11,7 @@ use trackgate::config::ListenSpec;
 use trackgate::config::{parse_duration, parse_fsync, Overrides, ServeConfig};
 use trackgate::config::{FsyncPolicy, SinkSpec};
 use trackgate::protocol::default_port;
-use trackgate::protocol::{self, parse_utc_offset, StreamOptions, Transport};
+use trackgate::protocol::{self, parse_utc_offset, Listens, StreamOptions, Transport};
 use trackgate::sink::{self, RecordSink};
 use trackgate::tools::corpus;
 use trackgate::tools::decode::{decode_reader, decode_to, parse_hex, parse_hex_header, DecodeError, DecodeSummary};
@@ -38,8 +38,9 @@ enum Command {
         /// Flags given here win over the file.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
-        /// PROTO=ADDR, repeatable (nmea=0.0.0.0:5005). Default: every protocol on 0.0.0.0 at
-        /// its usual port (gt06 5023, jt808 5015, teltonika 5027, nmea 5005).
+        /// PROTO=ADDR, repeatable (nmea=0.0.0.0:5005; auto=0.0.0.0:5000 serves every protocol on
+        /// one port). Default: every protocol on 0.0.0.0 at its usual port (gt06 5023, jt808
+        /// 5015, teltonika 5027, nmea 5005).
         #[arg(long = "listen", value_name = "PROTO=ADDR")]
         listen: Vec<ListenSpec>,
         /// Where records go: jsonl:PATH (appended) or jsonl:- (standard output, the default).
@@ -67,9 +68,10 @@ enum Command {
     },
     /// Decode what one device sent on one connection and print one JSON record per line.
     Decode {
-        /// gt06, jt808, teltonika or nmea.
-        #[arg(long, value_parser = parse_protocol)]
-        protocol: Protocol,
+        /// gt06, jt808, teltonika, nmea, or auto (the first bytes, or with udp each
+        /// datagram's, name the protocol).
+        #[arg(long, value_parser = parse_listens)]
+        protocol: Listens,
         /// tcp (one byte stream) or udp (with --hex, one datagram per line).
         #[arg(long, value_parser = parse_transport)]
         transport: Option<Transport>,
@@ -189,6 +191,10 @@ fn parse_protocol(s: &str) -> Result<Protocol, String> {
     s.parse()
 }
 
+fn parse_listens(s: &str) -> Result<Listens, String> {
+    s.parse()
+}
+
 fn parse_transport(s: &str) -> Result<Transport, String> {
     s.parse()
 }
@@ -281,7 +287,7 @@ struct DecodeArgs {
     summary: bool,
 }
 
-fn run_decode(protocol: Protocol, args: DecodeArgs, file: Option<PathBuf>) -> ExitCode {
+fn run_decode(protocol: Listens, args: DecodeArgs, file: Option<PathBuf>) -> ExitCode {
     let DecodeArgs { transport, hex, jt808_tz, gt06_crc, summary } = args;
     let mut input: Box<dyn Read> = match file.as_deref() {
         None => Box::new(io::stdin().lock()),

@@ -92,3 +92,24 @@ fn every_corpus_sentence_is_written_back_as_sent() {
     assert!(off_standard_seen.iter().all(|&seen| seen), "an off-standard sentence listed here left the corpus");
     assert!(differ.is_empty(), "{} of {checked} differ:\n{}", differ.len(), differ.join("\n"));
 }
+
+/// `decode --protocol auto` on every corpus case gives what the case's own protocol gives:
+/// the first bytes of every device's capture (each datagram's, over UDP) name its protocol,
+/// keep-alive pings and e-lock text frames included.
+#[test]
+fn every_corpus_case_decodes_the_same_with_auto() {
+    use trackgate::protocol::{Listens, StreamOptions, Transport};
+    use trackgate::tools::decode::{decode_to, parse_hex, parse_hex_header};
+    let cases = find_cases(corpus_dir()).unwrap();
+    assert!(cases.len() >= 50, "{} cases", cases.len());
+    for case in cases {
+        let protocol = trackgate::tools::corpus::case_protocol(&case).unwrap();
+        let text = std::fs::read_to_string(&case).unwrap();
+        let options = parse_hex_header(&text).unwrap().options_over(&StreamOptions::default());
+        let chunks = parse_hex(&text, options.transport == Transport::Udp).unwrap();
+        let (mut own, mut auto) = (Vec::new(), Vec::new());
+        decode_to(protocol, &options, chunks.clone(), &mut own).unwrap();
+        decode_to(Listens::Auto, &options, chunks, &mut auto).unwrap();
+        assert!(own == auto, "{}: auto decodes differently:\n{}", case.display(), String::from_utf8_lossy(&auto));
+    }
+}

@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 
 use serde::Serialize;
+use trackgate_codecs::detect::{detect_datagram, detect_stream, Detection};
 use trackgate_codecs::framing::RejectKind;
 use trackgate_codecs::{Protocol, RecordDecoder, StreamEvent};
 
-use crate::protocol::{parse_utc_offset, stream_decoder, StreamOptions, Transport};
+use crate::protocol::{parse_utc_offset, serves, stream_decoder, Listens, StreamOptions, Transport};
 use trackgate_codecs::gt06::CrcPolicy;
 
 /// The line `decode` prints where a frame was rejected.
@@ -154,37 +155,98 @@ impl std::fmt::Display for DecodeSummary {
 }
 
 /// Decodes the byte streams (one for TCP, one per datagram for UDP) of one device and
-/// writes one JSON line per record or rejection.
+/// writes one JSON line per record or rejection. With `auto`, the stream's first bytes (or
+/// each datagram's own) name the protocol, as on the gateway's `auto` listener.
 pub fn decode_to<W: Write>(
-    protocol: Protocol,
+    listens: impl Into<Listens>,
     options: &StreamOptions,
     input: impl IntoIterator<Item = Vec<u8>>,
     out: &mut W,
 ) -> Result<DecodeSummary, DecodeError> {
-    let mut decoder = stream_decoder(protocol, options);
+    let listens = listens.into();
+    let mut decoders = Decoders::default();
     let mut events = Vec::new();
     let mut summary = DecodeSummary::default();
+    let mut offset = 0u64;
     for chunk in input {
+        let protocol = match listens {
+            Listens::One(p) => Some(p),
+            Listens::Auto if options.transport == Transport::Udp => {
+                detect_datagram(&chunk).filter(|&p| serves(p, Transport::Udp))
+            }
+            Listens::Auto => match detect_stream(&chunk, true) {
+                Detection::Found(p) => Some(p),
+                Detection::Undecided | Detection::Junk => None,
+            },
+        };
+        let Some(protocol) = protocol else {
+            write_undetected(offset, chunk.len() as u64, out, &mut summary)?;
+            offset += chunk.len() as u64;
+            continue;
+        };
+        offset += chunk.len() as u64;
+        let decoder = decoders.of(protocol, options);
         // Each chunk is a whole stream (TCP) or a whole datagram (UDP): nothing after it
         // can complete a frame it started.
         decoder.decode(&chunk, true, &mut events);
-        write_events(&mut *decoder, &mut events, out, &mut summary)?;
+        write_events(&mut **decoder, &mut events, out, &mut summary)?;
     }
     // A UDP session ends with the input: report what is still held (unfinished JT808
     // sub-packages).
-    decoder.finish(&mut events);
-    write_events(&mut *decoder, &mut events, out, &mut summary)?;
+    for decoder in decoders.0.iter_mut().map(|(_, d)| d) {
+        decoder.finish(&mut events);
+        write_events(&mut **decoder, &mut events, out, &mut summary)?;
+    }
     Ok(summary)
 }
 
-/// Streams raw bytes from `reader` (TCP capture) without holding the whole input.
+/// One decoder per protocol heard (an `auto` capture of datagrams may hold several), in the
+/// order first heard.
+#[derive(Default)]
+struct Decoders(Vec<(Protocol, Box<dyn RecordDecoder + Send>)>);
+
+impl Decoders {
+    fn of(&mut self, protocol: Protocol, options: &StreamOptions) -> &mut Box<dyn RecordDecoder + Send> {
+        let i = match self.0.iter().position(|(p, _)| *p == protocol) {
+            Some(i) => i,
+            None => {
+                self.0.push((protocol, stream_decoder(protocol, options)));
+                self.0.len() - 1
+            }
+        };
+        &mut self.0[i].1
+    }
+}
+
+/// The error line for `len` bytes at `offset` that no protocol begins as (`auto`).
+fn write_undetected<W: Write>(
+    offset: u64,
+    len: u64,
+    out: &mut W,
+    summary: &mut DecodeSummary,
+) -> Result<(), DecodeError> {
+    summary.rejected += 1;
+    *summary.rejected_by.entry(RejectKind::Garbage).or_default() += 1;
+    let error = format!("{len} bytes that no protocol begins as (not gt06, jt808, teltonika or nmea)");
+    serde_json::to_writer(&mut *out, &ErrorRecord { kind: "error", offset, error: &error }).map_err(io::Error::from)?;
+    out.write_all(b"\n")?;
+    Ok(())
+}
+
+/// Streams raw bytes from `reader` (TCP capture) without holding the whole input. With
+/// `auto`, the first bytes name the protocol; a stream they name none for is junk, one
+/// error line for all of it.
 pub fn decode_reader<R: Read, W: Write>(
-    protocol: Protocol,
+    listens: impl Into<Listens>,
     options: &StreamOptions,
     mut reader: R,
     out: &mut W,
 ) -> Result<DecodeSummary, DecodeError> {
-    let mut decoder = stream_decoder(protocol, options);
+    let mut decoder = match listens.into() {
+        Listens::One(p) => Some(stream_decoder(p, options)),
+        Listens::Auto => None,
+    };
+    let (mut junk, mut junk_bytes) = (false, 0u64);
     let mut events = Vec::new();
     let mut summary = DecodeSummary::default();
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
@@ -197,12 +259,31 @@ pub fn decode_reader<R: Read, W: Write>(
         };
         let at_end = n == 0;
         buf.extend_from_slice(&chunk[..n]);
+        if decoder.is_none() && !junk {
+            match detect_stream(&buf, at_end) {
+                Detection::Found(p) => decoder = Some(stream_decoder(p, options)),
+                Detection::Junk => junk = true,
+                Detection::Undecided => {}
+            }
+        }
+        let Some(decoder) = decoder.as_mut() else {
+            // Undecided: read on (the end always decides). Junk: counted, not kept.
+            if junk {
+                junk_bytes += buf.len() as u64;
+                buf.clear();
+                if at_end {
+                    write_undetected(0, junk_bytes, out, &mut summary)?;
+                    return Ok(summary);
+                }
+            }
+            continue;
+        };
         let used = decoder.decode(&buf, at_end, &mut events);
         buf.drain(..used);
-        write_events(&mut *decoder, &mut events, out, &mut summary)?;
+        write_events(&mut **decoder, &mut events, out, &mut summary)?;
         if at_end {
             decoder.finish(&mut events);
-            write_events(&mut *decoder, &mut events, out, &mut summary)?;
+            write_events(&mut **decoder, &mut events, out, &mut summary)?;
             return Ok(summary);
         }
     }
