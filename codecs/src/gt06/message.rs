@@ -415,6 +415,136 @@ pub fn info_alarm(info: u8) -> Option<&'static str> {
     }
 }
 
+/// 0x34, the X1's report (docs/protocols/gt06.md §5.8): a fix (its first byte the
+/// satellites, no length), the terminal information, an odometer, one cell with a 4-byte
+/// CI and a 1-byte MNC, a driver id, two voltages, the port information (bits 20–23: the
+/// number of ADCs), inputs, outputs and the ADCs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct X1Report<'a> {
+    /// "Data and alarm": not read by any source this codec follows; kept.
+    pub data_alarm: u32,
+    pub fix: GpsFix,
+    pub terminal_info: u16,
+    pub odometer_m: u32,
+    pub cell: Cell,
+    /// 0: no driver.
+    pub driver_id: u32,
+    pub battery_centivolts: u16,
+    pub power_centivolts: u16,
+    pub port_info: u32,
+    pub inputs: u8,
+    pub outputs: u8,
+    /// The ADC readings, two bytes each, in centivolts.
+    pub adc: &'a [u8],
+    pub extra: &'a [u8],
+}
+
+impl<'a> X1Report<'a> {
+    /// How many ADC readings the port information announces.
+    pub fn adc_count(port_info: u32) -> usize {
+        ((port_info >> 20) & 0x0F) as usize
+    }
+
+    fn read(c: &mut Cursor<'a>) -> Option<Self> {
+        let data_alarm = c.u32()?;
+        let fix = GpsFix::read(c)?;
+        let terminal_info = c.u16()?;
+        let odometer_m = c.u32()?;
+        let (mcc, mnc, lac, cell_id) = (c.u16()?, c.u8()?, c.u16()?, c.u32()?);
+        let cell = Cell {
+            mcc,
+            mnc: u16::from(mnc),
+            mnc_wide: false,
+            lac: u32::from(lac),
+            cell_id: u64::from(cell_id),
+            rssi: None,
+        };
+        let (driver_id, battery_centivolts, power_centivolts) = (c.u32()?, c.u16()?, c.u16()?);
+        let port_info = c.u32()?;
+        let (inputs, outputs) = (c.u8()?, c.u8()?);
+        let adc = c.take(2 * Self::adc_count(port_info))?;
+        Some(X1Report {
+            data_alarm,
+            fix,
+            terminal_info,
+            odometer_m,
+            cell,
+            driver_id,
+            battery_centivolts,
+            power_centivolts,
+            port_info,
+            inputs,
+            outputs,
+            adc,
+            extra: c.rest(),
+        })
+    }
+
+    fn write(&self, out: &mut Vec<u8>) -> Option<()> {
+        if self.adc.len() != 2 * Self::adc_count(self.port_info) || self.cell.mnc > 0xFF || self.cell.lac > 0xFFFF {
+            return None;
+        }
+        out.extend_from_slice(&self.data_alarm.to_be_bytes());
+        self.fix.write(out);
+        out.extend_from_slice(&self.terminal_info.to_be_bytes());
+        out.extend_from_slice(&self.odometer_m.to_be_bytes());
+        out.extend_from_slice(&self.cell.mcc.to_be_bytes());
+        out.push(self.cell.mnc as u8);
+        out.extend_from_slice(&(self.cell.lac as u16).to_be_bytes());
+        out.extend_from_slice(&u32::try_from(self.cell.cell_id).ok()?.to_be_bytes());
+        out.extend_from_slice(&self.driver_id.to_be_bytes());
+        out.extend_from_slice(&self.battery_centivolts.to_be_bytes());
+        out.extend_from_slice(&self.power_centivolts.to_be_bytes());
+        out.extend_from_slice(&self.port_info.to_be_bytes());
+        out.extend_from_slice(&[self.inputs, self.outputs]);
+        out.extend_from_slice(self.adc);
+        out.extend_from_slice(self.extra);
+        Some(())
+    }
+}
+
+/// The position some devices write into a command answer (0x21) when asked where they are:
+/// `Current position!Lat:N54.739332,Lon:E25.273270,Course:126.53,Speed:0.0000,DateTime:2017-05-26  10:27:47`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CurrentPosition {
+    pub latitude: f64,
+    pub longitude: f64,
+    pub course_deg: f64,
+    pub speed_kmh: f64,
+    /// Year, month, day, hour, minute, second as written (the device's clock).
+    pub time: [u16; 6],
+}
+
+impl CurrentPosition {
+    /// Reads the answer's text; `None` when it is not such a position.
+    pub fn parse(text: &str) -> Option<Self> {
+        let rest = text.strip_prefix("Current position!")?;
+        let mut fields = rest.split(',');
+        let mut field = |name: &str| fields.next()?.strip_prefix(name).map(str::trim);
+        let hemisphere = |v: &str, plus: char, minus: char| -> Option<f64> {
+            let (sign, digits) = match v.chars().next()? {
+                c if c == plus => (1.0, &v[1..]),
+                c if c == minus => (-1.0, &v[1..]),
+                _ => return None,
+            };
+            Some(sign * digits.parse::<f64>().ok().filter(|d| d.is_finite())?)
+        };
+        let latitude = hemisphere(field("Lat:")?, 'N', 'S').filter(|l| l.abs() <= 90.0)?;
+        let longitude = hemisphere(field("Lon:")?, 'E', 'W').filter(|l| l.abs() <= 180.0)?;
+        let course_deg = field("Course:")?.parse::<f64>().ok().filter(|c| (0.0..=360.0).contains(c))?;
+        let speed_kmh = field("Speed:")?.parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0)?;
+        let datetime = field("DateTime:")?;
+        let numbers: Vec<u16> = datetime
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|n| !n.is_empty())
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .ok()?;
+        let time: [u16; 6] = numbers.try_into().ok()?;
+        Some(CurrentPosition { latitude, longitude, course_deg, speed_kmh, time })
+    }
+}
+
 /// A GT06 message, borrowed from its frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message<'a> {
@@ -465,6 +595,7 @@ pub enum Message<'a> {
     TimeRequest,
     Info(Info<'a>),
     CommandReply(CommandReply<'a>),
+    X1(X1Report<'a>),
     /// Any other protocol number: its content as sent.
     Unknown(&'a [u8]),
 }
@@ -507,10 +638,10 @@ impl<'a> Message<'a> {
                 let wifi = Self::wifi_count(&mut c, frame.length_field).ok_or_else(err)?;
                 return Ok(Message::Wifi(wifi));
             }
-            GPS | GPS_LBS_6 | GPS_LBS | GPS_LBS_2 | GPS_LBS_4 | GPS_LBS_5 | GPS_LBS_3 | GPS_4G => {
+            GPS | GPS_LBS_6 | GPS_LBS | GPS_LBS_2 | GPS_LBS_4 | GPS_LBS_5 | GPS_LBS_3 | GPS_4G | GPS_LBS_EXTEND => {
                 let fix = GpsFix::read(&mut c).ok_or_else(err)?;
                 let width = cell_width(p);
-                let cell = if p == GPS { None } else { Self::optional_cell(&mut c, width) };
+                let cell = if matches!(p, GPS | GPS_LBS_EXTEND) { None } else { Self::optional_cell(&mut c, width) };
                 let v2 = matches!(p, GPS_LBS_2 | GPS_LBS_4 | GPS_LBS_5 | GPS_LBS_3 | GPS_4G);
                 let (mut acc, mut upload_mode, mut reupload, mut mileage) = (None, None, None, None);
                 if v2 && cell.is_some() && c.remaining() >= 3 {
@@ -593,6 +724,7 @@ impl<'a> Message<'a> {
                 Message::AddressRequest { fix, phone, extra: c.rest() }
             }
             TIME_REQUEST => Message::TimeRequest,
+            X1_GPS => Message::X1(X1Report::read(&mut c).ok_or_else(err)?),
             INFO => {
                 let subtype = c.u8().ok_or_else(err)?;
                 Message::Info(Info { subtype, data: c.rest() })
@@ -778,6 +910,7 @@ impl<'a> Message<'a> {
                 out.extend_from_slice(extra);
             }
             Message::TimeRequest => {}
+            Message::X1(x) => x.write(out)?,
             Message::Info(i) => {
                 out.push(i.subtype);
                 out.extend_from_slice(i.data);

@@ -26,7 +26,8 @@ mod tests;
 
 pub use frame::{FrameShape, Gt06Framer, Integrity, DEFAULT_LIMITS};
 pub use message::{
-    AlarmCode, Cell, CommandReply, GpsFix, Heartbeat, Info, LbsReport, Login, Message, StatusBlock, WifiAp, WifiLbs,
+    AlarmCode, Cell, CommandReply, CurrentPosition, GpsFix, Heartbeat, Info, LbsReport, Login, Message, StatusBlock,
+    WifiAp, WifiLbs, X1Report,
 };
 pub use stream::{CrcPolicy, Gt06Decoder, Gt06Options};
 
@@ -52,6 +53,8 @@ pub const WIFI: u8 = 0x17;
 pub const LBS_EXTEND: u8 = 0x18;
 pub const LBS_STATUS: u8 = 0x19;
 pub const GPS_PHONE: u8 = 0x1A;
+/// JI09's fix followed by a block this codec keeps as sent (`extra`).
+pub const GPS_LBS_EXTEND: u8 = 0x1E;
 pub const COMMAND_REPLY_LONG: u8 = 0x21;
 pub const GPS_LBS_2: u8 = 0x22;
 pub const HEARTBEAT_2: u8 = 0x23;
@@ -62,6 +65,8 @@ pub const ADDRESS_REQUEST: u8 = 0x2A;
 pub const LBS_WIFI: u8 = 0x2C;
 pub const GPS_LBS_4: u8 = 0x2D;
 pub const GPS_LBS_5: u8 = 0x31;
+/// The X1's report: a fix, odometer, a cell, driver, voltages, ports and ADCs.
+pub const X1_GPS: u8 = 0x34;
 pub const STATUS_2: u8 = 0x36;
 pub const GPS_LBS_3: u8 = 0x37;
 pub const WIFI_2: u8 = 0x69;

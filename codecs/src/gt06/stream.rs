@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 
 use super::frame::{FrameShape, Gt06Framer, Integrity};
-use super::message::{info_alarm, Cell, Heartbeat, Message, StatusBlock, WifiAp};
+use super::message::{info_alarm, Cell, CurrentPosition, Heartbeat, Message, StatusBlock, WifiAp, X1Report};
 use super::*;
 use crate::framing::{Framer, Framing, Limits, Reject, RejectKind};
 use crate::record::{Kind, Protocol, Record, Timestamp};
@@ -147,6 +147,48 @@ fn set_alarm_code(r: &mut Record, code: AlarmCode) {
     }
     if let Some(on) = code.ignition() {
         r.attributes.set("ignition", on);
+    }
+}
+
+/// An X1's ADC readings, by their number (the port information announces at most 15).
+const ADC_KEYS: [&str; 15] = [
+    "adc1_v", "adc2_v", "adc3_v", "adc4_v", "adc5_v", "adc6_v", "adc7_v", "adc8_v", "adc9_v", "adc10_v", "adc11_v",
+    "adc12_v", "adc13_v", "adc14_v", "adc15_v",
+];
+
+/// An X1 report (0x34): the fix, its cell, and the X1's own fields.
+fn set_x1(r: &mut Record, x: &X1Report<'_>, offset_minutes: i32) {
+    set_fix(r, &x.fix, offset_minutes);
+    set_cell(r, &x.cell);
+    let a = &mut r.attributes;
+    for (key, adc) in ADC_KEYS.iter().zip(x.adc.chunks_exact(2)) {
+        a.set(*key, f64::from(u16::from_be_bytes([adc[0], adc[1]])) / 100.0);
+    }
+    a.set("alarm_data", x.data_alarm);
+    a.set("battery_v", f64::from(x.battery_centivolts) / 100.0);
+    if x.driver_id != 0 {
+        a.set("driver_id", x.driver_id.to_string());
+    }
+    a.set("inputs", x.inputs);
+    a.set("odometer_m", x.odometer_m);
+    a.set("outputs", x.outputs);
+    a.set("port_info", x.port_info);
+    a.set("power_v", f64::from(x.power_centivolts) / 100.0);
+    a.set("terminal_info", x.terminal_info);
+    set_extra(r, x.extra);
+}
+
+/// The position a command answer's text holds (`Current position!…`), in the device's clock.
+fn set_current_position(r: &mut Record, at: &CurrentPosition, offset_minutes: i32) {
+    r.latitude = Some(at.latitude);
+    r.longitude = Some(at.longitude);
+    r.course_deg = Some(at.course_deg);
+    r.speed_kmh = Some(at.speed_kmh);
+    let [year, month, day, hour, minute, second] = at.time;
+    // Years before 2000 wrap past a byte and give no time.
+    let fields = [year.wrapping_sub(2000), month, day, hour, minute, second].map(|v| u8::try_from(v).ok());
+    if let [Some(yy), Some(mo), Some(d), Some(h), Some(mi), Some(s)] = fields {
+        r.fix_time = Timestamp::from_local_fields([yy, mo, d, h, mi, s], offset_minutes);
     }
 }
 
@@ -398,8 +440,17 @@ impl Gt06Decoder {
                 }
                 r
             }
+            Message::X1(x) => {
+                let mut r = self.record(Kind::Position, &frame);
+                set_x1(&mut r, x, tz);
+                reply = ack.filter(|_| !frame.long);
+                r
+            }
             Message::CommandReply(reply_msg) => {
                 let mut r = self.record(Kind::CommandResponse, &frame);
+                if let Some(at) = CurrentPosition::parse(&reply_msg.text) {
+                    set_current_position(&mut r, &at, self.utc_offset_minutes);
+                }
                 r.attributes.set("server_flag", reply_msg.server_flag);
                 r.attributes.set("text", reply_msg.text.clone());
                 if let Some(i) = self.commands.iter().position(|(flag, _)| *flag == reply_msg.server_flag) {

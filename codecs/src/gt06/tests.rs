@@ -624,3 +624,140 @@ proptest! {
         prop_assert!(got.len() <= others.len() + 1, "made up records: {:#?}", got);
     }
 }
+
+// ---- vendor types: JI09 (0x1E), X1 (0x34), a position in a command answer (0x21) ----
+
+fn arb_x1() -> impl Strategy<Value = (X1Report<'static>, Vec<u8>)> {
+    (
+        any::<u32>(),
+        arb_fix(),
+        (any::<u16>(), any::<u32>()),
+        (any::<u16>(), any::<u8>(), any::<u16>(), any::<u32>()),
+        (any::<u32>(), any::<u16>(), any::<u16>()),
+        (any::<u32>(), any::<u8>(), any::<u8>()),
+        proptest::collection::vec(any::<u8>(), 30),
+    )
+        .prop_map(
+            |(
+                data_alarm,
+                fix,
+                (terminal_info, odometer_m),
+                (mcc, mnc, lac, ci),
+                (driver_id, battery, power),
+                (port_info, inputs, outputs),
+                adc_pool,
+            )| {
+                let adc = adc_pool[..2 * X1Report::adc_count(port_info)].to_vec();
+                let cell = Cell {
+                    mcc,
+                    mnc: u16::from(mnc),
+                    mnc_wide: false,
+                    lac: u32::from(lac),
+                    cell_id: u64::from(ci),
+                    rssi: None,
+                };
+                let report = X1Report {
+                    data_alarm,
+                    fix,
+                    terminal_info,
+                    odometer_m,
+                    cell,
+                    driver_id,
+                    battery_centivolts: battery,
+                    power_centivolts: power,
+                    port_info,
+                    inputs,
+                    outputs,
+                    adc: &[],
+                    extra: &[],
+                };
+                (report, adc)
+            },
+        )
+}
+
+proptest! {
+    /// Any X1 report is written and read back as it was, and its record carries its values.
+    #[test]
+    fn x1_report_round_trip((report, adc) in arb_x1(), serial in any::<u16>()) {
+        let report = X1Report { adc: &adc, ..report };
+        let bytes = frame_of(X1_GPS, &Message::X1(report.clone()), serial);
+        let (p, content) = parse_back(&bytes);
+        prop_assert_eq!(p, X1_GPS);
+        prop_assert_eq!(&bytes[4..bytes.len() - 6], &content[..]);
+        let ev = decode(&bytes);
+        let r = records(&ev)[0];
+        prop_assert_eq!(r.kind, Kind::Position);
+        prop_assert_eq!(r.attributes.get("odometer_m").unwrap(), report.odometer_m);
+        prop_assert_eq!(r.attributes.get("cell_id").unwrap(), report.cell.cell_id);
+        let adcs = (1..=15).filter(|i| r.attributes.get(&format!("adc{i}_v")).is_some()).count();
+        prop_assert_eq!(adcs, X1Report::adc_count(report.port_info));
+        prop_assert_eq!(replies(&ev), vec![ack(false, X1_GPS, serial)]);
+    }
+
+    /// A JI09 fix is a position whatever follows it, and is written back as read.
+    #[test]
+    fn ji09_fix_round_trip(fix in arb_fix(), extra in proptest::collection::vec(any::<u8>(), 0..60), serial in any::<u16>()) {
+        let message = Message::Location { fix, cell: None, acc: None, upload_mode: None, reupload: None, mileage: None, extra: &extra };
+        let bytes = frame_of(GPS_LBS_EXTEND, &message, serial);
+        let (_, content) = parse_back(&bytes);
+        prop_assert_eq!(&bytes[4..bytes.len() - 6], &content[..]);
+        let ev = decode(&bytes);
+        prop_assert_eq!(records(&ev)[0].kind, Kind::Position);
+        prop_assert_eq!(records(&ev)[0].speed_kmh, Some(f64::from(fix.speed_kmh)));
+    }
+}
+
+#[test]
+fn x1_report_from_the_field() {
+    // Traccar's X1 frame: Kuwait, odometer 1,450,313 m, driver 4892715, two ADCs.
+    let ev = decode(&hex("78783c3439000000120a0902093a07031f9e690529be2e00155500000016214901a30308b70000b3fb004aa82b059401a3422100000001000000007d9370b90d0a"));
+    let r = records(&ev)[0];
+    assert_eq!((r.latitude, r.longitude), (Some(29.113231666666668), Some(48.12319)));
+    assert_eq!(r.fix_time, Timestamp::from_local_fields([18, 10, 9, 2, 9, 58], 0));
+    for (key, want) in
+        [("mcc", 419u64), ("mnc", 3), ("lac", 2231), ("cell_id", 46075), ("odometer_m", 1_450_313), ("outputs", 1)]
+    {
+        assert_eq!(r.attributes.get(key).unwrap(), want, "{key}");
+    }
+    assert_eq!(r.attributes.get("driver_id").unwrap(), "4892715");
+    assert_eq!(r.attributes.get("battery_v").unwrap(), 14.28);
+    assert_eq!(r.attributes.get("power_v").unwrap(), 4.19);
+    assert_eq!(r.attributes.get("adc2_v").unwrap(), 0.0);
+    assert!(r.attributes.get("adc3_v").is_none());
+}
+
+#[test]
+fn a_position_in_a_command_answer() {
+    let at = CurrentPosition::parse(
+        "Current position!Lat:N54.739332,Lon:E25.273270,Course:126.53,Speed:0.0000,DateTime:2017-05-26  10:27:47",
+    )
+    .unwrap();
+    assert_eq!((at.latitude, at.longitude, at.course_deg, at.speed_kmh), (54.739332, 25.27327, 126.53, 0.0));
+    assert_eq!(at.time, [2017, 5, 26, 10, 27, 47]);
+    let south_west =
+        CurrentPosition::parse("Current position!Lat:S33.9,Lon:W70.6,Course:0,Speed:12.5,DateTime:2020-01-02 03:04:05")
+            .unwrap();
+    assert_eq!((south_west.latitude, south_west.longitude, south_west.speed_kmh), (-33.9, -70.6, 12.5));
+    for not_one in [
+        "RELAY=1 OK",
+        "Current position!Lat:X54.7,Lon:E25.2,Course:1,Speed:0,DateTime:2017-05-26 10:27:47",
+        "Current position!Lat:N94.7,Lon:E25.2,Course:1,Speed:0,DateTime:2017-05-26 10:27:47",
+        "Current position!Lat:N54.7,Lon:E25.2,Course:1,Speed:0",
+        "Current position!Lat:N54.7,Lon:E25.2,Course:1,Speed:NaN,DateTime:2017-05-26 10:27:47",
+    ] {
+        assert_eq!(CurrentPosition::parse(not_one), None, "{not_one}");
+    }
+    // Through the decoder: the answer keeps its text and gains the position, in the
+    // login's time zone (none here: UTC).
+    let text =
+        "Current position!Lat:N54.739332,Lon:E25.273270,Course:126.53,Speed:0.0000,DateTime:2017-05-26  10:27:47";
+    let reply =
+        CommandReply { server_flag: 7, text: text.into(), encoding: Some(1), irregular_length: None, extra: &[] };
+    let ev = decode(&frame_of(COMMAND_REPLY_LONG, &Message::CommandReply(reply), 3));
+    let r = records(&ev)[0];
+    assert_eq!(r.kind, Kind::CommandResponse);
+    assert_eq!((r.latitude, r.longitude, r.course_deg), (Some(54.739332), Some(25.27327), Some(126.53)));
+    assert_eq!(r.fix_time, Timestamp::from_local_fields([17, 5, 26, 10, 27, 47], 0));
+    assert_eq!(r.attributes.get("text").unwrap(), text);
+}
