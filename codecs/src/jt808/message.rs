@@ -5,6 +5,7 @@ use std::fmt;
 
 use super::{id, time_from_bcd, Edition, Header};
 use crate::time::Timestamp;
+use crate::wire::bcd;
 use crate::wire::cursor::Cursor;
 
 /// A body that does not have the layout of its message id.
@@ -391,6 +392,343 @@ impl<'a> TerminalAttributes<'a> {
     }
 }
 
+/// 0x5501 / 0x5502 (docs/protocols/jt808.md §9): a JT600-style binary location and the
+/// device's state, then vendor items (`id`, `length`, value). Kept as sent; the methods read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VendorLocation<'a> {
+    /// BCD `DD MM YY hh mm ss`, UTC.
+    pub time: [u8; 6],
+    /// BCD `DDMMmmmm`: degrees and minutes to 1/10000.
+    pub latitude: [u8; 4],
+    /// BCD `DDDMMmmmm`, then the flags in the low nibble of the fifth byte: bit 0 fixed, bit
+    /// 1 north, bit 2 east.
+    pub longitude_flags: [u8; 5],
+    /// BCD, knots.
+    pub speed: u8,
+    /// Degrees / 2.
+    pub course: u8,
+    pub gsm_signal: u8,
+    pub satellites: u8,
+    pub odometer_km: u32,
+    /// 0–100 a level; `AA`/`AB` charging.
+    pub battery: u8,
+    pub cell_id: u32,
+    pub lac: u16,
+    /// The product family, which says how `alarm` is read.
+    pub product: u8,
+    pub status: u16,
+    pub alarm: u16,
+    /// The vendor items, as sent.
+    pub items: &'a [u8],
+}
+
+/// The fixed part of a vendor location: 17 bytes of position, 18 of state.
+const VENDOR_FIXED_LEN: usize = 35;
+
+impl<'a> VendorLocation<'a> {
+    pub fn parse(body: &'a [u8]) -> Result<Self, LayoutError> {
+        let mut c = Cursor::new(body);
+        let err = || short("a vendor location", VENDOR_FIXED_LEN, body.len());
+        Ok(VendorLocation {
+            time: c.array().ok_or_else(err)?,
+            latitude: c.array().ok_or_else(err)?,
+            longitude_flags: c.array().ok_or_else(err)?,
+            speed: c.u8().ok_or_else(err)?,
+            course: c.u8().ok_or_else(err)?,
+            gsm_signal: c.u8().ok_or_else(err)?,
+            satellites: c.u8().ok_or_else(err)?,
+            odometer_km: c.u32().ok_or_else(err)?,
+            battery: c.u8().ok_or_else(err)?,
+            cell_id: c.u32().ok_or_else(err)?,
+            lac: c.u16().ok_or_else(err)?,
+            product: c.u8().ok_or_else(err)?,
+            status: c.u16().ok_or_else(err)?,
+            alarm: c.u16().ok_or_else(err)?,
+            items: c.rest(),
+        })
+    }
+
+    pub fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.time);
+        out.extend_from_slice(&self.latitude);
+        out.extend_from_slice(&self.longitude_flags);
+        out.extend_from_slice(&[self.speed, self.course, self.gsm_signal, self.satellites]);
+        out.extend_from_slice(&self.odometer_km.to_be_bytes());
+        out.push(self.battery);
+        out.extend_from_slice(&self.cell_id.to_be_bytes());
+        out.extend_from_slice(&self.lac.to_be_bytes());
+        out.push(self.product);
+        out.extend_from_slice(&self.status.to_be_bytes());
+        out.extend_from_slice(&self.alarm.to_be_bytes());
+        out.extend_from_slice(self.items);
+    }
+
+    /// The fix time (UTC); `None` for a time that is not one.
+    pub fn timestamp(&self) -> Option<Timestamp> {
+        let [d, mo, y, h, mi, s] = bcd::values(self.time)?;
+        Timestamp::from_local_fields([y, mo, d, h, mi, s], 0)
+    }
+
+    fn flags(&self) -> u8 {
+        self.longitude_flags[4] & 0x0F
+    }
+
+    /// Whether the device had a fix.
+    pub fn fixed(&self) -> bool {
+        self.flags() & 0x01 != 0
+    }
+
+    /// Degrees, south negative; `None` when the digits are not BCD.
+    pub fn latitude_deg(&self) -> Option<f64> {
+        let digits = bcd_number(&self.latitude, 8)?;
+        let deg = degrees_minutes(digits);
+        Some(if self.flags() & 0x02 != 0 { deg } else { -deg })
+    }
+
+    /// Degrees, west negative; `None` when the digits are not BCD.
+    pub fn longitude_deg(&self) -> Option<f64> {
+        let digits = bcd_number(&self.longitude_flags, 9)?;
+        let deg = degrees_minutes(digits);
+        Some(if self.flags() & 0x04 != 0 { deg } else { -deg })
+    }
+
+    pub fn speed_kmh(&self) -> Option<f64> {
+        Some(f64::from(bcd::byte_value(self.speed)?) * 1.852)
+    }
+
+    pub fn course_deg(&self) -> f64 {
+        f64::from(self.course) * 2.0
+    }
+
+    /// The vendor items in order; a last item that runs past the body ends them (its bytes
+    /// are returned as the `Err`).
+    pub fn items(&self) -> impl Iterator<Item = Result<(u8, &'a [u8]), &'a [u8]>> + 'a {
+        let mut rest = self.items;
+        std::iter::from_fn(move || match rest {
+            [] => None,
+            [id, len, tail @ ..] if usize::from(*len) <= tail.len() => {
+                let (value, after) = tail.split_at(usize::from(*len));
+                rest = after;
+                Some(Ok((*id, value)))
+            }
+            tail => {
+                rest = &[];
+                Some(Err(tail))
+            }
+        })
+    }
+}
+
+/// The first `digits` BCD digits of `bytes` as a number.
+fn bcd_number(bytes: &[u8], digits: usize) -> Option<u64> {
+    let mut n = 0u64;
+    for i in 0..digits {
+        let b = bytes[i / 2];
+        let d = if i % 2 == 0 { b >> 4 } else { b & 0x0F };
+        if d > 9 {
+            return None;
+        }
+        n = n * 10 + u64::from(d);
+    }
+    Some(n)
+}
+
+/// `DDDMMmmmm` (minutes to 1/10000) as degrees.
+fn degrees_minutes(digits: u64) -> f64 {
+    let degrees = (digits / 1_000_000) as f64;
+    let minutes = (digits % 1_000_000) as f64 / 10_000.0;
+    degrees + minutes / 60.0
+}
+
+/// 0x0210: locations, each a 0x0200 body after a one-byte length; or, in the 7-byte form, a
+/// battery level and a BCD time (YY MM DD hh mm ss, the terminal's clock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Batch2<'a> {
+    Locations(&'a [u8]),
+    Battery { level: u8, time: [u8; 6] },
+}
+
+impl<'a> Batch2<'a> {
+    pub fn parse(body: &'a [u8]) -> Self {
+        match *body {
+            [level, t0, t1, t2, t3, t4, t5] => Batch2::Battery { level, time: [t0, t1, t2, t3, t4, t5] },
+            _ => Batch2::Locations(body),
+        }
+    }
+
+    /// The locations of the first form in order; stops with an error at an item that does
+    /// not fit the body or is not a location (the items before it stand).
+    pub fn locations(&self) -> impl Iterator<Item = Result<Location<'a>, LayoutError>> + 'a {
+        let mut c = Cursor::new(match self {
+            Batch2::Locations(items) => items,
+            Batch2::Battery { .. } => &[][..],
+        });
+        let mut failed = false;
+        std::iter::from_fn(move || {
+            if failed || c.remaining() == 0 {
+                return None;
+            }
+            let at = c.position();
+            let item = c
+                .u8()
+                .and_then(|len| c.take(usize::from(len)))
+                .ok_or_else(|| LayoutError(format!("0x0210 item at byte {at} runs past the body")))
+                .and_then(Location::parse);
+            failed = item.is_err();
+            Some(item)
+        })
+    }
+
+    pub fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            Batch2::Locations(items) => out.extend_from_slice(items),
+            Batch2::Battery { level, time } => {
+                out.push(*level);
+                out.extend_from_slice(time);
+            }
+        }
+    }
+}
+
+/// What some terminals' pass-through messages (0x0900, docs/protocols/jt808.md §9) report,
+/// read from the pass-through type and data. `None` from [`PassthroughReport::parse`] for the
+/// other types, which stay text or data.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PassthroughReport<'a> {
+    /// Type `F0`: a BCD time (the terminal's clock), an archive flag, the vehicle type, a
+    /// subtype and its data, then the coordinates: subtypes 01 (OBD values), 02 (trouble
+    /// codes) and 03 (events), the ones that carry a position.
+    Vehicle {
+        time: [u8; 6],
+        archive: bool,
+        vehicle_type: u8,
+        subtype: u8,
+        data: VehicleData<'a>,
+        coordinates: Coordinates,
+        extra: &'a [u8],
+    },
+    /// Type `FF`: a fix (BCD time, signed micro-degrees, altitude, speed in 0.1 km/h, course).
+    Fix { time: [u8; 6], latitude: i32, longitude: i32, altitude_m: i16, speed_raw: u16, course: u16, extra: &'a [u8] },
+}
+
+/// The data of an `F0` report.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VehicleData<'a> {
+    /// Subtype 01: `(id, value)` pairs.
+    Values(Vec<(u16, &'a [u8])>),
+    /// Subtype 02: the trouble codes' texts.
+    TroubleCodes(Vec<&'a [u8]>),
+    /// Subtype 03: the event ids.
+    Events(Vec<u8>),
+}
+
+/// The position block of an `F0` report: a status word (bit 0 ignition, 1 fixed, 2 south,
+/// 3 west) and the coordinates in micro-degrees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Coordinates {
+    pub status: u32,
+    pub latitude: u32,
+    pub longitude: u32,
+}
+
+impl Coordinates {
+    fn read(c: &mut Cursor<'_>) -> Option<Self> {
+        Some(Coordinates { status: c.u32()?, latitude: c.u32()?, longitude: c.u32()? })
+    }
+
+    pub fn fixed(&self) -> bool {
+        self.status & 0x02 != 0
+    }
+
+    pub fn latitude_deg(&self) -> f64 {
+        let deg = f64::from(self.latitude) / 1e6;
+        if self.status & 0x04 != 0 {
+            -deg
+        } else {
+            deg
+        }
+    }
+
+    pub fn longitude_deg(&self) -> f64 {
+        let deg = f64::from(self.longitude) / 1e6;
+        if self.status & 0x08 != 0 {
+            -deg
+        } else {
+            deg
+        }
+    }
+}
+
+impl<'a> PassthroughReport<'a> {
+    /// The report a pass-through of `kind` carries, when it is one of those above and its
+    /// data fits (the time BCD, the subtype one of those with a position); other data stays
+    /// what it was (some terminals send text under `F0`).
+    pub fn parse(kind: u8, data: &'a [u8]) -> Option<Self> {
+        let mut c = Cursor::new(data);
+        match kind {
+            0xF0 => {
+                let time = c.array().filter(|t| bcd::values(*t).is_some())?;
+                let archive = c.u8()? != 0;
+                let vehicle_type = c.u8()?;
+                let subtype = c.u8()?;
+                let data = match subtype {
+                    0x01 => VehicleData::Values(
+                        (0..c.u8()?)
+                            .map(|_| {
+                                let id = c.u16()?;
+                                let len = c.u8()?;
+                                Some((id, c.take(usize::from(len))?))
+                            })
+                            .collect::<Option<_>>()?,
+                    ),
+                    0x02 => {
+                        let mut codes = Vec::new();
+                        for _ in 0..c.u16()? {
+                            let _system = c.u32()?;
+                            for _ in 0..c.u16()? {
+                                let (_dtc, _status) = (c.u32()?, c.u32()?);
+                                let len = c.u16()?;
+                                codes.push(c.take(usize::from(len))?);
+                            }
+                        }
+                        VehicleData::TroubleCodes(codes)
+                    }
+                    0x03 => VehicleData::Events(
+                        (0..c.u8()?)
+                            .map(|_| {
+                                let id = c.u8()?;
+                                let len = c.u8()?;
+                                c.take(usize::from(len)).map(|_| id)
+                            })
+                            .collect::<Option<_>>()?,
+                    ),
+                    _ => return None,
+                };
+                let coordinates = Coordinates::read(&mut c)?;
+                Some(PassthroughReport::Vehicle {
+                    time,
+                    archive,
+                    vehicle_type,
+                    subtype,
+                    data,
+                    coordinates,
+                    extra: c.rest(),
+                })
+            }
+            0xFF => Some(PassthroughReport::Fix {
+                time: c.array().filter(|t| bcd::values(*t).is_some())?,
+                latitude: c.u32()? as i32,
+                longitude: c.u32()? as i32,
+                altitude_m: c.u16()? as i16,
+                speed_raw: c.u16()?,
+                course: c.u16()?,
+                extra: c.rest(),
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// 0x0704 batch upload: `count` locations, each preceded by its length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Batch<'a> {
@@ -624,6 +962,13 @@ pub enum Message<'a> {
     /// 0x0701 electronic waybill.
     Waybill(&'a [u8]),
     DriverIdentity(DriverIdentity<'a>),
+    /// 0x0210.
+    Batch2(Batch2<'a>),
+    /// 0x5501 (live) and 0x5502 (from the blind area).
+    VendorLocation {
+        blind: bool,
+        location: VendorLocation<'a>,
+    },
     /// 0x0900: pass-through type and data.
     Passthrough {
         kind: u8,
@@ -691,6 +1036,11 @@ impl<'a> Message<'a> {
                 }
             }
             id::BATCH => Message::Batch(Batch::parse(body)?),
+            id::BATCH_2 => Message::Batch2(Batch2::parse(body)),
+            id::VENDOR_LOCATION | id::VENDOR_LOCATION_BLIND => Message::VendorLocation {
+                blind: header.message_id == id::VENDOR_LOCATION_BLIND,
+                location: VendorLocation::parse(body)?,
+            },
             id::MEDIA_EVENT => {
                 let mut c = Cursor::new(body);
                 Message::MediaEvent(MediaEvent::read(&mut c).ok_or_else(|| short("a 0x0800 event", 8, body.len()))?)
@@ -753,6 +1103,8 @@ impl<'a> Message<'a> {
                 out.push(b.kind);
                 out.extend_from_slice(b.items);
             }
+            Message::Batch2(b) => b.write(out),
+            Message::VendorLocation { location, .. } => location.write(out),
             Message::MediaEvent(e) => e.write(out),
             Message::MediaData(d) => d.write(out),
             Message::Waybill(b) | Message::Unknown(b) => out.extend_from_slice(b),

@@ -64,6 +64,13 @@ pub mod id {
     pub const MEDIA_EVENT: u16 = 0x0800;
     pub const MEDIA_DATA: u16 = 0x0801;
     pub const PASSTHROUGH_UP: u16 = 0x0900;
+    /// 0x0210: a batch of 0x0200 bodies, each after a one-byte length (or, 7 bytes long, a
+    /// battery level and a time).
+    pub const BATCH_2: u16 = 0x0210;
+    /// 0x5501 / 0x5502: vendor location reports, live and from the blind area, in a header
+    /// with a one-byte serial (docs/protocols/jt808.md §9).
+    pub const VENDOR_LOCATION: u16 = 0x5501;
+    pub const VENDOR_LOCATION_BLIND: u16 = 0x5502;
 
     /// Downlink (platform) message ids.
     pub const PLATFORM_RESPONSE: u16 = 0x8001;
@@ -80,7 +87,22 @@ pub mod id {
     pub const VEHICLE_CONTROL: u16 = 0x8500;
     pub const MEDIA_UPLOAD_RESPONSE: u16 = 0x8800;
     pub const PASSTHROUGH_DOWN: u16 = 0x8900;
+    /// The answer to a 0x5501 / 0x5502 whose properties ask for one (bit 15), in the same
+    /// short-serial header.
+    pub const VENDOR_RESPONSE: u16 = 0x4401;
 }
+
+/// Whether messages with this id carry a one-byte serial and no encryption, version or
+/// sub-package fields: the vendor location reports and their answer (§9).
+pub fn short_serial(message_id: u16) -> bool {
+    matches!(message_id, id::VENDOR_LOCATION | id::VENDOR_LOCATION_BLIND | id::VENDOR_RESPONSE)
+}
+
+/// The property bit with which a vendor location report asks for a 0x4401 answer.
+pub const VENDOR_WANTS_RESPONSE: u16 = 0x8000;
+
+/// The header of a short-serial message: id, properties, terminal number, a one-byte serial.
+const SHORT_HEADER_LEN: usize = 11;
 
 /// Header property bits (docs/protocols/jt808.md §3.1).
 const BODY_LEN_MASK: u16 = 0x03FF;
@@ -255,14 +277,22 @@ impl Header {
         ((self.properties & ENCRYPTION_MASK) >> 10) as u8
     }
 
-    /// The header's size in bytes (12, 16, 17 or 21).
+    /// The header's size in bytes (12, 16, 17 or 21; 11 for a short-serial message).
     pub fn byte_len(&self) -> usize {
+        if short_serial(self.message_id) {
+            return SHORT_HEADER_LEN;
+        }
         header_len(self.terminal.edition, self.package.is_some())
     }
 
     fn write(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.message_id.to_be_bytes());
         out.extend_from_slice(&self.properties.to_be_bytes());
+        if short_serial(self.message_id) {
+            out.extend_from_slice(self.terminal.number.as_bytes());
+            out.push(self.serial as u8);
+            return;
+        }
         if let Edition::V2019 { version } = self.terminal.edition {
             out.push(version);
         }
@@ -432,6 +462,9 @@ fn parse_header(raw: &[u8], xor_all: u8) -> Result<(Header, std::ops::Range<usiz
     let message_id = u16::from_be_bytes([raw[0], raw[1]]);
     let properties = u16::from_be_bytes([raw[2], raw[3]]);
     let declared = usize::from(properties & BODY_LEN_MASK);
+    if short_serial(message_id) {
+        return Ok(short_header(content, message_id, properties));
+    }
     let package = properties & SUBPACKAGE != 0;
     let fits = |hl: usize| content.len().checked_sub(hl) == Some(declared);
     // The layout is decided from the lengths alone and the header read once: building one
@@ -493,6 +526,23 @@ fn parse_header(raw: &[u8], xor_all: u8) -> Result<(Header, std::ops::Range<usiz
     Ok((header, hl..content.len(), fits(hl)))
 }
 
+/// The header of a short-serial message (§9): the property bits above the length are the
+/// vendor's (bit 15 asks for an answer), so nothing else is read from them.
+#[cold]
+fn short_header(content: &[u8], message_id: u16, properties: u16) -> (Header, std::ops::Range<usize>, bool) {
+    let number = TerminalNumber::from_bytes(&content[4..10]).expect("a width of 6 bytes");
+    let header = Header {
+        message_id,
+        properties,
+        terminal: Terminal { edition: Edition::V2013, number },
+        serial: u16::from(content[10]),
+        package: None,
+    };
+    let body = SHORT_HEADER_LEN..content.len();
+    let fits = body.len() == usize::from(properties & BODY_LEN_MASK);
+    (header, body, fits)
+}
+
 /// Writes one frame: header (with the body length in its properties), body, check code,
 /// escaped and between flags. `None` if the body is longer than a frame can declare (use
 /// [`encode_packages`] for that).
@@ -504,7 +554,9 @@ pub fn encode_frame(
     package: Option<(u16, u16)>,
     body: &[u8],
 ) -> Option<()> {
-    if body.len() > MAX_BODY_LEN {
+    // A short-serial header has room for a 2013 terminal number and a one-byte serial only.
+    let short_misfit = serial > 0xFF || package.is_some() || terminal.edition != Edition::V2013;
+    if body.len() > MAX_BODY_LEN || (short_serial(message_id) && short_misfit) {
         return None;
     }
     let mut properties = body.len() as u16;
@@ -580,6 +632,13 @@ pub fn general_response_body(reply_serial: u16, reply_id: u16, result: u8) -> [u
 pub fn platform_response(terminal: &Terminal, serial: u16, reply_serial: u16, reply_id: u16, result: u8) -> Vec<u8> {
     encode(id::PLATFORM_RESPONSE, terminal, serial, &general_response_body(reply_serial, reply_id, result))
         .expect("a 5-byte body fits a frame")
+}
+
+/// 0x4401, the answer to a vendor location report that asks for one (§9): the report's id
+/// and a result, under serial 1 as the devices expect.
+pub fn vendor_response(terminal: &Terminal, reply_id: u16, result: u8) -> Vec<u8> {
+    let [i0, i1] = reply_id.to_be_bytes();
+    encode(id::VENDOR_RESPONSE, terminal, 1, &[i0, i1, result]).expect("a 3-byte body fits a frame")
 }
 
 /// 0x8100 register response (docs/protocols/jt808.md §6.1): the auth code only with result 0.

@@ -10,7 +10,8 @@ use serde_json::{Map, Value};
 
 use super::frame::{inner, is_text, Jt808Framer};
 use super::message::{
-    Batch, DriverIdentity, GeneralResponse, Location, MediaData, MediaEvent, Message, Register, TerminalAttributes,
+    Batch, Batch2, DriverIdentity, GeneralResponse, Location, MediaData, MediaEvent, Message, PassthroughReport,
+    Register, TerminalAttributes, VehicleData, VendorLocation,
 };
 use super::*;
 use crate::framing::{Framer, Framing, Limits, Reject, RejectKind};
@@ -911,6 +912,20 @@ impl Jt808Decoder {
                 ack = None;
             }
             Message::Batch(b) => out.extend(self.batch_records(header, b).into_iter().map(StreamEvent::Record)),
+            Message::Batch2(b) => out.extend(self.batch2_records(header, b).into_iter().map(StreamEvent::Record)),
+            Message::VendorLocation { blind, location } => {
+                let mut r = self.record(Kind::Position, header);
+                set_vendor_location(&mut r, location);
+                if *blind {
+                    r.attributes.set("blind_area", true);
+                }
+                out.push(StreamEvent::Record(r));
+                // These devices take no 0x8001: a 0x4401, and only when the report asks (§9).
+                ack = None;
+                if header.properties & VENDOR_WANTS_RESPONSE != 0 {
+                    replies.push(vendor_response(&header.terminal, header.message_id, result::OK));
+                }
+            }
             Message::MediaEvent(e) => {
                 let mut r = self.record(Kind::Info, header);
                 set_media(&mut r, e);
@@ -939,9 +954,16 @@ impl Jt808Decoder {
                 out.push(StreamEvent::Record(r));
             }
             Message::Passthrough { kind, data } => {
-                let mut r = self.record(Kind::Info, header);
+                let record = match PassthroughReport::parse(*kind, data) {
+                    Some(report) => self.passthrough_record(header, &report),
+                    None => {
+                        let mut r = self.record(Kind::Info, header);
+                        r.attributes.set_text_or_data(data);
+                        r
+                    }
+                };
+                let mut r = record;
                 r.attributes.set("passthrough_type", *kind);
-                r.attributes.set_text_or_data(data);
                 out.push(StreamEvent::Record(r));
             }
             Message::Unknown(b) => {
@@ -1029,6 +1051,86 @@ impl Jt808Decoder {
         records
     }
 
+    /// A pass-through that reports (0x0900 `F0`, `FF`): a position where it has one.
+    fn passthrough_record(&self, header: &Header, report: &PassthroughReport<'_>) -> Record {
+        let tz = self.options.utc_offset_minutes;
+        match report {
+            PassthroughReport::Vehicle { time, archive, vehicle_type, subtype, data, coordinates, extra } => {
+                let mut r = self.record(Kind::Position, header);
+                r.fix_time = time_from_bcd(*time, tz);
+                let c = coordinates;
+                r.valid = Some(c.fixed());
+                if c.latitude != 0 || c.longitude != 0 {
+                    r.latitude = Some(c.latitude_deg());
+                    r.longitude = Some(c.longitude_deg());
+                }
+                r.attributes.set("ignition", c.status & 1 != 0);
+                r.attributes.set("status_raw", c.status);
+                set_vehicle_data(&mut r, data);
+                if *archive {
+                    r.attributes.set("blind_area", true);
+                }
+                r.attributes.set("vehicle_type", *vehicle_type);
+                r.attributes.set("report_subtype", *subtype);
+                if !extra.is_empty() {
+                    r.attributes.set("extra", to_hex(extra));
+                }
+                r
+            }
+            PassthroughReport::Fix { time, latitude, longitude, altitude_m, speed_raw, course, extra } => {
+                let mut r = self.record(Kind::Position, header);
+                r.fix_time = time_from_bcd(*time, tz);
+                r.latitude = Some(f64::from(*latitude) / 1e6);
+                r.longitude = Some(f64::from(*longitude) / 1e6);
+                r.altitude_m = Some(f64::from(*altitude_m));
+                r.speed_kmh = Some(f64::from(*speed_raw) / 10.0);
+                r.course_deg = Some(f64::from(*course));
+                if !extra.is_empty() {
+                    r.attributes.set("extra", to_hex(extra));
+                }
+                r
+            }
+        }
+    }
+
+    /// 0x0210: a record per location, or the battery form's status.
+    fn batch2_records(&self, header: &Header, b: &Batch2<'_>) -> Vec<Record> {
+        let tz = self.options.utc_offset_minutes;
+        if let Batch2::Battery { level, time } = b {
+            let mut r = self.record(Kind::Status, header);
+            r.fix_time = time_from_bcd(*time, tz);
+            r.attributes.set("battery_level", *level);
+            return vec![r];
+        }
+        let mut records = Vec::new();
+        for item in b.locations() {
+            let mut r = match item {
+                Ok(l) => {
+                    let mut r = self.record(Kind::Position, header);
+                    set_location(&mut r, &l, tz, header.terminal.edition);
+                    r
+                }
+                Err(e) => {
+                    let mut r = self.record(Kind::Unknown, header);
+                    r.attributes.set("layout_error", e.to_string());
+                    r
+                }
+            };
+            if r.kind == Kind::Unknown {
+                let mut body = Vec::new();
+                b.write(&mut body);
+                r.attributes.set("data", to_hex(&body));
+            }
+            records.push(r);
+        }
+        if records.is_empty() {
+            let mut r = self.record(Kind::Unknown, header);
+            r.attributes.set("layout_error", "a batch without items");
+            records.push(r);
+        }
+        records
+    }
+
     fn text_frame(&mut self, frame: &[u8], out: &mut Vec<StreamEvent>) {
         let mut r = Record::new(Protocol::Jt808, Kind::Info, "text");
         r.device_id = self.device_id().map(str::to_owned);
@@ -1039,6 +1141,169 @@ impl Jt808Decoder {
     fn finish_stream(&mut self, out: &mut Vec<StreamEvent>) {
         self.skipped.flush(out);
         self.abandon_assemblies(out);
+    }
+}
+
+/// The events of a vehicle report (subtype 03) that have a name (§9).
+fn vehicle_event(id: u8) -> Option<&'static str> {
+    Some(match id {
+        0x01 => "power_restored",
+        0x02 => "power_cut",
+        0x0E => "idle",
+        0x1A => "hard_acceleration",
+        0x1B => "hard_braking",
+        0x1C => "hard_cornering",
+        0x1D..=0x1F => "lane_change",
+        0x23 => "fatigue",
+        0x25 => "overspeed",
+        0x26..=0x28 => "collision",
+        0x31 | 0x32 => "door",
+        _ => return None,
+    })
+}
+
+/// A vehicle report's data: OBD values by id (numbers as sent, big-endian, for 1, 2 and 4
+/// bytes; hex otherwise), trouble codes, events.
+fn set_vehicle_data(r: &mut Record, data: &VehicleData<'_>) {
+    match data {
+        VehicleData::Values(values) => {
+            let mut obd = Map::new();
+            for (id, v) in values {
+                let value: Value = match **v {
+                    [a] => a.into(),
+                    [a, b] => u16::from_be_bytes([a, b]).into(),
+                    [a, b, c, d] => u32::from_be_bytes([a, b, c, d]).into(),
+                    _ => to_hex(v).into(),
+                };
+                obd.insert(format!("0x{id:04x}"), value);
+            }
+            r.attributes.set("obd", Value::Object(obd));
+        }
+        VehicleData::TroubleCodes(codes) => {
+            let codes: Vec<Value> = codes.iter().map(|c| text(c).trim().to_owned().into()).collect();
+            r.attributes.set("dtcs", Value::Array(codes));
+        }
+        VehicleData::Events(ids) => {
+            for name in ids.iter().filter_map(|&id| vehicle_event(id)) {
+                r.add_alarm(name);
+            }
+            r.attributes.set("event_ids", ids.iter().map(|&i| Value::from(i)).collect::<Vec<_>>());
+        }
+    }
+}
+
+/// A vendor location (0x5501 / 0x5502, docs/protocols/jt808.md §9).
+fn set_vendor_location(r: &mut Record, v: &VendorLocation<'_>) {
+    r.fix_time = v.timestamp();
+    r.valid = Some(v.fixed());
+    if let (Some(lat), Some(lon)) = (v.latitude_deg(), v.longitude_deg()) {
+        if lat != 0.0 || lon != 0.0 {
+            r.latitude = Some(lat);
+            r.longitude = Some(lon);
+        }
+    }
+    r.speed_kmh = v.speed_kmh();
+    r.course_deg = Some(v.course_deg());
+    r.satellites = Some(u32::from(v.satellites));
+    for (bit, name) in vendor_alarms(v.product) {
+        if v.alarm & (1 << bit) != 0 {
+            r.add_alarm(name);
+        }
+    }
+    let a = &mut r.attributes;
+    if v.alarm != 0 {
+        a.set("alarm_raw", v.alarm);
+    }
+    match v.battery {
+        level @ 0..=100 => a.set("battery_level", level),
+        0xAA | 0xAB => a.set("charging", true),
+        other => a.set("battery_raw", other),
+    }
+    if v.product == 3 && v.status & (1 << 5) != 0 {
+        a.set("blocked", true);
+    }
+    if v.cell_id != 0 && v.lac != 0 {
+        a.set("cell_id", v.cell_id);
+        a.set("lac", v.lac);
+    }
+    a.set("gsm_signal", v.gsm_signal);
+    a.set("odometer_m", u64::from(v.odometer_km) * 1000);
+    a.set("product", v.product);
+    a.set("status_raw", v.status);
+    set_vendor_items(r, v);
+}
+
+/// The alarm bits of a vendor location, by product family (§9).
+fn vendor_alarms(product: u8) -> &'static [(u16, &'static str)] {
+    match product {
+        1 | 2 => &[(0, "power_low")],
+        3 => &[
+            (0, "overspeed"),
+            (1, "power_low"),
+            (2, "vibration"),
+            (3, "low_battery"),
+            (5, "geofence_enter"),
+            (6, "geofence_exit"),
+        ],
+        _ => &[],
+    }
+}
+
+/// A vendor location's items: the known ones by name, the others as hex under their id.
+fn set_vendor_items(r: &mut Record, v: &VendorLocation<'_>) {
+    let mut others = Map::new();
+    for item in v.items() {
+        let (id, value) = match item {
+            Ok(item) => item,
+            Err(tail) => {
+                r.attributes.set("items_truncated", to_hex(tail));
+                break;
+            }
+        };
+        match (id, value) {
+            (0x02, &[hi, lo]) => r.altitude_m = Some(f64::from(i16::from_be_bytes([hi, lo]))),
+            (0x0A, &[m0, m1, mnc]) => {
+                r.attributes.set("mcc", u16::from_be_bytes([m0, m1]));
+                r.attributes.set("mnc", mnc);
+            }
+            (0x0B, [command, rest @ ..]) => set_lock(r, *command, rest),
+            (0x0C, &[x0, x1, y0, y1, z0, z1]) => {
+                let tilt = [[x0, x1], [y0, y1], [z0, z1]].map(|w| Value::from(i16::from_be_bytes(w)));
+                r.attributes.set("tilt", Value::Array(tilt.to_vec()));
+            }
+            (0x10, &[source]) => r.attributes.set("wake_source", source),
+            (0xFC, &[fence]) => r.attributes.set("geofence_id", fence),
+            _ => {
+                others.insert(format!("0x{id:02x}"), to_hex(value).into());
+            }
+        }
+    }
+    if !others.is_empty() {
+        r.attributes.set("vendor_items", Value::Object(others));
+    }
+}
+
+/// Item 0x0B of a lock: the command, a card (4 bytes) or a password (6 characters), and, when
+/// the item's length is even, the unlock result last.
+fn set_lock(r: &mut Record, command: u8, rest: &[u8]) {
+    let a = &mut r.attributes;
+    a.set("lock_command", command);
+    let len = rest.len() + 1;
+    let credential = match len {
+        5 | 6 => rest.get(..4).map(|card| {
+            a.set("lock_card", u32::from_be_bytes([card[0], card[1], card[2], card[3]]));
+            4
+        }),
+        7.. => rest.get(..6).map(|password| {
+            a.set("lock_password", String::from_utf8_lossy(password).into_owned());
+            6
+        }),
+        _ => Some(0),
+    };
+    if let (Some(used), true) = (credential, len.is_multiple_of(2)) {
+        if let Some(result) = rest.get(used) {
+            a.set("unlock_result", *result);
+        }
     }
 }
 

@@ -966,3 +966,200 @@ fn authentication_is_enforced_with_the_stores_codes() {
     let ev = decode_with(&mut enforcing(&codes), &hex(REGISTER));
     assert!(replies(&ev)[0].windows(6).any(|w| w == b"code-0"), "a new code after deregistering");
 }
+
+// ---- vendor messages (docs/protocols/jt808.md §9) ----
+
+use super::message::{Batch2, PassthroughReport, VendorLocation};
+
+/// BCD digits of `v`, `width` digits, into bytes (a last odd digit in the high nibble).
+fn bcd_digits(v: u64, width: usize) -> Vec<u8> {
+    let digits: Vec<u8> = format!("{v:0width$}").bytes().map(|b| b - b'0').collect();
+    digits.chunks(2).map(|p| p[0] << 4 | p.get(1).copied().unwrap_or(0)).collect()
+}
+
+/// A vendor location's fields from plain values, and the degrees they stand for.
+#[allow(clippy::type_complexity)]
+fn arb_vendor() -> impl Strategy<Value = (VendorLocation<'static>, f64, f64, Vec<u8>)> {
+    (
+        (1u8..29, 1u8..13, 0u8..100, 0u8..24, 0u8..60, 0u8..60),
+        (0u64..90, 0u64..600_000, 0u64..180, 0u64..600_000, 0u8..16),
+        (0u8..100, any::<u8>(), any::<[u8; 2]>(), any::<u32>(), any::<u8>()),
+        (any::<u32>(), any::<u16>(), any::<u8>(), any::<u16>(), any::<u16>()),
+        arb_items(),
+    )
+        .prop_map(
+            |(
+                t,
+                (lat_d, lat_m, lon_d, lon_m, flags),
+                (speed, course, [rssi, sats], odo, battery),
+                (cid, lac, product, status, alarm),
+                items,
+            )| {
+                let bcd = |v: u8| crate::wire::bcd::byte_from_value(v).unwrap();
+                let latitude: [u8; 4] = bcd_digits(lat_d * 1_000_000 + lat_m, 8).try_into().unwrap();
+                let mut longitude_flags: [u8; 5] = bcd_digits(lon_d * 1_000_000 + lon_m, 9).try_into().unwrap();
+                longitude_flags[4] |= flags;
+                let lat = (lat_d as f64 + lat_m as f64 / 10_000.0 / 60.0) * if flags & 2 != 0 { 1.0 } else { -1.0 };
+                let lon = (lon_d as f64 + lon_m as f64 / 10_000.0 / 60.0) * if flags & 4 != 0 { 1.0 } else { -1.0 };
+                let v = VendorLocation {
+                    time: [bcd(t.0), bcd(t.1), bcd(t.2), bcd(t.3), bcd(t.4), bcd(t.5)],
+                    latitude,
+                    longitude_flags,
+                    speed: bcd(speed),
+                    course,
+                    gsm_signal: rssi,
+                    satellites: sats,
+                    odometer_km: odo,
+                    battery,
+                    cell_id: cid,
+                    lac,
+                    product,
+                    status,
+                    alarm,
+                    items: &[],
+                };
+                (v, lat, lon, items)
+            },
+        )
+}
+
+/// A vendor location report as a terminal sends it, asking for an answer or not.
+fn vendor_frame(message_id: u16, terminal: &Terminal, serial: u8, body: &[u8], ask: bool) -> Vec<u8> {
+    let properties = body.len() as u16 | if ask { VENDOR_WANTS_RESPONSE } else { 0 };
+    let mut raw = message_id.to_be_bytes().to_vec();
+    raw.extend_from_slice(&properties.to_be_bytes());
+    raw.extend_from_slice(terminal.number.as_bytes());
+    raw.push(serial);
+    raw.extend_from_slice(body);
+    raw.push(crate::wire::checksum::xor8(&raw));
+    let mut out = vec![FLAG];
+    escape_into(&raw, &mut out);
+    out.push(FLAG);
+    out
+}
+
+proptest! {
+    /// Any vendor location is written and read back as it was (a one-byte serial in the
+    /// short header), its record holds the position the BCD digits say, and the terminal
+    /// gets a 0x4401 exactly when the report asks for one.
+    #[test]
+    fn vendor_location_round_trip((v, lat, lon, items) in arb_vendor(), serial in any::<u8>(), blind in any::<bool>(), ask in any::<bool>()) {
+        let v = VendorLocation { items: &items, ..v };
+        let t = terminal_2013("013912345678");
+        let id = if blind { id::VENDOR_LOCATION_BLIND } else { id::VENDOR_LOCATION };
+        let message = Message::VendorLocation { blind, location: v };
+        round_trip(id, &t, u16::from(serial), &message);
+        prop_assert!(encode(id, &t, 256, &[]).is_none(), "a serial past a byte has no short header");
+        let mut body = Vec::new();
+        message.write_body(Edition::V2013, &mut body);
+        let ev = decode_with(&mut Jt808Decoder::new(Jt808Options::default()), &vendor_frame(id, &t, serial, &body, ask));
+        let r = records(&ev)[0];
+        prop_assert_eq!(r.kind, Kind::Position);
+        prop_assert_eq!(r.seq, Some(u32::from(serial)));
+        prop_assert_eq!(r.valid, Some(v.longitude_flags[4] & 1 != 0));
+        if lat != 0.0 || lon != 0.0 {
+            prop_assert!((r.latitude.unwrap() - lat).abs() < 1e-9 && (r.longitude.unwrap() - lon).abs() < 1e-9);
+        }
+        prop_assert_eq!(r.attributes.get("blind_area").is_some(), blind);
+        let want: Vec<Vec<u8>> = if ask { vec![vendor_response(&t, id, result::OK)] } else { vec![] };
+        prop_assert_eq!(replies(&ev), want);
+    }
+
+    /// A 0x0210 batch of locations gives a record each, in order, and one 0x8001.
+    #[test]
+    fn batch_2_round_trip(fields in arb_items().prop_flat_map(arb_location), count in 1usize..5, serial in any::<u16>()) {
+        let (alarm, status, la, lo, al, sp, c, time, items) = fields;
+        let l = Location { alarm, status, latitude_raw: la, longitude_raw: lo, altitude_raw: al, speed_raw: sp, course: c, time, items: &items };
+        let mut one = Vec::new();
+        l.write(&mut one);
+        prop_assume!(one.len() <= 255);
+        let mut body = Vec::new();
+        for _ in 0..count {
+            body.push(one.len() as u8);
+            body.extend_from_slice(&one);
+        }
+        prop_assume!(body.len() != 7 && body.len() <= MAX_BODY_LEN);
+        let t = terminal_2013("013912345678");
+        let frame = round_trip(id::BATCH_2, &t, serial, &Message::Batch2(Batch2::parse(&body)));
+        let ev = decode(&frame);
+        prop_assert_eq!(records(&ev).len(), count);
+        prop_assert!(records(&ev).iter().all(|r| r.kind == Kind::Position && r.latitude == records(&ev)[0].latitude));
+        // The decoder's first reply carries platform serial 1.
+        prop_assert_eq!(replies(&ev), vec![platform_response(&t, 1, serial, id::BATCH_2, result::OK)]);
+    }
+}
+
+#[test]
+fn vendor_location_from_the_field() {
+    // Traccar's #71: no answer asked for, not fixed, 5 knots, product 1 with alarm bit 0.
+    let ev = decode(&hex(
+        "7e550100287001608180000127061008045322332880113555602e050031010000000608000010931435010002000300030100051b7e",
+    ));
+    let r = records(&ev)[0];
+    assert_eq!((r.seq, r.valid), (Some(1), Some(false)));
+    assert_eq!(r.fix_time, Timestamp::from_local_fields([10, 6, 27, 8, 4, 53], 0));
+    assert!((r.latitude.unwrap() - (22.0 + 33.288 / 60.0)).abs() < 1e-9);
+    assert!((r.longitude.unwrap() - (113.0 + 55.5602 / 60.0)).abs() < 1e-9);
+    assert!((r.speed_kmh.unwrap() - 9.26).abs() < 1e-9);
+    assert_eq!(r.alarms, vec!["power_low"]);
+    assert_eq!(r.attributes.get("odometer_m").unwrap(), 6000);
+    assert!(replies(&ev).is_empty());
+    // A lock's item: command 3, password, unlock result 101.
+    let lock = VendorLocation {
+        items: &hex("0b0803363839363037650c06ff98ffa8007e"),
+        ..VendorLocation::parse(&hex("2706100804532233288011355560 2e050031010000000608000010931435010002000300"))
+            .unwrap()
+    };
+    let mut body = Vec::new();
+    lock.write(&mut body);
+    let ev = decode(&vendor_frame(id::VENDOR_LOCATION, &terminal_2013("700160818000"), 7, &body, true));
+    let r = records(&ev)[0];
+    assert_eq!(r.attributes.get("lock_password").unwrap(), "689607");
+    assert_eq!(r.attributes.get("unlock_result").unwrap(), 101);
+    assert_eq!(r.attributes.get("tilt").unwrap(), &serde_json::json!([-104, -88, 126]));
+    // 0x4401, 3 bytes, the terminal, serial 1: the report's id and result 0.
+    assert_eq!(replies(&ev), vec![hex("7e 4401 0003 700160818000 01 5501 00 03 7e")]);
+}
+
+#[test]
+fn the_battery_form_of_0210() {
+    let ev = decode(&hex("7e0210000704546000231900884f2606180229579c7e"));
+    let r = records(&ev)[0];
+    assert_eq!(r.kind, Kind::Status);
+    assert_eq!(r.attributes.get("battery_level").unwrap(), 79);
+    // The terminal's clock, GMT+8 unless configured.
+    assert_eq!(r.fix_time, Timestamp::from_local_fields([26, 6, 18, 2, 29, 57], 8 * 60));
+    assert_eq!(
+        Batch2::parse(&hex("4f260618022957")),
+        Batch2::Battery { level: 0x4f, time: hex("260618022957").try_into().unwrap() }
+    );
+}
+
+#[test]
+fn pass_through_reports_with_positions() {
+    let t = terminal_2013("013912345678");
+    // F0, subtype 03 (events: hard braking, and an unnamed one), then the position block:
+    // ignition, fixed, south and west.
+    let f0 = hex("230223150215 01 02 03 02 1b00 3801aa 0000000f 029dc58c 04b99b60".replace(' ', "").as_str());
+    let ev = decode(&encode(id::PASSTHROUGH_UP, &t, 3, &[&[0xF0][..], &f0].concat()).unwrap());
+    let r = records(&ev)[0];
+    assert_eq!((r.kind, r.valid), (Kind::Position, Some(true)));
+    assert_eq!((r.latitude, r.longitude), (Some(-43.894156), Some(-79.2728)));
+    assert_eq!(r.alarms, vec!["hard_braking"]);
+    assert_eq!(r.attributes.get("event_ids").unwrap(), &serde_json::json!([0x1b, 0x38]));
+    assert_eq!(r.attributes.get("blind_area").unwrap(), true);
+    // FF: a plain fix.
+    let ff = hex("230223150215 fd6239e4 04b99b60 ffec 01f4 005a".replace(' ', "").as_str());
+    let ev = decode(&encode(id::PASSTHROUGH_UP, &t, 4, &[&[0xFF][..], &ff].concat()).unwrap());
+    let r = records(&ev)[0];
+    assert_eq!(
+        (r.latitude, r.altitude_m, r.speed_kmh, r.course_deg),
+        (Some(-43.8943), Some(-20.0), Some(50.0), Some(90.0))
+    );
+    // Text under F0, or a subtype without a position, stays text or data.
+    assert_eq!(PassthroughReport::parse(0xF0, b"STATUS,OK"), None);
+    assert_eq!(PassthroughReport::parse(0xF0, &hex("23022315021501020b01")), None);
+    let ev = decode(&encode(id::PASSTHROUGH_UP, &t, 5, b"\xf0STATUS,OK").unwrap());
+    assert_eq!(records(&ev)[0].kind, Kind::Info);
+    assert_eq!(records(&ev)[0].attributes.get("text").unwrap(), "STATUS,OK");
+}
