@@ -4,6 +4,7 @@
 //!
 //! * [`TcpFramer`] cuts a TCP stream into handshakes, keep-alives and packets, verifying the
 //!   CRC-16/ARC and resynchronising on the next plausible packet after damage.
+//! * [`Gh3000Data`] reads and writes Codec 7, the GH3000 family's masked records.
 //! * [`AvlData`] validates a data field once and then iterates records ([`RecordView`]) and
 //!   IO elements ([`IoElement`]) without allocating; [`AvlPacket`] is its owned copy.
 //! * [`Command`] reads command packets; [`encode_command`] writes them.
@@ -14,6 +15,7 @@
 
 mod avl;
 mod frame;
+mod gh3000;
 mod packet;
 mod stream;
 
@@ -22,6 +24,7 @@ pub use avl::{
     CODEC_16, CODEC_8, CODEC_8E,
 };
 pub use frame::{frame_kind, TcpFrameKind, TcpFramer, DEFAULT_LIMITS, HEADER_LEN, KNOWN_CODECS, MAX_IMEI_LEN};
+pub use gh3000::{Gh3000Data, Gh3000Location, Gh3000Record, EPOCH_2007};
 pub use packet::{AvlPacket, PacketRecord};
 pub use stream::{ImeiPolicy, TeltonikaDecoder};
 
@@ -32,8 +35,8 @@ pub const CODEC_12: u8 = 0x0C;
 pub const CODEC_13: u8 = 0x0D;
 pub const CODEC_14: u8 = 0x0E;
 pub const CODEC_15: u8 = 0x0F;
-/// GH3000's bit-masked codec: recognised, not decoded.
-pub const CODEC_7: u8 = 0x07;
+/// GH3000's bit-masked codec ([`Gh3000Data`]).
+pub const CODEC_7: u8 = gh3000::CODEC_7;
 
 /// Command packet types (docs/protocols/teltonika.md §6).
 pub const TYPE_COMMAND: u8 = 0x05;

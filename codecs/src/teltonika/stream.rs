@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::avl::{AvlData, IoValue, RecordView};
 use super::frame::{frame_kind, TcpFrameKind, TcpFramer, HEADER_LEN};
+use super::gh3000::{Gh3000Data, Gh3000Record};
 use super::{
     tcp_ack, udp_ack, Command, UdpPacket, CODEC_12, CODEC_13, CODEC_14, CODEC_15, CODEC_16, CODEC_7, CODEC_8, CODEC_8E,
     IMEI_ACCEPT, IMEI_REJECT,
@@ -109,7 +110,22 @@ impl TeltonikaDecoder {
                 out.push(StreamEvent::Record(self.command_record(&cmd)));
                 Ok(())
             }
-            CODEC_7 => Err(Reject::new(RejectKind::Unsupported, "codec 0x07 (GH3000) is not decoded")),
+            CODEC_7 => {
+                let gh = Gh3000Data::parse(data).map_err(|e| Reject::new(RejectKind::Malformed, e.to_string()))?;
+                for record in &gh.records {
+                    let mut r = self.gh3000_record(record);
+                    if let Some(u) = udp {
+                        r.seq = Some(u32::from(u.avl_packet_id));
+                    }
+                    out.push(StreamEvent::Record(r));
+                }
+                let count = gh.records.len() as u8;
+                out.push(StreamEvent::Reply(match udp {
+                    Some(u) => udp_ack(u.packet_id, u.avl_packet_id, count).to_vec(),
+                    None => tcp_ack(u32::from(count)).to_vec(),
+                }));
+                Ok(())
+            }
             other => Err(Reject::new(RejectKind::Unsupported, format!("unknown codec 0x{other:02x}"))),
         }
     }
@@ -199,6 +215,42 @@ impl TeltonikaDecoder {
             _ => {}
         }
         // A repeated id keeps its last value, as inserting one by one into a map did.
+        r.attributes.set_io(IoElements::new(io));
+        r
+    }
+
+    /// One normalized record for one Codec 7 record (docs/protocols/teltonika.md §4.1): a
+    /// position when it carries coordinates, a status otherwise.
+    pub fn gh3000_record(&self, g: &Gh3000Record) -> Record {
+        let location = g.location.unwrap_or_default();
+        let kind = if location.coordinates.is_some() { Kind::Position } else { Kind::Status };
+        let mut r = self.record(kind, "0x07");
+        r.fix_time = i64::try_from(g.timestamp_ms()).ok().map(|ms| Timestamp::from_unix_ms(ms, false));
+        if let Some((lat, lon)) = location.coordinates {
+            r.latitude = Some(f64::from(lat));
+            r.longitude = Some(f64::from(lon));
+        }
+        if let Some(sats) = location.satellites {
+            // No validity flag: the GH3000 counts a fix from three satellites.
+            r.valid = Some(sats >= 3);
+            r.satellites = Some(u32::from(sats));
+        }
+        r.altitude_m = location.altitude_m.map(f64::from);
+        r.course_deg = location.angle_deg();
+        r.speed_kmh = location.speed_kmh.map(f64::from);
+        if let Some((lac, ci)) = location.cell {
+            r.attributes.set("cell_id", ci);
+            r.attributes.set("lac", lac);
+        }
+        r.attributes.set_opt("gsm_signal", location.signal);
+        r.attributes.set_opt("operator", location.operator);
+        r.attributes.set("priority", g.priority());
+        let io: Vec<(u16, IoAttributeValue)> =
+            g.io.iter()
+                .flatten()
+                .flatten()
+                .map(|&(id, v)| (u16::from(id), IoAttributeValue::Unsigned(u64::from(v))))
+                .collect();
         r.attributes.set_io(IoElements::new(io));
         r
     }
