@@ -545,6 +545,175 @@ impl CurrentPosition {
     }
 }
 
+/// 0x24 in the SR411 mini's frame (41 bytes of content, §5.9): a fix, a cell, ignition and
+/// two voltages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sr411Report<'a> {
+    pub fix: GpsFix,
+    pub cell: Cell,
+    pub ignition: u8,
+    pub power_centivolts: u16,
+    pub battery_centivolts: u16,
+    pub extra: &'a [u8],
+}
+
+/// The content length that marks the SR411 mini's 0x24, and the Wanway S20's.
+const SR411_LEN: usize = 41;
+const WANWAY_S20_LEN: usize = 44;
+
+/// 0xA2 in the LW4G's frame (59 bytes of content, §5.10): a fix, a 4G cell, a status and
+/// counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lw4gReport {
+    pub fix: GpsFix,
+    pub cell: Cell,
+    pub network: u8,
+    /// Terminal information (as in the status block).
+    pub info: u8,
+    pub power_centivolts: u16,
+    /// 0–6 a level, up to 100 a percentage.
+    pub battery: u8,
+    pub gsm_signal: u8,
+    pub alarm: u8,
+    pub language: u8,
+    pub odometer_m: u32,
+    /// Engine hours, in seconds.
+    pub engine_seconds: u32,
+    pub terminal_id: [u8; 8],
+    pub inputs: u16,
+}
+
+const LW4G_LEN: usize = 59;
+
+impl Lw4gReport {
+    fn read(c: &mut Cursor<'_>) -> Option<Self> {
+        let fix = GpsFix::read(c)?;
+        let cell = Cell::read(c, CellWidth::Lte)?;
+        let [network, info] = c.array()?;
+        let power_centivolts = c.u16()?;
+        let [battery, gsm_signal, alarm, language] = c.array()?;
+        Some(Lw4gReport {
+            fix,
+            cell,
+            network,
+            info,
+            power_centivolts,
+            battery,
+            gsm_signal,
+            alarm,
+            language,
+            odometer_m: c.u32()?,
+            engine_seconds: c.u32()?,
+            terminal_id: c.array()?,
+            inputs: c.u16()?,
+        })
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        self.fix.write(out);
+        self.cell.write(out, CellWidth::Lte);
+        out.extend_from_slice(&[self.network, self.info]);
+        out.extend_from_slice(&self.power_centivolts.to_be_bytes());
+        out.extend_from_slice(&[self.battery, self.gsm_signal, self.alarm, self.language]);
+        out.extend_from_slice(&self.odometer_m.to_be_bytes());
+        out.extend_from_slice(&self.engine_seconds.to_be_bytes());
+        out.extend_from_slice(&self.terminal_id);
+        out.extend_from_slice(&self.inputs.to_be_bytes());
+    }
+}
+
+/// One module of a 0x70 frame (§5.11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Module<'a> {
+    pub kind: u16,
+    pub value: &'a [u8],
+}
+
+/// 0x32 / 0x33 in long frames, the AZ735's (§5.12): a time, a fix after its length byte (none
+/// when that byte is 0), a cell after its length byte and its signal (none when 0), then
+/// counted blocks of more cells and access points, a status, and a counted reserved block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Az735Report<'a> {
+    pub time: [u8; 6],
+    pub gps_len: u8,
+    /// The fix, its satellites byte where a [`GpsFix`] has its length-and-satellites byte.
+    pub fix: Option<GpsFix>,
+    pub lbs_len: u8,
+    /// The cell block as sent (after its length byte) and the signal after it.
+    pub lbs: Option<(&'a [u8], u8)>,
+    pub towers: &'a [u8],
+    pub wifi: &'a [u8],
+    pub status: u8,
+    pub reserved: &'a [u8],
+    pub extra: &'a [u8],
+}
+
+impl<'a> Az735Report<'a> {
+    fn read(c: &mut Cursor<'a>) -> Option<Self> {
+        let time = c.array()?;
+        let gps_len = c.u8()?;
+        let fix = if gps_len == 0 {
+            None
+        } else {
+            let (length_satellites, latitude_raw, longitude_raw) = (c.u8()?, c.u32()?, c.u32()?);
+            let (speed_kmh, course_status) = (c.u8()?, c.u16()?);
+            Some(GpsFix { time, length_satellites, latitude_raw, longitude_raw, speed_kmh, course_status })
+        };
+        let lbs_len = c.u8()?;
+        // The length counts itself (as the alarms' cell blocks do).
+        let lbs = if lbs_len == 0 { None } else { Some((c.take(usize::from(lbs_len) - 1)?, c.u8()?)) };
+        let counted = |c: &mut Cursor<'a>| {
+            let n = c.u8()?;
+            c.take(usize::from(n))
+        };
+        let towers = counted(c)?;
+        let wifi = counted(c)?;
+        let status = c.u8()?;
+        let reserved = counted(c)?;
+        Some(Az735Report { time, gps_len, fix, lbs_len, lbs, towers, wifi, status, reserved, extra: c.rest() })
+    }
+
+    fn write(&self, out: &mut Vec<u8>) -> Option<()> {
+        out.extend_from_slice(&self.time);
+        out.push(self.gps_len);
+        match (&self.fix, self.gps_len) {
+            (None, 0) => {}
+            (Some(f), 1..) => {
+                out.push(f.length_satellites);
+                out.extend_from_slice(&f.latitude_raw.to_be_bytes());
+                out.extend_from_slice(&f.longitude_raw.to_be_bytes());
+                out.push(f.speed_kmh);
+                out.extend_from_slice(&f.course_status.to_be_bytes());
+            }
+            _ => return None,
+        }
+        out.push(self.lbs_len);
+        match (self.lbs, self.lbs_len) {
+            (None, 0) => {}
+            (Some((block, rssi)), n) if usize::from(n) == block.len() + 1 => {
+                out.extend_from_slice(block);
+                out.push(rssi);
+            }
+            _ => return None,
+        }
+        for counted in [self.towers, self.wifi] {
+            out.push(u8::try_from(counted.len()).ok()?);
+            out.extend_from_slice(counted);
+        }
+        out.push(self.status);
+        out.push(u8::try_from(self.reserved.len()).ok()?);
+        out.extend_from_slice(self.reserved);
+        out.extend_from_slice(self.extra);
+        Some(())
+    }
+
+    /// The cell its block holds.
+    pub fn cell(&self) -> Option<Cell> {
+        let (block, rssi) = self.lbs?;
+        Cell::read(&mut Cursor::new(block), CellWidth::Classic).map(|c| Cell { rssi: Some(rssi), ..c })
+    }
+}
+
 /// A GT06 message, borrowed from its frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message<'a> {
@@ -596,6 +765,20 @@ pub enum Message<'a> {
     Info(Info<'a>),
     CommandReply(CommandReply<'a>),
     X1(X1Report<'a>),
+    Sr411(Sr411Report<'a>),
+    /// 0x24 of the Wanway S20: time, timing advance, operator, a count and that many cells
+    /// (the operator kept apart: there may be no cell to carry it).
+    LbsCounted {
+        operator: (u16, u16, bool),
+        report: LbsReport<'a>,
+    },
+    Lw4g(Lw4gReport),
+    /// 0x70: the modules, and bytes after the last whole one.
+    Modular {
+        modules: Vec<Module<'a>>,
+        extra: &'a [u8],
+    },
+    Az735(Az735Report<'a>),
     /// Any other protocol number: its content as sent.
     Unknown(&'a [u8]),
 }
@@ -613,9 +796,14 @@ impl std::fmt::Display for LayoutError {
     }
 }
 
+/// Whether a cells report (the LBS arm of [`Message::parse`]) ends with access points.
+fn has_wifi(protocol: u8) -> bool {
+    matches!(protocol, LBS_WIFI | WIFI_LBS_4G)
+}
+
 fn cell_width(protocol: u8) -> CellWidth {
     match protocol {
-        GPS_4G | LBS_4G | ALARM_4G_MULTI_FENCE => CellWidth::Lte,
+        GPS_4G | LBS_4G | ALARM_4G_MULTI_FENCE | WIFI_LBS_4G => CellWidth::Lte,
         GPS_LBS_6 => CellWidth::Wide,
         _ => CellWidth::Classic,
     }
@@ -698,7 +886,47 @@ impl<'a> Message<'a> {
                 let status = StatusBlock::read(&mut c).ok_or_else(err)?;
                 Message::LbsStatus { cell, status, extra: c.rest() }
             }
-            LBS_EXTEND | LBS_MULTIPLE | LBS_WIFI | LBS_4G => {
+            LBS_MULTIPLE_3 if frame.content.len() == SR411_LEN => {
+                let fix = GpsFix::read(&mut c).ok_or_else(err)?;
+                let cell = Cell::read(&mut c, CellWidth::Classic).ok_or_else(err)?;
+                let ignition = c.u8().ok_or_else(err)?;
+                let (power_centivolts, battery_centivolts) = (c.u16().ok_or_else(err)?, c.u16().ok_or_else(err)?);
+                Message::Sr411(Sr411Report {
+                    fix,
+                    cell,
+                    ignition,
+                    power_centivolts,
+                    battery_centivolts,
+                    extra: c.rest(),
+                })
+            }
+            LBS_MULTIPLE_3 if frame.content.len() == WANWAY_S20_LEN => {
+                let time = c.array().ok_or_else(err)?;
+                let timing_advance = c.u8().ok_or_else(err)?;
+                let (mcc, mnc, mnc_wide) = read_operator(&mut c, false).ok_or_else(err)?;
+                let n = c.u8().ok_or_else(err)?;
+                let mut cells = Vec::with_capacity(usize::from(n));
+                for _ in 0..n {
+                    let (lac, cell_id) = read_lac_ci(&mut c, CellWidth::Classic).ok_or_else(err)?;
+                    cells.push(Cell { mcc, mnc, mnc_wide, lac, cell_id, rssi: Some(c.u8().ok_or_else(err)?) });
+                }
+                let report = LbsReport { time, cells, timing_advance, wifi: Vec::new(), extra: c.rest() };
+                Message::LbsCounted { operator: (mcc, mnc, mnc_wide), report }
+            }
+            WIFI_LBS_4G if frame.content.len() == LW4G_LEN => Message::Lw4g(Lw4gReport::read(&mut c).ok_or_else(err)?),
+            GPS_MODULAR => {
+                let mut modules = Vec::new();
+                while c.remaining() >= 4 {
+                    let mut probe = Cursor::new(c.rest());
+                    let (Some(kind), Some(len)) = (probe.u16(), probe.u16()) else { break };
+                    let Some(value) = probe.take(usize::from(len)) else { break };
+                    c.take(4 + value.len()).ok_or_else(err)?;
+                    modules.push(Module { kind, value });
+                }
+                Message::Modular { modules, extra: c.rest() }
+            }
+            AZ735_GPS | AZ735_ALARM if frame.long => Message::Az735(Az735Report::read(&mut c).ok_or_else(err)?),
+            LBS_EXTEND | LBS_MULTIPLE | LBS_MULTIPLE_3 | LBS_WIFI | LBS_4G | WIFI_LBS_4G => {
                 let time = c.array().ok_or_else(err)?;
                 let width = cell_width(p);
                 let (mcc, mnc, mnc_wide) = read_operator(&mut c, false).ok_or_else(err)?;
@@ -710,7 +938,7 @@ impl<'a> Message<'a> {
                 }
                 let timing_advance = c.u8().ok_or_else(err)?;
                 let mut wifi = Vec::new();
-                if p == LBS_WIFI {
+                if has_wifi(p) {
                     let n = c.u8().ok_or_else(err)?;
                     for _ in 0..n {
                         wifi.push(WifiAp::read(&mut c).ok_or_else(err)?);
@@ -880,7 +1108,7 @@ impl<'a> Message<'a> {
                     out.push(cell.rssi.unwrap_or(0));
                 }
                 out.push(r.timing_advance);
-                if protocol == LBS_WIFI {
+                if has_wifi(protocol) {
                     out.push(u8::try_from(r.wifi.len()).ok()?);
                     for ap in &r.wifi {
                         out.extend_from_slice(&ap.mac);
@@ -911,6 +1139,35 @@ impl<'a> Message<'a> {
             }
             Message::TimeRequest => {}
             Message::X1(x) => x.write(out)?,
+            Message::Sr411(r) => {
+                r.fix.write(out);
+                r.cell.write(out, CellWidth::Classic);
+                out.push(r.ignition);
+                out.extend_from_slice(&r.power_centivolts.to_be_bytes());
+                out.extend_from_slice(&r.battery_centivolts.to_be_bytes());
+                out.extend_from_slice(r.extra);
+            }
+            Message::LbsCounted { operator: (mcc, mnc, wide), report: r } => {
+                out.extend_from_slice(&r.time);
+                out.push(r.timing_advance);
+                write_operator(out, *mcc, *mnc, *wide);
+                out.push(u8::try_from(r.cells.len()).ok()?);
+                for cell in &r.cells {
+                    write_lac_ci(out, cell.lac, cell.cell_id, CellWidth::Classic);
+                    out.push(cell.rssi.unwrap_or(0));
+                }
+                out.extend_from_slice(r.extra);
+            }
+            Message::Lw4g(r) => r.write(out),
+            Message::Modular { modules, extra } => {
+                for m in modules {
+                    out.extend_from_slice(&m.kind.to_be_bytes());
+                    out.extend_from_slice(&u16::try_from(m.value.len()).ok()?.to_be_bytes());
+                    out.extend_from_slice(m.value);
+                }
+                out.extend_from_slice(extra);
+            }
+            Message::Az735(r) => r.write(out)?,
             Message::Info(i) => {
                 out.push(i.subtype);
                 out.extend_from_slice(i.data);

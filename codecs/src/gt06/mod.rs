@@ -26,8 +26,8 @@ mod tests;
 
 pub use frame::{FrameShape, Gt06Framer, Integrity, DEFAULT_LIMITS};
 pub use message::{
-    AlarmCode, Cell, CommandReply, CurrentPosition, GpsFix, Heartbeat, Info, LbsReport, Login, Message, StatusBlock,
-    WifiAp, WifiLbs, X1Report,
+    AlarmCode, Az735Report, Cell, CommandReply, CurrentPosition, GpsFix, Heartbeat, Info, LbsReport, Login, Lw4gReport,
+    Message, Module, Sr411Report, StatusBlock, WifiAp, WifiLbs, X1Report,
 };
 pub use stream::{CrcPolicy, Gt06Decoder, Gt06Options};
 
@@ -63,8 +63,15 @@ pub const ALARM_MULTI_FENCE: u8 = 0x27;
 pub const LBS_MULTIPLE: u8 = 0x28;
 pub const ADDRESS_REQUEST: u8 = 0x2A;
 pub const LBS_WIFI: u8 = 0x2C;
+/// Cells in one of three layouts, told apart by length (docs/protocols/gt06.md §5.9).
+pub const LBS_MULTIPLE_3: u8 = 0x24;
 pub const GPS_LBS_4: u8 = 0x2D;
 pub const GPS_LBS_5: u8 = 0x31;
+/// Modules (type, length, value) of Jimi's 4G devices, fix among them (§5.11).
+pub const GPS_MODULAR: u8 = 0x70;
+/// AZ735 (long frames): a fix and a cell with their length bytes, then a status (§5.12).
+pub const AZ735_GPS: u8 = 0x32;
+pub const AZ735_ALARM: u8 = 0x33;
 /// The X1's report: a fix, odometer, a cell, driver, voltages, ports and ADCs.
 pub const X1_GPS: u8 = 0x34;
 pub const STATUS_2: u8 = 0x36;
@@ -77,6 +84,8 @@ pub const ALARM_JC: u8 = 0x95;
 pub const ADDRESS_REPLY_EN: u8 = 0x97;
 pub const GPS_4G: u8 = 0xA0;
 pub const LBS_4G: u8 = 0xA1;
+/// 4G cells and Wi-Fi; or, 59 bytes long, the LW4G's fix, cell and status (§5.10).
+pub const WIFI_LBS_4G: u8 = 0xA2;
 pub const ALARM_4G_MULTI_FENCE: u8 = 0xA4;
 
 /// The CRC a frame carries: CRC-16/X-25 over everything from the length field to the serial.

@@ -6,7 +6,10 @@
 use serde_json::{json, Value};
 
 use super::frame::{FrameShape, Gt06Framer, Integrity};
-use super::message::{info_alarm, Cell, CurrentPosition, Heartbeat, Message, StatusBlock, WifiAp, X1Report};
+use super::message::{
+    info_alarm, Az735Report, Cell, CurrentPosition, Heartbeat, LbsReport, Lw4gReport, Message, Module, StatusBlock,
+    WifiAp, X1Report,
+};
 use super::*;
 use crate::framing::{Framer, Framing, Limits, Reject, RejectKind};
 use crate::record::{Kind, Protocol, Record, Timestamp};
@@ -192,6 +195,167 @@ fn set_current_position(r: &mut Record, at: &CurrentPosition, offset_minutes: i3
     }
 }
 
+/// A cells report (0x18, 0x28, 0x24, 0x2C, 0xA1, 0xA2): the time, the serving cell, every
+/// cell, access points.
+fn set_lbs(r: &mut Record, report: &LbsReport<'_>, tz: i32) {
+    r.fix_time = Timestamp::from_local_fields(report.time, tz);
+    // Empty neighbour slots are sent as LAC 0.
+    let cells: Vec<&Cell> = report.cells.iter().filter(|c| c.lac != 0).collect();
+    if let Some(serving) = cells.first() {
+        set_cell(r, serving);
+    }
+    r.attributes.set("cells", Value::Array(cells.iter().map(|c| cell_json(c)).collect()));
+    r.attributes.set("timing_advance", report.timing_advance);
+    if !report.wifi.is_empty() {
+        r.attributes.set("wifi", wifi_json(&report.wifi));
+    }
+    set_extra(r, report.extra);
+}
+
+/// The LW4G's 0xA2 (§5.10).
+fn set_lw4g(r: &mut Record, x: &Lw4gReport, tz: i32) {
+    set_fix(r, &x.fix, tz);
+    set_cell(r, &x.cell);
+    set_terminal_info(r, x.info);
+    set_alarm_code(r, AlarmCode(x.alarm));
+    let a = &mut r.attributes;
+    // A level 0–6 as the status blocks send it, or a percentage.
+    match x.battery {
+        level @ 0..=6 => a.set("battery_level", level),
+        percent => a.set("battery_percent", percent),
+    }
+    a.set("engine_seconds", x.engine_seconds);
+    a.set("gsm_signal", x.gsm_signal);
+    a.set("inputs", x.inputs);
+    a.set("network", x.network);
+    a.set("odometer_m", x.odometer_m);
+    a.set("power_v", f64::from(x.power_centivolts) / 100.0);
+}
+
+/// The module types of 0x70 this codec reads (§5.11).
+mod module {
+    pub const ICCID: u16 = 0x03;
+    pub const SATELLITES: u16 = 0x09;
+    pub const SATELLITES_VISIBLE: u16 = 0x0A;
+    pub const CELL: u16 = 0x11;
+    pub const BATTERY: u16 = 0x18;
+    pub const HDOP: u16 = 0x28;
+    pub const INDEX: u16 = 0x29;
+    pub const INPUTS: u16 = 0x2A;
+    pub const EVENT: u16 = 0x2B;
+    pub const ODOMETER: u16 = 0x2E;
+    pub const FIX: u16 = 0x33;
+}
+
+/// A fix module: UTC seconds (4), satellites (1), altitude (2), latitude and longitude (4
+/// each, as a GPS block has them), speed (1), course and status (2).
+const FIX_MODULE_LEN: usize = 18;
+
+/// A 0x70 frame's modules: the ones this codec reads by name, the others as hex under their
+/// type.
+fn set_modules(r: &mut Record, modules: &[Module<'_>]) {
+    let mut others = serde_json::Map::new();
+    for m in modules {
+        let v = m.value;
+        match (m.kind, v.len()) {
+            (module::FIX, FIX_MODULE_LEN..) if v[..4] != [0, 0, 0, 0] => set_fix_module(r, v),
+            (module::ICCID, 10) => r.attributes.set("iccid", to_hex(v)),
+            (module::SATELLITES, 1) => r.satellites = Some(u32::from(v[0])),
+            (module::SATELLITES_VISIBLE, 1) => r.attributes.set("satellites_visible", v[0]),
+            (module::CELL, 10) => {
+                let cell = Cell {
+                    mcc: u16::from_be_bytes([v[0], v[1]]),
+                    mnc: u16::from_be_bytes([v[2], v[3]]),
+                    mnc_wide: true,
+                    lac: u32::from(u16::from_be_bytes([v[4], v[5]])),
+                    cell_id: u64::from(u32::from_be_bytes([0, v[6], v[7], v[8]])),
+                    rssi: Some(v[9]),
+                };
+                if cell.cell_id != 0 {
+                    set_cell(r, &cell);
+                }
+            }
+            (module::BATTERY, 2) => r.attributes.set("battery_v", f64::from(u16::from_be_bytes([v[0], v[1]])) / 100.0),
+            (module::HDOP, 1) => r.hdop = Some(f64::from(v[0]) / 10.0),
+            (module::INDEX, 4) => r.attributes.set("index", u32::from_be_bytes([v[0], v[1], v[2], v[3]])),
+            (module::INPUTS, 1) => {
+                r.attributes.set("door", v[0] & 0x0F != 0);
+                r.attributes.set("tamper", v[0] >> 4 != 0);
+            }
+            (module::EVENT, 1) => {
+                r.attributes.set("event", v[0]);
+                let alarm = match v[0] {
+                    0x11 => Some("low_battery"),
+                    0x12 => Some("low_power"),
+                    0x13 => Some("power_cut"),
+                    0x14 => Some("removing"),
+                    _ => None,
+                };
+                if let Some(name) = alarm {
+                    r.add_alarm(name);
+                }
+            }
+            // Big-endian as everything else: read so, two reports of one device a few weeks
+            // apart give 61,633 and 62,045 m (little-endian, 1.5 million km).
+            (module::ODOMETER, 4) => r.attributes.set("odometer_m", u32::from_be_bytes([v[0], v[1], v[2], v[3]])),
+            _ => {
+                others.insert(format!("0x{:04x}", m.kind), to_hex(v).into());
+            }
+        }
+    }
+    if !others.is_empty() {
+        r.attributes.set("modules", Value::Object(others));
+    }
+}
+
+/// The fix module of 0x70.
+fn set_fix_module(r: &mut Record, v: &[u8]) {
+    let seconds = u32::from_be_bytes([v[0], v[1], v[2], v[3]]);
+    r.fix_time = Some(Timestamp::from_unix_ms(i64::from(seconds) * 1000, false));
+    let altitude = i16::from_be_bytes([v[5], v[6]]);
+    let fix = GpsFix {
+        time: [0; 6],
+        length_satellites: v[4],
+        latitude_raw: u32::from_be_bytes([v[7], v[8], v[9], v[10]]),
+        longitude_raw: u32::from_be_bytes([v[11], v[12], v[13], v[14]]),
+        speed_kmh: v[15],
+        course_status: u16::from_be_bytes([v[16], v[17]]),
+    };
+    r.valid = Some(fix.positioned());
+    if fix.latitude_raw != 0 || fix.longitude_raw != 0 {
+        r.latitude = Some(fix.latitude());
+        r.longitude = Some(fix.longitude());
+    }
+    r.altitude_m = Some(f64::from(altitude));
+    r.speed_kmh = Some(f64::from(fix.speed_kmh));
+    r.course_deg = Some(f64::from(fix.course()));
+    r.satellites = Some(u32::from(v[4]));
+}
+
+/// The AZ735's long 0x32 / 0x33 (§5.12).
+fn set_az735(r: &mut Record, x: &Az735Report<'_>, protocol: u8, tz: i32) {
+    match &x.fix {
+        Some(fix) => set_fix(r, fix, tz),
+        None => r.fix_time = Timestamp::from_local_fields(x.time, tz),
+    }
+    if let Some(cell) = x.cell() {
+        set_cell(r, &cell);
+        r.attributes.set_opt("gsm_signal", cell.rssi);
+    }
+    r.attributes.set("status_raw", x.status);
+    if protocol == AZ735_ALARM {
+        match x.status {
+            0xA0 => r.attributes.set("armed", true),
+            0xA1 => r.attributes.set("armed", false),
+            0xA2 | 0xA3 => r.add_alarm("low_battery"),
+            0xA4 => r.add_alarm("general"),
+            0xA5 => r.add_alarm("door"),
+            _ => {}
+        }
+    }
+    set_extra(r, x.extra);
+}
+
 fn set_extra(r: &mut Record, extra: &[u8]) {
     if !extra.is_empty() {
         r.attributes.set("extra", to_hex(extra));
@@ -371,20 +535,44 @@ impl Gt06Decoder {
                 reply = ack;
                 r
             }
-            Message::Lbs(report) => {
+            Message::Lbs(report) | Message::LbsCounted { report, .. } => {
                 let mut r = self.record(Kind::Position, &frame);
-                r.fix_time = Timestamp::from_local_fields(report.time, tz);
-                // Empty neighbour slots are sent as LAC 0.
-                let cells: Vec<&Cell> = report.cells.iter().filter(|c| c.lac != 0).collect();
-                if let Some(serving) = cells.first() {
-                    set_cell(&mut r, serving);
-                }
-                r.attributes.set("cells", Value::Array(cells.iter().map(|c| cell_json(c)).collect()));
-                r.attributes.set("timing_advance", report.timing_advance);
-                if !report.wifi.is_empty() {
-                    r.attributes.set("wifi", wifi_json(&report.wifi));
-                }
-                set_extra(&mut r, report.extra);
+                set_lbs(&mut r, report, tz);
+                reply = ack;
+                r
+            }
+            Message::Sr411(x) => {
+                let mut r = self.record(Kind::Position, &frame);
+                set_fix(&mut r, &x.fix, tz);
+                set_cell(&mut r, &x.cell);
+                r.attributes.set("battery_v", f64::from(x.battery_centivolts) / 100.0);
+                r.attributes.set("ignition", x.ignition != 0);
+                r.attributes.set("power_v", f64::from(x.power_centivolts) / 100.0);
+                set_extra(&mut r, x.extra);
+                reply = ack;
+                r
+            }
+            Message::Lw4g(x) => {
+                let mut r = self.record(Kind::Position, &frame);
+                set_lw4g(&mut r, x, tz);
+                reply = ack;
+                r
+            }
+            Message::Modular { modules, extra } => {
+                // A fix module of zeros (a device without a fix yet) is no position.
+                let fixed = modules
+                    .iter()
+                    .any(|m| m.kind == module::FIX && m.value.len() >= FIX_MODULE_LEN && m.value[..4] != [0, 0, 0, 0]);
+                let mut r = self.record(if fixed { Kind::Position } else { Kind::Status }, &frame);
+                set_modules(&mut r, modules);
+                set_extra(&mut r, extra);
+                // Answered in a short frame, although the report comes in a long one.
+                reply = frame.serial.map(|serial| super::ack(false, p, serial));
+                r
+            }
+            Message::Az735(x) => {
+                let mut r = self.record(if x.fix.is_some() { Kind::Position } else { Kind::Status }, &frame);
+                set_az735(&mut r, x, p, tz);
                 reply = ack;
                 r
             }

@@ -761,3 +761,145 @@ fn a_position_in_a_command_answer() {
     assert_eq!(r.fix_time, Timestamp::from_local_fields([17, 5, 26, 10, 27, 47], 0));
     assert_eq!(r.attributes.get("text").unwrap(), text);
 }
+
+// ---- layouts told apart by length, modules, the AZ735 (docs/protocols/gt06.md §5.9–§5.12) ----
+
+/// Writes `message` for `protocol`, reads it back the same, and decodes it; the events.
+fn round_trip_events(protocol: u8, long: bool, message: &Message<'_>, serial: u16) -> Vec<StreamEvent> {
+    let mut content = Vec::new();
+    message.write_content(protocol, &mut content).unwrap();
+    let mut bytes = Vec::new();
+    encode_frame(&mut bytes, long, protocol, &content, serial).unwrap();
+    let (p, again) = parse_back(&bytes);
+    assert_eq!((p, &again), (protocol, &content));
+    decode(&bytes)
+}
+
+proptest! {
+    #[test]
+    fn sr411_and_wanway_cells_round_trip(
+        fix in arb_fix(), cell in arb_cell(false), ignition in any::<u8>(), volts in any::<(u16, u16)>(),
+        extra in proptest::collection::vec(any::<u8>(), 8..=8), time in any::<[u8; 6]>(), ta in any::<u8>(),
+        cells in proptest::collection::vec(arb_cell(false), 0..4), serial in any::<u16>(),
+    ) {
+        let cell = Cell { mnc_wide: false, mnc: cell.mnc & 0xFF, ..cell };
+        // 18 + 8 + 5 + 10 bytes: the SR411's length.
+        let sr411 = Sr411Report { fix, cell, ignition, power_centivolts: volts.0, battery_centivolts: volts.1, extra: &[extra.clone(), vec![0, 0]].concat() };
+        let ev = round_trip_events(LBS_MULTIPLE_3, false, &Message::Sr411(sr411.clone()), serial);
+        prop_assert_eq!(records(&ev)[0].attributes.get("ignition").unwrap(), ignition != 0);
+        prop_assert_eq!(replies(&ev), vec![ack(false, LBS_MULTIPLE_3, serial)]);
+        // The S20's: a count of cells, padded to its 44 bytes.
+        let first = cells.first().copied().unwrap_or(cell);
+        let cells: Vec<Cell> = cells.iter().map(|c| Cell { mcc: first.mcc, mnc: first.mnc, mnc_wide: first.mnc_wide, rssi: Some(7), ..*c }).collect();
+        let used = 6 + 1 + if first.mnc_wide { 4 } else { 3 } + 1 + 6 * cells.len();
+        let pad = vec![0u8; 44 - used];
+        let report = LbsReport { time, cells: cells.clone(), timing_advance: ta, wifi: Vec::new(), extra: &pad };
+        let operator = (first.mcc, first.mnc, first.mnc_wide);
+        let ev = round_trip_events(LBS_MULTIPLE_3, false, &Message::LbsCounted { operator, report }, serial);
+        let nonzero = cells.iter().filter(|c| c.lac != 0).count();
+        prop_assert_eq!(records(&ev)[0].attributes.get("cells").unwrap().as_array().unwrap().len(), nonzero);
+    }
+
+    #[test]
+    fn lw4g_and_4g_wifi_cells_round_trip(
+        fix in arb_fix(), cell in arb_cell(true), bytes in any::<[u8; 7]>(), counters in any::<(u16, u32, u32, u16)>(),
+        terminal_id in any::<[u8; 8]>(), time in any::<[u8; 6]>(), cells in proptest::collection::vec(arb_cell(true), 7..=7),
+        aps in proptest::collection::vec(any::<([u8; 6], u8)>(), 0..4), serial in any::<u16>(),
+    ) {
+        let [network, info, battery, gsm_signal, alarm, language, _] = bytes;
+        let (power, odometer, seconds, inputs) = counters;
+        let lw4g = Lw4gReport { fix, cell, network, info, power_centivolts: power, battery, gsm_signal, alarm, language, odometer_m: odometer, engine_seconds: seconds, terminal_id, inputs };
+        let mut content = Vec::new();
+        Message::Lw4g(lw4g).write_content(WIFI_LBS_4G, &mut content).unwrap();
+        // A wide MNC makes it 60 bytes, which is not the LW4G's report.
+        prop_assume!(content.len() == 59);
+        let ev = round_trip_events(WIFI_LBS_4G, false, &Message::Lw4g(lw4g), serial);
+        prop_assert_eq!(records(&ev)[0].attributes.get("odometer_m").unwrap(), odometer);
+        let first = cells[0];
+        let cells: Vec<Cell> = cells.iter().map(|c| Cell { mcc: first.mcc, mnc: first.mnc, mnc_wide: first.mnc_wide, rssi: Some(3), ..*c }).collect();
+        let wifi: Vec<WifiAp> = aps.iter().map(|&(mac, rssi)| WifiAp { mac, rssi }).collect();
+        let report = LbsReport { time, cells, timing_advance: 0xFF, wifi: wifi.clone(), extra: &[] };
+        let ev = round_trip_events(WIFI_LBS_4G, false, &Message::Lbs(report), serial);
+        let got = records(&ev)[0].attributes.get("wifi").map_or(0, |w| w.as_array().unwrap().len());
+        prop_assert_eq!(got, wifi.len());
+    }
+
+    #[test]
+    fn modules_round_trip(modules in proptest::collection::vec((any::<u16>(), proptest::collection::vec(any::<u8>(), 0..24)), 0..8), serial in any::<u16>()) {
+        let modules: Vec<Module<'_>> = modules.iter().map(|(kind, value)| Module { kind: *kind, value }).collect();
+        let ev = round_trip_events(GPS_MODULAR, true, &Message::Modular { modules, extra: &[] }, serial);
+        prop_assert_eq!(records(&ev).len(), 1);
+        prop_assert_eq!(replies(&ev), vec![ack(false, GPS_MODULAR, serial)]);
+    }
+
+    #[test]
+    fn az735_round_trip(
+        fix in proptest::option::of(arb_fix()), time in any::<[u8; 6]>(), cell in proptest::option::of((arb_cell(false), any::<u8>())),
+        towers in proptest::collection::vec(any::<u8>(), 0..30), wifi in proptest::collection::vec(any::<u8>(), 0..30),
+        status in any::<u8>(), reserved in proptest::collection::vec(any::<u8>(), 0..10), alarm in any::<bool>(), serial in any::<u16>(),
+    ) {
+        let fix = fix.map(|f| GpsFix { time, ..f });
+        let block = cell.map(|(c, _)| Message::alarm_lbs(&c, AZ735_GPS));
+        let lbs = block.as_deref().zip(cell.map(|(_, rssi)| rssi));
+        let report = Az735Report {
+            time,
+            gps_len: if fix.is_some() { 12 } else { 0 },
+            fix,
+            lbs_len: block.as_ref().map_or(0, |b| b.len() as u8 + 1),
+            lbs,
+            towers: &towers,
+            wifi: &wifi,
+            status,
+            reserved: &reserved,
+            extra: &[],
+        };
+        let protocol = if alarm { AZ735_ALARM } else { AZ735_GPS };
+        let ev = round_trip_events(protocol, true, &Message::Az735(report.clone()), serial);
+        let r = records(&ev)[0];
+        prop_assert_eq!(r.kind, if fix.is_some() { Kind::Position } else { Kind::Status });
+        prop_assert_eq!(r.attributes.get("gsm_signal").is_some(), cell.is_some());
+        prop_assert_eq!(replies(&ev), vec![ack(true, protocol, serial)]);
+    }
+}
+
+#[test]
+fn vendor_layouts_from_the_field() {
+    // The LW4G's 0xA2: Cali, Colombia; battery 42 %, odometer 19,249 m.
+    let content = hex("180b0f0f3407cf00602cd208354064001c6a02dc650000698100000000095674c9114100002a04000100004b310000000008638290792867930200");
+    let mut frame = Vec::new();
+    encode_frame(&mut frame, false, WIFI_LBS_4G, &content, 418).unwrap();
+    let ev = decode(&frame);
+    let r = records(&ev)[0];
+    assert_eq!((r.kind, r.valid), (Kind::Position, Some(true)));
+    assert!((r.latitude.unwrap() - 3.501628).abs() < 1e-5 && (r.longitude.unwrap() + 76.504233).abs() < 1e-5);
+    assert_eq!(r.attributes.get("battery_percent").unwrap(), 42);
+    assert_eq!(r.attributes.get("odometer_m").unwrap(), 19249);
+    assert_eq!(r.attributes.get("mcc").unwrap(), 732);
+    // A 0x70 report: the fix module, a removal event, the odometer.
+    let modules = hex("00330012 5d7e3a18 06 00d5 04b598f7 08814b3a 00 1d15 002b0001 14 002e0004 0000f25d"
+        .replace(' ', "")
+        .as_str());
+    let mut frame = Vec::new();
+    encode_frame(&mut frame, true, GPS_MODULAR, &modules, 5).unwrap();
+    let ev = decode(&frame);
+    let r = records(&ev)[0];
+    assert_eq!((r.kind, r.valid, r.satellites, r.altitude_m), (Kind::Position, Some(true), Some(6), Some(213.0)));
+    assert!((r.latitude.unwrap() - 43.894466).abs() < 1e-5 && (r.longitude.unwrap() + 79.27285).abs() < 1e-5);
+    assert_eq!(r.fix_time.unwrap().to_string(), "2019-09-15T13:18:16Z");
+    assert_eq!(r.alarms, vec!["removing"]);
+    assert_eq!(r.attributes.get("odometer_m").unwrap(), 62_045);
+    assert_eq!(replies(&ev), vec![ack(false, GPS_MODULAR, 5)]);
+}
+
+/// Found by `gt06_roundtrip`: a Wanway S20 0x24 with a wide operator and no cells was written
+/// back with the operator of its (absent) first cell, a byte shorter, which is no longer the
+/// S20's layout.
+#[test]
+fn regression_fuzz_wanway_cells_without_a_cell_keep_their_operator() {
+    let content = hex("1603860c231e 00 ac00 0000 00 0000006a3413ee0060692e000007787800697878006909200400cc080c4e2fa5");
+    assert_eq!(content.len(), 44);
+    let mut frame = Vec::new();
+    encode_frame(&mut frame, false, LBS_MULTIPLE_3, &content, 1).unwrap();
+    let (_, again) = parse_back(&frame);
+    assert_eq!(again, content);
+}

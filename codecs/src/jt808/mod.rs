@@ -448,10 +448,15 @@ impl<'a> Frame<'a> {
 /// `xor_all` is the XOR of all of `raw`, check code included: 0 when the code is right.
 #[inline(always)]
 fn parse_header(raw: &[u8], xor_all: u8) -> Result<(Header, std::ops::Range<usize>, bool), Reject> {
-    if raw.len() < 13 {
+    // A header and a check code: 13 bytes, 12 for the short-serial vendor messages (§9).
+    let shortest = match raw {
+        [a, b, ..] if short_serial(u16::from_be_bytes([*a, *b])) => SHORT_HEADER_LEN + 1,
+        _ => 13,
+    };
+    if raw.len() < shortest {
         return Err(Reject::new(
             RejectKind::Truncated,
-            format!("a frame of {} bytes; the shortest has 13 (header and check code)", raw.len()),
+            format!("a frame of {} bytes; the shortest has {shortest} (header and check code)", raw.len()),
         ));
     }
     let (content, check) = raw.split_at(raw.len() - 1);

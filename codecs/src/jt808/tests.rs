@@ -1163,3 +1163,16 @@ fn pass_through_reports_with_positions() {
     assert_eq!(records(&ev)[0].kind, Kind::Info);
     assert_eq!(records(&ev)[0].attributes.get("text").unwrap(), "STATUS,OK");
 }
+
+/// Found by `jt808_structured`: a vendor location with an empty body is 12 bytes between the
+/// flags (its header is a byte shorter), and was rejected as shorter than any frame; it is
+/// a whole message, kept as an unknown one with its layout error.
+#[test]
+fn regression_fuzz_a_short_serial_frame_of_twelve_bytes_is_a_frame() {
+    let t = terminal_2013("000200000139");
+    let ev = decode(&encode(id::VENDOR_LOCATION, &t, 126, &[]).unwrap());
+    let rs = records(&ev);
+    assert_eq!(rs.len(), 1);
+    assert_eq!(rs[0].kind, Kind::Unknown);
+    assert!(rs[0].attributes.get("layout_error").is_some());
+}
