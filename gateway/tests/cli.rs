@@ -316,3 +316,27 @@ fn gt06_capture_strict_and_lenient() {
     let o = trackgate(&["decode", "--protocol", "gt06", "--gt06-crc", "sloppy"], b"");
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// `--protocol auto`: the capture's first bytes name its protocol (each datagram's with
+/// `--transport udp`), as the gateway's auto listener does; a capture that opens as no
+/// protocol is one error line and exit 1.
+#[test]
+fn decode_tells_the_protocol_with_auto() {
+    let o = trackgate(&["decode", "--protocol", "auto"], GOOD);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(lines(&o), lines(&trackgate(&["decode", "--protocol", "nmea"], GOOD)));
+    // A JT808 heartbeat and an NMEA sentence, each a datagram of its own.
+    let heartbeat = jt808_frame(&[0x00, 0x02, 0x00, 0x00, 0x01, 0x39, 0x12, 0x34, 0x56, 0x78, 0x00, 0x07]);
+    let text = format!("{}\n{}\n", hex(&heartbeat), hex(b"$GPHDT,274.07,T*03"));
+    let o = trackgate(&["decode", "--protocol", "auto", "--transport", "udp", "--hex"], text.as_bytes());
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let protocols: Vec<String> = lines(&o).iter().map(|r| r["protocol"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(protocols, ["jt808", "nmea"]);
+    // Junk: one line for all of it.
+    let o = trackgate(&["decode", "--protocol", "auto", "--summary"], b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(o.status.code(), Some(1));
+    let out = lines(&o);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0]["kind"], "error");
+    assert!(out[0]["error"].as_str().unwrap().contains("no protocol begins as"), "{out:?}");
+}

@@ -48,6 +48,7 @@ use crate::sink::SinkHandle;
 
 mod bind;
 mod detect;
+mod open;
 mod stream;
 mod tcp;
 #[cfg(test)]

@@ -15,9 +15,10 @@ use tokio::time::Sleep;
 use tracing::{debug, warn};
 use trackgate_codecs::Protocol;
 
-use super::detect::{detect, Detected};
+use super::detect::Detected;
+use super::open::{listener_counters, open};
 use super::stream::DeviceStream;
-use super::tls::{DeviceTls, HandshakeFailed};
+use super::tls::DeviceTls;
 use super::{deliver, log_payload, queue_commands, stopped, Shard};
 use crate::ops::metrics::{self, Refusal};
 use crate::protocol::{Listens, Transport};
@@ -182,15 +183,6 @@ pub(super) struct Socket {
     pub(super) tls: Option<DeviceTls>,
 }
 
-/// The counters of a listener's connections before they name a protocol: the protocol's
-/// own, or the `auto` row.
-fn listener_counters(shard: &Shard, listens: Listens) -> &metrics::Listener {
-    match listens {
-        Listens::One(p) => shard.metrics().listener(p, Transport::Tcp),
-        Listens::Auto => shard.metrics().undetected(Transport::Tcp),
-    }
-}
-
 pub(super) async fn tcp_connection(
     shard: Arc<Shard>,
     listens: Listens,
@@ -217,48 +209,6 @@ pub(super) async fn tcp_connection(
     let reason = c.run(at_end).await;
     c.close(reason).await;
     drop(slot);
-}
-
-/// The connection's stream once its TLS handshake is done (when its listener has TLS), and
-/// its protocol once its first bytes name it (on an `auto` listener). `None` when either
-/// failed: counted and logged here.
-async fn open(
-    shard: &Shard,
-    listens: Listens,
-    settings: &SessionSettings,
-    tls: Option<DeviceTls>,
-    tcp: TcpStream,
-    peer: SocketAddr,
-) -> Option<(DeviceStream, Detected)> {
-    let counters = listener_counters(shard, listens);
-    let mut stream = match tls {
-        None => DeviceStream::Plain(tcp),
-        Some(tls) => match handshake(shard, &tls, tcp).await {
-            Ok(stream) => stream,
-            Err(failed) => {
-                counters.opened();
-                counters.closed(failed.reason());
-                debug!(protocol = %listens, %peer, %failed, "no TLS connection");
-                return None;
-            }
-        },
-    };
-    let protocol = match listens {
-        Listens::One(protocol) => return Some((stream, Detected::told(protocol))),
-        Listens::Auto => detect(&mut stream, settings, shard.limits.read_buffer, shard.stop.clone()).await,
-    };
-    match protocol {
-        Ok(detected) => Some((stream, detected)),
-        Err(reason) => {
-            counters.opened();
-            counters.closed(reason);
-            debug!(%peer, reason = reason.label(), "a connection to an auto listener named no protocol");
-            if reason == CloseReason::Shutdown {
-                stream.shutdown().await;
-            }
-            None
-        }
-    }
 }
 
 impl Connection {
@@ -560,15 +510,6 @@ impl Connection {
         self.shard.registry.partial.release(&mut self.holding);
         self.counters().closed(reason);
         debug!(protocol = %self.protocol, peer = %self.peer, conn = self.conn, reason = reason.label(), "connection closed");
-    }
-}
-
-/// The TLS handshake of a connection, given up at shutdown.
-async fn handshake(shard: &Shard, tls: &DeviceTls, tcp: TcpStream) -> Result<DeviceStream, HandshakeFailed> {
-    let mut stop = shard.stop.clone();
-    tokio::select! {
-        accepted = tls.accept(tcp) => accepted.map(|stream| DeviceStream::Tls(Box::new(stream))),
-        _ = stopped(&mut stop) => Err(HandshakeFailed::Shutdown),
     }
 }
 
