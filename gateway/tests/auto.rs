@@ -215,3 +215,43 @@ fn junk_on_an_auto_port_is_closed_and_counted() {
     assert_eq!(read_ack(&mut device, Duration::from_secs(10)), Some(gt06::ack(false, 0x01, 3)));
     assert_eq!(gw.stop(), Some(0));
 }
+
+/// Bytes held while a connection is still to name its protocol are a partial frame like any
+/// other: they count in `limits.partial_bytes`, and past it the oldest such connections are
+/// closed (counted as `protocol="auto"`), the newest kept.
+#[test]
+fn undecided_openings_count_in_the_partial_frame_budget() {
+    let config = "[limits]\npartial_bytes = 65536\nread_buffer = 4096\n\n[[listen]]\nprotocol = \"auto\"\naddr = \"127.0.0.1:0\"\n";
+    let (gw, _records) = launch(config);
+    let (port, endpoint) = (gw.addrs["auto tcp"], gw.addrs["metrics http"]);
+    let held = "trackgate_partial_frame_bytes ";
+    let mut openings = Vec::new();
+    for i in 0..20u64 {
+        let mut conn = TcpStream::connect(port).unwrap();
+        // The start of an NMEA id line: undecided until its end.
+        conn.write_all(b"IMEI:35").unwrap();
+        openings.push(conn);
+        // One at a time, so that the gateway sees them begin in this order.
+        let want = 4096 * (i + 1).min(16);
+        assert_eq!(wait_metric(endpoint, held, want), want, "opening {i}");
+    }
+    let shed = "trackgate_connections_closed_total{protocol=\"auto\",transport=\"tcp\",reason=\"partial_budget\"} ";
+    assert_eq!(wait_metric(endpoint, shed, 4), 4);
+    for (i, conn) in openings.iter_mut().enumerate() {
+        if i < 4 {
+            assert!(closed_within(conn, Duration::from_secs(10)), "opening {i} was left open");
+        }
+    }
+    // The newest finishes its line and is an NMEA device; the held bytes are given back.
+    let last = openings.last_mut().unwrap();
+    last.write_all(b"9853000144328\r\n").unwrap();
+    assert_eq!(wait_metric(endpoint, &format!("trackgate_records_total{}", labels("nmea", "tcp")), 1), 1);
+    assert!(!closed_within(&mut openings[19], Duration::from_millis(200)));
+    drop(openings);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(endpoint, held) != 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(metric(endpoint, held), 0);
+    assert_eq!(gw.stop(), Some(0));
+}

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use tokio::net::TcpStream;
 use tracing::debug;
 
-use super::detect::{detect, Detected};
+use super::detect::{detect, Budget, Detected};
 use super::stopped;
 use super::stream::DeviceStream;
 use super::tls::{DeviceTls, HandshakeFailed};
@@ -51,7 +51,10 @@ pub(super) async fn open(
     };
     let protocol = match listens {
         Listens::One(protocol) => return Some((stream, Detected::told(protocol))),
-        Listens::Auto => detect(&mut stream, settings, shard.limits.read_buffer, shard.stop.clone()).await,
+        Listens::Auto => {
+            let budget = Budget { partial: &shard.registry.partial, conn: shard.registry.next_conn() };
+            detect(&mut stream, settings, shard.limits.read_buffer, shard.stop.clone(), budget).await
+        }
     };
     match protocol {
         Ok(detected) => Some((stream, detected)),

@@ -223,7 +223,7 @@ impl Connection {
     ) -> (Connection, bool) {
         let protocol = first.protocol;
         let c = Connection {
-            conn: shard.registry.next_conn(),
+            conn: first.conn.unwrap_or_else(|| shard.registry.next_conn()),
             session: Session::new(protocol, &settings, Instant::now()),
             stop: shard.stop.clone(),
             shard,
@@ -234,7 +234,7 @@ impl Connection {
             control: None,
             buf: first.buf,
             arrived: None,
-            holding: Holding::default(),
+            holding: first.holding,
             out: Output::default(),
             replies: Vec::new(),
             stopping: first.stopping,
