@@ -559,24 +559,19 @@ impl<'a> Batch2<'a> {
     /// The locations of the first form in order; stops with an error at an item that does
     /// not fit the body or is not a location (the items before it stand).
     pub fn locations(&self) -> impl Iterator<Item = Result<Location<'a>, LayoutError>> + 'a {
-        let mut c = Cursor::new(match self {
+        let items = match self {
             Batch2::Locations(items) => items,
             Batch2::Battery { .. } => &[][..],
-        });
-        let mut failed = false;
-        std::iter::from_fn(move || {
-            if failed || c.remaining() == 0 {
-                return None;
-            }
-            let at = c.position();
-            let item = c
-                .u8()
-                .and_then(|len| c.take(usize::from(len)))
-                .ok_or_else(|| LayoutError(format!("0x0210 item at byte {at} runs past the body")))
-                .and_then(Location::parse);
-            failed = item.is_err();
-            Some(item)
-        })
+        };
+        length_prefixed_locations(items, 1, "0x0210 item", 0)
+    }
+
+    /// The bytes the locations are read from (none in the battery form).
+    pub fn items(&self) -> &'a [u8] {
+        match self {
+            Batch2::Locations(items) => items,
+            Batch2::Battery { .. } => &[],
+        }
     }
 
     pub fn write(&self, out: &mut Vec<u8>) {
@@ -729,6 +724,32 @@ impl<'a> PassthroughReport<'a> {
     }
 }
 
+/// The locations of a batch's items, each a 0x0200 body after its length (`width` bytes);
+/// stops with an error at an item that does not fit or is not a location. `what` and
+/// `offset` (of the items in the body) name the item in the error.
+fn length_prefixed_locations<'a>(
+    items: &'a [u8],
+    width: usize,
+    what: &'static str,
+    offset: usize,
+) -> impl Iterator<Item = Result<Location<'a>, LayoutError>> + 'a {
+    let mut c = Cursor::new(items);
+    let mut failed = false;
+    std::iter::from_fn(move || {
+        if failed || c.remaining() == 0 {
+            return None;
+        }
+        let at = c.position();
+        let len = if width == 1 { c.u8().map(usize::from) } else { c.u16().map(usize::from) };
+        let item = len
+            .and_then(|len| c.take(len))
+            .ok_or_else(|| LayoutError(format!("{what} at byte {} runs past the body", at + offset)))
+            .and_then(Location::parse);
+        failed = item.is_err();
+        Some(item)
+    })
+}
+
 /// 0x0704 batch upload: `count` locations, each preceded by its length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Batch<'a> {
@@ -750,21 +771,8 @@ impl<'a> Batch<'a> {
     /// The locations in order. Stops with an error at an item that does not fit the body
     /// or is not a location; the items before it stand.
     pub fn locations(&self) -> impl Iterator<Item = Result<Location<'a>, LayoutError>> + 'a {
-        let mut c = Cursor::new(self.items);
-        let mut failed = false;
-        std::iter::from_fn(move || {
-            if failed || c.remaining() == 0 {
-                return None;
-            }
-            let at = c.position();
-            let item = c
-                .u16()
-                .and_then(|len| c.take(usize::from(len)))
-                .ok_or_else(|| LayoutError(format!("batch item at byte {} runs past the body", at + 3)))
-                .and_then(Location::parse);
-            failed = item.is_err();
-            Some(item)
-        })
+        // Offsets in the errors count from the body, which has 3 bytes before the items.
+        length_prefixed_locations(self.items, 2, "batch item", 3)
     }
 
     pub fn write(kind: u8, locations: &[Location<'_>], out: &mut Vec<u8>) {

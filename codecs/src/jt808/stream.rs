@@ -9,6 +9,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::frame::{inner, is_text, Jt808Framer};
+use super::message::LayoutError;
 use super::message::{
     Batch, Batch2, DriverIdentity, GeneralResponse, Location, MediaData, MediaEvent, Message, PassthroughReport,
     Register, TerminalAttributes, VehicleData, VendorLocation,
@@ -1021,27 +1022,41 @@ impl Jt808Decoder {
         r.attributes.set("comm_raw", a.comm);
     }
 
+    /// A 0x0704 batch: a record per location, marked when it is the blind-area back-fill.
     fn batch_records(&self, header: &Header, b: &Batch<'_>) -> Vec<Record> {
+        self.location_records(header, b.locations(), b.items, b.kind == 1)
+    }
+
+    /// A record per location of a batch, in order. At an item that is not one, the rest of
+    /// the items is kept with the reason (the items before stand); a batch without items is
+    /// one unknown record.
+    fn location_records<'a>(
+        &self,
+        header: &Header,
+        locations: impl Iterator<Item = Result<Location<'a>, LayoutError>>,
+        items: &[u8],
+        blind_area: bool,
+    ) -> Vec<Record> {
         let tz = self.options.utc_offset_minutes;
         let mut records = Vec::new();
-        for item in b.locations() {
-            match item {
+        for item in locations {
+            let r = match item {
                 Ok(l) => {
                     let mut r = self.record(Kind::Position, header);
                     set_location(&mut r, &l, tz, header.terminal.edition);
-                    if b.kind == 1 {
+                    if blind_area {
                         r.attributes.set("blind_area", true);
                     }
-                    records.push(r);
+                    r
                 }
                 Err(e) => {
-                    // The items before stand; the rest of the body is kept with the reason.
                     let mut r = self.record(Kind::Unknown, header);
                     r.attributes.set("layout_error", e.to_string());
-                    r.attributes.set("data", to_hex(b.items));
-                    records.push(r);
+                    r.attributes.set("data", to_hex(items));
+                    r
                 }
-            }
+            };
+            records.push(r);
         }
         if records.is_empty() {
             let mut r = self.record(Kind::Unknown, header);
@@ -1095,40 +1110,13 @@ impl Jt808Decoder {
 
     /// 0x0210: a record per location, or the battery form's status.
     fn batch2_records(&self, header: &Header, b: &Batch2<'_>) -> Vec<Record> {
-        let tz = self.options.utc_offset_minutes;
         if let Batch2::Battery { level, time } = b {
             let mut r = self.record(Kind::Status, header);
-            r.fix_time = time_from_bcd(*time, tz);
+            r.fix_time = time_from_bcd(*time, self.options.utc_offset_minutes);
             r.attributes.set("battery_level", *level);
             return vec![r];
         }
-        let mut records = Vec::new();
-        for item in b.locations() {
-            let mut r = match item {
-                Ok(l) => {
-                    let mut r = self.record(Kind::Position, header);
-                    set_location(&mut r, &l, tz, header.terminal.edition);
-                    r
-                }
-                Err(e) => {
-                    let mut r = self.record(Kind::Unknown, header);
-                    r.attributes.set("layout_error", e.to_string());
-                    r
-                }
-            };
-            if r.kind == Kind::Unknown {
-                let mut body = Vec::new();
-                b.write(&mut body);
-                r.attributes.set("data", to_hex(&body));
-            }
-            records.push(r);
-        }
-        if records.is_empty() {
-            let mut r = self.record(Kind::Unknown, header);
-            r.attributes.set("layout_error", "a batch without items");
-            records.push(r);
-        }
-        records
+        self.location_records(header, b.locations(), b.items(), false)
     }
 
     fn text_frame(&mut self, frame: &[u8], out: &mut Vec<StreamEvent>) {
