@@ -7,6 +7,8 @@ use crate::record::{Protocol, Record};
 use crate::time::Timestamp;
 
 /// Something decoding produced, in stream order.
+// Records are most of the events: boxing them would cost each an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum StreamEvent {
     Record(Record),
@@ -18,7 +20,138 @@ pub enum StreamEvent {
     },
     /// Bytes to send back to the device (an ack, a handshake answer). Send them only once
     /// every record before this event has been accepted by the sink.
-    Reply(Vec<u8>),
+    Reply(Reply),
+}
+
+/// Pushes `record` to `out` and lends it back to be filled in place.
+pub(crate) fn push_record(out: &mut Vec<StreamEvent>, record: Record) -> &mut Record {
+    out.push(StreamEvent::Record(record));
+    match out.last_mut() {
+        Some(StreamEvent::Record(r)) => r,
+        _ => unreachable!("a record was just pushed"),
+    }
+}
+
+/// Bytes for the device. Held inline up to [`Reply::INLINE`] bytes, which every ack fits, so
+/// answering a frame allocates nothing (an allocation per ack was a tenth of a GT06
+/// record's cost); longer replies (commands, photo requests) are on the heap.
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub struct Reply(smallvec::SmallVec<[u8; Reply::INLINE]>);
+
+impl Reply {
+    /// The longest reply held inline.
+    pub const INLINE: usize = 48;
+
+    pub fn as_slice(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn into_vec(self) -> Vec<u8> {
+        self.0.into_vec()
+    }
+
+    pub(crate) fn truncate(&mut self, len: usize) {
+        self.0.truncate(len);
+    }
+}
+
+impl crate::wire::out::ByteBuf for Reply {
+    #[inline]
+    fn push(&mut self, byte: u8) {
+        self.0.push(byte);
+    }
+    /// A byte at a time: the pieces of a reply are a few bytes each, and `SmallVec`'s own
+    /// `extend_from_slice` (an insert, with its `memmove`) was a third of writing an ack.
+    #[inline]
+    fn extend_from_slice(&mut self, bytes: &[u8]) {
+        self.0.extend(bytes.iter().copied());
+    }
+    fn reserve(&mut self, additional: usize) {
+        self.0.reserve(additional);
+    }
+    fn resize(&mut self, len: usize, value: u8) {
+        self.0.resize(len, value);
+    }
+}
+
+impl std::ops::DerefMut for Reply {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+}
+
+impl std::ops::Deref for Reply {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl AsRef<[u8]> for Reply {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_slice(), f)
+    }
+}
+
+impl From<Vec<u8>> for Reply {
+    /// Short bytes move inline (the vector is freed), long ones keep the vector.
+    fn from(v: Vec<u8>) -> Reply {
+        if v.len() <= Reply::INLINE {
+            Reply::from(v.as_slice())
+        } else {
+            Reply(smallvec::SmallVec::from_vec(v))
+        }
+    }
+}
+
+impl From<&[u8]> for Reply {
+    fn from(bytes: &[u8]) -> Reply {
+        Reply(smallvec::SmallVec::from_slice(bytes))
+    }
+}
+
+impl<const N: usize> From<[u8; N]> for Reply {
+    /// Copied as a block of constant size (a copy of variable length is a `memcpy` call).
+    fn from(bytes: [u8; N]) -> Reply {
+        let mut buf = [0u8; Reply::INLINE];
+        match buf.get_mut(..N) {
+            Some(head) => {
+                head.copy_from_slice(&bytes);
+                Reply(smallvec::SmallVec::from_buf_and_len(buf, N))
+            }
+            None => Reply::from(&bytes[..]),
+        }
+    }
+}
+
+impl From<Reply> for Vec<u8> {
+    fn from(r: Reply) -> Vec<u8> {
+        r.into_vec()
+    }
+}
+
+impl PartialEq<Vec<u8>> for Reply {
+    fn eq(&self, other: &Vec<u8>) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl PartialEq<[u8]> for Reply {
+    fn eq(&self, other: &[u8]) -> bool {
+        self.as_slice() == other
+    }
+}
+
+impl PartialEq<Reply> for Vec<u8> {
+    fn eq(&self, other: &Reply) -> bool {
+        self.as_slice() == other.as_slice()
+    }
 }
 
 /// A command for a connected device, in the form its protocol takes (see

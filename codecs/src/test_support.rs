@@ -15,7 +15,7 @@ pub(crate) fn records(events: &[StreamEvent]) -> Vec<&Record> {
 }
 
 pub(crate) fn replies(events: &[StreamEvent]) -> Vec<Vec<u8>> {
-    events.iter().filter_map(|e| if let StreamEvent::Reply(r) = e { Some(r.clone()) } else { None }).collect()
+    events.iter().filter_map(|e| if let StreamEvent::Reply(r) = e { Some(r.to_vec()) } else { None }).collect()
 }
 
 pub(crate) fn rejects(events: &[StreamEvent]) -> Vec<RejectKind> {

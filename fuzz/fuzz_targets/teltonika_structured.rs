@@ -81,7 +81,7 @@ fn run(mut d: TeltonikaDecoder, input: &[u8], chunk: usize) -> Vec<StreamEvent> 
 
 fn count(events: &[StreamEvent]) -> (usize, Vec<Vec<u8>>) {
     let records = events.iter().filter(|e| matches!(e, StreamEvent::Record(_))).count();
-    let replies = events.iter().filter_map(|e| if let StreamEvent::Reply(b) = e { Some(b.clone()) } else { None }).collect();
+    let replies = events.iter().filter_map(|e| if let StreamEvent::Reply(b) = e { Some(b.to_vec()) } else { None }).collect();
     (records, replies)
 }
 

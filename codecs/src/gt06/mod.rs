@@ -188,16 +188,32 @@ const LONG_ACK_CRC: TrailingCrc16<3> = TrailingCrc16::new(&crc::CRC_16_IBM_SDLC,
 /// empty frame, built from the values rather than written and read back for the CRC.
 #[inline]
 pub fn ack_into(out: &mut Vec<u8>, long: bool, protocol: u8, serial: u16) {
+    let (bytes, len) = ack_bytes(long, protocol, serial);
+    out.extend_from_slice(&bytes[..len]);
+}
+
+/// The generic ack as a [`Reply`](crate::Reply), held inline.
+#[inline]
+pub(crate) fn ack_reply(long: bool, protocol: u8, serial: u16) -> crate::Reply {
+    let (bytes, len) = ack_bytes(long, protocol, serial);
+    let mut reply = crate::Reply::from(bytes);
+    reply.truncate(len);
+    reply
+}
+
+/// The generic ack's bytes and how many of them there are (11 long, 10 short).
+#[inline]
+fn ack_bytes(long: bool, protocol: u8, serial: u16) -> ([u8; 11], usize) {
     let [s0, s1] = serial.to_be_bytes();
     let length = LENGTH_OVERHEAD as u8;
     if long {
         let [c0, c1] = LONG_ACK_CRC.checksum([protocol, s0, s1]).to_be_bytes();
         let [a, b] = LONG_START;
-        out.extend_from_slice(&[a, b, 0, length, protocol, s0, s1, c0, c1, STOP[0], STOP[1]]);
+        ([a, b, 0, length, protocol, s0, s1, c0, c1, STOP[0], STOP[1]], 11)
     } else {
         let [c0, c1] = SHORT_ACK_CRC.checksum([protocol, s0, s1]).to_be_bytes();
         let [a, b] = SHORT_START;
-        out.extend_from_slice(&[a, b, length, protocol, s0, s1, c0, c1, STOP[0], STOP[1]]);
+        ([a, b, length, protocol, s0, s1, c0, c1, STOP[0], STOP[1], 0], 10)
     }
 }
 

@@ -13,7 +13,9 @@ use super::message::{
 use super::*;
 use crate::framing::{Framer, Framing, Limits, Reject, RejectKind};
 use crate::record::{Kind, Protocol, Record, Timestamp};
-use crate::stream::{AnswerMatch, Downlink, DownlinkError, FramedCommand, RecordDecoder, SkippedRun, StreamEvent};
+use crate::stream::{
+    push_record, AnswerMatch, Downlink, DownlinkError, FramedCommand, RecordDecoder, Reply, SkippedRun, StreamEvent,
+};
 use crate::wire::hex::to_hex;
 
 /// What to do with a frame whose CRC is wrong.
@@ -397,8 +399,10 @@ impl Gt06Decoder {
         Some(bytes)
     }
 
-    fn record(&self, kind: Kind, frame: &Frame<'_>) -> Record {
-        let mut r = Record::new(Protocol::Gt06, kind, crate::wire::hex::byte_label(frame.protocol));
+    /// A new record for `frame`, pushed to `out` and filled there: a record is a quarter of a
+    /// kilobyte, and built on the stack it was copied twice more on its way into `out`.
+    fn record<'o>(&self, kind: Kind, frame: &Frame<'_>, out: &'o mut Vec<StreamEvent>) -> &'o mut Record {
+        let r = push_record(out, Record::new(Protocol::Gt06, kind, crate::wire::hex::byte_label(frame.protocol)));
         r.device_id.clone_from(&self.imei);
         r.seq = frame.serial.map(u32::from);
         match frame.integrity {
@@ -433,30 +437,30 @@ impl Gt06Decoder {
         let p = frame.protocol;
         let tz = self.offset_for(p);
         // Acks echo the serial; frames of the CRC-less dialects have none and get none.
-        let ack = frame.serial.map(|serial| ack(frame.long, p, serial));
+        let ack = frame.serial.map(|serial| ack_reply(frame.long, p, serial));
         let mut reply = None;
         let record = match &message {
             Message::Login(login, extra) => {
                 self.imei = Some(login.imei());
                 // A new login starts over: UTC unless this one states a zone.
                 self.utc_offset_minutes = login.utc_offset_minutes().unwrap_or(0);
-                let mut r = self.record(Kind::Login, &frame);
+                let r = self.record(Kind::Login, &frame, out);
                 r.attributes.set_opt("type_id", login.type_id);
                 if let Some(minutes) = login.utc_offset_minutes() {
                     let sign = if minutes < 0 { '-' } else { '+' };
                     let m = minutes.unsigned_abs();
                     r.attributes.set("utc_offset", format!("{sign}{:02}:{:02}", m / 60, m % 60));
                 }
-                set_extra(&mut r, extra);
+                set_extra(r, extra);
                 // v1 rule 7: answer every login, known IMEI or not.
                 reply = ack;
                 r
             }
             Message::Location { fix, cell, acc, upload_mode, reupload, mileage, extra } => {
-                let mut r = self.record(Kind::Position, &frame);
-                set_fix(&mut r, fix, tz);
+                let r = self.record(Kind::Position, &frame, out);
+                set_fix(r, fix, tz);
                 if let Some(cell) = cell {
-                    set_cell(&mut r, cell);
+                    set_cell(r, cell);
                 }
                 if let Some(acc) = acc {
                     r.attributes.set("ignition", *acc != 0);
@@ -464,24 +468,24 @@ impl Gt06Decoder {
                 r.attributes.set_opt("upload_mode", *upload_mode);
                 r.attributes.set_opt("buffered", reupload.map(|v| v != 0));
                 r.attributes.set_opt("odometer_m", *mileage);
-                set_extra(&mut r, extra);
+                set_extra(r, extra);
                 reply = ack.filter(|_| !frame.long);
                 r
             }
             Message::Alarm { fix, lbs, status, fence, extra } => {
-                let mut r = self.record(Kind::Position, &frame);
-                set_fix(&mut r, fix, tz);
+                let r = self.record(Kind::Position, &frame, out);
+                set_fix(r, fix, tz);
                 if let Some(cell) = Message::alarm_cell(lbs, p) {
-                    set_cell(&mut r, &cell);
+                    set_cell(r, &cell);
                 }
-                set_status(&mut r, status);
+                set_status(r, status);
                 r.attributes.set_opt("geofence_id", *fence);
-                set_extra(&mut r, extra);
+                set_extra(r, extra);
                 reply = ack;
                 r
             }
             Message::AlarmJc { time, position, code, extra } => {
-                let mut r = self.record(Kind::Position, &frame);
+                let r = self.record(Kind::Position, &frame, out);
                 r.fix_time = Timestamp::from_local_fields(*time, tz);
                 if let Some((lat, lon, course_status)) = position {
                     let fix = GpsFix {
@@ -500,61 +504,61 @@ impl Gt06Decoder {
                 }
                 r.alarms.push(code.jc_name(position.is_some()).into());
                 r.attributes.set("alarm_raw", code.0);
-                set_extra(&mut r, extra);
+                set_extra(r, extra);
                 reply = ack;
                 r
             }
             Message::Heartbeat(h) => {
-                let mut r = self.record(Kind::Heartbeat, &frame);
+                let r = self.record(Kind::Heartbeat, &frame, out);
                 match h {
                     Heartbeat::Status { info, voltage_level, gsm_signal, alarm_language, extra } => {
-                        set_terminal_info(&mut r, *info);
+                        set_terminal_info(r, *info);
                         r.attributes.set("battery_level", *voltage_level);
                         r.attributes.set("gsm_signal", *gsm_signal);
                         if let Some([alarm, _language]) = alarm_language {
-                            set_alarm_code(&mut r, AlarmCode(*alarm));
+                            set_alarm_code(r, AlarmCode(*alarm));
                         }
-                        set_extra(&mut r, extra);
+                        set_extra(r, extra);
                     }
                     Heartbeat::Voltage { info, centivolts, gsm_signal, extra } => {
-                        set_terminal_info(&mut r, *info);
+                        set_terminal_info(r, *info);
                         r.attributes.set("battery_v", f64::from(*centivolts) / 100.0);
                         r.attributes.set("gsm_signal", *gsm_signal);
-                        set_extra(&mut r, extra);
+                        set_extra(r, extra);
                     }
-                    Heartbeat::Opaque(bytes) => set_extra(&mut r, bytes),
+                    Heartbeat::Opaque(bytes) => set_extra(r, bytes),
                 }
                 reply = ack;
                 r
             }
             Message::LbsStatus { cell, status, extra } => {
-                let mut r = self.record(Kind::Status, &frame);
-                set_cell(&mut r, cell);
-                set_status(&mut r, status);
-                set_extra(&mut r, extra);
+                let r = self.record(Kind::Status, &frame, out);
+                set_cell(r, cell);
+                set_status(r, status);
+                set_extra(r, extra);
                 reply = ack;
                 r
             }
             Message::Lbs(report) | Message::LbsCounted { report, .. } => {
-                let mut r = self.record(Kind::Position, &frame);
-                set_lbs(&mut r, report, tz);
+                let r = self.record(Kind::Position, &frame, out);
+                set_lbs(r, report, tz);
                 reply = ack;
                 r
             }
             Message::Sr411(x) => {
-                let mut r = self.record(Kind::Position, &frame);
-                set_fix(&mut r, &x.fix, tz);
-                set_cell(&mut r, &x.cell);
+                let r = self.record(Kind::Position, &frame, out);
+                set_fix(r, &x.fix, tz);
+                set_cell(r, &x.cell);
                 r.attributes.set("battery_v", f64::from(x.battery_centivolts) / 100.0);
                 r.attributes.set("ignition", x.ignition != 0);
                 r.attributes.set("power_v", f64::from(x.power_centivolts) / 100.0);
-                set_extra(&mut r, x.extra);
+                set_extra(r, x.extra);
                 reply = ack;
                 r
             }
             Message::Lw4g(x) => {
-                let mut r = self.record(Kind::Position, &frame);
-                set_lw4g(&mut r, x, tz);
+                let r = self.record(Kind::Position, &frame, out);
+                set_lw4g(r, x, tz);
                 reply = ack;
                 r
             }
@@ -563,51 +567,51 @@ impl Gt06Decoder {
                 let fixed = modules
                     .iter()
                     .any(|m| m.kind == module::FIX && m.value.len() >= FIX_MODULE_LEN && m.value[..4] != [0, 0, 0, 0]);
-                let mut r = self.record(if fixed { Kind::Position } else { Kind::Status }, &frame);
-                set_modules(&mut r, modules);
-                set_extra(&mut r, extra);
+                let r = self.record(if fixed { Kind::Position } else { Kind::Status }, &frame, out);
+                set_modules(r, modules);
+                set_extra(r, extra);
                 // Answered in a short frame, although the report comes in a long one.
-                reply = frame.serial.map(|serial| super::ack(false, p, serial));
+                reply = frame.serial.map(|serial| ack_reply(false, p, serial));
                 r
             }
             Message::Az735(x) => {
-                let mut r = self.record(if x.fix.is_some() { Kind::Position } else { Kind::Status }, &frame);
-                set_az735(&mut r, x, p, tz);
+                let r = self.record(if x.fix.is_some() { Kind::Position } else { Kind::Status }, &frame, out);
+                set_az735(r, x, p, tz);
                 reply = ack;
                 r
             }
             Message::Wifi(w) => {
-                let mut r = self.record(Kind::Position, &frame);
+                let r = self.record(Kind::Position, &frame, out);
                 r.fix_time = w.timestamp();
                 if let Some(serving) = w.cells.first() {
-                    set_cell(&mut r, serving);
+                    set_cell(r, serving);
                 }
                 r.attributes.set("cells", Value::Array(w.cells.iter().map(cell_json).collect()));
                 r.attributes.set("wifi", wifi_json(&w.wifi));
-                reply = Some(wifi_count_reply(p, w.bcd_time));
+                reply = Some(wifi_count_reply(p, w.bcd_time).into());
                 r
             }
             Message::AddressRequest { fix, phone, extra } => {
-                let mut r = self.record(Kind::Position, &frame);
-                set_fix(&mut r, fix, tz);
+                let r = self.record(Kind::Position, &frame, out);
+                set_fix(r, fix, tz);
                 r.attributes.set("address_request", true);
                 let number: String = phone.iter().filter(|b| b.is_ascii_graphic()).map(|&b| char::from(b)).collect();
                 if !number.is_empty() {
                     r.attributes.set("phone", number);
                 }
-                set_extra(&mut r, extra);
+                set_extra(r, extra);
                 // No geocoder here: answer "no address" so the device does not wait for one.
-                reply = Some(no_address_reply());
+                reply = Some(no_address_reply().into());
                 r
             }
             Message::TimeRequest => {
-                let r = self.record(Kind::TimeRequest, &frame);
+                let r = self.record(Kind::TimeRequest, &frame, out);
                 // The codec reads no clock: without the caller's time there is no honest answer.
-                reply = self.now.zip(frame.serial).and_then(|(now, serial)| time_reply(now, serial));
+                reply = self.now.zip(frame.serial).and_then(|(now, serial)| time_reply(now, serial)).map(Reply::from);
                 r
             }
             Message::Info(info) => {
-                let mut r = self.record(Kind::Info, &frame);
+                let r = self.record(Kind::Info, &frame, out);
                 r.attributes.set("info_type", info.subtype);
                 let d = info.data;
                 match (info.subtype, d.len()) {
@@ -629,27 +633,27 @@ impl Gt06Decoder {
                 r
             }
             Message::X1(x) => {
-                let mut r = self.record(Kind::Position, &frame);
-                set_x1(&mut r, x, tz);
+                let r = self.record(Kind::Position, &frame, out);
+                set_x1(r, x, tz);
                 reply = ack.filter(|_| !frame.long);
                 r
             }
             Message::CommandReply(reply_msg) => {
-                let mut r = self.record(Kind::CommandResponse, &frame);
+                let r = self.record(Kind::CommandResponse, &frame, out);
                 if let Some(at) = CurrentPosition::parse(&reply_msg.text) {
-                    set_current_position(&mut r, &at, self.utc_offset_minutes);
+                    set_current_position(r, &at, self.utc_offset_minutes);
                 }
                 r.attributes.set("server_flag", reply_msg.server_flag);
                 r.attributes.set("text", reply_msg.text.clone());
                 if let Some(i) = self.commands.iter().position(|(flag, _)| *flag == reply_msg.server_flag) {
                     r.attributes.set("command", self.commands.remove(i).1);
                 }
-                set_extra(&mut r, reply_msg.extra);
+                set_extra(r, reply_msg.extra);
                 // Command replies are never acked.
                 r
             }
             Message::Unknown(content) => {
-                let mut r = self.record(Kind::Unknown, &frame);
+                let r = self.record(Kind::Unknown, &frame, out);
                 r.attributes.set_opt("layout_error", layout_error.as_ref().map(ToString::to_string));
                 if !content.is_empty() {
                     r.attributes.set("data", to_hex(content));
@@ -660,11 +664,9 @@ impl Gt06Decoder {
                 r
             }
         };
-        let mut record = record;
         if !shape.length_field_ok && frame.integrity != Integrity::Absent {
             record.attributes.set("length_field_ok", false);
         }
-        out.push(StreamEvent::Record(record));
         if let Some(reply) = reply {
             out.push(StreamEvent::Reply(reply));
         }

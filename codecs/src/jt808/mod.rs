@@ -18,6 +18,7 @@ use crate::framing::{Limits, Reject, RejectKind};
 use crate::time::Timestamp;
 use crate::wire::bcd;
 use crate::wire::checksum::xor8;
+use crate::wire::out::ByteBuf;
 use crate::wire::swar;
 
 pub mod frame;
@@ -285,7 +286,7 @@ impl Header {
         header_len(self.terminal.edition, self.package.is_some())
     }
 
-    fn write(&self, out: &mut Vec<u8>) {
+    fn write(&self, out: &mut impl ByteBuf) {
         out.extend_from_slice(&self.message_id.to_be_bytes());
         out.extend_from_slice(&self.properties.to_be_bytes());
         if short_serial(self.message_id) {
@@ -380,7 +381,7 @@ pub fn escape_into(raw: &[u8], out: &mut Vec<u8>) {
 /// Escapes `out[start..]` where it lies: nothing moves when there is nothing to escape, and
 /// otherwise the bytes move back from the end, one place further per escape still ahead of
 /// them, so no second buffer is needed.
-fn escape_from(out: &mut Vec<u8>, start: usize) {
+fn escape_from(out: &mut impl ByteBuf, start: usize) {
     let raw_end = out.len();
     let escapes = out[start..].iter().filter(|&&b| b == FLAG || b == ESCAPE).count();
     if escapes == 0 {
@@ -552,7 +553,7 @@ fn short_header(content: &[u8], message_id: u16, properties: u16) -> (Header, st
 /// escaped and between flags. `None` if the body is longer than a frame can declare (use
 /// [`encode_packages`] for that).
 pub fn encode_frame(
-    out: &mut Vec<u8>,
+    out: &mut impl ByteBuf,
     message_id: u16,
     terminal: &Terminal,
     serial: u16,

@@ -17,7 +17,9 @@ use super::message::{
 use super::*;
 use crate::framing::{Framer, Framing, Limits, Reject, RejectKind};
 use crate::record::{Kind, Protocol, Record, Timestamp};
-use crate::stream::{AnswerMatch, Downlink, DownlinkError, FramedCommand, RecordDecoder, SkippedRun, StreamEvent};
+use crate::stream::{
+    AnswerMatch, Downlink, DownlinkError, FramedCommand, RecordDecoder, Reply, SkippedRun, StreamEvent,
+};
 use crate::wire::hex::to_hex;
 
 /// Decides whether a terminal (by device id) may register and authenticate: the gateway's
@@ -275,6 +277,9 @@ fn sign_magnitude_tenths(v: u16) -> f64 {
 
 /// The additional items the standard defines, as attributes; everything else, and any standard
 /// item whose length is not the standard's, goes to `items` raw (keyed `0xNN`).
+/// The 0x51 temperature sensors' keys, by their number.
+const TEMP_KEYS: [&str; 8] = ["temp1_c", "temp2_c", "temp3_c", "temp4_c", "temp5_c", "temp6_c", "temp7_c", "temp8_c"];
+
 fn set_items(r: &mut Record, location: &Location<'_>) {
     let mut raw = Map::new();
     let mut items = location.items();
@@ -333,7 +338,11 @@ fn set_items(r: &mut Record, location: &Location<'_>) {
                 for (i, pair) in v.chunks_exact(2).enumerate() {
                     let t = be16(pair);
                     if t != 0xFFFF {
-                        a.set(format!("temp{}_c", i + 1), sign_magnitude_tenths(t));
+                        // Static keys for the usual few sensors (no key to build per record).
+                        match TEMP_KEYS.get(i) {
+                            Some(key) => a.set(*key, sign_magnitude_tenths(t)),
+                            None => a.set(format!("temp{}_c", i + 1), sign_magnitude_tenths(t)),
+                        }
                     }
                 }
             }
@@ -559,9 +568,16 @@ impl Jt808Decoder {
         }
     }
 
-    fn ack(&mut self, header: &Header, result: u8) -> Vec<u8> {
+    /// The 0x8001 answer to `header`'s message ([`platform_response`], held inline).
+    fn ack(&mut self, header: &Header, result: u8) -> Reply {
         let serial = self.serial();
-        platform_response(&header.terminal, serial, header.serial, header.message_id, result)
+        let body = general_response_body(header.serial, header.message_id, result);
+        // Written on the stack, then copied once: at most 27 bytes before escaping, twice
+        // that after, and the two flags.
+        let mut frame = crate::wire::out::ArrayBuf::<64>::default();
+        encode_frame(&mut frame, id::PLATFORM_RESPONSE, &header.terminal, serial, None, &body)
+            .expect("a 5-byte body fits a frame");
+        Reply::from(&frame[..])
     }
 
     /// Drops unfinished sub-packaged messages older than the timeout.
@@ -720,7 +736,8 @@ impl Jt808Decoder {
                         let serial = self.serial();
                         let media_id = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
                         out.extend(
-                            media_upload_response(&header.terminal, serial, media_id, &[]).map(StreamEvent::Reply),
+                            media_upload_response(&header.terminal, serial, media_id, &[])
+                                .map(|r| StreamEvent::Reply(r.into())),
                         );
                     }
                 }
@@ -730,7 +747,8 @@ impl Jt808Decoder {
                     if let Some((first_serial, missing)) = resend {
                         let serial = self.serial();
                         out.extend(
-                            resend_request(&header.terminal, serial, first_serial, &missing).map(StreamEvent::Reply),
+                            resend_request(&header.terminal, serial, first_serial, &missing)
+                                .map(|r| StreamEvent::Reply(r.into())),
                         );
                     }
                 }
@@ -987,7 +1005,7 @@ impl Jt808Decoder {
                 r.attributes.set("packages", n);
             }
         }
-        out.extend(replies.into_iter().map(StreamEvent::Reply));
+        out.extend(replies.into_iter().map(|r| StreamEvent::Reply(r.into())));
         ack
     }
 

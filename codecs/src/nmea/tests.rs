@@ -103,7 +103,7 @@ $GPGGA,003833.000,4404.1271062,N,12118.8438377,W,5,14,0.8,1127.630,M,-20.300,M,1
     assert_eq!(rs[0].fix_time, None);
     assert_eq!(rs[0].attributes.get("fix_quality"), Some(&5.into()));
     assert_eq!(rs[0].attributes.get("dgps_station"), Some(&0.into()));
-    assert_eq!(rs[2].attributes.get("satellite_ids"), Some(&serde_json::json!([74])));
+    assert_eq!(rs[2].attributes.get("satellite_ids"), Some(&serde_json::json!([74]).into()));
     assert_eq!(rs[2].attributes.get("system_id"), Some(&2.into()));
     assert_eq!(rs[2].hdop, Some(0.8));
     assert_eq!(rs[5].attributes.get("mode"), Some(&"D".into()));
@@ -689,7 +689,7 @@ proptest! {
 #[test]
 fn gsa_cut_before_vdop_reads_its_dops_as_dops() {
     let r = one(&with_checksum("GPGSA,A,3,05,12,25,29,,,,,,,,,1.7,0.8"));
-    assert_eq!(r.attributes.get("satellite_ids"), Some(&serde_json::json!([5, 12, 25, 29])));
+    assert_eq!(r.attributes.get("satellite_ids"), Some(&serde_json::json!([5, 12, 25, 29]).into()));
     assert_eq!(r.attributes.get("pdop"), Some(&1.7.into()));
     assert_eq!(r.hdop, Some(0.8));
     assert_eq!(r.attributes.get("vdop"), None);

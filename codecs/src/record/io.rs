@@ -34,27 +34,31 @@ impl Serialize for IoAttributeValue {
 }
 
 /// The IO elements by id, in the order the JSON object's keys take (the ids' decimal text
-/// sorted as text: "1" < "10" < "2"), one value per id.
+/// sorted as text: "1" < "10" < "2"), one value per id. A boxed slice, so an attribute
+/// value holding it stays three words.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct IoElements(Vec<(u16, IoAttributeValue)>);
+pub struct IoElements(Box<[(u16, IoAttributeValue)]>);
 
 impl IoElements {
     /// From elements in any order; an id given twice keeps its last value.
     pub fn new(mut elements: Vec<(u16, IoAttributeValue)>) -> Self {
-        // Stable, so the last of a repeated id is the last of its run.
-        elements.sort_by_key(|(id, _)| decimal_key(*id));
-        let mut kept: Vec<(u16, IoAttributeValue)> = Vec::with_capacity(elements.len());
-        for (id, value) in elements {
-            match kept.last_mut() {
-                Some(last) if last.0 == id => last.1 = value,
-                _ => kept.push((id, value)),
+        // Stable, so the last of a repeated id is the last of its run. The rank is cheap to
+        // compute at each comparison; a decimal key built per comparison was a quarter of a
+        // Teltonika record's cost.
+        elements.sort_by_key(|e| decimal_rank(e.0));
+        // `dedup_by` hands the later element first: its value moves into the kept one.
+        elements.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                std::mem::swap(&mut later.1, &mut kept.1);
             }
-        }
-        IoElements(kept)
+            same
+        });
+        IoElements(elements.into_boxed_slice())
     }
 
     pub fn get(&self, id: u16) -> Option<&IoAttributeValue> {
-        self.0.binary_search_by_key(&decimal_key(id), |(k, _)| decimal_key(*k)).ok().map(|i| &self.0[i].1)
+        self.0.binary_search_by(|(k, _)| decimal_order(*k, id)).ok().map(|i| &self.0[i].1)
     }
 
     /// In the JSON object's key order.
@@ -108,9 +112,36 @@ impl Serialize for IoElements {
     }
 }
 
-/// `n`'s decimal digits left-aligned in an integer, the bytes after them zero: ordered as
+/// The number of decimal digits of `n`.
+fn digits(n: u16) -> u32 {
+    match n {
+        0..=9 => 1,
+        10..=99 => 2,
+        100..=999 => 3,
+        1000..=9999 => 4,
+        _ => 5,
+    }
+}
+
+/// A number that orders as `n`'s decimal text orders: the digits scaled to five places,
+/// then the digit count ("1" before "10" before "100" before "2"). A multiply and a table
+/// lookup, cheap enough to compute at each comparison of a sort.
+#[inline]
+pub(crate) fn decimal_rank(n: u16) -> u32 {
+    const SCALE: [u32; 6] = [0, 10_000, 1_000, 100, 10, 1];
+    let d = digits(n);
+    (u32::from(n) * SCALE[d as usize]) << 3 | d
+}
+
+/// How the decimal texts of `a` and `b` order as text.
+pub(crate) fn decimal_order(a: u16, b: u16) -> std::cmp::Ordering {
+    decimal_rank(a).cmp(&decimal_rank(b))
+}
+
+/// `n`'s decimal digits left-aligned in an integer (the order's model in the tests), the bytes after them zero: ordered as
 /// the text orders ("1" < "10" < "100" < "2", zero being below any digit).
-pub(crate) fn decimal_key(n: u16) -> u64 {
+#[cfg(test)]
+fn decimal_key(n: u16) -> u64 {
     let mut digits = [0u8; 5];
     let mut len = 0;
     let mut rest = n;
@@ -141,6 +172,7 @@ mod tests {
         #[test]
         fn decimal_keys_order_as_their_text(a: u16, b: u16) {
             prop_assert_eq!(decimal_key(a).cmp(&decimal_key(b)), a.to_string().cmp(&b.to_string()));
+            prop_assert_eq!(decimal_order(a, b), a.to_string().cmp(&b.to_string()));
         }
 
         /// The elements behave as the JSON map they replace, inserted one by one (a repeated
@@ -168,6 +200,9 @@ mod tests {
     fn edges_of_the_order_and_what_is_not_io() {
         let mut ids = [2u16, 100, 1, 10, 0, 65535, 9, 99, 6553];
         ids.sort_by_key(|&n| decimal_key(n));
+        assert_eq!(ids, [0, 1, 10, 100, 2, 6553, 65535, 9, 99]);
+        ids.reverse();
+        ids.sort_by(|&a, &b| decimal_order(a, b));
         assert_eq!(ids, [0, 1, 10, 100, 2, 6553, 65535, 9, 99]);
         for other in [
             serde_json::json!({"01": 1}),

@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use super::{Attributes, Entry, IoAttributeValue, IoElements, Kind, Record};
+use super::{AttributeValue, Attributes, Entry, IoAttributeValue, IoElements, Kind, Record};
 use crate::time::Timestamp;
 
 impl Kind {
@@ -136,10 +136,23 @@ fn write_attributes(out: &mut Vec<u8>, attributes: &Attributes) {
     write_list(out, *b"{}", attributes.entries(), |out, (key, entry)| {
         write_key(out, key);
         match entry {
-            Entry::Value(value) => write_value(out, value),
+            Entry::Value(value) => write_attribute(out, value),
             Entry::Io(io) => write_io(out, io),
         }
     });
+}
+
+fn write_attribute(out: &mut Vec<u8>, value: &AttributeValue) {
+    match value {
+        AttributeValue::Null => out.extend_from_slice(b"null"),
+        AttributeValue::Bool(true) => out.extend_from_slice(b"true"),
+        AttributeValue::Bool(false) => out.extend_from_slice(b"false"),
+        AttributeValue::Unsigned(n) => write_int(out, *n),
+        AttributeValue::Signed(n) => write_int(out, *n),
+        AttributeValue::Float(f) => write_f64(out, *f),
+        AttributeValue::Text(t) => write_str_bytes(out, t.as_bytes()),
+        AttributeValue::Json(v) => write_value(out, v),
+    }
 }
 
 fn write_io(out: &mut Vec<u8>, io: &IoElements) {
@@ -250,8 +263,12 @@ fn write_time(out: &mut Vec<u8>, t: Timestamp) {
 /// control characters below 0x20 as `\b \t \n \f \r` or `\u00xx`, everything else (DEL
 /// and non-ASCII included) as it is.
 fn write_str(out: &mut Vec<u8>, s: &str) {
+    write_str_bytes(out, s.as_bytes());
+}
+
+/// [`write_str`] for bytes known to be UTF-8.
+fn write_str_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
-    let bytes = s.as_bytes();
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         if b >= 0x20 && b != b'"' && b != b'\\' {

@@ -99,8 +99,8 @@ impl TeltonikaDecoder {
                     out.push(StreamEvent::Record(r));
                 }
                 out.push(StreamEvent::Reply(match udp {
-                    Some(u) => udp_ack(u.packet_id, u.avl_packet_id, avl.count).to_vec(),
-                    None => tcp_ack(u32::from(avl.count)).to_vec(),
+                    Some(u) => udp_ack(u.packet_id, u.avl_packet_id, avl.count).into(),
+                    None => tcp_ack(u32::from(avl.count)).into(),
                 }));
                 Ok(())
             }
@@ -121,8 +121,8 @@ impl TeltonikaDecoder {
                 }
                 let count = gh.records.len() as u8;
                 out.push(StreamEvent::Reply(match udp {
-                    Some(u) => udp_ack(u.packet_id, u.avl_packet_id, count).to_vec(),
-                    None => tcp_ack(u32::from(count)).to_vec(),
+                    Some(u) => udp_ack(u.packet_id, u.avl_packet_id, count).into(),
+                    None => tcp_ack(u32::from(count)).into(),
                 }));
                 Ok(())
             }
@@ -269,7 +269,7 @@ impl TeltonikaDecoder {
                     r.attributes.set("accepted", true);
                     out.push(StreamEvent::Record(r));
                 }
-                out.push(StreamEvent::Reply(vec![if accepted { IMEI_ACCEPT } else { IMEI_REJECT }]));
+                out.push(StreamEvent::Reply([if accepted { IMEI_ACCEPT } else { IMEI_REJECT }].into()));
                 Ok(())
             }
             TcpFrameKind::Packet if self.refused => {

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tracing::{debug, warn};
 use trackgate_codecs::detect::detect_datagram;
 use trackgate_codecs::framing::RejectKind;
-use trackgate_codecs::{AnswerMatch, Protocol};
+use trackgate_codecs::{AnswerMatch, Protocol, Reply};
 
 use super::{deliver, log_payload, queue_commands, stopped, Shard};
 use crate::ops::metrics;
@@ -129,7 +129,7 @@ struct UdpListener {
     datagram: Vec<u8>,
     outs: Outputs,
     /// Replies wait here, addressed, until the sink has accepted the batch's records.
-    replies: Vec<(PeerKey, Vec<u8>)>,
+    replies: Vec<(PeerKey, Reply)>,
     /// The identified peers heard from in the batch: their devices' commands go out after
     /// the replies.
     heard: Vec<PeerKey>,

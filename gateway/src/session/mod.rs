@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use trackgate_codecs::framing::Reject;
 use trackgate_codecs::record::Timestamp;
-use trackgate_codecs::{AnswerMatch, Downlink, DownlinkError, Protocol, Record, RecordDecoder, StreamEvent};
+use trackgate_codecs::{AnswerMatch, Downlink, DownlinkError, Protocol, Record, RecordDecoder, Reply, StreamEvent};
 
 pub use crate::close::CloseReason;
 use crate::protocol::{self, stream_decoder, StreamOptions, Transport};
@@ -69,7 +69,7 @@ impl SessionSettings {
 pub struct Output {
     pub records: Vec<Record>,
     /// Acks and answers to the device's frames: sent only once the sink has the records.
-    pub replies: Vec<Vec<u8>>,
+    pub replies: Vec<Reply>,
     /// Commands framed by [`Session::command`], in the order they were asked for.
     pub commands: Vec<Vec<u8>>,
     pub rejects: Vec<Reject>,
@@ -95,7 +95,7 @@ impl Output {
     /// command only once it has its acks; a command written in the middle of them would be
     /// read as a stray frame by firmware that waits for an ack.
     pub fn transmit(&self) -> impl Iterator<Item = &[u8]> {
-        self.replies.iter().chain(&self.commands).map(Vec::as_slice)
+        self.replies.iter().map(Reply::as_slice).chain(self.commands.iter().map(Vec::as_slice))
     }
 
     /// Empties the output for the next call, keeping its allocations.
