@@ -3,6 +3,8 @@
 //! gateway sends them only once the sink has them), the 0x8A time reply, and 0x80 commands
 //! with their replies matched by server flag.
 
+use std::sync::Arc;
+
 use serde_json::{json, Value};
 
 use super::frame::{FrameShape, Gt06Framer, Integrity};
@@ -59,7 +61,7 @@ const MAX_PENDING_COMMANDS: usize = 32;
 #[derive(Debug)]
 pub struct Gt06Decoder {
     framer: Gt06Framer,
-    imei: Option<String>,
+    imei: Option<Arc<str>>,
     /// From the login's time-zone extension; applies to the v1 types' local times.
     utc_offset_minutes: i32,
     now: Option<Timestamp>,
@@ -441,7 +443,7 @@ impl Gt06Decoder {
         let mut reply = None;
         let record = match &message {
             Message::Login(login, extra) => {
-                self.imei = Some(login.imei());
+                self.imei = Some(login.imei().into());
                 // A new login starts over: UTC unless this one states a zone.
                 self.utc_offset_minutes = login.utc_offset_minutes().unwrap_or(0);
                 let r = self.record(Kind::Login, &frame, out);

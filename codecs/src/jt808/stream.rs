@@ -18,7 +18,7 @@ use super::*;
 use crate::framing::{Framer, Framing, Limits, Reject, RejectKind};
 use crate::record::{Kind, Protocol, Record, Timestamp};
 use crate::stream::{
-    AnswerMatch, Downlink, DownlinkError, FramedCommand, RecordDecoder, Reply, SkippedRun, StreamEvent,
+    push_record, AnswerMatch, Downlink, DownlinkError, FramedCommand, RecordDecoder, Reply, SkippedRun, StreamEvent,
 };
 use crate::wire::hex::to_hex;
 
@@ -173,7 +173,7 @@ pub struct Jt808Decoder {
     skipped: SkippedRun,
     now: Option<Timestamp>,
     /// The terminal of the last frame, and its device id.
-    terminal: Option<(Terminal, String)>,
+    terminal: Option<(Terminal, Arc<str>)>,
     next_serial: u16,
     commands: Vec<(u16, u16)>,
     assemblies: Vec<Assembly>,
@@ -416,12 +416,12 @@ fn set_location(r: &mut Record, l: &Location<'_>, utc_offset_minutes: i32, editi
         3 => a.set("load", "full"),
         _ => {}
     }
-    let systems: Vec<Value> = [(18, "gps"), (19, "beidou"), (20, "glonass"), (21, "galileo")]
-        .into_iter()
-        .filter(|(bit, _)| s & (1 << bit) != 0)
-        .map(|(_, name)| name.into())
-        .collect();
-    if !systems.is_empty() {
+    if s & (0xF << 18) != 0 {
+        let systems: Vec<Value> = [(18, "gps"), (19, "beidou"), (20, "glonass"), (21, "galileo")]
+            .into_iter()
+            .filter(|(bit, _)| s & (1 << bit) != 0)
+            .map(|(_, name)| name.into())
+            .collect();
         a.set("gnss_systems", Value::Array(systems));
     }
     if matches!(edition, Edition::V2019 { .. }) && s & (1 << 22) != 0 {
@@ -496,7 +496,7 @@ impl Jt808Decoder {
     }
 
     pub fn device_id(&self) -> Option<&str> {
-        self.terminal.as_ref().map(|(_, id)| id.as_str())
+        self.terminal.as_ref().map(|(_, id)| &**id)
     }
 
     /// Unfinished sub-packaged messages held, and their bytes (for memory accounting).
@@ -718,7 +718,7 @@ impl Jt808Decoder {
         if self.terminal.as_ref().is_none_or(|(t, _)| *t != header.terminal) {
             // Another terminal number on this stream has proved nothing yet.
             self.authenticated = false;
-            self.terminal = Some((header.terminal, header.terminal.number.device_id()));
+            self.terminal = Some((header.terminal, header.terminal.number.device_id().into()));
         }
         if !self.admits(header.message_id) {
             return Err(Reject::new(
@@ -916,9 +916,9 @@ impl Jt808Decoder {
                 out.push(StreamEvent::Record(r));
             }
             Message::Location(l) => {
-                let mut r = self.record(Kind::Position, header);
-                set_location(&mut r, l, tz, edition);
-                out.push(StreamEvent::Record(r));
+                // Filled where it lies in `out`: the most frequent record, copied once.
+                let r = push_record(out, self.record(Kind::Position, header));
+                set_location(r, l, tz, edition);
             }
             Message::LocationReply { reply_serial, location } => {
                 let mut r = self.record(Kind::Position, header);
@@ -1139,7 +1139,7 @@ impl Jt808Decoder {
 
     fn text_frame(&mut self, frame: &[u8], out: &mut Vec<StreamEvent>) {
         let mut r = Record::new(Protocol::Jt808, Kind::Info, "text");
-        r.device_id = self.device_id().map(str::to_owned);
+        r.device_id = self.terminal.as_ref().map(|(_, id)| id.clone());
         r.attributes.set("text", String::from_utf8_lossy(frame).into_owned());
         out.push(StreamEvent::Record(r));
     }

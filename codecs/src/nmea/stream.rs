@@ -2,6 +2,8 @@
 //! the device id (from an identification line) and the last date (from RMC or ZDA), which
 //! GGA, GLL and GNS need because they carry only a time of day.
 
+use std::sync::Arc;
+
 use serde_json::{json, Value};
 
 use super::decimal::Decimal;
@@ -9,7 +11,7 @@ use super::fields::{Coordinate, NmeaTime};
 use super::sentence::{self, Message, ParsedSentence, Sentence};
 use super::{split_line, IdForm, LineFramer, LinePiece};
 use crate::framing::{Framer, Framing, Limits, Reject, RejectKind};
-use crate::record::{knots_to_kmh, Kind, Protocol, Record};
+use crate::record::{knots_to_kmh, Kind, Protocol, Record, Text};
 use crate::stream::{RecordDecoder, StreamEvent};
 use crate::time::{Date, Timestamp};
 
@@ -20,7 +22,7 @@ pub struct NmeaDecoder {
     /// then still fits the allocator's 64-byte class (an idle session keeps one on the heap;
     /// a whole `LineFramer` made it 16 bytes larger). Lines past 4 GiB are not a concern.
     max_line_len: u32,
-    device_id: Option<String>,
+    device_id: Option<Arc<str>>,
     /// The last calendar date the stream gave (RMC or ZDA).
     last_date: Option<Date>,
     /// This device has sent a checksummed sentence since it identified itself. Devices are
@@ -62,7 +64,7 @@ impl NmeaDecoder {
 
     /// Sets the device id from outside (for example a gateway that knows it from elsewhere).
     pub fn set_device_id(&mut self, id: Option<String>) {
-        self.device_id = id;
+        self.device_id = id.map(Into::into);
     }
 
     /// Decodes one line (without its terminator) that starts at stream offset `offset`.
@@ -121,7 +123,7 @@ impl NmeaDecoder {
 
     fn identify(&mut self, id: &str) {
         if self.device_id.as_deref() != Some(id) {
-            self.device_id = Some(id.to_owned());
+            self.device_id = Some(id.into());
             // Another device on this stream: its checksum habit is its own.
             self.checksums_seen = false;
         }
@@ -169,7 +171,7 @@ impl NmeaDecoder {
             (Sentence::Unrecognised { address, .. }, None) => self.raw_record(r, Kind::Unknown, address, text),
         }
         if let Sentence::Standard { talker, .. } = &parsed.sentence {
-            r.attributes.set("talker", talker.as_str().to_owned());
+            r.attributes.set("talker", talker.as_str());
         }
         if !parsed.checksum_present {
             r.attributes.set("checksum_missing", true);
@@ -243,7 +245,7 @@ impl NmeaDecoder {
                 r.altitude_m = m.altitude_m.map(Decimal::to_f64);
                 r.satellites = m.satellites.map(u32::from);
                 r.hdop = m.hdop.map(Decimal::to_f64);
-                r.attributes.set_opt("mode", m.mode.map(str::to_owned));
+                r.attributes.set_opt("mode", m.mode);
                 r.attributes.set_opt("geoid_separation_m", m.geoid_separation_m.map(Decimal::to_f64));
                 r.attributes.set_opt("dgps_age_s", m.dgps_age_s.map(Decimal::to_f64));
                 r.attributes.set_opt("dgps_station", m.dgps_station);
@@ -369,8 +371,8 @@ fn identification_sentence<'a>(sentence: &Sentence<'a>) -> Option<(&'static str,
     super::valid_id(id.as_bytes()).map(|_| (name, id))
 }
 
-fn letter(c: u8) -> String {
-    char::from(c).to_string()
+fn letter(c: u8) -> Text {
+    Text::from(&*char::from(c).encode_utf8(&mut [0; 4]))
 }
 
 /// A record for `NmeaDecoder::start` to make this stream's.
@@ -380,7 +382,7 @@ fn blank() -> Record {
 
 /// `hh:mm:ss[.mmm]`, as `format!("{:02}:{:02}:{:02}")` and `".{ms:03}"` write it. Digits
 /// are pushed one by one: the two `format!` calls were an eighth of a GGA record's cost.
-fn time_of_day(t: NmeaTime) -> String {
+fn time_of_day(t: NmeaTime) -> Text {
     let ms = t.millis();
     // Out of range only for a time built by hand (the parser checks them): `format!` then.
     if t.hour >= 100 || t.minute >= 100 || t.second >= 100 || ms.is_some_and(|ms| ms >= 1000) {
@@ -388,24 +390,26 @@ fn time_of_day(t: NmeaTime) -> String {
         if let Some(ms) = ms {
             s.push_str(&format!(".{ms:03}"));
         }
-        return s;
+        return s.into();
     }
-    let digit = |v: u16| char::from(b'0' + (v % 10) as u8);
-    let mut s = String::with_capacity(12);
+    // On the stack, then held inline in the attribute: no allocation.
+    let digit = |v: u16| b'0' + (v % 10) as u8;
+    let mut s = [0u8; 12];
+    let mut len = 0;
     for (i, v) in [t.hour, t.minute, t.second].into_iter().enumerate() {
         if i > 0 {
-            s.push(':');
+            s[len] = b':';
+            len += 1;
         }
-        s.push(digit(u16::from(v) / 10));
-        s.push(digit(u16::from(v)));
+        s[len] = digit(u16::from(v) / 10);
+        s[len + 1] = digit(u16::from(v));
+        len += 2;
     }
     if let Some(ms) = ms {
-        s.push('.');
-        s.push(digit(ms / 100));
-        s.push(digit(ms / 10));
-        s.push(digit(ms));
+        s[len..len + 4].copy_from_slice(&[b'.', digit(ms / 100), digit(ms / 10), digit(ms)]);
+        len += 4;
     }
-    s
+    Text::from(std::str::from_utf8(&s[..len]).unwrap_or_default())
 }
 
 /// Sets the coordinates, except the all-zero placeholder receivers send without a fix
@@ -481,7 +485,8 @@ mod time_of_day_tests {
             if let Some(ms) = t.millis() {
                 expected.push_str(&format!(".{ms:03}"));
             }
-            proptest::prop_assert_eq!(time_of_day(t), expected);
+            let text = time_of_day(t);
+            proptest::prop_assert_eq!(text.as_str(), expected);
         }
     }
 }

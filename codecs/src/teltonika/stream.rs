@@ -14,7 +14,7 @@ use super::{
 };
 use crate::framing::{Framer, Framing, Reject, RejectKind};
 use crate::record::{IoAttributeValue, IoElements, Kind, Protocol, Record, Timestamp};
-use crate::stream::{Downlink, DownlinkError, FramedCommand, RecordDecoder, SkippedRun, StreamEvent};
+use crate::stream::{push_record, Downlink, DownlinkError, FramedCommand, RecordDecoder, SkippedRun, StreamEvent};
 use crate::wire::hex::to_hex;
 
 /// Decides whether a device may connect (the gateway's allow-list).
@@ -24,7 +24,7 @@ pub type ImeiPolicy = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 pub struct TeltonikaDecoder {
     udp: bool,
     framer: TcpFramer,
-    imei: Option<String>,
+    imei: Option<Arc<str>>,
     /// The handshake was refused: nothing after it is decoded.
     refused: bool,
     policy: Option<ImeiPolicy>,
@@ -37,6 +37,15 @@ pub struct TeltonikaDecoder {
 impl std::fmt::Debug for TeltonikaDecoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TeltonikaDecoder").field("udp", &self.udp).field("imei", &self.imei).finish_non_exhaustive()
+    }
+}
+
+/// The record's `message_type` for an AVL codec.
+fn avl_message_type(codec: u8) -> &'static str {
+    match codec {
+        CODEC_8 => "0x08",
+        CODEC_8E => "0x8e",
+        _ => "0x10",
     }
 }
 
@@ -92,11 +101,12 @@ impl TeltonikaDecoder {
             CODEC_8 | CODEC_8E | CODEC_16 => {
                 let avl = AvlData::parse(data).map_err(|e| Reject::new(RejectKind::Malformed, e.to_string()))?;
                 for view in avl.records() {
-                    let mut r = self.avl_record(&view, codec);
+                    // Filled where it lies in `out`, not built and then copied there.
+                    let r = push_record(out, self.record(Kind::Position, avl_message_type(codec)));
+                    self.fill_avl_record(r, &view);
                     if let Some(u) = udp {
                         r.seq = Some(u32::from(u.avl_packet_id));
                     }
-                    out.push(StreamEvent::Record(r));
                 }
                 out.push(StreamEvent::Reply(match udp {
                     Some(u) => udp_ack(u.packet_id, u.avl_packet_id, avl.count).into(),
@@ -158,12 +168,13 @@ impl TeltonikaDecoder {
 
     /// One normalized record for one AVL record (docs/protocols/teltonika.md §3).
     pub fn avl_record(&self, v: &RecordView<'_>, codec: u8) -> Record {
-        let message_type = match codec {
-            CODEC_8 => "0x08",
-            CODEC_8E => "0x8e",
-            _ => "0x10",
-        };
-        let mut r = self.record(Kind::Position, message_type);
+        let mut r = self.record(Kind::Position, avl_message_type(codec));
+        self.fill_avl_record(&mut r, v);
+        r
+    }
+
+    /// What [`TeltonikaDecoder::avl_record`] sets, on a record made for it.
+    fn fill_avl_record(&self, r: &mut Record, v: &RecordView<'_>) {
         r.fix_time = i64::try_from(v.timestamp_ms).ok().map(|ms| Timestamp::from_unix_ms(ms, true));
         // No validity flag on the wire: satellites in use is the device's own statement.
         r.valid = Some(v.gps.satellites > 0);
@@ -216,7 +227,6 @@ impl TeltonikaDecoder {
         }
         // A repeated id keeps its last value, as inserting one by one into a map did.
         r.attributes.set_io(IoElements::new(io));
-        r
     }
 
     /// One normalized record for one Codec 7 record (docs/protocols/teltonika.md §4.1): a
@@ -262,7 +272,7 @@ impl TeltonikaDecoder {
                 // Digits only (the framer checked), so this is valid UTF-8.
                 let imei = std::str::from_utf8(&frame[2..]).unwrap_or_default();
                 let accepted = self.policy.as_ref().is_none_or(|p| p(imei));
-                self.imei = Some(imei.to_owned());
+                self.imei = Some(imei.into());
                 self.refused = !accepted;
                 if accepted {
                     let mut r = self.record(Kind::Login, "imei");
@@ -292,7 +302,7 @@ impl TeltonikaDecoder {
             return Err(Reject::new(RejectKind::Unsupported, "datagram from a device that is not allowed"));
         }
         if self.imei.as_deref() != Some(packet.imei) {
-            self.imei = Some(packet.imei.to_owned());
+            self.imei = Some(packet.imei.into());
         }
         self.data_field(packet.data, Some(&packet), out)
     }

@@ -143,7 +143,7 @@ mod tests {
         r.device_id = Some("a/b+#\n".into());
         t.fill(&r, &mut topic);
         assert_eq!(topic, "fleet/gt06/a_b___/position");
-        r.device_id = Some(String::new());
+        r.device_id = Some("".into());
         t.fill(&r, &mut topic);
         assert_eq!(topic, "fleet/gt06/_/position");
         let joined = TopicTemplate::parse("{kind}-{protocol}.v1", MQTT).unwrap();
