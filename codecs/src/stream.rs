@@ -55,31 +55,6 @@ impl Reply {
     }
 }
 
-impl crate::wire::out::ByteBuf for Reply {
-    #[inline]
-    fn push(&mut self, byte: u8) {
-        self.0.push(byte);
-    }
-    /// A byte at a time: the pieces of a reply are a few bytes each, and `SmallVec`'s own
-    /// `extend_from_slice` (an insert, with its `memmove`) was a third of writing an ack.
-    #[inline]
-    fn extend_from_slice(&mut self, bytes: &[u8]) {
-        self.0.extend(bytes.iter().copied());
-    }
-    fn reserve(&mut self, additional: usize) {
-        self.0.reserve(additional);
-    }
-    fn resize(&mut self, len: usize, value: u8) {
-        self.0.resize(len, value);
-    }
-}
-
-impl std::ops::DerefMut for Reply {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        &mut self.0
-    }
-}
-
 impl std::ops::Deref for Reply {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
@@ -347,4 +322,33 @@ pub fn decode_in_reads(decoder: &mut dyn RecordDecoder, input: &[u8], chunk: usi
     decoder.finish(&mut events);
     frames += u64::from(decoder.take_frame_count());
     Replay { events, used, max_held, frames }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Reply;
+
+    /// Every way into a `Reply` keeps the bytes, inline up to `INLINE` and on the heap past it.
+    #[test]
+    fn replies_hold_their_bytes_inline_or_not() {
+        for len in [0, 1, 10, Reply::INLINE, Reply::INLINE + 1, 200] {
+            let bytes: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let from_vec = Reply::from(bytes.clone());
+            let from_slice = Reply::from(bytes.as_slice());
+            assert_eq!(from_vec, bytes);
+            assert_eq!(from_slice, from_vec);
+            assert_eq!(from_vec.as_slice(), &bytes[..]);
+            assert_eq!(from_vec.clone().into_vec(), bytes);
+            assert_eq!(from_vec.0.spilled(), len > Reply::INLINE, "{len} bytes");
+        }
+        let short = Reply::from([1u8, 2, 3]);
+        assert_eq!(short, vec![1, 2, 3]);
+        assert!(!short.0.spilled());
+        let long = Reply::from([7u8; Reply::INLINE + 2]);
+        assert_eq!(long.len(), Reply::INLINE + 2);
+        assert!(long.iter().all(|&b| b == 7));
+        let mut cut = Reply::from([1u8, 2, 3, 4]);
+        cut.truncate(2);
+        assert_eq!(cut, vec![1, 2]);
+    }
 }

@@ -1,5 +1,5 @@
-//! Where encoders write: a `Vec<u8>`, or a [`Reply`](crate::Reply) held inline, so a frame
-//! written as a reply (an ack) needs no allocation.
+//! Where encoders write: a `Vec<u8>`, or a buffer on the stack for a frame of bounded size
+//! (an ack), which then needs no allocation.
 
 use std::ops::DerefMut;
 
