@@ -48,9 +48,9 @@ fn find<K: AsRef<str>>(entries: &[(K, AttributeValue)], key: &str) -> Result<usi
     if entries.len() > 16 {
         return entries.binary_search_by(|(k, _)| key_order(k.as_ref(), key));
     }
-    // Backwards from the end: a key set out of order mostly lands a place or two from it,
-    // and a record has a handful of keys (a binary search's compares were a tenth of a
-    // GT06 record's time).
+    // Backwards from the end: a record has a handful of keys, and one set out of order
+    // mostly lands a place or two from the end, so this makes a compare or two where a
+    // binary search makes three or four.
     for (i, (k, _)) in entries.iter().enumerate().rev() {
         match key_order(k.as_ref(), key) {
             std::cmp::Ordering::Less => return Err(i + 1),
@@ -92,7 +92,8 @@ impl Attributes {
 
     /// Inline in the caller, so the value is written straight into its place. Passed to a
     /// function instead, it went through memory the caller had just written in smaller
-    /// pieces, and reading it back stalled (a third of a GT06 record's time went to that).
+    /// pieces, and reading it back stalled: setting attributes was a third of a GT06
+    /// record's time, mostly that stall, and inline a 0x22 record took 15% less.
     #[inline(always)]
     fn set_static(&mut self, key: &'static str, value: AttributeValue) {
         let append = self.fixed.last().is_none_or(|(last, _)| key_order(last, key).is_lt())
@@ -131,8 +132,8 @@ impl Attributes {
         }
     }
 
-    /// Drops `key` from the run-time keys and the typed IO elements, before it is set in
-    /// the static ones.
+    /// Drops `key` from the run-time keys and the typed IO elements, before a new value
+    /// for it is stored.
     fn forget_elsewhere(&mut self, key: &str) {
         if key == IO {
             self.io = None;
