@@ -636,8 +636,23 @@ pub fn general_response_body(reply_serial: u16, reply_id: u16, result: u8) -> [u
 
 /// 0x8001 platform general response (docs/protocols/jt808.md §5).
 pub fn platform_response(terminal: &Terminal, serial: u16, reply_serial: u16, reply_id: u16, result: u8) -> Vec<u8> {
-    encode(id::PLATFORM_RESPONSE, terminal, serial, &general_response_body(reply_serial, reply_id, result))
-        .expect("a 5-byte body fits a frame")
+    platform_response_reply(terminal, serial, reply_serial, reply_id, result).into_vec()
+}
+
+/// [`platform_response`] as a [`Reply`](crate::Reply), written on the stack and held inline:
+/// the decoder sends one for most frames. At most 23 bytes before escaping (a 2019 header,
+/// the body, the check code), twice that after, and the two flags.
+pub(crate) fn platform_response_reply(
+    terminal: &Terminal,
+    serial: u16,
+    reply_serial: u16,
+    reply_id: u16,
+    result: u8,
+) -> crate::Reply {
+    let body = general_response_body(reply_serial, reply_id, result);
+    let mut frame = crate::wire::out::ArrayBuf::<64>::default();
+    encode_frame(&mut frame, id::PLATFORM_RESPONSE, terminal, serial, None, &body).expect("a 5-byte body fits a frame");
+    crate::Reply::from(&frame[..])
 }
 
 /// 0x4401, the answer to a vendor location report that asks for one (§9): the report's id

@@ -571,13 +571,7 @@ impl Jt808Decoder {
     /// The 0x8001 answer to `header`'s message ([`platform_response`], held inline).
     fn ack(&mut self, header: &Header, result: u8) -> Reply {
         let serial = self.serial();
-        let body = general_response_body(header.serial, header.message_id, result);
-        // Written on the stack, then copied once: at most 27 bytes before escaping, twice
-        // that after, and the two flags.
-        let mut frame = crate::wire::out::ArrayBuf::<64>::default();
-        encode_frame(&mut frame, id::PLATFORM_RESPONSE, &header.terminal, serial, None, &body)
-            .expect("a 5-byte body fits a frame");
-        Reply::from(&frame[..])
+        platform_response_reply(&header.terminal, serial, header.serial, header.message_id, result)
     }
 
     /// Drops unfinished sub-packaged messages older than the timeout.

@@ -34,8 +34,8 @@ impl Serialize for IoAttributeValue {
 }
 
 /// The IO elements by id, in the order the JSON object's keys take (the ids' decimal text
-/// sorted as text: "1" < "10" < "2"), one value per id. A boxed slice, so an attribute
-/// value holding it stays three words.
+/// sorted as text: "1" < "10" < "2"), one value per id. A boxed slice: two words where
+/// a record's attributes hold it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IoElements(Box<[(u16, IoAttributeValue)]>);
 
@@ -138,8 +138,8 @@ pub(crate) fn decimal_order(a: u16, b: u16) -> std::cmp::Ordering {
     decimal_rank(a).cmp(&decimal_rank(b))
 }
 
-/// `n`'s decimal digits left-aligned in an integer (the order's model in the tests), the bytes after them zero: ordered as
-/// the text orders ("1" < "10" < "100" < "2", zero being below any digit).
+/// The tests' model of the order: `n`'s decimal digits left-aligned in an integer, the bytes
+/// after them zero, ordered as the text orders ("1" < "10" < "100" < "2").
 #[cfg(test)]
 fn decimal_key(n: u16) -> u64 {
     let mut digits = [0u8; 5];

@@ -1,13 +1,12 @@
 //! What one attribute holds: a typed value, printed as the JSON value it stands for.
 //!
-//! Records carried their attributes as `serde_json::Value`s until 0.2. A `Value` string is a
-//! heap `String`, and dropping one is a call through a match over six shapes; for the
-//! handful of numbers, flags and short words a record carries, that was most of what a
-//! record cost beyond reading its fields. Here numbers and flags are stored as they are,
-//! short text inline, and only lists and objects (cells, Wi-Fi access points, satellites)
-//! stay JSON values. A value is two words, so an attribute (a static key and its value) is
-//! four: a record's attributes are a few hundred bytes of memory that is fresh for every
-//! record, and their size was what a record's time most depended on.
+//! Records used to carry their attributes as `serde_json::Value`s: a `Value` string is a
+//! heap `String`, a `Value` is four words, and dropping one is a call through a match over
+//! six shapes, for the handful of numbers, flags and short words a record carries. Here
+//! numbers and flags are stored as they are, short text inline, and only lists and objects
+//! (cells, Wi-Fi access points, satellites) stay JSON values. A value is two words, so an
+//! attribute (a static key and its value) is four: a record's attributes are memory fresh
+//! for every record, and the smaller it is the less each record costs.
 //!
 //! Equality is the JSON value's: `From` normalizes as `serde_json` does (a non-negative
 //! signed integer is unsigned, a float that is not finite is `null`), and text compares by
