@@ -2,9 +2,12 @@
 //! replies out in stream order, with stream offsets. The `decode` command, the corpus runner and the
 //! gateway's sessions all drive decoders through this one trait.
 
-use crate::framing::{Reject, RejectKind};
+use crate::framing::Reject;
 use crate::record::{Protocol, Record};
 use crate::time::Timestamp;
+
+mod driver;
+pub(crate) use driver::{drive, Driver, FrameHandler};
 
 /// Something decoding produced, in stream order.
 // Records are most of the events: boxing them would cost each an allocation.
@@ -239,55 +242,6 @@ pub trait RecordDecoder {
     /// number comes back as [`FramedCommand::answer`].
     fn command(&mut self, _command: &Downlink) -> Result<FramedCommand, DownlinkError> {
         Err(DownlinkError::Unsupported("this protocol has no commands"))
-    }
-}
-
-/// Rejections of adjacent skipped bytes merged into one event per run. A framer skipping
-/// junk rejects it in pieces whose size depends on how much had been read; merging the
-/// pieces until the next frame (or the end of the stream) makes the events the same for
-/// every read size. Which rejections merge is the protocol's call.
-#[derive(Debug)]
-pub(crate) struct SkippedRun {
-    run: Option<(u64, usize, Reject)>,
-    /// Names the protocol in the merged detail ("bytes that start no GT06 frame").
-    protocol: &'static str,
-    /// Whether a rejection of `len` bytes is a piece of a run.
-    merges: fn(&Reject, usize) -> bool,
-}
-
-impl SkippedRun {
-    pub(crate) fn new(protocol: &'static str, merges: fn(&Reject, usize) -> bool) -> Self {
-        SkippedRun { run: None, protocol, merges }
-    }
-
-    /// Emits a rejection: a piece of a run extends it, anything else ends the run first.
-    pub(crate) fn reject(&mut self, offset: u64, len: usize, reason: Reject, out: &mut Vec<StreamEvent>) {
-        if !(self.merges)(&reason, len) {
-            self.flush(out);
-            out.push(StreamEvent::Rejected { offset, len, reason });
-            return;
-        }
-        if let Some((o, l, _)) = &mut self.run {
-            if *o + *l as u64 == offset {
-                *l += len;
-                return;
-            }
-        }
-        self.flush(out);
-        self.run = Some((offset, len, reason));
-    }
-
-    /// Ends the run (a frame follows, or the stream ended) and emits it.
-    pub(crate) fn flush(&mut self, out: &mut Vec<StreamEvent>) {
-        if let Some((offset, len, mut reason)) = self.run.take() {
-            if len > 1 {
-                reason.detail = match reason.kind {
-                    RejectKind::Garbage => format!("{len} bytes that start no {} frame", self.protocol).into(),
-                    _ => format!("{}; {len} bytes skipped", reason.detail).into(),
-                };
-            }
-            out.push(StreamEvent::Rejected { offset, len, reason });
-        }
     }
 }
 

@@ -13,10 +13,11 @@ use super::message::{
     WifiAp, X1Report,
 };
 use super::*;
-use crate::framing::{Framer, Framing, Limits, Reject, RejectKind};
+use crate::framing::{Limits, Reject, RejectKind};
 use crate::record::{Kind, Protocol, Record, Timestamp};
 use crate::stream::{
-    push_record, AnswerMatch, Downlink, DownlinkError, FramedCommand, RecordDecoder, Reply, SkippedRun, StreamEvent,
+    drive, push_record, AnswerMatch, Downlink, DownlinkError, Driver, FrameHandler, FramedCommand, RecordDecoder,
+    Reply, StreamEvent,
 };
 use crate::wire::hex::to_hex;
 
@@ -60,17 +61,13 @@ const MAX_PENDING_COMMANDS: usize = 32;
 /// One decoder per TCP connection.
 #[derive(Debug)]
 pub struct Gt06Decoder {
-    framer: Gt06Framer,
+    driver: Driver<Gt06Framer>,
     imei: Option<Arc<str>>,
     /// From the login's time-zone extension; applies to the v1 types' local times.
     utc_offset_minutes: i32,
     now: Option<Timestamp>,
-    offset: u64,
-    skipped: SkippedRun,
     next_server_flag: u32,
     next_serial: u16,
-    /// Frames taken whole since the last [`RecordDecoder::take_frame_count`].
-    frames: u32,
     commands: Vec<(u32, String)>,
 }
 
@@ -369,15 +366,12 @@ fn set_extra(r: &mut Record, extra: &[u8]) {
 impl Gt06Decoder {
     pub fn new(options: Gt06Options) -> Self {
         Gt06Decoder {
-            framer: Gt06Framer::new(options.limits, options.crc == CrcPolicy::Lenient),
+            driver: Driver::new(Gt06Framer::new(options.limits, options.crc == CrcPolicy::Lenient)),
             imei: None,
             utc_offset_minutes: 0,
             now: None,
-            offset: 0,
-            skipped: SkippedRun::new("GT06", |r, _| r.kind == RejectKind::Garbage),
             next_server_flag: 1,
             next_serial: 1,
-            frames: 0,
             commands: Vec::new(),
         }
     }
@@ -389,7 +383,7 @@ impl Gt06Decoder {
     /// The 0x80 online command for this device: a fresh server flag (echoed by the device's
     /// 0x15/0x21 reply, which then names the command) and serial. `None` if the text is not
     /// ASCII or too long for a frame.
-    pub fn command(&mut self, text: &str, language: Option<u16>) -> Option<Vec<u8>> {
+    pub fn command_frame(&mut self, text: &str, language: Option<u16>) -> Option<Vec<u8>> {
         let flag = self.next_server_flag;
         let bytes = encode_command(flag, text, language, self.next_serial)?;
         self.next_server_flag = self.next_server_flag.wrapping_add(1).max(1);
@@ -425,7 +419,7 @@ impl Gt06Decoder {
     }
 
     /// The records and replies for one frame; pushes nothing when it fails.
-    fn frame(&mut self, bytes: &[u8], shape: FrameShape, out: &mut Vec<StreamEvent>) -> Result<(), Reject> {
+    fn decode_frame(&mut self, bytes: &[u8], shape: FrameShape, out: &mut Vec<StreamEvent>) -> Result<(), Reject> {
         let frame =
             Frame::split(bytes, shape).ok_or_else(|| Reject::new(RejectKind::Malformed, "frame too short to split"))?;
         // A frame whose CRC proves it is what the device sent, in a layout this codec does not
@@ -686,7 +680,8 @@ impl RecordDecoder for Gt06Decoder {
             Downlink::Text(text) if text.is_empty() => Err(DownlinkError::Invalid("an empty command".into())),
             Downlink::Text(text) => {
                 let flag = self.next_server_flag;
-                let bytes = Gt06Decoder::command(self, text, None)
+                let bytes = self
+                    .command_frame(text, None)
                     .ok_or_else(|| DownlinkError::Invalid("GT06 commands are ASCII text that fits one frame".into()))?;
                 Ok(FramedCommand { bytes, answer: Some(AnswerMatch { attribute: "server_flag", value: flag }) })
             }
@@ -699,40 +694,29 @@ impl RecordDecoder for Gt06Decoder {
     }
 
     fn take_frame_count(&mut self) -> u32 {
-        std::mem::take(&mut self.frames)
+        self.driver.take_frames()
     }
 
     fn decode(&mut self, buf: &[u8], at_end: bool, out: &mut Vec<StreamEvent>) -> usize {
-        let mut pos = 0;
-        while pos < buf.len() {
-            let rest = &buf[pos..];
-            let at = self.offset + pos as u64;
-            let framing = if at_end { self.framer.next_frame_at_end(rest) } else { self.framer.next_frame(rest) };
-            match framing {
-                Framing::Frame { len, consumed } => {
-                    self.skipped.flush(out);
-                    let shape = self.framer.last_shape();
-                    match self.frame(&rest[..len], shape, out) {
-                        Ok(()) => self.frames = self.frames.wrapping_add(1),
-                        Err(reason) => self.skipped.reject(at, len, reason, out),
-                    }
-                    pos += consumed;
-                }
-                Framing::Incomplete { .. } => break,
-                Framing::Rejected { consumed, reason } => {
-                    self.skipped.reject(at, consumed, reason, out);
-                    pos += consumed;
-                }
-                Framing::Fatal(reason) => {
-                    self.skipped.reject(at, rest.len(), reason, out);
-                    pos = buf.len();
-                }
-            }
-        }
-        if at_end {
-            self.skipped.flush(out);
-        }
-        self.offset += pos as u64;
-        pos
+        drive(self, buf, at_end, out)
+    }
+}
+
+impl FrameHandler for Gt06Decoder {
+    type Framer = Gt06Framer;
+    const PROTOCOL: &'static str = "GT06";
+
+    fn driver(&mut self) -> &mut Driver<Gt06Framer> {
+        &mut self.driver
+    }
+
+    fn frame(&mut self, frame: &[u8], _at: u64, _consumed: usize, out: &mut Vec<StreamEvent>) -> Result<u32, Reject> {
+        let shape = self.driver.framer.last_shape();
+        self.decode_frame(frame, shape, out).map(|()| 1)
+    }
+
+    /// The framer skips junk a piece at a time.
+    fn merges(reason: &Reject, _len: usize) -> bool {
+        reason.kind == RejectKind::Garbage
     }
 }

@@ -168,8 +168,8 @@ fn commands_encode_byte_exact_and_replies_name_them() {
     assert!(encode_command(0, "Relé#", None, 0).is_none());
 
     let mut d = Gt06Decoder::default();
-    let first = d.command("WHERE#", None).unwrap();
-    let second = d.command("DYD,000000#", None).unwrap();
+    let first = d.command_frame("WHERE#", None).unwrap();
+    let second = d.command_frame("DYD,000000#", None).unwrap();
     assert_eq!(&first[5..9], &1u32.to_be_bytes());
     assert_eq!(&second[5..9], &2u32.to_be_bytes());
     // The document's reply carries flag 0x0001A958; make one for flag 2 the same way.

@@ -15,10 +15,11 @@ use super::message::{
     Register, TerminalAttributes, VehicleData, VendorLocation,
 };
 use super::*;
-use crate::framing::{Framer, Framing, Limits, Reject, RejectKind};
+use crate::framing::{Limits, Reject, RejectKind};
 use crate::record::{Kind, Protocol, Record, Timestamp};
 use crate::stream::{
-    push_record, AnswerMatch, Downlink, DownlinkError, FramedCommand, RecordDecoder, Reply, SkippedRun, StreamEvent,
+    drive, push_record, AnswerMatch, Downlink, DownlinkError, Driver, FrameHandler, FramedCommand, RecordDecoder,
+    Reply, StreamEvent,
 };
 use crate::wire::hex::to_hex;
 
@@ -167,10 +168,8 @@ enum Package {
 /// One decoder per TCP connection or UDP peer.
 #[derive(Debug)]
 pub struct Jt808Decoder {
-    framer: Jt808Framer,
+    driver: Driver<Jt808Framer>,
     options: Jt808Options,
-    offset: u64,
-    skipped: SkippedRun,
     now: Option<Timestamp>,
     /// The terminal of the last frame, and its device id.
     terminal: Option<(Terminal, Arc<str>)>,
@@ -178,8 +177,6 @@ pub struct Jt808Decoder {
     commands: Vec<(u16, u16)>,
     assemblies: Vec<Assembly>,
     assembly_bytes: usize,
-    /// Frames taken whole since the last [`RecordDecoder::take_frame_count`].
-    frames: u32,
     /// The terminal has authenticated with its code (only asked with [`Jt808Options::auth`]).
     authenticated: bool,
     /// A wrong auth code: the stream ends after the replies.
@@ -468,17 +465,14 @@ pub const QUERY_ATTRIBUTES: u16 = 0x8107;
 impl Jt808Decoder {
     pub fn new(options: Jt808Options) -> Self {
         Jt808Decoder {
-            framer: Jt808Framer::new(options.limits),
+            driver: Driver::new(Jt808Framer::new(options.limits)),
             options,
-            offset: 0,
-            skipped: SkippedRun::new("JT808", |r, _| r.kind == RejectKind::Garbage),
             now: None,
             terminal: None,
             next_serial: 1,
             commands: Vec::new(),
             assemblies: Vec::new(),
             assembly_bytes: 0,
-            frames: 0,
             authenticated: false,
             refused: false,
         }
@@ -513,7 +507,7 @@ impl Jt808Decoder {
     /// The frame for `command` to this connection's terminal, with the next platform serial;
     /// the terminal's answer will name it. `None` before the terminal has sent a frame, or if
     /// the command cannot be written.
-    pub fn command(&mut self, command: &Command) -> Option<Vec<u8>> {
+    pub fn command_frame(&mut self, command: &Command) -> Option<Vec<u8>> {
         let terminal = *self.terminal()?;
         let serial = self.next_serial;
         let bytes = command.encode(&terminal, serial)?;
@@ -688,7 +682,13 @@ impl Jt808Decoder {
     /// with escapes is un-escaped into the thread's scratch buffer: a buffer of its own was
     /// an allocation per such frame (about one frame in three carries a 0x7d or 0x7e), and
     /// one kept per decoder would add its longest frame to every idle session.
-    fn frame(&mut self, escaped: &[u8], at: u64, wire_len: usize, out: &mut Vec<StreamEvent>) -> Result<(), Reject> {
+    fn binary_frame(
+        &mut self,
+        escaped: &[u8],
+        at: u64,
+        wire_len: usize,
+        out: &mut Vec<StreamEvent>,
+    ) -> Result<(), Reject> {
         thread_local! {
             static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
@@ -1139,7 +1139,7 @@ impl Jt808Decoder {
     }
 
     fn finish_stream(&mut self, out: &mut Vec<StreamEvent>) {
-        self.skipped.flush(out);
+        self.driver.flush::<Self>(out);
         self.abandon_assemblies(out);
     }
 }
@@ -1372,7 +1372,8 @@ impl RecordDecoder for Jt808Decoder {
             return Err(DownlinkError::NotAuthenticated);
         }
         let serial = self.next_serial;
-        let bytes = Jt808Decoder::command(self, command)
+        let bytes = self
+            .command_frame(command)
             .ok_or_else(|| DownlinkError::Invalid(format!("0x{:04X} does not fit a frame", command.message_id())))?;
         Ok(FramedCommand { bytes, answer: Some(AnswerMatch { attribute: "reply_serial", value: u32::from(serial) }) })
     }
@@ -1382,7 +1383,7 @@ impl RecordDecoder for Jt808Decoder {
     }
 
     fn take_frame_count(&mut self) -> u32 {
-        std::mem::take(&mut self.frames)
+        self.driver.take_frames()
     }
 
     fn refused(&self) -> bool {
@@ -1395,54 +1396,48 @@ impl RecordDecoder for Jt808Decoder {
 
     fn decode(&mut self, buf: &[u8], at_end: bool, out: &mut Vec<StreamEvent>) -> usize {
         self.expire(out);
-        let mut pos = 0;
-        while pos < buf.len() {
-            let rest = &buf[pos..];
-            let at = self.offset + pos as u64;
-            let framing = if at_end { self.framer.next_frame_at_end(rest) } else { self.framer.next_frame(rest) };
-            match framing {
-                Framing::Frame { len, consumed } => {
-                    let frame = &rest[..len];
-                    if is_text(frame) {
-                        self.skipped.flush(out);
-                        self.text_frame(frame, out);
-                        self.frames = self.frames.wrapping_add(1);
-                    } else {
-                        let escaped = inner(frame);
-                        // Flags alone (close-and-open) are not a frame and not an error.
-                        if !escaped.is_empty() {
-                            self.skipped.flush(out);
-                            let start = at + (len - escaped.len()) as u64;
-                            match self.frame(escaped, start, consumed, out) {
-                                Ok(()) => self.frames = self.frames.wrapping_add(1),
-                                Err(reason) => self.skipped.reject(start, escaped.len(), reason, out),
-                            }
-                        }
-                    }
-                    pos += consumed;
-                }
-                Framing::Incomplete { .. } => break,
-                Framing::Rejected { consumed, reason } => {
-                    self.skipped.reject(at, consumed, reason, out);
-                    pos += consumed;
-                }
-                Framing::Fatal(reason) => {
-                    self.skipped.reject(at, rest.len(), reason, out);
-                    pos = buf.len();
-                }
-            }
+        let used = drive(self, buf, at_end, out);
+        if at_end && !self.options.datagram {
+            self.abandon_assemblies(out);
         }
-        if at_end {
-            self.skipped.flush(out);
-            if !self.options.datagram {
-                self.abandon_assemblies(out);
-            }
-        }
-        self.offset += pos as u64;
-        pos
+        used
     }
 
     fn finish(&mut self, out: &mut Vec<StreamEvent>) {
         self.finish_stream(out);
+    }
+}
+
+impl FrameHandler for Jt808Decoder {
+    type Framer = Jt808Framer;
+    const PROTOCOL: &'static str = "JT808";
+
+    fn driver(&mut self) -> &mut Driver<Jt808Framer> {
+        &mut self.driver
+    }
+
+    fn frame(&mut self, frame: &[u8], at: u64, consumed: usize, out: &mut Vec<StreamEvent>) -> Result<u32, Reject> {
+        if is_text(frame) {
+            self.text_frame(frame, out);
+            return Ok(1);
+        }
+        let escaped = inner(frame);
+        // Flags alone (close-and-open) are not a frame and not an error.
+        if escaped.is_empty() {
+            return Ok(0);
+        }
+        let (start, _) = Self::rejected_span(frame, at);
+        self.binary_frame(escaped, start, consumed, out).map(|()| 1)
+    }
+
+    /// The framer skips junk a piece at a time.
+    fn merges(reason: &Reject, _len: usize) -> bool {
+        reason.kind == RejectKind::Garbage
+    }
+
+    /// A bad frame is reported from its first byte after the opening flags.
+    fn rejected_span(frame: &[u8], at: u64) -> (u64, usize) {
+        let escaped = inner(frame);
+        (at + (frame.len() - escaped.len()) as u64, escaped.len())
     }
 }

@@ -248,10 +248,10 @@ fn downlink_commands_wait_for_the_terminal_and_are_typed() {
 #[test]
 fn commands_use_the_connection_serial_and_answers_name_them() {
     let mut d = Jt808Decoder::default();
-    assert!(d.command(&Command::QueryLocation).is_none(), "no terminal yet");
+    assert!(d.command_frame(&Command::QueryLocation).is_none(), "no terminal yet");
     decode_with(&mut d, &hex(HEARTBEAT)); // platform serial 1 acked it
     let t = *d.terminal().unwrap();
-    let cmd = d.command(&Command::TerminalControl { command: 4, parameters: String::new() }).unwrap();
+    let cmd = d.command_frame(&Command::TerminalControl { command: 4, parameters: String::new() }).unwrap();
     assert_eq!(cmd, Command::TerminalControl { command: 4, parameters: String::new() }.encode(&t, 2).unwrap());
     // The terminal's 0x0001 for platform serial 2, message 0x8105.
     let answer = encode(id::TERMINAL_RESPONSE, &t, 0xB8, &general_response_body(2, 0x8105, 0)).unwrap();
@@ -265,7 +265,7 @@ fn commands_use_the_connection_serial_and_answers_name_them() {
     let ev = decode_with(&mut d, &answer);
     assert!(records(&ev)[0].attributes.get("command").is_none());
     // A parameter query answered by 0x0104.
-    let query = d.command(&Command::QueryGivenParameters(vec![0x0001, 0x0013])).unwrap();
+    let query = d.command_frame(&Command::QueryGivenParameters(vec![0x0001, 0x0013])).unwrap();
     assert_eq!(&query[1..3], &[0x81, 0x06]);
     let mut body = vec![0x00, 0x03, 2];
     body.extend_from_slice(&[0, 0, 0, 1, 4, 0, 0, 0, 60]);

@@ -10,18 +10,15 @@ use super::decimal::Decimal;
 use super::fields::{Coordinate, NmeaTime};
 use super::sentence::{self, Message, ParsedSentence, Sentence};
 use super::{split_line, IdForm, LineFramer, LinePiece};
-use crate::framing::{Framer, Framing, Limits, Reject, RejectKind};
+use crate::framing::{Limits, Reject, RejectKind};
 use crate::record::{knots_to_kmh, Kind, Protocol, Record, Text};
-use crate::stream::{RecordDecoder, StreamEvent};
+use crate::stream::{drive, Driver, FrameHandler, RecordDecoder, StreamEvent};
 use crate::time::{Date, Timestamp};
 
 /// Decodes a device's NMEA stream into records. One per connection (TCP) or per peer (UDP).
 #[derive(Debug, Clone)]
 pub struct NmeaDecoder {
-    /// The line framer's one setting, as 4 bytes: with the frame count below the decoder
-    /// then still fits the allocator's 64-byte class (an idle session keeps one on the heap;
-    /// a whole `LineFramer` made it 16 bytes larger). Lines past 4 GiB are not a concern.
-    max_line_len: u32,
+    driver: Driver<LineFramer>,
     device_id: Option<Arc<str>>,
     /// The last calendar date the stream gave (RMC or ZDA).
     last_date: Option<Date>,
@@ -29,10 +26,6 @@ pub struct NmeaDecoder {
     /// consistent about checksums, so after that a sentence without one was cut short in
     /// transit (with its `*HH`), not sent that way.
     checksums_seen: bool,
-    /// Stream offset of the first byte of the buffer passed to the next `decode` call.
-    offset: u64,
-    /// Frames taken whole since the last [`RecordDecoder::take_frame_count`].
-    frames: u32,
 }
 
 impl Default for NmeaDecoder {
@@ -44,17 +37,11 @@ impl Default for NmeaDecoder {
 impl NmeaDecoder {
     pub fn new(limits: Limits) -> Self {
         NmeaDecoder {
-            max_line_len: u32::try_from(limits.max_frame_len).unwrap_or(u32::MAX),
+            driver: Driver::new(LineFramer::new(limits)),
             device_id: None,
             last_date: None,
             checksums_seen: false,
-            offset: 0,
-            frames: 0,
         }
-    }
-
-    fn framer(&self) -> LineFramer {
-        LineFramer { max_line_len: self.max_line_len as usize }
     }
 
     /// The id the device gave, if it gave one.
@@ -67,8 +54,10 @@ impl NmeaDecoder {
         self.device_id = id.map(Into::into);
     }
 
-    /// Decodes one line (without its terminator) that starts at stream offset `offset`.
-    pub fn decode_line(&mut self, line: &[u8], offset: u64, out: &mut Vec<StreamEvent>) {
+    /// Decodes one line (without its terminator) that starts at stream offset `offset`, and
+    /// answers how many of its pieces (sentences, ids) it took.
+    fn decode_line(&mut self, line: &[u8], offset: u64, out: &mut Vec<StreamEvent>) -> u32 {
+        let mut taken = 0u32;
         split_line(line, |piece| match piece {
             // An id written in front of every sentence is addressing, not a login.
             LinePiece::Identification { id, form: IdForm::Prefix, .. } => self.identify(id),
@@ -76,7 +65,7 @@ impl NmeaDecoder {
                 self.announce(id);
                 let message_type = if form == IdForm::ImeiLine { "IMEI" } else { "ID" };
                 out.push(StreamEvent::Record(self.record(Kind::Login, message_type)));
-                self.frames = self.frames.wrapping_add(1);
+                taken = taken.wrapping_add(1);
             }
             LinePiece::Rejected { offset: at, len, reason } => {
                 out.push(StreamEvent::Rejected { offset: offset + at as u64, len, reason });
@@ -105,13 +94,14 @@ impl NmeaDecoder {
                     if let Some(StreamEvent::Record(r)) = out.last_mut() {
                         self.fill_sentence_record(&parsed, text, r);
                     }
-                    self.frames = self.frames.wrapping_add(1);
+                    taken = taken.wrapping_add(1);
                 }
                 Err(reason) => {
                     out.push(StreamEvent::Rejected { offset: offset + at as u64, len: text.len(), reason });
                 }
             },
         });
+        taken
     }
 
     /// A device announced itself (an identification line or sentence): it starts over, and
@@ -429,39 +419,31 @@ impl RecordDecoder for NmeaDecoder {
     }
 
     fn take_frame_count(&mut self) -> u32 {
-        std::mem::take(&mut self.frames)
+        self.driver.take_frames()
     }
 
     fn decode(&mut self, buf: &[u8], at_end: bool, out: &mut Vec<StreamEvent>) -> usize {
-        let mut pos = 0;
-        while pos < buf.len() {
-            let rest = &buf[pos..];
-            let mut framer = self.framer();
-            let framing = if at_end { framer.next_frame_at_end(rest) } else { framer.next_frame(rest) };
-            let at = self.offset + pos as u64;
-            match framing {
-                Framing::Frame { len, consumed } => {
-                    self.decode_line(&rest[..len], at, out);
-                    pos += consumed;
-                }
-                Framing::Incomplete { .. } => break,
-                Framing::Rejected { consumed, reason } => {
-                    out.push(StreamEvent::Rejected { offset: at, len: consumed, reason });
-                    pos += consumed;
-                }
-                Framing::Fatal(reason) => {
-                    // Line framing always resynchronises; treat the impossible as garbage.
-                    out.push(StreamEvent::Rejected {
-                        offset: at,
-                        len: rest.len(),
-                        reason: Reject::new(RejectKind::Garbage, reason.detail),
-                    });
-                    pos = buf.len();
-                }
-            }
-        }
-        self.offset += pos as u64;
-        pos
+        drive(self, buf, at_end, out)
+    }
+}
+
+impl FrameHandler for NmeaDecoder {
+    type Framer = LineFramer;
+    const PROTOCOL: &'static str = "NMEA";
+
+    fn driver(&mut self) -> &mut Driver<LineFramer> {
+        &mut self.driver
+    }
+
+    /// A line is never bad as a whole: each piece of it (a sentence, an id) is taken or
+    /// rejected on its own.
+    fn frame(&mut self, line: &[u8], at: u64, _consumed: usize, out: &mut Vec<StreamEvent>) -> Result<u32, Reject> {
+        Ok(self.decode_line(line, at, out))
+    }
+
+    /// Lines are independent: every rejection is reported as it is.
+    fn merges(_reason: &Reject, _len: usize) -> bool {
+        false
     }
 }
 

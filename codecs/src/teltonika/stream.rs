@@ -14,7 +14,9 @@ use super::{
 };
 use crate::framing::{Framer, Framing, Reject, RejectKind};
 use crate::record::{IoAttributeValue, IoElements, Kind, Protocol, Record, Timestamp};
-use crate::stream::{push_record, Downlink, DownlinkError, FramedCommand, RecordDecoder, SkippedRun, StreamEvent};
+use crate::stream::{
+    drive, push_record, Downlink, DownlinkError, Driver, FrameHandler, FramedCommand, RecordDecoder, StreamEvent,
+};
 use crate::wire::hex::to_hex;
 
 /// Decides whether a device may connect (the gateway's allow-list).
@@ -23,15 +25,11 @@ pub type ImeiPolicy = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 /// One decoder per TCP connection or UDP peer.
 pub struct TeltonikaDecoder {
     udp: bool,
-    framer: TcpFramer,
+    driver: Driver<TcpFramer>,
     imei: Option<Arc<str>>,
     /// The handshake was refused: nothing after it is decoded.
     refused: bool,
     policy: Option<ImeiPolicy>,
-    offset: u64,
-    /// Frames taken whole since the last [`RecordDecoder::take_frame_count`].
-    frames: u32,
-    skipped: SkippedRun,
 }
 
 impl std::fmt::Debug for TeltonikaDecoder {
@@ -53,17 +51,10 @@ impl TeltonikaDecoder {
     pub fn tcp() -> Self {
         TeltonikaDecoder {
             udp: false,
-            framer: TcpFramer::default(),
+            driver: Driver::new(TcpFramer::default()),
             imei: None,
             refused: false,
             policy: None,
-            offset: 0,
-            frames: 0,
-            // The framer rejects junk, and a header with an impossible length and what
-            // follows it, one byte at a time.
-            skipped: SkippedRun::new("Teltonika", |r, len| {
-                len == 1 && matches!(r.kind, RejectKind::Garbage | RejectKind::Length)
-            }),
         }
     }
 
@@ -377,53 +368,45 @@ impl RecordDecoder for TeltonikaDecoder {
     }
 
     fn take_frame_count(&mut self) -> u32 {
-        std::mem::take(&mut self.frames)
+        self.driver.take_frames()
     }
 
     fn decode(&mut self, buf: &[u8], at_end: bool, out: &mut Vec<StreamEvent>) -> usize {
-        if self.udp {
-            // Each call is one datagram (UDP has no stream to resynchronise).
-            if buf.is_empty() {
-                return 0;
-            }
-            let at = self.offset;
-            match self.datagram(buf, out) {
-                Ok(()) => self.frames = self.frames.wrapping_add(1),
-                Err(reason) => out.push(StreamEvent::Rejected { offset: at, len: buf.len(), reason }),
-            }
-            self.offset += buf.len() as u64;
-            return buf.len();
+        if !self.udp {
+            return drive(self, buf, at_end, out);
         }
-        let mut pos = 0;
-        while pos < buf.len() {
-            let rest = &buf[pos..];
-            let at = self.offset + pos as u64;
-            let framing = if at_end { self.framer.next_frame_at_end(rest) } else { self.framer.next_frame(rest) };
-            match framing {
-                Framing::Frame { len, consumed } => {
-                    // A frame ends any run of skipped bytes before it.
-                    self.skipped.flush(out);
-                    match self.tcp_frame(&rest[..len], out) {
-                        Ok(()) => self.frames = self.frames.wrapping_add(1),
-                        Err(reason) => self.skipped.reject(at, len, reason, out),
-                    }
-                    pos += consumed;
-                }
-                Framing::Incomplete { .. } => break,
-                Framing::Rejected { consumed, reason } => {
-                    self.skipped.reject(at, consumed, reason, out);
-                    pos += consumed;
-                }
-                Framing::Fatal(reason) => {
-                    self.skipped.reject(at, rest.len(), reason, out);
-                    pos = buf.len();
-                }
+        // Each call is one datagram (UDP has no stream to resynchronise).
+        if buf.is_empty() {
+            return 0;
+        }
+        let at = self.driver.offset();
+        let taken = match self.datagram(buf, out) {
+            Ok(()) => 1,
+            Err(reason) => {
+                out.push(StreamEvent::Rejected { offset: at, len: buf.len(), reason });
+                0
             }
-        }
-        if at_end {
-            self.skipped.flush(out);
-        }
-        self.offset += pos as u64;
-        pos
+        };
+        self.driver.took_whole(buf.len(), taken);
+        buf.len()
+    }
+}
+
+impl FrameHandler for TeltonikaDecoder {
+    type Framer = TcpFramer;
+    const PROTOCOL: &'static str = "Teltonika";
+
+    fn driver(&mut self) -> &mut Driver<TcpFramer> {
+        &mut self.driver
+    }
+
+    fn frame(&mut self, frame: &[u8], _at: u64, _consumed: usize, out: &mut Vec<StreamEvent>) -> Result<u32, Reject> {
+        self.tcp_frame(frame, out).map(|()| 1)
+    }
+
+    /// The framer rejects junk, and a header with an impossible length and what follows
+    /// it, one byte at a time.
+    fn merges(reason: &Reject, len: usize) -> bool {
+        len == 1 && matches!(reason.kind, RejectKind::Garbage | RejectKind::Length)
     }
 }
