@@ -14,7 +14,7 @@ use trackgate_codecs::jt808::frame::inner;
 use trackgate_codecs::jt808::message::Location;
 use trackgate_codecs::jt808::{Frame as Jt808Frame, Jt808Decoder, Jt808Framer, Jt808Options, DEFAULT_LIMITS};
 use trackgate_codecs::nmea::NmeaDecoder;
-use trackgate_codecs::teltonika::{AvlData, AvlPacket, TcpFramer, TeltonikaDecoder, HEADER_LEN};
+use trackgate_codecs::teltonika::{AvlData, AvlPacket, TeltonikaDecoder, TeltonikaFramer, HEADER_LEN};
 use trackgate_codecs::{RecordDecoder, StreamEvent};
 
 #[path = "common/corpus_cases.rs"]
@@ -60,7 +60,7 @@ fn jt808_views(buf: &[u8]) -> u64 {
 }
 
 fn teltonika_views(buf: &[u8]) -> u64 {
-    let (mut framer, mut pos, mut n) = (TcpFramer::default(), 0, 0);
+    let (mut framer, mut pos, mut n) = (TeltonikaFramer::default(), 0, 0);
     while let Framing::Frame { len, consumed } = framer.next_frame(&buf[pos..]) {
         if let Ok(avl) = AvlData::parse(&buf[pos + HEADER_LEN..pos + len - 4]) {
             for r in avl.records() {
@@ -74,7 +74,7 @@ fn teltonika_views(buf: &[u8]) -> u64 {
 
 /// Owned copies of every packet; returns the packets copied.
 fn teltonika_owned(buf: &[u8]) -> u64 {
-    let (mut framer, mut pos, mut n) = (TcpFramer::default(), 0, 0);
+    let (mut framer, mut pos, mut n) = (TeltonikaFramer::default(), 0, 0);
     while let Framing::Frame { len, consumed } = framer.next_frame(&buf[pos..]) {
         if let Ok(avl) = AvlData::parse(&buf[pos + HEADER_LEN..pos + len - 4]) {
             std::hint::black_box(AvlPacket::from_data(&avl));
@@ -144,7 +144,7 @@ fn main() {
     report("gt06 0x12 records", n, (a, b));
     let (a, b, n) = count(|| records(Jt808Decoder::new(Jt808Options::default()), &jt808));
     report("jt808 0x0200 records", n, (a, b));
-    let (a, b, n) = count(|| records(TeltonikaDecoder::tcp(), &teltonika));
+    let (a, b, n) = count(|| records(TeltonikaDecoder::default(), &teltonika));
     report("teltonika codec8 records", n, (a, b));
     let (a, b, n) = count(|| records(NmeaDecoder::default(), &nmea));
     report("nmea rmc records", n, (a, b));

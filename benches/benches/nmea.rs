@@ -14,7 +14,7 @@
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use trackgate_benches::{nmea_gga, nmea_rmc};
 use trackgate_codecs::framing::{Framer, Framing};
-use trackgate_codecs::nmea::{self as tg, LineFramer, Message, NmeaDecoder, Sentence};
+use trackgate_codecs::nmea::{self as tg, Message, NmeaDecoder, NmeaFramer, Sentence};
 use trackgate_codecs::{RecordDecoder, StreamEvent};
 
 /// Sums the fields read so the optimiser cannot drop any of the work.
@@ -29,7 +29,7 @@ impl Acc {
 }
 
 fn trackgate_typed(buf: &[u8]) -> (u64, f64) {
-    let mut framer = LineFramer::default();
+    let mut framer = NmeaFramer::default();
     let mut acc = Acc::default();
     let mut pos = 0;
     while let Framing::Frame { len, consumed } = framer.next_frame(&buf[pos..]) {

@@ -21,7 +21,7 @@ use nom_teltonika::protocol::{FrameView, IoValueView};
 use trackgate_benches::teltonika_packets;
 use trackgate_codecs::framing::{Framer, Framing};
 use trackgate_codecs::teltonika::{
-    AvlData, AvlPacket, IoElement, IoValue, RecordView, TcpFramer, TeltonikaDecoder, HEADER_LEN,
+    AvlData, AvlPacket, IoElement, IoValue, RecordView, TeltonikaDecoder, TeltonikaFramer, HEADER_LEN,
 };
 use trackgate_codecs::{RecordDecoder, StreamEvent};
 
@@ -37,7 +37,7 @@ impl Acc {
 
 /// Calls `each` with every validated AVL data field in `buf`.
 fn ours<'a>(buf: &'a [u8], mut each: impl FnMut(AvlData<'a>)) {
-    let mut framer = TcpFramer::default();
+    let mut framer = TeltonikaFramer::default();
     let mut pos = 0;
     while let Framing::Frame { len, consumed } = framer.next_frame(&buf[pos..]) {
         let data = &buf[pos + HEADER_LEN..pos + len - 4];
@@ -106,7 +106,7 @@ fn trackgate_owned(buf: &[u8]) -> u64 {
 /// `out` is cleared and reused, as the gateway reuses a session's: the row measures the
 /// records, not a fresh output vector per pass.
 fn trackgate_records(buf: &[u8], out: &mut Vec<StreamEvent>) -> u64 {
-    let mut d = TeltonikaDecoder::tcp();
+    let mut d = TeltonikaDecoder::default();
     out.clear();
     d.decode(buf, true, out);
     out.iter().filter(|e| matches!(e, StreamEvent::Record(_))).count() as u64

@@ -81,12 +81,12 @@ impl<F: Framer> Decoder for FrameDecoder<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::teltonika::TcpFramer;
+    use crate::teltonika::TeltonikaFramer;
 
     /// The start of a frame that declares 65,000 bytes holds what arrived, not what it declares.
     #[test]
     fn a_declared_length_reserves_nothing_ahead_of_the_bytes() {
-        let mut codec = FrameDecoder::new(TcpFramer::default());
+        let mut codec = FrameDecoder::new(TeltonikaFramer::default());
         let mut buf = BytesMut::with_capacity(64);
         // A Teltonika AVL packet: preamble, data length 65,000, codec 8, one record.
         buf.extend_from_slice(&[0, 0, 0, 0, 0x00, 0x00, 0xFD, 0xE8, 0x08, 0x01, 0x00]);

@@ -145,11 +145,11 @@ impl RejectKind {
 ///
 /// ```
 /// use trackgate_codecs::framing::frames;
-/// use trackgate_codecs::nmea::LineFramer;
+/// use trackgate_codecs::nmea::NmeaFramer;
 ///
 /// // A sentence, and one cut short: framing only finds the lines' ends.
 /// let capture = b"$GPGLL,4916.45,N,12311.12,W,225444,A*31\n$GPGLL,4916.4";
-/// let mut framer = LineFramer::default();
+/// let mut framer = NmeaFramer::default();
 /// let cut: Vec<_> = frames(&mut framer, capture).collect();
 /// assert_eq!(cut, [Ok(&b"$GPGLL,4916.45,N,12311.12,W,225444,A*31"[..]), Ok(&b"$GPGLL,4916.4"[..])]);
 /// ```
@@ -311,8 +311,8 @@ mod contract {
         vec![
             ("gt06", Box::new(gt06::Gt06Framer::default())),
             ("jt808", Box::new(jt808::Jt808Framer::new(jt808::DEFAULT_LIMITS))),
-            ("teltonika", Box::new(teltonika::TcpFramer::default())),
-            ("nmea", Box::new(nmea::LineFramer::default())),
+            ("teltonika", Box::new(teltonika::TeltonikaFramer::default())),
+            ("nmea", Box::new(nmea::NmeaFramer::default())),
         ]
     }
 

@@ -30,5 +30,6 @@ pub mod wire;
 pub use framing::{Framer, Framing, Limits, Reject, RejectKind};
 pub use record::{Kind, Protocol, Record};
 pub use stream::{
-    decode_in_reads, AnswerMatch, Downlink, DownlinkError, FramedCommand, RecordDecoder, Replay, Reply, StreamEvent,
+    decode_in_reads, AllowList, AnswerMatch, Downlink, DownlinkError, FramedCommand, RecordDecoder, Replay, Reply,
+    StreamEvent, Transport,
 };

@@ -7,7 +7,9 @@ use crate::record::{Protocol, Record};
 use crate::time::Timestamp;
 
 mod driver;
+mod options;
 pub(crate) use driver::{drive, Driver, FrameHandler};
+pub use options::{AllowList, Transport};
 
 /// Something decoding produced, in stream order.
 // Records are most of the events: boxing them would cost each an allocation.

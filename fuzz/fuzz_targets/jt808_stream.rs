@@ -7,10 +7,10 @@
 use libfuzzer_sys::fuzz_target;
 use trackgate_codecs::jt808::{Frame, Jt808Decoder, Jt808Options, DEFAULT_LIMITS};
 use trackgate_codecs::record::Timestamp;
-use trackgate_codecs::{decode_in_reads, RecordDecoder, StreamEvent};
+use trackgate_codecs::{decode_in_reads, RecordDecoder, StreamEvent, Transport};
 
-fn run(input: &[u8], chunk: usize, datagram: bool) -> (Vec<StreamEvent>, u64) {
-    let mut decoder = Jt808Decoder::new(Jt808Options { datagram, ..Jt808Options::default() });
+fn run(input: &[u8], chunk: usize, transport: Transport) -> (Vec<StreamEvent>, u64) {
+    let mut decoder = Jt808Decoder::new(Jt808Options { transport, ..Jt808Options::default() });
     decoder.set_now(Timestamp::from_unix_ms(1_700_000_000_000, false));
     let replay = decode_in_reads(&mut decoder, input, chunk);
     assert_eq!(replay.used, input.len());
@@ -21,10 +21,10 @@ fn run(input: &[u8], chunk: usize, datagram: bool) -> (Vec<StreamEvent>, u64) {
 
 fuzz_target!(|data: &[u8]| {
     let Some((&chunk, input)) = data.split_first() else { return };
-    for datagram in [false, true] {
-        let (whole, frames) = run(input, input.len().max(1), datagram);
+    for transport in [Transport::Tcp, Transport::Udp] {
+        let (whole, frames) = run(input, input.len().max(1), transport);
         // The same events and the same frame count for every read size.
-        let chunked = run(input, usize::from(chunk), datagram);
+        let chunked = run(input, usize::from(chunk), transport);
         assert_eq!((&whole, frames), (&chunked.0, chunked.1));
         for e in &whole {
             if let StreamEvent::Record(r) = e {

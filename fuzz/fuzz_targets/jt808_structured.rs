@@ -9,7 +9,7 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use trackgate_codecs::jt808::{encode_frame, Edition, Frame, Jt808Decoder, Jt808Options, Terminal, TerminalNumber};
 use trackgate_codecs::record::Timestamp;
-use trackgate_codecs::{RecordDecoder, StreamEvent};
+use trackgate_codecs::{RecordDecoder, StreamEvent, Transport};
 
 const IDS: [u16; 23] = [
     0x0001, 0x0002, 0x0003, 0x0004, 0x0005, 0x0100, 0x0102, 0x0104, 0x0107, 0x0108, 0x0200, 0x0201, 0x0500,
@@ -39,7 +39,8 @@ struct Traffic {
 }
 
 fn run(t: &Traffic, frames: &[(Vec<u8>, u8)], chunk: usize) -> Vec<StreamEvent> {
-    let mut d = Jt808Decoder::new(Jt808Options { datagram: t.datagram, ..Jt808Options::default() });
+    let transport = if t.datagram { Transport::Udp } else { Transport::Tcp };
+    let mut d = Jt808Decoder::new(Jt808Options { transport, ..Jt808Options::default() });
     let mut now = 1_700_000_000_000i64;
     let mut events = Vec::new();
     let mut buf = Vec::new();

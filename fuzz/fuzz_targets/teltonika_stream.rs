@@ -3,11 +3,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use trackgate_codecs::teltonika::TeltonikaDecoder;
-use trackgate_codecs::{decode_in_reads, RecordDecoder, StreamEvent};
+use trackgate_codecs::teltonika::{TeltonikaDecoder, TeltonikaOptions};
+use trackgate_codecs::{decode_in_reads, RecordDecoder, StreamEvent, Transport};
 
 fn run(input: &[u8], chunk: usize) -> (Vec<StreamEvent>, u64) {
-    let replay = decode_in_reads(&mut TeltonikaDecoder::tcp(), input, chunk);
+    let replay = decode_in_reads(&mut TeltonikaDecoder::default(), input, chunk);
     assert_eq!(replay.used, input.len());
     // Nothing unbounded is held: at most one frame's worth waits for the rest of it.
     assert!(replay.max_held <= trackgate_codecs::teltonika::DEFAULT_LIMITS.max_frame_len + chunk);
@@ -38,10 +38,10 @@ fuzz_target!(|data: &[u8]| {
     }
     // And each datagram-sized input through the UDP decoder: first as a device's first
     // datagram, then after one that named the device (a bare TCP packet is read only then).
-    let mut udp = TeltonikaDecoder::udp();
+    let mut udp = TeltonikaDecoder::new(TeltonikaOptions { transport: Transport::Udp, ..TeltonikaOptions::default() });
     let mut out = Vec::new();
     assert_eq!(udp.decode(input, true, &mut out), input.len());
-    let mut named = TeltonikaDecoder::udp();
+    let mut named = TeltonikaDecoder::new(TeltonikaOptions { transport: Transport::Udp, ..TeltonikaOptions::default() });
     named.decode(&NAMING_DATAGRAM, true, &mut out);
     assert_eq!(named.imei(), Some("352093086403655"));
     assert_eq!(named.decode(input, true, &mut out), input.len());

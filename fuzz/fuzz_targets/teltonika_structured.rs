@@ -9,9 +9,10 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use trackgate_codecs::teltonika::{
-    encode_data, encode_imei, encode_packet, tcp_ack, udp_ack, AvlRecord, GpsElement, TeltonikaDecoder, UdpPacket,
+    encode_data, encode_imei, encode_packet, tcp_ack, udp_ack, AvlRecord, GpsElement, TeltonikaDecoder, TeltonikaOptions,
+    UdpPacket,
 };
-use trackgate_codecs::{decode_in_reads, RecordDecoder, StreamEvent};
+use trackgate_codecs::{decode_in_reads, RecordDecoder, StreamEvent, Transport};
 
 #[derive(Debug, Arbitrary)]
 struct Rec {
@@ -118,13 +119,13 @@ fuzz_target!(|t: Traffic| {
         }
         tcp.extend_from_slice(&packet);
     }
-    let whole = run(TeltonikaDecoder::tcp(), &tcp, tcp.len().max(1));
-    assert_eq!(whole, run(TeltonikaDecoder::tcp(), &tcp, usize::from(t.chunk).max(1)));
+    let whole = run(TeltonikaDecoder::default(), &tcp, tcp.len().max(1));
+    assert_eq!(whole, run(TeltonikaDecoder::default(), &tcp, usize::from(t.chunk).max(1)));
     if !damaged {
         assert_eq!(count(&whole), (records, tcp_acks), "{whole:?}");
     }
     // UDP: every undamaged packet as a datagram of its own.
-    let mut d = TeltonikaDecoder::udp();
+    let mut d = TeltonikaDecoder::new(TeltonikaOptions { transport: Transport::Udp, ..TeltonikaOptions::default() });
     let mut events = Vec::new();
     for g in &datagrams {
         assert_eq!(d.decode(g, true, &mut events), g.len());

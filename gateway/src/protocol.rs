@@ -4,42 +4,16 @@
 //!
 //! A leaf: it depends on the codecs only, so every other module may ask it.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use trackgate_codecs::gt06::{CrcPolicy, Gt06Decoder, Gt06Options};
 use trackgate_codecs::jt808::{AuthCodes, Jt808Decoder, Jt808Options};
-use trackgate_codecs::nmea::{self, NmeaDecoder};
-use trackgate_codecs::teltonika::TeltonikaDecoder;
-use trackgate_codecs::{Protocol, RecordDecoder};
-
-/// How the device's bytes arrived.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Transport {
-    #[default]
-    Tcp,
-    Udp,
-}
-
-impl Transport {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transport::Tcp => "tcp",
-            Transport::Udp => "udp",
-        }
-    }
-}
-
-impl std::str::FromStr for Transport {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "tcp" => Ok(Transport::Tcp),
-            "udp" => Ok(Transport::Udp),
-            _ => Err(format!("unknown transport {s:?} (expected tcp or udp)")),
-        }
-    }
-}
+use trackgate_codecs::nmea::NmeaDecoder;
+use trackgate_codecs::teltonika::{TeltonikaDecoder, TeltonikaOptions};
+use trackgate_codecs::{AllowList, Protocol, RecordDecoder};
+// The transport is the codecs' (their decoders' options name it); the gateway's listeners,
+// metrics and peers use the same type.
+pub use trackgate_codecs::Transport;
 
 /// What the gateway knows of one protocol.
 #[derive(Debug)]
@@ -174,11 +148,6 @@ impl std::str::FromStr for Listens {
     }
 }
 
-/// The devices a listener accepts: Teltonika IMEIs answered `01` at the handshake, JT808
-/// terminals given an auth code at registration. Everyone else is refused by the protocol's
-/// own means (`00`, register result 4).
-pub type AllowList = Arc<HashSet<String>>;
-
 /// Options that change how a stream is decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamOptions {
@@ -252,25 +221,21 @@ pub fn parse_utc_offset(s: &str) -> Result<i32, String> {
 
 /// A fresh decoder for one connection (TCP) or one peer (UDP).
 pub fn stream_decoder(protocol: Protocol, options: &StreamOptions) -> Box<dyn RecordDecoder + Send> {
-    let policy = options.allow.clone().map(|allow| Arc::new(move |id: &str| allow.contains(id)) as Arc<_>);
     match protocol {
-        Protocol::Nmea => Box::new(NmeaDecoder::new(nmea::DEFAULT_LIMITS)),
+        Protocol::Nmea => Box::new(NmeaDecoder::default()),
         Protocol::Gt06 => Box::new(Gt06Decoder::new(Gt06Options { crc: options.gt06_crc, ..Gt06Options::default() })),
         Protocol::Jt808 => Box::new(Jt808Decoder::new(Jt808Options {
             utc_offset_minutes: options.jt808_tz_minutes,
-            datagram: options.transport == Transport::Udp,
-            policy,
+            transport: options.transport,
+            allow: options.allow.clone(),
             auth: options.jt808_auth.as_ref().map(|a| a.0.clone()),
             ..Jt808Options::default()
         })),
-        Protocol::Teltonika => {
-            let decoder =
-                if options.transport == Transport::Udp { TeltonikaDecoder::udp() } else { TeltonikaDecoder::tcp() };
-            Box::new(match policy {
-                Some(p) => decoder.with_imei_policy(p),
-                None => decoder,
-            })
-        }
+        Protocol::Teltonika => Box::new(TeltonikaDecoder::new(TeltonikaOptions {
+            transport: options.transport,
+            allow: options.allow.clone(),
+            ..TeltonikaOptions::default()
+        })),
     }
 }
 

@@ -45,7 +45,7 @@ fn every_corpus_sentence_is_written_back_as_sent() {
     use trackgate::protocol::{StreamOptions, Transport};
     use trackgate::tools::decode::{parse_hex, parse_hex_header};
     use trackgate_codecs::framing::frames;
-    use trackgate_codecs::nmea::{parse, to_line, LineFramer};
+    use trackgate_codecs::nmea::{parse, to_line, NmeaFramer};
     // The standard's form of each: longitude degrees in three digits, GGA's last two fields
     // (DGPS age and station) present even when empty.
     let off_standard = [
@@ -62,7 +62,7 @@ fn every_corpus_sentence_is_written_back_as_sent() {
             // Over-long lines (rejected by the framer), lines that are not one whole
             // sentence (ids, spliced sentences) and sentences without a checksum (the
             // encoder always writes one) are left out.
-            for line in frames(&mut LineFramer::default(), &chunk).flatten() {
+            for line in frames(&mut NmeaFramer::default(), &chunk).flatten() {
                 let Ok(p) = parse(line) else { continue };
                 if !p.checksum_present {
                     continue;

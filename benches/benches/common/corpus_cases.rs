@@ -102,7 +102,7 @@ pub fn nmea_lines(cases: &[Case]) -> Vec<&[u8]> {
     // The framer gives the empty line between `\r\n` pairs as a line; the stream decoder
     // skips those, and so do the views.
     tcp_chunks(cases)
-        .flat_map(|chunk| frames(&mut tg::nmea::LineFramer::default(), chunk))
+        .flat_map(|chunk| frames(&mut tg::nmea::NmeaFramer::default(), chunk))
         .filter(|l| !l.is_empty())
         .collect()
 }
@@ -164,7 +164,7 @@ pub fn jt808_views(frames: &[&[u8]], scratch: &mut Vec<u8>) -> u64 {
 }
 
 pub fn teltonika_frames(cases: &[Case]) -> Vec<&[u8]> {
-    tcp_chunks(cases).flat_map(|chunk| frames(&mut tg::teltonika::TcpFramer::default(), chunk)).collect()
+    tcp_chunks(cases).flat_map(|chunk| frames(&mut tg::teltonika::TeltonikaFramer::default(), chunk)).collect()
 }
 
 /// The data field of a packet frame (codec … N2 or the command quantity), or `None` for an

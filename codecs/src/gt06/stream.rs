@@ -710,6 +710,7 @@ impl FrameHandler for Gt06Decoder {
         &mut self.driver
     }
 
+    #[inline]
     fn frame(&mut self, frame: &[u8], _at: u64, _consumed: usize, out: &mut Vec<StreamEvent>) -> Result<u32, Reject> {
         let shape = self.driver.framer.last_shape();
         self.decode_frame(frame, shape, out).map(|()| 1)

@@ -29,7 +29,7 @@ mod tests;
 
 pub use frame::Jt808Framer;
 pub use message::Message;
-pub use stream::{AuthCodes, Issued, Jt808Decoder, Jt808Options, RegisterPolicy};
+pub use stream::{AuthCodes, Issued, Jt808Decoder, Jt808Options};
 
 /// The frame delimiter.
 pub const FLAG: u8 = 0x7E;

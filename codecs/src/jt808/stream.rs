@@ -18,15 +18,10 @@ use super::*;
 use crate::framing::{Limits, Reject, RejectKind};
 use crate::record::{Kind, Protocol, Record, Timestamp};
 use crate::stream::{
-    drive, push_record, AnswerMatch, Downlink, DownlinkError, Driver, FrameHandler, FramedCommand, RecordDecoder,
-    Reply, StreamEvent,
+    drive, push_record, AllowList, AnswerMatch, Downlink, DownlinkError, Driver, FrameHandler, FramedCommand,
+    RecordDecoder, Reply, StreamEvent, Transport,
 };
 use crate::wire::hex::to_hex;
-
-/// Decides whether a terminal (by device id) may register and authenticate: the gateway's
-/// allow-list. Refused terminals get 0x8100 result 4 ("terminal not in the database") and a
-/// failed 0x8001 for authentication; their records still come out, marked `accepted: false`.
-pub type RegisterPolicy = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// Where a terminal's auth codes come from and are checked (docs/protocols/jt808.md §5):
 /// the gateway's durable store. With one, registration hands out the code [`AuthCodes::issue`]
@@ -75,10 +70,13 @@ pub struct Jt808Options {
     /// clock the caller gives [`RecordDecoder::set_now`]. Without a clock, only the limits
     /// and the end of the stream end it.
     pub reassembly_timeout_ms: i64,
-    /// Set for UDP: the end of a datagram is not the end of the session, so unfinished
+    /// Over UDP the end of a datagram is not the end of the session, so unfinished
     /// sub-packaged messages wait for the next datagrams.
-    pub datagram: bool,
-    pub policy: Option<RegisterPolicy>,
+    pub transport: Transport,
+    /// The terminals that may register and authenticate. Refused terminals get 0x8100
+    /// result 4 ("terminal not in the database") and a failed 0x8001 for authentication;
+    /// their records still come out, marked `accepted: false`. `None` lets every terminal in.
+    pub allow: Option<AllowList>,
     /// Authentication enforced with these codes; `None` keeps the older behaviour (the code
     /// handed out is the terminal's number, and every message is taken).
     pub auth: Option<Arc<dyn AuthCodes>>,
@@ -92,8 +90,8 @@ impl Default for Jt808Options {
             max_reassembly_bytes: 1 << 20,
             max_reassemblies: 4,
             reassembly_timeout_ms: 60_000,
-            datagram: false,
-            policy: None,
+            transport: Transport::Tcp,
+            allow: None,
             auth: None,
         }
     }
@@ -107,8 +105,8 @@ impl std::fmt::Debug for Jt808Options {
             .field("max_reassembly_bytes", &self.max_reassembly_bytes)
             .field("max_reassemblies", &self.max_reassemblies)
             .field("reassembly_timeout_ms", &self.reassembly_timeout_ms)
-            .field("datagram", &self.datagram)
-            .field("policy", &self.policy.as_ref().map(|_| "…"))
+            .field("transport", &self.transport)
+            .field("allow", &self.allow)
             .field("auth", &self.auth.as_ref().map(|_| "…"))
             .finish()
     }
@@ -556,8 +554,8 @@ impl Jt808Decoder {
     }
 
     fn allowed(&self) -> bool {
-        match (&self.options.policy, &self.terminal) {
-            (Some(policy), Some((_, id))) => policy(id),
+        match (&self.options.allow, &self.terminal) {
+            (Some(allow), Some((_, id))) => allow.allows(id),
             _ => true,
         }
     }
@@ -1397,7 +1395,7 @@ impl RecordDecoder for Jt808Decoder {
     fn decode(&mut self, buf: &[u8], at_end: bool, out: &mut Vec<StreamEvent>) -> usize {
         self.expire(out);
         let used = drive(self, buf, at_end, out);
-        if at_end && !self.options.datagram {
+        if at_end && self.options.transport == Transport::Tcp {
             self.abandon_assemblies(out);
         }
         used
@@ -1416,6 +1414,7 @@ impl FrameHandler for Jt808Decoder {
         &mut self.driver
     }
 
+    #[inline]
     fn frame(&mut self, frame: &[u8], at: u64, consumed: usize, out: &mut Vec<StreamEvent>) -> Result<u32, Reject> {
         if is_text(frame) {
             self.text_frame(frame, out);

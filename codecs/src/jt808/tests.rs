@@ -9,7 +9,7 @@ use super::message::{
 use super::*;
 use crate::framing::{Framer, Framing, RejectKind};
 use crate::record::Kind;
-use crate::stream::{decode_in_reads, RecordDecoder, StreamEvent};
+use crate::stream::{decode_in_reads, AllowList, RecordDecoder, StreamEvent, Transport};
 use crate::test_support::{hex, records, rejects, replies};
 
 fn decode_with(decoder: &mut Jt808Decoder, input: &[u8]) -> Vec<StreamEvent> {
@@ -76,7 +76,7 @@ fn register_then_authenticate_byte_exact() {
 
 #[test]
 fn a_refused_terminal_gets_result_4_and_a_failed_auth() {
-    let options = Jt808Options { policy: Some(Arc::new(|id: &str| id == "1")), ..Jt808Options::default() };
+    let options = Jt808Options { allow: Some(AllowList::ids(["1"])), ..Jt808Options::default() };
     let mut d = Jt808Decoder::new(options);
     let ev = decode_with(&mut d, &hex(REGISTER));
     assert_eq!(records(&ev)[0].attributes.get("accepted").unwrap(), false);
@@ -369,7 +369,7 @@ fn unfinished_sub_packages_are_reported_at_the_end_and_bounded() {
 fn udp_reassembles_across_datagrams() {
     let t = terminal_2013("001601285614");
     let frames = encode_packages(id::MEDIA_DATA, &t, 1, &media_body(1500), 1000).unwrap();
-    let mut d = Jt808Decoder::new(Jt808Options { datagram: true, ..Jt808Options::default() });
+    let mut d = Jt808Decoder::new(Jt808Options { transport: Transport::Udp, ..Jt808Options::default() });
     let first = decode_with(&mut d, &frames[0]);
     assert!(rejects(&first).is_empty());
     let second = decode_with(&mut d, &frames[1]);

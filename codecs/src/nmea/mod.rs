@@ -2,7 +2,7 @@
 //! decoder that turns a device's lines into records.
 //!
 //! Layers, each usable alone:
-//! * [`LineFramer`] cuts lines (CR, LF or CR LF; a bare last line at end of stream) with a
+//! * [`NmeaFramer`] cuts lines (CR, LF or CR LF; a bare last line at end of stream) with a
 //!   length cap and resynchronises on `$` after an over-long run of garbage.
 //! * [`split_line`] finds what one line holds: identification forms trackers send
 //!   (`$IMEI=…`, `IMEI …`, a bare id, an id before the `$`), sentences (several may be
@@ -25,7 +25,7 @@ pub use sentence::{
     parse, Gga, Gll, Gns, Gsa, Gst, Gsv, Hdt, Message, ParsedSentence, Rmc, SatelliteInView, Sentence, Talker, Txt,
     Vtg, Zda,
 };
-pub use stream::NmeaDecoder;
+pub use stream::{NmeaDecoder, NmeaOptions};
 
 use crate::framing::{Framer, Framing, Limits, Reject, RejectKind};
 
@@ -39,23 +39,23 @@ pub const DEFAULT_LIMITS: Limits = Limits { max_frame_len: DEFAULT_MAX_LINE };
 /// Cuts a byte stream into lines. A line ends at LF or CR (so CR LF gives an empty second
 /// line, which holds nothing); the terminator is not part of the frame.
 #[derive(Debug, Clone)]
-pub struct LineFramer {
+pub struct NmeaFramer {
     pub max_line_len: usize,
 }
 
-impl LineFramer {
+impl NmeaFramer {
     pub fn new(limits: Limits) -> Self {
-        LineFramer { max_line_len: limits.max_frame_len }
+        NmeaFramer { max_line_len: limits.max_frame_len }
     }
 }
 
-impl Default for LineFramer {
+impl Default for NmeaFramer {
     fn default() -> Self {
-        LineFramer::new(DEFAULT_LIMITS)
+        NmeaFramer::new(DEFAULT_LIMITS)
     }
 }
 
-impl Framer for LineFramer {
+impl Framer for NmeaFramer {
     fn next_frame(&mut self, buf: &[u8]) -> Framing {
         let window = &buf[..buf.len().min(self.max_line_len.saturating_add(1))];
         if let Some(i) = memchr::memchr2(b'\n', b'\r', window) {

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::decimal::Decimal;
 use super::fields::{Coordinate, NmeaTime};
 use super::sentence::{self, Message, ParsedSentence, Sentence};
-use super::{split_line, IdForm, LineFramer, LinePiece};
+use super::{split_line, IdForm, LinePiece, NmeaFramer};
 use crate::framing::{Limits, Reject, RejectKind};
 use crate::record::{knots_to_kmh, Kind, Protocol, Record, Text};
 use crate::stream::{drive, Driver, FrameHandler, RecordDecoder, StreamEvent};
@@ -18,7 +18,7 @@ use crate::time::{Date, Timestamp};
 /// Decodes a device's NMEA stream into records. One per connection (TCP) or per peer (UDP).
 #[derive(Debug, Clone)]
 pub struct NmeaDecoder {
-    driver: Driver<LineFramer>,
+    driver: Driver<NmeaFramer>,
     device_id: Option<Arc<str>>,
     /// The last calendar date the stream gave (RMC or ZDA).
     last_date: Option<Date>,
@@ -30,14 +30,27 @@ pub struct NmeaDecoder {
 
 impl Default for NmeaDecoder {
     fn default() -> Self {
-        NmeaDecoder::new(super::DEFAULT_LIMITS)
+        NmeaDecoder::new(NmeaOptions::default())
+    }
+}
+
+/// How an [`NmeaDecoder`] reads its lines. NMEA has no handshake to refuse a device with,
+/// and a datagram is read as the lines it holds, so there is no allow-list or transport here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NmeaOptions {
+    pub limits: Limits,
+}
+
+impl Default for NmeaOptions {
+    fn default() -> Self {
+        NmeaOptions { limits: super::DEFAULT_LIMITS }
     }
 }
 
 impl NmeaDecoder {
-    pub fn new(limits: Limits) -> Self {
+    pub fn new(options: NmeaOptions) -> Self {
         NmeaDecoder {
-            driver: Driver::new(LineFramer::new(limits)),
+            driver: Driver::new(NmeaFramer::new(options.limits)),
             device_id: None,
             last_date: None,
             checksums_seen: false,
@@ -428,15 +441,16 @@ impl RecordDecoder for NmeaDecoder {
 }
 
 impl FrameHandler for NmeaDecoder {
-    type Framer = LineFramer;
+    type Framer = NmeaFramer;
     const PROTOCOL: &'static str = "NMEA";
 
-    fn driver(&mut self) -> &mut Driver<LineFramer> {
+    fn driver(&mut self) -> &mut Driver<NmeaFramer> {
         &mut self.driver
     }
 
     /// A line is never bad as a whole: each piece of it (a sentence, an id) is taken or
     /// rejected on its own.
+    #[inline]
     fn frame(&mut self, line: &[u8], at: u64, _consumed: usize, out: &mut Vec<StreamEvent>) -> Result<u32, Reject> {
         Ok(self.decode_line(line, at, out))
     }

@@ -391,7 +391,7 @@ fn every_truncation_point_waits_for_the_rest() {
         assert_eq!(out[..], whole[..out.len()], "cut at {cut}");
         // The framer says exactly one more byte could finish the line.
         assert_eq!(
-            LineFramer::default().next_frame(&STREAM.as_bytes()[used..cut]),
+            NmeaFramer::default().next_frame(&STREAM.as_bytes()[used..cut]),
             Framing::Incomplete { needed: 1 },
             "cut at {cut}"
         );
@@ -413,7 +413,7 @@ fn every_chunk_size_decodes_identically() {
 #[test]
 fn tokio_decoder_gives_the_same_lines_for_every_chunk_size() {
     let frames = |chunk: usize| {
-        let mut codec = FrameDecoder::new(LineFramer::default());
+        let mut codec = FrameDecoder::new(NmeaFramer::default());
         let mut buf = BytesMut::new();
         let mut items = Vec::new();
         for piece in STREAM.as_bytes().chunks(chunk) {

@@ -34,6 +34,10 @@ pub(crate) trait FrameHandler {
     /// Decodes one whole frame that starts at stream offset `at`: pushes its events and
     /// answers how many frames it took (a line of several NMEA sentences is several), or
     /// answers why the frame is bad, having pushed nothing.
+    ///
+    /// The four protocols mark theirs `#[inline]`, so the loop and the frame's decoding stay
+    /// one function as they were before the loop was shared: split in two, GT06's record
+    /// rows measured 6–7% slower.
     fn frame(&mut self, frame: &[u8], at: u64, consumed: usize, out: &mut Vec<StreamEvent>) -> Result<u32, Reject>;
 
     /// Whether a rejection of `len` bytes is a piece of a run of skipped bytes, reported

@@ -51,22 +51,22 @@ pub fn frame_kind(frame: &[u8]) -> TcpFrameKind {
 /// Cuts a Teltonika TCP stream. The kind of each frame shows in its first bytes; the only
 /// state is whether bytes were just rejected (then starts are judged more strictly).
 #[derive(Debug, Clone)]
-pub struct TcpFramer {
+pub struct TeltonikaFramer {
     max_data_len: usize,
     /// Bytes have just been rejected: until a frame is found, starts are judged by the
     /// stricter resynchronisation rules, as the bytes around are not trustworthy.
     resyncing: bool,
 }
 
-impl TcpFramer {
+impl TeltonikaFramer {
     pub fn new(limits: Limits) -> Self {
-        TcpFramer { max_data_len: limits.max_frame_len.saturating_sub(HEADER_LEN + CRC_LEN), resyncing: false }
+        TeltonikaFramer { max_data_len: limits.max_frame_len.saturating_sub(HEADER_LEN + CRC_LEN), resyncing: false }
     }
 }
 
-impl Default for TcpFramer {
+impl Default for TeltonikaFramer {
     fn default() -> Self {
-        TcpFramer::new(DEFAULT_LIMITS)
+        TeltonikaFramer::new(DEFAULT_LIMITS)
     }
 }
 
@@ -82,7 +82,7 @@ enum Start {
     Undecided(usize),
 }
 
-impl TcpFramer {
+impl TeltonikaFramer {
     /// Classifies `b[0..]`. With `resync`, a packet must also show a known codec byte and a
     /// handshake must be a 15-digit IMEI: more evidence, because a resync candidate sits among
     /// arbitrary bytes (a timestamp's `00 01 30` would otherwise pass for a handshake).
@@ -190,7 +190,7 @@ impl TcpFramer {
     }
 }
 
-impl Framer for TcpFramer {
+impl Framer for TeltonikaFramer {
     fn next_frame(&mut self, buf: &[u8]) -> Framing {
         self.frame(buf, false)
     }

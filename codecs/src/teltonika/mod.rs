@@ -2,7 +2,7 @@
 //! Codec 12/13/14/15 command packets, the UDP channel, the acks, and the stream decoder that
 //! turns a device's traffic into records.
 //!
-//! * [`TcpFramer`] cuts a TCP stream into handshakes, keep-alives and packets, verifying the
+//! * [`TeltonikaFramer`] cuts a TCP stream into handshakes, keep-alives and packets, verifying the
 //!   CRC-16/ARC and resynchronising on the next plausible packet after damage.
 //! * [`Gh3000Data`] reads and writes Codec 7, the GH3000 family's masked records.
 //! * [`AvlData`] validates a data field once and then iterates records ([`RecordView`]) and
@@ -23,10 +23,10 @@ pub use avl::{
     encode_data, AvlData, AvlError, AvlRecord, EncodeError, GpsElement, IoElement, IoIter, IoValue, RecordView,
     CODEC_16, CODEC_8, CODEC_8E,
 };
-pub use frame::{frame_kind, TcpFrameKind, TcpFramer, DEFAULT_LIMITS, HEADER_LEN, KNOWN_CODECS, MAX_IMEI_LEN};
+pub use frame::{frame_kind, TcpFrameKind, TeltonikaFramer, DEFAULT_LIMITS, HEADER_LEN, KNOWN_CODECS, MAX_IMEI_LEN};
 pub use gh3000::{Gh3000Data, Gh3000Location, Gh3000Record, EPOCH_2007};
 pub use packet::{AvlPacket, PacketRecord};
-pub use stream::{ImeiPolicy, TeltonikaDecoder};
+pub use stream::{TeltonikaDecoder, TeltonikaOptions};
 
 use crate::wire::checksum::CRC16_ARC;
 use crate::wire::cursor::Cursor;

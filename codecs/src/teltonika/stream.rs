@@ -6,35 +6,55 @@
 use std::sync::Arc;
 
 use super::avl::{AvlData, IoValue, RecordView};
-use super::frame::{frame_kind, TcpFrameKind, TcpFramer, HEADER_LEN};
+use super::frame::{frame_kind, TcpFrameKind, TeltonikaFramer, DEFAULT_LIMITS, HEADER_LEN};
 use super::gh3000::{Gh3000Data, Gh3000Record};
 use super::{
     tcp_ack, udp_ack, Command, UdpPacket, CODEC_12, CODEC_13, CODEC_14, CODEC_15, CODEC_16, CODEC_7, CODEC_8, CODEC_8E,
     IMEI_ACCEPT, IMEI_REJECT,
 };
-use crate::framing::{Framer, Framing, Reject, RejectKind};
+use crate::framing::{Framer, Framing, Limits, Reject, RejectKind};
 use crate::record::{IoAttributeValue, IoElements, Kind, Protocol, Record, Timestamp};
 use crate::stream::{
-    drive, push_record, Downlink, DownlinkError, Driver, FrameHandler, FramedCommand, RecordDecoder, StreamEvent,
+    drive, push_record, AllowList, Downlink, DownlinkError, Driver, FrameHandler, FramedCommand, RecordDecoder,
+    StreamEvent, Transport,
 };
 use crate::wire::hex::to_hex;
 
-/// Decides whether a device may connect (the gateway's allow-list).
-pub type ImeiPolicy = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+/// How a [`TeltonikaDecoder`] reads its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeltonikaOptions {
+    pub transport: Transport,
+    pub limits: Limits,
+    /// The IMEIs answered `01` at the handshake (and taken from UDP channel headers); the
+    /// others get `00` and the stream ends. `None` lets every device in.
+    pub allow: Option<AllowList>,
+}
+
+impl Default for TeltonikaOptions {
+    fn default() -> Self {
+        TeltonikaOptions { transport: Transport::Tcp, limits: DEFAULT_LIMITS, allow: None }
+    }
+}
 
 /// One decoder per TCP connection or UDP peer.
 pub struct TeltonikaDecoder {
-    udp: bool,
-    driver: Driver<TcpFramer>,
+    transport: Transport,
+    driver: Driver<TeltonikaFramer>,
     imei: Option<Arc<str>>,
     /// The handshake was refused: nothing after it is decoded.
     refused: bool,
-    policy: Option<ImeiPolicy>,
+    allow: Option<AllowList>,
+}
+
+impl Default for TeltonikaDecoder {
+    fn default() -> Self {
+        TeltonikaDecoder::new(TeltonikaOptions::default())
+    }
 }
 
 impl std::fmt::Debug for TeltonikaDecoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TeltonikaDecoder").field("udp", &self.udp).field("imei", &self.imei).finish_non_exhaustive()
+        f.debug_struct("TeltonikaDecoder").field("transport", &self.transport).finish_non_exhaustive()
     }
 }
 
@@ -48,24 +68,14 @@ fn avl_message_type(codec: u8) -> &'static str {
 }
 
 impl TeltonikaDecoder {
-    pub fn tcp() -> Self {
+    pub fn new(options: TeltonikaOptions) -> Self {
         TeltonikaDecoder {
-            udp: false,
-            driver: Driver::new(TcpFramer::default()),
+            transport: options.transport,
+            driver: Driver::new(TeltonikaFramer::new(options.limits)),
             imei: None,
             refused: false,
-            policy: None,
+            allow: options.allow,
         }
-    }
-
-    pub fn udp() -> Self {
-        TeltonikaDecoder { udp: true, ..TeltonikaDecoder::tcp() }
-    }
-
-    /// Answers handshakes with `policy` (accept everyone without one).
-    pub fn with_imei_policy(mut self, policy: ImeiPolicy) -> Self {
-        self.policy = Some(policy);
-        self
     }
 
     pub fn imei(&self) -> Option<&str> {
@@ -262,7 +272,7 @@ impl TeltonikaDecoder {
             TcpFrameKind::Imei => {
                 // Digits only (the framer checked), so this is valid UTF-8.
                 let imei = std::str::from_utf8(&frame[2..]).unwrap_or_default();
-                let accepted = self.policy.as_ref().is_none_or(|p| p(imei));
+                let accepted = self.allow.as_ref().is_none_or(|allow| allow.allows(imei));
                 self.imei = Some(imei.into());
                 self.refused = !accepted;
                 if accepted {
@@ -289,7 +299,7 @@ impl TeltonikaDecoder {
             return self.packet_datagram(datagram, out);
         }
         let packet = UdpPacket::parse(datagram).map_err(|e| Reject::new(RejectKind::Malformed, e))?;
-        if self.policy.as_ref().is_some_and(|p| !p(packet.imei)) {
+        if self.allow.as_ref().is_some_and(|allow| !allow.allows(packet.imei)) {
             return Err(Reject::new(RejectKind::Unsupported, "datagram from a device that is not allowed"));
         }
         if self.imei.as_deref() != Some(packet.imei) {
@@ -309,7 +319,7 @@ impl TeltonikaDecoder {
     fn packet_datagram(&mut self, datagram: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), Reject> {
         // The TCP framer's own rules (length bounds, CRC), on a framer of its own: a datagram
         // is complete, so nothing carries over from one to the next.
-        match TcpFramer::default().next_frame_at_end(datagram) {
+        match TeltonikaFramer::default().next_frame_at_end(datagram) {
             Framing::Frame { len, .. } if len == datagram.len() && frame_kind(datagram) == TcpFrameKind::Packet => {}
             Framing::Frame { len, .. } => {
                 return Err(Reject::new(
@@ -372,7 +382,7 @@ impl RecordDecoder for TeltonikaDecoder {
     }
 
     fn decode(&mut self, buf: &[u8], at_end: bool, out: &mut Vec<StreamEvent>) -> usize {
-        if !self.udp {
+        if self.transport == Transport::Tcp {
             return drive(self, buf, at_end, out);
         }
         // Each call is one datagram (UDP has no stream to resynchronise).
@@ -393,13 +403,14 @@ impl RecordDecoder for TeltonikaDecoder {
 }
 
 impl FrameHandler for TeltonikaDecoder {
-    type Framer = TcpFramer;
+    type Framer = TeltonikaFramer;
     const PROTOCOL: &'static str = "Teltonika";
 
-    fn driver(&mut self) -> &mut Driver<TcpFramer> {
+    fn driver(&mut self) -> &mut Driver<TeltonikaFramer> {
         &mut self.driver
     }
 
+    #[inline]
     fn frame(&mut self, frame: &[u8], _at: u64, _consumed: usize, out: &mut Vec<StreamEvent>) -> Result<u32, Reject> {
         self.tcp_frame(frame, out).map(|()| 1)
     }

@@ -3,7 +3,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::framing::{Framer, Framing, RejectKind};
 use crate::record::{IoAttributeValue, Kind};
-use crate::stream::{decode_in_reads, RecordDecoder, Replay, StreamEvent};
+use crate::stream::{decode_in_reads, AllowList, RecordDecoder, Replay, StreamEvent, Transport};
 use crate::test_support::{hex, records, replies};
 
 /// A TCP AVL packet carrying `recs` in `codec`, from our encoders.
@@ -13,6 +13,10 @@ fn avl_packet(codec: u8, recs: &[AvlRecord]) -> Vec<u8> {
     let mut p = Vec::new();
     encode_packet(&data, &mut p);
     p
+}
+
+fn udp_decoder() -> TeltonikaDecoder {
+    TeltonikaDecoder::new(TeltonikaOptions { transport: Transport::Udp, ..TeltonikaOptions::default() })
 }
 
 fn decode_all(dec: &mut TeltonikaDecoder, input: &[u8]) -> Vec<StreamEvent> {
@@ -35,7 +39,7 @@ const C12_RESPONSE: &str = "00000000000000900C010600000088494E493A323031392F372F
 
 #[test]
 fn handshake_then_codec8_gives_login_records_and_byte_exact_acks() {
-    let mut dec = TeltonikaDecoder::tcp();
+    let mut dec = TeltonikaDecoder::default();
     let input = [hex(IMEI), hex(C8_WIKI), hex(C8_FIX)].concat();
     let ev = decode_all(&mut dec, &input);
     assert_eq!(replies(&ev), [vec![0x01], vec![0, 0, 0, 1], vec![0, 0, 0, 1]]);
@@ -66,7 +70,7 @@ fn handshake_then_codec8_gives_login_records_and_byte_exact_acks() {
 
 #[test]
 fn codec8e_variable_length_element_is_hex() {
-    let ev = decode_all(&mut TeltonikaDecoder::tcp(), &hex(C8E_NX));
+    let ev = decode_all(&mut TeltonikaDecoder::default(), &hex(C8E_NX));
     let r = records(&ev)[0];
     assert_eq!(r.message_type, "0x8e");
     assert_eq!(r.fix_time.unwrap().to_string(), "2022-09-23T04:22:29.011Z");
@@ -81,7 +85,7 @@ fn codec8e_variable_length_element_is_hex() {
 
 #[test]
 fn codec16_negative_coordinates_and_generation_type() {
-    let ev = decode_all(&mut TeltonikaDecoder::tcp(), &hex(C16_WIKI));
+    let ev = decode_all(&mut TeltonikaDecoder::default(), &hex(C16_WIKI));
     let rs = records(&ev);
     assert_eq!(rs.len(), 2);
     assert_eq!(rs[0].attributes.get("generation_type"), Some(&5.into()));
@@ -102,7 +106,7 @@ fn codec16_negative_coordinates_and_generation_type() {
         io_u8: vec![(0x100, 0)],
         ..AvlRecord::default()
     };
-    let r = records(&decode_all(&mut TeltonikaDecoder::tcp(), &avl_packet(CODEC_16, &[rec])))[0].clone();
+    let r = records(&decode_all(&mut TeltonikaDecoder::default(), &avl_packet(CODEC_16, &[rec])))[0].clone();
     assert_eq!((r.latitude, r.longitude), (Some(-33.4379166), Some(-70.64967)));
     assert_eq!(r.fix_time.unwrap().to_string(), "2018-07-26T20:43:43.000Z");
 }
@@ -117,7 +121,7 @@ fn io_object_orders_ids_as_text_and_keeps_a_repeated_ids_last_value() {
         io_u16: vec![(100, 300)],
         ..AvlRecord::default()
     };
-    let r = records(&decode_all(&mut TeltonikaDecoder::tcp(), &avl_packet(CODEC_8E, &[rec])))[0].clone();
+    let r = records(&decode_all(&mut TeltonikaDecoder::default(), &avl_packet(CODEC_8E, &[rec])))[0].clone();
     let io = serde_json::to_string(r.attributes.io().unwrap()).unwrap();
     assert_eq!(io, r#"{"10":8,"100":300,"2":7,"239":0}"#);
     // In the record's own JSON, in `io`'s place among the other attributes.
@@ -131,13 +135,13 @@ fn command_responses_are_records_and_never_acked() {
     // The getinfo response, rebuilt around its first words.
     let mut packet = Vec::new();
     encode_command(CODEC_12, TYPE_RESPONSE, None, b"INI:2019/7/22 7:22 RTC:2019/7/22 7:53", &mut packet);
-    let ev = decode_all(&mut TeltonikaDecoder::tcp(), &packet);
+    let ev = decode_all(&mut TeltonikaDecoder::default(), &packet);
     assert!(replies(&ev).is_empty());
     let r = records(&ev)[0];
     assert_eq!((r.kind, r.message_type.as_ref()), (Kind::CommandResponse, "0x0c"));
     assert_eq!(r.attributes.get("text"), Some(&"INI:2019/7/22 7:22 RTC:2019/7/22 7:53".into()));
     // A packet cut short by the end of the stream is rejected as truncated.
-    let ev = decode_all(&mut TeltonikaDecoder::tcp(), &hex(C12_RESPONSE));
+    let ev = decode_all(&mut TeltonikaDecoder::default(), &hex(C12_RESPONSE));
     assert!(
         matches!(&ev[..], [StreamEvent::Rejected { offset: 0, reason, .. }] if reason.kind == RejectKind::Truncated)
     );
@@ -147,7 +151,7 @@ fn command_responses_are_records_and_never_acked() {
 fn downlink_text_is_a_codec12_command_after_the_handshake() {
     use crate::stream::{Downlink, DownlinkError};
     let getinfo = Downlink::Text("getinfo".into());
-    let mut d = TeltonikaDecoder::tcp();
+    let mut d = TeltonikaDecoder::default();
     assert_eq!(d.command(&getinfo), Err(DownlinkError::NotReady));
     decode_all(&mut d, &hex(IMEI));
     let sent = d.command(&getinfo).unwrap();
@@ -157,7 +161,7 @@ fn downlink_text_is_a_codec12_command_after_the_handshake() {
     let jt808 = Downlink::Jt808(crate::jt808::Command::QueryLocation);
     assert!(matches!(d.command(&jt808), Err(DownlinkError::Unsupported(_))));
     // Over UDP: once a datagram has named the device, the same packet as over TCP.
-    let mut udp = TeltonikaDecoder::udp();
+    let mut udp = udp_decoder();
     assert_eq!(udp.command(&getinfo), Err(DownlinkError::NotReady));
     decode_all(&mut udp, &hex(UDP_WIKI));
     assert_eq!(udp.command(&getinfo).unwrap().bytes, sent.bytes);
@@ -175,11 +179,11 @@ fn command_responses_over_udp_come_in_either_framing() {
     UdpPacket::encode(0x0102, 0x01, 7, "352093086403655", data, &mut channel);
 
     // In TCP framing it needs a device already named by a channel-header datagram.
-    let ev = decode_all(&mut TeltonikaDecoder::udp(), &response);
+    let ev = decode_all(&mut udp_decoder(), &response);
     assert!(matches!(&ev[..], [StreamEvent::Rejected { reason, .. }] if reason.kind == RejectKind::Unsupported));
 
     for datagram in [&response, &channel] {
-        let mut dec = TeltonikaDecoder::udp();
+        let mut dec = udp_decoder();
         decode_all(&mut dec, &hex(UDP_WIKI));
         let ev = decode_all(&mut dec, datagram);
         assert!(replies(&ev).is_empty(), "a command response is never acked");
@@ -202,7 +206,7 @@ fn command_responses_over_udp_come_in_either_framing() {
         (cut, RejectKind::Truncated),
         (avl, RejectKind::Unsupported),
     ] {
-        let mut dec = TeltonikaDecoder::udp();
+        let mut dec = udp_decoder();
         decode_all(&mut dec, &hex(UDP_WIKI));
         let ev = decode_all(&mut dec, &datagram);
         assert!(matches!(&ev[..], [StreamEvent::Rejected { reason, .. }] if reason.kind == kind), "{kind:?}: {ev:?}");
@@ -249,7 +253,7 @@ fn codec13_and_codec15_times() {
     assert_eq!(cmd.payload, b"GTSL|6|1|0|12749884|1|\r\n");
     // Codec 15 (docs/protocols/teltonika.md §6).
     let packet = hex("000000000000001B0F010B00000013654B65A4012345678912345648656C6C6F210A01000093D6");
-    let ev = decode_all(&mut TeltonikaDecoder::tcp(), &packet);
+    let ev = decode_all(&mut TeltonikaDecoder::default(), &packet);
     let r = records(&ev)[0];
     assert_eq!(r.attributes.get("imei"), Some(&"123456789123456".into()));
     assert_eq!(r.attributes.get("message_time"), Some(&"2023-11-08T10:40:36Z".into()));
@@ -260,7 +264,7 @@ fn codec13_and_codec15_times() {
 fn udp_datagram_and_its_ack_echo_the_device_ids() {
     // The wiki's UDP example.
     let dg = hex(UDP_WIKI);
-    let mut dec = TeltonikaDecoder::udp();
+    let mut dec = udp_decoder();
     let ev = decode_all(&mut dec, &dg);
     assert_eq!(replies(&ev), [hex("0005CAFE010501")]);
     let r = records(&ev)[0];
@@ -271,14 +275,15 @@ fn udp_datagram_and_its_ack_echo_the_device_ids() {
     // A datagram whose length field lies is rejected, and nothing is acked.
     let mut bad = dg.clone();
     bad[1] += 1;
-    let ev = decode_all(&mut TeltonikaDecoder::udp(), &bad);
+    let ev = decode_all(&mut udp_decoder(), &bad);
     assert!(replies(&ev).is_empty());
     assert!(matches!(&ev[..], [StreamEvent::Rejected { .. }]));
 }
 
 #[test]
 fn refused_devices_get_00_and_nothing_after_is_decoded() {
-    let mut dec = TeltonikaDecoder::tcp().with_imei_policy(std::sync::Arc::new(|imei: &str| imei == "123456789012345"));
+    let allow = Some(AllowList::ids(["123456789012345"]));
+    let mut dec = TeltonikaDecoder::new(TeltonikaOptions { allow, ..TeltonikaOptions::default() });
     let ev = decode_all(&mut dec, &[hex(IMEI), hex(C8_FIX)].concat());
     assert_eq!(replies(&ev), [vec![0x00]]);
     assert!(records(&ev).is_empty());
@@ -288,7 +293,7 @@ fn refused_devices_get_00_and_nothing_after_is_decoded() {
 #[test]
 fn keep_alive_bytes_are_skipped() {
     let input = [vec![0xFF], hex(IMEI), vec![0xFF, 0xFF], hex(C8_FIX)].concat();
-    let ev = decode_all(&mut TeltonikaDecoder::tcp(), &input);
+    let ev = decode_all(&mut TeltonikaDecoder::default(), &input);
     assert_eq!(records(&ev).len(), 2);
     assert!(ev.iter().all(|e| !matches!(e, StreamEvent::Rejected { .. })));
 }
@@ -298,7 +303,7 @@ fn a_bad_crc_costs_only_that_packet_and_is_not_acked() {
     let mut bad = hex(C8_FIX);
     bad[30] ^= 0x01;
     let input = [hex(IMEI), bad.clone(), hex(C8_WIKI)].concat();
-    let ev = decode_all(&mut TeltonikaDecoder::tcp(), &input);
+    let ev = decode_all(&mut TeltonikaDecoder::default(), &input);
     assert_eq!(replies(&ev), [vec![1], vec![0, 0, 0, 1]]);
     assert!(
         matches!(&ev[2], StreamEvent::Rejected { offset: 17, len, reason } if *len == bad.len() && reason.kind == RejectKind::Checksum)
@@ -311,7 +316,7 @@ fn a_damaged_length_field_does_not_swallow_the_packets_after_it() {
         let mut bad = hex(C8_FIX);
         bad[7] = damaged_len; // length field, low byte (real: 0x4C)
         let input = [bad, hex(C8_WIKI), hex(C8_FIX)].concat();
-        let ev = decode_all(&mut TeltonikaDecoder::tcp(), &input);
+        let ev = decode_all(&mut TeltonikaDecoder::default(), &input);
         let rs = records(&ev);
         assert_eq!(rs.len(), 2, "length byte {damaged_len:#x}: {ev:?}");
         assert_eq!(rs[1].latitude, Some(48.1523066));
@@ -329,7 +334,7 @@ fn regression_resync_does_not_take_a_timestamp_for_a_handshake() {
         for bit in 0..8 {
             let mut bad = victim.clone();
             bad[i] ^= 1 << bit;
-            let ev = decode_all(&mut TeltonikaDecoder::tcp(), &[good.clone(), bad, good.clone()].concat());
+            let ev = decode_all(&mut TeltonikaDecoder::default(), &[good.clone(), bad, good.clone()].concat());
             assert_eq!(records(&ev).len(), 2, "flip bit {bit} of byte {i}: {ev:?}");
             assert_eq!(replies(&ev).len(), 2);
         }
@@ -371,7 +376,7 @@ fn unsupported_and_malformed_packets_have_clear_reasons() {
     // A codec no device family uses, CRC valid.
     let mut packet = Vec::new();
     encode_packet(&[0x09, 0x01, 0x00, 0x01], &mut packet);
-    let ev = decode_all(&mut TeltonikaDecoder::tcp(), &packet);
+    let ev = decode_all(&mut TeltonikaDecoder::default(), &packet);
     assert!(
         matches!(&ev[..], [StreamEvent::Rejected { reason, .. }] if reason.to_string() == "unsupported frame: unknown codec 0x09"),
         "{ev:?}"
@@ -379,7 +384,7 @@ fn unsupported_and_malformed_packets_have_clear_reasons() {
     // GH3000 (codec 7) whose one record is cut short.
     let mut packet = Vec::new();
     encode_packet(&[0x07, 0x01, 0x00, 0x01], &mut packet);
-    let ev = decode_all(&mut TeltonikaDecoder::tcp(), &packet);
+    let ev = decode_all(&mut TeltonikaDecoder::default(), &packet);
     assert!(
         matches!(&ev[..], [StreamEvent::Rejected { reason, .. }] if reason.to_string().contains("do not fill the data field")),
         "{ev:?}"
@@ -389,7 +394,7 @@ fn unsupported_and_malformed_packets_have_clear_reasons() {
     *data.last_mut().unwrap() = 2;
     let mut packet = Vec::new();
     encode_packet(&data, &mut packet);
-    let ev = decode_all(&mut TeltonikaDecoder::tcp(), &packet);
+    let ev = decode_all(&mut TeltonikaDecoder::default(), &packet);
     assert!(
         matches!(&ev[..], [StreamEvent::Rejected { reason, .. }] if reason.to_string().contains("N1 = 1, N2 = 2")),
         "{ev:?}"
@@ -399,7 +404,7 @@ fn unsupported_and_malformed_packets_have_clear_reasons() {
 #[test]
 fn every_truncation_point_asks_for_exactly_the_missing_bytes() {
     for frame in [hex(IMEI), hex(C8_FIX), hex(C8E_NX), hex(C16_WIKI)] {
-        let mut framer = TcpFramer::default();
+        let mut framer = TeltonikaFramer::default();
         for cut in 1..frame.len() {
             let needed = match framer.next_frame(&frame[..cut]) {
                 Framing::Incomplete { needed } => needed,
@@ -432,11 +437,11 @@ fn stream() -> Vec<u8> {
 #[test]
 fn every_chunk_size_decodes_identically() {
     let input = stream();
-    let whole = decode_all(&mut TeltonikaDecoder::tcp(), &input);
+    let whole = decode_all(&mut TeltonikaDecoder::default(), &input);
     assert_eq!(records(&whole).len(), 6);
     assert_eq!(whole.iter().filter(|e| matches!(e, StreamEvent::Rejected { .. })).count(), 2);
     for chunk in 1..=input.len() {
-        let replay = decode_in_reads(&mut TeltonikaDecoder::tcp(), &input, chunk);
+        let replay = decode_in_reads(&mut TeltonikaDecoder::default(), &input, chunk);
         assert_eq!(replay.events, whole, "chunk size {chunk}");
         // Two keep-alives, the handshake, three AVL packets and the command response: a
         // frame each, whatever records they gave; the damaged packet is a reject.
@@ -521,7 +526,7 @@ proptest! {
         // Through the framer and the decoder, with its byte-exact ack.
         let mut packet = Vec::new();
         encode_packet(&data, &mut packet);
-        let ev = decode_all(&mut TeltonikaDecoder::tcp(), &packet);
+        let ev = decode_all(&mut TeltonikaDecoder::default(), &packet);
         prop_assert_eq!(records(&ev).len(), recs.len());
         prop_assert_eq!(replies(&ev), vec![(recs.len() as u32).to_be_bytes().to_vec()]);
     }
@@ -538,7 +543,7 @@ proptest! {
             let i = at.index(encoded[v].len());
             encoded[v][i] ^= x;
         }
-        let ev = decode_all(&mut TeltonikaDecoder::tcp(), &encoded.concat());
+        let ev = decode_all(&mut TeltonikaDecoder::default(), &encoded.concat());
         // Every other packet decodes, in order, with its ack; the damaged one is never acked.
         let expected: usize = packets.iter().enumerate().filter(|(i, _)| *i != v).map(|(_, p)| p.1.len()).sum();
         let got = records(&ev).len();
@@ -550,9 +555,9 @@ proptest! {
 
     #[test]
     fn any_bytes_never_panic_and_every_byte_is_accounted(input in prop::collection::vec(any::<u8>(), 0..800), chunk in 1usize..100) {
-        let Replay { events: out, used: used_total, .. } = decode_in_reads(&mut TeltonikaDecoder::tcp(), &input, chunk);
+        let Replay { events: out, used: used_total, .. } = decode_in_reads(&mut TeltonikaDecoder::default(), &input, chunk);
         prop_assert_eq!(used_total, input.len());
-        let whole = decode_all(&mut TeltonikaDecoder::tcp(), &input);
+        let whole = decode_all(&mut TeltonikaDecoder::default(), &input);
         prop_assert_eq!(out, whole);
     }
 }
@@ -618,7 +623,7 @@ proptest! {
         prop_assert_eq!(Gh3000Data::parse(&bytes).unwrap(), data.clone());
         let mut packet = Vec::new();
         encode_packet(&bytes, &mut packet);
-        let mut dec = TeltonikaDecoder::tcp();
+        let mut dec = TeltonikaDecoder::default();
         let ev = decode_all(&mut dec, &[hex(IMEI), packet].concat());
         let rs = records(&ev);
         prop_assert_eq!(rs.len(), 1 + data.records.len());
@@ -637,7 +642,7 @@ proptest! {
 fn gh3000_from_the_field() {
     // Traccar's GH3000 packet: a status (IO only), two fixes, and a status with signal and operator.
     let packet = hex("0000000000000055070450aa14320201f00150aa17f3031f42332a4c4193d68c008d00020901f00150aa1b6a031f423383f54193624f009d00000a01f00150aa1c230fc01a0000552b040164f400dd00f0010143100c0105000000050400006846");
-    let ev = decode_all(&mut TeltonikaDecoder::tcp(), &[hex(IMEI), packet].concat());
+    let ev = decode_all(&mut TeltonikaDecoder::default(), &[hex(IMEI), packet].concat());
     let rs = records(&ev);
     assert_eq!(
         rs.iter().map(|r| r.kind).collect::<Vec<_>>(),

@@ -6,12 +6,11 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 use trackgate_codecs::gt06::CrcPolicy;
-use trackgate_codecs::Protocol;
+use trackgate_codecs::{AllowList, Protocol};
 
 use crate::protocol::{default_port, parse_utc_offset, Listens, StreamOptions};
 
@@ -410,7 +409,7 @@ impl FileListener {
             if let Some(file) = self.allow_file {
                 ids.extend(read_allow_file(&base.join(file))?);
             }
-            l.stream.allow = Some(Arc::new(ids));
+            l.stream.allow = Some(AllowList::ids(ids));
         }
         l.log_payloads = self.log_payloads.unwrap_or(false);
         if self.jt808_auth_file.is_some() || self.jt808_accept_unauthenticated.is_some() {
@@ -492,13 +491,12 @@ mod tests {
             (Listens::One(Protocol::Jt808), 6015, -180)
         );
         assert_eq!(jt.idle_timeout, Some(Duration::from_secs(90)));
-        assert!(jt.stream.allow.as_ref().unwrap().contains("13800138000"));
+        assert_eq!(jt.stream.allow, Some(AllowList::ids(["13800138000"])));
         let gt = &c.listeners[1];
         assert_eq!((gt.addr.port(), gt.stream.gt06_crc), (5023, CrcPolicy::Lenient));
         assert!(gt.log_payloads && !jt.log_payloads, "only where the file sets it");
-        let allow = c.listeners[2].stream.allow.as_ref().unwrap();
-        assert_eq!(allow.len(), 2);
-        assert!(allow.contains("356307042441014"));
+        let fleet = AllowList::ids(["356307042441013", "356307042441014"]);
+        assert_eq!(c.listeners[2].stream.allow, Some(fleet), "comments and blank lines are not ids");
 
         // The command line wins: a --listen keeps the file's options for its protocol.
         let mut c2 = c.clone();

@@ -1,0 +1,59 @@
+//! Decodes one of the benches' generated streams into records `rounds` times, with the
+//! stream decoder a fresh connection would get, for counting instructions under cachegrind
+//! (`scripts/instructions.sh`). Timings on a shared machine move ±5–10% between runs of the
+//! same binary, and with the code's layout; instruction counts do not, so they tell whether
+//! a change added work to a record row.
+//!
+//! `cargo run --release -p trackgate-benches --example instructions -- gt06_12 5`
+
+use trackgate_benches::{gt06_locations, jt808_locations, nmea_gga, nmea_rmc, teltonika_packets};
+use trackgate_codecs::gt06::Gt06Decoder;
+use trackgate_codecs::jt808::Jt808Decoder;
+use trackgate_codecs::nmea::NmeaDecoder;
+use trackgate_codecs::teltonika::TeltonikaDecoder;
+use trackgate_codecs::{RecordDecoder, StreamEvent};
+
+/// The streams, named as `scripts/instructions.sh` names them; 10,000 frames each.
+const STREAMS: [&str; 7] = ["gt06_12", "gt06_22", "jt808", "teltonika_8", "teltonika_8e", "nmea_rmc", "nmea_gga"];
+
+fn stream(name: &str) -> Option<Vec<u8>> {
+    Some(match name {
+        "gt06_12" => gt06_locations(0x12, 10_000, 11),
+        "gt06_22" => gt06_locations(0x22, 10_000, 11),
+        "jt808" => jt808_locations(10_000, 13, true),
+        "teltonika_8" => teltonika_packets(0x08, 10_000, 7).0,
+        "teltonika_8e" => teltonika_packets(0x8E, 10_000, 7).0,
+        "nmea_rmc" => nmea_rmc(10_000, 5),
+        "nmea_gga" => nmea_gga(10_000, 5),
+        _ => return None,
+    })
+}
+
+fn decoder(name: &str) -> Box<dyn RecordDecoder> {
+    match name.split('_').next() {
+        Some("gt06") => Box::new(Gt06Decoder::default()),
+        Some("jt808") => Box::new(Jt808Decoder::default()),
+        Some("teltonika") => Box::new(TeltonikaDecoder::default()),
+        _ => Box::new(NmeaDecoder::default()),
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (Some(name), Some(Ok(rounds))) = (args.first(), args.get(1).map(|r| r.parse::<usize>())) else {
+        eprintln!("usage: instructions STREAM ROUNDS (STREAM one of {})", STREAMS.join(", "));
+        std::process::exit(2);
+    };
+    let Some(buf) = stream(name) else {
+        eprintln!("unknown stream {name:?} (one of {})", STREAMS.join(", "));
+        std::process::exit(2);
+    };
+    let mut out: Vec<StreamEvent> = Vec::new();
+    let mut records = 0;
+    for _ in 0..rounds {
+        out.clear();
+        decoder(name).decode(std::hint::black_box(&buf), true, &mut out);
+        records += out.iter().filter(|e| matches!(e, StreamEvent::Record(_))).count();
+    }
+    println!("{records}");
+}

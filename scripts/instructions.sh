@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Instructions a frame for each record row of the benches, on REF and on the working tree,
+# counted by cachegrind: deterministic where timings on a shared machine are not, so a
+# change's added (or saved) work shows even when it is smaller than the timing noise.
+#
+#   scripts/instructions.sh REF [ROUNDS]
+#
+# Each count is (run with ROUNDS passes - run with none) / (ROUNDS x 10,000 frames): the
+# stream's generation and the process's start cancel out. Needs valgrind.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ref=${1:?usage: scripts/instructions.sh REF [ROUNDS]}
+rounds=${2:-3}
+command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 1; }
+
+before=target/instructions/before
+rm -rf "$before"
+git clone -q . "$before"
+git -C "$before" checkout -q "$ref"
+if [ ! -e "$before/benches/examples/instructions.rs" ]; then
+  # An older REF: its decoders may be built differently, in which case this fails to build.
+  echo "$ref has no instructions example: using the working tree's" >&2
+  cp benches/examples/instructions.rs "$before/benches/examples/"
+fi
+(cd "$before" && CARGO_TARGET_DIR=target cargo build -q --release -p trackgate-benches --example instructions)
+cargo build -q --release -p trackgate-benches --example instructions
+
+count() { # binary stream rounds -> instructions
+  valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null "$1" "$2" "$3" 2>&1 |
+    awk '/I *refs:/ { gsub(",", "", $4); print $4 }'
+}
+
+printf '%-14s %10s %10s %8s\n' stream "$ref" "working" change
+for stream in gt06_12 gt06_22 jt808 teltonika_8 teltonika_8e nmea_rmc nmea_gga; do
+  row=()
+  for bin in "$before/target/release/examples/instructions" target/release/examples/instructions; do
+    base=$(count "$bin" "$stream" 0)
+    total=$(count "$bin" "$stream" "$rounds")
+    row+=($(( (total - base) / (rounds * 10000) )))
+  done
+  printf '%-14s %10s %10s %7s%%\n' "$stream" "${row[0]}" "${row[1]}" \
+    "$(awk -v a="${row[0]}" -v b="${row[1]}" 'BEGIN { printf "%+.1f", (b - a) * 100 / a }')"
+done
