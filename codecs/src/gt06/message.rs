@@ -12,6 +12,9 @@ use super::frame::Integrity;
 use super::*;
 use crate::time::Timestamp;
 use crate::wire::cursor::Cursor;
+use bitvec::field::BitField;
+use bitvec::order::Lsb0;
+use bitvec::view::BitView;
 
 /// Course/status word bits (docs/protocols/gt06.md §3).
 const COURSE_MASK: u16 = 0x03FF;
@@ -404,7 +407,7 @@ impl AlarmCode {
 
 /// The alarm carried in bits 5–3 of a terminal-information byte.
 pub fn info_alarm(info: u8) -> Option<&'static str> {
-    match (info >> 3) & 0x07 {
+    match info.view_bits::<Lsb0>()[3..6].load_le::<u8>() {
         0b001 => Some("vibration"),
         0b010 => Some("power_cut"),
         0b011 => Some("low_battery"),

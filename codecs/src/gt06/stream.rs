@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use bitvec::order::Lsb0;
+use bitvec::view::BitView;
 use serde_json::{json, Value};
 
 use super::frame::{FrameShape, Gt06Framer, Integrity};
@@ -125,11 +127,12 @@ fn set_fix(r: &mut Record, fix: &GpsFix, offset_minutes: i32) {
 /// Terminal information byte, voltage and GSM levels (docs/protocols/gt06.md §3).
 fn set_terminal_info(r: &mut Record, info: u8) {
     r.attributes.set("status_raw", info);
-    r.attributes.set("output_cut", info & 0x80 != 0);
-    r.attributes.set("gps_tracking", info & 0x40 != 0);
-    r.attributes.set("charging", info & 0x04 != 0);
-    r.attributes.set("ignition", info & 0x02 != 0);
-    r.attributes.set("armed", info & 0x01 != 0);
+    let bits = info.view_bits::<Lsb0>();
+    r.attributes.set("output_cut", bits[7]);
+    r.attributes.set("gps_tracking", bits[6]);
+    r.attributes.set("charging", bits[2]);
+    r.attributes.set("ignition", bits[1]);
+    r.attributes.set("armed", bits[0]);
     if let Some(name) = info_alarm(info) {
         r.add_alarm(name);
     }

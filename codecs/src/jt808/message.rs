@@ -6,7 +6,11 @@ use std::fmt;
 use super::{id, time_from_bcd, Edition, Header};
 use crate::time::Timestamp;
 use crate::wire::bcd;
-use crate::wire::cursor::Cursor;
+use crate::wire::parse::{array, be_i16, be_i32, be_u16, be_u32, be_u8, read, take, u8_prefixed, Res, Short};
+use nom::combinator::{map, verify};
+use nom::multi::{length_count, length_data};
+use nom::sequence::preceded;
+use nom::Parser;
 
 /// A body that does not have the layout of its message id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,14 +78,15 @@ impl<'a> Items<'a> {
 impl<'a> Iterator for Items<'a> {
     type Item = Item<'a>;
     fn next(&mut self) -> Option<Item<'a>> {
-        match *self.rest {
-            [] => None,
-            [id, len, ref rest @ ..] if rest.len() >= usize::from(len) => {
-                let (value, tail) = rest.split_at(usize::from(len));
-                self.rest = tail;
+        if self.rest.is_empty() {
+            return None;
+        }
+        match read((be_u8, u8_prefixed), self.rest) {
+            Ok(((id, value), rest)) => {
+                self.rest = rest;
                 Some(Item { id, value })
             }
-            _ => {
+            Err(Short) => {
                 self.truncated = true;
                 self.rest = &[];
                 None
@@ -94,23 +99,10 @@ impl<'a> Location<'a> {
     pub const BASIC_LEN: usize = 28;
 
     pub fn parse(body: &'a [u8]) -> Result<Self, LayoutError> {
-        let mut c = Cursor::new(body);
-        let location = (|| {
-            Some(Location {
-                alarm: c.u32()?,
-                status: c.u32()?,
-                latitude_raw: c.u32()?,
-                longitude_raw: c.u32()?,
-                altitude_raw: c.u16()?,
-                speed_raw: c.u16()?,
-                course: c.u16()?,
-                time: c.array()?,
-                items: &[],
-            })
-        })();
-        let mut location = location.ok_or_else(|| short("a location", Self::BASIC_LEN, body.len()))?;
-        location.items = c.rest();
-        Ok(location)
+        let basic = (be_u32, be_u32, be_u32, be_u32, be_u16, be_u16, be_u16, array::<6>);
+        let ((alarm, status, latitude_raw, longitude_raw, altitude_raw, speed_raw, course, time), items) =
+            read(basic, body).map_err(|Short| short("a location", Self::BASIC_LEN, body.len()))?;
+        Ok(Location { alarm, status, latitude_raw, longitude_raw, altitude_raw, speed_raw, course, time, items })
     }
 
     pub fn write(&self, out: &mut Vec<u8>) {
@@ -232,18 +224,10 @@ impl<'a> Register<'a> {
             return Err(short("a 0x0100 registration", layout.fixed_len(), body.len()));
         }
         let (m, t, i) = layout.widths();
-        let mut c = Cursor::new(body);
-        let err = || short("a 0x0100 registration", layout.fixed_len(), body.len());
-        Ok(Register {
-            layout,
-            province: c.u16().ok_or_else(err)?,
-            city: c.u16().ok_or_else(err)?,
-            manufacturer: c.take(m).ok_or_else(err)?,
-            model: c.take(t).ok_or_else(err)?,
-            terminal_id: c.take(i).ok_or_else(err)?,
-            plate_color: c.u8().ok_or_else(err)?,
-            plate: c.rest(),
-        })
+        let fixed = (be_u16, be_u16, take(m), take(t), take(i), be_u8);
+        let ((province, city, manufacturer, model, terminal_id, plate_color), plate) =
+            read(fixed, body).map_err(|Short| short("a 0x0100 registration", layout.fixed_len(), body.len()))?;
+        Ok(Register { layout, province, city, manufacturer, model, terminal_id, plate_color, plate })
     }
 
     /// Writes the body; fixed-width fields are padded with NULs or cut to their width.
@@ -273,14 +257,10 @@ impl<'a> Auth<'a> {
     /// The 2019 layout when the header is 2019 and the body has exactly its shape; else the
     /// whole body is the code (2011/2013, and 2019 terminals that kept the old body).
     pub fn parse(body: &'a [u8], edition: Edition) -> Self {
-        if let (Edition::V2019 { .. }, [n, rest @ ..]) = (edition, body) {
-            let n = usize::from(*n);
-            if rest.len() == n + 35 {
-                return Auth {
-                    code: &rest[..n],
-                    imei: Some(&rest[n..n + 15]),
-                    software_version: Some(&rest[n + 15..]),
-                };
+        if let Edition::V2019 { .. } = edition {
+            // Exactly the 2019 shape: nothing after the 20-byte version.
+            if let Ok(((code, imei, software_version), [])) = read((u8_prefixed, take(15usize), take(20usize)), body) {
+                return Auth { code, imei: Some(imei), software_version: Some(software_version) };
             }
         }
         Auth { code: body, imei: None, software_version: None }
@@ -327,14 +307,12 @@ impl<'a> Parameters<'a> {
             if rest.is_empty() {
                 return None;
             }
-            let mut c = Cursor::new(rest);
-            match (c.u32(), c.u8()) {
-                (Some(param), Some(len)) if c.remaining() >= usize::from(len) => {
-                    let value = c.take(usize::from(len))?;
-                    rest = c.rest();
+            match read((be_u32, u8_prefixed), rest) {
+                Ok(((param, value), after)) => {
+                    rest = after;
                     Some(Ok((param, value)))
                 }
-                _ => {
+                Err(Short) => {
                     let tail = rest;
                     rest = &[];
                     Some(Err(tail))
@@ -361,34 +339,29 @@ pub struct TerminalAttributes<'a> {
 
 impl<'a> TerminalAttributes<'a> {
     pub fn parse(body: &'a [u8], edition: Edition) -> Result<Self, LayoutError> {
-        let (model, tid) = match edition {
+        let (model, tid): (usize, usize) = match edition {
             Edition::V2013 => (20, 7),
             Edition::V2019 { .. } => (30, 30),
         };
-        let mut c = Cursor::new(body);
-        (|| {
-            let terminal_type = c.u16()?;
-            let manufacturer = c.take(5)?;
-            let model = c.take(model)?;
-            let terminal_id = c.take(tid)?;
-            let iccid = c.take(10)?;
-            let n = usize::from(c.u8()?);
-            let hardware_version = c.take(n)?;
-            let n = usize::from(c.u8()?);
-            let firmware_version = c.take(n)?;
-            Some(TerminalAttributes {
-                terminal_type,
-                manufacturer,
-                model,
-                terminal_id,
-                iccid,
-                hardware_version,
-                firmware_version,
-                gnss: c.u8()?,
-                comm: c.u8()?,
-            })
-        })()
-        .ok_or_else(|| LayoutError(format!("a {}-byte body does not hold 0x0107 terminal attributes", body.len())))
+        let fields =
+            (be_u16, take(5usize), take(model), take(tid), take(10usize), u8_prefixed, u8_prefixed, be_u8, be_u8);
+        let (
+            (terminal_type, manufacturer, model, terminal_id, iccid, hardware_version, firmware_version, gnss, comm),
+            _,
+        ) = read(fields, body).map_err(|Short| {
+            LayoutError(format!("a {}-byte body does not hold 0x0107 terminal attributes", body.len()))
+        })?;
+        Ok(TerminalAttributes {
+            terminal_type,
+            manufacturer,
+            model,
+            terminal_id,
+            iccid,
+            hardware_version,
+            firmware_version,
+            gnss,
+            comm,
+        })
     }
 }
 
@@ -427,24 +400,28 @@ const VENDOR_FIXED_LEN: usize = 35;
 
 impl<'a> VendorLocation<'a> {
     pub fn parse(body: &'a [u8]) -> Result<Self, LayoutError> {
-        let mut c = Cursor::new(body);
-        let err = || short("a vendor location", VENDOR_FIXED_LEN, body.len());
+        let err = |Short| short("a vendor location", VENDOR_FIXED_LEN, body.len());
+        let position = (array::<6>, array::<4>, array::<5>, be_u8, be_u8);
+        let ((time, latitude, longitude_flags, speed, course), state) = read(position, body).map_err(err)?;
+        let fields = (be_u8, be_u8, be_u32, be_u8, be_u32, be_u16, be_u8, be_u16, be_u16);
+        let ((gsm_signal, satellites, odometer_km, battery, cell_id, lac, product, status, alarm), items) =
+            read(fields, state).map_err(err)?;
         Ok(VendorLocation {
-            time: c.array().ok_or_else(err)?,
-            latitude: c.array().ok_or_else(err)?,
-            longitude_flags: c.array().ok_or_else(err)?,
-            speed: c.u8().ok_or_else(err)?,
-            course: c.u8().ok_or_else(err)?,
-            gsm_signal: c.u8().ok_or_else(err)?,
-            satellites: c.u8().ok_or_else(err)?,
-            odometer_km: c.u32().ok_or_else(err)?,
-            battery: c.u8().ok_or_else(err)?,
-            cell_id: c.u32().ok_or_else(err)?,
-            lac: c.u16().ok_or_else(err)?,
-            product: c.u8().ok_or_else(err)?,
-            status: c.u16().ok_or_else(err)?,
-            alarm: c.u16().ok_or_else(err)?,
-            items: c.rest(),
+            time,
+            latitude,
+            longitude_flags,
+            speed,
+            course,
+            gsm_signal,
+            satellites,
+            odometer_km,
+            battery,
+            cell_id,
+            lac,
+            product,
+            status,
+            alarm,
+            items,
         })
     }
 
@@ -504,16 +481,16 @@ impl<'a> VendorLocation<'a> {
     /// are returned as the `Err`).
     pub fn items(&self) -> impl Iterator<Item = Result<(u8, &'a [u8]), &'a [u8]>> + 'a {
         let mut rest = self.items;
-        std::iter::from_fn(move || match rest {
-            [] => None,
-            [id, len, tail @ ..] if usize::from(*len) <= tail.len() => {
-                let (value, after) = tail.split_at(usize::from(*len));
-                rest = after;
-                Some(Ok((*id, value)))
+        std::iter::from_fn(move || {
+            if rest.is_empty() {
+                return None;
             }
-            tail => {
-                rest = &[];
-                Some(Err(tail))
+            match read((be_u8, u8_prefixed), rest) {
+                Ok((item, after)) => {
+                    rest = after;
+                    Some(Ok(item))
+                }
+                Err(Short) => Some(Err(std::mem::take(&mut rest))),
             }
         })
     }
@@ -627,8 +604,9 @@ pub struct Coordinates {
 }
 
 impl Coordinates {
-    fn read(c: &mut Cursor<'_>) -> Option<Self> {
-        Some(Coordinates { status: c.u32()?, latitude: c.u32()?, longitude: c.u32()? })
+    fn read(input: &[u8]) -> Res<'_, Self> {
+        map((be_u32, be_u32, be_u32), |(status, latitude, longitude)| Coordinates { status, latitude, longitude })
+            .parse_complete(input)
     }
 
     pub fn fixed(&self) -> bool {
@@ -659,69 +637,56 @@ impl<'a> PassthroughReport<'a> {
     /// data fits (the time BCD, the subtype one of those with a position); other data stays
     /// what it was (some terminals send text under `F0`).
     pub fn parse(kind: u8, data: &'a [u8]) -> Option<Self> {
-        let mut c = Cursor::new(data);
         match kind {
             0xF0 => {
-                let time = c.array().filter(|t| bcd::values(*t).is_some())?;
-                let archive = c.u8()? != 0;
-                let vehicle_type = c.u8()?;
-                let subtype = c.u8()?;
-                let data = match subtype {
-                    0x01 => VehicleData::Values(
-                        (0..c.u8()?)
-                            .map(|_| {
-                                let id = c.u16()?;
-                                let len = c.u8()?;
-                                Some((id, c.take(usize::from(len))?))
-                            })
-                            .collect::<Option<_>>()?,
-                    ),
-                    0x02 => {
-                        let mut codes = Vec::new();
-                        for _ in 0..c.u16()? {
-                            let _system = c.u32()?;
-                            for _ in 0..c.u16()? {
-                                let (_dtc, _status) = (c.u32()?, c.u32()?);
-                                let len = c.u16()?;
-                                codes.push(c.take(usize::from(len))?);
-                            }
-                        }
-                        VehicleData::TroubleCodes(codes)
-                    }
-                    0x03 => VehicleData::Events(
-                        (0..c.u8()?)
-                            .map(|_| {
-                                let id = c.u8()?;
-                                let len = c.u8()?;
-                                c.take(usize::from(len)).map(|_| id)
-                            })
-                            .collect::<Option<_>>()?,
-                    ),
-                    _ => return None,
-                };
-                let coordinates = Coordinates::read(&mut c)?;
+                let ((time, archive, vehicle_type, subtype), rest) =
+                    read((bcd_time, be_u8, be_u8, be_u8), data).ok()?;
+                let (data, rest) = vehicle_data(subtype, rest)?;
+                let (coordinates, extra) = read(Coordinates::read, rest).ok()?;
                 Some(PassthroughReport::Vehicle {
                     time,
-                    archive,
+                    archive: archive != 0,
                     vehicle_type,
                     subtype,
                     data,
                     coordinates,
-                    extra: c.rest(),
+                    extra,
                 })
             }
-            0xFF => Some(PassthroughReport::Fix {
-                time: c.array().filter(|t| bcd::values(*t).is_some())?,
-                latitude: c.u32()? as i32,
-                longitude: c.u32()? as i32,
-                altitude_m: c.u16()? as i16,
-                speed_raw: c.u16()?,
-                course: c.u16()?,
-                extra: c.rest(),
-            }),
+            0xFF => {
+                let fix = (bcd_time, be_i32, be_i32, be_i16, be_u16, be_u16);
+                let ((time, latitude, longitude, altitude_m, speed_raw, course), extra) = read(fix, data).ok()?;
+                Some(PassthroughReport::Fix { time, latitude, longitude, altitude_m, speed_raw, course, extra })
+            }
             _ => None,
         }
     }
+}
+
+/// Six BCD bytes, a time (which may still not be a valid date).
+fn bcd_time(input: &[u8]) -> Res<'_, [u8; 6]> {
+    verify(array::<6>, |t: &[u8; 6]| bcd::values(*t).is_some()).parse_complete(input)
+}
+
+/// The data of an `F0` report of `subtype`, and the bytes after it; `None` for a subtype
+/// without a position, or data that does not fit.
+fn vehicle_data(subtype: u8, input: &[u8]) -> Option<(VehicleData<'_>, &[u8])> {
+    let parsed = match subtype {
+        0x01 => read(length_count(be_u8, (be_u16, u8_prefixed)), input).map(|(v, rest)| (VehicleData::Values(v), rest)),
+        0x02 => {
+            // Per system (its id first), per trouble code (its code and status first), the text.
+            let code = preceded((be_u32, be_u32), length_data(be_u16));
+            let system = preceded(be_u32, length_count(be_u16, code));
+            read(length_count(be_u16, system), input)
+                .map(|(systems, rest)| (VehicleData::TroubleCodes(systems.into_iter().flatten().collect()), rest))
+        }
+        0x03 => {
+            let event = map((be_u8, u8_prefixed), |(id, _)| id);
+            read(length_count(be_u8, event), input).map(|(ids, rest)| (VehicleData::Events(ids), rest))
+        }
+        _ => return None,
+    };
+    parsed.ok()
 }
 
 /// The locations of a batch's items, each a 0x0200 body after its length (`width` bytes);
@@ -733,18 +698,21 @@ fn length_prefixed_locations<'a>(
     what: &'static str,
     offset: usize,
 ) -> impl Iterator<Item = Result<Location<'a>, LayoutError>> + 'a {
-    let mut c = Cursor::new(items);
+    let mut rest = items;
     let mut failed = false;
     std::iter::from_fn(move || {
-        if failed || c.remaining() == 0 {
+        if failed || rest.is_empty() {
             return None;
         }
-        let at = c.position();
-        let len = if width == 1 { c.u8().map(usize::from) } else { c.u16().map(usize::from) };
-        let item = len
-            .and_then(|len| c.take(len))
-            .ok_or_else(|| LayoutError(format!("{what} at byte {} runs past the body", at + offset)))
-            .and_then(Location::parse);
+        let at = items.len() - rest.len();
+        let item = if width == 1 { read(u8_prefixed, rest) } else { read(length_data(be_u16), rest) };
+        let item = match item {
+            Ok((location, after)) => {
+                rest = after;
+                Location::parse(location)
+            }
+            Err(Short) => Err(LayoutError(format!("{what} at byte {} runs past the body", at + offset))),
+        };
         failed = item.is_err();
         Some(item)
     })
@@ -761,11 +729,9 @@ pub struct Batch<'a> {
 
 impl<'a> Batch<'a> {
     pub fn parse(body: &'a [u8]) -> Result<Self, LayoutError> {
-        let mut c = Cursor::new(body);
-        match (c.u16(), c.u8()) {
-            (Some(count), Some(kind)) => Ok(Batch { count, kind, items: c.rest() }),
-            _ => Err(short("a 0x0704 batch", 3, body.len())),
-        }
+        let ((count, kind), items) =
+            read((be_u16, be_u8), body).map_err(|Short| short("a 0x0704 batch", 3, body.len()))?;
+        Ok(Batch { count, kind, items })
     }
 
     /// The locations in order. Stops with an error at an item that does not fit the body
@@ -802,8 +768,16 @@ pub struct MediaEvent {
 impl MediaEvent {
     pub const LEN: usize = 8;
 
-    fn read(c: &mut Cursor<'_>) -> Option<Self> {
-        Some(MediaEvent { media_id: c.u32()?, media_type: c.u8()?, format: c.u8()?, event: c.u8()?, channel: c.u8()? })
+    fn read(input: &[u8]) -> Res<'_, Self> {
+        let fields = (be_u32, be_u8, be_u8, be_u8, be_u8);
+        map(fields, |(media_id, media_type, format, event, channel)| MediaEvent {
+            media_id,
+            media_type,
+            format,
+            event,
+            channel,
+        })
+        .parse_complete(input)
     }
 
     pub fn write(&self, out: &mut Vec<u8>) {
@@ -831,9 +805,8 @@ pub struct MediaData<'a> {
 
 impl<'a> MediaData<'a> {
     pub fn parse(body: &'a [u8]) -> Result<Self, LayoutError> {
-        let mut c = Cursor::new(body);
-        let event = MediaEvent::read(&mut c).ok_or_else(|| short("0x0801 multimedia data", 8, body.len()))?;
-        let rest = c.rest();
+        let (event, rest) =
+            read(MediaEvent::read, body).map_err(|Short| short("0x0801 multimedia data", 8, body.len()))?;
         // 2013 and 2019 put a 28-byte location block before the data; some vendor firmware
         // does not (docs/protocols/jt808.md §6). A JPEG starts FF D8, which no location block can (its alarm word
         // would have all of bits 24–31 set and more), so that tells them apart for images.
@@ -874,10 +847,8 @@ pub struct DriverIdentity<'a> {
 
 impl<'a> DriverIdentity<'a> {
     pub fn parse(body: &'a [u8]) -> Result<Self, LayoutError> {
-        let bad = || LayoutError(format!("a {}-byte body does not hold a 0x0702 driver identity", body.len()));
-        let mut c = Cursor::new(body);
-        let state = c.u8().ok_or_else(bad)?;
-        let time = c.array().ok_or_else(bad)?;
+        let bad = |Short| LayoutError(format!("a {}-byte body does not hold a 0x0702 driver identity", body.len()));
+        let ((state, time), rest) = read((be_u8, array::<6>), body).map_err(bad)?;
         let mut d = DriverIdentity {
             state,
             time,
@@ -891,20 +862,16 @@ impl<'a> DriverIdentity<'a> {
         if state != 1 {
             return Ok(d);
         }
-        let result = c.u8().ok_or_else(bad)?;
+        let (result, rest) = read(be_u8, rest).map_err(bad)?;
         d.read_result = Some(result);
         if result != 0 {
             return Ok(d);
         }
-        let n = usize::from(c.u8().ok_or_else(bad)?);
-        d.name = c.take(n).ok_or_else(bad)?;
-        d.certificate = c.take(20).ok_or_else(bad)?;
-        let n = usize::from(c.u8().ok_or_else(bad)?);
-        d.organization = c.take(n).ok_or_else(bad)?;
-        d.valid_until = Some(c.array().ok_or_else(bad)?);
-        if c.remaining() >= 20 {
-            d.id_number = c.take(20);
-        }
+        let card = (u8_prefixed, take(20usize), u8_prefixed, array::<4>);
+        let ((name, certificate, organization, valid_until), rest) = read(card, rest).map_err(bad)?;
+        (d.name, d.certificate, d.organization, d.valid_until) = (name, certificate, organization, Some(valid_until));
+        // 2019 adds the id-card number; a shorter tail is vendor padding, not a number.
+        d.id_number = read(take(20usize), rest).ok().map(|(number, _)| number);
         Ok(d)
     }
 
@@ -992,41 +959,34 @@ impl<'a> Message<'a> {
         let edition = header.terminal.edition;
         Ok(match header.message_id {
             id::TERMINAL_RESPONSE => {
-                let mut c = Cursor::new(body);
-                match (c.u16(), c.u16(), c.u8()) {
-                    (Some(reply_serial), Some(reply_id), Some(result)) => {
-                        Message::GeneralResponse(GeneralResponse { reply_serial, reply_id, result })
-                    }
-                    _ => return Err(short("a 0x0001 response", 5, body.len())),
-                }
+                let ((reply_serial, reply_id, result), _) =
+                    read((be_u16, be_u16, be_u8), body).map_err(|Short| short("a 0x0001 response", 5, body.len()))?;
+                Message::GeneralResponse(GeneralResponse { reply_serial, reply_id, result })
             }
             id::HEARTBEAT => Message::Heartbeat(body),
             id::DEREGISTER => Message::Deregister,
             id::TIME_QUERY => Message::TimeQuery,
             id::RESEND_REQUEST_UP => {
-                let mut c = Cursor::new(body);
-                let first_serial = c.u16().ok_or_else(|| short("a 0x0005 request", 3, body.len()))?;
-                let count = match edition {
-                    Edition::V2019 { .. } => c.u16(),
-                    Edition::V2013 => c.u8().map(u16::from),
-                }
-                .ok_or_else(|| short("a 0x0005 request", 3, body.len()))?;
-                let indexes = (0..count)
-                    .map(|_| c.u16())
-                    .collect::<Option<Vec<_>>>()
-                    .ok_or_else(|| LayoutError(format!("0x0005 lists {count} packages the body does not hold")))?;
+                let count_width = match edition {
+                    Edition::V2019 { .. } => 2,
+                    Edition::V2013 => 1,
+                };
+                let count = move |input| match count_width {
+                    2 => be_u16(input),
+                    _ => map(be_u8, u16::from).parse_complete(input),
+                };
+                let ((first_serial, count), rest) =
+                    read((be_u16, count), body).map_err(|Short| short("a 0x0005 request", 3, body.len()))?;
+                let (indexes, _) = read(nom::multi::count(be_u16, usize::from(count)), rest)
+                    .map_err(|Short| LayoutError(format!("0x0005 lists {count} packages the body does not hold")))?;
                 Message::ResendRequest { first_serial, indexes }
             }
             id::REGISTER => Message::Register(Register::parse(body, edition)?),
             id::AUTHENTICATE => Message::Auth(Auth::parse(body, edition)),
             id::PARAMETERS => {
-                let mut c = Cursor::new(body);
-                match (c.u16(), c.u8()) {
-                    (Some(reply_serial), Some(count)) => {
-                        Message::Parameters(Parameters { reply_serial, count, items: c.rest() })
-                    }
-                    _ => return Err(short("a 0x0104 response", 3, body.len())),
-                }
+                let ((reply_serial, count), items) =
+                    read((be_u16, be_u8), body).map_err(|Short| short("a 0x0104 response", 3, body.len()))?;
+                Message::Parameters(Parameters { reply_serial, count, items })
             }
             id::ATTRIBUTES => Message::Attributes(TerminalAttributes::parse(body, edition)?),
             id::UPGRADE_RESULT => match *body {
@@ -1050,8 +1010,9 @@ impl<'a> Message<'a> {
                 location: VendorLocation::parse(body)?,
             },
             id::MEDIA_EVENT => {
-                let mut c = Cursor::new(body);
-                Message::MediaEvent(MediaEvent::read(&mut c).ok_or_else(|| short("a 0x0800 event", 8, body.len()))?)
+                let (event, _) =
+                    read(MediaEvent::read, body).map_err(|Short| short("a 0x0800 event", 8, body.len()))?;
+                Message::MediaEvent(event)
             }
             id::MEDIA_DATA => Message::MediaData(MediaData::parse(body)?),
             id::WAYBILL => Message::Waybill(body),

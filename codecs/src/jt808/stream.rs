@@ -21,6 +21,7 @@ use crate::stream::{
     drive, push_record, AllowList, AnswerMatch, Downlink, DownlinkError, Driver, FrameHandler, FramedCommand,
     RecordDecoder, Reply, StreamEvent, Transport,
 };
+use crate::wire::bits::ones;
 use crate::wire::hex::to_hex;
 
 /// Where a terminal's auth codes come from and are checked (docs/protocols/jt808.md §5):
@@ -224,6 +225,33 @@ const ALARMS: [Option<&str>; 32] = [
     Some("illegal_door_open"),
 ];
 
+/// Status bits that are flags set to `true` when on, by bit (docs/protocols/jt808.md §6.2);
+/// bit 0 (ignition) is always given, bits 8–9 are the load and 18–21 the GNSS systems.
+const STATUS_FLAGS: [Option<&str>; 18] = [
+    None,
+    None,
+    None,
+    None,
+    Some("out_of_service"),
+    Some("coordinates_encrypted"),
+    None,
+    None,
+    None,
+    None,
+    Some("fuel_cut"),
+    Some("circuit_cut"),
+    Some("doors_locked"),
+    Some("door1_open"),
+    Some("door2_open"),
+    Some("door3_open"),
+    Some("door4_open"),
+    Some("door5_open"),
+];
+
+/// Status bits 18–21: the satellite systems in use.
+const GNSS_SYSTEMS: [&str; 4] = ["gps", "beidou", "glonass", "galileo"];
+const GNSS_BITS: u32 = 0xF << 18;
+
 /// `0x0200`: the ids terminals send every few seconds come from a table, the rest are
 /// formatted.
 pub(super) fn hex_id(id: u16) -> Cow<'static, str> {
@@ -378,8 +406,9 @@ fn set_location(r: &mut Record, l: &Location<'_>, utc_offset_minutes: i32, editi
     r.altitude_m = Some(f64::from(l.altitude_m()));
     r.speed_kmh = Some(l.speed_kmh());
     r.course_deg = Some(f64::from(l.course));
-    for (bit, name) in ALARMS.iter().enumerate() {
-        if let (true, Some(name)) = (l.alarm & (1 << bit) != 0, name) {
+    // The words are read as sets of bits, the set ones only (an alarm word is mostly 0).
+    for bit in ones(l.alarm) {
+        if let Some(name) = ALARMS[bit] {
             r.add_alarm(name);
         }
     }
@@ -390,19 +419,8 @@ fn set_location(r: &mut Record, l: &Location<'_>, utc_offset_minutes: i32, editi
     a.set("status_raw", l.status);
     let s = l.status;
     a.set("ignition", s & 1 != 0);
-    for (bit, name) in [
-        (4, "out_of_service"),
-        (5, "coordinates_encrypted"),
-        (10, "fuel_cut"),
-        (11, "circuit_cut"),
-        (12, "doors_locked"),
-        (13, "door1_open"),
-        (14, "door2_open"),
-        (15, "door3_open"),
-        (16, "door4_open"),
-        (17, "door5_open"),
-    ] {
-        if s & (1 << bit) != 0 {
+    for bit in ones(s) {
+        if let Some(&Some(name)) = STATUS_FLAGS.get(bit) {
             a.set(name, true);
         }
     }
@@ -411,13 +429,9 @@ fn set_location(r: &mut Record, l: &Location<'_>, utc_offset_minutes: i32, editi
         3 => a.set("load", "full"),
         _ => {}
     }
-    if s & (0xF << 18) != 0 {
-        let systems: Vec<Value> = [(18, "gps"), (19, "beidou"), (20, "glonass"), (21, "galileo")]
-            .into_iter()
-            .filter(|(bit, _)| s & (1 << bit) != 0)
-            .map(|(_, name)| name.into())
-            .collect();
-        a.set("gnss_systems", Value::Array(systems));
+    if s & GNSS_BITS != 0 {
+        let systems = ones(s & GNSS_BITS).map(|bit| GNSS_SYSTEMS[bit - 18].into());
+        a.set("gnss_systems", Value::Array(systems.collect()));
     }
     if matches!(edition, Edition::V2019 { .. }) && s & (1 << 22) != 0 {
         a.set("moving", true);
