@@ -12,7 +12,10 @@
 //! ```
 
 use super::avl::AvlError;
-use crate::wire::cursor::Cursor;
+use crate::wire::parse::{be_u16, be_u32, be_u8, read, take, Res, Short};
+use nom::combinator::{cond, map};
+use nom::multi::{count, length_count};
+use nom::Parser;
 
 pub const CODEC_7: u8 = 0x07;
 
@@ -50,20 +53,25 @@ impl Gh3000Location {
         present.iter().enumerate().fold(0, |m, (bit, &p)| m | (u8::from(p) << bit))
     }
 
-    fn read(c: &mut Cursor<'_>) -> Option<Self> {
-        let mask = c.u8()?;
+    /// The mask, then each field its bit says is sent, in bit order.
+    fn read(input: &[u8]) -> Res<'_, Self> {
+        let (input, mask) = be_u8(input)?;
         let has = |bit: u8| mask & (1 << bit) != 0;
-        let float = |c: &mut Cursor<'_>| c.u32().map(f32::from_bits);
-        Some(Gh3000Location {
-            coordinates: if has(0) { Some((float(c)?, float(c)?)) } else { None },
-            altitude_m: if has(1) { Some(c.u16()?) } else { None },
-            angle: if has(2) { Some(c.u8()?) } else { None },
-            speed_kmh: if has(3) { Some(c.u8()?) } else { None },
-            satellites: if has(4) { Some(c.u8()?) } else { None },
-            cell: if has(5) { Some((c.u16()?, c.u16()?)) } else { None },
-            signal: if has(6) { Some(c.u8()?) } else { None },
-            operator: if has(7) { Some(c.u32()?) } else { None },
-        })
+        let float = || map(be_u32, f32::from_bits);
+        let mut fields = (
+            cond(has(0), (float(), float())),
+            cond(has(1), be_u16),
+            cond(has(2), be_u8),
+            cond(has(3), be_u8),
+            cond(has(4), be_u8),
+            cond(has(5), (be_u16, be_u16)),
+            cond(has(6), be_u8),
+            cond(has(7), be_u32),
+        );
+        let (input, (coordinates, altitude_m, angle, speed_kmh, satellites, cell, signal, operator)) =
+            fields.parse_complete(input)?;
+        let location = Gh3000Location { coordinates, altitude_m, angle, speed_kmh, satellites, cell, signal, operator };
+        Ok((input, location))
     }
 
     fn write(&self, out: &mut Vec<u8>) {
@@ -117,26 +125,18 @@ impl Gh3000Record {
         (self.time_word >> 30) as u8
     }
 
-    fn read(c: &mut Cursor<'_>) -> Option<Self> {
-        let time_word = c.u32()?;
-        let global = c.u8()?;
-        let location = if global & 1 != 0 { Some(Gh3000Location::read(c)?) } else { None };
+    /// The time word and the global mask, the location if bit 0 says so, then each IO group
+    /// bits 1–3 say is sent: a count, then `(id, value)` pairs of the group's width.
+    fn read(input: &[u8]) -> Res<'_, Self> {
+        let (mut input, (time_word, global)) = (be_u32, be_u8).parse_complete(input)?;
+        let location;
+        (input, location) = cond(global & 1 != 0, Gh3000Location::read).parse_complete(input)?;
         let mut io: [Option<Vec<(u8, u32)>>; 3] = Default::default();
         for (i, width) in GROUP_WIDTHS.into_iter().enumerate() {
-            if global & (2 << i) == 0 {
-                continue;
-            }
-            let n = c.u8()?;
-            let group = (0..n)
-                .map(|_| {
-                    let id = c.u8()?;
-                    let v = c.take(width)?.iter().fold(0u32, |v, &b| v << 8 | u32::from(b));
-                    Some((id, v))
-                })
-                .collect::<Option<Vec<_>>>()?;
-            io[i] = Some(group);
+            let value = map(take(width), |v: &[u8]| v.iter().fold(0u32, |v, &b| v << 8 | u32::from(b)));
+            (input, io[i]) = cond(global & (2 << i) != 0, length_count(be_u8, (be_u8, value))).parse_complete(input)?;
         }
-        Some(Gh3000Record { time_word, location, io })
+        Ok((input, Gh3000Record { time_word, location, io }))
     }
 
     fn write(&self, out: &mut Vec<u8>) -> Option<()> {
@@ -173,18 +173,16 @@ pub struct Gh3000Data {
 
 impl Gh3000Data {
     pub fn parse(data: &[u8]) -> Result<Self, AvlError> {
-        let mut c = Cursor::new(data);
-        if c.u8() != Some(CODEC_7) {
+        if data.first() != Some(&CODEC_7) {
             return Err(AvlError::UnknownCodec(data.first().copied().unwrap_or(0)));
         }
-        let n1 = c.u8().ok_or(AvlError::Layout)?;
-        let records =
-            (0..n1).map(|_| Gh3000Record::read(&mut c)).collect::<Option<Vec<_>>>().ok_or(AvlError::Layout)?;
-        let n2 = c.u8().ok_or(AvlError::Layout)?;
+        let (n1, rest) = read(be_u8, &data[1..]).map_err(|Short| AvlError::Layout)?;
+        let ((records, n2), rest) =
+            read((count(Gh3000Record::read, usize::from(n1)), be_u8), rest).map_err(|Short| AvlError::Layout)?;
         if n1 != n2 {
             return Err(AvlError::CountMismatch { n1, n2 });
         }
-        if c.remaining() != 0 {
+        if !rest.is_empty() {
             return Err(AvlError::Layout);
         }
         Ok(Gh3000Data { records })

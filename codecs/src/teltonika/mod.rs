@@ -29,7 +29,9 @@ pub use packet::{AvlPacket, PacketRecord};
 pub use stream::{TeltonikaDecoder, TeltonikaOptions};
 
 use crate::wire::checksum::CRC16_ARC;
-use crate::wire::cursor::Cursor;
+use crate::wire::parse::{array, be_u16, be_u32, be_u64, be_u8, read, take, Short};
+use nom::branch::alt;
+use nom::combinator::{map, verify};
 
 pub const CODEC_12: u8 = 0x0C;
 pub const CODEC_13: u8 = 0x0D;
@@ -120,46 +122,39 @@ impl std::fmt::Display for CommandError {
 impl<'a> Command<'a> {
     /// Reads a command data field: codec, quantity 1, type, size (u32), content, quantity 2.
     pub fn parse(data: &'a [u8]) -> Result<Self, CommandError> {
-        let mut c = Cursor::new(data);
-        let codec = c.u8().ok_or(CommandError("empty"))?;
-        let q1 = c.u8().ok_or(CommandError("no quantity"))?;
-        let kind = c.u8().ok_or(CommandError("no type"))?;
-        let size = c.u32().ok_or(CommandError("no command size"))? as usize;
-        let content = c.take(size).ok_or(CommandError("command size runs past the packet"))?;
-        let q2 = c.u8().ok_or(CommandError("no closing quantity"))?;
-        if c.remaining() != 0 {
-            return Err(CommandError("bytes after the closing quantity"));
-        }
-        if q1 != q2 {
-            return Err(CommandError("command quantities disagree"));
+        // Field by field, so the error names the field that is missing.
+        let missing = |what| move |Short| CommandError(what);
+        let (codec, rest) = read(be_u8, data).map_err(missing("empty"))?;
+        let (q1, rest) = read(be_u8, rest).map_err(missing("no quantity"))?;
+        let (kind, rest) = read(be_u8, rest).map_err(missing("no type"))?;
+        let (size, rest) = read(be_u32, rest).map_err(missing("no command size"))?;
+        let (content, rest) = read(take(size), rest).map_err(missing("command size runs past the packet"))?;
+        match read(be_u8, rest).map_err(missing("no closing quantity"))? {
+            (_, [_, ..]) => return Err(CommandError("bytes after the closing quantity")),
+            (q2, []) if q2 != q1 => return Err(CommandError("command quantities disagree")),
+            _ => {}
         }
         let mut cmd = Command { codec, kind, timestamp_ms: None, imei: None, payload: content };
-        let mut rest = Cursor::new(content);
         match codec {
             CODEC_12 => {}
             CODEC_13 => {
-                // The timestamp's width is not fixed in the field (docs/protocols/teltonika.md §6): 8-byte
-                // milliseconds in some captures, 4-byte seconds in others. Take the one
-                // that gives a plausible time.
-                let ms8 = content.get(..8).map(|b| u64::from_be_bytes(b.try_into().unwrap_or([0; 8])));
-                let s4 = content.get(..4).map(|b| u64::from(u32::from_be_bytes(b.try_into().unwrap_or([0; 4]))));
-                if let Some(ms) = ms8.filter(|&ms| plausible_ms(ms)) {
-                    cmd.timestamp_ms = Some(ms);
-                    rest.take(8);
-                } else if let Some(s) = s4.filter(|&s| plausible_ms(s * 1000)) {
-                    cmd.timestamp_ms = Some(s * 1000);
-                    rest.take(4);
+                // The timestamp's width is not fixed in the field (docs/protocols/teltonika.md
+                // §6): 8-byte milliseconds in some captures, 4-byte seconds in others. Take
+                // the one that gives a plausible time; with neither, it is all payload.
+                let ms = verify(be_u64, |ms: &u64| plausible_ms(*ms));
+                let s = verify(map(be_u32, |s| u64::from(s) * 1000), |ms: &u64| plausible_ms(*ms));
+                if let Ok((ms, payload)) = read(alt((ms, s)), content) {
+                    (cmd.timestamp_ms, cmd.payload) = (Some(ms), payload);
                 }
-                cmd.payload = rest.rest();
             }
             CODEC_14 => {
-                cmd.imei = Some(rest.array::<8>().ok_or(CommandError("codec 14 without an IMEI"))?);
-                cmd.payload = rest.rest();
+                let (imei, payload) = read(array::<8>, content).map_err(missing("codec 14 without an IMEI"))?;
+                (cmd.imei, cmd.payload) = (Some(imei), payload);
             }
             CODEC_15 => {
-                cmd.timestamp_ms = Some(u64::from(rest.u32().ok_or(CommandError("codec 15 without a time"))?) * 1000);
-                cmd.imei = Some(rest.array::<8>().ok_or(CommandError("codec 15 without an IMEI"))?);
-                cmd.payload = rest.rest();
+                let (seconds, rest) = read(be_u32, content).map_err(missing("codec 15 without a time"))?;
+                let (imei, payload) = read(array::<8>, rest).map_err(missing("codec 15 without an IMEI"))?;
+                (cmd.timestamp_ms, cmd.imei, cmd.payload) = (Some(u64::from(seconds) * 1000), Some(imei), payload);
             }
             _ => return Err(CommandError("not a command codec")),
         }
@@ -198,21 +193,19 @@ pub struct UdpPacket<'a> {
 
 impl<'a> UdpPacket<'a> {
     pub fn parse(datagram: &'a [u8]) -> Result<Self, &'static str> {
-        let mut c = Cursor::new(datagram);
-        let len = c.u16().ok_or("datagram shorter than its header")?;
-        if usize::from(len) != c.remaining() {
+        let (len, rest) = read(be_u16, datagram).map_err(|Short| "datagram shorter than its header")?;
+        if usize::from(len) != rest.len() {
             return Err("the length field does not match the datagram");
         }
-        let packet_id = c.u16().ok_or("no packet id")?;
-        let packet_type = c.u8().ok_or("no packet type")?;
-        let avl_packet_id = c.u8().ok_or("no AVL packet id")?;
-        let imei_len = c.u16().ok_or("no IMEI length")?;
-        let imei = c.take(usize::from(imei_len)).ok_or("IMEI runs past the datagram")?;
+        let ((packet_id, packet_type, avl_packet_id), rest) =
+            read((be_u16, be_u8, be_u8), rest).map_err(|Short| "no packet id, type or AVL packet id")?;
+        let (imei_len, rest) = read(be_u16, rest).map_err(|Short| "no IMEI length")?;
+        let (imei, data) = read(take(imei_len), rest).map_err(|Short| "IMEI runs past the datagram")?;
         if imei.is_empty() || imei.len() > MAX_IMEI_LEN || !imei.iter().all(u8::is_ascii_digit) {
             return Err("the IMEI is not 1-32 digits");
         }
         let imei = std::str::from_utf8(imei).map_err(|_| "IMEI not ASCII")?;
-        Ok(UdpPacket { packet_id, packet_type, avl_packet_id, imei, data: c.rest() })
+        Ok(UdpPacket { packet_id, packet_type, avl_packet_id, imei, data })
     }
 
     /// Writes a datagram around `data` (for simulators and tests).
