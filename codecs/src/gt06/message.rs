@@ -11,10 +11,13 @@
 use super::frame::Integrity;
 use super::*;
 use crate::time::Timestamp;
-use crate::wire::cursor::Cursor;
+use crate::wire::parse::{array, be_u16, be_u32, be_u64, be_u8, read, take, u8_prefixed, Res, Short};
 use bitvec::field::BitField;
 use bitvec::order::Lsb0;
 use bitvec::view::BitView;
+use nom::combinator::{cond, map, opt};
+use nom::multi::{count, length_count, length_data};
+use nom::Parser;
 
 /// Course/status word bits (docs/protocols/gt06.md §3).
 const COURSE_MASK: u16 = 0x03FF;
@@ -51,8 +54,9 @@ impl GpsFix {
     // One length check, then the fields from a fixed array. Read field by field, each read
     // checked, the fix was stored piecewise into an `Option` that was then reloaded whole
     // to move it into the message: a store-forwarding stall on every location frame.
-    fn read(c: &mut Cursor<'_>) -> Option<Self> {
-        c.array::<{ Self::LEN }>().map(Self::from_bytes)
+    #[inline(always)]
+    fn read(input: &[u8]) -> Res<'_, Self> {
+        map(array::<{ Self::LEN }>, Self::from_bytes).parse_complete(input)
     }
 
     #[inline]
@@ -144,11 +148,12 @@ enum CellWidth {
     Wide,
 }
 
-fn read_operator(c: &mut Cursor<'_>, always_wide: bool) -> Option<(u16, u16, bool)> {
-    let mcc = c.u16()?;
+/// MCC and MNC, and whether the MNC is two bytes (the MCC's top bit says so, or the type does).
+fn operator(input: &[u8], always_wide: bool) -> Res<'_, (u16, u16, bool)> {
+    let (input, mcc) = be_u16(input)?;
     let wide = always_wide || mcc & MNC_WIDE != 0;
-    let mnc = if wide { c.u16()? } else { u16::from(c.u8()?) };
-    Some((mcc & !MNC_WIDE, mnc, wide))
+    let (input, mnc) = if wide { be_u16(input)? } else { map(be_u8, u16::from).parse_complete(input)? };
+    Ok((input, (mcc & !MNC_WIDE, mnc, wide)))
 }
 
 fn write_operator(out: &mut Vec<u8>, mcc: u16, mnc: u16, wide: bool) {
@@ -160,16 +165,15 @@ fn write_operator(out: &mut Vec<u8>, mcc: u16, mnc: u16, wide: bool) {
     }
 }
 
-fn read_lac_ci(c: &mut Cursor<'_>, width: CellWidth) -> Option<(u32, u64)> {
-    Some(match width {
+fn lac_ci(input: &[u8], width: CellWidth) -> Res<'_, (u32, u64)> {
+    match width {
         CellWidth::Classic => {
-            let lac = u32::from(c.u16()?);
-            let ci = c.array::<3>()?;
-            (lac, u64::from(u32::from_be_bytes([0, ci[0], ci[1], ci[2]])))
+            map((be_u16, array::<3>), |(lac, [a, b, c])| (u32::from(lac), u64::from(u32::from_be_bytes([0, a, b, c]))))
+                .parse_complete(input)
         }
-        CellWidth::Lte => (c.u32()?, c.u64()?),
-        CellWidth::Wide => (u32::from(c.u16()?), u64::from(c.u32()?)),
-    })
+        CellWidth::Lte => (be_u32, be_u64).parse_complete(input),
+        CellWidth::Wide => map((be_u16, be_u32), |(lac, ci)| (u32::from(lac), u64::from(ci))).parse_complete(input),
+    }
 }
 
 fn write_lac_ci(out: &mut Vec<u8>, lac: u32, ci: u64, width: CellWidth) {
@@ -190,10 +194,10 @@ fn write_lac_ci(out: &mut Vec<u8>, lac: u32, ci: u64, width: CellWidth) {
 }
 
 impl Cell {
-    fn read(c: &mut Cursor<'_>, width: CellWidth) -> Option<Self> {
-        let (mcc, mnc, mnc_wide) = read_operator(c, width == CellWidth::Wide)?;
-        let (lac, cell_id) = read_lac_ci(c, width)?;
-        Some(Cell { mcc, mnc, mnc_wide, lac, cell_id, rssi: None })
+    fn read(input: &[u8], width: CellWidth) -> Res<'_, Self> {
+        let (input, (mcc, mnc, mnc_wide)) = operator(input, width == CellWidth::Wide)?;
+        let (input, (lac, cell_id)) = lac_ci(input, width)?;
+        Ok((input, Cell { mcc, mnc, mnc_wide, lac, cell_id, rssi: None }))
     }
 
     fn write(&self, out: &mut Vec<u8>, width: CellWidth) {
@@ -223,9 +227,15 @@ pub struct StatusBlock {
 impl StatusBlock {
     pub const LEN: usize = 5;
 
-    fn read(c: &mut Cursor<'_>) -> Option<Self> {
-        let [info, voltage_level, gsm_signal, alarm, language] = c.array()?;
-        Some(StatusBlock { info, voltage_level, gsm_signal, alarm, language })
+    fn read(input: &[u8]) -> Res<'_, Self> {
+        map(array::<{ Self::LEN }>, |[info, voltage_level, gsm_signal, alarm, language]| StatusBlock {
+            info,
+            voltage_level,
+            gsm_signal,
+            alarm,
+            language,
+        })
+        .parse_complete(input)
     }
 
     fn write(&self, out: &mut Vec<u8>) {
@@ -241,8 +251,8 @@ pub struct WifiAp {
 }
 
 impl WifiAp {
-    fn read(c: &mut Cursor<'_>) -> Option<Self> {
-        Some(WifiAp { mac: c.array()?, rssi: c.u8()? })
+    fn read(input: &[u8]) -> Res<'_, Self> {
+        map((array::<6>, be_u8), |(mac, rssi)| WifiAp { mac, rssi }).parse_complete(input)
     }
     pub fn mac_text(&self) -> String {
         let m = self.mac;
@@ -448,12 +458,10 @@ impl<'a> X1Report<'a> {
         ((port_info >> 20) & 0x0F) as usize
     }
 
-    fn read(c: &mut Cursor<'a>) -> Option<Self> {
-        let data_alarm = c.u32()?;
-        let fix = GpsFix::read(c)?;
-        let terminal_info = c.u16()?;
-        let odometer_m = c.u32()?;
-        let (mcc, mnc, lac, cell_id) = (c.u16()?, c.u8()?, c.u16()?, c.u32()?);
+    fn read(input: &'a [u8]) -> Res<'a, Self> {
+        let (input, (data_alarm, fix, terminal_info, odometer_m)) =
+            (be_u32, GpsFix::read, be_u16, be_u32).parse_complete(input)?;
+        let (input, (mcc, mnc, lac, cell_id)) = (be_u16, be_u8, be_u16, be_u32).parse_complete(input)?;
         let cell = Cell {
             mcc,
             mnc: u16::from(mnc),
@@ -462,11 +470,10 @@ impl<'a> X1Report<'a> {
             cell_id: u64::from(cell_id),
             rssi: None,
         };
-        let (driver_id, battery_centivolts, power_centivolts) = (c.u32()?, c.u16()?, c.u16()?);
-        let port_info = c.u32()?;
-        let (inputs, outputs) = (c.u8()?, c.u8()?);
-        let adc = c.take(2 * Self::adc_count(port_info))?;
-        Some(X1Report {
+        let (input, (driver_id, battery_centivolts, power_centivolts, port_info, inputs, outputs)) =
+            (be_u32, be_u16, be_u16, be_u32, be_u8, be_u8).parse_complete(input)?;
+        let (extra, adc) = take(2 * Self::adc_count(port_info)).parse_complete(input)?;
+        let report = X1Report {
             data_alarm,
             fix,
             terminal_info,
@@ -479,8 +486,9 @@ impl<'a> X1Report<'a> {
             inputs,
             outputs,
             adc,
-            extra: c.rest(),
-        })
+            extra,
+        };
+        Ok((extra, report))
     }
 
     fn write(&self, out: &mut Vec<u8>) -> Option<()> {
@@ -589,13 +597,15 @@ pub struct Lw4gReport {
 const LW4G_LEN: usize = 59;
 
 impl Lw4gReport {
-    fn read(c: &mut Cursor<'_>) -> Option<Self> {
-        let fix = GpsFix::read(c)?;
-        let cell = Cell::read(c, CellWidth::Lte)?;
-        let [network, info] = c.array()?;
-        let power_centivolts = c.u16()?;
-        let [battery, gsm_signal, alarm, language] = c.array()?;
-        Some(Lw4gReport {
+    fn read(input: &[u8]) -> Res<'_, Self> {
+        let cell = |input| Cell::read(input, CellWidth::Lte);
+        let mut fields = (GpsFix::read, cell, array::<2>, be_u16, array::<4>, be_u32, be_u32, array::<8>, be_u16);
+        let (
+            input,
+            (fix, cell, [network, info], power_centivolts, state, odometer_m, engine_seconds, terminal_id, inputs),
+        ) = fields.parse_complete(input)?;
+        let [battery, gsm_signal, alarm, language] = state;
+        let report = Lw4gReport {
             fix,
             cell,
             network,
@@ -605,11 +615,12 @@ impl Lw4gReport {
             gsm_signal,
             alarm,
             language,
-            odometer_m: c.u32()?,
-            engine_seconds: c.u32()?,
-            terminal_id: c.array()?,
-            inputs: c.u16()?,
-        })
+            odometer_m,
+            engine_seconds,
+            terminal_id,
+            inputs,
+        };
+        Ok((input, report))
     }
 
     fn write(&self, out: &mut Vec<u8>) {
@@ -652,28 +663,26 @@ pub struct Az735Report<'a> {
 }
 
 impl<'a> Az735Report<'a> {
-    fn read(c: &mut Cursor<'a>) -> Option<Self> {
-        let time = c.array()?;
-        let gps_len = c.u8()?;
-        let fix = if gps_len == 0 {
-            None
-        } else {
-            let (length_satellites, latitude_raw, longitude_raw) = (c.u8()?, c.u32()?, c.u32()?);
-            let (speed_kmh, course_status) = (c.u8()?, c.u16()?);
-            Some(GpsFix { time, length_satellites, latitude_raw, longitude_raw, speed_kmh, course_status })
-        };
-        let lbs_len = c.u8()?;
+    fn read(input: &'a [u8]) -> Res<'a, Self> {
+        let (input, (time, gps_len)) = (array::<6>, be_u8).parse_complete(input)?;
+        let fix = map(
+            (be_u8, be_u32, be_u32, be_u8, be_u16),
+            |(length_satellites, latitude_raw, longitude_raw, speed_kmh, course_status)| GpsFix {
+                time,
+                length_satellites,
+                latitude_raw,
+                longitude_raw,
+                speed_kmh,
+                course_status,
+            },
+        );
+        let (input, (fix, lbs_len)) = (cond(gps_len != 0, fix), be_u8).parse_complete(input)?;
         // The length counts itself (as the alarms' cell blocks do).
-        let lbs = if lbs_len == 0 { None } else { Some((c.take(usize::from(lbs_len) - 1)?, c.u8()?)) };
-        let counted = |c: &mut Cursor<'a>| {
-            let n = c.u8()?;
-            c.take(usize::from(n))
-        };
-        let towers = counted(c)?;
-        let wifi = counted(c)?;
-        let status = c.u8()?;
-        let reserved = counted(c)?;
-        Some(Az735Report { time, gps_len, fix, lbs_len, lbs, towers, wifi, status, reserved, extra: c.rest() })
+        let lbs = (take(usize::from(lbs_len).saturating_sub(1)), be_u8);
+        let counted = (u8_prefixed, u8_prefixed, be_u8, u8_prefixed);
+        let (extra, (lbs, (towers, wifi, status, reserved))) =
+            (cond(lbs_len != 0, lbs), counted).parse_complete(input)?;
+        Ok((extra, Az735Report { time, gps_len, fix, lbs_len, lbs, towers, wifi, status, reserved, extra }))
     }
 
     fn write(&self, out: &mut Vec<u8>) -> Option<()> {
@@ -713,7 +722,8 @@ impl<'a> Az735Report<'a> {
     /// The cell its block holds.
     pub fn cell(&self) -> Option<Cell> {
         let (block, rssi) = self.lbs?;
-        Cell::read(&mut Cursor::new(block), CellWidth::Classic).map(|c| Cell { rssi: Some(rssi), ..c })
+        let (_, cell) = Cell::read(block, CellWidth::Classic).ok()?;
+        Some(Cell { rssi: Some(rssi), ..cell })
     }
 }
 
@@ -815,181 +825,153 @@ fn cell_width(protocol: u8) -> CellWidth {
 impl<'a> Message<'a> {
     /// Reads the content of `frame` by its protocol number.
     pub fn parse(frame: &Frame<'a>) -> Result<Self, LayoutError> {
-        let err = || LayoutError { protocol: frame.protocol, content_len: frame.content.len() };
-        let mut c = Cursor::new(frame.content);
+        let err = |Short| LayoutError { protocol: frame.protocol, content_len: frame.content.len() };
+        let mut rest = frame.content;
+        // The next field, by a body parser: the content goes on after it, or does not hold it.
+        macro_rules! next {
+            ($parser:expr) => {{
+                let (value, after) = read($parser, rest).map_err(err)?;
+                rest = after;
+                value
+            }};
+        }
         let p = frame.protocol;
         let message = match p {
             LOGIN => {
-                let terminal_id = c.array().ok_or_else(err)?;
-                let type_id = c.u16();
-                let zone_language = type_id.and_then(|_| c.u16());
-                Message::Login(Login { terminal_id, type_id, zone_language }, c.rest())
+                let terminal_id = next!(array::<8>);
+                // v2 adds the type, and then the zone: each only if the content holds it.
+                let type_id = next!(opt(be_u16));
+                let zone_language = next!(cond(type_id.is_some(), opt(be_u16))).flatten();
+                Message::Login(Login { terminal_id, type_id, zone_language }, rest)
             }
             WIFI | WIFI_2 if frame.integrity == Integrity::Absent => {
-                let wifi = Self::wifi_count(&mut c, frame.length_field).ok_or_else(err)?;
+                let wifi = Self::wifi_count(rest, frame.length_field).ok_or_else(|| err(Short))?;
                 return Ok(Message::Wifi(wifi));
             }
             GPS | GPS_LBS_6 | GPS_LBS | GPS_LBS_2 | GPS_LBS_4 | GPS_LBS_5 | GPS_LBS_3 | GPS_4G | GPS_LBS_EXTEND => {
-                let fix = GpsFix::read(&mut c).ok_or_else(err)?;
+                let fix = next!(GpsFix::read);
                 let width = cell_width(p);
-                let cell = if matches!(p, GPS | GPS_LBS_EXTEND) { None } else { Self::optional_cell(&mut c, width) };
+                let has_cell = !matches!(p, GPS | GPS_LBS_EXTEND);
+                let cell = next!(cond(has_cell, opt(|input| Cell::read(input, width)))).flatten();
                 let v2 = matches!(p, GPS_LBS_2 | GPS_LBS_4 | GPS_LBS_5 | GPS_LBS_3 | GPS_4G);
                 let (mut acc, mut upload_mode, mut reupload, mut mileage) = (None, None, None, None);
-                if v2 && cell.is_some() && c.remaining() >= 3 {
-                    acc = c.u8();
-                    upload_mode = c.u8();
-                    reupload = c.u8();
+                if v2 && cell.is_some() && rest.len() >= 3 {
+                    let (a, u, r) = next!((be_u8, be_u8, be_u8));
+                    (acc, upload_mode, reupload) = (Some(a), Some(u), Some(r));
                     // The mileage is only known when it is all that is left (docs/protocols/gt06.md §5.2).
-                    if c.remaining() == 4 {
-                        mileage = c.u32();
+                    if rest.len() == 4 {
+                        mileage = Some(next!(be_u32));
                     }
                 }
-                Message::Location { fix, cell, acc, upload_mode, reupload, mileage, extra: c.rest() }
+                Message::Location { fix, cell, acc, upload_mode, reupload, mileage, extra: rest }
             }
             ALARM | ALARM_2 | ALARM_MULTI_FENCE | ALARM_4G_MULTI_FENCE => {
-                let fix = GpsFix::read(&mut c).ok_or_else(err)?;
                 // The LBS length counts itself.
-                let lbs_len = usize::from(c.u8().ok_or_else(err)?);
-                let lbs = c.take(lbs_len.saturating_sub(1)).ok_or_else(err)?;
-                let status = StatusBlock::read(&mut c).ok_or_else(err)?;
-                let fence = if matches!(p, ALARM_MULTI_FENCE | ALARM_4G_MULTI_FENCE) { c.u8() } else { None };
-                Message::Alarm { fix, lbs, status, fence, extra: c.rest() }
+                let (fix, lbs_len) = next!((GpsFix::read, be_u8));
+                let (lbs, status) = next!((take(usize::from(lbs_len).saturating_sub(1)), StatusBlock::read));
+                let multi_fence = matches!(p, ALARM_MULTI_FENCE | ALARM_4G_MULTI_FENCE);
+                let fence = next!(cond(multi_fence, opt(be_u8))).flatten();
+                Message::Alarm { fix, lbs, status, fence, extra: rest }
             }
             ALARM_JC => {
-                let time = c.array().ok_or_else(err)?;
                 // The long form has a position between the time and the code.
-                let position = if frame.content.len() > 7 {
-                    Some((c.u32().ok_or_else(err)?, c.u32().ok_or_else(err)?, c.u16().ok_or_else(err)?))
-                } else {
-                    None
-                };
-                let code = AlarmCode(c.u8().ok_or_else(err)?);
-                Message::AlarmJc { time, position, code, extra: c.rest() }
+                let long = frame.content.len() > 7;
+                let (time, position, code) = next!((array::<6>, cond(long, (be_u32, be_u32, be_u16)), be_u8));
+                Message::AlarmJc { time, position, code: AlarmCode(code), extra: rest }
             }
             HEARTBEAT => {
-                let [info, voltage_level, gsm_signal] = c.array().ok_or_else(err)?;
-                let alarm_language = c.array();
-                Message::Heartbeat(Heartbeat::Status {
-                    info,
-                    voltage_level,
-                    gsm_signal,
-                    alarm_language,
-                    extra: c.rest(),
-                })
+                let ([info, voltage_level, gsm_signal], alarm_language) = next!((array::<3>, opt(array::<2>)));
+                Message::Heartbeat(Heartbeat::Status { info, voltage_level, gsm_signal, alarm_language, extra: rest })
             }
             HEARTBEAT_2 => {
-                let info = c.u8().ok_or_else(err)?;
-                let centivolts = c.u16().ok_or_else(err)?;
-                let gsm_signal = c.u8().ok_or_else(err)?;
-                Message::Heartbeat(Heartbeat::Voltage { info, centivolts, gsm_signal, extra: c.rest() })
+                let (info, centivolts, gsm_signal) = next!((be_u8, be_u16, be_u8));
+                Message::Heartbeat(Heartbeat::Voltage { info, centivolts, gsm_signal, extra: rest })
             }
             STATUS_2 => Message::Heartbeat(Heartbeat::Opaque(frame.content)),
             LBS_STATUS => {
-                let cell = Cell::read(&mut c, CellWidth::Classic).ok_or_else(err)?;
-                let status = StatusBlock::read(&mut c).ok_or_else(err)?;
-                Message::LbsStatus { cell, status, extra: c.rest() }
+                let (cell, status) = next!((|input| Cell::read(input, CellWidth::Classic), StatusBlock::read));
+                Message::LbsStatus { cell, status, extra: rest }
             }
             LBS_MULTIPLE_3 if frame.content.len() == SR411_LEN => {
-                let fix = GpsFix::read(&mut c).ok_or_else(err)?;
-                let cell = Cell::read(&mut c, CellWidth::Classic).ok_or_else(err)?;
-                let ignition = c.u8().ok_or_else(err)?;
-                let (power_centivolts, battery_centivolts) = (c.u16().ok_or_else(err)?, c.u16().ok_or_else(err)?);
-                Message::Sr411(Sr411Report {
-                    fix,
-                    cell,
-                    ignition,
-                    power_centivolts,
-                    battery_centivolts,
-                    extra: c.rest(),
-                })
+                let cell = |input| Cell::read(input, CellWidth::Classic);
+                let (fix, cell, ignition, power_centivolts, battery_centivolts) =
+                    next!((GpsFix::read, cell, be_u8, be_u16, be_u16));
+                Message::Sr411(Sr411Report { fix, cell, ignition, power_centivolts, battery_centivolts, extra: rest })
             }
             LBS_MULTIPLE_3 if frame.content.len() == WANWAY_S20_LEN => {
-                let time = c.array().ok_or_else(err)?;
-                let timing_advance = c.u8().ok_or_else(err)?;
-                let (mcc, mnc, mnc_wide) = read_operator(&mut c, false).ok_or_else(err)?;
-                let n = c.u8().ok_or_else(err)?;
-                let mut cells = Vec::with_capacity(usize::from(n));
-                for _ in 0..n {
-                    let (lac, cell_id) = read_lac_ci(&mut c, CellWidth::Classic).ok_or_else(err)?;
-                    cells.push(Cell { mcc, mnc, mnc_wide, lac, cell_id, rssi: Some(c.u8().ok_or_else(err)?) });
-                }
-                let report = LbsReport { time, cells, timing_advance, wifi: Vec::new(), extra: c.rest() };
+                let (time, timing_advance, (mcc, mnc, mnc_wide)) =
+                    next!((array::<6>, be_u8, |input| operator(input, false)));
+                let cell = map((|input| lac_ci(input, CellWidth::Classic), be_u8), |((lac, cell_id), rssi)| Cell {
+                    mcc,
+                    mnc,
+                    mnc_wide,
+                    lac,
+                    cell_id,
+                    rssi: Some(rssi),
+                });
+                let cells = next!(length_count(be_u8, cell));
+                let report = LbsReport { time, cells, timing_advance, wifi: Vec::new(), extra: rest };
                 Message::LbsCounted { operator: (mcc, mnc, mnc_wide), report }
             }
-            WIFI_LBS_4G if frame.content.len() == LW4G_LEN => Message::Lw4g(Lw4gReport::read(&mut c).ok_or_else(err)?),
-            GPS_MODULAR => {
-                let mut modules = Vec::new();
-                while c.remaining() >= 4 {
-                    let mut probe = Cursor::new(c.rest());
-                    let (Some(kind), Some(len)) = (probe.u16(), probe.u16()) else { break };
-                    let Some(value) = probe.take(usize::from(len)) else { break };
-                    c.take(4 + value.len()).ok_or_else(err)?;
-                    modules.push(Module { kind, value });
-                }
-                Message::Modular { modules, extra: c.rest() }
+            WIFI_LBS_4G if frame.content.len() == LW4G_LEN => {
+                Message::Lw4g(read(Lw4gReport::read, rest).map_err(err)?.0)
             }
-            AZ735_GPS | AZ735_ALARM if frame.long => Message::Az735(Az735Report::read(&mut c).ok_or_else(err)?),
+            GPS_MODULAR => {
+                // Modules while a whole one fits; what is left is kept as extra.
+                let mut modules = Vec::new();
+                while let Ok(((kind, value), after)) = read((be_u16, length_data(be_u16)), rest) {
+                    modules.push(Module { kind, value });
+                    rest = after;
+                }
+                Message::Modular { modules, extra: rest }
+            }
+            AZ735_GPS | AZ735_ALARM if frame.long => Message::Az735(read(Az735Report::read, rest).map_err(err)?.0),
             LBS_EXTEND | LBS_MULTIPLE | LBS_MULTIPLE_3 | LBS_WIFI | LBS_4G | WIFI_LBS_4G => {
-                let time = c.array().ok_or_else(err)?;
                 let width = cell_width(p);
-                let (mcc, mnc, mnc_wide) = read_operator(&mut c, false).ok_or_else(err)?;
-                let mut cells = Vec::with_capacity(LBS_MULTI_CELLS);
-                for _ in 0..LBS_MULTI_CELLS {
-                    let (lac, cell_id) = read_lac_ci(&mut c, width).ok_or_else(err)?;
-                    let rssi = c.u8().ok_or_else(err)?;
-                    cells.push(Cell { mcc, mnc, mnc_wide, lac, cell_id, rssi: Some(rssi) });
-                }
-                let timing_advance = c.u8().ok_or_else(err)?;
-                let mut wifi = Vec::new();
-                if has_wifi(p) {
-                    let n = c.u8().ok_or_else(err)?;
-                    for _ in 0..n {
-                        wifi.push(WifiAp::read(&mut c).ok_or_else(err)?);
-                    }
-                }
-                Message::Lbs(LbsReport { time, cells, timing_advance, wifi, extra: c.rest() })
+                let (time, (mcc, mnc, mnc_wide)) = next!((array::<6>, |input| operator(input, false)));
+                let cell = map((|input| lac_ci(input, width), be_u8), |((lac, cell_id), rssi)| Cell {
+                    mcc,
+                    mnc,
+                    mnc_wide,
+                    lac,
+                    cell_id,
+                    rssi: Some(rssi),
+                });
+                let (cells, timing_advance) = next!((count(cell, LBS_MULTI_CELLS), be_u8));
+                let wifi = next!(cond(has_wifi(p), length_count(be_u8, WifiAp::read))).unwrap_or_default();
+                Message::Lbs(LbsReport { time, cells, timing_advance, wifi, extra: rest })
             }
             GPS_PHONE | ADDRESS_REQUEST => {
-                let fix = GpsFix::read(&mut c).ok_or_else(err)?;
-                let phone = c.take(PHONE_LEN).ok_or_else(err)?;
-                Message::AddressRequest { fix, phone, extra: c.rest() }
+                let (fix, phone) = next!((GpsFix::read, take(PHONE_LEN)));
+                Message::AddressRequest { fix, phone, extra: rest }
             }
             TIME_REQUEST => Message::TimeRequest,
-            X1_GPS => Message::X1(X1Report::read(&mut c).ok_or_else(err)?),
+            X1_GPS => Message::X1(read(X1Report::read, rest).map_err(err)?.0),
             INFO => {
-                let subtype = c.u8().ok_or_else(err)?;
-                Message::Info(Info { subtype, data: c.rest() })
+                let subtype = next!(be_u8);
+                Message::Info(Info { subtype, data: rest })
             }
             COMMAND_REPLY => {
-                let length_byte = c.u8().ok_or_else(err)?;
-                let server_flag = c.u32().ok_or_else(err)?;
+                let (length_byte, server_flag) = next!((be_u8, be_u32));
                 let command_len = usize::from(length_byte);
-                let regular = command_len >= 4 && command_len - 4 <= c.remaining();
+                let regular = command_len >= 4 && command_len - 4 <= rest.len();
                 let text_len = if regular {
                     command_len - 4
                 } else {
-                    let body = &c.rest()[..c.remaining().saturating_sub(2)];
+                    let body = &rest[..rest.len().saturating_sub(2)];
                     body.iter().position(|&b| b == 0).unwrap_or(body.len())
                 };
-                let text = c.take(text_len).ok_or_else(err)?.iter().map(|&b| char::from(b)).collect();
+                let text = next!(take(text_len)).iter().map(|&b| char::from(b)).collect();
                 let irregular_length = (!regular).then_some(length_byte);
-                Message::CommandReply(CommandReply {
-                    server_flag,
-                    text,
-                    encoding: None,
-                    irregular_length,
-                    extra: c.rest(),
-                })
+                Message::CommandReply(CommandReply { server_flag, text, encoding: None, irregular_length, extra: rest })
             }
             COMMAND_REPLY_LONG => {
-                let server_flag = c.u32().ok_or_else(err)?;
-                let encoding = c.u8().ok_or_else(err)?;
-                let raw = c.rest();
+                let (server_flag, encoding) = next!((be_u32, be_u8));
                 let text = if encoding == 2 {
-                    let units = raw.chunks(2).map(|u| u16::from_be_bytes([u[0], *u.get(1).unwrap_or(&0)]));
+                    let units = rest.chunks(2).map(|u| u16::from_be_bytes([u[0], *u.get(1).unwrap_or(&0)]));
                     char::decode_utf16(units).map(|r| r.unwrap_or(char::REPLACEMENT_CHARACTER)).collect()
                 } else {
-                    raw.iter().map(|&b| char::from(b)).collect()
+                    rest.iter().map(|&b| char::from(b)).collect()
                 };
                 Message::CommandReply(CommandReply {
                     server_flag,
@@ -1006,7 +988,7 @@ impl<'a> Message<'a> {
 
     /// The cell of an alarm's LBS block, if it holds one.
     pub fn alarm_cell(lbs: &[u8], protocol: u8) -> Option<Cell> {
-        Cell::read(&mut Cursor::new(lbs), cell_width(protocol))
+        Cell::read(lbs, cell_width(protocol)).ok().map(|(_, cell)| cell)
     }
 
     /// Writes one cell as an alarm's LBS block (for building frames).
@@ -1016,25 +998,22 @@ impl<'a> Message<'a> {
         out
     }
 
-    fn optional_cell(c: &mut Cursor<'a>, width: CellWidth) -> Option<Cell> {
-        let mut probe = Cursor::new(c.rest());
-        let cell = Cell::read(&mut probe, width)?;
-        c.take(probe.position())?;
-        Some(cell)
-    }
-
-    fn wifi_count(c: &mut Cursor<'a>, access_points: usize) -> Option<WifiLbs> {
-        let bcd_time = c.array()?;
-        let wifi = (0..access_points).map(|_| WifiAp::read(c)).collect::<Option<Vec<_>>>()?;
-        let cell_count = c.u8()?;
-        let (mcc, mnc, mnc_wide) = read_operator(c, false)?;
-        let mut cells = Vec::with_capacity(usize::from(cell_count));
-        for _ in 0..cell_count {
-            let lac = u32::from(c.u16()?);
-            let cell_id = u64::from(c.u16()?);
-            cells.push(Cell { mcc, mnc, mnc_wide, lac, cell_id, rssi: Some(c.u8()?) });
-        }
-        (c.remaining() == 0).then_some(WifiLbs { bcd_time, wifi, cells })
+    /// The CRC-less Wi-Fi frame: a time, `access_points` access points, then counted cells
+    /// of one operator, and nothing after them.
+    fn wifi_count(input: &[u8], access_points: usize) -> Option<WifiLbs> {
+        let (input, (bcd_time, wifi, cell_count)) =
+            (array::<6>, count(WifiAp::read, access_points), be_u8).parse_complete(input).ok()?;
+        let (input, (mcc, mnc, mnc_wide)) = operator(input, false).ok()?;
+        let cell = map((be_u16, be_u16, be_u8), |(lac, cell_id, rssi)| Cell {
+            mcc,
+            mnc,
+            mnc_wide,
+            lac: u32::from(lac),
+            cell_id: u64::from(cell_id),
+            rssi: Some(rssi),
+        });
+        let (input, cells) = count(cell, usize::from(cell_count)).parse_complete(input).ok()?;
+        input.is_empty().then_some(WifiLbs { bcd_time, wifi, cells })
     }
 
     /// Writes this message's content for `protocol` (the inverse of [`Message::parse`]).
