@@ -30,14 +30,15 @@ count() { # binary stream rounds -> instructions
     awk '/I *refs:/ { gsub(",", "", $4); print $4 }'
 }
 
-printf '%-14s %10s %10s %8s\n' stream "$ref" "working" change
-for stream in gt06_12 gt06_22 jt808 teltonika_8 teltonika_8e nmea_rmc nmea_gga; do
+printf '%-22s %10s %10s %8s\n' stream "$ref" "working" change
+for stream in gt06_12 gt06_22 jt808 teltonika_8 teltonika_8e teltonika_8_validate teltonika_8e_validate \
+  teltonika_8_views teltonika_8e_views nmea_rmc nmea_gga; do
   row=()
   for bin in "$before/target/release/examples/instructions" target/release/examples/instructions; do
     base=$(count "$bin" "$stream" 0)
     total=$(count "$bin" "$stream" "$rounds")
     row+=($(( (total - base) / (rounds * 10000) )))
   done
-  printf '%-14s %10s %10s %7s%%\n' "$stream" "${row[0]}" "${row[1]}" \
+  printf '%-22s %10s %10s %7s%%\n' "$stream" "${row[0]}" "${row[1]}" \
     "$(awk -v a="${row[0]}" -v b="${row[1]}" 'BEGIN { printf "%+.1f", (b - a) * 100 / a }')"
 done

@@ -1,5 +1,6 @@
 //! Decodes one of the benches' generated streams into records `rounds` times, with the
-//! stream decoder a fresh connection would get, for counting instructions under cachegrind
+//! stream decoder a fresh connection would get (or, for the Teltonika `_validate` and
+//! `_views` streams, as the benches' rows of those names do), for counting instructions under cachegrind
 //! (`scripts/instructions.sh`). Timings on a shared machine move ±5–10% between runs of the
 //! same binary, and with the code's layout; instruction counts do not, so they tell whether
 //! a change added work to a record row.
@@ -7,22 +8,35 @@
 //! `cargo run --release -p trackgate-benches --example instructions -- gt06_12 5`
 
 use trackgate_benches::{gt06_locations, jt808_locations, nmea_gga, nmea_rmc, teltonika_packets};
+use trackgate_codecs::framing::{Framer, Framing};
 use trackgate_codecs::gt06::Gt06Decoder;
 use trackgate_codecs::jt808::Jt808Decoder;
 use trackgate_codecs::nmea::NmeaDecoder;
-use trackgate_codecs::teltonika::TeltonikaDecoder;
+use trackgate_codecs::teltonika::{AvlData, IoElement, RecordView, TeltonikaDecoder, TeltonikaFramer, HEADER_LEN};
 use trackgate_codecs::{RecordDecoder, StreamEvent};
 
 /// The streams, named as `scripts/instructions.sh` names them; 10,000 frames each.
-const STREAMS: [&str; 7] = ["gt06_12", "gt06_22", "jt808", "teltonika_8", "teltonika_8e", "nmea_rmc", "nmea_gga"];
+const STREAMS: [&str; 11] = [
+    "gt06_12",
+    "gt06_22",
+    "jt808",
+    "teltonika_8",
+    "teltonika_8e",
+    "teltonika_8_validate",
+    "teltonika_8e_validate",
+    "teltonika_8_views",
+    "teltonika_8e_views",
+    "nmea_rmc",
+    "nmea_gga",
+];
 
 fn stream(name: &str) -> Option<Vec<u8>> {
     Some(match name {
         "gt06_12" => gt06_locations(0x12, 10_000, 11),
         "gt06_22" => gt06_locations(0x22, 10_000, 11),
         "jt808" => jt808_locations(10_000, 13, true),
-        "teltonika_8" => teltonika_packets(0x08, 10_000, 7).0,
-        "teltonika_8e" => teltonika_packets(0x8E, 10_000, 7).0,
+        "teltonika_8" | "teltonika_8_validate" | "teltonika_8_views" => teltonika_packets(0x08, 10_000, 7).0,
+        "teltonika_8e" | "teltonika_8e_validate" | "teltonika_8e_views" => teltonika_packets(0x8E, 10_000, 7).0,
         "nmea_rmc" => nmea_rmc(10_000, 5),
         "nmea_gga" => nmea_gga(10_000, 5),
         _ => return None,
@@ -48,6 +62,15 @@ fn main() {
         eprintln!("unknown stream {name:?} (one of {})", STREAMS.join(", "));
         std::process::exit(2);
     };
+    if name.ends_with("_validate") || name.ends_with("_views") {
+        let views = name.ends_with("_views");
+        let mut sum = 0u64;
+        for _ in 0..rounds {
+            sum = sum.wrapping_add(avl(std::hint::black_box(&buf), views));
+        }
+        println!("{sum}");
+        return;
+    }
     let mut out: Vec<StreamEvent> = Vec::new();
     let mut records = 0;
     for _ in 0..rounds {
@@ -56,4 +79,26 @@ fn main() {
         records += out.iter().filter(|e| matches!(e, StreamEvent::Record(_))).count();
     }
     println!("{records}");
+}
+
+/// The Teltonika validate and views rows: frame, CRC and structure; with `views`, every
+/// field and IO value of every record read too, in one walk.
+fn avl(buf: &[u8], views: bool) -> u64 {
+    let (mut framer, mut pos, mut sum) = (TeltonikaFramer::default(), 0, 0u64);
+    while let Framing::Frame { len, consumed } = framer.next_frame(&buf[pos..]) {
+        if let Ok(avl) = AvlData::parse(&buf[pos + HEADER_LEN..pos + len - 4]) {
+            sum += u64::from(avl.count);
+            if views {
+                let record = |sum: &mut u64, r: RecordView<'_>| {
+                    *sum = sum.wrapping_add(r.timestamp_ms ^ r.gps.latitude().to_bits() ^ u64::from(r.gps.speed_kmh));
+                };
+                let io = |sum: &mut u64, e: IoElement<'_>| {
+                    *sum = sum.wrapping_add(u64::from(e.id) ^ e.value.as_u64().unwrap_or(0));
+                };
+                avl.for_each_record(&mut sum, record, io);
+            }
+        }
+        pos += consumed;
+    }
+    sum
 }
