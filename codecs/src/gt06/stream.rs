@@ -366,6 +366,43 @@ fn set_extra(r: &mut Record, extra: &[u8]) {
     }
 }
 
+/// What the device is answered for each message (docs/protocols/gt06.md §8), in one place.
+/// Acks echo the frame's serial, so frames of the CRC-less dialects, which have none, get none.
+fn answer(message: &Message<'_>, frame: &Frame<'_>, now: Option<Timestamp>) -> Option<Reply> {
+    let p = frame.protocol;
+    let ack = |long: bool| frame.serial.map(|serial| ack_reply(long, p, serial));
+    match message {
+        // v1 rule 7: every login is answered, known IMEI or not.
+        Message::Login(..)
+        | Message::Alarm { .. }
+        | Message::AlarmJc { .. }
+        | Message::Heartbeat(_)
+        | Message::LbsStatus { .. }
+        | Message::Lbs(_)
+        | Message::LbsCounted { .. }
+        | Message::Sr411(_)
+        | Message::Lw4g(_)
+        | Message::Az735(_) => ack(frame.long),
+        // Positions in long frames are not acked.
+        Message::Location { .. } | Message::X1(_) if frame.long => None,
+        Message::Location { .. } | Message::X1(_) => ack(false),
+        // Answered in a short frame, although the report comes in a long one.
+        Message::Modular { .. } => ack(false),
+        Message::Wifi(w) => Some(wifi_count_reply(p, w.bcd_time).into()),
+        // No geocoder here: "no address", so the device does not wait for one.
+        Message::AddressRequest { .. } => Some(no_address_reply().into()),
+        // The codec reads no clock: without the caller's time there is no honest answer.
+        Message::TimeRequest => {
+            now.zip(frame.serial).and_then(|(now, serial)| time_reply(now, serial)).map(Reply::from)
+        }
+        Message::Info(_) | Message::CommandReply(_) => None,
+        // Fielded servers ack every unknown short-frame type except the command range, and
+        // devices expect it.
+        Message::Unknown(_) if frame.long || (0x80..=0x82).contains(&p) => None,
+        Message::Unknown(_) => ack(false),
+    }
+}
+
 impl Gt06Decoder {
     pub fn new(options: Gt06Options) -> Self {
         Gt06Decoder {
@@ -435,9 +472,7 @@ impl Gt06Decoder {
         };
         let p = frame.protocol;
         let tz = self.offset_for(p);
-        // Acks echo the serial; frames of the CRC-less dialects have none and get none.
-        let ack = frame.serial.map(|serial| ack_reply(frame.long, p, serial));
-        let mut reply = None;
+        let answer = answer(&message, &frame, self.now);
         let record = match &message {
             Message::Login(login, extra) => {
                 self.imei = Some(login.imei().into());
@@ -451,8 +486,6 @@ impl Gt06Decoder {
                     r.attributes.set("utc_offset", format!("{sign}{:02}:{:02}", m / 60, m % 60));
                 }
                 set_extra(r, extra);
-                // v1 rule 7: answer every login, known IMEI or not.
-                reply = ack;
                 r
             }
             Message::Location { fix, cell, acc, upload_mode, reupload, mileage, extra } => {
@@ -468,7 +501,6 @@ impl Gt06Decoder {
                 r.attributes.set_opt("buffered", reupload.map(|v| v != 0));
                 r.attributes.set_opt("odometer_m", *mileage);
                 set_extra(r, extra);
-                reply = ack.filter(|_| !frame.long);
                 r
             }
             Message::Alarm { fix, lbs, status, fence, extra } => {
@@ -480,7 +512,6 @@ impl Gt06Decoder {
                 set_status(r, status);
                 r.attributes.set_opt("geofence_id", *fence);
                 set_extra(r, extra);
-                reply = ack;
                 r
             }
             Message::AlarmJc { time, position, code, extra } => {
@@ -504,7 +535,6 @@ impl Gt06Decoder {
                 r.alarms.push(code.jc_name(position.is_some()).into());
                 r.attributes.set("alarm_raw", code.0);
                 set_extra(r, extra);
-                reply = ack;
                 r
             }
             Message::Heartbeat(h) => {
@@ -527,7 +557,6 @@ impl Gt06Decoder {
                     }
                     Heartbeat::Opaque(bytes) => set_extra(r, bytes),
                 }
-                reply = ack;
                 r
             }
             Message::LbsStatus { cell, status, extra } => {
@@ -535,13 +564,11 @@ impl Gt06Decoder {
                 set_cell(r, cell);
                 set_status(r, status);
                 set_extra(r, extra);
-                reply = ack;
                 r
             }
             Message::Lbs(report) | Message::LbsCounted { report, .. } => {
                 let r = self.record(Kind::Position, &frame, out);
                 set_lbs(r, report, tz);
-                reply = ack;
                 r
             }
             Message::Sr411(x) => {
@@ -552,13 +579,11 @@ impl Gt06Decoder {
                 r.attributes.set("ignition", x.ignition != 0);
                 r.attributes.set("power_v", f64::from(x.power_centivolts) / 100.0);
                 set_extra(r, x.extra);
-                reply = ack;
                 r
             }
             Message::Lw4g(x) => {
                 let r = self.record(Kind::Position, &frame, out);
                 set_lw4g(r, x, tz);
-                reply = ack;
                 r
             }
             Message::Modular { modules, extra } => {
@@ -569,14 +594,11 @@ impl Gt06Decoder {
                 let r = self.record(if fixed { Kind::Position } else { Kind::Status }, &frame, out);
                 set_modules(r, modules);
                 set_extra(r, extra);
-                // Answered in a short frame, although the report comes in a long one.
-                reply = frame.serial.map(|serial| ack_reply(false, p, serial));
                 r
             }
             Message::Az735(x) => {
                 let r = self.record(if x.fix.is_some() { Kind::Position } else { Kind::Status }, &frame, out);
                 set_az735(r, x, p, tz);
-                reply = ack;
                 r
             }
             Message::Wifi(w) => {
@@ -587,7 +609,6 @@ impl Gt06Decoder {
                 }
                 r.attributes.set("cells", Value::Array(w.cells.iter().map(cell_json).collect()));
                 r.attributes.set("wifi", wifi_json(&w.wifi));
-                reply = Some(wifi_count_reply(p, w.bcd_time).into());
                 r
             }
             Message::AddressRequest { fix, phone, extra } => {
@@ -599,16 +620,9 @@ impl Gt06Decoder {
                     r.attributes.set("phone", number);
                 }
                 set_extra(r, extra);
-                // No geocoder here: answer "no address" so the device does not wait for one.
-                reply = Some(no_address_reply().into());
                 r
             }
-            Message::TimeRequest => {
-                let r = self.record(Kind::TimeRequest, &frame, out);
-                // The codec reads no clock: without the caller's time there is no honest answer.
-                reply = self.now.zip(frame.serial).and_then(|(now, serial)| time_reply(now, serial)).map(Reply::from);
-                r
-            }
+            Message::TimeRequest => self.record(Kind::TimeRequest, &frame, out),
             Message::Info(info) => {
                 let r = self.record(Kind::Info, &frame, out);
                 r.attributes.set("info_type", info.subtype);
@@ -634,7 +648,6 @@ impl Gt06Decoder {
             Message::X1(x) => {
                 let r = self.record(Kind::Position, &frame, out);
                 set_x1(r, x, tz);
-                reply = ack.filter(|_| !frame.long);
                 r
             }
             Message::CommandReply(reply_msg) => {
@@ -648,7 +661,6 @@ impl Gt06Decoder {
                     r.attributes.set("command", self.commands.remove(i).1);
                 }
                 set_extra(r, reply_msg.extra);
-                // Command replies are never acked.
                 r
             }
             Message::Unknown(content) => {
@@ -657,16 +669,13 @@ impl Gt06Decoder {
                 if !content.is_empty() {
                     r.attributes.set("data", to_hex(content));
                 }
-                // Fielded servers ack every unknown short-frame type except the command range,
-                // and devices expect it (docs/protocols/gt06.md §8).
-                reply = ack.filter(|_| !frame.long && !(0x80..=0x82).contains(&p));
                 r
             }
         };
         if !shape.length_field_ok && frame.integrity != Integrity::Absent {
             record.attributes.set("length_field_ok", false);
         }
-        if let Some(reply) = reply {
+        if let Some(reply) = answer {
             out.push(StreamEvent::Reply(reply));
         }
         Ok(())

@@ -236,6 +236,22 @@ fn wifi_count_frame_is_measured_by_its_counts_and_answered() {
     assert_eq!(replies(&ev), vec![hex("7878 00 69 170926125940 0d0a")]);
 }
 
+/// A position is acked in a short frame and not in a long one; so is an unknown type.
+#[test]
+fn long_frames_of_positions_and_unknown_types_are_not_acked() {
+    let fix = hex("110314083839 CF 027AC818 0C465860 00 1400");
+    for (protocol, content) in [(GPS, &fix[..]), (0x5B, &[1, 2, 3][..])] {
+        for long in [false, true] {
+            let mut frame = Vec::new();
+            encode_frame(&mut frame, long, protocol, content, 9).unwrap();
+            let ev = decode(&frame);
+            assert_eq!(records(&ev).len(), 1, "0x{protocol:02X} long {long}");
+            let expected = if long { vec![] } else { vec![ack(false, protocol, 9)] };
+            assert_eq!(replies(&ev), expected, "0x{protocol:02X} long {long}");
+        }
+    }
+}
+
 #[test]
 fn other_acks_and_silences() {
     // 0x94 information is never acked; an unknown short type is, a command-range one is not.
