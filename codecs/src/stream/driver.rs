@@ -31,9 +31,10 @@ pub(crate) trait FrameHandler {
 
     fn driver(&mut self) -> &mut Driver<Self::Framer>;
 
-    /// Decodes one whole frame that starts at stream offset `at`: pushes its events and
-    /// answers how many frames it took (a line of several NMEA sentences is several), or
-    /// answers why the frame is bad, having pushed nothing.
+    /// Decodes one whole frame that starts at stream offset `at` (`consumed` bytes of the
+    /// stream with what the framer dropped after it, a terminator or a closing flag): pushes
+    /// its events and answers how many frames it took (a line of several NMEA sentences is
+    /// several), or answers why the frame is bad, having pushed nothing.
     ///
     /// The four protocols mark theirs `#[inline]`, so the loop and the frame's decoding stay
     /// one function as they were before the loop was shared: split in two, GT06's record
