@@ -165,6 +165,13 @@ fn write_operator(out: &mut Vec<u8>, mcc: u16, mnc: u16, wide: bool) {
     }
 }
 
+/// One cell of a multi-cell block: its LAC and CI in `width`, then its signal, under the
+/// block's one operator (MCC, MNC, wide MNC).
+fn rssi_cell(input: &[u8], (mcc, mnc, mnc_wide): (u16, u16, bool), width: CellWidth) -> Res<'_, Cell> {
+    let (input, ((lac, cell_id), rssi)) = (|input| lac_ci(input, width), be_u8).parse_complete(input)?;
+    Ok((input, Cell { mcc, mnc, mnc_wide, lac, cell_id, rssi: Some(rssi) }))
+}
+
 fn lac_ci(input: &[u8], width: CellWidth) -> Res<'_, (u32, u64)> {
     match width {
         CellWidth::Classic => {
@@ -899,19 +906,10 @@ impl<'a> Message<'a> {
                 Message::Sr411(Sr411Report { fix, cell, ignition, power_centivolts, battery_centivolts, extra: rest })
             }
             LBS_MULTIPLE_3 if frame.content.len() == WANWAY_S20_LEN => {
-                let (time, timing_advance, (mcc, mnc, mnc_wide)) =
-                    next!((array::<6>, be_u8, |input| operator(input, false)));
-                let cell = map((|input| lac_ci(input, CellWidth::Classic), be_u8), |((lac, cell_id), rssi)| Cell {
-                    mcc,
-                    mnc,
-                    mnc_wide,
-                    lac,
-                    cell_id,
-                    rssi: Some(rssi),
-                });
-                let cells = next!(length_count(be_u8, cell));
+                let (time, timing_advance, op) = next!((array::<6>, be_u8, |input| operator(input, false)));
+                let cells = next!(length_count(be_u8, |input| rssi_cell(input, op, CellWidth::Classic)));
                 let report = LbsReport { time, cells, timing_advance, wifi: Vec::new(), extra: rest };
-                Message::LbsCounted { operator: (mcc, mnc, mnc_wide), report }
+                Message::LbsCounted { operator: op, report }
             }
             WIFI_LBS_4G if frame.content.len() == LW4G_LEN => {
                 Message::Lw4g(read(Lw4gReport::read, rest).map_err(err)?.0)
@@ -928,15 +926,8 @@ impl<'a> Message<'a> {
             AZ735_GPS | AZ735_ALARM if frame.long => Message::Az735(read(Az735Report::read, rest).map_err(err)?.0),
             LBS_EXTEND | LBS_MULTIPLE | LBS_MULTIPLE_3 | LBS_WIFI | LBS_4G | WIFI_LBS_4G => {
                 let width = cell_width(p);
-                let (time, (mcc, mnc, mnc_wide)) = next!((array::<6>, |input| operator(input, false)));
-                let cell = map((|input| lac_ci(input, width), be_u8), |((lac, cell_id), rssi)| Cell {
-                    mcc,
-                    mnc,
-                    mnc_wide,
-                    lac,
-                    cell_id,
-                    rssi: Some(rssi),
-                });
+                let (time, op) = next!((array::<6>, |input| operator(input, false)));
+                let cell = |input| rssi_cell(input, op, width);
                 let (cells, timing_advance) = next!((count(cell, LBS_MULTI_CELLS), be_u8));
                 let wifi = next!(cond(has_wifi(p), length_count(be_u8, WifiAp::read))).unwrap_or_default();
                 Message::Lbs(LbsReport { time, cells, timing_advance, wifi, extra: rest })
