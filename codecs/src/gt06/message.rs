@@ -11,7 +11,7 @@
 use super::frame::Integrity;
 use super::*;
 use crate::time::Timestamp;
-use crate::wire::parse::{array, be_u16, be_u32, be_u64, be_u8, read, take, u8_prefixed, Res, Short};
+use crate::wire::parse::{array, be_i16, be_u16, be_u32, be_u64, be_u8, read, take, u8_prefixed, Res, Short};
 use bitvec::field::BitField;
 use bitvec::order::Lsb0;
 use bitvec::view::BitView;
@@ -296,13 +296,16 @@ impl Login {
 }
 
 /// 0x13 / 0x23 / 0x36.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Heartbeat<'a> {
     /// 0x13: the status block (alarm and language absent on short variants).
     Status { info: u8, voltage_level: u8, gsm_signal: u8, alarm_language: Option<[u8; 2]>, extra: &'a [u8] },
     /// 0x23 (GK310): info, battery voltage in 0.01 V, GSM level, language.
     Voltage { info: u8, centivolts: u16, gsm_signal: u8, extra: &'a [u8] },
-    /// A model-specific status layout kept as bytes (0x36).
+    /// 0x36 of Jimi's 4G devices: the status block, then modules that fill the rest (type 2,
+    /// length 1, value).
+    Modules { status: StatusBlock, modules: Vec<Module<'a>> },
+    /// A model-specific status layout kept as bytes (a 0x36 in neither known layout).
     Opaque(&'a [u8]),
 }
 
@@ -734,6 +737,116 @@ impl<'a> Az735Report<'a> {
     }
 }
 
+/// 0x38: a fix, the upload mode, the re-upload flag, and one cell after its type byte; from
+/// type 3 (4G) on, the cell's LAC is 4 bytes, its CI 8 and its signal 2, before it 2, 3 and 1
+/// (docs/protocols/gt06.md §5.15).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gps8Report<'a> {
+    pub fix: GpsFix,
+    pub upload_mode: u8,
+    pub reupload: u8,
+    pub cell_type: u8,
+    /// The cell without its signal, which is `signal` (two bytes from a 4G cell).
+    pub cell: Cell,
+    pub signal: u16,
+    pub extra: &'a [u8],
+}
+
+impl<'a> Gps8Report<'a> {
+    /// The first cell type sized as 4G.
+    const LTE_FROM: u8 = 3;
+
+    fn width(cell_type: u8) -> CellWidth {
+        if cell_type >= Self::LTE_FROM {
+            CellWidth::Lte
+        } else {
+            CellWidth::Classic
+        }
+    }
+
+    fn read(input: &'a [u8]) -> Res<'a, Self> {
+        let (input, (fix, upload_mode, reupload, cell_type)) =
+            (GpsFix::read, be_u8, be_u8, be_u8).parse_complete(input)?;
+        let width = Self::width(cell_type);
+        let signal = |input| match width {
+            CellWidth::Lte => be_u16(input),
+            _ => map(be_u8, u16::from).parse_complete(input),
+        };
+        let (extra, ((mcc, mnc, mnc_wide), (lac, cell_id), signal)) =
+            (|input| operator(input, false), |input| lac_ci(input, width), signal).parse_complete(input)?;
+        let cell = Cell { mcc, mnc, mnc_wide, lac, cell_id, rssi: None };
+        Ok((extra, Gps8Report { fix, upload_mode, reupload, cell_type, cell, signal, extra }))
+    }
+
+    fn write(&self, out: &mut Vec<u8>) -> Option<()> {
+        self.fix.write(out);
+        out.extend_from_slice(&[self.upload_mode, self.reupload, self.cell_type]);
+        let width = Self::width(self.cell_type);
+        self.cell.write(out, width);
+        match width {
+            CellWidth::Lte => out.extend_from_slice(&self.signal.to_be_bytes()),
+            _ => out.push(u8::try_from(self.signal).ok()?),
+        }
+        out.extend_from_slice(self.extra);
+        Some(())
+    }
+}
+
+/// 0x32 in a short frame (the SL4X's): a fix, a cell block after its length byte (which does
+/// not count itself, unlike the alarms'), the status block, and an altitude when exactly two
+/// bytes are left (docs/protocols/gt06.md §5.13).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusFixReport<'a> {
+    pub fix: GpsFix,
+    /// The cell block as sent, after its length byte; [`StatusFixReport::cell`] reads it.
+    pub lbs: &'a [u8],
+    pub status: StatusBlock,
+    pub altitude_m: Option<i16>,
+    pub extra: &'a [u8],
+}
+
+impl<'a> StatusFixReport<'a> {
+    /// A block this long has room for a two-byte MNC beside a four-byte CI (the SL4X's).
+    const WIDE_BLOCK: usize = 10;
+
+    fn read(input: &'a [u8]) -> Res<'a, Self> {
+        let (rest, (fix, lbs, status)) = (GpsFix::read, u8_prefixed, StatusBlock::read).parse_complete(input)?;
+        let (extra, altitude_m) = match rest.len() {
+            2 => map(be_i16, Some).parse_complete(rest)?,
+            _ => (rest, None),
+        };
+        Ok((extra, StatusFixReport { fix, lbs, status, altitude_m, extra }))
+    }
+
+    fn write(&self, out: &mut Vec<u8>) -> Option<()> {
+        self.fix.write(out);
+        out.push(u8::try_from(self.lbs.len()).ok()?);
+        out.extend_from_slice(self.lbs);
+        self.status.write(out);
+        if let Some(altitude) = self.altitude_m {
+            // Read back, bytes after it would make it part of `extra`.
+            if !self.extra.is_empty() {
+                return None;
+            }
+            out.extend_from_slice(&altitude.to_be_bytes());
+        }
+        out.extend_from_slice(self.extra);
+        Some(())
+    }
+
+    /// The cell the block holds: the operator (a two-byte MNC when MCC bit 15 says so or the
+    /// block is 10 bytes), a two-byte LAC, and a CI of the 3 or 4 bytes left.
+    pub fn cell(&self) -> Option<Cell> {
+        let (rest, (mcc, mnc, mnc_wide)) = operator(self.lbs, self.lbs.len() >= Self::WIDE_BLOCK).ok()?;
+        let (ci, lac) = be_u16(rest).ok()?;
+        if !(3..=4).contains(&ci.len()) {
+            return None;
+        }
+        let cell_id = ci.iter().fold(0u64, |v, &b| v << 8 | u64::from(b));
+        Some(Cell { mcc, mnc, mnc_wide, lac: u32::from(lac), cell_id, rssi: None })
+    }
+}
+
 /// A GT06 message, borrowed from its frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message<'a> {
@@ -799,6 +912,10 @@ pub enum Message<'a> {
         extra: &'a [u8],
     },
     Az735(Az735Report<'a>),
+    /// 0x32 in a short frame.
+    StatusFix(StatusFixReport<'a>),
+    /// 0x38.
+    Gps8(Gps8Report<'a>),
     /// Any other protocol number: its content as sent.
     Unknown(&'a [u8]),
 }
@@ -894,7 +1011,7 @@ impl<'a> Message<'a> {
                 let (info, centivolts, gsm_signal) = next!((be_u8, be_u16, be_u8));
                 Message::Heartbeat(Heartbeat::Voltage { info, centivolts, gsm_signal, extra: rest })
             }
-            STATUS_2 => Message::Heartbeat(Heartbeat::Opaque(frame.content)),
+            STATUS_2 => Self::status_2(frame.content),
             LBS_STATUS => {
                 let (cell, status) = next!((|input| Cell::read(input, CellWidth::Classic), StatusBlock::read));
                 Message::LbsStatus { cell, status, extra: rest }
@@ -924,6 +1041,8 @@ impl<'a> Message<'a> {
                 Message::Modular { modules, extra: rest }
             }
             AZ735_GPS | AZ735_ALARM if frame.long => Message::Az735(read(Az735Report::read, rest).map_err(err)?.0),
+            AZ735_GPS => Message::StatusFix(read(StatusFixReport::read, rest).map_err(err)?.0),
+            GPS_LBS_8 => Message::Gps8(read(Gps8Report::read, rest).map_err(err)?.0),
             LBS_EXTEND | LBS_MULTIPLE | LBS_MULTIPLE_3 | LBS_WIFI | LBS_4G | WIFI_LBS_4G => {
                 let width = cell_width(p);
                 let (time, op) = next!((array::<6>, |input| operator(input, false)));
@@ -987,6 +1106,33 @@ impl<'a> Message<'a> {
         let mut out = Vec::new();
         cell.write(&mut out, cell_width(protocol));
         out
+    }
+
+    /// 0x36 (§5.14): Jimi's heartbeat when its modules fill the content exactly; else the
+    /// VL103's fix (with a date that is one) and cell; else the bytes of a model not known here.
+    fn status_2(content: &'a [u8]) -> Self {
+        if let Ok((status, mut rest)) = read(StatusBlock::read, content) {
+            let mut modules = Vec::new();
+            while let Ok(((kind, value), after)) = read((be_u16, length_data(be_u8)), rest) {
+                modules.push(Module { kind, value });
+                rest = after;
+            }
+            if rest.is_empty() {
+                return Message::Heartbeat(Heartbeat::Modules { status, modules });
+            }
+        }
+        match read((GpsFix::read, |input| Cell::read(input, CellWidth::Classic)), content) {
+            Ok(((fix, cell), extra)) if fix.timestamp(0).is_some() => Message::Location {
+                fix,
+                cell: Some(cell),
+                acc: None,
+                upload_mode: None,
+                reupload: None,
+                mileage: None,
+                extra,
+            },
+            _ => Message::Heartbeat(Heartbeat::Opaque(content)),
+        }
     }
 
     /// The CRC-less Wi-Fi frame: a time, `access_points` access points, then counted cells
@@ -1062,6 +1208,14 @@ impl<'a> Message<'a> {
                 out.extend_from_slice(&centivolts.to_be_bytes());
                 out.push(*gsm_signal);
                 out.extend_from_slice(extra);
+            }
+            Message::Heartbeat(Heartbeat::Modules { status, modules }) => {
+                status.write(out);
+                for m in modules {
+                    out.extend_from_slice(&m.kind.to_be_bytes());
+                    out.push(u8::try_from(m.value.len()).ok()?);
+                    out.extend_from_slice(m.value);
+                }
             }
             Message::Heartbeat(Heartbeat::Opaque(bytes)) | Message::Unknown(bytes) => out.extend_from_slice(bytes),
             Message::LbsStatus { cell, status, extra } => {
@@ -1141,6 +1295,8 @@ impl<'a> Message<'a> {
                 out.extend_from_slice(extra);
             }
             Message::Az735(r) => r.write(out)?,
+            Message::StatusFix(r) => r.write(out)?,
+            Message::Gps8(r) => r.write(out)?,
             Message::Info(i) => {
                 out.push(i.subtype);
                 out.extend_from_slice(i.data);

@@ -26,8 +26,8 @@ mod tests;
 
 pub use frame::{FrameShape, Gt06Framer, Integrity, DEFAULT_LIMITS};
 pub use message::{
-    AlarmCode, Az735Report, Cell, CommandReply, CurrentPosition, GpsFix, Heartbeat, Info, LbsReport, Login, Lw4gReport,
-    Message, Module, Sr411Report, StatusBlock, WifiAp, WifiLbs, X1Report,
+    AlarmCode, Az735Report, Cell, CommandReply, CurrentPosition, Gps8Report, GpsFix, Heartbeat, Info, LbsReport, Login,
+    Lw4gReport, Message, Module, Sr411Report, StatusBlock, StatusFixReport, WifiAp, WifiLbs, X1Report,
 };
 pub use stream::{CrcPolicy, Gt06Decoder, Gt06Options};
 
@@ -70,12 +70,17 @@ pub const GPS_LBS_5: u8 = 0x31;
 /// Modules (type, length, value) of Jimi's 4G devices, fix among them (§5.11).
 pub const GPS_MODULAR: u8 = 0x70;
 /// AZ735 (long frames): a fix and a cell with their length bytes, then a status (§5.12).
+/// In short frames (the SL4X's): a fix, a counted cell, the status block, an altitude (§5.13).
 pub const AZ735_GPS: u8 = 0x32;
 pub const AZ735_ALARM: u8 = 0x33;
 /// The X1's report: a fix, odometer, a cell, driver, voltages, ports and ADCs.
 pub const X1_GPS: u8 = 0x34;
+/// Jimi's 4G heartbeat: the status block, a language, then modules; or, from the VL103, a
+/// fix and a cell (§5.14).
 pub const STATUS_2: u8 = 0x36;
 pub const GPS_LBS_3: u8 = 0x37;
+/// A fix, the upload mode and re-upload flag, and a cell whose type byte sets its widths (§5.15).
+pub const GPS_LBS_8: u8 = 0x38;
 pub const WIFI_2: u8 = 0x69;
 pub const ONLINE_COMMAND: u8 = 0x80;
 pub const TIME_REQUEST: u8 = 0x8A;

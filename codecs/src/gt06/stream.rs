@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 
 use super::frame::{FrameShape, Gt06Framer, Integrity};
 use super::message::{
-    info_alarm, Az735Report, Cell, CurrentPosition, Heartbeat, LbsReport, Lw4gReport, Message, Module, StatusBlock,
-    WifiAp, X1Report,
+    info_alarm, Az735Report, Cell, CurrentPosition, Gps8Report, Heartbeat, LbsReport, Lw4gReport, Message, Module,
+    StatusBlock, StatusFixReport, WifiAp, X1Report,
 };
 use super::*;
 use crate::framing::{Limits, Reject, RejectKind};
@@ -236,7 +236,8 @@ fn set_lw4g(r: &mut Record, x: &Lw4gReport, tz: i32) {
     a.set("power_v", f64::from(x.power_centivolts) / 100.0);
 }
 
-/// The module types of 0x70 this codec reads (§5.11).
+/// The module types this codec reads: of 0x70 (§5.11), and of the 0x36 heartbeat (§5.14),
+/// which numbers them the same way.
 mod module {
     pub const ICCID: u16 = 0x03;
     pub const SATELLITES: u16 = 0x09;
@@ -249,6 +250,61 @@ mod module {
     pub const EVENT: u16 = 0x2B;
     pub const ODOMETER: u16 = 0x2E;
     pub const FIX: u16 = 0x33;
+    pub const STARTUP: u16 = 0x32;
+    pub const BATTERY_PERCENT: u16 = 0x6A;
+}
+
+/// A 0x36 heartbeat's modules: battery voltage, start-up status and battery percentage by
+/// name, any other as hex under its type (as 0x70 keeps them).
+fn set_heartbeat_modules(r: &mut Record, modules: &[Module<'_>]) {
+    let mut others = serde_json::Map::new();
+    for m in modules {
+        let v = m.value;
+        match (m.kind, v.len()) {
+            (module::BATTERY, 2) => r.attributes.set("battery_v", f64::from(u16::from_be_bytes([v[0], v[1]])) / 100.0),
+            (module::STARTUP, 1) => r.attributes.set("startup_status", v[0]),
+            (module::BATTERY_PERCENT, 1) => r.attributes.set("battery_percent", v[0]),
+            _ => {
+                others.insert(format!("0x{:04x}", m.kind), to_hex(v).into());
+            }
+        }
+    }
+    if !others.is_empty() {
+        r.attributes.set("modules", Value::Object(others));
+    }
+}
+
+/// The VL103's 0x36 position ends with 22 bytes: 14 whose layout is not published, then the
+/// RFID card read (8, zeros for none), as Traccar reads it (§5.14). The whole tail stays in
+/// `extra`; the card is also its own attribute.
+fn set_vl103_card(r: &mut Record, tail: &[u8]) {
+    const TAIL_LEN: usize = 22;
+    const CARD_AT: usize = 14;
+    if tail.len() == TAIL_LEN && tail[CARD_AT..].iter().any(|&b| b != 0) {
+        r.attributes.set("driver_id", to_hex(&tail[CARD_AT..]));
+    }
+}
+
+/// 0x32 in a short frame: the fix, its cell, the status block and the altitude.
+fn set_status_fix(r: &mut Record, x: &StatusFixReport<'_>, tz: i32) {
+    set_fix(r, &x.fix, tz);
+    if let Some(cell) = x.cell() {
+        set_cell(r, &cell);
+    }
+    set_status(r, &x.status);
+    r.altitude_m = x.altitude_m.map(f64::from);
+    set_extra(r, x.extra);
+}
+
+/// 0x38: the fix, the cell with its type and signal, and the upload flags.
+fn set_gps8(r: &mut Record, x: &Gps8Report<'_>, tz: i32) {
+    set_fix(r, &x.fix, tz);
+    r.attributes.set("buffered", x.reupload != 0);
+    set_cell(r, &x.cell);
+    r.attributes.set("cell_type", x.cell_type);
+    r.attributes.set("gsm_signal", x.signal);
+    r.attributes.set("upload_mode", x.upload_mode);
+    set_extra(r, x.extra);
 }
 
 /// A fix module: UTC seconds (4), satellites (1), altitude (2), latitude and longitude (4
@@ -382,10 +438,11 @@ fn answer(message: &Message<'_>, frame: &Frame<'_>, now: Option<Timestamp>) -> O
         | Message::LbsCounted { .. }
         | Message::Sr411(_)
         | Message::Lw4g(_)
-        | Message::Az735(_) => ack(frame.long),
+        | Message::Az735(_)
+        | Message::StatusFix(_) => ack(frame.long),
         // Positions in long frames are not acked.
-        Message::Location { .. } | Message::X1(_) if frame.long => None,
-        Message::Location { .. } | Message::X1(_) => ack(false),
+        Message::Location { .. } | Message::X1(_) | Message::Gps8(_) if frame.long => None,
+        Message::Location { .. } | Message::X1(_) | Message::Gps8(_) => ack(false),
         // Answered in a short frame, although the report comes in a long one.
         Message::Modular { .. } => ack(false),
         Message::Wifi(w) => Some(wifi_count_reply(p, w.bcd_time).into()),
@@ -500,6 +557,9 @@ impl Gt06Decoder {
                 r.attributes.set_opt("upload_mode", *upload_mode);
                 r.attributes.set_opt("buffered", reupload.map(|v| v != 0));
                 r.attributes.set_opt("odometer_m", *mileage);
+                if p == STATUS_2 {
+                    set_vl103_card(r, extra);
+                }
                 set_extra(r, extra);
                 r
             }
@@ -555,6 +615,10 @@ impl Gt06Decoder {
                         r.attributes.set("gsm_signal", *gsm_signal);
                         set_extra(r, extra);
                     }
+                    Heartbeat::Modules { status, modules } => {
+                        set_status(r, status);
+                        set_heartbeat_modules(r, modules);
+                    }
                     Heartbeat::Opaque(bytes) => set_extra(r, bytes),
                 }
                 r
@@ -599,6 +663,16 @@ impl Gt06Decoder {
             Message::Az735(x) => {
                 let r = self.record(if x.fix.is_some() { Kind::Position } else { Kind::Status }, &frame, out);
                 set_az735(r, x, p, tz);
+                r
+            }
+            Message::StatusFix(x) => {
+                let r = self.record(Kind::Position, &frame, out);
+                set_status_fix(r, x, tz);
+                r
+            }
+            Message::Gps8(x) => {
+                let r = self.record(Kind::Position, &frame, out);
+                set_gps8(r, x, tz);
                 r
             }
             Message::Wifi(w) => {

@@ -919,3 +919,151 @@ fn regression_fuzz_wanway_cells_without_a_cell_keep_their_operator() {
     let (_, again) = parse_back(&frame);
     assert_eq!(again, content);
 }
+
+/// The message a frame built by the encoder reads back as.
+fn read_back(protocol: u8, long: bool, content: &[u8]) -> Message<'_> {
+    Message::parse(&Frame { long, protocol, length_field: 0, content, serial: Some(1), integrity: Integrity::Verified })
+        .unwrap()
+}
+
+proptest! {
+    #[test]
+    fn gps8_round_trip(
+        fix in arb_fix(), modes in any::<(u8, u8)>(), cell_type in any::<u8>(), cells in (arb_cell(false), arb_cell(true)),
+        signal in any::<u16>(), extra in proptest::collection::vec(any::<u8>(), 0..24), serial in any::<u16>(),
+    ) {
+        let lte = cell_type >= 3;
+        let report = Gps8Report {
+            fix,
+            upload_mode: modes.0,
+            reupload: modes.1,
+            cell_type,
+            cell: if lte { cells.1 } else { cells.0 },
+            signal: if lte { signal } else { signal & 0xFF },
+            extra: &extra,
+        };
+        let message = Message::Gps8(report);
+        let mut content = Vec::new();
+        message.write_content(GPS_LBS_8, &mut content).unwrap();
+        prop_assert_eq!(read_back(GPS_LBS_8, true, &content), message.clone());
+        let ev = round_trip_events(GPS_LBS_8, false, &message, serial);
+        let r = records(&ev)[0];
+        prop_assert_eq!(r.kind, Kind::Position);
+        prop_assert_eq!(r.attributes.get("cell_id").unwrap(), report_cell_id(&message));
+        prop_assert_eq!(replies(&ev), vec![ack(false, GPS_LBS_8, serial)]);
+    }
+
+    #[test]
+    fn short_status_fix_round_trip(
+        fix in arb_fix(), lbs in proptest::collection::vec(any::<u8>(), 0..20), status in any::<[u8; 5]>(),
+        altitude in proptest::option::of(any::<i16>()), extra in proptest::collection::vec(any::<u8>(), 0..10), serial in any::<u16>(),
+    ) {
+        // Two bytes after the status block are the altitude: extra of that length is not one.
+        prop_assume!(extra.len() != 2);
+        let [info, voltage_level, gsm_signal, alarm, language] = status;
+        let report = StatusFixReport {
+            fix,
+            lbs: &lbs,
+            status: StatusBlock { info, voltage_level, gsm_signal, alarm, language },
+            altitude_m: altitude,
+            extra: if altitude.is_some() { &[] } else { &extra },
+        };
+        let message = Message::StatusFix(report);
+        let mut content = Vec::new();
+        message.write_content(AZ735_GPS, &mut content).unwrap();
+        prop_assert_eq!(read_back(AZ735_GPS, false, &content), message.clone());
+        let ev = round_trip_events(AZ735_GPS, false, &message, serial);
+        let r = records(&ev)[0];
+        prop_assert_eq!((r.kind, r.altitude_m), (Kind::Position, altitude.map(f64::from)));
+        prop_assert_eq!(replies(&ev), vec![ack(false, AZ735_GPS, serial)]);
+    }
+
+    #[test]
+    fn module_heartbeat_round_trip(
+        status in any::<[u8; 5]>(), modules in proptest::collection::vec((any::<u16>(), proptest::collection::vec(any::<u8>(), 0..12)), 0..6),
+        serial in any::<u16>(),
+    ) {
+        let [info, voltage_level, gsm_signal, alarm, language] = status;
+        let modules: Vec<Module<'_>> = modules.iter().map(|(kind, value)| Module { kind: *kind, value }).collect();
+        let status = StatusBlock { info, voltage_level, gsm_signal, alarm, language };
+        let message = Message::Heartbeat(Heartbeat::Modules { status, modules });
+        let mut content = Vec::new();
+        message.write_content(STATUS_2, &mut content).unwrap();
+        prop_assert_eq!(read_back(STATUS_2, false, &content), message.clone());
+        let ev = round_trip_events(STATUS_2, false, &message, serial);
+        prop_assert_eq!(records(&ev)[0].kind, Kind::Heartbeat);
+        prop_assert_eq!(replies(&ev), vec![ack(false, STATUS_2, serial)]);
+    }
+}
+
+fn report_cell_id(message: &Message<'_>) -> u64 {
+    match message {
+        Message::Gps8(r) => r.cell.cell_id,
+        _ => unreachable!(),
+    }
+}
+
+/// Frames from Traccar's tests (corpus/gt06/traccar), read by the layouts of §5.13–§5.15.
+#[test]
+fn gps_lbs_8_sl4x_fix_and_jimi_heartbeats_from_the_field() {
+    // 0x38 in a long frame, Costa Rica: a 4G cell (type 3: LAC 4, CI 8, signal 2).
+    let ev = decode(&hex("7979003e3819050e0e0c26c5010fd98e0905f53000ccab0e000302c80100000c240000000000048b08001b002e04000015c4003b020000003c0401020001021f60220d0a"));
+    let r = records(&ev)[0];
+    assert_eq!((r.kind, r.valid, r.satellites), (Kind::Position, Some(false), Some(5)));
+    assert!((r.latitude.unwrap() - 9.89775).abs() < 1e-5 && (r.longitude.unwrap() + 84.102995).abs() < 1e-5);
+    let a = &r.attributes;
+    assert_eq!(a.get("mcc").unwrap(), 712);
+    assert_eq!(a.get("mnc").unwrap(), 1);
+    assert_eq!(a.get("lac").unwrap(), 3108);
+    assert_eq!(a.get("cell_id").unwrap(), 297_736);
+    assert_eq!(a.get("gsm_signal").unwrap(), 27);
+    assert_eq!(a.get("cell_type").unwrap(), 3);
+    assert_eq!(a.get("upload_mode").unwrap(), 14);
+    assert!(replies(&ev).is_empty(), "a position in a long frame is not acked");
+
+    // The SL4X's short 0x32, Campinas: a 10-byte cell block (MNC 2, CI 4), the status
+    // block, and 687 m, the town's altitude.
+    let ev =
+        decode(&hex("7878293218061301261ccd0274c4ad050d7c960018000a02d4000ac3c70dbdc40b46f004210202af001784290d0a"));
+    let r = records(&ev)[0];
+    assert_eq!((r.kind, r.valid, r.altitude_m), (Kind::Position, Some(true), Some(687.0)));
+    assert!((r.latitude.unwrap() + 22.892754).abs() < 1e-5 && (r.longitude.unwrap() + 47.094412).abs() < 1e-5);
+    let a = &r.attributes;
+    assert_eq!(a.get("mcc").unwrap(), 724);
+    assert_eq!(a.get("mnc").unwrap(), 10);
+    assert_eq!(a.get("lac").unwrap(), 50_119);
+    assert_eq!(a.get("cell_id").unwrap(), 230_540_299);
+    assert_eq!(a.get("gsm_signal").unwrap(), 4);
+    assert_eq!(a.get("alarm_raw").unwrap(), 0x21);
+    assert_eq!(replies(&ev), vec![ack(false, AZ735_GPS, 23)]);
+    // And one without the altitude: the status block ends the content.
+    let ev = decode(&hex("78782732180214123324ca0162bdf0041f45d900190b0a02d4000bc5270000ec025206040202005e07e10d0a"));
+    let r = records(&ev)[0];
+    assert_eq!((r.kind, r.altitude_m), (Kind::Position, None));
+    assert_eq!(r.alarms, vec!["power_cut"]);
+    assert_eq!(r.attributes.get("extra"), None);
+
+    // Jimi's 4G heartbeat: the status block, then modules (start-up, battery 4.02 V, 95 %).
+    let ev = decode(&hex("787817360005040002003201010018020192006a015f0324aeaf0d0a"));
+    let r = records(&ev)[0];
+    assert_eq!(r.kind, Kind::Heartbeat);
+    assert_eq!(r.attributes.get("battery_v").unwrap(), 4.02);
+    assert_eq!(r.attributes.get("battery_percent").unwrap(), 95);
+    assert_eq!(r.attributes.get("startup_status").unwrap(), 1);
+    assert_eq!(r.attributes.get("gsm_signal").unwrap(), 4);
+    assert_eq!(replies(&ev), vec![ack(false, STATUS_2, 804)]);
+
+    // The VL103's 0x36, Shenzhen: a fix and a cell, then the tail whose last 8 bytes are the
+    // card read (none in the second frame).
+    let ev = decode(&hex("78783536190c1d0f1724cf026cc9140c367d4000940001cc0025ef0540e88c01000000000064051428000006c3000001453f9201003477560d0a"));
+    let r = records(&ev)[0];
+    assert_eq!((r.kind, r.valid, r.satellites), (Kind::Position, Some(true), Some(15)));
+    assert!((r.latitude.unwrap() - 22.602109).abs() < 1e-5 && (r.longitude.unwrap() - 113.832).abs() < 1e-5);
+    assert_eq!(r.fix_time.unwrap().to_string(), "2025-12-29T15:23:36Z");
+    assert_eq!(r.attributes.get("mcc").unwrap(), 460);
+    assert_eq!(r.attributes.get("driver_id").unwrap(), "c3000001453f9201");
+    assert_eq!(replies(&ev), vec![ack(false, STATUS_2, 52)]);
+    let ev = decode(&hex("78783536190c1d0f2806cf026cc9140c367d4000540001cc0025ef0540e88c00000000000064051e2800001600000000000000006e5bc2660d0a"));
+    assert_eq!(records(&ev)[0].kind, Kind::Position);
+    assert_eq!(records(&ev)[0].attributes.get("driver_id"), None);
+}
