@@ -23,6 +23,7 @@ use crate::wire::swar;
 
 pub mod frame;
 pub mod message;
+mod record;
 pub mod stream;
 #[cfg(test)]
 mod tests;

@@ -802,7 +802,7 @@ fn a_huge_package_count_holds_only_what_came() {
 #[test]
 fn message_type_labels_from_the_table_are_the_formatted_ids() {
     for id in 0..=u16::MAX {
-        assert_eq!(stream::hex_id(id), format!("0x{id:04x}"));
+        assert_eq!(record::hex_id(id), format!("0x{id:04x}"));
     }
 }
 
