@@ -19,6 +19,7 @@
 
 mod frame;
 mod message;
+mod record;
 mod stream;
 
 #[cfg(test)]
