@@ -17,6 +17,7 @@ mod avl;
 mod frame;
 mod gh3000;
 mod packet;
+mod record;
 mod stream;
 
 pub use avl::{

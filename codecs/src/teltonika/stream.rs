@@ -5,20 +5,17 @@
 
 use std::sync::Arc;
 
-use super::avl::{AvlData, IoValue, RecordView};
+use super::avl::{AvlData, RecordView};
 use super::frame::{frame_kind, TcpFrameKind, TeltonikaFramer, DEFAULT_LIMITS, HEADER_LEN};
 use super::gh3000::{Gh3000Data, Gh3000Record};
-use super::{
-    tcp_ack, udp_ack, Command, UdpPacket, CODEC_12, CODEC_13, CODEC_14, CODEC_15, CODEC_16, CODEC_7, CODEC_8, CODEC_8E,
-    IMEI_ACCEPT, IMEI_REJECT,
-};
+use super::record::{answer, avl_message_type, command_record, fill_avl_record, gh3000_record, Answered, Context};
+use super::{Command, UdpPacket, CODEC_12, CODEC_13, CODEC_14, CODEC_15, CODEC_16, CODEC_7, CODEC_8, CODEC_8E};
 use crate::framing::{Framer, Framing, Limits, Reject, RejectKind};
-use crate::record::{IoAttributeValue, IoElements, Kind, Protocol, Record, Timestamp};
+use crate::record::{Kind, Protocol, Record};
 use crate::stream::{
     drive, push_record, AllowList, Downlink, DownlinkError, Driver, FrameHandler, FramedCommand, RecordDecoder,
     StreamEvent, Transport,
 };
-use crate::wire::hex::to_hex;
 
 /// How a [`TeltonikaDecoder`] reads its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,15 +55,6 @@ impl std::fmt::Debug for TeltonikaDecoder {
     }
 }
 
-/// The record's `message_type` for an AVL codec.
-fn avl_message_type(codec: u8) -> &'static str {
-    match codec {
-        CODEC_8 => "0x08",
-        CODEC_8E => "0x8e",
-        _ => "0x10",
-    }
-}
-
 impl TeltonikaDecoder {
     pub fn new(options: TeltonikaOptions) -> Self {
         TeltonikaDecoder {
@@ -82,12 +70,6 @@ impl TeltonikaDecoder {
         self.imei.as_deref()
     }
 
-    fn record(&self, kind: Kind, message_type: &'static str) -> Record {
-        let mut r = Record::new(Protocol::Teltonika, kind, message_type);
-        r.device_id.clone_from(&self.imei);
-        r
-    }
-
     /// Records (and the ack) for one data field; `Err` when it is not valid. Like every
     /// frame handler here, it pushes nothing before it can no longer fail, so a bad frame
     /// leaves no partial events behind.
@@ -98,172 +80,49 @@ impl TeltonikaDecoder {
         out: &mut Vec<StreamEvent>,
     ) -> Result<(), Reject> {
         let codec = *data.first().ok_or_else(|| Reject::new(RejectKind::Malformed, "empty data field"))?;
-        match codec {
+        let ctx = Context { device_id: self.imei.as_ref() };
+        let seq = udp.map(|u| u32::from(u.avl_packet_id));
+        let count = match codec {
             CODEC_8 | CODEC_8E | CODEC_16 => {
                 let avl = AvlData::parse(data).map_err(|e| Reject::new(RejectKind::Malformed, e.to_string()))?;
                 for view in avl.records() {
                     // Filled where it lies in `out`, not built and then copied there.
-                    let r = push_record(out, self.record(Kind::Position, avl_message_type(codec)));
-                    self.fill_avl_record(r, &view);
-                    if let Some(u) = udp {
-                        r.seq = Some(u32::from(u.avl_packet_id));
-                    }
+                    let r = push_record(out, ctx.record(Kind::Position, avl_message_type(codec)));
+                    fill_avl_record(r, &view);
+                    r.seq = seq;
                 }
-                out.push(StreamEvent::Reply(match udp {
-                    Some(u) => udp_ack(u.packet_id, u.avl_packet_id, avl.count).into(),
-                    None => tcp_ack(u32::from(avl.count)).into(),
-                }));
-                Ok(())
+                avl.count
             }
             CODEC_12 | CODEC_13 | CODEC_14 | CODEC_15 => {
                 let cmd = Command::parse(data).map_err(|e| Reject::new(RejectKind::Malformed, e.to_string()))?;
-                // Command responses are never acked (docs/protocols/teltonika.md §6).
-                out.push(StreamEvent::Record(self.command_record(&cmd)));
-                Ok(())
+                out.push(StreamEvent::Record(command_record(&ctx, &cmd)));
+                0
             }
             CODEC_7 => {
                 let gh = Gh3000Data::parse(data).map_err(|e| Reject::new(RejectKind::Malformed, e.to_string()))?;
                 for record in &gh.records {
-                    let mut r = self.gh3000_record(record);
-                    if let Some(u) = udp {
-                        r.seq = Some(u32::from(u.avl_packet_id));
-                    }
+                    let mut r = gh3000_record(&ctx, record);
+                    r.seq = seq;
                     out.push(StreamEvent::Record(r));
                 }
-                let count = gh.records.len() as u8;
-                out.push(StreamEvent::Reply(match udp {
-                    Some(u) => udp_ack(u.packet_id, u.avl_packet_id, count).into(),
-                    None => tcp_ack(u32::from(count)).into(),
-                }));
-                Ok(())
+                gh.records.len() as u8
             }
-            other => Err(Reject::new(RejectKind::Unsupported, format!("unknown codec 0x{other:02x}"))),
-        }
-    }
-
-    fn command_record(&self, cmd: &Command<'_>) -> Record {
-        let message_type = match cmd.codec {
-            CODEC_12 => "0x0c",
-            CODEC_13 => "0x0d",
-            CODEC_14 => "0x0e",
-            _ => "0x0f",
+            other => return Err(Reject::new(RejectKind::Unsupported, format!("unknown codec 0x{other:02x}"))),
         };
-        let mut r = self.record(Kind::CommandResponse, message_type);
-        r.attributes.set("command_type", cmd.kind);
-        if let Some(ms) = cmd.timestamp_ms {
-            r.attributes.set("message_time", Timestamp::from_unix_ms(ms as i64, cmd.codec == CODEC_13).to_string());
-        }
-        if let Some(imei) = &cmd.imei {
-            r.attributes.set("imei", super::imei_digits(imei));
-        }
-        // Responses are text (SMS-command syntax); anything else is kept as hex.
-        match std::str::from_utf8(cmd.payload) {
-            Ok("") => {}
-            Ok(text) if !text.chars().any(|c| c.is_control() && !matches!(c, '\r' | '\n' | '\t')) => {
-                r.attributes.set("text", text.to_owned());
-            }
-            _ => r.attributes.set("data", to_hex(cmd.payload)),
-        }
-        r
+        out.extend(answer(Answered::Data { codec, count, udp }).map(StreamEvent::Reply));
+        Ok(())
     }
 
     /// One normalized record for one AVL record (docs/protocols/teltonika.md §3).
     pub fn avl_record(&self, v: &RecordView<'_>, codec: u8) -> Record {
-        let mut r = self.record(Kind::Position, avl_message_type(codec));
-        self.fill_avl_record(&mut r, v);
+        let mut r = Context { device_id: self.imei.as_ref() }.record(Kind::Position, avl_message_type(codec));
+        fill_avl_record(&mut r, v);
         r
     }
 
-    /// What [`TeltonikaDecoder::avl_record`] sets, on a record made for it.
-    fn fill_avl_record(&self, r: &mut Record, v: &RecordView<'_>) {
-        r.fix_time = i64::try_from(v.timestamp_ms).ok().map(|ms| Timestamp::from_unix_ms(ms, true));
-        // No validity flag on the wire: satellites in use is the device's own statement.
-        r.valid = Some(v.gps.satellites > 0);
-        if !v.gps.is_no_fix_placeholder() {
-            r.latitude = Some(v.gps.latitude());
-            r.longitude = Some(v.gps.longitude());
-            r.altitude_m = Some(f64::from(v.gps.altitude_m));
-            r.course_deg = Some(f64::from(v.gps.angle_deg));
-            r.speed_kmh = Some(f64::from(v.gps.speed_kmh));
-        }
-        r.satellites = Some(u32::from(v.gps.satellites));
-        r.attributes.set("priority", v.priority);
-        r.attributes.set("event_io_id", v.event_io_id);
-        r.attributes.set_opt("generation_type", v.generation_type);
-        // Collected, then kept typed (`IoElements`): one vector, where a JSON map cost a
-        // string per id and its nodes.
-        let mut io: Vec<(u16, IoAttributeValue)> = Vec::with_capacity(v.io_elements() as usize);
-        let (mut iccid1, mut iccid2) = (None, None);
-        v.for_each_io(|e| {
-            let value = match e.value {
-                IoValue::Bytes(b) => IoAttributeValue::Hex(to_hex(b)),
-                other => IoAttributeValue::Unsigned(other.as_u64().unwrap_or(0)),
-            };
-            io.push((e.id, value));
-            // The well-known ids of the FMB/FMC/FMM families (docs/protocols/teltonika.md §3.2), named only
-            // when the value has the width the AVL table gives them: other families reuse
-            // ids. The raw map above stays complete whatever is named here.
-            match (e.id, e.value) {
-                (239, IoValue::U8(n)) => r.attributes.set("ignition", n != 0),
-                (240, IoValue::U8(n)) => r.attributes.set("movement", n != 0),
-                (66, IoValue::U16(n)) => r.attributes.set("power_v", f64::from(n) / 1000.0),
-                (67, IoValue::U16(n)) => r.attributes.set("battery_v", f64::from(n) / 1000.0),
-                (16, IoValue::U32(n)) => r.attributes.set("odometer_m", n),
-                (199, IoValue::U32(n)) => r.attributes.set("trip_odometer_m", n),
-                (21, IoValue::U8(n)) => r.attributes.set("gsm_signal", n),
-                (182, IoValue::U16(n)) => r.hdop = Some(f64::from(n) / 10.0),
-                (181, IoValue::U16(n)) => r.attributes.set("pdop", f64::from(n) / 10.0),
-                (11, IoValue::U64(n)) => iccid1 = Some(n),
-                (14, IoValue::U64(n)) => iccid2 = Some(n),
-                // 0 means no key is present.
-                (78, IoValue::U64(n)) if n != 0 => r.attributes.set("ibutton", format!("{n:016x}")),
-                _ => {}
-            }
-        });
-        // The ICCID comes in two 8-byte halves, each a decimal number.
-        match (iccid1, iccid2) {
-            (Some(a), Some(b)) => r.attributes.set("iccid", format!("{a}{b}")),
-            (Some(a), None) => r.attributes.set("iccid", a.to_string()),
-            _ => {}
-        }
-        // A repeated id keeps its last value, as inserting one by one into a map did.
-        r.attributes.set_io(IoElements::new(io));
-    }
-
-    /// One normalized record for one Codec 7 record (docs/protocols/teltonika.md §4.1): a
-    /// position when it carries coordinates, a status otherwise.
+    /// One normalized record for one Codec 7 record (docs/protocols/teltonika.md §4.1).
     pub fn gh3000_record(&self, g: &Gh3000Record) -> Record {
-        let location = g.location.unwrap_or_default();
-        let kind = if location.coordinates.is_some() { Kind::Position } else { Kind::Status };
-        let mut r = self.record(kind, "0x07");
-        r.fix_time = i64::try_from(g.timestamp_ms()).ok().map(|ms| Timestamp::from_unix_ms(ms, false));
-        if let Some((lat, lon)) = location.coordinates {
-            r.latitude = Some(f64::from(lat));
-            r.longitude = Some(f64::from(lon));
-        }
-        if let Some(sats) = location.satellites {
-            // No validity flag: the GH3000 counts a fix from three satellites.
-            r.valid = Some(sats >= 3);
-            r.satellites = Some(u32::from(sats));
-        }
-        r.altitude_m = location.altitude_m.map(f64::from);
-        r.course_deg = location.angle_deg();
-        r.speed_kmh = location.speed_kmh.map(f64::from);
-        if let Some((lac, ci)) = location.cell {
-            r.attributes.set("cell_id", ci);
-            r.attributes.set("lac", lac);
-        }
-        r.attributes.set_opt("gsm_signal", location.signal);
-        r.attributes.set_opt("operator", location.operator);
-        r.attributes.set("priority", g.priority());
-        let io: Vec<(u16, IoAttributeValue)> =
-            g.io.iter()
-                .flatten()
-                .flatten()
-                .map(|&(id, v)| (u16::from(id), IoAttributeValue::Unsigned(u64::from(v))))
-                .collect();
-        r.attributes.set_io(IoElements::new(io));
-        r
+        gh3000_record(&Context { device_id: self.imei.as_ref() }, g)
     }
 
     fn tcp_frame(&mut self, frame: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), Reject> {
@@ -276,11 +135,11 @@ impl TeltonikaDecoder {
                 self.imei = Some(imei.into());
                 self.refused = !accepted;
                 if accepted {
-                    let mut r = self.record(Kind::Login, "imei");
+                    let mut r = Context { device_id: self.imei.as_ref() }.record(Kind::Login, "imei");
                     r.attributes.set("accepted", true);
                     out.push(StreamEvent::Record(r));
                 }
-                out.push(StreamEvent::Reply([if accepted { IMEI_ACCEPT } else { IMEI_REJECT }].into()));
+                out.extend(answer(Answered::Handshake { accepted }).map(StreamEvent::Reply));
                 Ok(())
             }
             TcpFrameKind::Packet if self.refused => {

@@ -1,0 +1,176 @@
+//! What Teltonika traffic becomes (docs/protocols/teltonika.md §3–§6): a record per AVL
+//! record or command packet, a function of the packet and the device's IMEI, and what the
+//! device is sent back, one table ([`answer`]). The handshake and the IMEI are the
+//! session's (`stream.rs`).
+
+use std::sync::Arc;
+
+use super::avl::{IoValue, RecordView};
+use super::gh3000::Gh3000Record;
+use super::{
+    tcp_ack, udp_ack, Command, UdpPacket, CODEC_12, CODEC_13, CODEC_14, CODEC_15, CODEC_8, CODEC_8E, IMEI_ACCEPT,
+    IMEI_REJECT,
+};
+use crate::record::{IoAttributeValue, IoElements, Kind, Protocol, Record, Timestamp};
+use crate::stream::Reply;
+use crate::wire::hex::to_hex;
+
+/// What every record takes from the session.
+pub(super) struct Context<'s> {
+    /// From the handshake (TCP) or the channel header (UDP).
+    pub device_id: Option<&'s Arc<str>>,
+}
+
+impl Context<'_> {
+    pub(super) fn record(&self, kind: Kind, message_type: &'static str) -> Record {
+        let mut r = Record::new(Protocol::Teltonika, kind, message_type);
+        r.device_id = self.device_id.cloned();
+        r
+    }
+}
+
+/// What the device is sent (docs/protocols/teltonika.md §2, §5, §6), in one place: the
+/// handshake's `01` or `00`; for a data field, the count of records taken, as TCP's 4-byte
+/// ack or as UDP's echo of the channel's packet ids; nothing for a command response (Codec
+/// 12–15), which the device does not wait on.
+pub(super) enum Answered<'p> {
+    Handshake { accepted: bool },
+    Data { codec: u8, count: u8, udp: Option<&'p UdpPacket<'p>> },
+}
+
+pub(super) fn answer(event: Answered<'_>) -> Option<Reply> {
+    match event {
+        Answered::Handshake { accepted } => Some([if accepted { IMEI_ACCEPT } else { IMEI_REJECT }].into()),
+        Answered::Data { codec: CODEC_12 | CODEC_13 | CODEC_14 | CODEC_15, .. } => None,
+        Answered::Data { count, udp: Some(u), .. } => Some(udp_ack(u.packet_id, u.avl_packet_id, count).into()),
+        Answered::Data { count, udp: None, .. } => Some(tcp_ack(u32::from(count)).into()),
+    }
+}
+
+/// The record's `message_type` for an AVL codec.
+pub(super) fn avl_message_type(codec: u8) -> &'static str {
+    match codec {
+        CODEC_8 => "0x08",
+        CODEC_8E => "0x8e",
+        _ => "0x10",
+    }
+}
+
+/// What one AVL record sets on the record made for it (docs/protocols/teltonika.md §3).
+pub(super) fn fill_avl_record(r: &mut Record, v: &RecordView<'_>) {
+    r.fix_time = i64::try_from(v.timestamp_ms).ok().map(|ms| Timestamp::from_unix_ms(ms, true));
+    // No validity flag on the wire: satellites in use is the device's own statement.
+    r.valid = Some(v.gps.satellites > 0);
+    if !v.gps.is_no_fix_placeholder() {
+        r.latitude = Some(v.gps.latitude());
+        r.longitude = Some(v.gps.longitude());
+        r.altitude_m = Some(f64::from(v.gps.altitude_m));
+        r.course_deg = Some(f64::from(v.gps.angle_deg));
+        r.speed_kmh = Some(f64::from(v.gps.speed_kmh));
+    }
+    r.satellites = Some(u32::from(v.gps.satellites));
+    r.attributes.set("priority", v.priority);
+    r.attributes.set("event_io_id", v.event_io_id);
+    r.attributes.set_opt("generation_type", v.generation_type);
+    // Collected, then kept typed (`IoElements`): one vector, where a JSON map cost a
+    // string per id and its nodes.
+    let mut io: Vec<(u16, IoAttributeValue)> = Vec::with_capacity(v.io_elements() as usize);
+    let (mut iccid1, mut iccid2) = (None, None);
+    v.for_each_io(|e| {
+        let value = match e.value {
+            IoValue::Bytes(b) => IoAttributeValue::Hex(to_hex(b)),
+            other => IoAttributeValue::Unsigned(other.as_u64().unwrap_or(0)),
+        };
+        io.push((e.id, value));
+        // The well-known ids of the FMB/FMC/FMM families (docs/protocols/teltonika.md §3.2), named only
+        // when the value has the width the AVL table gives them: other families reuse
+        // ids. The raw map above stays complete whatever is named here.
+        match (e.id, e.value) {
+            (239, IoValue::U8(n)) => r.attributes.set("ignition", n != 0),
+            (240, IoValue::U8(n)) => r.attributes.set("movement", n != 0),
+            (66, IoValue::U16(n)) => r.attributes.set("power_v", f64::from(n) / 1000.0),
+            (67, IoValue::U16(n)) => r.attributes.set("battery_v", f64::from(n) / 1000.0),
+            (16, IoValue::U32(n)) => r.attributes.set("odometer_m", n),
+            (199, IoValue::U32(n)) => r.attributes.set("trip_odometer_m", n),
+            (21, IoValue::U8(n)) => r.attributes.set("gsm_signal", n),
+            (182, IoValue::U16(n)) => r.hdop = Some(f64::from(n) / 10.0),
+            (181, IoValue::U16(n)) => r.attributes.set("pdop", f64::from(n) / 10.0),
+            (11, IoValue::U64(n)) => iccid1 = Some(n),
+            (14, IoValue::U64(n)) => iccid2 = Some(n),
+            // 0 means no key is present.
+            (78, IoValue::U64(n)) if n != 0 => r.attributes.set("ibutton", format!("{n:016x}")),
+            _ => {}
+        }
+    });
+    // The ICCID comes in two 8-byte halves, each a decimal number.
+    match (iccid1, iccid2) {
+        (Some(a), Some(b)) => r.attributes.set("iccid", format!("{a}{b}")),
+        (Some(a), None) => r.attributes.set("iccid", a.to_string()),
+        _ => {}
+    }
+    // A repeated id keeps its last value, as inserting one by one into a map did.
+    r.attributes.set_io(IoElements::new(io));
+}
+
+/// One normalized record for one Codec 7 record (docs/protocols/teltonika.md §4.1): a
+/// position when it carries coordinates, a status otherwise.
+pub(super) fn gh3000_record(ctx: &Context<'_>, g: &Gh3000Record) -> Record {
+    let location = g.location.unwrap_or_default();
+    let kind = if location.coordinates.is_some() { Kind::Position } else { Kind::Status };
+    let mut r = ctx.record(kind, "0x07");
+    r.fix_time = i64::try_from(g.timestamp_ms()).ok().map(|ms| Timestamp::from_unix_ms(ms, false));
+    if let Some((lat, lon)) = location.coordinates {
+        r.latitude = Some(f64::from(lat));
+        r.longitude = Some(f64::from(lon));
+    }
+    if let Some(sats) = location.satellites {
+        // No validity flag: the GH3000 counts a fix from three satellites.
+        r.valid = Some(sats >= 3);
+        r.satellites = Some(u32::from(sats));
+    }
+    r.altitude_m = location.altitude_m.map(f64::from);
+    r.course_deg = location.angle_deg();
+    r.speed_kmh = location.speed_kmh.map(f64::from);
+    if let Some((lac, ci)) = location.cell {
+        r.attributes.set("cell_id", ci);
+        r.attributes.set("lac", lac);
+    }
+    r.attributes.set_opt("gsm_signal", location.signal);
+    r.attributes.set_opt("operator", location.operator);
+    r.attributes.set("priority", g.priority());
+    let io: Vec<(u16, IoAttributeValue)> =
+        g.io.iter()
+            .flatten()
+            .flatten()
+            .map(|&(id, v)| (u16::from(id), IoAttributeValue::Unsigned(u64::from(v))))
+            .collect();
+    r.attributes.set_io(IoElements::new(io));
+    r
+}
+
+/// The record of a Codec 12–15 packet: a command response (or a command, from a peer).
+pub(super) fn command_record(ctx: &Context<'_>, cmd: &Command<'_>) -> Record {
+    let message_type = match cmd.codec {
+        CODEC_12 => "0x0c",
+        CODEC_13 => "0x0d",
+        CODEC_14 => "0x0e",
+        _ => "0x0f",
+    };
+    let mut r = ctx.record(Kind::CommandResponse, message_type);
+    r.attributes.set("command_type", cmd.kind);
+    if let Some(ms) = cmd.timestamp_ms {
+        r.attributes.set("message_time", Timestamp::from_unix_ms(ms as i64, cmd.codec == CODEC_13).to_string());
+    }
+    if let Some(imei) = &cmd.imei {
+        r.attributes.set("imei", super::imei_digits(imei));
+    }
+    // Responses are text (SMS-command syntax); anything else is kept as hex.
+    match std::str::from_utf8(cmd.payload) {
+        Ok("") => {}
+        Ok(text) if !text.chars().any(|c| c.is_control() && !matches!(c, '\r' | '\n' | '\t')) => {
+            r.attributes.set("text", text.to_owned());
+        }
+        _ => r.attributes.set("data", to_hex(cmd.payload)),
+    }
+    r
+}
