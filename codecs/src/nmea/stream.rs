@@ -4,16 +4,13 @@
 
 use std::sync::Arc;
 
-use serde_json::{json, Value};
-
-use super::decimal::Decimal;
-use super::fields::{Coordinate, NmeaTime};
+use super::record::{blank, fill_sentence_record, identification_sentence, Context};
 use super::sentence::{self, Message, ParsedSentence, Sentence};
 use super::{split_line, IdForm, LinePiece, NmeaFramer};
 use crate::framing::{Limits, Reject, RejectKind};
-use crate::record::{knots_to_kmh, Kind, Protocol, Record, Text};
+use crate::record::{Kind, Protocol, Record};
 use crate::stream::{drive, Driver, FrameHandler, RecordDecoder, StreamEvent};
-use crate::time::{Date, Timestamp};
+use crate::time::Date;
 
 /// Decodes a device's NMEA stream into records. One per connection (TCP) or per peer (UDP).
 #[derive(Debug, Clone)]
@@ -77,7 +74,9 @@ impl NmeaDecoder {
             LinePiece::Identification { id, form, .. } => {
                 self.announce(id);
                 let message_type = if form == IdForm::ImeiLine { "IMEI" } else { "ID" };
-                out.push(StreamEvent::Record(self.record(Kind::Login, message_type)));
+                let mut r = blank();
+                self.context().start(&mut r, Kind::Login, message_type);
+                out.push(StreamEvent::Record(r));
                 taken = taken.wrapping_add(1);
             }
             LinePiece::Rejected { offset: at, len, reason } => {
@@ -103,9 +102,10 @@ impl NmeaDecoder {
                     }
                     // Filled where it lies in `out`: built and returned, the record was
                     // moved (about 250 bytes) three times on its way there.
+                    self.settle(&parsed);
                     out.push(StreamEvent::Record(blank()));
                     if let Some(StreamEvent::Record(r)) = out.last_mut() {
-                        self.fill_sentence_record(&parsed, text, r);
+                        fill_sentence_record(&self.context(), &parsed, text, r);
                     }
                     taken = taken.wrapping_add(1);
                 }
@@ -132,298 +132,36 @@ impl NmeaDecoder {
         }
     }
 
-    fn record(&self, kind: Kind, message_type: impl Into<std::borrow::Cow<'static, str>>) -> Record {
-        let mut r = blank();
-        self.start(&mut r, kind, message_type);
-        r
+    fn context(&self) -> Context<'_> {
+        Context { device_id: self.device_id.as_ref(), last_date: self.last_date }
     }
 
-    /// Makes `r` this stream's record of `kind` and `message_type`.
-    fn start(&self, r: &mut Record, kind: Kind, message_type: impl Into<std::borrow::Cow<'static, str>>) {
-        r.kind = kind;
-        r.message_type = message_type.into();
-        r.device_id.clone_from(&self.device_id);
-    }
-
-    /// The instant of `time` on the stream's last known date, as the contract defines it:
-    /// the date is taken as it is, even when the time of day has passed midnight since
-    /// (a GGA just after midnight, before that epoch's RMC, keeps the previous date).
-    fn on_last_date(&self, time: NmeaTime) -> Option<Timestamp> {
-        Timestamp::from_date_time(self.last_date?, time.hour, time.minute, time.second, time.millis())
+    /// What a sentence changes in the stream, before it is recorded: an identification
+    /// sentence names the device, an RMC or ZDA with a date dates what follows.
+    fn settle(&mut self, parsed: &ParsedSentence<'_>) {
+        if let Some((_, id)) = identification_sentence(&parsed.sentence) {
+            self.identify(id);
+        }
+        let date = match &parsed.sentence {
+            Sentence::Standard { message: Message::Rmc(m), .. } => m.date.and_then(|d| d.date()),
+            Sentence::Standard { message: Message::Zda(m), .. } => match (m.year, m.month, m.day) {
+                (Some(y), Some(mo), Some(d)) => Date::new(i32::from(y), mo, d),
+                _ => None,
+            },
+            _ => None,
+        };
+        if date.is_some() {
+            self.last_date = date;
+        }
     }
 
     /// The record for one parsed sentence. Updates the stream state (date, device id).
     pub fn sentence_record(&mut self, parsed: &ParsedSentence<'_>, text: &[u8]) -> Record {
+        self.settle(parsed);
         let mut r = blank();
-        self.fill_sentence_record(parsed, text, &mut r);
+        fill_sentence_record(&self.context(), parsed, text, &mut r);
         r
     }
-
-    /// [`NmeaDecoder::sentence_record`] into a fresh record `r`.
-    fn fill_sentence_record(&mut self, parsed: &ParsedSentence<'_>, text: &[u8], r: &mut Record) {
-        match (&parsed.sentence, identification_sentence(&parsed.sentence)) {
-            (_, Some((message_type, id))) => {
-                self.identify(id);
-                self.start(r, Kind::Login, message_type);
-            }
-            (Sentence::Standard { message: Message::Other { formatter, .. }, .. }, None) => {
-                self.raw_record(r, Kind::Unknown, formatter, text);
-            }
-            (Sentence::Standard { message, .. }, None) => self.standard_record(message, r),
-            (Sentence::Proprietary { address, .. }, None) => self.raw_record(r, Kind::Info, address, text),
-            (Sentence::Unrecognised { address, .. }, None) => self.raw_record(r, Kind::Unknown, address, text),
-        }
-        if let Sentence::Standard { talker, .. } = &parsed.sentence {
-            r.attributes.set("talker", talker.as_str());
-        }
-        if !parsed.checksum_present {
-            r.attributes.set("checksum_missing", true);
-        }
-    }
-
-    /// A sentence this codec does not read field by field, kept as sent.
-    fn raw_record(&self, r: &mut Record, kind: Kind, name: &str, text: &[u8]) {
-        self.start(r, kind, name.to_owned());
-        r.attributes.set("sentence", String::from_utf8_lossy(text).into_owned());
-    }
-
-    fn standard_record(&mut self, message: &Message<'_>, r: &mut Record) {
-        match message {
-            Message::Rmc(m) => {
-                let date = m.date.and_then(|d| d.date());
-                if let Some(date) = date {
-                    self.last_date = Some(date);
-                }
-                self.start(r, Kind::Position, "RMC");
-                r.valid = m.status.map(|s| s == b'A' && m.mode != Some(b'N'));
-                r.fix_time = match (date, m.time) {
-                    (Some(d), Some(t)) => Timestamp::from_date_time(d, t.hour, t.minute, t.second, t.millis()),
-                    (None, Some(t)) => self.on_last_date(t),
-                    _ => None,
-                };
-                self.time_of_day_if_undated(r, m.time);
-                set_position(r, m.latitude, m.longitude);
-                r.speed_kmh = m.speed_knots.map(|v| knots_to_kmh(v.to_f64()));
-                r.course_deg = m.course_deg.map(Decimal::to_f64);
-                let variation = m.magnetic_variation_deg.map(|v| {
-                    if m.magnetic_variation_dir == Some(b'W') {
-                        -v.to_f64()
-                    } else {
-                        v.to_f64()
-                    }
-                });
-                r.attributes.set_opt("magnetic_variation_deg", variation);
-                r.attributes.set_opt("mode", m.mode.map(letter));
-                r.attributes.set_opt("nav_status", m.nav_status.map(letter));
-            }
-            Message::Gga(m) => {
-                self.start(r, Kind::Position, "GGA");
-                r.valid = m.quality.map(|q| q != 0);
-                r.fix_time = m.time.and_then(|t| self.on_last_date(t));
-                self.time_of_day_if_undated(r, m.time);
-                set_position(r, m.latitude, m.longitude);
-                r.altitude_m = m.altitude_m.map(Decimal::to_f64);
-                r.satellites = m.satellites.map(u32::from);
-                r.hdop = m.hdop.map(Decimal::to_f64);
-                r.attributes.set_opt("fix_quality", m.quality);
-                r.attributes.set_opt("geoid_separation_m", m.geoid_separation_m.map(Decimal::to_f64));
-                r.attributes.set_opt("dgps_age_s", m.dgps_age_s.map(Decimal::to_f64));
-                r.attributes.set_opt("dgps_station", m.dgps_station);
-            }
-            Message::Gll(m) => {
-                self.start(r, Kind::Position, "GLL");
-                r.valid = m.status.map(|s| s == b'A' && m.mode != Some(b'N'));
-                r.fix_time = m.time.and_then(|t| self.on_last_date(t));
-                self.time_of_day_if_undated(r, m.time);
-                set_position(r, m.latitude, m.longitude);
-                r.attributes.set_opt("mode", m.mode.map(letter));
-            }
-            Message::Gns(m) => {
-                self.start(r, Kind::Position, "GNS");
-                // One mode letter per constellation; `N` means that one is not used.
-                r.valid = m.mode.map(|modes| modes.bytes().any(|c| c != b'N'));
-                r.fix_time = m.time.and_then(|t| self.on_last_date(t));
-                self.time_of_day_if_undated(r, m.time);
-                set_position(r, m.latitude, m.longitude);
-                r.altitude_m = m.altitude_m.map(Decimal::to_f64);
-                r.satellites = m.satellites.map(u32::from);
-                r.hdop = m.hdop.map(Decimal::to_f64);
-                r.attributes.set_opt("mode", m.mode);
-                r.attributes.set_opt("geoid_separation_m", m.geoid_separation_m.map(Decimal::to_f64));
-                r.attributes.set_opt("dgps_age_s", m.dgps_age_s.map(Decimal::to_f64));
-                r.attributes.set_opt("dgps_station", m.dgps_station);
-                r.attributes.set_opt("nav_status", m.nav_status.map(letter));
-            }
-            Message::Vtg(m) => {
-                self.start(r, Kind::Info, "VTG");
-                r.course_deg = m.course_true_deg.map(Decimal::to_f64);
-                r.speed_kmh = m.speed_kmh.map(Decimal::to_f64).or(m.speed_knots.map(|v| knots_to_kmh(v.to_f64())));
-                r.attributes.set_opt("course_magnetic_deg", m.course_magnetic_deg.map(Decimal::to_f64));
-                r.attributes.set_opt("mode", m.mode.map(letter));
-            }
-            Message::Gsa(m) => {
-                self.start(r, Kind::Info, "GSA");
-                r.hdop = m.hdop.map(Decimal::to_f64);
-                r.attributes.set_opt("selection_mode", m.selection_mode.map(letter));
-                r.attributes.set_opt("fix_type", m.fix_type);
-                if !m.satellite_ids.is_empty() {
-                    r.attributes.set("satellite_ids", m.satellite_ids.clone());
-                }
-                r.attributes.set_opt("pdop", m.pdop.map(Decimal::to_f64));
-                r.attributes.set_opt("vdop", m.vdop.map(Decimal::to_f64));
-                r.attributes.set_opt("system_id", m.system_id);
-            }
-            Message::Gsv(m) => {
-                self.start(r, Kind::Info, "GSV");
-                r.attributes.set_opt("gsv_sentences", m.sentences);
-                r.attributes.set_opt("gsv_sentence", m.sentence);
-                r.attributes.set_opt("satellites_in_view", m.in_view);
-                let sats: Vec<Value> = m
-                    .satellites
-                    .iter()
-                    .map(|s| {
-                        let mut o = serde_json::Map::new();
-                        let mut put = |k: &str, v: Option<Value>| {
-                            if let Some(v) = v {
-                                o.insert(k.to_owned(), v);
-                            }
-                        };
-                        put("id", s.id.map(Value::from));
-                        put("elevation_deg", s.elevation_deg.map(Value::from));
-                        put("azimuth_deg", s.azimuth_deg.map(Value::from));
-                        put("snr_db", s.snr_db.map(Value::from));
-                        Value::Object(o)
-                    })
-                    .collect();
-                if !sats.is_empty() {
-                    r.attributes.set("satellites", sats);
-                }
-                r.attributes.set_opt("signal_id", m.signal_id);
-            }
-            Message::Zda(m) => {
-                self.start(r, Kind::Info, "ZDA");
-                let date = match (m.year, m.month, m.day) {
-                    (Some(y), Some(mo), Some(d)) => Date::new(i32::from(y), mo, d),
-                    _ => None,
-                };
-                if let Some(date) = date {
-                    self.last_date = Some(date);
-                    if let Some(t) = m.time {
-                        let utc = Timestamp::from_date_time(date, t.hour, t.minute, t.second, t.millis());
-                        r.attributes.set_opt("utc", utc.map(|u| u.to_string()));
-                    } else {
-                        r.attributes
-                            .set("utc_date", format!("{:04}-{:02}-{:02}", date.year(), date.month(), date.day()));
-                    }
-                } else {
-                    self.time_of_day_if_undated(r, m.time);
-                }
-                r.attributes.set_opt("local_zone_hours", m.zone_hours);
-                r.attributes.set_opt("local_zone_minutes", m.zone_minutes);
-            }
-            Message::Gst(m) => {
-                self.start(r, Kind::Info, "GST");
-                r.attributes.set_opt("utc_time", m.time.map(time_of_day));
-                r.attributes.set_opt("rms_range_residual", m.rms_range_residual.map(Decimal::to_f64));
-                r.attributes.set_opt("sigma_semi_major_m", m.sigma_semi_major_m.map(Decimal::to_f64));
-                r.attributes.set_opt("sigma_semi_minor_m", m.sigma_semi_minor_m.map(Decimal::to_f64));
-                r.attributes.set_opt("semi_major_orientation_deg", m.semi_major_orientation_deg.map(Decimal::to_f64));
-                r.attributes.set_opt("sigma_latitude_m", m.sigma_latitude_m.map(Decimal::to_f64));
-                r.attributes.set_opt("sigma_longitude_m", m.sigma_longitude_m.map(Decimal::to_f64));
-                r.attributes.set_opt("sigma_altitude_m", m.sigma_altitude_m.map(Decimal::to_f64));
-            }
-            Message::Hdt(m) => {
-                self.start(r, Kind::Info, "HDT");
-                r.attributes.set_opt("heading_deg", m.heading_deg.map(Decimal::to_f64));
-            }
-            Message::Txt(m) => {
-                self.start(r, Kind::Info, "TXT");
-                r.attributes.set("text", m.text.to_owned());
-                for (key, v) in [("text_sentences", m.sentences), ("text_sentence", m.sentence), ("text_id", m.text_id)]
-                {
-                    if !v.is_empty() {
-                        // Numbers where the device sent numbers, the label as sent otherwise.
-                        let value = v.parse::<u32>().map_or_else(|_| json!(v), |n| json!(n));
-                        r.attributes.set(key, value);
-                    }
-                }
-            }
-            // `sentence_record` keeps these raw and never sends them here.
-            Message::Other { formatter, .. } => self.start(r, Kind::Unknown, (*formatter).to_owned()),
-        }
-    }
-
-    /// A position with a time but no date yet keeps its time of day as an attribute, so
-    /// nothing the device said is lost.
-    fn time_of_day_if_undated(&self, r: &mut Record, time: Option<NmeaTime>) {
-        if r.fix_time.is_none() {
-            r.attributes.set_opt("utc_time", time.map(time_of_day));
-        }
-    }
-}
-
-/// An identification sentence's record type and id: `$PGID,<id>` or `$GPFID,<id>`, the
-/// identification lines of T55-family trackers.
-fn identification_sentence<'a>(sentence: &Sentence<'a>) -> Option<(&'static str, &'a str)> {
-    let (name, fields) = match sentence {
-        Sentence::Proprietary { address: "PGID", fields } => ("PGID", *fields),
-        Sentence::Standard { message: Message::Other { formatter: "FID", fields }, .. } => ("FID", *fields),
-        _ => return None,
-    };
-    let id = fields?.trim();
-    super::valid_id(id.as_bytes()).map(|_| (name, id))
-}
-
-fn letter(c: u8) -> Text {
-    Text::from(&*char::from(c).encode_utf8(&mut [0; 4]))
-}
-
-/// A record for `NmeaDecoder::start` to make this stream's.
-fn blank() -> Record {
-    Record::new(Protocol::Nmea, Kind::Unknown, "")
-}
-
-/// `hh:mm:ss[.mmm]`, as `format!("{:02}:{:02}:{:02}")` and `".{ms:03}"` write it. Digits
-/// are pushed one by one: the two `format!` calls were an eighth of a GGA record's cost.
-fn time_of_day(t: NmeaTime) -> Text {
-    let ms = t.millis();
-    // Out of range only for a time built by hand (the parser checks them): `format!` then.
-    if t.hour >= 100 || t.minute >= 100 || t.second >= 100 || ms.is_some_and(|ms| ms >= 1000) {
-        let mut s = format!("{:02}:{:02}:{:02}", t.hour, t.minute, t.second);
-        if let Some(ms) = ms {
-            s.push_str(&format!(".{ms:03}"));
-        }
-        return s.into();
-    }
-    // On the stack, then held inline in the attribute: no allocation.
-    let digit = |v: u16| b'0' + (v % 10) as u8;
-    let mut s = [0u8; 12];
-    let mut len = 0;
-    for (i, v) in [t.hour, t.minute, t.second].into_iter().enumerate() {
-        if i > 0 {
-            s[len] = b':';
-            len += 1;
-        }
-        s[len] = digit(u16::from(v) / 10);
-        s[len + 1] = digit(u16::from(v));
-        len += 2;
-    }
-    if let Some(ms) = ms {
-        s[len..len + 4].copy_from_slice(&[b'.', digit(ms / 100), digit(ms / 10), digit(ms)]);
-        len += 4;
-    }
-    Text::from(std::str::from_utf8(&s[..len]).unwrap_or_default())
-}
-
-/// Sets the coordinates, except the all-zero placeholder receivers send without a fix
-/// (docs/protocols/nmea.md §6): that is "no position", not a point in the Gulf of Guinea.
-fn set_position(r: &mut Record, lat: Option<Coordinate>, lon: Option<Coordinate>) {
-    let (lat, lon) = (lat.map(Coordinate::degrees), lon.map(Coordinate::degrees));
-    if lat == Some(0.0) && lon == Some(0.0) && r.valid != Some(true) {
-        return;
-    }
-    r.latitude = lat;
-    r.longitude = lon;
 }
 
 impl RecordDecoder for NmeaDecoder {
@@ -458,31 +196,5 @@ impl FrameHandler for NmeaDecoder {
     /// Lines are independent: every rejection is reported as it is.
     fn merges(_reason: &Reject, _len: usize) -> bool {
         false
-    }
-}
-
-#[cfg(test)]
-mod time_of_day_tests {
-    use super::*;
-
-    proptest::proptest! {
-        /// The same text `format!` writes, for any time, valid or built by hand.
-        #[test]
-        fn time_of_day_is_what_format_writes(
-            hour in 0u8..=255, minute in 0u8..=255, second in 0u8..=255,
-            fraction in 0u32..2_000_000, fraction_digits in 0u8..=6, small in proptest::bool::ANY,
-        ) {
-            let t = if small {
-                NmeaTime { hour: hour % 24, minute: minute % 60, second: second % 61, fraction: fraction % 1000, fraction_digits: 3 }
-            } else {
-                NmeaTime { hour, minute, second, fraction, fraction_digits }
-            };
-            let mut expected = format!("{:02}:{:02}:{:02}", t.hour, t.minute, t.second);
-            if let Some(ms) = t.millis() {
-                expected.push_str(&format!(".{ms:03}"));
-            }
-            let text = time_of_day(t);
-            proptest::prop_assert_eq!(text.as_str(), expected);
-        }
     }
 }
