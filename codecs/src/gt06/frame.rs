@@ -17,6 +17,7 @@
 //! Every decision looks only at bytes up to the point it is made (the frame's end, or the
 //! next start marker), so the same stream gives the same frames whatever the read sizes.
 
+use super::field::{self, SHORT_HEADER};
 use super::{frame_crc, GPS, GPS_LBS_6, LENGTH_OVERHEAD, LONG_START, SHORT_START, STOP, WIFI, WIFI_2};
 use crate::framing::{Framer, Framing, Limits, Reject, RejectKind};
 
@@ -26,9 +27,6 @@ pub const DEFAULT_LIMITS: Limits = Limits { max_frame_len: 4096 };
 
 /// The longest a short frame can be (length byte 255).
 const SHORT_MAX: usize = 255 + 5;
-/// Start (2) + length (1): where a short frame's protocol number is.
-const SHORT_HEADER: usize = 3;
-const LONG_HEADER: usize = 4;
 /// Protocol + serial + CRC + stop: the least a CRC-carrying frame has after its length.
 const MIN_TAIL: usize = 1 + 2 + 2 + 2;
 /// A Wi-Fi count frame: BCD time, then per access point MAC + RSSI, per cell LAC + CI + RSSI.
@@ -128,11 +126,11 @@ impl Gt06Framer {
             });
         }
         let long = b[0] == LONG_START[0];
-        let header = if long { LONG_HEADER } else { SHORT_HEADER };
+        let header = field::header(long);
         if b.len() < header + 1 {
             return self.ran_out(b, at_end, header + 1 - b.len());
         }
-        let length = if long { usize::from(u16::from_be_bytes([b[2], b[3]])) } else { usize::from(b[2]) };
+        let Some(length) = field::length(b, long) else { return self.ran_out(b, at_end, 1) };
         let protocol = b[header];
         let nominal = length + header + STOP.len();
         let window = if long { self.max_frame_len } else { self.max_frame_len.min(SHORT_MAX) };
@@ -316,10 +314,9 @@ fn sound_frame_at(b: &[u8]) -> bool {
     if !is_start(b) || b.len() < MIN_FRAME {
         return false;
     }
-    let (header, length) = match b[0] == LONG_START[0] {
-        true if b.len() >= LONG_HEADER => (LONG_HEADER, usize::from(u16::from_be_bytes([b[2], b[3]]))),
-        true => return false,
-        false => (SHORT_HEADER, usize::from(b[2])),
+    let long = b[0] == LONG_START[0];
+    let (header, Some(length)) = (field::header(long), field::length(b, long)) else {
+        return false;
     };
     let total = length + header + STOP.len();
     length >= LENGTH_OVERHEAD && b.get(..total).is_some_and(|f| f.ends_with(&STOP) && crc_ok(f))

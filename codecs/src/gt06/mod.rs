@@ -15,7 +15,7 @@
 //! * the GT02/GT03-era 0x10/0x11 fixes whose length byte counts the content only:
 //!   `78 78 L proto | content (L bytes) | 0D 0A`.
 //!
-//! This module owns the wire format; what a message means for a record is in `stream`.
+//! This module owns the wire format; what a message means for a record is in `record`.
 
 mod frame;
 mod message;
@@ -33,6 +33,37 @@ pub use message::{
 pub use stream::{CrcPolicy, Gt06Decoder, Gt06Options};
 
 use crate::wire::checksum::{TrailingCrc16, CRC16_X25};
+
+/// Where a frame's header fields sit (§1), named once (as smoltcp's `mod field`): the length
+/// after the start marker, one byte in a short frame and two in a long one, and the protocol
+/// number after it.
+pub(crate) mod field {
+    /// The first byte of the length field.
+    pub const LENGTH: usize = 2;
+    /// Start (2) + length (1): where a short frame's protocol number is.
+    pub const SHORT_HEADER: usize = 3;
+    /// Start (2) + length (2): where a long frame's protocol number is.
+    pub const LONG_HEADER: usize = 4;
+
+    /// Where the protocol number is.
+    #[inline]
+    pub fn header(long: bool) -> usize {
+        if long {
+            LONG_HEADER
+        } else {
+            SHORT_HEADER
+        }
+    }
+
+    /// The length field of a frame that starts `b`; `None` when `b` ends inside it.
+    #[inline]
+    pub fn length(b: &[u8], long: bool) -> Option<usize> {
+        if b.len() < header(long) {
+            return None;
+        }
+        Some(if long { usize::from(u16::from_be_bytes([b[LENGTH], b[LENGTH + 1]])) } else { usize::from(b[LENGTH]) })
+    }
+}
 
 /// `78 78`: a frame with a one-byte length.
 pub const SHORT_START: [u8; 2] = [0x78, 0x78];
@@ -119,10 +150,9 @@ impl<'a> Frame<'a> {
     #[inline]
     pub fn split(bytes: &'a [u8], shape: FrameShape) -> Option<Self> {
         let long = bytes.starts_with(&LONG_START);
-        let header = if long { 4 } else { 3 };
+        let header = field::header(long);
         let protocol = *bytes.get(header)?;
-        let length_field =
-            if long { usize::from(u16::from_be_bytes([bytes[2], bytes[3]])) } else { usize::from(bytes[2]) };
+        let length_field = field::length(bytes, long)?;
         let body_end = bytes.len().checked_sub(STOP.len())?;
         if body_end < header + 1 {
             return None;

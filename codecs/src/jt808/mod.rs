@@ -83,6 +83,8 @@ pub mod id {
     pub const QUERY_PARAMETERS: u16 = 0x8104;
     pub const TERMINAL_CONTROL: u16 = 0x8105;
     pub const QUERY_GIVEN_PARAMETERS: u16 = 0x8106;
+    /// Query terminal attributes (answered by 0x0107).
+    pub const QUERY_ATTRIBUTES: u16 = 0x8107;
     pub const QUERY_LOCATION: u16 = 0x8201;
     pub const TRACKING: u16 = 0x8202;
     pub const TEXT: u16 = 0x8300;
@@ -103,8 +105,33 @@ pub fn short_serial(message_id: u16) -> bool {
 /// The property bit with which a vendor location report asks for a 0x4401 answer.
 pub const VENDOR_WANTS_RESPONSE: u16 = 0x8000;
 
+/// Where the header's fields sit (docs/protocols/jt808.md §3.1), named once (as smoltcp's
+/// `mod field`). The 2019 header puts a version byte before a 10-byte terminal number; after
+/// the number come the serial and, in a sub-package, its count and index.
+mod field {
+    use std::ops::Range;
+
+    pub const MESSAGE_ID: Range<usize> = 0..2;
+    pub const PROPERTIES: Range<usize> = 2..4;
+    /// 2019 only.
+    pub const VERSION: usize = 4;
+    pub const NUMBER_2013: Range<usize> = 4..10;
+    pub const NUMBER_2019: Range<usize> = 5..15;
+    /// The serial after the number: two bytes, one in the vendors' short-serial messages (§9).
+    pub const SERIAL_LEN: usize = 2;
+    pub const SHORT_SERIAL_LEN: usize = 1;
+    /// Package count and index (2 each).
+    pub const PACKAGE_LEN: usize = 4;
+
+    /// A big-endian `u16` at `at`, in a slice the caller has checked holds it.
+    #[inline]
+    pub fn be16(b: &[u8], at: usize) -> u16 {
+        u16::from_be_bytes([b[at], b[at + 1]])
+    }
+}
+
 /// The header of a short-serial message: id, properties, terminal number, a one-byte serial.
-const SHORT_HEADER_LEN: usize = 11;
+const SHORT_HEADER_LEN: usize = field::NUMBER_2013.end + field::SHORT_SERIAL_LEN;
 
 /// Header property bits (docs/protocols/jt808.md §3.1).
 const BODY_LEN_MASK: u16 = 0x03FF;
@@ -307,12 +334,16 @@ impl Header {
     }
 }
 
+/// The terminal number's place in the header.
+fn number_field(edition: Edition) -> std::ops::Range<usize> {
+    match edition {
+        Edition::V2013 => field::NUMBER_2013,
+        Edition::V2019 { .. } => field::NUMBER_2019,
+    }
+}
+
 fn header_len(edition: Edition, package: bool) -> usize {
-    let base = match edition {
-        Edition::V2013 => 12,
-        Edition::V2019 { .. } => 17,
-    };
-    base + if package { 4 } else { 0 }
+    number_field(edition).end + field::SERIAL_LEN + if package { field::PACKAGE_LEN } else { 0 }
 }
 
 /// A frame after un-escaping and checking: its header, its body, and whether the length
@@ -466,8 +497,8 @@ fn parse_header(raw: &[u8], xor_all: u8) -> Result<(Header, std::ops::Range<usiz
         let computed = xor_all ^ check[0];
         return Err(Reject::checksum(u32::from(computed), u32::from(check[0]), 2));
     }
-    let message_id = u16::from_be_bytes([raw[0], raw[1]]);
-    let properties = u16::from_be_bytes([raw[2], raw[3]]);
+    let message_id = field::be16(raw, field::MESSAGE_ID.start);
+    let properties = field::be16(raw, field::PROPERTIES.start);
     let declared = usize::from(properties & BODY_LEN_MASK);
     if short_serial(message_id) {
         return Ok(short_header(content, message_id, properties));
@@ -485,7 +516,7 @@ fn parse_header(raw: &[u8], xor_all: u8) -> Result<(Header, std::ops::Range<usiz
         if !fits(header_len(Edition::V2019 { version: 0 }, package)) && fits(header_len(Edition::V2013, package)) {
             Edition::V2013
         } else {
-            Edition::V2019 { version: raw[4] }
+            Edition::V2019 { version: raw[field::VERSION] }
         }
     } else {
         Edition::V2013
@@ -514,15 +545,11 @@ fn parse_header(raw: &[u8], xor_all: u8) -> Result<(Header, std::ops::Range<usiz
             ))
         }
     }
-    // The terminal number: 6 bytes from byte 4 (2013) or 10 from byte 5 (2019, after the
-    // version byte); then the serial and the package fields.
-    let (at, width) = match edition {
-        Edition::V2013 => (4, 6),
-        Edition::V2019 { .. } => (5, 10),
-    };
-    let number = TerminalNumber::from_bytes(&content[at..at + width]).expect("a width of 6 or 10 bytes");
-    let be16 = |i: usize| u16::from_be_bytes([content[i], content[i + 1]]);
-    let after = at + width;
+    // The terminal number, then the serial and the package fields.
+    let number_at = number_field(edition);
+    let after = number_at.end;
+    let number = TerminalNumber::from_bytes(&content[number_at]).expect("a width of 6 or 10 bytes");
+    let be16 = |i: usize| field::be16(content, i);
     let header = Header {
         message_id,
         properties,
@@ -537,12 +564,12 @@ fn parse_header(raw: &[u8], xor_all: u8) -> Result<(Header, std::ops::Range<usiz
 /// vendor's (bit 15 asks for an answer), so nothing else is read from them.
 #[cold]
 fn short_header(content: &[u8], message_id: u16, properties: u16) -> (Header, std::ops::Range<usize>, bool) {
-    let number = TerminalNumber::from_bytes(&content[4..10]).expect("a width of 6 bytes");
+    let number = TerminalNumber::from_bytes(&content[field::NUMBER_2013]).expect("a width of 6 bytes");
     let header = Header {
         message_id,
         properties,
         terminal: Terminal { edition: Edition::V2013, number },
-        serial: u16::from(content[10]),
+        serial: u16::from(content[field::NUMBER_2013.end]),
         package: None,
     };
     let body = SHORT_HEADER_LEN..content.len();

@@ -534,7 +534,7 @@ fn command_name(id: u16) -> &'static str {
         id::QUERY_PARAMETERS => "query_parameters",
         id::TERMINAL_CONTROL => "terminal_control",
         id::QUERY_GIVEN_PARAMETERS => "query_given_parameters",
-        super::stream::QUERY_ATTRIBUTES => "query_attributes",
+        id::QUERY_ATTRIBUTES => "query_attributes",
         id::QUERY_LOCATION => "query_location",
         id::TRACKING => "tracking",
         id::TEXT => "text",

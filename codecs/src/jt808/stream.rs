@@ -181,8 +181,8 @@ impl Default for Jt808Decoder {
     }
 }
 
-/// 0x8107 query terminal attributes (answered by 0x0107).
-pub const QUERY_ATTRIBUTES: u16 = 0x8107;
+/// 0x8107 query terminal attributes (answered by 0x0107): [`id::QUERY_ATTRIBUTES`].
+pub use super::id::QUERY_ATTRIBUTES;
 
 impl Jt808Decoder {
     pub fn new(options: Jt808Options) -> Self {
