@@ -7,6 +7,10 @@
 #
 # Each count is (run with ROUNDS passes - run with none) / (ROUNDS x 10,000 frames): the
 # stream's generation and the process's start cancel out. Needs valgrind.
+#
+# For a change's own cost set CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 (both builds take it):
+# with the default 16 units, how the crate is split decides some inlining, and a mere
+# reorganisation moved GT06 by 3-4% (BENCHMARKS.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ref=${1:?usage: scripts/instructions.sh REF [ROUNDS]}
