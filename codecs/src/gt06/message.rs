@@ -880,7 +880,7 @@ pub enum Message<'a> {
         extra: &'a [u8],
     },
     Heartbeat(Heartbeat<'a>),
-    /// 0x19: one cell and a status block.
+    /// 0x19 (a 2G cell) and 0xA5 (a 4G cell): one cell and a status block.
     LbsStatus {
         cell: Cell,
         status: StatusBlock,
@@ -893,6 +893,17 @@ pub enum Message<'a> {
         fix: GpsFix,
         phone: &'a [u8],
         extra: &'a [u8],
+    },
+    /// 0xA7: a 4G cell and the phone number the address should go to.
+    LbsAddressRequest {
+        cell: Cell,
+        phone: &'a [u8],
+        extra: &'a [u8],
+    },
+    /// 0x9B: a type byte and what the device passes on from its serial port.
+    Serial {
+        kind: u8,
+        data: &'a [u8],
     },
     TimeRequest,
     Info(Info<'a>),
@@ -940,7 +951,7 @@ fn has_wifi(protocol: u8) -> bool {
 
 fn cell_width(protocol: u8) -> CellWidth {
     match protocol {
-        GPS_4G | LBS_4G | ALARM_4G_MULTI_FENCE | WIFI_LBS_4G => CellWidth::Lte,
+        GPS_4G | LBS_4G | ALARM_4G_MULTI_FENCE | WIFI_LBS_4G | LBS_ALARM_4G | LBS_ADDRESS_4G => CellWidth::Lte,
         GPS_LBS_6 => CellWidth::Wide,
         _ => CellWidth::Classic,
     }
@@ -1012,9 +1023,17 @@ impl<'a> Message<'a> {
                 Message::Heartbeat(Heartbeat::Voltage { info, centivolts, gsm_signal, extra: rest })
             }
             STATUS_2 => Self::status_2(frame.content),
-            LBS_STATUS => {
-                let (cell, status) = next!((|input| Cell::read(input, CellWidth::Classic), StatusBlock::read));
+            LBS_STATUS | LBS_ALARM_4G => {
+                let (cell, status) = next!((|input| Cell::read(input, cell_width(p)), StatusBlock::read));
                 Message::LbsStatus { cell, status, extra: rest }
+            }
+            LBS_ADDRESS_4G => {
+                let (cell, phone) = next!((|input| Cell::read(input, CellWidth::Lte), take(PHONE_LEN)));
+                Message::LbsAddressRequest { cell, phone, extra: rest }
+            }
+            SERIAL => {
+                let kind = next!(be_u8);
+                Message::Serial { kind, data: rest }
             }
             LBS_MULTIPLE_3 if frame.content.len() == SR411_LEN => {
                 let cell = |input| Cell::read(input, CellWidth::Classic);
@@ -1219,7 +1238,7 @@ impl<'a> Message<'a> {
             }
             Message::Heartbeat(Heartbeat::Opaque(bytes)) | Message::Unknown(bytes) => out.extend_from_slice(bytes),
             Message::LbsStatus { cell, status, extra } => {
-                cell.write(out, CellWidth::Classic);
+                cell.write(out, cell_width(protocol));
                 status.write(out);
                 out.extend_from_slice(extra);
             }
@@ -1263,6 +1282,15 @@ impl<'a> Message<'a> {
                 fix.write(out);
                 out.extend_from_slice(phone);
                 out.extend_from_slice(extra);
+            }
+            Message::LbsAddressRequest { cell, phone, extra } => {
+                cell.write(out, CellWidth::Lte);
+                out.extend_from_slice(phone);
+                out.extend_from_slice(extra);
+            }
+            Message::Serial { kind, data } => {
+                out.push(*kind);
+                out.extend_from_slice(data);
             }
             Message::TimeRequest => {}
             Message::X1(x) => x.write(out)?,

@@ -124,6 +124,12 @@ pub const LBS_4G: u8 = 0xA1;
 /// 4G cells and Wi-Fi; or, 59 bytes long, the LW4G's fix, cell and status (§5.10).
 pub const WIFI_LBS_4G: u8 = 0xA2;
 pub const ALARM_4G_MULTI_FENCE: u8 = 0xA4;
+/// The GK310's alarm without a fix: a 4G cell and the status block (§5.16).
+pub const LBS_ALARM_4G: u8 = 0xA5;
+/// The GK310's address request without a fix: a 4G cell and the number to answer (§5.16).
+pub const LBS_ADDRESS_4G: u8 = 0xA7;
+/// What a device passes on from its serial port: a type byte, then the bytes (§5.16).
+pub const SERIAL: u8 = 0x9B;
 
 /// The CRC a frame carries: CRC-16/X-25 over everything from the length field to the serial.
 pub fn frame_crc(length_to_serial: &[u8]) -> u16 {

@@ -213,11 +213,28 @@ pub(super) fn record<'o>(
             let r = ctx.record(Kind::Position, out);
             set_fix(r, fix, tz);
             r.attributes.set("address_request", true);
-            let number: String = phone.iter().filter(|b| b.is_ascii_graphic()).map(|&b| char::from(b)).collect();
-            if !number.is_empty() {
-                r.attributes.set("phone", number);
-            }
+            set_phone(r, phone);
             set_extra(r, extra);
+            r
+        }
+        Message::LbsAddressRequest { cell, phone, extra } => {
+            let r = ctx.record(Kind::Status, out);
+            set_cell(r, cell);
+            r.attributes.set("address_request", true);
+            set_phone(r, phone);
+            set_extra(r, extra);
+            r
+        }
+        Message::Serial { kind, data } => {
+            let r = ctx.record(Kind::Info, out);
+            r.attributes.set("serial_type", *kind);
+            // Text lines come with their CR LF; the text is kept without it.
+            let line = data.strip_suffix(b"\r\n").unwrap_or(data);
+            if !line.is_empty() && line.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+                r.attributes.set("text", String::from_utf8_lossy(line).into_owned());
+            } else {
+                r.attributes.set_text_or_data(data);
+            }
             r
         }
         Message::TimeRequest => ctx.record(Kind::TimeRequest, out),
@@ -607,6 +624,14 @@ fn set_az735(r: &mut Record, x: &Az735Report<'_>, protocol: u8, tz: i32) {
     set_extra(r, x.extra);
 }
 
+/// The number an address request names (padded with zeros).
+fn set_phone(r: &mut Record, phone: &[u8]) {
+    let number: String = phone.iter().filter(|b| b.is_ascii_graphic()).map(|&b| char::from(b)).collect();
+    if !number.is_empty() {
+        r.attributes.set("phone", number);
+    }
+}
+
 fn set_extra(r: &mut Record, extra: &[u8]) {
     if !extra.is_empty() {
         r.attributes.set("extra", to_hex(extra));
@@ -638,12 +663,12 @@ pub(super) fn answer(message: &Message<'_>, frame: &Frame<'_>, now: Option<Times
         Message::Modular { .. } => ack(false),
         Message::Wifi(w) => Some(wifi_count_reply(p, w.bcd_time).into()),
         // No geocoder here: "no address", so the device does not wait for one.
-        Message::AddressRequest { .. } => Some(no_address_reply().into()),
+        Message::AddressRequest { .. } | Message::LbsAddressRequest { .. } => Some(no_address_reply().into()),
         // The codec reads no clock: without the caller's time there is no honest answer.
         Message::TimeRequest => {
             now.zip(frame.serial).and_then(|(now, serial)| time_reply(now, serial)).map(Reply::from)
         }
-        Message::Info(_) | Message::CommandReply(_) => None,
+        Message::Info(_) | Message::CommandReply(_) | Message::Serial { .. } => None,
         // Fielded servers ack every unknown short-frame type except the command range, and
         // devices expect it.
         Message::Unknown(_) if frame.long || (0x80..=0x82).contains(&p) => None,

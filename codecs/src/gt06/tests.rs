@@ -1067,3 +1067,52 @@ fn gps_lbs_8_sl4x_fix_and_jimi_heartbeats_from_the_field() {
     assert_eq!(records(&ev)[0].kind, Kind::Position);
     assert_eq!(records(&ev)[0].attributes.get("driver_id"), None);
 }
+
+proptest! {
+    #[test]
+    fn lbs_alarm_address_and_serial_round_trip(
+        cell in arb_cell(true), status in any::<[u8; 5]>(), phone in any::<[u8; 21]>(),
+        extra in proptest::collection::vec(any::<u8>(), 0..8), kind in any::<u8>(),
+        data in proptest::collection::vec(any::<u8>(), 0..40), serial in any::<u16>(),
+    ) {
+        let [info, voltage_level, gsm_signal, alarm, language] = status;
+        let status = StatusBlock { info, voltage_level, gsm_signal, alarm, language };
+        for (protocol, long, message, kind_of, answered) in [
+            (LBS_ALARM_4G, false, Message::LbsStatus { cell, status, extra: &extra }, Kind::Status, true),
+            (LBS_ADDRESS_4G, false, Message::LbsAddressRequest { cell, phone: &phone, extra: &extra }, Kind::Status, true),
+            (SERIAL, true, Message::Serial { kind, data: &data }, Kind::Info, false),
+        ] {
+            let mut content = Vec::new();
+            message.write_content(protocol, &mut content).unwrap();
+            prop_assert_eq!(read_back(protocol, long, &content), message.clone());
+            let ev = round_trip_events(protocol, long, &message, serial);
+            prop_assert_eq!(records(&ev)[0].kind, kind_of);
+            prop_assert_eq!(!replies(&ev).is_empty(), answered);
+        }
+    }
+}
+
+/// The GK310's cell-only alarm and address request, and serial pass-through, from Traccar's
+/// tests (corpus/gt06/traccar rows #40, #93, #31, #58).
+#[test]
+fn gk310_cell_alarm_address_request_and_serial_data() {
+    // 0xA5: a 4G cell (LAC 4, CI 8) and the status block; alarm 0x13 is tampering.
+    let ev = decode(&hex("787819a5012ed0000075df000000000098661502050413000019a12b0d0a"));
+    let r = records(&ev)[0];
+    assert_eq!((r.kind, r.alarms.clone()), (Kind::Status, vec!["tamper".into()]));
+    assert_eq!(r.attributes.get("lac").unwrap(), 30_175);
+    assert_eq!(r.attributes.get("cell_id").unwrap(), 9_987_605);
+    assert_eq!(replies(&ev), vec![ack(false, LBS_ALARM_4G, 0x19)]);
+    // 0xA7: the cell and the number; answered "no address" as 0x1A/0x2A are.
+    let ev = decode(&hex(
+        "78782ba701cc000000919100000000090617032b3836313832323038343735363200000000000000000100049fb60d0a",
+    ));
+    let r = records(&ev)[0];
+    assert_eq!(r.attributes.get("phone").unwrap(), "+8618220847562");
+    assert_eq!(r.attributes.get("mcc").unwrap(), 460);
+    assert_eq!(replies(&ev), vec![no_address_reply()]);
+    // 0x9B: a text line without its CR LF; bytes that are not text as hex; never answered.
+    let ev = decode(&hex("797900109b0344373532304136320d0a000f87f00d0a"));
+    assert_eq!(records(&ev)[0].attributes.get("text").unwrap(), "D7520A62");
+    assert!(replies(&ev).is_empty());
+}
