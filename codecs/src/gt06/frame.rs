@@ -127,10 +127,10 @@ impl Gt06Framer {
         }
         let long = b[0] == LONG_START[0];
         let header = field::header(long);
-        if b.len() < header + 1 {
+        // The length field, and the protocol number after it.
+        let Some(length) = field::length(b, long).filter(|_| b.len() > header) else {
             return self.ran_out(b, at_end, header + 1 - b.len());
-        }
-        let Some(length) = field::length(b, long) else { return self.ran_out(b, at_end, 1) };
+        };
         let protocol = b[header];
         let nominal = length + header + STOP.len();
         let window = if long { self.max_frame_len } else { self.max_frame_len.min(SHORT_MAX) };
