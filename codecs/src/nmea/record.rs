@@ -56,6 +56,18 @@ pub(super) fn fill_sentence_record(ctx: &Context<'_>, parsed: &ParsedSentence<'_
     }
 }
 
+/// The calendar date a sentence carries (RMC and ZDA do), if it is a date.
+pub(super) fn sentence_date(message: &Message<'_>) -> Option<Date> {
+    match message {
+        Message::Rmc(m) => m.date.and_then(|d| d.date()),
+        Message::Zda(m) => match (m.year, m.month, m.day) {
+            (Some(y), Some(mo), Some(d)) => Date::new(i32::from(y), mo, d),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// A sentence this codec does not read field by field, kept as sent.
 fn raw_record(ctx: &Context<'_>, r: &mut Record, kind: Kind, name: &str, text: &[u8]) {
     ctx.start(r, kind, name.to_owned());
@@ -170,11 +182,7 @@ fn standard_record(ctx: &Context<'_>, message: &Message<'_>, r: &mut Record) {
         }
         Message::Zda(m) => {
             ctx.start(r, Kind::Info, "ZDA");
-            let date = match (m.year, m.month, m.day) {
-                (Some(y), Some(mo), Some(d)) => Date::new(i32::from(y), mo, d),
-                _ => None,
-            };
-            if let Some(date) = date {
+            if let Some(date) = sentence_date(message) {
                 if let Some(t) = m.time {
                     let utc = Timestamp::from_date_time(date, t.hour, t.minute, t.second, t.millis());
                     r.attributes.set_opt("utc", utc.map(|u| u.to_string()));

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use super::record::{blank, fill_sentence_record, identification_sentence, Context};
-use super::sentence::{self, Message, ParsedSentence, Sentence};
+use super::record::{blank, fill_sentence_record, identification_sentence, sentence_date, Context};
+use super::sentence::{self, ParsedSentence, Sentence};
 use super::{split_line, IdForm, LinePiece, NmeaFramer};
 use crate::framing::{Limits, Reject, RejectKind};
 use crate::record::{Kind, Protocol, Record};
@@ -142,16 +142,10 @@ impl NmeaDecoder {
         if let Some((_, id)) = identification_sentence(&parsed.sentence) {
             self.identify(id);
         }
-        let date = match &parsed.sentence {
-            Sentence::Standard { message: Message::Rmc(m), .. } => m.date.and_then(|d| d.date()),
-            Sentence::Standard { message: Message::Zda(m), .. } => match (m.year, m.month, m.day) {
-                (Some(y), Some(mo), Some(d)) => Date::new(i32::from(y), mo, d),
-                _ => None,
-            },
-            _ => None,
-        };
-        if date.is_some() {
-            self.last_date = date;
+        if let Sentence::Standard { message, .. } = &parsed.sentence {
+            if let Some(date) = sentence_date(message) {
+                self.last_date = Some(date);
+            }
         }
     }
 
