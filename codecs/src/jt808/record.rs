@@ -29,8 +29,22 @@ pub(super) struct Context<'h> {
 
 impl Context<'_> {
     fn record(&self, kind: Kind) -> Record {
+        let mut r = Record::new(Protocol::Jt808, kind, hex_id(self.header.message_id));
+        self.fill(&mut r);
+        r
+    }
+
+    /// A new record pushed to `out` and filled there: a record is half a kilobyte, and each
+    /// move of one on its way into `out` is a copy of all of it.
+    fn push<'o>(&self, kind: Kind, out: &'o mut Vec<StreamEvent>) -> &'o mut Record {
+        let r = push_record(out, Record::new(Protocol::Jt808, kind, hex_id(self.header.message_id)));
+        self.fill(r);
+        r
+    }
+
+    /// What every record of the message carries from its header.
+    fn fill(&self, r: &mut Record) {
         let header = self.header;
-        let mut r = Record::new(Protocol::Jt808, kind, hex_id(header.message_id));
         r.device_id = self.device_id.cloned();
         r.seq = Some(u32::from(header.serial));
         if let Edition::V2019 { version } = header.terminal.edition {
@@ -39,7 +53,6 @@ impl Context<'_> {
         if !header.terminal.number.is_bcd() {
             r.attributes.set("terminal_number", to_hex(header.terminal.number.as_bytes()));
         }
-        r
     }
 }
 
@@ -193,7 +206,7 @@ pub(super) fn records(
         }
         Message::Location(l) => {
             // Filled where it lies in `out`: the most frequent record, copied once.
-            let r = push_record(out, ctx.record(Kind::Position));
+            let r = ctx.push(Kind::Position, out);
             set_location(r, l, tz, edition);
             return;
         }

@@ -42,10 +42,8 @@ pub struct IoElements(Box<[(u16, IoAttributeValue)]>);
 impl IoElements {
     /// From elements in any order; an id given twice keeps its last value.
     pub fn new(mut elements: Vec<(u16, IoAttributeValue)>) -> Self {
-        // Stable, so the last of a repeated id is the last of its run. The rank is cheap to
-        // compute at each comparison; a decimal key built per comparison was a quarter of a
-        // Teltonika record's cost.
-        elements.sort_by_key(|e| decimal_rank(e.0));
+        // Stable, so the last of a repeated id is the last of its run.
+        sort_by_decimal_id(&mut elements);
         // `dedup_by` hands the later element first: its value moves into the kept one.
         elements.dedup_by(|later, kept| {
             let same = later.0 == kept.0;
@@ -109,6 +107,32 @@ impl Serialize for IoElements {
             map.serialize_entry(itoa::Buffer::new().format(*id), v)?;
         }
         map.end()
+    }
+}
+
+/// Sorts elements by their ids' decimal text, stably. A record has a handful to a few dozen
+/// elements: an insertion sort over ranks computed once each, moving the ranks and the
+/// elements together, where the standard sort computed two ranks at each comparison
+/// (`IoElements::new` took a sixth fewer instructions on the benches' packets). Longer
+/// lists take the standard sort with the ranks cached.
+fn sort_by_decimal_id(elements: &mut [(u16, IoAttributeValue)]) {
+    const SHORT: usize = 32;
+    if elements.len() > SHORT {
+        elements.sort_by_cached_key(|e| decimal_rank(e.0));
+        return;
+    }
+    let mut ranks = [0u32; SHORT];
+    for (rank, e) in ranks.iter_mut().zip(elements.iter()) {
+        *rank = decimal_rank(e.0);
+    }
+    for i in 1..elements.len() {
+        let mut j = i;
+        // Strictly greater: an equal rank stays after the one before it (stable).
+        while j > 0 && ranks[j - 1] > ranks[j] {
+            ranks.swap(j - 1, j);
+            elements.swap(j - 1, j);
+            j -= 1;
+        }
     }
 }
 
@@ -176,10 +200,11 @@ mod tests {
         }
 
         /// The elements behave as the JSON map they replace, inserted one by one (a repeated
-        /// id keeps its last value), and come back from it.
+        /// id keeps its last value), and come back from it; short and long lists (the two
+        /// sorts) alike.
         #[test]
         fn io_elements_are_the_json_object(
-            elements in proptest::collection::vec((prop_oneof![0u16..20, any::<u16>()], element()), 0..24)
+            elements in proptest::collection::vec((prop_oneof![0u16..20, any::<u16>()], element()), 0..48)
         ) {
             let mut model = Map::new();
             for (id, v) in &elements {

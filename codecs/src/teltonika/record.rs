@@ -12,7 +12,7 @@ use super::{
     IMEI_REJECT,
 };
 use crate::record::{IoAttributeValue, IoElements, Kind, Protocol, Record, Timestamp};
-use crate::stream::Reply;
+use crate::stream::{push_record, Reply, StreamEvent};
 use crate::wire::hex::to_hex;
 
 /// What every record takes from the session.
@@ -24,6 +24,19 @@ pub(super) struct Context<'s> {
 impl Context<'_> {
     pub(super) fn record(&self, kind: Kind, message_type: &'static str) -> Record {
         let mut r = Record::new(Protocol::Teltonika, kind, message_type);
+        r.device_id = self.device_id.cloned();
+        r
+    }
+
+    /// A new record pushed to `out` and filled there (a record is half a kilobyte: each move
+    /// of one is a copy of all of it).
+    pub(super) fn push<'o>(
+        &self,
+        kind: Kind,
+        message_type: &'static str,
+        out: &'o mut Vec<StreamEvent>,
+    ) -> &'o mut Record {
+        let r = push_record(out, Record::new(Protocol::Teltonika, kind, message_type));
         r.device_id = self.device_id.cloned();
         r
     }
@@ -69,9 +82,10 @@ pub(super) fn fill_avl_record(r: &mut Record, v: &RecordView<'_>) {
         r.speed_kmh = Some(f64::from(v.gps.speed_kmh));
     }
     r.satellites = Some(u32::from(v.gps.satellites));
-    r.attributes.set("priority", v.priority);
+    // In key order, so each is appended (one out of order is a search and a shift).
     r.attributes.set("event_io_id", v.event_io_id);
     r.attributes.set_opt("generation_type", v.generation_type);
+    r.attributes.set("priority", v.priority);
     // Collected, then kept typed (`IoElements`): one vector, where a JSON map cost a
     // string per id and its nodes.
     let mut io: Vec<(u16, IoAttributeValue)> = Vec::with_capacity(v.io_elements() as usize);

@@ -13,8 +13,8 @@ use super::{Command, UdpPacket, CODEC_12, CODEC_13, CODEC_14, CODEC_15, CODEC_16
 use crate::framing::{Framer, Framing, Limits, Reject, RejectKind};
 use crate::record::{Kind, Protocol, Record};
 use crate::stream::{
-    drive, push_record, AllowList, Downlink, DownlinkError, Driver, FrameHandler, FramedCommand, RecordDecoder,
-    StreamEvent, Transport,
+    drive, AllowList, Downlink, DownlinkError, Driver, FrameHandler, FramedCommand, RecordDecoder, StreamEvent,
+    Transport,
 };
 
 /// How a [`TeltonikaDecoder`] reads its bytes.
@@ -87,7 +87,7 @@ impl TeltonikaDecoder {
                 let avl = AvlData::parse(data).map_err(|e| Reject::new(RejectKind::Malformed, e.to_string()))?;
                 for view in avl.records() {
                     // Filled where it lies in `out`, not built and then copied there.
-                    let r = push_record(out, ctx.record(Kind::Position, avl_message_type(codec)));
+                    let r = ctx.push(Kind::Position, avl_message_type(codec), out);
                     fill_avl_record(r, &view);
                     r.seq = seq;
                 }
