@@ -14,13 +14,15 @@
 //!   at least this much, so the peer's time over this row bounds the ratio any of ours
 //!   could reach.
 //! * `trackgate_records`: the stream decoder producing the normalized records and acks.
+//! * `trackgate_records_per_read`: the same, fed 4 KiB at a time with the events taken after
+//!   each read, as the gateway's sessions do (the records stay in cache).
 //! * `trackgate_records_jsonl`: the same, then each record written as the gateway's JSON
 //!   Lines sink writes it (into memory), which is the sink thread's work.
 //!
 //! cargo bench -p trackgate-benches --bench gt06
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use trackgate_benches::gt06_locations;
+use trackgate_benches::{gt06_locations, records_per_read, GATEWAY_READ};
 use trackgate_codecs::framing::{Framer, Framing};
 use trackgate_codecs::gt06::{self as tg, Frame, Gt06Decoder, Gt06Framer, Gt06Options, Message};
 use trackgate_codecs::{RecordDecoder, StreamEvent};
@@ -159,6 +161,10 @@ fn bench(c: &mut Criterion) {
                 let mut d = Gt06Decoder::new(Gt06Options::default());
                 trackgate_records(&mut d, black_box(&buf), &mut events)
             })
+        });
+        assert_eq!(records_per_read(&mut Gt06Decoder::default(), &buf, GATEWAY_READ, &mut events), 10_000);
+        g.bench_function("trackgate_records_per_read", |b| {
+            b.iter(|| records_per_read(&mut Gt06Decoder::default(), black_box(&buf), GATEWAY_READ, &mut events))
         });
         let mut jsonl = Vec::new();
         g.bench_function("trackgate_records_jsonl", |b| {

@@ -17,6 +17,8 @@
 //! * `jt808_location`: the same plus `Jt0x0200::fill_new` for the body: the same integers,
 //!   the BCD time as a `chrono` local time, every item split into a `HashMap<u8, Bytes>`.
 //! * `trackgate_records`: the stream decoder producing the normalized records and 0x8001s.
+//! * `trackgate_records_per_read`: the same, fed 4 KiB at a time with the events taken after
+//!   each read, as the gateway's sessions do (the records stay in cache).
 //!
 //! cargo bench -p trackgate-benches --bench jt808
 
@@ -25,7 +27,7 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughpu
 use jt808::models::jt0x0200::Jt0x0200;
 use jt808::models::{Jt808BodySerialize, Jt808BodyTrans, Ver808};
 use tokio_util::codec::Decoder;
-use trackgate_benches::jt808_locations;
+use trackgate_benches::{jt808_locations, records_per_read, GATEWAY_READ};
 use trackgate_codecs::framing::{Framer, Framing};
 use trackgate_codecs::jt808::frame::inner;
 use trackgate_codecs::jt808::message::Location;
@@ -125,6 +127,10 @@ fn bench(c: &mut Criterion) {
     g.bench_function("jt808_header", |b| b.iter(|| jt808_header(black_box(&safe))));
     g.bench_function("jt808_location", |b| b.iter(|| jt808_location(black_box(&safe))));
     g.bench_function("trackgate_records", |b| b.iter(|| trackgate_records(black_box(&safe), &mut events)));
+    assert_eq!(records_per_read(&mut Jt808Decoder::default(), &safe, GATEWAY_READ, &mut events), 10_000);
+    g.bench_function("trackgate_records_per_read", |b| {
+        b.iter(|| records_per_read(&mut Jt808Decoder::default(), black_box(&safe), GATEWAY_READ, &mut events))
+    });
     g.finish();
     eprintln!("jt808 peer-safe set: {} bytes, 10000 frames", safe.len());
 

@@ -6,13 +6,15 @@
 //! * `trackgate_typed`: line framer + `nmea::parse` into typed sentences (checksum verified),
 //!   each number then converted from the `Decimal` it is kept as to the `f64` the peers give.
 //! * `trackgate_records`: the stream decoder, producing the normalized records.
+//! * `trackgate_records_per_read`: the same, fed 4 KiB at a time with the events taken after
+//!   each read, as the gateway's sessions do (the records stay in cache).
 //! * `nmea_0.8`: `nmea::parse_bytes` per line (eager, typed).
 //! * `nmeasis_26.4`: `NmeaParser<256>` streaming, typed getters.
 //!
 //! cargo bench -p trackgate-benches --bench nmea
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use trackgate_benches::{nmea_gga, nmea_rmc};
+use trackgate_benches::{nmea_gga, nmea_rmc, records_per_read, GATEWAY_READ};
 use trackgate_codecs::framing::{Framer, Framing};
 use trackgate_codecs::nmea::{self as tg, Message, NmeaDecoder, NmeaFramer, Sentence};
 use trackgate_codecs::{RecordDecoder, StreamEvent};
@@ -159,6 +161,11 @@ fn bench(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(buf.len() as u64));
         g.bench_function("trackgate_typed", |b| b.iter(|| trackgate_typed(black_box(&buf))));
         g.bench_function("trackgate_records", |b| b.iter(|| trackgate_records(black_box(&buf), &mut events)));
+        let per_read = |buf: &[u8], events: &mut Vec<StreamEvent>| {
+            records_per_read(&mut NmeaDecoder::default(), buf, GATEWAY_READ, events)
+        };
+        assert_eq!(per_read(&buf, &mut events), 10_000);
+        g.bench_function("trackgate_records_per_read", |b| b.iter(|| per_read(black_box(&buf), &mut events)));
         g.bench_function("nmea_0.8", |b| b.iter(|| peer_nmea(black_box(&buf))));
         g.bench_function("nmeasis_26.4", |b| b.iter(|| peer_nmeasis(black_box(&buf))));
         g.finish();

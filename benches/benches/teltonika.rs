@@ -12,13 +12,15 @@
 //!   (`AvlPacket::from_data` / `take_frame(..).evaluate()`).
 //! * `teltonika_rs_owned`: teltonika-rs 0.1.1's owned parse, Codec 8 only.
 //! * `trackgate_records`: the stream decoder producing the normalized records (with acks).
+//! * `trackgate_records_per_read`: the same, fed 4 KiB at a time with the events taken after
+//!   each read, as the gateway's sessions do (the records stay in cache).
 //!
 //! cargo bench -p trackgate-benches --bench teltonika
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use nom_teltonika::decoder::take_frame;
 use nom_teltonika::protocol::{FrameView, IoValueView};
-use trackgate_benches::teltonika_packets;
+use trackgate_benches::{records_per_read, teltonika_packets, GATEWAY_READ};
 use trackgate_codecs::framing::{Framer, Framing};
 use trackgate_codecs::teltonika::{
     AvlData, AvlPacket, IoElement, IoValue, RecordView, TeltonikaDecoder, TeltonikaFramer, HEADER_LEN,
@@ -202,6 +204,11 @@ fn bench(c: &mut Criterion) {
             g.bench_function("teltonika_rs_owned", |b| b.iter(|| teltonika_rs_owned(black_box(&buf))));
         }
         g.bench_function("trackgate_records", |b| b.iter(|| trackgate_records(black_box(&buf), &mut events)));
+        let per_read = |buf: &[u8], events: &mut Vec<StreamEvent>| {
+            records_per_read(&mut TeltonikaDecoder::default(), buf, GATEWAY_READ, events)
+        };
+        assert_eq!(per_read(&buf, &mut events), records as u64);
+        g.bench_function("trackgate_records_per_read", |b| b.iter(|| per_read(black_box(&buf), &mut events)));
         g.finish();
         eprintln!("{name}: {} bytes, 10000 packets, {records} records", buf.len());
     }

@@ -232,3 +232,27 @@ pub fn jt808_locations(n: usize, seed: u64, peer_safe: bool) -> Vec<u8> {
     }
     out
 }
+
+/// The gateway's default read buffer (`read_buffer`, 4 KiB).
+pub const GATEWAY_READ: usize = 4096;
+
+/// Decodes `buf` as the gateway's sessions do: at most `read` new bytes at a time, with what
+/// the decoder left of the previous read in front, and the events taken (here: counted and
+/// cleared) after each read, so the records stay in the cache they were written in. Returns
+/// the records.
+pub fn records_per_read(
+    decoder: &mut dyn trackgate_codecs::RecordDecoder,
+    buf: &[u8],
+    read: usize,
+    events: &mut Vec<trackgate_codecs::StreamEvent>,
+) -> u64 {
+    let (mut start, mut end, mut records) = (0, 0, 0);
+    while end < buf.len() {
+        end = (end + read).min(buf.len());
+        events.clear();
+        start += decoder.decode(&buf[start..end], end == buf.len(), events);
+        records += events.iter().filter(|e| matches!(e, trackgate_codecs::StreamEvent::Record(_))).count() as u64;
+    }
+    events.clear();
+    records
+}
