@@ -35,6 +35,15 @@ impl Context<'_> {
     fn on_last_date(&self, time: NmeaTime) -> Option<Timestamp> {
         Timestamp::from_date_time(self.last_date?, time.hour, time.minute, time.second, time.millis())
     }
+
+    /// A position's fix time on the last date; with no date yet, its time of day as an
+    /// attribute, so nothing the device said is lost.
+    fn set_time(&self, r: &mut Record, time: Option<NmeaTime>) {
+        r.fix_time = time.and_then(|t| self.on_last_date(t));
+        if r.fix_time.is_none() {
+            r.attributes.set_opt("utc_time", time.map(time_of_day));
+        }
+    }
 }
 
 /// Makes `r`, a fresh record ([`blank`]), the record of one parsed sentence.
@@ -80,8 +89,7 @@ fn standard_record(ctx: &Context<'_>, message: &Message<'_>, r: &mut Record) {
             ctx.start(r, Kind::Position, "RMC");
             r.valid = m.status.map(|s| s == b'A' && m.mode != Some(b'N'));
             // The stream's last date is this sentence's own when it carries one (settled).
-            r.fix_time = m.time.and_then(|t| ctx.on_last_date(t));
-            time_of_day_if_undated(r, m.time);
+            ctx.set_time(r, m.time);
             set_position(r, m.latitude, m.longitude);
             r.speed_kmh = m.speed_knots.map(|v| knots_to_kmh(v.to_f64()));
             r.course_deg = m.course_deg.map(Decimal::to_f64);
@@ -99,22 +107,18 @@ fn standard_record(ctx: &Context<'_>, message: &Message<'_>, r: &mut Record) {
         Message::Gga(m) => {
             ctx.start(r, Kind::Position, "GGA");
             r.valid = m.quality.map(|q| q != 0);
-            r.fix_time = m.time.and_then(|t| ctx.on_last_date(t));
-            time_of_day_if_undated(r, m.time);
+            ctx.set_time(r, m.time);
             set_position(r, m.latitude, m.longitude);
             r.altitude_m = m.altitude_m.map(Decimal::to_f64);
             r.satellites = m.satellites.map(u32::from);
             r.hdop = m.hdop.map(Decimal::to_f64);
             r.attributes.set_opt("fix_quality", m.quality);
-            r.attributes.set_opt("geoid_separation_m", m.geoid_separation_m.map(Decimal::to_f64));
-            r.attributes.set_opt("dgps_age_s", m.dgps_age_s.map(Decimal::to_f64));
-            r.attributes.set_opt("dgps_station", m.dgps_station);
+            set_geoid_and_dgps(r, m.geoid_separation_m, m.dgps_age_s, m.dgps_station);
         }
         Message::Gll(m) => {
             ctx.start(r, Kind::Position, "GLL");
             r.valid = m.status.map(|s| s == b'A' && m.mode != Some(b'N'));
-            r.fix_time = m.time.and_then(|t| ctx.on_last_date(t));
-            time_of_day_if_undated(r, m.time);
+            ctx.set_time(r, m.time);
             set_position(r, m.latitude, m.longitude);
             r.attributes.set_opt("mode", m.mode.map(letter));
         }
@@ -122,16 +126,13 @@ fn standard_record(ctx: &Context<'_>, message: &Message<'_>, r: &mut Record) {
             ctx.start(r, Kind::Position, "GNS");
             // One mode letter per constellation; `N` means that one is not used.
             r.valid = m.mode.map(|modes| modes.bytes().any(|c| c != b'N'));
-            r.fix_time = m.time.and_then(|t| ctx.on_last_date(t));
-            time_of_day_if_undated(r, m.time);
+            ctx.set_time(r, m.time);
             set_position(r, m.latitude, m.longitude);
             r.altitude_m = m.altitude_m.map(Decimal::to_f64);
             r.satellites = m.satellites.map(u32::from);
             r.hdop = m.hdop.map(Decimal::to_f64);
             r.attributes.set_opt("mode", m.mode);
-            r.attributes.set_opt("geoid_separation_m", m.geoid_separation_m.map(Decimal::to_f64));
-            r.attributes.set_opt("dgps_age_s", m.dgps_age_s.map(Decimal::to_f64));
-            r.attributes.set_opt("dgps_station", m.dgps_station);
+            set_geoid_and_dgps(r, m.geoid_separation_m, m.dgps_age_s, m.dgps_station);
             r.attributes.set_opt("nav_status", m.nav_status.map(letter));
         }
         Message::Vtg(m) => {
@@ -190,7 +191,7 @@ fn standard_record(ctx: &Context<'_>, message: &Message<'_>, r: &mut Record) {
                     r.attributes.set("utc_date", format!("{:04}-{:02}-{:02}", date.year(), date.month(), date.day()));
                 }
             } else {
-                time_of_day_if_undated(r, m.time);
+                r.attributes.set_opt("utc_time", m.time.map(time_of_day));
             }
             r.attributes.set_opt("local_zone_hours", m.zone_hours);
             r.attributes.set_opt("local_zone_minutes", m.zone_minutes);
@@ -226,12 +227,11 @@ fn standard_record(ctx: &Context<'_>, message: &Message<'_>, r: &mut Record) {
     }
 }
 
-/// A position with a time but no date yet keeps its time of day as an attribute, so
-/// nothing the device said is lost.
-fn time_of_day_if_undated(r: &mut Record, time: Option<NmeaTime>) {
-    if r.fix_time.is_none() {
-        r.attributes.set_opt("utc_time", time.map(time_of_day));
-    }
+/// The fields GGA and GNS share after the fix: the geoid and the differential correction.
+fn set_geoid_and_dgps(r: &mut Record, geoid: Option<Decimal>, age: Option<Decimal>, station: Option<u16>) {
+    r.attributes.set_opt("geoid_separation_m", geoid.map(Decimal::to_f64));
+    r.attributes.set_opt("dgps_age_s", age.map(Decimal::to_f64));
+    r.attributes.set_opt("dgps_station", station);
 }
 
 /// An identification sentence's record type and id: `$PGID,<id>` or `$GPFID,<id>`, the
