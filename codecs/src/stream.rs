@@ -3,7 +3,9 @@
 //! gateway's sessions all drive decoders through this one trait.
 
 use crate::framing::Reject;
-use crate::record::{Protocol, Record};
+use std::borrow::Cow;
+
+use crate::record::{Kind, Protocol, Record};
 use crate::time::Timestamp;
 
 mod driver;
@@ -28,13 +30,28 @@ pub enum StreamEvent {
     Reply(Reply),
 }
 
-/// Pushes `record` to `out` and lends it back to be filled in place.
-pub(crate) fn push_record(out: &mut Vec<StreamEvent>, record: Record) -> &mut Record {
-    out.push(StreamEvent::Record(record));
-    match out.last_mut() {
-        Some(StreamEvent::Record(r)) => r,
-        _ => unreachable!("a record was just pushed"),
-    }
+/// Pushes a new record to `out` and lends it back to be filled in place. Pushed as a copy
+/// of [`Record::EMPTY`] and set there: built as a value first, the record was copied whole
+/// two or three times on its way in.
+pub(crate) fn push_record(
+    out: &mut Vec<StreamEvent>,
+    protocol: Protocol,
+    kind: Kind,
+    message_type: impl Into<Cow<'static, str>>,
+) -> &mut Record {
+    out.resize_with(out.len() + 1, || StreamEvent::Record(Record::EMPTY));
+    let Some(StreamEvent::Record(r)) = out.last_mut() else { unreachable!("a record was just pushed") };
+    r.protocol = protocol;
+    r.kind = kind;
+    r.message_type = message_type.into();
+    r
+}
+
+/// Pushes `reply` to `out`, written where it lies: pushed as a value, the whole event
+/// (the size of a record) was copied for the few bytes of an ack.
+pub(crate) fn push_reply(out: &mut Vec<StreamEvent>, reply: Reply) {
+    let mut reply = Some(reply);
+    out.resize_with(out.len() + 1, || StreamEvent::Reply(reply.take().unwrap_or_default()));
 }
 
 /// Bytes for the device. Held inline up to [`Reply::INLINE`] bytes, which every ack fits, so

@@ -33,7 +33,7 @@ impl Context<'_> {
     /// kilobyte, and built on the stack it was copied twice more on its way into `out`.
     fn record<'o>(&self, kind: Kind, out: &'o mut Vec<StreamEvent>) -> &'o mut Record {
         let frame = self.frame;
-        let r = push_record(out, Record::new(Protocol::Gt06, kind, crate::wire::hex::byte_label(frame.protocol)));
+        let r = push_record(out, Protocol::Gt06, kind, crate::wire::hex::byte_label(frame.protocol));
         r.device_id = self.device_id.cloned();
         r.seq = frame.serial.map(u32::from);
         match frame.integrity {
@@ -306,8 +306,6 @@ fn wifi_json(aps: &[WifiAp]) -> Value {
 }
 
 fn set_cell(r: &mut Record, cell: &Cell) {
-    // In key order: the attributes are kept sorted, and a key after the last is appended
-    // where one before it is searched for and shifted in.
     r.attributes.set("cell_id", cell.cell_id);
     r.attributes.set("lac", cell.lac);
     r.attributes.set("mcc", cell.mcc);

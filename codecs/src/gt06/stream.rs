@@ -12,7 +12,8 @@ use super::*;
 use crate::framing::{Limits, Reject, RejectKind};
 use crate::record::{Protocol, Timestamp};
 use crate::stream::{
-    drive, AnswerMatch, Downlink, DownlinkError, Driver, FrameHandler, FramedCommand, RecordDecoder, StreamEvent,
+    drive, push_reply, AnswerMatch, Downlink, DownlinkError, Driver, FrameHandler, FramedCommand, RecordDecoder,
+    StreamEvent,
 };
 
 /// What to do with a frame whose CRC is wrong.
@@ -142,7 +143,7 @@ impl Gt06Decoder {
             record.attributes.set("length_field_ok", false);
         }
         if let Some(reply) = answer {
-            out.push(StreamEvent::Reply(reply));
+            push_reply(out, reply);
         }
         Ok(())
     }

@@ -13,8 +13,8 @@ use super::*;
 use crate::framing::{Limits, Reject, RejectKind};
 use crate::record::{Kind, Protocol, Record, Timestamp};
 use crate::stream::{
-    drive, AllowList, AnswerMatch, Downlink, DownlinkError, Driver, FrameHandler, FramedCommand, RecordDecoder, Reply,
-    StreamEvent, Transport,
+    drive, push_reply, AllowList, AnswerMatch, Downlink, DownlinkError, Driver, FrameHandler, FramedCommand,
+    RecordDecoder, Reply, StreamEvent, Transport,
 };
 
 /// Where a terminal's auth codes come from and are checked (docs/protocols/jt808.md §5):
@@ -434,25 +434,23 @@ impl Jt808Decoder {
                 Package::Whole { header: whole, body, packages } => {
                     self.message(&whole, &body, true, Some(packages), out);
                     let ack = self.ack(&header, result::OK);
-                    out.push(StreamEvent::Reply(ack));
+                    push_reply(out, ack);
                     if whole.message_id == id::MEDIA_DATA && body.len() >= 4 {
                         let serial = self.serial();
                         let media_id = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
-                        out.extend(
-                            media_upload_response(&header.terminal, serial, media_id, &[])
-                                .map(|r| StreamEvent::Reply(r.into())),
-                        );
+                        if let Some(r) = media_upload_response(&header.terminal, serial, media_id, &[]) {
+                            push_reply(out, r.into());
+                        }
                     }
                 }
                 Package::Waiting { resend } => {
                     let ack = self.ack(&header, result::OK);
-                    out.push(StreamEvent::Reply(ack));
+                    push_reply(out, ack);
                     if let Some((first_serial, missing)) = resend {
                         let serial = self.serial();
-                        out.extend(
-                            resend_request(&header.terminal, serial, first_serial, &missing)
-                                .map(|r| StreamEvent::Reply(r.into())),
-                        );
+                        if let Some(r) = resend_request(&header.terminal, serial, first_serial, &missing) {
+                            push_reply(out, r.into());
+                        }
                     }
                 }
             }
@@ -461,7 +459,7 @@ impl Jt808Decoder {
         let reply_needed = self.message(&header, &frame.body, frame.length_field_ok, None, out);
         if let Some(result) = reply_needed {
             let ack = self.ack(&header, result);
-            out.push(StreamEvent::Reply(ack));
+            push_reply(out, ack);
         }
         Ok(())
     }
@@ -567,7 +565,9 @@ impl Jt808Decoder {
             Answer::Vendor => Some(vendor_response(terminal, header.message_id, result::OK)),
             Answer::MediaDone(media_id) => media_upload_response(terminal, self.serial(), media_id, &[]),
         };
-        out.extend(bytes.map(|b| StreamEvent::Reply(b.into())));
+        if let Some(b) = bytes {
+            push_reply(out, b.into());
+        }
     }
 
     fn text_frame(&mut self, frame: &[u8], out: &mut Vec<StreamEvent>) {

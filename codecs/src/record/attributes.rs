@@ -1,6 +1,7 @@
-//! The record's `attributes` object: typed values under snake_case keys, in key order.
+//! The record's `attributes` object: typed values under snake_case keys, read in key order.
 
 use std::borrow::Cow;
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -11,14 +12,19 @@ use smallvec::SmallVec;
 use super::{AttributeValue, IoElements};
 
 /// The `attributes` object: everything a record carries beyond its fixed fields, with
-/// snake_case keys. Ordered by key so the same record always prints the same way.
+/// snake_case keys. Read and printed in key order, so the same record always prints the
+/// same way.
 ///
-/// Decoders name their attributes with static keys: those are (key, typed value) pairs kept
-/// sorted, four words an entry, the first eight held in the record itself (most records
-/// have no more), so a record allocates nothing for them. Keys made at run
-/// time (a record read back from JSON, an embedder's own) are kept apart, and Teltonika's
-/// raw IO elements (`io`) are held typed ([`Attributes::io`]); both are merged into key
-/// order when read.
+/// Decoders name their attributes with static keys: those are (key, typed value) pairs,
+/// four words an entry, the first eight held in the record itself (most records have no
+/// more), so a record allocates nothing for them. They are kept in the order they were set
+/// and put in key order when read ([`Order`]): setting one is a look along the few before
+/// it for the same key and an append, where keeping them sorted made each key set out of
+/// order a search and a shift of the entries after it (a GT06 0x22 position sets two of its
+/// seven so: with the compares, a third of its record). Keys made at run time (a record
+/// read back from JSON, an embedder's own) are kept apart and sorted, and Teltonika's raw
+/// IO elements (`io`) are held typed ([`Attributes::io`]); both are merged into key order
+/// when read.
 #[derive(Clone, Default)]
 pub struct Attributes {
     fixed: SmallVec<[(&'static str, AttributeValue); INLINE_ATTRIBUTES]>,
@@ -35,34 +41,84 @@ type OwnedEntries = Vec<(Box<str>, AttributeValue)>;
 /// common records to the heap again.
 const INLINE_ATTRIBUTES: usize = 8;
 
-/// `a.cmp(b)`, deciding on the first byte where it can: keys are short snake_case words
-/// that mostly differ there, and a full string comparison is a `memcmp` call each time
-/// (GT06 0x22 records, which insert keys out of order, took a fifth less time with this).
+/// `a.cmp(b)` (byte order, as `str` orders), as a loop: keys are short snake_case words
+/// that mostly differ in their first byte or two, and `str`'s comparison is a `memcmp`
+/// call each time.
 #[inline]
-fn key_order(a: &str, b: &str) -> std::cmp::Ordering {
-    match (a.as_bytes().first(), b.as_bytes().first()) {
-        (Some(x), Some(y)) if x != y => x.cmp(y),
-        _ => a.cmp(b),
+fn key_order(a: &str, b: &str) -> Ordering {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    for (x, y) in a.iter().zip(b) {
+        if x != y {
+            return x.cmp(y);
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
+/// `a == b` for keys: most keys differ in length, and the rest in their first byte or two
+/// (a slice comparison is a `memcmp` call).
+#[inline]
+fn same_key(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| x == y)
+}
+
+/// Where `key` is among the static-key entries (in the order they were set).
+#[inline]
+fn position(entries: &[(&'static str, AttributeValue)], key: &str) -> Option<usize> {
+    entries.iter().position(|(k, _)| same_key(k, key))
+}
+
+/// Where `key` is among the run-time keys (sorted), or where it would go.
+fn find(entries: &[(Box<str>, AttributeValue)], key: &str) -> Result<usize, usize> {
+    entries.binary_search_by(|(k, _)| key_order(k, key))
+}
+
+/// The order of the static-key entries by key, worked out when they are read.
+enum Order {
+    /// They were set in key order (most records).
+    AsSet,
+    /// The indices of up to [`INLINE_ATTRIBUTES`] entries, in key order.
+    Few([u8; INLINE_ATTRIBUTES]),
+    Many(Vec<usize>),
+}
+
+impl Order {
+    fn of(entries: &[(&'static str, AttributeValue)]) -> Order {
+        if entries.is_sorted_by(|(a, _), (b, _)| key_order(a, b).is_lt()) {
+            return Order::AsSet;
+        }
+        if entries.len() <= INLINE_ATTRIBUTES {
+            let mut few = [0u8; INLINE_ATTRIBUTES];
+            for (i, slot) in few.iter_mut().enumerate() {
+                *slot = i as u8;
+            }
+            insertion_sort(&mut few[..entries.len()], |i| entries[usize::from(i)].0);
+            return Order::Few(few);
+        }
+        let mut many: Vec<usize> = (0..entries.len()).collect();
+        many.sort_by(|&a, &b| key_order(entries[a].0, entries[b].0));
+        Order::Many(many)
+    }
+
+    /// The index of the entry ranked `rank`.
+    fn index(&self, rank: usize) -> usize {
+        match self {
+            Order::AsSet => rank,
+            Order::Few(few) => usize::from(few[rank]),
+            Order::Many(many) => many[rank],
+        }
     }
 }
 
-/// Where `key` is in `entries` sorted by key, or where it would go.
-#[inline]
-fn find<K: AsRef<str>>(entries: &[(K, AttributeValue)], key: &str) -> Result<usize, usize> {
-    if entries.len() > 16 {
-        return entries.binary_search_by(|(k, _)| key_order(k.as_ref(), key));
-    }
-    // Backwards from the end: a record has a handful of keys, and one set out of order
-    // mostly lands a place or two from the end, so this makes a compare or two where a
-    // binary search makes three or four.
-    for (i, (k, _)) in entries.iter().enumerate().rev() {
-        match key_order(k.as_ref(), key) {
-            std::cmp::Ordering::Less => return Err(i + 1),
-            std::cmp::Ordering::Equal => return Ok(i),
-            std::cmp::Ordering::Greater => {}
+/// Sorts a few indices by their keys (mostly in order already: a compare each).
+fn insertion_sort(indices: &mut [u8], key: impl Fn(u8) -> &'static str) {
+    for n in 1..indices.len() {
+        let mut at = n;
+        while at > 0 && key_order(key(indices[at - 1]), key(indices[at])).is_gt() {
+            indices.swap(at - 1, at);
+            at -= 1;
         }
     }
-    Err(0)
 }
 
 /// One entry of the attributes object, in key order: a value, or the typed IO elements.
@@ -81,6 +137,9 @@ impl Serialize for Entry<'_> {
 }
 
 impl Attributes {
+    /// No attributes, as a constant (a new record is copied from one).
+    pub(crate) const EMPTY: Attributes = Attributes { fixed: SmallVec::new_const(), io: None, owned: None };
+
     pub fn new() -> Self {
         Attributes::default()
     }
@@ -100,29 +159,18 @@ impl Attributes {
     /// record's time, mostly that stall, and inline a 0x22 record took 15% less.
     #[inline(always)]
     fn set_static(&mut self, key: &'static str, value: AttributeValue) {
-        let append = self.fixed.last().is_none_or(|(last, _)| key_order(last, key).is_lt())
-            && self.fixed.len() < self.fixed.capacity()
-            && self.owned.is_none()
-            && self.io.is_none();
-        match if append { Err(self.fixed.len()) } else { self.slot(key) } {
-            Ok(i) => self.fixed[i].1 = value,
-            Err(i) => self.fixed.insert(i, (key, value)),
-        }
-    }
-
-    /// Where `key` is among the static keys (`Ok`) or goes (`Err`), with room made for it and
-    /// the key dropped from the run-time keys and the typed IO elements.
-    #[inline(never)]
-    fn slot(&mut self, key: &str) -> Result<usize, usize> {
         if self.owned.is_some() || self.io.is_some() {
             self.forget_elsewhere(key);
         }
-        find(&self.fixed, key)
+        match position(&self.fixed, key) {
+            Some(i) => self.fixed[i].1 = value,
+            None => self.fixed.push((key, value)),
+        }
     }
 
     fn set_owned(&mut self, key: String, value: AttributeValue) {
         self.forget_elsewhere(&key);
-        if let Ok(i) = find(&self.fixed, &key) {
+        if let Some(i) = position(&self.fixed, &key) {
             self.fixed.remove(i);
         }
         let owned = self.owned.get_or_insert_with(Default::default);
@@ -134,6 +182,7 @@ impl Attributes {
 
     /// Drops `key` from the run-time keys and the typed IO elements, before a new value
     /// for it is stored.
+    #[inline(never)]
     fn forget_elsewhere(&mut self, key: &str) {
         if key == IO {
             self.io = None;
@@ -148,7 +197,7 @@ impl Attributes {
     /// Sets `io` to typed IO elements, replacing any earlier value.
     pub fn set_io(&mut self, io: IoElements) {
         self.forget_elsewhere(IO);
-        if let Ok(i) = find(&self.fixed, IO) {
+        if let Some(i) = position(&self.fixed, IO) {
             self.fixed.remove(i);
         }
         self.io = Some(io);
@@ -182,7 +231,7 @@ impl Attributes {
 
     /// The value of `key`. Typed IO elements are read with [`Attributes::io`].
     pub fn get(&self, key: &str) -> Option<&AttributeValue> {
-        if let Ok(i) = find(&self.fixed, key) {
+        if let Some(i) = position(&self.fixed, key) {
             return Some(&self.fixed[i].1);
         }
         let owned = self.owned.as_deref()?;
@@ -196,7 +245,7 @@ impl Attributes {
                 return Some(io.to_value().into());
             }
         }
-        if let Ok(i) = find(&self.fixed, key) {
+        if let Some(i) = position(&self.fixed, key) {
             return Some(self.fixed.remove(i).1);
         }
         let owned = self.owned.as_deref_mut()?;
@@ -221,9 +270,36 @@ impl Attributes {
         })
     }
 
+    /// [`Attributes::entries`] as a loop, for the JSON writer: records have no run-time
+    /// keys, and their static keys (and IO elements) are walked without the general merge.
+    #[inline]
+    pub(crate) fn for_each_entry<'a>(&'a self, mut f: impl FnMut(&'a str, Entry<'a>)) {
+        if self.owned.is_some() {
+            return self.entries().for_each(|(k, e)| f(k, e));
+        }
+        let entries = self.fixed.as_slice();
+        let order = Order::of(entries);
+        let mut io = self.io.as_ref();
+        for rank in 0..entries.len() {
+            let (k, v) = &entries[order.index(rank)];
+            if let Some(elements) = io.filter(|_| key_order(IO, k).is_lt()) {
+                f(IO, Entry::Io(elements));
+                io = None;
+            }
+            f(k, Entry::Value(v));
+        }
+        if let Some(elements) = io {
+            f(IO, Entry::Io(elements));
+        }
+    }
+
     /// Every key in order with what the JSON object holds for it.
     pub(crate) fn entries(&self) -> impl Iterator<Item = (&str, Entry<'_>)> {
-        let fixed = self.fixed.iter().map(|(k, v)| (*k, Entry::Value(v)));
+        let order = Order::of(&self.fixed);
+        let fixed = (0..self.fixed.len()).map(move |rank| {
+            let (k, v) = &self.fixed[order.index(rank)];
+            (*k, Entry::Value(v))
+        });
         let owned = self.owned.iter().flat_map(|o| o.iter()).map(|(k, v)| (k.as_ref(), Entry::Value(v)));
         let io = self.io.iter().map(|io| (IO, Entry::Io(io)));
         merge(merge(fixed, owned), io)

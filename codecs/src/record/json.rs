@@ -133,13 +133,19 @@ fn write_key(out: &mut Vec<u8>, key: &str) {
 }
 
 fn write_attributes(out: &mut Vec<u8>, attributes: &Attributes) {
-    write_list(out, *b"{}", attributes.entries(), |out, (key, entry)| {
+    out.push(b'{');
+    let mut first = true;
+    attributes.for_each_entry(|key, entry| {
+        if !std::mem::take(&mut first) {
+            out.push(b',');
+        }
         write_key(out, key);
         match entry {
             Entry::Value(value) => write_attribute(out, value),
             Entry::Io(io) => write_io(out, io),
         }
     });
+    out.push(b'}');
 }
 
 fn write_attribute(out: &mut Vec<u8>, value: &AttributeValue) {

@@ -36,7 +36,7 @@ impl Context<'_> {
         message_type: &'static str,
         out: &'o mut Vec<StreamEvent>,
     ) -> &'o mut Record {
-        let r = push_record(out, Record::new(Protocol::Teltonika, kind, message_type));
+        let r = push_record(out, Protocol::Teltonika, kind, message_type);
         r.device_id = self.device_id.cloned();
         r
     }
@@ -82,7 +82,6 @@ pub(super) fn fill_avl_record(r: &mut Record, v: &RecordView<'_>) {
         r.speed_kmh = Some(f64::from(v.gps.speed_kmh));
     }
     r.satellites = Some(u32::from(v.gps.satellites));
-    // In key order, so each is appended (one out of order is a search and a shift).
     r.attributes.set("event_io_id", v.event_io_id);
     r.attributes.set_opt("generation_type", v.generation_type);
     r.attributes.set("priority", v.priority);

@@ -13,8 +13,8 @@ use super::{Command, UdpPacket, CODEC_12, CODEC_13, CODEC_14, CODEC_15, CODEC_16
 use crate::framing::{Framer, Framing, Limits, Reject, RejectKind};
 use crate::record::{Kind, Protocol, Record};
 use crate::stream::{
-    drive, AllowList, Downlink, DownlinkError, Driver, FrameHandler, FramedCommand, RecordDecoder, StreamEvent,
-    Transport,
+    drive, push_reply, AllowList, Downlink, DownlinkError, Driver, FrameHandler, FramedCommand, RecordDecoder,
+    StreamEvent, Transport,
 };
 
 /// How a [`TeltonikaDecoder`] reads its bytes.
@@ -109,7 +109,9 @@ impl TeltonikaDecoder {
             }
             other => return Err(Reject::new(RejectKind::Unsupported, format!("unknown codec 0x{other:02x}"))),
         };
-        out.extend(answer(Answered::Data { codec, count, udp }).map(StreamEvent::Reply));
+        if let Some(reply) = answer(Answered::Data { codec, count, udp }) {
+            push_reply(out, reply);
+        }
         Ok(())
     }
 
@@ -139,7 +141,9 @@ impl TeltonikaDecoder {
                     r.attributes.set("accepted", true);
                     out.push(StreamEvent::Record(r));
                 }
-                out.extend(answer(Answered::Handshake { accepted }).map(StreamEvent::Reply));
+                if let Some(reply) = answer(Answered::Handshake { accepted }) {
+                    push_reply(out, reply);
+                }
                 Ok(())
             }
             TcpFrameKind::Packet if self.refused => {
