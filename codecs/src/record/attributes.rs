@@ -18,7 +18,7 @@ use super::{AttributeValue, IoElements};
 /// Decoders name their attributes with static keys: those are (key, typed value) pairs,
 /// four words an entry, the first eight held in the record itself (most records have no
 /// more), so a record allocates nothing for them. They are kept in the order they were set
-/// and put in key order when read ([`Order`]): setting one is a look along the few before
+/// and put in key order when read (`Order`): setting one is a look along the few before
 /// it for the same key and an append, where keeping them sorted made each key set out of
 /// order a search and a shift of the entries after it (a GT06 0x22 position sets two of its
 /// seven so: with the compares, a third of its record). Keys made at run time (a record
