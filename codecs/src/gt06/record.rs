@@ -29,8 +29,7 @@ pub(super) struct Context<'f> {
 }
 
 impl Context<'_> {
-    /// A new record for the frame, pushed to `out` and filled there: a record is half a
-    /// kilobyte, and built on the stack it was copied twice more on its way into `out`.
+    /// A new record for the frame, pushed to `out` and filled there (`push_record` says why).
     fn record<'o>(&self, kind: Kind, out: &'o mut Vec<StreamEvent>) -> &'o mut Record {
         let frame = self.frame;
         let r = push_record(out, Protocol::Gt06, kind, crate::wire::hex::byte_label(frame.protocol));

@@ -34,8 +34,7 @@ impl Context<'_> {
         r
     }
 
-    /// A new record pushed to `out` and filled there: a record is half a kilobyte, and each
-    /// move of one on its way into `out` is a copy of all of it.
+    /// A new record pushed to `out` and filled there (`push_record` says why).
     fn push<'o>(&self, kind: Kind, out: &'o mut Vec<StreamEvent>) -> &'o mut Record {
         let r = push_record(out, Protocol::Jt808, kind, hex_id(self.header.message_id));
         self.fill(r);

@@ -28,8 +28,7 @@ impl Context<'_> {
         r
     }
 
-    /// A new record pushed to `out` and filled there (a record is half a kilobyte: each move
-    /// of one is a copy of all of it).
+    /// A new record pushed to `out` and filled there (`push_record` says why).
     pub(super) fn push<'o>(
         &self,
         kind: Kind,
