@@ -129,9 +129,8 @@ impl Record {
         Record { protocol, kind, message_type: message_type.into(), ..Record::EMPTY }
     }
 
-    /// A record with nothing set, as a constant: the decoders push a copy of it into their
-    /// output and fill it there. Built as a value and then pushed, a record (half a
-    /// kilobyte) was copied two or three times on its way into the output.
+    /// A record with nothing set, as a constant: what `Record::new` starts from, and what
+    /// the decoders push into their output to fill there (`push_record` says why).
     pub(crate) const EMPTY: Record = Record {
         schema: SCHEMA_VERSION,
         protocol: Protocol::Gt06,

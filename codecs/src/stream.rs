@@ -2,9 +2,9 @@
 //! replies out in stream order, with stream offsets. The `decode` command, the corpus runner and the
 //! gateway's sessions all drive decoders through this one trait.
 
-use crate::framing::Reject;
 use std::borrow::Cow;
 
+use crate::framing::Reject;
 use crate::record::{Kind, Protocol, Record};
 use crate::time::Timestamp;
 

@@ -25,7 +25,7 @@ use super::{AttributeValue, IoElements};
 /// read back from JSON, an embedder's own) are kept apart and sorted, and Teltonika's raw
 /// IO elements (`io`) are held typed ([`Attributes::io`]); both are merged into key order
 /// when read.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Attributes {
     fixed: SmallVec<[(&'static str, AttributeValue); INLINE_ATTRIBUTES]>,
     io: Option<IoElements>,
@@ -136,12 +136,18 @@ impl Serialize for Entry<'_> {
     }
 }
 
+impl Default for Attributes {
+    fn default() -> Self {
+        Attributes::EMPTY
+    }
+}
+
 impl Attributes {
     /// No attributes, as a constant (a new record is copied from one).
     pub(crate) const EMPTY: Attributes = Attributes { fixed: SmallVec::new_const(), io: None, owned: None };
 
     pub fn new() -> Self {
-        Attributes::default()
+        Attributes::EMPTY
     }
 
     /// Sets `key`, replacing any earlier value (for `io`, typed IO elements too).
