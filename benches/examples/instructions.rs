@@ -5,6 +5,9 @@
 //! same binary, and with the code's layout; instruction counts do not, so they tell whether
 //! a change added work to a record row.
 //!
+//! A record stream's name followed by `+json` (`teltonika_8+json`) also writes each record's
+//! JSON line, as `trackgate decode` does: what a record costs its first reader.
+//!
 //! `cargo run --release -p trackgate-benches --example instructions -- gt06_12 5`
 
 use trackgate_benches::{gt06_locations, jt808_locations, nmea_gga, nmea_rmc, teltonika_packets};
@@ -58,6 +61,10 @@ fn main() {
         eprintln!("usage: instructions STREAM ROUNDS (STREAM one of {})", STREAMS.join(", "));
         std::process::exit(2);
     };
+    let (name, json) = match name.strip_suffix("+json") {
+        Some(stream) => (stream, true),
+        None => (name.as_str(), false),
+    };
     let Some(buf) = stream(name) else {
         eprintln!("unknown stream {name:?} (one of {})", STREAMS.join(", "));
         std::process::exit(2);
@@ -72,13 +79,22 @@ fn main() {
         return;
     }
     let mut out: Vec<StreamEvent> = Vec::new();
-    let mut records = 0;
+    let (mut records, mut line, mut bytes) = (0, Vec::new(), 0);
     for _ in 0..rounds {
         out.clear();
         decoder(name).decode(std::hint::black_box(&buf), true, &mut out);
-        records += out.iter().filter(|e| matches!(e, StreamEvent::Record(_))).count();
+        for event in &out {
+            if let StreamEvent::Record(r) = event {
+                records += 1;
+                if json {
+                    line.clear();
+                    r.write_json(&mut line);
+                    bytes += line.len();
+                }
+            }
+        }
     }
-    println!("{records}");
+    println!("{records} records, {bytes} bytes of JSON");
 }
 
 /// The Teltonika validate and views rows: frame, CRC and structure; with `views`, every

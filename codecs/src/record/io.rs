@@ -6,6 +6,7 @@
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
+use smallvec::SmallVec;
 
 /// One IO element's value as the contract writes it: an unsigned integer, or, for the
 /// variable-length elements, lowercase hex.
@@ -33,39 +34,39 @@ impl Serialize for IoAttributeValue {
     }
 }
 
-/// The IO elements by id, in the order the JSON object's keys take (the ids' decimal text
-/// sorted as text: "1" < "10" < "2"), one value per id. A boxed slice: two words where
-/// a record's attributes hold it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The IO elements by id, one value per id, read in the order the JSON object's keys take
+/// (the ids' decimal text sorted as text: "1" < "10" < "2"). Kept as given (the wire's
+/// order, a repeated id included) and put in key order when read, as [`Attributes`] keeps
+/// its entries: sorting a record's elements when it was built was a third of the cost of a
+/// Teltonika record, paid again by readers that want only a named attribute. A boxed
+/// slice: two words where a record's attributes hold it.
+///
+/// [`Attributes`]: super::Attributes
+#[derive(Clone, Default)]
 pub struct IoElements(Box<[(u16, IoAttributeValue)]>);
 
 impl IoElements {
     /// From elements in any order; an id given twice keeps its last value.
-    pub fn new(mut elements: Vec<(u16, IoAttributeValue)>) -> Self {
-        // Stable, so the last of a repeated id is the last of its run.
-        sort_by_decimal_id(&mut elements);
-        // `dedup_by` hands the later element first: its value moves into the kept one.
-        elements.dedup_by(|later, kept| {
-            let same = later.0 == kept.0;
-            if same {
-                std::mem::swap(&mut later.1, &mut kept.1);
-            }
-            same
-        });
+    pub fn new(elements: Vec<(u16, IoAttributeValue)>) -> Self {
         IoElements(elements.into_boxed_slice())
     }
 
+    /// The value of `id`: the last given.
     pub fn get(&self, id: u16) -> Option<&IoAttributeValue> {
-        self.0.binary_search_by(|(k, _)| decimal_order(*k, id)).ok().map(|i| &self.0[i].1)
+        self.0.iter().rev().find(|(k, _)| *k == id).map(|(_, v)| v)
     }
 
-    /// In the JSON object's key order.
+    /// In the JSON object's key order, each id once.
     pub fn iter(&self) -> impl Iterator<Item = (u16, &IoAttributeValue)> {
-        self.0.iter().map(|(id, v)| (*id, v))
+        self.key_order().into_iter().map(|i| {
+            let (id, v) = &self.0[i];
+            (*id, v)
+        })
     }
 
+    /// The number of distinct ids.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.key_order().len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -74,7 +75,7 @@ impl IoElements {
 
     /// The JSON object `attributes.io` is.
     pub fn to_value(&self) -> Value {
-        Value::Object(self.0.iter().map(|(id, v)| (id.to_string(), v.to_value())).collect::<Map<String, Value>>())
+        Value::Object(self.iter().map(|(id, v)| (id.to_string(), v.to_value())).collect::<Map<String, Value>>())
     }
 
     /// The elements a JSON object holds, if it is one this type writes: keys the decimal
@@ -100,8 +101,9 @@ impl IoElements {
 
 impl Serialize for IoElements {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(self.0.len()))?;
-        for (id, v) in &self.0 {
+        let order = self.key_order();
+        let mut map = s.serialize_map(Some(order.len()))?;
+        for (id, v) in order.into_iter().map(|i| &self.0[i]) {
             // As text: JSON object keys are strings (serde_json would quote a number too,
             // other formats might not).
             map.serialize_entry(itoa::Buffer::new().format(*id), v)?;
@@ -110,29 +112,38 @@ impl Serialize for IoElements {
     }
 }
 
-/// Sorts elements by their ids' decimal text, stably. A record has a handful to a few dozen
-/// elements: an insertion sort over ranks computed once each, moving the ranks and the
-/// elements together, where the standard sort computed two ranks at each comparison
-/// (`IoElements::new` took a sixth fewer instructions on the benches' packets). Longer
-/// lists take the standard sort with the ranks cached.
-fn sort_by_decimal_id(elements: &mut [(u16, IoAttributeValue)]) {
-    const SHORT: usize = 32;
-    if elements.len() > SHORT {
-        elements.sort_by_cached_key(|e| decimal_rank(e.0));
-        return;
-    }
-    let mut ranks = [0u32; SHORT];
-    for (rank, e) in ranks.iter_mut().zip(elements.iter()) {
-        *rank = decimal_rank(e.0);
-    }
-    for i in 1..elements.len() {
-        let mut j = i;
-        // Strictly greater: an equal rank stays after the one before it (stable).
-        while j > 0 && ranks[j - 1] > ranks[j] {
-            ranks.swap(j - 1, j);
-            elements.swap(j - 1, j);
-            j -= 1;
+impl IoElements {
+    /// The indices of the elements in key order, leaving out each id's earlier values: a
+    /// sort of one word per element, the id's rank above its index (so no two are equal,
+    /// and an id's values come in the order given). A record has a handful to a few dozen
+    /// elements; up to 32 are ordered without allocating.
+    fn key_order(&self) -> SmallVec<[usize; 32]> {
+        let mut keys: SmallVec<[u64; 32]> =
+            self.0.iter().enumerate().map(|(i, (id, _))| u64::from(decimal_rank(*id)) << 32 | i as u64).collect();
+        keys.sort_unstable();
+        let mut order = SmallVec::with_capacity(keys.len());
+        for (n, &key) in keys.iter().enumerate() {
+            // The id's last value is the last of its run.
+            if keys.get(n + 1).is_none_or(|next| next >> 32 != key >> 32) {
+                order.push((key & u64::from(u32::MAX)) as usize);
+            }
         }
+        order
+    }
+}
+
+impl PartialEq for IoElements {
+    /// Equal when they read the same: the order given is not part of the value.
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for IoElements {}
+
+impl std::fmt::Debug for IoElements {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
     }
 }
 
@@ -158,6 +169,7 @@ pub(crate) fn decimal_rank(n: u16) -> u32 {
 }
 
 /// How the decimal texts of `a` and `b` order as text.
+#[cfg(test)]
 pub(crate) fn decimal_order(a: u16, b: u16) -> std::cmp::Ordering {
     decimal_rank(a).cmp(&decimal_rank(b))
 }
