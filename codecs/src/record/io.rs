@@ -6,7 +6,6 @@
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
-use smallvec::SmallVec;
 
 /// One IO element's value as the contract writes it: an unsigned integer, or, for the
 /// variable-length elements, lowercase hex.
@@ -38,8 +37,8 @@ impl Serialize for IoAttributeValue {
 /// (the ids' decimal text sorted as text: "1" < "10" < "2"). Kept as given (the wire's
 /// order, a repeated id included) and put in key order when read, as [`Attributes`] keeps
 /// its entries: sorting a record's elements when it was built was a third of the cost of a
-/// Teltonika record, paid again by readers that want only a named attribute. A boxed
-/// slice: two words where a record's attributes hold it.
+/// Teltonika record, and readers that want only a named attribute never need the order. A
+/// boxed slice: two words where a record's attributes hold it.
 ///
 /// [`Attributes`]: super::Attributes
 #[derive(Clone, Default)]
@@ -58,7 +57,7 @@ impl IoElements {
 
     /// In the JSON object's key order, each id once.
     pub fn iter(&self) -> impl Iterator<Item = (u16, &IoAttributeValue)> {
-        self.key_order().into_iter().map(|i| {
+        self.key_order().map(|i| {
             let (id, v) = &self.0[i];
             (*id, v)
         })
@@ -103,7 +102,7 @@ impl Serialize for IoElements {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let order = self.key_order();
         let mut map = s.serialize_map(Some(order.len()))?;
-        for (id, v) in order.into_iter().map(|i| &self.0[i]) {
+        for (id, v) in order.map(|i| &self.0[i]) {
             // As text: JSON object keys are strings (serde_json would quote a number too,
             // other formats might not).
             map.serialize_entry(itoa::Buffer::new().format(*id), v)?;
@@ -113,24 +112,76 @@ impl Serialize for IoElements {
 }
 
 impl IoElements {
-    /// The indices of the elements in key order, leaving out each id's earlier values: a
-    /// sort of one word per element, the id's rank above its index (so no two are equal,
-    /// and an id's values come in the order given). A record has a handful to a few dozen
-    /// elements; up to 32 are ordered without allocating.
-    fn key_order(&self) -> SmallVec<[usize; 32]> {
-        let mut keys: SmallVec<[u64; 32]> =
-            self.0.iter().enumerate().map(|(i, (id, _))| u64::from(decimal_rank(*id)) << 32 | i as u64).collect();
-        keys.sort_unstable();
-        let mut order = SmallVec::with_capacity(keys.len());
-        for (n, &key) in keys.iter().enumerate() {
-            // The id's last value is the last of its run.
-            if keys.get(n + 1).is_none_or(|next| next >> 32 != key >> 32) {
-                order.push((key & u64::from(u32::MAX)) as usize);
-            }
+    /// The indices of the elements in key order, leaving out each id's earlier values (an
+    /// id's rank paired with the element's index, so an id's values sort in the order given).
+    fn key_order(&self) -> KeyOrder {
+        if self.0.len() <= FEW {
+            return self.few_in_key_order();
         }
-        order
+        let mut keys: Vec<(u32, usize)> =
+            self.0.iter().enumerate().map(|(i, (id, _))| (decimal_rank(*id), i)).collect();
+        keys.sort_unstable();
+        let last_of_run = |n: usize| keys.get(n + 1).is_none_or(|next| next.0 != keys[n].0);
+        let order: Vec<usize> = (0..keys.len()).filter(|&n| last_of_run(n)).map(|n| keys[n].1).collect();
+        KeyOrder::Many(order.into_iter())
+    }
+
+    /// `key_order` for up to `FEW` elements, on the stack: a sort of one word per element,
+    /// the id's rank above its index (so no two are equal, and an id's values come in the
+    /// order given; std's sort of a short slice of integers does not branch on the data).
+    fn few_in_key_order(&self) -> KeyOrder {
+        let n = self.0.len();
+        let mut keys = [0u32; FEW];
+        for (i, (key, (id, _))) in keys.iter_mut().zip(self.0.iter()).enumerate() {
+            *key = decimal_rank(*id) << 5 | i as u32;
+        }
+        let keys = &mut keys[..n];
+        keys.sort_unstable();
+        let mut order = [0u8; FEW];
+        let mut len = 0;
+        for (k, &key) in keys.iter().enumerate() {
+            // An id's last value is the last of its run.
+            let last = keys.get(k + 1).is_none_or(|next| next >> 5 != key >> 5);
+            order[len] = (key & 31) as u8;
+            len += usize::from(last);
+        }
+        KeyOrder::Few { order, at: 0, len: len as u8 }
     }
 }
+
+/// Elements ordered on the stack; more take a vector.
+const FEW: usize = 32;
+
+/// Indices of an [`IoElements`] in key order.
+enum KeyOrder {
+    Few { order: [u8; FEW], at: u8, len: u8 },
+    Many(std::vec::IntoIter<usize>),
+}
+
+impl Iterator for KeyOrder {
+    type Item = usize;
+
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        match self {
+            KeyOrder::Few { order, at, len } => (*at < *len).then(|| {
+                *at += 1;
+                usize::from(order[usize::from(*at - 1)])
+            }),
+            KeyOrder::Many(rest) => rest.next(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = match self {
+            KeyOrder::Few { at, len, .. } => usize::from(len - at),
+            KeyOrder::Many(rest) => rest.len(),
+        };
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for KeyOrder {}
 
 impl PartialEq for IoElements {
     /// Equal when they read the same: the order given is not part of the value.
