@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use super::{AttributeValue, Attributes, Entry, IoAttributeValue, IoElements, Kind, Record};
+use super::{AttributeValue, Attributes, Entry, IoAttributeRef, IoElements, Kind, Record};
 use crate::time::Timestamp;
 
 impl Kind {
@@ -168,8 +168,8 @@ fn write_io(out: &mut Vec<u8>, io: &IoElements) {
         write_int(out, id);
         out.extend_from_slice(b"\":");
         match element {
-            IoAttributeValue::Unsigned(n) => write_int(out, *n),
-            IoAttributeValue::Hex(h) => write_str(out, h),
+            IoAttributeRef::Unsigned(n) => write_int(out, n),
+            IoAttributeRef::Hex(h) => write_str(out, h),
         }
     });
 }

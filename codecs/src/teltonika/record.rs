@@ -5,13 +5,13 @@
 
 use std::sync::Arc;
 
-use super::avl::{IoValue, RecordView};
+use super::avl::{IoElement, IoValue, RecordView};
 use super::gh3000::Gh3000Record;
 use super::{
     tcp_ack, udp_ack, Command, UdpPacket, CODEC_12, CODEC_13, CODEC_14, CODEC_15, CODEC_8, CODEC_8E, IMEI_ACCEPT,
     IMEI_REJECT,
 };
-use crate::record::{IoAttributeValue, IoElements, Kind, Protocol, Record, Timestamp};
+use crate::record::{IoBuilder, Kind, Protocol, Record, Timestamp};
 use crate::stream::{push_record, Reply, StreamEvent};
 use crate::wire::hex::to_hex;
 
@@ -86,42 +86,84 @@ pub(super) fn fill_avl_record(r: &mut Record, v: &RecordView<'_>) {
     r.attributes.set("priority", v.priority);
     // Collected, then kept typed (`IoElements`): one vector, where a JSON map cost a
     // string per id and its nodes.
-    let mut io: Vec<(u16, IoAttributeValue)> = Vec::with_capacity(v.io_elements() as usize);
-    let (mut iccid1, mut iccid2) = (None, None);
-    v.for_each_io(|e| {
-        let value = match e.value {
-            IoValue::Bytes(b) => IoAttributeValue::Hex(to_hex(b)),
-            other => IoAttributeValue::Unsigned(other.as_u64().unwrap_or(0)),
-        };
-        io.push((e.id, value));
-        // The well-known ids of the FMB/FMC/FMM families (docs/protocols/teltonika.md §3.2), named only
-        // when the value has the width the AVL table gives them: other families reuse
-        // ids. The raw map above stays complete whatever is named here.
-        match (e.id, e.value) {
-            (239, IoValue::U8(n)) => r.attributes.set("ignition", n != 0),
-            (240, IoValue::U8(n)) => r.attributes.set("movement", n != 0),
-            (66, IoValue::U16(n)) => r.attributes.set("power_v", f64::from(n) / 1000.0),
-            (67, IoValue::U16(n)) => r.attributes.set("battery_v", f64::from(n) / 1000.0),
-            (16, IoValue::U32(n)) => r.attributes.set("odometer_m", n),
-            (199, IoValue::U32(n)) => r.attributes.set("trip_odometer_m", n),
-            (21, IoValue::U8(n)) => r.attributes.set("gsm_signal", n),
-            (182, IoValue::U16(n)) => r.hdop = Some(f64::from(n) / 10.0),
-            (181, IoValue::U16(n)) => r.attributes.set("pdop", f64::from(n) / 10.0),
-            (11, IoValue::U64(n)) => iccid1 = Some(n),
-            (14, IoValue::U64(n)) => iccid2 = Some(n),
-            // 0 means no key is present.
-            (78, IoValue::U64(n)) if n != 0 => r.attributes.set("ibutton", format!("{n:016x}")),
-            _ => {}
-        }
-    });
+    let mut io = IoBuilder::with_capacity(v.io_elements() as usize);
+    let mut iccid = Iccid::default();
+    v.for_each_io(
+        #[inline(always)]
+        |e| {
+            match e.value {
+                IoValue::Bytes(b) => push_hex(&mut io, e.id, b),
+                other => io.push(e.id, other.as_u64().unwrap_or(0)),
+            }
+            // A bit test, and a call only for the ids named: the match inline made this
+            // closure a call of its own per element, through two jump tables.
+            if is_well_known(e.id) {
+                name_well_known(r, e, &mut iccid);
+            }
+        },
+    );
     // The ICCID comes in two 8-byte halves, each a decimal number.
-    match (iccid1, iccid2) {
-        (Some(a), Some(b)) => r.attributes.set("iccid", format!("{a}{b}")),
-        (Some(a), None) => r.attributes.set("iccid", a.to_string()),
+    match iccid {
+        Iccid { first: Some(a), second: Some(b) } => r.attributes.set("iccid", format!("{a}{b}")),
+        Iccid { first: Some(a), second: None } => r.attributes.set("iccid", a.to_string()),
         _ => {}
     }
     // A repeated id keeps its last value, as inserting one by one into a map did.
-    r.attributes.set_io(IoElements::new(io));
+    r.attributes.set_io(io.build());
+}
+
+/// Out of the IO walk's loop: only the 16-byte and variable-length elements are hex.
+#[cold]
+fn push_hex(io: &mut IoBuilder, id: u16, bytes: &[u8]) {
+    io.push_hex(id, to_hex(bytes));
+}
+
+/// The two halves of an ICCID, as IO elements 11 and 14.
+#[derive(Default)]
+struct Iccid {
+    first: Option<u64>,
+    second: Option<u64>,
+}
+
+/// The ids [`name_well_known`] names, a bit each (all are below 256).
+const WELL_KNOWN: [u64; 4] = id_bits(&[11, 14, 16, 21, 66, 67, 78, 181, 182, 199, 239, 240]);
+
+const fn id_bits(ids: &[u8]) -> [u64; 4] {
+    let mut bits = [0u64; 4];
+    let mut i = 0;
+    while i < ids.len() {
+        bits[(ids[i] >> 6) as usize] |= 1 << (ids[i] & 63);
+        i += 1;
+    }
+    bits
+}
+
+#[inline(always)]
+fn is_well_known(id: u16) -> bool {
+    id < 256 && WELL_KNOWN[usize::from(id >> 6)] >> (id & 63) & 1 == 1
+}
+
+/// The well-known ids of the FMB/FMC/FMM families (docs/protocols/teltonika.md §3.2), named
+/// only when the value has the width the AVL table gives them: other families reuse ids.
+/// The raw `io` stays complete whatever is named here.
+#[inline(never)]
+fn name_well_known(r: &mut Record, e: IoElement<'_>, iccid: &mut Iccid) {
+    match (e.id, e.value) {
+        (239, IoValue::U8(n)) => r.attributes.set("ignition", n != 0),
+        (240, IoValue::U8(n)) => r.attributes.set("movement", n != 0),
+        (66, IoValue::U16(n)) => r.attributes.set("power_v", f64::from(n) / 1000.0),
+        (67, IoValue::U16(n)) => r.attributes.set("battery_v", f64::from(n) / 1000.0),
+        (16, IoValue::U32(n)) => r.attributes.set("odometer_m", n),
+        (199, IoValue::U32(n)) => r.attributes.set("trip_odometer_m", n),
+        (21, IoValue::U8(n)) => r.attributes.set("gsm_signal", n),
+        (182, IoValue::U16(n)) => r.hdop = Some(f64::from(n) / 10.0),
+        (181, IoValue::U16(n)) => r.attributes.set("pdop", f64::from(n) / 10.0),
+        (11, IoValue::U64(n)) => iccid.first = Some(n),
+        (14, IoValue::U64(n)) => iccid.second = Some(n),
+        // 0 means no key is present.
+        (78, IoValue::U64(n)) if n != 0 => r.attributes.set("ibutton", format!("{n:016x}")),
+        _ => {}
+    }
 }
 
 /// One normalized record for one Codec 7 record (docs/protocols/teltonika.md §4.1): a
@@ -150,13 +192,11 @@ pub(super) fn gh3000_record(ctx: &Context<'_>, g: &Gh3000Record) -> Record {
     r.attributes.set_opt("gsm_signal", location.signal);
     r.attributes.set_opt("operator", location.operator);
     r.attributes.set("priority", g.priority());
-    let io: Vec<(u16, IoAttributeValue)> =
-        g.io.iter()
-            .flatten()
-            .flatten()
-            .map(|&(id, v)| (u16::from(id), IoAttributeValue::Unsigned(u64::from(v))))
-            .collect();
-    r.attributes.set_io(IoElements::new(io));
+    let mut io = IoBuilder::default();
+    for &(id, v) in g.io.iter().flatten().flatten() {
+        io.push(u16::from(id), u64::from(v));
+    }
+    r.attributes.set_io(io.build());
     r
 }
 
@@ -185,4 +225,26 @@ pub(super) fn command_record(ctx: &Context<'_>, cmd: &Command<'_>) -> Record {
         _ => r.attributes.set("data", to_hex(cmd.payload)),
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `WELL_KNOWN` is exactly the ids `name_well_known` names: any other id, at any width,
+    /// leaves the record as it was, and each of them is named at some width.
+    #[test]
+    fn the_well_known_bits_are_the_ids_named() {
+        for id in 0..=u16::MAX {
+            let mut named_at_some_width = false;
+            for value in [IoValue::U8(1), IoValue::U16(1), IoValue::U32(1), IoValue::U64(1), IoValue::Bytes(&[1])] {
+                let (mut r, mut iccid) = (Record::EMPTY, Iccid::default());
+                name_well_known(&mut r, IoElement { id, value }, &mut iccid);
+                let named = r != Record::EMPTY || iccid.first.is_some() || iccid.second.is_some();
+                assert!(!named || is_well_known(id), "id {id} is named but not in WELL_KNOWN");
+                named_at_some_width |= named;
+            }
+            assert_eq!(named_at_some_width, is_well_known(id), "id {id}");
+        }
+    }
 }

@@ -2,7 +2,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::framing::{Framer, Framing, RejectKind};
-use crate::record::{IoAttributeValue, Kind};
+use crate::record::{IoAttributeRef, Kind};
 use crate::stream::{decode_in_reads, AllowList, RecordDecoder, Replay, StreamEvent, Transport};
 use crate::test_support::{hex, records, replies};
 
@@ -78,7 +78,7 @@ fn codec8e_variable_length_element_is_hex() {
     assert_eq!(r.attributes.get("event_io_id"), Some(&10831.into()));
     assert_eq!(
         r.attributes.io().unwrap().get(10831),
-        Some(&IoAttributeValue::Hex("011c0001a40110eb47706aa38255aa96f21a154e2d00550d01000e020bd6".into()))
+        Some(IoAttributeRef::Hex("011c0001a40110eb47706aa38255aa96f21a154e2d00550d01000e020bd6"))
     );
     assert_eq!(replies(&ev), [vec![0, 0, 0, 1]]);
 }
