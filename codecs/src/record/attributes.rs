@@ -201,8 +201,12 @@ impl Attributes {
     }
 
     /// Sets `io` to typed IO elements, replacing any earlier value.
+    #[inline]
     pub fn set_io(&mut self, io: IoElements) {
-        self.forget_elsewhere(IO);
+        // The earlier typed value is dropped by the assignment below.
+        if self.owned.is_some() {
+            self.forget_elsewhere(IO);
+        }
         if let Some(i) = position(&self.fixed, IO) {
             self.fixed.remove(i);
         }

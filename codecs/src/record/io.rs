@@ -100,6 +100,7 @@ impl IoBuilder {
         self.hex.push(hex);
     }
 
+    #[inline]
     pub fn build(self) -> IoElements {
         let hex = (!self.hex.is_empty()).then(|| Box::new(self.hex));
         IoElements { held: self.held.into_boxed_slice(), hex }
