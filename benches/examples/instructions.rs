@@ -9,6 +9,9 @@
 //! JSON line, as `trackgate decode` does: what a record costs its first reader.
 //!
 //! `cargo run --release -p trackgate-benches --example instructions -- gt06_12 5`
+//!
+//! `instructions write STREAM COPIES > FILE` writes the stream COPIES times over instead: a
+//! capture for timing `trackgate decode` on the same frames.
 
 use trackgate_benches::{gt06_locations, jt808_locations, nmea_gga, nmea_rmc, teltonika_packets};
 use trackgate_codecs::framing::{Framer, Framing};
@@ -57,6 +60,11 @@ fn decoder(name: &str) -> Box<dyn RecordDecoder> {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [write, name, copies] = &args[..] {
+        if write == "write" {
+            return write_capture(name, copies);
+        }
+    }
     let (Some(name), Some(Ok(rounds))) = (args.first(), args.get(1).map(|r| r.parse::<usize>())) else {
         eprintln!("usage: instructions STREAM ROUNDS (STREAM one of {})", STREAMS.join(", "));
         std::process::exit(2);
@@ -117,4 +125,18 @@ fn avl(buf: &[u8], views: bool) -> u64 {
         pos += consumed;
     }
     sum
+}
+
+fn write_capture(name: &str, copies: &str) {
+    let (Some(buf), Ok(copies)) = (stream(name), copies.parse::<usize>()) else {
+        eprintln!("usage: instructions write STREAM COPIES (STREAM one of {})", STREAMS.join(", "));
+        std::process::exit(2);
+    };
+    let mut stdout = std::io::stdout().lock();
+    for _ in 0..copies {
+        if let Err(e) = std::io::Write::write_all(&mut stdout, &buf) {
+            eprintln!("writing the capture: {e}");
+            std::process::exit(1);
+        }
+    }
 }
