@@ -142,8 +142,8 @@ fn main() {
     // Records: the normalized owned records, with replies (the gateway's path). A record's
     // attributes, up to eight, are held in the record and acks inline, so what allocates is
     // the output vector growing and the session's device id, not each record; Teltonika's
-    // IO elements are one vector a record (made shorter, which reallocates, when a repeated
-    // id was dropped: a few in a hundred of the generated records).
+    // IO elements are one vector a record, of the size the record declares, and the random
+    // ids name an iButton or an ICCID (text) in a few records in a hundred.
     const GROWTH: usize = 32;
     let (a, b, n) = count(|| records(Gt06Decoder::new(Gt06Options::default()), &gt06));
     assert_eq!(n, 10_000);
@@ -160,6 +160,7 @@ fn main() {
     let (a, b, n) = count(|| records(NmeaDecoder::default(), &nmea));
     assert_eq!(n, 10_000);
     assert!(report("nmea rmc records", n, (a, b)) <= GROWTH, "NMEA records: {a} allocations");
+    records_free_what_they_hold();
 
     // The corpus's mix (the `corpus` bench's sets): every message type, typed views and
     // records. Typed messages that hold lists (NMEA GSV satellites and GSA ids, JT808
@@ -194,4 +195,36 @@ fn main() {
         let (a, b, n) = count(|| cc::records(protocol, &cases, &mut events));
         report(&format!("corpus {protocol:?} records").to_lowercase(), n as usize, (a, b));
     }
+}
+
+/// A record frees everything it allocated when dropped: `Attributes` drops its static-key
+/// entries only when one holds memory or they spilled to the heap, so both are made here
+/// (long text, a JSON array, more than eight keys), beside the corpus's records.
+fn records_free_what_they_hold() {
+    use trackgate_codecs::record::{Kind, Protocol, Record};
+    let cases: Vec<_> = Protocol::ALL.iter().map(|&p| (p, corpus_cases::load(p))).collect();
+    let decode_all = || {
+        let mut events = Vec::new();
+        cases.iter().map(|(p, c)| corpus_cases::records(*p, c, &mut events)).sum::<u64>()
+    };
+    // Once first: what the decoders keep per thread (JT808's un-escaping buffer) grows here.
+    decode_all();
+    const KEYS: [&str; 10] = ["k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8", "k9"];
+    let region = Region::new(GLOBAL);
+    let n = decode_all();
+    for spill in [false, true] {
+        let mut r = Record::new(Protocol::Gt06, Kind::Status, "0x13");
+        r.attributes.set("text", "longer than fourteen bytes, so boxed");
+        r.attributes.set("list", serde_json::json!([1, 2, 3]));
+        let mut plain = Record::new(Protocol::Gt06, Kind::Status, "0x13");
+        for key in if spill { &KEYS[..] } else { &KEYS[..3] } {
+            plain.attributes.set(*key, 1u8);
+        }
+        drop((r, plain));
+    }
+    let s = region.change();
+    // A reallocation counts its growth as allocated and its shrinking as deallocated.
+    let held = s.bytes_allocated as isize - s.bytes_deallocated as isize;
+    assert!(n > 0 && s.allocations > 0);
+    assert_eq!(held, 0, "{held} bytes not freed after dropping {n} corpus records and the made ones");
 }

@@ -50,6 +50,11 @@ enum Repr {
 }
 
 impl Text {
+    /// Whether dropping it frees memory.
+    fn is_boxed(&self) -> bool {
+        matches!(self.0, Repr::Boxed(_))
+    }
+
     pub fn as_str(&self) -> &str {
         match &self.0 {
             // Built only from a whole `&str` (see `From<&str>`), so always UTF-8.
@@ -114,6 +119,16 @@ impl fmt::Display for Text {
 }
 
 impl AttributeValue {
+    /// Whether dropping it frees memory (long text, a JSON array or object).
+    #[inline]
+    pub(crate) fn holds_heap(&self) -> bool {
+        match self {
+            AttributeValue::Text(t) => t.is_boxed(),
+            AttributeValue::Json(_) => true,
+            _ => false,
+        }
+    }
+
     pub fn is_null(&self) -> bool {
         matches!(self, AttributeValue::Null)
     }
