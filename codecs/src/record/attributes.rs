@@ -42,7 +42,9 @@ pub struct Attributes {
 impl Drop for Attributes {
     #[inline]
     fn drop(&mut self) {
-        if self.fixed.spilled() || self.fixed.iter().any(|(_, v)| v.holds_heap()) {
+        // A fold, not `any`: no exit to predict in the loop (with `any`, NMEA records,
+        // whose entries mix text and numbers, were 3% slower than dropping each).
+        if self.fixed.spilled() || self.fixed.iter().fold(false, |heap, (_, v)| heap | v.holds_heap()) {
             drop(std::mem::take(&mut *self.fixed));
         }
     }
