@@ -25,6 +25,13 @@ impl IoAttributeValue {
     }
 }
 
+/// As the value it holds (the JSON text of `attributes.io`'s values).
+impl Serialize for IoAttributeValue {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.as_ref().serialize(s)
+    }
+}
+
 /// An IO element's value as read from [`IoElements`]: the integer, or the hex text borrowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IoAttributeRef<'a> {
@@ -353,6 +360,9 @@ mod tests {
             }
             let io = IoElements::new(elements.clone());
             prop_assert_eq!(io.to_value(), Value::Object(model.clone()));
+            for (_, v) in &elements {
+                prop_assert_eq!(serde_json::to_value(v).unwrap(), v.as_ref().to_value());
+            }
             prop_assert_eq!(serde_json::to_string(&io).unwrap(), serde_json::to_string(&model).unwrap());
             prop_assert_eq!(IoElements::from_value(&io.to_value()), Some(io.clone()));
             for (id, _) in &elements {
