@@ -72,6 +72,11 @@ impl Reply {
         self.0.into_vec()
     }
 
+    /// The first `len` bytes of `buf` (at most [`Reply::INLINE`]), moved as one block.
+    pub(crate) fn from_inline(buf: [u8; Reply::INLINE], len: usize) -> Reply {
+        Reply(smallvec::SmallVec::from_buf_and_len(buf, len.min(Reply::INLINE)))
+    }
+
     pub(crate) fn truncate(&mut self, len: usize) {
         self.0.truncate(len);
     }

@@ -682,9 +682,61 @@ pub(crate) fn platform_response_reply(
     result: u8,
 ) -> crate::Reply {
     let body = general_response_body(reply_serial, reply_id, result);
+    if let Some(reply) = platform_response_unescaped(terminal, serial, body) {
+        return reply;
+    }
     let mut frame = crate::wire::out::ArrayBuf::<64>::default();
     encode_frame(&mut frame, id::PLATFORM_RESPONSE, terminal, serial, None, &body).expect("a 5-byte body fits a frame");
     crate::Reply::from(&frame[..])
+}
+
+/// The 0x8001 written at its fixed places in a reply's inline bytes, or `None` when a byte
+/// of it needs escaping (then [`encode_frame`] writes it). Most do not, and this way the
+/// frame is a few stores, one XOR and one test over a block of constant size: through
+/// `encode_frame` an ack was a ninth of a JT808 location's record.
+#[inline]
+fn platform_response_unescaped(terminal: &Terminal, serial: u16, body: [u8; 5]) -> Option<crate::Reply> {
+    let mut b = [0u8; crate::Reply::INLINE];
+    b[1..3].copy_from_slice(&id::PLATFORM_RESPONSE.to_be_bytes());
+    let mut properties = body.len() as u16;
+    let number_at = match terminal.edition {
+        Edition::V2013 => field::NUMBER_2013.start,
+        Edition::V2019 { version } => {
+            properties |= VERSION_2019;
+            b[1 + field::VERSION] = version;
+            field::NUMBER_2019.start
+        }
+    } + 1;
+    b[3..5].copy_from_slice(&properties.to_be_bytes());
+    // All ten bytes (a copy of constant size); a 6-byte number's unused four are zeros
+    // and are overwritten next.
+    b[number_at..number_at + 10].copy_from_slice(&terminal.number.bytes);
+    let serial_at = number_at + usize::from(terminal.number.len).min(10);
+    b[serial_at..serial_at + 2].copy_from_slice(&serial.to_be_bytes());
+    b[serial_at + 2..serial_at + 7].copy_from_slice(&body);
+    let check_at = serial_at + 7;
+    // The check code and the escape test, eight bytes at a time over the first 32: the
+    // longest 0x8001 (2019) ends at byte 24, the opening flag is not written yet, and the
+    // zeros around the frame change neither.
+    let words = |b: &[u8; crate::Reply::INLINE]| {
+        let (words, _) = b.as_chunks::<8>();
+        let mut w = [0u64; 4];
+        for (w, bytes) in w.iter_mut().zip(words) {
+            *w = u64::from_le_bytes(*bytes);
+        }
+        w
+    };
+    let xor = words(&b).iter().fold(0, |x, w| x ^ w);
+    let xor = xor ^ (xor >> 32);
+    let xor = xor ^ (xor >> 16);
+    b[check_at] = (xor ^ (xor >> 8)) as u8;
+    let to_escape = words(&b).iter().fold(0, |m, &w| m | swar::byte_mask(w, FLAG) | swar::byte_mask(w, ESCAPE));
+    if to_escape != 0 {
+        return None;
+    }
+    b[0] = FLAG;
+    b[check_at + 1] = FLAG;
+    Some(crate::Reply::from_inline(b, check_at + 2))
 }
 
 /// 0x4401, the answer to a vendor location report that asks for one (§9): the report's id

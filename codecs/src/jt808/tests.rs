@@ -671,6 +671,16 @@ proptest! {
         prop_assert_eq!(replies(&ev).len(), 1);
     }
 
+    /// The 0x8001 written at fixed places is the frame the general encoder writes, escaped
+    /// or not (a serial or terminal byte of 0x7E or 0x7D, or such a check code, takes the
+    /// general path).
+    #[test]
+    fn acks_are_the_frames_the_encoder_writes(t in arb_terminal(), serial in any::<u16>(), reply_serial in any::<u16>(), reply_id in any::<u16>(), result in any::<u8>()) {
+        let body = general_response_body(reply_serial, reply_id, result);
+        let general = encode(id::PLATFORM_RESPONSE, &t, serial, &body).unwrap();
+        prop_assert_eq!(platform_response(&t, serial, reply_serial, reply_id, result), general);
+    }
+
     #[test]
     fn small_messages_round_trip(t in arb_terminal(), serial in any::<u16>(), a in any::<u16>(), b in any::<u16>(), c in any::<u8>(), data in proptest::collection::vec(any::<u8>(), 0..40)) {
         round_trip(id::TERMINAL_RESPONSE, &t, serial, &Message::GeneralResponse(GeneralResponse { reply_serial: a, reply_id: b, result: c }));
