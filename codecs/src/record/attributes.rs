@@ -170,7 +170,10 @@ impl Attributes {
     }
 
     /// Sets `key`, replacing any earlier value (for `io`, typed IO elements too).
-    #[inline]
+    // Always inline: with `#[inline]` the compiler kept a call per key in the larger record
+    // functions (JT808's location, GT06's), a prologue and an epilogue around a few stores;
+    // inline, every protocol's record row took 1-5% fewer instructions.
+    #[inline(always)]
     pub fn set(&mut self, key: impl Into<Cow<'static, str>>, value: impl Into<AttributeValue>) {
         match key.into() {
             Cow::Borrowed(key) => self.set_static(key, value.into()),
