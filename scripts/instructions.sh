@@ -36,7 +36,7 @@ count() { # binary stream rounds -> instructions
 
 printf '%-22s %10s %10s %8s\n' stream "$ref" "working" change
 for stream in gt06_12 gt06_22 jt808 teltonika_8 teltonika_8e teltonika_8_validate teltonika_8e_validate \
-  teltonika_8_views teltonika_8e_views nmea_rmc nmea_gga; do
+  teltonika_8_views teltonika_8e_views nmea_rmc nmea_gga nmea_rmc_typed nmea_gga_typed; do
   row=()
   for bin in "$before/target/release/examples/instructions" target/release/examples/instructions; do
     base=$(count "$bin" "$stream" 0)

@@ -1,6 +1,7 @@
 //! Decodes one of the benches' generated streams into records `rounds` times, with the
 //! stream decoder a fresh connection would get (or, for the Teltonika `_validate` and
-//! `_views` streams, as the benches' rows of those names do), for counting instructions under cachegrind
+//! `_views` and the NMEA `_typed` streams, as the benches' rows of those names do), for
+//! counting instructions under cachegrind
 //! (`scripts/instructions.sh`). Timings on a shared machine move ±5–10% between runs of the
 //! same binary, and with the code's layout; instruction counts do not, so they tell whether
 //! a change added work to a record row.
@@ -17,12 +18,12 @@ use trackgate_benches::{gt06_locations, jt808_locations, nmea_gga, nmea_rmc, tel
 use trackgate_codecs::framing::{Framer, Framing};
 use trackgate_codecs::gt06::Gt06Decoder;
 use trackgate_codecs::jt808::Jt808Decoder;
-use trackgate_codecs::nmea::NmeaDecoder;
+use trackgate_codecs::nmea::{parse, Message, NmeaDecoder, NmeaFramer, ParsedSentence, Sentence};
 use trackgate_codecs::teltonika::{AvlData, IoElement, RecordView, TeltonikaDecoder, TeltonikaFramer, HEADER_LEN};
 use trackgate_codecs::{RecordDecoder, StreamEvent};
 
 /// The streams, named as `scripts/instructions.sh` names them; 10,000 frames each.
-const STREAMS: [&str; 11] = [
+const STREAMS: [&str; 13] = [
     "gt06_12",
     "gt06_22",
     "jt808",
@@ -34,6 +35,8 @@ const STREAMS: [&str; 11] = [
     "teltonika_8e_views",
     "nmea_rmc",
     "nmea_gga",
+    "nmea_rmc_typed",
+    "nmea_gga_typed",
 ];
 
 fn stream(name: &str) -> Option<Vec<u8>> {
@@ -43,8 +46,8 @@ fn stream(name: &str) -> Option<Vec<u8>> {
         "jt808" => jt808_locations(10_000, 13, true),
         "teltonika_8" | "teltonika_8_validate" | "teltonika_8_views" => teltonika_packets(0x08, 10_000, 7).0,
         "teltonika_8e" | "teltonika_8e_validate" | "teltonika_8e_views" => teltonika_packets(0x8E, 10_000, 7).0,
-        "nmea_rmc" => nmea_rmc(10_000, 5),
-        "nmea_gga" => nmea_gga(10_000, 5),
+        "nmea_rmc" | "nmea_rmc_typed" => nmea_rmc(10_000, 5),
+        "nmea_gga" | "nmea_gga_typed" => nmea_gga(10_000, 5),
         _ => return None,
     })
 }
@@ -77,6 +80,14 @@ fn main() {
         eprintln!("unknown stream {name:?} (one of {})", STREAMS.join(", "));
         std::process::exit(2);
     };
+    if name.ends_with("_typed") {
+        let mut sum = 0u64;
+        for _ in 0..rounds {
+            sum = sum.wrapping_add(typed(std::hint::black_box(&buf)));
+        }
+        println!("{sum}");
+        return;
+    }
     if name.ends_with("_validate") || name.ends_with("_views") {
         let views = name.ends_with("_views");
         let mut sum = 0u64;
@@ -121,6 +132,25 @@ fn avl(buf: &[u8], views: bool) -> u64 {
                 };
                 avl.for_each_record(&mut sum, record, io);
             }
+        }
+        pos += consumed;
+    }
+    sum
+}
+
+/// The NMEA `_typed` rows: each line framed and parsed into its typed sentence, the
+/// position fields read.
+fn typed(buf: &[u8]) -> u64 {
+    let (mut framer, mut pos, mut sum) = (NmeaFramer::default(), 0, 0u64);
+    while let Framing::Frame { len, consumed } = framer.next_frame(&buf[pos..]) {
+        if let Ok(ParsedSentence { sentence: Sentence::Standard { message, .. }, .. }) = parse(&buf[pos..pos + len]) {
+            let (time, latitude) = match message {
+                Message::Rmc(m) => (m.time, m.latitude),
+                Message::Gga(m) => (m.time, m.latitude),
+                _ => (None, None),
+            };
+            sum = sum
+                .wrapping_add(time.map_or(0, |t| t.ms_of_day() as u64) ^ latitude.map_or(0, |c| c.degrees().to_bits()));
         }
         pos += consumed;
     }

@@ -1,13 +1,13 @@
 //! Field grammars of NMEA 0183 (docs/protocols/nmea.md §3), over one already-split field.
 //!
-//! These are hand-written rather than nom combinators (the style guide's default for frame
-//! bodies): the fields are 1–12 ASCII bytes, and in callgrind nom's per-field combinator
-//! chains plus `f64::from_str` were over half of a sentence's parse. Each grammar is a few
-//! lines of byte checks, and decimals convert exactly without the general float parser.
+//! These are the leaves of the sentence grammar (`grammar.rs`, nom), written by hand: the
+//! fields are 1–12 ASCII bytes, and in callgrind nom's per-field combinator chains plus
+//! `f64::from_str` were over half of a sentence's parse. Each is a few lines of byte checks,
+//! and decimals convert exactly without the general float parser.
 //!
 //! Every parser here takes a whole field and either accepts all of it or fails: a field
 //! with a stray character is damage, not a shorter value. Empty fields are "no data" and
-//! are handled by the caller before these run.
+//! are handled by the grammar before these run.
 
 use super::decimal::Decimal;
 use crate::time::Date;

@@ -15,6 +15,7 @@
 mod decimal;
 mod encode;
 pub mod fields;
+mod grammar;
 mod record;
 mod sentence;
 mod stream;

@@ -209,6 +209,38 @@ fn damaged_fields_are_rejected_not_read_as_absent() {
     }
 }
 
+/// A damaged field is named by its number (from 1 after the address) and what it holds, in
+/// every layout, whatever the fields before it took: the grammar's stopping place is turned
+/// back into the field.
+#[test]
+fn a_damaged_field_is_named_by_number() {
+    for (sentence, message) in [
+        (
+            "GPGGA,001043.00,4404.14036,N,12118.85961,W,1,12,0.98,1113.0,X,-21.3,M,,",
+            r#"GGA field 10 (altitude unit): "X""#,
+        ),
+        (
+            "GPGGA,001043.00,4404.14036,N,12118.85961,W,1,12,0.98,1113.0,M,-21.3,M,,77777",
+            r#"GGA field 14 (DGPS station): "77777""#,
+        ),
+        (
+            "GPRMC,001031.00,A,4404.13993,N,12118.86023,Q,0.146,,100117,,,A",
+            r#"RMC fields 5-6 (longitude): "12118.86023","Q""#,
+        ),
+        ("GPGSA,A,3,04,05,x9,,,,,,,,,,2.5,1.3,2.1", r#"GSA field 5 (satellite id): "x9""#),
+        ("GPGSV,3,1,11,03,03,111,00,04,95,270,00", r#"GSV field 9 (elevation): "95""#),
+        ("GPVTG,054.7,T,034.4,M,005.5,N,010.2,Q,A", r#"VTG field 8 (km/h unit): "Q""#),
+        ("GPVTG,054.7,034.4,005.5,1x", r#"VTG field 4 (speed, km/h): "1x""#),
+        ("GPZDA,201530.00,04,07,2002,00,99", r#"ZDA field 6 (local zone minutes): "99""#),
+        ("GNGNS,014035.00,4332.69262,S,17235.48549,E,RRZ,13,0.9,25.63,11.24,,", r#"GNS field 6 (mode): "RRZ""#),
+        ("GPHDT,274.07,X", r#"HDT field 2 (true indicator): "X""#),
+        ("GPGLL,4916.45,N,12311.12,W,2254x4,A,A", r#"GLL field 5 (UTC time): "2254x4""#),
+    ] {
+        let err = parse(with_checksum(sentence).trim_end().as_bytes()).expect_err(sentence);
+        assert!(err.to_string().ends_with(&format!("{message} is not valid")), "{sentence}: {err}");
+    }
+}
+
 #[test]
 fn identification_forms() {
     for (line, id, kind) in [
