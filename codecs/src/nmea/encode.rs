@@ -6,6 +6,7 @@ use bytes::BufMut;
 
 use super::decimal::Decimal;
 use super::fields::{Coordinate, NmeaDate, NmeaTime};
+use super::layout;
 use super::sentence::{Message, Sentence, Talker};
 use crate::wire::checksum::xor8;
 
@@ -160,7 +161,7 @@ impl<'b> Body<'b> {
     /// two digits' padding (times, dates, satellite ids, counts): those take one table read
     /// here, inlined; the rest go to `uint_any`.
     #[inline(always)]
-    fn uint(&mut self, v: u64, width: usize) {
+    pub(super) fn uint(&mut self, v: u64, width: usize) {
         if v < 100 && width <= 2 {
             let pair = 2 * v as usize;
             let digits = &DIGIT_PAIRS[pair..pair + 2];
@@ -295,7 +296,7 @@ const DIGIT_PAIRS: &[u8; 200] = b"\
     8081828384858687888990919293949596979899";
 
 /// Builds the comma-separated field list after the address.
-struct Out<'s, 'b> {
+pub(super) struct Out<'s, 'b> {
     s: &'s mut Body<'b>,
 }
 
@@ -308,12 +309,12 @@ impl<'b> Out<'_, 'b> {
         self.s
     }
     #[inline(always)]
-    fn text(&mut self, t: &str) {
+    pub(super) fn text(&mut self, t: &str) {
         self.sep().push_str(t);
     }
     /// A number field, empty when absent.
     #[inline(always)]
-    fn dec(&mut self, v: Option<Decimal>) {
+    pub(super) fn dec(&mut self, v: Option<Decimal>) {
         let s = self.sep();
         if let Some(v) = v {
             s.decimal(v, 0);
@@ -321,7 +322,7 @@ impl<'b> Out<'_, 'b> {
     }
     /// An unsigned field, zero-padded to `width` digits, empty when absent.
     #[inline(always)]
-    fn uint(&mut self, v: Option<impl Into<u64>>, width: usize) {
+    pub(super) fn uint(&mut self, v: Option<impl Into<u64>>, width: usize) {
         let s = self.sep();
         if let Some(v) = v {
             s.uint(v.into(), width);
@@ -330,7 +331,7 @@ impl<'b> Out<'_, 'b> {
     /// A signed field: `-` then the digits, zero-padded to `width` characters with the
     /// sign (as `{:02}` pads), empty when absent.
     #[inline(always)]
-    fn int(&mut self, v: Option<impl Into<i64>>, width: usize) {
+    pub(super) fn int(&mut self, v: Option<impl Into<i64>>, width: usize) {
         let s = self.sep();
         if let Some(v) = v {
             let v: i64 = v.into();
@@ -343,7 +344,7 @@ impl<'b> Out<'_, 'b> {
         }
     }
     #[inline(always)]
-    fn opt_text(&mut self, t: Option<&str>) {
+    pub(super) fn opt_text(&mut self, t: Option<&str>) {
         let s = self.sep();
         if let Some(t) = t {
             s.push_str(t);
@@ -351,7 +352,7 @@ impl<'b> Out<'_, 'b> {
     }
     /// A one-digit hexadecimal id (GSA's system id, GSV's signal id), left out when absent.
     #[inline(always)]
-    fn hex_id(&mut self, v: Option<u8>) {
+    pub(super) fn hex_id(&mut self, v: Option<u8>) {
         if let Some(v) = v {
             // As `{:X}` writes it: one digit, or two past 15.
             let s = self.sep();
@@ -362,14 +363,14 @@ impl<'b> Out<'_, 'b> {
         }
     }
     #[inline(always)]
-    fn letter(&mut self, v: Option<u8>) {
+    pub(super) fn letter(&mut self, v: Option<u8>) {
         let s = self.sep();
         if let Some(c) = v {
             s.push(c);
         }
     }
     #[inline(always)]
-    fn time(&mut self, t: Option<NmeaTime>) {
+    pub(super) fn time(&mut self, t: Option<NmeaTime>) {
         let s = self.sep();
         if let Some(t) = t {
             s.uint(t.hour.into(), 2);
@@ -382,7 +383,7 @@ impl<'b> Out<'_, 'b> {
         }
     }
     #[inline(always)]
-    fn date(&mut self, d: Option<NmeaDate>) {
+    pub(super) fn date(&mut self, d: Option<NmeaDate>) {
         let s = self.sep();
         if let Some(d) = d {
             s.uint(d.day.into(), 2);
@@ -392,7 +393,7 @@ impl<'b> Out<'_, 'b> {
     }
     /// Value and hemisphere fields: `ddmm.mmmm,N` / `dddmm.mmmm,E`.
     #[inline(always)]
-    fn coordinate(&mut self, c: Option<Coordinate>, degree_digits: usize) {
+    pub(super) fn coordinate(&mut self, c: Option<Coordinate>, degree_digits: usize) {
         let s = self.sep();
         if let Some(c) = c {
             s.uint(c.whole_degrees.into(), degree_digits);
@@ -409,153 +410,24 @@ fn standard(body: &mut Body<'_>, talker: Talker, message: &Message<'_>) -> Resul
     body.push_str(message.formatter());
     let mut o = Out { s: body };
     match message {
-        Message::Rmc(m) => {
-            o.time(m.time);
-            o.letter(m.status);
-            o.coordinate(m.latitude, 2);
-            o.coordinate(m.longitude, 3);
-            o.dec(m.speed_knots);
-            o.dec(m.course_deg);
-            o.date(m.date);
-            o.dec(m.magnetic_variation_deg);
-            o.letter(m.magnetic_variation_dir);
-            // Optional trailing fields are written only up to the last one present.
-            if m.mode.is_some() || m.nav_status.is_some() {
-                o.letter(m.mode);
-            }
-            if m.nav_status.is_some() {
-                o.letter(m.nav_status);
-            }
-        }
-        Message::Gga(m) => {
-            o.time(m.time);
-            o.coordinate(m.latitude, 2);
-            o.coordinate(m.longitude, 3);
-            o.uint(m.quality, 1);
-            // The standard's `xx` (00–12), as receivers write it.
-            o.uint(m.satellites, 2);
-            o.dec(m.hdop);
-            o.dec(m.altitude_m);
-            o.text("M");
-            o.dec(m.geoid_separation_m);
-            o.text("M");
-            o.dec(m.dgps_age_s);
-            o.uint(m.dgps_station, 4);
-        }
-        Message::Gll(m) => {
-            o.coordinate(m.latitude, 2);
-            o.coordinate(m.longitude, 3);
-            o.time(m.time);
-            o.letter(m.status);
-            if m.mode.is_some() {
-                o.letter(m.mode);
-            }
-        }
-        Message::Vtg(m) if m.legacy => {
-            if m.mode.is_some() {
-                return Err(EncodeError("the legacy VTG form has no mode field".into()));
-            }
-            o.dec(m.course_true_deg);
-            o.dec(m.course_magnetic_deg);
-            o.dec(m.speed_knots);
-            o.dec(m.speed_kmh);
-        }
-        Message::Vtg(m) => {
-            o.dec(m.course_true_deg);
-            o.text("T");
-            o.dec(m.course_magnetic_deg);
-            o.text("M");
-            o.dec(m.speed_knots);
-            o.text("N");
-            o.dec(m.speed_kmh);
-            o.text("K");
-            if m.mode.is_some() {
-                o.letter(m.mode);
-            }
-        }
-        Message::Gsa(m) => {
-            if m.satellite_ids.len() > 12 {
-                return Err(EncodeError(format!("GSA has 12 id slots, not {}", m.satellite_ids.len())));
-            }
-            o.letter(m.selection_mode);
-            o.uint(m.fix_type, 1);
-            for slot in 0..12 {
-                o.uint(m.satellite_ids.get(slot).copied(), 2);
-            }
-            o.dec(m.pdop);
-            o.dec(m.hdop);
-            o.dec(m.vdop);
-            o.hex_id(m.system_id);
-        }
-        Message::Gsv(m) => {
-            o.uint(m.sentences, 1);
-            o.uint(m.sentence, 1);
-            o.uint(m.in_view, 2);
-            for sat in &m.satellites {
-                o.uint(sat.id, 2);
-                o.int(sat.elevation_deg, 2);
-                o.uint(sat.azimuth_deg, 3);
-                o.uint(sat.snr_db, 2);
-            }
-            o.hex_id(m.signal_id);
-        }
-        Message::Zda(m) => {
-            o.time(m.time);
-            o.uint(m.day, 2);
-            o.uint(m.month, 2);
-            o.uint(m.year, 4);
-            o.int(m.zone_hours, 2);
-            o.int(m.zone_minutes, 2);
-        }
-        Message::Gns(m) => {
-            o.time(m.time);
-            o.coordinate(m.latitude, 2);
-            o.coordinate(m.longitude, 3);
-            o.opt_text(m.mode);
-            o.uint(m.satellites, 2);
-            o.dec(m.hdop);
-            o.dec(m.altitude_m);
-            o.dec(m.geoid_separation_m);
-            o.dec(m.dgps_age_s);
-            o.uint(m.dgps_station, 4);
-            if m.nav_status.is_some() {
-                o.letter(m.nav_status);
-            }
-        }
-        Message::Gst(m) => {
-            o.time(m.time);
-            for v in [
-                m.rms_range_residual,
-                m.sigma_semi_major_m,
-                m.sigma_semi_minor_m,
-                m.semi_major_orientation_deg,
-                m.sigma_latitude_m,
-                m.sigma_longitude_m,
-                m.sigma_altitude_m,
-            ] {
-                o.dec(v);
-            }
-        }
-        Message::Hdt(m) => {
-            o.dec(m.heading_deg);
-            o.text("T");
-        }
-        Message::Txt(m) => {
-            for f in [m.sentences, m.sentence, m.text_id] {
-                if f.contains(',') {
-                    return Err(EncodeError("TXT count and id fields cannot contain ','".into()));
-                }
-                o.text(f);
-            }
-            o.text(m.text);
-        }
+        Message::Rmc(m) => layout::write_rmc(m, &mut o),
+        Message::Gga(m) => layout::write_gga(m, &mut o),
+        Message::Gll(m) => layout::write_gll(m, &mut o),
+        Message::Vtg(m) => layout::write_vtg(m, &mut o),
+        Message::Gsa(m) => layout::write_gsa(m, &mut o),
+        Message::Gsv(m) => layout::write_gsv(m, &mut o),
+        Message::Zda(m) => layout::write_zda(m, &mut o),
+        Message::Gns(m) => layout::write_gns(m, &mut o),
+        Message::Gst(m) => layout::write_gst(m, &mut o),
+        Message::Hdt(m) => layout::write_hdt(m, &mut o),
+        Message::Txt(m) => layout::write_txt(m, &mut o),
         Message::Other { fields, .. } => {
             if let Some(f) = fields {
                 o.text(f);
             }
+            Ok(())
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ mod decimal;
 mod encode;
 pub mod fields;
 mod grammar;
+mod layout;
 mod record;
 mod sentence;
 mod stream;

@@ -14,11 +14,9 @@
 use std::fmt;
 
 use super::decimal::Decimal;
-use nom::combinator::cond;
-use nom::Parser;
-
-use super::fields::{self, Coordinate, NmeaDate, NmeaTime};
-use super::grammar::{coordinate, letter, literal, malformed, opt, read, repeat, skip, Bad, Cursor, Fields};
+use super::fields::{Coordinate, NmeaDate, NmeaTime};
+use super::grammar::{malformed, Fields};
+use super::layout;
 use crate::framing::{Reject, RejectKind};
 
 /// The two-character talker id (`GP`, `GN`, …). Unknown talkers are kept, not rejected.
@@ -273,9 +271,9 @@ pub struct ParsedSentence<'a> {
 }
 
 /// FAA mode letters (docs/protocols/nmea.md §3.2), including the Quectel `C`/`U` quirks.
-const MODES: &[u8] = b"ADEFRPMSNCU";
-const STATUS: &[u8] = b"AV";
-const NAV_STATUS: &[u8] = b"SCUV";
+pub(super) const MODES: &[u8] = b"ADEFRPMSNCU";
+pub(super) const STATUS: &[u8] = b"AV";
+pub(super) const NAV_STATUS: &[u8] = b"SCUV";
 
 /// Parses one sentence, `$` (or `!`) up to the end of its checksum, without the line
 /// terminator. Verifies the checksum when there is one.
@@ -347,7 +345,7 @@ pub fn parse(text: &[u8]) -> Result<ParsedSentence<'_>, Reject> {
 
 /// Bytes already checked to be printable ASCII, as text: ASCII is valid UTF-8, so the
 /// empty fallback is never taken.
-fn ascii(bytes: &[u8]) -> &str {
+pub(super) fn ascii(bytes: &[u8]) -> &str {
     std::str::from_utf8(bytes).unwrap_or_default()
 }
 
@@ -365,7 +363,7 @@ fn scan_body(body: &[u8]) -> (u8, bool) {
 }
 
 /// A one-digit hexadecimal field (GSA's system id, GSV's signal id).
-fn one_hex_digit(field: &[u8]) -> Option<u8> {
+pub(super) fn one_hex_digit(field: &[u8]) -> Option<u8> {
     match field {
         [b] => hex_digit(*b),
         _ => None,
@@ -411,263 +409,20 @@ fn parse_message<'a>(
         }
     }
     let message = match name {
-        "RMC" => rmc(&f)?,
-        "GGA" => gga(&f)?,
-        "GLL" => gll(&f)?,
-        "VTG" if legacy_vtg => legacy_vtg_layout(&f)?,
-        "VTG" => vtg(&f)?,
-        "GSA" => gsa(&f)?,
-        "GSV" => gsv(&f)?,
-        "ZDA" => zda(&f)?,
-        "GNS" => gns(&f)?,
-        "GST" => gst(&f)?,
-        "HDT" => hdt(&f)?,
-        _ => txt(text.unwrap_or_default()),
+        "RMC" => layout::read_rmc(&f)?,
+        "GGA" => layout::read_gga(&f)?,
+        "GLL" => layout::read_gll(&f)?,
+        "VTG" if legacy_vtg => layout::read_legacy_vtg(&f)?,
+        "VTG" => layout::read_vtg(&f)?,
+        "GSA" => layout::read_gsa(&f)?,
+        "GSV" => layout::read_gsv(&f)?,
+        "ZDA" => layout::read_zda(&f)?,
+        "GNS" => layout::read_gns(&f)?,
+        "GST" => layout::read_gst(&f)?,
+        "HDT" => layout::read_hdt(&f)?,
+        _ => layout::read_txt(text.unwrap_or_default()),
     };
     Ok(standard(message))
-}
-
-// The layouts, field by field in the standard's order (docs/protocols/nmea.md §4).
-
-#[inline(always)]
-fn time<'t, 'a: 't>() -> impl Parser<Cursor<'t, 'a>, Output = Option<NmeaTime>, Error = Bad> {
-    opt("UTC time", fields::time)
-}
-
-#[inline(always)]
-fn decimal<'t, 'a: 't>(what: &'static str) -> impl Parser<Cursor<'t, 'a>, Output = Option<Decimal>, Error = Bad> {
-    opt(what, fields::decimal)
-}
-
-#[inline(always)]
-fn unsigned<'t, 'a: 't, T: TryFrom<u32>>(
-    what: &'static str,
-) -> impl Parser<Cursor<'t, 'a>, Output = Option<T>, Error = Bad> {
-    opt(what, fields::unsigned::<T>)
-}
-
-fn rmc<'a>(f: &Fields<'a>) -> Result<Message<'a>, Reject> {
-    let layout = (
-        time(),
-        letter("status", STATUS),
-        coordinate(90),
-        coordinate(180),
-        decimal("speed over ground, knots"),
-        decimal("course over ground"),
-        opt("date", fields::date),
-        decimal("magnetic variation"),
-        letter("magnetic variation direction", b"EW"),
-        letter("mode indicator", MODES),
-        letter("navigational status", NAV_STATUS),
-    );
-    let (time, status, latitude, longitude, speed_knots, course_deg, date, variation, variation_dir, mode, nav_status) =
-        read(layout, f)?;
-    Ok(Message::Rmc(Rmc {
-        time,
-        status,
-        latitude,
-        longitude,
-        speed_knots,
-        course_deg,
-        date,
-        magnetic_variation_deg: variation,
-        magnetic_variation_dir: variation_dir,
-        mode,
-        nav_status,
-    }))
-}
-
-fn gga<'a>(f: &Fields<'a>) -> Result<Message<'a>, Reject> {
-    let layout = (
-        time(),
-        coordinate(90),
-        coordinate(180),
-        unsigned("fix quality"),
-        unsigned("satellites used"),
-        decimal("HDOP"),
-        decimal("altitude"),
-        literal("altitude unit", b"M"),
-        decimal("geoid separation"),
-        literal("geoid separation unit", b"M"),
-        decimal("DGPS age"),
-        unsigned("DGPS station"),
-    );
-    let (time, latitude, longitude, quality, satellites, hdop, altitude_m, (), geoid, (), age, station) =
-        read(layout, f)?;
-    Ok(Message::Gga(Gga {
-        time,
-        latitude,
-        longitude,
-        quality,
-        satellites,
-        hdop,
-        altitude_m,
-        geoid_separation_m: geoid,
-        dgps_age_s: age,
-        dgps_station: station,
-    }))
-}
-
-fn gll<'a>(f: &Fields<'a>) -> Result<Message<'a>, Reject> {
-    let layout = (coordinate(90), coordinate(180), time(), letter("status", STATUS), letter("mode indicator", MODES));
-    let (latitude, longitude, time, status, mode) = read(layout, f)?;
-    Ok(Message::Gll(Gll { latitude, longitude, time, status, mode }))
-}
-
-fn vtg<'a>(f: &Fields<'a>) -> Result<Message<'a>, Reject> {
-    let layout = (
-        decimal("course, true"),
-        skip(),
-        decimal("course, magnetic"),
-        literal("magnetic course unit", b"M"),
-        decimal("speed, knots"),
-        literal("knots unit", b"N"),
-        decimal("speed, km/h"),
-        literal("km/h unit", b"K"),
-        letter("mode indicator", MODES),
-    );
-    let (course_true_deg, (), course_magnetic_deg, (), speed_knots, (), speed_kmh, (), mode) = read(layout, f)?;
-    Ok(Message::Vtg(Vtg { course_true_deg, course_magnetic_deg, speed_knots, speed_kmh, mode, legacy: false }))
-}
-
-fn legacy_vtg_layout<'a>(f: &Fields<'a>) -> Result<Message<'a>, Reject> {
-    let layout =
-        (decimal("course, true"), decimal("course, magnetic"), decimal("speed, knots"), decimal("speed, km/h"));
-    let (course_true_deg, course_magnetic_deg, speed_knots, speed_kmh) = read(layout, f)?;
-    Ok(Message::Vtg(Vtg { course_true_deg, course_magnetic_deg, speed_knots, speed_kmh, mode: None, legacy: true }))
-}
-
-fn gsa<'a>(f: &Fields<'a>) -> Result<Message<'a>, Reject> {
-    // 12 id slots between the fix type and the DOPs, the empty ones left out.
-    let ids = repeat(12, unsigned::<u16>("satellite id"), Vec::new, |mut ids: Vec<u16>, id| {
-        ids.extend(id);
-        ids
-    });
-    let layout = (
-        letter("selection mode", b"MA"),
-        unsigned("fix type"),
-        ids,
-        decimal("PDOP"),
-        decimal("HDOP"),
-        decimal("VDOP"),
-        opt("system id", one_hex_digit),
-    );
-    let (selection_mode, fix_type, satellite_ids, pdop, hdop, vdop, system_id) = read(layout, f)?;
-    Ok(Message::Gsa(Gsa { selection_mode, fix_type, satellite_ids, pdop, hdop, vdop, system_id }))
-}
-
-/// 3 header fields, then blocks of 4, then an optional signal id: 3 + 4k (+ 1) fields of
-/// the `count` sent.
-fn gsv<'a>(f: &Fields<'a>) -> Result<Message<'a>, Reject> {
-    let after_header = f.len.saturating_sub(3);
-    let has_signal = after_header % 4 == 1;
-    let blocks = (after_header - usize::from(has_signal)).div_ceil(4);
-    let block = (
-        unsigned("satellite id"),
-        opt("elevation", |s| fields::signed::<i16>(s).filter(|e| (-90..=90).contains(e))),
-        opt("azimuth", |s| fields::unsigned::<u16>(s).filter(|a| *a <= 360)),
-        unsigned("SNR"),
-    );
-    let satellites = repeat(
-        blocks,
-        block,
-        || Vec::with_capacity(blocks),
-        |mut all: Vec<_>, b| {
-            let (id, elevation_deg, azimuth_deg, snr_db) = b;
-            all.push(SatelliteInView { id, elevation_deg, azimuth_deg, snr_db });
-            all
-        },
-    );
-    let signal = cond(has_signal, opt("signal id", one_hex_digit));
-    let layout = (unsigned("number of sentences"), unsigned("sentence number"), unsigned("satellites in view"));
-    let ((sentences, sentence, in_view), satellites, signal_id) = read((layout, satellites, signal), f)?;
-    Ok(Message::Gsv(Gsv { sentences, sentence, in_view, satellites, signal_id: signal_id.flatten() }))
-}
-
-fn zda<'a>(f: &Fields<'a>) -> Result<Message<'a>, Reject> {
-    let layout = (
-        time(),
-        unsigned("day"),
-        unsigned("month"),
-        unsigned("year"),
-        opt("local zone hours", |s| fields::signed::<i8>(s).filter(|h| (-13..=13).contains(h))),
-        opt("local zone minutes", |s| fields::signed::<i8>(s).filter(|m| (-59..=59).contains(m))),
-    );
-    let (time, day, month, year, zone_hours, zone_minutes) = read(layout, f)?;
-    if let (Some(d), Some(m), Some(y)) = (day, month, year) {
-        if crate::time::Date::new(i32::from(y), m, d).is_none() {
-            return Err(malformed(format!("ZDA date {y:04}-{m:02}-{d:02} does not exist")));
-        }
-    }
-    Ok(Message::Zda(Zda { time, day, month, year, zone_hours, zone_minutes }))
-}
-
-fn gns<'a>(f: &Fields<'a>) -> Result<Message<'a>, Reject> {
-    let layout = (
-        time(),
-        coordinate(90),
-        coordinate(180),
-        opt("mode", |s: &[u8]| s.iter().all(|c| MODES.contains(c)).then(|| ascii(s))),
-        unsigned("satellites used"),
-        decimal("HDOP"),
-        decimal("altitude"),
-        decimal("geoid separation"),
-        decimal("DGPS age"),
-        unsigned("DGPS station"),
-        letter("navigational status", NAV_STATUS),
-    );
-    let (time, latitude, longitude, mode, satellites, hdop, altitude_m, geoid, age, station, nav_status) =
-        read(layout, f)?;
-    Ok(Message::Gns(Gns {
-        time,
-        latitude,
-        longitude,
-        mode,
-        satellites,
-        hdop,
-        altitude_m,
-        geoid_separation_m: geoid,
-        dgps_age_s: age,
-        dgps_station: station,
-        nav_status,
-    }))
-}
-
-fn gst<'a>(f: &Fields<'a>) -> Result<Message<'a>, Reject> {
-    let layout = (
-        time(),
-        decimal("RMS of range residuals"),
-        decimal("semi-major sigma"),
-        decimal("semi-minor sigma"),
-        decimal("semi-major orientation"),
-        decimal("latitude sigma"),
-        decimal("longitude sigma"),
-        decimal("altitude sigma"),
-    );
-    let (time, rms, major, minor, orientation, latitude, longitude, altitude) = read(layout, f)?;
-    Ok(Message::Gst(Gst {
-        time,
-        rms_range_residual: rms,
-        sigma_semi_major_m: major,
-        sigma_semi_minor_m: minor,
-        semi_major_orientation_deg: orientation,
-        sigma_latitude_m: latitude,
-        sigma_longitude_m: longitude,
-        sigma_altitude_m: altitude,
-    }))
-}
-
-fn hdt<'a>(f: &Fields<'a>) -> Result<Message<'a>, Reject> {
-    let (heading_deg, ()) = read((decimal("heading"), literal("true indicator", b"T")), f)?;
-    Ok(Message::Hdt(Hdt { heading_deg }))
-}
-
-/// Fields 1-3 as sent, and the text rejoined from field 4 on: text may contain commas
-/// (docs/protocols/nmea.md §4, TXT).
-fn txt(text: &[u8]) -> Message<'_> {
-    let mut parts = ascii(text).splitn(4, ',');
-    let mut next = || parts.next().unwrap_or("");
-    Message::Txt(Txt { sentences: next(), sentence: next(), text_id: next(), text: next() })
 }
 
 #[cfg(test)]
