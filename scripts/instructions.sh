@@ -21,11 +21,19 @@ before=target/instructions/before
 rm -rf "$before"
 git clone -q . "$before"
 git -C "$before" checkout -q "$ref"
-if [ ! -e "$before/benches/examples/instructions.rs" ]; then
-  # An older REF: its decoders may be built differently, in which case this fails to build.
-  echo "$ref has no instructions example: using the working tree's" >&2
-  cp benches/examples/instructions.rs "$before/benches/examples/"
-fi
+streams="gt06_12 gt06_22 jt808 teltonika_8 teltonika_8e teltonika_8_validate teltonika_8e_validate
+  teltonika_8_views teltonika_8e_views nmea_rmc nmea_gga nmea_rmc_typed nmea_gga_typed"
+example="$before/benches/examples/instructions.rs"
+for stream in $streams; do
+  if [ ! -e "$example" ] || ! grep -q "\"$stream\"" "$example"; then
+    # An older REF, without the example or without one of its streams: the working tree's
+    # example is used (its decoders may be built differently, in which case this fails to
+    # build).
+    echo "$ref's instructions example lacks $stream: using the working tree's" >&2
+    cp benches/examples/instructions.rs "$example"
+    break
+  fi
+done
 (cd "$before" && CARGO_TARGET_DIR=target cargo build -q --release -p trackgate-benches --example instructions)
 cargo build -q --release -p trackgate-benches --example instructions
 
@@ -35,8 +43,7 @@ count() { # binary stream rounds -> instructions
 }
 
 printf '%-22s %10s %10s %8s\n' stream "$ref" "working" change
-for stream in gt06_12 gt06_22 jt808 teltonika_8 teltonika_8e teltonika_8_validate teltonika_8e_validate \
-  teltonika_8_views teltonika_8e_views nmea_rmc nmea_gga nmea_rmc_typed nmea_gga_typed; do
+for stream in $streams; do
   row=()
   for bin in "$before/target/release/examples/instructions" target/release/examples/instructions; do
     base=$(count "$bin" "$stream" 0)
