@@ -1,6 +1,7 @@
 //! Decodes one of the benches' generated streams into records `rounds` times, with the
 //! stream decoder a fresh connection would get (or, for the Teltonika `_validate` and
-//! `_views` and the NMEA `_typed` streams, as the benches' rows of those names do), for
+//! `_views`, the JT808 `jt808_views` and the NMEA `_typed` streams, as the benches' rows of
+//! those names do), for
 //! counting instructions under cachegrind
 //! (`scripts/instructions.sh`). Timings on a shared machine move ±5–10% between runs of the
 //! same binary, and with the code's layout; instruction counts do not, so they tell whether
@@ -17,16 +18,19 @@
 use trackgate_benches::{gt06_locations, jt808_locations, nmea_gga, nmea_rmc, teltonika_packets};
 use trackgate_codecs::framing::{Framer, Framing};
 use trackgate_codecs::gt06::Gt06Decoder;
-use trackgate_codecs::jt808::Jt808Decoder;
+use trackgate_codecs::jt808::frame::inner;
+use trackgate_codecs::jt808::message::Location;
+use trackgate_codecs::jt808::{Frame, Jt808Decoder, Jt808Framer, DEFAULT_LIMITS as JT808_LIMITS};
 use trackgate_codecs::nmea::{parse, Message, NmeaDecoder, NmeaFramer, ParsedSentence, Sentence};
 use trackgate_codecs::teltonika::{AvlData, IoElement, RecordView, TeltonikaDecoder, TeltonikaFramer, HEADER_LEN};
 use trackgate_codecs::{RecordDecoder, StreamEvent};
 
 /// The streams, named as `scripts/instructions.sh` names them; 10,000 frames each.
-const STREAMS: [&str; 13] = [
+const STREAMS: [&str; 14] = [
     "gt06_12",
     "gt06_22",
     "jt808",
+    "jt808_views",
     "teltonika_8",
     "teltonika_8e",
     "teltonika_8_validate",
@@ -43,7 +47,7 @@ fn stream(name: &str) -> Option<Vec<u8>> {
     Some(match name {
         "gt06_12" => gt06_locations(0x12, 10_000, 11),
         "gt06_22" => gt06_locations(0x22, 10_000, 11),
-        "jt808" => jt808_locations(10_000, 13, true),
+        "jt808" | "jt808_views" => jt808_locations(10_000, 13, true),
         "teltonika_8" | "teltonika_8_validate" | "teltonika_8_views" => teltonika_packets(0x08, 10_000, 7).0,
         "teltonika_8e" | "teltonika_8e_validate" | "teltonika_8e_views" => teltonika_packets(0x8E, 10_000, 7).0,
         "nmea_rmc" | "nmea_rmc_typed" => nmea_rmc(10_000, 5),
@@ -80,6 +84,14 @@ fn main() {
         eprintln!("unknown stream {name:?} (one of {})", STREAMS.join(", "));
         std::process::exit(2);
     };
+    if name == "jt808_views" {
+        let mut sum = 0u64;
+        for _ in 0..rounds {
+            sum = sum.wrapping_add(jt808_views(std::hint::black_box(&buf)));
+        }
+        println!("{sum}");
+        return;
+    }
     if name.ends_with("_typed") {
         let mut sum = 0u64;
         for _ in 0..rounds {
@@ -131,6 +143,23 @@ fn avl(buf: &[u8], views: bool) -> u64 {
                     *sum = sum.wrapping_add(u64::from(e.id) ^ e.value.as_u64().unwrap_or(0));
                 };
                 avl.for_each_record(&mut sum, record, io);
+            }
+        }
+        pos += consumed;
+    }
+    sum
+}
+
+/// The JT808 views row: each frame cut, un-escaped and checked, its header and location
+/// read, its time converted and its items split.
+fn jt808_views(buf: &[u8]) -> u64 {
+    let (mut framer, mut pos, mut sum, mut scratch) = (Jt808Framer::new(JT808_LIMITS), 0, 0u64, Vec::new());
+    while let Framing::Frame { len, consumed } = framer.next_frame(&buf[pos..]) {
+        if let Ok(frame) = Frame::parse_with(inner(&buf[pos..pos + len]), &mut scratch) {
+            if let Ok(l) = Location::parse(&frame.body) {
+                let time = l.timestamp(0).map_or(0, |t| t.unix_ms() as u64);
+                let items = l.items().fold(0, |n, item| n + item.value.len() as u64);
+                sum = sum.wrapping_add(u64::from(frame.header.serial) ^ u64::from(l.latitude_raw) ^ time ^ items);
             }
         }
         pos += consumed;
