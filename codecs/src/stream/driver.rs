@@ -94,7 +94,17 @@ impl<F> Driver<F> {
     }
 
     /// Ends the run of skipped bytes (a frame follows, or the stream ended) and reports it.
+    /// Inline, with the report apart: it runs before every frame, and there is mostly no run.
+    #[inline(always)]
     pub(crate) fn flush<H: FrameHandler>(&mut self, out: &mut Vec<StreamEvent>) {
+        if self.run.is_some() {
+            self.report_run::<H>(out);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn report_run<H: FrameHandler>(&mut self, out: &mut Vec<StreamEvent>) {
         if let Some(run) = self.run.take() {
             let (offset, len, mut reason) = *run;
             if len > 1 {
