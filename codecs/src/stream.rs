@@ -125,7 +125,7 @@ impl<const N: usize> From<[u8; N]> for Reply {
         match buf.get_mut(..N) {
             Some(head) => {
                 head.copy_from_slice(&bytes);
-                Reply(smallvec::SmallVec::from_buf_and_len(buf, N))
+                Reply::from_inline(buf, N)
             }
             None => Reply::from(&bytes[..]),
         }

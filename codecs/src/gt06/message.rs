@@ -962,6 +962,7 @@ impl<'a> Message<'a> {
     /// types' readers below, each beside its writer.
     pub fn parse(frame: &Frame<'a>) -> Result<Self, LayoutError> {
         let (p, content) = (frame.protocol, frame.content);
+        let err = |Short| LayoutError { protocol: p, content_len: content.len() };
         let message = match p {
             LOGIN => Self::read_login(content),
             WIFI | WIFI_2 if frame.integrity == Integrity::Absent => Self::read_wifi(content, frame.length_field),
@@ -969,8 +970,7 @@ impl<'a> Message<'a> {
             // between the two results' layouts, and a view read it back from the smaller
             // stores that moved it (a store-forwarding stall: +7-10% on the views rows).
             GPS | GPS_LBS_6 | GPS_LBS | GPS_LBS_2 | GPS_LBS_4 | GPS_LBS_5 | GPS_LBS_3 | GPS_4G | GPS_LBS_EXTEND => {
-                return Self::read_location(p, content)
-                    .map_err(|Short| LayoutError { protocol: p, content_len: content.len() });
+                return Self::read_location(p, content).map_err(err);
             }
             ALARM | ALARM_2 | ALARM_MULTI_FENCE | ALARM_4G_MULTI_FENCE => Self::read_alarm(p, content),
             ALARM_JC => Self::read_alarm_jc(content),
@@ -996,7 +996,7 @@ impl<'a> Message<'a> {
             COMMAND_REPLY_LONG => Self::read_command_reply_long(content),
             _ => Ok(Message::Unknown(content)),
         };
-        message.map_err(|Short| LayoutError { protocol: p, content_len: content.len() })
+        message.map_err(err)
     }
 
     /// Writes this message's content for `protocol` (the inverse of [`Message::parse`]).
@@ -1015,14 +1015,14 @@ impl<'a> Message<'a> {
                 Some(())
             }
             Message::LbsStatus { .. } => self.write_lbs_status(protocol, out),
-            Message::Lbs(r) => r.write(protocol, out),
-            Message::Wifi(w) => w.write(out),
+            Message::Lbs(_) => self.write_lbs(protocol, out),
+            Message::Wifi(_) => self.write_wifi(out),
             Message::AddressRequest { .. } => self.write_address_request(out),
             Message::LbsAddressRequest { .. } => self.write_lbs_address_request(out),
             Message::Serial { .. } => self.write_serial(out),
             Message::TimeRequest => Some(()),
             Message::X1(x) => x.write(out),
-            Message::Sr411(r) => r.write(out),
+            Message::Sr411(_) => self.write_sr411(out),
             Message::LbsCounted { .. } => self.write_lbs_counted(out),
             Message::Lw4g(r) => {
                 r.write(out);
@@ -1032,8 +1032,8 @@ impl<'a> Message<'a> {
             Message::Az735(r) => r.write(out),
             Message::StatusFix(r) => r.write(out),
             Message::Gps8(r) => r.write(out),
-            Message::Info(i) => i.write(out),
-            Message::CommandReply(r) => r.write(out),
+            Message::Info(_) => self.write_info(out),
+            Message::CommandReply(_) => self.write_command_reply(out),
         }
     }
 
@@ -1275,6 +1275,17 @@ impl<'a> Message<'a> {
         Ok(Message::Sr411(Sr411Report { fix, cell, ignition, power_centivolts, battery_centivolts, extra }))
     }
 
+    fn write_sr411(&self, out: &mut Vec<u8>) -> Option<()> {
+        let Message::Sr411(r) = self else { return None };
+        r.fix.write(out);
+        r.cell.write(out, CellWidth::Classic);
+        out.push(r.ignition);
+        out.extend_from_slice(&r.power_centivolts.to_be_bytes());
+        out.extend_from_slice(&r.battery_centivolts.to_be_bytes());
+        out.extend_from_slice(r.extra);
+        Some(())
+    }
+
     /// 0x24 of the Wanway S20: time, timing advance, operator, a count and that many cells.
     fn read_lbs_counted(content: &'a [u8]) -> Result<Self, Short> {
         let ((time, timing_advance, op), rest) = read((array::<6>, be_u8, |input| operator(input, false)), content)?;
@@ -1329,6 +1340,30 @@ impl<'a> Message<'a> {
         Ok(Message::Lbs(LbsReport { time, cells, timing_advance, wifi: wifi.unwrap_or_default(), extra }))
     }
 
+    fn write_lbs(&self, protocol: u8, out: &mut Vec<u8>) -> Option<()> {
+        let Message::Lbs(r) = self else { return None };
+        out.extend_from_slice(&r.time);
+        let first = r.cells.first()?;
+        if r.cells.len() != LBS_MULTI_CELLS {
+            return None;
+        }
+        write_operator(out, first.mcc, first.mnc, first.mnc_wide);
+        for cell in &r.cells {
+            write_lac_ci(out, cell.lac, cell.cell_id, cell_width(protocol));
+            out.push(cell.rssi.unwrap_or(0));
+        }
+        out.push(r.timing_advance);
+        if has_wifi(protocol) {
+            out.push(u8::try_from(r.wifi.len()).ok()?);
+            for ap in &r.wifi {
+                out.extend_from_slice(&ap.mac);
+                out.push(ap.rssi);
+            }
+        }
+        out.extend_from_slice(r.extra);
+        Some(())
+    }
+
     /// The CRC-less Wi-Fi frame: a time, `access_points` access points (the length field
     /// counts them), then counted cells of one operator, and nothing after them.
     fn read_wifi(content: &[u8], access_points: usize) -> Result<Self, Short> {
@@ -1348,10 +1383,35 @@ impl<'a> Message<'a> {
         }
     }
 
+    fn write_wifi(&self, out: &mut Vec<u8>) -> Option<()> {
+        let Message::Wifi(w) = self else { return None };
+        out.extend_from_slice(&w.bcd_time);
+        for ap in &w.wifi {
+            out.extend_from_slice(&ap.mac);
+            out.push(ap.rssi);
+        }
+        out.push(u8::try_from(w.cells.len()).ok()?);
+        let (mcc, mnc, wide) = w.cells.first().map_or((0, 0, false), |c| (c.mcc, c.mnc, c.mnc_wide));
+        write_operator(out, mcc, mnc, wide);
+        for cell in &w.cells {
+            out.extend_from_slice(&(cell.lac as u16).to_be_bytes());
+            out.extend_from_slice(&(cell.cell_id as u16).to_be_bytes());
+            out.push(cell.rssi.unwrap_or(0));
+        }
+        Some(())
+    }
+
     /// 0x94: a subtype and its bytes.
     fn read_info(content: &'a [u8]) -> Result<Self, Short> {
         let (subtype, data) = read(be_u8, content)?;
         Ok(Message::Info(Info { subtype, data }))
+    }
+
+    fn write_info(&self, out: &mut Vec<u8>) -> Option<()> {
+        let Message::Info(i) = self else { return None };
+        out.push(i.subtype);
+        out.extend_from_slice(i.data);
+        Some(())
     }
 
     /// 0x15: the length byte (the server flag and text), the server flag, the text; a length
@@ -1390,6 +1450,42 @@ impl<'a> Message<'a> {
         }))
     }
 
+    /// The short form (no encoding: each char one byte, the length byte in front) or the long
+    /// form (the encoding after the server flag).
+    fn write_command_reply(&self, out: &mut Vec<u8>) -> Option<()> {
+        let Message::CommandReply(r) = self else { return None };
+        let one_byte_each = || r.text.chars().all(|ch| u32::from(ch) <= 0xFF);
+        match r.encoding {
+            None => {
+                if !one_byte_each() {
+                    return None;
+                }
+                match r.irregular_length {
+                    Some(b) => out.push(b),
+                    None => out.push(u8::try_from(4 + r.text.chars().count()).ok()?),
+                }
+                out.extend_from_slice(&r.server_flag.to_be_bytes());
+                out.extend(r.text.chars().map(|ch| ch as u8));
+            }
+            Some(encoding) => {
+                out.extend_from_slice(&r.server_flag.to_be_bytes());
+                out.push(encoding);
+                if encoding == 2 {
+                    for unit in r.text.encode_utf16() {
+                        out.extend_from_slice(&unit.to_be_bytes());
+                    }
+                } else {
+                    if !one_byte_each() {
+                        return None;
+                    }
+                    out.extend(r.text.chars().map(|ch| ch as u8));
+                }
+            }
+        }
+        out.extend_from_slice(r.extra);
+        Some(())
+    }
+
     /// The cell of an alarm's LBS block, if it holds one.
     pub fn alarm_cell(lbs: &[u8], protocol: u8) -> Option<Cell> {
         Cell::read(lbs, cell_width(protocol)).ok().map(|(_, cell)| cell)
@@ -1407,105 +1503,4 @@ impl<'a> Message<'a> {
 /// `extra`).
 fn whole<'a, T>(reader: impl Parser<&'a [u8], Output = T, Error = Short>, content: &'a [u8]) -> Result<T, Short> {
     read(reader, content).map(|(report, _)| report)
-}
-
-impl LbsReport<'_> {
-    fn write(&self, protocol: u8, out: &mut Vec<u8>) -> Option<()> {
-        out.extend_from_slice(&self.time);
-        let first = self.cells.first()?;
-        if self.cells.len() != LBS_MULTI_CELLS {
-            return None;
-        }
-        write_operator(out, first.mcc, first.mnc, first.mnc_wide);
-        for cell in &self.cells {
-            write_lac_ci(out, cell.lac, cell.cell_id, cell_width(protocol));
-            out.push(cell.rssi.unwrap_or(0));
-        }
-        out.push(self.timing_advance);
-        if has_wifi(protocol) {
-            out.push(u8::try_from(self.wifi.len()).ok()?);
-            for ap in &self.wifi {
-                out.extend_from_slice(&ap.mac);
-                out.push(ap.rssi);
-            }
-        }
-        out.extend_from_slice(self.extra);
-        Some(())
-    }
-}
-
-impl WifiLbs {
-    fn write(&self, out: &mut Vec<u8>) -> Option<()> {
-        out.extend_from_slice(&self.bcd_time);
-        for ap in &self.wifi {
-            out.extend_from_slice(&ap.mac);
-            out.push(ap.rssi);
-        }
-        out.push(u8::try_from(self.cells.len()).ok()?);
-        let (mcc, mnc, wide) = self.cells.first().map_or((0, 0, false), |c| (c.mcc, c.mnc, c.mnc_wide));
-        write_operator(out, mcc, mnc, wide);
-        for cell in &self.cells {
-            out.extend_from_slice(&(cell.lac as u16).to_be_bytes());
-            out.extend_from_slice(&(cell.cell_id as u16).to_be_bytes());
-            out.push(cell.rssi.unwrap_or(0));
-        }
-        Some(())
-    }
-}
-
-impl Sr411Report<'_> {
-    fn write(&self, out: &mut Vec<u8>) -> Option<()> {
-        self.fix.write(out);
-        self.cell.write(out, CellWidth::Classic);
-        out.push(self.ignition);
-        out.extend_from_slice(&self.power_centivolts.to_be_bytes());
-        out.extend_from_slice(&self.battery_centivolts.to_be_bytes());
-        out.extend_from_slice(self.extra);
-        Some(())
-    }
-}
-
-impl Info<'_> {
-    fn write(&self, out: &mut Vec<u8>) -> Option<()> {
-        out.push(self.subtype);
-        out.extend_from_slice(self.data);
-        Some(())
-    }
-}
-
-impl CommandReply<'_> {
-    /// The short form (no encoding: each char one byte, the length byte in front) or the long
-    /// form (the encoding after the server flag).
-    fn write(&self, out: &mut Vec<u8>) -> Option<()> {
-        let one_byte_each = || self.text.chars().all(|ch| u32::from(ch) <= 0xFF);
-        match self.encoding {
-            None => {
-                if !one_byte_each() {
-                    return None;
-                }
-                match self.irregular_length {
-                    Some(b) => out.push(b),
-                    None => out.push(u8::try_from(4 + self.text.chars().count()).ok()?),
-                }
-                out.extend_from_slice(&self.server_flag.to_be_bytes());
-                out.extend(self.text.chars().map(|ch| ch as u8));
-            }
-            Some(encoding) => {
-                out.extend_from_slice(&self.server_flag.to_be_bytes());
-                out.push(encoding);
-                if encoding == 2 {
-                    for unit in self.text.encode_utf16() {
-                        out.extend_from_slice(&unit.to_be_bytes());
-                    }
-                } else {
-                    if !one_byte_each() {
-                        return None;
-                    }
-                    out.extend(self.text.chars().map(|ch| ch as u8));
-                }
-            }
-        }
-        out.extend_from_slice(self.extra);
-        Some(())
-    }
 }
