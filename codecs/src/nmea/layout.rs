@@ -241,8 +241,8 @@ pub(super) fn write_gsa(m: &Gsa, o: &mut Out<'_, '_>) -> Result<(), EncodeError>
     Ok(())
 }
 
-/// 3 header fields, then blocks of 4, then an optional signal id: 3 + 4k (+ 1) fields of
-/// the `count` sent.
+/// 3 header fields, then blocks of 4, then an optional signal id: of the fields sent,
+/// 3 + 4k (+ 1).
 pub(super) fn read_gsv<'a>(f: &Fields<'a>) -> Result<Message<'a>, Reject> {
     let after_header = f.len.saturating_sub(3);
     let has_signal = after_header % 4 == 1;
