@@ -143,6 +143,9 @@ impl TeltonikaFramer {
     }
 
     fn judge(&self, buf: &[u8], at_end: bool) -> Framing {
+        if let Some(total) = self.whole_packet(buf) {
+            return self.check_crc(&buf[..total]);
+        }
         // No bytes are no frame yet, not garbage: there is nothing to skip.
         if buf.is_empty() {
             return Framing::Incomplete { needed: 1 };
@@ -172,19 +175,36 @@ impl TeltonikaFramer {
                 }
             }
             Start::Frame(total) if buf[0] != 0 || buf[1] != 0 => Framing::Frame { len: total, consumed: total },
-            Start::Frame(total) => {
-                let data = &buf[HEADER_LEN..total - CRC_LEN];
-                let c = &buf[total - CRC_LEN..total];
-                let received = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
-                let computed = CRC16_ARC.checksum(data);
-                if received == u32::from(computed) {
-                    Framing::Frame { len: total, consumed: total }
-                } else {
-                    Framing::Rejected {
-                        consumed: self.end_of_bad_frame(&buf[..total]),
-                        reason: Reject::checksum(u32::from(computed), received, 4),
-                    }
-                }
+            Start::Frame(total) => self.check_crc(&buf[..total]),
+        }
+    }
+
+    /// The length of the AVL or command packet at the front of `buf` when all of it is
+    /// there: the common case, judged here with one look at the header, where `classify`
+    /// tells every kind of start apart. Anything else goes the long way.
+    #[inline(always)]
+    fn whole_packet(&self, buf: &[u8]) -> Option<usize> {
+        let (header, rest) = buf.split_first_chunk::<HEADER_LEN>()?;
+        let [0, 0, 0, 0, l0, l1, l2, l3] = *header else { return None };
+        let len = u32::from_be_bytes([l0, l1, l2, l3]) as usize;
+        let sane = (MIN_DATA_LEN..=self.max_data_len).contains(&len);
+        let plausible = !self.resyncing || rest.first().is_some_and(|c| KNOWN_CODECS.contains(c));
+        (sane && plausible && rest.len() >= len + CRC_LEN).then_some(HEADER_LEN + len + CRC_LEN)
+    }
+
+    /// A whole packet (`frame`, preamble to CRC) if its CRC matches its data.
+    fn check_crc(&self, frame: &[u8]) -> Framing {
+        let total = frame.len();
+        let data = &frame[HEADER_LEN..total - CRC_LEN];
+        let c = &frame[total - CRC_LEN..];
+        let received = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
+        let computed = CRC16_ARC.checksum(data);
+        if received == u32::from(computed) {
+            Framing::Frame { len: total, consumed: total }
+        } else {
+            Framing::Rejected {
+                consumed: self.end_of_bad_frame(frame),
+                reason: Reject::checksum(u32::from(computed), received, 4),
             }
         }
     }

@@ -1,7 +1,7 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::framing::{Framer, Framing, RejectKind};
+use crate::framing::{Framer, Framing, Limits, RejectKind};
 use crate::record::{IoAttributeRef, Kind};
 use crate::stream::{decode_in_reads, AllowList, RecordDecoder, Replay, StreamEvent, Transport};
 use crate::test_support::{hex, records, replies};
@@ -424,6 +424,31 @@ fn every_truncation_point_asks_for_exactly_the_missing_bytes() {
         }
         assert_eq!(framer.next_frame(&frame), Framing::Frame { len: frame.len(), consumed: frame.len() });
     }
+}
+
+/// A whole packet at the front is judged by its header before its CRC: a length outside
+/// the limits, or a codec no device sends while the framer resynchronises, is no packet
+/// even when the CRC over those bytes matches.
+#[test]
+fn a_whole_packet_is_judged_by_its_header_before_its_crc() {
+    let rejected_kind = |framer: &mut TeltonikaFramer, bytes: &[u8]| match framer.next_frame(bytes) {
+        Framing::Rejected { reason, .. } => Some(reason.kind),
+        _ => None,
+    };
+    // An empty data field, whose CRC (0) the packet carries.
+    let empty = [0u8; HEADER_LEN + frame::CRC_LEN];
+    assert_eq!(rejected_kind(&mut TeltonikaFramer::default(), &empty), Some(RejectKind::Length));
+    let fix = hex(C8_FIX);
+    let short = Limits { max_frame_len: fix.len() - 1 };
+    assert_eq!(rejected_kind(&mut TeltonikaFramer::new(short), &fix), Some(RejectKind::Length));
+    // Codec 0x09 under a valid CRC is a frame (the decoder names the codec) unless the
+    // framer has just rejected bytes.
+    let mut unknown = Vec::new();
+    encode_packet(&[0x09, 0x01, 0x00, 0x01], &mut unknown);
+    let mut framer = TeltonikaFramer::default();
+    assert!(matches!(framer.next_frame(&unknown), Framing::Frame { .. }));
+    assert_eq!(rejected_kind(&mut framer, &[0x01]), Some(RejectKind::Garbage));
+    assert_eq!(rejected_kind(&mut framer, &unknown), Some(RejectKind::Garbage));
 }
 
 fn stream() -> Vec<u8> {
