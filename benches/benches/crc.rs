@@ -1,7 +1,7 @@
-//! CRC-16 on frame-sized and packet-sized inputs: the codecs' `SlicedCrc16` (the crate's
-//! tables with 8-, 4- and 1-byte tail steps, its own 16-byte steps below 64 bytes) against
-//! the `crc` crate's slice-by-16 `checksum`, on the same bytes. 30 bytes is what a GT06
-//! location frame covers; the longer sizes are Teltonika packets.
+//! CRC-16 on frame-sized and packet-sized inputs: the codecs' `SlicedCrc16` (32-byte steps,
+//! then 16, 8, 4 and 1 on the same tables) against the `crc` crate's slice-by-16
+//! `checksum`, on the same bytes. 30 bytes is what a GT06 location frame covers; the longer
+//! sizes are Teltonika packets.
 //!
 //! cargo bench -p trackgate-benches --bench crc
 

@@ -90,17 +90,24 @@ impl SlicedCrc16 {
         register ^ self.algorithm.xorout
     }
 
-    /// `N` bytes at once (4 to 32). The register only overlaps the first two bytes, looked
-    /// up last so the other lookups need not wait for it.
+    /// `N` bytes at once (4 to 32, a power of two). The register only overlaps the first
+    /// two bytes, looked up last so the other lookups need not wait for it.
     #[inline(always)]
     fn block<const N: usize>(&self, register: u16, block: &[u8; N]) -> u16 {
         let t = &self.tables;
-        let mut rest = 0;
-        // Unrolled (N is a constant); the chain of XORs only waits on loads of the input.
-        for (i, &byte) in block.iter().enumerate().skip(2) {
-            rest ^= t[N - 1 - i][usize::from(byte)];
+        let mut lookups: [u16; N] =
+            std::array::from_fn(|i| if i < 2 { 0 } else { t[N - 1 - i][usize::from(block[i])] });
+        // XORed as a tree (unrolled, N being a constant): in a chain, a short input's CRC
+        // waited on N dependent XORs before its first step was done.
+        let mut width = N;
+        while width > 1 {
+            width /= 2;
+            for i in 0..width {
+                lookups[i] ^= lookups[i + width];
+            }
         }
-        rest ^ t[N - 2][usize::from(block[1] ^ (register >> 8) as u8)]
+        lookups[0]
+            ^ t[N - 2][usize::from(block[1] ^ (register >> 8) as u8)]
             ^ t[N - 1][usize::from(block[0] ^ register as u8)]
     }
 }
