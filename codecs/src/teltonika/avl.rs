@@ -72,6 +72,27 @@ impl GpsElement {
     pub fn is_no_fix_placeholder(&self) -> bool {
         self.satellites == 0 && self.longitude_e7 == 0 && self.latitude_e7 == 0
     }
+
+    #[inline(always)]
+    fn read(g: &[u8; 15]) -> Self {
+        GpsElement {
+            longitude_e7: i32::from_be_bytes([g[0], g[1], g[2], g[3]]),
+            latitude_e7: i32::from_be_bytes([g[4], g[5], g[6], g[7]]),
+            altitude_m: i16::from_be_bytes([g[8], g[9]]),
+            angle_deg: u16::from_be_bytes([g[10], g[11]]),
+            satellites: g[12],
+            speed_kmh: u16::from_be_bytes([g[13], g[14]]),
+        }
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.longitude_e7.to_be_bytes());
+        out.extend_from_slice(&self.latitude_e7.to_be_bytes());
+        out.extend_from_slice(&self.altitude_m.to_be_bytes());
+        out.extend_from_slice(&self.angle_deg.to_be_bytes());
+        out.push(self.satellites);
+        out.extend_from_slice(&self.speed_kmh.to_be_bytes());
+    }
 }
 
 /// One IO value: its width comes from the group it sits in.
@@ -352,14 +373,7 @@ fn read_head<const ID: usize, const CNT: usize>(b: &[u8], layout: IoLayout) -> O
     let h: &[u8; 24] = b.get(..24)?.try_into().ok()?;
     let timestamp_ms = u64::from_be_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]);
     let priority = h[8];
-    let gps = GpsElement {
-        longitude_e7: i32::from_be_bytes([h[9], h[10], h[11], h[12]]),
-        latitude_e7: i32::from_be_bytes([h[13], h[14], h[15], h[16]]),
-        altitude_m: i16::from_be_bytes([h[17], h[18]]),
-        angle_deg: u16::from_be_bytes([h[19], h[20]]),
-        satellites: h[21],
-        speed_kmh: u16::from_be_bytes([h[22], h[23]]),
-    };
+    let gps = GpsElement::read(h[9..].try_into().ok()?);
     let mut p = 24;
     let event_io_id = be_small::<ID>(b.get(p..p + ID)?);
     p += ID;
@@ -386,6 +400,29 @@ fn read_head<const ID: usize, const CNT: usize>(b: &[u8], layout: IoLayout) -> O
     Some((view, p))
 }
 
+/// Writes what [`read_head`] reads: a record's fields up to its IO groups (checked to fit
+/// by [`AvlRecord::check`]).
+fn write_head(r: &AvlRecord, layout: IoLayout, out: &mut Vec<u8>) {
+    out.extend_from_slice(&r.timestamp_ms.to_be_bytes());
+    out.push(r.priority);
+    r.gps.write(out);
+    put_small(out, r.event_io_id, layout.id_width);
+    if let Some(g) = r.generation_type {
+        out.push(g);
+    }
+    let total = r.declared_io_count.unwrap_or(r.io_count() as u16);
+    put_small(out, total, layout.count_width);
+}
+
+/// A count or id of `width` bytes (1 or 2), as [`be_small`] reads it.
+fn put_small(out: &mut Vec<u8>, v: u16, width: u8) {
+    if width == 2 {
+        out.extend_from_slice(&v.to_be_bytes());
+    } else {
+        out.push(v as u8);
+    }
+}
+
 /// Where the IO groups that start at `b[p..]` end, and how many elements they hold.
 #[inline(always)]
 fn io_end<const ID: usize, const CNT: usize>(b: &[u8], mut p: usize, layout: IoLayout) -> Option<(usize, u32)> {
@@ -408,6 +445,41 @@ fn io_end<const ID: usize, const CNT: usize>(b: &[u8], mut p: usize, layout: IoL
         io_elements += u32::from(n);
     }
     Some((p, io_elements))
+}
+
+/// Writes the IO groups [`io_end`] walks (counts and ids checked by [`AvlRecord::check`]).
+fn write_io(r: &AvlRecord, layout: IoLayout, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let (id, count) = (layout.id_width, layout.count_width);
+    put_small(out, r.io_u8.len() as u16, count);
+    for &(i, v) in &r.io_u8 {
+        put_small(out, i, id);
+        out.push(v);
+    }
+    put_small(out, r.io_u16.len() as u16, count);
+    for &(i, v) in &r.io_u16 {
+        put_small(out, i, id);
+        out.extend_from_slice(&v.to_be_bytes());
+    }
+    put_small(out, r.io_u32.len() as u16, count);
+    for &(i, v) in &r.io_u32 {
+        put_small(out, i, id);
+        out.extend_from_slice(&v.to_be_bytes());
+    }
+    put_small(out, r.io_u64.len() as u16, count);
+    for &(i, v) in &r.io_u64 {
+        put_small(out, i, id);
+        out.extend_from_slice(&v.to_be_bytes());
+    }
+    if layout.variable_group {
+        put_small(out, r.io_var.len() as u16, count);
+        for (i, v) in &r.io_var {
+            let len = u16::try_from(v.len()).map_err(|_| EncodeError("an NX value over 65535 bytes".into()))?;
+            put_small(out, *i, id);
+            out.extend_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(v);
+        }
+    }
+    Ok(())
 }
 
 /// The IO elements of `n` records if they fill `body` exactly: validation, which only needs
@@ -483,7 +555,25 @@ impl<'a> AvlData<'a> {
         };
         Ok(AvlData { codec, count: n1, layout, records: body, io_elements })
     }
+}
 
+/// Writes the data field (codec id … N2) of `records` in `codec`: what [`AvlData::parse`]
+/// reads.
+pub fn encode_data(codec: u8, records: &[AvlRecord], out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let layout = IoLayout::for_codec(codec).ok_or_else(|| EncodeError(format!("codec 0x{codec:02x}")))?;
+    let n = u8::try_from(records.len()).map_err(|_| EncodeError("more than 255 records".into()))?;
+    out.push(codec);
+    out.push(n);
+    for r in records {
+        r.check(codec, layout)?;
+        write_head(r, layout, out);
+        write_io(r, layout, out)?;
+    }
+    out.push(n);
+    Ok(())
+}
+
+impl<'a> AvlData<'a> {
     /// IO elements in all records together.
     pub fn io_elements(&self) -> u32 {
         self.io_elements
@@ -604,6 +694,36 @@ impl AvlRecord {
     fn io_count(&self) -> usize {
         self.io_u8.len() + self.io_u16.len() + self.io_u32.len() + self.io_u64.len() + self.io_var.len()
     }
+
+    /// Whether the record can be written in `codec` (`layout`): its ids, counts and total
+    /// fit the codec's widths, and it has only the parts the codec has.
+    fn check(&self, codec: u8, layout: IoLayout) -> Result<(), EncodeError> {
+        let fits = |v: usize, width: u8| if width == 1 { v <= 0xFF } else { v <= 0xFFFF };
+        let ids = self.io_u8.iter().map(|x| x.0).chain(self.io_u16.iter().map(|x| x.0));
+        let ids = ids.chain(self.io_u32.iter().map(|x| x.0)).chain(self.io_u64.iter().map(|x| x.0));
+        let mut ids = ids.chain(self.io_var.iter().map(|x| x.0)).chain(std::iter::once(self.event_io_id));
+        if !ids.all(|id| fits(id.into(), layout.id_width)) {
+            return Err(EncodeError(format!(
+                "an IO id does not fit codec 0x{codec:02x}'s {}-byte ids",
+                layout.id_width
+            )));
+        }
+        if !self.io_var.is_empty() && !layout.variable_group {
+            return Err(EncodeError(format!("codec 0x{codec:02x} has no variable-length IO")));
+        }
+        if self.generation_type.is_some() != layout.generation_type {
+            return Err(EncodeError("a generation type is Codec 16's, and Codec 16 needs one".into()));
+        }
+        let groups = [self.io_u8.len(), self.io_u16.len(), self.io_u32.len(), self.io_u64.len(), self.io_var.len()];
+        if !groups.iter().all(|&g| fits(g, layout.count_width)) {
+            return Err(EncodeError("too many IO elements for the codec's counts".into()));
+        }
+        let total = self.declared_io_count.map_or(self.io_count(), usize::from);
+        if !fits(total, layout.count_width) {
+            return Err(EncodeError("the declared IO count does not fit the codec".into()));
+        }
+        Ok(())
+    }
 }
 
 /// Why records could not be encoded in a codec.
@@ -617,88 +737,3 @@ impl std::fmt::Display for EncodeError {
 }
 
 impl std::error::Error for EncodeError {}
-
-/// Writes the data field (codec id … N2) of `records` in `codec`.
-pub fn encode_data(codec: u8, records: &[AvlRecord], out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    let layout = IoLayout::for_codec(codec).ok_or_else(|| EncodeError(format!("codec 0x{codec:02x}")))?;
-    let n = u8::try_from(records.len()).map_err(|_| EncodeError("more than 255 records".into()))?;
-    let fits = |v: usize, width: u8| if width == 1 { v <= 0xFF } else { v <= 0xFFFF };
-    out.push(codec);
-    out.push(n);
-    for r in records {
-        out.extend_from_slice(&r.timestamp_ms.to_be_bytes());
-        out.push(r.priority);
-        out.extend_from_slice(&r.gps.longitude_e7.to_be_bytes());
-        out.extend_from_slice(&r.gps.latitude_e7.to_be_bytes());
-        out.extend_from_slice(&r.gps.altitude_m.to_be_bytes());
-        out.extend_from_slice(&r.gps.angle_deg.to_be_bytes());
-        out.push(r.gps.satellites);
-        out.extend_from_slice(&r.gps.speed_kmh.to_be_bytes());
-        let put = |out: &mut Vec<u8>, v: u16, width: u8| {
-            if width == 2 {
-                out.extend_from_slice(&v.to_be_bytes());
-            } else {
-                out.push(v as u8);
-            }
-        };
-        let ids = r.io_u8.iter().map(|x| x.0).chain(r.io_u16.iter().map(|x| x.0));
-        let ids = ids.chain(r.io_u32.iter().map(|x| x.0)).chain(r.io_u64.iter().map(|x| x.0));
-        let ids = ids.chain(r.io_var.iter().map(|x| x.0)).chain(std::iter::once(r.event_io_id));
-        if !ids.into_iter().all(|id| fits(id.into(), layout.id_width)) {
-            return Err(EncodeError(format!(
-                "an IO id does not fit codec 0x{codec:02x}'s {}-byte ids",
-                layout.id_width
-            )));
-        }
-        if !r.io_var.is_empty() && !layout.variable_group {
-            return Err(EncodeError(format!("codec 0x{codec:02x} has no variable-length IO")));
-        }
-        if r.generation_type.is_some() != layout.generation_type {
-            return Err(EncodeError("a generation type is Codec 16's, and Codec 16 needs one".into()));
-        }
-        let groups = [r.io_u8.len(), r.io_u16.len(), r.io_u32.len(), r.io_u64.len(), r.io_var.len()];
-        if !groups.iter().all(|&g| fits(g, layout.count_width)) {
-            return Err(EncodeError("too many IO elements for the codec's counts".into()));
-        }
-        put(out, r.event_io_id, layout.id_width);
-        if let Some(g) = r.generation_type {
-            out.push(g);
-        }
-        let total = r.declared_io_count.map_or(r.io_count(), usize::from);
-        if !fits(total, layout.count_width) {
-            return Err(EncodeError("the declared IO count does not fit the codec".into()));
-        }
-        put(out, total as u16, layout.count_width);
-        put(out, r.io_u8.len() as u16, layout.count_width);
-        for &(id, v) in &r.io_u8 {
-            put(out, id, layout.id_width);
-            out.push(v);
-        }
-        put(out, r.io_u16.len() as u16, layout.count_width);
-        for &(id, v) in &r.io_u16 {
-            put(out, id, layout.id_width);
-            out.extend_from_slice(&v.to_be_bytes());
-        }
-        put(out, r.io_u32.len() as u16, layout.count_width);
-        for &(id, v) in &r.io_u32 {
-            put(out, id, layout.id_width);
-            out.extend_from_slice(&v.to_be_bytes());
-        }
-        put(out, r.io_u64.len() as u16, layout.count_width);
-        for &(id, v) in &r.io_u64 {
-            put(out, id, layout.id_width);
-            out.extend_from_slice(&v.to_be_bytes());
-        }
-        if layout.variable_group {
-            put(out, r.io_var.len() as u16, layout.count_width);
-            for (id, v) in &r.io_var {
-                let len = u16::try_from(v.len()).map_err(|_| EncodeError("an NX value over 65535 bytes".into()))?;
-                put(out, *id, layout.id_width);
-                out.extend_from_slice(&len.to_be_bytes());
-                out.extend_from_slice(v);
-            }
-        }
-    }
-    out.push(n);
-    Ok(())
-}

@@ -371,6 +371,41 @@ fn regression_fuzz_more_elements_than_a_one_byte_total() {
     assert_copies_reencode_exactly(&data);
 }
 
+/// Every record is checked against the codec before it is written: nothing that would not
+/// read back as written (an id or a count cut to the codec's width, a part the codec has
+/// not got) is encoded.
+#[test]
+fn encoding_refuses_what_the_codec_cannot_carry() {
+    let refusal = |codec: u8, r: AvlRecord| encode_data(codec, &[r], &mut Vec::new()).unwrap_err().to_string();
+    let plain = AvlRecord::default;
+    assert_eq!(
+        refusal(CODEC_8, AvlRecord { io_u16: vec![(256, 1)], ..plain() }),
+        "cannot encode AVL data: an IO id does not fit codec 0x08's 1-byte ids"
+    );
+    assert_eq!(
+        refusal(CODEC_8, AvlRecord { event_io_id: 300, ..plain() }),
+        "cannot encode AVL data: an IO id does not fit codec 0x08's 1-byte ids"
+    );
+    assert_eq!(
+        refusal(CODEC_8, AvlRecord { io_var: vec![(1, vec![1])], ..plain() }),
+        "cannot encode AVL data: codec 0x08 has no variable-length IO"
+    );
+    assert!(refusal(CODEC_16, plain()).contains("Codec 16 needs one"));
+    assert!(refusal(CODEC_8, AvlRecord { generation_type: Some(1), ..plain() }).contains("Codec 16's"));
+    let many = (0..256).map(|i| (i as u16 % 200, 0u8)).collect();
+    assert!(refusal(CODEC_8, AvlRecord { io_u8: many, ..plain() }).contains("too many IO elements"));
+    assert!(refusal(CODEC_8, AvlRecord { declared_io_count: Some(256), ..plain() }).contains("declared IO count"));
+    let long = vec![0u8; 65_536];
+    assert!(refusal(CODEC_8E, AvlRecord { io_var: vec![(1, long)], ..plain() }).contains("over 65535 bytes"));
+    // Within the widths, the same records are written.
+    assert!(encode_data(
+        CODEC_8E,
+        &[AvlRecord { io_u16: vec![(256, 1)], event_io_id: 300, ..plain() }],
+        &mut Vec::new()
+    )
+    .is_ok());
+}
+
 #[test]
 fn unsupported_and_malformed_packets_have_clear_reasons() {
     // A codec no device family uses, CRC valid.
