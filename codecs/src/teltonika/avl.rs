@@ -73,6 +73,7 @@ impl GpsElement {
         self.satellites == 0 && self.longitude_e7 == 0 && self.latitude_e7 == 0
     }
 
+    /// The element's 15 bytes, as sent.
     #[inline(always)]
     fn read(g: &[u8; 15]) -> Self {
         GpsElement {
@@ -85,6 +86,7 @@ impl GpsElement {
         }
     }
 
+    /// What [`GpsElement::read`] reads.
     fn write(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.longitude_e7.to_be_bytes());
         out.extend_from_slice(&self.latitude_e7.to_be_bytes());
@@ -449,37 +451,33 @@ fn io_end<const ID: usize, const CNT: usize>(b: &[u8], mut p: usize, layout: IoL
 
 /// Writes the IO groups [`io_end`] walks (counts and ids checked by [`AvlRecord::check`]).
 fn write_io(r: &AvlRecord, layout: IoLayout, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    let (id, count) = (layout.id_width, layout.count_width);
-    put_small(out, r.io_u8.len() as u16, count);
-    for &(i, v) in &r.io_u8 {
-        put_small(out, i, id);
-        out.push(v);
-    }
-    put_small(out, r.io_u16.len() as u16, count);
-    for &(i, v) in &r.io_u16 {
-        put_small(out, i, id);
-        out.extend_from_slice(&v.to_be_bytes());
-    }
-    put_small(out, r.io_u32.len() as u16, count);
-    for &(i, v) in &r.io_u32 {
-        put_small(out, i, id);
-        out.extend_from_slice(&v.to_be_bytes());
-    }
-    put_small(out, r.io_u64.len() as u16, count);
-    for &(i, v) in &r.io_u64 {
-        put_small(out, i, id);
-        out.extend_from_slice(&v.to_be_bytes());
-    }
+    write_group(out, r.io_u8.iter().map(|&(id, v)| (id, [v])), layout);
+    write_group(out, r.io_u16.iter().map(|&(id, v)| (id, v.to_be_bytes())), layout);
+    write_group(out, r.io_u32.iter().map(|&(id, v)| (id, v.to_be_bytes())), layout);
+    write_group(out, r.io_u64.iter().map(|&(id, v)| (id, v.to_be_bytes())), layout);
     if layout.variable_group {
-        put_small(out, r.io_var.len() as u16, count);
-        for (i, v) in &r.io_var {
+        put_small(out, r.io_var.len() as u16, layout.count_width);
+        for (id, v) in &r.io_var {
             let len = u16::try_from(v.len()).map_err(|_| EncodeError("an NX value over 65535 bytes".into()))?;
-            put_small(out, *i, id);
+            put_small(out, *id, layout.id_width);
             out.extend_from_slice(&len.to_be_bytes());
             out.extend_from_slice(v);
         }
     }
     Ok(())
+}
+
+/// One fixed-width group: its count, then each id and its `W`-byte value.
+fn write_group<const W: usize>(
+    out: &mut Vec<u8>,
+    items: impl ExactSizeIterator<Item = (u16, [u8; W])>,
+    layout: IoLayout,
+) {
+    put_small(out, items.len() as u16, layout.count_width);
+    for (id, value) in items {
+        put_small(out, id, layout.id_width);
+        out.extend_from_slice(&value);
+    }
 }
 
 /// The IO elements of `n` records if they fill `body` exactly: validation, which only needs
