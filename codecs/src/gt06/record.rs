@@ -56,20 +56,10 @@ pub(super) fn record<'o>(
 ) -> &'o mut Record {
     let p = ctx.frame.protocol;
     let tz = if local_time(p) { ctx.utc_offset_minutes } else { 0 };
+    let r = ctx.record(kind(message), out);
     match message {
-        Message::Login(login, extra) => {
-            let r = ctx.record(Kind::Login, out);
-            r.attributes.set_opt("type_id", login.type_id);
-            if let Some(minutes) = login.utc_offset_minutes() {
-                let sign = if minutes < 0 { '-' } else { '+' };
-                let m = minutes.unsigned_abs();
-                r.attributes.set("utc_offset", format!("{sign}{:02}:{:02}", m / 60, m % 60));
-            }
-            set_extra(r, extra);
-            r
-        }
+        Message::Login(login, extra) => set_login(r, login, extra),
         Message::Location { fix, cell, acc, upload_mode, reupload, mileage, extra } => {
-            let r = ctx.record(Kind::Position, out);
             set_fix(r, fix, tz);
             if let Some(cell) = cell {
                 set_cell(r, cell);
@@ -84,10 +74,8 @@ pub(super) fn record<'o>(
                 set_vl103_card(r, extra);
             }
             set_extra(r, extra);
-            r
         }
         Message::Alarm { fix, lbs, status, fence, extra } => {
-            let r = ctx.record(Kind::Position, out);
             set_fix(r, fix, tz);
             if let Some(cell) = Message::alarm_cell(lbs, p) {
                 set_cell(r, &cell);
@@ -95,194 +83,202 @@ pub(super) fn record<'o>(
             set_status(r, status);
             r.attributes.set_opt("geofence_id", *fence);
             set_extra(r, extra);
-            r
         }
-        Message::AlarmJc { time, position, code, extra } => {
-            let r = ctx.record(Kind::Position, out);
-            r.fix_time = Timestamp::from_local_fields(*time, tz);
-            if let Some((lat, lon, course_status)) = position {
-                let fix = GpsFix {
-                    time: *time,
-                    length_satellites: 0,
-                    latitude_raw: *lat,
-                    longitude_raw: *lon,
-                    speed_kmh: 0,
-                    course_status: *course_status,
-                };
-                // This position carries no GPS information byte: the bit alone says.
-                r.valid = Some(fix.positioned());
-                r.latitude = Some(fix.latitude());
-                r.longitude = Some(fix.longitude());
-                r.course_deg = Some(f64::from(fix.course()));
-            }
-            r.alarms.push(code.jc_name(position.is_some()).into());
-            r.attributes.set("alarm_raw", code.0);
-            set_extra(r, extra);
-            r
-        }
-        Message::Heartbeat(h) => {
-            let r = ctx.record(Kind::Heartbeat, out);
-            match h {
-                Heartbeat::Status { info, voltage_level, gsm_signal, alarm_language, extra } => {
-                    set_terminal_info(r, *info);
-                    r.attributes.set("battery_level", *voltage_level);
-                    r.attributes.set("gsm_signal", *gsm_signal);
-                    if let Some([alarm, _language]) = alarm_language {
-                        set_alarm_code(r, AlarmCode(*alarm));
-                    }
-                    set_extra(r, extra);
-                }
-                Heartbeat::Voltage { info, centivolts, gsm_signal, extra } => {
-                    set_terminal_info(r, *info);
-                    r.attributes.set("battery_v", f64::from(*centivolts) / 100.0);
-                    r.attributes.set("gsm_signal", *gsm_signal);
-                    set_extra(r, extra);
-                }
-                Heartbeat::Modules { status, modules } => {
-                    set_status(r, status);
-                    set_heartbeat_modules(r, modules);
-                }
-                Heartbeat::Opaque(bytes) => set_extra(r, bytes),
-            }
-            r
-        }
+        Message::AlarmJc { time, position, code, extra } => set_alarm_jc(r, *time, *position, *code, extra, tz),
+        Message::Heartbeat(h) => set_heartbeat(r, h),
         Message::LbsStatus { cell, status, extra } => {
-            let r = ctx.record(Kind::Status, out);
             set_cell(r, cell);
             set_status(r, status);
             set_extra(r, extra);
-            r
         }
-        Message::Lbs(report) | Message::LbsCounted { report, .. } => {
-            let r = ctx.record(Kind::Position, out);
-            set_lbs(r, report, tz);
-            r
-        }
+        Message::Lbs(report) | Message::LbsCounted { report, .. } => set_lbs(r, report, tz),
         Message::Sr411(x) => {
-            let r = ctx.record(Kind::Position, out);
             set_fix(r, &x.fix, tz);
             set_cell(r, &x.cell);
             r.attributes.set("battery_v", f64::from(x.battery_centivolts) / 100.0);
             r.attributes.set("ignition", x.ignition != 0);
             r.attributes.set("power_v", f64::from(x.power_centivolts) / 100.0);
             set_extra(r, x.extra);
-            r
         }
-        Message::Lw4g(x) => {
-            let r = ctx.record(Kind::Position, out);
-            set_lw4g(r, x, tz);
-            r
-        }
+        Message::Lw4g(x) => set_lw4g(r, x, tz),
         Message::Modular { modules, extra } => {
-            // A fix module of zeros (a device without a fix yet) is no position.
-            let fixed = modules
-                .iter()
-                .any(|m| m.kind == module::FIX && m.value.len() >= FIX_MODULE_LEN && m.value[..4] != [0, 0, 0, 0]);
-            let r = ctx.record(if fixed { Kind::Position } else { Kind::Status }, out);
             set_modules(r, modules);
             set_extra(r, extra);
-            r
         }
-        Message::Az735(x) => {
-            let r = ctx.record(if x.fix.is_some() { Kind::Position } else { Kind::Status }, out);
-            set_az735(r, x, p, tz);
-            r
-        }
-        Message::StatusFix(x) => {
-            let r = ctx.record(Kind::Position, out);
-            set_status_fix(r, x, tz);
-            r
-        }
-        Message::Gps8(x) => {
-            let r = ctx.record(Kind::Position, out);
-            set_gps8(r, x, tz);
-            r
-        }
+        Message::Az735(x) => set_az735(r, x, p, tz),
+        Message::StatusFix(x) => set_status_fix(r, x, tz),
+        Message::Gps8(x) => set_gps8(r, x, tz),
         Message::Wifi(w) => {
-            let r = ctx.record(Kind::Position, out);
             r.fix_time = w.timestamp();
             if let Some(serving) = w.cells.first() {
                 set_cell(r, serving);
             }
             r.attributes.set("cells", Value::Array(w.cells.iter().map(cell_json).collect()));
             r.attributes.set("wifi", wifi_json(&w.wifi));
-            r
         }
         Message::AddressRequest { fix, phone, extra } => {
-            let r = ctx.record(Kind::Position, out);
             set_fix(r, fix, tz);
             r.attributes.set("address_request", true);
             set_phone(r, phone);
             set_extra(r, extra);
-            r
         }
         Message::LbsAddressRequest { cell, phone, extra } => {
-            let r = ctx.record(Kind::Status, out);
             set_cell(r, cell);
             r.attributes.set("address_request", true);
             set_phone(r, phone);
             set_extra(r, extra);
-            r
         }
-        Message::Serial { kind, data } => {
-            let r = ctx.record(Kind::Info, out);
-            r.attributes.set("serial_type", *kind);
-            // Text lines come with their CR LF; the text is kept without it.
-            let line = data.strip_suffix(b"\r\n").unwrap_or(data);
-            if !line.is_empty() && line.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
-                r.attributes.set("text", String::from_utf8_lossy(line).into_owned());
-            } else {
-                r.attributes.set_text_or_data(data);
-            }
-            r
-        }
-        Message::TimeRequest => ctx.record(Kind::TimeRequest, out),
-        Message::Info(info) => {
-            let r = ctx.record(Kind::Info, out);
-            r.attributes.set("info_type", info.subtype);
-            let d = info.data;
-            match (info.subtype, d.len()) {
-                (0x00, 2..) => r.attributes.set("power_v", f64::from(u16::from_be_bytes([d[0], d[1]])) / 100.0),
-                (0x04, _) => r.attributes.set("status_sync", String::from_utf8_lossy(d).into_owned()),
-                (0x05, 1..) => {
-                    r.attributes.set("door", d[0] & 0x01 != 0);
-                    r.attributes.set("door_trigger_high", d[0] & 0x02 != 0);
-                    r.attributes.set("io", d[0] & 0x04 != 0);
-                }
-                (0x0A, 26..) => {
-                    r.attributes
-                        .set("imei", crate::wire::bcd::digits_unpadded(&d[..8]).trim_start_matches('0').to_owned());
-                    r.attributes.set("imsi", crate::wire::bcd::digits_unpadded(&d[8..16]));
-                    r.attributes.set("iccid", crate::wire::bcd::digits_unpadded(&d[16..26]));
-                }
-                _ => r.attributes.set_text_or_data(d),
-            }
-            r
-        }
-        Message::X1(x) => {
-            let r = ctx.record(Kind::Position, out);
-            set_x1(r, x, tz);
-            r
-        }
-        Message::CommandReply(reply_msg) => {
-            let r = ctx.record(Kind::CommandResponse, out);
-            if let Some(at) = CurrentPosition::parse(&reply_msg.text) {
+        Message::Serial { kind, data } => set_serial(r, *kind, data),
+        Message::TimeRequest => {}
+        Message::Info(info) => set_info(r, info.subtype, info.data),
+        Message::X1(x) => set_x1(r, x, tz),
+        Message::CommandReply(reply) => {
+            if let Some(at) = CurrentPosition::parse(&reply.text) {
                 set_current_position(r, &at, ctx.utc_offset_minutes);
             }
-            r.attributes.set("server_flag", reply_msg.server_flag);
-            r.attributes.set("text", reply_msg.text.clone());
+            r.attributes.set("server_flag", reply.server_flag);
+            r.attributes.set("text", reply.text.clone());
             r.attributes.set_opt("command", command);
-            set_extra(r, reply_msg.extra);
-            r
+            set_extra(r, reply.extra);
         }
         Message::Unknown(content) => {
-            let r = ctx.record(Kind::Unknown, out);
             r.attributes.set_opt("layout_error", layout_error.map(ToString::to_string));
             if !content.is_empty() {
                 r.attributes.set("data", to_hex(content));
             }
-            r
         }
+    }
+    r
+}
+
+/// What kind of record each message makes.
+fn kind(message: &Message<'_>) -> Kind {
+    match message {
+        Message::Login(..) => Kind::Login,
+        Message::Heartbeat(_) => Kind::Heartbeat,
+        Message::LbsStatus { .. } | Message::LbsAddressRequest { .. } => Kind::Status,
+        Message::Serial { .. } | Message::Info(_) => Kind::Info,
+        Message::TimeRequest => Kind::TimeRequest,
+        Message::CommandReply(_) => Kind::CommandResponse,
+        Message::Unknown(_) => Kind::Unknown,
+        // A fix module of zeros (a device without a fix yet) is no position.
+        Message::Modular { modules, .. } => {
+            let fixed = modules
+                .iter()
+                .any(|m| m.kind == module::FIX && m.value.len() >= FIX_MODULE_LEN && m.value[..4] != [0, 0, 0, 0]);
+            if fixed {
+                Kind::Position
+            } else {
+                Kind::Status
+            }
+        }
+        Message::Az735(x) if x.fix.is_none() => Kind::Status,
+        Message::Location { .. }
+        | Message::Alarm { .. }
+        | Message::AlarmJc { .. }
+        | Message::Lbs(_)
+        | Message::LbsCounted { .. }
+        | Message::Sr411(_)
+        | Message::Lw4g(_)
+        | Message::Az735(_)
+        | Message::StatusFix(_)
+        | Message::Gps8(_)
+        | Message::Wifi(_)
+        | Message::AddressRequest { .. }
+        | Message::X1(_) => Kind::Position,
+    }
+}
+
+/// 0x01: the device's type and, in the extended login, its time zone.
+fn set_login(r: &mut Record, login: &Login, extra: &[u8]) {
+    r.attributes.set_opt("type_id", login.type_id);
+    if let Some(minutes) = login.utc_offset_minutes() {
+        let sign = if minutes < 0 { '-' } else { '+' };
+        let m = minutes.unsigned_abs();
+        r.attributes.set("utc_offset", format!("{sign}{:02}:{:02}", m / 60, m % 60));
+    }
+    set_extra(r, extra);
+}
+
+/// JC's alarm (0x95): a time, maybe a position without a GPS information byte, and a code.
+fn set_alarm_jc(
+    r: &mut Record,
+    time: [u8; 6],
+    position: Option<(u32, u32, u16)>,
+    code: AlarmCode,
+    extra: &[u8],
+    tz: i32,
+) {
+    r.fix_time = Timestamp::from_local_fields(time, tz);
+    if let Some((lat, lon, course_status)) = position {
+        let fix =
+            GpsFix { time, length_satellites: 0, latitude_raw: lat, longitude_raw: lon, speed_kmh: 0, course_status };
+        // This position carries no GPS information byte: the bit alone says.
+        r.valid = Some(fix.positioned());
+        r.latitude = Some(fix.latitude());
+        r.longitude = Some(fix.longitude());
+        r.course_deg = Some(f64::from(fix.course()));
+    }
+    r.alarms.push(code.jc_name(position.is_some()).into());
+    r.attributes.set("alarm_raw", code.0);
+    set_extra(r, extra);
+}
+
+/// The heartbeats (0x13, 0x23, 0x36 and their opaque cousins).
+fn set_heartbeat(r: &mut Record, h: &Heartbeat<'_>) {
+    match h {
+        Heartbeat::Status { info, voltage_level, gsm_signal, alarm_language, extra } => {
+            set_terminal_info(r, *info);
+            r.attributes.set("battery_level", *voltage_level);
+            r.attributes.set("gsm_signal", *gsm_signal);
+            if let Some([alarm, _language]) = alarm_language {
+                set_alarm_code(r, AlarmCode(*alarm));
+            }
+            set_extra(r, extra);
+        }
+        Heartbeat::Voltage { info, centivolts, gsm_signal, extra } => {
+            set_terminal_info(r, *info);
+            r.attributes.set("battery_v", f64::from(*centivolts) / 100.0);
+            r.attributes.set("gsm_signal", *gsm_signal);
+            set_extra(r, extra);
+        }
+        Heartbeat::Modules { status, modules } => {
+            set_status(r, status);
+            set_heartbeat_modules(r, modules);
+        }
+        Heartbeat::Opaque(bytes) => set_extra(r, bytes),
+    }
+}
+
+/// Serial data passed through (0x9B): text when it reads as a line, else hex.
+fn set_serial(r: &mut Record, kind: u8, data: &[u8]) {
+    r.attributes.set("serial_type", kind);
+    // Text lines come with their CR LF; the text is kept without it.
+    let line = data.strip_suffix(b"\r\n").unwrap_or(data);
+    if !line.is_empty() && line.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+        r.attributes.set("text", String::from_utf8_lossy(line).into_owned());
+    } else {
+        r.attributes.set_text_or_data(data);
+    }
+}
+
+/// Information transfer (0x94) by subtype.
+fn set_info(r: &mut Record, subtype: u8, d: &[u8]) {
+    r.attributes.set("info_type", subtype);
+    match (subtype, d.len()) {
+        (0x00, 2..) => r.attributes.set("power_v", f64::from(u16::from_be_bytes([d[0], d[1]])) / 100.0),
+        (0x04, _) => r.attributes.set("status_sync", String::from_utf8_lossy(d).into_owned()),
+        (0x05, 1..) => {
+            r.attributes.set("door", d[0] & 0x01 != 0);
+            r.attributes.set("door_trigger_high", d[0] & 0x02 != 0);
+            r.attributes.set("io", d[0] & 0x04 != 0);
+        }
+        (0x0A, 26..) => {
+            r.attributes.set("imei", crate::wire::bcd::digits_unpadded(&d[..8]).trim_start_matches('0').to_owned());
+            r.attributes.set("imsi", crate::wire::bcd::digits_unpadded(&d[8..16]));
+            r.attributes.set("iccid", crate::wire::bcd::digits_unpadded(&d[16..26]));
+        }
+        _ => r.attributes.set_text_or_data(d),
     }
 }
 
