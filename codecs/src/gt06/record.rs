@@ -224,7 +224,8 @@ fn set_alarm_jc(
     set_extra(r, extra);
 }
 
-/// The heartbeats (0x13, 0x23, 0x36 and their opaque cousins).
+/// The heartbeats: 0x13 and 0x23 with terminal information, 0x36 as status and modules (or
+/// its bytes, from a model not known here).
 fn set_heartbeat(r: &mut Record, h: &Heartbeat<'_>) {
     match h {
         Heartbeat::Status { info, voltage_level, gsm_signal, alarm_language, extra } => {
