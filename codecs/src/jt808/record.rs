@@ -10,8 +10,8 @@ use serde_json::{Map, Value};
 
 use super::message::LayoutError;
 use super::message::{
-    Batch, Batch2, DriverIdentity, GeneralResponse, Location, MediaData, MediaEvent, Message, PassthroughReport,
-    Register, TerminalAttributes, VehicleData, VendorLocation,
+    Auth, Batch, Batch2, DriverIdentity, GeneralResponse, Location, MediaData, MediaEvent, Message, Parameters,
+    PassthroughReport, Register, TerminalAttributes, VehicleData, VendorLocation,
 };
 use super::*;
 use crate::record::{Kind, Protocol, Record, Timestamp};
@@ -126,11 +126,9 @@ pub(super) fn records(
         }
     };
     let r = match message {
-        Message::GeneralResponse(GeneralResponse { reply_serial, reply_id, result }) => {
+        Message::GeneralResponse(g) => {
             let mut r = ctx.record(Kind::CommandResponse);
-            r.attributes.set("reply_serial", *reply_serial);
-            r.attributes.set("reply_id", hex_id(*reply_id));
-            r.attributes.set("result", result::name(*result).into_owned());
+            set_general_response(&mut r, g);
             command(&mut r);
             r
         }
@@ -159,29 +157,12 @@ pub(super) fn records(
         }
         Message::Auth(auth) => {
             let mut r = ctx.record(Kind::Auth);
-            r.attributes.set("auth_code", text(auth.code));
-            if let Some(imei) = auth.imei {
-                set_text(&mut r, "imei", imei);
-            }
-            if let Some(v) = auth.software_version {
-                set_text(&mut r, "software_version", v);
-            }
-            r.attributes.set("accepted", settled.authenticated);
+            set_auth(&mut r, auth, settled.authenticated);
             r
         }
         Message::Parameters(p) => {
             let mut r = ctx.record(Kind::CommandResponse);
-            r.attributes.set("reply_serial", p.reply_serial);
-            let mut params = Map::new();
-            for item in p.iter() {
-                match item {
-                    Ok((param, value)) => {
-                        params.insert(format!("0x{param:04x}"), ParamValue::read(param, value).to_json());
-                    }
-                    Err(tail) => r.attributes.set("parameters_truncated", to_hex(tail)),
-                }
-            }
-            r.attributes.set("parameters", Value::Object(params));
+            set_parameters(&mut r, p);
             command(&mut r);
             r
         }
@@ -194,13 +175,7 @@ pub(super) fn records(
         Message::UpgradeResult { kind, result } => {
             let mut r = ctx.record(Kind::CommandResponse);
             r.attributes.set("upgrade_type", *kind);
-            let outcome = match result {
-                0 => "ok",
-                1 => "failed",
-                2 => "cancelled",
-                _ => "other",
-            };
-            r.attributes.set("upgrade_result", outcome);
+            r.attributes.set("upgrade_result", upgrade_outcome(*result));
             r
         }
         Message::Location(l) => {
@@ -247,18 +222,7 @@ pub(super) fn records(
             set_driver(&mut r, d, tz);
             r
         }
-        Message::Passthrough { kind, data } => {
-            let mut r = match PassthroughReport::parse(*kind, data) {
-                Some(report) => passthrough_record(ctx, &report),
-                None => {
-                    let mut r = ctx.record(Kind::Info);
-                    r.attributes.set_text_or_data(data);
-                    r
-                }
-            };
-            r.attributes.set("passthrough_type", *kind);
-            r
-        }
+        Message::Passthrough { kind, data } => passthrough(ctx, *kind, data),
         Message::Unknown(b) => {
             let mut r = ctx.record(Kind::Unknown);
             if let Some(e) = layout_error {
@@ -271,6 +235,66 @@ pub(super) fn records(
         }
     };
     out.push(StreamEvent::Record(r));
+}
+
+/// 0x0001: the command answered, its result.
+fn set_general_response(r: &mut Record, g: &GeneralResponse) {
+    r.attributes.set("reply_serial", g.reply_serial);
+    r.attributes.set("reply_id", hex_id(g.reply_id));
+    r.attributes.set("result", result::name(g.result).into_owned());
+}
+
+/// 0x0102: the code sent (and the 2019 edition's IMEI and software version), and whether
+/// the session let the terminal in.
+fn set_auth(r: &mut Record, auth: &Auth<'_>, accepted: bool) {
+    r.attributes.set("auth_code", text(auth.code));
+    if let Some(imei) = auth.imei {
+        set_text(r, "imei", imei);
+    }
+    if let Some(v) = auth.software_version {
+        set_text(r, "software_version", v);
+    }
+    r.attributes.set("accepted", accepted);
+}
+
+/// 0x0104: every parameter by its id, read by its type; a tail that is no whole item is
+/// kept as hex.
+fn set_parameters(r: &mut Record, p: &Parameters<'_>) {
+    r.attributes.set("reply_serial", p.reply_serial);
+    let mut params = Map::new();
+    for item in p.iter() {
+        match item {
+            Ok((param, value)) => {
+                params.insert(format!("0x{param:04x}"), ParamValue::read(param, value).to_json());
+            }
+            Err(tail) => r.attributes.set("parameters_truncated", to_hex(tail)),
+        }
+    }
+    r.attributes.set("parameters", Value::Object(params));
+}
+
+/// 0x0108's result byte.
+fn upgrade_outcome(result: u8) -> &'static str {
+    match result {
+        0 => "ok",
+        1 => "failed",
+        2 => "cancelled",
+        _ => "other",
+    }
+}
+
+/// 0x0900: a report this codec reads (its own record), else the data as text or hex.
+fn passthrough(ctx: &Context<'_>, kind: u8, data: &[u8]) -> Record {
+    let mut r = match PassthroughReport::parse(kind, data) {
+        Some(report) => passthrough_record(ctx, &report),
+        None => {
+            let mut r = ctx.record(Kind::Info);
+            r.attributes.set_text_or_data(data);
+            r
+        }
+    };
+    r.attributes.set("passthrough_type", kind);
+    r
 }
 
 /// Alarm bit names (docs/protocols/jt808.md §6.2). Bits 15–17 are reserved in 2013 and remapped by vendors, so they
