@@ -32,14 +32,16 @@ pub enum StreamEvent {
 
 /// Pushes a new record to `out` and lends it back to be filled in place. Pushed as a copy
 /// of [`Record::EMPTY`] and set there: built as a value first, the record was copied whole
-/// two or three times on its way in.
+/// two or three times on its way in. Through `extend` of one element made where it lies
+/// (here and in [`push_reply`]): `resize_with` did the same through a call to its general
+/// grow-or-shrink loop, about 80 instructions an event.
 pub(crate) fn push_record(
     out: &mut Vec<StreamEvent>,
     protocol: Protocol,
     kind: Kind,
     message_type: impl Into<Cow<'static, str>>,
 ) -> &mut Record {
-    out.resize_with(out.len() + 1, || StreamEvent::Record(Record::EMPTY));
+    out.extend(std::iter::once_with(|| StreamEvent::Record(Record::EMPTY)));
     let Some(StreamEvent::Record(r)) = out.last_mut() else { unreachable!("a record was just pushed") };
     r.protocol = protocol;
     r.kind = kind;
@@ -50,8 +52,7 @@ pub(crate) fn push_record(
 /// Pushes `reply` to `out`, written where it lies: pushed as a value, the whole event
 /// (the size of a record) was copied for the few bytes of an ack.
 pub(crate) fn push_reply(out: &mut Vec<StreamEvent>, reply: Reply) {
-    let mut reply = Some(reply);
-    out.resize_with(out.len() + 1, || StreamEvent::Reply(reply.take().unwrap_or_default()));
+    out.extend(std::iter::once_with(|| StreamEvent::Reply(reply)));
 }
 
 /// Bytes for the device. Held inline up to [`Reply::INLINE`] bytes, which every ack fits, so

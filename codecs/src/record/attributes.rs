@@ -19,10 +19,11 @@ use super::{AttributeValue, IoElements};
 /// Decoders name their attributes with static keys: those are (key, typed value) pairs,
 /// four words an entry, the first eight held in the record itself (most records have no
 /// more), so a record allocates nothing for them. They are kept in the order they were set
-/// and put in key order when read (`Order`): setting one is a look along the few before
-/// it for the same key and an append, where keeping them sorted made each key set out of
-/// order a search and a shift of the entries after it (a GT06 0x22 position sets two of its
-/// seven so: with the compares, a third of its record). Keys made at run time (a record
+/// and put in key order when read (`Order`): setting one is an append, after a look along
+/// the few before it for the same key only when `marks` says the key may be there; keeping
+/// them sorted made each key set out of order a search and a shift of the entries after it
+/// (a GT06 0x22 position sets two of its seven so: with the compares, a third of its
+/// record). Keys made at run time (a record
 /// read back from JSON, an embedder's own) are kept apart and sorted, and Teltonika's raw
 /// IO elements (`io`) are held typed ([`Attributes::io`]); both are merged into key order
 /// when read.
@@ -30,24 +31,49 @@ use super::{AttributeValue, IoElements};
 pub struct Attributes {
     /// Dropped by `Drop for Attributes`, only when something in it holds memory.
     fixed: ManuallyDrop<SmallVec<[(&'static str, AttributeValue); INLINE_ATTRIBUTES]>>,
+    /// What is known of `fixed` without reading it: [`HOLDS_HEAP`] once an entry holding
+    /// memory was stored, and each stored key's [`key_bit`]. Both only ever gain bits: a bit
+    /// set for a key no longer there costs a look, never a wrong answer.
+    marks: u64,
     io: Option<IoElements>,
     owned: Option<Box<OwnedEntries>>,
 }
 
 /// Dropping the static-key entries was a call per entry (the value's drop glue, out of
-/// line), 5% of a GT06 0x22 record's instructions, for values that almost never hold
-/// memory: they are checked in a loop instead, and dropped only when one does or they
-/// spilled to the heap. Otherwise there is nothing to free, and the `ManuallyDrop` is
-/// simply not dropped (the allocations bench checks that records free all they hold).
+/// line), 5% of a GT06 0x22 record's instructions, and checking each entry in a loop still
+/// a dozen instructions an entry, for values that almost never hold memory: they are
+/// dropped only when [`HOLDS_HEAP`] says one may, or they spilled to the heap. Otherwise
+/// there is nothing to free, and the `ManuallyDrop` is simply not dropped (the allocations
+/// bench checks that records free all they hold).
 impl Drop for Attributes {
     #[inline]
     fn drop(&mut self) {
-        // A fold, not `any`: no exit to predict in the loop (with `any`, NMEA records,
-        // whose entries mix text and numbers, were 3% slower than dropping each).
-        if self.fixed.spilled() || self.fixed.iter().fold(false, |heap, (_, v)| heap | v.holds_heap()) {
+        if self.fixed.spilled() || self.marks & HOLDS_HEAP != 0 {
             drop(std::mem::take(&mut *self.fixed));
         }
     }
+}
+
+/// The bit of [`Attributes::marks`] set once a static-key entry holding memory is stored.
+/// Values are typed where the decoders set them, so whether one holds memory is mostly
+/// known when the code is compiled, and setting the bit costs nothing.
+const HOLDS_HEAP: u64 = 1 << 63;
+
+/// The bit of [`Attributes::marks`] (one of the other 63) standing for `key`, from its
+/// length and its first, middle and last bytes. Decoders set literal keys in inlined code,
+/// so this is worked out when the code is compiled. Two keys sharing a bit only cost a
+/// look along the entries; the multipliers were picked so that no two keys set together
+/// in the benches' records share one, and in the corpus's records one key in thirty-odd
+/// records does (`mcc` and `mnc` shared a bit with a mix of first and last bytes only).
+#[inline(always)]
+fn key_bit(key: &str) -> u64 {
+    let b = key.as_bytes();
+    let byte = |i: usize| u32::from(b.get(i).copied().unwrap_or(0));
+    let mix = (b.len() as u32).wrapping_mul(22)
+        ^ byte(0).wrapping_mul(14)
+        ^ byte(b.len() / 2).wrapping_mul(62)
+        ^ byte(b.len().wrapping_sub(1)).wrapping_mul(3);
+    1 << (mix % 63)
 }
 
 /// Attributes whose keys were made at run time, sorted by key.
@@ -163,7 +189,7 @@ impl Default for Attributes {
 impl Attributes {
     /// No attributes, as a constant (a new record is copied from one).
     pub(crate) const EMPTY: Attributes =
-        Attributes { fixed: ManuallyDrop::new(SmallVec::new_const()), io: None, owned: None };
+        Attributes { fixed: ManuallyDrop::new(SmallVec::new_const()), marks: 0, io: None, owned: None };
 
     pub fn new() -> Self {
         Attributes::EMPTY
@@ -190,10 +216,18 @@ impl Attributes {
         if self.owned.is_some() || self.io.is_some() {
             self.forget_elsewhere(key);
         }
-        match position(&self.fixed, key) {
-            Some(i) => self.fixed[i].1 = value,
-            None => self.fixed.push((key, value)),
+        let bit = key_bit(key);
+        if value.holds_heap() {
+            self.marks |= HOLDS_HEAP;
         }
+        if self.marks & bit != 0 {
+            if let Some(i) = position(&self.fixed, key) {
+                self.fixed[i].1 = value;
+                return;
+            }
+        }
+        self.marks |= bit;
+        self.fixed.push((key, value));
     }
 
     fn set_owned(&mut self, key: String, value: AttributeValue) {
@@ -411,5 +445,33 @@ impl<'de> Deserialize<'de> for Attributes {
             }
         }
         Ok(attributes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two keys with the same mark bit: each set replaces its own key's value, never the
+    /// other's, and never adds a second entry.
+    #[test]
+    fn keys_sharing_a_mark_bit_stay_apart() {
+        assert_eq!(key_bit("mnc"), key_bit("fuel"), "the test needs two keys sharing a bit");
+        let mut a = Attributes::new();
+        for (key, value) in [("mnc", 1u8), ("fuel", 2), ("mnc", 3), ("fuel", 4), ("mnc", 5)] {
+            a.set(key, value);
+        }
+        assert_eq!(a.iter().collect::<Vec<_>>(), [("fuel", &4.into()), ("mnc", &5.into())]);
+    }
+
+    /// A key set again after values that hold memory: the old value is replaced in place.
+    #[test]
+    fn a_key_set_again_replaces_its_value() {
+        let mut a = Attributes::new();
+        a.set("text", "longer than fourteen bytes, so boxed");
+        a.set("lac", 7u16);
+        a.set("text", "short");
+        assert_eq!(a.len(), 2);
+        assert_eq!(a.get("text").and_then(AttributeValue::as_str), Some("short"));
     }
 }
