@@ -463,6 +463,24 @@ impl<'a> Frame<'a> {
         if !escapes {
             return Self::split(escaped, xor_all);
         }
+        Self::parse_escaped(escaped, xor_all, scratch)
+    }
+
+    /// [`Frame::parse_with`]'s first step, for a caller that fetches its scratch buffer
+    /// only for a frame that needs one: the frame read where it lies, or
+    /// `Err(NeedsScratch)` when it has escapes (then [`Frame::parse_escaped`]).
+    #[inline(always)]
+    pub(crate) fn parse_in_place(escaped: &'a [u8]) -> Result<Result<Self, Reject>, NeedsScratch> {
+        let (xor_all, escapes) = swar::xor_and_find(escaped, ESCAPE);
+        if escapes {
+            return Err(NeedsScratch(xor_all));
+        }
+        Ok(Self::split(escaped, xor_all))
+    }
+
+    /// [`Frame::parse_with`]'s second step, for a frame with escapes.
+    #[inline]
+    pub(crate) fn parse_escaped(escaped: &'a [u8], xor_all: u8, scratch: &'a mut Vec<u8>) -> Result<Self, Reject> {
         scratch.clear();
         let pairs = unescape_into(escaped, scratch)?;
         let raw: &'a [u8] = scratch;
@@ -475,6 +493,9 @@ impl<'a> Frame<'a> {
         Ok(Frame { header, body: Cow::Borrowed(&raw[body_range]), length_field_ok })
     }
 }
+
+/// A frame with escapes, and the XOR of its escaped bytes: [`Frame::parse_in_place`].
+pub(crate) struct NeedsScratch(u8);
 
 /// Checks the check code and reads the header of an un-escaped frame (header, body, BCC).
 /// `xor_all` is the XOR of all of `raw`, check code included: 0 when the code is right.

@@ -25,6 +25,8 @@ pub(super) struct Context<'h> {
     pub device_id: Option<&'h Arc<str>>,
     /// The terminal's zone, for its BCD times.
     pub utc_offset_minutes: i32,
+    /// Whether the header's terminal number is BCD digits (the session knows it already).
+    pub number_is_bcd: bool,
 }
 
 impl Context<'_> {
@@ -49,7 +51,7 @@ impl Context<'_> {
         if let Edition::V2019 { version } = header.terminal.edition {
             r.attributes.set("protocol_version", version);
         }
-        if !header.terminal.number.is_bcd() {
+        if !self.number_is_bcd {
             r.attributes.set("terminal_number", to_hex(header.terminal.number.as_bytes()));
         }
     }

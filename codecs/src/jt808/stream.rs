@@ -157,14 +157,24 @@ enum Package {
     Whole { header: Header, body: Vec<u8>, packages: u16 },
 }
 
+/// The terminal a stream's frames come from, with what its number gives every record:
+/// worked out when the terminal changes, not for each frame.
+#[derive(Debug)]
+struct Speaker {
+    terminal: Terminal,
+    device_id: Arc<str>,
+    /// Whether the number is BCD digits (else its records carry it in hex).
+    number_is_bcd: bool,
+}
+
 /// One decoder per TCP connection or UDP peer.
 #[derive(Debug)]
 pub struct Jt808Decoder {
     driver: Driver<Jt808Framer>,
     options: Jt808Options,
     now: Option<Timestamp>,
-    /// The terminal of the last frame, and its device id.
-    terminal: Option<(Terminal, Arc<str>)>,
+    /// The terminal of the last frame.
+    terminal: Option<Speaker>,
     next_serial: u16,
     commands: Vec<(u16, u16)>,
     assemblies: Vec<Assembly>,
@@ -208,11 +218,11 @@ impl Jt808Decoder {
 
     /// The terminal of the last frame: where commands go.
     pub fn terminal(&self) -> Option<&Terminal> {
-        self.terminal.as_ref().map(|(t, _)| t)
+        self.terminal.as_ref().map(|s| &s.terminal)
     }
 
     pub fn device_id(&self) -> Option<&str> {
-        self.terminal.as_ref().map(|(_, id)| &**id)
+        self.terminal.as_ref().map(|s| &*s.device_id)
     }
 
     /// Unfinished sub-packaged messages held, and their bytes (for memory accounting).
@@ -266,7 +276,7 @@ impl Jt808Decoder {
 
     fn allowed(&self) -> bool {
         match (&self.options.allow, &self.terminal) {
-            (Some(allow), Some((_, id))) => allow.allows(id),
+            (Some(allow), Some(speaker)) => allow.allows(&speaker.device_id),
             _ => true,
         }
     }
@@ -390,7 +400,8 @@ impl Jt808Decoder {
     /// The records and replies for one binary frame (escaped bytes, flags removed). A frame
     /// with escapes is un-escaped into the thread's scratch buffer: a buffer of its own was
     /// an allocation per such frame (about one frame in three carries a 0x7d or 0x7e), and
-    /// one kept per decoder would add its longest frame to every idle session.
+    /// one kept per decoder would add its longest frame to every idle session. The others
+    /// are read where they lie, without fetching the buffer (a few dozen instructions).
     fn binary_frame(
         &mut self,
         escaped: &[u8],
@@ -401,27 +412,34 @@ impl Jt808Decoder {
         thread_local! {
             static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
+        let xor_all = match Frame::parse_in_place(escaped) {
+            Ok(frame) => return self.frame_in(frame?, at, wire_len, out),
+            Err(NeedsScratch(xor_all)) => xor_all,
+        };
         SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
-            Ok(mut scratch) => self.frame_in(escaped, &mut scratch, at, wire_len, out),
+            Ok(mut scratch) => self.frame_in(Frame::parse_escaped(escaped, xor_all, &mut scratch)?, at, wire_len, out),
             // Not reached (nothing here decodes inside a decode), but never a panic.
-            Err(_) => self.frame_in(escaped, &mut Vec::new(), at, wire_len, out),
+            Err(_) => self.frame_in(Frame::parse_escaped(escaped, xor_all, &mut Vec::new())?, at, wire_len, out),
         })
     }
 
-    fn frame_in<'a>(
+    fn frame_in(
         &mut self,
-        escaped: &'a [u8],
-        scratch: &'a mut Vec<u8>,
+        frame: Frame<'_>,
         at: u64,
         wire_len: usize,
         out: &mut Vec<StreamEvent>,
     ) -> Result<(), Reject> {
-        let frame = Frame::parse_with(escaped, scratch)?;
         let header = frame.header;
-        if self.terminal.as_ref().is_none_or(|(t, _)| *t != header.terminal) {
+        if self.terminal.as_ref().is_none_or(|s| s.terminal != header.terminal) {
             // Another terminal number on this stream has proved nothing yet.
             self.authenticated = false;
-            self.terminal = Some((header.terminal, header.terminal.number.device_id().into()));
+            let number = &header.terminal.number;
+            self.terminal = Some(Speaker {
+                terminal: header.terminal,
+                device_id: number.device_id().into(),
+                number_is_bcd: number.is_bcd(),
+            });
         }
         if !self.admits(header.message_id) {
             return Err(Reject::new(
@@ -484,7 +502,11 @@ impl Jt808Decoder {
         let start = out.len();
         let ctx = Context {
             header,
-            device_id: self.terminal.as_ref().map(|(_, id)| id),
+            device_id: self.terminal.as_ref().map(|s| &s.device_id),
+            number_is_bcd: match &self.terminal {
+                Some(s) if s.terminal == header.terminal => s.number_is_bcd,
+                _ => header.terminal.number.is_bcd(),
+            },
             utc_offset_minutes: self.options.utc_offset_minutes,
         };
         records(&ctx, &message, &settled, layout_error.as_ref(), out);
@@ -572,7 +594,7 @@ impl Jt808Decoder {
 
     fn text_frame(&mut self, frame: &[u8], out: &mut Vec<StreamEvent>) {
         let mut r = Record::new(Protocol::Jt808, Kind::Info, "text");
-        r.device_id = self.terminal.as_ref().map(|(_, id)| id.clone());
+        r.device_id = self.terminal.as_ref().map(|s| s.device_id.clone());
         r.attributes.set("text", String::from_utf8_lossy(frame).into_owned());
         out.push(StreamEvent::Record(r));
     }

@@ -482,6 +482,22 @@ fn non_bcd_terminal_numbers_are_imeis() {
     );
 }
 
+/// A stream whose terminal number changes between a binary form and BCD digits: each
+/// record carries the number in hex only when its own terminal's is not BCD (the session
+/// works that out once a terminal, not once a frame).
+#[test]
+fn the_number_in_hex_follows_the_terminal_of_each_frame() {
+    let mut stream = Vec::new();
+    for (serial, number) in [(1, "4eb6fb4afd9e"), (2, "013812345678"), (3, "4eb6fb4afd9e"), (4, "4eb6fb4afd9e")] {
+        stream.extend(encode(id::HEARTBEAT, &terminal_2013(number), serial, &[]).unwrap());
+    }
+    let ev = decode(&stream);
+    let numbers: Vec<_> =
+        records(&ev).iter().map(|r| r.attributes.get("terminal_number").and_then(|v| v.as_str())).collect();
+    let binary = Some("4eb6fb4afd9e");
+    assert_eq!(numbers, [binary, None, binary, binary]);
+}
+
 #[test]
 fn alarms_status_and_items() {
     let mut items = Vec::new();
