@@ -263,8 +263,10 @@ impl Attributes {
         if self.owned.is_some() {
             self.forget_elsewhere(IO);
         }
-        if let Some(i) = position(&self.fixed, IO) {
-            self.fixed.remove(i);
+        if self.marks & key_bit(IO) != 0 {
+            if let Some(i) = position(&self.fixed, IO) {
+                self.fixed.remove(i);
+            }
         }
         self.io = Some(io);
     }
@@ -272,6 +274,11 @@ impl Attributes {
     /// The typed IO elements (Teltonika's `io`); [`Attributes::get`] does not see them.
     pub fn io(&self) -> Option<&IoElements> {
         self.io.as_ref()
+    }
+
+    /// For [`IoBlock::share`](super::IoBlock::share), once a packet's records are made.
+    pub(crate) fn io_mut(&mut self) -> Option<&mut IoElements> {
+        self.io.as_mut()
     }
 
     /// Sets `key` only when there is a value: absent stays absent.

@@ -11,7 +11,7 @@ use super::{
     tcp_ack, udp_ack, Command, UdpPacket, CODEC_12, CODEC_13, CODEC_14, CODEC_15, CODEC_8, CODEC_8E, IMEI_ACCEPT,
     IMEI_REJECT,
 };
-use crate::record::{IoBuilder, Kind, Protocol, Record, Timestamp};
+use crate::record::{IoBlock, IoBuilder, IoRecord, Kind, Protocol, Record, Timestamp};
 use crate::stream::{push_record, Reply, StreamEvent};
 use crate::wire::hex::to_hex;
 
@@ -68,8 +68,10 @@ pub(super) fn avl_message_type(codec: u8) -> &'static str {
     }
 }
 
-/// What one AVL record sets on the record made for it (docs/protocols/teltonika.md §3).
-pub(super) fn fill_avl_record(r: &mut Record, v: &RecordView<'_>) {
+/// What one AVL record sets on the record made for it (docs/protocols/teltonika.md §3);
+/// its IO elements are written into its packet's `block`, which the caller then shares
+/// with the packet's records ([`IoBlock::share`]).
+pub(super) fn fill_avl_record(r: &mut Record, v: &RecordView<'_>, block: &mut IoBlock) {
     r.fix_time = i64::try_from(v.timestamp_ms).ok().map(|ms| Timestamp::from_unix_ms(ms, true));
     // No validity flag on the wire: satellites in use is the device's own statement.
     r.valid = Some(v.gps.satellites > 0);
@@ -84,9 +86,9 @@ pub(super) fn fill_avl_record(r: &mut Record, v: &RecordView<'_>) {
     r.attributes.set("event_io_id", v.event_io_id);
     r.attributes.set_opt("generation_type", v.generation_type);
     r.attributes.set("priority", v.priority);
-    // Collected, then kept typed (`IoElements`): one vector, where a JSON map cost a
-    // string per id and its nodes.
-    let mut io = IoBuilder::with_capacity(v.io_elements() as usize);
+    // Collected, then kept typed (`IoElements`): a run of the packet's block, where a JSON
+    // map cost a string per id and its nodes.
+    let mut io = block.record();
     let mut iccid = Iccid::default();
     v.for_each_io(
         #[inline(always)]
@@ -109,12 +111,12 @@ pub(super) fn fill_avl_record(r: &mut Record, v: &RecordView<'_>) {
         _ => {}
     }
     // A repeated id keeps its last value, as inserting one by one into a map did.
-    r.attributes.set_io(io.build());
+    r.attributes.set_io(io.finish());
 }
 
 /// Out of the IO walk's loop: only the 16-byte and variable-length elements are hex.
 #[cold]
-fn push_hex(io: &mut IoBuilder, id: u16, bytes: &[u8]) {
+fn push_hex(io: &mut IoRecord<'_>, id: u16, bytes: &[u8]) {
     io.push_hex(id, to_hex(bytes));
 }
 

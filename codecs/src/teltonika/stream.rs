@@ -11,7 +11,7 @@ use super::gh3000::{Gh3000Data, Gh3000Record};
 use super::record::{answer, avl_message_type, command_record, fill_avl_record, gh3000_record, Answered, Context};
 use super::{Command, UdpPacket, CODEC_12, CODEC_13, CODEC_14, CODEC_15, CODEC_16, CODEC_7, CODEC_8, CODEC_8E};
 use crate::framing::{Framer, Framing, Limits, Reject, RejectKind};
-use crate::record::{Kind, Protocol, Record};
+use crate::record::{IoBlock, IoElements, Kind, Protocol, Record};
 use crate::stream::{
     drive, push_reply, AllowList, Downlink, DownlinkError, Driver, FrameHandler, FramedCommand, RecordDecoder,
     StreamEvent, Transport,
@@ -85,12 +85,14 @@ impl TeltonikaDecoder {
         let count = match codec {
             CODEC_8 | CODEC_8E | CODEC_16 => {
                 let avl = AvlData::parse(data).map_err(|e| Reject::new(RejectKind::Malformed, e.to_string()))?;
+                let (first, mut block) = (out.len(), IoBlock::new(avl.io_elements() as usize));
                 for view in avl.records() {
                     // Filled where it lies in `out`, not built and then copied there.
                     let r = ctx.push(Kind::Position, avl_message_type(codec), out);
-                    fill_avl_record(r, &view);
+                    fill_avl_record(r, &view, &mut block);
                     r.seq = seq;
                 }
+                block.share(records_io(&mut out[first..]));
                 avl.count
             }
             CODEC_12 | CODEC_13 | CODEC_14 | CODEC_15 => {
@@ -118,7 +120,9 @@ impl TeltonikaDecoder {
     /// One normalized record for one AVL record (docs/protocols/teltonika.md §3).
     pub fn avl_record(&self, v: &RecordView<'_>, codec: u8) -> Record {
         let mut r = Context { device_id: self.imei.as_ref() }.record(Kind::Position, avl_message_type(codec));
-        fill_avl_record(&mut r, v);
+        let mut block = IoBlock::new(v.io_elements() as usize);
+        fill_avl_record(&mut r, v, &mut block);
+        block.share(r.attributes.io_mut().into_iter());
         r
     }
 
@@ -283,4 +287,12 @@ impl FrameHandler for TeltonikaDecoder {
     fn merges(reason: &Reject, len: usize) -> bool {
         len == 1 && matches!(reason.kind, RejectKind::Garbage | RejectKind::Length)
     }
+}
+
+/// The IO elements of the records among `events`, for [`IoBlock::share`].
+fn records_io(events: &mut [StreamEvent]) -> impl Iterator<Item = &mut IoElements> {
+    events.iter_mut().filter_map(|e| match e {
+        StreamEvent::Record(r) => r.attributes.io_mut(),
+        _ => None,
+    })
 }
