@@ -42,7 +42,7 @@ pub struct Attributes {
 /// Dropping the static-key entries was a call per entry (the value's drop glue, out of
 /// line), 5% of a GT06 0x22 record's instructions, and checking each entry in a loop still
 /// a dozen instructions an entry, for values that almost never hold memory: they are
-/// dropped only when [`HOLDS_HEAP`] says one may, or they spilled to the heap. Otherwise
+/// dropped only when `HOLDS_HEAP` says one may, or they spilled to the heap. Otherwise
 /// there is nothing to free, and the `ManuallyDrop` is simply not dropped (the allocations
 /// bench checks that records free all they hold).
 impl Drop for Attributes {
