@@ -37,6 +37,8 @@ fn unsigned<'t, 'a: 't, T: TryFrom<u32>>(
     opt(what, fields::unsigned::<T>)
 }
 
+// Inline, as `Fields::split` (which says why).
+#[inline]
 pub(super) fn read_rmc<'a>(f: &Fields<'a>) -> Result<Message<'a>, Reject> {
     let layout = (
         time(),
@@ -89,6 +91,8 @@ pub(super) fn write_rmc(m: &Rmc, o: &mut Out<'_, '_>) -> Result<(), EncodeError>
     Ok(())
 }
 
+// Inline, as `Fields::split` (which says why).
+#[inline]
 pub(super) fn read_gga<'a>(f: &Fields<'a>) -> Result<Message<'a>, Reject> {
     let layout = (
         time(),
