@@ -81,7 +81,7 @@ type OwnedEntries = Vec<(Box<str>, AttributeValue)>;
 
 /// Attributes with static keys held in the record itself, before any allocation: a GT06
 /// 0x22 position has seven, and eight hold all of more than eight in ten of the corpus's
-/// records. Each is 32 bytes of every record (504 bytes in all), and fewer would move the
+/// records. Each is 32 bytes of every record (536 bytes in all), and fewer would move the
 /// common records to the heap again.
 const INLINE_ATTRIBUTES: usize = 8;
 
