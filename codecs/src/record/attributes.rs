@@ -23,10 +23,9 @@ use super::{AttributeValue, IoElements};
 /// the few before it for the same key only when `marks` says the key may be there; keeping
 /// them sorted made each key set out of order a search and a shift of the entries after it
 /// (a GT06 0x22 position sets two of its seven so: with the compares, a third of its
-/// record). Keys made at run time (a record
-/// read back from JSON, an embedder's own) are kept apart and sorted, and Teltonika's raw
-/// IO elements (`io`) are held typed ([`Attributes::io`]); both are merged into key order
-/// when read.
+/// record). Keys made at run time (a record read back from JSON, an embedder's own) are
+/// kept apart and sorted, and Teltonika's raw IO elements (`io`) are held typed
+/// ([`Attributes::io`]); both are merged into key order when read.
 #[derive(Clone)]
 pub struct Attributes {
     /// Dropped by `Drop for Attributes`, only when something in it holds memory.
