@@ -92,6 +92,14 @@ fn partial_bytes(endpoint: SocketAddr) -> u64 {
     metrics.lines().find_map(|l| l.strip_prefix("trackgate_partial_frame_bytes ")).unwrap().parse().unwrap()
 }
 
+/// Records of `protocol` the sink has accepted, over every transport.
+fn records_stored(endpoint: SocketAddr, protocol: &str) -> u64 {
+    let (_, metrics) = http(endpoint, "GET", "/metrics", None, "");
+    let wanted = format!("trackgate_records_total{{protocol=\"{protocol}\",");
+    let values = metrics.lines().filter(|l| l.starts_with(&wanted)).filter_map(|l| l.rsplit(' ').next());
+    values.filter_map(|v| v.parse::<u64>().ok()).sum()
+}
+
 /// Waits up to 10 s for `done`.
 fn wait_for(done: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -159,6 +167,9 @@ fn a_tls_listener_beside_a_plain_one() {
     let sentence = nmea("GPRMC,120000.00,A,5000.0000,N,01400.0000,E,0.0,0.0,061226,,,A");
     receiver.write_all(sentence.as_bytes()).unwrap();
     receiver.flush().unwrap();
+    // NMEA is not acknowledged: wait until the sentence is stored, or a stop right after
+    // the write may come before the gateway has read it (seen on a loaded machine).
+    wait_for(|| records_stored(endpoint, "nmea") == 1);
 
     assert_eq!(gw.stop(), Some(0));
     let records = std::fs::read_to_string(dir.join("records.jsonl")).unwrap();
