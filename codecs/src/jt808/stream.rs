@@ -502,11 +502,10 @@ impl Jt808Decoder {
         let start = out.len();
         let ctx = Context {
             header,
+            // `frame_in` has made the header's terminal the speaker (a reassembled message's
+            // too: assemblies are kept per terminal), so what it knows of the number holds.
             device_id: self.terminal.as_ref().map(|s| &s.device_id),
-            number_is_bcd: match &self.terminal {
-                Some(s) if s.terminal == header.terminal => s.number_is_bcd,
-                _ => header.terminal.number.is_bcd(),
-            },
+            number_is_bcd: self.terminal.as_ref().map_or_else(|| header.terminal.number.is_bcd(), |s| s.number_is_bcd),
             utc_offset_minutes: self.options.utc_offset_minutes,
         };
         records(&ctx, &message, &settled, layout_error.as_ref(), out);
