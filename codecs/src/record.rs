@@ -20,7 +20,8 @@ mod value;
 
 pub use attributes::Attributes;
 pub(crate) use attributes::Entry;
-pub use io::{IoAttributeRef, IoAttributeValue, IoBlock, IoBuilder, IoElements, IoRecord};
+pub use io::{IoAttributeRef, IoAttributeValue, IoBuilder, IoElements};
+pub(crate) use io::{IoBlock, IoRecord};
 pub use value::{AttributeValue, Text};
 
 /// The schema version this crate writes.

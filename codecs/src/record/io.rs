@@ -68,13 +68,13 @@ impl Serialize for IoAttributeRef<'_> {
 /// Teltonika record, and readers that want only a named attribute never need the order.
 /// Held as plain integers (16 bytes an element, nothing to drop) with the rare hex values
 /// beside them, where an enum holding a `String` made each element 32 bytes and a check
-/// when dropped. The records of one Teltonika packet share one block of elements
-/// ([`IoBlock`]), each its own range of it.
+/// when dropped. The records of one Teltonika packet share one block of elements, each
+/// its own range of it (the decoder's `IoBlock`).
 ///
 /// [`Attributes`]: super::Attributes
 #[derive(Clone, Default)]
 pub struct IoElements {
-    /// `None` for no elements (nothing allocated), or until [`IoBlock::share`] hands the
+    /// `None` for no elements (nothing allocated), or until `IoBlock::share` hands the
     /// packet's block to the records made from it.
     block: Option<Arc<[Held]>>,
     start: u32,
@@ -93,6 +93,25 @@ struct Held {
     value: u64,
 }
 
+impl Held {
+    #[inline]
+    fn unsigned(id: u16, value: u64) -> Held {
+        Held { id, is_hex: false, value }
+    }
+
+    /// A hex value: its text is kept in `texts`, the element holds its index there.
+    fn hex(id: u16, text: String, texts: &mut Vec<String>) -> Held {
+        texts.push(text);
+        Held { id, is_hex: true, value: texts.len() as u64 - 1 }
+    }
+}
+
+/// The hex texts as an element list keeps them: nothing for none.
+#[allow(clippy::box_collection)] // one word in the record, not three (`IoElements::hex`)
+fn boxed_texts(texts: Vec<String>) -> Option<Box<Vec<String>>> {
+    (!texts.is_empty()).then(|| Box::new(texts))
+}
+
 /// Builds [`IoElements`] one element at a time, as they come off the wire.
 #[derive(Debug, Default)]
 pub struct IoBuilder {
@@ -108,17 +127,16 @@ impl IoBuilder {
 
     #[inline]
     pub fn push(&mut self, id: u16, value: u64) {
-        self.held.push(Held { id, is_hex: false, value });
+        self.held.push(Held::unsigned(id, value));
     }
 
     pub fn push_hex(&mut self, id: u16, hex: String) {
-        self.held.push(Held { id, is_hex: true, value: self.hex.len() as u64 });
-        self.hex.push(hex);
+        self.held.push(Held::hex(id, hex, &mut self.hex));
     }
 
     #[inline]
     pub fn build(self) -> IoElements {
-        let hex = (!self.hex.is_empty()).then(|| Box::new(self.hex));
+        let hex = boxed_texts(self.hex);
         let end = self.held.len() as u32;
         let block = (end > 0).then(|| Arc::from(self.held));
         IoElements { block, start: 0, end, hex }
@@ -132,7 +150,7 @@ impl IoBuilder {
 /// decoder would add its largest packet to every idle session) and copied into the block
 /// once their number is known.
 #[derive(Debug)]
-pub struct IoBlock {
+pub(crate) struct IoBlock {
     held: Vec<Held>,
 }
 
@@ -142,7 +160,7 @@ thread_local! {
 
 impl IoBlock {
     /// Room for `elements` in all (more only costs a reallocation).
-    pub fn new(elements: usize) -> IoBlock {
+    pub(crate) fn new(elements: usize) -> IoBlock {
         let mut held = GATHERED.with(|g| g.take());
         held.clear();
         held.reserve(elements);
@@ -151,13 +169,13 @@ impl IoBlock {
 
     /// Writes the next record's elements: `push` them, then `finish` gives the record's
     /// [`IoElements`], which read as empty until [`IoBlock::share`].
-    pub fn record(&mut self) -> IoRecord<'_> {
+    pub(crate) fn record(&mut self) -> IoRecord<'_> {
         let start = self.held.len();
         IoRecord { held: &mut self.held, start, hex: Vec::new() }
     }
 
     /// Hands the block to the records whose elements it holds: each gets its range of it.
-    pub fn share<'r>(self, records: impl Iterator<Item = &'r mut IoElements>) {
+    pub(crate) fn share<'r>(self, records: impl Iterator<Item = &'r mut IoElements>) {
         if self.held.is_empty() {
             return;
         }
@@ -179,7 +197,7 @@ impl Drop for IoBlock {
 
 /// One record's elements, written into its packet's [`IoBlock`].
 #[derive(Debug)]
-pub struct IoRecord<'b> {
+pub(crate) struct IoRecord<'b> {
     held: &'b mut Vec<Held>,
     start: usize,
     hex: Vec<String>,
@@ -187,18 +205,16 @@ pub struct IoRecord<'b> {
 
 impl IoRecord<'_> {
     #[inline]
-    pub fn push(&mut self, id: u16, value: u64) {
-        self.held.push(Held { id, is_hex: false, value });
+    pub(crate) fn push(&mut self, id: u16, value: u64) {
+        self.held.push(Held::unsigned(id, value));
     }
 
-    pub fn push_hex(&mut self, id: u16, hex: String) {
-        self.held.push(Held { id, is_hex: true, value: self.hex.len() as u64 });
-        self.hex.push(hex);
+    pub(crate) fn push_hex(&mut self, id: u16, hex: String) {
+        self.held.push(Held::hex(id, hex, &mut self.hex));
     }
 
-    pub fn finish(self) -> IoElements {
-        let hex = (!self.hex.is_empty()).then(|| Box::new(self.hex));
-        IoElements { block: None, start: self.start as u32, end: self.held.len() as u32, hex }
+    pub(crate) fn finish(self) -> IoElements {
+        IoElements { block: None, start: self.start as u32, end: self.held.len() as u32, hex: boxed_texts(self.hex) }
     }
 }
 
