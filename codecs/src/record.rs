@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::time::Timestamp;
 
 mod attributes;
+mod entries;
 mod io;
 mod json;
 mod value;

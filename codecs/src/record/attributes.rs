@@ -4,13 +4,11 @@ use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::mem::ManuallyDrop;
 
+use super::entries::{StaticEntries, INLINE as INLINE_ATTRIBUTES};
+use super::{AttributeValue, IoElements};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use smallvec::SmallVec;
-
-use super::{AttributeValue, IoElements};
 
 /// The `attributes` object: everything a record carries beyond its fixed fields, with
 /// snake_case keys. Read and printed in key order, so the same record always prints the
@@ -20,7 +18,8 @@ use super::{AttributeValue, IoElements};
 /// four words an entry, the first eight held in the record itself (most records have no
 /// more), so a record allocates nothing for them. They are kept in the order they were set
 /// and put in key order when read (`Order`): setting one is an append, after a look along
-/// the few before it for the same key only when `marks` says the key may be there; keeping
+/// the few before it for the same key (and at the other kinds of key) only when `marks`
+/// says the key may be there; keeping
 /// them sorted made each key set out of order a search and a shift of the entries after it
 /// (a GT06 0x22 position sets two of its seven so: with the compares, a third of its
 /// record). Keys made at run time (a record read back from JSON, an embedder's own) are
@@ -28,11 +27,13 @@ use super::{AttributeValue, IoElements};
 /// ([`Attributes::io`]); both are merged into key order when read.
 #[derive(Clone)]
 pub struct Attributes {
-    /// Dropped by `Drop for Attributes`, only when something in it holds memory.
-    fixed: ManuallyDrop<SmallVec<[(&'static str, AttributeValue); INLINE_ATTRIBUTES]>>,
+    /// Released by `Drop for Attributes`, only when something in it holds memory.
+    fixed: StaticEntries,
     /// What is known of `fixed` without reading it: [`HOLDS_HEAP`] once an entry holding
-    /// memory was stored, and each stored key's [`key_bit`]. Both only ever gain bits: a bit
-    /// set for a key no longer there costs a look, never a wrong answer.
+    /// memory was stored, and each stored key's [`key_bit`]; every key's bit once `io` or
+    /// `owned` holds anything, so that each key set after that looks there too. Marks only
+    /// ever gain bits: a bit set for a key no longer there costs a look, never a wrong
+    /// answer.
     marks: u64,
     io: Option<IoElements>,
     owned: Option<Box<OwnedEntries>>,
@@ -41,14 +42,14 @@ pub struct Attributes {
 /// Dropping the static-key entries was a call per entry (the value's drop glue, out of
 /// line), 5% of a GT06 0x22 record's instructions, and checking each entry in a loop still
 /// a dozen instructions an entry, for values that almost never hold memory: they are
-/// dropped only when `HOLDS_HEAP` says one may, or they spilled to the heap. Otherwise
-/// there is nothing to free, and the `ManuallyDrop` is simply not dropped (the allocations
-/// bench checks that records free all they hold).
+/// dropped only when `HOLDS_HEAP` says one may (entries on the heap are dropped with it).
+/// Otherwise there is nothing to free (the allocations bench checks that records free all
+/// they hold).
 impl Drop for Attributes {
     #[inline]
     fn drop(&mut self) {
-        if self.fixed.spilled() || self.marks & HOLDS_HEAP != 0 {
-            drop(std::mem::take(&mut *self.fixed));
+        if self.marks & HOLDS_HEAP != 0 {
+            self.fixed.release();
         }
     }
 }
@@ -57,6 +58,9 @@ impl Drop for Attributes {
 /// Values are typed where the decoders set them, so whether one holds memory is mostly
 /// known when the code is compiled, and setting the bit costs nothing.
 const HOLDS_HEAP: u64 = 1 << 63;
+
+/// Every key's bit of [`Attributes::marks`].
+const ALL_KEYS: u64 = !HOLDS_HEAP;
 
 /// The bit of [`Attributes::marks`] (one of the other 63) standing for `key`, from its
 /// length and its first, middle and last bytes. Decoders set literal keys in inlined code,
@@ -77,12 +81,6 @@ fn key_bit(key: &str) -> u64 {
 
 /// Attributes whose keys were made at run time, sorted by key.
 type OwnedEntries = Vec<(Box<str>, AttributeValue)>;
-
-/// Attributes with static keys held in the record itself, before any allocation: a GT06
-/// 0x22 position has seven, and eight hold all of more than eight in ten of the corpus's
-/// records. Each is 32 bytes of every record (536 bytes in all), and fewer would move the
-/// common records to the heap again.
-const INLINE_ATTRIBUTES: usize = 8;
 
 /// `a.cmp(b)` (byte order, as `str` orders), as a loop: keys are short snake_case words
 /// that mostly differ in their first byte or two, and `str`'s comparison is a `memcmp`
@@ -187,8 +185,7 @@ impl Default for Attributes {
 
 impl Attributes {
     /// No attributes, as a constant (a new record is copied from one).
-    pub(crate) const EMPTY: Attributes =
-        Attributes { fixed: ManuallyDrop::new(SmallVec::new_const()), marks: 0, io: None, owned: None };
+    pub(crate) const EMPTY: Attributes = Attributes { fixed: StaticEntries::EMPTY, marks: 0, io: None, owned: None };
 
     pub fn new() -> Self {
         Attributes::EMPTY
@@ -212,24 +209,31 @@ impl Attributes {
     /// record's time, mostly that stall, and inline a 0x22 record took 15% less.
     #[inline(always)]
     fn set_static(&mut self, key: &'static str, value: AttributeValue) {
-        if self.owned.is_some() || self.io.is_some() {
-            self.forget_elsewhere(key);
-        }
         let bit = key_bit(key);
         if value.holds_heap() {
             self.marks |= HOLDS_HEAP;
         }
         if self.marks & bit != 0 {
-            if let Some(i) = position(&self.fixed, key) {
-                self.fixed[i].1 = value;
-                return;
-            }
+            return self.set_again(key, value);
         }
         self.marks |= bit;
         self.fixed.push((key, value));
     }
 
+    /// Sets a static key that may be set already, here or among the other kinds of key.
+    #[inline(never)]
+    fn set_again(&mut self, key: &'static str, value: AttributeValue) {
+        if self.owned.is_some() || self.io.is_some() {
+            self.forget_elsewhere(key);
+        }
+        match position(&self.fixed, key) {
+            Some(i) => self.fixed[i].1 = value,
+            None => self.fixed.push((key, value)),
+        }
+    }
+
     fn set_owned(&mut self, key: String, value: AttributeValue) {
+        self.marks |= ALL_KEYS;
         self.forget_elsewhere(&key);
         if let Some(i) = position(&self.fixed, &key) {
             self.fixed.remove(i);
@@ -267,6 +271,7 @@ impl Attributes {
                 self.fixed.remove(i);
             }
         }
+        self.marks |= ALL_KEYS;
         self.io = Some(io);
     }
 
@@ -349,7 +354,7 @@ impl Attributes {
         if self.owned.is_some() {
             return self.entries().for_each(|(k, e)| f(k, e));
         }
-        let entries = self.fixed.as_slice();
+        let entries = &*self.fixed;
         let order = Order::of(entries);
         let mut io = self.io.as_ref();
         for rank in 0..entries.len() {
