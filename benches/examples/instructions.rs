@@ -1,6 +1,6 @@
 //! Decodes one of the benches' generated streams into records `rounds` times, with the
 //! stream decoder a fresh connection would get (or, for the Teltonika `_validate` and
-//! `_views`, the JT808 `jt808_views` and the NMEA `_typed` streams, as the benches' rows of
+//! `_views`, the GT06 and JT808 `_views` and the NMEA `_typed` streams, as the benches' rows of
 //! those names do), for
 //! counting instructions under cachegrind
 //! (`scripts/instructions.sh`). Timings on a shared machine move ±5–10% between runs of the
@@ -17,7 +17,7 @@
 
 use trackgate_benches::{gt06_locations, jt808_locations, nmea_gga, nmea_rmc, teltonika_packets};
 use trackgate_codecs::framing::{Framer, Framing};
-use trackgate_codecs::gt06::Gt06Decoder;
+use trackgate_codecs::gt06::{Frame as Gt06Frame, Gt06Decoder, Gt06Framer, Message as Gt06Message};
 use trackgate_codecs::jt808::frame::inner;
 use trackgate_codecs::jt808::message::Location;
 use trackgate_codecs::jt808::{Frame, Jt808Decoder, Jt808Framer, DEFAULT_LIMITS as JT808_LIMITS};
@@ -26,9 +26,11 @@ use trackgate_codecs::teltonika::{AvlData, IoElement, RecordView, TeltonikaDecod
 use trackgate_codecs::{RecordDecoder, StreamEvent};
 
 /// The streams, named as `scripts/instructions.sh` names them; 10,000 frames each.
-const STREAMS: [&str; 14] = [
+const STREAMS: [&str; 16] = [
     "gt06_12",
     "gt06_22",
+    "gt06_12_views",
+    "gt06_22_views",
     "jt808",
     "jt808_views",
     "teltonika_8",
@@ -45,8 +47,8 @@ const STREAMS: [&str; 14] = [
 
 fn stream(name: &str) -> Option<Vec<u8>> {
     Some(match name {
-        "gt06_12" => gt06_locations(0x12, 10_000, 11),
-        "gt06_22" => gt06_locations(0x22, 10_000, 11),
+        "gt06_12" | "gt06_12_views" => gt06_locations(0x12, 10_000, 11),
+        "gt06_22" | "gt06_22_views" => gt06_locations(0x22, 10_000, 11),
         "jt808" | "jt808_views" => jt808_locations(10_000, 13, true),
         "teltonika_8" | "teltonika_8_validate" | "teltonika_8_views" => teltonika_packets(0x08, 10_000, 7).0,
         "teltonika_8e" | "teltonika_8e_validate" | "teltonika_8e_views" => teltonika_packets(0x8E, 10_000, 7).0,
@@ -84,6 +86,14 @@ fn main() {
         eprintln!("unknown stream {name:?} (one of {})", STREAMS.join(", "));
         std::process::exit(2);
     };
+    if name.starts_with("gt06") && name.ends_with("_views") {
+        let mut sum = 0u64;
+        for _ in 0..rounds {
+            sum = sum.wrapping_add(gt06_views(std::hint::black_box(&buf)));
+        }
+        println!("{sum}");
+        return;
+    }
     if name == "jt808_views" {
         let mut sum = 0u64;
         for _ in 0..rounds {
@@ -143,6 +153,26 @@ fn avl(buf: &[u8], views: bool) -> u64 {
                     *sum = sum.wrapping_add(u64::from(e.id) ^ e.value.as_u64().unwrap_or(0));
                 };
                 avl.for_each_record(&mut sum, record, io);
+            }
+        }
+        pos += consumed;
+    }
+    sum
+}
+
+/// The GT06 views row: each frame cut and checked, its message parsed in place, the fix's
+/// position, time, speed and course and the cell read.
+fn gt06_views(buf: &[u8]) -> u64 {
+    let (mut framer, mut pos, mut sum) = (Gt06Framer::default(), 0, 0u64);
+    while let Framing::Frame { len, consumed } = framer.next_frame(&buf[pos..]) {
+        let shape = framer.last_shape();
+        if let Some(frame) = Gt06Frame::split(&buf[pos..pos + len], shape) {
+            if let Ok(Gt06Message::Location { fix, cell, .. }) = Gt06Message::parse(&frame) {
+                let time = fix.timestamp(0).map_or(0, |t| t.unix_ms() as u64);
+                let cell = cell.map_or(0, |c| u64::from(c.mcc) + u64::from(c.lac) + c.cell_id);
+                let place = fix.latitude().to_bits() ^ fix.longitude().to_bits();
+                let motion = u64::from(fix.speed_kmh) ^ u64::from(fix.course());
+                sum = sum.wrapping_add(place ^ motion ^ time ^ cell);
             }
         }
         pos += consumed;
