@@ -32,8 +32,8 @@ impl Context<'_> {
     /// A new record for the frame, pushed to `out` and filled there (`push_record` says why).
     fn record<'o>(&self, kind: Kind, out: &'o mut Vec<StreamEvent>) -> &'o mut Record {
         let frame = self.frame;
-        let r = push_record(out, Protocol::Gt06, kind, crate::wire::hex::byte_label(frame.protocol));
-        r.device_id = self.device_id.cloned();
+        let message_type = crate::wire::hex::byte_label(frame.protocol);
+        let r = push_record(out, Protocol::Gt06, kind, message_type, self.device_id.cloned());
         r.seq = frame.serial.map(u32::from);
         match frame.integrity {
             Integrity::Verified => {}

@@ -32,21 +32,21 @@ pub(super) struct Context<'h> {
 impl Context<'_> {
     fn record(&self, kind: Kind) -> Record {
         let mut r = Record::new(Protocol::Jt808, kind, hex_id(self.header.message_id));
+        r.device_id = self.device_id.cloned();
         self.fill(&mut r);
         r
     }
 
     /// A new record pushed to `out` and filled there (`push_record` says why).
     fn push<'o>(&self, kind: Kind, out: &'o mut Vec<StreamEvent>) -> &'o mut Record {
-        let r = push_record(out, Protocol::Jt808, kind, hex_id(self.header.message_id));
+        let r = push_record(out, Protocol::Jt808, kind, hex_id(self.header.message_id), self.device_id.cloned());
         self.fill(r);
         r
     }
 
-    /// What every record of the message carries from its header.
+    /// What every record of the message carries from its header, beside the device.
     fn fill(&self, r: &mut Record) {
         let header = self.header;
-        r.device_id = self.device_id.cloned();
         r.seq = Some(u32::from(header.serial));
         if let Edition::V2019 { version } = header.terminal.edition {
             r.attributes.set("protocol_version", version);

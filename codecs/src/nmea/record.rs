@@ -15,18 +15,19 @@ use crate::record::{knots_to_kmh, Kind, Protocol, Record, Text};
 use crate::time::{Date, Timestamp};
 
 /// What a sentence's record takes from the stream.
-pub(super) struct Context<'s> {
-    pub device_id: Option<&'s Arc<str>>,
+pub(super) struct Context {
     /// The last calendar date the stream gave (RMC or ZDA), this sentence's included.
     pub last_date: Option<Date>,
 }
 
-impl Context<'_> {
-    /// Makes `r` this stream's record of `kind` and `message_type`.
+impl Context {
+    /// Names `r`, a record of the stream's device from `push_record` or [`blank`], as one
+    /// of `kind` and `message_type`.
     pub(super) fn start(&self, r: &mut Record, kind: Kind, message_type: impl Into<std::borrow::Cow<'static, str>>) {
         r.kind = kind;
-        r.message_type = message_type.into();
-        r.device_id = self.device_id.cloned();
+        // Its empty type owns nothing: not dropped, so not read back from the copy just
+        // made (`push_record` says why).
+        std::mem::forget(std::mem::replace(&mut r.message_type, message_type.into()));
     }
 
     /// The instant of `time` on the stream's last known date, as the contract defines it:
@@ -47,7 +48,7 @@ impl Context<'_> {
 }
 
 /// Makes `r`, a fresh record ([`blank`]), the record of one parsed sentence.
-pub(super) fn fill_sentence_record(ctx: &Context<'_>, parsed: &ParsedSentence<'_>, text: &[u8], r: &mut Record) {
+pub(super) fn fill_sentence_record(ctx: &Context, parsed: &ParsedSentence<'_>, text: &[u8], r: &mut Record) {
     match (&parsed.sentence, identification_sentence(&parsed.sentence)) {
         (_, Some((message_type, _))) => ctx.start(r, Kind::Login, message_type),
         (Sentence::Standard { message: Message::Other { formatter, .. }, .. }, None) => {
@@ -78,12 +79,12 @@ pub(super) fn sentence_date(message: &Message<'_>) -> Option<Date> {
 }
 
 /// A sentence this codec does not read field by field, kept as sent.
-fn raw_record(ctx: &Context<'_>, r: &mut Record, kind: Kind, name: &str, text: &[u8]) {
+fn raw_record(ctx: &Context, r: &mut Record, kind: Kind, name: &str, text: &[u8]) {
     ctx.start(r, kind, name.to_owned());
     r.attributes.set("sentence", String::from_utf8_lossy(text).into_owned());
 }
 
-fn standard_record(ctx: &Context<'_>, message: &Message<'_>, r: &mut Record) {
+fn standard_record(ctx: &Context, message: &Message<'_>, r: &mut Record) {
     match message {
         Message::Rmc(m) => {
             ctx.start(r, Kind::Position, "RMC");
@@ -250,9 +251,11 @@ fn letter(c: u8) -> Text {
     Text::from(&*char::from(c).encode_utf8(&mut [0; 4]))
 }
 
-/// A record for [`Context::start`] to make this stream's.
-pub(super) fn blank() -> Record {
-    Record::new(Protocol::Nmea, Kind::Unknown, "")
+/// A record of the stream's device for [`Context::start`] to name.
+pub(super) fn blank(device_id: Option<Arc<str>>) -> Record {
+    let mut r = Record::new(Protocol::Nmea, Kind::Unknown, "");
+    r.device_id = device_id;
+    r
 }
 
 /// `hh:mm:ss[.mmm]`, as `format!("{:02}:{:02}:{:02}")` and `".{ms:03}"` write it. Digits

@@ -74,9 +74,7 @@ impl NmeaDecoder {
             LinePiece::Identification { id, form, .. } => {
                 self.announce(id);
                 let message_type = if form == IdForm::ImeiLine { "IMEI" } else { "ID" };
-                let mut r = blank();
-                self.context().start(&mut r, Kind::Login, message_type);
-                out.push(StreamEvent::Record(r));
+                push_record(out, Protocol::Nmea, Kind::Login, message_type, self.device_id.clone());
                 taken = taken.wrapping_add(1);
             }
             LinePiece::Rejected { offset: at, len, reason } => {
@@ -103,7 +101,7 @@ impl NmeaDecoder {
                     // Filled where it lies in `out` (`push_record`): built and returned, the
                     // record was moved whole several times on its way there.
                     self.settle(&parsed);
-                    let r = push_record(out, Protocol::Nmea, Kind::Unknown, "");
+                    let r = push_record(out, Protocol::Nmea, Kind::Unknown, "", self.device_id.clone());
                     fill_sentence_record(&self.context(), &parsed, text, r);
                     taken = taken.wrapping_add(1);
                 }
@@ -130,8 +128,8 @@ impl NmeaDecoder {
         }
     }
 
-    fn context(&self) -> Context<'_> {
-        Context { device_id: self.device_id.as_ref(), last_date: self.last_date }
+    fn context(&self) -> Context {
+        Context { last_date: self.last_date }
     }
 
     /// What a sentence changes in the stream, before it is recorded: an identification
@@ -150,7 +148,7 @@ impl NmeaDecoder {
     /// The record for one parsed sentence. Updates the stream state (date, device id).
     pub fn sentence_record(&mut self, parsed: &ParsedSentence<'_>, text: &[u8]) -> Record {
         self.settle(parsed);
-        let mut r = blank();
+        let mut r = blank(self.device_id.clone());
         fill_sentence_record(&self.context(), parsed, text, &mut r);
         r
     }

@@ -35,9 +35,7 @@ impl Context<'_> {
         message_type: &'static str,
         out: &'o mut Vec<StreamEvent>,
     ) -> &'o mut Record {
-        let r = push_record(out, Protocol::Teltonika, kind, message_type);
-        r.device_id = self.device_id.cloned();
-        r
+        push_record(out, Protocol::Teltonika, kind, message_type, self.device_id.cloned())
     }
 }
 
