@@ -475,6 +475,21 @@ mod tests {
         assert_eq!(a.iter().collect::<Vec<_>>(), [("fuel", &4.into()), ("mnc", &5.into())]);
     }
 
+    /// A static key set first in a record replaces the same key held as a run-time key or
+    /// as typed IO elements, instead of standing beside it.
+    #[test]
+    fn a_static_key_replaces_the_same_key_held_elsewhere() {
+        let mut a = Attributes::new();
+        a.set(String::from("lac"), 1u8);
+        a.set("lac", 2u8);
+        assert_eq!(a.iter().collect::<Vec<_>>(), [("lac", &2.into())]);
+        let mut b = Attributes::new();
+        b.set_io(IoElements::new(vec![(239, crate::record::IoAttributeValue::Unsigned(1))]));
+        b.set("io", 3u8);
+        assert_eq!((b.io(), b.len()), (None, 1));
+        assert_eq!(b.get("io"), Some(&3.into()));
+    }
+
     /// A key set again after values that hold memory: the old value is replaced in place.
     #[test]
     fn a_key_set_again_replaces_its_value() {
