@@ -21,7 +21,7 @@ before=target/instructions/before
 rm -rf "$before"
 git clone -q . "$before"
 git -C "$before" checkout -q "$ref"
-streams="gt06_12 gt06_22 jt808 jt808_views teltonika_8 teltonika_8e teltonika_8_validate teltonika_8e_validate
+streams="gt06_12 gt06_22 gt06_12_views gt06_22_views jt808 jt808_views teltonika_8 teltonika_8e teltonika_8_validate teltonika_8e_validate
   teltonika_8_views teltonika_8e_views nmea_rmc nmea_gga nmea_rmc_typed nmea_gga_typed"
 example="$before/benches/examples/instructions.rs"
 for stream in $streams; do
