@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::decimal::Decimal;
 use super::fields::{Coordinate, NmeaTime};
-use super::sentence::{Message, ParsedSentence, Sentence};
+use super::sentence::{Gga, Gll, Gns, Gsa, Gst, Gsv, Hdt, Message, ParsedSentence, Rmc, Sentence, Txt, Vtg, Zda};
 use crate::record::{knots_to_kmh, Kind, Protocol, Record, Text};
 use crate::time::{Date, Timestamp};
 
@@ -70,10 +70,15 @@ pub(super) fn fill_sentence_record(ctx: &Context, parsed: &ParsedSentence<'_>, t
 pub(super) fn sentence_date(message: &Message<'_>) -> Option<Date> {
     match message {
         Message::Rmc(m) => m.date.and_then(|d| d.date()),
-        Message::Zda(m) => match (m.year, m.month, m.day) {
-            (Some(y), Some(mo), Some(d)) => Date::new(i32::from(y), mo, d),
-            _ => None,
-        },
+        Message::Zda(m) => zda_date(m),
+        _ => None,
+    }
+}
+
+/// The date a ZDA gives, if its fields are a date.
+fn zda_date(m: &Zda) -> Option<Date> {
+    match (m.year, m.month, m.day) {
+        (Some(y), Some(mo), Some(d)) => Date::new(i32::from(y), mo, d),
         _ => None,
     }
 }
@@ -86,145 +91,162 @@ fn raw_record(ctx: &Context, r: &mut Record, kind: Kind, name: &str, text: &[u8]
 
 fn standard_record(ctx: &Context, message: &Message<'_>, r: &mut Record) {
     match message {
-        Message::Rmc(m) => {
-            ctx.start(r, Kind::Position, "RMC");
-            r.valid = m.status.map(|s| s == b'A' && m.mode != Some(b'N'));
-            // The stream's last date is this sentence's own when it carries one (settled).
-            ctx.set_time(r, m.time);
-            set_position(r, m.latitude, m.longitude);
-            r.speed_kmh = m.speed_knots.map(|v| knots_to_kmh(v.to_f64()));
-            r.course_deg = m.course_deg.map(Decimal::to_f64);
-            let variation = m.magnetic_variation_deg.map(|v| {
-                if m.magnetic_variation_dir == Some(b'W') {
-                    -v.to_f64()
-                } else {
-                    v.to_f64()
-                }
-            });
-            r.attributes.set_opt("magnetic_variation_deg", variation);
-            r.attributes.set_opt("mode", m.mode.map(letter));
-            r.attributes.set_opt("nav_status", m.nav_status.map(letter));
-        }
-        Message::Gga(m) => {
-            ctx.start(r, Kind::Position, "GGA");
-            r.valid = m.quality.map(|q| q != 0);
-            ctx.set_time(r, m.time);
-            set_position(r, m.latitude, m.longitude);
-            r.altitude_m = m.altitude_m.map(Decimal::to_f64);
-            r.satellites = m.satellites.map(u32::from);
-            r.hdop = m.hdop.map(Decimal::to_f64);
-            r.attributes.set_opt("fix_quality", m.quality);
-            set_geoid_and_dgps(r, m.geoid_separation_m, m.dgps_age_s, m.dgps_station);
-        }
-        Message::Gll(m) => {
-            ctx.start(r, Kind::Position, "GLL");
-            r.valid = m.status.map(|s| s == b'A' && m.mode != Some(b'N'));
-            ctx.set_time(r, m.time);
-            set_position(r, m.latitude, m.longitude);
-            r.attributes.set_opt("mode", m.mode.map(letter));
-        }
-        Message::Gns(m) => {
-            ctx.start(r, Kind::Position, "GNS");
-            // One mode letter per constellation; `N` means that one is not used.
-            r.valid = m.mode.map(|modes| modes.bytes().any(|c| c != b'N'));
-            ctx.set_time(r, m.time);
-            set_position(r, m.latitude, m.longitude);
-            r.altitude_m = m.altitude_m.map(Decimal::to_f64);
-            r.satellites = m.satellites.map(u32::from);
-            r.hdop = m.hdop.map(Decimal::to_f64);
-            r.attributes.set_opt("mode", m.mode);
-            set_geoid_and_dgps(r, m.geoid_separation_m, m.dgps_age_s, m.dgps_station);
-            r.attributes.set_opt("nav_status", m.nav_status.map(letter));
-        }
-        Message::Vtg(m) => {
-            ctx.start(r, Kind::Info, "VTG");
-            r.course_deg = m.course_true_deg.map(Decimal::to_f64);
-            r.speed_kmh = m.speed_kmh.map(Decimal::to_f64).or(m.speed_knots.map(|v| knots_to_kmh(v.to_f64())));
-            r.attributes.set_opt("course_magnetic_deg", m.course_magnetic_deg.map(Decimal::to_f64));
-            r.attributes.set_opt("mode", m.mode.map(letter));
-        }
-        Message::Gsa(m) => {
-            ctx.start(r, Kind::Info, "GSA");
-            r.hdop = m.hdop.map(Decimal::to_f64);
-            r.attributes.set_opt("selection_mode", m.selection_mode.map(letter));
-            r.attributes.set_opt("fix_type", m.fix_type);
-            if !m.satellite_ids.is_empty() {
-                r.attributes.set("satellite_ids", m.satellite_ids.clone());
-            }
-            r.attributes.set_opt("pdop", m.pdop.map(Decimal::to_f64));
-            r.attributes.set_opt("vdop", m.vdop.map(Decimal::to_f64));
-            r.attributes.set_opt("system_id", m.system_id);
-        }
-        Message::Gsv(m) => {
-            ctx.start(r, Kind::Info, "GSV");
-            r.attributes.set_opt("gsv_sentences", m.sentences);
-            r.attributes.set_opt("gsv_sentence", m.sentence);
-            r.attributes.set_opt("satellites_in_view", m.in_view);
-            let sats: Vec<Value> = m
-                .satellites
-                .iter()
-                .map(|s| {
-                    let mut o = serde_json::Map::new();
-                    let mut put = |k: &str, v: Option<Value>| {
-                        if let Some(v) = v {
-                            o.insert(k.to_owned(), v);
-                        }
-                    };
-                    put("id", s.id.map(Value::from));
-                    put("elevation_deg", s.elevation_deg.map(Value::from));
-                    put("azimuth_deg", s.azimuth_deg.map(Value::from));
-                    put("snr_db", s.snr_db.map(Value::from));
-                    Value::Object(o)
-                })
-                .collect();
-            if !sats.is_empty() {
-                r.attributes.set("satellites", sats);
-            }
-            r.attributes.set_opt("signal_id", m.signal_id);
-        }
-        Message::Zda(m) => {
-            ctx.start(r, Kind::Info, "ZDA");
-            if let Some(date) = sentence_date(message) {
-                if let Some(t) = m.time {
-                    let utc = Timestamp::from_date_time(date, t.hour, t.minute, t.second, t.millis());
-                    r.attributes.set_opt("utc", utc.map(|u| u.to_string()));
-                } else {
-                    r.attributes.set("utc_date", format!("{:04}-{:02}-{:02}", date.year(), date.month(), date.day()));
-                }
-            } else {
-                r.attributes.set_opt("utc_time", m.time.map(time_of_day));
-            }
-            r.attributes.set_opt("local_zone_hours", m.zone_hours);
-            r.attributes.set_opt("local_zone_minutes", m.zone_minutes);
-        }
-        Message::Gst(m) => {
-            ctx.start(r, Kind::Info, "GST");
-            r.attributes.set_opt("utc_time", m.time.map(time_of_day));
-            r.attributes.set_opt("rms_range_residual", m.rms_range_residual.map(Decimal::to_f64));
-            r.attributes.set_opt("sigma_semi_major_m", m.sigma_semi_major_m.map(Decimal::to_f64));
-            r.attributes.set_opt("sigma_semi_minor_m", m.sigma_semi_minor_m.map(Decimal::to_f64));
-            r.attributes.set_opt("semi_major_orientation_deg", m.semi_major_orientation_deg.map(Decimal::to_f64));
-            r.attributes.set_opt("sigma_latitude_m", m.sigma_latitude_m.map(Decimal::to_f64));
-            r.attributes.set_opt("sigma_longitude_m", m.sigma_longitude_m.map(Decimal::to_f64));
-            r.attributes.set_opt("sigma_altitude_m", m.sigma_altitude_m.map(Decimal::to_f64));
-        }
-        Message::Hdt(m) => {
-            ctx.start(r, Kind::Info, "HDT");
-            r.attributes.set_opt("heading_deg", m.heading_deg.map(Decimal::to_f64));
-        }
-        Message::Txt(m) => {
-            ctx.start(r, Kind::Info, "TXT");
-            r.attributes.set("text", m.text.to_owned());
-            for (key, v) in [("text_sentences", m.sentences), ("text_sentence", m.sentence), ("text_id", m.text_id)] {
-                if !v.is_empty() {
-                    // Numbers where the device sent numbers, the label as sent otherwise.
-                    let value = v.parse::<u32>().map_or_else(|_| json!(v), |n| json!(n));
-                    r.attributes.set(key, value);
-                }
-            }
-        }
+        Message::Rmc(m) => rmc_record(ctx, m, r),
+        Message::Gga(m) => gga_record(ctx, m, r),
+        Message::Gll(m) => gll_record(ctx, m, r),
+        Message::Gns(m) => gns_record(ctx, m, r),
+        Message::Vtg(m) => vtg_record(ctx, m, r),
+        Message::Gsa(m) => gsa_record(ctx, m, r),
+        Message::Gsv(m) => gsv_record(ctx, m, r),
+        Message::Zda(m) => zda_record(ctx, m, r),
+        Message::Gst(m) => gst_record(ctx, m, r),
+        Message::Hdt(m) => hdt_record(ctx, m, r),
+        Message::Txt(m) => txt_record(ctx, m, r),
         // `sentence_record` keeps these raw and never sends them here.
         Message::Other { formatter, .. } => ctx.start(r, Kind::Unknown, (*formatter).to_owned()),
+    }
+}
+
+fn rmc_record(ctx: &Context, m: &Rmc, r: &mut Record) {
+    ctx.start(r, Kind::Position, "RMC");
+    r.valid = m.status.map(|s| s == b'A' && m.mode != Some(b'N'));
+    // The stream's last date is this sentence's own when it carries one (settled).
+    ctx.set_time(r, m.time);
+    set_position(r, m.latitude, m.longitude);
+    r.speed_kmh = m.speed_knots.map(|v| knots_to_kmh(v.to_f64()));
+    r.course_deg = m.course_deg.map(Decimal::to_f64);
+    let variation =
+        m.magnetic_variation_deg.map(|v| if m.magnetic_variation_dir == Some(b'W') { -v.to_f64() } else { v.to_f64() });
+    r.attributes.set_opt("magnetic_variation_deg", variation);
+    r.attributes.set_opt("mode", m.mode.map(letter));
+    r.attributes.set_opt("nav_status", m.nav_status.map(letter));
+}
+
+fn gga_record(ctx: &Context, m: &Gga, r: &mut Record) {
+    ctx.start(r, Kind::Position, "GGA");
+    r.valid = m.quality.map(|q| q != 0);
+    ctx.set_time(r, m.time);
+    set_position(r, m.latitude, m.longitude);
+    r.altitude_m = m.altitude_m.map(Decimal::to_f64);
+    r.satellites = m.satellites.map(u32::from);
+    r.hdop = m.hdop.map(Decimal::to_f64);
+    r.attributes.set_opt("fix_quality", m.quality);
+    set_geoid_and_dgps(r, m.geoid_separation_m, m.dgps_age_s, m.dgps_station);
+}
+
+fn gll_record(ctx: &Context, m: &Gll, r: &mut Record) {
+    ctx.start(r, Kind::Position, "GLL");
+    r.valid = m.status.map(|s| s == b'A' && m.mode != Some(b'N'));
+    ctx.set_time(r, m.time);
+    set_position(r, m.latitude, m.longitude);
+    r.attributes.set_opt("mode", m.mode.map(letter));
+}
+
+fn gns_record(ctx: &Context, m: &Gns<'_>, r: &mut Record) {
+    ctx.start(r, Kind::Position, "GNS");
+    // One mode letter per constellation; `N` means that one is not used.
+    r.valid = m.mode.map(|modes| modes.bytes().any(|c| c != b'N'));
+    ctx.set_time(r, m.time);
+    set_position(r, m.latitude, m.longitude);
+    r.altitude_m = m.altitude_m.map(Decimal::to_f64);
+    r.satellites = m.satellites.map(u32::from);
+    r.hdop = m.hdop.map(Decimal::to_f64);
+    r.attributes.set_opt("mode", m.mode);
+    set_geoid_and_dgps(r, m.geoid_separation_m, m.dgps_age_s, m.dgps_station);
+    r.attributes.set_opt("nav_status", m.nav_status.map(letter));
+}
+
+fn vtg_record(ctx: &Context, m: &Vtg, r: &mut Record) {
+    ctx.start(r, Kind::Info, "VTG");
+    r.course_deg = m.course_true_deg.map(Decimal::to_f64);
+    r.speed_kmh = m.speed_kmh.map(Decimal::to_f64).or(m.speed_knots.map(|v| knots_to_kmh(v.to_f64())));
+    r.attributes.set_opt("course_magnetic_deg", m.course_magnetic_deg.map(Decimal::to_f64));
+    r.attributes.set_opt("mode", m.mode.map(letter));
+}
+
+fn gsa_record(ctx: &Context, m: &Gsa, r: &mut Record) {
+    ctx.start(r, Kind::Info, "GSA");
+    r.hdop = m.hdop.map(Decimal::to_f64);
+    r.attributes.set_opt("selection_mode", m.selection_mode.map(letter));
+    r.attributes.set_opt("fix_type", m.fix_type);
+    if !m.satellite_ids.is_empty() {
+        r.attributes.set("satellite_ids", m.satellite_ids.clone());
+    }
+    r.attributes.set_opt("pdop", m.pdop.map(Decimal::to_f64));
+    r.attributes.set_opt("vdop", m.vdop.map(Decimal::to_f64));
+    r.attributes.set_opt("system_id", m.system_id);
+}
+
+fn gsv_record(ctx: &Context, m: &Gsv, r: &mut Record) {
+    ctx.start(r, Kind::Info, "GSV");
+    r.attributes.set_opt("gsv_sentences", m.sentences);
+    r.attributes.set_opt("gsv_sentence", m.sentence);
+    r.attributes.set_opt("satellites_in_view", m.in_view);
+    let sats: Vec<Value> = m
+        .satellites
+        .iter()
+        .map(|s| {
+            let mut o = serde_json::Map::new();
+            let mut put = |k: &str, v: Option<Value>| {
+                if let Some(v) = v {
+                    o.insert(k.to_owned(), v);
+                }
+            };
+            put("id", s.id.map(Value::from));
+            put("elevation_deg", s.elevation_deg.map(Value::from));
+            put("azimuth_deg", s.azimuth_deg.map(Value::from));
+            put("snr_db", s.snr_db.map(Value::from));
+            Value::Object(o)
+        })
+        .collect();
+    if !sats.is_empty() {
+        r.attributes.set("satellites", sats);
+    }
+    r.attributes.set_opt("signal_id", m.signal_id);
+}
+
+fn zda_record(ctx: &Context, m: &Zda, r: &mut Record) {
+    ctx.start(r, Kind::Info, "ZDA");
+    if let Some(date) = zda_date(m) {
+        if let Some(t) = m.time {
+            let utc = Timestamp::from_date_time(date, t.hour, t.minute, t.second, t.millis());
+            r.attributes.set_opt("utc", utc.map(|u| u.to_string()));
+        } else {
+            r.attributes.set("utc_date", format!("{:04}-{:02}-{:02}", date.year(), date.month(), date.day()));
+        }
+    } else {
+        r.attributes.set_opt("utc_time", m.time.map(time_of_day));
+    }
+    r.attributes.set_opt("local_zone_hours", m.zone_hours);
+    r.attributes.set_opt("local_zone_minutes", m.zone_minutes);
+}
+
+fn gst_record(ctx: &Context, m: &Gst, r: &mut Record) {
+    ctx.start(r, Kind::Info, "GST");
+    r.attributes.set_opt("utc_time", m.time.map(time_of_day));
+    r.attributes.set_opt("rms_range_residual", m.rms_range_residual.map(Decimal::to_f64));
+    r.attributes.set_opt("sigma_semi_major_m", m.sigma_semi_major_m.map(Decimal::to_f64));
+    r.attributes.set_opt("sigma_semi_minor_m", m.sigma_semi_minor_m.map(Decimal::to_f64));
+    r.attributes.set_opt("semi_major_orientation_deg", m.semi_major_orientation_deg.map(Decimal::to_f64));
+    r.attributes.set_opt("sigma_latitude_m", m.sigma_latitude_m.map(Decimal::to_f64));
+    r.attributes.set_opt("sigma_longitude_m", m.sigma_longitude_m.map(Decimal::to_f64));
+    r.attributes.set_opt("sigma_altitude_m", m.sigma_altitude_m.map(Decimal::to_f64));
+}
+
+fn hdt_record(ctx: &Context, m: &Hdt, r: &mut Record) {
+    ctx.start(r, Kind::Info, "HDT");
+    r.attributes.set_opt("heading_deg", m.heading_deg.map(Decimal::to_f64));
+}
+
+fn txt_record(ctx: &Context, m: &Txt<'_>, r: &mut Record) {
+    ctx.start(r, Kind::Info, "TXT");
+    r.attributes.set("text", m.text.to_owned());
+    for (key, v) in [("text_sentences", m.sentences), ("text_sentence", m.sentence), ("text_id", m.text_id)] {
+        if !v.is_empty() {
+            // Numbers where the device sent numbers, the label as sent otherwise.
+            let value = v.parse::<u32>().map_or_else(|_| json!(v), |n| json!(n));
+            r.attributes.set(key, value);
+        }
     }
 }
 
