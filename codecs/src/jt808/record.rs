@@ -121,122 +121,112 @@ pub(super) fn records(
     layout_error: Option<&LayoutError>,
     out: &mut Vec<StreamEvent>,
 ) {
-    let (tz, edition) = (ctx.utc_offset_minutes, ctx.header.terminal.edition);
-    let command = |r: &mut Record| {
-        if let Some(id) = settled.command {
-            r.attributes.set("command", command_name(id));
+    match message {
+        // Filled where it lies in `out`: the most frequent record, copied once.
+        Message::Location(l) => {
+            let r = ctx.push(Kind::Position, out);
+            set_location(r, l, ctx.utc_offset_minutes, ctx.header.terminal.edition);
         }
-    };
-    let r = match message {
-        Message::GeneralResponse(g) => {
-            let mut r = ctx.record(Kind::CommandResponse);
-            set_general_response(&mut r, g);
-            command(&mut r);
-            r
-        }
-        Message::Heartbeat(extra) => {
-            let mut r = ctx.record(Kind::Heartbeat);
-            if !extra.is_empty() {
-                r.attributes.set("extra", to_hex(extra));
-            }
-            r
-        }
-        Message::Deregister => {
-            let mut r = ctx.record(Kind::Register);
-            r.attributes.set("deregister", true);
-            r
-        }
-        Message::TimeQuery => ctx.record(Kind::TimeRequest),
-        Message::ResendRequest { first_serial, indexes } => {
-            let mut r = ctx.record(Kind::Info);
-            r.attributes.set("resend_first_serial", *first_serial);
-            r.attributes.set("resend_packages", indexes.clone());
-            r
-        }
+        Message::Batch(b) => batch_records(ctx, b, out),
+        Message::Batch2(b) => batch2_records(ctx, b, out),
         Message::Register(reg) => {
             let accepted = settled.registration.as_ref().is_some_and(|(result, _)| *result == result::OK);
-            register_record(ctx, reg, accepted)
+            out.push(StreamEvent::Record(register_record(ctx, reg, accepted)));
         }
-        Message::Auth(auth) => {
-            let mut r = ctx.record(Kind::Auth);
-            set_auth(&mut r, auth, settled.authenticated);
-            r
+        Message::Passthrough { kind, data } => out.push(StreamEvent::Record(passthrough(ctx, *kind, data))),
+        _ => {
+            let mut r = ctx.record(kind(message));
+            fill(&mut r, ctx, message, settled, layout_error);
+            out.push(StreamEvent::Record(r));
         }
-        Message::Parameters(p) => {
-            let mut r = ctx.record(Kind::CommandResponse);
-            set_parameters(&mut r, p);
-            command(&mut r);
-            r
+    }
+}
+
+/// The kind of record each message makes.
+fn kind(message: &Message<'_>) -> Kind {
+    match message {
+        Message::GeneralResponse(_) | Message::Parameters(_) | Message::UpgradeResult { .. } => Kind::CommandResponse,
+        Message::Heartbeat(_) => Kind::Heartbeat,
+        Message::Register(_) | Message::Deregister => Kind::Register,
+        Message::TimeQuery => Kind::TimeRequest,
+        Message::Auth(_) => Kind::Auth,
+        Message::Location(_)
+        | Message::LocationReply { .. }
+        | Message::Batch(_)
+        | Message::Batch2(_)
+        | Message::VendorLocation { .. } => Kind::Position,
+        Message::ResendRequest { .. }
+        | Message::Attributes(_)
+        | Message::MediaEvent(_)
+        | Message::MediaData(_)
+        | Message::Waybill(_)
+        | Message::DriverIdentity(_)
+        // A vehicle report in one makes a position (`passthrough`).
+        | Message::Passthrough { .. } => Kind::Info,
+        Message::Unknown(_) => Kind::Unknown,
+    }
+}
+
+/// What a message that makes one record of its own writes into it.
+fn fill(r: &mut Record, ctx: &Context<'_>, message: &Message<'_>, settled: &Settled, error: Option<&LayoutError>) {
+    let (tz, edition) = (ctx.utc_offset_minutes, ctx.header.terminal.edition);
+    match message {
+        Message::GeneralResponse(g) => set_general_response(r, g),
+        Message::Heartbeat(extra) => set_hex(r, "extra", extra),
+        Message::Deregister => r.attributes.set("deregister", true),
+        Message::TimeQuery => {}
+        Message::ResendRequest { first_serial, indexes } => {
+            r.attributes.set("resend_first_serial", *first_serial);
+            r.attributes.set("resend_packages", indexes.clone());
         }
-        Message::Attributes(a) => {
-            let mut r = ctx.record(Kind::Info);
-            set_terminal_attributes(&mut r, a);
-            command(&mut r);
-            r
-        }
+        Message::Auth(auth) => set_auth(r, auth, settled.authenticated),
+        Message::Parameters(p) => set_parameters(r, p),
+        Message::Attributes(a) => set_terminal_attributes(r, a),
         Message::UpgradeResult { kind, result } => {
-            let mut r = ctx.record(Kind::CommandResponse);
             r.attributes.set("upgrade_type", *kind);
             r.attributes.set("upgrade_result", upgrade_outcome(*result));
-            r
-        }
-        Message::Location(l) => {
-            // Filled where it lies in `out`: the most frequent record, copied once.
-            let r = ctx.push(Kind::Position, out);
-            set_location(r, l, tz, edition);
-            return;
         }
         Message::LocationReply { reply_serial, location } => {
-            let mut r = ctx.record(Kind::Position);
-            set_location(&mut r, location, tz, edition);
+            set_location(r, location, tz, edition);
             r.attributes.set("reply_serial", *reply_serial);
-            command(&mut r);
-            r
         }
-        Message::Batch(b) => return batch_records(ctx, b, out),
-        Message::Batch2(b) => return batch2_records(ctx, b, out),
         Message::VendorLocation { blind, location } => {
-            let mut r = ctx.record(Kind::Position);
-            set_vendor_location(&mut r, location);
+            set_vendor_location(r, location);
             if *blind {
                 r.attributes.set("blind_area", true);
             }
-            r
         }
-        Message::MediaEvent(e) => {
-            let mut r = ctx.record(Kind::Info);
-            set_media(&mut r, e);
-            r
-        }
-        Message::MediaData(d) => {
-            let mut r = ctx.record(Kind::Info);
-            set_media_data(&mut r, d, tz, edition);
-            r
-        }
-        Message::Waybill(b) => {
-            let mut r = ctx.record(Kind::Info);
-            let content = if b.len() >= 4 { &b[4..] } else { &b[..] };
-            r.attributes.set("waybill", text(content));
-            r
-        }
-        Message::DriverIdentity(d) => {
-            let mut r = ctx.record(Kind::Info);
-            set_driver(&mut r, d, tz);
-            r
-        }
-        Message::Passthrough { kind, data } => passthrough(ctx, *kind, data),
+        Message::MediaEvent(e) => set_media(r, e),
+        Message::MediaData(d) => set_media_data(r, d, tz, edition),
+        Message::Waybill(b) => r.attributes.set("waybill", text(b.get(4..).unwrap_or(b))),
+        Message::DriverIdentity(d) => set_driver(r, d, tz),
         Message::Unknown(b) => {
-            let mut r = ctx.record(Kind::Unknown);
-            if let Some(e) = layout_error {
+            if let Some(e) = error {
                 r.attributes.set("layout_error", e.to_string());
             }
-            if !b.is_empty() {
-                r.attributes.set("data", to_hex(b));
-            }
-            r
+            set_hex(r, "data", b);
         }
-    };
-    out.push(StreamEvent::Record(r));
+        // Made by `records` itself.
+        Message::Location(_)
+        | Message::Batch(_)
+        | Message::Batch2(_)
+        | Message::Register(_)
+        | Message::Passthrough { .. } => {}
+    }
+    let answers_command = matches!(
+        message,
+        Message::GeneralResponse(_) | Message::Parameters(_) | Message::Attributes(_) | Message::LocationReply { .. }
+    );
+    if let Some(id) = settled.command.filter(|_| answers_command) {
+        r.attributes.set("command", command_name(id));
+    }
+}
+
+/// Bytes in hex under `key`; nothing for none.
+fn set_hex(r: &mut Record, key: &'static str, bytes: &[u8]) {
+    if !bytes.is_empty() {
+        r.attributes.set(key, to_hex(bytes));
+    }
 }
 
 /// 0x0001: the command answered, its result.
