@@ -36,6 +36,7 @@ pub enum StreamEvent {
 /// two or three times on its way in. Through `extend` of one element made where it lies
 /// (here and in [`push_reply`]): `resize_with` did the same through a call to its general
 /// grow-or-shrink loop, about 80 instructions an event.
+#[inline]
 pub(crate) fn push_record(
     out: &mut Vec<StreamEvent>,
     protocol: Protocol,
