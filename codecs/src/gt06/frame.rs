@@ -110,20 +110,12 @@ impl Gt06Framer {
     }
 
     fn judge(&self, b: &[u8], at_end: bool) -> Judged {
-        use Judged::Other;
         // No bytes are no frame yet, not garbage: there is nothing to skip.
         if b.is_empty() {
-            return Other(Framing::Incomplete { needed: 1 });
+            return incomplete(1);
         }
         if !is_start(b) {
-            if b.len() == 1 && matches!(b[0], 0x78 | 0x79) && !at_end {
-                return Other(Framing::Incomplete { needed: 1 });
-            }
-            let skip = next_start(b, 1).filter(|&i| !at_end || i + 1 < b.len()).unwrap_or(b.len());
-            return Other(Framing::Rejected {
-                consumed: skip.max(1),
-                reason: Reject::new(RejectKind::Garbage, "bytes that start no GT06 frame"),
-            });
+            return not_a_start(b, at_end);
         }
         let long = b[0] == LONG_START[0];
         let header = field::header(long);
@@ -131,16 +123,11 @@ impl Gt06Framer {
         let Some(length) = field::length(b, long).filter(|_| b.len() > header) else {
             return self.ran_out(b, at_end, header + 1 - b.len());
         };
-        let protocol = b[header];
         let nominal = length + header + STOP.len();
         let window = if long { self.max_frame_len } else { self.max_frame_len.min(SHORT_MAX) };
-        let verified = |shape_ok| FrameShape { integrity: Integrity::Verified, length_field_ok: shape_ok };
-        let absent = FrameShape { integrity: Integrity::Absent, length_field_ok: false };
-
-        let incomplete = |needed| Other(Framing::Incomplete { needed });
-
-        // 1. The standard frame.
         let standard = length >= LENGTH_OVERHEAD && nominal <= window;
+        let head = Head { long, header, length, protocol: b[header], nominal, window, standard };
+        // 1. The standard frame.
         let stop_at_nominal = match stop_at(b, nominal, at_end) {
             _ if !standard => false,
             Err(needed) => return incomplete(needed),
@@ -149,47 +136,57 @@ impl Gt06Framer {
         if stop_at_nominal && crc_ok(&b[..nominal]) {
             return Judged::Frame(nominal, verified(true));
         }
+        self.judge_other_layouts(b, at_end, &head, stop_at_nominal)
+    }
+
+    /// A start whose standard frame does not check out: the CRC-less layouts (steps 2–3),
+    /// then a search of the stop bytes (4–6).
+    fn judge_other_layouts(&self, b: &[u8], at_end: bool, head: &Head, stop_at_nominal: bool) -> Judged {
         // An empty CRC-less message: `78 78 01 proto 0D 0A`.
-        if !long && length == 1 && stop_at(b, nominal, true) == Ok(true) {
-            return Judged::Frame(nominal, absent);
+        if !head.long && head.length == 1 && stop_at(b, head.nominal, true) == Ok(true) {
+            return Judged::Frame(head.nominal, ABSENT);
         }
-        // 2. Wi-Fi/LBS count frames.
-        if !long && matches!(protocol, WIFI | WIFI_2) {
-            let cells_at = header + 1 + WIFI_TIME + WIFI_AP * length;
-            if b.len() <= cells_at {
-                if !at_end {
-                    return incomplete(cells_at + 1 - b.len());
-                }
-            } else {
-                let total = cells_at + 1 + WIFI_CELL_HEAD + WIFI_CELL * usize::from(b[cells_at]) + STOP.len();
-                match stop_at(b, total, at_end) {
-                    _ if total > self.max_frame_len => {}
-                    Err(needed) => return incomplete(needed),
-                    Ok(true) => return Judged::Frame(total, absent),
-                    Ok(false) => {}
-                }
-            }
+        if let Some(judged) = self.count_frame(b, at_end, head) {
+            return judged;
         }
-        // 3. Legacy fixes whose length counts the content only.
-        if !long && matches!(protocol, GPS | GPS_LBS_6) && length >= LEGACY_MIN_CONTENT {
-            let total = header + 1 + length + STOP.len();
-            match stop_at(b, total, at_end) {
-                Err(needed) => return incomplete(needed),
-                Ok(true) => return Judged::Frame(total, absent),
-                Ok(false) => {}
-            }
+        if let Some(judged) = legacy_fix(b, at_end, head) {
+            return judged;
         }
-        // 4–6. Search the stop bytes: within the frame when its stop stands where the length
-        // says, else up to the next start marker (or the window).
+        self.search_stops(b, at_end, head, stop_at_nominal)
+    }
+
+    /// 2. Wi-Fi/LBS count frames, whose length field counts access points.
+    fn count_frame(&self, b: &[u8], at_end: bool, head: &Head) -> Option<Judged> {
+        if head.long || !matches!(head.protocol, WIFI | WIFI_2) {
+            return None;
+        }
+        let cells_at = head.header + 1 + WIFI_TIME + WIFI_AP * head.length;
+        if b.len() <= cells_at {
+            return (!at_end).then(|| incomplete(cells_at + 1 - b.len()));
+        }
+        let total = cells_at + 1 + WIFI_CELL_HEAD + WIFI_CELL * usize::from(b[cells_at]) + STOP.len();
+        match stop_at(b, total, at_end) {
+            _ if total > self.max_frame_len => None,
+            Err(needed) => Some(incomplete(needed)),
+            Ok(true) => Some(Judged::Frame(total, ABSENT)),
+            Ok(false) => None,
+        }
+    }
+
+    /// 4–6. The stop bytes searched: within the frame when its stop stands where the length
+    /// says, else up to the next start marker (or the window). The first end with a good CRC
+    /// is the frame; without one, lenient framing takes the first stop bytes, strict refuses.
+    fn search_stops(&self, b: &[u8], at_end: bool, head: &Head, stop_at_nominal: bool) -> Judged {
+        let nominal = head.nominal;
         let bound = if stop_at_nominal {
             nominal
         } else {
-            match marker_bound(b, window, at_end) {
+            match marker_bound(b, head.window, at_end) {
                 Some(bound) => bound,
-                None => return Other(Framing::Incomplete { needed: 1 }),
+                None => return incomplete(1),
             }
         };
-        let min_end = header + MIN_TAIL;
+        let min_end = head.header + MIN_TAIL;
         let mut first_stop = None;
         for end in min_end..=bound {
             if b[end - 2..end] != STOP {
@@ -205,36 +202,21 @@ impl Gt06Framer {
                 return Judged::Frame(nominal, FrameShape { integrity: Integrity::Bad, length_field_ok: true });
             }
             let (computed, carried) = crc_pair(&b[..nominal]);
-            return Other(Framing::Rejected { consumed: nominal, reason: Reject::checksum(computed, carried, 4) });
+            return Judged::Other(Framing::Rejected {
+                consumed: nominal,
+                reason: Reject::checksum(computed, carried, 4),
+            });
         }
         if self.lenient {
             // The frame's end by the first stop bytes before the next frame, if any are long
             // enough to hold a protocol number.
             let first_stop =
-                first_stop.or_else(|| (header + 1 + STOP.len()..=bound).find(|&end| b[end - 2..end] == STOP));
+                first_stop.or_else(|| (head.header + 1 + STOP.len()..=bound).find(|&end| b[end - 2..end] == STOP));
             if let Some(end) = first_stop {
                 return Judged::Frame(end, FrameShape { integrity: Integrity::Unchecked, length_field_ok: false });
             }
         }
-        let consumed = bound.max(1);
-        let reason = if bound < min_end {
-            // Another start marker follows too closely for a frame to fit: these bytes only
-            // looked like a start.
-            Reject::new(RejectKind::Garbage, "bytes that start no GT06 frame")
-        } else if !standard && nominal > window {
-            Reject::new(
-                RejectKind::TooLong,
-                format!("length field says {nominal} bytes, more than the {window} allowed"),
-            )
-        } else if at_end && bound == b.len() && !b.ends_with(&STOP) {
-            Reject::new(RejectKind::Truncated, "stream ended inside a frame")
-        } else {
-            Reject::new(
-                RejectKind::Length,
-                format!("length field says {nominal} bytes but no frame with a valid CRC ends there or before the next frame"),
-            )
-        };
-        Other(Framing::Rejected { consumed, reason })
+        Judged::Other(Framing::Rejected { consumed: bound.max(1), reason: refusal(b, at_end, head, bound) })
     }
 
     fn ran_out(&self, b: &[u8], at_end: bool, needed: usize) -> Judged {
@@ -246,6 +228,80 @@ impl Gt06Framer {
         } else {
             Judged::Other(Framing::Incomplete { needed })
         }
+    }
+}
+
+/// What a frame's first bytes say, before its end is found.
+struct Head {
+    long: bool,
+    /// The bytes before the protocol number.
+    header: usize,
+    /// The length field.
+    length: usize,
+    protocol: u8,
+    /// Where the frame ends by its length field.
+    nominal: usize,
+    /// The longest frame this start may begin.
+    window: usize,
+    /// Whether the length field describes a standard frame that fits the window.
+    standard: bool,
+}
+
+/// The frame shape of a frame whose CRC checks out.
+fn verified(length_field_ok: bool) -> FrameShape {
+    FrameShape { integrity: Integrity::Verified, length_field_ok }
+}
+
+/// The frame shape of the CRC-less layouts.
+const ABSENT: FrameShape = FrameShape { integrity: Integrity::Absent, length_field_ok: false };
+
+fn incomplete(needed: usize) -> Judged {
+    Judged::Other(Framing::Incomplete { needed })
+}
+
+/// Bytes that do not open a frame: skipped up to the next start marker.
+fn not_a_start(b: &[u8], at_end: bool) -> Judged {
+    if b.len() == 1 && matches!(b[0], 0x78 | 0x79) && !at_end {
+        return incomplete(1);
+    }
+    let skip = next_start(b, 1).filter(|&i| !at_end || i + 1 < b.len()).unwrap_or(b.len());
+    Judged::Other(Framing::Rejected {
+        consumed: skip.max(1),
+        reason: Reject::new(RejectKind::Garbage, "bytes that start no GT06 frame"),
+    })
+}
+
+/// 3. Legacy fixes whose length field counts the content only.
+fn legacy_fix(b: &[u8], at_end: bool, head: &Head) -> Option<Judged> {
+    if head.long || !matches!(head.protocol, GPS | GPS_LBS_6) || head.length < LEGACY_MIN_CONTENT {
+        return None;
+    }
+    let total = head.header + 1 + head.length + STOP.len();
+    match stop_at(b, total, at_end) {
+        Err(needed) => Some(incomplete(needed)),
+        Ok(true) => Some(Judged::Frame(total, ABSENT)),
+        Ok(false) => None,
+    }
+}
+
+/// Why a start with no frame found up to `bound` is refused.
+fn refusal(b: &[u8], at_end: bool, head: &Head, bound: usize) -> Reject {
+    let (nominal, window) = (head.nominal, head.window);
+    if bound < head.header + MIN_TAIL {
+        // Another start marker follows too closely for a frame to fit: these bytes only
+        // looked like a start.
+        Reject::new(RejectKind::Garbage, "bytes that start no GT06 frame")
+    } else if !head.standard && nominal > window {
+        Reject::new(RejectKind::TooLong, format!("length field says {nominal} bytes, more than the {window} allowed"))
+    } else if at_end && bound == b.len() && !b.ends_with(&STOP) {
+        Reject::new(RejectKind::Truncated, "stream ended inside a frame")
+    } else {
+        Reject::new(
+            RejectKind::Length,
+            format!(
+                "length field says {nominal} bytes but no frame with a valid CRC ends there or before the next frame"
+            ),
+        )
     }
 }
 
