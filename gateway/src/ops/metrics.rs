@@ -201,6 +201,11 @@ pub struct Metrics {
     shards: Box<[ShardMetrics]>,
 }
 
+/// A counter's value, in the type the per-listener lines sum.
+fn load(a: &AtomicU64) -> i64 {
+    a.load(Relaxed) as i64
+}
+
 impl Metrics {
     pub fn new(shards: usize) -> Arc<Self> {
         Arc::new(Metrics { shards: (0..shards.max(1)).map(|_| ShardMetrics::default()).collect() })
@@ -235,84 +240,118 @@ impl Metrics {
     /// The Prometheus text exposition (format 0.0.4).
     pub fn render(&self, gauges: RegistryGauges) -> String {
         let mut out = String::with_capacity(8192);
-        let each = |out: &mut String, name: &str, kind: &str, help: &str, value: &dyn Fn(&Listener) -> i64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (pi, p) in Protocol::ALL.iter().enumerate() {
-                for (ti, t) in TRANSPORTS.iter().enumerate() {
-                    if !protocol::serves(*p, *t) {
-                        continue;
+        self.render_counts(&mut out);
+        self.render_by_reason(&mut out);
+        self.render_totals(&mut out, gauges);
+        self.render_sink_latency(&mut out);
+        let _ = writeln!(
+            out,
+            "# HELP trackgate_shards Shards serving.\n# TYPE trackgate_shards gauge\ntrackgate_shards {}",
+            self.shards.len()
+        );
+        out
+    }
+
+    /// A metric with one line per listener (protocol and transport), summed over the
+    /// shards.
+    fn per_listener(&self, out: &mut String, name: &str, kind: &str, help: &str, value: &dyn Fn(&Listener) -> i64) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (pi, p) in Protocol::ALL.iter().enumerate() {
+            for (ti, t) in TRANSPORTS.iter().enumerate() {
+                if !protocol::serves(*p, *t) {
+                    continue;
+                }
+                let v: i64 = self.shards.iter().map(|s| value(&s.listeners[pi][ti])).sum();
+                let _ = writeln!(out, "{name}{{protocol=\"{p}\",transport=\"{}\"}} {v}", t.as_str());
+            }
+        }
+    }
+
+    /// A counter with one line per listener and value of `label` (`names`), the lines that
+    /// are not zero.
+    fn per_listener_labelled(
+        &self,
+        out: &mut String,
+        name: &str,
+        help: &str,
+        label: &str,
+        names: &[&str],
+        value: &dyn Fn(&Listener, usize) -> u64,
+    ) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (pi, p) in ROWS.iter().enumerate() {
+            for (ti, t) in TRANSPORTS.iter().enumerate() {
+                for (i, n) in names.iter().enumerate() {
+                    let v: u64 = self.shards.iter().map(|s| value(&s.listeners[pi][ti], i)).sum();
+                    if v > 0 {
+                        let _ = writeln!(
+                            out,
+                            "{name}{{protocol=\"{p}\",transport=\"{}\",{label}=\"{n}\"}} {v}",
+                            t.as_str()
+                        );
                     }
-                    let v: i64 = self.shards.iter().map(|s| value(&s.listeners[pi][ti])).sum();
-                    let _ = writeln!(out, "{name}{{protocol=\"{p}\",transport=\"{}\"}} {v}", t.as_str());
                 }
             }
-        };
-        let load = |a: &AtomicU64| a.load(Relaxed) as i64;
-        each(
-            &mut out,
+        }
+    }
+
+    /// The listeners' connection, byte, frame, record and reply counts.
+    fn render_counts(&self, out: &mut String) {
+        self.per_listener(
+            out,
             "trackgate_connections_opened_total",
             "counter",
             "TCP connections accepted and UDP peers first heard.",
             &|l| load(&l.opened),
         );
-        each(
-            &mut out,
+        self.per_listener(
+            out,
             "trackgate_connections_active",
             "gauge",
             "TCP connections open and UDP peers remembered.",
             &|l| l.active.load(Relaxed),
         );
-        each(&mut out, "trackgate_bytes_received_total", "counter", "Bytes read from devices.", &|l| load(&l.bytes_in));
-        each(
-            &mut out,
+        self.per_listener(out, "trackgate_bytes_received_total", "counter", "Bytes read from devices.", &|l| {
+            load(&l.bytes_in)
+        });
+        self.per_listener(
+            out,
             "trackgate_frames_total",
             "counter",
             "Frames decoded whole and sound (a packet of several records counts once; rejected frames are in trackgate_rejects_total).",
             &|l| load(&l.frames),
         );
-        each(&mut out, "trackgate_records_total", "counter", "Records accepted by the sink.", &|l| load(&l.records));
-        each(
-            &mut out,
+        self.per_listener(out, "trackgate_records_total", "counter", "Records accepted by the sink.", &|l| {
+            load(&l.records)
+        });
+        self.per_listener(
+            out,
             "trackgate_takeovers_refused_total",
             "counter",
             "Logins for a device held by a live connection from another address, refused (the takeover policy).",
             &|l| load(&l.takeovers_refused),
         );
-        each(
-            &mut out,
+        self.per_listener(
+            out,
             "trackgate_acks_total",
             "counter",
             "Replies (acks, handshake answers) sent after the sink accepted the records before them.",
             &|l| load(&l.replies),
         );
-        each(&mut out, "trackgate_rejected_bytes_total", "counter", "Bytes skipped as not a valid frame.", &|l| {
-            load(&l.rejected_bytes)
-        });
-        let labelled = |out: &mut String,
-                        name: &str,
-                        help: &str,
-                        label: &str,
-                        names: &[&str],
-                        value: &dyn Fn(&Listener, usize) -> u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for (pi, p) in ROWS.iter().enumerate() {
-                for (ti, t) in TRANSPORTS.iter().enumerate() {
-                    for (i, n) in names.iter().enumerate() {
-                        let v: u64 = self.shards.iter().map(|s| value(&s.listeners[pi][ti], i)).sum();
-                        if v > 0 {
-                            let _ = writeln!(
-                                out,
-                                "{name}{{protocol=\"{p}\",transport=\"{}\",{label}=\"{n}\"}} {v}",
-                                t.as_str()
-                            );
-                        }
-                    }
-                }
-            }
-        };
+        self.per_listener(
+            out,
+            "trackgate_rejected_bytes_total",
+            "counter",
+            "Bytes skipped as not a valid frame.",
+            &|l| load(&l.rejected_bytes),
+        );
+    }
+
+    /// The listeners' rejects, closes, refusals and commands, by reason.
+    fn render_by_reason(&self, out: &mut String) {
         let reject_names: Vec<&str> = REJECT_KINDS.iter().map(|k| k.label()).chain(["other"]).collect();
-        labelled(
-            &mut out,
+        self.per_listener_labelled(
+            out,
             "trackgate_rejects_total",
             "Frames rejected, by reason (protocol=\"auto\": datagrams to an auto listener that no protocol begins as).",
             "reason",
@@ -320,8 +359,8 @@ impl Metrics {
             &|l, i| l.rejects[i].load(Relaxed),
         );
         let close_names: Vec<&str> = CloseReason::ALL.iter().map(|c| c.label()).collect();
-        labelled(
-            &mut out,
+        self.per_listener_labelled(
+            out,
             "trackgate_connections_closed_total",
             "Connections closed (UDP peers forgotten), by reason (protocol=\"auto\": connections to an auto listener that ended before their first bytes named a protocol).",
             "reason",
@@ -329,27 +368,35 @@ impl Metrics {
             &|l, i| l.closed[i].load(Relaxed),
         );
         let refusal_names: Vec<&str> = REFUSALS.iter().map(|r| r.label()).collect();
-        labelled(
-            &mut out,
+        self.per_listener_labelled(
+            out,
             "trackgate_connections_refused_total",
             "Connections closed at accept, by the cap that was reached (protocol=\"auto\": at an auto listener).",
             "reason",
             &refusal_names,
             &|l, i| l.refused[i].load(Relaxed),
         );
-        labelled(
-            &mut out,
+        self.per_listener_labelled(
+            out,
             "trackgate_commands_total",
             "Commands to devices: written to the socket, or refused by the protocol.",
             "result",
             &COMMAND_RESULTS,
             &|l, i| l.commands[i].load(Relaxed),
         );
+    }
+
+    /// The process-wide counts and gauges.
+    fn render_totals(&self, out: &mut String, gauges: RegistryGauges) {
         let _ = writeln!(out, "# HELP trackgate_accept_errors_total Failed accepts (out of descriptors, resets in the queue).\n# TYPE trackgate_accept_errors_total counter\ntrackgate_accept_errors_total {}", self.sum(|s| s.accept_errors.load(Relaxed)));
         let _ = writeln!(out, "# HELP trackgate_devices Devices identified and connected (TCP, and UDP peers of JT808).\n# TYPE trackgate_devices gauge\ntrackgate_devices {}", gauges.devices);
         let _ = writeln!(out, "# HELP trackgate_devices_with_held_commands Devices not connected with commands held for them (hold=).\n# TYPE trackgate_devices_with_held_commands gauge\ntrackgate_devices_with_held_commands {}", gauges.holding);
         let _ = writeln!(out, "# HELP trackgate_partial_frame_bytes Read-buffer bytes held by frames begun and not finished, over all connections (limits.partial_bytes).\n# TYPE trackgate_partial_frame_bytes gauge\ntrackgate_partial_frame_bytes {}", gauges.partial_bytes);
         let _ = writeln!(out, "# HELP trackgate_sink_failures_total Hand-overs the sink refused.\n# TYPE trackgate_sink_failures_total counter\ntrackgate_sink_failures_total {}", self.sum(|s| s.sink_failures.load(Relaxed)));
+    }
+
+    /// The sink's commit latency, as a histogram.
+    fn render_sink_latency(&self, out: &mut String) {
         let _ = writeln!(out, "# HELP trackgate_sink_latency_seconds Time from handing records to the sink until it committed them.\n# TYPE trackgate_sink_latency_seconds histogram");
         let mut cumulative = 0;
         for (i, bound) in SINK_BUCKETS_US.iter().enumerate() {
@@ -365,12 +412,6 @@ impl Metrics {
             self.sum(|s| s.sink_sum_us.load(Relaxed)) as f64 / 1e6
         );
         let _ = writeln!(out, "trackgate_sink_latency_seconds_count {count}");
-        let _ = writeln!(
-            out,
-            "# HELP trackgate_shards Shards serving.\n# TYPE trackgate_shards gauge\ntrackgate_shards {}",
-            self.shards.len()
-        );
-        out
     }
 }
 
