@@ -27,6 +27,7 @@ impl Context {
         r.kind = kind;
         // Its empty type owns nothing: not dropped, so not read back from the copy just
         // made (`push_record` says why).
+        debug_assert!(matches!(r.message_type, std::borrow::Cow::Borrowed("")), "a record named twice");
         std::mem::forget(std::mem::replace(&mut r.message_type, message_type.into()));
     }
 
