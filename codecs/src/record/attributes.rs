@@ -5,10 +5,11 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use super::entries::{StaticEntries, INLINE as INLINE_ATTRIBUTES};
-use super::{AttributeValue, IoElements};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use super::entries::{StaticEntries, INLINE as INLINE_ATTRIBUTES};
+use super::{AttributeValue, IoElements};
 
 /// The `attributes` object: everything a record carries beyond its fixed fields, with
 /// snake_case keys. Read and printed in key order, so the same record always prints the
@@ -19,12 +20,11 @@ use serde_json::Value;
 /// more), so a record allocates nothing for them. They are kept in the order they were set
 /// and put in key order when read (`Order`): setting one is an append, after a look along
 /// the few before it for the same key (and at the other kinds of key) only when `marks`
-/// says the key may be there; keeping
-/// them sorted made each key set out of order a search and a shift of the entries after it
-/// (a GT06 0x22 position sets two of its seven so: with the compares, a third of its
-/// record). Keys made at run time (a record read back from JSON, an embedder's own) are
-/// kept apart and sorted, and Teltonika's raw IO elements (`io`) are held typed
-/// ([`Attributes::io`]); both are merged into key order when read.
+/// says the key may be there; keeping them sorted made each key set out of order a search
+/// and a shift of the entries after it (a GT06 0x22 position sets two of its seven so:
+/// with the compares, a third of its record). Keys made at run time (a record read back
+/// from JSON, an embedder's own) are kept apart and sorted, and Teltonika's raw IO elements
+/// (`io`) are held typed ([`Attributes::io`]); both are merged into key order when read.
 #[derive(Clone)]
 pub struct Attributes {
     /// Released by `Drop for Attributes`, only when something in it holds memory.
