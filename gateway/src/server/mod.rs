@@ -204,24 +204,11 @@ pub fn run(config: &ServeConfig, sink: SinkHandle, stop: impl std::future::Futur
     // signal registration would end `stop` at once: the gateway would quietly shut down).
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let mut stop = Box::pin(stop);
-    let stopped_already = runtime.block_on(async {
-        tokio::select! {
-            biased;
-            _ = &mut stop => true,
-            _ = std::future::ready(()) => false,
-        }
-    });
-    if stopped_already {
+    if runtime.block_on(already_stopped(&mut stop)) {
         return Ok(());
     }
     let bound = bind_all(config)?;
-    let metrics_listener = match config.metrics {
-        Some(addr) => Some(
-            std::net::TcpListener::bind(addr)
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot serve metrics on {addr}: {e}")))?,
-        ),
-        None => None,
-    };
+    let metrics_listener = bind_metrics(config)?;
     for b in &bound {
         eprintln!("{}", b.listening_line());
     }
@@ -229,6 +216,57 @@ pub fn run(config: &ServeConfig, sink: SinkHandle, stop: impl std::future::Futur
         eprintln!("listening metrics http {}", l.local_addr()?);
     }
     let metrics = Metrics::new(config.shards);
+    let registry = open_registry(config)?;
+    // However `run` ends (an error included), the commands still held when it does stay in
+    // the hold file for the next start.
+    let _detach = DetachHoldFile(registry.clone());
+    let cluster = start_cluster(config, &registry, &bound)?;
+    // Stopped explicitly once the shards are done; on an early return (an error below), when
+    // this guard drops.
+    let mut stop_cluster = StopCluster(cluster.clone());
+    info!(listeners = bound.len(), shards = config.shards, "trackgate serving");
+    let gateway = Gateway::start(bound, config.shards, sink, config.limits.clone(), metrics.clone(), registry.clone())?;
+    let endpoint = metrics_listener.map(|listener| {
+        let endpoint = http::Endpoint {
+            metrics,
+            registry,
+            commands: config.commands_token.clone(),
+            cluster,
+            connections: config.limits.http_connections,
+        };
+        (listener, endpoint)
+    });
+    runtime.block_on(serve_until_stopped(endpoint, &gateway, stop))?;
+    info!("shutting down: no new connections, flushing the sink");
+    // Every connection closes and hands its unwritten commands back to the registry before
+    // this returns; `_detach` then keeps what is held in the hold file.
+    gateway.shutdown();
+    // Every release is told by now: the plane removes this node's presence and beat.
+    if let Some(c) = stop_cluster.0.take() {
+        c.stop();
+    }
+    Ok(())
+}
+
+/// Whether `stop` has resolved already (polled once, which also registers its signals).
+async fn already_stopped(stop: &mut (impl std::future::Future<Output = ()> + Unpin)) -> bool {
+    tokio::select! {
+        biased;
+        _ = stop => true,
+        _ = std::future::ready(()) => false,
+    }
+}
+
+/// The metrics endpoint's socket, when one is configured.
+fn bind_metrics(config: &ServeConfig) -> io::Result<Option<std::net::TcpListener>> {
+    let Some(addr) = config.metrics else { return Ok(None) };
+    std::net::TcpListener::bind(addr)
+        .map(Some)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot serve metrics on {addr}: {e}")))
+}
+
+/// The registry, with the commands held in the hold file (when configured) read back.
+fn open_registry(config: &ServeConfig) -> io::Result<Arc<Registry>> {
     let registry = match &config.commands_hold_file {
         Some(path) => {
             let (file, restored) = HoldFile::open(path)
@@ -240,50 +278,32 @@ pub fn run(config: &ServeConfig, sink: SinkHandle, stop: impl std::future::Futur
         None => Registry::new(),
     };
     registry.set_takeover_window(config.limits.takeover_window);
-    // However `run` ends (an error included), the commands still held when it does stay in
-    // the hold file for the next start.
-    let _detach = DetachHoldFile(registry.clone());
-    let cluster = match &config.cluster {
-        Some(c) => Some(Cluster::start(c, registry.clone(), command_handler(&registry))?),
-        None => None,
-    };
-    if let Some(cluster) = &cluster {
-        cluster.share_jt808_codes(jt808_codes(&bound))?;
+    Ok(registry)
+}
+
+/// The cluster plane, in cluster mode, sharing the JT808 listeners' auth codes.
+fn start_cluster(config: &ServeConfig, registry: &Arc<Registry>, bound: &[Bound]) -> io::Result<Option<Arc<Cluster>>> {
+    let Some(c) = &config.cluster else { return Ok(None) };
+    let cluster = Cluster::start(c, registry.clone(), command_handler(registry))?;
+    cluster.share_jt808_codes(jt808_codes(bound))?;
+    Ok(Some(cluster))
+}
+
+/// Serves the metrics endpoint (when there is one) until `stop` resolves or the gateway
+/// stops by itself (its sink failed).
+async fn serve_until_stopped(
+    endpoint: Option<(std::net::TcpListener, http::Endpoint)>,
+    gateway: &Gateway,
+    stop: impl std::future::Future<Output = ()>,
+) -> io::Result<()> {
+    if let Some((listener, endpoint)) = endpoint {
+        listener.set_nonblocking(true)?;
+        tokio::spawn(http::serve(TcpListener::from_std(listener)?, endpoint, gateway.stopping()));
     }
-    // Stopped explicitly once the shards are done; on an early return (an error below), when
-    // this guard drops.
-    let mut stop_cluster = StopCluster(cluster.clone());
-    info!(listeners = bound.len(), shards = config.shards, "trackgate serving");
-    let gateway = Gateway::start(bound, config.shards, sink, config.limits.clone(), metrics.clone(), registry.clone())?;
-    let stopping = gateway.stopping();
     let mut stopped_by_itself = gateway.stopping();
-    let endpoint_registry = registry.clone();
-    runtime.block_on(async move {
-        if let Some(l) = metrics_listener {
-            l.set_nonblocking(true)?;
-            let l = TcpListener::from_std(l)?;
-            let endpoint = http::Endpoint {
-                metrics,
-                registry: endpoint_registry,
-                commands: config.commands_token.clone(),
-                cluster,
-                connections: config.limits.http_connections,
-            };
-            tokio::spawn(http::serve(l, endpoint, stopping));
-        }
-        tokio::select! {
-            _ = &mut stop => {}
-            _ = stopped(&mut stopped_by_itself) => {}
-        }
-        Ok::<(), io::Error>(())
-    })?;
-    info!("shutting down: no new connections, flushing the sink");
-    // Every connection closes and hands its unwritten commands back to the registry before
-    // this returns; `_detach` then keeps what is held in the hold file.
-    gateway.shutdown();
-    // Every release is told by now: the plane removes this node's presence and beat.
-    if let Some(c) = stop_cluster.0.take() {
-        c.stop();
+    tokio::select! {
+        _ = stop => {}
+        _ = stopped(&mut stopped_by_itself) => {}
     }
     Ok(())
 }
