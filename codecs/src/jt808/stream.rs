@@ -132,6 +132,18 @@ impl Assembly {
         (1..=self.total).filter(|i| !self.parts.contains_key(i)).take(limit).collect()
     }
 
+    /// The message its packages make, as if it had come in one frame.
+    fn whole(self) -> Package {
+        let mut body = Vec::with_capacity(self.bytes);
+        for part in self.parts.into_values() {
+            body.extend_from_slice(&part);
+        }
+        let mut header = self.header;
+        header.serial = self.first_serial;
+        header.package = None;
+        Package::Whole { header, body, packages: self.total }
+    }
+
     fn describe(&self) -> String {
         let count = usize::from(self.total) - self.parts.len();
         let shown: Vec<String> = self.missing(8).iter().map(u16::to_string).collect();
@@ -329,45 +341,8 @@ impl Jt808Decoder {
         if body.len() > self.options.max_reassembly_bytes {
             return Err(Reject::new(RejectKind::TooLong, "sub-package larger than the reassembly limit"));
         }
-        let first_serial = header.serial.wrapping_sub(index - 1);
-        let key = |a: &Assembly| {
-            a.header.message_id == header.message_id
-                && a.first_serial == first_serial
-                && a.total == total
-                && a.header.terminal == header.terminal
-        };
-        let mut i = match self.assemblies.iter().position(key) {
-            Some(i) => i,
-            None => {
-                if self.assemblies.len() >= self.options.max_reassemblies.max(1) {
-                    self.drop_assembly(0, RejectKind::TooLong, ", dropped to make room for a newer one", out);
-                }
-                self.assemblies.push(Assembly {
-                    header,
-                    first_serial,
-                    total,
-                    parts: std::collections::BTreeMap::new(),
-                    bytes: 0,
-                    started_at: self.now,
-                    offset: at,
-                    wire_len: 0,
-                });
-                self.assemblies.len() - 1
-            }
-        };
-        // Room for this package: drop the oldest other unfinished messages first.
-        while self.assembly_bytes + body.len() > self.options.max_reassembly_bytes {
-            let Some(victim) = (0..self.assemblies.len()).find(|&j| j != i && self.assemblies[j].bytes > 0) else {
-                let why = format!(" exceeds the reassembly limit of {} bytes", self.options.max_reassembly_bytes);
-                let a = self.assemblies.remove(i);
-                self.assembly_bytes -= a.bytes;
-                return Err(Reject::new(RejectKind::TooLong, format!("{}{why}", a.describe())));
-            };
-            self.drop_assembly(victim, RejectKind::TooLong, ", dropped to make room for a newer one", out);
-            if victim < i {
-                i -= 1;
-            }
-        }
+        let i = self.assembly_for(header, at, out);
+        let i = self.make_room(i, body.len(), out)?;
         let a = &mut self.assemblies[i];
         a.wire_len += wire_len;
         if let std::collections::btree_map::Entry::Vacant(slot) = a.parts.entry(index) {
@@ -382,19 +357,61 @@ impl Jt808Decoder {
             // After the last package the platform asks for the missing ones (docs/protocols/jt808.md §3.3): one
             // request's worth (a 2013 count is a BYTE); a message missing more than that ends
             // by the timeout.
-            let resend = (index == total).then(|| (first_serial, a.missing(255)));
+            let resend = (index == total).then(|| (a.first_serial, a.missing(255)));
             return Ok(Package::Waiting { resend });
         }
         let a = self.assemblies.remove(i);
         self.assembly_bytes -= a.bytes;
-        let mut body = Vec::with_capacity(a.bytes);
-        for part in a.parts.into_values() {
-            body.extend_from_slice(&part);
+        Ok(a.whole())
+    }
+
+    /// The index of the unfinished message `header`'s package belongs to, started if it is
+    /// the first seen (the oldest unfinished one dropped when as many as allowed are held).
+    fn assembly_for(&mut self, header: Header, at: u64, out: &mut Vec<StreamEvent>) -> usize {
+        let (total, index) = header.package.unwrap_or((1, 1));
+        let first_serial = header.serial.wrapping_sub(index - 1);
+        let key = |a: &Assembly| {
+            a.header.message_id == header.message_id
+                && a.first_serial == first_serial
+                && a.total == total
+                && a.header.terminal == header.terminal
+        };
+        if let Some(i) = self.assemblies.iter().position(key) {
+            return i;
         }
-        let mut header = a.header;
-        header.serial = a.first_serial;
-        header.package = None;
-        Ok(Package::Whole { header, body, packages: a.total })
+        if self.assemblies.len() >= self.options.max_reassemblies.max(1) {
+            self.drop_assembly(0, RejectKind::TooLong, ", dropped to make room for a newer one", out);
+        }
+        self.assemblies.push(Assembly {
+            header,
+            first_serial,
+            total,
+            parts: std::collections::BTreeMap::new(),
+            bytes: 0,
+            started_at: self.now,
+            offset: at,
+            wire_len: 0,
+        });
+        self.assemblies.len() - 1
+    }
+
+    /// Room for `bytes` more in unfinished message `i`: the oldest other unfinished messages
+    /// are dropped first; when that is not enough, message `i` itself. Returns `i`'s index
+    /// once the others are gone.
+    fn make_room(&mut self, mut i: usize, bytes: usize, out: &mut Vec<StreamEvent>) -> Result<usize, Reject> {
+        while self.assembly_bytes + bytes > self.options.max_reassembly_bytes {
+            let Some(victim) = (0..self.assemblies.len()).find(|&j| j != i && self.assemblies[j].bytes > 0) else {
+                let why = format!(" exceeds the reassembly limit of {} bytes", self.options.max_reassembly_bytes);
+                let a = self.assemblies.remove(i);
+                self.assembly_bytes -= a.bytes;
+                return Err(Reject::new(RejectKind::TooLong, format!("{}{why}", a.describe())));
+            };
+            self.drop_assembly(victim, RejectKind::TooLong, ", dropped to make room for a newer one", out);
+            if victim < i {
+                i -= 1;
+            }
+        }
+        Ok(i)
     }
 
     /// The records and replies for one binary frame (escaped bytes, flags removed). A frame
