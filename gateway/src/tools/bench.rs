@@ -76,32 +76,13 @@ pub fn run_sessions(b: &SessionBench) -> SessionBenchReport {
     // counted as the sessions'.
     let mut devices: Vec<Device> =
         (0..b.sessions).map(|i| Device::new(b.protocol, Transport::Tcp, i as u64, 1, 0.0)).collect();
-    // The whole login, its later steps included (with no gateway replying, a JT808
-    // terminal authenticates with its number, which these sessions take).
-    let logins: Vec<Vec<Vec<u8>>> = devices
-        .iter_mut()
-        .map(|d| {
-            let mut steps = d.login();
-            steps.extend(d.login_more());
-            steps.into_iter().map(|x| x.bytes).collect()
-        })
-        .collect();
+    let logins = login_frames(&mut devices);
     let before = rss_bytes();
     let mut out = Output::default();
-    let mut sessions = Vec::with_capacity(b.sessions);
-    let mut json = Vec::with_capacity(4096);
+    // One instant for every step: the sessions never see time pass (no timeout fires).
+    let (now, wall) = (Instant::now(), SystemTime::now());
     let started = Instant::now();
-    let now = Instant::now();
-    let wall = SystemTime::now();
-    for frames in &logins {
-        let mut s = Session::new(b.protocol, &settings, now);
-        for f in frames {
-            out.clear();
-            let step = s.receive(f, false, now, wall, &mut out);
-            debug_assert_eq!(step.used, f.len());
-        }
-        sessions.push(s);
-    }
+    let mut sessions = log_in(b.protocol, &settings, &logins, (now, wall), &mut out);
     let setup = started.elapsed();
     drop(logins);
     // The Vec's spare capacity is the harness's, not the sessions'.
@@ -109,24 +90,8 @@ pub fn run_sessions(b: &SessionBench) -> SessionBenchReport {
     out.shrink();
     let idle = rss_bytes();
 
-    let (mut records, mut replies) = (0u64, 0u64);
     let started = Instant::now();
-    for _ in 0..b.rounds {
-        for (s, d) in sessions.iter_mut().zip(devices.iter_mut()) {
-            let x = d.report(1, wall);
-            out.clear();
-            let step = s.receive(&x.bytes, false, now, wall, &mut out);
-            debug_assert_eq!(step.used, x.bytes.len());
-            records += out.records.len() as u64;
-            replies += out.replies.len() as u64;
-            if b.serialize {
-                for r in &out.records {
-                    json.clear();
-                    r.write_json(&mut json);
-                }
-            }
-        }
-    }
+    let (records, replies) = report_rounds(b, &mut sessions, &mut devices, (now, wall), &mut out);
     let reporting = started.elapsed();
     SessionBenchReport {
         protocol: b.protocol.to_string(),
@@ -145,6 +110,68 @@ pub fn run_sessions(b: &SessionBench) -> SessionBenchReport {
         rss_after_reports_mib: mib(rss_bytes()),
         serialized: b.serialize,
     }
+}
+
+/// Each device's whole login, its later steps included (with no gateway replying, a JT808
+/// terminal authenticates with its number, which these sessions take).
+fn login_frames(devices: &mut [Device]) -> Vec<Vec<Vec<u8>>> {
+    let steps = |d: &mut Device| {
+        let mut steps = d.login();
+        steps.extend(d.login_more());
+        steps.into_iter().map(|x| x.bytes).collect()
+    };
+    devices.iter_mut().map(steps).collect()
+}
+
+/// A session per device, each fed its device's login.
+fn log_in(
+    protocol: Protocol,
+    settings: &SessionSettings,
+    logins: &[Vec<Vec<u8>>],
+    (now, wall): (Instant, SystemTime),
+    out: &mut Output,
+) -> Vec<Session> {
+    let mut sessions = Vec::with_capacity(logins.len());
+    for frames in logins {
+        let mut s = Session::new(protocol, settings, now);
+        for f in frames {
+            out.clear();
+            let step = s.receive(f, false, now, wall, out);
+            debug_assert_eq!(step.used, f.len());
+        }
+        sessions.push(s);
+    }
+    sessions
+}
+
+/// `b.rounds` rounds of one report from every device to its session (each record written
+/// as JSON too when `b.serialize`): the records and replies made.
+fn report_rounds(
+    b: &SessionBench,
+    sessions: &mut [Session],
+    devices: &mut [Device],
+    (now, wall): (Instant, SystemTime),
+    out: &mut Output,
+) -> (u64, u64) {
+    let (mut records, mut replies) = (0u64, 0u64);
+    let mut json = Vec::with_capacity(4096);
+    for _ in 0..b.rounds {
+        for (s, d) in sessions.iter_mut().zip(devices.iter_mut()) {
+            let x = d.report(1, wall);
+            out.clear();
+            let step = s.receive(&x.bytes, false, now, wall, out);
+            debug_assert_eq!(step.used, x.bytes.len());
+            records += out.records.len() as u64;
+            replies += out.replies.len() as u64;
+            if b.serialize {
+                for r in &out.records {
+                    json.clear();
+                    r.write_json(&mut json);
+                }
+            }
+        }
+    }
+    (records, replies)
 }
 
 #[cfg(test)]
