@@ -221,6 +221,53 @@ pub fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
     }
 }
 
+impl FileLimits {
+    /// The limits the file sets, over `limits`.
+    fn apply_to(self, limits: &mut ServeLimits) -> Result<(), String> {
+        if let Some(d) = self.idle_timeout {
+            limits.idle_timeout = d.get("limits.idle_timeout")?;
+        }
+        if let Some(d) = self.frame_timeout {
+            limits.frame_timeout = d.get("limits.frame_timeout")?;
+        }
+        limits.max_connections_per_shard = self.max_connections_per_shard.unwrap_or(limits.max_connections_per_shard);
+        limits.max_connections_per_ip = self.max_connections_per_ip.unwrap_or(limits.max_connections_per_ip);
+        limits.junk_bytes = self.junk_bytes.unwrap_or(limits.junk_bytes);
+        limits.max_udp_peers = self.max_udp_peers.unwrap_or(limits.max_udp_peers).max(1);
+        if let Some(bytes) = self.udp_receive_buffer {
+            // The kernel's own floor is about 2 KiB; past 1 GiB is a typo, not a plan.
+            if !(4096..=1 << 30).contains(&bytes) {
+                return Err(format!("limits.udp_receive_buffer must be 4096 to 1073741824 bytes, not {bytes}"));
+            }
+            limits.udp_receive_buffer = bytes;
+        }
+        limits.read_buffer = self.read_buffer.unwrap_or(limits.read_buffer).clamp(256, 1 << 20);
+        limits.sink_queue = self.sink_queue.unwrap_or(limits.sink_queue).max(1);
+        limits.http_connections = self.http_connections.unwrap_or(limits.http_connections).clamp(1, 4096);
+        if let Some(bytes) = self.partial_bytes {
+            // Below one read buffer, one connection's partial frame would shed itself.
+            if bytes < limits.read_buffer.max(64 << 10) {
+                return Err(format!("limits.partial_bytes must be at least 65536 and one read_buffer, not {bytes}"));
+            }
+            limits.partial_bytes = bytes;
+        }
+        limits.takeover_window = match self.takeover_window {
+            Some(DurationText::Seconds(0)) => Duration::ZERO,
+            Some(d) => d.get("limits.takeover_window")?,
+            None => limits.takeover_window,
+        };
+        Ok(())
+    }
+}
+
+/// The token that opens the commands endpoint, from a file of its own, so the configuration
+/// can be shared (or committed) without it.
+fn read_commands_token(path: &Path) -> Result<CommandsToken, String> {
+    let token = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read commands_token_file {}: {e}", path.display()))?;
+    CommandsToken::new(&token).map_err(|e| format!("commands_token_file {}: {e}", path.display()))
+}
+
 /// Reads an allow-list file: one id per line, blank lines and `#` comments ignored.
 fn read_allow_file(path: &Path) -> Result<Vec<String>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read allow_file {}: {e}", path.display()))?;
@@ -261,13 +308,7 @@ impl ServeConfig {
         }
         config.metrics = file.metrics;
         if let Some(path) = file.commands_token_file {
-            // The token lives in a file of its own, so the configuration can be shared
-            // (or committed) without it.
-            let path = base.join(path);
-            let token = std::fs::read_to_string(&path)
-                .map_err(|e| format!("cannot read commands_token_file {}: {e}", path.display()))?;
-            config.commands_token =
-                Some(CommandsToken::new(&token).map_err(|e| format!("commands_token_file {}: {e}", path.display()))?);
+            config.commands_token = Some(read_commands_token(&base.join(path))?);
         }
         if let Some(path) = file.commands_hold_file {
             if config.commands_token.is_none() {
@@ -282,41 +323,7 @@ impl ServeConfig {
             config.fsync = parse_fsync(&f)?;
         }
         if let Some(l) = file.limits {
-            let limits = &mut config.limits;
-            if let Some(d) = l.idle_timeout {
-                limits.idle_timeout = d.get("limits.idle_timeout")?;
-            }
-            if let Some(d) = l.frame_timeout {
-                limits.frame_timeout = d.get("limits.frame_timeout")?;
-            }
-            limits.max_connections_per_shard = l.max_connections_per_shard.unwrap_or(limits.max_connections_per_shard);
-            limits.max_connections_per_ip = l.max_connections_per_ip.unwrap_or(limits.max_connections_per_ip);
-            limits.junk_bytes = l.junk_bytes.unwrap_or(limits.junk_bytes);
-            limits.max_udp_peers = l.max_udp_peers.unwrap_or(limits.max_udp_peers).max(1);
-            if let Some(bytes) = l.udp_receive_buffer {
-                // The kernel's own floor is about 2 KiB; past 1 GiB is a typo, not a plan.
-                if !(4096..=1 << 30).contains(&bytes) {
-                    return Err(format!("limits.udp_receive_buffer must be 4096 to 1073741824 bytes, not {bytes}"));
-                }
-                limits.udp_receive_buffer = bytes;
-            }
-            limits.read_buffer = l.read_buffer.unwrap_or(limits.read_buffer).clamp(256, 1 << 20);
-            limits.sink_queue = l.sink_queue.unwrap_or(limits.sink_queue).max(1);
-            limits.http_connections = l.http_connections.unwrap_or(limits.http_connections).clamp(1, 4096);
-            if let Some(bytes) = l.partial_bytes {
-                // Below one read buffer, one connection's partial frame would shed itself.
-                if bytes < limits.read_buffer.max(64 << 10) {
-                    return Err(format!(
-                        "limits.partial_bytes must be at least 65536 and one read_buffer, not {bytes}"
-                    ));
-                }
-                limits.partial_bytes = bytes;
-            }
-            limits.takeover_window = match l.takeover_window {
-                Some(DurationText::Seconds(0)) => Duration::ZERO,
-                Some(d) => d.get("limits.takeover_window")?,
-                None => limits.takeover_window,
-            };
+            l.apply_to(&mut config.limits)?;
         }
         if let Some(c) = file.cluster {
             config.cluster = Some(ClusterConfig::parse(&c.servers, c.node.as_deref())?);
