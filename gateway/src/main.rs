@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use trackgate::config::ListenSpec;
 use trackgate::config::{parse_duration, parse_fsync, Overrides, ServeConfig};
 use trackgate::config::{FsyncPolicy, SinkSpec};
@@ -94,53 +94,7 @@ enum Command {
     },
     /// Simulate devices against a gateway: log in, report, check every ack byte for byte,
     /// and print a JSON report. Exits 1 if any ack was wrong or missing.
-    Sim {
-        /// gt06, jt808, teltonika or nmea.
-        #[arg(long, value_parser = parse_protocol)]
-        protocol: Protocol,
-        /// The gateway's address (default: 127.0.0.1 at the protocol's usual port).
-        #[arg(long)]
-        target: Option<SocketAddr>,
-        /// tcp (default) or udp (not gt06).
-        #[arg(long, value_parser = parse_transport, default_value = "tcp")]
-        transport: Transport,
-        /// Simulated devices.
-        #[arg(long, default_value_t = 1)]
-        devices: usize,
-        /// Time between one device's reports (250ms, 1s, 1m).
-        #[arg(long, value_parser = parse_duration, default_value = "1s")]
-        interval: Duration,
-        /// How long devices keep reporting.
-        #[arg(long, value_parser = parse_duration, default_value = "10s")]
-        duration: Duration,
-        /// Device starts are spread over this time.
-        #[arg(long, value_parser = parse_duration, default_value = "1s")]
-        ramp: Duration,
-        /// After logging in, devices stay connected and silent until this long after the
-        /// start, then report for --duration (so a login storm can be measured on its own).
-        #[arg(long, value_parser = parse_duration, default_value = "0s")]
-        hold: Duration,
-        /// Frames per report, written at once.
-        #[arg(long, default_value_t = 1)]
-        batch: usize,
-        /// Probability (0 to 1) that a frame is sent damaged; it must not be acked.
-        #[arg(long, default_value_t = 0.0)]
-        damage: f64,
-        /// How long to wait for an ack before counting it missing.
-        #[arg(long = "ack-timeout", value_parser = parse_duration, default_value = "10s")]
-        ack_timeout: Duration,
-        /// Seed for positions and damage.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Number of the first device (ids are derived from it), so several sims can run
-        /// side by side without sharing ids.
-        #[arg(long = "first-id", default_value_t = 0)]
-        first_id: u64,
-        /// Connect from this local address (127.0.0.2, ...): loopback connections to one
-        /// gateway address run out of ephemeral ports near 28,000 per source address.
-        #[arg(long)]
-        source: Option<IpAddr>,
-    },
+    Sim(SimArgs),
     /// Scale harness: many sessions in this process over an in-memory transport, through
     /// the real session and codec code. Prints a JSON report.
     Bench {
@@ -152,6 +106,56 @@ enum Command {
         #[command(subcommand)]
         action: CorpusAction,
     },
+}
+
+/// `sim`'s options, as given.
+#[derive(Args, Debug)]
+struct SimArgs {
+    /// gt06, jt808, teltonika or nmea.
+    #[arg(long, value_parser = parse_protocol)]
+    protocol: Protocol,
+    /// The gateway's address (default: 127.0.0.1 at the protocol's usual port).
+    #[arg(long)]
+    target: Option<SocketAddr>,
+    /// tcp (default) or udp (not gt06).
+    #[arg(long, value_parser = parse_transport, default_value = "tcp")]
+    transport: Transport,
+    /// Simulated devices.
+    #[arg(long, default_value_t = 1)]
+    devices: usize,
+    /// Time between one device's reports (250ms, 1s, 1m).
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    interval: Duration,
+    /// How long devices keep reporting.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    duration: Duration,
+    /// Device starts are spread over this time.
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    ramp: Duration,
+    /// After logging in, devices stay connected and silent until this long after the
+    /// start, then report for --duration (so a login storm can be measured on its own).
+    #[arg(long, value_parser = parse_duration, default_value = "0s")]
+    hold: Duration,
+    /// Frames per report, written at once.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Probability (0 to 1) that a frame is sent damaged; it must not be acked.
+    #[arg(long, default_value_t = 0.0)]
+    damage: f64,
+    /// How long to wait for an ack before counting it missing.
+    #[arg(long = "ack-timeout", value_parser = parse_duration, default_value = "10s")]
+    ack_timeout: Duration,
+    /// Seed for positions and damage.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Number of the first device (ids are derived from it), so several sims can run
+    /// side by side without sharing ids.
+    #[arg(long = "first-id", default_value_t = 0)]
+    first_id: u64,
+    /// Connect from this local address (127.0.0.2, ...): loopback connections to one
+    /// gateway address run out of ephemeral ports near 28,000 per source address.
+    #[arg(long)]
+    source: Option<IpAddr>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -213,51 +217,10 @@ fn main() -> ExitCode {
             let options = DecodeArgs { transport, hex, jt808_tz, gt06_crc, summary };
             run_decode(protocol, options, file)
         }
-        Command::Sim {
-            protocol,
-            target,
-            transport,
-            devices,
-            interval,
-            duration,
-            ramp,
-            hold,
-            batch,
-            damage,
-            ack_timeout,
-            seed,
-            first_id,
-            source,
-        } => {
-            if !protocol::serves(protocol, transport) {
-                return usage_error(format!("{protocol} devices do not use {}", transport.as_str()));
-            }
-            if !(0.0..=1.0).contains(&damage) {
-                return usage_error("--damage is a probability between 0 and 1");
-            }
-            let target = target.unwrap_or_else(|| ([127, 0, 0, 1], default_port(protocol)).into());
-            if let Some(ip) = source.filter(|ip| ip.is_ipv4() != target.is_ipv4()) {
-                // Otherwise every device would fail to connect, reported only as a count.
-                return usage_error(format!("--source {ip} and --target {target} are not the same IP version"));
-            }
-            let config = SimConfig {
-                protocol,
-                transport,
-                target,
-                devices,
-                interval: interval.max(Duration::from_millis(1)),
-                duration,
-                ramp,
-                hold,
-                batch: batch.max(1),
-                damage,
-                ack_timeout,
-                seed,
-                first_id,
-                source,
-            };
-            run_sim(config)
-        }
+        Command::Sim(args) => match sim_config(args) {
+            Ok(config) => run_sim(config),
+            Err(e) => usage_error(e),
+        },
         Command::Bench { what: BenchWhat::Sessions { protocol, sessions, rounds, serialize } } => {
             let report = trackgate::tools::bench::run_sessions(&trackgate::tools::bench::SessionBench {
                 protocol,
@@ -271,6 +234,37 @@ fn main() -> ExitCode {
         Command::Corpus { action: CorpusAction::Verify { dir } } => run_verify(&dir),
         Command::Corpus { action: CorpusAction::Bless { files } } => run_bless(&files),
     }
+}
+
+/// What `sim` runs, when the options make sense together.
+fn sim_config(a: SimArgs) -> Result<SimConfig, String> {
+    if !protocol::serves(a.protocol, a.transport) {
+        return Err(format!("{} devices do not use {}", a.protocol, a.transport.as_str()));
+    }
+    if !(0.0..=1.0).contains(&a.damage) {
+        return Err("--damage is a probability between 0 and 1".into());
+    }
+    let target = a.target.unwrap_or_else(|| ([127, 0, 0, 1], default_port(a.protocol)).into());
+    if let Some(ip) = a.source.filter(|ip| ip.is_ipv4() != target.is_ipv4()) {
+        // Otherwise every device would fail to connect, reported only as a count.
+        return Err(format!("--source {ip} and --target {target} are not the same IP version"));
+    }
+    Ok(SimConfig {
+        protocol: a.protocol,
+        transport: a.transport,
+        target,
+        devices: a.devices,
+        interval: a.interval.max(Duration::from_millis(1)),
+        duration: a.duration,
+        ramp: a.ramp,
+        hold: a.hold,
+        batch: a.batch.max(1),
+        damage: a.damage,
+        ack_timeout: a.ack_timeout,
+        seed: a.seed,
+        first_id: a.first_id,
+        source: a.source,
+    })
 }
 
 fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
