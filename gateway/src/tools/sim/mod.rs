@@ -261,60 +261,84 @@ async fn read_replies(
 ) -> bool {
     let mut expected = x.expect.iter().peekable();
     loop {
-        // Use what is there: the whole commands at the front, then the reply expected next.
-        loop {
-            let front = match answer_commands(stream, device, inbox, r).await {
-                Ok(front) => front,
-                Err(Unanswered::Wrong) => return false,
-                Err(Unanswered::NotWritten) => {
-                    r.missing += expected.len() as u64;
-                    return false;
-                }
-            };
-            match front {
-                FromGateway::Command(_) | FromGateway::PartialCommand => break,
-                FromGateway::Other => {
-                    let Some(want) = expected.peek() else { break };
-                    let took = match device.accept(want, inbox) {
-                        Accepted::Took(n) => n,
-                        Accepted::Need => break,
-                        Accepted::Wrong => {
-                            r.wrong += 1;
-                            return false;
-                        }
-                    };
-                    inbox.drain(..took);
-                    expected.next();
-                    r.ok += 1;
-                    r.latencies_us.push(sent_at.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
-                }
-            }
+        if !take_replies(stream, device, &mut expected, r, sent_at, inbox).await {
+            return false;
         }
         if expected.peek().is_none() {
             // Whatever else is there (the start of a command) waits for the next exchange.
             return true;
         }
-        // Room for a batch's acks in one read (a `Vec` grows by 64 bytes a read otherwise).
-        inbox.reserve(expected.clone().map(|w| w.len()).sum::<usize>().max(256));
-        match tokio::time::timeout(timeout, stream.read_buf(inbox)).await {
-            Ok(Ok(n)) if n > 0 => {}
-            Ok(Ok(_)) => {
+        let wanted = expected.clone().map(|w| w.len()).sum::<usize>();
+        if !read_more(stream, inbox, wanted, timeout, r).await {
+            r.missing += expected.len() as u64;
+            return false;
+        }
+    }
+}
+
+/// Uses what `inbox` holds: the whole commands at the front (answered), then the replies
+/// expected next, until it holds neither. False when the stream is out of step.
+async fn take_replies(
+    stream: &mut TcpStream,
+    device: &mut Device,
+    expected: &mut std::iter::Peekable<std::slice::Iter<'_, Vec<u8>>>,
+    r: &mut DeviceResult,
+    sent_at: Instant,
+    inbox: &mut Vec<u8>,
+) -> bool {
+    loop {
+        let front = match answer_commands(stream, device, inbox, r).await {
+            Ok(front) => front,
+            Err(Unanswered::Wrong) => return false,
+            Err(Unanswered::NotWritten) => {
                 r.missing += expected.len() as u64;
-                r.closed += 1;
                 return false;
             }
-            Ok(Err(e)) => {
-                r.missing += expected.len() as u64;
-                if matches!(e.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted) {
-                    r.closed += 1;
-                }
-                return false;
+        };
+        if !matches!(front, FromGateway::Other) {
+            return true;
+        }
+        let Some(want) = expected.peek() else { return true };
+        match device.accept(want, inbox) {
+            Accepted::Took(n) => {
+                inbox.drain(..n);
+                expected.next();
+                r.ok += 1;
+                r.latencies_us.push(sent_at.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
             }
-            Err(_) => {
-                r.missing += expected.len() as u64;
+            Accepted::Need => return true,
+            Accepted::Wrong => {
+                r.wrong += 1;
                 return false;
             }
         }
+    }
+}
+
+/// One read into `inbox`, with room for the `wanted` bytes of replies still expected (a
+/// `Vec` grows by 64 bytes a read otherwise). False when nothing came: the connection
+/// closed or failed (counted in `r.closed` when the peer ended it), or `timeout` passed.
+async fn read_more(
+    stream: &mut TcpStream,
+    inbox: &mut Vec<u8>,
+    wanted: usize,
+    timeout: Duration,
+    r: &mut DeviceResult,
+) -> bool {
+    inbox.reserve(wanted.max(256));
+    match tokio::time::timeout(timeout, stream.read_buf(inbox)).await {
+        Ok(Ok(n)) if n > 0 => true,
+        Ok(Ok(_)) => {
+            r.closed += 1;
+            false
+        }
+        Ok(Err(e)) => {
+            if matches!(e.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted) {
+                r.closed += 1;
+            }
+            false
+        }
+        Err(_) => false,
     }
 }
 
