@@ -253,40 +253,8 @@ impl Timestamp {
             u8::try_from(num(8..10)?).ok()?,
         )?;
         let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-        let mut i = 19;
-        let mut millis = None;
-        if b.get(i) == Some(&b'.') {
-            let start = i + 1;
-            i = start;
-            while b.get(i).is_some_and(u8::is_ascii_digit) {
-                i += 1;
-            }
-            if i == start {
-                return None;
-            }
-            let frac = &s[start..i.min(start + 3)];
-            let scale = 10u16.pow(3 - frac.len() as u32);
-            millis = Some(frac.parse::<u16>().ok()? * scale);
-        }
-        let offset_minutes: i32 = match b.get(i..)? {
-            [b'Z' | b'z'] => 0,
-            [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
-                let digits = [*h1, *h2, *m1, *m2];
-                if !digits.iter().all(u8::is_ascii_digit) {
-                    return None;
-                }
-                let v = i32::from(h1 - b'0') * 600
-                    + i32::from(h2 - b'0') * 60
-                    + i32::from(m1 - b'0') * 10
-                    + i32::from(m2 - b'0');
-                if *sign == b'-' {
-                    -v
-                } else {
-                    v
-                }
-            }
-            _ => return None,
-        };
+        let (millis, zone) = rfc3339_fraction(&s[19..])?;
+        let offset_minutes = rfc3339_offset(zone)?;
         let t = Timestamp::from_date_time(
             date,
             u8::try_from(h).ok()?,
@@ -295,6 +263,38 @@ impl Timestamp {
             millis,
         )?;
         Some(t.shifted_minutes(-offset_minutes))
+    }
+}
+
+/// The optional fraction after an RFC 3339 time's seconds (`.250`), as milliseconds
+/// (sub-millisecond digits truncated), and what follows it.
+fn rfc3339_fraction(rest: &str) -> Option<(Option<u16>, &[u8])> {
+    let Some(fraction) = rest.strip_prefix('.') else { return Some((None, rest.as_bytes())) };
+    let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return None;
+    }
+    let kept = &fraction[..digits.min(3)];
+    let scale = 10u16.pow(3 - kept.len() as u32);
+    Some((Some(kept.parse::<u16>().ok()? * scale), &fraction.as_bytes()[digits..]))
+}
+
+/// An RFC 3339 zone (`Z`, `+08:00`, `-03:30`) as minutes east of UTC.
+fn rfc3339_offset(zone: &[u8]) -> Option<i32> {
+    match zone {
+        [b'Z' | b'z'] => Some(0),
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let digits = [*h1, *h2, *m1, *m2];
+            if !digits.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            let v = i32::from(h1 - b'0') * 600
+                + i32::from(h2 - b'0') * 60
+                + i32::from(m1 - b'0') * 10
+                + i32::from(m2 - b'0');
+            Some(if *sign == b'-' { -v } else { v })
+        }
+        _ => None,
     }
 }
 
