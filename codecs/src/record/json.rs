@@ -34,77 +34,89 @@ impl Record {
     /// has room.
     pub fn write_json(&self, out: &mut Vec<u8>) {
         // Every field named, so a field added to `Record` fails to compile here instead of
-        // going missing from the JSON.
+        // going missing from the JSON (each is written by one of the three parts below).
         let Record {
-            schema,
-            protocol,
-            device_id,
-            kind,
-            message_type,
-            seq,
-            received_at,
-            fix_time,
-            valid,
-            latitude,
-            longitude,
-            altitude_m,
-            speed_kmh,
-            course_deg,
-            satellites,
-            hdop,
-            alarms,
-            attributes,
+            schema: _,
+            protocol: _,
+            device_id: _,
+            kind: _,
+            message_type: _,
+            seq: _,
+            received_at: _,
+            fix_time: _,
+            valid: _,
+            latitude: _,
+            longitude: _,
+            altitude_m: _,
+            speed_kmh: _,
+            course_deg: _,
+            satellites: _,
+            hdop: _,
+            alarms: _,
+            attributes: _,
         } = self;
+        self.write_identity(out);
+        self.write_fix(out);
+        if !self.alarms.is_empty() {
+            out.extend_from_slice(b",\"alarms\":");
+            write_list(out, *b"[]", &self.alarms, |out, alarm| write_str(out, alarm));
+        }
+        if !self.attributes.is_empty() {
+            out.extend_from_slice(b",\"attributes\":");
+            write_attributes(out, &self.attributes);
+        }
+        out.push(b'}');
+    }
+
+    /// From the opening brace to `seq`: what the record is and whose.
+    #[inline(always)]
+    fn write_identity(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"{\"schema\":");
-        write_int(out, *schema);
+        write_int(out, self.schema);
         out.extend_from_slice(b",\"protocol\":\"");
-        out.extend_from_slice(protocol.as_str().as_bytes());
+        out.extend_from_slice(self.protocol.as_str().as_bytes());
         out.push(b'"');
-        if let Some(id) = device_id {
+        if let Some(id) = &self.device_id {
             out.extend_from_slice(b",\"device_id\":");
             write_str(out, id);
         }
         out.extend_from_slice(b",\"kind\":\"");
-        out.extend_from_slice(kind.as_str().as_bytes());
+        out.extend_from_slice(self.kind.as_str().as_bytes());
         out.extend_from_slice(b"\",\"message_type\":");
-        write_str(out, message_type);
-        if let Some(seq) = seq {
+        write_str(out, &self.message_type);
+        if let Some(seq) = self.seq {
             out.extend_from_slice(b",\"seq\":");
-            write_int(out, *seq);
+            write_int(out, seq);
         }
-        if let Some(t) = received_at {
+    }
+
+    /// The times and the fix, `received_at` to `hdop`.
+    #[inline(always)]
+    fn write_fix(&self, out: &mut Vec<u8>) {
+        if let Some(t) = self.received_at {
             out.extend_from_slice(b",\"received_at\":");
-            write_time(out, *t);
+            write_time(out, t);
         }
-        if let Some(t) = fix_time {
+        if let Some(t) = self.fix_time {
             out.extend_from_slice(b",\"fix_time\":");
-            write_time(out, *t);
+            write_time(out, t);
         }
-        if let Some(valid) = valid {
-            out.extend_from_slice(if *valid { b",\"valid\":true" } else { b",\"valid\":false" });
+        if let Some(valid) = self.valid {
+            out.extend_from_slice(if valid { b",\"valid\":true" } else { b",\"valid\":false" });
         }
-        put_f64(out, b",\"latitude\":", *latitude);
-        put_f64(out, b",\"longitude\":", *longitude);
-        put_f64(out, b",\"altitude_m\":", *altitude_m);
-        put_f64(out, b",\"speed_kmh\":", *speed_kmh);
-        put_f64(out, b",\"course_deg\":", *course_deg);
-        if let Some(n) = satellites {
+        put_f64(out, b",\"latitude\":", self.latitude);
+        put_f64(out, b",\"longitude\":", self.longitude);
+        put_f64(out, b",\"altitude_m\":", self.altitude_m);
+        put_f64(out, b",\"speed_kmh\":", self.speed_kmh);
+        put_f64(out, b",\"course_deg\":", self.course_deg);
+        if let Some(n) = self.satellites {
             out.extend_from_slice(b",\"satellites\":");
-            write_int(out, *n);
+            write_int(out, n);
         }
-        if let Some(v) = hdop {
+        if let Some(v) = self.hdop {
             out.extend_from_slice(b",\"hdop\":");
-            write_f64(out, *v);
+            write_f64(out, v);
         }
-        if !alarms.is_empty() {
-            out.extend_from_slice(b",\"alarms\":");
-            write_list(out, *b"[]", alarms, |out, alarm| write_str(out, alarm));
-        }
-        if !attributes.is_empty() {
-            out.extend_from_slice(b",\"attributes\":");
-            write_attributes(out, attributes);
-        }
-        out.push(b'}');
     }
 }
 
