@@ -509,10 +509,7 @@ fn parse_header(raw: &[u8], xor_all: u8) -> Result<(Header, std::ops::Range<usiz
         _ => 13,
     };
     if raw.len() < shortest {
-        return Err(Reject::new(
-            RejectKind::Truncated,
-            format!("a frame of {} bytes; the shortest has {shortest} (header and check code)", raw.len()),
-        ));
+        return Err(frame_too_short(raw.len(), shortest));
     }
     let (content, check) = raw.split_at(raw.len() - 1);
     if xor_all != 0 {
@@ -527,46 +524,12 @@ fn parse_header(raw: &[u8], xor_all: u8) -> Result<(Header, std::ops::Range<usiz
     }
     let package = properties & SUBPACKAGE != 0;
     let fits = |hl: usize| content.len().checked_sub(hl) == Some(declared);
-    // The layout is decided from the lengths alone and the header read once: building one
-    // per candidate layout and then choosing copied the struct through memory right after
-    // writing it field by field (a store-forwarding stall). With this function and
-    // `Frame::parse` inlined, the header reaches the caller in registers; either change
-    // alone was slower (BENCHMARKS.md, JT808).
-    let edition = if properties & VERSION_2019 != 0 {
-        // Some 2013 terminals set the version bit anyway (docs/protocols/jt808.md §3.4): when only the 2013 reading
-        // makes the declared length come out right, it is the 2013 layout.
-        if !fits(header_len(Edition::V2019 { version: 0 }, package)) && fits(header_len(Edition::V2013, package)) {
-            Edition::V2013
-        } else {
-            Edition::V2019 { version: raw[field::VERSION] }
-        }
-    } else {
-        Edition::V2013
-    };
+    let edition = edition(raw, properties, fits);
     let hl = header_len(edition, package);
     if content.len() < hl {
-        return Err(Reject::new(
-            RejectKind::Truncated,
-            format!("{} bytes are too few for the header the properties 0x{properties:04X} announce", content.len()),
-        ));
+        return Err(header_cut_short(content.len(), properties));
     }
-    match (properties & ENCRYPTION_MASK) >> 10 {
-        0 => {}
-        1 => {
-            return Err(Reject::new(
-                RejectKind::Unsupported,
-                format!("message 0x{message_id:04X} has an RSA-encrypted body; no key is configured"),
-            ))
-        }
-        bits => {
-            return Err(Reject::new(
-                RejectKind::Unsupported,
-                format!(
-                    "message 0x{message_id:04X} sets the reserved encryption bits {bits:03b} (a vendor header this codec does not read)"
-                ),
-            ))
-        }
-    }
+    refuse_encryption(message_id, properties)?;
     // The terminal number, then the serial and the package fields.
     let number_at = number_field(edition);
     let after = number_at.end;
@@ -580,6 +543,62 @@ fn parse_header(raw: &[u8], xor_all: u8) -> Result<(Header, std::ops::Range<usiz
         package: package.then(|| (be16(after + 2), be16(after + 4))),
     };
     Ok((header, hl..content.len(), fits(hl)))
+}
+
+/// The layout the properties announce. The layout is decided from the lengths alone and
+/// the header read once: building one per candidate layout and then choosing copied the
+/// struct through memory right after writing it field by field (a store-forwarding stall).
+/// With this, `parse_header` and `Frame::parse` inlined, the header reaches the caller in
+/// registers; either change alone was slower (BENCHMARKS.md, JT808).
+#[inline(always)]
+fn edition(raw: &[u8], properties: u16, fits: impl Fn(usize) -> bool) -> Edition {
+    if properties & VERSION_2019 == 0 {
+        return Edition::V2013;
+    }
+    let package = properties & SUBPACKAGE != 0;
+    // Some 2013 terminals set the version bit anyway (docs/protocols/jt808.md §3.4): when
+    // only the 2013 reading makes the declared length come out right, it is the 2013 layout.
+    if !fits(header_len(Edition::V2019 { version: 0 }, package)) && fits(header_len(Edition::V2013, package)) {
+        Edition::V2013
+    } else {
+        Edition::V2019 { version: raw[field::VERSION] }
+    }
+}
+
+/// A body that is not plain: RSA (no key is ever configured) or the reserved encryption
+/// values, which mean a vendor header this codec does not read.
+#[inline(always)]
+fn refuse_encryption(message_id: u16, properties: u16) -> Result<(), Reject> {
+    match (properties & ENCRYPTION_MASK) >> 10 {
+        0 => Ok(()),
+        bits => Err(encrypted(message_id, bits)),
+    }
+}
+
+#[cold]
+fn encrypted(message_id: u16, bits: u16) -> Reject {
+    let what = if bits == 1 {
+        format!("message 0x{message_id:04X} has an RSA-encrypted body; no key is configured")
+    } else {
+        format!(
+            "message 0x{message_id:04X} sets the reserved encryption bits {bits:03b} (a vendor header this codec does not read)"
+        )
+    };
+    Reject::new(RejectKind::Unsupported, what)
+}
+
+#[cold]
+fn frame_too_short(len: usize, shortest: usize) -> Reject {
+    Reject::new(
+        RejectKind::Truncated,
+        format!("a frame of {len} bytes; the shortest has {shortest} (header and check code)"),
+    )
+}
+
+#[cold]
+fn header_cut_short(len: usize, properties: u16) -> Reject {
+    let what = format!("{len} bytes are too few for the header the properties 0x{properties:04X} announce");
+    Reject::new(RejectKind::Truncated, what)
 }
 
 /// The header of a short-serial message (§9): the property bits above the length are the
