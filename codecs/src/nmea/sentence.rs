@@ -284,23 +284,7 @@ pub fn parse(text: &[u8]) -> Result<ParsedSentence<'_>, Reject> {
     if start != b'$' && start != b'!' {
         return Err(Reject::new(RejectKind::Garbage, "a sentence starts with '$' or '!'"));
     }
-    let (body, received) = match memchr::memchr(b'*', rest) {
-        Some(star) => {
-            let (body, cs) = (&rest[..star], &rest[star + 1..]);
-            let received = match cs {
-                [h, l] => hex_digit(*h).zip(hex_digit(*l)).map(|(h, l)| h << 4 | l),
-                _ => None,
-            };
-            let Some(received) = received else {
-                return Err(malformed(format!(
-                    "checksum must be two hex digits after '*', found {:?}",
-                    String::from_utf8_lossy(cs)
-                )));
-            };
-            (body, Some(received))
-        }
-        None => (rest, None),
-    };
+    let (body, received) = split_checksum(rest)?;
     let (computed, clean) = scan_body(body);
     if let Some(received) = received {
         if computed != received {
@@ -309,13 +293,7 @@ pub fn parse(text: &[u8]) -> Result<ParsedSentence<'_>, Reject> {
     }
     let checksum_present = received.is_some();
     if !clean {
-        if let Some(i) = body.iter().position(|&b| !(0x20..=0x7e).contains(&b)) {
-            return Err(malformed(format!("byte 0x{:02X} at {} is not printable ASCII", body[i], i + 1)));
-        }
-        // `$` is reserved as the start marker (docs/protocols/nmea.md §1); inside a body it means two
-        // sentences ran together.
-        let i = memchr::memchr(b'$', body).unwrap_or(0);
-        return Err(Reject::new(RejectKind::Truncated, format!("a new '$' at {} inside the sentence", i + 1)));
+        return Err(unclean(body));
     }
     // The body stays bytes: the typed fields are read from bytes, and only what is kept as
     // text (the address, and the fields of sentences kept raw) is made a `str`, from bytes
@@ -341,6 +319,37 @@ pub fn parse(text: &[u8]) -> Result<ParsedSentence<'_>, Reject> {
         Sentence::Unrecognised { address: ascii(address), fields: fields_text.map(ascii) }
     };
     Ok(ParsedSentence { sentence, checksum_present })
+}
+
+/// The body before `*`, and the checksum after it as a number (`None` with no `*`).
+#[inline(always)]
+fn split_checksum(rest: &[u8]) -> Result<(&[u8], Option<u8>), Reject> {
+    let Some(star) = memchr::memchr(b'*', rest) else { return Ok((rest, None)) };
+    let (body, cs) = (&rest[..star], &rest[star + 1..]);
+    match cs {
+        [h, l] => match hex_digit(*h).zip(hex_digit(*l)) {
+            Some((h, l)) => Ok((body, Some(h << 4 | l))),
+            None => Err(bad_checksum_field(cs)),
+        },
+        _ => Err(bad_checksum_field(cs)),
+    }
+}
+
+#[cold]
+fn bad_checksum_field(cs: &[u8]) -> Reject {
+    malformed(format!("checksum must be two hex digits after '*', found {:?}", String::from_utf8_lossy(cs)))
+}
+
+/// Why a body `scan_body` found unclean is refused: a byte that is not printable ASCII, or
+/// a `$`, reserved as the start marker (docs/protocols/nmea.md §1): inside a body it means
+/// two sentences ran together.
+#[cold]
+fn unclean(body: &[u8]) -> Reject {
+    if let Some(i) = body.iter().position(|&b| !(0x20..=0x7e).contains(&b)) {
+        return malformed(format!("byte 0x{:02X} at {} is not printable ASCII", body[i], i + 1));
+    }
+    let i = memchr::memchr(b'$', body).unwrap_or(0);
+    Reject::new(RejectKind::Truncated, format!("a new '$' at {} inside the sentence", i + 1))
 }
 
 /// Bytes already checked to be printable ASCII, as text: ASCII is valid UTF-8, so the
