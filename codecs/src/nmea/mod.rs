@@ -201,18 +201,7 @@ pub fn split_line<'a>(line: &'a [u8], mut each: impl FnMut(LinePiece<'a>)) {
         return;
     };
     if first > 0 {
-        let prefix = &body[..first];
-        match prefix_id(prefix) {
-            // An NMEA 4.x tag block (`\s:r003,c:1577836800*5B\`): source and time metadata of
-            // marine networks, not the device's data; nothing to report.
-            _ if is_tag_block(prefix) => {}
-            Some(id) => each(LinePiece::Identification { offset: lead, id, form: IdForm::Prefix }),
-            None => each(LinePiece::Rejected {
-                offset: lead,
-                len: first,
-                reason: Reject::new(RejectKind::Garbage, format!("{first} bytes before '$' that are not a device id")),
-            }),
-        }
+        prefix_piece(&body[..first], lead, &mut each);
     }
     let mut start = first;
     loop {
@@ -220,31 +209,56 @@ pub fn split_line<'a>(line: &'a [u8], mut each: impl FnMut(LinePiece<'a>)) {
         // came before it was cut short.
         let next = memchr::memchr(b'$', &body[start + 1..]).map(|p| start + 1 + p);
         let seg = &body[start..next.unwrap_or(body.len())];
-        let at = lead + start;
-        match memchr::memchr(b'*', seg) {
-            Some(star) if seg.len() >= star + 3 && seg[star + 1..star + 3].iter().all(u8::is_ascii_hexdigit) => {
-                each(LinePiece::Sentence { offset: at, text: &seg[..star + 3] });
-                let tail = trim(&seg[star + 3..], is_blank);
-                if !tail.is_empty() {
-                    each(LinePiece::Rejected {
-                        offset: at + star + 3,
-                        len: seg.len() - star - 3,
-                        reason: Reject::new(RejectKind::Garbage, format!("{} bytes after the checksum", tail.len())),
-                    });
-                }
-            }
-            None if next.is_some() => each(LinePiece::Rejected {
-                offset: at,
-                len: seg.len(),
-                reason: Reject::new(RejectKind::Truncated, "sentence cut short by a new '$'"),
-            }),
-            // No checksum at the end of the line, or a malformed one: the parser judges.
-            _ => each(LinePiece::Sentence { offset: at, text: seg }),
-        }
+        segment_pieces(seg, lead + start, next.is_some(), &mut each);
         match next {
             Some(n) => start = n,
             None => break,
         }
+    }
+}
+
+/// What comes before a line's first `$`, at `offset`: a device id, an NMEA 4.x tag block
+/// (`\s:r003,c:1577836800*5B\`: source and time metadata of marine networks, not the
+/// device's data; nothing to report), or garbage.
+fn prefix_piece<'a>(prefix: &'a [u8], offset: usize, each: &mut impl FnMut(LinePiece<'a>)) {
+    match prefix_id(prefix) {
+        _ if is_tag_block(prefix) => {}
+        Some(id) => each(LinePiece::Identification { offset, id, form: IdForm::Prefix }),
+        None => each(LinePiece::Rejected {
+            offset,
+            len: prefix.len(),
+            reason: Reject::new(
+                RejectKind::Garbage,
+                format!("{} bytes before '$' that are not a device id", prefix.len()),
+            ),
+        }),
+    }
+}
+
+/// One `$`-started segment of a line, at `offset`: a sentence, with what follows its
+/// checksum refused; a sentence cut short when `cut` (another `$` follows it) and it has no
+/// checksum.
+#[inline(always)]
+fn segment_pieces<'a>(seg: &'a [u8], offset: usize, cut: bool, each: &mut impl FnMut(LinePiece<'a>)) {
+    match memchr::memchr(b'*', seg) {
+        Some(star) if seg.len() >= star + 3 && seg[star + 1..star + 3].iter().all(u8::is_ascii_hexdigit) => {
+            each(LinePiece::Sentence { offset, text: &seg[..star + 3] });
+            let tail = trim(&seg[star + 3..], is_blank);
+            if !tail.is_empty() {
+                each(LinePiece::Rejected {
+                    offset: offset + star + 3,
+                    len: seg.len() - star - 3,
+                    reason: Reject::new(RejectKind::Garbage, format!("{} bytes after the checksum", tail.len())),
+                });
+            }
+        }
+        None if cut => each(LinePiece::Rejected {
+            offset,
+            len: seg.len(),
+            reason: Reject::new(RejectKind::Truncated, "sentence cut short by a new '$'"),
+        }),
+        // No checksum at the end of the line, or a malformed one: the parser judges.
+        _ => each(LinePiece::Sentence { offset, text: seg }),
     }
 }
 
