@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 
 use super::frame::Integrity;
 use super::message::{
-    info_alarm, Az735Report, Cell, CurrentPosition, Gps8Report, Heartbeat, LayoutError, LbsReport, Lw4gReport, Message,
-    Module, StatusBlock, StatusFixReport, WifiAp, X1Report,
+    info_alarm, Az735Report, Cell, CommandReply, CurrentPosition, Gps8Report, Heartbeat, LayoutError, LbsReport,
+    Lw4gReport, Message, Module, Sr411Report, StatusBlock, StatusFixReport, WifiAp, WifiLbs, X1Report,
 };
 use super::*;
 use crate::record::{Kind, Protocol, Record, Timestamp};
@@ -76,30 +76,13 @@ pub(super) fn record<'o>(
             set_extra(r, extra);
         }
         Message::Alarm { fix, lbs, status, fence, extra } => {
-            set_fix(r, fix, tz);
-            if let Some(cell) = Message::alarm_cell(lbs, p) {
-                set_cell(r, &cell);
-            }
-            set_status(r, status);
-            r.attributes.set_opt("geofence_id", *fence);
-            set_extra(r, extra);
+            set_alarm(r, Some((fix, tz)), Message::alarm_cell(lbs, p), status, *fence, extra)
         }
         Message::AlarmJc { time, position, code, extra } => set_alarm_jc(r, *time, *position, *code, extra, tz),
         Message::Heartbeat(h) => set_heartbeat(r, h),
-        Message::LbsStatus { cell, status, extra } => {
-            set_cell(r, cell);
-            set_status(r, status);
-            set_extra(r, extra);
-        }
+        Message::LbsStatus { cell, status, extra } => set_alarm(r, None, Some(*cell), status, None, extra),
         Message::Lbs(report) | Message::LbsCounted { report, .. } => set_lbs(r, report, tz),
-        Message::Sr411(x) => {
-            set_fix(r, &x.fix, tz);
-            set_cell(r, &x.cell);
-            r.attributes.set("battery_v", f64::from(x.battery_centivolts) / 100.0);
-            r.attributes.set("ignition", x.ignition != 0);
-            r.attributes.set("power_v", f64::from(x.power_centivolts) / 100.0);
-            set_extra(r, x.extra);
-        }
+        Message::Sr411(x) => set_sr411(r, x, tz),
         Message::Lw4g(x) => set_lw4g(r, x, tz),
         Message::Modular { modules, extra } => {
             set_modules(r, modules);
@@ -108,47 +91,91 @@ pub(super) fn record<'o>(
         Message::Az735(x) => set_az735(r, x, p, tz),
         Message::StatusFix(x) => set_status_fix(r, x, tz),
         Message::Gps8(x) => set_gps8(r, x, tz),
-        Message::Wifi(w) => {
-            r.fix_time = w.timestamp();
-            if let Some(serving) = w.cells.first() {
-                set_cell(r, serving);
-            }
-            r.attributes.set("cells", Value::Array(w.cells.iter().map(cell_json).collect()));
-            r.attributes.set("wifi", wifi_json(&w.wifi));
-        }
-        Message::AddressRequest { fix, phone, extra } => {
-            set_fix(r, fix, tz);
-            r.attributes.set("address_request", true);
-            set_phone(r, phone);
-            set_extra(r, extra);
-        }
-        Message::LbsAddressRequest { cell, phone, extra } => {
-            set_cell(r, cell);
-            r.attributes.set("address_request", true);
-            set_phone(r, phone);
-            set_extra(r, extra);
-        }
+        Message::Wifi(w) => set_wifi(r, w),
+        Message::AddressRequest { fix, phone, extra } => set_address_request(r, Where::Fix(fix, tz), phone, extra),
+        Message::LbsAddressRequest { cell, phone, extra } => set_address_request(r, Where::Cell(cell), phone, extra),
         Message::Serial { kind, data } => set_serial(r, *kind, data),
         Message::TimeRequest => {}
         Message::Info(info) => set_info(r, info.subtype, info.data),
         Message::X1(x) => set_x1(r, x, tz),
-        Message::CommandReply(reply) => {
-            if let Some(at) = CurrentPosition::parse(&reply.text) {
-                set_current_position(r, &at, ctx.utc_offset_minutes);
-            }
-            r.attributes.set("server_flag", reply.server_flag);
-            r.attributes.set("text", reply.text.clone());
-            r.attributes.set_opt("command", command);
-            set_extra(r, reply.extra);
-        }
+        Message::CommandReply(reply) => set_command_reply(r, reply, command, ctx.utc_offset_minutes),
         Message::Unknown(content) => {
             r.attributes.set_opt("layout_error", layout_error.map(ToString::to_string));
-            if !content.is_empty() {
-                r.attributes.set("data", to_hex(content));
-            }
+            r.attributes.set_opt("data", (!content.is_empty()).then(|| to_hex(content)));
         }
     }
     r
+}
+
+/// An alarm (0x16/0x26/0x27/0xA4: a fix, the cell its LBS block holds, the status block, a
+/// fence) or a cell's status (0x19/0xA5: the cell and the status block).
+fn set_alarm(
+    r: &mut Record,
+    fix: Option<(&GpsFix, i32)>,
+    cell: Option<Cell>,
+    status: &StatusBlock,
+    fence: Option<u8>,
+    extra: &[u8],
+) {
+    if let Some((fix, tz)) = fix {
+        set_fix(r, fix, tz);
+    }
+    if let Some(cell) = cell {
+        set_cell(r, &cell);
+    }
+    set_status(r, status);
+    r.attributes.set_opt("geofence_id", fence);
+    set_extra(r, extra);
+}
+
+/// The SR411 mini's 0x24: a fix, a cell, ignition and the two voltages.
+fn set_sr411(r: &mut Record, x: &Sr411Report<'_>, tz: i32) {
+    set_fix(r, &x.fix, tz);
+    set_cell(r, &x.cell);
+    r.attributes.set("battery_v", f64::from(x.battery_centivolts) / 100.0);
+    r.attributes.set("ignition", x.ignition != 0);
+    r.attributes.set("power_v", f64::from(x.power_centivolts) / 100.0);
+    set_extra(r, x.extra);
+}
+
+/// 0x2C: the cells and access points seen; the first cell is the serving one.
+fn set_wifi(r: &mut Record, w: &WifiLbs) {
+    r.fix_time = w.timestamp();
+    if let Some(serving) = w.cells.first() {
+        set_cell(r, serving);
+    }
+    r.attributes.set("cells", Value::Array(w.cells.iter().map(cell_json).collect()));
+    r.attributes.set("wifi", wifi_json(&w.wifi));
+}
+
+/// Where an address request says the device is.
+enum Where<'a> {
+    Fix(&'a GpsFix, i32),
+    Cell(&'a Cell),
+}
+
+/// 0x1A/0x2A (at a fix) and 0xA7 (at a cell): the device asks for its address, to be sent
+/// to `phone`.
+fn set_address_request(r: &mut Record, at: Where<'_>, phone: &[u8], extra: &[u8]) {
+    match at {
+        Where::Fix(fix, tz) => set_fix(r, fix, tz),
+        Where::Cell(cell) => set_cell(r, cell),
+    }
+    r.attributes.set("address_request", true);
+    set_phone(r, phone);
+    set_extra(r, extra);
+}
+
+/// A reply to a command (`command`, its text, when one was pending); a position reply's
+/// place read from its text, in the login's zone.
+fn set_command_reply(r: &mut Record, reply: &CommandReply<'_>, command: Option<String>, utc_offset_minutes: i32) {
+    if let Some(at) = CurrentPosition::parse(&reply.text) {
+        set_current_position(r, &at, utc_offset_minutes);
+    }
+    r.attributes.set("server_flag", reply.server_flag);
+    r.attributes.set("text", reply.text.clone());
+    r.attributes.set_opt("command", command);
+    set_extra(r, reply.extra);
 }
 
 /// What kind of record each message makes.
