@@ -101,70 +101,100 @@ fn records(mut d: impl RecordDecoder, buf: &[u8]) -> usize {
     events.iter().filter(|e| matches!(e, StreamEvent::Record(_))).count()
 }
 
+/// The generated sets every row reads.
+struct Sets {
+    gt06: Vec<u8>,
+    jt808: Vec<u8>,
+    teltonika: Vec<u8>,
+    teltonika_records: usize,
+    nmea: Vec<u8>,
+}
+
 fn main() {
-    let gt06 = gt06_locations(0x12, 10_000, 11);
-    let jt808 = jt808_locations(10_000, 17, false);
     let (teltonika, teltonika_records) = teltonika_packets(0x08, 10_000, 7);
-    let nmea = nmea_rmc(10_000, 3);
-    println!("{:<36} {:>10} {:>14} {:>16}", "path", "messages", "allocs/msg", "bytes/msg");
-    let report = |name: &str, messages: usize, (allocs, bytes): (usize, usize)| {
-        println!(
-            "{name:<36} {messages:>10} {:>14.2} {:>16.1}",
-            allocs as f64 / messages as f64,
-            bytes as f64 / messages as f64
-        );
-        allocs
+    let sets = Sets {
+        gt06: gt06_locations(0x12, 10_000, 11),
+        jt808: jt808_locations(10_000, 17, false),
+        teltonika,
+        teltonika_records,
+        nmea: nmea_rmc(10_000, 3),
     };
-    // Views: nothing allocated per frame, whatever the set.
-    let (a, b, n) = count(|| gt06_views(&gt06));
+    println!("{:<36} {:>10} {:>14} {:>16}", "path", "messages", "allocs/msg", "bytes/msg");
+    views(&sets);
+    owned(&sets);
+    stream_records(&sets);
+    records_free_what_they_hold();
+    corpus_mix();
+}
+
+/// Prints one row; returns the allocations, for the row's bound.
+fn report(name: &str, messages: usize, (allocs, bytes): (usize, usize)) -> usize {
+    println!(
+        "{name:<36} {messages:>10} {:>14.2} {:>16.1}",
+        allocs as f64 / messages as f64,
+        bytes as f64 / messages as f64
+    );
+    allocs
+}
+
+/// Views: nothing allocated per frame, whatever the set.
+fn views(sets: &Sets) {
+    let (a, b, n) = count(|| gt06_views(&sets.gt06));
     assert!(n > 0);
     assert_eq!(report("gt06 0x12 views", 10_000, (a, b)), 0, "GT06 views allocate");
-    let (a, b, n) = count(|| jt808_views(&jt808));
+    let (a, b, n) = count(|| jt808_views(&sets.jt808));
     assert!(n > 0);
     // Frames with escapes are un-escaped into one buffer for the run (`Frame::parse_with`),
     // which grows a few times to the longest frame; the rest are borrowed.
-    let escaped = jt808.split(|&b| b == 0x7E).filter(|f| f.contains(&0x7D)).count();
+    let escaped = sets.jt808.split(|&b| b == 0x7E).filter(|f| f.contains(&0x7D)).count();
     assert!(escaped > 100, "the set has escaped frames to un-escape");
     assert!(a <= 4, "JT808 views: {a} allocations for {escaped} escaped frames");
     report("jt808 0x0200 views", 10_000, (a, b));
-    let (a, b, n) = count(|| teltonika_views(&teltonika));
+    let (a, b, n) = count(|| teltonika_views(&sets.teltonika));
     assert!(n > 0);
-    assert_eq!(report("teltonika codec8 views", teltonika_records, (a, b)), 0, "Teltonika views allocate");
-    // Owned packets: a fixed number of vectors per packet (record heads, IO elements), not
-    // one or more per record as the peer's owned frames.
-    let (a, b, n) = count(|| teltonika_owned(&teltonika));
+    assert_eq!(report("teltonika codec8 views", sets.teltonika_records, (a, b)), 0, "Teltonika views allocate");
+}
+
+/// Owned packets: a fixed number of vectors per packet (record heads, IO elements), not
+/// one or more per record as the peer's owned frames.
+fn owned(sets: &Sets) {
+    let (a, b, n) = count(|| teltonika_owned(&sets.teltonika));
     assert_eq!(n, 10_000);
     assert!(a <= 2 * 10_000, "Teltonika owned packets: {a} allocations for 10,000 packets");
     report("teltonika codec8 owned", 10_000, (a, b));
-    let (a, b, n) = count(|| nom_teltonika_owned(&teltonika));
+    let (a, b, n) = count(|| nom_teltonika_owned(&sets.teltonika));
     assert_eq!(n, 10_000);
     report("nom-teltonika codec8 owned", 10_000, (a, b));
-    // Records: the normalized owned records, with replies (the gateway's path). A record's
-    // attributes, up to eight, are held in the record and acks inline, so what allocates is
-    // the output vector growing and the session's device id, not each record; Teltonika's
-    // IO elements are one block a packet (10,000 here), shared by its records, and the
-    // random ids name an iButton or an ICCID (text) in a few records in a hundred.
+}
+
+/// Records: the normalized owned records, with replies (the gateway's path). A record's
+/// attributes, up to eight, are held in the record and acks inline, so what allocates is
+/// the output vector growing and the session's device id, not each record; Teltonika's
+/// IO elements are one block a packet (10,000 here), shared by its records, and the
+/// random ids name an iButton or an ICCID (text) in a few records in a hundred.
+fn stream_records(sets: &Sets) {
     const GROWTH: usize = 32;
-    let (a, b, n) = count(|| records(Gt06Decoder::new(Gt06Options::default()), &gt06));
+    let (a, b, n) = count(|| records(Gt06Decoder::new(Gt06Options::default()), &sets.gt06));
     assert_eq!(n, 10_000);
     assert!(report("gt06 0x12 records", n, (a, b)) <= GROWTH, "GT06 records: {a} allocations");
-    let (a, b, n) = count(|| records(Jt808Decoder::new(Jt808Options::default()), &jt808));
+    let (a, b, n) = count(|| records(Jt808Decoder::new(Jt808Options::default()), &sets.jt808));
     assert_eq!(n, 10_000);
     assert!(report("jt808 0x0200 records", n, (a, b)) <= GROWTH, "JT808 records: {a} allocations");
-    let (a, b, n) = count(|| records(TeltonikaDecoder::default(), &teltonika));
-    assert_eq!(n, teltonika_records);
+    let (a, b, n) = count(|| records(TeltonikaDecoder::default(), &sets.teltonika));
+    assert_eq!(n, sets.teltonika_records);
     assert!(
         report("teltonika codec8 records", n, (a, b)) <= 10_000 + n / 20 + GROWTH,
         "Teltonika records: {a} allocations"
     );
-    let (a, b, n) = count(|| records(NmeaDecoder::default(), &nmea));
+    let (a, b, n) = count(|| records(NmeaDecoder::default(), &sets.nmea));
     assert_eq!(n, 10_000);
     assert!(report("nmea rmc records", n, (a, b)) <= GROWTH, "NMEA records: {a} allocations");
-    records_free_what_they_hold();
+}
 
-    // The corpus's mix (the `corpus` bench's sets): every message type, typed views and
-    // records. Typed messages that hold lists (NMEA GSV satellites and GSA ids, JT808
-    // batches and parameter lists) own them, so these views may allocate.
+/// The corpus's mix (the `corpus` bench's sets): every message type, typed views and
+/// records. Typed messages that hold lists (NMEA GSV satellites and GSA ids, JT808
+/// batches and parameter lists) own them, so these views may allocate.
+fn corpus_mix() {
     use corpus_cases as cc;
     use trackgate_codecs::Protocol;
     let mut events = Vec::new();
