@@ -74,7 +74,6 @@ enum Nmeasis {
 /// type it has is called (ours parses every field up front). With encoding, each sentence
 /// is also written back with its `Sentence::encode`.
 fn nmea_peer_nmeasis(stream: &[u8], mode: Nmeasis) -> u64 {
-    use nmeasis::message::Message as M;
     let mut ok = 0;
     let mut written = 0;
     let mut p = nmeasis::parser::NmeaParser::<256>::default();
@@ -98,56 +97,63 @@ fn nmea_peer_nmeasis(stream: &[u8], mode: Nmeasis) -> u64 {
             if mode == Nmeasis::Encode {
                 return;
             }
-            match &s.message {
-                M::Rmc(m) => {
-                    black_box((m.time(), m.is_valid(), m.coordinates(), m.speed(), m.track_made(), m.date()));
-                    black_box((m.magnetic_variation(), m.faa_mode(), m.nav_status()));
-                }
-                M::Gga(m) => {
-                    black_box((m.time(), m.coordinates(), m.fix_quality(), m.satellites(), m.hdop()));
-                    black_box((m.altitude(), m.geoid_separation(), m.dgps_age(), m.dgps_station_id()));
-                }
-                M::Gll(m) => {
-                    black_box((m.coordinates(), m.time(), m.is_valid(), m.faa_mode()));
-                }
-                M::Gns(m) => {
-                    black_box((m.time(), m.coordinates(), m.satellite_count(), m.hdop(), m.altitude()));
-                    black_box((m.geoidal_seperation(), m.dgps_age(), m.dgps_station_id(), m.nav_status()));
-                }
-                M::Gsa(m) => {
-                    black_box((m.mode(), m.fix(), m.pdop(), m.hdop(), m.vdop(), m.system_id()));
-                    for i in 0..12 {
-                        black_box(m.prn(i));
-                    }
-                }
-                M::Gsv(m) => {
-                    black_box((m.total_messages(), m.message_number(), m.satellites_in_view()));
-                    for i in 0..4 {
-                        if let Some(sat) = m.satellite(i) {
-                            black_box((sat.prn(), sat.elevation(), sat.azimuth(), sat.snr()));
-                        }
-                    }
-                }
-                M::Gst(m) => {
-                    black_box((m.time(), m.rms(), m.latitude_error(), m.longitude_error()));
-                }
-                M::Txt(m) => {
-                    black_box((m.total_messages(), m.message_number(), m.message_type()));
-                }
-                M::Vtg(m) => {
-                    black_box((m.degrees_true(), m.speed_knots(), m.speed_kph(), m.faa_mode()));
-                }
-                M::Zda(m) => {
-                    black_box((m.time(), m.date()));
-                }
-                _ => {
-                    black_box(&s);
-                }
-            }
+            call_every_getter(&s.message);
         });
     }
     black_box(written);
     ok
+}
+
+/// Every getter `nmeasis` has for the message's type, each result kept.
+#[inline(always)]
+fn call_every_getter(message: &nmeasis::message::Message<'_>) {
+    use nmeasis::message::Message as M;
+    match message {
+        M::Rmc(m) => {
+            black_box((m.time(), m.is_valid(), m.coordinates(), m.speed(), m.track_made(), m.date()));
+            black_box((m.magnetic_variation(), m.faa_mode(), m.nav_status()));
+        }
+        M::Gga(m) => {
+            black_box((m.time(), m.coordinates(), m.fix_quality(), m.satellites(), m.hdop()));
+            black_box((m.altitude(), m.geoid_separation(), m.dgps_age(), m.dgps_station_id()));
+        }
+        M::Gll(m) => {
+            black_box((m.coordinates(), m.time(), m.is_valid(), m.faa_mode()));
+        }
+        M::Gns(m) => {
+            black_box((m.time(), m.coordinates(), m.satellite_count(), m.hdop(), m.altitude()));
+            black_box((m.geoidal_seperation(), m.dgps_age(), m.dgps_station_id(), m.nav_status()));
+        }
+        M::Gsa(m) => {
+            black_box((m.mode(), m.fix(), m.pdop(), m.hdop(), m.vdop(), m.system_id()));
+            for i in 0..12 {
+                black_box(m.prn(i));
+            }
+        }
+        M::Gsv(m) => {
+            black_box((m.total_messages(), m.message_number(), m.satellites_in_view()));
+            for i in 0..4 {
+                if let Some(sat) = m.satellite(i) {
+                    black_box((sat.prn(), sat.elevation(), sat.azimuth(), sat.snr()));
+                }
+            }
+        }
+        M::Gst(m) => {
+            black_box((m.time(), m.rms(), m.latitude_error(), m.longitude_error()));
+        }
+        M::Txt(m) => {
+            black_box((m.total_messages(), m.message_number(), m.message_type()));
+        }
+        M::Vtg(m) => {
+            black_box((m.degrees_true(), m.speed_knots(), m.speed_kph(), m.faa_mode()));
+        }
+        M::Zda(m) => {
+            black_box((m.time(), m.date()));
+        }
+        _ => {
+            black_box(message);
+        }
+    }
 }
 
 /// Ours on the same lines: parse, and with `encode` each sentence written back.
