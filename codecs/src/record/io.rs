@@ -177,16 +177,20 @@ impl IoBlock {
     }
 
     /// Hands the block to the records whose elements it holds: each gets its range of it.
+    /// The last of them takes the block itself: each clone and each drop of a reference is
+    /// an atomic update, and a packet has only two or three records to share it.
     pub(crate) fn share<'r>(self, records: impl Iterator<Item = &'r mut IoElements>) {
         if self.held.is_empty() {
             return;
         }
         let block: Arc<[Held]> = Arc::from(&self.held[..]);
-        for io in records {
-            if io.start < io.end {
-                io.block = Some(block.clone());
-            }
+        let mut holders = records.filter(|io| io.start < io.end);
+        let Some(mut last) = holders.next() else { return };
+        for io in holders {
+            last.block = Some(block.clone());
+            last = io;
         }
+        last.block = Some(block);
     }
 }
 
