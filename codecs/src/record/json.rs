@@ -330,9 +330,12 @@ fn needs_escape(word: u64) -> bool {
 fn write_f64(out: &mut Vec<u8>, v: f64) {
     // Whole numbers below 10^15 (speeds and courses often are) print as the integer and
     // `.0`, as the shortest form does; that is an integer's formatting instead of the
-    // float's. Not -0.0, which keeps its sign.
-    if v.fract() == 0.0 && v.abs() < 1e15 && v.to_bits() != (-0.0f64).to_bits() {
-        write_int(out, v as i64);
+    // float's. Not -0.0, which keeps its sign. Whole is tested by a round trip through an
+    // integer (exact below 10^15; NaN becomes 0 and fails): `fract` is a call to `trunc`
+    // where the target has no rounding instruction, as x86-64's baseline has none.
+    let whole = v as i64;
+    if v.abs() < 1e15 && whole as f64 == v && v.to_bits() != (-0.0f64).to_bits() {
+        write_int(out, whole);
         out.extend_from_slice(b".0");
     } else if v.is_finite() {
         put_short(out, zmij::Buffer::new().format_finite(v).as_bytes());
